@@ -1,0 +1,10 @@
+//! Request decisions with no sockets.
+//!
+//! Everything here is pure: it takes parsed inputs and returns a decision or a
+//! typed error, so the proxy, the reference backend and the bridges share the
+//! same rules and the rules are unit-tested without a network.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod problem;
+pub mod validation;

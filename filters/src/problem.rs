@@ -1,0 +1,103 @@
+//! RFC 9457 problem details, the one error body every HTTP surface returns.
+
+use serde::Serialize;
+
+/// Media type of a problem details body.
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+/// An RFC 9457 problem details object with the request id extension member.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// A URI reference naming the problem type; `about:blank` when the status says it all.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short, human-readable summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// Explanation specific to this occurrence; never carries a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The request id, so a caller can quote it to an operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Problem {
+    /// A problem with the standard title for `status` and an optional detail.
+    pub fn new(status: u16, detail: impl Into<Option<String>>) -> Self {
+        Problem {
+            kind: "about:blank".to_string(),
+            title: title_for(status).to_string(),
+            status,
+            detail: detail.into(),
+            request_id: None,
+        }
+    }
+
+    /// Sets the problem type URI (for example `urn:mft:problem:invalid-filename`).
+    pub fn with_type(mut self, kind: &str) -> Self {
+        self.kind = kind.to_string();
+        self
+    }
+
+    /// Attaches the request id.
+    pub fn with_request_id(mut self, id: impl Into<String>) -> Self {
+        self.request_id = Some(id.into());
+        self
+    }
+
+    /// The JSON body. Serialising this struct cannot fail (only strings and numbers).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
+
+/// Reason phrase used as the problem title.
+pub fn title_for(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        429 => "Too Many Requests",
+        460 => "Checksum Mismatch",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialises_rfc9457_members() {
+        let p = Problem::new(502, Some("backend unreachable".to_string())).with_request_id("r1");
+        let v: serde_json::Value = serde_json::from_slice(&p.to_json()).unwrap();
+        assert_eq!(v["type"], "about:blank");
+        assert_eq!(v["title"], "Bad Gateway");
+        assert_eq!(v["status"], 502);
+        assert_eq!(v["detail"], "backend unreachable");
+        assert_eq!(v["request_id"], "r1");
+    }
+
+    #[test]
+    fn omits_absent_members() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&Problem::new(404, None).to_json()).unwrap();
+        assert!(v.get("detail").is_none());
+        assert!(v.get("request_id").is_none());
+    }
+}

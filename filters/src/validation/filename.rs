@@ -1,0 +1,114 @@
+//! File names that arrive from outside (`X-Filename`, multipart parts, tus
+//! metadata, MIME attachments, SFTP paths).
+//!
+//! A name is accepted only if it cannot change directories on any platform the
+//! backend may store it on, so the rules are deliberately stricter than POSIX.
+
+use thiserror::Error;
+use unicode_normalization::UnicodeNormalization;
+
+/// Longest accepted name in bytes (after NFC normalisation), as most file systems allow.
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+/// Why a file name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FilenameError {
+    /// The name is empty or only whitespace.
+    #[error("file name is empty")]
+    Empty,
+    /// The name is `.` or `..` or contains `..`.
+    #[error("file name must not contain '..'")]
+    DotDot,
+    /// The name contains `/` or `\`.
+    #[error("file name must not contain a path separator")]
+    Separator,
+    /// The name contains NUL or another control character.
+    #[error("file name must not contain control characters")]
+    Control,
+    /// The name is longer than [`MAX_FILENAME_BYTES`].
+    #[error("file name is longer than {MAX_FILENAME_BYTES} bytes")]
+    TooLong,
+}
+
+/// Validates `raw` and returns it normalised to Unicode NFC.
+///
+/// Normalising first means two spellings of the same visible name map to one
+/// stored name, and the checks run on what will actually be stored.
+pub fn validate_filename(raw: &str) -> Result<String, FilenameError> {
+    let name: String = raw.nfc().collect();
+    if name.trim().is_empty() {
+        return Err(FilenameError::Empty);
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FilenameError::Control);
+    }
+    if name.contains('/') || name.contains('\\') {
+        return Err(FilenameError::Separator);
+    }
+    if name == "." || name.contains("..") {
+        return Err(FilenameError::DotDot);
+    }
+    if name.len() > MAX_FILENAME_BYTES {
+        return Err(FilenameError::TooLong);
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_and_unicode_names() {
+        assert_eq!(
+            validate_filename("report 2026.pdf").unwrap(),
+            "report 2026.pdf"
+        );
+        assert_eq!(
+            validate_filename("Übersicht.xlsx").unwrap(),
+            "Übersicht.xlsx"
+        );
+        assert_eq!(validate_filename(".profile").unwrap(), ".profile");
+    }
+
+    #[test]
+    fn normalises_to_nfc() {
+        // "e" followed by a combining acute accent becomes the single code point é.
+        let decomposed = "cafe\u{301}.txt";
+        assert_eq!(validate_filename(decomposed).unwrap(), "caf\u{e9}.txt");
+    }
+
+    #[test]
+    fn refuses_traversal_separators_and_controls() {
+        let cases = [
+            ("", FilenameError::Empty),
+            ("   ", FilenameError::Empty),
+            ("..", FilenameError::DotDot),
+            (".", FilenameError::DotDot),
+            ("a..b", FilenameError::DotDot),
+            ("../etc/passwd", FilenameError::Separator),
+            ("dir/file", FilenameError::Separator),
+            ("dir\\file", FilenameError::Separator),
+            ("nul\0byte", FilenameError::Control),
+            ("line\nbreak", FilenameError::Control),
+            ("del\u{7f}", FilenameError::Control),
+        ];
+        for (input, want) in cases {
+            assert_eq!(validate_filename(input), Err(want), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_over_255_bytes_after_normalisation() {
+        assert!(validate_filename(&"a".repeat(255)).is_ok());
+        assert_eq!(
+            validate_filename(&"a".repeat(256)),
+            Err(FilenameError::TooLong)
+        );
+        // 128 two-byte characters are 256 bytes although only 128 characters.
+        assert_eq!(
+            validate_filename(&"é".repeat(128)),
+            Err(FilenameError::TooLong)
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! Input validation shared by the proxy, the backend and the bridges.
+
+pub mod filename;
+pub mod folder;
