@@ -1,1 +1,79 @@
+//! Configuration of mft-gateway.
+//!
+//! Two layers, converted once: [`file`] is the serde schema of `gateway.toml`
+//! (unknown keys are errors), [`model`] is the validated runtime model the rest
+//! of the program uses (socket addresses, durations, resolved secrets, absolute
+//! paths). [`load`] reads a file, converts it and reports *every* problem with
+//! its key path and line, not just the first.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
+mod convert;
+pub mod error;
+pub mod file;
+mod locate;
+pub mod model;
+pub mod quota;
+pub mod secret;
+
+use std::path::Path;
+
+pub use error::{ConfigError, Issue};
+pub use model::Config;
+pub use secret::Secret;
+
+/// A validated configuration plus the warnings that did not stop it loading.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The runtime model.
+    pub config: Config,
+    /// Non-fatal findings, e.g. a secret written in clear in the file.
+    pub warnings: Vec<Issue>,
+}
+
+/// Reads, parses and validates the config file at `path`.
+///
+/// Relative paths inside the file are resolved against the file's directory,
+/// so a config works the same whatever the working directory of the process.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(&text, path)
+}
+
+/// Parses and validates config `text` as if it had been read from `path`.
+pub fn load_str(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let index = locate::SpanIndex::new(text);
+    let parsed: file::FileConfig = toml::from_str(text).map_err(|e| {
+        let (line, key) = match e.span() {
+            Some(span) => (Some(index.line_of(span.start)), index.key_at(span.start)),
+            None => (None, None),
+        };
+        ConfigError::Invalid {
+            path: path.to_path_buf(),
+            issues: vec![Issue {
+                key: key.unwrap_or_default(),
+                line,
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    let mut ctx = convert::Ctx::new(base, &index);
+    let config = convert::convert(parsed, path, &mut ctx);
+    match config {
+        Some(config) if ctx.errors.is_empty() => Ok(Loaded {
+            config,
+            warnings: ctx.warnings,
+        }),
+        _ => Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            issues: ctx.errors,
+        }),
+    }
+}

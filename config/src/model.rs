@@ -1,0 +1,105 @@
+//! The validated runtime configuration.
+
+use crate::quota::Quota;
+use crate::secret::Secret;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the gateway needs, validated and resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub source: PathBuf,
+    /// `[server]`
+    pub server: Server,
+    /// `[organization]`
+    pub organization: Organization,
+    /// `[backend]`
+    pub backend: Backend,
+    /// `[rate_limit]`
+    pub rate_limit: RateLimit,
+    /// `[logging]`
+    pub logging: Logging,
+}
+
+/// Listeners, TLS material and process behaviour.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Public HTTPS listener.
+    pub https_listen: SocketAddr,
+    /// Certificate chain file (absolute).
+    pub tls_cert: PathBuf,
+    /// Private key file (absolute).
+    pub tls_key: PathBuf,
+    /// Admin listener; never public.
+    pub admin_listen: SocketAddr,
+    /// Data directory (absolute).
+    pub data_dir: PathBuf,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Limit for a client to complete its TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Idle HTTP/1.1 keep-alive time.
+    pub keepalive_timeout: Duration,
+    /// Drain time for in-flight requests after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// Our organisation.
+#[derive(Debug, Clone)]
+pub struct Organization {
+    /// Short name.
+    pub name: String,
+    /// Lower-case e-mail domains.
+    pub email_domains: Vec<String>,
+}
+
+/// The MFT REST backend.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Base URL (`http` or `https`, with a host).
+    pub url: Url,
+    /// Request-signing key.
+    pub signing_key: Option<Secret>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout.
+    pub read_timeout: Duration,
+    /// Write timeout.
+    pub write_timeout: Duration,
+    /// Idle time of a pooled connection.
+    pub idle_timeout: Duration,
+    /// Idle connections kept.
+    pub pool_size: usize,
+}
+
+/// Rate-limit quotas.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    /// Per principal.
+    pub per_key: Option<Quota>,
+    /// Per client IP before authentication.
+    pub per_ip: Option<Quota>,
+}
+
+/// Log output.
+#[derive(Debug, Clone)]
+pub struct Logging {
+    /// Output format.
+    pub format: LogFormat,
+    /// tracing filter directive.
+    pub level: String,
+    /// Whether to emit one access line per request.
+    pub access_log: bool,
+}
+
+/// Log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, coloured when on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,150 @@
+//! Loading whole files: defaults, relative paths, and errors that name key and line.
+
+use mft_config::{load, load_str, ConfigError};
+use std::path::Path;
+use std::time::Duration;
+
+const MINIMAL: &str = r#"
+[server]
+tls_cert = "certs/gateway.pem"
+tls_key = "certs/gateway.key"
+
+[backend]
+url = "http://127.0.0.1:8080"
+"#;
+
+fn issues(text: &str) -> Vec<String> {
+    match load_str(text, Path::new("/etc/mft/gateway.toml")) {
+        Err(ConfigError::Invalid { issues, path }) => issues
+            .iter()
+            .map(|i| i.display_in(&path).to_string())
+            .collect(),
+        Err(e) => panic!("unexpected error kind: {e}"),
+        Ok(_) => panic!("config was accepted"),
+    }
+}
+
+#[test]
+fn minimal_file_gets_defaults_and_paths_relative_to_the_file() {
+    let loaded = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml")).unwrap();
+    let c = loaded.config;
+    assert_eq!(c.server.https_listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9901");
+    assert_eq!(c.server.tls_cert, Path::new("/etc/mft/certs/gateway.pem"));
+    assert_eq!(c.server.data_dir, Path::new("/etc/mft/data"));
+    assert_eq!(c.backend.connect_timeout, Duration::from_secs(5));
+    assert!(c.backend.signing_key.is_none());
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn relative_url_is_named_with_file_line_and_key() {
+    let text = MINIMAL.replace("http://127.0.0.1:8080", "backend.local/api");
+    assert_eq!(
+        issues(&text),
+        vec!["gateway.toml:7: backend.url: relative URL without a base"]
+    );
+}
+
+#[test]
+fn unknown_key_is_an_error_with_its_line() {
+    let text = MINIMAL.replace("[backend]\n", "[backend]\nurll = \"x\"\n");
+    let found = issues(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("gateway.toml:7: backend.urll: unknown field `urll`"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn unknown_table_is_an_error() {
+    let found = issues(&format!("{MINIMAL}\n[servr]\nx = 1\n"));
+    assert!(found[0].contains("unknown field `servr`"), "{found:?}");
+    assert!(found[0].starts_with("gateway.toml:9: servr:"), "{found:?}");
+}
+
+#[test]
+fn wrong_type_names_key_and_line() {
+    let text = MINIMAL.replace("[server]\n", "[server]\nthreads = \"four\"\n");
+    let found = issues(&text);
+    assert!(
+        found[0].starts_with("gateway.toml:3: server.threads:"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let text = r#"
+[server]
+https_listen = "nowhere"
+tls_cert = "c.pem"
+tls_key = "k.pem"
+shutdown_timeout = "soon"
+
+[backend]
+url = "ftp://x"
+"#;
+    let found = issues(text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].starts_with("gateway.toml:3: server.https_listen: expected IP:PORT"));
+    assert!(found[1].starts_with("gateway.toml:6: server.shutdown_timeout:"));
+    assert!(found[2].starts_with("gateway.toml:9: backend.url: scheme must be http or https"));
+}
+
+#[test]
+fn missing_required_keys_point_at_their_table() {
+    let found = issues("[server]\ntls_cert = \"c\"\n\n[backend]\n");
+    assert_eq!(
+        found,
+        vec![
+            "gateway.toml:1: server.tls_key: missing: path of the PEM private key",
+            "gateway.toml:4: backend.url: missing: base URL of the MFT backend, e.g. \"http://127.0.0.1:8080\"",
+        ]
+    );
+}
+
+#[test]
+fn clear_text_secret_is_a_warning_and_env_reference_resolves() {
+    let text = format!("{MINIMAL}signing_key = \"abc\"\n");
+    let loaded = load_str(&text, Path::new("gateway.toml")).unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert_eq!(loaded.warnings[0].key, "backend.signing_key");
+    assert_eq!(loaded.warnings[0].line, Some(8));
+
+    std::env::set_var("MFT_CONFIG_TEST_SIGNING_KEY", "from-env");
+    let text = format!("{MINIMAL}signing_key = \"env:MFT_CONFIG_TEST_SIGNING_KEY\"\n");
+    let loaded = load_str(&text, Path::new("gateway.toml")).unwrap();
+    assert!(loaded.warnings.is_empty());
+    assert_eq!(
+        loaded.config.backend.signing_key.unwrap().expose(),
+        "from-env"
+    );
+}
+
+#[test]
+fn missing_secret_reference_is_an_error_without_the_value() {
+    let text = format!("{MINIMAL}signing_key = \"env:MFT_CONFIG_TEST_UNSET\"\n");
+    let found = issues(&text);
+    assert_eq!(
+        found,
+        vec!["gateway.toml:8: backend.signing_key: environment variable MFT_CONFIG_TEST_UNSET is not set (or not UTF-8)"]
+    );
+}
+
+#[test]
+fn rate_limit_syntax_is_checked() {
+    let found = issues(&format!("{MINIMAL}\n[rate_limit]\nper_key = \"fast\"\n"));
+    assert!(
+        found[0].starts_with("gateway.toml:10: rate_limit.per_key: expected"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_read_error() {
+    let err = load(Path::new("/nonexistent/gateway.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }));
+    assert!(err.to_string().contains("/nonexistent/gateway.toml"));
+}
