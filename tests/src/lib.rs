@@ -1,1 +1,425 @@
+//! Harness for end-to-end tests: certificates, free ports, the real
+//! `mft-gateway` and `mft-backend` binaries as child processes that are
+//! killed when dropped, readiness by polling, and HTTP clients that trust
+//! the test CA.
+//!
+//! The binaries come from the same target directory as the test executable;
+//! `scripts/test` builds them first.
 
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use sha2::{Digest, Sha256};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary next to the running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/e2e-xxxx -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (scripts/test does: cargo build --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A loopback address that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr")
+}
+
+/// Test PKI: a CA and a certificate for localhost / 127.0.0.1 signed by it.
+pub struct Certs {
+    /// CA certificate (PEM) to trust in clients.
+    pub ca_pem: String,
+    /// CA file.
+    pub ca: PathBuf,
+    /// Server chain file.
+    pub cert: PathBuf,
+    /// Server key file.
+    pub key: PathBuf,
+}
+
+/// Writes a fresh CA and server certificate into `dir`.
+pub fn make_certs(dir: &Path) -> Certs {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mft test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let certs = Certs {
+        ca_pem: ca_cert.pem(),
+        ca: dir.join("ca.pem"),
+        cert: dir.join("gateway.pem"),
+        key: dir.join("gateway.key"),
+    };
+    std::fs::write(&certs.ca, &certs.ca_pem).unwrap();
+    std::fs::write(&certs.cert, cert.pem()).unwrap();
+    std::fs::write(&certs.key, key.serialize_pem()).unwrap();
+    certs
+}
+
+/// A child process that is killed when dropped; its output goes to files.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    name: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Proc {
+    /// Starts `program` with `args`, output captured under `dir`.
+    pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> Proc {
+        let stdout = dir.join(format!("{name}.stdout"));
+        let stderr = dir.join(format!("{name}.stderr"));
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Proc {
+            child,
+            name: name.to_string(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Everything the process wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Panics with the process's output if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited early with {status}\n--- stdout\n{}\n--- stderr\n{}",
+                self.name,
+                self.stdout(),
+                self.stderr()
+            );
+        }
+    }
+
+    /// Sends a signal by name (TERM, INT, KILL) with the system's `kill`.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for exit up to `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `url` until it answers 200, the process dies, or 30 s pass.
+pub async fn wait_ready(proc: &mut Proc, client: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        proc.assert_running();
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready after 30 s\n{}",
+            proc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A running reference backend.
+pub struct Backend {
+    /// The process.
+    pub proc: Proc,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+}
+
+/// Starts `mft-backend` with data under `dir/backend-data`.
+pub async fn start_backend(dir: &Path) -> Backend {
+    start_backend_at(dir, free_addr()).await
+}
+
+/// Starts `mft-backend` on `addr` (to restart one on the same address).
+pub async fn start_backend_at(dir: &Path, addr: SocketAddr) -> Backend {
+    let data_dir = dir.join("backend-data");
+    let addr_s = addr.to_string();
+    let mut proc = Proc::spawn(
+        "backend",
+        &bin("mft-backend"),
+        &[
+            "--listen",
+            &addr_s,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let url = format!("http://{addr}");
+    wait_ready(
+        &mut proc,
+        &reqwest::Client::new(),
+        &format!("{url}/healthz"),
+    )
+    .await;
+    Backend {
+        proc,
+        url,
+        data_dir,
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The process.
+    pub proc: Proc,
+    /// `https://127.0.0.1:PORT`
+    pub base: String,
+    /// Public address.
+    pub addr: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+    /// The config file.
+    pub config: PathBuf,
+}
+
+/// The config a test gateway runs with; `extra` is appended (more tables).
+pub fn gateway_config(
+    certs: &Certs,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    backend_url: &str,
+    backend_extra: &str,
+) -> String {
+    format!(
+        r#"[server]
+https_listen = "{addr}"
+admin_listen = "{admin}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+data_dir = "gateway-data"
+threads = 2
+shutdown_timeout = "20s"
+
+[backend]
+url = "{backend_url}"
+{backend_extra}
+
+[logging]
+format = "json"
+"#,
+        cert = certs.cert.display(),
+        key = certs.key.display(),
+    )
+}
+
+/// Starts `mft-gateway run` in front of `backend_url`; `backend_extra` adds lines to `[backend]`.
+pub async fn start_gateway(
+    dir: &Path,
+    certs: &Certs,
+    backend_url: &str,
+    backend_extra: &str,
+) -> Gateway {
+    let addr = free_addr();
+    let admin = free_addr();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        gateway_config(certs, addr, admin, backend_url, backend_extra),
+    )
+    .unwrap();
+    let mut proc = Proc::spawn(
+        "gateway",
+        &bin("mft-gateway"),
+        &["run", "--config", config.to_str().unwrap()],
+        dir,
+    );
+    let base = format!("https://{addr}");
+    wait_ready(
+        &mut proc,
+        &client(certs, Proto::Http1),
+        &format!("{base}/healthz"),
+    )
+    .await;
+    Gateway {
+        proc,
+        base,
+        addr,
+        admin,
+        config,
+    }
+}
+
+/// Which HTTP version a client speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 via ALPN.
+    Http2,
+}
+
+/// A client that trusts the test CA.
+pub fn client(certs: &Certs, proto: Proto) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
+    let b = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(600));
+    let b = match proto {
+        Proto::Http1 => b.http1_only(),
+        Proto::Http2 => b,
+    };
+    b.build().unwrap()
+}
+
+/// Deterministic pseudo-random content of any size, streamed in 64 KiB chunks
+/// without holding the whole body, with its SHA-256 computed on the side.
+pub struct Content {
+    block: Vec<u8>,
+    /// Total size.
+    pub size: u64,
+}
+
+impl Content {
+    /// Content of `size` bytes derived from `seed`.
+    pub fn new(size: u64, seed: u64) -> Content {
+        let mut x = seed | 1;
+        let mut block = Vec::with_capacity(1 << 16);
+        while block.len() < 1 << 16 {
+            // xorshift64*: fast, and different seeds give different bytes.
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            block.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        Content { block, size }
+    }
+
+    /// Chunk `i` (64 KiB, the last one shorter); each chunk differs by its index.
+    pub fn chunk(&self, i: u64) -> bytes::Bytes {
+        let start = i * self.block.len() as u64;
+        let len = (self.size - start).min(self.block.len() as u64) as usize;
+        let mut c = self.block[..len].to_vec();
+        for (b, k) in c.iter_mut().zip(i.to_le_bytes()) {
+            *b ^= k;
+        }
+        bytes::Bytes::from(c)
+    }
+
+    /// Number of chunks.
+    pub fn chunks(&self) -> u64 {
+        self.size.div_ceil(self.block.len() as u64)
+    }
+
+    /// Bytes `range` of the content.
+    pub fn slice(&self, start: u64, end_inclusive: u64) -> Vec<u8> {
+        let bs = self.block.len() as u64;
+        (start..=end_inclusive)
+            .map(|pos| {
+                let i = pos / bs;
+                let b = self.block[(pos % bs) as usize];
+                let off = (pos % bs) as usize;
+                if off < 8 {
+                    b ^ i.to_le_bytes()[off]
+                } else {
+                    b
+                }
+            })
+            .collect()
+    }
+
+    /// SHA-256 of the whole content (hex).
+    pub fn sha256(&self) -> String {
+        let mut h = Sha256::new();
+        for i in 0..self.chunks() {
+            h.update(self.chunk(i));
+        }
+        hex::encode(h.finalize())
+    }
+
+    /// A streaming request body.
+    pub fn body(self: &std::sync::Arc<Self>) -> reqwest::Body {
+        let me = self.clone();
+        let stream = futures_util::stream::iter(0..me.chunks())
+            .map(move |i| Ok::<_, std::io::Error>(me.chunk(i)));
+        reqwest::Body::wrap_stream(stream)
+    }
+}
+
+use futures_util::StreamExt;
+
+/// Streams a response body, returning (bytes, SHA-256 hex) without buffering it.
+pub async fn sha256_of(response: reqwest::Response) -> (u64, String) {
+    let mut h = Sha256::new();
+    let mut n = 0u64;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("body chunk");
+        n += chunk.len() as u64;
+        h.update(&chunk);
+    }
+    (n, hex::encode(h.finalize()))
+}
+
+/// Resident set size of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}

@@ -1,0 +1,127 @@
+//! `mft-gateway check`: validate the config, then test each connection the
+//! gateway will need, one line per check, like a "test connection" button.
+
+use crate::proxy::upstream::Upstream;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+struct Report {
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("ok    {what}: {detail}");
+    }
+    fn warn(&self, what: &str, detail: impl std::fmt::Display) {
+        println!("warn  {what}: {detail}");
+    }
+    fn fail(&mut self, what: &str, detail: impl std::fmt::Display) {
+        self.failed = true;
+        println!("FAIL  {what}: {detail}");
+    }
+}
+
+/// Runs every check; exit status 1 if any failed.
+pub fn run(path: &Path) -> ExitCode {
+    let mut r = Report { failed: false };
+    let loaded = match mft_config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            for line in e.to_string().lines() {
+                r.fail("config", line);
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    r.ok("config", format!("{} is valid", path.display()));
+    for w in &loaded.warnings {
+        r.warn("config", w.display_in(path));
+    }
+    let c = &loaded.config;
+
+    match crate::tls::load_certified_key(&c.server.tls_cert, &c.server.tls_key) {
+        Ok(k) => r.ok(
+            "tls",
+            format!(
+                "{} ({} certificate(s) in chain) matches its key",
+                c.server.tls_cert.display(),
+                k.cert.len()
+            ),
+        ),
+        Err(e) => r.fail("tls", e),
+    }
+
+    let probe = c.server.data_dir.join(".check-write");
+    match std::fs::create_dir_all(&c.server.data_dir).and_then(|_| std::fs::write(&probe, b"ok")) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(&probe);
+            r.ok(
+                "data_dir",
+                format!("{} is writable", c.server.data_dir.display()),
+            );
+        }
+        Err(e) => r.fail("data_dir", format!("{}: {e}", c.server.data_dir.display())),
+    }
+
+    match Upstream::new(&c.backend) {
+        Err(e) => r.fail("backend", e),
+        Ok(_) => match probe_backend(&c.backend) {
+            Ok(detail) => r.ok("backend", detail),
+            Err(detail) => r.fail("backend", detail),
+        },
+    }
+
+    if r.failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn probe_backend(backend: &mft_config::model::Backend) -> Result<String, String> {
+    let url = backend.url.join("healthz").map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .connect_timeout(backend.connect_timeout)
+            .timeout(backend.connect_timeout + backend.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let response = client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        let ms = started.elapsed().as_millis();
+        if response.status().is_success() {
+            Ok(format!(
+                "{url} answered HTTP {} in {ms} ms",
+                response.status().as_u16()
+            ))
+        } else {
+            Err(format!(
+                "{url} answered HTTP {} in {ms} ms",
+                response.status().as_u16()
+            ))
+        }
+    })
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"); show all.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

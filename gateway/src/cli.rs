@@ -1,0 +1,66 @@
+//! Command-line interface (the CLI contract in docs/architecture.md).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Edge gateway for managed file transfer.
+#[derive(Debug, Parser)]
+#[command(name = "mft-gateway", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve: HTTPS proxy in front of the MFT backend.
+    Run {
+        /// Config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config, then test every connection; one line per check, exit 1 if any fails.
+    Check {
+        /// Config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Gateway + embedded reference backend + self-signed certificate; prints curl commands.
+    Demo {
+        /// Directory for the demo's config, certificates and data (kept between runs).
+        #[arg(long, default_value = "mft-demo")]
+        dir: PathBuf,
+        /// Public HTTPS address of the demo gateway.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Runs the chosen command.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { config } => {
+            let loaded = load_config(&config)?;
+            crate::telemetry::init(&loaded.config.logging);
+            for w in &loaded.warnings {
+                tracing::warn!("{}", w.display_in(&config));
+            }
+            crate::server::run(loaded.config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => Ok(crate::check::run(&config)),
+        Command::Demo { dir, listen } => {
+            crate::demo::run(&dir, listen)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads a config file, turning every problem into one readable error.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<mft_config::Loaded> {
+    mft_config::load(path).with_context(|| format!("invalid configuration {}", path.display()))
+}

@@ -1,0 +1,158 @@
+//! `mft-gateway demo`: everything needed to try the gateway in one process —
+//! a self-signed CA and certificate for localhost, the reference backend on a
+//! loopback port, a real config file, and curl commands that work as pasted.
+
+use anyhow::Context;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+struct DemoCerts {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Creates a CA and a localhost certificate signed by it, once; later runs reuse them
+/// so a browser or curl that trusted the CA keeps trusting it.
+fn ensure_certs(dir: &Path) -> anyhow::Result<DemoCerts> {
+    let certs = DemoCerts {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("gateway.pem"),
+        key: dir.join("gateway.key"),
+    };
+    if certs.ca.exists() && certs.cert.exists() && certs.key.exists() {
+        return Ok(certs);
+    }
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mft-gateway demo CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let leaf_key = KeyPair::generate()?;
+    let mut leaf_params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ])?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer)?;
+
+    std::fs::write(&certs.ca, ca_cert.pem())?;
+    std::fs::write(&certs.cert, format!("{}{}", leaf.pem(), ca_cert.pem()))?;
+    write_private(&certs.key, leaf_key.serialize_pem().as_bytes())?;
+    Ok(certs)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}
+
+/// Starts the reference backend on its own runtime thread; returns its address.
+fn start_backend(data_dir: PathBuf) -> anyhow::Result<SocketAddr> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("backend")
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("backend-main".into())
+        .spawn(move || {
+            let config = mft_backend::BackendConfig { data_dir };
+            if let Err(e) =
+                runtime.block_on(mft_backend::serve(listener, config, std::future::pending()))
+            {
+                tracing::error!(error = %e, "embedded backend stopped");
+            }
+        })?;
+    Ok(addr)
+}
+
+fn free_loopback_port() -> anyhow::Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// Runs the demo until Ctrl+C.
+pub fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    let certs = ensure_certs(&dir).context("cannot create the demo certificates")?;
+    std::net::TcpListener::bind(listen)
+        .map(drop)
+        .with_context(|| format!("{listen} is in use; pick another address with --listen"))?;
+    let backend = start_backend(dir.join("backend-data"))?;
+    let admin = free_loopback_port()?;
+
+    let config_path = dir.join("gateway.toml");
+    let toml = format!(
+        r#"# Written by `mft-gateway demo`; rewritten on every start.
+[server]
+https_listen = "{listen}"
+tls_cert = "gateway.pem"
+tls_key = "gateway.key"
+admin_listen = "{admin}"
+data_dir = "data"
+
+[organization]
+name = "demo"
+email_domains = ["demo.example"]
+
+[backend]
+url = "http://{backend}"
+
+[logging]
+format = "pretty"
+level = "info"
+"#
+    );
+    std::fs::write(&config_path, toml)?;
+    let loaded = crate::cli::load_config(&config_path)?;
+    crate::telemetry::init(&loaded.config.logging);
+
+    let host = if listen.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    let base = format!("https://{host}:{}", listen.port());
+    let ca = certs.ca.display();
+    println!(
+        r#"
+mft-gateway demo
+  gateway   {base}   (TLS certificate signed by the demo CA {ca})
+  backend   http://{backend}   (reference MFT backend, data in {dir}/backend-data)
+  config    {config}
+
+Try it (paste into another terminal):
+
+  curl --cacert {ca} {base}/healthz
+  curl --cacert {ca} -H "X-Filename: hello.txt" --data-binary "hello from mft-gateway" {base}/api/v1/files
+  curl --cacert {ca} {base}/api/v1/files
+  ID=$(curl -s --cacert {ca} -H "X-Filename: os-release" --data-binary @/etc/os-release {base}/api/v1/files | sed -E 's/.*"id":"([^"]+)".*/\1/')
+  curl --cacert {ca} -o /tmp/os-release.copy {base}/api/v1/files/$ID/content && sha256sum /etc/os-release /tmp/os-release.copy
+  curl --cacert {ca} -H "Range: bytes=0-15" {base}/api/v1/files/$ID/content
+
+Stop with Ctrl+C.
+"#,
+        dir = dir.display(),
+        config = config_path.display(),
+    );
+    crate::server::run(loaded.config)
+}

@@ -1,0 +1,21 @@
+//! Per-request state carried across the proxy phases.
+
+use super::routes::Route;
+use crate::drain::InFlightGuard;
+use std::time::{Duration, Instant};
+
+/// State of one request.
+pub struct RequestCtx {
+    /// Our request id (UUID v7: sortable by time), sent to the backend and the client.
+    pub id: String,
+    /// When the request header was read.
+    pub started: Instant,
+    /// What serves this request.
+    pub route: Route,
+    /// When we asked for an upstream connection.
+    pub upstream_started: Option<Instant>,
+    /// Time from asking for an upstream connection to its response header.
+    pub upstream_time: Option<Duration>,
+    /// Keeps the request counted for graceful shutdown.
+    pub _in_flight: InFlightGuard,
+}

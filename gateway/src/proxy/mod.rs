@@ -1,0 +1,266 @@
+//! The HTTPS proxy: pingora's `ProxyHttp` phases, each delegating to a small
+//! module. Order of work per request (docs/architecture.md):
+//! request id → route → (auth, limits, validation: later issues) → upstream
+//! headers → stream both ways → access log.
+
+pub mod ctx;
+pub mod rescue;
+pub mod routes;
+pub mod upstream;
+
+use crate::drain::InFlight;
+use async_trait::async_trait;
+use ctx::RequestCtx;
+use http::header::HeaderName;
+use mft_filters::problem::Problem;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use routes::Route;
+use std::time::Instant;
+use upstream::Upstream;
+
+/// Request headers the client may not pass to the backend: credentials are
+/// ours to check and never forwarded; the rest we set ourselves.
+const STRIPPED: [HeaderName; 6] = [
+    http::header::AUTHORIZATION,
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("x-request-id"),
+    http::header::FORWARDED,
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+];
+
+/// The gateway's proxy logic.
+pub struct GatewayProxy {
+    upstream: Upstream,
+    in_flight: InFlight,
+    access_log: bool,
+    keepalive_secs: u64,
+}
+
+impl GatewayProxy {
+    /// A proxy to `upstream`.
+    pub fn new(
+        upstream: Upstream,
+        in_flight: InFlight,
+        access_log: bool,
+        keepalive_secs: u64,
+    ) -> Self {
+        GatewayProxy {
+            upstream,
+            in_flight,
+            access_log,
+            keepalive_secs,
+        }
+    }
+}
+
+/// `Forwarded: for=...;proto=https;host=...` (RFC 7239); IPv6 needs quotes and brackets.
+fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
+    let mut v = match client {
+        Some(std::net::SocketAddr::V4(a)) => format!("for={}", a.ip()),
+        Some(std::net::SocketAddr::V6(a)) => format!("for=\"[{}]\"", a.ip()),
+        None => "for=unknown".to_string(),
+    };
+    v.push_str(";proto=https");
+    if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
+        v.push_str(";host=\"");
+        v.push_str(h);
+        v.push('"');
+    }
+    v
+}
+
+/// Milliseconds with microsecond precision, for log lines a human reads.
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1000.0
+}
+
+fn client_addr(session: &Session) -> Option<std::net::SocketAddr> {
+    session.client_addr().and_then(|a| a.as_inet()).copied()
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            id: uuid::Uuid::now_v7().to_string(),
+            started: Instant::now(),
+            route: Route::NotFound,
+            upstream_started: None,
+            upstream_time: None,
+            _in_flight: self.in_flight.enter(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // pingora resets keep-alive to None once shutdown started; keep that.
+        if session.get_keepalive().is_some() {
+            session.set_keepalive(Some(self.keepalive_secs));
+        }
+        let header = session.req_header();
+        ctx.route = routes::classify(&header.method, header.uri.path());
+        match ctx.route {
+            Route::Health => {
+                rescue::respond_json(session, ctx, br#"{"status":"ok"}"#).await?;
+                Ok(true)
+            }
+            Route::Api => Ok(false),
+            Route::NotFound => {
+                let problem = Problem::new(
+                    404,
+                    Some("no such endpoint; the API is under /api/v1/".to_string()),
+                );
+                rescue::respond(session, ctx, problem).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        ctx.upstream_started = Some(Instant::now());
+        Ok(self.upstream.peer())
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for name in &STRIPPED {
+            upstream.remove_header(name);
+        }
+        // Identity headers are the gateway's to set; a client must never be
+        // able to pre-set one.
+        let spoofed: Vec<HeaderName> = upstream
+            .headers
+            .keys()
+            .filter(|n| n.as_str().starts_with("x-mft-"))
+            .cloned()
+            .collect();
+        for name in &spoofed {
+            upstream.remove_header(name);
+        }
+        let original_host = session
+            .req_header()
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                session
+                    .get_header(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+        upstream.insert_header("x-request-id", ctx.id.as_str())?;
+        upstream.insert_header(
+            http::header::FORWARDED,
+            forwarded_value(client_addr(session), original_host.as_deref()),
+        )?;
+        upstream.insert_header(http::header::HOST, self.upstream.authority.as_str())?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.insert_header("x-request-id", ctx.id.as_str())?;
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora_core::Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = rescue::status_for(e);
+        // Once the response header went out (a failure mid-body), the only
+        // honest signal left is to cut the connection, which pingora does.
+        if code > 0 && session.response_written().is_none() {
+            let problem = Problem::new(code, Some(rescue::detail_for(code).to_string()));
+            if let Err(write_err) = rescue::respond(session, ctx, problem).await {
+                tracing::debug!(request_id = %ctx.id, error = %write_err, "could not send error response");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(
+        &self,
+        session: &mut Session,
+        e: Option<&pingora_core::Error>,
+        ctx: &mut RequestCtx,
+    ) {
+        if !self.access_log {
+            return;
+        }
+        let header = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let client = client_addr(session)
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        tracing::info!(
+            target: "access",
+            request_id = %ctx.id,
+            client = %client,
+            method = %header.method,
+            path = header.uri.path(),
+            status,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
+            duration_ms = ms(ctx.started.elapsed()),
+            upstream_ms = ctx.upstream_time.map(ms),
+            http2 = session.is_http2(),
+            error = e.map(|e| e.etype().as_str()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_quotes_ipv6_and_host() {
+        let v4 = "10.1.2.3:5000".parse().ok();
+        assert_eq!(
+            forwarded_value(v4, Some("gw.example:8443")),
+            "for=10.1.2.3;proto=https;host=\"gw.example:8443\""
+        );
+        let v6 = "[2001:db8::1]:5000".parse().ok();
+        assert_eq!(
+            forwarded_value(v6, None),
+            "for=\"[2001:db8::1]\";proto=https"
+        );
+        assert_eq!(
+            forwarded_value(None, Some("bad\"host")),
+            "for=unknown;proto=https"
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! Which public paths exist and what handles them.
+
+/// Where a public request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /healthz`, answered by the gateway itself.
+    Health,
+    /// `/api/v1/...`, proxied to the backend.
+    Api,
+    /// Anything else: 404.
+    NotFound,
+}
+
+/// Classifies a request path. Paths are compared as sent; the backend sees the
+/// same path, so there is no normalisation gap between what we route and what it serves.
+pub fn classify(method: &http::Method, path: &str) -> Route {
+    if path == "/healthz" && (method == http::Method::GET || method == http::Method::HEAD) {
+        Route::Health
+    } else if path == "/api/v1" || path.starts_with("/api/v1/") {
+        Route::Api
+    } else {
+        Route::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn routes() {
+        assert_eq!(classify(&Method::GET, "/healthz"), Route::Health);
+        assert_eq!(classify(&Method::POST, "/healthz"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/api/v1/files"), Route::Api);
+        assert_eq!(classify(&Method::GET, "/api/v1"), Route::Api);
+        assert_eq!(classify(&Method::GET, "/api/v10/files"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
+    }
+}

@@ -1,0 +1,196 @@
+//! Downstream TLS: certificate loading with clean errors, the rustls server
+//! config (tickets, session cache, ALPN), and the TLS front of the HTTP app.
+//!
+//! We build rustls ourselves instead of pingora's `TlsSettings`: its `build()`
+//! panics on a bad file and it configures no session tickets, which decide
+//! handshake throughput for clients that reconnect.
+
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::listeners::tls::Acceptor;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerSessionMemoryCache};
+use rustls::sign::CertifiedKey;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why the certificate or key cannot be used.
+#[derive(Debug, Error)]
+pub enum TlsError {
+    /// The file cannot be read.
+    #[error("cannot read {what} {}: {source}", path.display())]
+    Read {
+        /// "certificate" or "private key".
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file holds no PEM certificate.
+    #[error("no PEM certificate found in {}", .0.display())]
+    NoCertificate(PathBuf),
+    /// The file holds no PEM private key (or an unsupported kind).
+    #[error("no PEM private key (PKCS#8, PKCS#1 or SEC1) found in {}", .0.display())]
+    NoKey(PathBuf),
+    /// The key cannot be used for signing.
+    #[error("private key {} is not usable: {source}", path.display())]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// The key is not the one the certificate was issued for.
+    #[error("private key {} does not match certificate {}", key.display(), cert.display())]
+    Mismatch {
+        /// Certificate file.
+        cert: PathBuf,
+        /// Key file.
+        key: PathBuf,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads and checks a certificate chain and its private key.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let cert_pem = std::fs::read(cert).map_err(|source| TlsError::Read {
+        what: "certificate",
+        path: cert.to_path_buf(),
+        source,
+    })?;
+    let key_pem = std::fs::read(key).map_err(|source| TlsError::Read {
+        what: "private key",
+        path: key.to_path_buf(),
+        source,
+    })?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(cert.to_path_buf()));
+    }
+    let private =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NoKey(key.to_path_buf()))?;
+    let signer = provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|source| TlsError::BadKey {
+            path: key.to_path_buf(),
+            source,
+        })?;
+    let certified = CertifiedKey::new(chain, signer);
+    certified.keys_match().map_err(|_| TlsError::Mismatch {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+    })?;
+    Ok(Arc::new(certified))
+}
+
+#[derive(Debug)]
+struct SingleCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for SingleCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+/// Number of TLS 1.2 sessions (and TLS 1.3 stateful fallbacks) remembered.
+const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
+
+/// The public listener's rustls config: TLS 1.3 and 1.2, ALPN h2 then
+/// http/1.1, stateless session tickets with rotating keys, and a session cache.
+pub fn server_config(key: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCert(key)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
+    Ok(Arc::new(config))
+}
+
+/// Terminates TLS (with a handshake deadline) and hands the decrypted stream
+/// to the HTTP application, which picks h2 or HTTP/1.1 from ALPN.
+pub struct TlsFront<A> {
+    acceptor: Acceptor,
+    app: Arc<A>,
+    handshake_timeout: Duration,
+}
+
+impl<A> TlsFront<A> {
+    /// Wraps `app` behind TLS with `config`.
+    pub fn new(config: Arc<ServerConfig>, app: Arc<A>, handshake_timeout: Duration) -> Self {
+        TlsFront {
+            acceptor: Acceptor::from_server_config(config),
+            app,
+            handshake_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl<A> ServerApp for TlsFront<A>
+where
+    A: ServerApp + Send + Sync + 'static,
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()));
+        // The listener hands out its L4 stream boxed; the TLS layer needs the concrete type.
+        let l4: L4Stream = match stream.into_any().downcast::<L4Stream>() {
+            Ok(l4) => *l4,
+            Err(_) => {
+                tracing::error!("listener produced a stream that is not a TCP stream");
+                return None;
+            }
+        };
+        let tls = match tokio::time::timeout(
+            self.handshake_timeout,
+            self.acceptor.tls_handshake(l4),
+        )
+        .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = peer.as_deref().unwrap_or("-"), error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(
+                    peer = peer.as_deref().unwrap_or("-"),
+                    "TLS handshake timed out"
+                );
+                return None;
+            }
+        };
+        // The HTTP app keeps the connection for keep-alive itself and returns
+        // None; a returned stream would be fed back here and handshaken twice.
+        let _ = self.app.process_new(Box::new(tls), shutdown).await;
+        None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real binaries on loopback, real TLS clients.
+//! One test binary (faster to link), one module per area.
+
+mod e2e {
+    pub mod cli;
+    pub mod curl;
+    pub mod errors;
+    pub mod proxy;
+    pub mod shutdown;
+    pub mod tls;
+    pub mod tus;
+}
