@@ -86,7 +86,7 @@ mod tests {
 
     fn err(t: ErrorType, s: ErrorSource) -> Box<Error> {
         let mut e = Error::new(t);
-        e.set_esource(s);
+        e.esource = s;
         e
     }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 pub struct Stack {
     pub dir: tempfile::TempDir,
     pub certs: Certs,
-    pub backend: Backend,
+    /// Kept so the backend lives as long as the stack (dropping it stops the process).
+    pub _backend: Backend,
     pub gateway: Gateway,
 }
 
@@ -19,7 +20,7 @@ pub async fn stack() -> Stack {
     Stack {
         dir,
         certs,
-        backend,
+        _backend: backend,
         gateway,
     }
 }

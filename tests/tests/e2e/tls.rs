@@ -8,6 +8,7 @@ fn s_client(addr: &str, ca: &std::path::Path, extra: &[&str]) -> String {
     let mut child = Command::new("openssl")
         .args([
             "s_client",
+            "-ign_eof",
             "-connect",
             addr,
             "-servername",
