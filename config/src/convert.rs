@@ -91,6 +91,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Like [`Ctx::secret`] but a literal value is fine (a database URL
+    /// without a password is not a secret); warns only if it embeds a password.
+    fn secret_quiet(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
+        let reference = reference?;
+        match secret::resolve(&reference, self.base) {
+            Ok((secret, source)) => {
+                if source == SecretSource::Literal
+                    && url::Url::parse(secret.expose()).is_ok_and(|u| u.password().is_some())
+                {
+                    self.warn(
+                        key,
+                        "URL with a password written in clear; use \"env:NAME\" or \"file:PATH\"",
+                    );
+                }
+                Some(secret)
+            }
+            Err(message) => {
+                self.error(key, message);
+                None
+            }
+        }
+    }
+
     fn secret(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
         let reference = reference?;
         match secret::resolve(&reference, self.base) {
@@ -213,8 +236,50 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         access_log: l.access_log.unwrap_or(true),
     };
 
+    let admin = Admin {
+        token: ctx.secret("admin.token", file.admin.token),
+    };
+    let auth = convert_auth(file.auth, ctx);
+    let d = file.defender;
+    let defender = Defender {
+        enabled: d.enabled.unwrap_or(true),
+        threshold: positive(ctx, "defender.threshold", d.threshold, 10),
+        score_per_failure: positive(ctx, "defender.score_per_failure", d.score_per_failure, 1),
+        observation_window: ctx.duration(
+            "defender.observation_window",
+            d.observation_window,
+            Duration::from_secs(300),
+        ),
+        ban_time: ctx.duration("defender.ban_time", d.ban_time, Duration::from_secs(900)),
+    };
+    let a = file.audit;
+    let audit_file = a
+        .file
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("audit.jsonl"));
+    let audit = Audit {
+        file: if audit_file.is_absolute() {
+            audit_file
+        } else {
+            data_dir.join(audit_file)
+        },
+        max_bytes: match a.max_bytes {
+            Some(n) if n < 4096 => {
+                ctx.error("audit.max_bytes", "must be at least 4096");
+                n
+            }
+            Some(n) => n,
+            None => 100 * 1024 * 1024,
+        },
+        keep: a.keep.unwrap_or(10),
+    };
+
     Some(Config {
         source: source.to_path_buf(),
+        admin,
+        auth,
+        defender,
+        audit,
         server: Server {
             https_listen: https_listen?,
             tls_cert: tls_cert?,
@@ -234,6 +299,125 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         rate_limit,
         logging,
     })
+}
+
+fn positive(ctx: &mut Ctx<'_>, key: &str, value: Option<u32>, default: u32) -> u32 {
+    match value {
+        Some(0) => {
+            ctx.error(key, "must be at least 1");
+            default
+        }
+        Some(n) => n,
+        None => default,
+    }
+}
+
+const KNOWN_ALGORITHMS: [&str; 12] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
+    let store = ctx.secret_quiet("auth.store", a.store);
+    if let Some(url) = &store {
+        if !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")) {
+            ctx.error(
+                "auth.store",
+                "expected a postgres:// URL (leave it out for the SQLite store under data_dir)",
+            );
+        }
+    }
+    let cache_ttl = ctx.duration("auth.cache_ttl", a.cache_ttl, Duration::from_secs(60));
+    let mut jwt = Vec::new();
+    for (i, j) in a.jwt.into_iter().enumerate() {
+        let key = |k: &str| format!("auth.jwt[{i}].{k}");
+        let issuer = j.issuer.unwrap_or_default();
+        if issuer.is_empty() {
+            ctx.error(&key("issuer"), "missing: the expected `iss` claim");
+        }
+        let audience = j.audience.unwrap_or_default();
+        if audience.is_empty() {
+            ctx.error(
+                &key("audience"),
+                "missing: at least one accepted `aud` value",
+            );
+        }
+        let jwks = match j.jwks.as_deref() {
+            None => {
+                ctx.error(&key("jwks"), "missing: an https:// URL or file:PATH");
+                None
+            }
+            Some(text) => match text.strip_prefix("file:") {
+                Some(path) => Some(JwksSource::File(ctx.path(path))),
+                None => match url::Url::parse(text) {
+                    Ok(u) if u.scheme() == "https" => Some(JwksSource::Url(u)),
+                    Ok(_) => {
+                        ctx.error(&key("jwks"), "must be an https:// URL or file:PATH");
+                        None
+                    }
+                    Err(e) => {
+                        ctx.error(&key("jwks"), e.to_string());
+                        None
+                    }
+                },
+            },
+        };
+        let algorithms = j.algorithms.unwrap_or_else(|| vec!["RS256".to_string()]);
+        for (n, alg) in algorithms.iter().enumerate() {
+            if !KNOWN_ALGORITHMS.contains(&alg.as_str()) {
+                ctx.error(
+                    &format!("auth.jwt[{i}].algorithms[{n}]"),
+                    format!(
+                        "unknown algorithm {alg:?}; one of {}",
+                        KNOWN_ALGORITHMS.join(", ")
+                    ),
+                );
+            }
+        }
+        if algorithms.is_empty() {
+            ctx.error(&key("algorithms"), "must list at least one algorithm");
+        }
+        let leeway = ctx.duration(&key("leeway"), j.leeway, Duration::from_secs(30));
+        let refresh = ctx.duration(&key("refresh"), j.refresh, Duration::from_secs(600));
+        let ca_file = j.ca_file.map(|p| ctx.path(&p));
+        if let Some(jwks) = jwks {
+            jwt.push(JwtIssuer {
+                issuer,
+                audience,
+                jwks,
+                algorithms,
+                scopes_claim: j.scopes_claim.unwrap_or_else(|| "scope".to_string()),
+                leeway,
+                refresh,
+                ca_file,
+            });
+        }
+    }
+    let mut scopes = Vec::new();
+    for (i, r) in a.scopes.into_iter().enumerate() {
+        let key = |k: &str| format!("auth.scopes[{i}].{k}");
+        let path_prefix = r.path_prefix.unwrap_or_default();
+        if !path_prefix.starts_with('/') {
+            ctx.error(&key("path_prefix"), "must start with /");
+        }
+        let scope = r.scope.unwrap_or_default();
+        if scope.is_empty() {
+            ctx.error(&key("scope"), "missing: the scope this route requires");
+        }
+        scopes.push(ScopeRule {
+            methods: r
+                .methods
+                .map(|m| m.into_iter().map(|x| x.to_ascii_uppercase()).collect()),
+            path_prefix,
+            scope,
+        });
+    }
+    Auth {
+        store,
+        cache_ttl,
+        jwt,
+        scopes,
+    }
 }
 
 fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {

@@ -24,6 +24,104 @@ pub struct FileConfig {
     /// `[logging]`
     #[serde(default)]
     pub logging: LoggingFile,
+    /// `[admin]`
+    #[serde(default)]
+    pub admin: AdminFile,
+    /// `[auth]`
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// `[defender]`
+    #[serde(default)]
+    pub defender: DefenderFile,
+    /// `[audit]`
+    #[serde(default)]
+    pub audit: AuditFile,
+}
+
+/// `[admin]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Secret reference of the bearer token for `/admin/v1/...`.
+    pub token: Option<String>,
+}
+
+/// `[auth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// Key store: absent for SQLite under `data_dir`, or a `postgres://` URL (may be a secret reference).
+    pub store: Option<String>,
+    /// How long a verified key stays in the in-memory cache.
+    pub cache_ttl: Option<String>,
+    /// `[[auth.jwt]]` trusted token issuers.
+    #[serde(default)]
+    pub jwt: Vec<JwtFile>,
+    /// `[[auth.scopes]]` route policy overrides.
+    #[serde(default)]
+    pub scopes: Vec<ScopeRuleFile>,
+}
+
+/// `[[auth.jwt]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtFile {
+    /// Expected `iss`.
+    pub issuer: Option<String>,
+    /// Accepted `aud` values.
+    pub audience: Option<Vec<String>>,
+    /// JWKS location: an `https://` URL or `file:PATH`.
+    pub jwks: Option<String>,
+    /// Allowed `alg` values, e.g. `["RS256"]`.
+    pub algorithms: Option<Vec<String>>,
+    /// Claim holding the scopes (space-separated string or array).
+    pub scopes_claim: Option<String>,
+    /// Clock-skew allowance for `exp` and `nbf`.
+    pub leeway: Option<String>,
+    /// How often the JWKS is refetched.
+    pub refresh: Option<String>,
+    /// Extra CA certificate (PEM) to trust for the JWKS URL.
+    pub ca_file: Option<String>,
+}
+
+/// `[[auth.scopes]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeRuleFile {
+    /// HTTP methods; absent for any.
+    pub methods: Option<Vec<String>>,
+    /// Path prefix, on segment boundaries.
+    pub path_prefix: Option<String>,
+    /// Scope required.
+    pub scope: Option<String>,
+}
+
+/// `[defender]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefenderFile {
+    /// Whether failed authentications lead to bans.
+    pub enabled: Option<bool>,
+    /// Score at which an IP is banned.
+    pub threshold: Option<u32>,
+    /// Points per failed authentication.
+    pub score_per_failure: Option<u32>,
+    /// Window in which failures add up.
+    pub observation_window: Option<String>,
+    /// Length of a ban.
+    pub ban_time: Option<String>,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Audit file, relative to `server.data_dir` unless absolute.
+    pub file: Option<String>,
+    /// Size at which the file is rotated, in bytes.
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept.
+    pub keep: Option<u32>,
 }
 
 /// `[server]`

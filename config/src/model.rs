@@ -22,6 +22,101 @@ pub struct Config {
     pub rate_limit: RateLimit,
     /// `[logging]`
     pub logging: Logging,
+    /// `[admin]`
+    pub admin: Admin,
+    /// `[auth]`
+    pub auth: Auth,
+    /// `[defender]`
+    pub defender: Defender,
+    /// `[audit]`
+    pub audit: Audit,
+}
+
+/// The admin API.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Bearer token for `/admin/v1/...`; without one the admin API is disabled.
+    pub token: Option<Secret>,
+}
+
+/// Authentication.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// `None`: SQLite under `data_dir`; otherwise a `postgres://` URL.
+    pub store: Option<Secret>,
+    /// Lifetime of a verified key in the cache.
+    pub cache_ttl: Duration,
+    /// Trusted JWT issuers.
+    pub jwt: Vec<JwtIssuer>,
+    /// Route policy overrides, ahead of the defaults.
+    pub scopes: Vec<ScopeRule>,
+}
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// Fetched and refreshed over HTTPS.
+    Url(Url),
+    /// Read from a file (re-read on refresh).
+    File(PathBuf),
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone)]
+pub struct JwtIssuer {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audience: Vec<String>,
+    /// Key source.
+    pub jwks: JwksSource,
+    /// Allowed algorithms, upper-case names as in JOSE (`RS256`, `ES256`, `EdDSA`, `HS256`...).
+    pub algorithms: Vec<String>,
+    /// Claim with the scopes.
+    pub scopes_claim: String,
+    /// Allowed clock skew.
+    pub leeway: Duration,
+    /// Refresh interval of the key set.
+    pub refresh: Duration,
+    /// Extra CA for the JWKS URL.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A route-to-scope rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeRule {
+    /// Upper-case methods; `None` for any.
+    pub methods: Option<Vec<String>>,
+    /// Path prefix.
+    pub path_prefix: String,
+    /// Scope required.
+    pub scope: String,
+}
+
+/// Brute-force defence.
+#[derive(Debug, Clone)]
+pub struct Defender {
+    /// On or off.
+    pub enabled: bool,
+    /// Ban threshold.
+    pub threshold: u32,
+    /// Points per failure.
+    pub score_per_failure: u32,
+    /// Failures older than this are forgotten.
+    pub observation_window: Duration,
+    /// Ban length.
+    pub ban_time: Duration,
+}
+
+/// The audit trail.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    /// JSON-lines file.
+    pub file: PathBuf,
+    /// Rotation size.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
 }
 
 /// Listeners, TLS material and process behaviour.

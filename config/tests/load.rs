@@ -148,3 +148,49 @@ fn unreadable_file_is_a_read_error() {
     assert!(matches!(err, ConfigError::Read { .. }));
     assert!(err.to_string().contains("/nonexistent/gateway.toml"));
 }
+
+#[test]
+fn identity_sections_have_defaults() {
+    let c = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml")).unwrap().config;
+    assert!(c.admin.token.is_none());
+    assert!(c.auth.store.is_none());
+    assert!(c.auth.jwt.is_empty());
+    assert!(c.defender.enabled);
+    assert_eq!(c.defender.threshold, 10);
+    assert_eq!(c.defender.ban_time, Duration::from_secs(900));
+    assert_eq!(c.audit.file, Path::new("/etc/mft/data/audit.jsonl"));
+}
+
+#[test]
+fn jwt_issuer_and_scope_rules_are_validated() {
+    let text = format!(
+        r#"{MINIMAL}
+[[auth.jwt]]
+issuer = "https://login.example/"
+audience = ["mft"]
+jwks = "http://login.example/jwks.json"
+algorithms = ["RS256", "none"]
+
+[[auth.scopes]]
+path_prefix = "api/v1/reports"
+scope = "reports:read"
+"#
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].starts_with("gateway.toml:12: auth.jwt[0].jwks: must be an https:// URL"), "{found:?}");
+    assert!(found[1].starts_with("gateway.toml:13: auth.jwt[0].algorithms[1]: unknown algorithm \"none\""), "{found:?}");
+    assert!(found[2].starts_with("gateway.toml:16: auth.scopes[0].path_prefix: must start with /"), "{found:?}");
+}
+
+#[test]
+fn jwt_issuer_accepts_file_jwks_and_defaults() {
+    let text = format!(
+        "{MINIMAL}\n[[auth.jwt]]\nissuer = \"i\"\naudience = [\"a\"]\njwks = \"file:jwks.json\"\n"
+    );
+    let c = load_str(&text, Path::new("/etc/mft/gateway.toml")).unwrap().config;
+    let j = &c.auth.jwt[0];
+    assert_eq!(j.jwks, mft_config::model::JwksSource::File("/etc/mft/jwks.json".into()));
+    assert_eq!(j.algorithms, vec!["RS256"]);
+    assert_eq!(j.scopes_claim, "scope");
+}
