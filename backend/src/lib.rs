@@ -1,1 +1,155 @@
+//! The reference MFT REST backend.
+//!
+//! It implements the backend API of `docs/backend-api.md`: stored files
+//! (one-shot and tus resumable uploads, ranged downloads), deliveries and
+//! asynchronous transfers. File bytes live in a directory, metadata in
+//! SQLite, so the data survives restarts. The gateway embeds it for
+//! `mft-gateway demo`; the `mft-backend` binary runs it on its own.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
+mod access_log;
+mod db;
+mod deliveries;
+mod delivery_store;
+mod email;
+mod error;
+mod file_records;
+mod file_upload;
+mod files;
+mod ids;
+mod names;
+mod problem;
+mod request_meta;
+mod state;
+mod storage;
+mod transfer_store;
+mod transfer_worker;
+mod transfers;
+mod tus;
+mod tus_protocol;
+mod tus_store;
+mod upload_stream;
+
+pub use error::BackendError;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use state::AppState;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long in-flight requests may run on after shutdown was asked for.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the backend keeps its data.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Data directory: `metadata.db`, `files/`, `uploads/`, `tmp/`.
+    /// Created if missing; one backend at a time may use it.
+    pub data_dir: PathBuf,
+}
+
+/// Opens or creates the data directory and database, repairs what an
+/// earlier crash left half-done, restarts unfinished transfers, and
+/// returns the application.
+pub async fn router(config: BackendConfig) -> Result<Router, BackendError> {
+    Ok(app(open(config).await?))
+}
+
+/// Serves the backend on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish (at most 10 seconds) and closes the database.
+pub async fn serve<F>(
+    listener: tokio::net::TcpListener,
+    config: BackendConfig,
+    shutdown: F,
+) -> Result<(), BackendError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| "unknown".to_string());
+    let data_dir = config.data_dir.clone();
+    let state = open(config).await?;
+    tracing::info!(%addr, data_dir = %data_dir.display(), "mft-backend serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    };
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(signal);
+    let drain_deadline = async {
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(DRAIN_TIMEOUT).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        r = server.into_future() => r,
+        () = drain_deadline => {
+            tracing::warn!("requests still running after the drain timeout; stopping anyway");
+            Ok(())
+        }
+    };
+    // Queued transfers stay queued and resume at the next start.
+    state.transfer_slots.close();
+    state.db.close().await;
+    state.storage.release();
+    tracing::info!(%addr, "mft-backend stopped");
+    result.map_err(|source| BackendError::Serve { addr, source })
+}
+
+async fn open(config: BackendConfig) -> Result<AppState, BackendError> {
+    let storage = storage::Storage::open(&config.data_dir).await?;
+    let db_path = storage.database_path();
+    let db_err = |op: &'static str| {
+        let path = db_path.clone();
+        move |source| BackendError::Database { op, path, source }
+    };
+    let pool = db::open(&db_path).await?;
+    let state = AppState::new(pool, storage);
+    tus_store::recover(&state).await?;
+    let referenced = file_records::referenced_ids(&state.db)
+        .await
+        .map_err(db_err("list stored files"))?;
+    state.storage.sweep_orphans(&referenced).await?;
+    transfer_worker::resume(&state)
+        .await
+        .map_err(db_err("resume transfers"))?;
+    Ok(state)
+}
+
+fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route(
+            "/api/v1/files",
+            get(files::list)
+                .post(file_upload::upload)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/files/{id}", get(files::get).delete(files::delete))
+        .route("/api/v1/files/{id}/content", get(files::content))
+        .merge(tus::routes())
+        .route(
+            "/api/v1/deliveries",
+            get(deliveries::list).post(deliveries::create),
+        )
+        .route("/api/v1/deliveries/{id}", get(deliveries::get))
+        .route("/api/v1/transfers", post(transfers::create))
+        .route("/api/v1/transfers/{id}", get(transfers::get))
+        .fallback(problem::not_found_route)
+        .layer(middleware::from_fn(problem::finish_problems))
+        .layer(middleware::from_fn(access_log::log))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}

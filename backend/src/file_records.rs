@@ -1,0 +1,112 @@
+//! The `files` table: metadata of stored files.
+
+use serde::Serialize;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteExecutor, SqlitePool};
+use std::collections::HashSet;
+
+/// Metadata of one stored file, as returned by the API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileRecord {
+    /// UUID v7.
+    pub id: String,
+    /// Validated, NFC-normalised file name.
+    pub name: String,
+    /// Canonical folder path (`a/b`), `""` for the root.
+    pub folder: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// `X-MFT-Principal` of the uploader, if the gateway named one.
+    pub created_by: Option<String>,
+}
+
+const COLUMNS: &str = "id, name, folder, size, sha256, created_at, created_by";
+
+fn from_row(row: &SqliteRow) -> sqlx::Result<FileRecord> {
+    let size: i64 = row.try_get("size")?;
+    Ok(FileRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        folder: row.try_get("folder")?,
+        size: u64::try_from(size).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        sha256: row.try_get("sha256")?,
+        created_at: row.try_get("created_at")?,
+        created_by: row.try_get("created_by")?,
+    })
+}
+
+fn to_i64(size: u64) -> sqlx::Result<i64> {
+    i64::try_from(size).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Inserts `rec`; `INSERT OR IGNORE` so that finishing an interrupted tus
+/// upload or transfer a second time is harmless.
+pub async fn insert<'e>(exec: impl SqliteExecutor<'e>, rec: &FileRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT OR IGNORE INTO files (id, name, folder, size, sha256, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&rec.id)
+    .bind(&rec.name)
+    .bind(&rec.folder)
+    .bind(to_i64(rec.size)?)
+    .bind(&rec.sha256)
+    .bind(&rec.created_at)
+    .bind(&rec.created_by)
+    .execute(exec)
+    .await?;
+    Ok(())
+}
+
+/// The file with `id`, if any.
+pub async fn get<'e>(exec: impl SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<FileRecord>> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM files WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// All files, or those directly in `folder`, oldest first.
+pub async fn list(db: &SqlitePool, folder: Option<&str>) -> sqlx::Result<Vec<FileRecord>> {
+    let rows = match folder {
+        Some(folder) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM files WHERE folder = ? ORDER BY created_at, id"
+            ))
+            .bind(folder)
+            .fetch_all(db)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM files ORDER BY created_at, id"
+            ))
+            .fetch_all(db)
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// Deletes the row; `false` if there was none.
+pub async fn delete(db: &SqlitePool, id: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM files WHERE id = ?")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Every name under `files/` that metadata refers to or reserves: stored
+/// files, and the target ids of tus uploads not yet finished.
+pub async fn referenced_ids(db: &SqlitePool) -> sqlx::Result<HashSet<String>> {
+    let rows = sqlx::query("SELECT id FROM files UNION SELECT file_id FROM uploads")
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(|r| r.try_get::<String, _>(0)).collect()
+}

@@ -1,0 +1,58 @@
+//! Facts about the caller that the gateway passes in headers.
+//!
+//! The gateway strips client-sent `X-MFT-*` headers and sets its own, so the
+//! backend records them as given. Values are bounded and must be printable so
+//! that nothing odd ends up in the database or the log.
+
+use axum::http::HeaderMap;
+
+/// Longest header value recorded.
+const MAX_VALUE_BYTES: usize = 256;
+
+/// Origin recorded when the request did not come through a bridge.
+pub const DEFAULT_ORIGIN: &str = "api";
+
+/// The authenticated principal (`key:<id>`, `jwt:<sub>`, `partner:<name>`), if any.
+pub fn principal(headers: &HeaderMap) -> Option<String> {
+    printable(headers, "x-mft-principal")
+}
+
+/// Where a delivery came from (`api`, `smtp`, `imap:<name>`, ...); `api` by default.
+pub fn origin(headers: &HeaderMap) -> String {
+    printable(headers, "x-mft-origin").unwrap_or_else(|| DEFAULT_ORIGIN.to_string())
+}
+
+/// Whether the body is declared as JSON (`application/json` or `*/*+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
+}
+
+fn printable(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?.trim();
+    if value.is_empty() || value.len() > MAX_VALUE_BYTES || value.chars().any(char::is_control) {
+        return None;
+    }
+    Some(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn origin_defaults_to_api_and_principal_to_none() {
+        let mut h = HeaderMap::new();
+        assert_eq!(origin(&h), "api");
+        assert_eq!(principal(&h), None);
+        h.insert("x-mft-origin", HeaderValue::from_static("imap:sales"));
+        h.insert("x-mft-principal", HeaderValue::from_static("key:abc"));
+        assert_eq!(origin(&h), "imap:sales");
+        assert_eq!(principal(&h).as_deref(), Some("key:abc"));
+    }
+}

@@ -1,0 +1,341 @@
+//! One-shot uploads, downloads, ranges, listing and deletion.
+
+use crate::support::*;
+
+const BOUNDARY: &str = "----mft-test-boundary-7MA4YWxkTrZu0gW";
+
+/// A multipart/form-data body from (name, filename, content) parts.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+async fn post_multipart(s: &Server, body: Vec<u8>) -> reqwest::Response {
+    s.client
+        .post(s.url("/api/v1/files"))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn file_count(s: &Server) -> usize {
+    let list: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/files"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["files"].as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn raw_upload_of_5_mib_downloads_with_the_same_sha256() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let data = pseudo_random(5 * 1024 * 1024 + 13, 42);
+    let want = sha256_hex(&data);
+
+    let r = s
+        .client
+        .post(s.url("/api/v1/files"))
+        .header("X-Filename", "r%C3%A9sum%C3%A9%20final.bin")
+        .header("X-Folder", "/inbox//partner/")
+        .header("X-MFT-Principal", "key:test")
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let rec: serde_json::Value = r.json().await.unwrap();
+    let id = rec["id"].as_str().unwrap();
+    assert_eq!(location, format!("/api/v1/files/{id}"));
+    assert_eq!(rec["name"], "résumé final.bin");
+    assert_eq!(rec["folder"], "inbox/partner");
+    assert_eq!(rec["size"], data.len() as u64);
+    assert_eq!(rec["sha256"], want.as_str());
+    assert_eq!(rec["created_by"], "key:test");
+    assert!(time_is_rfc3339(rec["created_at"].as_str().unwrap()));
+
+    let meta: serde_json::Value = s
+        .client
+        .get(s.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta, rec);
+
+    let r = s
+        .client
+        .get(s.url(&format!("{location}/content")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "application/octet-stream");
+    assert_eq!(
+        h["content-disposition"],
+        "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%20final.bin"
+    );
+    assert_eq!(h["etag"].to_str().unwrap(), format!("\"{want}\""));
+    assert_eq!(h["accept-ranges"], "bytes");
+    let body = r.bytes().await.unwrap();
+    assert_eq!(sha256_hex(&body), want);
+
+    // A cached copy is confirmed without the body.
+    let r = s
+        .client
+        .get(s.url(&format!("{location}/content")))
+        .header("If-None-Match", format!("\"{want}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    let in_folder: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/files?folder=inbox/partner"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(in_folder["files"][0]["id"], id);
+    let elsewhere: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/files?folder=outbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere["files"].as_array().unwrap().len(), 0);
+    s.stop().await;
+}
+
+fn time_is_rfc3339(t: &str) -> bool {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_ok()
+}
+
+#[tokio::test]
+async fn multipart_upload_with_folder_after_the_file_part() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let data = pseudo_random(300_000, 7);
+    let body = multipart(&[
+        ("note", None, b"ignored"),
+        ("file", Some("report.pdf"), &data),
+        ("folder", None, b"outbox/q3"),
+    ]);
+    let r = post_multipart(&s, body).await;
+    assert_eq!(r.status(), 201);
+    let rec: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(rec["name"], "report.pdf");
+    assert_eq!(rec["folder"], "outbox/q3");
+    assert_eq!(rec["sha256"], sha256_hex(&data).as_str());
+    let got = s.download(rec["id"].as_str().unwrap()).await;
+    assert_eq!(got, data);
+
+    let no_file = post_multipart(&s, multipart(&[("folder", None, b"x")])).await;
+    let p = assert_problem(no_file, 400).await;
+    assert_eq!(p["field"], "file");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn traversal_and_bad_names_are_refused_with_problem_json() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let long = "a".repeat(256);
+    let cases: Vec<(&str, Option<&str>)> = vec![
+        ("..%2F..%2Fetc%2Fpasswd", None),
+        ("a/b.txt", None),
+        ("..", None),
+        ("nul%00byte", None),
+        (long.as_str(), None),
+        ("ok.txt", Some("a/../b")),
+    ];
+    for (name, folder) in cases {
+        let mut req = s
+            .client
+            .post(s.url("/api/v1/files"))
+            .header("X-Filename", name)
+            .header("X-Request-Id", "req-traversal");
+        if let Some(f) = folder {
+            req = req.header("X-Folder", f);
+        }
+        let r = req.body("x").send().await.unwrap();
+        let p = assert_problem(r, 400).await;
+        assert_eq!(p["request_id"], "req-traversal", "case {name:?}");
+        assert!(p["detail"].as_str().unwrap().len() > 5);
+    }
+    let r = post_multipart(&s, multipart(&[("file", Some("../evil.sh"), b"x")])).await;
+    assert_problem(r, 400).await;
+
+    let r = s
+        .client
+        .post(s.url("/api/v1/files"))
+        .body("no name")
+        .send()
+        .await
+        .unwrap();
+    let p = assert_problem(r, 400).await;
+    assert_eq!(p["field"], "X-Filename");
+
+    assert_eq!(file_count(&s).await, 0);
+    let stored = std::fs::read_dir(dir.join("files")).unwrap().count();
+    assert_eq!(stored, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn range_requests_give_206_with_exact_bytes_and_416_outside() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let data = pseudo_random(10_000, 3);
+    let rec = s.upload("r.bin", data.clone()).await;
+    let url = s.url(&format!(
+        "/api/v1/files/{}/content",
+        rec["id"].as_str().unwrap()
+    ));
+
+    let r = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 1000-1999/10000");
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[1000..2000]);
+
+    let r = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &data[9990..]);
+
+    let r = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=20000-30000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-range"], "bytes */10000");
+    assert_problem(r, 416).await;
+
+    // A stale If-Range means the whole file comes back.
+    let r = s
+        .client
+        .get(&url)
+        .header("Range", "bytes=0-9")
+        .header("If-Range", "\"not-the-etag\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 10_000);
+
+    let r = s.client.head(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-length"], "10000");
+    assert!(r.bytes().await.unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn delete_removes_row_and_bytes_then_404() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let rec = s.upload("gone.txt", b"bye".to_vec()).await;
+    let id = rec["id"].as_str().unwrap();
+    assert!(dir.join("files").join(id).exists());
+
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/v1/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!dir.join("files").join(id).exists());
+    for path in [
+        format!("/api/v1/files/{id}"),
+        format!("/api/v1/files/{id}/content"),
+    ] {
+        let r = s.client.get(s.url(&path)).send().await.unwrap();
+        assert_problem(r, 404).await;
+    }
+    let r = s
+        .client
+        .delete(s.url(&format!("/api/v1/files/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 404).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_cut_short_stores_nothing() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let head = "POST /api/v1/files HTTP/1.1\r\nHost: t\r\nX-Filename: cut.bin\r\n\
+                Content-Length: 100000\r\n\r\n";
+    let conn = send_partial(s.addr(), head, &[7u8; 40_000]).await;
+    let tmp = dir.join("tmp");
+    // The body is being received into tmp/ ...
+    eventually("the temp file", || {
+        let tmp = tmp.clone();
+        async move { entries(&tmp) == 1 }
+    })
+    .await;
+    // ... and once the connection dies it is removed and nothing is stored.
+    drop(conn);
+    eventually("temp file removal", || {
+        let tmp = tmp.clone();
+        async move { entries(&tmp) == 0 }
+    })
+    .await;
+    assert_eq!(file_count(&s).await, 0);
+    assert_eq!(std::fs::read_dir(dir.join("files")).unwrap().count(), 0);
+    s.stop().await;
+}
