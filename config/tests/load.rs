@@ -151,7 +151,9 @@ fn unreadable_file_is_a_read_error() {
 
 #[test]
 fn identity_sections_have_defaults() {
-    let c = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml")).unwrap().config;
+    let c = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
     assert!(c.admin.token.is_none());
     assert!(c.auth.store.is_none());
     assert!(c.auth.jwt.is_empty());
@@ -178,9 +180,19 @@ scope = "reports:read"
     );
     let found = issues(&text);
     assert_eq!(found.len(), 3, "{found:?}");
-    assert!(found[0].starts_with("gateway.toml:12: auth.jwt[0].jwks: must be an https:// URL"), "{found:?}");
-    assert!(found[1].starts_with("gateway.toml:13: auth.jwt[0].algorithms[1]: unknown algorithm \"none\""), "{found:?}");
-    assert!(found[2].starts_with("gateway.toml:16: auth.scopes[0].path_prefix: must start with /"), "{found:?}");
+    assert!(
+        found[0].starts_with("gateway.toml:12: auth.jwt[0].jwks: must be an https:// URL"),
+        "{found:?}"
+    );
+    assert!(
+        found[1]
+            .starts_with("gateway.toml:13: auth.jwt[0].algorithms[1]: unknown algorithm \"none\""),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("gateway.toml:16: auth.scopes[0].path_prefix: must start with /"),
+        "{found:?}"
+    );
 }
 
 #[test]
@@ -188,9 +200,14 @@ fn jwt_issuer_accepts_file_jwks_and_defaults() {
     let text = format!(
         "{MINIMAL}\n[[auth.jwt]]\nissuer = \"i\"\naudience = [\"a\"]\njwks = \"file:jwks.json\"\n"
     );
-    let c = load_str(&text, Path::new("/etc/mft/gateway.toml")).unwrap().config;
+    let c = load_str(&text, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
     let j = &c.auth.jwt[0];
-    assert_eq!(j.jwks, mft_config::model::JwksSource::File("/etc/mft/jwks.json".into()));
+    assert_eq!(
+        j.jwks,
+        mft_config::model::JwksSource::File("/etc/mft/jwks.json".into())
+    );
     assert_eq!(j.algorithms, vec!["RS256"]);
     assert_eq!(j.scopes_claim, "scope");
 }

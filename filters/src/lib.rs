@@ -6,5 +6,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod clock;
+pub mod decision;
+pub mod defender;
 pub mod problem;
 pub mod validation;

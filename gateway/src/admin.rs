@@ -1,24 +1,242 @@
-//! The admin listener: health now; metrics and the admin API arrive with
-//! their issues. Bound to loopback by default and never meant to be public.
+//! The admin listener: `/healthz` and the key-management API under
+//! `/admin/v1/keys`. Bound to loopback by default and never meant to be
+//! public; the API additionally requires `Authorization: Bearer <[admin] token>`.
 
+use crate::audit::{AuditLog, AuditRecord};
+use crate::control::ControlPlane;
+use crate::store::{KeyRecord, KeyStore, StoreError};
 use async_trait::async_trait;
+use mft_config::Secret;
 use mft_filters::problem::{Problem, CONTENT_TYPE};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::{Duration, SystemTime};
+use subtle::ConstantTimeEq;
 
-/// Serves `/healthz` on the admin address.
-pub struct AdminApp;
+/// Largest admin request body.
+const MAX_BODY: usize = 64 * 1024;
+
+/// The admin application.
+pub struct AdminApp {
+    token: Option<Secret>,
+    store: KeyStore,
+    control: ControlPlane,
+    audit: AuditLog,
+}
+
+type Reply = (u16, &'static str, Vec<u8>);
+
+fn problem(status: u16, detail: &str) -> Reply {
+    (
+        status,
+        CONTENT_TYPE,
+        Problem::new(status, Some(detail.to_string())).to_json(),
+    )
+}
+
+fn json_reply(status: u16, value: serde_json::Value) -> Reply {
+    (status, "application/json", value.to_string().into_bytes())
+}
+
+fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
+    t.map_or(serde_json::Value::Null, |t| {
+        serde_json::Value::String(humantime::format_rfc3339_seconds(t).to_string())
+    })
+}
+
+/// The public view of a key: never the hash.
+pub fn key_json(k: &KeyRecord, now: SystemTime) -> serde_json::Value {
+    json!({
+        "id": k.id,
+        "account": k.account,
+        "scopes": k.scopes,
+        "status": k.status(now).as_str(),
+        "created_at": rfc3339(Some(k.created_at)),
+        "expires_at": rfc3339(k.expires_at),
+        "revoked_at": rfc3339(k.revoked_at),
+        "last_used_at": rfc3339(k.last_used_at),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    scopes: Vec<String>,
+    expires_days: Option<u64>,
+}
+
+impl AdminApp {
+    /// The admin app; without a token the key API answers 403.
+    pub fn new(
+        token: Option<Secret>,
+        store: KeyStore,
+        control: ControlPlane,
+        audit: AuditLog,
+    ) -> Self {
+        AdminApp {
+            token,
+            store,
+            control,
+            audit,
+        }
+    }
+
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(token) = &self.token else {
+            return false;
+        };
+        let presented = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes()))
+    }
+
+    fn audit_key_event(&self, session: &ServerSession, action: &str, id: &str, status: u16) {
+        let mut r = AuditRecord::new("key");
+        r.principal = Some("admin".to_string());
+        r.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        r.method = Some(session.req_header().method.to_string());
+        r.path = Some(session.req_header().uri.path().to_string());
+        r.status = Some(status);
+        r.decision = Some(if status < 400 { "allow" } else { "deny" });
+        r.reason = Some(format!("{action} {id}"));
+        self.audit.record(r);
+    }
+
+    async fn keys_api(&self, session: &mut ServerSession, rest: &str) -> Reply {
+        if self.token.is_none() {
+            return problem(403, "admin API disabled: set [admin] token in the config");
+        }
+        if !self.authorized(session) {
+            self.audit_key_event(session, "unauthorized", "-", 401);
+            return problem(401, "admin token missing or wrong");
+        }
+        let method = session.req_header().method.clone();
+        let store = self.store.clone();
+        let now = SystemTime::now();
+        match (method.as_str(), rest) {
+            ("GET", "") => match self
+                .control
+                .run(async move { store.list_keys().await })
+                .await
+            {
+                Ok(Ok(keys)) => json_reply(
+                    200,
+                    json!({ "keys": keys.iter().map(|k| key_json(k, now)).collect::<Vec<_>>() }),
+                ),
+                _ => problem(503, "key store unavailable"),
+            },
+            ("POST", "") => {
+                let body = match read_body(session).await {
+                    Ok(b) => b,
+                    Err(reply) => return reply,
+                };
+                let req: CreateKey = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return problem(400, &format!("invalid JSON: {e}")),
+                };
+                let expires = req
+                    .expires_days
+                    .map(|d| Duration::from_secs(d.saturating_mul(86_400)));
+                let created = self
+                    .control
+                    .run(async move { store.create_key(&req.name, &req.scopes, expires).await })
+                    .await;
+                match created {
+                    Ok(Ok((record, token))) => {
+                        self.audit_key_event(session, "create", &record.id, 201);
+                        let mut v = key_json(&record, now);
+                        v["key"] = serde_json::Value::String(token);
+                        json_reply(201, v)
+                    }
+                    Ok(Err(
+                        e @ (StoreError::InvalidAccount { .. }
+                        | StoreError::NoScopes
+                        | StoreError::InvalidScope { .. }
+                        | StoreError::InvalidExpiry(_)),
+                    )) => problem(400, &e.to_string()),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            ("GET", id) if !id.contains('/') => {
+                let id = id.to_string();
+                match self
+                    .control
+                    .run(async move { store.get_key(&id).await })
+                    .await
+                {
+                    Ok(Ok(Some(k))) => json_reply(200, key_json(&k, now)),
+                    Ok(Ok(None)) => problem(404, "no such key"),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            ("DELETE", id) if !id.contains('/') => {
+                let owned = id.to_string();
+                match self
+                    .control
+                    .run(async move { store.revoke_key(&owned).await })
+                    .await
+                {
+                    Ok(Ok(true)) => {
+                        self.audit_key_event(session, "revoke", id, 204);
+                        (204, "application/json", Vec::new())
+                    }
+                    Ok(Ok(false)) => problem(404, "no such key"),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            _ => problem(
+                405,
+                "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}",
+            ),
+        }
+    }
+}
+
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Reply> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(problem(413, "admin request body too large"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(_) => return Err(problem(400, "cannot read request body")),
+        }
+    }
+}
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
-        let (status, content_type, body) = match session.req_header().uri.path() {
-            "/healthz" => (200, "application/json", br#"{"status":"ok"}"#.to_vec()),
-            _ => (404, CONTENT_TYPE, Problem::new(404, None).to_json()),
+        let path = session.req_header().uri.path().to_string();
+        let (status, content_type, body) = if path == "/healthz" {
+            json_reply(200, json!({"status": "ok"}))
+        } else if let Some(rest) = path.strip_prefix("/admin/v1/keys") {
+            match rest.strip_prefix('/') {
+                Some(id) => self.keys_api(session, id).await,
+                None if rest.is_empty() => self.keys_api(session, "").await,
+                None => problem(404, "no such endpoint"),
+            }
+        } else {
+            problem(404, "no such endpoint")
         };
         let mut response = http::Response::new(body);
         *response.status_mut() =
-            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::NOT_FOUND);
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(content_type),

@@ -38,6 +38,15 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
     },
+    /// Manage service-account API keys (works with or without a running gateway).
+    Keys {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: crate::keys_cli::KeysCommand,
+        /// Config file (its server.data_dir holds the key store).
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
 }
 
 /// Runs the chosen command.
@@ -57,6 +66,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys { command, config } => crate::keys_cli::run(command, &config),
     }
 }
 

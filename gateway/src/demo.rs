@@ -89,6 +89,37 @@ fn free_loopback_port() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// A fresh key for the demo account; secrets are stored hashed, so an old one
+/// cannot be shown again.
+fn create_demo_key(config: &mft_config::Config) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let data_dir = config.server.data_dir.clone();
+    runtime.block_on(async move {
+        let store = crate::store::KeyStore::open(None, &data_dir).await?;
+        let scopes: Vec<String> = [
+            "files:read",
+            "files:write",
+            "deliveries:read",
+            "deliveries:write",
+            "transfers:read",
+            "transfers:write",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (_, token) = store
+            .create_key(
+                "demo",
+                &scopes,
+                Some(std::time::Duration::from_secs(30 * 86_400)),
+            )
+            .await?;
+        store.close().await;
+        Ok(token)
+    })
+}
+
 /// Runs the demo until Ctrl+C.
 pub fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -117,14 +148,25 @@ email_domains = ["demo.example"]
 [backend]
 url = "http://{backend}"
 
+[admin]
+token = "file:admin.token"
+
 [logging]
 format = "pretty"
 level = "info"
 "#
     );
+    let admin_token_file = dir.join("admin.token");
+    if !admin_token_file.exists() {
+        write_private(
+            &admin_token_file,
+            uuid::Uuid::new_v4().simple().to_string().as_bytes(),
+        )?;
+    }
     std::fs::write(&config_path, toml)?;
     let loaded = crate::cli::load_config(&config_path)?;
     crate::telemetry::init(&loaded.config.logging);
+    let demo_key = create_demo_key(&loaded.config).context("cannot create the demo API key")?;
 
     let host = if listen.ip().is_loopback() {
         "localhost".to_string()
@@ -140,14 +182,21 @@ mft-gateway demo
   backend   http://{backend}   (reference MFT backend, data in {dir}/backend-data)
   config    {config}
 
+  API key   {demo_key}   (service account "demo", all scopes, valid 30 days)
+
 Try it (paste into another terminal):
 
+  export MFT_KEY={demo_key}
   curl --cacert {ca} {base}/healthz
-  curl --cacert {ca} -H "X-Filename: hello.txt" --data-binary "hello from mft-gateway" {base}/api/v1/files
-  curl --cacert {ca} {base}/api/v1/files
-  ID=$(curl -s --cacert {ca} -H "X-Filename: os-release" --data-binary @/etc/os-release {base}/api/v1/files | sed -E 's/.*"id":"([^"]+)".*/\1/')
-  curl --cacert {ca} -o /tmp/os-release.copy {base}/api/v1/files/$ID/content && sha256sum /etc/os-release /tmp/os-release.copy
-  curl --cacert {ca} -H "Range: bytes=0-15" {base}/api/v1/files/$ID/content
+  curl --cacert {ca} -H "X-API-Key: $MFT_KEY" -H "X-Filename: hello.txt" --data-binary "hello from mft-gateway" {base}/api/v1/files
+  curl --cacert {ca} -H "Authorization: Bearer $MFT_KEY" {base}/api/v1/files
+  ID=$(curl -s --cacert {ca} -H "X-API-Key: $MFT_KEY" -H "X-Filename: os-release" --data-binary @/etc/os-release {base}/api/v1/files | sed -E 's/.*"id":"([^"]+)".*/\1/')
+  curl --cacert {ca} -H "X-API-Key: $MFT_KEY" -o /tmp/os-release.copy {base}/api/v1/files/$ID/content && sha256sum /etc/os-release /tmp/os-release.copy
+  curl --cacert {ca} -H "X-API-Key: $MFT_KEY" -H "Range: bytes=0-15" {base}/api/v1/files/$ID/content
+  curl --cacert {ca} {base}/api/v1/files            # no key: 401 problem+json
+
+Keys: `mft-gateway keys list --config {config}`, or the admin API:
+  curl -H "Authorization: Bearer $(cat {dir}/admin.token)" http://{admin}/admin/v1/keys
 
 Stop with Ctrl+C.
 "#,

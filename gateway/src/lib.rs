@@ -2,11 +2,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
+pub mod auth;
 pub mod check;
 pub mod cli;
+pub mod control;
 pub mod demo;
 pub mod drain;
+pub mod keys_cli;
 pub mod proxy;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -2,12 +2,21 @@
 //! pingora starts (it panics or logs-and-continues on bad input), then serve.
 
 use crate::admin::AdminApp;
+use crate::audit::AuditLog;
+use crate::auth::jwks::IssuerSet;
+use crate::auth::keys::KeyCache;
+use crate::auth::Authenticator;
+use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
 use crate::proxy::upstream::Upstream;
-use crate::proxy::GatewayProxy;
+use crate::proxy::{GatewayProxy, ProxyParts};
+use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
 use mft_config::Config;
+use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
+use mft_filters::clock::SystemClock;
+use mft_filters::defender::{Defender, DefenderPolicy};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -33,6 +42,22 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     ensure_bindable(s.https_listen, "server.https_listen")?;
     ensure_bindable(s.admin_listen, "server.admin_listen")?;
 
+    let control = ControlPlane::start().context("cannot start the control-plane runtime")?;
+    let store = open_store(&config, &control)?;
+    let audit = AuditLog::open(&config.audit)
+        .with_context(|| format!("audit.file {}: cannot open", config.audit.file.display()))?;
+    let issuers = IssuerSet::start(&config.auth.jwt, &control)?;
+    let keys = KeyCache::new(store.clone(), control.clone(), config.auth.cache_ttl);
+    keys.start_maintenance();
+    let auth = Arc::new(Authenticator::new(
+        keys,
+        issuers,
+        scope_policy(&config),
+        defender(&config),
+        audit.clone(),
+        Arc::new(SystemClock),
+    ));
+
     let conf = ServerConf {
         threads: s.threads,
         pid_file: s
@@ -57,17 +82,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let in_flight = InFlight::default();
     let proxy = pingora_proxy::http_proxy(
         &server.configuration,
-        GatewayProxy::new(
+        GatewayProxy::new(ProxyParts {
             upstream,
-            in_flight.clone(),
-            config.logging.access_log,
-            s.keepalive_timeout.as_secs(),
-        ),
+            auth,
+            audit: audit.clone(),
+            in_flight: in_flight.clone(),
+            access_log: config.logging.access_log,
+            keepalive_secs: s.keepalive_timeout.as_secs(),
+        }),
     );
     let front = TlsFront::new(tls_config, Arc::new(proxy), s.tls_handshake_timeout);
     let mut https = Service::new("https".to_string(), front);
     https.add_tcp(&s.https_listen.to_string());
-    let mut admin = Service::new("admin".to_string(), AdminApp);
+    if config.admin.token.is_none() {
+        tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
+    }
+    let admin_app = AdminApp::new(config.admin.token.clone(), store, control, audit);
+    let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(https);
     server.add_service(admin);
@@ -85,4 +116,40 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "mft-gateway starting"
     );
     server.run_forever()
+}
+
+/// Opens the key store (SQLite under `data_dir`, or PostgreSQL) on the control plane.
+pub fn open_store(config: &Config, control: &ControlPlane) -> anyhow::Result<KeyStore> {
+    let url = config.auth.store.as_ref().map(|s| s.expose().to_string());
+    let data_dir = config.server.data_dir.clone();
+    control
+        .block_on(async move { KeyStore::open(url.as_deref(), &data_dir).await })?
+        .context("auth.store: cannot open the key store")
+}
+
+fn scope_policy(config: &Config) -> ScopePolicy {
+    let extra = config
+        .auth
+        .scopes
+        .iter()
+        .map(|r| ScopeRule {
+            methods: r.methods.clone(),
+            path_prefix: r.path_prefix.clone(),
+            scope: r.scope.clone(),
+        })
+        .collect();
+    ScopePolicy::with_overrides(ScopePolicy::default_policy(), extra)
+}
+
+fn defender(config: &Config) -> Option<Arc<Defender>> {
+    let d = &config.defender;
+    d.enabled.then(|| {
+        Arc::new(Defender::new(DefenderPolicy {
+            score_per_failure: d.score_per_failure,
+            threshold: d.threshold,
+            observation_window: d.observation_window,
+            ban_time: d.ban_time,
+            max_tracked: 100_000,
+        }))
+    })
 }

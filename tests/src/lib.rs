@@ -221,10 +221,16 @@ pub async fn start_backend_at(dir: &Path, addr: SocketAddr) -> Backend {
     }
 }
 
+/// Every scope of the default route policy.
+pub const ALL_SCOPES: &str =
+    "files:read,files:write,deliveries:read,deliveries:write,transfers:read,transfers:write";
+
 /// A running gateway.
 pub struct Gateway {
     /// The process.
     pub proc: Proc,
+    /// An API key with [`ALL_SCOPES`], created with `mft-gateway keys create`.
+    pub key: String,
     /// `https://127.0.0.1:PORT`
     pub base: String,
     /// Public address.
@@ -242,6 +248,7 @@ pub fn gateway_config(
     admin: SocketAddr,
     backend_url: &str,
     backend_extra: &str,
+    tables: &str,
 ) -> String {
     format!(
         r#"[server]
@@ -259,9 +266,38 @@ url = "{backend_url}"
 
 [logging]
 format = "json"
+
+{tables}
 "#,
         cert = certs.cert.display(),
         key = certs.key.display(),
+    )
+}
+
+/// Runs `mft-gateway keys create --json` against `config`; returns (id, key).
+pub fn create_key(config: &Path, name: &str, scopes: &str) -> (String, String) {
+    let out = Command::new(bin("mft-gateway"))
+        .args([
+            "keys", "create", "--name", name, "--scopes", scopes, "--json", "--config",
+        ])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.trim().lines().count(),
+        1,
+        "--json prints one line: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["key"].as_str().unwrap().to_string(),
     )
 }
 
@@ -272,14 +308,26 @@ pub async fn start_gateway(
     backend_url: &str,
     backend_extra: &str,
 ) -> Gateway {
+    start_gateway_with(dir, certs, backend_url, backend_extra, "").await
+}
+
+/// Like [`start_gateway`], with extra config tables.
+pub async fn start_gateway_with(
+    dir: &Path,
+    certs: &Certs,
+    backend_url: &str,
+    backend_extra: &str,
+    tables: &str,
+) -> Gateway {
     let addr = free_addr();
     let admin = free_addr();
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
-        gateway_config(certs, addr, admin, backend_url, backend_extra),
+        gateway_config(certs, addr, admin, backend_url, backend_extra, tables),
     )
     .unwrap();
+    let (_, key) = create_key(&config, "e2e", ALL_SCOPES);
     let mut proc = Proc::spawn(
         "gateway",
         &bin("mft-gateway"),
@@ -295,11 +343,32 @@ pub async fn start_gateway(
     .await;
     Gateway {
         proc,
+        key,
         base,
         addr,
         admin,
         config,
     }
+}
+
+impl Gateway {
+    /// A client that sends this gateway's all-scopes key as a Bearer token.
+    pub fn client(&self, certs: &Certs, proto: Proto) -> reqwest::Client {
+        client_with_key(certs, proto, &self.key)
+    }
+}
+
+/// A client that sends `key` as `Authorization: Bearer`.
+pub fn client_with_key(certs: &Certs, proto: Proto, key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+    );
+    client_builder(certs, proto)
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }
 
 /// Which HTTP version a client speaks.
@@ -311,18 +380,21 @@ pub enum Proto {
     Http2,
 }
 
-/// A client that trusts the test CA.
+/// A client that trusts the test CA and sends no credential.
 pub fn client(certs: &Certs, proto: Proto) -> reqwest::Client {
+    client_builder(certs, proto).build().unwrap()
+}
+
+fn client_builder(certs: &Certs, proto: Proto) -> reqwest::ClientBuilder {
     let ca = reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap();
     let b = reqwest::Client::builder()
         .add_root_certificate(ca)
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(600));
-    let b = match proto {
+    match proto {
         Proto::Http1 => b.http1_only(),
         Proto::Http2 => b,
-    };
-    b.build().unwrap()
+    }
 }
 
 /// Deterministic pseudo-random content of any size, streamed in 64 KiB chunks

@@ -1,6 +1,7 @@
 //! Per-request state carried across the proxy phases.
 
 use super::routes::Route;
+use crate::auth::Identity;
 use crate::drain::InFlightGuard;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ pub struct RequestCtx {
     pub upstream_started: Option<Instant>,
     /// Time from asking for an upstream connection to its response header.
     pub upstream_time: Option<Duration>,
+    /// Who is calling, once authenticated.
+    pub identity: Option<Identity>,
     /// Keeps the request counted for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }

@@ -8,16 +8,20 @@ pub mod rescue;
 pub mod routes;
 pub mod upstream;
 
+use crate::audit::{AuditLog, AuditRecord};
+use crate::auth::{AuthRequest, Authenticator};
 use crate::drain::InFlight;
 use async_trait::async_trait;
 use ctx::RequestCtx;
 use http::header::HeaderName;
+use mft_filters::decision::Decision;
 use mft_filters::problem::Problem;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use routes::Route;
+use std::sync::Arc;
 use std::time::Instant;
 use upstream::Upstream;
 
@@ -35,25 +39,60 @@ const STRIPPED: [HeaderName; 6] = [
 /// The gateway's proxy logic.
 pub struct GatewayProxy {
     upstream: Upstream,
+    auth: Arc<Authenticator>,
+    audit: AuditLog,
     in_flight: InFlight,
     access_log: bool,
     keepalive_secs: u64,
 }
 
+/// Everything the proxy phases need.
+pub struct ProxyParts {
+    /// The backend.
+    pub upstream: Upstream,
+    /// The decision chain.
+    pub auth: Arc<Authenticator>,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// In-flight counter for graceful shutdown.
+    pub in_flight: InFlight,
+    /// Whether to write access lines.
+    pub access_log: bool,
+    /// HTTP/1.1 keep-alive in seconds.
+    pub keepalive_secs: u64,
+}
+
 impl GatewayProxy {
-    /// A proxy to `upstream`.
-    pub fn new(
-        upstream: Upstream,
-        in_flight: InFlight,
-        access_log: bool,
-        keepalive_secs: u64,
-    ) -> Self {
+    /// A proxy from its parts.
+    pub fn new(p: ProxyParts) -> Self {
         GatewayProxy {
-            upstream,
-            in_flight,
-            access_log,
-            keepalive_secs,
+            upstream: p.upstream,
+            auth: p.auth,
+            audit: p.audit,
+            in_flight: p.in_flight,
+            access_log: p.access_log,
+            keepalive_secs: p.keepalive_secs,
         }
+    }
+
+    async fn authorize(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> Decision<crate::auth::Identity> {
+        let header = session.req_header();
+        let request = AuthRequest {
+            request_id: &ctx.id,
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            client_ip: client_addr(session).map(|a| a.ip()),
+            authorization: header
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            x_api_key: header.headers.get("x-api-key").map(|v| v.as_bytes()),
+        };
+        self.auth.authorize(&request).await
     }
 }
 
@@ -93,6 +132,7 @@ impl ProxyHttp for GatewayProxy {
             route: Route::NotFound,
             upstream_started: None,
             upstream_time: None,
+            identity: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -109,7 +149,16 @@ impl ProxyHttp for GatewayProxy {
                 rescue::respond_json(session, ctx, br#"{"status":"ok"}"#).await?;
                 Ok(true)
             }
-            Route::Api => Ok(false),
+            Route::Api => match self.authorize(session, ctx).await {
+                Decision::Continue(identity) => {
+                    ctx.identity = Some(identity);
+                    Ok(false)
+                }
+                Decision::Reject(rejection) => {
+                    rescue::reject(session, ctx, &rejection).await?;
+                    Ok(true)
+                }
+            },
             Route::NotFound => {
                 let problem = Problem::new(
                     404,
@@ -167,6 +216,10 @@ impl ProxyHttp for GatewayProxy {
             forwarded_value(client_addr(session), original_host.as_deref()),
         )?;
         upstream.insert_header(http::header::HOST, self.upstream.authority.as_str())?;
+        if let Some(identity) = &ctx.identity {
+            upstream.insert_header("x-mft-principal", &*identity.principal)?;
+            upstream.insert_header("x-mft-scopes", &*identity.scopes_header)?;
+        }
         Ok(())
     }
 
@@ -217,11 +270,29 @@ impl ProxyHttp for GatewayProxy {
         e: Option<&pingora_core::Error>,
         ctx: &mut RequestCtx,
     ) {
+        let header = session.req_header();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(identity) = &ctx.identity {
+            let mut r = AuditRecord::new("request");
+            r.request_id = Some(ctx.id.clone());
+            r.principal = Some(identity.principal.to_string());
+            r.client_ip = client_addr(session).map(|a| a.ip());
+            r.method = Some(header.method.to_string());
+            r.path = Some(header.uri.path().to_string());
+            r.status = Some(status);
+            r.bytes_in = Some(session.body_bytes_read() as u64);
+            r.bytes_out = Some(session.body_bytes_sent() as u64);
+            r.decision = Some(if e.is_none() && status < 400 {
+                "allow"
+            } else {
+                "deny"
+            });
+            r.reason = e.map(|e| e.etype().as_str().to_string());
+            self.audit.record(r);
+        }
         if !self.access_log {
             return;
         }
-        let header = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let client = client_addr(session)
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
@@ -237,6 +308,7 @@ impl ProxyHttp for GatewayProxy {
             duration_ms = ms(ctx.started.elapsed()),
             upstream_ms = ctx.upstream_time.map(ms),
             http2 = session.is_http2(),
+            principal = ctx.identity.as_ref().map(|i| &*i.principal),
             error = e.map(|e| e.etype().as_str()),
         );
     }

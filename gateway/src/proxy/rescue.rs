@@ -3,6 +3,7 @@
 
 use super::ctx::RequestCtx;
 use bytes::Bytes;
+use mft_filters::decision::Rejection;
 use mft_filters::problem::{Problem, CONTENT_TYPE};
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
@@ -44,13 +45,36 @@ pub async fn respond(
     ctx: &RequestCtx,
     problem: Problem,
 ) -> pingora_core::Result<()> {
+    write_problem(session, ctx, problem, &[]).await
+}
+
+/// Writes a filter's rejection: problem+json plus its headers (WWW-Authenticate, Retry-After).
+pub async fn reject(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    rejection: &Rejection,
+) -> pingora_core::Result<()> {
+    let problem = Problem::new(rejection.status, Some(rejection.detail.clone()))
+        .with_type(rejection.problem_type);
+    write_problem(session, ctx, problem, &rejection.headers).await
+}
+
+async fn write_problem(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    problem: Problem,
+    extra: &[(&'static str, String)],
+) -> pingora_core::Result<()> {
     let status = problem.status;
     let body = Bytes::from(problem.with_request_id(ctx.id.clone()).to_json());
-    let mut header = ResponseHeader::build(status, Some(4))?;
+    let mut header = ResponseHeader::build(status, Some(4 + extra.len()))?;
     header.insert_header(http::header::CONTENT_TYPE, CONTENT_TYPE)?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     header.insert_header("x-request-id", ctx.id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in extra {
+        header.insert_header(*name, value.as_str())?;
+    }
     session
         .write_response_header(Box::new(header), false)
         .await?;

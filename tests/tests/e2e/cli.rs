@@ -21,7 +21,14 @@ fn run_gateway(args: &[&str], dir: &std::path::Path) -> (i32, String, String) {
 fn malformed_config_is_a_named_error_with_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
-    let text = gateway_config(&certs, free_addr(), free_addr(), "backend.local/api", "");
+    let text = gateway_config(
+        &certs,
+        free_addr(),
+        free_addr(),
+        "backend.local/api",
+        "",
+        "",
+    );
     let line = text.lines().position(|l| l.starts_with("url = ")).unwrap() + 1;
     std::fs::write(dir.path().join("gateway.toml"), &text).unwrap();
     let (code, _, stderr) = run_gateway(&["run", "--config", "gateway.toml"], dir.path());
@@ -39,8 +46,15 @@ fn malformed_config_is_a_named_error_with_line_and_key() {
 fn unknown_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
-    let text = gateway_config(&certs, free_addr(), free_addr(), "http://127.0.0.1:1", "")
-        .replace("threads = 2", "thraeds = 2");
+    let text = gateway_config(
+        &certs,
+        free_addr(),
+        free_addr(),
+        "http://127.0.0.1:1",
+        "",
+        "",
+    )
+    .replace("threads = 2", "thraeds = 2");
     std::fs::write(dir.path().join("gateway.toml"), &text).unwrap();
     let (code, _, stderr) = run_gateway(&["run", "--config", "gateway.toml"], dir.path());
     assert_eq!(code, 1);
@@ -57,7 +71,14 @@ fn key_that_does_not_match_the_certificate_is_a_clean_startup_error() {
     let other = tempfile::tempdir().unwrap();
     let other_certs = make_certs(other.path());
     std::fs::copy(&other_certs.key, &certs.key).unwrap();
-    let text = gateway_config(&certs, free_addr(), free_addr(), "http://127.0.0.1:1", "");
+    let text = gateway_config(
+        &certs,
+        free_addr(),
+        free_addr(),
+        "http://127.0.0.1:1",
+        "",
+        "",
+    );
     std::fs::write(dir.path().join("gateway.toml"), &text).unwrap();
     let (code, _, stderr) = run_gateway(&["run", "--config", "gateway.toml"], dir.path());
     assert_eq!(code, 1);
@@ -77,7 +98,7 @@ async fn check_reports_each_connection_and_fails_when_the_backend_is_down() {
     let backend = start_backend(dir.path()).await;
     std::fs::write(
         dir.path().join("gateway.toml"),
-        gateway_config(&certs, free_addr(), free_addr(), &backend.url, ""),
+        gateway_config(&certs, free_addr(), free_addr(), &backend.url, "", ""),
     )
     .unwrap();
     let (code, stdout, _) = run_gateway(&["check", "--config", "gateway.toml"], dir.path());

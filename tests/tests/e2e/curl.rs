@@ -27,11 +27,14 @@ async fn curl_uploads_and_downloads_over_http1_and_http2() {
     std::fs::write(&src, &data).unwrap();
     let want = hex::encode(sha2::Sha256::digest(&data));
     let ca = s.certs.ca.to_str().unwrap();
+    let key_header = format!("X-API-Key: {}", s.gateway.key);
     for proto in ["--http1.1", "--http2"] {
         let (ok, out) = curl(&[
             proto,
             "--cacert",
             ca,
+            "-H",
+            &key_header,
             "-H",
             "X-Filename: curl.bin",
             "--data-binary",
@@ -46,6 +49,8 @@ async fn curl_uploads_and_downloads_over_http1_and_http2() {
             proto,
             "--cacert",
             ca,
+            "-H",
+            &key_header,
             "-o",
             dst.to_str().unwrap(),
             &format!(

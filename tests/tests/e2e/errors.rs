@@ -21,7 +21,8 @@ async fn backend_down_gives_502_problem_json() {
     let nowhere = free_addr();
     let gw = start_gateway(dir.path(), &certs, &format!("http://{nowhere}"), "").await;
     for proto in [Proto::Http1, Proto::Http2] {
-        let r = client(&certs, proto)
+        let r = gw
+            .client(&certs, proto)
             .get(format!("{}/api/v1/files", gw.base))
             .send()
             .await
@@ -51,7 +52,8 @@ async fn silent_backend_gives_504_problem_json_after_read_timeout() {
     )
     .await;
     let started = Instant::now();
-    let r = client(&certs, Proto::Http1)
+    let r = gw
+        .client(&certs, Proto::Http1)
         .get(format!("{}/api/v1/files", gw.base))
         .send()
         .await

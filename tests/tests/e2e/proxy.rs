@@ -46,7 +46,7 @@ pub async fn upload(
 }
 
 async fn roundtrip(s: &Stack, proto: Proto, size: u64, seed: u64) {
-    let client = client(&s.certs, proto);
+    let client = s.gateway.client(&s.certs, proto);
     let content = Arc::new(Content::new(size, seed));
     let expected = content.sha256();
     let meta = upload(&client, &s.gateway.base, "roundtrip.bin", &content).await;
@@ -117,7 +117,7 @@ async fn three_hundred_mib_streams_both_ways_without_buffering() {
 #[tokio::test]
 async fn range_request_returns_206_with_exact_bytes() {
     let s = stack().await;
-    let client = client(&s.certs, Proto::Http2);
+    let client = s.gateway.client(&s.certs, Proto::Http2);
     let content = Arc::new(Content::new(200_000, 5));
     let meta = upload(&client, &s.gateway.base, "range.bin", &content).await;
     let url = format!(
@@ -160,7 +160,7 @@ async fn range_request_returns_206_with_exact_bytes() {
 #[tokio::test]
 async fn gateway_answers_health_itself_and_404s_unknown_paths_as_problem_json() {
     let s = stack().await;
-    let client = client(&s.certs, Proto::Http1);
+    let client = s.gateway.client(&s.certs, Proto::Http1);
     let r = client
         .get(format!("{}/healthz", s.gateway.base))
         .send()
@@ -189,7 +189,7 @@ async fn gateway_answers_health_itself_and_404s_unknown_paths_as_problem_json() 
 #[tokio::test]
 async fn bad_file_names_are_refused_with_400_problem_json() {
     let s = stack().await;
-    let client = client(&s.certs, Proto::Http1);
+    let client = s.gateway.client(&s.certs, Proto::Http1);
     for name in ["../escape.txt", "a/b.txt", ".."] {
         let r = client
             .post(format!("{}/api/v1/files", s.gateway.base))
@@ -206,7 +206,7 @@ async fn bad_file_names_are_refused_with_400_problem_json() {
 #[tokio::test]
 async fn client_credentials_and_identity_headers_do_not_reach_the_backend() {
     let s = stack().await;
-    let client = client(&s.certs, Proto::Http1);
+    let client = s.gateway.client(&s.certs, Proto::Http1);
     let r = client
         .post(format!("{}/api/v1/deliveries", s.gateway.base))
         .header("X-MFT-Origin", "partner:forged")

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn sigterm_drains_an_in_flight_download_then_exits() {
     let mut s = stack().await;
-    let client = client(&s.certs, Proto::Http1);
+    let client = s.gateway.client(&s.certs, Proto::Http1);
     let content = Arc::new(Content::new(64 << 20, 21));
     let meta = upload(&client, &s.gateway.base, "drain.bin", &content).await;
     let r = client

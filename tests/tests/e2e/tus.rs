@@ -53,7 +53,7 @@ async fn offset(client: &reqwest::Client, url: &str) -> u64 {
 #[tokio::test]
 async fn tus_upload_resumes_after_an_interrupted_connection() {
     let s = stack().await;
-    let client = client(&s.certs, Proto::Http2);
+    let client = s.gateway.client(&s.certs, Proto::Http2);
     let content = Content::new(8 << 20, 11);
     let total = content.size;
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -78,8 +78,9 @@ async fn tus_upload_resumes_after_an_interrupted_connection() {
 
     // First attempt: declare the whole body, send 3 MiB, then the connection dies.
     let mut tls = raw_tls(&s.certs, s.gateway.addr).await;
+    let key = &s.gateway.key;
     let head = format!(
-        "PATCH {location} HTTP/1.1\r\nHost: localhost\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {total}\r\n\r\n"
+        "PATCH {location} HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {key}\r\nTus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: {total}\r\n\r\n"
     );
     tls.write_all(head.as_bytes()).await.unwrap();
     let sent_chunks = 48; // 48 x 64 KiB = 3 MiB

@@ -1,0 +1,67 @@
+//! Hot-path costs of authentication and authorization.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use mft_filters::auth::{api_key, credential, jwt, scope};
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+const RSA1: &str = include_str!("../tests/fixtures/rsa1_private.pem");
+const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
+
+fn api_key_path(c: &mut Criterion) {
+    let key = api_key::generate(&[0x5a; api_key::RANDOM_LEN]);
+    let header = format!("Bearer {}", key.token);
+    let stored = key.secret_hash;
+    c.bench_function("api_key/extract_parse_verify", |b| {
+        b.iter(|| {
+            let cred = credential::extract(Some(black_box(header.as_bytes())), None);
+            let Ok(Some(credential::Credential::ApiKey(token))) = cred else {
+                panic!("bench key must extract");
+            };
+            let parsed = api_key::parse(token).expect("bench key must parse");
+            black_box(parsed.verify(black_box(&stored)))
+        })
+    });
+}
+
+fn scope_lookup(c: &mut Criterion) {
+    let policy = scope::ScopePolicy::default_policy();
+    let granted = vec!["files:read".to_string(), "deliveries:write".to_string()];
+    c.bench_function("scope/required_scope_and_check", |b| {
+        b.iter(|| {
+            let needed = policy
+                .required_scope(
+                    black_box("GET"),
+                    black_box("/api/v1/files/0190a4c2/content"),
+                )
+                .expect("route is mapped");
+            black_box(scope::has_scope(&granted, needed))
+        })
+    });
+}
+
+fn jwt_rs256(c: &mut Criterion) {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let claims = serde_json::json!({
+        "iss": "https://idp.example",
+        "sub": "svc-backup",
+        "aud": "mft-gateway",
+        "exp": 1_700_000_300u64,
+        "scope": "files:read files:write",
+    });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let key = EncodingKey::from_rsa_pem(RSA1.as_bytes()).expect("fixture key");
+    let token = encode(&header, &claims, &key).expect("bench token signs");
+    let keys = jwt::JwksKeys::from_json(JWKS.as_bytes()).expect("fixture jwks");
+    let policy =
+        jwt::JwtIssuerPolicy::new("https://idp.example", &["mft-gateway"], &[Algorithm::RS256]);
+    assert!(jwt::verify(&token, &policy, &keys, now).is_ok());
+    c.bench_function("jwt/verify_rs256", |b| {
+        b.iter(|| black_box(jwt::verify(black_box(&token), &policy, &keys, now)))
+    });
+}
+
+criterion_group!(benches, api_key_path, scope_lookup, jwt_rs256);
+criterion_main!(benches);

@@ -1,0 +1,258 @@
+//! The outcome of a request filter: go on, or answer the client now.
+
+use crate::problem::Problem;
+use std::time::Duration;
+
+/// Problem type of a 401.
+pub const PROBLEM_UNAUTHENTICATED: &str = "urn:mft:problem:unauthenticated";
+/// Problem type of a 403 for a scope the credential lacks.
+pub const PROBLEM_INSUFFICIENT_SCOPE: &str = "urn:mft:problem:insufficient-scope";
+/// Problem type of a 403 for a route that no scope grants.
+pub const PROBLEM_ROUTE_NOT_GRANTED: &str = "urn:mft:problem:route-not-granted";
+/// Problem type of a 429 from the brute-force defender.
+pub const PROBLEM_BANNED: &str = "urn:mft:problem:banned";
+
+/// The realm every `WWW-Authenticate` challenge names.
+pub const REALM: &str = "mft-gateway";
+
+/// What a filter decided about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<T> {
+    /// The request may go on; `T` is what the filter learned (an identity, a scope, ...).
+    Continue(T),
+    /// The request ends here with this answer.
+    Reject(Rejection),
+}
+
+impl<T> Decision<T> {
+    /// Whether the request may go on.
+    pub fn is_continue(&self) -> bool {
+        matches!(self, Decision::Continue(_))
+    }
+
+    /// Converts into a `Result`, so filters can be chained with `?`.
+    pub fn into_result(self) -> Result<T, Rejection> {
+        match self {
+            Decision::Continue(t) => Ok(t),
+            Decision::Reject(r) => Err(r),
+        }
+    }
+}
+
+impl<T> From<Result<T, Rejection>> for Decision<T> {
+    fn from(r: Result<T, Rejection>) -> Self {
+        match r {
+            Ok(t) => Decision::Continue(t),
+            Err(r) => Decision::Reject(r),
+        }
+    }
+}
+
+/// An answer that ends a request, split into what the client may see and what
+/// only the audit log may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status code.
+    pub status: u16,
+    /// RFC 9457 problem type URI.
+    pub problem_type: &'static str,
+    /// Safe for the client: generic, never a secret or a reason that helps an
+    /// attacker tell an unknown key from a wrong secret.
+    pub detail: String,
+    /// Precise reason for the audit log (`unknown_key`, `revoked`, `expired`,
+    /// `bad_secret`, `bad_signature`, `malformed_credential`,
+    /// `missing_credential`, `missing_scope`, `banned`, ...). Never sent to the client.
+    pub audit_reason: &'static str,
+    /// Extra response headers, lower-case names.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+const GENERIC_401: &str = "missing or invalid credentials";
+
+impl Rejection {
+    /// 401 with a plain `Bearer` challenge. Every authentication failure gets
+    /// the same detail, so the response never tells which part was wrong.
+    pub fn unauthenticated(audit_reason: &'static str) -> Self {
+        Rejection {
+            status: 401,
+            problem_type: PROBLEM_UNAUTHENTICATED,
+            detail: GENERIC_401.to_string(),
+            audit_reason,
+            headers: vec![("www-authenticate", format!("Bearer realm=\"{REALM}\""))],
+        }
+    }
+
+    /// 401 for a bearer token that was presented but is not valid (a JWT that
+    /// failed verification). RFC 6750 §3.1 asks for `error="invalid_token"`
+    /// then, while a request with no credential at all gets no error code, so
+    /// use [`Rejection::unauthenticated`] for that case.
+    pub fn invalid_token(audit_reason: &'static str) -> Self {
+        Rejection {
+            headers: vec![(
+                "www-authenticate",
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+            )],
+            ..Self::unauthenticated(audit_reason)
+        }
+    }
+
+    /// 403 for a credential that lacks `scope`. Naming the scope helps an
+    /// integrator fix their key and tells an attacker nothing the route does not.
+    pub fn forbidden_scope(scope: &str) -> Self {
+        let quoted = quote(scope);
+        Rejection {
+            status: 403,
+            problem_type: PROBLEM_INSUFFICIENT_SCOPE,
+            detail: format!("this request needs the scope {quoted}"),
+            audit_reason: "missing_scope",
+            headers: vec![(
+                "www-authenticate",
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope={quoted}"),
+            )],
+        }
+    }
+
+    /// 403 for a route that no rule of the scope policy covers: deny by
+    /// default, so a backend route added later is closed until a rule opens it.
+    pub fn no_scope_for_route() -> Self {
+        Rejection {
+            status: 403,
+            problem_type: PROBLEM_ROUTE_NOT_GRANTED,
+            detail: "no scope grants this route".to_string(),
+            audit_reason: "no_route_scope",
+            headers: Vec::new(),
+        }
+    }
+
+    /// 429 from the brute-force defender. `retry_after` is rounded up to whole
+    /// seconds (at least 1), so a client that obeys it is never still banned.
+    pub fn banned(retry_after: Duration) -> Self {
+        let mut secs = retry_after.as_secs();
+        if retry_after.subsec_nanos() > 0 || secs == 0 {
+            secs = secs.saturating_add(1);
+        }
+        Rejection {
+            status: 429,
+            problem_type: PROBLEM_BANNED,
+            detail: "too many failed attempts; try again later".to_string(),
+            audit_reason: "banned",
+            headers: vec![("retry-after", secs.to_string())],
+        }
+    }
+
+    /// The RFC 9457 body for this rejection.
+    pub fn to_problem(&self) -> Problem {
+        Problem::new(self.status, Some(self.detail.clone())).with_type(self.problem_type)
+    }
+}
+
+/// An RFC 9110 quoted-string, so a configured scope containing `"` or `\`
+/// cannot break out of the header parameter.
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        // Control characters would let a scope name split the header line.
+        if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(r: &'a Rejection, name: &str) -> Option<&'a str> {
+        r.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn unauthenticated_is_generic() {
+        let a = Rejection::unauthenticated("unknown_key");
+        let b = Rejection::unauthenticated("bad_secret");
+        assert_eq!(a.status, 401);
+        assert_eq!(a.detail, b.detail);
+        assert_eq!(a.headers, b.headers);
+        assert_eq!(
+            header(&a, "www-authenticate"),
+            Some("Bearer realm=\"mft-gateway\"")
+        );
+        assert_eq!(a.audit_reason, "unknown_key");
+        assert_eq!(a.problem_type, "urn:mft:problem:unauthenticated");
+    }
+
+    #[test]
+    fn invalid_token_adds_rfc6750_error() {
+        let r = Rejection::invalid_token("expired");
+        assert_eq!(r.status, 401);
+        assert_eq!(r.detail, "missing or invalid credentials");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"mft-gateway\", error=\"invalid_token\"")
+        );
+    }
+
+    #[test]
+    fn forbidden_scope_names_the_scope() {
+        let r = Rejection::forbidden_scope("files:write");
+        assert_eq!(r.status, 403);
+        assert_eq!(r.detail, "this request needs the scope \"files:write\"");
+        assert_eq!(r.audit_reason, "missing_scope");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some(
+                "Bearer realm=\"mft-gateway\", error=\"insufficient_scope\", scope=\"files:write\""
+            )
+        );
+    }
+
+    #[test]
+    fn scope_cannot_break_the_header() {
+        let r = Rejection::forbidden_scope("a\"b\\c\r\nx");
+        assert_eq!(
+            header(&r, "www-authenticate"),
+            Some("Bearer realm=\"mft-gateway\", error=\"insufficient_scope\", scope=\"a\\\"b\\\\cx\"")
+        );
+    }
+
+    #[test]
+    fn banned_rounds_retry_after_up() {
+        let r = Rejection::banned(Duration::from_millis(61_200));
+        assert_eq!(r.status, 429);
+        assert_eq!(header(&r, "retry-after"), Some("62"));
+        assert_eq!(
+            header(&Rejection::banned(Duration::ZERO), "retry-after"),
+            Some("1")
+        );
+        assert_eq!(
+            header(&Rejection::banned(Duration::from_secs(900)), "retry-after"),
+            Some("900")
+        );
+    }
+
+    #[test]
+    fn problem_body_carries_type_and_detail() {
+        let p = Rejection::no_scope_for_route().to_problem();
+        assert_eq!(p.status, 403);
+        assert_eq!(p.kind, PROBLEM_ROUTE_NOT_GRANTED);
+        assert_eq!(p.detail.as_deref(), Some("no scope grants this route"));
+    }
+
+    #[test]
+    fn decision_converts_to_result() {
+        let d: Decision<u8> = Decision::Continue(1);
+        assert!(d.is_continue());
+        assert_eq!(d.into_result(), Ok(1));
+        let d: Decision<u8> = Err(Rejection::banned(Duration::from_secs(1))).into();
+        assert!(!d.is_continue());
+    }
+}

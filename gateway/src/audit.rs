@@ -1,0 +1,279 @@
+//! The audit trail: append-only JSON lines under `data_dir`, rotated by size.
+//!
+//! Records are handed to one writer thread through a bounded channel, so the
+//! proxy never waits on the disk. Records carry no field that could hold a
+//! credential: the principal is an id (`key:<id>`), paths are logged without
+//! their query string.
+
+use mft_config::model::Audit;
+use serde::Serialize;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Records that can wait in memory for the writer before new ones are dropped
+/// (and counted) rather than stalling request handling.
+const QUEUE: usize = 64 * 1024;
+
+/// One audit record.
+#[derive(Debug, Default, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339 time with milliseconds.
+    pub time: String,
+    /// `auth`, `request`, `ban`, `unban`, `key`.
+    pub event: &'static str,
+    /// Request id, when the event belongs to a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// `key:<id>`, `jwt:<sub>`, `admin`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// Client address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<IpAddr>,
+    /// HTTP method.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Path without query.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Response status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request body bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_in: Option<u64>,
+    /// Response body bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_out: Option<u64>,
+    /// `allow` or `deny`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<&'static str>,
+    /// Why: `unknown_key`, `revoked`, `missing_scope`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl AuditRecord {
+    /// A record of `event`, stamped now.
+    pub fn new(event: &'static str) -> Self {
+        AuditRecord {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            event,
+            ..Default::default()
+        }
+    }
+}
+
+/// Handle to the audit trail; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: SyncSender<AuditRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Opens (appends to) the audit file and starts its writer thread.
+    pub fn open(config: &Audit) -> io::Result<AuditLog> {
+        if let Some(dir) = config.file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = open_append(&config.file)?;
+        let size = file.metadata()?.len();
+        let (tx, rx) = mpsc::sync_channel::<AuditRecord>(QUEUE);
+        let mut writer = Writer {
+            path: config.file.clone(),
+            out: BufWriter::new(file),
+            size,
+            max_bytes: config.max_bytes,
+            keep: config.keep,
+        };
+        std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(Duration::from_millis(500)) {
+                    Ok(record) => {
+                        writer.write(&record);
+                        // Flush whenever the queue is drained so the file is current.
+                        if let Ok(next) = rx.try_recv() {
+                            writer.write(&next);
+                        } else {
+                            writer.flush();
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => writer.flush(),
+                    Err(RecvTimeoutError::Disconnected) => {
+                        writer.flush();
+                        return;
+                    }
+                }
+            })?;
+        Ok(AuditLog {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Queues a record; never blocks.
+    pub fn record(&self, record: AuditRecord) {
+        match self.tx.try_send(record) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::error!(
+                        dropped = n,
+                        "audit queue full or writer gone: records dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Records dropped because the writer could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+struct Writer {
+    path: PathBuf,
+    out: BufWriter<File>,
+    size: u64,
+    max_bytes: u64,
+    keep: u32,
+}
+
+impl Writer {
+    fn write(&mut self, record: &AuditRecord) {
+        let mut line = match serde_json::to_vec(record) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serialise audit record");
+                return;
+            }
+        };
+        line.push(b'\n');
+        if let Err(e) = self.out.write_all(&line) {
+            tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
+            return;
+        }
+        self.size += line.len() as u64;
+        if self.size >= self.max_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot rotate audit file");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            tracing::error!(error = %e, path = %self.path.display(), "cannot flush audit file");
+        }
+    }
+
+    /// `audit.jsonl` → `audit.jsonl.1` → ... → `audit.jsonl.<keep>` (oldest removed).
+    fn rotate(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()?;
+        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            let _ = std::fs::remove_file(name(self.keep));
+            for n in (1..self.keep).rev() {
+                let from = name(n);
+                if from.exists() {
+                    std::fs::rename(&from, name(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, name(1))?;
+        }
+        self.out = BufWriter::new(open_append(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait_for(path: &Path, pred: impl Fn(&str) -> bool) -> String {
+        for _ in 0..200 {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if pred(&text) {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("audit file {} never matched", path.display());
+    }
+
+    #[test]
+    fn writes_one_json_object_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&Audit {
+            file: file.clone(),
+            max_bytes: 1 << 20,
+            keep: 2,
+        })
+        .unwrap();
+        let mut r = AuditRecord::new("auth");
+        r.decision = Some("deny");
+        r.reason = Some("unknown_key".into());
+        r.client_ip = "192.0.2.1".parse().ok();
+        log.record(r);
+        log.record(AuditRecord::new("request"));
+        let text = wait_for(&file, |t| t.lines().count() == 2);
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["event"], "auth");
+        assert_eq!(first["decision"], "deny");
+        assert_eq!(first["client_ip"], "192.0.2.1");
+        assert!(first.get("principal").is_none());
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_the_configured_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&Audit {
+            file: file.clone(),
+            max_bytes: 4096,
+            keep: 2,
+        })
+        .unwrap();
+        for i in 0..400 {
+            let mut r = AuditRecord::new("request");
+            r.path = Some(format!("/api/v1/files/{i:08}"));
+            log.record(r);
+        }
+        wait_for(&file, |t| t.contains("/api/v1/files/00000399"));
+        assert!(dir.path().join("audit.jsonl.1").exists());
+        assert!(dir.path().join("audit.jsonl.2").exists());
+        assert!(
+            !dir.path().join("audit.jsonl.3").exists(),
+            "keep = 2 must bound the files"
+        );
+        let rotated = std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap();
+        assert!(rotated.len() as u64 >= 4096);
+        for line in rotated.lines() {
+            serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines only");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Trusted JWT issuers and their key sets: fetched at start, refreshed in the
+//! background, and refetched at once (rate-limited) when a token names a key
+//! id we do not know yet, so an identity provider's key rotation needs no restart.
+
+use crate::control::ControlPlane;
+use arc_swap::ArcSwap;
+use mft_config::model::{JwksSource, JwtIssuer};
+use mft_filters::auth::jwt::{self, JwksKeys, JwtError, JwtIdentity, JwtIssuerPolicy};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A forced refetch (unknown `kid`) happens at most this often per issuer.
+const FORCED_REFETCH_EVERY: Duration = Duration::from_secs(30);
+/// Until the first successful fetch, retry this often.
+const RETRY_EVERY: Duration = Duration::from_secs(30);
+/// A JWKS document larger than this is refused.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// One issuer with its current keys.
+pub struct Issuer {
+    policy: JwtIssuerPolicy,
+    source: JwksSource,
+    refresh: Duration,
+    client: reqwest::Client,
+    keys: ArcSwap<JwksKeys>,
+    last_forced: Mutex<Option<Instant>>,
+}
+
+impl Issuer {
+    async fn fetch(&self) -> Result<JwksKeys, String> {
+        let body = match &self.source {
+            JwksSource::File(path) => tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            JwksSource::Url(url) => {
+                let response = self
+                    .client
+                    .get(url.clone())
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("{url}: HTTP {}", response.status().as_u16()));
+                }
+                if response
+                    .content_length()
+                    .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+                {
+                    return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+                }
+                let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+                if bytes.len() > MAX_JWKS_BYTES {
+                    return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+                }
+                bytes.to_vec()
+            }
+        };
+        JwksKeys::from_json(&body).map_err(|e| format!("invalid JWKS: {e}"))
+    }
+
+    async fn refetch(&self) -> bool {
+        match self.fetch().await {
+            Ok(keys) => {
+                self.keys.store(Arc::new(keys));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(issuer = %self.policy.issuer, error = %e, "JWKS refresh failed; keeping the previous keys");
+                false
+            }
+        }
+    }
+
+    fn may_force_refetch(&self) -> bool {
+        let Ok(mut last) = self.last_forced.lock() else {
+            return false;
+        };
+        match *last {
+            Some(t) if t.elapsed() < FORCED_REFETCH_EVERY => false,
+            _ => {
+                *last = Some(Instant::now());
+                true
+            }
+        }
+    }
+}
+
+/// All configured issuers.
+#[derive(Clone)]
+pub struct IssuerSet {
+    issuers: Arc<Vec<Arc<Issuer>>>,
+    control: ControlPlane,
+}
+
+impl IssuerSet {
+    /// Builds the issuers and fetches their keys once. A file that cannot be
+    /// read is a startup error; an unreachable URL is logged and retried, so a
+    /// brief identity-provider outage does not keep API-key users out.
+    pub fn start(config: &[JwtIssuer], control: &ControlPlane) -> anyhow::Result<IssuerSet> {
+        let mut issuers = Vec::new();
+        for (i, c) in config.iter().enumerate() {
+            let algorithms = c
+                .algorithms
+                .iter()
+                .map(|a| jsonwebtoken::Algorithm::from_str(a))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].algorithms: {e}"))?;
+            let mut client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(ca) = &c.ca_file {
+                let pem = std::fs::read(ca)
+                    .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].ca_file {}: {e}", ca.display()))?;
+                let cert = reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].ca_file {}: {e}", ca.display()))?;
+                client = client.add_root_certificate(cert);
+            }
+            let empty =
+                JwksKeys::from_json(br#"{"keys":[]}"#).map_err(|e| anyhow::anyhow!("{e}"))?;
+            issuers.push(Arc::new(Issuer {
+                policy: JwtIssuerPolicy {
+                    issuer: c.issuer.clone(),
+                    audience: c.audience.clone(),
+                    algorithms,
+                    scopes_claim: c.scopes_claim.clone(),
+                    leeway: c.leeway,
+                },
+                source: c.jwks.clone(),
+                refresh: c.refresh,
+                client: client.build()?,
+                keys: ArcSwap::from_pointee(empty),
+                last_forced: Mutex::new(None),
+            }));
+        }
+        for (i, issuer) in issuers.iter().enumerate() {
+            let it = issuer.clone();
+            let first = control.block_on(async move { it.fetch().await })?;
+            match (first, &issuer.source) {
+                (Ok(keys), _) => issuer.keys.store(Arc::new(keys)),
+                (Err(e), JwksSource::File(_)) => anyhow::bail!("auth.jwt[{i}].jwks: {e}"),
+                (Err(e), JwksSource::Url(_)) => {
+                    tracing::warn!(issuer = %issuer.policy.issuer, error = %e, "JWKS not available yet; retrying in the background")
+                }
+            }
+            let it = issuer.clone();
+            control.spawn(async move {
+                loop {
+                    let ok = it.refetch().await;
+                    tokio::time::sleep(if ok {
+                        it.refresh
+                    } else {
+                        RETRY_EVERY.min(it.refresh)
+                    })
+                    .await;
+                }
+            });
+        }
+        Ok(IssuerSet {
+            issuers: Arc::new(issuers),
+            control: control.clone(),
+        })
+    }
+
+    /// Verifies `token` against the issuer named in it; returns the audit reason on failure.
+    pub async fn verify(&self, token: &str, now: SystemTime) -> Result<JwtIdentity, &'static str> {
+        let Some(iss) = jwt::peek_issuer(token) else {
+            return Err("malformed_jwt");
+        };
+        let Some(issuer) = self.issuers.iter().find(|i| i.policy.issuer == iss) else {
+            return Err("unknown_issuer");
+        };
+        match jwt::verify(token, &issuer.policy, &issuer.keys.load(), now) {
+            Err(JwtError::UnknownKid(_)) if issuer.may_force_refetch() => {
+                let it = issuer.clone();
+                let _ = self.control.run(async move { it.refetch().await }).await;
+                jwt::verify(token, &issuer.policy, &issuer.keys.load(), now)
+                    .map_err(|e| e.audit_reason())
+            }
+            other => other.map_err(|e| e.audit_reason()),
+        }
+    }
+}

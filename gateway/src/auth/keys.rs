@@ -1,0 +1,204 @@
+//! Verified-key cache in front of the key store.
+//!
+//! The hot path does no database round trip: records are cached for
+//! `auth.cache_ttl`, unknown ids for a few seconds (so random keys cannot
+//! hammer the database), and concurrent misses for one id share one query.
+//! Revocation reaches a running gateway through the store's change feed,
+//! polled every second, so a `keys revoke` from another process takes effect
+//! here within about a second, far inside the 5 s promise.
+
+use super::Identity;
+use crate::control::ControlPlane;
+use crate::store::{KeyRecord, KeyStore};
+use moka::future::Cache;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long an unknown key id is remembered as unknown.
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// How often the store's change feed is polled.
+const CHANGE_POLL: Duration = Duration::from_secs(1);
+/// `last_used_at` is written at most this often per key.
+const LAST_USED_EVERY: Duration = Duration::from_secs(10);
+
+/// What the proxy needs to know about a key.
+#[derive(Debug)]
+pub struct CachedKey {
+    /// Public id.
+    pub id: String,
+    /// Service account.
+    pub account: String,
+    /// The identity a request with this key gets (shared, so no per-request copies).
+    identity: Identity,
+    /// SHA-256 of the secret.
+    pub secret_hash: [u8; 32],
+    /// Expiry.
+    pub expires_at: Option<SystemTime>,
+    /// Revoked.
+    pub revoked: bool,
+    /// Seconds since the epoch when use was last queued for the store.
+    last_used_mark: AtomicU64,
+}
+
+impl CachedKey {
+    fn from_record(r: KeyRecord) -> CachedKey {
+        CachedKey {
+            identity: Identity {
+                principal: format!("key:{}", r.id).into(),
+                scopes_header: r.scopes.join(" ").into(),
+                scopes: r.scopes.into(),
+            },
+            id: r.id,
+            account: r.account,
+            secret_hash: r.secret_hash,
+            expires_at: r.expires_at.map(Into::into),
+            revoked: r.revoked_at.is_some(),
+            last_used_mark: AtomicU64::new(0),
+        }
+    }
+}
+
+impl CachedKey {
+    /// The identity of a caller presenting this key.
+    pub fn identity(&self) -> Identity {
+        self.identity.clone()
+    }
+}
+
+type Lookup = Option<Arc<CachedKey>>;
+
+/// The cache plus its background maintenance.
+#[derive(Clone)]
+pub struct KeyCache {
+    store: KeyStore,
+    control: ControlPlane,
+    found: Cache<String, Arc<CachedKey>>,
+    missing: Cache<String, ()>,
+    pending_use: Arc<Mutex<HashMap<String, SystemTime>>>,
+}
+
+/// The store could not be asked.
+#[derive(Debug, thiserror::Error)]
+#[error("key store unavailable: {0}")]
+pub struct LookupError(String);
+
+impl KeyCache {
+    /// A cache over `store`; call [`KeyCache::start_maintenance`] once.
+    pub fn new(store: KeyStore, control: ControlPlane, ttl: Duration) -> KeyCache {
+        KeyCache {
+            store,
+            control,
+            found: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            missing: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
+            pending_use: Arc::default(),
+        }
+    }
+
+    /// The key with public id `id`, if it exists (revoked and expired ones included).
+    pub async fn lookup(&self, id: &str) -> Result<Lookup, LookupError> {
+        if let Some(k) = self.found.get(id).await {
+            return Ok(Some(k));
+        }
+        if self.missing.contains_key(id) {
+            return Ok(None);
+        }
+        let store = self.store.clone();
+        let owned = id.to_string();
+        let loaded = self
+            .found
+            .try_get_with(id.to_string(), async move {
+                let control = self.control.clone();
+                match control
+                    .run(async move { store.get_key(&owned).await })
+                    .await
+                {
+                    Ok(Ok(Some(record))) => Ok(Arc::new(CachedKey::from_record(record))),
+                    Ok(Ok(None)) => Err(None),
+                    Ok(Err(e)) => Err(Some(e.to_string())),
+                    Err(e) => Err(Some(e.to_string())),
+                }
+            })
+            .await;
+        match loaded {
+            Ok(k) => Ok(Some(k)),
+            Err(e) => match e.as_ref() {
+                None => {
+                    self.missing.insert(id.to_string(), ()).await;
+                    Ok(None)
+                }
+                Some(message) => Err(LookupError(message.clone())),
+            },
+        }
+    }
+
+    /// Notes that `key` was used now; written to the store in batches.
+    pub fn mark_used(&self, key: &CachedKey, now: SystemTime) {
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let last = key.last_used_mark.load(Ordering::Relaxed);
+        if secs.saturating_sub(last) < LAST_USED_EVERY.as_secs() {
+            return;
+        }
+        key.last_used_mark.store(secs, Ordering::Relaxed);
+        if let Ok(mut pending) = self.pending_use.lock() {
+            pending.insert(key.id.clone(), now);
+        }
+    }
+
+    /// Polls the change feed (revocations) and flushes last-used times.
+    pub fn start_maintenance(&self) {
+        let me = self.clone();
+        self.control.spawn(async move {
+            // From 0: the cache is empty at start, so replaying old changes only
+            // costs one query and yields the current cursor.
+            let mut cursor = match me.store.changes_since(0).await {
+                Ok((c, _)) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "key store change feed unavailable at start");
+                    0
+                }
+            };
+            let mut ticks: u64 = 0;
+            loop {
+                tokio::time::sleep(CHANGE_POLL).await;
+                ticks += 1;
+                match me.store.changes_since(cursor).await {
+                    Ok((next, ids)) => {
+                        for id in &ids {
+                            me.found.invalidate(id).await;
+                            me.missing.invalidate(id).await;
+                        }
+                        if !ids.is_empty() {
+                            tracing::info!(keys = ?ids, "key changes applied to the cache");
+                        }
+                        cursor = next.max(cursor);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot poll key store changes"),
+                }
+                if ticks % LAST_USED_EVERY.as_secs() == 0 {
+                    me.flush_last_used().await;
+                }
+            }
+        });
+    }
+
+    async fn flush_last_used(&self) {
+        let batch: Vec<(String, SystemTime)> = match self.pending_use.lock() {
+            Ok(mut pending) => pending.drain().collect(),
+            Err(_) => return,
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.touch_last_used(&batch).await {
+            tracing::warn!(error = %e, "cannot record key last-used times");
+        }
+    }
+}

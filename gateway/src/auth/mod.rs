@@ -1,0 +1,227 @@
+//! Who is calling, and may they do this? The decision chain of the public
+//! API, in order: defender (banned IP) → credential → API key or JWT →
+//! scope for the route. Every decision is audited; the client only learns
+//! a generic reason.
+
+pub mod jwks;
+pub mod keys;
+
+use crate::audit::{AuditLog, AuditRecord};
+use jwks::IssuerSet;
+use keys::KeyCache;
+use mft_filters::auth::api_key;
+use mft_filters::auth::credential::{self, Credential};
+use mft_filters::auth::scope::{has_scope, ScopePolicy};
+use mft_filters::clock::Clock;
+use mft_filters::decision::{Decision, Rejection};
+use mft_filters::defender::Defender;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `key:<id>` or `jwt:<sub>`, sent as `X-MFT-Principal`.
+    pub principal: Arc<str>,
+    /// Granted scopes.
+    pub scopes: Arc<[String]>,
+    /// Space-separated scopes, sent as `X-MFT-Scopes`.
+    pub scopes_header: Arc<str>,
+}
+
+/// What the decision needs from a request.
+pub struct AuthRequest<'a> {
+    /// Request id.
+    pub request_id: &'a str,
+    /// Method.
+    pub method: &'a str,
+    /// Path (no query).
+    pub path: &'a str,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// `Authorization` header.
+    pub authorization: Option<&'a [u8]>,
+    /// `X-API-Key` header.
+    pub x_api_key: Option<&'a [u8]>,
+}
+
+/// The authentication and authorization chain.
+pub struct Authenticator {
+    keys: KeyCache,
+    issuers: IssuerSet,
+    policy: ScopePolicy,
+    defender: Option<Arc<Defender>>,
+    audit: AuditLog,
+    clock: Arc<dyn Clock>,
+}
+
+fn store_unavailable() -> Rejection {
+    Rejection {
+        status: 503,
+        problem_type: "urn:mft:problem:auth-unavailable",
+        detail: "authentication is temporarily unavailable; retry shortly".to_string(),
+        audit_reason: "store_unavailable",
+        headers: vec![("retry-after", "5".to_string())],
+    }
+}
+
+fn no_scope_for_route() -> Rejection {
+    Rejection {
+        status: 403,
+        problem_type: "urn:mft:problem:forbidden",
+        detail: "no scope grants access to this route".to_string(),
+        audit_reason: "no_route_scope",
+        headers: Vec::new(),
+    }
+}
+
+impl Authenticator {
+    /// Assembles the chain.
+    pub fn new(
+        keys: KeyCache,
+        issuers: IssuerSet,
+        policy: ScopePolicy,
+        defender: Option<Arc<Defender>>,
+        audit: AuditLog,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Authenticator {
+            keys,
+            issuers,
+            policy,
+            defender,
+            audit,
+            clock,
+        }
+    }
+
+    /// The shared defender, for the bridges.
+    pub fn defender(&self) -> Option<&Arc<Defender>> {
+        self.defender.as_ref()
+    }
+
+    /// Decides on one request.
+    pub async fn authorize(&self, req: &AuthRequest<'_>) -> Decision<Identity> {
+        let now = self.clock.now();
+        if let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) {
+            if let Some(left) = defender.check(ip, now) {
+                return self.deny(req, None, Rejection::banned(left));
+            }
+        }
+        let identity = match self.authenticate(req, now).await {
+            Ok(identity) => identity,
+            Err(rejection) => {
+                if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
+                    self.failed(req, now);
+                }
+                return self.deny(req, None, rejection);
+            }
+        };
+        let Some(needed) = self.policy.required_scope(req.method, req.path) else {
+            return self.deny(req, Some(&identity), no_scope_for_route());
+        };
+        if !has_scope(&identity.scopes, needed) {
+            return self.deny(req, Some(&identity), Rejection::forbidden_scope(needed));
+        }
+        let mut record = self.record(req, Some(&identity), "allow");
+        record.reason = Some(format!("scope {needed}"));
+        self.audit.record(record);
+        Decision::Continue(identity)
+    }
+
+    async fn authenticate(
+        &self,
+        req: &AuthRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Identity, Rejection> {
+        let credential = credential::extract(req.authorization, req.x_api_key)
+            .map_err(|_| Rejection::unauthenticated("malformed_credential"))?;
+        match credential {
+            None => Err(Rejection::unauthenticated("missing_credential")),
+            Some(Credential::ApiKey(token)) => {
+                let parsed = api_key::parse(token)
+                    .map_err(|_| Rejection::unauthenticated("malformed_credential"))?;
+                let key = match self.keys.lookup(parsed.id).await {
+                    Ok(Some(key)) => key,
+                    Ok(None) => return Err(Rejection::unauthenticated("unknown_key")),
+                    Err(e) => {
+                        tracing::error!(error = %e, "key lookup failed");
+                        return Err(store_unavailable());
+                    }
+                };
+                // The secret is checked first, so only a holder of the real key
+                // can learn (from the audit log) that it was revoked or expired.
+                if !parsed.verify(&key.secret_hash) {
+                    return Err(Rejection::unauthenticated("bad_secret"));
+                }
+                if key.revoked {
+                    return Err(Rejection::unauthenticated("revoked"));
+                }
+                if key.expires_at.is_some_and(|t| t <= now) {
+                    return Err(Rejection::unauthenticated("expired"));
+                }
+                self.keys.mark_used(&key, now);
+                Ok(key.identity())
+            }
+            Some(Credential::Jwt(token)) => {
+                let jwt = self
+                    .issuers
+                    .verify(token, now)
+                    .await
+                    .map_err(Rejection::invalid_token)?;
+                Ok(Identity {
+                    principal: format!("jwt:{}", jwt.subject).into(),
+                    scopes_header: jwt.scopes.join(" ").into(),
+                    scopes: jwt.scopes.into(),
+                })
+            }
+        }
+    }
+
+    fn failed(&self, req: &AuthRequest<'_>, now: SystemTime) {
+        let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) else {
+            return;
+        };
+        if let Some(ban) = defender.record_failure(ip, now) {
+            tracing::warn!(client = %ip, score = ban.score, "client banned after repeated authentication failures");
+            let mut r = AuditRecord::new("ban");
+            r.client_ip = Some(ip);
+            r.reason = Some(format!(
+                "score {} until {}",
+                ban.score,
+                humantime::format_rfc3339_seconds(ban.until)
+            ));
+            self.audit.record(r);
+        }
+    }
+
+    fn record(
+        &self,
+        req: &AuthRequest<'_>,
+        identity: Option<&Identity>,
+        decision: &'static str,
+    ) -> AuditRecord {
+        let mut r = AuditRecord::new("auth");
+        r.request_id = Some(req.request_id.to_string());
+        r.principal = identity.map(|i| i.principal.to_string());
+        r.client_ip = req.client_ip;
+        r.method = Some(req.method.to_string());
+        r.path = Some(req.path.to_string());
+        r.decision = Some(decision);
+        r
+    }
+
+    fn deny(
+        &self,
+        req: &AuthRequest<'_>,
+        identity: Option<&Identity>,
+        rejection: Rejection,
+    ) -> Decision<Identity> {
+        let mut r = self.record(req, identity, "deny");
+        r.status = Some(rejection.status);
+        r.reason = Some(rejection.audit_reason.to_string());
+        self.audit.record(r);
+        Decision::Reject(rejection)
+    }
+}

@@ -1,0 +1,345 @@
+//! `mft-gateway keys ...`: manage service-account API keys.
+//!
+//! Works with or without a running gateway: it opens the same store (SQLite
+//! under `server.data_dir` by default) and the gateway notices revocations
+//! through the store's change log within seconds (see docs/keys.md).
+
+use crate::store::{KeyRecord, KeyStore};
+use anyhow::Context;
+use clap::Subcommand;
+use mft_filters::auth::api_key;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `keys` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create an API key for a service account and print it once.
+    ///
+    /// The account is created if it does not exist. The key (mgw_<id>_<secret>)
+    /// is shown only now: the store keeps a SHA-256 hash of the secret.
+    Create {
+        /// Service account name: letters, digits, '.', '_', '-'; at most 64 characters.
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Comma-separated scopes, e.g. files:read,files:write (at least one).
+        #[arg(long, value_name = "S1,S2", value_delimiter = ',', required = true)]
+        scopes: Vec<String>,
+        /// Days until the key expires (1 to 36500); without it the key never expires.
+        #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
+        expires: Option<u32>,
+        /// Print one JSON line {"id":..,"key":..,"account":..,"scopes":[..],"expires_at":..}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List API keys: id, account, scopes, times and status; never secrets.
+    List {
+        /// Print a JSON array of objects instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an API key; a running gateway refuses it within seconds.
+    ///
+    /// Exits 1 if no key has this id.
+    Revoke {
+        /// The key's id (16 hex digits, as shown by `keys list`).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+/// Runs a `keys` command against the store configured in `config`.
+pub fn run(command: KeysCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = crate::cli::load_config(config)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}", w.display_in(config));
+    }
+    // The key store URL (`[auth] store = "postgres://..."`) once the config
+    // has that key; `None` = SQLite under data_dir.
+    let store_url: Option<&str> = None;
+    execute(command, store_url, &loaded.config.server.data_dir)
+}
+
+/// Runs a `keys` command against the store at `store_url` (`None`: SQLite
+/// under `data_dir`) on a private current-thread runtime, printing to stdout.
+pub fn execute(
+    command: KeysCommand,
+    store_url: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = KeyStore::open(store_url, data_dir).await?;
+        let stdout = std::io::stdout();
+        let result = run_command(&store, command, &mut stdout.lock(), SystemTime::now()).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn run_command(
+    store: &KeyStore,
+    command: KeysCommand,
+    out: &mut dyn Write,
+    now: SystemTime,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        KeysCommand::Create {
+            name,
+            scopes,
+            expires,
+            json,
+        } => {
+            let scopes: Vec<String> = scopes.iter().map(|s| s.trim().to_string()).collect();
+            let expires_in = expires.map(|days| Duration::from_secs(u64::from(days) * 86_400));
+            let (record, token) = store.create_key(&name, &scopes, expires_in).await?;
+            if json {
+                // Field order is part of the contract: id, then key.
+                let line = format!(
+                    "{{\"id\":{},\"key\":{},\"account\":{},\"scopes\":{},\"expires_at\":{}}}",
+                    serde_json::Value::from(record.id.as_str()),
+                    serde_json::Value::from(token.as_str()),
+                    serde_json::Value::from(record.account.as_str()),
+                    serde_json::Value::from(record.scopes.clone()),
+                    record
+                        .expires_at
+                        .map_or(serde_json::Value::Null, |t| rfc3339(t).into()),
+                );
+                writeln!(out, "{line}")?;
+            } else {
+                let expiry = match record.expires_at {
+                    Some(t) => format!("{} (in {} days)", rfc3339(t), expires.unwrap_or(0)),
+                    None => "never".to_string(),
+                };
+                writeln!(
+                    out,
+                    "Created API key {} for service account {}.",
+                    record.id, record.account
+                )?;
+                writeln!(out, "  id:       {}", record.id)?;
+                writeln!(out, "  account:  {}", record.account)?;
+                writeln!(out, "  scopes:   {}", record.scopes.join(" "))?;
+                writeln!(out, "  expires:  {expiry}")?;
+                writeln!(out, "  key:      {token}")?;
+                writeln!(out)?;
+                writeln!(
+                    out,
+                    "Save the key now: it will NOT be shown again and cannot be recovered."
+                )?;
+                writeln!(
+                    out,
+                    "Send it as \"Authorization: Bearer <key>\" or \"X-API-Key: <key>\"."
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::List { json } => {
+            let keys = store.list_keys().await?;
+            if json {
+                let list: Vec<serde_json::Value> = keys.iter().map(|k| key_json(k, now)).collect();
+                writeln!(out, "{}", serde_json::Value::Array(list))?;
+            } else if keys.is_empty() {
+                writeln!(
+                    out,
+                    "No API keys. Create one with: mft-gateway keys create --name NAME --scopes S1,S2"
+                )?;
+            } else {
+                write_table(out, &keys, now)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::Revoke { id } => {
+            let id = key_id_of(&id);
+            let before = store.get_key(&id).await?;
+            let Some(before) = before else {
+                eprintln!("error: no API key with id {id:?} (see: mft-gateway keys list)");
+                return Ok(ExitCode::FAILURE);
+            };
+            if let Some(at) = before.revoked_at {
+                writeln!(out, "Key {id} was already revoked at {}.", rfc3339(at))?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !store.revoke_key(&id).await? {
+                // Deleted between the two calls; nothing does that today.
+                eprintln!("error: no API key with id {id:?}");
+                return Ok(ExitCode::FAILURE);
+            }
+            writeln!(
+                out,
+                "Revoked key {id} of service account {}. Running gateways refuse it within seconds.",
+                before.account
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The id from an id, or from a whole key pasted by mistake (its secret is
+/// neither printed nor kept).
+fn key_id_of(arg: &str) -> String {
+    let arg = arg.trim();
+    if let Ok(parsed) = api_key::parse(arg) {
+        return parsed.id.to_string();
+    }
+    match arg.strip_prefix(api_key::PREFIX) {
+        Some(rest) if rest.len() > api_key::ID_LEN && rest.is_char_boundary(api_key::ID_LEN) => {
+            rest[..api_key::ID_LEN].to_string()
+        }
+        Some(rest) => rest.to_string(),
+        None => arg.to_string(),
+    }
+}
+
+fn key_json(k: &KeyRecord, now: SystemTime) -> serde_json::Value {
+    let time = |t: Option<SystemTime>| t.map_or(serde_json::Value::Null, |t| rfc3339(t).into());
+    serde_json::json!({
+        "id": k.id,
+        "account": k.account,
+        "scopes": k.scopes,
+        "created_at": rfc3339(k.created_at),
+        "expires_at": time(k.expires_at),
+        "revoked_at": time(k.revoked_at),
+        "last_used_at": time(k.last_used_at),
+        "status": k.status(now).as_str(),
+        "rate_limit": k.rate_limit,
+    })
+}
+
+fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std::io::Result<()> {
+    let dash = || "-".to_string();
+    let header = [
+        "ID",
+        "ACCOUNT",
+        "SCOPES",
+        "CREATED",
+        "EXPIRES",
+        "LAST USED",
+        "STATUS",
+    ]
+    .map(str::to_string);
+    let rows: Vec<[String; 7]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id.clone(),
+                k.account.clone(),
+                k.scopes.join(","),
+                rfc3339(k.created_at),
+                k.expires_at.map_or_else(|| "never".to_string(), rfc3339),
+                k.last_used_at.map_or_else(dash, rfc3339),
+                k.status(now).to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out, "(times in UTC)")
+}
+
+/// `2025-01-31T12:00:00Z`, whole seconds.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("@{secs}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_whole_seconds() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn key_id_from_id_or_pasted_key() {
+        let generated = api_key::generate(&[7u8; 40]);
+        assert_eq!(key_id_of(&generated.token), generated.id);
+        assert_eq!(key_id_of(&generated.id), generated.id);
+        assert_eq!(key_id_of(&format!(" {} ", generated.id)), generated.id);
+        assert_eq!(key_id_of("mgw_0123456789abcdef_broken"), "0123456789abcdef");
+    }
+
+    #[tokio::test]
+    async fn table_and_json_never_show_the_secret_or_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let (record, token) = store
+            .create_key("ci-bot", &["files:read".to_string()], None)
+            .await
+            .unwrap();
+        let secret = token.rsplit_once('_').map(|(_, s)| s).unwrap().to_string();
+        let hash_hex: String = record
+            .secret_hash
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        for json in [false, true] {
+            let mut out = Vec::new();
+            let code = run_command(
+                &store,
+                KeysCommand::List { json },
+                &mut out,
+                SystemTime::now(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(code, ExitCode::SUCCESS);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(&record.id), "{text}");
+            assert!(text.contains("active"), "{text}");
+            assert!(!text.contains(&secret), "secret leaked: {text}");
+            assert!(!text.contains(&hash_hex), "hash leaked: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn create_human_output_shows_key_once_with_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let mut out = Vec::new();
+        let command = KeysCommand::Create {
+            name: "ops".into(),
+            scopes: vec!["files:read".into(), " files:write".into()],
+            expires: Some(30),
+            json: false,
+        };
+        run_command(&store, command, &mut out, SystemTime::now())
+            .await
+            .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("mgw_").count(), 1, "{text}");
+        assert!(text.contains("NOT be shown again"), "{text}");
+        assert!(text.contains("files:read files:write"), "{text}");
+        assert!(text.contains("(in 30 days)"), "{text}");
+    }
+}

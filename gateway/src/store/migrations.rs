@@ -1,0 +1,82 @@
+//! The schema, embedded in the binary and versioned per engine.
+//!
+//! The files under `gateway/migrations/{sqlite,postgres}/` follow sqlx's
+//! `<VERSION>_<DESCRIPTION>.sql` naming, so `sqlx migrate` can read the same
+//! folders. We embed them with `include_str!` and hand them to sqlx's
+//! [`Migrator`] through a small [`MigrationSource`] instead of `migrate!`,
+//! which would pull the whole sqlx macro crate (with both drivers) into the
+//! build for nothing.
+//!
+//! Rule: never edit a released migration (its checksum is recorded in the
+//! database); add `0002_...sql` to both folders instead.
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+/// `(version, description, sql)` of each SQLite migration, oldest first.
+const SQLITE: &[(i64, &str, &str)] = &[(
+    1,
+    "keys",
+    include_str!("../../migrations/sqlite/0001_keys.sql"),
+)];
+
+/// `(version, description, sql)` of each PostgreSQL migration, oldest first.
+const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "keys",
+    include_str!("../../migrations/postgres/0001_keys.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// The migrator for SQLite.
+pub(crate) async fn sqlite() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(SQLITE)).await
+}
+
+/// The migrator for PostgreSQL.
+pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(POSTGRES)).await
+}
+
+/// The newest schema version this binary knows (the same for both engines).
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_engines_have_the_same_versions() {
+        let s: Vec<_> = SQLITE.iter().map(|m| (m.0, m.1)).collect();
+        let p: Vec<_> = POSTGRES.iter().map(|m| (m.0, m.1)).collect();
+        assert_eq!(s, p);
+        assert_eq!(s.last().map(|m| m.0), Some(SCHEMA_VERSION));
+    }
+}

@@ -1,0 +1,527 @@
+//! Key store tests. Every scenario runs on SQLite; the same scenarios run on
+//! PostgreSQL when `MFT_TEST_POSTGRES_URL` is set (see scripts/start-postgres),
+//! each in a schema of its own so they can run in parallel.
+
+use super::*;
+use std::sync::Mutex;
+
+fn scopes(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn secret_of(token: &str) -> &str {
+    // mgw_<16 hex>_<secret>; the secret itself may contain '_'.
+    &token[api_key::PREFIX.len() + api_key::ID_LEN + 1..]
+}
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+struct FakeClock(Arc<Mutex<SystemTime>>);
+
+impl FakeClock {
+    fn new() -> FakeClock {
+        // A whole second, so nothing depends on millisecond rounding.
+        FakeClock(Arc::new(Mutex::new(
+            UNIX_EPOCH + Duration::from_secs(1_750_000_000),
+        )))
+    }
+    fn now(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+    fn advance(&self, by: Duration) {
+        *self.0.lock().unwrap() += by;
+    }
+    fn clock(&self) -> Clock {
+        let me = self.clone();
+        Arc::new(move || me.now())
+    }
+}
+
+async fn sqlite_store() -> (KeyStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(None, &dir.path().join("data"))
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+/// A store in a fresh schema of the test PostgreSQL, or `None` (with a note)
+/// when `MFT_TEST_POSTGRES_URL` is not set.
+async fn postgres_store(test: &str) -> Option<KeyStore> {
+    let Ok(url) = std::env::var("MFT_TEST_POSTGRES_URL") else {
+        eprintln!("skipped {test} on PostgreSQL: MFT_TEST_POSTGRES_URL is not set");
+        return None;
+    };
+    let mut random = [0u8; 6];
+    getrandom::fill(&mut random).unwrap();
+    let schema = format!(
+        "t_{}",
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let admin = PgPool::connect(&url)
+        .await
+        .expect("connect to MFT_TEST_POSTGRES_URL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}options[search_path]={schema}");
+    let store = KeyStore::open(Some(&url), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    assert!(store.is_postgres());
+    Some(store)
+}
+
+/// Declares `sqlite::NAME` and `postgres::NAME` tests running `NAME(store, clock)`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (store, _dir) = super::sqlite_store().await;
+                    let clock = super::FakeClock::new();
+                    super::$name(store.with_clock(clock.clock()), clock).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::postgres_store(stringify!($name)).await else {
+                        return;
+                    };
+                    let clock = super::FakeClock::new();
+                    super::$name(store.with_clock(clock.clock()), clock).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_engines!(
+    create_then_get_verifies_token,
+    list_returns_every_key_oldest_first,
+    revoke_is_seen_through_changes_since,
+    revoking_unknown_id_is_false,
+    expiry_is_stored_and_reported,
+    invalid_names_and_scopes_are_refused,
+    touch_last_used_keeps_newest,
+    accounts_are_created_once,
+);
+
+async fn create_then_get_verifies_token(store: KeyStore, clock: FakeClock) {
+    let (record, token) = store
+        .create_key("ci-bot", &scopes(&["files:read", "files:write"]), None)
+        .await
+        .unwrap();
+    let parsed = api_key::parse(&token).expect("token has the documented format");
+    assert_eq!(parsed.id, record.id);
+    assert_eq!(record.id.len(), 16);
+
+    let stored = store
+        .get_key(&record.id)
+        .await
+        .unwrap()
+        .expect("key exists");
+    assert_eq!(stored, record);
+    assert_eq!(stored.account, "ci-bot");
+    assert_eq!(stored.scopes, scopes(&["files:read", "files:write"]));
+    assert_eq!(stored.created_at, clock.now());
+    assert_eq!(stored.expires_at, None);
+    assert_eq!(stored.revoked_at, None);
+    assert_eq!(stored.rate_limit, None);
+    assert!(
+        parsed.verify(&stored.secret_hash),
+        "token verifies against the stored hash"
+    );
+    assert!(stored.is_active(clock.now()));
+
+    // A different key's token does not verify against this hash.
+    let (_, other) = store
+        .create_key("ci-bot", &scopes(&["files:read"]), None)
+        .await
+        .unwrap();
+    assert!(!api_key::parse(&other).unwrap().verify(&stored.secret_hash));
+    assert_eq!(store.get_key("0000000000000000").await.unwrap(), None);
+    assert_eq!(store.get_key("not a key id!").await.unwrap(), None);
+}
+
+async fn list_returns_every_key_oldest_first(store: KeyStore, clock: FakeClock) {
+    assert!(store.list_keys().await.unwrap().is_empty());
+    let mut ids = Vec::new();
+    for (i, account) in ["alpha", "beta", "alpha"].iter().enumerate() {
+        let (record, _) = store
+            .create_key(account, &scopes(&["files:read"]), None)
+            .await
+            .unwrap();
+        assert_eq!(record.created_at, clock.now(), "key {i}");
+        ids.push(record.id);
+        clock.advance(Duration::from_secs(1));
+    }
+    let listed = store.list_keys().await.unwrap();
+    let listed_ids: Vec<_> = listed.iter().map(|k| k.id.clone()).collect();
+    assert_eq!(listed_ids, ids);
+    let accounts: Vec<_> = listed.iter().map(|k| k.account.as_str()).collect();
+    assert_eq!(accounts, ["alpha", "beta", "alpha"]);
+}
+
+async fn revoke_is_seen_through_changes_since(store: KeyStore, clock: FakeClock) {
+    let (kept, _) = store
+        .create_key("ci-bot", &scopes(&["files:read"]), None)
+        .await
+        .unwrap();
+    let (gone, token) = store
+        .create_key("ci-bot", &scopes(&["files:read"]), None)
+        .await
+        .unwrap();
+    // A gateway that starts now begins at the current cursor.
+    let cursor = store.change_cursor().await.unwrap();
+    assert!(cursor > 0, "creations are changes too");
+    assert_eq!(store.changes_since(cursor).await.unwrap(), (cursor, vec![]));
+
+    clock.advance(Duration::from_secs(5));
+    assert!(store.revoke_key(&gone.id).await.unwrap());
+    let (next, ids) = store.changes_since(cursor).await.unwrap();
+    assert!(next > cursor, "cursor moves forward: {next} > {cursor}");
+    assert_eq!(ids, vec![gone.id.clone()]);
+    assert_eq!(store.changes_since(next).await.unwrap(), (next, vec![]));
+
+    let revoked = store.get_key(&gone.id).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(clock.now()));
+    assert_eq!(revoked.status(clock.now()), KeyStatus::Revoked);
+    assert!(!revoked.is_active(clock.now()));
+    // The secret still matches: revocation, not verification, refuses it.
+    assert!(api_key::parse(&token).unwrap().verify(&revoked.secret_hash));
+    let untouched = store.get_key(&kept.id).await.unwrap().unwrap();
+    assert_eq!(untouched.revoked_at, None);
+
+    // Revoking again keeps the first time and logs no new change.
+    clock.advance(Duration::from_secs(5));
+    assert!(store.revoke_key(&gone.id).await.unwrap());
+    let again = store.get_key(&gone.id).await.unwrap().unwrap();
+    assert_eq!(again.revoked_at, revoked.revoked_at);
+    assert_eq!(store.changes_since(next).await.unwrap(), (next, vec![]));
+
+    // From 0, every change shows up, each id once.
+    let (all_cursor, all) = store.changes_since(0).await.unwrap();
+    assert_eq!(all_cursor, next);
+    assert_eq!(all.len(), 2);
+    assert!(all.contains(&kept.id) && all.contains(&gone.id));
+}
+
+async fn revoking_unknown_id_is_false(store: KeyStore, _clock: FakeClock) {
+    let cursor = store.change_cursor().await.unwrap();
+    assert!(!store.revoke_key("0123456789abcdef").await.unwrap());
+    assert!(!store.revoke_key("").await.unwrap());
+    assert!(!store
+        .revoke_key("'; DROP TABLE api_keys; --")
+        .await
+        .unwrap());
+    assert_eq!(store.change_cursor().await.unwrap(), cursor);
+    assert!(store.list_keys().await.unwrap().is_empty());
+}
+
+async fn expiry_is_stored_and_reported(store: KeyStore, clock: FakeClock) {
+    let day = Duration::from_secs(86_400);
+    let created = clock.now();
+    let (record, _) = store
+        .create_key("ci-bot", &scopes(&["files:read"]), Some(30 * day))
+        .await
+        .unwrap();
+    assert_eq!(record.expires_at, Some(created + 30 * day));
+    let stored = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(stored.expires_at, Some(created + 30 * day));
+    assert_eq!(stored.status(created + 29 * day), KeyStatus::Active);
+    assert_eq!(stored.status(created + 30 * day), KeyStatus::Expired);
+    assert!(!stored.is_active(created + 31 * day));
+    // Revoked wins over expired.
+    clock.advance(31 * day);
+    assert!(store.revoke_key(&record.id).await.unwrap());
+    let revoked = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(revoked.status(clock.now()), KeyStatus::Revoked);
+
+    assert!(matches!(
+        store
+            .create_key("ci-bot", &scopes(&["files:read"]), Some(Duration::ZERO))
+            .await,
+        Err(StoreError::InvalidExpiry(_))
+    ));
+    assert!(matches!(
+        store
+            .create_key("ci-bot", &scopes(&["files:read"]), Some(Duration::MAX))
+            .await,
+        Err(StoreError::InvalidExpiry(_))
+    ));
+}
+
+async fn invalid_names_and_scopes_are_refused(store: KeyStore, _clock: FakeClock) {
+    let ok = scopes(&["files:read"]);
+    for name in [
+        "",
+        "has space",
+        "ünïcode",
+        "semi;colon",
+        "a/b",
+        &"x".repeat(65),
+    ] {
+        let err = store.create_key(name, &ok, None).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidAccount { .. }),
+            "{name:?}: {err}"
+        );
+        assert!(err.to_string().contains("invalid service account name"));
+    }
+    store
+        .create_key(&"x".repeat(64), &ok, None)
+        .await
+        .expect("64 characters are fine");
+    store
+        .create_key("Build-Bot_2.prod", &ok, None)
+        .await
+        .expect("letters, digits, . _ -");
+
+    let err = store.create_key("ci-bot", &[], None).await.unwrap_err();
+    assert!(matches!(err, StoreError::NoScopes), "{err}");
+    for scope in [
+        "",
+        "Files:read",
+        "1files",
+        ":read",
+        "files read",
+        "files/read",
+        "ä",
+    ] {
+        let err = store
+            .create_key("ci-bot", &scopes(&["files:read", scope]), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidScope { .. }),
+            "{scope:?}: {err}"
+        );
+        assert!(err.to_string().contains(&format!("{scope:?}")), "{err}");
+    }
+    let (record, _) = store
+        .create_key(
+            "ci-bot",
+            &scopes(&["*", "files:*", "admin.keys-v2:read_all", "files:*"]),
+            None,
+        )
+        .await
+        .expect("valid scopes");
+    assert_eq!(
+        record.scopes,
+        scopes(&["*", "files:*", "admin.keys-v2:read_all"])
+    );
+    // Only the three valid keys were written.
+    assert_eq!(store.list_keys().await.unwrap().len(), 3);
+}
+
+async fn touch_last_used_keeps_newest(store: KeyStore, clock: FakeClock) {
+    let (a, _) = store.create_key("a", &scopes(&["x"]), None).await.unwrap();
+    let (b, _) = store.create_key("b", &scopes(&["x"]), None).await.unwrap();
+    let t1 = clock.now() + Duration::from_secs(10);
+    let t2 = clock.now() + Duration::from_secs(20);
+    store
+        .touch_last_used(&[
+            (a.id.clone(), t2),
+            (b.id.clone(), t1),
+            ("ffffffffffffffff".into(), t1),
+        ])
+        .await
+        .unwrap();
+    // An older report arriving late does not move last_used_at back.
+    store.touch_last_used(&[(a.id.clone(), t1)]).await.unwrap();
+    store.touch_last_used(&[]).await.unwrap();
+    assert_eq!(
+        store.get_key(&a.id).await.unwrap().unwrap().last_used_at,
+        Some(t2)
+    );
+    assert_eq!(
+        store.get_key(&b.id).await.unwrap().unwrap().last_used_at,
+        Some(t1)
+    );
+}
+
+async fn accounts_are_created_once(store: KeyStore, _clock: FakeClock) {
+    store
+        .create_key("ci-bot", &scopes(&["x"]), None)
+        .await
+        .unwrap();
+    store
+        .create_key("ci-bot", &scopes(&["y"]), None)
+        .await
+        .unwrap();
+    let (count,): (i64,) = on_pool!(store, |pool, _e| sqlx::query_as(
+        "SELECT COUNT(*) FROM service_accounts WHERE name = 'ci-bot'"
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap());
+    assert_eq!(count, 1);
+}
+
+// ---- SQLite only: the file on disk and several processes sharing it ----
+
+#[tokio::test]
+async fn sqlite_file_never_contains_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let mut secrets = Vec::new();
+    for i in 0..5 {
+        let (record, token) = store
+            .create_key(&format!("acct{i}"), &scopes(&["files:read"]), None)
+            .await
+            .unwrap();
+        secrets.push((record.id, token));
+    }
+    store.close().await;
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        // keys.sqlite plus any -wal / -shm left behind.
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(bytes.len() > 4096, "the store has data");
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    for (id, token) in &secrets {
+        assert!(contains(id.as_bytes()), "sanity: the id {id} is stored");
+        assert!(
+            !contains(secret_of(token).as_bytes()),
+            "secret of {id} stored"
+        );
+        assert!(!contains(token.as_bytes()), "token of {id} stored");
+    }
+    // Owner-only file mode.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.path().join(SQLITE_FILE))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "mode {mode:o}");
+}
+
+#[tokio::test]
+async fn two_handles_on_one_file_see_each_others_writes() {
+    // Like the CLI and a running gateway: separate pools on the same file.
+    let dir = tempfile::tempdir().unwrap();
+    let (cli, gateway) = tokio::join!(
+        KeyStore::open(None, dir.path()),
+        KeyStore::open(None, dir.path())
+    );
+    let (cli, gateway) = (cli.unwrap(), gateway.unwrap());
+    let mut cursor = gateway.change_cursor().await.unwrap();
+
+    let (record, token) = cli
+        .create_key("ci-bot", &scopes(&["files:read"]), None)
+        .await
+        .unwrap();
+    let seen = gateway.get_key(&record.id).await.unwrap().expect("visible");
+    assert!(api_key::parse(&token).unwrap().verify(&seen.secret_hash));
+    let (next, ids) = gateway.changes_since(cursor).await.unwrap();
+    assert_eq!(ids, vec![record.id.clone()]);
+    cursor = next;
+
+    assert!(cli.revoke_key(&record.id).await.unwrap());
+    let (next, ids) = gateway.changes_since(cursor).await.unwrap();
+    assert!(next > cursor);
+    assert_eq!(ids, vec![record.id.clone()]);
+    assert!(gateway
+        .get_key(&record.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+
+    // The gateway's batched last-use write lands while the CLI keeps writing.
+    let now = SystemTime::now();
+    let writes = async {
+        for i in 0..20 {
+            cli.create_key(&format!("bulk{i}"), &scopes(&["x"]), None)
+                .await
+                .unwrap();
+        }
+    };
+    let touches = async {
+        for _ in 0..20 {
+            gateway
+                .touch_last_used(&[(record.id.clone(), now)])
+                .await
+                .unwrap();
+        }
+    };
+    tokio::join!(writes, touches);
+    assert_eq!(gateway.list_keys().await.unwrap().len(), 21);
+    assert!(cli
+        .get_key(&record.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at
+        .is_some());
+}
+
+#[tokio::test]
+async fn reopening_keeps_keys_and_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let (record, _) = store
+        .create_key("ci-bot", &scopes(&["files:read"]), None)
+        .await
+        .unwrap();
+    store.close().await;
+    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    assert_eq!(store.get_key(&record.id).await.unwrap(), Some(record));
+    let (version,): (i64,) = on_pool!(store, |pool, _e| sqlx::query_as(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE success"
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap());
+    assert_eq!(version, migrations::SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = KeyStore::open(Some("mysql://root:hunter2@db/keys"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
+fn postgres_target_has_no_password() {
+    let options = PgConnectOptions::from_str("postgres://mft:hunter2@127.0.0.1:6543/keys").unwrap();
+    assert_eq!(
+        describe_postgres(&options),
+        "postgres://mft@127.0.0.1:6543/keys"
+    );
+}
+
+#[test]
+fn debug_of_a_record_hides_the_hash() {
+    let record = KeyRecord {
+        id: "0123456789abcdef".into(),
+        account: "a".into(),
+        scopes: vec!["x".into()],
+        created_at: UNIX_EPOCH,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+        secret_hash: [0xab; 32],
+        rate_limit: None,
+    };
+    let text = format!("{record:?}");
+    assert!(text.contains("0123456789abcdef"));
+    assert!(!text.contains("171") && !text.contains("abab"), "{text}");
+}

@@ -1,0 +1,328 @@
+//! Identity and access through the running gateway: API keys, scopes,
+//! revocation from another process, the defender, the admin API, and an
+//! audit trail that never holds a secret.
+
+use mft_e2e::*;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Setup {
+    dir: tempfile::TempDir,
+    certs: Certs,
+    _backend: Backend,
+    gateway: Gateway,
+}
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+async fn setup(tables: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
+    let backend = start_backend(dir.path()).await;
+    let tables = format!("[admin]\ntoken = \"file:admin.token\"\n\n{tables}");
+    let gateway = start_gateway_with(dir.path(), &certs, &backend.url, "", &tables).await;
+    Setup {
+        dir,
+        certs,
+        _backend: backend,
+        gateway,
+    }
+}
+
+fn audit_lines(s: &Setup) -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+/// Waits until the audit trail has a record matching `pred` (the writer is asynchronous).
+async fn audit_has(s: &Setup, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    for _ in 0..100 {
+        if audit_lines(s).iter().any(&pred) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+async fn assert_401(r: reqwest::Response) {
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let challenge = r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+    // One generic message, whatever the reason: the reason is for the audit log.
+    assert_eq!(body["detail"], "missing or invalid credentials", "{body}");
+}
+
+#[tokio::test]
+async fn requests_without_valid_keys_get_401_and_the_reason_goes_to_the_audit_log() {
+    let s = setup("").await;
+    let anon = client(&s.certs, Proto::Http1);
+    let files = format!("{}/api/v1/files", s.gateway.base);
+    assert_401(anon.get(&files).send().await.unwrap()).await;
+
+    let (id, _) = s.gateway.key.split_at(4 + 16);
+    let wrong_secret = format!("{id}_{}", "A".repeat(43));
+    let unknown = format!("mgw_0123456789abcdef_{}A", "B".repeat(42));
+    for bad in [
+        wrong_secret.as_str(),
+        unknown.as_str(),
+        "mgw_garbage",
+        "not-a-key",
+    ] {
+        let r = anon
+            .get(&files)
+            .header("X-API-Key", bad)
+            .send()
+            .await
+            .unwrap();
+        assert_401(r).await;
+    }
+    assert!(
+        audit_has(&s, |r| r["decision"] == "deny"
+            && r["reason"] == "missing_credential")
+        .await
+    );
+    assert!(audit_has(&s, |r| r["reason"] == "bad_secret").await);
+    assert!(audit_has(&s, |r| r["reason"] == "unknown_key").await);
+    assert!(audit_has(&s, |r| r["reason"] == "malformed_credential").await);
+
+    // Both header forms work for a valid key.
+    let r = anon
+        .get(&files)
+        .header("X-API-Key", &s.gateway.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = s
+        .gateway
+        .client(&s.certs, Proto::Http2)
+        .get(&files)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        audit_has(&s, |r| r["event"] == "request"
+            && r["status"] == 200
+            && r["principal"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("key:")))
+        .await
+    );
+
+    // The audit trail and the gateway's logs never contain a key's secret.
+    let secret = s.gateway.key.rsplit('_').next().unwrap().to_string();
+    let audit = std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap();
+    assert!(!audit.contains(&secret));
+    assert!(
+        !audit.contains("AAAAAAAAAAAAAAAAAAAA"),
+        "a presented wrong secret was logged"
+    );
+    assert!(!s.gateway.proc.stderr().contains(&secret));
+}
+
+#[tokio::test]
+async fn a_key_without_the_route_scope_gets_403_naming_the_scope() {
+    let s = setup("").await;
+    let (_, reader) = create_key(&s.gateway.config, "reader", "files:read");
+    let c = client_with_key(&s.certs, Proto::Http1, &reader);
+    let r = c
+        .get(format!("{}/api/v1/files", s.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .post(format!("{}/api/v1/files", s.gateway.base))
+        .header("X-Filename", "x.txt")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("files:write"),
+        "{body}"
+    );
+    assert!(audit_has(&s, |r| r["reason"] == "missing_scope").await);
+}
+
+#[tokio::test]
+async fn revocation_from_the_cli_reaches_the_running_gateway_within_5_seconds() {
+    let s = setup("").await;
+    let (id, key) = create_key(&s.gateway.config, "soon-revoked", ALL_SCOPES);
+    let c = client_with_key(&s.certs, Proto::Http1, &key);
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status(),
+        200,
+        "key works (and is now cached)"
+    );
+
+    let out = Command::new(bin("mft-gateway"))
+        .args(["keys", "revoke", &id, "--config"])
+        .arg(&s.gateway.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked_at = Instant::now();
+    loop {
+        let status = c.get(&url).send().await.unwrap().status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "revoked key still accepted after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(audit_has(&s, |r| r["reason"] == "revoked").await);
+    // Other keys are unaffected.
+    let r = s
+        .gateway
+        .client(&s.certs, Proto::Http1)
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
+    let s = setup("[defender]\nthreshold = 3\nban_time = \"2s\"\n").await;
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    let anon = client(&s.certs, Proto::Http1);
+    let good = s.gateway.client(&s.certs, Proto::Http1);
+    let bad = format!("mgw_0123456789abcdef_{}A", "C".repeat(42));
+    for _ in 0..3 {
+        assert_eq!(
+            anon.get(&url)
+                .header("X-API-Key", &bad)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    // Banned: even the valid key is refused without a credential check.
+    let r = good.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "retry-after {retry}");
+    assert!(audit_has(&s, |r| r["event"] == "ban").await);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(
+        good.get(&url).send().await.unwrap().status(),
+        200,
+        "ban lifted after ban_time"
+    );
+}
+
+#[tokio::test]
+async fn admin_api_manages_keys_with_the_admin_token() {
+    let s = setup("").await;
+    let admin = reqwest::Client::new();
+    let base = format!("http://{}/admin/v1/keys", s.gateway.admin);
+    let r = admin.get(&base).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = admin
+        .get(&base)
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let r = admin
+        .post(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "via-admin", "scopes": ["files:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    let c = client_with_key(&s.certs, Proto::Http1, &key);
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+
+    let listed: serde_json::Value = admin
+        .get(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["account"], "via-admin");
+    assert!(
+        entry.get("key").is_none() && !listed.to_string().contains(&key),
+        "list must not reveal secrets"
+    );
+
+    let r = admin
+        .delete(format!("{base}/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = admin
+        .delete(format!("{base}/{id}x"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.get(&url).send().await.unwrap().status() != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "key revoked through the admin API still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        audit_has(&s, |r| r["event"] == "key"
+            && r["reason"]
+                .as_str()
+                .is_some_and(|x| x.starts_with("revoke")))
+        .await
+    );
+}
