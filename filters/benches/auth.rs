@@ -7,6 +7,8 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 const RSA1: &str = include_str!("../tests/fixtures/rsa1_private.pem");
+const EC1: &str = include_str!("../tests/fixtures/ec1_private.pem");
+const ED1: &str = include_str!("../tests/fixtures/ed1_private.pem");
 const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
 
 fn api_key_path(c: &mut Criterion) {
@@ -41,7 +43,9 @@ fn scope_lookup(c: &mut Criterion) {
     });
 }
 
-fn jwt_rs256(c: &mut Criterion) {
+/// RS256 is what most OIDC issuers sign with; ES256 and EdDSA are measured
+/// alongside to show what an issuer's choice of algorithm costs the gateway.
+fn jwt_verify(c: &mut Criterion) {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let claims = serde_json::json!({
         "iss": "https://idp.example",
@@ -50,18 +54,39 @@ fn jwt_rs256(c: &mut Criterion) {
         "exp": 1_700_000_300u64,
         "scope": "files:read files:write",
     });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
-    let key = EncodingKey::from_rsa_pem(RSA1.as_bytes()).expect("fixture key");
-    let token = encode(&header, &claims, &key).expect("bench token signs");
     let keys = jwt::JwksKeys::from_json(JWKS.as_bytes()).expect("fixture jwks");
-    let policy =
-        jwt::JwtIssuerPolicy::new("https://idp.example", &["mft-gateway"], &[Algorithm::RS256]);
-    assert!(jwt::verify(&token, &policy, &keys, now).is_ok());
-    c.bench_function("jwt/verify_rs256", |b| {
-        b.iter(|| black_box(jwt::verify(black_box(&token), &policy, &keys, now)))
-    });
+    let cases = [
+        (
+            "jwt/verify_rs256",
+            Algorithm::RS256,
+            "rsa-1",
+            EncodingKey::from_rsa_pem(RSA1.as_bytes()),
+        ),
+        (
+            "jwt/verify_es256",
+            Algorithm::ES256,
+            "ec-1",
+            EncodingKey::from_ec_pem(EC1.as_bytes()),
+        ),
+        (
+            "jwt/verify_eddsa",
+            Algorithm::EdDSA,
+            "ed-1",
+            EncodingKey::from_ed_pem(ED1.as_bytes()),
+        ),
+    ];
+    for (name, alg, kid, key) in cases {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        let key = key.expect("fixture key");
+        let token = encode(&header, &claims, &key).expect("bench token signs");
+        let policy = jwt::JwtIssuerPolicy::new("https://idp.example", &["mft-gateway"], &[alg]);
+        assert!(jwt::verify(&token, &policy, &keys, now).is_ok());
+        c.bench_function(name, |b| {
+            b.iter(|| black_box(jwt::verify(black_box(&token), &policy, &keys, now)))
+        });
+    }
 }
 
-criterion_group!(benches, api_key_path, scope_lookup, jwt_rs256);
+criterion_group!(benches, api_key_path, scope_lookup, jwt_verify);
 criterion_main!(benches);

@@ -6,6 +6,7 @@ mod e2e {
     pub mod cli;
     pub mod curl;
     pub mod errors;
+    pub mod jwt;
     pub mod proxy;
     pub mod shutdown;
     pub mod tls;

@@ -3,7 +3,7 @@
 //! id we do not know yet, so an identity provider's key rotation needs no restart.
 
 use crate::control::ControlPlane;
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use mft_config::model::{JwksSource, JwtIssuer};
 use mft_filters::auth::jwt::{self, JwksKeys, JwtError, JwtIdentity, JwtIssuerPolicy};
 use std::str::FromStr;
@@ -23,7 +23,8 @@ pub struct Issuer {
     source: JwksSource,
     refresh: Duration,
     client: reqwest::Client,
-    keys: ArcSwap<JwksKeys>,
+    /// None until the first successful fetch.
+    keys: ArcSwapOption<JwksKeys>,
     last_forced: Mutex<Option<Instant>>,
 }
 
@@ -62,7 +63,7 @@ impl Issuer {
     async fn refetch(&self) -> bool {
         match self.fetch().await {
             Ok(keys) => {
-                self.keys.store(Arc::new(keys));
+                self.keys.store(Some(Arc::new(keys)));
                 true
             }
             Err(e) => {
@@ -116,8 +117,6 @@ impl IssuerSet {
                     .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].ca_file {}: {e}", ca.display()))?;
                 client = client.add_root_certificate(cert);
             }
-            let empty =
-                JwksKeys::from_json(br#"{"keys":[]}"#).map_err(|e| anyhow::anyhow!("{e}"))?;
             issuers.push(Arc::new(Issuer {
                 policy: JwtIssuerPolicy {
                     issuer: c.issuer.clone(),
@@ -129,7 +128,7 @@ impl IssuerSet {
                 source: c.jwks.clone(),
                 refresh: c.refresh,
                 client: client.build()?,
-                keys: ArcSwap::from_pointee(empty),
+                keys: ArcSwapOption::empty(),
                 last_forced: Mutex::new(None),
             }));
         }
@@ -137,7 +136,7 @@ impl IssuerSet {
             let it = issuer.clone();
             let first = control.block_on(async move { it.fetch().await })?;
             match (first, &issuer.source) {
-                (Ok(keys), _) => issuer.keys.store(Arc::new(keys)),
+                (Ok(keys), _) => issuer.keys.store(Some(Arc::new(keys))),
                 (Err(e), JwksSource::File(_)) => anyhow::bail!("auth.jwt[{i}].jwks: {e}"),
                 (Err(e), JwksSource::Url(_)) => {
                     tracing::warn!(issuer = %issuer.policy.issuer, error = %e, "JWKS not available yet; retrying in the background")
@@ -170,14 +169,20 @@ impl IssuerSet {
         let Some(issuer) = self.issuers.iter().find(|i| i.policy.issuer == iss) else {
             return Err("unknown_issuer");
         };
-        match jwt::verify(token, &issuer.policy, &issuer.keys.load(), now) {
-            Err(JwtError::UnknownKid(_)) if issuer.may_force_refetch() => {
+        let attempt = |keys: Option<Arc<JwksKeys>>| match keys {
+            Some(keys) => jwt::verify(token, &issuer.policy, &keys, now)
+                .map_err(|e| (e.audit_reason(), matches!(e, JwtError::UnknownKid(_)))),
+            None => Err(("jwks_unavailable", true)),
+        };
+        match attempt(issuer.keys.load_full()) {
+            // A key id we have not seen (or no keys yet): the issuer may have
+            // rotated; refetch once, rate-limited, and try again.
+            Err((_, true)) if issuer.may_force_refetch() => {
                 let it = issuer.clone();
                 let _ = self.control.run(async move { it.refetch().await }).await;
-                jwt::verify(token, &issuer.policy, &issuer.keys.load(), now)
-                    .map_err(|e| e.audit_reason())
+                attempt(issuer.keys.load_full()).map_err(|(reason, _)| reason)
             }
-            other => other.map_err(|e| e.audit_reason()),
+            other => other.map_err(|(reason, _)| reason),
         }
     }
 }

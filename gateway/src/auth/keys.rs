@@ -53,7 +53,7 @@ impl CachedKey {
             id: r.id,
             account: r.account,
             secret_hash: r.secret_hash,
-            expires_at: r.expires_at.map(Into::into),
+            expires_at: r.expires_at,
             revoked: r.revoked_at.is_some(),
             last_used_mark: AtomicU64::new(0),
         }
