@@ -56,9 +56,9 @@ pub fn run(command: KeysCommand, config: &Path) -> anyhow::Result<ExitCode> {
     for w in &loaded.warnings {
         eprintln!("warning: {}", w.display_in(config));
     }
-    // The key store URL (`[auth] store = "postgres://..."`) once the config
-    // has that key; `None` = SQLite under data_dir.
-    let store_url: Option<&str> = None;
+    // `[auth] store = "postgres://..."` (the gateway opens the same store);
+    // `None` = SQLite under data_dir.
+    let store_url: Option<&str> = loaded.config.auth.store.as_ref().map(|s| s.expose());
     execute(command, store_url, &loaded.config.server.data_dir)
 }
 

@@ -211,3 +211,71 @@ fn help_is_available_for_each_subcommand() {
         assert!(text.contains("Usage: mft-gateway keys"), "{sub:?}: {text}");
     }
 }
+
+/// With `[auth] store = "postgres://..."` the CLI uses PostgreSQL, not SQLite.
+/// Runs when `MFT_TEST_POSTGRES_URL` is set (scripts/start-postgres).
+#[tokio::test]
+async fn postgres_store_from_config() {
+    let Ok(url) = std::env::var("MFT_TEST_POSTGRES_URL") else {
+        eprintln!("skipped postgres_store_from_config: MFT_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = format!("cli_{}", std::process::id());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let env = env();
+    std::fs::write(
+        &env.config,
+        format!(
+            "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\ndata_dir = \"data\"\n\n\
+             [backend]\nurl = \"http://127.0.0.1:9\"\n\n\
+             [auth]\nstore = \"{url}{sep}options[search_path]={schema}\"\n"
+        ),
+    )
+    .unwrap();
+
+    let created = ok(keys(
+        &env.config,
+        &[
+            "create",
+            "--name",
+            "pg-bot",
+            "--scopes",
+            "files:read",
+            "--json",
+        ],
+    ));
+    let json: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let id = json["id"].as_str().unwrap().to_string();
+    assert!(
+        !env.dir.path().join("data/keys.sqlite").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
+    let (stored,): (String,) = sqlx::query_as(&format!(
+        "SELECT account FROM {schema}.api_keys WHERE id = $1"
+    ))
+    .bind(&id)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(stored, "pg-bot");
+
+    ok(keys(&env.config, &["revoke", &id]));
+    let list: Value =
+        serde_json::from_str(&stdout(&ok(keys(&env.config, &["list", "--json"])))).unwrap();
+    assert_eq!(list[0]["status"], "revoked");
+
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+}

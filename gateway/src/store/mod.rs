@@ -22,9 +22,6 @@ mod error;
 pub mod migrations;
 mod validate;
 
-#[cfg(test)]
-mod tests;
-
 pub use error::StoreError;
 pub use validate::{validate_account, validate_scopes, MAX_ACCOUNT_LEN, MAX_SCOPES, MAX_SCOPE_LEN};
 
@@ -683,3 +680,7 @@ fn create_private_file(path: &Path) {
         .mode(0o600)
         .open(path);
 }
+
+// After `on_pool!`, which the tests use too.
+#[cfg(test)]
+mod tests;

@@ -47,7 +47,7 @@ async fn sqlite_store() -> (KeyStore, tempfile::TempDir) {
 
 /// A store in a fresh schema of the test PostgreSQL, or `None` (with a note)
 /// when `MFT_TEST_POSTGRES_URL` is not set.
-async fn postgres_store(test: &str) -> Option<KeyStore> {
+async fn postgres_store(test: &str) -> Option<(KeyStore, PgSchema)> {
     let Ok(url) = std::env::var("MFT_TEST_POSTGRES_URL") else {
         eprintln!("skipped {test} on PostgreSQL: MFT_TEST_POSTGRES_URL is not set");
         return None;
@@ -70,12 +70,39 @@ async fn postgres_store(test: &str) -> Option<KeyStore> {
         .unwrap();
     admin.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}options[search_path]={schema}");
-    let store = KeyStore::open(Some(&url), Path::new("/nonexistent"))
+    let schema_url = format!("{url}{sep}options[search_path]={schema}");
+    let store = KeyStore::open(Some(&schema_url), Path::new("/nonexistent"))
         .await
         .unwrap();
     assert!(store.is_postgres());
-    Some(store)
+    Some((
+        store,
+        PgSchema {
+            url,
+            schema_url,
+            schema,
+        },
+    ))
+}
+
+/// A test's own schema in the test PostgreSQL.
+struct PgSchema {
+    url: String,
+    /// The URL with this schema as search_path, for more handles.
+    schema_url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    /// Drops the schema (after a passing test; a failing one leaves it to look at).
+    async fn drop(self) {
+        let admin = PgPool::connect(&self.url).await.unwrap();
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+    }
 }
 
 /// Declares `sqlite::NAME` and `postgres::NAME` tests running `NAME(store, clock)`.
@@ -95,11 +122,14 @@ macro_rules! on_both_engines {
             $(
                 #[tokio::test]
                 async fn $name() {
-                    let Some(store) = super::postgres_store(stringify!($name)).await else {
+                    let Some((store, schema)) = super::postgres_store(stringify!($name)).await
+                    else {
                         return;
                     };
                     let clock = super::FakeClock::new();
-                    super::$name(store.with_clock(clock.clock()), clock).await;
+                    super::$name(store.clone().with_clock(clock.clock()), clock).await;
+                    store.close().await;
+                    schema.drop().await;
                 }
             )*
         }
@@ -467,6 +497,48 @@ async fn two_handles_on_one_file_see_each_others_writes() {
         .unwrap()
         .last_used_at
         .is_some());
+}
+
+#[tokio::test]
+async fn postgres_instances_see_each_others_changes() {
+    let Some((first, schema)) = postgres_store("postgres_instances_see_each_others_changes").await
+    else {
+        return;
+    };
+    let second = KeyStore::open(Some(&schema.schema_url), Path::new("/nonexistent"))
+        .await
+        .unwrap();
+    let cursor = second.change_cursor().await.unwrap();
+    // Revocations from both instances at once: every one reaches the poller.
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let (record, _) = first
+            .create_key(&format!("acct{i}"), &scopes(&["x"]), None)
+            .await
+            .unwrap();
+        ids.push(record.id);
+    }
+    let (after_create, _) = second.changes_since(cursor).await.unwrap();
+    let revokes = ids.iter().enumerate().map(|(i, id)| {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        let id = id.clone();
+        tokio::spawn(async move { store.revoke_key(&id).await.unwrap() })
+    });
+    for task in revokes.collect::<Vec<_>>() {
+        assert!(task.await.unwrap());
+    }
+    let (next, mut seen) = first.changes_since(after_create).await.unwrap();
+    assert!(next > after_create);
+    seen.sort();
+    ids.sort();
+    assert_eq!(seen, ids);
+    first.close().await;
+    second.close().await;
+    schema.drop().await;
 }
 
 #[tokio::test]
