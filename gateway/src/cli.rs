@@ -43,7 +43,7 @@ pub enum Command {
         /// What to do with keys.
         #[command(subcommand)]
         command: crate::keys_cli::KeysCommand,
-        /// Config file (its server.data_dir holds the key store).
+        /// Config file: the key store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
