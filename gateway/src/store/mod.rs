@@ -273,15 +273,33 @@ impl KeyStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(SQLITE_BUSY_TIMEOUT + Duration::from_secs(5))
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open {
-                target: target.clone(),
-                source,
-            })?;
+        // Switching a new file to WAL needs an exclusive lock that SQLite's
+        // busy timeout does not wait for: when the CLI and the gateway create
+        // the file at the same moment, one gets "database is locked" at once.
+        // Once the file is in WAL mode (persistent) this cannot happen, so
+        // retrying the open for a while is enough.
+        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        let pool = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(SQLITE_BUSY_TIMEOUT + Duration::from_secs(5))
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Ok(pool) => break pool,
+                Err(e) if is_sqlite_busy(&e) && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(source) => {
+                    return Err(StoreError::Open {
+                        target: target.clone(),
+                        source,
+                    })
+                }
+            }
+        };
         let migrator = migrations::sqlite()
             .await
             .map_err(|source| StoreError::Migrate {
@@ -636,6 +654,17 @@ impl KeyStore {
 /// Appends one row to `key_changes`; run inside the writer's transaction.
 const INSERT_CHANGE: &str =
     "INSERT INTO key_changes (key_id, change, changed_at) VALUES ($1, $2, $3)";
+
+/// SQLITE_BUSY or one of its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...).
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        _ => false,
+    }
+}
 
 /// Year 9999: far enough for any expiry, small enough for every formatter.
 const MAX_TIME_MS: i64 = 253_402_300_799_000;
