@@ -309,13 +309,12 @@ impl KeyStore {
         // SQLite has no migration lock: two processes opening a new file at
         // the same moment may both try version 1; the loser fails (table
         // exists / duplicate version) and, run again, finds it applied.
-        let mut attempt = 0;
         loop {
             match migrator.run(&pool).await {
                 Ok(()) => break,
-                Err(_) if attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
                 }
                 Err(source) => {
                     return Err(StoreError::Migrate { target, source });

@@ -326,3 +326,39 @@ async fn admin_api_manages_keys_with_the_admin_token() {
         .await
     );
 }
+
+#[tokio::test]
+async fn a_gateway_on_the_postgresql_key_store_sees_cli_changes() {
+    // scripts/test always starts a PostgreSQL and sets this.
+    let Ok(url) = std::env::var("MFT_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: MFT_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+        return;
+    };
+    let s = setup(&format!("[auth]\nstore = \"{url}\"\n")).await;
+    assert!(
+        !s.dir.path().join("gateway-data/keys.sqlite").exists(),
+        "with auth.store set, no SQLite store may be created"
+    );
+    let (id, key) = create_key(&s.gateway.config, "pg-user", "files:read");
+    let c = client_with_key(&s.certs, Proto::Http1, &key);
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    let out = Command::new(bin("mft-gateway"))
+        .args(["keys", "revoke", &id, "--config"])
+        .arg(&s.gateway.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.get(&url).send().await.unwrap().status() != 401 {
+        assert!(
+            Instant::now() < deadline,
+            "revocation in PostgreSQL not seen within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
