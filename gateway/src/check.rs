@@ -73,6 +73,21 @@ pub fn run(path: &Path) -> ExitCode {
         },
     }
 
+    match probe_store(c) {
+        Ok(detail) => r.ok("key store", detail),
+        Err(detail) => r.fail("key store", detail),
+    }
+    for (i, issuer) in c.auth.jwt.iter().enumerate() {
+        let what = format!("jwt issuer {}", issuer.issuer);
+        match probe_jwks(issuer) {
+            Ok(n) => r.ok(
+                &what,
+                format!("auth.jwt[{i}] key set has {n} usable key(s)"),
+            ),
+            Err(e) => r.fail(&what, format!("auth.jwt[{i}]: {e}")),
+        }
+    }
+
     if r.failed {
         ExitCode::FAILURE
     } else {
@@ -124,4 +139,67 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))
+}
+
+fn probe_store(c: &mft_config::Config) -> Result<String, String> {
+    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
+    let data_dir = c.server.data_dir.clone();
+    runtime()?.block_on(async move {
+        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let keys = store.list_keys().await.map_err(|e| error_chain(&e))?;
+        let now = std::time::SystemTime::now();
+        let active = keys.iter().filter(|k| k.is_active(now)).count();
+        let target = store.target().to_string();
+        store.close().await;
+        Ok(format!("{target}: {} key(s), {active} active", keys.len()))
+    })
+}
+
+fn probe_jwks(issuer: &mft_config::model::JwtIssuer) -> Result<usize, String> {
+    use mft_config::model::JwksSource;
+    let body = match &issuer.jwks {
+        JwksSource::File(path) => {
+            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        JwksSource::Url(url) => runtime()?.block_on(async {
+            let mut client = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none());
+            if let Some(ca) = &issuer.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                let cert = reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| format!("{}: {e}", ca.display()))?;
+                client = client.add_root_certificate(cert);
+            }
+            let client = client.build().map_err(|e| e.to_string())?;
+            let response = client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            if !response.status().is_success() {
+                return Err(format!(
+                    "{url} answered HTTP {}",
+                    response.status().as_u16()
+                ));
+            }
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| format!("{url}: {e}"))
+        })?,
+    };
+    mft_filters::auth::jwt::JwksKeys::from_json(&body)
+        .map(|k| k.len())
+        .map_err(|e| format!("invalid JWKS: {e}"))
 }

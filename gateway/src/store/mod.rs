@@ -312,7 +312,12 @@ impl KeyStore {
         loop {
             match migrator.run(&pool).await {
                 Ok(()) => break,
-                Err(_) if tokio::time::Instant::now() < deadline => {
+                // Only statement failures can be the race; a schema newer than
+                // this binary or an edited migration is reported at once.
+                Err(
+                    sqlx::migrate::MigrateError::Execute(_)
+                    | sqlx::migrate::MigrateError::ExecuteMigration(..),
+                ) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
                 }

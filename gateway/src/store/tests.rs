@@ -562,6 +562,41 @@ async fn reopening_keeps_keys_and_schema_version() {
 }
 
 #[tokio::test]
+async fn concurrent_first_opens_of_a_new_file_all_succeed() {
+    // A new file: the WAL switch and migration race; every opener must win.
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let path = dir.path().to_path_buf();
+            tokio::spawn(async move { KeyStore::open(None, &path).await })
+        })
+        .collect();
+    for task in tasks {
+        let store = task.await.unwrap().expect("open succeeds");
+        assert!(store.list_keys().await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_schema_newer_than_the_binary_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    on_pool!(store, |pool, _e| sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', TRUE, X'00', 0)"
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
+    .unwrap());
+    store.close().await;
+    let started = std::time::Instant::now();
+    let err = KeyStore::open(None, dir.path()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Migrate { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2), "no retrying");
+}
+
+#[tokio::test]
 async fn unsupported_urls_are_refused_without_echoing_them() {
     let dir = tempfile::tempdir().unwrap();
     let err = KeyStore::open(Some("mysql://root:hunter2@db/keys"), dir.path())
