@@ -182,7 +182,7 @@ impl KeyCache {
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot poll key store changes"),
                 }
-                if ticks % LAST_USED_EVERY.as_secs() == 0 {
+                if ticks.is_multiple_of(LAST_USED_EVERY.as_secs()) {
                     me.flush_last_used().await;
                 }
             }
