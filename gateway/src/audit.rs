@@ -70,10 +70,16 @@ impl AuditRecord {
     }
 }
 
+enum Message {
+    Record(AuditRecord),
+    /// Write out everything queued before this, then acknowledge.
+    Flush(mpsc::Sender<()>),
+}
+
 /// Handle to the audit trail; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: SyncSender<AuditRecord>,
+    tx: SyncSender<Message>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -85,7 +91,7 @@ impl AuditLog {
         }
         let file = open_append(&config.file)?;
         let size = file.metadata()?.len();
-        let (tx, rx) = mpsc::sync_channel::<AuditRecord>(QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE);
         let mut writer = Writer {
             path: config.file.clone(),
             out: BufWriter::new(file),
@@ -97,16 +103,16 @@ impl AuditLog {
             .name("audit".into())
             .spawn(move || loop {
                 match rx.recv_timeout(Duration::from_millis(500)) {
-                    Ok(record) => {
-                        writer.write(&record);
-                        // Flush whenever the queue is drained so the file is current.
-                        if let Ok(next) = rx.try_recv() {
-                            writer.write(&next);
-                        } else {
-                            writer.flush();
+                    Ok(message) => {
+                        writer.handle(message);
+                        // Write whatever else is queued, then flush once so the
+                        // file is current without a syscall per record.
+                        while let Ok(more) = rx.try_recv() {
+                            writer.handle(more);
                         }
+                        writer.flush();
                     }
-                    Err(RecvTimeoutError::Timeout) => writer.flush(),
+                    Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => {
                         writer.flush();
                         return;
@@ -121,7 +127,7 @@ impl AuditLog {
 
     /// Queues a record; never blocks.
     pub fn record(&self, record: AuditRecord) {
-        match self.tx.try_send(record) {
+        match self.tx.try_send(Message::Record(record)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -133,6 +139,27 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Blocks until every record queued so far is written and flushed, or
+    /// `limit` passes; for the last moment before the process exits.
+    pub fn flush_blocking(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let (ack_tx, ack_rx) = mpsc::channel();
+        let mut message = Message::Flush(ack_tx);
+        loop {
+            match self.tx.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                    message = m;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        ack_rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .is_ok()
     }
 
     /// Records dropped because the writer could not keep up.
@@ -159,6 +186,16 @@ struct Writer {
 }
 
 impl Writer {
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Record(record) => self.write(&record),
+            Message::Flush(ack) => {
+                self.flush();
+                let _ = ack.send(());
+            }
+        }
+    }
+
     fn write(&mut self, record: &AuditRecord) {
         let mut line = match serde_json::to_vec(record) {
             Ok(l) => l,
@@ -246,6 +283,26 @@ mod tests {
         assert_eq!(first["decision"], "deny");
         assert_eq!(first["client_ip"], "192.0.2.1");
         assert!(first.get("principal").is_none());
+    }
+
+    #[test]
+    fn flush_blocking_returns_after_everything_queued_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&Audit {
+            file: file.clone(),
+            max_bytes: 1 << 20,
+            keep: 1,
+        })
+        .unwrap();
+        for _ in 0..1000 {
+            log.record(AuditRecord::new("request"));
+        }
+        assert!(log.flush_blocking(Duration::from_secs(5)));
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap().lines().count(),
+            1000
+        );
     }
 
     #[test]

@@ -43,28 +43,33 @@ pub fn exit_when_drained(
     mut phases: broadcast::Receiver<ExecutionPhase>,
     in_flight: InFlight,
     limit: Duration,
+    before_exit: impl FnOnce() + Send + 'static,
 ) {
-    std::thread::Builder::new()
-        .name("drain-watch".into())
-        .spawn(move || loop {
+    let watch = move || {
+        loop {
             match phases.blocking_recv() {
-                Ok(ExecutionPhase::ShutdownGracePeriod) => {
-                    let deadline = Instant::now() + limit;
-                    while in_flight.count() > 0 && Instant::now() < deadline {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    let left = in_flight.count();
-                    if left > 0 {
-                        tracing::warn!(left, "shutdown timeout reached with requests in flight");
-                    } else {
-                        tracing::info!("all in-flight requests finished; exiting");
-                    }
-                    std::process::exit(0);
-                }
+                Ok(ExecutionPhase::ShutdownGracePeriod) => break,
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
             }
-        })
-        .map(drop)
-        .unwrap_or_else(|e| tracing::warn!(error = %e, "cannot start drain watcher; shutdown will use the full grace period"));
+        }
+        let deadline = Instant::now() + limit;
+        while in_flight.count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = in_flight.count();
+        if left > 0 {
+            tracing::warn!(left, "shutdown timeout reached with requests in flight");
+        } else {
+            tracing::info!("all in-flight requests finished; exiting");
+        }
+        before_exit();
+        std::process::exit(0);
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("drain-watch".into())
+        .spawn(watch)
+    {
+        tracing::warn!(error = %e, "cannot start drain watcher; shutdown will use the full grace period");
+    }
 }

@@ -22,6 +22,7 @@ use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Binding once ourselves turns "address in use" into a clean startup error
 /// instead of a pingora panic inside a service thread.
@@ -97,16 +98,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
-    let admin_app = AdminApp::new(config.admin.token.clone(), store, control, audit);
+    let admin_app = AdminApp::new(config.admin.token.clone(), store, control, audit.clone());
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(https);
     server.add_service(admin);
 
+    let audit_at_exit = audit.clone();
     drain::exit_when_drained(
         server.watch_execution_phase(),
         in_flight,
         s.shutdown_timeout,
+        move || {
+            // The last requests' audit records must reach the disk before exit.
+            if !audit_at_exit.flush_blocking(Duration::from_secs(5)) {
+                tracing::error!("audit trail could not be flushed before exit");
+            }
+        },
     );
     tracing::info!(
         https = %s.https_listen,

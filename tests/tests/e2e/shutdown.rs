@@ -49,4 +49,13 @@ async fn sigterm_drains_an_in_flight_download_then_exits() {
         .wait_exit(Duration::from_secs(10))
         .expect("gateway did not exit after draining");
     assert!(status.success(), "exit status {status}");
+    // The drained request's audit record was flushed before the process exited.
+    let audit = std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap();
+    let content_path = format!("/api/v1/files/{}/content", meta["id"].as_str().unwrap());
+    assert!(
+        audit.lines().any(|l| l.contains("\"event\":\"request\"")
+            && l.contains(&content_path)
+            && l.contains("\"status\":200")),
+        "no audit record for the drained download:\n{audit}"
+    );
 }
