@@ -362,3 +362,35 @@ async fn a_gateway_on_the_postgresql_key_store_sees_cli_changes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn an_expired_key_is_refused_even_when_it_was_cached() {
+    let s = setup("").await;
+    // `keys create --expires` counts days; the store itself takes any duration.
+    let store = mft_gateway::store::KeyStore::open(None, &s.dir.path().join("gateway-data"))
+        .await
+        .unwrap();
+    let (_, key) = store
+        .create_key(
+            "short-lived",
+            &["files:read".to_string()],
+            Some(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let c = client_with_key(&s.certs, Proto::Http1, &key);
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    let created = Instant::now();
+    assert_eq!(
+        c.get(&url).send().await.unwrap().status(),
+        200,
+        "valid before expiry (and now cached)"
+    );
+    tokio::time::sleep(
+        Duration::from_secs(2).saturating_sub(created.elapsed()) + Duration::from_millis(300),
+    )
+    .await;
+    assert_401(c.get(&url).send().await.unwrap()).await;
+    assert!(audit_has(&s, |r| r["reason"] == "expired").await);
+}
