@@ -71,7 +71,8 @@ impl AuditRecord {
 }
 
 enum Message {
-    Record(AuditRecord),
+    /// Boxed: the bounded channel preallocates every slot, so slots stay small.
+    Record(Box<AuditRecord>),
     /// Write out everything queued before this, then acknowledge.
     Flush(mpsc::Sender<()>),
 }
@@ -127,7 +128,7 @@ impl AuditLog {
 
     /// Queues a record; never blocks.
     pub fn record(&self, record: AuditRecord) {
-        match self.tx.try_send(Message::Record(record)) {
+        match self.tx.try_send(Message::Record(Box::new(record))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
