@@ -130,14 +130,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !request_meta::is_json(&headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the delivery as application/json",
-        ));
-    }
-    let request: NewDelivery = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid delivery JSON: {e}")))?;
+    let request: NewDelivery = request_meta::json_body(&headers, &body, "delivery")?;
     let request = validate(request)?;
     let origin = request_meta::origin(&headers);
     let created_by = request_meta::principal(&headers);

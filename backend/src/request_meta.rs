@@ -32,6 +32,22 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == "application/json" || v.ends_with("+json"))
 }
 
+/// Parses a JSON request body describing a `what` (415 unless declared JSON, 400 if malformed).
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<T, crate::problem::ApiError> {
+    if !is_json(headers) {
+        return Err(crate::problem::ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send the {what} as application/json"),
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| crate::problem::ApiError::bad_request(format!("invalid {what} JSON: {e}")))
+}
+
 fn printable(headers: &HeaderMap, name: &str) -> Option<String> {
     let value = headers.get(name)?.to_str().ok()?.trim();
     if value.is_empty() || value.len() > MAX_VALUE_BYTES || value.chars().any(char::is_control) {

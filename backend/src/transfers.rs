@@ -31,14 +31,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if !request_meta::is_json(&headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the transfer as application/json",
-        ));
-    }
-    let request: NewTransfer = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid transfer JSON: {e}")))?;
+    let request: NewTransfer = request_meta::json_body(&headers, &body, "transfer")?;
     let folder = names::folder_path(&request.folder, "folder")?;
     let name = match &request.name {
         Some(raw) => Some(names::file_name(raw, "name")?),

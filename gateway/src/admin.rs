@@ -4,7 +4,7 @@
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
-use crate::store::{KeyRecord, KeyStore, StoreError};
+use crate::store::{KeyStore, StoreError};
 use async_trait::async_trait;
 use mft_config::Secret;
 use mft_filters::problem::{Problem, CONTENT_TYPE};
@@ -38,26 +38,6 @@ fn problem(status: u16, detail: &str) -> Reply {
 
 fn json_reply(status: u16, value: serde_json::Value) -> Reply {
     (status, "application/json", value.to_string().into_bytes())
-}
-
-fn rfc3339(t: Option<SystemTime>) -> serde_json::Value {
-    t.map_or(serde_json::Value::Null, |t| {
-        serde_json::Value::String(humantime::format_rfc3339_seconds(t).to_string())
-    })
-}
-
-/// The public view of a key: never the hash.
-pub fn key_json(k: &KeyRecord, now: SystemTime) -> serde_json::Value {
-    json!({
-        "id": k.id,
-        "account": k.account,
-        "scopes": k.scopes,
-        "status": k.status(now).as_str(),
-        "created_at": rfc3339(Some(k.created_at)),
-        "expires_at": rfc3339(k.expires_at),
-        "revoked_at": rfc3339(k.revoked_at),
-        "last_used_at": rfc3339(k.last_used_at),
-    })
 }
 
 #[derive(Deserialize)]
@@ -132,7 +112,7 @@ impl AdminApp {
             {
                 Ok(Ok(keys)) => json_reply(
                     200,
-                    json!({ "keys": keys.iter().map(|k| key_json(k, now)).collect::<Vec<_>>() }),
+                    json!({ "keys": keys.iter().map(|k| k.to_json(now)).collect::<Vec<_>>() }),
                 ),
                 _ => problem(503, "key store unavailable"),
             },
@@ -155,7 +135,7 @@ impl AdminApp {
                 match created {
                     Ok(Ok((record, token))) => {
                         self.audit_key_event(session, "create", &record.id, 201);
-                        let mut v = key_json(&record, now);
+                        let mut v = record.to_json(now);
                         v["key"] = serde_json::Value::String(token);
                         json_reply(201, v)
                     }
@@ -175,7 +155,7 @@ impl AdminApp {
                     .run(async move { store.get_key(&id).await })
                     .await
                 {
-                    Ok(Ok(Some(k))) => json_reply(200, key_json(&k, now)),
+                    Ok(Ok(Some(k))) => json_reply(200, k.to_json(now)),
                     Ok(Ok(None)) => problem(404, "no such key"),
                     _ => problem(503, "key store unavailable"),
                 }

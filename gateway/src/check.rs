@@ -165,41 +165,8 @@ fn probe_store(c: &mft_config::Config) -> Result<String, String> {
 }
 
 fn probe_jwks(issuer: &mft_config::model::JwtIssuer) -> Result<usize, String> {
-    use mft_config::model::JwksSource;
-    let body = match &issuer.jwks {
-        JwksSource::File(path) => {
-            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?
-        }
-        JwksSource::Url(url) => runtime()?.block_on(async {
-            let mut client = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none());
-            if let Some(ca) = &issuer.ca_file {
-                let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem)
-                    .map_err(|e| format!("{}: {e}", ca.display()))?;
-                client = client.add_root_certificate(cert);
-            }
-            let client = client.build().map_err(|e| e.to_string())?;
-            let response = client
-                .get(url.clone())
-                .send()
-                .await
-                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
-            if !response.status().is_success() {
-                return Err(format!(
-                    "{url} answered HTTP {}",
-                    response.status().as_u16()
-                ));
-            }
-            response
-                .bytes()
-                .await
-                .map(|b| b.to_vec())
-                .map_err(|e| format!("{url}: {e}"))
-        })?,
-    };
-    mft_filters::auth::jwt::JwksKeys::from_json(&body)
-        .map(|k| k.len())
-        .map_err(|e| format!("invalid JWKS: {e}"))
+    let client = crate::auth::jwks::http_client(issuer)?;
+    runtime()?
+        .block_on(crate::auth::jwks::fetch(&issuer.jwks, &client))
+        .map(|keys| keys.len())
 }

@@ -4,14 +4,14 @@
 //! under `server.data_dir` by default) and the gateway notices revocations
 //! through the store's change log within seconds (see docs/keys.md).
 
-use crate::store::{KeyRecord, KeyStore};
+use crate::store::{rfc3339, KeyRecord, KeyStore};
 use anyhow::Context;
 use clap::Subcommand;
 use mft_filters::auth::api_key;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// `keys` subcommands.
 #[derive(Debug, Subcommand)]
@@ -141,7 +141,7 @@ async fn run_command(
         KeysCommand::List { json } => {
             let keys = store.list_keys().await?;
             if json {
-                let list: Vec<serde_json::Value> = keys.iter().map(|k| key_json(k, now)).collect();
+                let list: Vec<serde_json::Value> = keys.iter().map(|k| k.to_json(now)).collect();
                 writeln!(out, "{}", serde_json::Value::Array(list))?;
             } else if keys.is_empty() {
                 writeln!(
@@ -195,21 +195,6 @@ fn key_id_of(arg: &str) -> String {
     }
 }
 
-fn key_json(k: &KeyRecord, now: SystemTime) -> serde_json::Value {
-    let time = |t: Option<SystemTime>| t.map_or(serde_json::Value::Null, |t| rfc3339(t).into());
-    serde_json::json!({
-        "id": k.id,
-        "account": k.account,
-        "scopes": k.scopes,
-        "created_at": rfc3339(k.created_at),
-        "expires_at": time(k.expires_at),
-        "revoked_at": time(k.revoked_at),
-        "last_used_at": time(k.last_used_at),
-        "status": k.status(now).as_str(),
-        "rate_limit": k.rate_limit,
-    })
-}
-
 fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std::io::Result<()> {
     let dash = || "-".to_string();
     let header = [
@@ -256,29 +241,9 @@ fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std:
     writeln!(out, "(times in UTC)")
 }
 
-/// `2025-01-31T12:00:00Z`, whole seconds.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    time::OffsetDateTime::from_unix_timestamp(secs)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| format!("@{secs}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_whole_seconds() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20Z");
-    }
 
     #[test]
     fn key_id_from_id_or_pasted_key() {

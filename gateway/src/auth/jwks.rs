@@ -17,6 +17,52 @@ const RETRY_EVERY: Duration = Duration::from_secs(30);
 /// A JWKS document larger than this is refused.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
+/// The HTTP client for one issuer's JWKS URL: short timeout, no redirects,
+/// the issuer's extra CA if configured.
+pub fn http_client(issuer: &JwtIssuer) -> Result<reqwest::Client, String> {
+    let mut client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = &issuer.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        client = client.add_root_certificate(cert);
+    }
+    client.build().map_err(|e| e.to_string())
+}
+
+/// Reads and parses a key set from a file or an https URL (size-capped).
+pub async fn fetch(source: &JwksSource, client: &reqwest::Client) -> Result<JwksKeys, String> {
+    let body = match source {
+        JwksSource::File(path) => tokio::fs::read(path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        JwksSource::Url(url) => {
+            let response = client
+                .get(url.clone())
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            if !response.status().is_success() {
+                return Err(format!("{url}: HTTP {}", response.status().as_u16()));
+            }
+            if response
+                .content_length()
+                .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
+            {
+                return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+            if bytes.len() > MAX_JWKS_BYTES {
+                return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            bytes.to_vec()
+        }
+    };
+    JwksKeys::from_json(&body).map_err(|e| format!("invalid JWKS: {e}"))
+}
+
 /// One issuer with its current keys.
 pub struct Issuer {
     policy: JwtIssuerPolicy,
@@ -30,34 +76,7 @@ pub struct Issuer {
 
 impl Issuer {
     async fn fetch(&self) -> Result<JwksKeys, String> {
-        let body = match &self.source {
-            JwksSource::File(path) => tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
-            JwksSource::Url(url) => {
-                let response = self
-                    .client
-                    .get(url.clone())
-                    .send()
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))?;
-                if !response.status().is_success() {
-                    return Err(format!("{url}: HTTP {}", response.status().as_u16()));
-                }
-                if response
-                    .content_length()
-                    .is_some_and(|n| n as usize > MAX_JWKS_BYTES)
-                {
-                    return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
-                }
-                let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
-                if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(format!("{url}: JWKS larger than {MAX_JWKS_BYTES} bytes"));
-                }
-                bytes.to_vec()
-            }
-        };
-        JwksKeys::from_json(&body).map_err(|e| format!("invalid JWKS: {e}"))
+        fetch(&self.source, &self.client).await
     }
 
     async fn refetch(&self) -> bool {
@@ -107,16 +126,7 @@ impl IssuerSet {
                 .map(|a| jsonwebtoken::Algorithm::from_str(a))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].algorithms: {e}"))?;
-            let mut client = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none());
-            if let Some(ca) = &c.ca_file {
-                let pem = std::fs::read(ca)
-                    .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].ca_file {}: {e}", ca.display()))?;
-                let cert = reqwest::Certificate::from_pem(&pem)
-                    .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].ca_file {}: {e}", ca.display()))?;
-                client = client.add_root_certificate(cert);
-            }
+            let client = http_client(c).map_err(|e| anyhow::anyhow!("auth.jwt[{i}].{e}"))?;
             issuers.push(Arc::new(Issuer {
                 policy: JwtIssuerPolicy {
                     issuer: c.issuer.clone(),
@@ -127,7 +137,7 @@ impl IssuerSet {
                 },
                 source: c.jwks.clone(),
                 refresh: c.refresh,
-                client: client.build()?,
+                client,
                 keys: ArcSwapOption::empty(),
                 last_forced: Mutex::new(None),
             }));

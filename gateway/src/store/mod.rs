@@ -134,6 +134,28 @@ impl KeyRecord {
     pub fn is_active(&self, now: SystemTime) -> bool {
         self.status(now) == KeyStatus::Active
     }
+
+    /// The public view of a key, shared by `keys list --json` and the admin
+    /// API: never the hash.
+    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
+        let time = |t: Option<SystemTime>| t.map_or(serde_json::Value::Null, |t| rfc3339(t).into());
+        serde_json::json!({
+            "id": self.id,
+            "account": self.account,
+            "scopes": self.scopes,
+            "created_at": rfc3339(self.created_at),
+            "expires_at": time(self.expires_at),
+            "revoked_at": time(self.revoked_at),
+            "last_used_at": time(self.last_used_at),
+            "status": self.status(now).as_str(),
+            "rate_limit": self.rate_limit,
+        })
+    }
+}
+
+/// `2025-01-31T12:00:00Z`, whole seconds, as key times are shown everywhere.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[derive(Clone)]

@@ -632,3 +632,9 @@ fn debug_of_a_record_hides_the_hash() {
     assert!(text.contains("0123456789abcdef"));
     assert!(!text.contains("171") && !text.contains("abab"), "{text}");
 }
+
+#[test]
+fn rfc3339_whole_seconds() {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
+    assert_eq!(super::rfc3339(t), "2023-11-14T22:13:20Z");
+}
