@@ -40,7 +40,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn error(&mut self, key: &str, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, key: &str, message: impl Into<String>) {
         let issue = self.issue(key, message.into());
         self.errors.push(issue);
     }
@@ -73,7 +73,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn duration(&mut self, key: &str, value: Option<String>, default: Duration) -> Duration {
+    pub(crate) fn duration(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: Duration,
+    ) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(&text) {
             Ok(d) if !d.is_zero() => d,
@@ -274,8 +279,11 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         keep: a.keep.unwrap_or(10),
     };
 
+    let limits = crate::limits::convert(file.limits, ctx);
+
     Some(Config {
         source: source.to_path_buf(),
+        limits,
         admin,
         auth,
         defender,

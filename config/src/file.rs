@@ -36,6 +36,9 @@ pub struct FileConfig {
     /// `[audit]`
     #[serde(default)]
     pub audit: AuditFile,
+    /// `[limits]`
+    #[serde(default)]
+    pub limits: crate::limits::LimitsFile,
 }
 
 /// `[admin]`

@@ -11,6 +11,7 @@
 mod convert;
 pub mod error;
 pub mod file;
+pub mod limits;
 mod locate;
 pub mod model;
 pub mod quota;

@@ -30,6 +30,8 @@ pub struct Config {
     pub defender: Defender,
     /// `[audit]`
     pub audit: Audit,
+    /// `[limits]`
+    pub limits: crate::limits::Limits,
 }
 
 /// The admin API.

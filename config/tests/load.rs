@@ -211,3 +211,51 @@ fn jwt_issuer_accepts_file_jwks_and_defaults() {
     assert_eq!(j.algorithms, vec!["RS256"]);
     assert_eq!(j.scopes_claim, "scope");
 }
+
+#[test]
+fn limits_have_defaults_and_route_rules_come_before_built_ins() {
+    let c = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.max_body_bytes, None);
+    assert_eq!(c.limits.request_header_timeout, Duration::from_secs(10));
+    assert_eq!(c.limits.max_connections_per_ip, Some(512));
+    assert!(c
+        .limits
+        .routes
+        .iter()
+        .any(|r| r.path_prefix == "/api/v1/deliveries" && r.max_body_bytes == Some(1 << 20)));
+
+    let text = format!(
+        "{MINIMAL}\n[limits]\nmax_body_bytes = \"5 GiB\"\nmax_connections_per_ip = 0\n\
+         request_header_timeout = \"3s\"\n\n[[limits.routes]]\npath_prefix = \"/api/v1/deliveries\"\n\
+         methods = [\"post\"]\nmax_body_bytes = 4096\n"
+    );
+    let c = load_str(&text, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.max_body_bytes, Some(5 << 30));
+    assert_eq!(c.limits.max_connections_per_ip, None);
+    assert_eq!(c.limits.request_header_timeout, Duration::from_secs(3));
+    let first = &c.limits.routes[0];
+    assert_eq!(first.path_prefix, "/api/v1/deliveries");
+    assert_eq!(first.methods.as_deref(), Some(&["POST".to_string()][..]));
+    assert_eq!(first.max_body_bytes, Some(4096));
+}
+
+#[test]
+fn limits_errors_name_key_and_line() {
+    let text = format!(
+        "{MINIMAL}\n[limits]\nmax_body_bytes = \"lots\"\n\n[[limits.routes]]\npath_prefix = \"api\"\nmax_body_bytes = 1\n"
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("gateway.toml:10: limits.max_body_bytes: expected a size"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].contains("limits.routes[0].path_prefix: must start with '/'"),
+        "{found:?}"
+    );
+}

@@ -10,5 +10,6 @@ pub mod auth;
 pub mod clock;
 pub mod decision;
 pub mod defender;
+pub mod limits;
 pub mod problem;
 pub mod validation;

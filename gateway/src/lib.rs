@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod cli;
+pub mod conn_guard;
 pub mod control;
 pub mod demo;
 pub mod drain;

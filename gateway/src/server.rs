@@ -6,8 +6,10 @@ use crate::audit::AuditLog;
 use crate::auth::jwks::IssuerSet;
 use crate::auth::keys::KeyCache;
 use crate::auth::Authenticator;
+use crate::conn_guard::ConnLimiter;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
+use crate::proxy::limits::InputLimits;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::store::KeyStore;
@@ -90,9 +92,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             in_flight: in_flight.clone(),
             access_log: config.logging.access_log,
             keepalive_secs: s.keepalive_timeout.as_secs(),
+            limits: InputLimits::new(&config.limits),
         }),
     );
-    let front = TlsFront::new(tls_config, Arc::new(proxy), s.tls_handshake_timeout);
+    let front = TlsFront::new(
+        tls_config,
+        Arc::new(proxy),
+        s.tls_handshake_timeout,
+        ConnLimiter::new(config.limits.max_connections_per_ip),
+        config.limits.request_header_timeout,
+    );
     let mut https = Service::new("https".to_string(), front);
     https.add_tcp(&s.https_listen.to_string());
     if config.admin.token.is_none() {

@@ -5,6 +5,7 @@
 //! panics on a bad file and it configures no session tickets, which decide
 //! handshake throughput for clients that reconnect.
 
+use crate::conn_guard::{ConnLimiter, GuardedStream};
 use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
@@ -131,15 +132,26 @@ pub struct TlsFront<A> {
     acceptor: Acceptor,
     app: Arc<A>,
     handshake_timeout: Duration,
+    conns: Arc<ConnLimiter>,
+    header_timeout: Duration,
 }
 
 impl<A> TlsFront<A> {
-    /// Wraps `app` behind TLS with `config`.
-    pub fn new(config: Arc<ServerConfig>, app: Arc<A>, handshake_timeout: Duration) -> Self {
+    /// Wraps `app` behind TLS with `config`; `conns` caps connections per
+    /// client IP and `header_timeout` bounds each HTTP/1.1 request header.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        app: Arc<A>,
+        handshake_timeout: Duration,
+        conns: Arc<ConnLimiter>,
+        header_timeout: Duration,
+    ) -> Self {
         TlsFront {
             acceptor: Acceptor::from_server_config(config),
             app,
             handshake_timeout,
+            conns,
+            header_timeout,
         }
     }
 }
@@ -154,9 +166,21 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let peer = stream
+        let peer_addr = stream
             .get_socket_digest()
-            .and_then(|d| d.peer_addr().map(|a| a.to_string()));
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let peer = peer_addr.map(|a| a.to_string());
+        // Refused before the handshake: a client at its cap costs us no crypto.
+        let slot = match (self.conns.enabled(), peer_addr) {
+            (true, Some(addr)) => match self.conns.acquire(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(peer = %addr, "connection refused: max_connections_per_ip reached");
+                    return None;
+                }
+            },
+            _ => None,
+        };
         // The listener hands out its L4 stream boxed; the TLS layer needs the concrete type.
         let l4: L4Stream = match stream.into_any().downcast::<L4Stream>() {
             Ok(l4) => *l4,
@@ -186,7 +210,8 @@ where
         };
         // The HTTP app keeps the connection for keep-alive itself and returns
         // None; a returned stream would be fed back here and handshaken twice.
-        let _ = self.app.process_new(Box::new(tls), shutdown).await;
+        let guarded = GuardedStream::new(Box::new(tls), self.header_timeout, slot);
+        let _ = self.app.process_new(Box::new(guarded), shutdown).await;
         None
     }
 

@@ -7,6 +7,7 @@ mod e2e {
     pub mod curl;
     pub mod errors;
     pub mod jwt;
+    pub mod limits;
     pub mod proxy;
     pub mod shutdown;
     pub mod tls;

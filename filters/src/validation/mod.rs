@@ -2,3 +2,4 @@
 
 pub mod filename;
 pub mod folder;
+pub mod upload_names;

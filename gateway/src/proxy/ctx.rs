@@ -1,8 +1,10 @@
 //! Per-request state carried across the proxy phases.
 
+use super::limits::BodyWatch;
 use super::routes::Route;
 use crate::auth::Identity;
 use crate::drain::InFlightGuard;
+use mft_filters::decision::Rejection;
 use std::time::{Duration, Instant};
 
 /// State of one request.
@@ -19,6 +21,12 @@ pub struct RequestCtx {
     pub upstream_time: Option<Duration>,
     /// Who is calling, once authenticated.
     pub identity: Option<Identity>,
+    /// What to watch while the request body streams.
+    pub body: BodyWatch,
+    /// Why the body was refused mid-stream, answered by `fail_to_proxy`.
+    pub body_rejection: Option<Rejection>,
+    /// The filter that refused the request, for the audit record.
+    pub deny_reason: Option<&'static str>,
     /// Keeps the request counted for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }

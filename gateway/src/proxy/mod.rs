@@ -4,17 +4,22 @@
 //! headers → stream both ways → access log.
 
 pub mod ctx;
+pub mod limits;
+pub mod multipart_guard;
 pub mod rescue;
 pub mod routes;
 pub mod upstream;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{AuthRequest, Authenticator};
+use crate::conn_guard;
 use crate::drain::InFlight;
 use async_trait::async_trait;
+use bytes::Bytes;
 use ctx::RequestCtx;
 use http::header::HeaderName;
-use mft_filters::decision::Decision;
+use limits::InputLimits;
+use mft_filters::decision::{Decision, Rejection};
 use mft_filters::problem::Problem;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_core::Result;
@@ -44,6 +49,7 @@ pub struct GatewayProxy {
     in_flight: InFlight,
     access_log: bool,
     keepalive_secs: u64,
+    limits: InputLimits,
 }
 
 /// Everything the proxy phases need.
@@ -60,6 +66,8 @@ pub struct ProxyParts {
     pub access_log: bool,
     /// HTTP/1.1 keep-alive in seconds.
     pub keepalive_secs: u64,
+    /// Request size limits and upload-name checks.
+    pub limits: InputLimits,
 }
 
 impl GatewayProxy {
@@ -72,7 +80,28 @@ impl GatewayProxy {
             in_flight: p.in_flight,
             access_log: p.access_log,
             keepalive_secs: p.keepalive_secs,
+            limits: p.limits,
         }
+    }
+
+    /// Ends a request with `rejection`. A body the client may still be sending
+    /// is not drained: the connection closes instead of being reused.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        rejection: &Rejection,
+    ) -> Result<bool> {
+        let unread_body = rejection.status == 413 || rejection.status == 400;
+        if unread_body {
+            session.set_keepalive(None);
+        }
+        ctx.deny_reason = Some(rejection.audit_reason);
+        rescue::reject(session, ctx, rejection).await?;
+        if unread_body {
+            linger(session).await;
+        }
+        Ok(true)
     }
 
     async fn authorize(
@@ -93,6 +122,22 @@ impl GatewayProxy {
             x_api_key: header.headers.get("x-api-key").map(|v| v.as_bytes()),
         };
         self.auth.authorize(&request).await
+    }
+}
+
+/// How long a refused HTTP/1.1 body is still read and discarded.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads and discards what is left of a refused HTTP/1.1 request body for a
+/// short while. Closing with unread data makes the kernel send a reset, and
+/// a client still writing its body would then lose our error response.
+async fn linger(session: &mut Session) {
+    if session.is_http2() || session.is_body_done() {
+        return;
+    }
+    session.set_total_drain_timeout(Some(LINGER));
+    if let Err(e) = session.drain_request_body().await {
+        tracing::debug!(error = %e, "stopped draining a refused request body");
     }
 }
 
@@ -133,14 +178,21 @@ impl ProxyHttp for GatewayProxy {
             upstream_started: None,
             upstream_time: None,
             identity: None,
+            body: Default::default(),
+            body_rejection: None,
+            deny_reason: None,
             _in_flight: self.in_flight.enter(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        conn_guard::mark_header_done(session);
         // pingora resets keep-alive to None once shutdown started; keep that.
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_secs));
+        }
+        if let Err(rejection) = self.limits.check_head(session.req_header()) {
+            return self.refuse(session, ctx, &rejection).await;
         }
         let header = session.req_header();
         ctx.route = routes::classify(&header.method, header.uri.path());
@@ -152,6 +204,13 @@ impl ProxyHttp for GatewayProxy {
             Route::Api => match self.authorize(session, ctx).await {
                 Decision::Continue(identity) => {
                     ctx.identity = Some(identity);
+                    match self.limits.check_request(session.req_header()) {
+                        Ok(watch) => ctx.body = watch,
+                        Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+                    }
+                    // pingora times out each body read; this bounds a client
+                    // that stalls mid-upload.
+                    session.set_read_timeout(Some(self.limits.body_idle_timeout));
                     Ok(false)
                 }
                 Decision::Reject(rejection) => {
@@ -223,6 +282,38 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let mut verdict = Ok(());
+        if let (Some(meter), Some(chunk)) = (ctx.body.meter.as_mut(), body.as_ref()) {
+            verdict = meter.add(chunk.len());
+        }
+        if verdict.is_ok() {
+            if let Some(guard) = ctx.body.multipart.as_mut() {
+                verdict = guard.feed(body.as_ref(), end_of_stream).await;
+            }
+        }
+        match verdict {
+            Ok(()) => Ok(()),
+            Err(rejection) => {
+                // The header went upstream already; failing here cuts the
+                // upstream body short, which the backend discards.
+                let status = rejection.status;
+                ctx.deny_reason = Some(rejection.audit_reason);
+                ctx.body_rejection = Some(rejection);
+                Err(pingora_core::Error::explain(
+                    pingora_core::ErrorType::HTTPStatus(status),
+                    "request body refused by an input limit",
+                ))
+            }
+        }
+    }
+
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -249,6 +340,21 @@ impl ProxyHttp for GatewayProxy {
         e: &pingora_core::Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // The connection is not reused after a failure; say so, or a client
+        // would send its next request into a closing socket.
+        session.set_keepalive(None);
+        if let Some(rejection) = ctx.body_rejection.take() {
+            if session.response_written().is_none() {
+                if let Err(write_err) = rescue::reject(session, ctx, &rejection).await {
+                    tracing::debug!(request_id = %ctx.id, error = %write_err, "could not send error response");
+                }
+                linger(session).await;
+            }
+            return FailToProxy {
+                error_code: rejection.status,
+                can_reuse_downstream: false,
+            };
+        }
         let code = rescue::status_for(e);
         // Once the response header went out (a failure mid-body), the only
         // honest signal left is to cut the connection, which pingora does.
@@ -270,6 +376,7 @@ impl ProxyHttp for GatewayProxy {
         e: Option<&pingora_core::Error>,
         ctx: &mut RequestCtx,
     ) {
+        conn_guard::mark_request_done(session);
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         if let Some(identity) = &ctx.identity {
@@ -287,7 +394,10 @@ impl ProxyHttp for GatewayProxy {
             } else {
                 "deny"
             });
-            r.reason = e.map(|e| e.etype().as_str().to_string());
+            r.reason = ctx
+                .deny_reason
+                .map(str::to_string)
+                .or_else(|| e.map(|e| e.etype().as_str().to_string()));
             self.audit.record(r);
         }
         if !self.access_log {

@@ -1,0 +1,135 @@
+//! Input limits of the public listener: the request head before
+//! authentication, then body size and the file names an upload carries.
+
+use super::multipart_guard::MultipartGuard;
+use mft_config::limits::Limits;
+use mft_filters::decision::Rejection;
+use mft_filters::limits::{check_declared, BodyLimits, BodyMeter, BodyRule, HeadLimits};
+use mft_filters::validation::upload_names::{header_filename, header_folder, tus_metadata};
+use pingora_http::RequestHeader;
+use std::time::Duration;
+
+/// The configured limits, ready for per-request use.
+pub struct InputLimits {
+    head: HeadLimits,
+    body: BodyLimits,
+    /// Longest pause while reading a request body.
+    pub body_idle_timeout: Duration,
+}
+
+/// What to watch while the body streams.
+#[derive(Default)]
+pub struct BodyWatch {
+    /// Byte count against the route's limit.
+    pub meter: Option<BodyMeter>,
+    /// File names in multipart parts.
+    pub multipart: Option<MultipartGuard>,
+}
+
+impl InputLimits {
+    /// From `[limits]`.
+    pub fn new(l: &Limits) -> Self {
+        InputLimits {
+            head: HeadLimits {
+                max_header_count: l.max_header_count,
+                max_header_bytes: l.max_header_bytes,
+                max_url_bytes: l.max_url_bytes,
+            },
+            body: BodyLimits::new(
+                l.max_body_bytes,
+                l.routes
+                    .iter()
+                    .map(|r| BodyRule {
+                        methods: r.methods.clone(),
+                        prefix: r.path_prefix.clone(),
+                        limit: r.max_body_bytes,
+                    })
+                    .collect(),
+            ),
+            body_idle_timeout: l.body_idle_timeout,
+        }
+    }
+
+    /// Request line and header sizes; cheap enough to run before anything else.
+    pub fn check_head(&self, req: &RequestHeader) -> Result<(), Rejection> {
+        let target = req
+            .uri
+            .path_and_query()
+            .map_or(req.uri.path().len(), |pq| pq.as_str().len());
+        self.head.check(
+            target,
+            req.headers
+                .iter()
+                .map(|(n, v)| (n.as_str().len(), v.as_bytes().len())),
+        )
+    }
+
+    /// Declared body size and upload names; returns what to watch in the body.
+    pub fn check_request(&self, req: &RequestHeader) -> Result<BodyWatch, Rejection> {
+        let method = req.method.as_str();
+        let path = req.uri.path();
+        let limit = self.body.limit_for(method, path);
+        let declared = match req.headers.get(http::header::CONTENT_LENGTH) {
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| bad_request("Content-Length is not a number"))?,
+            ),
+            None => None,
+        };
+        check_declared(declared, limit)?;
+        let mut watch = BodyWatch {
+            // A declared length within the limit is enforced by HTTP framing
+            // itself; only bodies of unknown length need counting.
+            meter: limit.filter(|_| declared.is_none()).map(BodyMeter::new),
+            multipart: None,
+        };
+        if method == "POST" && trimmed(path) == "/api/v1/files" {
+            if let Some(v) = req.headers.get("x-filename") {
+                header_filename(v.as_bytes())
+                    .map_err(|e| Rejection::invalid_name("X-Filename", &e))?;
+            }
+            if let Some(v) = req.headers.get("x-folder") {
+                header_folder(v.as_bytes()).map_err(|e| Rejection::invalid_name("X-Folder", &e))?;
+            }
+            let boundary = req
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .filter(|ct| {
+                    ct.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/form-data")
+                })
+                .map(|ct| {
+                    multer::parse_boundary(ct)
+                        .map_err(|_| bad_request("multipart/form-data without a valid boundary"))
+                });
+            if let Some(boundary) = boundary {
+                watch.multipart = Some(MultipartGuard::start(boundary?));
+            }
+        }
+        if method == "POST" && trimmed(path) == "/api/v1/uploads" {
+            if let Some(v) = req.headers.get("upload-metadata") {
+                tus_metadata(v.as_bytes())
+                    .map_err(|(field, e)| Rejection::invalid_name(field, &e))?;
+            }
+        }
+        Ok(watch)
+    }
+}
+
+fn trimmed(path: &str) -> &str {
+    path.strip_suffix('/').unwrap_or(path)
+}
+
+fn bad_request(detail: &str) -> Rejection {
+    Rejection {
+        status: 400,
+        problem_type: "about:blank",
+        detail: detail.to_string(),
+        audit_reason: "bad_request",
+        headers: Vec::new(),
+    }
+}

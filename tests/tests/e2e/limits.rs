@@ -1,0 +1,408 @@
+//! Input limits: body size (declared and streamed), request head size,
+//! upload names, slowloris headers and the per-IP connection cap.
+
+use base64::Engine;
+use mft_e2e::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LIMITS: &str = r#"
+[limits]
+max_header_count = 40
+max_url_bytes = 2048
+request_header_timeout = "2s"
+max_connections_per_ip = 6
+
+[[limits.routes]]
+path_prefix = "/api/v1/files"
+methods = ["POST"]
+max_body_bytes = "1 MiB"
+"#;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    certs: Certs,
+    _backend: Backend,
+    gw: Gateway,
+}
+
+async fn setup(tables: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    let gw = start_gateway_with(dir.path(), &certs, &backend.url, "", tables).await;
+    Setup {
+        _dir: dir,
+        certs,
+        _backend: backend,
+        gw,
+    }
+}
+
+async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(r.status(), status);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["request_id"].is_string(), "{body}");
+    body
+}
+
+/// Files the backend holds, asked through the gateway.
+async fn stored_files(s: &Setup) -> Vec<serde_json::Value> {
+    let r =
+        s.gw.client(&s.certs, Proto::Http1)
+            .get(format!("{}/api/v1/files", s.gw.base))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    v.as_array()
+        .cloned()
+        .or_else(|| v["files"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_declared_or_chunked_and_nothing_is_stored() {
+    let s = setup(LIMITS).await;
+    for proto in [Proto::Http1, Proto::Http2] {
+        let c = s.gw.client(&s.certs, proto);
+        // Declared: refused from Content-Length before a byte of body is read.
+        let r = c
+            .post(format!("{}/api/v1/files", s.gw.base))
+            .header("x-filename", "big.bin")
+            .body(vec![7u8; 2 << 20])
+            .send()
+            .await
+            .unwrap();
+        let body = problem(r, 413).await;
+        assert_eq!(body["type"], "urn:mft:problem:body-too-large");
+
+        // Unknown length (chunked on h1, no content-length on h2): refused mid-stream.
+        let content = Arc::new(Content::new(3 << 20, 11));
+        let r = c
+            .post(format!("{}/api/v1/files", s.gw.base))
+            .header("x-filename", "chunked.bin")
+            .body(content.body())
+            .send()
+            .await
+            .unwrap();
+        problem(r, 413).await;
+    }
+    // The limit is per route: within it an upload works.
+    let r =
+        s.gw.client(&s.certs, Proto::Http1)
+            .post(format!("{}/api/v1/files", s.gw.base))
+            .header("x-filename", "small.bin")
+            .body(vec![1u8; 1 << 20])
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 201);
+    let names: Vec<String> = stored_files(&s)
+        .await
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["small.bin".to_string()],
+        "only the small upload is stored"
+    );
+}
+
+#[tokio::test]
+async fn json_endpoints_have_a_built_in_body_limit() {
+    let s = setup("").await;
+    let big = format!(
+        r#"{{"sender":"a@ourcorp.example","recipients":["b@ourcorp.example"],"subject":"{}","files":[]}}"#,
+        "x".repeat(2 << 20)
+    );
+    let r =
+        s.gw.client(&s.certs, Proto::Http1)
+            .post(format!("{}/api/v1/deliveries", s.gw.base))
+            .header("content-type", "application/json")
+            .body(big)
+            .send()
+            .await
+            .unwrap();
+    problem(r, 413).await;
+}
+
+/// A multipart/form-data body with a 300 kB file part (several chunks, so
+/// the check runs while the body streams) and an optional folder field.
+fn multipart(filename: &str, folder: Option<&str>) -> (String, Vec<u8>) {
+    let boundary = "----e2eBoundary7MA4YWxkTrZu0gW";
+    let mut body = Vec::new();
+    if let Some(folder) = folder {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\n{folder}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend(std::iter::repeat_n(5u8, 300_000));
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+#[tokio::test]
+async fn traversal_and_unsafe_upload_names_are_refused_with_400() {
+    let s = setup(LIMITS).await;
+    let c = s.gw.client(&s.certs, Proto::Http1);
+    let url = format!("{}/api/v1/files", s.gw.base);
+    let long = "a".repeat(256);
+    for (header, value) in [
+        ("x-filename", "..%2F..%2Fetc%2Fpasswd"),
+        ("x-filename", "..\\evil.txt"),
+        ("x-filename", "nul%00byte.txt"),
+        ("x-filename", "line%0Abreak.txt"),
+        ("x-filename", ".."),
+        ("x-filename", long.as_str()),
+        ("x-folder", "in/../../etc"),
+    ] {
+        let mut req = c.post(&url).body("data");
+        if header == "x-folder" {
+            req = req.header("x-filename", "ok.txt");
+        }
+        let r = req.header(header, value).send().await.unwrap();
+        let body = problem(r, 400).await;
+        assert_eq!(
+            body["type"], "urn:mft:problem:invalid-name",
+            "{header}: {value}"
+        );
+    }
+
+    // Multipart: the part's filename is checked while the body streams.
+    for filename in ["../../evil.txt", "a\\b.txt"] {
+        let (ct, body) = multipart(filename, None);
+        let r = c
+            .post(&url)
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let body = problem(r, 400).await;
+        assert_eq!(body["type"], "urn:mft:problem:invalid-name", "{filename}");
+    }
+    // RFC 8187 filename* is decoded before the check.
+    let boundary = "XyZbOuNdArY";
+    let raw = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"ok.txt\"; \
+         filename*=UTF-8''..%2Fpasswd\r\n\r\nhello\r\n--{boundary}--\r\n"
+    );
+    let r = c
+        .post(&url)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400).await;
+
+    // tus creation: Upload-Metadata filename "../x".
+    let meta = format!(
+        "filename {}",
+        base64::engine::general_purpose::STANDARD.encode("../x")
+    );
+    let r = c
+        .post(format!("{}/api/v1/uploads", s.gw.base))
+        .header("tus-resumable", "1.0.0")
+        .header("upload-length", "10")
+        .header("upload-metadata", meta)
+        .send()
+        .await
+        .unwrap();
+    problem(r, 400).await;
+
+    assert!(stored_files(&s).await.is_empty(), "nothing was stored");
+
+    // Controls: a good multipart upload and a normalised Unicode name pass.
+    let (ct, body) = multipart("report.pdf", Some("in/2026"));
+    let r = c
+        .post(&url)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let r = c
+        .post(&url)
+        .header("x-filename", "cafe%CC%81.txt")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["name"], "caf\u{e9}.txt");
+}
+
+#[tokio::test]
+async fn oversized_request_heads_get_414_and_431() {
+    let s = setup(LIMITS).await;
+    let c = s.gw.client(&s.certs, Proto::Http1);
+    let r = c
+        .get(format!("{}/api/v1/files?q={}", s.gw.base, "a".repeat(3000)))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 414).await;
+    let mut req = c.get(format!("{}/api/v1/files", s.gw.base));
+    for i in 0..50 {
+        req = req.header(format!("x-pad-{i}"), "v");
+    }
+    problem(req.send().await.unwrap(), 431).await;
+    // Checked before authentication: an anonymous client gets the same.
+    let r = client(&s.certs, Proto::Http2)
+        .get(format!("{}/api/v1/files?q={}", s.gw.base, "a".repeat(3000)))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 414).await;
+}
+
+async fn tls_connect(
+    certs: &Certs,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    // A TLS 1.3 server may close right after the handshake; a zero-byte
+    // flush makes such a close visible to the caller's next read.
+    tls.flush().await?;
+    Ok(tls)
+}
+
+use rustls::pki_types::pem::PemObject;
+
+#[tokio::test]
+async fn slowloris_header_is_cut_off_after_request_header_timeout() {
+    let s = setup(LIMITS).await;
+    let mut tls = tls_connect(&s.certs, s.gw.addr).await.unwrap();
+    tls.write_all(b"GET /api/v1/files HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // One header line every 300 ms: each read is well inside pingora's
+    // per-read timeout, the whole header never completes.
+    let closed_after = loop {
+        let mut buf = [0u8; 256];
+        let write = tls.write_all(b"X-Slow: 1\r\n").await;
+        let read = tokio::time::timeout(Duration::from_millis(300), tls.read(&mut buf)).await;
+        match (write, read) {
+            (Err(_), _) | (_, Ok(Ok(0))) | (_, Ok(Err(_))) => break started.elapsed(),
+            (Ok(()), Ok(Ok(n))) => panic!(
+                "server answered a header that never finished: {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            (Ok(()), Err(_)) => {}
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "slow header connection still open after 15 s"
+        );
+    };
+    assert!(
+        closed_after >= Duration::from_millis(1500),
+        "closed too early: {closed_after:?}"
+    );
+
+    // A keep-alive connection gets a fresh deadline per request: a fast
+    // request, then a slow one on the same connection.
+    let mut tls = tls_connect(&s.certs, s.gw.addr).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Idle time between requests does not count against the next header.
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    tls.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if tls.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return 0;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut buf)).await {
+                Ok(Ok(n)) => return n,
+                Ok(Err(_)) => return 0,
+                Err(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("second slow header was not cut off");
+    assert_eq!(n, 0, "closed, no response");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn connections_per_ip_are_capped() {
+    let s = setup(LIMITS).await;
+    // The harness's readiness probe may still hold a pooled connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..10 {
+        match tls_connect(&s.certs, s.gw.addr).await {
+            Ok(mut tls) => {
+                let mut b = [0u8; 1];
+                // A refused connection is closed before or right after the handshake.
+                match tokio::time::timeout(Duration::from_millis(200), tls.read(&mut b)).await {
+                    Ok(_) => refused += 1,
+                    Err(_) => open.push(tls),
+                }
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(open.len() <= 6, "{} connections held", open.len());
+    assert!(open.len() >= 5, "only {} connections held", open.len());
+    assert!(refused >= 4, "{refused} refused");
+    // Closing connections frees slots.
+    open.clear();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r =
+        s.gw.client(&s.certs, Proto::Http1)
+            .get(format!("{}/healthz", s.gw.base))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 200);
+}
