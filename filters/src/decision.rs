@@ -163,10 +163,7 @@ impl Rejection {
             headers: vec![
                 ("retry-after", retry_after.to_string()),
                 ("ratelimit-policy", ratelimit::policy_item(scope, limit)),
-                (
-                    "ratelimit",
-                    ratelimit::state_item(scope, 0, denial.reset),
-                ),
+                ("ratelimit", ratelimit::state_item(scope, 0, denial.reset)),
             ],
         }
     }
