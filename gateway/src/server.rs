@@ -8,8 +8,10 @@ use crate::auth::keys::KeyCache;
 use crate::auth::Authenticator;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
+use crate::metrics::Metrics;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
+use crate::ratelimit::RateLimiter;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
@@ -59,6 +61,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
 
+    let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let rate_limiter = Arc::new(RateLimiter::from_config(
+        &config.rate_limit,
+        metrics.clone(),
+        &control,
+    )?);
+
     let conf = ServerConf {
         threads: s.threads,
         pid_file: s
@@ -90,6 +99,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             in_flight: in_flight.clone(),
             access_log: config.logging.access_log,
             keepalive_secs: s.keepalive_timeout.as_secs(),
+            rate_limiter,
+            metrics: metrics.clone(),
         }),
     );
     let front = TlsFront::new(tls_config, Arc::new(proxy), s.tls_handshake_timeout);
@@ -98,7 +109,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
-    let admin_app = AdminApp::new(config.admin.token.clone(), store, control, audit.clone());
+    let admin_app = AdminApp::new(
+        config.admin.token.clone(),
+        store,
+        control,
+        audit.clone(),
+        metrics,
+    );
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(https);

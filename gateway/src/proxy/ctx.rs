@@ -3,6 +3,7 @@
 use super::routes::Route;
 use crate::auth::Identity;
 use crate::drain::InFlightGuard;
+use crate::ratelimit::RateHeaders;
 use std::time::{Duration, Instant};
 
 /// State of one request.
@@ -19,6 +20,8 @@ pub struct RequestCtx {
     pub upstream_time: Option<Duration>,
     /// Who is calling, once authenticated.
     pub identity: Option<Identity>,
+    /// `RateLimit-Policy` / `RateLimit` of the limits this request passed.
+    pub rate_headers: RateHeaders,
     /// Keeps the request counted for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }

@@ -11,6 +11,8 @@ pub mod upstream;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{AuthRequest, Authenticator};
 use crate::drain::InFlight;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use async_trait::async_trait;
 use ctx::RequestCtx;
 use http::header::HeaderName;
@@ -44,6 +46,8 @@ pub struct GatewayProxy {
     in_flight: InFlight,
     access_log: bool,
     keepalive_secs: u64,
+    rate_limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
 }
 
 /// Everything the proxy phases need.
@@ -60,6 +64,10 @@ pub struct ProxyParts {
     pub access_log: bool,
     /// HTTP/1.1 keep-alive in seconds.
     pub keepalive_secs: u64,
+    /// Per-IP and per-principal rate limits.
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl GatewayProxy {
@@ -72,6 +80,8 @@ impl GatewayProxy {
             in_flight: p.in_flight,
             access_log: p.access_log,
             keepalive_secs: p.keepalive_secs,
+            rate_limiter: p.rate_limiter,
+            metrics: p.metrics,
         }
     }
 
@@ -133,6 +143,7 @@ impl ProxyHttp for GatewayProxy {
             upstream_started: None,
             upstream_time: None,
             identity: None,
+            rate_headers: Default::default(),
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -144,6 +155,17 @@ impl ProxyHttp for GatewayProxy {
         }
         let header = session.req_header();
         ctx.route = routes::classify(&header.method, header.uri.path());
+        // Before authentication, so unauthenticated floods are cheap to refuse;
+        // health checks are exempt (load balancers poll them).
+        if ctx.route != Route::Health {
+            if let Some(ip) = client_addr(session).map(|a| a.ip()) {
+                let checked = self.rate_limiter.check_ip(ip, &mut ctx.rate_headers).await;
+                if let Err(rejection) = checked {
+                    rescue::reject(session, ctx, &rejection).await?;
+                    return Ok(true);
+                }
+            }
+        }
         match ctx.route {
             Route::Health => {
                 rescue::respond_json(session, ctx, br#"{"status":"ok"}"#).await?;
@@ -151,10 +173,24 @@ impl ProxyHttp for GatewayProxy {
             }
             Route::Api => match self.authorize(session, ctx).await {
                 Decision::Continue(identity) => {
+                    self.metrics.auth(true);
+                    let checked = self
+                        .rate_limiter
+                        .check_principal(
+                            &identity.principal,
+                            identity.rate_limit,
+                            &mut ctx.rate_headers,
+                        )
+                        .await;
                     ctx.identity = Some(identity);
+                    if let Err(rejection) = checked {
+                        rescue::reject(session, ctx, &rejection).await?;
+                        return Ok(true);
+                    }
                     Ok(false)
                 }
                 Decision::Reject(rejection) => {
+                    self.metrics.auth(false);
                     rescue::reject(session, ctx, &rejection).await?;
                     Ok(true)
                 }
@@ -240,6 +276,10 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", ctx.id.as_str())?;
+        if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
+            response.insert_header("ratelimit-policy", policy)?;
+            response.insert_header("ratelimit", state)?;
+        }
         Ok(())
     }
 
@@ -272,6 +312,7 @@ impl ProxyHttp for GatewayProxy {
     ) {
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.metrics.response(status);
         if let Some(identity) = &ctx.identity {
             let mut r = AuditRecord::new("request");
             r.request_id = Some(ctx.id.clone());
