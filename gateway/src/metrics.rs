@@ -30,9 +30,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every series. Fails only on a programming error (a duplicate
-    /// or malformed name), which the unit test below would catch.
-    pub fn new() -> prometheus::Result<Metrics> {
+    /// Registers every series; the Redis ones only `with_redis`, so an
+    /// instance without Redis shows no `redis_up 0` that would page someone.
+    /// Fails only on a programming error (a duplicate or malformed name),
+    /// which the unit test below would catch.
+    pub fn new(with_redis: bool) -> prometheus::Result<Metrics> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -74,10 +76,12 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(limited.clone()))?;
         registry.register(Box::new(auth.clone()))?;
-        registry.register(Box::new(redis_errors.clone()))?;
-        registry.register(Box::new(redis_up.clone()))?;
-        registry.register(Box::new(redis_fallbacks.clone()))?;
-        registry.register(Box::new(redis_skipped.clone()))?;
+        if with_redis {
+            registry.register(Box::new(redis_errors.clone()))?;
+            registry.register(Box::new(redis_up.clone()))?;
+            registry.register(Box::new(redis_fallbacks.clone()))?;
+            registry.register(Box::new(redis_skipped.clone()))?;
+        }
         let class = |c: &str| requests.with_label_values(&[c]);
         Ok(Metrics {
             status_class: [
@@ -145,7 +149,7 @@ mod tests {
 
     #[test]
     fn renders_every_series_with_its_labels() {
-        let m = Metrics::new().unwrap();
+        let m = Metrics::new(true).unwrap();
         m.response(200);
         m.response(429);
         m.response(0);
@@ -165,5 +169,8 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        let plain = Metrics::new(false).unwrap().render();
+        assert!(!plain.contains("redis"), "{plain}");
+        assert!(plain.contains("mft_http_requests_total"), "{plain}");
     }
 }

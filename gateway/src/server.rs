@@ -61,7 +61,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
 
-    let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let metrics = Arc::new(
+        Metrics::new(config.rate_limit.redis.is_some()).context("cannot register metrics")?,
+    );
     let rate_limiter = Arc::new(RateLimiter::from_config(
         &config.rate_limit,
         metrics.clone(),

@@ -8,6 +8,7 @@ mod e2e {
     pub mod errors;
     pub mod jwt;
     pub mod proxy;
+    pub mod ratelimit;
     pub mod shutdown;
     pub mod tls;
     pub mod tus;

@@ -22,6 +22,9 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// `RateLimit-Policy` / `RateLimit` of the limits this request passed.
     pub rate_headers: RateHeaders,
+    /// Why an authenticated request was refused after authentication (e.g.
+    /// `rate_limited`), for its audit record.
+    pub reject_reason: Option<&'static str>,
     /// Keeps the request counted for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }

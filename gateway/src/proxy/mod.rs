@@ -144,6 +144,7 @@ impl ProxyHttp for GatewayProxy {
             upstream_time: None,
             identity: None,
             rate_headers: Default::default(),
+            reject_reason: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -184,6 +185,7 @@ impl ProxyHttp for GatewayProxy {
                         .await;
                     ctx.identity = Some(identity);
                     if let Err(rejection) = checked {
+                        ctx.reject_reason = Some(rejection.audit_reason);
                         rescue::reject(session, ctx, &rejection).await?;
                         return Ok(true);
                     }
@@ -328,7 +330,10 @@ impl ProxyHttp for GatewayProxy {
             } else {
                 "deny"
             });
-            r.reason = e.map(|e| e.etype().as_str().to_string());
+            r.reason = ctx
+                .reject_reason
+                .map(str::to_string)
+                .or_else(|| e.map(|e| e.etype().as_str().to_string()));
             self.audit.record(r);
         }
         if !self.access_log {
