@@ -169,6 +169,30 @@ impl RedisLimiter {
     }
 }
 
+/// For `mft-gateway check`: connects, pings and loads the script (which also
+/// proves Lua scripting is allowed). Messages name host and port, never the
+/// password.
+pub async fn probe(url: &str, timeout: Duration) -> Result<String, String> {
+    let client =
+        redis::Client::open(url).map_err(|e| format!("invalid Redis URL ({:?})", e.kind()))?;
+    let addr = client.get_connection_info().addr().to_string();
+    let wait = timeout.max(Duration::from_secs(2));
+    let started = Instant::now();
+    let work = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        redis::Script::new(GCRA).load_async(&mut conn).await
+    };
+    match tokio::time::timeout(wait, work).await {
+        Ok(Ok(_)) => Ok(format!(
+            "{addr} answered and loaded the rate-limit script in {} ms",
+            started.elapsed().as_millis()
+        )),
+        Ok(Err(e)) => Err(format!("{addr}: {e}")),
+        Err(_) => Err(format!("{addr}: no answer within {wait:?}")),
+    }
+}
+
 fn verdict(v: &[i64]) -> Option<Verdict> {
     let us = |n: i64| Duration::from_micros(u64::try_from(n).unwrap_or(0));
     match *v {

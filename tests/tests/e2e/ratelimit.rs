@@ -402,3 +402,76 @@ async fn without_redis_deny_policy_answers_503() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// Sends one inline command to Redis and returns the first reply line.
+fn redis_command(addr: std::net::SocketAddr, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+fn check(config: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args(["check", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_script_is_reloaded_after_a_redis_script_flush_and_check_probes_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = start_redis(dir.path());
+    let tables = format!(
+        "[rate_limit]\nper_key = \"1/m burst 10\"\nredis = \"{}\"\n",
+        redis.url
+    );
+    let s = setup_in(dir, &tables).await;
+    wait_redis_up(&s.gateway).await;
+    let c = s.gateway.client(&s.certs, Proto::Http1);
+    let url = files(&s.gateway);
+    for _ in 0..2 {
+        assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    }
+    // Redis forgets every script (as after a restart): EVALSHA gets NOSCRIPT,
+    // the script is sent again, and the key's state in Redis carries on.
+    assert_eq!(redis_command(redis.addr, "SCRIPT FLUSH"), "+OK");
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(parse_state(&header(&r, "ratelimit")).1, 7);
+    // One Redis key per principal, expiring when its bucket would be full
+    // again (3 requests at 1/m: in 180 s), so Redis holds only active keys.
+    let id = &s.gateway.key["mgw_".len().."mgw_".len() + 16];
+    let pttl = redis_command(redis.addr, &format!("PTTL mft:rl:key:key:{id}"));
+    let ms: u64 = pttl.trim_start_matches(':').parse().unwrap();
+    assert!((170_000..=180_000).contains(&ms), "PTTL {pttl}");
+    let page = metrics(s.gateway.admin).await;
+    assert_eq!(
+        metric(&page, "mft_ratelimit_redis_errors_total"),
+        Some(0.0),
+        "{page}"
+    );
+
+    let (ok, out) = check(&s.gateway.config);
+    assert!(ok, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("ok    redis: 127.0.0.1:")),
+        "{out}"
+    );
+    drop(redis);
+    let (ok, out) = check(&s.gateway.config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL  redis: rate_limit.redis: 127.0.0.1:"),
+        "{out}"
+    );
+}
