@@ -549,9 +549,13 @@ pub fn redis_server_binary() -> PathBuf {
 
 /// Starts `redis-server` with its files under `dir/redis` and waits for PONG.
 pub fn start_redis(dir: &Path) -> Redis {
+    start_redis_at(dir, free_addr())
+}
+
+/// Like [`start_redis`] on a given address (to restart one where it was).
+pub fn start_redis_at(dir: &Path, addr: SocketAddr) -> Redis {
     let data = dir.join("redis");
     std::fs::create_dir_all(&data).unwrap();
-    let addr = free_addr();
     let port = addr.port().to_string();
     let mut proc = Proc::spawn(
         "redis",

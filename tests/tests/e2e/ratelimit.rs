@@ -377,6 +377,23 @@ async fn without_redis_local_policy_keeps_serving_within_local_limits() {
     let log = s.gateway.proc.stderr();
     let warnings = log.matches("Redis unavailable").count();
     assert!((1..=2).contains(&warnings), "{warnings} warnings:\n{log}");
+    assert!(
+        !log.contains("redis://"),
+        "the Redis URL must not be logged"
+    );
+
+    // Redis comes back: the gateway reconnects by itself and shares state again.
+    let _redis = start_redis_at(s.dir.path(), addr);
+    wait_redis_up(&s.gateway).await;
+    let (_, other) = create_key(&s.gateway.config, "after-outage", ALL_SCOPES);
+    let c2 = client_with_key(&s.certs, Proto::Http1, &other);
+    assert_eq!(c2.get(&url).send().await.unwrap().status(), 200);
+    let id = &other["mgw_".len().."mgw_".len() + 16];
+    assert_eq!(
+        redis_command(addr, &format!("EXISTS mft:rl:key:key:{id}")),
+        ":1",
+        "the request after the outage went through Redis"
+    );
 }
 
 #[tokio::test]
