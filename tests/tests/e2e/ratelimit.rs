@@ -492,3 +492,60 @@ async fn the_script_is_reloaded_after_a_redis_script_flush_and_check_probes_redi
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_sets_an_accounts_limit_even_without_a_default() {
+    const TOKEN: &str = "admin-token-for-rate-limit-tests-01";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), TOKEN).unwrap();
+    // No [rate_limit] at all: only the account's own limit applies.
+    let s = setup_in(dir, "[admin]\ntoken = \"file:admin.token\"\n").await;
+    let admin = reqwest::Client::new();
+    let base = format!("http://{}/admin/v1/keys", s.gateway.admin);
+    let r = admin
+        .post(&base)
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "bad", "scopes": ["files:read"], "rate_limit": "fast"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate_limit: expected"),
+        "{body}"
+    );
+
+    let r = admin
+        .post(&base)
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"name": "metered", "scopes": ["files:read"], "rate_limit": "1/m burst 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(created["rate_limit"], "1/m burst 1");
+    let c = client_with_key(&s.certs, Proto::Http1, created["key"].as_str().unwrap());
+    let url = files(&s.gateway);
+    let r = c.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "ratelimit"), "\"key\";r=0;t=60");
+    assert_429(
+        c.get(&url).send().await.unwrap(),
+        "\"key\";q=1;w=60",
+        60,
+        60,
+    )
+    .await;
+    // Keys without an override are not limited when there is no default.
+    let unlimited = s.gateway.client(&s.certs, Proto::Http1);
+    for _ in 0..5 {
+        let r = unlimited.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("ratelimit").is_none());
+    }
+}
