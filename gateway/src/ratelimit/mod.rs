@@ -37,6 +37,23 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
     limit_of(&q).ok_or_else(|| format!("rate {text:?} is too fast to enforce"))
 }
 
+/// The key of a client address for the per-IP limit: IPv4 as is, IPv6 by
+/// its /64 prefix. One IPv6 host usually owns a whole /64 and can rotate
+/// through it freely, so per-address keys would neither limit it nor bound
+/// memory. IPv4-mapped IPv6 addresses count as the IPv4 address.
+pub fn ip_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+            }
+        },
+    }
+}
+
 /// `RateLimit-Policy` and `RateLimit` values for an allowed response: one
 /// list member per limit that applied.
 #[derive(Debug, Default, Clone)]
@@ -121,6 +138,7 @@ impl RateLimiter {
         let Some(limit) = self.per_ip else {
             return Ok(());
         };
+        let ip = ip_key(ip);
         let entry = self.ips.entry(&ip, limit);
         self.check(
             Scope::Ip,
@@ -225,5 +243,35 @@ impl RateLimiter {
                 Err(Rejection::too_many_requests(scope, limit, &d))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_prefix() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(ip_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            ip_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip_key(ip("2001:db8:1:2::5"))
+        );
+        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip_key(ip("2001:db8:1:2::1")));
+        assert_eq!(ip_key(ip("::ffff:198.51.100.9")), ip("198.51.100.9"));
+    }
+
+    #[test]
+    fn headers_list_every_limit_that_applied() {
+        let l = parse_limit("50/s burst 100").unwrap();
+        let mut h = RateHeaders::default();
+        assert_eq!(h.policy(), None);
+        h.push(Scope::Ip, &l, 99, Duration::from_millis(20));
+        h.push(Scope::Key, &l, 42, Duration::from_millis(1_160));
+        assert_eq!(h.policy(), Some("\"ip\";q=100;w=2, \"key\";q=100;w=2"));
+        assert_eq!(h.state(), Some("\"ip\";r=99;t=1, \"key\";r=42;t=2"));
+        assert!(parse_limit("fast").is_err());
     }
 }
