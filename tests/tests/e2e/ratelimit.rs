@@ -556,3 +556,34 @@ async fn the_admin_api_sets_an_accounts_limit_even_without_a_default() {
         assert!(r.headers().get("ratelimit").is_none());
     }
 }
+
+#[tokio::test]
+async fn a_hung_redis_costs_a_request_at_most_redis_timeout() {
+    // Accepts connections (the kernel completes the handshake) but never answers.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hung.local_addr().unwrap();
+    let tables = format!(
+        "[rate_limit]\nper_key = \"1/m burst 3\"\nredis = \"redis://{addr}/0\"\nredis_timeout = \"100ms\"\n"
+    );
+    let s = setup(&tables).await;
+    let c = s.gateway.client(&s.certs, Proto::Http1);
+    let url = files(&s.gateway);
+    for i in 0..3 {
+        let started = Instant::now();
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "request {i}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(900),
+            "request {i} took {took:?}"
+        );
+    }
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 429);
+    let page = metrics(s.gateway.admin).await;
+    assert_eq!(metric(&page, "mft_ratelimit_redis_up"), Some(0.0), "{page}");
+    assert!(
+        metric(&page, "mft_ratelimit_redis_fallback_total").unwrap_or(0.0) >= 3.0,
+        "{page}"
+    );
+    drop(hung);
+}
