@@ -218,10 +218,17 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             }
         })
     };
-    let rate_limit = RateLimit {
-        per_key: quota_of("rate_limit.per_key", r.per_key),
-        per_ip: quota_of("rate_limit.per_ip", r.per_ip),
-    };
+    let per_key = quota_of("rate_limit.per_key", r.per_key);
+    let per_ip = quota_of("rate_limit.per_ip", r.per_ip);
+    let rate_limit = convert_rate_limit(
+        per_key,
+        per_ip,
+        r.redis,
+        r.on_redis_error,
+        r.redis_timeout,
+        r.max_tracked_keys,
+        ctx,
+    );
 
     let l = file.logging;
     let format = match l.format.as_deref() {
@@ -307,6 +314,65 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         rate_limit,
         logging,
     })
+}
+
+fn convert_rate_limit(
+    per_key: Option<quota::Quota>,
+    per_ip: Option<quota::Quota>,
+    redis: Option<String>,
+    on_redis_error: Option<String>,
+    redis_timeout: Option<String>,
+    max_tracked_keys: Option<u64>,
+    ctx: &mut Ctx<'_>,
+) -> RateLimit {
+    let redis = ctx.secret_quiet("rate_limit.redis", redis);
+    if let Some(url) = &redis {
+        // Only the scheme is ever quoted back: the URL may carry a password.
+        match url::Url::parse(url.expose()) {
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(u) if u.scheme() == "redis" => ctx.error("rate_limit.redis", "URL has no host"),
+            Ok(u) => ctx.error(
+                "rate_limit.redis",
+                format!(
+                    "expected a redis://host:port/db URL, got scheme {:?} (TLS to Redis is not supported)",
+                    u.scheme()
+                ),
+            ),
+            Err(e) => ctx.error("rate_limit.redis", format!("not a URL: {e}")),
+        }
+    }
+    let on_redis_error = match on_redis_error.as_deref() {
+        None | Some("local") => OnRedisError::Local,
+        Some("deny") => OnRedisError::Deny,
+        Some(other) => {
+            ctx.error(
+                "rate_limit.on_redis_error",
+                format!("expected \"local\" or \"deny\", got {other:?}"),
+            );
+            OnRedisError::Local
+        }
+    };
+    let redis_timeout = ctx.duration(
+        "rate_limit.redis_timeout",
+        redis_timeout,
+        Duration::from_millis(50),
+    );
+    let max_tracked_keys = match max_tracked_keys {
+        Some(n) if n < 100 => {
+            ctx.error("rate_limit.max_tracked_keys", "must be at least 100");
+            n
+        }
+        Some(n) => n,
+        None => 100_000,
+    };
+    RateLimit {
+        per_key,
+        per_ip,
+        redis,
+        on_redis_error,
+        redis_timeout,
+        max_tracked_keys,
+    }
 }
 
 fn positive(ctx: &mut Ctx<'_>, key: &str, value: Option<u32>, default: u32) -> u32 {

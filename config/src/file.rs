@@ -189,6 +189,14 @@ pub struct RateLimitFile {
     pub per_key: Option<String>,
     /// Per client IP before authentication.
     pub per_ip: Option<String>,
+    /// Shared state for cluster-wide limits: a `redis://` URL or a secret reference to one.
+    pub redis: Option<String>,
+    /// `"local"` or `"deny"`: what to do while Redis cannot be reached.
+    pub on_redis_error: Option<String>,
+    /// Longest wait for one Redis call.
+    pub redis_timeout: Option<String>,
+    /// Most keys (IPs, principals) whose limiter state is kept in memory.
+    pub max_tracked_keys: Option<u64>,
 }
 
 /// `[logging]`

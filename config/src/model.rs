@@ -179,6 +179,23 @@ pub struct RateLimit {
     pub per_key: Option<Quota>,
     /// Per client IP before authentication.
     pub per_ip: Option<Quota>,
+    /// `redis://` URL of the shared state; `None`: limits per instance.
+    pub redis: Option<Secret>,
+    /// What to do while Redis cannot be reached.
+    pub on_redis_error: OnRedisError,
+    /// Longest wait for one Redis call.
+    pub redis_timeout: Duration,
+    /// Most keys whose limiter state is kept in memory (per kind: IPs, principals).
+    pub max_tracked_keys: u64,
+}
+
+/// Policy while the shared rate-limit store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisError {
+    /// Keep serving under this instance's own limits (fail open to local).
+    Local,
+    /// Refuse limited requests with 503 (fail closed).
+    Deny,
 }
 
 /// Log output.

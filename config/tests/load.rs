@@ -259,3 +259,57 @@ fn limits_errors_name_key_and_line() {
         "{found:?}"
     );
 }
+
+#[test]
+fn rate_limit_redis_settings_have_defaults_and_are_checked() {
+    let text = format!("{MINIMAL}\n[rate_limit]\nper_key = \"10/s burst 20\"\n");
+    let r = load_str(&text, Path::new("gateway.toml"))
+        .unwrap()
+        .config
+        .rate_limit;
+    assert!(r.redis.is_none());
+    assert_eq!(r.on_redis_error, mft_config::model::OnRedisError::Local);
+    assert_eq!(r.redis_timeout, Duration::from_millis(50));
+    assert_eq!(r.max_tracked_keys, 100_000);
+
+    let text = format!(
+        "{MINIMAL}\n[rate_limit]\nredis = \"redis://127.0.0.1:6379/0\"\non_redis_error = \"deny\"\nredis_timeout = \"20ms\"\nmax_tracked_keys = 5000\n"
+    );
+    let loaded = load_str(&text, Path::new("gateway.toml")).unwrap();
+    let r = loaded.config.rate_limit;
+    assert_eq!(r.redis.unwrap().expose(), "redis://127.0.0.1:6379/0");
+    assert_eq!(r.on_redis_error, mft_config::model::OnRedisError::Deny);
+    assert_eq!(r.redis_timeout, Duration::from_millis(20));
+    assert_eq!(r.max_tracked_keys, 5000);
+    assert!(loaded.warnings.is_empty());
+
+    let text = format!(
+        "{MINIMAL}\n[rate_limit]\nredis = \"http://:hunter2@cache:6379\"\non_redis_error = \"open\"\nmax_tracked_keys = 3\n"
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("gateway.toml:10: rate_limit.redis: expected a redis://"),
+        "{found:?}"
+    );
+    assert!(!found[0].contains("hunter2"), "{found:?}");
+    assert!(
+        found[1].starts_with(
+            "gateway.toml:11: rate_limit.on_redis_error: expected \"local\" or \"deny\""
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("gateway.toml:12: rate_limit.max_tracked_keys: must be at least 100"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn redis_password_in_clear_is_a_warning() {
+    let text = format!("{MINIMAL}\n[rate_limit]\nredis = \"redis://:hunter2@127.0.0.1:6379\"\n");
+    let loaded = load_str(&text, Path::new("gateway.toml")).unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert_eq!(loaded.warnings[0].key, "rate_limit.redis");
+    assert!(!loaded.warnings[0].message.contains("hunter2"));
+}

@@ -1,6 +1,7 @@
 //! The outcome of a request filter: go on, or answer the client now.
 
 use crate::problem::Problem;
+use crate::ratelimit::{self, Denial, Limit, Scope};
 use std::time::Duration;
 
 /// Problem type of a 401.
@@ -11,6 +12,11 @@ pub const PROBLEM_INSUFFICIENT_SCOPE: &str = "urn:mft:problem:insufficient-scope
 pub const PROBLEM_ROUTE_NOT_GRANTED: &str = "urn:mft:problem:route-not-granted";
 /// Problem type of a 429 from the brute-force defender.
 pub const PROBLEM_BANNED: &str = "urn:mft:problem:banned";
+/// Problem type of a 429 for a request over its rate limit.
+pub const PROBLEM_RATE_LIMITED: &str = "urn:mft:problem:rate-limited";
+/// Problem type of a 503 when the shared rate-limit state cannot be reached
+/// and the operator chose to refuse rather than fall back to local limits.
+pub const PROBLEM_RATE_LIMIT_UNAVAILABLE: &str = "urn:mft:problem:rate-limit-unavailable";
 
 /// The realm every `WWW-Authenticate` challenge names.
 pub const REALM: &str = "mft-gateway";
@@ -140,6 +146,43 @@ impl Rejection {
         }
     }
 
+    /// 429 for a request over the `scope` limit: `Retry-After` (whole
+    /// seconds, rounded up, at least 1) and the `RateLimit-Policy` /
+    /// `RateLimit` headers of the limit that refused it.
+    pub fn too_many_requests(scope: Scope, limit: &Limit, denial: &Denial) -> Self {
+        let retry_after = ratelimit::retry_after_secs(denial.retry_after);
+        let who = match scope {
+            Scope::Ip => "this client address",
+            Scope::Key => "this credential",
+        };
+        Rejection {
+            status: 429,
+            problem_type: PROBLEM_RATE_LIMITED,
+            detail: format!("rate limit exceeded for {who}; retry after {retry_after} s"),
+            audit_reason: "rate_limited",
+            headers: vec![
+                ("retry-after", retry_after.to_string()),
+                ("ratelimit-policy", ratelimit::policy_item(scope, limit)),
+                ("ratelimit", ratelimit::state_item(scope, 0, denial.reset)),
+            ],
+        }
+    }
+
+    /// 503 when the cluster-wide rate-limit store is unreachable and the
+    /// configured policy is to refuse (`on_redis_error = "deny"`).
+    pub fn rate_limit_unavailable(retry_after: Duration) -> Self {
+        Rejection {
+            status: 503,
+            problem_type: PROBLEM_RATE_LIMIT_UNAVAILABLE,
+            detail: "rate limiting is temporarily unavailable; retry shortly".to_string(),
+            audit_reason: "rate_limit_unavailable",
+            headers: vec![(
+                "retry-after",
+                ratelimit::retry_after_secs(retry_after).to_string(),
+            )],
+        }
+    }
+
     /// The RFC 9457 body for this rejection.
     pub fn to_problem(&self) -> Problem {
         Problem::new(self.status, Some(self.detail.clone())).with_type(self.problem_type)
@@ -237,6 +280,37 @@ mod tests {
             header(&Rejection::banned(Duration::from_secs(900)), "retry-after"),
             Some("900")
         );
+    }
+
+    #[test]
+    fn too_many_requests_carries_retry_after_and_ratelimit_headers() {
+        use std::num::NonZeroU32;
+        let limit = Limit::new(
+            NonZeroU32::new(1).unwrap(),
+            Duration::from_secs(60),
+            NonZeroU32::new(5).unwrap(),
+        )
+        .unwrap();
+        let denial = Denial {
+            retry_after: Duration::from_millis(59_001),
+            reset: Duration::from_millis(299_001),
+        };
+        let r = Rejection::too_many_requests(Scope::Key, &limit, &denial);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.audit_reason, "rate_limited");
+        assert_eq!(r.problem_type, PROBLEM_RATE_LIMITED);
+        assert_eq!(header(&r, "retry-after"), Some("60"));
+        assert_eq!(header(&r, "ratelimit-policy"), Some("\"key\";q=5;w=300"));
+        assert_eq!(header(&r, "ratelimit"), Some("\"key\";r=0;t=300"));
+        assert!(r.detail.contains("retry after 60 s"), "{}", r.detail);
+        let zero = Denial {
+            retry_after: Duration::ZERO,
+            reset: Duration::ZERO,
+        };
+        let r = Rejection::too_many_requests(Scope::Ip, &limit, &zero);
+        assert_eq!(header(&r, "retry-after"), Some("1"));
+        let r = Rejection::rate_limit_unavailable(Duration::from_millis(1));
+        assert_eq!((r.status, header(&r, "retry-after")), (503, Some("1")));
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod decision;
 pub mod defender;
 pub mod limits;
 pub mod problem;
+pub mod ratelimit;
 pub mod validation;

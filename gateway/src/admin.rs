@@ -1,9 +1,13 @@
-//! The admin listener: `/healthz` and the key-management API under
-//! `/admin/v1/keys`. Bound to loopback by default and never meant to be
-//! public; the API additionally requires `Authorization: Bearer <[admin] token>`.
+//! The admin listener: `/healthz`, `/metrics` (Prometheus text) and the
+//! key-management API under `/admin/v1/keys`. Bound to loopback by default and
+//! never meant to be public; the key API additionally requires
+//! `Authorization: Bearer <[admin] token>`. `/healthz` and `/metrics` need no
+//! token: scrapers and probes on the host reach them, and they reveal counts,
+//! never keys or secrets.
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
+use crate::metrics::Metrics;
 use crate::store::{KeyStore, StoreError};
 use async_trait::async_trait;
 use mft_config::Secret;
@@ -12,6 +16,7 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq;
 
@@ -24,6 +29,7 @@ pub struct AdminApp {
     store: KeyStore,
     control: ControlPlane,
     audit: AuditLog,
+    metrics: Arc<Metrics>,
 }
 
 type Reply = (u16, &'static str, Vec<u8>);
@@ -46,6 +52,8 @@ struct CreateKey {
     name: String,
     scopes: Vec<String>,
     expires_days: Option<u64>,
+    /// Per-account rate limit such as `"10/s burst 20"`.
+    rate_limit: Option<String>,
 }
 
 impl AdminApp {
@@ -55,12 +63,14 @@ impl AdminApp {
         store: KeyStore,
         control: ControlPlane,
         audit: AuditLog,
+        metrics: Arc<Metrics>,
     ) -> Self {
         AdminApp {
             token,
             store,
             control,
             audit,
+            metrics,
         }
     }
 
@@ -128,9 +138,23 @@ impl AdminApp {
                 let expires = req
                     .expires_days
                     .map(|d| Duration::from_secs(d.saturating_mul(86_400)));
+                if let Some(text) = &req.rate_limit {
+                    if let Err(e) = crate::ratelimit::parse_limit(text) {
+                        return problem(400, &format!("rate_limit: {e}"));
+                    }
+                }
                 let created = self
                     .control
-                    .run(async move { store.create_key(&req.name, &req.scopes, expires).await })
+                    .run(async move {
+                        store
+                            .create_key_with_limit(
+                                &req.name,
+                                &req.scopes,
+                                expires,
+                                req.rate_limit.as_deref(),
+                            )
+                            .await
+                    })
                     .await;
                 match created {
                     Ok(Ok((record, token))) => {
@@ -205,6 +229,12 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         let (status, content_type, body) = if path == "/healthz" {
             json_reply(200, json!({"status": "ok"}))
+        } else if path == "/metrics" {
+            (
+                200,
+                crate::metrics::CONTENT_TYPE,
+                self.metrics.render().into_bytes(),
+            )
         } else if let Some(rest) = path.strip_prefix("/admin/v1/keys") {
             match rest.strip_prefix('/') {
                 Some(id) => self.keys_api(session, id).await,

@@ -88,6 +88,18 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    if let Some(url) = &c.rate_limit.redis {
+        match runtime().and_then(|rt| {
+            rt.block_on(crate::ratelimit::redis::probe(
+                url.expose(),
+                c.rate_limit.redis_timeout,
+            ))
+        }) {
+            Ok(detail) => r.ok("redis", detail),
+            Err(detail) => r.fail("redis", format!("rate_limit.redis: {detail}")),
+        }
+    }
+
     if r.failed {
         ExitCode::FAILURE
     } else {

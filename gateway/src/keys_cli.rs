@@ -30,7 +30,11 @@ pub enum KeysCommand {
         /// Days until the key expires (1 to 36500); without it the key never expires.
         #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=36500))]
         expires: Option<u32>,
-        /// Print one JSON line {"id":..,"key":..,"account":..,"scopes":[..],"expires_at":..}.
+        /// This account's own rate limit instead of [rate_limit] per_key,
+        /// e.g. "10/s burst 20" (N/s, N/m or N/h, optional burst M).
+        #[arg(long, value_name = "QUOTA", value_parser = parse_rate_limit)]
+        rate_limit: Option<String>,
+        /// Print one JSON line {"id":..,"key":..,"account":..,"scopes":[..],"expires_at":..,"rate_limit":..}.
         #[arg(long)]
         json: bool,
     },
@@ -93,15 +97,18 @@ async fn run_command(
             name,
             scopes,
             expires,
+            rate_limit,
             json,
         } => {
             let scopes: Vec<String> = scopes.iter().map(|s| s.trim().to_string()).collect();
             let expires_in = expires.map(|days| Duration::from_secs(u64::from(days) * 86_400));
-            let (record, token) = store.create_key(&name, &scopes, expires_in).await?;
+            let (record, token) = store
+                .create_key_with_limit(&name, &scopes, expires_in, rate_limit.as_deref())
+                .await?;
             if json {
                 // Field order is part of the contract: id, then key.
                 let line = format!(
-                    "{{\"id\":{},\"key\":{},\"account\":{},\"scopes\":{},\"expires_at\":{}}}",
+                    "{{\"id\":{},\"key\":{},\"account\":{},\"scopes\":{},\"expires_at\":{},\"rate_limit\":{}}}",
                     serde_json::Value::from(record.id.as_str()),
                     serde_json::Value::from(token.as_str()),
                     serde_json::Value::from(record.account.as_str()),
@@ -109,6 +116,10 @@ async fn run_command(
                     record
                         .expires_at
                         .map_or(serde_json::Value::Null, |t| rfc3339(t).into()),
+                    record
+                        .rate_limit
+                        .as_deref()
+                        .map_or(serde_json::Value::Null, Into::into),
                 );
                 writeln!(out, "{line}")?;
             } else {
@@ -125,6 +136,9 @@ async fn run_command(
                 writeln!(out, "  account:  {}", record.account)?;
                 writeln!(out, "  scopes:   {}", record.scopes.join(" "))?;
                 writeln!(out, "  expires:  {expiry}")?;
+                if let Some(limit) = &record.rate_limit {
+                    writeln!(out, "  limit:    {limit}")?;
+                }
                 writeln!(out, "  key:      {token}")?;
                 writeln!(out)?;
                 writeln!(
@@ -177,6 +191,13 @@ async fn run_command(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Checks a `--rate-limit` value with the config file's quota syntax, so a
+/// typo fails here and not silently at request time.
+fn parse_rate_limit(text: &str) -> Result<String, String> {
+    crate::ratelimit::parse_limit(text)?;
+    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// The id from an id, or from a whole key pasted by mistake (its secret is
@@ -296,6 +317,7 @@ mod tests {
             name: "ops".into(),
             scopes: vec!["files:read".into(), " files:write".into()],
             expires: Some(30),
+            rate_limit: Some("10/s  burst 20".into()),
             json: false,
         };
         run_command(&store, command, &mut out, SystemTime::now())
@@ -306,5 +328,6 @@ mod tests {
         assert!(text.contains("NOT be shown again"), "{text}");
         assert!(text.contains("files:read files:write"), "{text}");
         assert!(text.contains("(in 30 days)"), "{text}");
+        assert!(text.contains("limit:    10/s  burst 20"), "{text}");
     }
 }

@@ -9,9 +9,11 @@ use crate::auth::Authenticator;
 use crate::conn_guard::ConnLimiter;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
+use crate::metrics::Metrics;
 use crate::proxy::limits::InputLimits;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
+use crate::ratelimit::RateLimiter;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
@@ -61,6 +63,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(SystemClock),
     ));
 
+    let metrics = Arc::new(
+        Metrics::new(config.rate_limit.redis.is_some()).context("cannot register metrics")?,
+    );
+    let rate_limiter = Arc::new(RateLimiter::from_config(
+        &config.rate_limit,
+        metrics.clone(),
+        &control,
+    )?);
+
     let conf = ServerConf {
         threads: s.threads,
         pid_file: s
@@ -93,6 +104,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             access_log: config.logging.access_log,
             keepalive_secs: s.keepalive_timeout.as_secs(),
             limits: InputLimits::new(&config.limits),
+            rate_limiter,
+            metrics: metrics.clone(),
         }),
     );
     let front = TlsFront::new(
@@ -107,7 +120,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
-    let admin_app = AdminApp::new(config.admin.token.clone(), store, control, audit.clone());
+    let admin_app = AdminApp::new(
+        config.admin.token.clone(),
+        store,
+        control,
+        audit.clone(),
+        metrics,
+    );
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(https);

@@ -276,11 +276,22 @@ format = "json"
 
 /// Runs `mft-gateway keys create --json` against `config`; returns (id, key).
 pub fn create_key(config: &Path, name: &str, scopes: &str) -> (String, String) {
+    create_key_with(config, name, scopes, &[])
+}
+
+/// Like [`create_key`] with more options, e.g. `["--rate-limit", "1/m burst 2"]`.
+pub fn create_key_with(
+    config: &Path,
+    name: &str,
+    scopes: &str,
+    extra: &[&str],
+) -> (String, String) {
     let out = Command::new(bin("mft-gateway"))
         .args([
             "keys", "create", "--name", name, "--scopes", scopes, "--json", "--config",
         ])
         .arg(config)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -328,6 +339,19 @@ pub async fn start_gateway_with(
     )
     .unwrap();
     let (_, key) = create_key(&config, "e2e", ALL_SCOPES);
+    launch_gateway(dir, certs, config, addr, admin, key).await
+}
+
+/// Runs `mft-gateway run` with an existing `config` (listening on `addr` and
+/// `admin`) and waits until it is ready; `key` is what [`Gateway::client`] sends.
+pub async fn launch_gateway(
+    dir: &Path,
+    certs: &Certs,
+    config: PathBuf,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    key: String,
+) -> Gateway {
     let mut proc = Proc::spawn(
         "gateway",
         &bin("mft-gateway"),
@@ -494,4 +518,113 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
+}
+
+/// A throwaway `redis-server` on a free loopback port, with no persistence.
+pub struct Redis {
+    /// The process; dropping it stops the server.
+    pub proc: Proc,
+    /// `redis://127.0.0.1:PORT/0`
+    pub url: String,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// Where `redis-server` is, or a panic that says how to get it: the
+/// cluster-wide rate-limit tests need the real server and must not pass
+/// silently without it.
+pub fn redis_server_binary() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("redis-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "redis-server not found in PATH: install it with scripts/setup --test \
+                 (Debian package redis-server); the rate-limit tests need a real Redis"
+            )
+        })
+}
+
+/// Starts `redis-server` with its files under `dir/redis` and waits for PONG.
+pub fn start_redis(dir: &Path) -> Redis {
+    start_redis_at(dir, free_addr())
+}
+
+/// Like [`start_redis`] on a given address (to restart one where it was).
+pub fn start_redis_at(dir: &Path, addr: SocketAddr) -> Redis {
+    let data = dir.join("redis");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = addr.port().to_string();
+    let mut proc = Proc::spawn(
+        "redis",
+        &redis_server_binary(),
+        &[
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            data.to_str().unwrap(),
+        ],
+        dir,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        proc.assert_running();
+        if redis_ping(addr) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "redis-server not answering PING after 10 s\n{}",
+            proc.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Redis {
+        proc,
+        url: format!("redis://{addr}/0"),
+        addr,
+    }
+}
+
+/// Whether a Redis server at `addr` answers PING.
+pub fn redis_ping(addr: SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// The admin listener's `/metrics` page.
+pub async fn metrics(admin: SocketAddr) -> String {
+    let r = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+/// The value of the sample `series` (name with labels, as printed) on a
+/// `/metrics` page; `None` if absent.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }

@@ -9,6 +9,7 @@ mod e2e {
     pub mod jwt;
     pub mod limits;
     pub mod proxy;
+    pub mod ratelimit;
     pub mod shutdown;
     pub mod tls;
     pub mod tus;

@@ -44,11 +44,21 @@ pub struct CachedKey {
 
 impl CachedKey {
     fn from_record(r: KeyRecord) -> CachedKey {
+        // Validated when the key was created; a value that still fails (an
+        // edited database) must not lock the account out, so the default applies.
+        let rate_limit = r.rate_limit.as_deref().and_then(|text| {
+            crate::ratelimit::parse_limit(text)
+                .inspect_err(|e| {
+                    tracing::warn!(key = %r.id, error = %e, "ignoring the key's stored rate_limit; the default applies")
+                })
+                .ok()
+        });
         CachedKey {
             identity: Identity {
                 principal: format!("key:{}", r.id).into(),
                 scopes_header: r.scopes.join(" ").into(),
                 scopes: r.scopes.into(),
+                rate_limit,
             },
             id: r.id,
             account: r.account,

@@ -28,6 +28,9 @@ pub struct Identity {
     pub scopes: Arc<[String]>,
     /// Space-separated scopes, sent as `X-MFT-Scopes`.
     pub scopes_header: Arc<str>,
+    /// The account's own rate limit (`keys create --rate-limit`); `None`:
+    /// `[rate_limit] per_key` applies.
+    pub rate_limit: Option<mft_filters::ratelimit::Limit>,
 }
 
 /// What the decision needs from a request.
@@ -191,6 +194,8 @@ impl Authenticator {
             principal: format!("jwt:{}", jwt.subject).into(),
             scopes_header: jwt.scopes.join(" ").into(),
             scopes: jwt.scopes.into(),
+            // Token subjects have no record of their own: the default applies.
+            rate_limit: None,
         };
         self.jwt_cache.insert(
             digest,

@@ -4,6 +4,7 @@ use super::limits::BodyWatch;
 use super::routes::Route;
 use crate::auth::Identity;
 use crate::drain::InFlightGuard;
+use crate::ratelimit::RateHeaders;
 use mft_filters::decision::Rejection;
 use std::time::{Duration, Instant};
 
@@ -25,8 +26,11 @@ pub struct RequestCtx {
     pub body: BodyWatch,
     /// Why the body was refused mid-stream, answered by `fail_to_proxy`.
     pub body_rejection: Option<Rejection>,
-    /// The filter that refused the request, for the audit record.
-    pub deny_reason: Option<&'static str>,
+    /// `RateLimit-Policy` / `RateLimit` of the limits this request passed.
+    pub rate_headers: RateHeaders,
+    /// Why an authenticated request was refused after authentication (e.g.
+    /// `rate_limited`), for its audit record.
+    pub reject_reason: Option<&'static str>,
     /// Keeps the request counted for graceful shutdown.
     pub _in_flight: InFlightGuard,
 }

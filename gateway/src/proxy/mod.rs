@@ -14,6 +14,8 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::{AuthRequest, Authenticator};
 use crate::conn_guard;
 use crate::drain::InFlight;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
 use async_trait::async_trait;
 use bytes::Bytes;
 use ctx::RequestCtx;
@@ -50,6 +52,8 @@ pub struct GatewayProxy {
     access_log: bool,
     keepalive_secs: u64,
     limits: InputLimits,
+    rate_limiter: Arc<RateLimiter>,
+    metrics: Arc<Metrics>,
 }
 
 /// Everything the proxy phases need.
@@ -68,6 +72,10 @@ pub struct ProxyParts {
     pub keepalive_secs: u64,
     /// Request size limits and upload-name checks.
     pub limits: InputLimits,
+    /// Per-IP and per-principal rate limits.
+    pub rate_limiter: Arc<RateLimiter>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl GatewayProxy {
@@ -81,22 +89,26 @@ impl GatewayProxy {
             access_log: p.access_log,
             keepalive_secs: p.keepalive_secs,
             limits: p.limits,
+            rate_limiter: p.rate_limiter,
+            metrics: p.metrics,
         }
     }
 
-    /// Ends a request with `rejection`. A body the client may still be sending
-    /// is not drained: the connection closes instead of being reused.
+    /// Ends a request with `rejection` before its body was read. With a body
+    /// pending, the connection is not reused (the rest of the body would be
+    /// read as the next request) and what is left is read and discarded for a
+    /// moment so the client sees the answer.
     async fn refuse(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
         rejection: &Rejection,
     ) -> Result<bool> {
-        let unread_body = rejection.status == 413 || rejection.status == 400;
+        let unread_body = !session.is_body_done();
         if unread_body {
             session.set_keepalive(None);
         }
-        ctx.deny_reason = Some(rejection.audit_reason);
+        ctx.reject_reason = Some(rejection.audit_reason);
         rescue::reject(session, ctx, rejection).await?;
         if unread_body {
             linger(session).await;
@@ -180,7 +192,8 @@ impl ProxyHttp for GatewayProxy {
             identity: None,
             body: Default::default(),
             body_rejection: None,
-            deny_reason: None,
+            rate_headers: Default::default(),
+            reject_reason: None,
             _in_flight: self.in_flight.enter(),
         }
     }
@@ -196,6 +209,16 @@ impl ProxyHttp for GatewayProxy {
         }
         let header = session.req_header();
         ctx.route = routes::classify(&header.method, header.uri.path());
+        // Before authentication, so unauthenticated floods are cheap to refuse;
+        // health checks are exempt (load balancers poll them).
+        if ctx.route != Route::Health {
+            if let Some(ip) = client_addr(session).map(|a| a.ip()) {
+                let checked = self.rate_limiter.check_ip(ip, &mut ctx.rate_headers).await;
+                if let Err(rejection) = checked {
+                    return self.refuse(session, ctx, &rejection).await;
+                }
+            }
+        }
         match ctx.route {
             Route::Health => {
                 rescue::respond_json(session, ctx, br#"{"status":"ok"}"#).await?;
@@ -203,7 +226,19 @@ impl ProxyHttp for GatewayProxy {
             }
             Route::Api => match self.authorize(session, ctx).await {
                 Decision::Continue(identity) => {
+                    self.metrics.auth(true);
+                    let checked = self
+                        .rate_limiter
+                        .check_principal(
+                            &identity.principal,
+                            identity.rate_limit,
+                            &mut ctx.rate_headers,
+                        )
+                        .await;
                     ctx.identity = Some(identity);
+                    if let Err(rejection) = checked {
+                        return self.refuse(session, ctx, &rejection).await;
+                    }
                     match self.limits.check_request(session.req_header()) {
                         Ok(watch) => ctx.body = watch,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
@@ -214,8 +249,8 @@ impl ProxyHttp for GatewayProxy {
                     Ok(false)
                 }
                 Decision::Reject(rejection) => {
-                    rescue::reject(session, ctx, &rejection).await?;
-                    Ok(true)
+                    self.metrics.auth(false);
+                    self.refuse(session, ctx, &rejection).await
                 }
             },
             Route::NotFound => {
@@ -304,7 +339,7 @@ impl ProxyHttp for GatewayProxy {
                 // The header went upstream already; failing here cuts the
                 // upstream body short, which the backend discards.
                 let status = rejection.status;
-                ctx.deny_reason = Some(rejection.audit_reason);
+                ctx.reject_reason = Some(rejection.audit_reason);
                 ctx.body_rejection = Some(rejection);
                 Err(pingora_core::Error::explain(
                     pingora_core::ErrorType::HTTPStatus(status),
@@ -331,6 +366,10 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header("x-request-id", ctx.id.as_str())?;
+        if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
+            response.insert_header("ratelimit-policy", policy)?;
+            response.insert_header("ratelimit", state)?;
+        }
         Ok(())
     }
 
@@ -379,6 +418,7 @@ impl ProxyHttp for GatewayProxy {
         conn_guard::mark_request_done(session);
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        self.metrics.response(status);
         if let Some(identity) = &ctx.identity {
             let mut r = AuditRecord::new("request");
             r.request_id = Some(ctx.id.clone());
@@ -395,7 +435,7 @@ impl ProxyHttp for GatewayProxy {
                 "deny"
             });
             r.reason = ctx
-                .deny_reason
+                .reject_reason
                 .map(str::to_string)
                 .or_else(|| e.map(|e| e.etype().as_str().to_string()));
             self.audit.record(r);

@@ -67,13 +67,21 @@ async fn write_problem(
 ) -> pingora_core::Result<()> {
     let status = problem.status;
     let body = Bytes::from(problem.with_request_id(ctx.id.clone()).to_json());
-    let mut header = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    let mut header = ResponseHeader::build(status, Some(6 + extra.len()))?;
     header.insert_header(http::header::CONTENT_TYPE, CONTENT_TYPE)?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     header.insert_header("x-request-id", ctx.id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in extra {
         header.insert_header(*name, value.as_str())?;
+    }
+    // Our own answers (401, 403, 404) tell the client what its limits left too,
+    // unless the rejection is a rate limit describing itself.
+    if !extra.iter().any(|(n, _)| *n == "ratelimit") {
+        if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
+            header.insert_header("ratelimit-policy", policy)?;
+            header.insert_header("ratelimit", state)?;
+        }
     }
     session
         .write_response_header(Box::new(header), false)

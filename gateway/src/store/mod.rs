@@ -436,6 +436,20 @@ impl KeyStore {
         scopes: &[String],
         expires_in: Option<Duration>,
     ) -> Result<(KeyRecord, String), StoreError> {
+        self.create_key_with_limit(account, scopes, expires_in, None)
+            .await
+    }
+
+    /// Like [`KeyStore::create_key`], with the account's own rate limit
+    /// (`"10/s burst 20"`, checked by the caller with the config's quota
+    /// parser) instead of `[rate_limit] per_key`.
+    pub async fn create_key_with_limit(
+        &self,
+        account: &str,
+        scopes: &[String],
+        expires_in: Option<Duration>,
+        rate_limit: Option<&str>,
+    ) -> Result<(KeyRecord, String), StoreError> {
         validate_account(account)?;
         let scopes = validate_scopes(scopes)?;
         let now = self.now_ms();
@@ -474,8 +488,8 @@ impl KeyStore {
                 .await
                 .map_err(err())?;
                 let done = sqlx::query(
-                    "INSERT INTO api_keys (id, account, scopes, secret_hash, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO api_keys (id, account, scopes, secret_hash, created_at, expires_at, rate_limit) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(id.as_str())
                 .bind(account)
@@ -483,6 +497,7 @@ impl KeyStore {
                 .bind(&generated.secret_hash[..])
                 .bind(now)
                 .bind(expires_at)
+                .bind(rate_limit)
                 .execute(&mut *tx)
                 .await
                 .map_err(err())?;
@@ -512,7 +527,7 @@ impl KeyStore {
                     revoked_at: None,
                     last_used_at: None,
                     secret_hash: generated.secret_hash,
-                    rate_limit: None,
+                    rate_limit: rate_limit.map(str::to_string),
                 };
                 return Ok((record, generated.token));
             }

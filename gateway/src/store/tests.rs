@@ -145,7 +145,27 @@ on_both_engines!(
     invalid_names_and_scopes_are_refused,
     touch_last_used_keeps_newest,
     accounts_are_created_once,
+    rate_limit_override_is_stored,
 );
+
+async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {
+    let (record, _) = store
+        .create_key_with_limit(
+            "partner",
+            &scopes(&["files:read"]),
+            None,
+            Some("10/s burst 20"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(record.rate_limit.as_deref(), Some("10/s burst 20"));
+    let stored = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(stored, record);
+    assert_eq!(
+        stored.to_json(SystemTime::now())["rate_limit"],
+        "10/s burst 20"
+    );
+}
 
 async fn create_then_get_verifies_token(store: KeyStore, clock: FakeClock) {
     let (record, token) = store
