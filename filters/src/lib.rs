@@ -11,4 +11,5 @@ pub mod clock;
 pub mod decision;
 pub mod defender;
 pub mod problem;
+pub mod signing;
 pub mod validation;
