@@ -75,7 +75,7 @@ fn start_backend(data_dir: PathBuf) -> anyhow::Result<SocketAddr> {
     std::thread::Builder::new()
         .name("backend-main".into())
         .spawn(move || {
-            let config = mft_backend::BackendConfig { data_dir };
+            let config = mft_backend::BackendConfig::new(data_dir);
             if let Err(e) =
                 runtime.block_on(mft_backend::serve(listener, config, std::future::pending()))
             {

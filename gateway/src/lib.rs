@@ -12,6 +12,7 @@ pub mod drain;
 pub mod keys_cli;
 pub mod proxy;
 pub mod server;
+pub mod signing_cli;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -8,6 +8,7 @@ use crate::auth::keys::KeyCache;
 use crate::auth::Authenticator;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
+use crate::proxy::sign::RequestSigner;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::store::KeyStore;
@@ -40,6 +41,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
     let tls_config = tls::server_config(key)?;
     let upstream = Upstream::new(&config.backend)?;
+    let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
     ensure_bindable(s.admin_listen, "server.admin_listen")?;
 
@@ -90,6 +92,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             in_flight: in_flight.clone(),
             access_log: config.logging.access_log,
             keepalive_secs: s.keepalive_timeout.as_secs(),
+            signer,
         }),
     );
     let front = TlsFront::new(tls_config, Arc::new(proxy), s.tls_handshake_timeout);

@@ -34,8 +34,8 @@ pub enum VerifyError {
     /// An algorithm we do not accept.
     #[error("unsupported signature algorithm")]
     UnsupportedAlgorithm,
-    /// No key with that id (and algorithm).
-    #[error("unknown signing key")]
+    /// No key of the signature's algorithm.
+    #[error("no key for the signature's algorithm")]
     UnknownKey,
     /// A component could not be rebuilt from the request.
     #[error("cannot rebuild the signature base: {0}")]
@@ -270,12 +270,19 @@ impl Verifier {
             Some(a) => Some(Algorithm::parse(a).ok_or(VerifyError::UnsupportedAlgorithm)?),
             None => None,
         };
-        let candidates: Vec<&VerifyingKey> = self
+        let of_algorithm = |k: &&VerifyingKey| algorithm.is_none_or(|a| k.algorithm() == a);
+        let mut candidates: Vec<&VerifyingKey> = self
             .keys
             .iter()
-            .filter(|k| algorithm.is_none_or(|a| k.algorithm() == a))
+            .filter(of_algorithm)
             .filter(|k| key_id.is_none_or(|id| k.id() == id))
             .collect();
+        if candidates.is_empty() {
+            // An id we do not know (a gateway with signing_key_id set, a
+            // backend given only the key): every key of the algorithm is
+            // tried; the signature still has to verify with one we hold.
+            candidates = self.keys.iter().filter(of_algorithm).collect();
+        }
         if candidates.is_empty() {
             return Err(VerifyError::UnknownKey);
         }
@@ -440,8 +447,32 @@ mod tests {
             wrong_key
                 .verify(&request(&FIELDS), i, s, at(NOW))
                 .unwrap_err(),
+            VerifyError::BadSignature
+        );
+        let other_algorithm = verifier(&[&SigningKey::ed25519_from_pem(
+            &super::super::keys::generate_ed25519_pem().unwrap(),
+            None,
+        )
+        .unwrap()]);
+        assert_eq!(
+            other_algorithm
+                .verify(&request(&FIELDS), i, s, at(NOW))
+                .unwrap_err(),
             VerifyError::UnknownKey
         );
+        // A key id the verifier does not know: its keys are tried all the same.
+        let renamed = Signer::new(
+            SigningKey::hmac(&[1; 32], Some("gw-2026")).unwrap(),
+            Duration::from_secs(30),
+        );
+        let r = renamed.sign(&request(&FIELDS), at(NOW)).unwrap();
+        v.verify(
+            &request(&FIELDS),
+            Some(&r.signature_input),
+            Some(&r.signature),
+            at(NOW),
+        )
+        .unwrap();
         let untagged = h.signature_input.replace(";tag=\"mft-gateway\"", "");
         assert_eq!(
             check(&request(&FIELDS), Some(&untagged), s, NOW),

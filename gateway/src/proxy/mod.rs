@@ -6,6 +6,7 @@
 pub mod ctx;
 pub mod rescue;
 pub mod routes;
+pub mod sign;
 pub mod upstream;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -44,6 +45,7 @@ pub struct GatewayProxy {
     in_flight: InFlight,
     access_log: bool,
     keepalive_secs: u64,
+    signer: Option<Arc<sign::RequestSigner>>,
 }
 
 /// Everything the proxy phases need.
@@ -60,6 +62,8 @@ pub struct ProxyParts {
     pub access_log: bool,
     /// HTTP/1.1 keep-alive in seconds.
     pub keepalive_secs: u64,
+    /// RFC 9421 signing toward the backend; `None` forwards unsigned.
+    pub signer: Option<Arc<sign::RequestSigner>>,
 }
 
 impl GatewayProxy {
@@ -72,6 +76,7 @@ impl GatewayProxy {
             in_flight: p.in_flight,
             access_log: p.access_log,
             keepalive_secs: p.keepalive_secs,
+            signer: p.signer,
         }
     }
 
@@ -219,6 +224,10 @@ impl ProxyHttp for GatewayProxy {
         if let Some(identity) = &ctx.identity {
             upstream.insert_header("x-mft-principal", &*identity.principal)?;
             upstream.insert_header("x-mft-scopes", &*identity.scopes_header)?;
+        }
+        // Last: the signature must cover the header exactly as it leaves.
+        if let Some(signer) = &self.signer {
+            signer.sign(upstream)?;
         }
         Ok(())
     }
