@@ -9,6 +9,7 @@ mod e2e {
     pub mod jwt;
     pub mod proxy;
     pub mod shutdown;
+    pub mod signing;
     pub mod tls;
     pub mod tus;
 }
