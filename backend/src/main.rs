@@ -42,9 +42,14 @@ fn verifier(cli: &Cli) -> Result<Option<Verifier>, String> {
     use mft_filters::signing::SigningKey;
     let base = std::path::Path::new(".");
     let resolve = |flag: &str, reference: &str| {
-        mft_config::secret::resolve(reference, base)
-            .map(|(secret, _)| secret)
-            .map_err(|e| format!("{flag} {reference}: {e}"))
+        let (secret, source) = mft_config::secret::resolve(reference, base)
+            .map_err(|e| format!("{flag} {reference}: {e}"))?;
+        if source == mft_config::secret::SecretSource::Literal && flag == "--signing-key" {
+            eprintln!(
+                "mft-backend: warning: {flag} is given in clear and visible in the process list; use env:NAME or file:PATH"
+            );
+        }
+        Ok::<_, String>(secret)
     };
     let mut keys = Vec::new();
     for reference in &cli.signing_key {

@@ -85,12 +85,8 @@ pub(crate) async fn require(
     match guard.check(&req) {
         Ok(()) => next.run(req).await,
         Err(e) => {
-            tracing::warn!(
-                method = %req.method(),
-                path = req.uri().path(),
-                reason = %e,
-                "request refused: signature"
-            );
+            // The access-log span around this already names method and path.
+            tracing::warn!(reason = %e, "request refused: signature");
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!("request signature refused: {e}"),

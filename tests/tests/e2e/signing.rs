@@ -91,7 +91,10 @@ async fn assert_401(r: reqwest::Response, reason: &str) {
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let body: serde_json::Value = r.json().await.unwrap();
     let detail = body["detail"].as_str().unwrap();
-    assert!(detail.contains(reason), "detail {detail:?} lacks {reason:?}");
+    assert!(
+        detail.contains(reason),
+        "detail {detail:?} lacks {reason:?}"
+    );
 }
 
 #[tokio::test]
@@ -122,7 +125,9 @@ async fn backend_refuses_direct_unsigned_tampered_expired_and_replayed_requests(
 
     // Signed for one path, sent to another.
     let mut moved = signed_get(&client, &backend, &signer, "/api/v1/files", "req-2", now);
-    *moved.url_mut() = format!("{}/api/v1/deliveries", backend.url).parse().unwrap();
+    *moved.url_mut() = format!("{}/api/v1/deliveries", backend.url)
+        .parse()
+        .unwrap();
     assert_401(client.execute(moved).await.unwrap(), "does not verify").await;
     // A query added after signing.
     let mut queried = signed_get(&client, &backend, &signer, "/api/v1/files", "req-3", now);
@@ -148,7 +153,10 @@ async fn backend_refuses_direct_unsigned_tampered_expired_and_replayed_requests(
     let future = now + Duration::from_secs(120);
     let early = signed_get(&client, &backend, &signer, "/api/v1/files", "req-7", future);
     assert_401(client.execute(early).await.unwrap(), "not valid yet").await;
-    let other = hmac_signer(&new_hmac_key(dir.path(), "other.key"), Duration::from_secs(30));
+    let other = hmac_signer(
+        &new_hmac_key(dir.path(), "other.key"),
+        Duration::from_secs(30),
+    );
     let foreign = signed_get(&client, &backend, &other, "/api/v1/files", "req-8", now);
     assert_401(client.execute(foreign).await.unwrap(), "does not verify").await;
 
@@ -225,7 +233,10 @@ async fn gateway_signs_with_ed25519_for_a_backend_holding_only_the_public_key() 
         stdout.contains(&format!("ok    signing: ed25519 key id {key_id}")),
         "{stdout}"
     );
-    assert!(gateway.proc.stderr().contains("signing requests to the backend"));
+    assert!(gateway
+        .proc
+        .stderr()
+        .contains("signing requests to the backend"));
 }
 
 #[tokio::test]
@@ -369,4 +380,46 @@ async fn backend_verifies_requests_signed_by_the_python_library() {
     assert_eq!(status("tampered-header"), 401, "{stdout}");
     // The key id is only a hint: a signature by a key we hold still verifies.
     assert_eq!(status("unknown-key-id"), 200, "{stdout}");
+}
+
+#[tokio::test]
+async fn an_unusable_signing_key_is_a_startup_error_that_names_the_key_not_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    std::fs::write(dir.path().join("short.key"), "hunter2-too-short\n").unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        gateway_config(
+            &certs,
+            free_addr(),
+            free_addr(),
+            "http://127.0.0.1:9",
+            "signing_key = \"file:short.key\"",
+            "",
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin("mft-gateway"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = run(&["run", "--config", "gateway.toml"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("backend.signing_key (hmac-sha256): HMAC secret has 17 bytes"),
+        "{stderr}"
+    );
+    let o = run(&["check", "--config", "gateway.toml"]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("FAIL  signing: backend.signing_key"),
+        "{stdout}"
+    );
+    for out in [&stderr, &stdout] {
+        assert!(!out.contains("hunter2"), "the secret leaked: {out}");
+    }
 }
