@@ -46,6 +46,15 @@ impl SignatureGuard {
                 Err(_) => {}
             }
         }
+        // Several field lines would be merged dictionaries (RFC 9421 §4); the
+        // gateway sends one of each, so anything else is refused, not merged.
+        for name in ["signature-input", "signature"] {
+            if headers.get_all(name).iter().nth(1).is_some() {
+                return Err(VerifyError::Malformed(
+                    "repeated Signature-Input or Signature header",
+                ));
+            }
+        }
         let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let authority = text("host")
             .or_else(|| req.uri().authority().map(|a| a.as_str()))

@@ -147,6 +147,12 @@ async fn backend_refuses_direct_unsigned_tampered_expired_and_replayed_requests(
         .insert("x-mft-principal", "key:forged".parse().unwrap());
     assert_401(client.execute(added).await.unwrap(), "x-mft-principal").await;
 
+    let mut doubled = signed_get(&client, &backend, &signer, "/api/v1/files", "req-9", now);
+    doubled
+        .headers_mut()
+        .append("signature", "mft=:AAAA:".parse().unwrap());
+    assert_401(client.execute(doubled).await.unwrap(), "repeated").await;
+
     let old = now - Duration::from_secs(120);
     let expired = signed_get(&client, &backend, &signer, "/api/v1/files", "req-6", old);
     assert_401(client.execute(expired).await.unwrap(), "expired").await;
