@@ -321,8 +321,14 @@ async fn gateway_signatures_verify_with_the_python_library() {
         let gateway = start_gateway(&sub, &certs, &url, &extra).await;
         for proto in [Proto::Http1, Proto::Http2] {
             let client = gateway.client(&certs, proto);
+            // A client's own signature headers are replaced, not passed along.
             let r = client
                 .get(format!("{}/api/v1/files?folder=a%20b&x=1", gateway.base))
+                .header(
+                    "signature-input",
+                    "evil=(\"@method\");created=1;tag=\"mft-gateway\"",
+                )
+                .header("signature", "evil=:AAAA:")
                 .send()
                 .await
                 .unwrap();
