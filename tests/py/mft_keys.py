@@ -19,6 +19,14 @@ def hmac_key_id(secret):
     return hashlib.sha256(b"mft-gateway hmac-sha256 key id\0" + secret).hexdigest()[:16]
 
 
+def ed25519_key_id(public_key):
+    """mft-gateway's default Ed25519 key id, from the raw 32-byte public key."""
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return hashlib.sha256(b"mft-gateway ed25519 key id\0" + raw).hexdigest()[:16]
+
+
 def ed25519_public(path):
     return load_pem_public_key(open(path, "rb").read())
 

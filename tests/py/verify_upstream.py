@@ -33,7 +33,7 @@ class AnyIdResolver(HTTPSignatureKeyResolver):
         raise KeyError(key_id)
 
 
-def make_handler(verifier):
+def make_handler(verifier, expected_key_id):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -74,6 +74,7 @@ def make_handler(verifier):
                     "covered": list(r.covered_components.keys()),
                     "parameters": {k: v for k, v in r.parameters.items()},
                     "body_bytes": len(body),
+                    "expected_keyid": expected_key_id,
                 },
             )
 
@@ -92,11 +93,15 @@ def main():
     p.add_argument("--key-file", required=True, help="HMAC key file, or Ed25519 public key PEM")
     a = p.parse_args()
     if a.alg == "hmac-sha256":
-        verifier = HTTPMessageVerifier(signature_algorithm=HMAC_SHA256, key_resolver=AnyIdResolver(mft_keys.hmac_secret(a.key_file)))
+        secret = mft_keys.hmac_secret(a.key_file)
+        verifier = HTTPMessageVerifier(signature_algorithm=HMAC_SHA256, key_resolver=AnyIdResolver(secret))
+        key_id = mft_keys.hmac_key_id(secret)
     else:
-        verifier = HTTPMessageVerifier(signature_algorithm=ED25519, key_resolver=AnyIdResolver(mft_keys.ed25519_public(a.key_file)))
+        public = mft_keys.ed25519_public(a.key_file)
+        verifier = HTTPMessageVerifier(signature_algorithm=ED25519, key_resolver=AnyIdResolver(public))
+        key_id = mft_keys.ed25519_key_id(public)
     host, port = a.listen.rsplit(":", 1)
-    server = ThreadingHTTPServer((host, int(port)), make_handler(verifier))
+    server = ThreadingHTTPServer((host, int(port)), make_handler(verifier, key_id))
     print(f"listening on http://{host}:{server.server_address[1]}", flush=True)
     server.serve_forever()
 

@@ -339,6 +339,8 @@ async fn gateway_signatures_verify_with_the_python_library() {
             assert_eq!(body["label"], "mft");
             assert_eq!(body["parameters"]["alg"], algorithm);
             assert_eq!(body["parameters"]["tag"], "mft-gateway");
+            // The documented key-id formula, recomputed by the Python side.
+            assert_eq!(body["parameters"]["keyid"], body["expected_keyid"]);
             let r = client
                 .post(format!("{}/api/v1/files", gateway.base))
                 .header("X-Filename", "py.txt")
