@@ -89,9 +89,11 @@ impl RequestSigner {
         let text = |name: &str| -> Result<Option<&str>> {
             match headers.get(name) {
                 None => Ok(None),
+                // Only a client-sent Content-Digest can get here (the rest are
+                // ours): the client's fault, so 400 rather than an unsigned request.
                 Some(v) => v.to_str().map(Some).map_err(|_| {
                     Error::explain(
-                        ErrorType::InvalidHTTPHeader,
+                        ErrorType::HTTPStatus(400),
                         "a header to be signed is not visible ASCII",
                     )
                 }),
@@ -136,5 +138,97 @@ impl RequestSigner {
         upstream.insert_header("signature-input", signed.signature_input)?;
         upstream.insert_header("signature", signed.signature)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mft_filters::signing::{Verifier, VerifyError, VerifyPolicy};
+    use std::time::Duration;
+
+    fn signer() -> RequestSigner {
+        RequestSigner {
+            signer: Signer::new(
+                SigningKey::hmac(&[9; 32], None).unwrap(),
+                Duration::from_secs(30),
+            ),
+        }
+    }
+
+    fn upstream() -> RequestHeader {
+        let mut h = RequestHeader::build("POST", b"/api/v1/files?folder=in", None).unwrap();
+        for (n, v) in [
+            ("host", "Backend:8080"),
+            ("x-request-id", "0192-1"),
+            ("x-mft-principal", "key:abc"),
+            ("x-mft-scopes", "files:write"),
+            ("x-mft-origin", "smtp"),
+            ("content-length", "5"),
+            ("signature-input", "evil=(\"@method\");tag=\"mft-gateway\""),
+            ("signature", "evil=:AAAA:"),
+        ] {
+            h.insert_header(n, v).unwrap();
+        }
+        h
+    }
+
+    fn verify(h: &RequestHeader) -> Result<(), VerifyError> {
+        let fields: Vec<(&str, &str)> = h
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+            .collect();
+        let view = RequestView {
+            method: h.method.as_str(),
+            authority: h.headers["host"].to_str().unwrap(),
+            path: h.uri.path(),
+            query: h.uri.query(),
+            fields: &fields,
+        };
+        let verifier = Verifier::new(
+            vec![SigningKey::hmac(&[9; 32], None).unwrap().verifying_key()],
+            VerifyPolicy::default(),
+        )
+        .unwrap();
+        let text = |n: &str| h.headers.get(n).map(|v| v.to_str().unwrap());
+        verifier
+            .verify(
+                &view,
+                text("signature-input"),
+                text("signature"),
+                SystemTime::now(),
+            )
+            .map(drop)
+    }
+
+    #[test]
+    fn replaces_client_signatures_and_covers_every_identity_header() {
+        let mut h = upstream();
+        signer().sign(&mut h).unwrap();
+        assert_eq!(h.headers.get_all("signature").iter().count(), 1);
+        let input = h.headers["signature-input"].to_str().unwrap();
+        assert!(
+            input.starts_with(
+                "mft=(\"@method\" \"@authority\" \"@path\" \"@query\" \"x-request-id\" \
+                 \"x-mft-principal\" \"x-mft-scopes\" \"content-length\" \"x-mft-origin\");"
+            ),
+            "{input}"
+        );
+        verify(&h).unwrap();
+        h.insert_header("x-mft-scopes", "admin").unwrap();
+        assert_eq!(verify(&h), Err(VerifyError::BadSignature));
+    }
+
+    #[test]
+    fn a_header_that_cannot_be_signed_is_an_error_not_an_unsigned_request() {
+        let mut h = upstream();
+        h.insert_header(
+            "content-digest",
+            http::HeaderValue::from_bytes(b"sha-256=:\xff:").unwrap(),
+        )
+        .unwrap();
+        let err = signer().sign(&mut h).unwrap_err();
+        assert_eq!(crate::proxy::rescue::status_for(&err), 400);
     }
 }
