@@ -21,6 +21,7 @@ mod ids;
 mod names;
 mod problem;
 mod request_meta;
+mod signature;
 mod state;
 mod storage;
 mod transfer_store;
@@ -32,6 +33,7 @@ mod tus_store;
 mod upload_stream;
 
 pub use error::BackendError;
+pub use mft_filters::signing::{Verifier, VerifyPolicy, VerifyingKey};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -39,24 +41,43 @@ use axum::{middleware, Json, Router};
 use state::AppState;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long in-flight requests may run on after shutdown was asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the backend keeps its data.
+/// Where the backend keeps its data, and whom it trusts.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
     /// Data directory: `metadata.db`, `files/`, `uploads/`, `tmp/`.
     /// Created if missing; one backend at a time may use it.
     pub data_dir: PathBuf,
+    /// With a verifier, every request but `/healthz` must carry a valid
+    /// RFC 9421 signature by one of its keys, used once; otherwise 401.
+    /// `None` accepts unsigned requests (anyone who reaches the port is trusted).
+    pub signatures: Option<Verifier>,
+}
+
+impl BackendConfig {
+    /// A config that accepts unsigned requests.
+    pub fn new(data_dir: impl Into<PathBuf>) -> BackendConfig {
+        BackendConfig {
+            data_dir: data_dir.into(),
+            signatures: None,
+        }
+    }
 }
 
 /// Opens or creates the data directory and database, repairs what an
 /// earlier crash left half-done, restarts unfinished transfers, and
 /// returns the application.
 pub async fn router(config: BackendConfig) -> Result<Router, BackendError> {
-    Ok(app(open(config).await?))
+    let guard = config
+        .signatures
+        .clone()
+        .map(signature::SignatureGuard::new);
+    Ok(app(open(config).await?, guard))
 }
 
 /// Serves the backend on `listener` until `shutdown` completes, then lets
@@ -74,6 +95,20 @@ where
         .map(|a| a.to_string())
         .unwrap_or_else(|_| "unknown".to_string());
     let data_dir = config.data_dir.clone();
+    let guard = config
+        .signatures
+        .clone()
+        .map(signature::SignatureGuard::new);
+    match &config.signatures {
+        Some(v) => tracing::info!(
+            keys = v.keys().len(),
+            max_window_s = v.policy().max_window.as_secs(),
+            "requests must carry an RFC 9421 signature"
+        ),
+        None => tracing::warn!(
+            "no signing key: requests are not verified, anyone reaching this port is trusted"
+        ),
+    }
     let state = open(config).await?;
     tracing::info!(%addr, data_dir = %data_dir.display(), "mft-backend serving");
 
@@ -82,7 +117,7 @@ where
         shutdown.await;
         let _ = stop_tx.send(());
     };
-    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(signal);
+    let server = axum::serve(listener, app(state.clone(), guard)).with_graceful_shutdown(signal);
     let drain_deadline = async {
         if stop_rx.await.is_ok() {
             tokio::time::sleep(DRAIN_TIMEOUT).await;
@@ -125,8 +160,8 @@ async fn open(config: BackendConfig) -> Result<AppState, BackendError> {
     Ok(state)
 }
 
-fn app(state: AppState) -> Router {
-    Router::new()
+fn app(state: AppState, guard: Option<Arc<signature::SignatureGuard>>) -> Router {
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route(
             "/api/v1/files",
@@ -144,7 +179,14 @@ fn app(state: AppState) -> Router {
         .route("/api/v1/deliveries/{id}", get(deliveries::get))
         .route("/api/v1/transfers", post(transfers::create))
         .route("/api/v1/transfers/{id}", get(transfers::get))
-        .fallback(problem::not_found_route)
+        .fallback(problem::not_found_route);
+    // Inside finish_problems and the access log, so a refusal is logged and
+    // carries the request id like any other problem.
+    let routes = match guard {
+        Some(g) => routes.layer(middleware::from_fn_with_state(g, signature::require)),
+        None => routes,
+    };
+    routes
         .layer(middleware::from_fn(problem::finish_problems))
         .layer(middleware::from_fn(access_log::log))
         .with_state(state)

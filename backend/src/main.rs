@@ -1,7 +1,7 @@
 //! `mft-backend`: the reference MFT REST backend as a stand-alone server.
 
 use clap::Parser;
-use mft_backend::{serve, BackendConfig};
+use mft_backend::{serve, BackendConfig, Verifier, VerifyPolicy, VerifyingKey};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,19 +17,90 @@ struct Cli {
     /// Directory for file bytes and the SQLite metadata; created if missing.
     #[arg(long, value_name = "DIR")]
     data_dir: PathBuf,
-    /// Key for verifying the gateway's request signatures (env:NAME or file:PATH).
-    /// Not implemented yet: giving it is an error, so nobody believes requests are verified.
+    /// The gateway's signing key (env:NAME or file:PATH): an HMAC secret
+    /// (`base64:...` or text), or with --signing-algorithm ed25519 the
+    /// gateway's private key PEM. Repeat it during a key rotation: every key
+    /// given is accepted. With any key, unsigned requests get 401.
     #[arg(long, value_name = "SECRET_REF")]
-    signing_key: Option<String>,
+    signing_key: Vec<String>,
+    /// How to read --signing-key.
+    #[arg(long, value_name = "ALG", default_value = "hmac-sha256", value_parser = ["hmac-sha256", "ed25519"])]
+    signing_algorithm: String,
+    /// An Ed25519 public key to accept signatures from (SPKI PEM or 32 bytes
+    /// base64; file:PATH, env:NAME or the value). Repeatable.
+    #[arg(long, value_name = "REF")]
+    verify_key: Vec<String>,
+    /// Longest validity (`expires - created`) a signature may claim; nonces
+    /// are remembered this long to refuse replays.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    signature_max_age: std::time::Duration,
+}
+
+/// The verifier for the key flags; `None` without any key.
+fn verifier(cli: &Cli) -> Result<Option<Verifier>, String> {
+    use mft_filters::signing::keys::hmac_secret_from_text;
+    use mft_filters::signing::SigningKey;
+    let base = std::path::Path::new(".");
+    let resolve = |flag: &str, reference: &str| {
+        let (secret, source) = mft_config::secret::resolve(reference, base)
+            .map_err(|e| format!("{flag} {reference}: {e}"))?;
+        if source == mft_config::secret::SecretSource::Literal && flag == "--signing-key" {
+            eprintln!(
+                "mft-backend: warning: {flag} is given in clear and visible in the process list; use env:NAME or file:PATH"
+            );
+        }
+        Ok::<_, String>(secret)
+    };
+    let mut keys = Vec::new();
+    for reference in &cli.signing_key {
+        let secret = resolve("--signing-key", reference)?;
+        let bad = |e: mft_filters::signing::KeyError| format!("--signing-key {reference}: {e}");
+        let key = if cli.signing_algorithm == "ed25519" {
+            SigningKey::ed25519_from_pem(secret.expose(), None)
+                .map_err(bad)?
+                .verifying_key()
+        } else {
+            let bytes = hmac_secret_from_text(secret.expose()).map_err(bad)?;
+            VerifyingKey::hmac(&bytes, None).map_err(bad)?
+        };
+        keys.push(key);
+    }
+    for reference in &cli.verify_key {
+        let text = resolve("--verify-key", reference)?;
+        keys.push(
+            VerifyingKey::ed25519_public(text.expose(), None)
+                .map_err(|e| format!("--verify-key {reference}: {e}"))?,
+        );
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let mut ids = std::collections::HashSet::new();
+    for key in &keys {
+        if !ids.insert(key.id().to_string()) {
+            return Err(format!("key id {} is given twice", key.id()));
+        }
+    }
+    let policy = VerifyPolicy {
+        max_window: cli.signature_max_age,
+        ..VerifyPolicy::default()
+    };
+    Verifier::new(keys, policy)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.signing_key.is_some() {
-        eprintln!("--signing-key: signature verification is not available in this build yet");
-        return ExitCode::from(2);
-    }
+    // Keys are read before anything starts, so a bad one creates nothing.
+    let signatures = match verifier(&cli) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("mft-backend: {e}");
+            return ExitCode::from(2);
+        }
+    };
     tracing_subscriber::fmt()
         .pretty()
         .with_writer(std::io::stderr)
@@ -52,6 +123,7 @@ async fn main() -> ExitCode {
         .unwrap_or_else(|_| cli.listen.clone());
     let config = BackendConfig {
         data_dir: cli.data_dir,
+        signatures,
     };
     // Announce once bound, before the database opens; clients poll
     // /healthz to learn when requests are answered.

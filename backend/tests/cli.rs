@@ -7,19 +7,33 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_mft-backend");
 
 #[test]
-fn signing_key_is_refused_with_exit_status_2() {
+fn unusable_signing_key_exits_2_before_creating_anything() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(["--signing-key", "env:MFT_BACKEND_SIGNING_KEY"])
+        .arg(dir.path().join("data"))
+        .args(["--signing-key", "env:MFT_BACKEND_TEST_SURELY_UNSET"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("--signing-key: signature verification is not available in this build yet"),
+        stderr.contains("--signing-key env:MFT_BACKEND_TEST_SURELY_UNSET"),
         "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--signing-key", "env:MFT_BACKEND_TEST_SHORT_KEY"])
+        .env("MFT_BACKEND_TEST_SHORT_KEY", "too-short-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least 32 are required"), "{stderr}");
+    assert!(
+        !stderr.contains("too-short-secret"),
+        "the secret leaked: {stderr}"
     );
     // Nothing was started, so nothing was created.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -30,7 +44,13 @@ fn help_and_version() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--listen", "--data-dir", "--signing-key"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--signing-key",
+        "--verify-key",
+        "--signature-max-age",
+    ] {
         assert!(help.contains(flag), "{help}");
     }
     let out = Command::new(BIN).arg("--version").output().unwrap();

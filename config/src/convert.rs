@@ -530,6 +530,49 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         },
     };
     let signing_key = ctx.secret("backend.signing_key", b.signing_key);
+    let signing_algorithm = match b.signing_algorithm.as_deref() {
+        None | Some("hmac-sha256") => SigningAlgorithm::HmacSha256,
+        Some("ed25519") => SigningAlgorithm::Ed25519,
+        Some(other) => {
+            ctx.error(
+                "backend.signing_algorithm",
+                format!("expected \"hmac-sha256\" or \"ed25519\", got {other:?}"),
+            );
+            SigningAlgorithm::HmacSha256
+        }
+    };
+    let signing_key_id = b.signing_key_id.filter(|id| {
+        // The id is written into an sf-string unescaped.
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && id
+                .bytes()
+                .all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\');
+        if !ok {
+            ctx.error(
+                "backend.signing_key_id",
+                "must be 1 to 128 printable ASCII characters without '\"' or '\\'",
+            );
+        }
+        ok
+    });
+    if signing_key.is_none() && (b.signing_algorithm.is_some() || signing_key_id.is_some()) {
+        ctx.warn(
+            "backend.signing_key",
+            "signing_algorithm / signing_key_id are set but signing_key is not: requests go unsigned",
+        );
+    }
+    let signature_ttl = ctx.duration(
+        "backend.signature_ttl",
+        b.signature_ttl,
+        Duration::from_secs(30),
+    );
+    if signature_ttl > Duration::from_secs(300) {
+        ctx.error(
+            "backend.signature_ttl",
+            "at most 5m: the backend refuses signatures valid for longer (replay window)",
+        );
+    }
     let connect_timeout = ctx.duration(
         "backend.connect_timeout",
         b.connect_timeout,
@@ -554,6 +597,9 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
     Some(Backend {
         url: url?,
         signing_key,
+        signing_algorithm,
+        signing_key_id,
+        signature_ttl,
         connect_timeout,
         read_timeout,
         write_timeout,

@@ -169,6 +169,12 @@ pub struct BackendFile {
     pub url: Option<String>,
     /// Secret reference of the request-signing key.
     pub signing_key: Option<String>,
+    /// `"hmac-sha256"` (default) or `"ed25519"`.
+    pub signing_algorithm: Option<String>,
+    /// Key id signed as `keyid`; default: a fingerprint of the key.
+    pub signing_key_id: Option<String>,
+    /// Validity of each signature (`expires - created`).
+    pub signature_ttl: Option<String>,
     /// TCP (and TLS) connect timeout.
     pub connect_timeout: Option<String>,
     /// Longest wait for the backend to send data while a response is expected.

@@ -158,8 +158,15 @@ pub struct Organization {
 pub struct Backend {
     /// Base URL (`http` or `https`, with a host).
     pub url: Url,
-    /// Request-signing key.
+    /// Request-signing key: the HMAC secret (`base64:...` or text), or an
+    /// Ed25519 PKCS#8 PEM.
     pub signing_key: Option<Secret>,
+    /// Algorithm of `signing_key`.
+    pub signing_algorithm: SigningAlgorithm,
+    /// Key id to sign as `keyid`; `None`: a fingerprint of the key.
+    pub signing_key_id: Option<String>,
+    /// Validity of each signature.
+    pub signature_ttl: Duration,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Read timeout.
@@ -170,6 +177,25 @@ pub struct Backend {
     pub idle_timeout: Duration,
     /// Idle connections kept.
     pub pool_size: usize,
+}
+
+/// How requests toward the backend are signed (RFC 9421).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// `hmac-sha256`: a secret shared with the backend.
+    HmacSha256,
+    /// `ed25519`: the backend holds only the public key.
+    Ed25519,
+}
+
+impl SigningAlgorithm {
+    /// The RFC 9421 registry name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlgorithm::HmacSha256 => "hmac-sha256",
+            SigningAlgorithm::Ed25519 => "ed25519",
+        }
+    }
 }
 
 /// Rate-limit quotas.

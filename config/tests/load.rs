@@ -134,6 +134,49 @@ fn missing_secret_reference_is_an_error_without_the_value() {
 }
 
 #[test]
+fn signing_defaults_to_hmac_with_a_30_second_ttl() {
+    use mft_config::model::SigningAlgorithm;
+    let c = load_str(MINIMAL, Path::new("gateway.toml")).unwrap().config;
+    assert_eq!(c.backend.signing_algorithm, SigningAlgorithm::HmacSha256);
+    assert_eq!(c.backend.signature_ttl, Duration::from_secs(30));
+    assert!(c.backend.signing_key_id.is_none());
+
+    std::env::set_var("MFT_CONFIG_TEST_ED_KEY", "pem");
+    let text = format!(
+        "{MINIMAL}signing_key = \"env:MFT_CONFIG_TEST_ED_KEY\"\nsigning_algorithm = \"ed25519\"\nsigning_key_id = \"gw-2026\"\nsignature_ttl = \"1m\"\n"
+    );
+    let loaded = load_str(&text, Path::new("gateway.toml")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let b = loaded.config.backend;
+    assert_eq!(b.signing_algorithm, SigningAlgorithm::Ed25519);
+    assert_eq!(b.signing_key_id.as_deref(), Some("gw-2026"));
+    assert_eq!(b.signature_ttl, Duration::from_secs(60));
+}
+
+#[test]
+fn bad_signing_settings_name_their_keys() {
+    let text = format!(
+        "{MINIMAL}signing_algorithm = \"rsa\"\nsigning_key_id = \"a\\\"b\"\nsignature_ttl = \"10m\"\n"
+    );
+    let found = issues(&text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "gateway.toml:8: backend.signing_algorithm: expected \"hmac-sha256\" or \"ed25519\""
+        ),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("gateway.toml:9: backend.signing_key_id:"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("gateway.toml:10: backend.signature_ttl: at most 5m"),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn rate_limit_syntax_is_checked() {
     let found = issues(&format!("{MINIMAL}\n[rate_limit]\nper_key = \"fast\"\n"));
     assert!(

@@ -13,4 +13,5 @@ pub mod defender;
 pub mod limits;
 pub mod problem;
 pub mod ratelimit;
+pub mod signing;
 pub mod validation;

@@ -73,6 +73,23 @@ pub fn run(path: &Path) -> ExitCode {
         },
     }
 
+    match crate::proxy::sign::signing_key(&c.backend) {
+        Ok(Some(key)) => r.ok(
+            "signing",
+            format!(
+                "{} key id {} (signatures valid {} s)",
+                key.algorithm(),
+                key.id(),
+                c.backend.signature_ttl.as_secs()
+            ),
+        ),
+        Ok(None) => r.warn(
+            "signing",
+            "backend.signing_key is not set: requests go unsigned and the backend cannot tell gateway traffic from direct traffic",
+        ),
+        Err(e) => r.fail("signing", e),
+    }
+
     match probe_store(c) {
         Ok(detail) => r.ok("key store", detail),
         Err(detail) => r.fail("key store", detail),

@@ -47,6 +47,12 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Manage the key that signs requests toward the backend (RFC 9421).
+    SigningKey {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::signing_cli::SigningKeyCommand,
+    },
 }
 
 /// Runs the chosen command.
@@ -67,6 +73,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, config } => crate::keys_cli::run(command, &config),
+        Command::SigningKey { command } => crate::signing_cli::run(command),
     }
 }
 

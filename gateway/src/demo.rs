@@ -63,8 +63,28 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.write_all(data)
 }
 
+/// The demo's HMAC signing key, created once; the gateway signs with it and
+/// the embedded backend refuses anything not signed with it.
+fn ensure_signing_key(dir: &Path) -> anyhow::Result<mft_backend::Verifier> {
+    use mft_filters::signing::keys::{generate_hmac_secret, hmac_secret_from_text};
+    let path = dir.join("backend-signing.key");
+    if !path.exists() {
+        let secret = generate_hmac_secret()?;
+        write_private(&path, format!("{secret}\n").as_bytes())?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = hmac_secret_from_text(text.trim_end())
+        .with_context(|| format!("{}: not a usable HMAC secret", path.display()))?;
+    let key = mft_backend::VerifyingKey::hmac(&bytes, None)?;
+    Ok(mft_backend::Verifier::new(
+        vec![key],
+        mft_backend::VerifyPolicy::default(),
+    )?)
+}
+
 /// Starts the reference backend on its own runtime thread; returns its address.
-fn start_backend(data_dir: PathBuf) -> anyhow::Result<SocketAddr> {
+fn start_backend(data_dir: PathBuf, verifier: mft_backend::Verifier) -> anyhow::Result<SocketAddr> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("backend")
@@ -75,7 +95,8 @@ fn start_backend(data_dir: PathBuf) -> anyhow::Result<SocketAddr> {
     std::thread::Builder::new()
         .name("backend-main".into())
         .spawn(move || {
-            let config = mft_backend::BackendConfig { data_dir };
+            let mut config = mft_backend::BackendConfig::new(data_dir);
+            config.signatures = Some(verifier);
             if let Err(e) =
                 runtime.block_on(mft_backend::serve(listener, config, std::future::pending()))
             {
@@ -128,7 +149,8 @@ pub fn run(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     std::net::TcpListener::bind(listen)
         .map(drop)
         .with_context(|| format!("{listen} is in use; pick another address with --listen"))?;
-    let backend = start_backend(dir.join("backend-data"))?;
+    let verifier = ensure_signing_key(&dir).context("cannot create the demo signing key")?;
+    let backend = start_backend(dir.join("backend-data"), verifier)?;
     let admin = free_loopback_port()?;
 
     let config_path = dir.join("gateway.toml");
@@ -147,6 +169,8 @@ email_domains = ["demo.example"]
 
 [backend]
 url = "http://{backend}"
+# RFC 9421 request signing; the embedded backend refuses unsigned requests.
+signing_key = "file:backend-signing.key"
 
 [admin]
 token = "file:admin.token"
@@ -179,7 +203,8 @@ level = "info"
         r#"
 mft-gateway demo
   gateway   {base}   (TLS certificate signed by the demo CA {ca})
-  backend   http://{backend}   (reference MFT backend, data in {dir}/backend-data)
+  backend   http://{backend}   (reference MFT backend, data in {dir}/backend-data;
+            accepts only requests signed with {dir}/backend-signing.key)
   config    {config}
 
   API key   {demo_key}   (service account "demo", all scopes, valid 30 days)

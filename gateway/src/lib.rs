@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod signing_cli;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

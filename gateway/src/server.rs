@@ -11,6 +11,7 @@ use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
 use crate::metrics::Metrics;
 use crate::proxy::limits::InputLimits;
+use crate::proxy::sign::RequestSigner;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::ratelimit::RateLimiter;
@@ -44,6 +45,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
     let tls_config = tls::server_config(key)?;
     let upstream = Upstream::new(&config.backend)?;
+    let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
     ensure_bindable(s.admin_listen, "server.admin_listen")?;
 
@@ -106,6 +108,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             limits: InputLimits::new(&config.limits),
             rate_limiter,
             metrics: metrics.clone(),
+            signer,
         }),
     );
     let front = TlsFront::new(

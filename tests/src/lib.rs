@@ -187,26 +187,42 @@ pub struct Backend {
     pub data_dir: PathBuf,
 }
 
-/// Starts `mft-backend` with data under `dir/backend-data`.
+/// The HMAC key the default test backend verifies and the default test
+/// gateway signs with: `dir/backend-signing.key`, created on first use.
+pub fn default_signing_key(dir: &Path) -> PathBuf {
+    let path = dir.join("backend-signing.key");
+    if !path.exists() {
+        let secret = mft_filters::signing::keys::generate_hmac_secret().unwrap();
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+    }
+    path
+}
+
+/// Starts `mft-backend` with data under `dir/backend-data`, verifying
+/// signatures with [`default_signing_key`].
 pub async fn start_backend(dir: &Path) -> Backend {
     start_backend_at(dir, free_addr()).await
 }
 
 /// Starts `mft-backend` on `addr` (to restart one on the same address).
 pub async fn start_backend_at(dir: &Path, addr: SocketAddr) -> Backend {
+    let key = format!("file:{}", default_signing_key(dir).display());
+    start_backend_with(dir, addr, &["--signing-key", &key]).await
+}
+
+/// Starts `mft-backend` on `addr` with `extra` flags (signature keys of the
+/// test's choosing; none for an unsigned backend).
+pub async fn start_backend_with(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Backend {
     let data_dir = dir.join("backend-data");
     let addr_s = addr.to_string();
-    let mut proc = Proc::spawn(
-        "backend",
-        &bin("mft-backend"),
-        &[
-            "--listen",
-            &addr_s,
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
-        dir,
-    );
+    let mut args = vec![
+        "--listen",
+        &addr_s,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn("backend", &bin("mft-backend"), &args, dir);
     let url = format!("http://{addr}");
     wait_ready(
         &mut proc,
@@ -333,9 +349,20 @@ pub async fn start_gateway_with(
     let addr = free_addr();
     let admin = free_addr();
     let config = dir.join("gateway.toml");
+    // Sign with the default test key unless the test chose its own, so every
+    // suite runs through signing like a real deployment.
+    let default_key = dir.join("backend-signing.key");
+    let backend_extra = if !backend_extra.contains("signing_key") && default_key.exists() {
+        format!(
+            "{backend_extra}\nsigning_key = \"file:{}\"\n",
+            default_key.display()
+        )
+    } else {
+        backend_extra.to_string()
+    };
     std::fs::write(
         &config,
-        gateway_config(certs, addr, admin, backend_url, backend_extra, tables),
+        gateway_config(certs, addr, admin, backend_url, &backend_extra, tables),
     )
     .unwrap();
     let (_, key) = create_key(&config, "e2e", ALL_SCOPES);

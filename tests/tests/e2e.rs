@@ -11,6 +11,7 @@ mod e2e {
     pub mod proxy;
     pub mod ratelimit;
     pub mod shutdown;
+    pub mod signing;
     pub mod tls;
     pub mod tus;
 }

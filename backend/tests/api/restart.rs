@@ -104,10 +104,7 @@ async fn files_deliveries_and_partial_uploads_survive_a_restart() {
 async fn a_second_backend_on_the_same_directory_is_refused() {
     let (_keep, dir) = data_dir();
     let s = Server::start(&dir).await;
-    let second = mft_backend::router(mft_backend::BackendConfig {
-        data_dir: dir.clone(),
-    })
-    .await;
+    let second = mft_backend::router(mft_backend::BackendConfig::new(dir.clone())).await;
     match second {
         Err(e @ mft_backend::BackendError::DataDirInUse { .. }) => {
             assert!(e.to_string().contains("in use"), "{e}");
@@ -117,11 +114,9 @@ async fn a_second_backend_on_the_same_directory_is_refused() {
     }
     s.stop().await;
     // Released at stop: the directory opens again.
-    assert!(
-        mft_backend::router(mft_backend::BackendConfig { data_dir: dir })
-            .await
-            .is_ok()
-    );
+    assert!(mft_backend::router(mft_backend::BackendConfig::new(dir))
+        .await
+        .is_ok());
 }
 
 #[tokio::test]

@@ -21,9 +21,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let config = BackendConfig {
-            data_dir: dir.to_path_buf(),
-        };
+        let config = BackendConfig::new(dir);
         let task = tokio::spawn(serve(listener, config, async {
             let _ = rx.await;
         }));

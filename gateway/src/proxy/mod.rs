@@ -8,6 +8,7 @@ pub mod limits;
 pub mod multipart_guard;
 pub mod rescue;
 pub mod routes;
+pub mod sign;
 pub mod upstream;
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -54,6 +55,7 @@ pub struct GatewayProxy {
     limits: InputLimits,
     rate_limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
+    signer: Option<Arc<sign::RequestSigner>>,
 }
 
 /// Everything the proxy phases need.
@@ -76,6 +78,8 @@ pub struct ProxyParts {
     pub rate_limiter: Arc<RateLimiter>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// RFC 9421 signing toward the backend; `None` forwards unsigned.
+    pub signer: Option<Arc<sign::RequestSigner>>,
 }
 
 impl GatewayProxy {
@@ -91,6 +95,7 @@ impl GatewayProxy {
             limits: p.limits,
             rate_limiter: p.rate_limiter,
             metrics: p.metrics,
+            signer: p.signer,
         }
     }
 
@@ -313,6 +318,10 @@ impl ProxyHttp for GatewayProxy {
         if let Some(identity) = &ctx.identity {
             upstream.insert_header("x-mft-principal", &*identity.principal)?;
             upstream.insert_header("x-mft-scopes", &*identity.scopes_header)?;
+        }
+        // Last: the signature must cover the header exactly as it leaves.
+        if let Some(signer) = &self.signer {
+            signer.sign(upstream)?;
         }
         Ok(())
     }

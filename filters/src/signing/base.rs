@@ -1,0 +1,182 @@
+//! The signature base (RFC 9421 §2.5): one line per covered component, then
+//! the `@signature-params` line. Written straight into the caller's buffer.
+
+use super::RequestView;
+
+/// A component could not go into the base.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BaseError {
+    /// A derived component or form we do not support.
+    #[error("unsupported component {0:?}")]
+    Unsupported(String),
+    /// A covered field is not in the request.
+    #[error("covered field {0:?} is not in the request")]
+    Absent(String),
+    /// A component is listed twice.
+    #[error("component {0:?} is covered twice")]
+    Duplicate(String),
+    /// A value contains a line break or other control character.
+    #[error("value of {0:?} contains a control character")]
+    BadValue(String),
+}
+
+/// Component identifiers are written as sf-strings without escaping, so
+/// only lower-case field names and known derived names are allowed.
+fn valid_name(name: &str) -> bool {
+    let body = name.strip_prefix('@').unwrap_or(name);
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.!#$%&'*+^`|~".contains(&b)
+        })
+}
+
+fn push_checked(out: &mut String, name: &str, value: &str) -> Result<(), BaseError> {
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err(BaseError::BadValue(name.to_string()));
+    }
+    out.push_str(value);
+    Ok(())
+}
+
+/// Appends the value of component `name` of `req`.
+fn write_value(out: &mut String, req: &RequestView<'_>, name: &str) -> Result<(), BaseError> {
+    match name {
+        "@method" => push_checked(out, name, req.method),
+        "@authority" => {
+            let start = out.len();
+            push_checked(out, name, req.authority)?;
+            out[start..].make_ascii_lowercase();
+            Ok(())
+        }
+        "@path" => push_checked(out, name, if req.path.is_empty() { "/" } else { req.path }),
+        "@query" => {
+            out.push('?');
+            push_checked(out, name, req.query.unwrap_or(""))
+        }
+        _ if name.starts_with('@') => Err(BaseError::Unsupported(name.to_string())),
+        _ => {
+            let mut found = false;
+            for (n, v) in req.fields {
+                if *n == name {
+                    if found {
+                        out.push_str(", ");
+                    }
+                    found = true;
+                    push_checked(out, name, v.trim_matches([' ', '\t']))?;
+                }
+            }
+            if found {
+                Ok(())
+            } else {
+                Err(BaseError::Absent(name.to_string()))
+            }
+        }
+    }
+}
+
+/// Appends the signature base for `components` of `req` to `out`, ending
+/// with the `@signature-params` line whose parameters `write_params` writes.
+/// Returns the offset in `out` where the inner list (the `Signature-Input`
+/// member value) starts; it runs to the end of `out`.
+pub fn write_base(
+    out: &mut String,
+    req: &RequestView<'_>,
+    components: &[&str],
+    write_params: impl FnOnce(&mut String),
+) -> Result<usize, BaseError> {
+    for (i, name) in components.iter().enumerate() {
+        if !valid_name(name) {
+            return Err(BaseError::Unsupported((*name).to_string()));
+        }
+        if components[..i].contains(name) {
+            return Err(BaseError::Duplicate((*name).to_string()));
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\": ");
+        write_value(out, req, name)?;
+        out.push('\n');
+    }
+    out.push_str("\"@signature-params\": ");
+    let list_start = out.len();
+    out.push('(');
+    for (i, name) in components.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push('"');
+        out.push_str(name);
+        out.push('"');
+    }
+    out.push(')');
+    write_params(out);
+    Ok(list_start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req<'a>(fields: &'a [(&'a str, &'a str)], query: Option<&'a str>) -> RequestView<'a> {
+        RequestView {
+            method: "POST",
+            authority: "Example.COM:8080",
+            path: "/api/v1/files",
+            query,
+            fields,
+        }
+    }
+
+    #[test]
+    fn derived_components_follow_rfc_9421() {
+        let fields = [("x-a", " one "), ("x-a", "two")];
+        let mut out = String::new();
+        let at = write_base(
+            &mut out,
+            &req(&fields, None),
+            &["@method", "@authority", "@path", "@query", "x-a"],
+            |o| o.push_str(";created=1"),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "\"@method\": POST\n\"@authority\": example.com:8080\n\"@path\": /api/v1/files\n\
+             \"@query\": ?\n\"x-a\": one, two\n\"@signature-params\": \
+             (\"@method\" \"@authority\" \"@path\" \"@query\" \"x-a\");created=1"
+        );
+        assert_eq!(
+            &out[at..],
+            "(\"@method\" \"@authority\" \"@path\" \"@query\" \"x-a\");created=1"
+        );
+        let mut out = String::new();
+        write_base(&mut out, &req(&[], Some("a=1&b")), &["@query"], |_| {}).unwrap();
+        assert!(out.starts_with("\"@query\": ?a=1&b\n"), "{out}");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_represent() {
+        let fields = [("x-bad", "a\nb")];
+        let r = req(&fields, None);
+        let mut out = String::new();
+        assert_eq!(
+            write_base(&mut out, &r, &["x-bad"], |_| {}),
+            Err(BaseError::BadValue("x-bad".into()))
+        );
+        assert_eq!(
+            write_base(&mut out, &r, &["x-missing"], |_| {}),
+            Err(BaseError::Absent("x-missing".into()))
+        );
+        assert_eq!(
+            write_base(&mut out, &r, &["@target-uri"], |_| {}),
+            Err(BaseError::Unsupported("@target-uri".into()))
+        );
+        assert_eq!(
+            write_base(&mut out, &r, &["Date"], |_| {}),
+            Err(BaseError::Unsupported("Date".into()))
+        );
+        assert_eq!(
+            write_base(&mut out, &r, &["@method", "@method"], |_| {}),
+            Err(BaseError::Duplicate("@method".into()))
+        );
+    }
+}
