@@ -272,13 +272,18 @@ async fn two_gateways_sharing_redis_enforce_one_limit() {
     let dir_b = dir.path().join("b");
     std::fs::create_dir_all(&dir_a).unwrap();
     std::fs::create_dir_all(&dir_b).unwrap();
+    // The backend verifies signatures: both gateways sign with its key.
+    let signing = format!(
+        "signing_key = \"file:{}\"",
+        default_signing_key(dir.path()).display()
+    );
     let mut configs = Vec::new();
     for d in [&dir_a, &dir_b] {
         let (addr, admin) = (free_addr(), free_addr());
         let config = d.join("gateway.toml");
         std::fs::write(
             &config,
-            gateway_config(&certs, addr, admin, &backend.url, "", &tables),
+            gateway_config(&certs, addr, admin, &backend.url, &signing, &tables),
         )
         .unwrap();
         configs.push((d.clone(), config, addr, admin));
