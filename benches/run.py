@@ -185,6 +185,8 @@ class Bench:
                   "WORKERS": workers, "PEM": f"{w}/haproxy.pem"}
 
         # The gateway's key store makes the key; the peers check the same string.
+        subprocess.run([f"{REL}/mft-gateway", "signing-key", "generate", "--algorithm",
+                        "hmac-sha256", "--out", f"{w}/signing.key"], check=True, capture_output=True)
         gport, admin = free_port(), free_port()
         cfg = fill("gateway.toml", f"{w}/gateway.toml", {**common, "PORT": gport, "ADMIN": admin})
         out = subprocess.run([f"{REL}/mft-gateway", "keys", "create", "--name", "bench",

@@ -4,6 +4,9 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = mft_gateway::cli::Cli::parse();
     match mft_gateway::cli::dispatch(cli) {

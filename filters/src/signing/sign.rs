@@ -7,6 +7,8 @@ use super::{unix_seconds, RequestView, LABEL, TAG};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// Derived components every gateway signature covers, before the fields.
@@ -48,6 +50,10 @@ pub struct Signer {
     key: SigningKey,
     ttl: Duration,
     rng: SystemRandom,
+    /// Random per signer, drawn once from the OS.
+    nonce_prefix: OnceLock<[u8; 8]>,
+    /// Counts signatures; with the prefix it makes every nonce unique.
+    nonce_counter: AtomicU64,
 }
 
 impl Signer {
@@ -57,7 +63,31 @@ impl Signer {
             key,
             ttl,
             rng: SystemRandom::new(),
+            nonce_prefix: OnceLock::new(),
+            nonce_counter: AtomicU64::new(0),
         }
+    }
+
+    /// A fresh 128-bit nonce: a random 64-bit prefix per signer (so
+    /// instances and restarts never collide) and a 64-bit counter.
+    ///
+    /// The nonce is for replay detection, so it must be unique, not secret:
+    /// it is inside the signed parameters and cannot be altered. Drawing all
+    /// 128 bits from the OS would cost a `getrandom` system call per request.
+    fn next_nonce(&self) -> Result<[u8; NONCE_BYTES], SignError> {
+        let prefix = match self.nonce_prefix.get() {
+            Some(p) => *p,
+            None => {
+                let mut p = [0u8; 8];
+                self.rng.fill(&mut p).map_err(|_| SignError::Random)?;
+                *self.nonce_prefix.get_or_init(|| p)
+            }
+        };
+        let n = self.nonce_counter.fetch_add(1, Ordering::Relaxed);
+        let mut out = [0u8; NONCE_BYTES];
+        out[..8].copy_from_slice(&prefix);
+        out[8..].copy_from_slice(&n.to_be_bytes());
+        Ok(out)
     }
 
     /// The key in use.
@@ -78,10 +108,7 @@ impl Signer {
         req: &RequestView<'_>,
         now: SystemTime,
     ) -> Result<SignatureHeaders, SignError> {
-        let mut nonce_bytes = [0u8; NONCE_BYTES];
-        self.rng
-            .fill(&mut nonce_bytes)
-            .map_err(|_| SignError::Random)?;
+        let nonce_bytes = self.next_nonce()?;
         let mut nonce_buf = [0u8; 24];
         let n = URL_SAFE_NO_PAD
             .encode_slice(nonce_bytes, &mut nonce_buf)
@@ -143,5 +170,28 @@ impl Signer {
             signature_input,
             signature,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn signer() -> Signer {
+        let key = SigningKey::hmac(&[7u8; 32], None).unwrap();
+        Signer::new(key, Duration::from_secs(30))
+    }
+
+    #[test]
+    fn nonces_are_unique_within_and_across_signers() {
+        let (a, b) = (signer(), signer());
+        let mut seen = HashSet::new();
+        for _ in 0..1000 {
+            assert!(seen.insert(a.next_nonce().unwrap()));
+            assert!(seen.insert(b.next_nonce().unwrap()));
+        }
+        // Two signers (instances, restarts) draw different prefixes.
+        assert_ne!(a.next_nonce().unwrap()[..8], b.next_nonce().unwrap()[..8]);
     }
 }
