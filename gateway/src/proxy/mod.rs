@@ -292,7 +292,12 @@ impl ProxyHttp for GatewayProxy {
         let spoofed: Vec<HeaderName> = upstream
             .headers
             .keys()
-            .filter(|n| n.as_str().starts_with("x-mft-"))
+            .filter(|n| {
+                let n = n.as_str();
+                // X-Forwarded-Host and friends would let a client tell the
+                // backend a story the signature does not vouch for.
+                n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
+            })
             .cloned()
             .collect();
         for name in &spoofed {

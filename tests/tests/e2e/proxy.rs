@@ -233,3 +233,67 @@ async fn client_credentials_and_identity_headers_do_not_reach_the_backend() {
         "spoofed X-MFT-Principal reached the backend: {d}"
     );
 }
+
+/// Answers every request with 200 and hands each request head to the test.
+async fn recording_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn forwarding_and_identity_headers_from_the_client_never_reach_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let (url, mut heads) = recording_upstream().await;
+    let gw = start_gateway(dir.path(), &certs, &url, "").await;
+    let r = gw
+        .client(&certs, Proto::Http1)
+        .get(format!("{}/api/v1/files", gw.base))
+        .header("x-forwarded-host", "evil.example")
+        .header("x-forwarded-port", "1")
+        .header("x-forwarded-for", "10.6.6.6")
+        .header("x-mft-principal", "key:forged")
+        .header("forwarded", "for=10.6.6.6")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let head = heads.recv().await.unwrap();
+    for gone in [
+        "x-forwarded-",
+        "evil.example",
+        "key:forged",
+        "mgw_",
+        "10.6.6.6",
+        "authorization",
+    ] {
+        assert!(!head.contains(gone), "{gone} reached the backend:\n{head}");
+    }
+    assert!(head.contains("x-mft-principal: key:"), "{head}");
+    assert!(
+        head.contains("forwarded: for=127.0.0.1;proto=https"),
+        "{head}"
+    );
+}
