@@ -4,7 +4,6 @@
 use clap::Parser;
 use std::process::ExitCode;
 
-
 fn main() -> ExitCode {
     let cli = mft_gateway::cli::Cli::parse();
     match mft_gateway::cli::dispatch(cli) {

@@ -655,3 +655,31 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .ok()
     })
 }
+
+/// A raw TLS connection to the gateway speaking HTTP/1.1 (by ALPN), for
+/// tests that write bytes by hand (slow headers, cut connections).
+pub async fn tls_connect(
+    certs: &Certs,
+    addr: SocketAddr,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::AsyncWriteExt;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    // A TLS 1.3 server may close right after the handshake; a zero-byte
+    // flush makes such a close visible to the caller's next read.
+    tls.flush().await?;
+    Ok(tls)
+}

@@ -278,32 +278,6 @@ async fn oversized_request_heads_get_414_and_431() {
     problem(r, 414).await;
 }
 
-async fn tls_connect(
-    certs: &Certs,
-    addr: std::net::SocketAddr,
-) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls::pki_types::CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap();
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await?;
-    // A TLS 1.3 server may close right after the handshake; a zero-byte
-    // flush makes such a close visible to the caller's next read.
-    tls.flush().await?;
-    Ok(tls)
-}
-
-use rustls::pki_types::pem::PemObject;
-
 #[tokio::test]
 async fn slowloris_header_is_cut_off_after_request_header_timeout() {
     let s = setup(LIMITS).await;

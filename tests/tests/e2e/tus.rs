@@ -4,7 +4,6 @@
 use super::proxy::stack;
 use base64::Engine;
 use mft_e2e::*;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -13,26 +12,7 @@ async fn raw_tls(
     certs: &Certs,
     addr: std::net::SocketAddr,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = rustls::pki_types::CertificateDer::from(
-        rustls::pki_types::pem::PemObject::from_pem_slice(certs.ca_pem.as_bytes())
-            .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
-            .unwrap(),
-    );
-    roots.add(ca).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
+    tls_connect(certs, addr).await.unwrap()
 }
 
 async fn offset(client: &reqwest::Client, url: &str) -> u64 {
