@@ -10,7 +10,6 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
 
 /// The only protocol version spoken.
 pub const VERSION: &str = "1.0.0";
@@ -76,32 +75,13 @@ pub async fn enforce_version(req: Request, next: Next) -> Response {
 }
 
 /// Decoded `Upload-Metadata`: keys to values (`None` for a key without value).
-pub type Metadata = HashMap<String, Option<Vec<u8>>>;
+pub type Metadata = mft_filters::validation::upload_names::TusMetadata;
 
-/// Parses `key base64value,key2,key3 base64value`.
+/// Parses `key base64value,key2,key3 base64value` with the gateway's parser.
 pub fn parse_metadata(raw: &str) -> Result<Metadata, ApiError> {
-    let bad = |detail: String| {
-        ApiError::bad_request(format!("Upload-Metadata: {detail}")).with_field("Upload-Metadata")
-    };
-    let mut out = Metadata::new();
-    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let mut parts = pair.split(' ').filter(|p| !p.is_empty());
-        let key = parts.next().unwrap_or_default();
-        let value = match parts.next() {
-            Some(encoded) => Some(
-                decode_base64(encoded)
-                    .ok_or_else(|| bad(format!("the value of {key:?} is not base64")))?,
-            ),
-            None => None,
-        };
-        if parts.next().is_some() {
-            return Err(bad(format!("pair {key:?} has more than a key and a value")));
-        }
-        if out.insert(key.to_string(), value).is_some() {
-            return Err(bad(format!("key {key:?} appears twice")));
-        }
-    }
-    Ok(out)
+    mft_filters::validation::upload_names::parse_tus_metadata(raw).map_err(|e| {
+        ApiError::bad_request(format!("Upload-Metadata: {e}")).with_field("Upload-Metadata")
+    })
 }
 
 /// A metadata value as UTF-8 text; `None` if the key is absent.

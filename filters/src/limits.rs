@@ -170,6 +170,18 @@ impl Rejection {
         }
     }
 
+    /// 400 for a request that cannot be processed as sent (a malformed
+    /// length or multipart body); `audit_reason` names the check.
+    pub fn bad_request(detail: String, audit_reason: &'static str) -> Self {
+        Rejection {
+            status: 400,
+            problem_type: "about:blank",
+            detail,
+            audit_reason,
+            headers: Vec::new(),
+        }
+    }
+
     /// 400 for a file or folder name that could change directories or is
     /// otherwise unsafe; `field` names where it came from.
     pub fn invalid_name(field: &str, reason: &dyn std::fmt::Display) -> Self {

@@ -10,6 +10,7 @@ use super::folder::{validate_folder, FolderError};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use percent_encoding::percent_decode;
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// Why a name carried by a request was refused.
@@ -46,26 +47,65 @@ pub fn header_folder(raw: &[u8]) -> Result<String, NameError> {
     Ok(validate_folder(&percent_text(raw)?)?)
 }
 
-/// Checks the `filename` and `folder` values of a tus `Upload-Metadata`
-/// header (`key base64,key2 base64`). Returns the key that failed with why.
-pub fn tus_metadata(raw: &[u8]) -> Result<(), (&'static str, NameError)> {
-    let text = std::str::from_utf8(raw).map_err(|_| ("Upload-Metadata", NameError::NotUtf8))?;
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+/// Decoded tus `Upload-Metadata`: keys to values (`None` for a key without value).
+pub type TusMetadata = HashMap<String, Option<Vec<u8>>>;
+
+/// Why an `Upload-Metadata` header cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum MetadataError {
+    /// A value is not base64.
+    #[error("the value of {0:?} is not base64")]
+    NotBase64(String),
+    /// A pair has more than a key and a value.
+    #[error("pair {0:?} has more than a key and a value")]
+    ExtraPart(String),
+    /// A key appears twice.
+    #[error("key {0:?} appears twice")]
+    Duplicate(String),
+}
+
+/// Parses `key base64value,key2,key3 base64value` (tus 1.0 creation).
+pub fn parse_tus_metadata(raw: &str) -> Result<TusMetadata, MetadataError> {
+    let mut out = TusMetadata::new();
+    for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let mut parts = pair.split(' ').filter(|p| !p.is_empty());
         let key = parts.next().unwrap_or_default();
-        let field = match key {
-            "filename" => "Upload-Metadata filename",
-            "folder" => "Upload-Metadata folder",
-            _ => continue,
-        };
         let value = match parts.next() {
-            Some(encoded) => STANDARD
-                .decode(encoded)
-                .or_else(|_| STANDARD_NO_PAD.decode(encoded))
-                .map_err(|_| (field, NameError::Malformed("value is not base64")))?,
-            None => Vec::new(),
+            Some(encoded) => Some(
+                STANDARD
+                    .decode(encoded)
+                    .or_else(|_| STANDARD_NO_PAD.decode(encoded))
+                    .map_err(|_| MetadataError::NotBase64(key.to_string()))?,
+            ),
+            None => None,
         };
-        let value = String::from_utf8(value).map_err(|_| (field, NameError::NotUtf8))?;
+        if parts.next().is_some() {
+            return Err(MetadataError::ExtraPart(key.to_string()));
+        }
+        if out.insert(key.to_string(), value).is_some() {
+            return Err(MetadataError::Duplicate(key.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the `filename` and `folder` values of a tus `Upload-Metadata`
+/// header. Returns the field that failed with why.
+pub fn tus_metadata(raw: &[u8]) -> Result<(), (&'static str, NameError)> {
+    let text = std::str::from_utf8(raw).map_err(|_| ("Upload-Metadata", NameError::NotUtf8))?;
+    let meta = parse_tus_metadata(text).map_err(|_| {
+        (
+            "Upload-Metadata",
+            NameError::Malformed("not key base64value pairs"),
+        )
+    })?;
+    for (key, field) in [
+        ("filename", "Upload-Metadata filename"),
+        ("folder", "Upload-Metadata folder"),
+    ] {
+        let Some(value) = meta.get(key) else { continue };
+        let value = String::from_utf8(value.clone().unwrap_or_default())
+            .map_err(|_| (field, NameError::NotUtf8))?;
         let checked = if key == "filename" {
             validate_filename(&value).map(drop).map_err(NameError::from)
         } else {

@@ -22,6 +22,8 @@ pub struct RequestCtx {
     pub upstream_time: Option<Duration>,
     /// Who is calling, once authenticated.
     pub identity: Option<Identity>,
+    /// The client's address, read once per request in `request_filter`.
+    pub client: Option<std::net::SocketAddr>,
     /// What to watch while the request body streams.
     pub body: BodyWatch,
     /// Why the body was refused mid-stream, answered by `fail_to_proxy`.

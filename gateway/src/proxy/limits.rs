@@ -125,11 +125,5 @@ fn trimmed(path: &str) -> &str {
 }
 
 fn bad_request(detail: &str) -> Rejection {
-    Rejection {
-        status: 400,
-        problem_type: "about:blank",
-        detail: detail.to_string(),
-        audit_reason: "bad_request",
-        headers: Vec::new(),
-    }
+    Rejection::bad_request(detail.to_string(), "bad_request")
 }

@@ -131,7 +131,7 @@ impl GatewayProxy {
             request_id: &ctx.id,
             method: header.method.as_str(),
             path: header.uri.path(),
-            client_ip: client_addr(session).map(|a| a.ip()),
+            client_ip: ctx.client.map(|a| a.ip()),
             authorization: header
                 .headers
                 .get(http::header::AUTHORIZATION)
@@ -195,6 +195,7 @@ impl ProxyHttp for GatewayProxy {
             upstream_started: None,
             upstream_time: None,
             identity: None,
+            client: None,
             body: Default::default(),
             body_rejection: None,
             rate_headers: Default::default(),
@@ -205,6 +206,7 @@ impl ProxyHttp for GatewayProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         conn_guard::mark_header_done(session);
+        ctx.client = client_addr(session);
         // pingora resets keep-alive to None once shutdown started; keep that.
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_secs));
@@ -217,7 +219,7 @@ impl ProxyHttp for GatewayProxy {
         // Before authentication, so unauthenticated floods are cheap to refuse;
         // health checks are exempt (load balancers poll them).
         if ctx.route != Route::Health {
-            if let Some(ip) = client_addr(session).map(|a| a.ip()) {
+            if let Some(ip) = ctx.client.map(|a| a.ip()) {
                 let checked = self.rate_limiter.check_ip(ip, &mut ctx.rate_headers).await;
                 if let Err(rejection) = checked {
                     return self.refuse(session, ctx, &rejection).await;
@@ -317,7 +319,7 @@ impl ProxyHttp for GatewayProxy {
         upstream.insert_header("x-request-id", ctx.id.as_str())?;
         upstream.insert_header(
             http::header::FORWARDED,
-            forwarded_value(client_addr(session), original_host.as_deref()),
+            forwarded_value(ctx.client, original_host.as_deref()),
         )?;
         upstream.insert_header(http::header::HOST, self.upstream.authority.as_str())?;
         if let Some(identity) = &ctx.identity {
@@ -437,7 +439,7 @@ impl ProxyHttp for GatewayProxy {
             let mut r = AuditRecord::new("request");
             r.request_id = Some(ctx.id.clone());
             r.principal = Some(identity.principal.to_string());
-            r.client_ip = client_addr(session).map(|a| a.ip());
+            r.client_ip = ctx.client.map(|a| a.ip());
             r.method = Some(header.method.to_string());
             r.path = Some(header.uri.path().to_string());
             r.status = Some(status);
@@ -457,9 +459,7 @@ impl ProxyHttp for GatewayProxy {
         if !self.access_log {
             return;
         }
-        let client = client_addr(session)
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
+        let client = ctx.client.map(|a| a.ip().to_string()).unwrap_or_default();
         tracing::info!(
             target: "access",
             request_id = %ctx.id,

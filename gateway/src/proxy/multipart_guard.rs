@@ -8,7 +8,6 @@
 
 use bytes::Bytes;
 use mft_filters::decision::Rejection;
-use mft_filters::limits::PROBLEM_INVALID_NAME;
 use mft_filters::validation::filename::validate_filename;
 use mft_filters::validation::folder::validate_folder;
 use mft_filters::validation::upload_names::extended_filename;
@@ -98,13 +97,10 @@ fn refused(field: &str, reason: &dyn std::fmt::Display) -> Rejection {
 }
 
 fn malformed(e: multer::Error) -> Rejection {
-    Rejection {
-        status: 400,
-        problem_type: PROBLEM_INVALID_NAME,
-        detail: format!("multipart body is malformed: {e}"),
-        audit_reason: "malformed_multipart",
-        headers: Vec::new(),
-    }
+    Rejection::bad_request(
+        format!("multipart body is malformed: {e}"),
+        "malformed_multipart",
+    )
 }
 
 async fn check_parts(multipart: &mut multer::Multipart<'_>) -> Result<(), Rejection> {
