@@ -45,12 +45,12 @@ impl<'a> Ctx<'a> {
         self.errors.push(issue);
     }
 
-    fn warn(&mut self, key: &str, message: impl Into<String>) {
+    pub(crate) fn warn(&mut self, key: &str, message: impl Into<String>) {
         let issue = self.issue(key, message.into());
         self.warnings.push(issue);
     }
 
-    fn path(&self, value: &str) -> PathBuf {
+    pub(crate) fn path(&self, value: &str) -> PathBuf {
         let p = Path::new(value);
         if p.is_absolute() {
             p.to_path_buf()
@@ -59,7 +59,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn addr(&mut self, key: &str, value: Option<String>, default: &str) -> Option<SocketAddr> {
+    pub(crate) fn addr(
+        &mut self,
+        key: &str,
+        value: Option<String>,
+        default: &str,
+    ) -> Option<SocketAddr> {
         let text = value.unwrap_or_else(|| default.to_string());
         match text.parse() {
             Ok(a) => Some(a),
@@ -98,7 +103,7 @@ impl<'a> Ctx<'a> {
 
     /// Like [`Ctx::secret`] but a literal value is fine (a database URL
     /// without a password is not a secret); warns only if it embeds a password.
-    fn secret_quiet(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
+    pub(crate) fn secret_quiet(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
         let reference = reference?;
         match secret::resolve(&reference, self.base) {
             Ok((secret, source)) => {
@@ -119,7 +124,7 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn secret(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
+    pub(crate) fn secret(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
         let reference = reference?;
         match secret::resolve(&reference, self.base) {
             Ok((secret, source)) => {
@@ -287,10 +292,18 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     };
 
     let limits = crate::limits::convert(file.limits, ctx);
+    let smtp = crate::smtp::convert(file.smtp, ctx);
+    let imap = crate::mailbox::convert_imap(file.imap, ctx);
+    let pop3 = crate::mailbox::convert_pop3(file.pop3, ctx);
+    let sftp = crate::sftp::convert(file.sftp, ctx);
 
     Some(Config {
         source: source.to_path_buf(),
         limits,
+        smtp,
+        imap,
+        pop3,
+        sftp,
         admin,
         auth,
         defender,
@@ -594,6 +607,33 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         Duration::from_secs(60),
     );
     let pool_size = b.pool_size.unwrap_or(128);
+    let retry_attempts = match b.retry_attempts {
+        Some(0) => {
+            ctx.error("backend.retry_attempts", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => 6,
+    };
+    let retry_base = ctx.duration(
+        "backend.retry_base",
+        b.retry_base,
+        Duration::from_millis(200),
+    );
+    let retry_max = ctx.duration("backend.retry_max", b.retry_max, Duration::from_secs(10));
+    let breaker_threshold = match b.breaker_threshold {
+        Some(0) => {
+            ctx.error("backend.breaker_threshold", "must be at least 1");
+            1
+        }
+        Some(n) => n,
+        None => 5,
+    };
+    let breaker_cooldown = ctx.duration(
+        "backend.breaker_cooldown",
+        b.breaker_cooldown,
+        Duration::from_secs(5),
+    );
     Some(Backend {
         url: url?,
         signing_key,
@@ -605,5 +645,10 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         write_timeout,
         idle_timeout,
         pool_size,
+        retry_attempts,
+        retry_base,
+        retry_max,
+        breaker_threshold,
+        breaker_cooldown,
     })
 }

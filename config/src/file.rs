@@ -39,6 +39,16 @@ pub struct FileConfig {
     /// `[limits]`
     #[serde(default)]
     pub limits: crate::limits::LimitsFile,
+    /// `[smtp]`: the SMTP listener bridge (absent: no listener).
+    pub smtp: Option<crate::smtp::SmtpFile>,
+    /// `[[imap]]`: mailboxes polled over IMAP.
+    #[serde(default)]
+    pub imap: Vec<crate::mailbox::ImapFile>,
+    /// `[[pop3]]`: mailboxes polled over POP3.
+    #[serde(default)]
+    pub pop3: Vec<crate::mailbox::Pop3File>,
+    /// `[sftp]`: the SFTP server bridge (absent: no server).
+    pub sftp: Option<crate::sftp::SftpFile>,
 }
 
 /// `[admin]`
@@ -185,6 +195,16 @@ pub struct BackendFile {
     pub idle_timeout: Option<String>,
     /// Idle upstream connections kept per worker pool.
     pub pool_size: Option<usize>,
+    /// Attempts per bridge call to the backend, the first included.
+    pub retry_attempts: Option<u32>,
+    /// First retry delay; doubled per attempt, with full jitter.
+    pub retry_base: Option<String>,
+    /// Longest delay between two attempts.
+    pub retry_max: Option<String>,
+    /// Consecutive failed calls that open the circuit breaker.
+    pub breaker_threshold: Option<u32>,
+    /// How long an open breaker refuses calls before one probe.
+    pub breaker_cooldown: Option<String>,
 }
 
 /// `[rate_limit]`

@@ -13,9 +13,12 @@ pub mod error;
 pub mod file;
 pub mod limits;
 mod locate;
+pub mod mailbox;
 pub mod model;
 pub mod quota;
 pub mod secret;
+pub mod sftp;
+pub mod smtp;
 
 use std::path::Path;
 

@@ -32,6 +32,14 @@ pub struct Config {
     pub audit: Audit,
     /// `[limits]`
     pub limits: crate::limits::Limits,
+    /// `[smtp]`, when the SMTP listener is configured.
+    pub smtp: Option<crate::smtp::Smtp>,
+    /// `[[imap]]` mailboxes.
+    pub imap: Vec<crate::mailbox::Imap>,
+    /// `[[pop3]]` mailboxes.
+    pub pop3: Vec<crate::mailbox::Pop3>,
+    /// `[sftp]`, when the SFTP server is configured.
+    pub sftp: Option<crate::sftp::Sftp>,
 }
 
 /// The admin API.
@@ -177,6 +185,16 @@ pub struct Backend {
     pub idle_timeout: Duration,
     /// Idle connections kept.
     pub pool_size: usize,
+    /// Attempts per bridge call, the first included (at least 1).
+    pub retry_attempts: u32,
+    /// First retry delay; doubled per attempt, full jitter.
+    pub retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub retry_max: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_threshold: u32,
+    /// How long an open breaker refuses calls before letting one probe through.
+    pub breaker_cooldown: Duration,
 }
 
 /// How requests toward the backend are signed (RFC 9421).

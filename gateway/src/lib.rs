@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod backend_client;
+pub mod bridge;
 pub mod check;
 pub mod cli;
 pub mod conn_guard;

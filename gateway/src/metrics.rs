@@ -130,6 +130,11 @@ impl Metrics {
         }
     }
 
+    /// The registry, for subsystems (the bridges) that register their own series.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);

@@ -6,6 +6,10 @@ use crate::audit::AuditLog;
 use crate::auth::jwks::IssuerSet;
 use crate::auth::keys::KeyCache;
 use crate::auth::Authenticator;
+use crate::backend_client::BackendClient;
+use crate::bridge::pipeline::DeliveryPipeline;
+use crate::bridge::runtime::BridgeRuntime;
+use crate::bridge::BridgeContext;
 use crate::conn_guard::ConnLimiter;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
@@ -43,7 +47,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("server.data_dir {}: cannot create", s.data_dir.display()))?;
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
-    let tls_config = tls::server_config(key)?;
+    let tls_config = tls::server_config(key.clone())?;
     let upstream = Upstream::new(&config.backend)?;
     let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
@@ -73,6 +77,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         &control,
     )?);
+
+    start_bridges(&config, &signer, &auth, &store, &audit, &metrics, key)?;
 
     let conf = ServerConf {
         threads: s.threads,
@@ -160,6 +166,43 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         "mft-gateway starting"
     );
     server.run_forever()
+}
+
+/// Starts the protocol bridges on their own runtime, when any is configured.
+fn start_bridges(
+    config: &Config,
+    signer: &Option<Arc<RequestSigner>>,
+    auth: &Arc<crate::auth::Authenticator>,
+    store: &KeyStore,
+    audit: &AuditLog,
+    metrics: &Arc<Metrics>,
+    certified_key: Arc<rustls::sign::CertifiedKey>,
+) -> anyhow::Result<()> {
+    if config.smtp.is_none()
+        && config.imap.is_empty()
+        && config.pop3.is_empty()
+        && config.sftp.is_none()
+    {
+        return Ok(());
+    }
+    let backend = BackendClient::new(&config.backend, signer.clone())?;
+    let pipeline = Arc::new(
+        DeliveryPipeline::new(backend.clone(), metrics.registry())
+            .context("cannot register bridge metrics")?,
+    );
+    let runtime = BridgeRuntime::start(2).context("cannot start the bridge runtime")?;
+    let ctx = Arc::new(BridgeContext {
+        config: Arc::new(config.clone()),
+        backend,
+        pipeline,
+        auth: auth.clone(),
+        store: store.clone(),
+        audit: audit.clone(),
+        metrics: metrics.clone(),
+        certified_key,
+        runtime,
+    });
+    crate::bridge::start_all(&ctx)
 }
 
 /// Opens the key store (SQLite under `data_dir`, or PostgreSQL) on the control plane.

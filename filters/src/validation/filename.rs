@@ -54,9 +54,69 @@ pub fn validate_filename(raw: &str) -> Result<String, FilenameError> {
     Ok(name)
 }
 
+/// Turns a name chosen by a remote sender (a MIME attachment's file name)
+/// into one that passes [`validate_filename`], instead of refusing the whole
+/// message: the last path segment is kept (`C:\\x\\a.pdf` -> `a.pdf`),
+/// control characters are dropped, `..` runs become `_`, and an over-long
+/// name is cut on a character boundary keeping its extension. `None` if
+/// nothing usable is left (the caller picks a neutral name).
+pub fn sanitize_filename(raw: &str) -> Option<String> {
+    let nfc: String = raw.nfc().collect();
+    let last = nfc.rsplit(['/', '\\']).next().unwrap_or("");
+    let mut name: String = last.chars().filter(|c| !c.is_control()).collect();
+    while name.contains("..") {
+        name = name.replace("..", "_");
+    }
+    let name = name.trim();
+    if name.is_empty() || name == "." {
+        return None;
+    }
+    let mut name = name.to_string();
+    if name.len() > MAX_FILENAME_BYTES {
+        let ext = match name.rfind('.') {
+            Some(i) if name.len() - i <= 16 => name[i..].to_string(),
+            _ => String::new(),
+        };
+        let mut cut = MAX_FILENAME_BYTES - ext.len();
+        while !name.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name.truncate(cut);
+        name.push_str(&ext);
+    }
+    validate_filename(&name).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_keeps_the_last_segment_and_drops_what_validation_refuses() {
+        assert_eq!(
+            sanitize_filename("report.pdf").as_deref(),
+            Some("report.pdf")
+        );
+        assert_eq!(
+            sanitize_filename("C:\\Users\\x\\a.pdf").as_deref(),
+            Some("a.pdf")
+        );
+        assert_eq!(
+            sanitize_filename("../../etc/passwd").as_deref(),
+            Some("passwd")
+        );
+        assert_eq!(
+            sanitize_filename("a..b\u{0}c.txt").as_deref(),
+            Some("a_bc.txt")
+        );
+        assert_eq!(sanitize_filename("...").as_deref(), Some("_."));
+        assert_eq!(sanitize_filename("dir/"), None);
+        assert_eq!(sanitize_filename("  "), None);
+        let long = format!("{}.pdf", "é".repeat(200));
+        let s = sanitize_filename(&long).unwrap();
+        assert!(s.len() <= MAX_FILENAME_BYTES && s.ends_with(".pdf"));
+        assert!(validate_filename(&s).is_ok());
+    }
 
     #[test]
     fn accepts_ordinary_and_unicode_names() {

@@ -9,7 +9,7 @@ use pingora_http::RequestHeader;
 use std::time::SystemTime;
 
 /// Fields covered when present, in this order (after the derived components).
-const COVERED: [&str; 5] = [
+pub(crate) const COVERED: [&str; 5] = [
     "x-request-id",
     "x-mft-principal",
     "x-mft-scopes",
@@ -78,6 +78,16 @@ impl RequestSigner {
         Ok(Some(RequestSigner {
             signer: Signer::new(key, backend.signature_ttl),
         }))
+    }
+
+    /// Signs a request described by `view` (for callers that build their own
+    /// requests, like the bridges' backend client).
+    pub fn sign_view(
+        &self,
+        view: &RequestView<'_>,
+    ) -> std::result::Result<mft_filters::signing::SignatureHeaders, mft_filters::signing::SignError>
+    {
+        self.signer.sign(view, SystemTime::now())
     }
 
     /// Replaces any client-sent signature with ours over the final header.

@@ -1,0 +1,588 @@
+//! The one client the bridges (and the proxy's side calls) use to reach the
+//! backend: every request is signed (RFC 9421) like proxied ones, bounded by
+//! timeouts, retried with exponential backoff and full jitter when the
+//! failure is transient, and refused fast by a circuit breaker while the
+//! backend is down, so callers keep their work queued instead of piling up.
+//!
+//! Bodies are re-creatable ([`Body`]) so a retry sends the same bytes again;
+//! deliveries carry an `Idempotency-Key` so a retry never creates a second one.
+
+pub mod breaker;
+pub mod error;
+pub mod retry;
+
+use crate::proxy::sign::{RequestSigner, COVERED};
+pub use breaker::CircuitBreaker;
+use bytes::Bytes;
+pub use error::BackendError;
+use futures_util::TryStreamExt;
+use http::{HeaderName, HeaderValue, Method};
+use mft_config::model::Backend;
+use mft_filters::signing::RequestView;
+pub use retry::RetryPolicy;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Who a call is made for; becomes the `X-MFT-*` headers the backend trusts
+/// because they are signed.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// `X-MFT-Principal`, e.g. `key:<id>`, `smtp:<user>`, `imap:<name>`, `sftp:<user>`.
+    pub principal: String,
+    /// `X-MFT-Scopes`, space separated.
+    pub scopes: String,
+    /// `X-MFT-Origin` (`smtp`, `imap:<name>`, `pop3:<name>`, `sftp:<user>`), if any.
+    pub origin: Option<String>,
+    /// `X-Request-Id`; a fresh UUID v7 when `None`.
+    pub request_id: Option<String>,
+}
+
+impl CallContext {
+    /// A context for `principal` with `scopes` and `origin`.
+    pub fn new(principal: impl Into<String>, scopes: &str, origin: Option<&str>) -> Self {
+        CallContext {
+            principal: principal.into(),
+            scopes: scopes.to_string(),
+            origin: origin.map(str::to_string),
+            request_id: None,
+        }
+    }
+}
+
+/// A request body that can be sent again on retry.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// Bytes in memory.
+    Bytes(Bytes),
+    /// `len` bytes of the file at `path` from `offset` (a spooled message part).
+    File {
+        /// File to read.
+        path: PathBuf,
+        /// First byte.
+        offset: u64,
+        /// Bytes to send.
+        len: u64,
+    },
+}
+
+impl Body {
+    fn len(&self) -> u64 {
+        match self {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+/// One request to the backend.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Method.
+    pub method: Method,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// Extra headers (not `X-MFT-*`: those come from the [`CallContext`]).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Body.
+    pub body: Body,
+    /// Whether a transient failure is retried. Off for calls whose repeat
+    /// would not be safe (a tus PATCH at a stale offset).
+    pub retry: bool,
+}
+
+impl Call {
+    /// A retried call without body.
+    pub fn new(method: Method, path: impl Into<String>) -> Self {
+        Call {
+            method,
+            path: path.into(),
+            headers: Vec::new(),
+            body: Body::Empty,
+            retry: true,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: Body) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// A JSON body.
+    pub fn json<T: Serialize>(self, value: &T) -> Result<Self, BackendError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| BackendError::Decode {
+            what: format!("{} {}", self.method, self.path),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        Ok(self
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(Body::Bytes(Bytes::from(bytes))))
+    }
+
+    /// Turns retries off.
+    pub fn no_retry(mut self) -> Self {
+        self.retry = false;
+        self
+    }
+
+    fn what(&self) -> String {
+        let path = self.path.split('?').next().unwrap_or("");
+        format!("{} {}", self.method, path)
+    }
+}
+
+/// A stored file, as `POST /api/v1/files` and `GET /api/v1/files/{id}` return it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct FileInfo {
+    /// File id.
+    pub id: String,
+    /// File name.
+    pub name: String,
+    /// Folder (`""` for the root).
+    #[serde(default)]
+    pub folder: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+}
+
+/// Body of `POST /api/v1/deliveries`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewDelivery {
+    /// Sender address.
+    pub sender: String,
+    /// Recipient addresses.
+    pub recipients: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// Message text.
+    pub message: String,
+    /// File ids.
+    pub files: Vec<String>,
+}
+
+/// A created delivery (the fields the bridges use).
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliveryInfo {
+    /// Delivery id.
+    pub id: String,
+    /// File ids.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Origin as recorded.
+    #[serde(default)]
+    pub origin: String,
+}
+
+/// Longest error body read to extract a problem's `type` and `detail`.
+const MAX_PROBLEM_BYTES: usize = 16 * 1024;
+
+/// The shared backend client; cheap to clone.
+#[derive(Clone)]
+pub struct BackendClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: url::Url,
+    /// `host[:port]`, the `@authority` signed (what reqwest sends as `Host`).
+    authority: String,
+    signer: Option<Arc<RequestSigner>>,
+    retry: RetryPolicy,
+    breaker: CircuitBreaker,
+    read_timeout: Duration,
+}
+
+/// The client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("backend client: {0}")]
+pub struct ClientBuildError(String);
+
+impl BackendClient {
+    /// A client for `[backend]`, signing with `signer` when there is one.
+    pub fn new(
+        config: &Backend,
+        signer: Option<Arc<RequestSigner>>,
+    ) -> Result<BackendClient, ClientBuildError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.read_timeout)
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_max_idle_per_host(config.pool_size.min(32))
+            // The backend is one fixed internal address; a redirect would be a
+            // misconfiguration, and following it would carry signed headers elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ClientBuildError(e.to_string()))?;
+        let base = config.url.clone();
+        let host = base
+            .host_str()
+            .ok_or_else(|| ClientBuildError(format!("{base}: no host")))?;
+        let authority = match base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Ok(BackendClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                authority,
+                signer,
+                retry: RetryPolicy {
+                    attempts: config.retry_attempts.max(1),
+                    base: config.retry_base,
+                    max: config.retry_max,
+                },
+                breaker: CircuitBreaker::new(config.breaker_threshold, config.breaker_cooldown),
+                read_timeout: config.read_timeout,
+            }),
+        })
+    }
+
+    /// The retry policy in use.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.inner.retry
+    }
+
+    /// Whether the breaker currently refuses calls.
+    pub fn is_circuit_open(&self) -> bool {
+        self.inner.breaker.is_open(Instant::now())
+    }
+
+    /// Sends `call`, retrying transient failures per the policy when
+    /// `call.retry`. `Ok` only for a 2xx answer; any other status is a
+    /// [`BackendError::Status`] with the backend's problem type and detail.
+    pub async fn send(
+        &self,
+        ctx: &CallContext,
+        call: &Call,
+    ) -> Result<reqwest::Response, BackendError> {
+        let attempts = if call.retry {
+            self.inner.retry.attempts
+        } else {
+            1
+        };
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(ctx, call).await;
+            match result {
+                Ok(response) => return Ok(response),
+                Err(e) if attempt < attempts && e.is_transient() => {
+                    let floor = match &e {
+                        BackendError::Status { retry_after, .. } => *retry_after,
+                        BackendError::CircuitOpen { retry_in } => Some(*retry_in),
+                        _ => None,
+                    };
+                    let delay = self.inner.retry.next_delay(attempt, floor);
+                    tracing::debug!(call = %call.what(), attempt, error = %e, ?delay, "backend call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt, through the breaker.
+    pub async fn send_once(
+        &self,
+        ctx: &CallContext,
+        call: &Call,
+    ) -> Result<reqwest::Response, BackendError> {
+        let inner = &self.inner;
+        inner
+            .breaker
+            .admit(Instant::now())
+            .map_err(|retry_in| BackendError::CircuitOpen { retry_in })?;
+        let result = self.attempt(ctx, call).await;
+        match &result {
+            Ok(_) => inner.breaker.record_success(),
+            Err(e) if e.counts_as_failure() => inner.breaker.record_failure(Instant::now()),
+            // The backend answered (a 4xx): it is up.
+            Err(BackendError::Status { .. }) => inner.breaker.record_success(),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn attempt(
+        &self,
+        ctx: &CallContext,
+        call: &Call,
+    ) -> Result<reqwest::Response, BackendError> {
+        let inner = &self.inner;
+        let what = call.what();
+        let url = inner
+            .base
+            .join(&call.path)
+            .map_err(|e| BackendError::Decode {
+                what: what.clone(),
+                reason: format!("bad path: {e}"),
+            })?;
+        let request_id = ctx
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let len = call.body.len();
+        let mut headers = http::HeaderMap::with_capacity(call.headers.len() + 8);
+        for (n, v) in &call.headers {
+            headers.append(n.clone(), v.clone());
+        }
+        let bad = |field: &str| BackendError::Sign {
+            what: what.clone(),
+            reason: format!("{field} is not a valid header value"),
+        };
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_str(&request_id).map_err(|_| bad("X-Request-Id"))?,
+        );
+        headers.insert(
+            "x-mft-principal",
+            HeaderValue::from_str(&ctx.principal).map_err(|_| bad("X-MFT-Principal"))?,
+        );
+        headers.insert(
+            "x-mft-scopes",
+            HeaderValue::from_str(&ctx.scopes).map_err(|_| bad("X-MFT-Scopes"))?,
+        );
+        if let Some(origin) = &ctx.origin {
+            headers.insert(
+                "x-mft-origin",
+                HeaderValue::from_str(origin).map_err(|_| bad("X-MFT-Origin"))?,
+            );
+        }
+        if !matches!(call.body, Body::Empty) || call.method == Method::POST {
+            headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        if let Some(signer) = &inner.signer {
+            let (sig_input, sig) = sign(signer, &call.method, &inner.authority, &url, &headers)
+                .map_err(|reason| BackendError::Sign {
+                    what: what.clone(),
+                    reason,
+                })?;
+            headers.insert("signature-input", sig_input);
+            headers.insert("signature", sig);
+        }
+        let body = match &call.body {
+            Body::Empty => reqwest::Body::from(Bytes::new()),
+            Body::Bytes(b) => reqwest::Body::from(b.clone()),
+            Body::File { path, offset, len } => {
+                let mut file =
+                    tokio::fs::File::open(path)
+                        .await
+                        .map_err(|source| BackendError::Body {
+                            what: what.clone(),
+                            source,
+                        })?;
+                file.seek(std::io::SeekFrom::Start(*offset))
+                    .await
+                    .map_err(|source| BackendError::Body {
+                        what: what.clone(),
+                        source,
+                    })?;
+                let stream =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), 64 * 1024);
+                reqwest::Body::wrap_stream(stream)
+            }
+        };
+        // A stalled backend must not hold a bridge forever: allow the read
+        // timeout plus the body at a floor rate of 512 KiB/s.
+        let timeout = inner.read_timeout + Duration::from_secs(len / (512 * 1024));
+        let response = inner
+            .http
+            .request(call.method.clone(), url)
+            .headers(headers)
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| transport(what.clone(), e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(status_error(what, response).await)
+    }
+
+    /// `POST /api/v1/files` with a raw body.
+    pub async fn upload_file(
+        &self,
+        ctx: &CallContext,
+        folder: Option<&str>,
+        name: &str,
+        body: Body,
+    ) -> Result<FileInfo, BackendError> {
+        let mut call = Call::new(Method::POST, "/api/v1/files")
+            .header(HeaderName::from_static("x-filename"), encoded_header(name))
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            )
+            .body(body);
+        if let Some(folder) = folder.filter(|f| !f.is_empty()) {
+            call = call.header(HeaderName::from_static("x-folder"), encoded_header(folder));
+        }
+        let response = self.send(ctx, &call).await?;
+        decode(&call, response).await
+    }
+
+    /// `POST /api/v1/deliveries` under `idempotency_key`: a retry, or a
+    /// second call with the same key and body, returns the first delivery.
+    pub async fn create_delivery(
+        &self,
+        ctx: &CallContext,
+        idempotency_key: &str,
+        delivery: &NewDelivery,
+    ) -> Result<DeliveryInfo, BackendError> {
+        let key = HeaderValue::from_str(idempotency_key).map_err(|_| BackendError::Sign {
+            what: "POST /api/v1/deliveries".into(),
+            reason: "Idempotency-Key is not a valid header value".into(),
+        })?;
+        let call = Call::new(Method::POST, "/api/v1/deliveries")
+            .header(HeaderName::from_static("idempotency-key"), key)
+            .json(delivery)?;
+        let response = self.send(ctx, &call).await?;
+        decode(&call, response).await
+    }
+
+    /// `GET /healthz`, once, through the breaker.
+    pub async fn health(&self) -> Result<(), BackendError> {
+        let ctx = CallContext::new("gateway", "", None);
+        self.send_once(&ctx, &Call::new(Method::GET, "/healthz"))
+            .await
+            .map(drop)
+    }
+}
+
+/// Percent-encodes a UTF-8 value for `X-Filename`/`X-Folder` (the backend
+/// decodes them), so any valid name fits in a header.
+fn encoded_header(value: &str) -> HeaderValue {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/')
+        .remove(b' ');
+    let text = percent_encoding::utf8_percent_encode(value, SET).to_string();
+    // Only visible ASCII and spaces remain, which is always a valid value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Decodes a 2xx JSON answer.
+pub async fn decode<T: serde::de::DeserializeOwned>(
+    call: &Call,
+    response: reqwest::Response,
+) -> Result<T, BackendError> {
+    let what = call.what();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| transport(what.clone(), e))?;
+    serde_json::from_slice(&bytes).map_err(|e| BackendError::Decode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+fn transport(what: String, e: reqwest::Error) -> BackendError {
+    if e.is_timeout() {
+        BackendError::Timeout { what }
+    } else {
+        BackendError::Transport { what, source: e }
+    }
+}
+
+/// Reads at most [`MAX_PROBLEM_BYTES`] of an error answer for its problem fields.
+async fn status_error(what: String, response: reqwest::Response) -> BackendError {
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Ok(Some(chunk)) = stream.try_next().await {
+        let room = MAX_PROBLEM_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_PROBLEM_BYTES {
+            break;
+        }
+    }
+    #[derive(Deserialize, Default)]
+    struct Problem {
+        #[serde(rename = "type")]
+        problem_type: Option<String>,
+        title: Option<String>,
+        detail: Option<String>,
+    }
+    let p: Problem = serde_json::from_slice(&body).unwrap_or_default();
+    BackendError::Status {
+        what,
+        status,
+        problem_type: p.problem_type.unwrap_or_else(|| "about:blank".into()),
+        detail: p.detail.or(p.title).unwrap_or_default(),
+        retry_after,
+    }
+}
+
+/// The signature pair over the same components the proxy signs.
+fn sign(
+    signer: &RequestSigner,
+    method: &Method,
+    authority: &str,
+    url: &url::Url,
+    headers: &http::HeaderMap,
+) -> Result<(HeaderValue, HeaderValue), String> {
+    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(8);
+    let text = |name: &str| -> Result<Option<&str>, String> {
+        match headers.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .to_str()
+                .map(Some)
+                .map_err(|_| format!("{name} is not visible ASCII")),
+        }
+    };
+    for name in COVERED {
+        if let Some(v) = text(name)? {
+            fields.push((name, v));
+        }
+    }
+    for name in headers.keys() {
+        let name = name.as_str();
+        if name.starts_with("x-mft-") && !COVERED.contains(&name) {
+            if let Some(v) = text(name)? {
+                fields.push((name, v));
+            }
+        }
+    }
+    let view = RequestView {
+        method: method.as_str(),
+        authority,
+        path: url.path(),
+        query: url.query(),
+        fields: &fields,
+    };
+    let signed = signer.sign_view(&view).map_err(|e| e.to_string())?;
+    let input = HeaderValue::from_str(&signed.signature_input).map_err(|e| e.to_string())?;
+    let sig = HeaderValue::from_str(&signed.signature).map_err(|e| e.to_string())?;
+    Ok((input, sig))
+}

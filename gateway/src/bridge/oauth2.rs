@@ -1,0 +1,1 @@
+//! OAuth2 access tokens for XOAUTH2 (IMAP, POP3).

@@ -1,0 +1,1 @@
+//! The durable SMTP spool under `data_dir`.
