@@ -86,6 +86,19 @@ const SCHEMA: &[(&str, &str)] = &[
         )",
     ),
     (
+        "create table file_idempotency_keys",
+        // A retried POST /api/v1/files with the same key returns the first
+        // file, so a bridge that lost the answer cannot store a file twice and
+        // its retried delivery stays byte-identical (same file ids).
+        "CREATE TABLE IF NOT EXISTS file_idempotency_keys (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            file_id TEXT NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (scope, key)
+        )",
+    ),
+    (
         "create table transfers",
         "CREATE TABLE IF NOT EXISTS transfers (
             id TEXT PRIMARY KEY NOT NULL,

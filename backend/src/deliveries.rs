@@ -23,7 +23,7 @@ const MAX_SUBJECT: usize = 998;
 const MAX_KEY: usize = 255;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// Body of `POST /api/v1/deliveries`.
 #[derive(Debug, Deserialize, Serialize)]
@@ -107,7 +107,7 @@ fn validate(mut d: NewDelivery) -> Result<NewDelivery, ApiError> {
     Ok(d)
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };

@@ -62,6 +62,54 @@ pub async fn insert<'e>(exec: impl SqliteExecutor<'e>, rec: &FileRecord) -> sqlx
     Ok(())
 }
 
+/// The file stored earlier under idempotency `key` by `scope`, if it still exists.
+pub async fn by_idempotency_key(
+    db: &SqlitePool,
+    scope: &str,
+    key: &str,
+) -> sqlx::Result<Option<FileRecord>> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT file_id FROM file_idempotency_keys WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
+    match id {
+        Some(id) => get(db, &id).await,
+        None => Ok(None),
+    }
+}
+
+/// Inserts `rec` and remembers it under idempotency `key`, in one
+/// transaction. If another request stored a file under the same key first,
+/// that file is returned and `rec` is left unreferenced (its bytes stay; a
+/// duplicate is cheaper than a lost upload).
+pub async fn insert_with_key(
+    db: &SqlitePool,
+    rec: &FileRecord,
+    scope: &str,
+    key: &str,
+) -> sqlx::Result<Option<FileRecord>> {
+    let mut tx = db.begin().await?;
+    insert(&mut *tx, rec).await?;
+    let inserted = sqlx::query(
+        "INSERT OR IGNORE INTO file_idempotency_keys (scope, key, file_id, created_at)
+         VALUES (?, ?, ?, ?)",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(&rec.id)
+    .bind(&rec.created_at)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    if inserted == 1 {
+        return Ok(None);
+    }
+    by_idempotency_key(db, scope, key).await
+}
+
 /// The file with `id`, if any.
 pub async fn get<'e>(exec: impl SqliteExecutor<'e>, id: &str) -> sqlx::Result<Option<FileRecord>> {
     let row = sqlx::query(&format!("SELECT {COLUMNS} FROM files WHERE id = ?"))

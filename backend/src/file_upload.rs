@@ -28,6 +28,16 @@ struct Received {
 /// `POST /api/v1/files`
 pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let created_by = request_meta::principal(req.headers());
+    let key = crate::deliveries::idempotency_key(req.headers())?;
+    let scope = created_by.clone().unwrap_or_default();
+    if let Some(key) = &key {
+        let earlier = file_records::by_idempotency_key(&state.db, &scope, key).await?;
+        if let Some(earlier) = earlier {
+            // The body is the same bytes sent again; it is not stored twice.
+            drain(req).await;
+            return Ok(replayed(earlier));
+        }
+    }
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -52,9 +62,38 @@ pub async fn upload(State(state): State<AppState>, req: Request) -> Result<Respo
         created_by,
     };
     state.storage.commit(received.temp, &record.id).await?;
-    file_records::insert(&state.db, &record).await?;
+    if let Some(key) = &key {
+        let winner = file_records::insert_with_key(&state.db, &record, &scope, key).await?;
+        if let Some(winner) = winner {
+            return Ok(replayed(winner));
+        }
+    } else {
+        file_records::insert(&state.db, &record).await?;
+    }
     tracing::info!(file_id = %record.id, size = record.size, "file stored");
     Ok(created(record))
+}
+
+/// 200 with the file stored by the first request under the same key.
+fn replayed(record: FileRecord) -> Response {
+    let mut resp = (StatusCode::OK, Json(record)).into_response();
+    resp.headers_mut().insert(
+        crate::deliveries::IDEMPOTENT_REPLAYED,
+        HeaderValue::from_static("true"),
+    );
+    resp
+}
+
+/// Reads and drops a body nobody needs, so the client sees the answer
+/// rather than a reset while it is still sending.
+async fn drain(req: Request) {
+    use futures_util::StreamExt;
+    let mut body = req.into_body().into_data_stream();
+    while let Some(chunk) = body.next().await {
+        if chunk.is_err() {
+            break;
+        }
+    }
 }
 
 /// 201 with `Location` and the record.

@@ -427,6 +427,31 @@ impl BackendClient {
         name: &str,
         body: Body,
     ) -> Result<FileInfo, BackendError> {
+        self.upload(ctx, None, folder, name, body).await
+    }
+
+    /// `POST /api/v1/files` under `idempotency_key`: a retry after a lost
+    /// answer, or after a crash, gets the file the first attempt stored.
+    pub async fn upload_file_idempotent(
+        &self,
+        ctx: &CallContext,
+        idempotency_key: &str,
+        folder: Option<&str>,
+        name: &str,
+        body: Body,
+    ) -> Result<FileInfo, BackendError> {
+        self.upload(ctx, Some(idempotency_key), folder, name, body)
+            .await
+    }
+
+    async fn upload(
+        &self,
+        ctx: &CallContext,
+        idempotency_key: Option<&str>,
+        folder: Option<&str>,
+        name: &str,
+        body: Body,
+    ) -> Result<FileInfo, BackendError> {
         let mut call = Call::new(Method::POST, "/api/v1/files")
             .header(HeaderName::from_static("x-filename"), encoded_header(name))
             .header(
@@ -436,6 +461,12 @@ impl BackendClient {
             .body(body);
         if let Some(folder) = folder.filter(|f| !f.is_empty()) {
             call = call.header(HeaderName::from_static("x-folder"), encoded_header(folder));
+        }
+        if let Some(key) = idempotency_key {
+            call = call.header(
+                HeaderName::from_static("idempotency-key"),
+                key_header(key, "POST /api/v1/files")?,
+            );
         }
         let response = self.send(ctx, &call).await?;
         decode(&call, response).await
@@ -449,10 +480,7 @@ impl BackendClient {
         idempotency_key: &str,
         delivery: &NewDelivery,
     ) -> Result<DeliveryInfo, BackendError> {
-        let key = HeaderValue::from_str(idempotency_key).map_err(|_| BackendError::Sign {
-            what: "POST /api/v1/deliveries".into(),
-            reason: "Idempotency-Key is not a valid header value".into(),
-        })?;
+        let key = key_header(idempotency_key, "POST /api/v1/deliveries")?;
         let call = Call::new(Method::POST, "/api/v1/deliveries")
             .header(HeaderName::from_static("idempotency-key"), key)
             .json(delivery)?;
@@ -482,6 +510,13 @@ fn encoded_header(value: &str) -> HeaderValue {
     let text = percent_encoding::utf8_percent_encode(value, SET).to_string();
     // Only visible ASCII and spaces remain, which is always a valid value.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn key_header(key: &str, what: &str) -> Result<HeaderValue, BackendError> {
+    HeaderValue::from_str(key).map_err(|_| BackendError::Sign {
+        what: what.into(),
+        reason: "Idempotency-Key is not a valid header value".into(),
+    })
 }
 
 /// Decodes a 2xx JSON answer.

@@ -1,19 +1,17 @@
 //! The delivery pipeline: a parsed message becomes one upload per attachment
 //! plus one delivery, shared by the SMTP listener and the mailbox pollers.
 //!
-//! Exactly-once is the caller's idempotency key: the delivery is created
-//! under it, so repeating `deliver` after a crash or a lost answer returns
-//! the first delivery instead of a second one. Uploads made by an attempt
-//! that failed later are remembered per key for an hour, so a retry in the
-//! same process does not upload the same attachments again.
+//! Exactly-once rests on the caller's idempotency key: attachment `i` is
+//! uploaded under `<key>:file:<i>` and the delivery is created under `<key>`,
+//! so repeating `deliver` after a crash or a lost answer gets the same file
+//! ids back, sends a byte-identical delivery request and receives the first
+//! delivery instead of creating a second one.
 
 use super::message::Attachment;
 use crate::backend_client::{
     BackendClient, BackendError, Body, CallContext, DeliveryInfo, NewDelivery,
 };
 use prometheus::{IntCounterVec, Opts, Registry};
-use std::sync::Arc;
-use std::time::Duration;
 
 /// One delivery to make.
 #[derive(Debug, Clone)]
@@ -60,7 +58,6 @@ impl PipelineError {
 /// Shared by every bridge; cheap to call concurrently.
 pub struct DeliveryPipeline {
     backend: BackendClient,
-    uploaded: moka::sync::Cache<String, Arc<Vec<(usize, String)>>>,
     outcomes: IntCounterVec,
 }
 
@@ -76,14 +73,7 @@ impl DeliveryPipeline {
             &["bridge", "outcome"],
         )?;
         registry.register(Box::new(outcomes.clone()))?;
-        Ok(DeliveryPipeline {
-            backend,
-            uploaded: moka::sync::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(3600))
-                .build(),
-            outcomes,
-        })
+        Ok(DeliveryPipeline { backend, outcomes })
     }
 
     /// The backend client.
@@ -120,47 +110,34 @@ impl DeliveryPipeline {
             stage,
             source,
         };
-        let mut done: Vec<(usize, String)> = self
-            .uploaded
-            .get(&req.idempotency_key)
-            .map(|v| v.as_ref().clone())
-            .unwrap_or_default();
+        let mut files = Vec::with_capacity(req.attachments.len());
         for (i, a) in req.attachments.iter().enumerate() {
-            if done.iter().any(|(j, _)| *j == i) {
-                continue;
-            }
+            let key = format!("{}:file:{i}", req.idempotency_key);
             let file = self
                 .backend
-                .upload_file(
+                .upload_file_idempotent(
                     &req.ctx,
+                    &key,
                     req.folder.as_deref(),
                     &a.name,
                     Body::Bytes(a.data.clone()),
                 )
-                .await;
-            match file {
-                Ok(f) => {
-                    done.push((i, f.id));
-                    self.uploaded
-                        .insert(req.idempotency_key.clone(), Arc::new(done.clone()));
-                }
-                Err(e) => return Err(err(format!("upload {}", a.name), e)),
-            }
+                .await
+                .map_err(|e| err(format!("upload {}", a.name), e))?;
+            files.push(file.id);
         }
-        done.sort_by_key(|(i, _)| *i);
         let delivery = NewDelivery {
             sender: req.sender.clone(),
             recipients: req.recipients.clone(),
             subject: req.subject.clone(),
             message: req.message.clone(),
-            files: done.into_iter().map(|(_, id)| id).collect(),
+            files,
         };
         let created = self
             .backend
             .create_delivery(&req.ctx, &req.idempotency_key, &delivery)
             .await
             .map_err(|e| err("delivery".to_string(), e))?;
-        self.uploaded.invalidate(&req.idempotency_key);
         Ok(created)
     }
 }
