@@ -296,6 +296,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let imap = crate::mailbox::convert_imap(file.imap, ctx);
     let pop3 = crate::mailbox::convert_pop3(file.pop3, ctx);
     let sftp = crate::sftp::convert(file.sftp, ctx);
+    let trust = crate::trust::convert(file.trust, ctx);
 
     Some(Config {
         source: source.to_path_buf(),
@@ -304,6 +305,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         imap,
         pop3,
         sftp,
+        trust,
         admin,
         auth,
         defender,

@@ -47,6 +47,9 @@ pub struct FileConfig {
     /// `[[pop3]]`: mailboxes polled over POP3.
     #[serde(default)]
     pub pop3: Vec<crate::mailbox::Pop3File>,
+    /// `[trust]`: trust-network settings.
+    #[serde(default)]
+    pub trust: crate::trust::TrustFile,
     /// `[sftp]`: the SFTP server bridge (absent: no server).
     pub sftp: Option<crate::sftp::SftpFile>,
 }

@@ -19,6 +19,7 @@ pub mod quota;
 pub mod secret;
 pub mod sftp;
 pub mod smtp;
+pub mod trust;
 
 use std::path::Path;
 

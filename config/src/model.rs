@@ -38,6 +38,8 @@ pub struct Config {
     pub imap: Vec<crate::mailbox::Imap>,
     /// `[[pop3]]` mailboxes.
     pub pop3: Vec<crate::mailbox::Pop3>,
+    /// `[trust]`
+    pub trust: crate::trust::Trust,
     /// `[sftp]`, when the SFTP server is configured.
     pub sftp: Option<crate::sftp::Sftp>,
 }

@@ -47,6 +47,15 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Trust-network connections to partner organisations' gateways.
+    Partners {
+        /// What to do with connections.
+        #[command(subcommand)]
+        command: crate::partners_cli::PartnersCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// Manage the key that signs requests toward the backend (RFC 9421).
     SigningKey {
         /// What to do.
@@ -73,6 +82,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { command, config } => crate::keys_cli::run(command, &config),
+        Command::Partners { command, config } => crate::partners_cli::run(command, &config),
         Command::SigningKey { command } => crate::signing_cli::run(command),
     }
 }

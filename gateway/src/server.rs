@@ -79,6 +79,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )?);
 
     start_bridges(&config, &signer, &auth, &store, &audit, &metrics, key)?;
+    let auth_defender = auth.defender().cloned();
 
     let conf = ServerConf {
         threads: s.threads,
@@ -120,6 +121,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             rate_limiter,
             metrics: metrics.clone(),
             signer,
+            federation: Arc::new(crate::trust::inbound::PartnerGate::new(
+                store.clone(),
+                control.clone(),
+                &config,
+                auth_defender,
+                audit.clone(),
+            )),
         }),
     );
     let front = TlsFront::new(

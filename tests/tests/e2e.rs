@@ -13,5 +13,6 @@ mod e2e {
     pub mod shutdown;
     pub mod signing;
     pub mod tls;
+    pub mod trust;
     pub mod tus;
 }

@@ -57,11 +57,17 @@ impl std::fmt::Debug for GeneratedKey {
 /// Builds a key from caller-supplied randomness (the OS RNG in production):
 /// the first 8 bytes become the id, the last 32 the secret.
 pub fn generate(random: &[u8; RANDOM_LEN]) -> GeneratedKey {
+    generate_with_prefix(PREFIX, random)
+}
+
+/// [`generate`] with another four-character prefix (partner keys use `mgp_`).
+pub(crate) fn generate_with_prefix(prefix: &str, random: &[u8; RANDOM_LEN]) -> GeneratedKey {
+    debug_assert_eq!(prefix.len(), PREFIX.len());
     let (id_bytes, secret_bytes) = random.split_at(8);
     let id = to_hex(id_bytes);
     let secret = URL_SAFE_NO_PAD.encode(secret_bytes);
     let secret_hash = hash_secret(&secret);
-    let token = format!("{PREFIX}{id}_{secret}");
+    let token = format!("{prefix}{id}_{secret}");
     GeneratedKey {
         id,
         token,
@@ -96,6 +102,17 @@ impl ParsedKey<'_> {
     /// Whether the secret hashes to `stored_hash`, compared in constant time.
     pub fn verify(&self, stored_hash: &[u8; 32]) -> bool {
         hash_secret(self.secret).ct_eq(stored_hash).into()
+    }
+
+    /// A 32-byte key derived from the secret for `label` (HMAC-SHA256 keyed
+    /// with the secret), so one shared key can also sign without the
+    /// signature key being the bearer credential itself.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.secret.as_bytes());
+        let tag = ring::hmac::sign(&key, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// The principal forwarded to the backend (`key:<id>`).
@@ -138,10 +155,18 @@ impl KeyFormatError {
 /// The secret alphabet includes `_`, so the key is cut at fixed offsets rather
 /// than split on `_`.
 pub fn parse(token: &str) -> Result<ParsedKey<'_>, KeyFormatError> {
+    parse_with_prefix(PREFIX, token)
+}
+
+/// [`parse`] for keys with another prefix.
+pub(crate) fn parse_with_prefix<'a>(
+    prefix: &str,
+    token: &'a str,
+) -> Result<ParsedKey<'a>, KeyFormatError> {
     if token.len() != TOKEN_LEN || !token.is_ascii() {
         return Err(KeyFormatError::Length);
     }
-    let rest = token.strip_prefix(PREFIX).ok_or(KeyFormatError::Prefix)?;
+    let rest = token.strip_prefix(prefix).ok_or(KeyFormatError::Prefix)?;
     let (id, rest) = rest.split_at_checked(ID_LEN).ok_or(KeyFormatError::Id)?;
     if !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(KeyFormatError::Id);

@@ -12,4 +12,5 @@
 pub mod api_key;
 pub mod credential;
 pub mod jwt;
+pub mod partner_key;
 pub mod scope;

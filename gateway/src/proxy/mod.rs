@@ -56,6 +56,7 @@ pub struct GatewayProxy {
     rate_limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
     signer: Option<Arc<sign::RequestSigner>>,
+    federation: Arc<crate::trust::inbound::PartnerGate>,
 }
 
 /// Everything the proxy phases need.
@@ -80,6 +81,8 @@ pub struct ProxyParts {
     pub metrics: Arc<Metrics>,
     /// RFC 9421 signing toward the backend; `None` forwards unsigned.
     pub signer: Option<Arc<sign::RequestSigner>>,
+    /// Trust-partner authentication for `/federation/v1/`.
+    pub federation: Arc<crate::trust::inbound::PartnerGate>,
 }
 
 impl GatewayProxy {
@@ -96,6 +99,7 @@ impl GatewayProxy {
             rate_limiter: p.rate_limiter,
             metrics: p.metrics,
             signer: p.signer,
+            federation: p.federation,
         }
     }
 
@@ -139,6 +143,64 @@ impl GatewayProxy {
             x_api_key: header.headers.get("x-api-key").map(|v| v.as_bytes()),
         };
         self.auth.authorize(&request).await
+    }
+}
+
+impl GatewayProxy {
+    /// Answers a `/federation/v1/` request: only an authenticated partner
+    /// gets past the gate; `GET ping` is answered signed.
+    async fn federation(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        let header = session.req_header();
+        let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        let authority = header
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| text("host"))
+            .unwrap_or("");
+        let req = crate::trust::inbound::InboundRequest {
+            request_id: &ctx.id,
+            client_ip: ctx.client.map(|a| a.ip()),
+            method: header.method.as_str(),
+            authority,
+            path: header.uri.path(),
+            query: header.uri.query(),
+            authorization: header
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            signature_input: text("signature-input"),
+            signature: text("signature"),
+            content_digest: text("content-digest"),
+            partner_request_id: text("x-request-id"),
+        };
+        let outcome = self.federation.authenticate(&req).await;
+        let ok = match outcome {
+            Ok(ok) => ok,
+            Err(rejection) => {
+                self.metrics.auth(false);
+                ctx.reject_reason = Some(rejection.audit_reason);
+                return rescue::reject(session, ctx, &rejection).await;
+            }
+        };
+        self.metrics.auth(true);
+        if req.path == crate::trust::wire::PING_PATH && req.method == "GET" {
+            let answer = self.federation.ping_answer(&req, &ok);
+            return match answer {
+                Ok((body, headers)) => {
+                    rescue::respond_owned_json(session, ctx, body, headers).await
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign the ping answer");
+                    rescue::respond(session, ctx, Problem::new(500, None)).await
+                }
+            };
+        }
+        let problem = Problem::new(
+            404,
+            Some("no such federation endpoint on this gateway version".to_string()),
+        );
+        rescue::respond(session, ctx, problem).await
     }
 }
 
@@ -260,6 +322,10 @@ impl ProxyHttp for GatewayProxy {
                     self.refuse(session, ctx, &rejection).await
                 }
             },
+            Route::Federation => {
+                self.federation(session, ctx).await?;
+                Ok(true)
+            }
             Route::NotFound => {
                 let problem = Problem::new(
                     404,

@@ -89,6 +89,29 @@ async fn write_problem(
     session.write_response_body(Some(body), true).await
 }
 
+/// Writes a JSON body built per request with status 200 and extra headers.
+pub async fn respond_owned_json(
+    session: &mut Session,
+    ctx: &RequestCtx,
+    body: Vec<u8>,
+    headers: Vec<(&'static str, String)>,
+) -> pingora_core::Result<()> {
+    let mut header = ResponseHeader::build(200, Some(4 + headers.len()))?;
+    header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
+    header.insert_header("x-request-id", ctx.id.as_str())?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (name, value) in headers {
+        header.insert_header(name, value)?;
+    }
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
+}
+
 /// Writes a small JSON body with status 200.
 pub async fn respond_json(
     session: &mut Session,

@@ -7,6 +7,8 @@ pub enum Route {
     Health,
     /// `/api/v1/...`, proxied to the backend.
     Api,
+    /// `/federation/v1/...`, trust partners; answered by the gateway.
+    Federation,
     /// Anything else: 404.
     NotFound,
 }
@@ -18,6 +20,8 @@ pub fn classify(method: &http::Method, path: &str) -> Route {
         Route::Health
     } else if path == "/api/v1" || path.starts_with("/api/v1/") {
         Route::Api
+    } else if path.starts_with("/federation/v1/") {
+        Route::Federation
     } else {
         Route::NotFound
     }
@@ -36,5 +40,13 @@ mod tests {
         assert_eq!(classify(&Method::GET, "/api/v1"), Route::Api);
         assert_eq!(classify(&Method::GET, "/api/v10/files"), Route::NotFound);
         assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
+        assert_eq!(
+            classify(&Method::GET, "/federation/v1/ping"),
+            Route::Federation
+        );
+        assert_eq!(
+            classify(&Method::GET, "/federation/v2/ping"),
+            Route::NotFound
+        );
     }
 }

@@ -85,6 +85,20 @@ pub enum StoreError {
         /// The column.
         field: &'static str,
     },
+    /// A trust-network connection could not be added or changed.
+    #[error("partner {name:?}: {reason}")]
+    Partner {
+        /// The connection name as given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A stored partner row that does not make sense.
+    #[error("key store: partner row has an invalid {what}")]
+    CorruptPartner {
+        /// The column.
+        what: String,
+    },
     /// The operating system's random number generator failed.
     #[error("cannot read operating system randomness for a new key")]
     Random(#[source] getrandom::Error),

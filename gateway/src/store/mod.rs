@@ -213,6 +213,9 @@ macro_rules! on_pool {
     };
 }
 
+// After the macro: textual scope.
+pub mod partners;
+
 /// `id, account, scopes, secret_hash, created_at, expires_at, revoked_at,
 /// last_used_at, rate_limit` — the order of [`RawKey`].
 const KEY_COLUMNS: &str =

@@ -146,7 +146,62 @@ on_both_engines!(
     touch_last_used_keeps_newest,
     accounts_are_created_once,
     rate_limit_override_is_stored,
+    partners_round_trip,
 );
+
+async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
+    use super::partners::OutboundKey;
+    use mft_filters::auth::partner_key;
+    let domains = vec!["beta.example".to_string(), "beta.test".to_string()];
+    let (record, token) = store
+        .add_partner("beta", "https://gw.beta.example", &domains)
+        .await
+        .unwrap();
+    let parsed = partner_key::parse(&token).unwrap();
+    assert_eq!(parsed.id, record.inbound_key_id);
+    assert!(parsed.verify(&record.inbound_key_hash));
+    assert_eq!(
+        record.inbound_signing_key,
+        partner_key::signing_key(&parsed)
+    );
+    assert!(store
+        .add_partner("beta", "https://x.example", &domains)
+        .await
+        .is_err());
+    assert!(store
+        .add_partner("bad name", "https://x.example", &domains)
+        .await
+        .is_err());
+
+    let found = store.partner_by_key_id(parsed.id).await.unwrap().unwrap();
+    assert_eq!(found.name, "beta");
+    assert_eq!(found.email_domains, domains);
+    assert_eq!(found.inbound_key_hash, record.inbound_key_hash);
+    assert!(found.outbound_key == OutboundKey::Missing);
+    assert_eq!(found.status(), "pending");
+
+    assert!(store
+        .set_partner_key("beta", &OutboundKey::Sealed(vec![1, 2, 3]))
+        .await
+        .unwrap());
+    let got = store.get_partner("beta").await.unwrap().unwrap();
+    assert!(got.outbound_key == OutboundKey::Sealed(vec![1, 2, 3]));
+    assert!(store
+        .set_partner_key("beta", &OutboundKey::Reference("env:X".into()))
+        .await
+        .unwrap());
+    let got = store.get_partner("beta").await.unwrap().unwrap();
+    assert!(got.outbound_key == OutboundKey::Reference("env:X".into()));
+    assert_eq!(got.status(), "configured");
+    assert!(!store
+        .set_partner_key("nobody", &OutboundKey::Missing)
+        .await
+        .unwrap());
+    assert_eq!(store.list_partners().await.unwrap().len(), 1);
+    assert!(store.remove_partner("beta").await.unwrap());
+    assert!(!store.remove_partner("beta").await.unwrap());
+    assert!(store.partner_by_key_id(parsed.id).await.unwrap().is_none());
+}
 
 async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {
     let (record, _) = store

@@ -1,0 +1,261 @@
+//! `mft-gateway partners ...`: trust-network connections (docs/trust-network.md).
+//!
+//! Like `keys`, it works on the store directly, with or without a running
+//! gateway; a removed connection is refused at once because every
+//! federation request looks its key up in the store.
+
+use crate::store::partners::{OutboundKey, PartnerRecord};
+use crate::store::KeyStore;
+use crate::trust::{outbound, seal::Sealer};
+use anyhow::Context;
+use clap::Subcommand;
+use mft_config::Config;
+use mft_filters::auth::partner_key;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// `partners` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PartnersCommand {
+    /// Add a connection and print, once, the key to give the partner's admin.
+    Add {
+        /// Connection name: letters, digits, '-', '_', '.' (shown as partner:<name>).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The partner gateway's URL, https (port 443 unless given).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// One of the partner's e-mail domains (theirs, not ours); repeatable.
+        #[arg(long = "email-domain", value_name = "DOMAIN", required = true)]
+        email_domains: Vec<String>,
+        /// Print one JSON line {"name":..,"key":..}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store the key the partner generated for us (from a file, or stdin).
+    SetKey {
+        /// Connection name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// File holding the key; without it (and without --key-ref) stdin is read.
+        #[arg(long, value_name = "FILE", conflicts_with = "key_ref")]
+        key_file: Option<PathBuf>,
+        /// Store a secret reference (env:NAME or file:PATH) instead of the key.
+        #[arg(long, value_name = "REF")]
+        key_ref: Option<String>,
+    },
+    /// List connections: name, URL, domains, status; never keys.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call the partner and print `connected` or the reason; exit 1 if not connected.
+    Test {
+        /// Connection name.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+    /// Remove a connection; its key is refused at once. Exit 1 if absent.
+    Remove {
+        /// Connection name.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Runs a `partners` command with the store and settings of `config`.
+pub fn run(command: PartnersCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = crate::cli::load_config(config)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}", w.display_in(config));
+    }
+    let cfg = loaded.config;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store_url = cfg.auth.store.as_ref().map(|s| s.expose().to_string());
+        let store = KeyStore::open(store_url.as_deref(), &cfg.server.data_dir).await?;
+        let stdout = std::io::stdout();
+        let result = execute(&store, &cfg, command, &mut stdout.lock()).await;
+        store.close().await;
+        result
+    })
+}
+
+async fn execute(
+    store: &KeyStore,
+    cfg: &Config,
+    command: PartnersCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        PartnersCommand::Add {
+            name,
+            url,
+            email_domains,
+            json,
+        } => {
+            let url = check_url(&url)?;
+            let domains = check_domains(&email_domains, &cfg.organization.email_domains)?;
+            let (record, token) = store.add_partner(&name, &url, &domains).await?;
+            if json {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"name": record.name, "key": token, "key_id": record.inbound_key_id})
+                )?;
+            } else {
+                writeln!(out, "added connection {:?} ({})", record.name, record.url)?;
+                writeln!(out, "key for the partner (shown once; send it to their admin over a secure channel):")?;
+                writeln!(out, "{token}")?;
+                writeln!(
+                    out,
+                    "next: `mft-gateway partners set-key {} --key-file FILE` with the key they generated for you",
+                    record.name
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnersCommand::SetKey {
+            name,
+            key_file,
+            key_ref,
+        } => {
+            let stored = match key_ref {
+                Some(r) => {
+                    // Resolve once now so a typo shows here, not at the first relay.
+                    let base = cfg.source.parent().unwrap_or(Path::new("."));
+                    let (secret, _) = mft_config::secret::resolve(&r, base)
+                        .map_err(|e| anyhow::anyhow!("--key-ref: {e}"))?;
+                    check_key(secret.expose().trim())?;
+                    OutboundKey::Reference(r)
+                }
+                None => {
+                    let text = match key_file {
+                        Some(f) => std::fs::read_to_string(&f)
+                            .with_context(|| format!("--key-file {}", f.display()))?,
+                        None => {
+                            let mut s = String::new();
+                            std::io::stdin()
+                                .read_to_string(&mut s)
+                                .context("cannot read the key from stdin")?;
+                            s
+                        }
+                    };
+                    let key = text.trim();
+                    check_key(key)?;
+                    let secret = cfg.trust.encryption_key.as_ref().context(
+                        "[trust] encryption_key is not set: set it to store partner keys \
+                         encrypted, or use --key-ref env:NAME",
+                    )?;
+                    OutboundKey::Sealed(Sealer::new(secret)?.seal(&name, key.as_bytes())?)
+                }
+            };
+            if !store.set_partner_key(&name, &stored).await? {
+                anyhow::bail!("no connection named {name:?}");
+            }
+            writeln!(
+                out,
+                "key stored for {name}; check with `mft-gateway partners test {name}`"
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnersCommand::List { json } => {
+            let list = store.list_partners().await?;
+            if json {
+                let v: Vec<_> = list.iter().map(PartnerRecord::to_json).collect();
+                writeln!(out, "{}", serde_json::Value::from(v))?;
+            } else {
+                writeln!(out, "{:<20} {:<11} {:<40} DOMAINS", "NAME", "STATUS", "URL")?;
+                for p in &list {
+                    writeln!(
+                        out,
+                        "{:<20} {:<11} {:<40} {}",
+                        p.name,
+                        p.status(),
+                        p.url,
+                        p.email_domains.join(",")
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnersCommand::Test { name } => {
+            let Some(partner) = store.get_partner(&name).await? else {
+                anyhow::bail!("no connection named {name:?}");
+            };
+            match test(cfg, &partner).await {
+                Ok(report) => {
+                    writeln!(
+                        out,
+                        "connected: {} ({}), clock skew {} s",
+                        report.organization, partner.url, report.skew_secs
+                    )?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    writeln!(out, "not connected: {e}")?;
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        PartnersCommand::Remove { name } => {
+            if store.remove_partner(&name).await? {
+                writeln!(out, "removed {name}")?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                writeln!(out, "no connection named {name:?}")?;
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+/// Pings the partner with the key they gave us.
+pub async fn test(
+    cfg: &Config,
+    partner: &PartnerRecord,
+) -> Result<outbound::PingReport, outbound::PingError> {
+    let base = cfg.source.parent().unwrap_or(Path::new("."));
+    let key = outbound::their_key(partner, &cfg.trust, base)?;
+    let http = outbound::http_client(&cfg.trust)
+        .map_err(|e| outbound::PingError::Unreachable(e.to_string()))?;
+    outbound::ping(&http, partner, &key, cfg.trust.max_clock_skew).await
+}
+
+fn check_url(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
+    if parsed.scheme() != "https" || parsed.host_str().is_none() {
+        anyhow::bail!("--url must be https://HOST[:PORT] (the partner's public gateway)");
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
+fn check_domains(domains: &[String], ours: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for d in domains {
+        let d = d.trim().to_ascii_lowercase();
+        if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) || !d.contains('.') {
+            anyhow::bail!("--email-domain {d:?} is not a domain name");
+        }
+        if ours.contains(&d) {
+            anyhow::bail!(
+                "--email-domain {d}: that is one of our organization.email_domains; give the partner's domains"
+            );
+        }
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+fn check_key(key: &str) -> anyhow::Result<()> {
+    partner_key::parse(key).map(drop).map_err(|_| {
+        anyhow::anyhow!("not a partner key (mgp_<id>_<secret>, as printed by their `partners add`)")
+    })
+}

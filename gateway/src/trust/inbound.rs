@@ -1,0 +1,279 @@
+//! The receiving side of a connection: authenticating a partner's request
+//! (bearer key, signature, replay) and signing our answer.
+
+use super::wire;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::control::ControlPlane;
+use crate::store::partners::PartnerRecord;
+use crate::store::KeyStore;
+use mft_filters::auth::credential::{self, Credential};
+use mft_filters::auth::partner_key;
+use mft_filters::decision::Rejection;
+use mft_filters::defender::Defender;
+use mft_filters::signing::{unix_seconds, ReplayCache, RequestView};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// A federation request as the gate needs it.
+pub struct InboundRequest<'a> {
+    /// Request id, for the audit trail.
+    pub request_id: &'a str,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// Method.
+    pub method: &'a str,
+    /// `Host` as received.
+    pub authority: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Query, without `?`.
+    pub query: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a [u8]>,
+    /// `Signature-Input`.
+    pub signature_input: Option<&'a str>,
+    /// `Signature`.
+    pub signature: Option<&'a str>,
+    /// `Content-Digest`, when the request has a body.
+    pub content_digest: Option<&'a str>,
+    /// The partner's `X-Request-Id` (signed).
+    pub partner_request_id: Option<&'a str>,
+}
+
+/// An authenticated partner request.
+pub struct Authenticated {
+    /// The connection.
+    pub partner: PartnerRecord,
+    /// The request signature's nonce, echoed in the answer.
+    pub nonce: String,
+}
+
+/// An answer body and the headers that sign it.
+pub type SignedAnswer = (Vec<u8>, Vec<(&'static str, String)>);
+
+/// Checks partner requests; one per gateway.
+pub struct PartnerGate {
+    store: KeyStore,
+    control: ControlPlane,
+    replay: Mutex<ReplayCache>,
+    skew: Duration,
+    organization: String,
+    email_domains: Vec<String>,
+    defender: Option<Arc<Defender>>,
+    audit: AuditLog,
+}
+
+fn reject(reason: &'static str) -> Rejection {
+    let mut r = Rejection::unauthenticated(reason);
+    r.headers = vec![(
+        "www-authenticate",
+        "Bearer realm=\"mft-federation\"".to_string(),
+    )];
+    r
+}
+
+impl PartnerGate {
+    /// A gate over the connections in `store`.
+    pub fn new(
+        store: KeyStore,
+        control: ControlPlane,
+        config: &mft_config::Config,
+        defender: Option<Arc<Defender>>,
+        audit: AuditLog,
+    ) -> PartnerGate {
+        PartnerGate {
+            store,
+            control,
+            replay: Mutex::new(ReplayCache::new(100_000)),
+            skew: config.trust.max_clock_skew,
+            organization: config.organization.name.clone(),
+            email_domains: config.organization.email_domains.clone(),
+            defender,
+            audit,
+        }
+    }
+
+    /// Authenticates `req`: a banned address, a missing, unknown or wrong
+    /// key, a connection without their key yet, a bad, expired or replayed
+    /// signature all get 401 (one generic detail; the audit record says which).
+    pub async fn authenticate(&self, req: &InboundRequest<'_>) -> Result<Authenticated, Rejection> {
+        let now = SystemTime::now();
+        if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
+            if let Some(left) = d.check(ip, now) {
+                return Err(self.refused(req, None, Rejection::banned(left)));
+            }
+        }
+        match self.check(req, now).await {
+            Ok(ok) => {
+                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
+                    d.record_success(ip);
+                }
+                Ok(ok)
+            }
+            Err((partner, rejection)) => {
+                if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
+                    if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
+                        d.record_failure(ip, now);
+                    }
+                }
+                Err(self.refused(req, partner.as_deref(), rejection))
+            }
+        }
+    }
+
+    async fn check(
+        &self,
+        req: &InboundRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Authenticated, (Option<String>, Rejection)> {
+        let no_partner = |r| (None, r);
+        let token = match credential::extract(req.authorization, None) {
+            Ok(Some(Credential::ApiKey(t))) => t,
+            Ok(Some(Credential::Jwt(_))) | Err(_) => {
+                return Err(no_partner(reject("malformed_credential")))
+            }
+            Ok(None) => return Err(no_partner(reject("missing_credential"))),
+        };
+        let parsed =
+            partner_key::parse(token).map_err(|_| no_partner(reject("malformed_credential")))?;
+        let id = parsed.id.to_string();
+        let store = self.store.clone();
+        let found = self
+            .control
+            .run(async move { store.partner_by_key_id(&id).await })
+            .await;
+        let partner = match found {
+            Ok(Ok(Some(p))) => p,
+            Ok(Ok(None)) => return Err(no_partner(reject("unknown_key"))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "partner lookup failed");
+                return Err(no_partner(Rejection {
+                    status: 503,
+                    problem_type: "urn:mft:problem:auth-unavailable",
+                    detail: "authentication is temporarily unavailable; retry shortly".into(),
+                    audit_reason: "store_unavailable",
+                    headers: vec![("retry-after", "5".into())],
+                }));
+            }
+            Err(_) => return Err(no_partner(reject("store_unavailable"))),
+        };
+        let name = Some(partner.name.clone());
+        if !parsed.verify(&partner.inbound_key_hash) {
+            return Err((name, reject("bad_secret")));
+        }
+        let mut fields: Vec<(&str, &str)> = Vec::with_capacity(2);
+        if let Some(id) = req.partner_request_id {
+            fields.push(("x-request-id", id));
+        }
+        if let Some(d) = req.content_digest {
+            fields.push(("content-digest", d));
+        }
+        let view = RequestView {
+            method: req.method,
+            authority: req.authority,
+            path: req.path,
+            query: req.query,
+            fields: &fields,
+        };
+        let verified = wire::verify(
+            &partner.inbound_signing_key,
+            &partner.inbound_key_id,
+            self.skew,
+            &view,
+            req.signature_input,
+            req.signature,
+        )
+        .map_err(|e| {
+            tracing::debug!(partner = %partner.name, error = %e, "partner signature refused");
+            (name.clone(), reject("bad_signature"))
+        })?;
+        if partner.outbound_key == crate::store::partners::OutboundKey::Missing {
+            // Until our admin stored their key we could not answer them
+            // (receipts, relays): the connection is not up on our side yet.
+            return Err((
+                name,
+                Rejection {
+                    status: 403,
+                    problem_type: "urn:mft:problem:partner-pending",
+                    detail: "this connection is not complete on our side yet: our admin has \
+                             not stored your key for us (partners set-key)"
+                        .into(),
+                    audit_reason: "connection_pending",
+                    headers: Vec::new(),
+                },
+            ));
+        }
+        let forget_after = verified.expires.saturating_add(self.skew.as_secs());
+        let fresh = self
+            .replay
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .check_and_insert(&verified.nonce, forget_after, unix_seconds(now));
+        if fresh.is_err() {
+            return Err((name, reject("replayed")));
+        }
+        Ok(Authenticated {
+            partner,
+            nonce: verified.nonce,
+        })
+    }
+
+    fn refused(&self, req: &InboundRequest<'_>, partner: Option<&str>, r: Rejection) -> Rejection {
+        let mut record = AuditRecord::new("federation_auth");
+        record.request_id = Some(req.request_id.to_string());
+        record.principal = partner.map(|p| format!("partner:{p}"));
+        record.client_ip = req.client_ip;
+        record.method = Some(req.method.to_string());
+        record.path = Some(req.path.to_string());
+        record.status = Some(r.status);
+        record.decision = Some("deny");
+        record.reason = Some(r.audit_reason.to_string());
+        self.audit.record(record);
+        r
+    }
+
+    /// The signed answer to `GET /federation/v1/ping`: body and headers.
+    pub fn ping_answer(
+        &self,
+        req: &InboundRequest<'_>,
+        ok: &Authenticated,
+    ) -> Result<SignedAnswer, mft_filters::signing::SignError> {
+        let body = serde_json::json!({
+            "organization": self.organization,
+            "email_domains": self.email_domains,
+            "connection": ok.partner.name,
+            "time": unix_seconds(SystemTime::now()),
+        })
+        .to_string()
+        .into_bytes();
+        let digest = wire::content_digest(&body);
+        let fields = [
+            ("x-request-id", req.request_id),
+            (wire::REQUEST_NONCE, ok.nonce.as_str()),
+            ("content-digest", digest.as_str()),
+        ];
+        let view = wire::answer_view(req.method, req.authority, req.path, &fields);
+        let signed = wire::sign_answer(
+            &ok.partner.inbound_signing_key,
+            &ok.partner.inbound_key_id,
+            &view,
+        )?;
+        let mut record = AuditRecord::new("federation_ping");
+        record.request_id = Some(req.request_id.to_string());
+        record.principal = Some(format!("partner:{}", ok.partner.name));
+        record.client_ip = req.client_ip;
+        record.status = Some(200);
+        record.decision = Some("allow");
+        self.audit.record(record);
+        Ok((
+            body,
+            vec![
+                (wire::REQUEST_NONCE, ok.nonce.clone()),
+                ("content-digest", digest),
+                ("signature-input", signed.signature_input),
+                ("signature", signed.signature),
+            ],
+        ))
+    }
+}
