@@ -26,15 +26,16 @@ const MAX_BODY: usize = 64 * 1024;
 /// The admin application.
 pub struct AdminApp {
     token: Option<Secret>,
-    store: KeyStore,
-    control: ControlPlane,
+    pub(crate) store: KeyStore,
+    pub(crate) control: ControlPlane,
     audit: AuditLog,
     metrics: Arc<Metrics>,
+    pub(crate) config: Arc<mft_config::Config>,
 }
 
-type Reply = (u16, &'static str, Vec<u8>);
+pub(crate) type Reply = (u16, &'static str, Vec<u8>);
 
-fn problem(status: u16, detail: &str) -> Reply {
+pub(crate) fn problem(status: u16, detail: &str) -> Reply {
     (
         status,
         CONTENT_TYPE,
@@ -42,7 +43,7 @@ fn problem(status: u16, detail: &str) -> Reply {
     )
 }
 
-fn json_reply(status: u16, value: serde_json::Value) -> Reply {
+pub(crate) fn json_reply(status: u16, value: serde_json::Value) -> Reply {
     (status, "application/json", value.to_string().into_bytes())
 }
 
@@ -64,6 +65,7 @@ impl AdminApp {
         control: ControlPlane,
         audit: AuditLog,
         metrics: Arc<Metrics>,
+        config: Arc<mft_config::Config>,
     ) -> Self {
         AdminApp {
             token,
@@ -71,6 +73,7 @@ impl AdminApp {
             control,
             audit,
             metrics,
+            config,
         }
     }
 
@@ -89,7 +92,18 @@ impl AdminApp {
     }
 
     fn audit_key_event(&self, session: &ServerSession, action: &str, id: &str, status: u16) {
-        let mut r = AuditRecord::new("key");
+        self.audit_admin_event(session, "key", &format!("{action} {id}"), status);
+    }
+
+    /// One audit record per admin action (`event` names the resource).
+    pub(crate) fn audit_admin_event(
+        &self,
+        session: &ServerSession,
+        event: &'static str,
+        reason: &str,
+        status: u16,
+    ) {
+        let mut r = AuditRecord::new(event);
         r.principal = Some("admin".to_string());
         r.client_ip = session
             .client_addr()
@@ -99,7 +113,7 @@ impl AdminApp {
         r.path = Some(session.req_header().uri.path().to_string());
         r.status = Some(status);
         r.decision = Some(if status < 400 { "allow" } else { "deny" });
-        r.reason = Some(format!("{action} {id}"));
+        r.reason = Some(reason.to_string());
         self.audit.record(r);
     }
 
@@ -207,7 +221,7 @@ impl AdminApp {
     }
 }
 
-async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Reply> {
+pub(crate) async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Reply> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
@@ -235,6 +249,19 @@ impl ServeHttp for AdminApp {
                 crate::metrics::CONTENT_TYPE,
                 self.metrics.render().into_bytes(),
             )
+        } else if let Some(rest) = path.strip_prefix("/admin/v1/partners") {
+            if self.token.is_none() {
+                problem(403, "admin API disabled: set [admin] token in the config")
+            } else if !self.authorized(session) {
+                self.audit_key_event(session, "unauthorized", "-", 401);
+                problem(401, "admin token missing or wrong")
+            } else {
+                match rest.strip_prefix('/') {
+                    Some(r) => self.partners_api(session, r).await,
+                    None if rest.is_empty() => self.partners_api(session, "").await,
+                    None => problem(404, "no such endpoint"),
+                }
+            }
         } else if let Some(rest) = path.strip_prefix("/admin/v1/keys") {
             match rest.strip_prefix('/') {
                 Some(id) => self.keys_api(session, id).await,

@@ -117,6 +117,19 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    match probe_partners(c) {
+        Ok(lines) => {
+            for (name, result) in lines {
+                let what = format!("partner {name}");
+                match result {
+                    Ok(detail) => r.ok(&what, detail),
+                    Err(detail) => r.fail(&what, detail),
+                }
+            }
+        }
+        Err(detail) => r.fail("partners", detail),
+    }
+
     if r.failed {
         ExitCode::FAILURE
     } else {
@@ -190,6 +203,33 @@ fn probe_store(c: &mft_config::Config) -> Result<String, String> {
         let target = store.target().to_string();
         store.close().await;
         Ok(format!("{target}: {} key(s), {active} active", keys.len()))
+    })
+}
+
+/// Tests every trust-network connection like `partners test`.
+type PartnerLines = Vec<(String, Result<String, String>)>;
+
+fn probe_partners(c: &mft_config::Config) -> Result<PartnerLines, String> {
+    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
+    let data_dir = c.server.data_dir.clone();
+    runtime()?.block_on(async move {
+        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let partners = store.list_partners().await.map_err(|e| error_chain(&e));
+        store.close().await;
+        let mut lines = Vec::new();
+        for p in partners? {
+            let result = match crate::trust::connections::test(c, &p).await {
+                Ok(report) => Ok(format!(
+                    "connected to {} ({}), clock skew {} s",
+                    report.organization, p.url, report.skew_secs
+                )),
+                Err(e) => Err(format!("not connected: {e}")),
+            };
+            lines.push((p.name.clone(), result));
+        }
+        Ok(lines)
     })
 }
 

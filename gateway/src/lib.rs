@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_partners;
 pub mod audit;
 pub mod auth;
 pub mod backend_client;

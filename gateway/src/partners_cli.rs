@@ -4,13 +4,12 @@
 //! gateway; a removed connection is refused at once because every
 //! federation request looks its key up in the store.
 
-use crate::store::partners::{OutboundKey, PartnerRecord};
+use crate::store::partners::PartnerRecord;
 use crate::store::KeyStore;
-use crate::trust::{outbound, seal::Sealer};
+use crate::trust::connections::{self, KeyInput};
 use anyhow::Context;
 use clap::Subcommand;
 use mft_config::Config;
-use mft_filters::auth::partner_key;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -99,9 +98,7 @@ async fn execute(
             email_domains,
             json,
         } => {
-            let url = check_url(&url)?;
-            let domains = check_domains(&email_domains, &cfg.organization.email_domains)?;
-            let (record, token) = store.add_partner(&name, &url, &domains).await?;
+            let (record, token) = connections::add(store, cfg, &name, &url, &email_domains).await?;
             if json {
                 writeln!(
                     out,
@@ -126,14 +123,7 @@ async fn execute(
             key_ref,
         } => {
             let stored = match key_ref {
-                Some(r) => {
-                    // Resolve once now so a typo shows here, not at the first relay.
-                    let base = cfg.source.parent().unwrap_or(Path::new("."));
-                    let (secret, _) = mft_config::secret::resolve(&r, base)
-                        .map_err(|e| anyhow::anyhow!("--key-ref: {e}"))?;
-                    check_key(secret.expose().trim())?;
-                    OutboundKey::Reference(r)
-                }
+                Some(r) => connections::outbound_key(cfg, &name, KeyInput::Reference(&r))?,
                 None => {
                     let text = match key_file {
                         Some(f) => std::fs::read_to_string(&f)
@@ -146,13 +136,7 @@ async fn execute(
                             s
                         }
                     };
-                    let key = text.trim();
-                    check_key(key)?;
-                    let secret = cfg.trust.encryption_key.as_ref().context(
-                        "[trust] encryption_key is not set: set it to store partner keys \
-                         encrypted, or use --key-ref env:NAME",
-                    )?;
-                    OutboundKey::Sealed(Sealer::new(secret)?.seal(&name, key.as_bytes())?)
+                    connections::outbound_key(cfg, &name, KeyInput::Key(&text))?
                 }
             };
             if !store.set_partner_key(&name, &stored).await? {
@@ -188,7 +172,7 @@ async fn execute(
             let Some(partner) = store.get_partner(&name).await? else {
                 anyhow::bail!("no connection named {name:?}");
             };
-            match test(cfg, &partner).await {
+            match connections::test(cfg, &partner).await {
                 Ok(report) => {
                     writeln!(
                         out,
@@ -213,49 +197,4 @@ async fn execute(
             }
         }
     }
-}
-
-/// Pings the partner with the key they gave us.
-pub async fn test(
-    cfg: &Config,
-    partner: &PartnerRecord,
-) -> Result<outbound::PingReport, outbound::PingError> {
-    let base = cfg.source.parent().unwrap_or(Path::new("."));
-    let key = outbound::their_key(partner, &cfg.trust, base)?;
-    let http = outbound::http_client(&cfg.trust)
-        .map_err(|e| outbound::PingError::Unreachable(e.to_string()))?;
-    outbound::ping(&http, partner, &key, cfg.trust.max_clock_skew).await
-}
-
-fn check_url(url: &str) -> anyhow::Result<String> {
-    let parsed = url::Url::parse(url).with_context(|| format!("--url {url:?}"))?;
-    if parsed.scheme() != "https" || parsed.host_str().is_none() {
-        anyhow::bail!("--url must be https://HOST[:PORT] (the partner's public gateway)");
-    }
-    Ok(parsed.as_str().trim_end_matches('/').to_string())
-}
-
-fn check_domains(domains: &[String], ours: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    for d in domains {
-        let d = d.trim().to_ascii_lowercase();
-        if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) || !d.contains('.') {
-            anyhow::bail!("--email-domain {d:?} is not a domain name");
-        }
-        if ours.contains(&d) {
-            anyhow::bail!(
-                "--email-domain {d}: that is one of our organization.email_domains; give the partner's domains"
-            );
-        }
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
-    Ok(out)
-}
-
-fn check_key(key: &str) -> anyhow::Result<()> {
-    partner_key::parse(key).map(drop).map_err(|_| {
-        anyhow::anyhow!("not a partner key (mgp_<id>_<secret>, as printed by their `partners add`)")
-    })
 }

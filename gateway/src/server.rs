@@ -148,6 +148,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         control,
         audit.clone(),
         metrics,
+        Arc::new(config.clone()),
     );
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());

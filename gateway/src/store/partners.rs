@@ -142,9 +142,8 @@ impl KeyStore {
         let signing = partner_key::signing_key(&parsed);
         let now = self.now_ms();
         let domains = email_domains.join(" ");
-        let inserted =
-            on_pool!(self, |pool, _e| {
-                sqlx::query(
+        let inserted = on_pool!(self, |pool, _e| {
+            sqlx::query(
             "INSERT INTO partners (name, url, email_domains, inbound_key_id, inbound_key_hash, \
              inbound_signing_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) \
              ON CONFLICT (name) DO NOTHING"
@@ -160,7 +159,7 @@ impl KeyStore {
         .await
         .map_err(self.query_err(format!("add partner {name}")))?
         .rows_affected()
-            });
+        });
         if inserted == 0 {
             return Err(StoreError::Partner {
                 name: name.to_string(),
@@ -190,9 +189,8 @@ impl KeyStore {
             OutboundKey::Reference(r) => (None, Some(r)),
         };
         let now = self.now_ms();
-        let n =
-            on_pool!(self, |pool, _e| {
-                sqlx::query(
+        let n = on_pool!(self, |pool, _e| {
+            sqlx::query(
             "UPDATE partners SET outbound_key_sealed = $1, outbound_key_ref = $2, updated_at = $3 \
              WHERE name = $4"
         )
@@ -204,7 +202,7 @@ impl KeyStore {
         .await
         .map_err(self.query_err(format!("set the key of partner {name}")))?
         .rows_affected()
-            });
+        });
         Ok(n == 1)
     }
 

@@ -9,6 +9,7 @@
 //! the request's nonce, so the caller knows the answer is fresh and comes
 //! from the holder of that connection.
 
+pub mod connections;
 pub mod inbound;
 pub mod outbound;
 pub mod seal;

@@ -6,6 +6,8 @@ use mft_e2e::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+const ADMIN_TOKEN: &str = "an admin token for the trust tests 0123456789";
+
 struct Org {
     _dir: tempfile::TempDir,
     path: PathBuf,
@@ -65,11 +67,14 @@ async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
     let certs = make_certs(&path);
     let backend = start_backend(&path).await;
     std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
     let tables = format!(
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n",
+         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n",
         path.join("trust.key").display(),
-        other_ca.display()
+        other_ca.display(),
+        path.join("admin.token").display()
     );
     let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
     Org {
@@ -126,6 +131,19 @@ async fn admins_connect_two_organisations_and_test_says_connected() {
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.starts_with(&format!("connected: {partner}")), "{out}");
     }
+
+    // `check` tests every connection, one line each.
+    let out = Command::new(bin("mft-gateway"))
+        .args(["check", "--config"])
+        .arg(&a.gateway.config)
+        .current_dir(&a.path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("ok    partner beta: connected to beta"),
+        "{stdout}"
+    );
 
     // The list shows the connection, never a key.
     let (code, out, _) = a.partners(&["list", "--json"]);
@@ -226,4 +244,98 @@ async fn wrong_keys_and_replays_are_refused() {
     assert_eq!(body["connection"], "acme");
     let replayed = send().await.unwrap();
     assert_eq!(replayed.status(), 401, "a replayed request is refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_manages_connections_like_the_cli() {
+    let (a, b) = two_orgs().await;
+    let admin = reqwest::Client::new();
+    let base = format!("http://{}/admin/v1/partners", a.gateway.admin);
+
+    let r = admin.get(&base).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the admin token is required");
+
+    let r = admin
+        .post(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "beta",
+            "url": format!("https://{}", b.gateway.addr),
+            "email_domains": ["acme.example"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "our own domain is not the partner's");
+
+    let r = admin
+        .post(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "beta",
+            "url": format!("https://{}", b.gateway.addr),
+            "email_domains": ["Beta.Example"],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(created["status"], "pending");
+    assert_eq!(created["email_domains"][0], "beta.example");
+    let key_for_b = created["key"].as_str().unwrap().to_string();
+
+    // B's admin uses the CLI.
+    let key_for_a = b.add("acme", &a, "acme.example");
+    assert_eq!(b.set_key("acme", &key_for_b).0, 0);
+
+    let r = admin
+        .put(format!("{base}/beta/key"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"key": "not a key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = admin
+        .put(format!("{base}/beta/key"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"key": key_for_a}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let r = admin
+        .post(format!("{base}/beta/test"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let t: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(t["connected"], true, "{t}");
+    assert_eq!(t["organization"], "beta");
+
+    let r = admin
+        .get(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("\"configured\""), "{text}");
+    assert!(!text.contains(&key_for_a) && !text.contains(&key_for_b));
+
+    let r = admin
+        .delete(format!("{base}/beta"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // B can no longer reach A with the key A issued.
+    let (code, out, _) = b.partners(&["test", "acme"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("refused by the partner (401)"), "{out}");
 }
