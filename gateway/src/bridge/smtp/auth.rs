@@ -155,13 +155,9 @@ async fn check_user(
     }
     let hash = user.password_hash.clone();
     // argon2 is deliberately slow: off the runtime's worker threads.
-    let verified = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false);
+    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
     if verified {
         if let Some(d) = &defender {
             d.record_success(ip);
@@ -185,6 +181,13 @@ async fn check_user(
         }
     }
     Outcome::Invalid
+}
+
+/// argon2id verification (constant time inside the crate); blocking.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .unwrap_or(false)
 }
 
 async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outcome {
@@ -228,4 +231,14 @@ mod tests {
         assert_eq!(decode_b64("=").unwrap(), b"");
         assert!(decode_b64("***").is_none());
     }
+
+    #[test]
+    fn argon2id_bridge_password() {
+        // The hash the e2e tests configure (password "bridge-pass").
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
+        assert!(verify_password(phc, "bridge-pass"));
+        assert!(!verify_password(phc, "bridge-pasS"));
+        assert!(!verify_password("not a hash", "bridge-pass"));
+    }
 }
+

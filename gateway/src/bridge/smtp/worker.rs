@@ -9,7 +9,7 @@
 
 use super::metrics::SmtpMetrics;
 use crate::audit::AuditRecord;
-use crate::backend_client::CallContext;
+use crate::backend_client::{BackendError, CallContext};
 use crate::bridge::message;
 use crate::bridge::pipeline::DeliveryRequest;
 use crate::bridge::spool::{Spool, SpoolMeta};
@@ -121,6 +121,16 @@ async fn deliver(
             }
             Attempt::Done
         }
+        Err(e) if already_delivered(&e) => {
+            // A crash between the backend's answer and the removal, then new
+            // uploads on the retry: the key exists with the first delivery.
+            // The key is this entry's alone, so the message was delivered.
+            tracing::warn!(id, "smtp message was delivered before (idempotency key in use)");
+            if let Err(e) = spool.remove(id).await {
+                tracing::error!(error = %e, "cannot remove a delivered spool entry");
+            }
+            Attempt::Done
+        }
         Err(e) if e.is_transient() => {
             tracing::warn!(id, error = %e, "smtp delivery will be retried");
             Attempt::Retry
@@ -130,6 +140,13 @@ async fn deliver(
             Attempt::Done
         }
     }
+}
+
+/// The backend's 422 for an idempotency key already used with another body.
+fn already_delivered(e: &crate::bridge::pipeline::PipelineError) -> bool {
+    e.stage == "delivery"
+        && matches!(&e.source, BackendError::Status { status: 422, detail, .. }
+            if detail.contains("Idempotency-Key"))
 }
 
 async fn fail(

@@ -1,0 +1,251 @@
+//! The SMTP listener with real clients (swaks, Python smtplib): STARTTLS,
+//! AUTH, policy refusals, large and RFC 2231-named attachments, and the
+//! durable spool surviving SIGKILL while the backend is down.
+
+use mft_e2e::smtp::*;
+use mft_e2e::*;
+use std::time::Duration;
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    certs: Certs,
+    backend: Backend,
+    smtp: SmtpGateway,
+}
+
+async fn stack(extra: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    let smtp = start_smtp_gateway(&path, &certs, &backend.url, extra).await;
+    Stack {
+        _dir: dir,
+        dir: path,
+        certs,
+        backend,
+        smtp,
+    }
+}
+
+impl Stack {
+    fn port(&self) -> String {
+        self.smtp.smtp.port().to_string()
+    }
+
+    fn ca(&self) -> String {
+        self.certs.ca.display().to_string()
+    }
+
+    /// smtplib over STARTTLS as the gateway's API key, to `to`.
+    fn send(&self, subject: &str, to: &[&str], more: &[&str]) -> serde_json::Value {
+        let port = self.port();
+        let ca = self.ca();
+        let mut args = vec![
+            "--port", &port, "--starttls", "--cafile", &ca, "--user", "any", "--password",
+            &self.smtp.gw.key, "--subject", subject,
+        ];
+        for t in to {
+            args.extend(["--to", t]);
+        }
+        args.extend_from_slice(more);
+        smtplib(&args)
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn swaks_starttls_auth_plain_with_api_key_becomes_a_delivery_with_origin_smtp() {
+    let s = stack("").await;
+    let (path, sha) = attachment(&s.dir, "report.pdf", 300_000, 1);
+    let port = s.port();
+    let (ok, transcript) = swaks(&[
+        "--server", "127.0.0.1", "--port", &port, "--tls", "--auth", "PLAIN",
+        "--auth-user", "svc", "--auth-password", &s.smtp.gw.key,
+        "--from", "alice@partner.example", "--to", "bob@ourcorp.example",
+        "--header", "Subject: swaks delivery", "--body", "hello from swaks",
+        "--attach", &format!("@{}", path.display()),
+    ]);
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("250-STARTTLS") || transcript.contains("250 STARTTLS"), "{transcript}");
+    assert!(transcript.contains("235 2.7.0"), "{transcript}");
+    assert!(transcript.contains("250 2.0.0 OK queued as"), "{transcript}");
+    // The API key never appears in the gateway's output.
+    let key_secret = s.smtp.gw.key.rsplit('_').next().unwrap().to_string();
+
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "swaks delivery", LONG).await;
+    assert_eq!(d["origin"], "smtp");
+    assert_eq!(d["sender"], "alice@partner.example");
+    assert_eq!(d["recipients"], serde_json::json!(["bob@ourcorp.example"]));
+    assert!(d["message"].as_str().unwrap().contains("hello from swaks"), "{d}");
+    let files = d["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{d}");
+    let f = file(&s.smtp.gw, &s.certs, files[0].as_str().unwrap()).await;
+    assert_eq!(f["name"], "report.pdf");
+    assert_eq!(f["sha256"], sha.as_str());
+    assert!(f["created_by"].as_str().unwrap().starts_with("key:"), "{f}");
+    wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#), Some(1.0));
+    assert!(!s.smtp.gw.proc.stderr().contains(&key_secret));
+    assert!(!s.smtp.gw.proc.stdout().contains(&key_secret));
+}
+
+#[tokio::test]
+async fn auth_with_bridge_user_over_implicit_tls_and_refusals() {
+    let s = stack("").await;
+    let ca = s.ca();
+    let port = s.port();
+    let smtps = s.smtp.smtps.port().to_string();
+    // A bridge user (argon2id) over implicit TLS with AUTH LOGIN.
+    let r = smtplib(&[
+        "--port", &smtps, "--ssl", "--cafile", &ca, "--user", BRIDGE_USER, "--password",
+        BRIDGE_PASSWORD, "--mech", "LOGIN", "--to", "carol@ourcorp.example", "--subject",
+        "bridge user",
+    ]);
+    assert_eq!(code(&r, "auth"), 235, "{r}");
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "bridge user", LONG).await;
+    assert_eq!(d["origin"], "smtp");
+    assert_eq!(d["created_by"], format!("smtp:{BRIDGE_USER}"));
+
+    // AUTH before TLS: 538, and EHLO in clear does not offer AUTH.
+    let r = smtplib(&[
+        "--port", &port, "--raw-auth", "--user", "any", "--password", &s.smtp.gw.key,
+        "--to", "bob@ourcorp.example",
+    ]);
+    assert_eq!(code(&r, "auth"), 538, "{r}");
+    assert!(!r["ehlo"][1].as_str().unwrap().contains("AUTH"), "{r}");
+    assert!(r["ehlo"][1].as_str().unwrap().contains("STARTTLS"), "{r}");
+
+    // Wrong passwords: 535 for a bridge user and for a wrong API key.
+    for (user, pw) in [(BRIDGE_USER, "wrong"), ("any", "mgw_nosuchkey_secret")] {
+        let r = smtplib(&[
+            "--port", &port, "--starttls", "--cafile", &ca, "--user", user, "--password", pw,
+            "--to", "bob@ourcorp.example",
+        ]);
+        assert_eq!(code(&r, "auth"), 535, "{r}");
+        assert!(r["auth"][1].as_str().unwrap().starts_with("5.7.8"), "{r}");
+    }
+    // Without AUTH no mail is accepted.
+    let r = smtplib(&["--port", &port, "--starttls", "--cafile", &ca, "--to", "bob@ourcorp.example"]);
+    assert_eq!(code(&r, "mail"), 530, "{r}");
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="auth_failed"}"#), Some(2.0));
+    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="auth_without_tls"}"#), Some(1.0));
+    // Audit: successes and failures recorded, never the secret.
+    let audit_path = s.dir.join("gateway-data/audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let audit = loop {
+        let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
+        let auths: Vec<&str> = audit.lines().filter(|l| l.contains(r#""event":"smtp_auth""#)).collect();
+        if auths.iter().filter(|l| l.contains(r#""decision":"deny""#)).count() >= 2
+            && auths.iter().any(|l| l.contains(r#""decision":"allow""#))
+        {
+            break audit;
+        }
+        assert!(std::time::Instant::now() < deadline, "smtp_auth records missing:\n{audit}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!audit.contains(BRIDGE_PASSWORD));
+    assert!(!audit.contains(&s.smtp.gw.key));
+}
+
+#[tokio::test]
+async fn policy_refusals_unknown_recipient_sender_size_and_malformed() {
+    let s = stack(r#"max_message_bytes = "64 KiB""#).await;
+    // A recipient outside the organisation's domains: 550 5.1.1 (others still accepted).
+    let r = s.send("mixed", &["bob@elsewhere.example", "bob@ourcorp.example"], &[]);
+    assert_eq!(code(&r, "auth"), 235, "{r}");
+    assert_eq!(r["rcpt"][0][0], 550, "{r}");
+    assert!(r["rcpt"][0][1].as_str().unwrap().starts_with("5.1.1"), "{r}");
+    assert_eq!(r["rcpt"][1][0], 250, "{r}");
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "mixed", LONG).await;
+    assert_eq!(d["recipients"], serde_json::json!(["bob@ourcorp.example"]));
+
+    // A sender domain that is not allowed.
+    let r = s.send("x", &["bob@ourcorp.example"], &["--from", "eve@evil.example"]);
+    assert_eq!(code(&r, "mail"), 550, "{r}");
+
+    // Over SIZE: announced in MAIL FROM, and (not announced) while receiving DATA.
+    let (big, _) = attachment(&s.dir, "big.bin", 100_000, 2);
+    let big = big.display().to_string();
+    let r = s.send("too big", &["bob@ourcorp.example"], &["--size", "200000"]);
+    assert_eq!(code(&r, "mail"), 552, "{r}");
+    let r = s.send("too big", &["bob@ourcorp.example"], &["--attach", &big]);
+    assert_eq!(code(&r, "data"), 552, "{r}");
+    assert!(r["data"][1].as_str().unwrap().starts_with("5.3.4"), "{r}");
+    // The session is still usable after the refused DATA.
+    assert_eq!(code(&r, "quit"), 221, "{r}");
+
+    // A message without a header section: 554 5.6.0 before acceptance.
+    let raw = s.dir.join("malformed.eml");
+    std::fs::write(&raw, "this is not\r\nan e-mail message\r\n").unwrap();
+    let raw = raw.display().to_string();
+    let r = s.send("malformed", &["bob@ourcorp.example"], &["--raw", &raw]);
+    assert_eq!(code(&r, "data"), 554, "{r}");
+    assert!(r["data"][1].as_str().unwrap().starts_with("5.6.0"), "{r}");
+
+    wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#), Some(1.0));
+    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="too_big"}"#), Some(1.0));
+    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="unparseable"}"#), Some(1.0));
+    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="recipient_domain"}"#), Some(1.0));
+    assert_eq!(deliveries(&s.smtp.gw, &s.certs).await.len(), 1);
+}
+
+#[tokio::test]
+async fn twenty_mib_attachment_with_rfc2231_name_arrives_intact() {
+    let s = stack("").await;
+    let (path, sha) = attachment(&s.dir, "big.bin", 20 << 20, 3);
+    let path = path.display().to_string();
+    let name = "Übersicht März – 2026.bin";
+    let r = s.send("twenty mib", &["bob@ourcorp.example"], &["--attach", &path, "--attach-name", name]);
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "twenty mib", LONG).await;
+    let files = d["files"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{d}");
+    let f = file(&s.smtp.gw, &s.certs, files[0].as_str().unwrap()).await;
+    assert_eq!(f["name"], name);
+    assert_eq!(f["size"], 20 << 20);
+    assert_eq!(f["sha256"], sha.as_str());
+}
+
+#[tokio::test]
+async fn accepted_message_survives_sigkill_while_backend_is_down_and_is_delivered_once() {
+    let mut s = stack("").await;
+    let (path, sha) = attachment(&s.dir, "ledger.csv", 2 << 20, 4);
+    let path = path.display().to_string();
+    let backend_addr: std::net::SocketAddr =
+        s.backend.url.trim_start_matches("http://").parse().unwrap();
+    // Backend down: the 250 must not depend on it.
+    s.backend.proc.signal("KILL");
+    s.backend.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    let r = s.send("crash safe", &["bob@ourcorp.example"], &["--attach", &path]);
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    // Killed right after the 250: the spool (fsynced) is all that remains.
+    s.smtp.gw.proc.signal("KILL");
+    s.smtp.gw.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    let spooled: Vec<_> = std::fs::read_dir(s.dir.join("gateway-data/spool"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".msg"))
+        .collect();
+    assert_eq!(spooled.len(), 1);
+
+    s.backend = start_backend_at(&s.dir, backend_addr).await;
+    s.smtp = restart(&s.dir, &s.certs, &s.smtp).await;
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "crash safe", LONG).await;
+    assert_eq!(d["origin"], "smtp");
+    let files = d["files"].as_array().unwrap();
+    let f = file(&s.smtp.gw, &s.certs, files[0].as_str().unwrap()).await;
+    assert_eq!(f["sha256"], sha.as_str());
+    wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
+    // Still exactly one after the worker had time to (wrongly) repeat it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(deliveries_with_subject(&s.smtp.gw, &s.certs, "crash safe").await.len(), 1);
+}
