@@ -99,7 +99,9 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
@@ -165,7 +167,10 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
     let listen = match f.listen {
         Some(l) => ctx.addr("smtp.listen", Some(l), ""),
         None => {
-            ctx.error("smtp.listen", "missing: address of the SMTP listener, e.g. \"0.0.0.0:2525\"");
+            ctx.error(
+                "smtp.listen",
+                "missing: address of the SMTP listener, e.g. \"0.0.0.0:2525\"",
+            );
             None
         }
     };
@@ -205,14 +210,24 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         );
     }
     let mut allowed_client_networks = Vec::new();
-    for (i, n) in f.allowed_client_networks.unwrap_or_default().iter().enumerate() {
+    for (i, n) in f
+        .allowed_client_networks
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         match Cidr::parse(n) {
             Ok(c) => allowed_client_networks.push(c),
             Err(m) => ctx.error(&format!("smtp.allowed_client_networks[{i}]"), m),
         }
     }
     let mut allowed_sender_domains = Vec::new();
-    for (i, d) in f.allowed_sender_domains.unwrap_or_default().into_iter().enumerate() {
+    for (i, d) in f
+        .allowed_sender_domains
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         let d = d.trim().to_ascii_lowercase();
         if d.is_empty() || d.contains('@') || d.contains(char::is_whitespace) {
             ctx.error(
@@ -233,9 +248,16 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
     };
     let max_recipients = positive(ctx, "smtp.max_recipients", f.max_recipients, 100);
     let max_connections = positive(ctx, "smtp.max_connections", f.max_connections, 100);
-    let command_timeout =
-        ctx.duration("smtp.command_timeout", f.command_timeout, Duration::from_secs(300));
-    let data_timeout = ctx.duration("smtp.data_timeout", f.data_timeout, Duration::from_secs(180));
+    let command_timeout = ctx.duration(
+        "smtp.command_timeout",
+        f.command_timeout,
+        Duration::from_secs(300),
+    );
+    let data_timeout = ctx.duration(
+        "smtp.data_timeout",
+        f.data_timeout,
+        Duration::from_secs(180),
+    );
     let retry_max_interval = ctx.duration(
         "smtp.retry_max_interval",
         f.retry_max_interval,

@@ -44,10 +44,16 @@ def main():
     out = {}
     ctx = ssl.create_default_context(cafile=a.cafile)
     ctx.check_hostname = False
-    if a.ssl:
-        s = smtplib.SMTP_SSL(a.host, a.port, context=ctx, timeout=120)
-    else:
-        s = smtplib.SMTP(a.host, a.port, timeout=120)
+    try:
+        if a.ssl:
+            s = smtplib.SMTP_SSL(a.host, a.port, context=ctx, timeout=120)
+        else:
+            s = smtplib.SMTP(a.host, a.port, timeout=120)
+    except smtplib.SMTPConnectError as e:
+        # Refused in the greeting (banned or not an allowed network).
+        out["connect"] = [e.smtp_code, e.smtp_error.decode()]
+        print(json.dumps(out))
+        return 0
     try:
         code, msg = s.ehlo("client.example")
         out["ehlo"] = [code, msg.decode()]

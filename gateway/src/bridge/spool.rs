@@ -158,7 +158,9 @@ impl Spool {
     /// Reads an entry.
     pub async fn load(&self, id: &str) -> Result<(SpoolMeta, Vec<u8>), SpoolError> {
         let path = self.entry_path(id);
-        let data = tokio::fs::read(&path).await.map_err(io_err("read", &path))?;
+        let data = tokio::fs::read(&path)
+            .await
+            .map_err(io_err("read", &path))?;
         let Some(nl) = data.iter().position(|b| *b == b'\n') else {
             return Err(SpoolError::Corrupt {
                 path,
@@ -275,7 +277,10 @@ mod tests {
             .store(&meta(&a), Bytes::from_static(b"Subject: x\r\n\r\nbody\n"))
             .await
             .unwrap();
-        spool.store(&meta(&b), Bytes::from_static(b"")).await.unwrap();
+        spool
+            .store(&meta(&b), Bytes::from_static(b""))
+            .await
+            .unwrap();
         assert_eq!(depth.get(), 2);
         assert_eq!(spool.list().unwrap(), [a.clone(), b.clone()]);
         let (m, raw) = spool.load(&a).await.unwrap();
@@ -285,12 +290,16 @@ mod tests {
         spool.fail(&b, "refused").await.unwrap();
         assert!(spool.list().unwrap().is_empty());
         assert_eq!(depth.get(), 0);
-        let reason = fs::read_to_string(dir.path().join(format!("spool/failed/{b}.reason"))).unwrap();
+        let reason =
+            fs::read_to_string(dir.path().join(format!("spool/failed/{b}.reason"))).unwrap();
         assert_eq!(reason, "refused\n");
         // A reopen counts what is waiting and clears interrupted writes.
         fs::write(dir.path().join("spool/tmp/x.tmp"), b"half").unwrap();
         let again = Spool::open(&dir.path().join("spool"), depth.clone()).unwrap();
         assert!(again.list().unwrap().is_empty());
-        assert!(fs::read_dir(dir.path().join("spool/tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("spool/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 }

@@ -43,8 +43,17 @@ impl Stack {
         let port = self.port();
         let ca = self.ca();
         let mut args = vec![
-            "--port", &port, "--starttls", "--cafile", &ca, "--user", "any", "--password",
-            &self.smtp.gw.key, "--subject", subject,
+            "--port",
+            &port,
+            "--starttls",
+            "--cafile",
+            &ca,
+            "--user",
+            "any",
+            "--password",
+            &self.smtp.gw.key,
+            "--subject",
+            subject,
         ];
         for t in to {
             args.extend(["--to", t]);
@@ -62,16 +71,39 @@ async fn swaks_starttls_auth_plain_with_api_key_becomes_a_delivery_with_origin_s
     let (path, sha) = attachment(&s.dir, "report.pdf", 300_000, 1);
     let port = s.port();
     let (ok, transcript) = swaks(&[
-        "--server", "127.0.0.1", "--port", &port, "--tls", "--auth", "PLAIN",
-        "--auth-user", "svc", "--auth-password", &s.smtp.gw.key,
-        "--from", "alice@partner.example", "--to", "bob@ourcorp.example",
-        "--header", "Subject: swaks delivery", "--body", "hello from swaks",
-        "--attach", &format!("@{}", path.display()),
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "svc",
+        "--auth-password",
+        &s.smtp.gw.key,
+        "--from",
+        "alice@partner.example",
+        "--to",
+        "bob@ourcorp.example",
+        "--header",
+        "Subject: swaks delivery",
+        "--body",
+        "hello from swaks",
+        "--attach",
+        &format!("@{}", path.display()),
+        "--pipeline",
     ]);
     assert!(ok, "{transcript}");
-    assert!(transcript.contains("250-STARTTLS") || transcript.contains("250 STARTTLS"), "{transcript}");
+    assert!(
+        transcript.contains("250-STARTTLS") || transcript.contains("250 STARTTLS"),
+        "{transcript}"
+    );
     assert!(transcript.contains("235 2.7.0"), "{transcript}");
-    assert!(transcript.contains("250 2.0.0 OK queued as"), "{transcript}");
+    assert!(
+        transcript.contains("250 2.0.0 OK queued as"),
+        "{transcript}"
+    );
     // The API key never appears in the gateway's output.
     let key_secret = s.smtp.gw.key.rsplit('_').next().unwrap().to_string();
 
@@ -79,7 +111,10 @@ async fn swaks_starttls_auth_plain_with_api_key_becomes_a_delivery_with_origin_s
     assert_eq!(d["origin"], "smtp");
     assert_eq!(d["sender"], "alice@partner.example");
     assert_eq!(d["recipients"], serde_json::json!(["bob@ourcorp.example"]));
-    assert!(d["message"].as_str().unwrap().contains("hello from swaks"), "{d}");
+    assert!(
+        d["message"].as_str().unwrap().contains("hello from swaks"),
+        "{d}"
+    );
     let files = d["files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "{d}");
     let f = file(&s.smtp.gw, &s.certs, files[0].as_str().unwrap()).await;
@@ -88,7 +123,10 @@ async fn swaks_starttls_auth_plain_with_api_key_becomes_a_delivery_with_origin_s
     assert!(f["created_by"].as_str().unwrap().starts_with("key:"), "{f}");
     wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
     let page = metrics(s.smtp.gw.admin).await;
-    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#), Some(1.0));
+    assert_eq!(
+        metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#),
+        Some(1.0)
+    );
     assert!(!s.smtp.gw.proc.stderr().contains(&key_secret));
     assert!(!s.smtp.gw.proc.stdout().contains(&key_secret));
 }
@@ -101,8 +139,20 @@ async fn auth_with_bridge_user_over_implicit_tls_and_refusals() {
     let smtps = s.smtp.smtps.port().to_string();
     // A bridge user (argon2id) over implicit TLS with AUTH LOGIN.
     let r = smtplib(&[
-        "--port", &smtps, "--ssl", "--cafile", &ca, "--user", BRIDGE_USER, "--password",
-        BRIDGE_PASSWORD, "--mech", "LOGIN", "--to", "carol@ourcorp.example", "--subject",
+        "--port",
+        &smtps,
+        "--ssl",
+        "--cafile",
+        &ca,
+        "--user",
+        BRIDGE_USER,
+        "--password",
+        BRIDGE_PASSWORD,
+        "--mech",
+        "LOGIN",
+        "--to",
+        "carol@ourcorp.example",
+        "--subject",
         "bridge user",
     ]);
     assert_eq!(code(&r, "auth"), 235, "{r}");
@@ -113,8 +163,15 @@ async fn auth_with_bridge_user_over_implicit_tls_and_refusals() {
 
     // AUTH before TLS: 538, and EHLO in clear does not offer AUTH.
     let r = smtplib(&[
-        "--port", &port, "--raw-auth", "--user", "any", "--password", &s.smtp.gw.key,
-        "--to", "bob@ourcorp.example",
+        "--port",
+        &port,
+        "--raw-auth",
+        "--user",
+        "any",
+        "--password",
+        &s.smtp.gw.key,
+        "--to",
+        "bob@ourcorp.example",
     ]);
     assert_eq!(code(&r, "auth"), 538, "{r}");
     assert!(!r["ehlo"][1].as_str().unwrap().contains("AUTH"), "{r}");
@@ -123,30 +180,66 @@ async fn auth_with_bridge_user_over_implicit_tls_and_refusals() {
     // Wrong passwords: 535 for a bridge user and for a wrong API key.
     for (user, pw) in [(BRIDGE_USER, "wrong"), ("any", "mgw_nosuchkey_secret")] {
         let r = smtplib(&[
-            "--port", &port, "--starttls", "--cafile", &ca, "--user", user, "--password", pw,
-            "--to", "bob@ourcorp.example",
+            "--port",
+            &port,
+            "--starttls",
+            "--cafile",
+            &ca,
+            "--user",
+            user,
+            "--password",
+            pw,
+            "--to",
+            "bob@ourcorp.example",
         ]);
         assert_eq!(code(&r, "auth"), 535, "{r}");
         assert!(r["auth"][1].as_str().unwrap().starts_with("5.7.8"), "{r}");
     }
     // Without AUTH no mail is accepted.
-    let r = smtplib(&["--port", &port, "--starttls", "--cafile", &ca, "--to", "bob@ourcorp.example"]);
+    let r = smtplib(&[
+        "--port",
+        &port,
+        "--starttls",
+        "--cafile",
+        &ca,
+        "--to",
+        "bob@ourcorp.example",
+    ]);
     assert_eq!(code(&r, "mail"), 530, "{r}");
     let page = metrics(s.smtp.gw.admin).await;
-    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="auth_failed"}"#), Some(2.0));
-    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="auth_without_tls"}"#), Some(1.0));
+    assert_eq!(
+        metric(&page, r#"mft_smtp_rejections_total{reason="auth_failed"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(
+            &page,
+            r#"mft_smtp_rejections_total{reason="auth_without_tls"}"#
+        ),
+        Some(1.0)
+    );
     // Audit: successes and failures recorded, never the secret.
     let audit_path = s.dir.join("gateway-data/audit.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let audit = loop {
         let audit = std::fs::read_to_string(&audit_path).unwrap_or_default();
-        let auths: Vec<&str> = audit.lines().filter(|l| l.contains(r#""event":"smtp_auth""#)).collect();
-        if auths.iter().filter(|l| l.contains(r#""decision":"deny""#)).count() >= 2
+        let auths: Vec<&str> = audit
+            .lines()
+            .filter(|l| l.contains(r#""event":"smtp_auth""#))
+            .collect();
+        if auths
+            .iter()
+            .filter(|l| l.contains(r#""decision":"deny""#))
+            .count()
+            >= 2
             && auths.iter().any(|l| l.contains(r#""decision":"allow""#))
         {
             break audit;
         }
-        assert!(std::time::Instant::now() < deadline, "smtp_auth records missing:\n{audit}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "smtp_auth records missing:\n{audit}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(!audit.contains(BRIDGE_PASSWORD));
@@ -157,17 +250,28 @@ async fn auth_with_bridge_user_over_implicit_tls_and_refusals() {
 async fn policy_refusals_unknown_recipient_sender_size_and_malformed() {
     let s = stack(r#"max_message_bytes = "64 KiB""#).await;
     // A recipient outside the organisation's domains: 550 5.1.1 (others still accepted).
-    let r = s.send("mixed", &["bob@elsewhere.example", "bob@ourcorp.example"], &[]);
+    let r = s.send(
+        "mixed",
+        &["bob@elsewhere.example", "bob@ourcorp.example"],
+        &[],
+    );
     assert_eq!(code(&r, "auth"), 235, "{r}");
     assert_eq!(r["rcpt"][0][0], 550, "{r}");
-    assert!(r["rcpt"][0][1].as_str().unwrap().starts_with("5.1.1"), "{r}");
+    assert!(
+        r["rcpt"][0][1].as_str().unwrap().starts_with("5.1.1"),
+        "{r}"
+    );
     assert_eq!(r["rcpt"][1][0], 250, "{r}");
     assert_eq!(code(&r, "data"), 250, "{r}");
     let d = wait_delivery(&s.smtp.gw, &s.certs, "mixed", LONG).await;
     assert_eq!(d["recipients"], serde_json::json!(["bob@ourcorp.example"]));
 
     // A sender domain that is not allowed.
-    let r = s.send("x", &["bob@ourcorp.example"], &["--from", "eve@evil.example"]);
+    let r = s.send(
+        "x",
+        &["bob@ourcorp.example"],
+        &["--from", "eve@evil.example"],
+    );
     assert_eq!(code(&r, "mail"), 550, "{r}");
 
     // Over SIZE: announced in MAIL FROM, and (not announced) while receiving DATA.
@@ -191,10 +295,25 @@ async fn policy_refusals_unknown_recipient_sender_size_and_malformed() {
 
     wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
     let page = metrics(s.smtp.gw.admin).await;
-    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#), Some(1.0));
-    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="too_big"}"#), Some(1.0));
-    assert_eq!(metric(&page, r#"mft_smtp_messages_total{outcome="unparseable"}"#), Some(1.0));
-    assert_eq!(metric(&page, r#"mft_smtp_rejections_total{reason="recipient_domain"}"#), Some(1.0));
+    assert_eq!(
+        metric(&page, r#"mft_smtp_messages_total{outcome="accepted"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&page, r#"mft_smtp_messages_total{outcome="too_big"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&page, r#"mft_smtp_messages_total{outcome="unparseable"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(
+            &page,
+            r#"mft_smtp_rejections_total{reason="recipient_domain"}"#
+        ),
+        Some(1.0)
+    );
     assert_eq!(deliveries(&s.smtp.gw, &s.certs).await.len(), 1);
 }
 
@@ -204,7 +323,11 @@ async fn twenty_mib_attachment_with_rfc2231_name_arrives_intact() {
     let (path, sha) = attachment(&s.dir, "big.bin", 20 << 20, 3);
     let path = path.display().to_string();
     let name = "Übersicht März – 2026.bin";
-    let r = s.send("twenty mib", &["bob@ourcorp.example"], &["--attach", &path, "--attach-name", name]);
+    let r = s.send(
+        "twenty mib",
+        &["bob@ourcorp.example"],
+        &["--attach", &path, "--attach-name", name],
+    );
     assert_eq!(code(&r, "data"), 250, "{r}");
     let d = wait_delivery(&s.smtp.gw, &s.certs, "twenty mib", LONG).await;
     let files = d["files"].as_array().unwrap();
@@ -247,5 +370,99 @@ async fn accepted_message_survives_sigkill_while_backend_is_down_and_is_delivere
     wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
     // Still exactly one after the worker had time to (wrongly) repeat it.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(deliveries_with_subject(&s.smtp.gw, &s.certs, "crash safe").await.len(), 1);
+    assert_eq!(
+        deliveries_with_subject(&s.smtp.gw, &s.certs, "crash safe")
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn failed_bridge_logins_feed_the_defender_and_a_banned_client_is_refused_at_connect() {
+    let s = stack("\n[defender]\nthreshold = 2\n").await;
+    let (ca, port) = (s.ca(), s.port());
+    let wrong = |to: &str| {
+        smtplib(&[
+            "--port",
+            &port,
+            "--starttls",
+            "--cafile",
+            &ca,
+            "--user",
+            BRIDGE_USER,
+            "--password",
+            "not-the-password",
+            "--to",
+            to,
+        ])
+    };
+    assert_eq!(code(&wrong("bob@ourcorp.example"), "auth"), 535);
+    assert_eq!(code(&wrong("bob@ourcorp.example"), "auth"), 535);
+    // Banned now: even the right password gets no further than the greeting.
+    let r = smtplib(&[
+        "--port",
+        &port,
+        "--starttls",
+        "--cafile",
+        &ca,
+        "--user",
+        BRIDGE_USER,
+        "--password",
+        BRIDGE_PASSWORD,
+        "--to",
+        "bob@ourcorp.example",
+    ]);
+    assert_eq!(code(&r, "connect"), 554, "{r}");
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(
+        metric(
+            &page,
+            r#"mft_smtp_sessions_total{outcome="refused_banned"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_message_the_backend_refuses_moves_to_spool_failed_with_the_reason() {
+    let s = stack("").await;
+    // Accepted by SMTP (it parses), refused by the backend (a NUL in the text).
+    let raw = s.dir.join("nul.eml");
+    std::fs::write(
+        &raw,
+        "From: alice@partner.example\r\nTo: bob@ourcorp.example\r\nSubject: refused later\r\n\r\nbefore\0after\r\n",
+    )
+    .unwrap();
+    let raw = raw.display().to_string();
+    let r = s.send("refused later", &["bob@ourcorp.example"], &["--raw", &raw]);
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    let failed = s.dir.join("gateway-data/spool/failed");
+    let deadline = std::time::Instant::now() + LONG;
+    let reason = loop {
+        let reason = std::fs::read_dir(&failed)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().ends_with(".reason"));
+        if let Some(e) = reason {
+            break std::fs::read_to_string(e.path()).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing in spool/failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains("400"), "{reason}");
+    wait_spool_depth(s.smtp.gw.admin, 0.0, LONG).await;
+    assert!(
+        deliveries_with_subject(&s.smtp.gw, &s.certs, "refused later")
+            .await
+            .is_empty()
+    );
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(
+        metric(&page, r#"mft_smtp_spool_failed_total{stage="delivery"}"#),
+        Some(1.0)
+    );
 }

@@ -86,9 +86,8 @@ impl Users {
     /// Fails when a hash is not a valid PHC string.
     pub fn new(users: &[SmtpUser]) -> anyhow::Result<Users> {
         for (i, u) in users.iter().enumerate() {
-            PasswordHash::new(&u.password_hash).map_err(|e| {
-                anyhow::anyhow!("smtp.users[{i}].password_hash ({}): {e}", u.name)
-            })?;
+            PasswordHash::new(&u.password_hash)
+                .map_err(|e| anyhow::anyhow!("smtp.users[{i}].password_hash ({}): {e}", u.name))?;
         }
         Ok(Users {
             users: users.to_vec(),
@@ -186,7 +185,11 @@ async fn check_user(
 /// argon2id verification (constant time inside the crate); blocking.
 pub fn verify_password(phc: &str, password: &str) -> bool {
     PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -241,4 +244,3 @@ mod tests {
         assert!(!verify_password("not a hash", "bridge-pass"));
     }
 }
-

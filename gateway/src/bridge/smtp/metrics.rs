@@ -25,11 +25,17 @@ impl SmtpMetrics {
             &["outcome"],
         )?;
         let messages = IntCounterVec::new(
-            Opts::new("mft_smtp_messages_total", "Messages received over SMTP DATA by outcome."),
+            Opts::new(
+                "mft_smtp_messages_total",
+                "Messages received over SMTP DATA by outcome.",
+            ),
             &["outcome"],
         )?;
         let rejections = IntCounterVec::new(
-            Opts::new("mft_smtp_rejections_total", "SMTP commands refused, by reason."),
+            Opts::new(
+                "mft_smtp_rejections_total",
+                "SMTP commands refused, by reason.",
+            ),
             &["reason"],
         )?;
         let spool_depth = IntGauge::new(

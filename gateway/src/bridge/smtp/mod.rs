@@ -81,8 +81,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         listeners.push((addr, true));
     }
     for (addr, implicit_tls) in listeners {
-        let listener = bind(ctx, addr)
-            .with_context(|| format!("smtp: cannot listen on {addr}"))?;
+        let listener = bind(ctx, addr).with_context(|| format!("smtp: cannot listen on {addr}"))?;
         tracing::info!(%addr, implicit_tls, "smtp listener started");
         ctx.runtime
             .spawn(accept_loop(shared.clone(), listener, implicit_tls));

@@ -34,7 +34,10 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(domain_of("a@OurCorp.Example").as_deref(), Some("ourcorp.example"));
+        assert_eq!(
+            domain_of("a@OurCorp.Example").as_deref(),
+            Some("ourcorp.example")
+        );
         assert_eq!(domain_of("a@b.example.").as_deref(), Some("b.example"));
         assert_eq!(domain_of("nobody"), None);
         assert_eq!(domain_of("a@"), None);

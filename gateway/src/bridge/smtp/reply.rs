@@ -8,7 +8,8 @@ pub const RECIPIENT_OK: &str = "250 2.1.5 Recipient OK\r\n";
 pub const START_DATA: &str = "354 Start mail input; end with <CRLF>.<CRLF>\r\n";
 pub const START_TLS: &str = "220 2.0.0 Ready to start TLS\r\n";
 pub const AUTH_OK: &str = "235 2.7.0 Authentication successful\r\n";
-pub const VRFY: &str = "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
+pub const VRFY: &str =
+    "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n";
 pub const HELP: &str = "214 2.0.0 See RFC 5321\r\n";
 pub const BYE: &str = "221 2.0.0 Bye\r\n";
 
@@ -97,7 +98,11 @@ pub fn syntax(what: &str) -> String {
 
 /// 555 for a MAIL/RCPT parameter we do not support.
 pub fn unsupported_parameter(param: &str) -> String {
-    let param: String = param.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
+    let param: String = param
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
     format!("555 5.5.4 Unsupported parameter {param}\r\n")
 }
 

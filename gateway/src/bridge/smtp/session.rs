@@ -358,7 +358,10 @@ impl Session {
                 self.refuse(conn, "auth_cancelled", reply::AUTH_CANCELLED);
                 return Ok(None);
             }
-            ("PLAIN", auth::decode_b64(&response).and_then(|r| auth::decode_plain(&r)))
+            (
+                "PLAIN",
+                auth::decode_b64(&response).and_then(|r| auth::decode_plain(&r)),
+            )
         } else if mechanism == AUTH_LOGIN {
             let user = if initial.is_empty() {
                 conn.send(reply::AUTH_USERNAME);
@@ -469,7 +472,11 @@ impl Session {
         let sender = self.mail_from.take().unwrap_or_default();
         let recipients = std::mem::take(&mut self.rcpts);
         if discard.is_some() {
-            self.shared.metrics.messages.with_label_values(&["too_big"]).inc();
+            self.shared
+                .metrics
+                .messages
+                .with_label_values(&["too_big"])
+                .inc();
             self.refuse(conn, "too_big", reply::MESSAGE_TOO_BIG);
             return Ok(None);
         }
@@ -481,7 +488,11 @@ impl Session {
             .map_err(|e| io::Error::other(e.to_string()))?;
         if let Err(e) = parsed {
             tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
-            self.shared.metrics.messages.with_label_values(&["unparseable"]).inc();
+            self.shared
+                .metrics
+                .messages
+                .with_label_values(&["unparseable"])
+                .inc();
             self.refuse(conn, "unparseable", reply::UNPARSEABLE);
             return Ok(None);
         }
@@ -503,12 +514,20 @@ impl Session {
             Ok(()) => {
                 tracing::info!(id = %meta.id, size, recipients = meta.recipients.len(),
                     principal = %meta.principal, "smtp message spooled");
-                self.shared.metrics.messages.with_label_values(&["accepted"]).inc();
+                self.shared
+                    .metrics
+                    .messages
+                    .with_label_values(&["accepted"])
+                    .inc();
                 conn.send(&reply::queued(&meta.id));
             }
             Err(e) => {
                 tracing::error!(error = %e, "smtp spool write failed; answered 451");
-                self.shared.metrics.messages.with_label_values(&["spool_error"]).inc();
+                self.shared
+                    .metrics
+                    .messages
+                    .with_label_values(&["spool_error"])
+                    .inc();
                 self.shared.metrics.reject("spool_error");
                 conn.send(reply::SPOOL_FAILED);
             }

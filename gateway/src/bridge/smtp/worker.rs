@@ -48,7 +48,10 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
         }
         if retry {
             let wait = jitter(backoff);
-            tracing::info!(retry_in_ms = wait.as_millis() as u64, "smtp spool: backend unavailable");
+            tracing::info!(
+                retry_in_ms = wait.as_millis() as u64,
+                "smtp spool: backend unavailable"
+            );
             tokio::time::sleep(wait).await;
             backoff = (backoff * 2).min(cfg.retry_max_interval);
         } else {
@@ -89,7 +92,16 @@ async fn deliver(
     let parsed = match parsed {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {
-            fail(ctx, spool, metrics, id, Some(&meta), "parse", &e.to_string()).await;
+            fail(
+                ctx,
+                spool,
+                metrics,
+                id,
+                Some(&meta),
+                "parse",
+                &e.to_string(),
+            )
+            .await;
             return Attempt::Done;
         }
         Err(_) => return Attempt::Retry,
@@ -125,7 +137,10 @@ async fn deliver(
             // A crash between the backend's answer and the removal, then new
             // uploads on the retry: the key exists with the first delivery.
             // The key is this entry's alone, so the message was delivered.
-            tracing::warn!(id, "smtp message was delivered before (idempotency key in use)");
+            tracing::warn!(
+                id,
+                "smtp message was delivered before (idempotency key in use)"
+            );
             if let Err(e) = spool.remove(id).await {
                 tracing::error!(error = %e, "cannot remove a delivered spool entry");
             }
@@ -136,7 +151,16 @@ async fn deliver(
             Attempt::Retry
         }
         Err(e) => {
-            fail(ctx, spool, metrics, id, Some(&meta), "delivery", &e.to_string()).await;
+            fail(
+                ctx,
+                spool,
+                metrics,
+                id,
+                Some(&meta),
+                "delivery",
+                &e.to_string(),
+            )
+            .await;
             Attempt::Done
         }
     }
@@ -158,7 +182,12 @@ async fn fail(
     stage: &str,
     reason: &str,
 ) {
-    tracing::error!(id, stage, reason, "smtp message refused permanently; moved to spool/failed");
+    tracing::error!(
+        id,
+        stage,
+        reason,
+        "smtp message refused permanently; moved to spool/failed"
+    );
     metrics.spool_failed.with_label_values(&[stage]).inc();
     let mut r = AuditRecord::new("smtp_delivery");
     r.principal = meta.map(|m| m.principal.clone());
