@@ -20,12 +20,12 @@ pub fn sender_allowed(cfg: &Smtp, address: &str) -> bool {
     if cfg.allowed_sender_domains.is_empty() {
         return true;
     }
-    domain_of(address).is_some_and(|d| cfg.allowed_sender_domains.iter().any(|a| *a == d))
+    domain_of(address).is_some_and(|d| cfg.allowed_sender_domains.contains(&d))
 }
 
 /// Whether a recipient is in one of our organisation's e-mail domains.
 pub fn recipient_local(email_domains: &[String], address: &str) -> bool {
-    domain_of(address).is_some_and(|d| email_domains.iter().any(|a| *a == d))
+    domain_of(address).is_some_and(|d| email_domains.contains(&d))
 }
 
 #[cfg(test)]
