@@ -319,6 +319,65 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
 #[cfg(test)]
 mod tests {
     use super::Cidr;
+    use crate::{load_str, ConfigError};
+    use std::path::Path;
+    use std::time::Duration;
+
+    const BASE: &str = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n\
+        [backend]\nurl = \"http://127.0.0.1:8080\"\n";
+
+    fn issues(smtp: &str) -> Vec<String> {
+        match load_str(&format!("{BASE}{smtp}"), Path::new("gateway.toml")) {
+            Err(ConfigError::Invalid { issues, path }) => issues
+                .iter()
+                .map(|i| i.display_in(&path).to_string())
+                .collect(),
+            Err(e) => panic!("unexpected error kind: {e}"),
+            Ok(_) => panic!("config was accepted"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let text = format!(
+            "{BASE}[smtp]\nlisten = \"127.0.0.1:2525\"\nmax_message_bytes = \"10 MiB\"\n\
+             allowed_client_networks = [\"10.0.0.0/8\"]\nallowed_sender_domains = [\"Partner.Example\"]\n\
+             [[smtp.users]]\nname = \"scanner\"\npassword_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA\"\n"
+        );
+        let c = load_str(&text, Path::new("gateway.toml")).unwrap().config;
+        let s = c.smtp.unwrap();
+        assert_eq!(s.listen, "127.0.0.1:2525".parse().unwrap());
+        assert_eq!(s.max_message_bytes, 10 << 20);
+        assert!(s.require_auth);
+        assert_eq!(s.allowed_sender_domains, ["partner.example"]);
+        assert_eq!(s.command_timeout, Duration::from_secs(300));
+        assert_eq!(s.users[0].scopes, ["files:write", "deliveries:write"]);
+        let none = load_str(BASE, Path::new("gateway.toml")).unwrap().config;
+        assert!(none.smtp.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_keys() {
+        let all = issues(
+            "[smtp]\nrequire_tls_for_auth = false\nallowed_client_networks = [\"10.0.0.0/40\"]\n\
+             max_message_bytes = 10\nmax_recipients = 0\n\
+             [[smtp.users]]\nname = \"x\"\npassword_hash = \"plain\"\n",
+        )
+        .join("\n");
+        for key in [
+            "smtp.listen",
+            "smtp.require_tls_for_auth",
+            "smtp.allowed_client_networks[0]",
+            "smtp.max_message_bytes",
+            "smtp.max_recipients",
+            "smtp.users[0].password_hash",
+        ] {
+            assert!(all.contains(key), "{key} missing in:\n{all}");
+        }
+        assert!(issues("[smtp]\nlisten = \"127.0.0.1:25\"\nbogus = 1\n")
+            .join("\n")
+            .contains("bogus"));
+    }
 
     #[test]
     fn cidr_contains() {
