@@ -201,7 +201,10 @@ impl Spool {
         let why = inner.failed.join(format!("{id}.reason"));
         let reason = format!("{reason}\n");
         tokio::task::spawn_blocking(move || {
-            fs::write(&why, reason).map_err(io_err("write", &why))?;
+            let mut f = File::create(&why).map_err(io_err("create", &why))?;
+            f.write_all(reason.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(io_err("write", &why))?;
             fs::rename(&from, &to).map_err(io_err("move", &from))?;
             sync_dir(&inner.failed)?;
             sync_dir(&inner.dir)
