@@ -224,3 +224,71 @@ pub fn attachment(dir: &Path, name: &str, size: usize, seed: u64) -> (PathBuf, S
     std::fs::write(&path, &data).unwrap();
     (path, hex::encode(sha2::Sha256::digest(&data)))
 }
+
+/// A raw SMTP client for protocol details the real clients hide
+/// (pipelined bytes around STARTTLS, dot-stuffing).
+pub struct RawSmtp<S> {
+    io: tokio::io::BufReader<S>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> RawSmtp<S> {
+    /// Wraps a connected stream.
+    pub fn new(stream: S) -> Self {
+        RawSmtp {
+            io: tokio::io::BufReader::new(stream),
+        }
+    }
+
+    /// Sends `bytes` as they are.
+    pub async fn send(&mut self, bytes: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.io.get_mut().write_all(bytes.as_bytes()).await.unwrap();
+        self.io.get_mut().flush().await.unwrap();
+    }
+
+    /// Reads one (possibly multi-line) reply; returns its lines.
+    pub async fn reply(&mut self) -> Vec<String> {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.io.read_line(&mut line))
+                .await
+                .expect("reply in time")
+                .unwrap();
+            assert!(n > 0, "connection closed after {lines:?}");
+            let line = line.trim_end().to_string();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines;
+            }
+        }
+    }
+
+    /// The stream (to upgrade it to TLS); unread buffered bytes are dropped.
+    pub fn into_inner(self) -> S {
+        self.io.into_inner()
+    }
+}
+
+/// TLS client handshake on an SMTP connection after `220 Ready to start TLS`.
+pub async fn starttls(
+    certs: &Certs,
+    tcp: tokio::net::TcpStream,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(certs.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}

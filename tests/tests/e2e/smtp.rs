@@ -466,3 +466,56 @@ async fn a_message_the_backend_refuses_moves_to_spool_failed_with_the_reason() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn starttls_forgets_the_plain_session_and_drops_pipelined_bytes_and_data_is_dot_unstuffed() {
+    use base64::Engine;
+    let s = stack("").await;
+    let tcp = tokio::net::TcpStream::connect(s.smtp.smtp).await.unwrap();
+    let mut c = RawSmtp::new(tcp);
+    assert!(c.reply().await[0].starts_with("220 mx.ourcorp.example"));
+    c.send("EHLO client.example\r\n").await;
+    let ehlo = c.reply().await;
+    assert!(ehlo.iter().any(|l| l.ends_with("STARTTLS")), "{ehlo:?}");
+    assert!(!ehlo.iter().any(|l| l.contains("AUTH")), "{ehlo:?}");
+    // An injected command behind STARTTLS must not be executed after TLS.
+    c.send("STARTTLS\r\nNOOP\r\n").await;
+    assert!(c.reply().await[0].starts_with("220 2.0.0"));
+    let tls = starttls(&s.certs, c.into_inner()).await;
+    let mut c = RawSmtp::new(tls);
+    // The EHLO from before TLS is forgotten: MAIL needs a new EHLO.
+    c.send("MAIL FROM:<alice@partner.example>\r\n").await;
+    let r = c.reply().await;
+    assert!(
+        r[0].starts_with("503 5.5.1"),
+        "{r:?} (a NOOP reply here would be the injection)"
+    );
+    c.send("EHLO client.example\r\n").await;
+    let ehlo = c.reply().await;
+    assert!(
+        ehlo.iter().any(|l| l.ends_with("AUTH PLAIN LOGIN")),
+        "{ehlo:?}"
+    );
+    assert!(!ehlo.iter().any(|l| l.contains("STARTTLS")), "{ehlo:?}");
+    let token =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0svc\0{}", s.smtp.gw.key));
+    // PIPELINING: the whole transaction up to DATA in one write.
+    c.send(&format!(
+        "AUTH PLAIN {token}\r\nMAIL FROM:<alice@partner.example>\r\nRCPT TO:<bob@ourcorp.example>\r\nDATA\r\n"
+    ))
+    .await;
+    assert!(c.reply().await[0].starts_with("235 2.7.0"));
+    assert!(c.reply().await[0].starts_with("250 2.1.0"));
+    assert!(c.reply().await[0].starts_with("250 2.1.5"));
+    assert!(c.reply().await[0].starts_with("354"));
+    c.send(
+        "From: alice@partner.example\r\nTo: bob@ourcorp.example\r\nSubject: dots\r\n\r\n\
+         first\r\n..starts with a dot\r\n.\r\nQUIT\r\n",
+    )
+    .await;
+    let r = c.reply().await;
+    assert!(r[0].starts_with("250 2.0.0 OK queued as"), "{r:?}");
+    assert!(c.reply().await[0].starts_with("221"));
+    let d = wait_delivery(&s.smtp.gw, &s.certs, "dots", LONG).await;
+    assert_eq!(d["message"], "first\r\n.starts with a dot\r\n", "{d}");
+}
