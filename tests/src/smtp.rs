@@ -27,8 +27,14 @@ pub struct SmtpGateway {
     pub smtps: SocketAddr,
 }
 
-/// `[organization]` and `[smtp]` tables; `extra` adds lines to `[smtp]`.
+/// `[organization]` and `[smtp]` tables; `extra` adds lines to `[smtp]`
+/// (and replaces the loopback-only `allowed_client_networks` if it sets them).
 pub fn smtp_tables(smtp: SocketAddr, smtps: SocketAddr, extra: &str) -> String {
+    let networks = if extra.contains("allowed_client_networks") {
+        ""
+    } else {
+        r#"allowed_client_networks = ["127.0.0.0/8", "::1/128"]"#
+    };
     format!(
         r#"[organization]
 name = "ourcorp"
@@ -39,7 +45,7 @@ listen = "{smtp}"
 tls_listen = "{smtps}"
 hostname = "mx.{DOMAIN}"
 allowed_sender_domains = ["partner.example", "{DOMAIN}"]
-allowed_client_networks = ["127.0.0.0/8", "::1/128"]
+{networks}
 retry_max_interval = "2s"
 {extra}
 

@@ -519,3 +519,30 @@ async fn starttls_forgets_the_plain_session_and_drops_pipelined_bytes_and_data_i
     let d = wait_delivery(&s.smtp.gw, &s.certs, "dots", LONG).await;
     assert_eq!(d["message"], "first\r\n.starts with a dot\r\n", "{d}");
 }
+
+#[tokio::test]
+async fn a_client_outside_the_allowed_networks_is_refused_at_connect() {
+    let s = stack(r#"allowed_client_networks = ["192.0.2.0/24"]"#).await;
+    let port = s.port();
+    let r = smtplib(&["--port", &port, "--to", "bob@ourcorp.example"]);
+    assert_eq!(code(&r, "connect"), 554, "{r}");
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(
+        metric(
+            &page,
+            r#"mft_smtp_sessions_total{outcome="refused_network"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn an_idle_client_is_disconnected_with_421_after_command_timeout() {
+    let s = stack(r#"command_timeout = "1s""#).await;
+    let tcp = tokio::net::TcpStream::connect(s.smtp.smtp).await.unwrap();
+    let mut c = RawSmtp::new(tcp);
+    assert!(c.reply().await[0].starts_with("220"));
+    // Say nothing: the listener gives up after the command timeout.
+    let r = c.reply().await;
+    assert!(r[0].starts_with("421 4.4.2"), "{r:?}");
+}
