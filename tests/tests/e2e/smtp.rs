@@ -546,3 +546,21 @@ async fn an_idle_client_is_disconnected_with_421_after_command_timeout() {
     let r = c.reply().await;
     assert!(r[0].starts_with("421 4.4.2"), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_spool_write_failure_answers_451_never_250() {
+    let s = stack("").await;
+    // Break the spool under the running gateway: its temp directory becomes a file.
+    let tmp = s.dir.join("gateway-data/spool/tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let r = s.send("not queued", &["bob@ourcorp.example"], &[]);
+    assert_eq!(code(&r, "data"), 451, "{r}");
+    assert!(r["data"][1].as_str().unwrap().starts_with("4.3.0"), "{r}");
+    let page = metrics(s.smtp.gw.admin).await;
+    assert_eq!(
+        metric(&page, r#"mft_smtp_messages_total{outcome="spool_error"}"#),
+        Some(1.0)
+    );
+    assert_eq!(metric(&page, "mft_smtp_spool_depth"), Some(0.0));
+}
