@@ -12,6 +12,7 @@ mod e2e {
     pub mod ratelimit;
     pub mod shutdown;
     pub mod signing;
+    pub mod smtp;
     pub mod tls;
     pub mod trust;
     pub mod tus;

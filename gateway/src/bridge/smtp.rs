@@ -1,9 +1,0 @@
-//! The smtp bridge.
-
-use super::BridgeContext;
-use std::sync::Arc;
-
-/// Starts the smtp bridge when it is configured.
-pub fn start(_ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
-    Ok(())
-}

@@ -1,0 +1,246 @@
+//! SMTP AUTH: decoding PLAIN/LOGIN responses and checking the credential.
+//!
+//! Two kinds of login are accepted: a configured bridge user (argon2id hash,
+//! verified on a blocking thread because it costs tens of milliseconds), or
+//! any user name with a service-account API key as the password, checked by
+//! the gateway's [`Authenticator`](crate::auth::Authenticator) for the scope
+//! `POST /api/v1/deliveries` needs. Failures feed the defender; audit records
+//! name the user and outcome, never the password.
+
+use crate::audit::AuditRecord;
+use crate::auth::AuthRequest;
+use crate::bridge::BridgeContext;
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use mft_config::smtp::SmtpUser;
+use mft_filters::decision::Decision;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Who the session acts for once AUTH succeeded (or, without
+/// `require_auth`, the anonymous sender).
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `key:<id>`, `smtp:<user>` or `smtp:anonymous`.
+    pub principal: String,
+    /// Space-separated scopes for the backend calls.
+    pub scopes: String,
+}
+
+/// The result of a login attempt.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Accepted.
+    Ok(Principal),
+    /// Wrong credential, unknown key, missing scope or banned client.
+    Invalid,
+    /// The key store cannot be reached: try later.
+    Unavailable,
+}
+
+/// A user name and password from AUTH PLAIN or LOGIN.
+pub struct Credentials {
+    /// Authentication identity.
+    pub user: String,
+    /// The secret; dropped right after the check.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decodes one base64 SASL response (`=` is the empty response).
+pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if text == "=" {
+        return Some(Vec::new());
+    }
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// Decodes `authzid NUL authcid NUL passwd` (RFC 4616).
+pub fn decode_plain(response: &[u8]) -> Option<Credentials> {
+    let mut parts = response.split(|b| *b == 0);
+    let _authzid = parts.next()?;
+    let user = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let password = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    if parts.next().is_some() || password.is_empty() {
+        return None;
+    }
+    Some(Credentials { user, password })
+}
+
+/// Bridge users with their hashes checked once at start.
+pub struct Users {
+    users: Vec<SmtpUser>,
+}
+
+impl Users {
+    /// Fails when a hash is not a valid PHC string.
+    pub fn new(users: &[SmtpUser]) -> anyhow::Result<Users> {
+        for (i, u) in users.iter().enumerate() {
+            PasswordHash::new(&u.password_hash)
+                .map_err(|e| anyhow::anyhow!("smtp.users[{i}].password_hash ({}): {e}", u.name))?;
+        }
+        Ok(Users {
+            users: users.to_vec(),
+        })
+    }
+
+    fn find(&self, name: &str) -> Option<&SmtpUser> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+/// Checks `creds` from `ip`; audits the outcome.
+pub async fn check(
+    ctx: &Arc<BridgeContext>,
+    users: &Users,
+    ip: IpAddr,
+    mechanism: &'static str,
+    creds: Credentials,
+) -> Outcome {
+    let outcome = match users.find(&creds.user) {
+        Some(user) => check_user(ctx, user.clone(), ip, creds.password).await,
+        None => check_key(ctx, ip, &creds.password).await,
+    };
+    let mut r = AuditRecord::new("smtp_auth");
+    r.client_ip = Some(ip);
+    r.method = Some(format!("AUTH {mechanism}"));
+    match &outcome {
+        Outcome::Ok(p) => {
+            r.principal = Some(p.principal.clone());
+            r.decision = Some("allow");
+        }
+        Outcome::Invalid => {
+            r.decision = Some("deny");
+            r.reason = Some("invalid_credentials".into());
+        }
+        Outcome::Unavailable => {
+            r.decision = Some("deny");
+            r.reason = Some("auth_unavailable".into());
+        }
+    }
+    // The user name is client input: keep it short and printable in the audit.
+    let user: String = creds
+        .user
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(128)
+        .collect();
+    r.path = Some(format!("user:{user}"));
+    ctx.audit.record(r);
+    outcome
+}
+
+async fn check_user(
+    ctx: &Arc<BridgeContext>,
+    user: SmtpUser,
+    ip: IpAddr,
+    password: String,
+) -> Outcome {
+    let defender = ctx.auth.defender().cloned();
+    if let Some(d) = &defender {
+        if d.check(ip, SystemTime::now()).is_some() {
+            return Outcome::Invalid;
+        }
+    }
+    let hash = user.password_hash.clone();
+    // argon2 is deliberately slow: off the runtime's worker threads.
+    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+        .await
+        .unwrap_or(false);
+    if verified {
+        if let Some(d) = &defender {
+            d.record_success(ip);
+        }
+        return Outcome::Ok(Principal {
+            principal: format!("smtp:{}", user.name),
+            scopes: user.scopes.join(" "),
+        });
+    }
+    if let Some(d) = &defender {
+        if let Some(ban) = d.record_failure(ip, SystemTime::now()) {
+            tracing::warn!(client = %ip, score = ban.score, "client banned after repeated SMTP authentication failures");
+            let mut r = AuditRecord::new("ban");
+            r.client_ip = Some(ip);
+            r.reason = Some(format!(
+                "score {} until {}",
+                ban.score,
+                humantime::format_rfc3339_seconds(ban.until)
+            ));
+            ctx.audit.record(r);
+        }
+    }
+    Outcome::Invalid
+}
+
+/// argon2id verification (constant time inside the crate); blocking.
+pub fn verify_password(phc: &str, password: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outcome {
+    let request_id = uuid::Uuid::now_v7().to_string();
+    // The authorizer records failures with the defender and audits them.
+    let decision = ctx
+        .auth
+        .authorize(&AuthRequest {
+            request_id: &request_id,
+            method: "POST",
+            path: "/api/v1/deliveries",
+            client_ip: Some(ip),
+            authorization: None,
+            x_api_key: Some(password.as_bytes()),
+        })
+        .await;
+    match decision {
+        Decision::Continue(identity) => Outcome::Ok(Principal {
+            principal: identity.principal.to_string(),
+            scopes: identity.scopes_header.to_string(),
+        }),
+        Decision::Reject(r) if r.status == 503 => Outcome::Unavailable,
+        Decision::Reject(_) => Outcome::Invalid,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_response() {
+        let c = decode_plain(b"\0user\0secret").unwrap();
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("user", "secret"));
+        let c = decode_plain(b"admin\0user\0pw").unwrap();
+        assert_eq!(c.user, "user");
+        assert!(decode_plain(b"\0user").is_none());
+        assert!(decode_plain(b"\0user\0").is_none());
+        assert!(!format!("{c:?}").contains("pw"));
+        assert_eq!(decode_b64("AHVzZXIAc2VjcmV0").unwrap(), b"\0user\0secret");
+        assert_eq!(decode_b64("=").unwrap(), b"");
+        assert!(decode_b64("***").is_none());
+    }
+
+    #[test]
+    fn argon2id_bridge_password() {
+        // The hash the e2e tests configure (password "bridge-pass").
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
+        assert!(verify_password(phc, "bridge-pass"));
+        assert!(!verify_password(phc, "bridge-pasS"));
+        assert!(!verify_password("not a hash", "bridge-pass"));
+    }
+}

@@ -1,0 +1,210 @@
+//! The SMTP listener: ESMTP with STARTTLS or implicit TLS, AUTH, and a
+//! durable spool drained into the delivery pipeline.
+//!
+//! Layout: [`session`] is the state machine, [`conn`] the buffered IO with
+//! idle limits, [`auth`] the credential checks, [`policy`] the pure
+//! network/domain checks, [`reply`] every reply text, [`worker`] the spool
+//! drain, [`metrics`] the series. See docs/smtp.md.
+
+pub mod auth;
+pub mod conn;
+pub mod metrics;
+pub mod policy;
+pub mod reply;
+pub mod session;
+pub mod worker;
+
+use super::spool::Spool;
+use super::BridgeContext;
+use anyhow::Context;
+use conn::Conn;
+use metrics::SmtpMetrics;
+use mft_config::smtp::Smtp;
+use session::{Exit, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+/// What every session of the listener shares.
+pub struct Shared {
+    /// The bridges' context (auth, audit, pipeline).
+    pub ctx: Arc<BridgeContext>,
+    /// `[smtp]`.
+    pub cfg: Arc<Smtp>,
+    /// `organization.email_domains`, lower case.
+    pub email_domains: Vec<String>,
+    /// The durable spool.
+    pub spool: Spool,
+    /// Series.
+    pub metrics: SmtpMetrics,
+    /// Bridge users.
+    pub users: auth::Users,
+    /// STARTTLS and implicit TLS.
+    pub tls: TlsAcceptor,
+    /// Session slots (`max_connections`).
+    pub conns: Arc<Semaphore>,
+    /// Deadline for a TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Starts the listeners and the spool worker when `[smtp]` is configured.
+/// Binding happens here, so a port in use is a startup error.
+pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
+    let Some(cfg) = ctx.config.smtp.clone() else {
+        return Ok(());
+    };
+    let cfg = Arc::new(cfg);
+    let metrics =
+        SmtpMetrics::new(ctx.metrics.registry()).context("cannot register SMTP metrics")?;
+    let spool_dir = ctx.config.server.data_dir.join("spool");
+    let spool = Spool::open(&spool_dir, metrics.spool_depth.clone())
+        .with_context(|| format!("cannot open the SMTP spool {}", spool_dir.display()))?;
+    let users = auth::Users::new(&cfg.users)?;
+    let tls = tls_acceptor(ctx)?;
+    let shared = Arc::new(Shared {
+        ctx: ctx.clone(),
+        email_domains: ctx.config.organization.email_domains.clone(),
+        spool: spool.clone(),
+        metrics,
+        users,
+        tls,
+        conns: Arc::new(Semaphore::new(cfg.max_connections)),
+        handshake_timeout: ctx.config.server.tls_handshake_timeout,
+        cfg: cfg.clone(),
+    });
+    let mut listeners = vec![(cfg.listen, false)];
+    if let Some(addr) = cfg.tls_listen {
+        listeners.push((addr, true));
+    }
+    for (addr, implicit_tls) in listeners {
+        let listener = bind(ctx, addr).with_context(|| format!("smtp: cannot listen on {addr}"))?;
+        tracing::info!(%addr, implicit_tls, "smtp listener started");
+        ctx.runtime
+            .spawn(accept_loop(shared.clone(), listener, implicit_tls));
+    }
+    ctx.runtime
+        .spawn(worker::run(ctx.clone(), spool, cfg, shared.metrics.clone()));
+    Ok(())
+}
+
+fn bind(ctx: &BridgeContext, addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let std = std::net::TcpListener::bind(addr)?;
+    std.set_nonblocking(true)?;
+    let _guard = ctx.runtime.handle().enter();
+    TcpListener::from_std(std)
+}
+
+/// The HTTPS certificate without ALPN (SMTP negotiates no application protocol).
+fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
+    let https = crate::tls::server_config(ctx.certified_key.clone())
+        .context("smtp: cannot build the TLS configuration")?;
+    let mut config = (*https).clone();
+    config.alpn_protocols.clear();
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, implicit_tls: bool) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    handle(shared, tcp, peer, implicit_tls).await;
+                });
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "smtp accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Refuses a connection with one reply, without waiting for the client.
+async fn refuse(mut tcp: TcpStream, text: &str) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = tcp.write_all(text.as_bytes()).await;
+        let _ = tcp.shutdown().await;
+    })
+    .await;
+}
+
+async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_tls: bool) {
+    let ip = peer.ip();
+    let m = &shared.metrics;
+    if !policy::client_allowed(&shared.cfg.allowed_client_networks, ip) {
+        m.sessions.with_label_values(&["refused_network"]).inc();
+        return refuse(tcp, reply::ACCESS_DENIED).await;
+    }
+    if let Some(d) = shared.ctx.auth.defender() {
+        if d.check(ip, SystemTime::now()).is_some() {
+            m.sessions.with_label_values(&["refused_banned"]).inc();
+            return refuse(tcp, reply::ACCESS_DENIED).await;
+        }
+    }
+    let Ok(_permit) = shared.conns.clone().try_acquire_owned() else {
+        m.sessions.with_label_values(&["refused_busy"]).inc();
+        return refuse(tcp, reply::BUSY).await;
+    };
+    m.sessions.with_label_values(&["accepted"]).inc();
+    let _ = tcp.set_nodelay(true);
+    let write_timeout = shared.cfg.command_timeout;
+    let mut session = Session::new(shared.clone(), peer, implicit_tls);
+    if implicit_tls {
+        let Some(tls) = handshake(&shared, tcp).await else {
+            return;
+        };
+        let mut conn = Conn::new(tls, write_timeout);
+        conn.send(&reply::greeting(&shared.cfg.hostname));
+        run(&mut session, &mut conn).await;
+        return;
+    }
+    let mut conn = Conn::new(tcp, write_timeout);
+    conn.send(&reply::greeting(&shared.cfg.hostname));
+    if let Some(Exit::StartTls) = run(&mut session, &mut conn).await {
+        // Anything pipelined after STARTTLS is dropped with `conn` (RFC 3207).
+        let Some(tls) = handshake(&shared, conn.stream).await else {
+            return;
+        };
+        session.upgraded();
+        let mut conn = Conn::new(tls, write_timeout);
+        run(&mut session, &mut conn).await;
+    }
+}
+
+async fn handshake(
+    shared: &Shared,
+    tcp: TcpStream,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(shared.handshake_timeout, shared.tls.accept(tcp)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "smtp TLS handshake failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Runs the session; closes the connection unless it asked for STARTTLS.
+async fn run<S>(session: &mut Session, conn: &mut Conn<S>) -> Option<Exit>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match session.run(conn).await {
+        Ok(Exit::StartTls) if !session.tls => Some(Exit::StartTls),
+        Ok(_) => {
+            conn.close().await;
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "smtp session ended");
+            None
+        }
+    }
+}

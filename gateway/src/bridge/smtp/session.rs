@@ -1,0 +1,537 @@
+//! One SMTP session: the state machine over any `AsyncRead + AsyncWrite`.
+//!
+//! The plain listener runs it once before STARTTLS; the caller then does
+//! the TLS handshake and runs it again with everything the client said
+//! before forgotten (RFC 3207 4.2). Nothing here calls the backend: a
+//! message is parsed, spooled durably and only then answered with 250.
+
+use super::auth::{self, Credentials, Outcome, Principal};
+use super::conn::{Conn, Read};
+use super::reply;
+use super::{policy, Shared};
+use crate::bridge::message;
+use crate::bridge::spool::{Spool, SpoolMeta};
+use bytes::Bytes;
+use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
+use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Errors tolerated before the connection is closed.
+const MAX_ERRORS: u32 = 10;
+/// Failed AUTH attempts tolerated per session.
+const MAX_AUTH_FAILURES: u32 = 3;
+
+/// How a run of the state machine ended.
+pub enum Exit {
+    /// The session is over (QUIT, EOF, timeout, too many errors).
+    Close,
+    /// STARTTLS was accepted: the caller upgrades the stream.
+    StartTls,
+}
+
+/// A command, owned (smtp-proto's borrows the read buffer).
+enum Cmd {
+    Ehlo(String),
+    Helo(String),
+    Mail { from: String, size: usize },
+    Rcpt(String),
+    Data,
+    Auth { mechanism: u64, initial: String },
+    Noop,
+    Vrfy,
+    Help,
+    StartTls,
+    Rset,
+    Quit,
+    Unsupported,
+}
+
+impl From<Request<Cow<'_, str>>> for Cmd {
+    fn from(r: Request<Cow<'_, str>>) -> Self {
+        match r {
+            Request::Ehlo { host } => Cmd::Ehlo(host.into_owned()),
+            Request::Helo { host } => Cmd::Helo(host.into_owned()),
+            Request::Mail { from } => Cmd::Mail {
+                from: from.address.into_owned(),
+                size: from.size,
+            },
+            Request::Rcpt { to } => Cmd::Rcpt(to.address.into_owned()),
+            Request::Data => Cmd::Data,
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => Cmd::Auth {
+                mechanism,
+                initial: initial_response.into_owned(),
+            },
+            Request::Noop { .. } => Cmd::Noop,
+            Request::Vrfy { .. } => Cmd::Vrfy,
+            Request::Help { .. } => Cmd::Help,
+            Request::StartTls => Cmd::StartTls,
+            Request::Rset => Cmd::Rset,
+            Request::Quit => Cmd::Quit,
+            // LHLO (LMTP), BDAT (CHUNKING is not offered), EXPN, ETRN, ATRN, BURL.
+            _ => Cmd::Unsupported,
+        }
+    }
+}
+
+/// Per-connection state.
+pub struct Session {
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Whether the stream is encrypted.
+    pub tls: bool,
+    helo: Option<String>,
+    identity: Option<Principal>,
+    mail_from: Option<String>,
+    rcpts: Vec<String>,
+    errors: u32,
+    auth_failures: u32,
+}
+
+impl Session {
+    /// A session for a client at `peer`.
+    pub fn new(shared: Arc<Shared>, peer: SocketAddr, tls: bool) -> Self {
+        Session {
+            shared,
+            peer,
+            tls,
+            helo: None,
+            identity: None,
+            mail_from: None,
+            rcpts: Vec::new(),
+            errors: 0,
+            auth_failures: 0,
+        }
+    }
+
+    /// After the TLS handshake: forget everything learnt in clear (RFC 3207).
+    pub fn upgraded(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.identity = None;
+        self.reset_transaction();
+    }
+
+    fn reset_transaction(&mut self) {
+        self.mail_from = None;
+        self.rcpts.clear();
+    }
+
+    /// Counts a refusal; `true` when the client has had too many.
+    fn refuse<S>(&mut self, conn: &mut Conn<S>, reason: &str, text: &str) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.shared.metrics.reject(reason);
+        conn.send(text);
+        self.errors += 1;
+        self.errors >= MAX_ERRORS
+    }
+
+    /// Runs commands until the session ends or asks for TLS.
+    pub async fn run<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Exit>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = self.shared.cfg.clone();
+        let mut receiver = RequestReceiver::default();
+        loop {
+            if conn.pending.is_empty() {
+                match conn.fill(cfg.command_timeout).await? {
+                    Read::Data => {}
+                    Read::Eof => return Ok(Exit::Close),
+                    Read::Timeout => {
+                        conn.send(reply::TIMEOUT);
+                        return Ok(Exit::Close);
+                    }
+                }
+            }
+            let (parsed, consumed) = {
+                let mut iter = conn.pending.iter();
+                let parsed = receiver.ingest(&mut iter).map(Cmd::from);
+                (parsed, conn.pending.len() - iter.len())
+            };
+            match parsed {
+                Err(ProtoError::NeedsMoreData { .. }) => {
+                    // The receiver keeps the partial line itself.
+                    conn.pending.clear();
+                    continue;
+                }
+                _ => {
+                    conn.pending.drain(..consumed);
+                }
+            }
+            let too_many = match parsed {
+                Ok(cmd) => match self.command(conn, cmd).await? {
+                    Some(exit) => return Ok(exit),
+                    None => self.errors >= MAX_ERRORS,
+                },
+                Err(e) => self.protocol_error(conn, e),
+            };
+            if too_many {
+                conn.send(reply::TOO_MANY_ERRORS);
+                return Ok(Exit::Close);
+            }
+        }
+    }
+
+    fn protocol_error<S>(&mut self, conn: &mut Conn<S>, e: ProtoError) -> bool
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match e {
+            ProtoError::UnknownCommand => self.refuse(conn, "syntax", reply::UNKNOWN_COMMAND),
+            ProtoError::InvalidSenderAddress => {
+                self.refuse(conn, "syntax", reply::BAD_SENDER_SYNTAX)
+            }
+            ProtoError::InvalidRecipientAddress => {
+                self.refuse(conn, "syntax", reply::BAD_RECIPIENT_SYNTAX)
+            }
+            ProtoError::SyntaxError { syntax } => {
+                self.refuse(conn, "syntax", &reply::syntax(syntax))
+            }
+            ProtoError::InvalidParameter { param } => {
+                self.refuse(conn, "syntax", &reply::syntax(param))
+            }
+            ProtoError::UnsupportedParameter { param } => {
+                self.refuse(conn, "syntax", &reply::unsupported_parameter(&param))
+            }
+            ProtoError::ResponseTooLong => {
+                // The rest of the over-long line is garbage.
+                conn.pending.clear();
+                self.refuse(conn, "line_too_long", reply::LINE_TOO_LONG)
+            }
+            ProtoError::NeedsMoreData { .. } | ProtoError::InvalidResponse { .. } => {
+                self.refuse(conn, "syntax", reply::UNKNOWN_COMMAND)
+            }
+        }
+    }
+
+    /// Handles one command; `Some` ends this run.
+    async fn command<S>(&mut self, conn: &mut Conn<S>, cmd: Cmd) -> io::Result<Option<Exit>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = self.shared.cfg.clone();
+        match cmd {
+            Cmd::Ehlo(host) => {
+                self.reset_transaction();
+                self.helo = Some(host);
+                conn.send(&reply::ehlo(
+                    &cfg.hostname,
+                    cfg.max_message_bytes,
+                    self.tls,
+                    self.identity.is_some(),
+                ));
+            }
+            Cmd::Helo(host) => {
+                self.reset_transaction();
+                self.helo = Some(host);
+                conn.send(&reply::helo(&cfg.hostname));
+            }
+            Cmd::StartTls => {
+                if self.tls {
+                    self.refuse(conn, "bad_sequence", reply::ALREADY_TLS);
+                } else {
+                    conn.send(reply::START_TLS);
+                    conn.flush().await?;
+                    return Ok(Some(Exit::StartTls));
+                }
+            }
+            Cmd::Auth { mechanism, initial } => {
+                if let Some(exit) = self.auth(conn, mechanism, initial).await? {
+                    return Ok(Some(exit));
+                }
+            }
+            Cmd::Mail { from, size } => self.mail(conn, from, size),
+            Cmd::Rcpt(to) => self.rcpt(conn, to),
+            Cmd::Data => {
+                if self.mail_from.is_none() {
+                    self.refuse(conn, "bad_sequence", reply::NEED_MAIL);
+                } else if self.rcpts.is_empty() {
+                    self.refuse(conn, "bad_sequence", reply::NEED_RCPT);
+                } else {
+                    conn.send(reply::START_DATA);
+                    return self.data(conn).await;
+                }
+            }
+            Cmd::Rset => {
+                self.reset_transaction();
+                conn.send(reply::OK);
+            }
+            Cmd::Noop => conn.send(reply::OK),
+            Cmd::Vrfy => conn.send(reply::VRFY),
+            Cmd::Help => conn.send(reply::HELP),
+            Cmd::Quit => {
+                conn.send(reply::BYE);
+                return Ok(Some(Exit::Close));
+            }
+            Cmd::Unsupported => {
+                self.refuse(conn, "not_implemented", reply::NOT_IMPLEMENTED);
+            }
+        }
+        Ok(None)
+    }
+
+    fn mail<S>(&mut self, conn: &mut Conn<S>, from: String, size: usize)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = &self.shared.cfg;
+        if self.helo.is_none() {
+            self.refuse(conn, "bad_sequence", reply::NEED_EHLO);
+        } else if self.mail_from.is_some() {
+            self.refuse(conn, "bad_sequence", reply::NESTED_MAIL);
+        } else if cfg.require_auth && self.identity.is_none() {
+            self.refuse(conn, "auth_required", reply::AUTH_REQUIRED);
+        } else if size > cfg.max_message_bytes {
+            self.refuse(conn, "too_big", reply::MESSAGE_TOO_BIG);
+        } else if from.is_empty() {
+            self.refuse(conn, "sender_missing", reply::SENDER_REQUIRED);
+        } else if !policy::sender_allowed(cfg, &from) {
+            self.refuse(conn, "sender_domain", reply::SENDER_NOT_ALLOWED);
+        } else {
+            self.mail_from = Some(from);
+            conn.send(reply::SENDER_OK);
+        }
+    }
+
+    fn rcpt<S>(&mut self, conn: &mut Conn<S>, to: String)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.mail_from.is_none() {
+            self.refuse(conn, "bad_sequence", reply::NEED_MAIL);
+        } else if self.rcpts.len() >= self.shared.cfg.max_recipients {
+            self.refuse(conn, "too_many_recipients", reply::TOO_MANY_RECIPIENTS);
+        } else if !policy::recipient_local(&self.shared.email_domains, &to) {
+            self.refuse(conn, "recipient_domain", reply::RECIPIENT_NOT_LOCAL);
+        } else {
+            let to = to.to_lowercase();
+            if !self.rcpts.contains(&to) {
+                self.rcpts.push(to);
+            }
+            conn.send(reply::RECIPIENT_OK);
+        }
+    }
+
+    async fn auth<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        mechanism: u64,
+        initial: String,
+    ) -> io::Result<Option<Exit>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let idle = self.shared.cfg.command_timeout;
+        if !self.tls {
+            self.refuse(conn, "auth_without_tls", reply::ENCRYPTION_REQUIRED);
+            return Ok(None);
+        }
+        if self.identity.is_some() {
+            self.refuse(conn, "bad_sequence", reply::ALREADY_AUTHENTICATED);
+            return Ok(None);
+        }
+        if self.mail_from.is_some() {
+            self.refuse(conn, "bad_sequence", reply::AUTH_IN_TRANSACTION);
+            return Ok(None);
+        }
+        let (name, creds) = if mechanism == AUTH_PLAIN {
+            let response = if initial.is_empty() {
+                conn.send(reply::AUTH_CONTINUE);
+                match conn.read_line(idle).await? {
+                    Some(l) => l,
+                    None => return Ok(Some(Exit::Close)),
+                }
+            } else {
+                initial
+            };
+            if response == "*" {
+                self.refuse(conn, "auth_cancelled", reply::AUTH_CANCELLED);
+                return Ok(None);
+            }
+            (
+                "PLAIN",
+                auth::decode_b64(&response).and_then(|r| auth::decode_plain(&r)),
+            )
+        } else if mechanism == AUTH_LOGIN {
+            let user = if initial.is_empty() {
+                conn.send(reply::AUTH_USERNAME);
+                match conn.read_line(idle).await? {
+                    Some(l) => l,
+                    None => return Ok(Some(Exit::Close)),
+                }
+            } else {
+                initial
+            };
+            if user == "*" {
+                self.refuse(conn, "auth_cancelled", reply::AUTH_CANCELLED);
+                return Ok(None);
+            }
+            conn.send(reply::AUTH_PASSWORD);
+            let password = match conn.read_line(idle).await? {
+                Some(l) => l,
+                None => return Ok(Some(Exit::Close)),
+            };
+            if password == "*" {
+                self.refuse(conn, "auth_cancelled", reply::AUTH_CANCELLED);
+                return Ok(None);
+            }
+            let decode = |t: &str| auth::decode_b64(t).and_then(|b| String::from_utf8(b).ok());
+            let creds = match (decode(&user), decode(&password)) {
+                (Some(user), Some(password)) if !password.is_empty() => {
+                    Some(Credentials { user, password })
+                }
+                _ => None,
+            };
+            ("LOGIN", creds)
+        } else {
+            self.refuse(conn, "auth_mechanism", reply::MECHANISM_UNSUPPORTED);
+            return Ok(None);
+        };
+        let Some(creds) = creds else {
+            self.refuse(conn, "auth_syntax", reply::AUTH_SYNTAX);
+            return Ok(None);
+        };
+        let ip = self.peer.ip();
+        match auth::check(&self.shared.ctx, &self.shared.users, ip, name, creds).await {
+            Outcome::Ok(p) => {
+                tracing::info!(client = %ip, principal = %p.principal, "smtp authenticated");
+                self.identity = Some(p);
+                conn.send(reply::AUTH_OK);
+            }
+            Outcome::Unavailable => {
+                self.shared.metrics.reject("auth_unavailable");
+                conn.send(reply::AUTH_TEMPFAIL);
+            }
+            Outcome::Invalid => {
+                self.auth_failures += 1;
+                self.shared.metrics.reject("auth_failed");
+                conn.send(reply::AUTH_FAILED);
+                if self.auth_failures >= MAX_AUTH_FAILURES {
+                    conn.send(reply::TOO_MANY_AUTH_FAILURES);
+                    return Ok(Some(Exit::Close));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Receives the message (dot-unstuffed, bounded by SIZE), parses it,
+    /// spools it durably and answers.
+    async fn data<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Option<Exit>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let cfg = self.shared.cfg.clone();
+        let max = cfg.max_message_bytes;
+        let mut receiver = DataReceiver::new();
+        let mut message = Vec::new();
+        // The CRLF ending the DATA command starts the first line, so a
+        // leading "." is unstuffed (or ends an empty message) correctly.
+        receiver.ingest(&mut b"\r\n".iter(), &mut message);
+        message.clear();
+        let mut discard: Option<DummyDataReceiver> = None;
+        loop {
+            if conn.pending.is_empty() {
+                match conn.fill(cfg.data_timeout).await? {
+                    Read::Data => {}
+                    Read::Eof => return Ok(Some(Exit::Close)),
+                    Read::Timeout => {
+                        conn.send(reply::TIMEOUT);
+                        return Ok(Some(Exit::Close));
+                    }
+                }
+            }
+            let (done, consumed) = {
+                let mut iter = conn.pending.iter();
+                let done = match &mut discard {
+                    Some(d) => d.ingest(&mut iter),
+                    None => receiver.ingest(&mut iter, &mut message),
+                };
+                (done, conn.pending.len() - iter.len())
+            };
+            conn.pending.drain(..consumed);
+            if discard.is_none() && message.len() > max {
+                // Past SIZE: keep reading to the final dot, keep nothing.
+                discard = Some(DummyDataReceiver::new_data(&receiver));
+                message = Vec::new();
+            }
+            if done {
+                break;
+            }
+        }
+        let sender = self.mail_from.take().unwrap_or_default();
+        let recipients = std::mem::take(&mut self.rcpts);
+        if discard.is_some() {
+            self.shared
+                .metrics
+                .messages
+                .with_label_values(&["too_big"])
+                .inc();
+            self.refuse(conn, "too_big", reply::MESSAGE_TOO_BIG);
+            return Ok(None);
+        }
+        let raw = Bytes::from(message);
+        let check = raw.clone();
+        // Parsing a large message is CPU work: off the async workers.
+        let parsed = tokio::task::spawn_blocking(move || message::parse(&check).map(|_| ()))
+            .await
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Err(e) = parsed {
+            tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
+            self.shared
+                .metrics
+                .messages
+                .with_label_values(&["unparseable"])
+                .inc();
+            self.refuse(conn, "unparseable", reply::UNPARSEABLE);
+            return Ok(None);
+        }
+        let principal = self.identity.clone().unwrap_or_else(|| Principal {
+            principal: "smtp:anonymous".into(),
+            scopes: "files:write deliveries:write".into(),
+        });
+        let meta = SpoolMeta {
+            id: Spool::new_id(),
+            received: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            sender,
+            recipients,
+            principal: principal.principal,
+            scopes: principal.scopes,
+            client_ip: Some(self.peer.ip().to_string()),
+        };
+        let size = raw.len();
+        match self.shared.spool.store(&meta, raw).await {
+            Ok(()) => {
+                tracing::info!(id = %meta.id, size, recipients = meta.recipients.len(),
+                    principal = %meta.principal, "smtp message spooled");
+                self.shared
+                    .metrics
+                    .messages
+                    .with_label_values(&["accepted"])
+                    .inc();
+                conn.send(&reply::queued(&meta.id));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "smtp spool write failed; answered 451");
+                self.shared
+                    .metrics
+                    .messages
+                    .with_label_values(&["spool_error"])
+                    .inc();
+                self.shared.metrics.reject("spool_error");
+                conn.send(reply::SPOOL_FAILED);
+            }
+        }
+        Ok(None)
+    }
+}

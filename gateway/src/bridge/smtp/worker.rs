@@ -1,0 +1,204 @@
+//! The spool worker: delivers spooled messages through the pipeline,
+//! oldest first, and removes an entry only after the backend confirmed.
+//!
+//! A transient failure (backend down, 5xx, timeout, open breaker) stops the
+//! pass and retries after an exponential backoff with full jitter, capped at
+//! `retry_max_interval`; the idempotency key `smtp:<id>` makes a repeated
+//! attempt return the first delivery. A permanent refusal moves the entry to
+//! `spool/failed/` with the reason, audited, for an operator to look at.
+
+use super::metrics::SmtpMetrics;
+use crate::audit::AuditRecord;
+use crate::backend_client::{BackendError, CallContext};
+use crate::bridge::message;
+use crate::bridge::pipeline::DeliveryRequest;
+use crate::bridge::spool::{Spool, SpoolMeta};
+use crate::bridge::BridgeContext;
+use mft_config::smtp::Smtp;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// First retry delay after a transient failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// How often the spool is rescanned without news (a safety net only).
+const IDLE_RESCAN: Duration = Duration::from_secs(30);
+
+enum Attempt {
+    Done,
+    Retry,
+}
+
+/// Runs forever on the bridge runtime.
+pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics: SmtpMetrics) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let ids = match spool.list() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the SMTP spool");
+                Vec::new()
+            }
+        };
+        let mut retry = false;
+        for id in ids {
+            if let Attempt::Retry = deliver(&ctx, &spool, &cfg, &metrics, &id).await {
+                retry = true;
+                break;
+            }
+        }
+        if retry {
+            let wait = jitter(backoff);
+            tracing::info!(
+                retry_in_ms = wait.as_millis() as u64,
+                "smtp spool: backend unavailable"
+            );
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(cfg.retry_max_interval);
+        } else {
+            backoff = FIRST_BACKOFF;
+            spool.wait_new(IDLE_RESCAN).await;
+        }
+    }
+}
+
+/// Full jitter: uniformly in `[0, cap]`, at least a few milliseconds.
+fn jitter(cap: Duration) -> Duration {
+    let mut b = [0u8; 8];
+    let r = getrandom::fill(&mut b).map_or(u64::MAX / 2, |_| u64::from_le_bytes(b));
+    let ms = cap.as_millis().max(1) as u64;
+    Duration::from_millis((r % ms).max(10))
+}
+
+async fn deliver(
+    ctx: &Arc<BridgeContext>,
+    spool: &Spool,
+    cfg: &Smtp,
+    metrics: &SmtpMetrics,
+    id: &str,
+) -> Attempt {
+    let (meta, raw) = match spool.load(id).await {
+        Ok(e) => e,
+        Err(crate::bridge::spool::SpoolError::Corrupt { reason, .. }) => {
+            fail(ctx, spool, metrics, id, None, "corrupt", &reason).await;
+            return Attempt::Done;
+        }
+        Err(e) => {
+            // Gone (already handled) or unreadable: the next pass sees it again.
+            tracing::warn!(error = %e, "smtp spool entry unreadable");
+            return Attempt::Retry;
+        }
+    };
+    let parsed = tokio::task::spawn_blocking(move || message::parse(&raw)).await;
+    let parsed = match parsed {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            fail(
+                ctx,
+                spool,
+                metrics,
+                id,
+                Some(&meta),
+                "parse",
+                &e.to_string(),
+            )
+            .await;
+            return Attempt::Done;
+        }
+        Err(_) => return Attempt::Retry,
+    };
+    let request = DeliveryRequest {
+        ctx: CallContext::new(meta.principal.clone(), &meta.scopes, Some("smtp")),
+        idempotency_key: format!("smtp:{id}"),
+        sender: meta.sender.clone(),
+        recipients: meta.recipients.clone(),
+        subject: parsed.subject.clone(),
+        message: parsed.text.clone(),
+        attachments: &parsed.attachments,
+        folder: cfg.folder.clone(),
+    };
+    match ctx.pipeline.deliver(&request).await {
+        Ok(delivery) => {
+            tracing::info!(id, delivery = %delivery.id, files = parsed.attachments.len(),
+                "smtp message delivered");
+            let mut r = AuditRecord::new("smtp_delivery");
+            r.principal = Some(meta.principal.clone());
+            r.client_ip = meta.client_ip.as_deref().and_then(|i| i.parse().ok());
+            r.decision = Some("allow");
+            r.path = Some(format!("spool:{id} delivery:{}", delivery.id));
+            ctx.audit.record(r);
+            if let Err(e) = spool.remove(id).await {
+                // Delivered; if the entry comes back the idempotency key
+                // returns the same delivery.
+                tracing::error!(error = %e, "cannot remove a delivered spool entry");
+            }
+            Attempt::Done
+        }
+        Err(e) if already_delivered(&e) => {
+            // A crash between the backend's answer and the removal, then new
+            // uploads on the retry: the key exists with the first delivery.
+            // The key is this entry's alone, so the message was delivered.
+            tracing::warn!(
+                id,
+                "smtp message was delivered before (idempotency key in use)"
+            );
+            if let Err(e) = spool.remove(id).await {
+                tracing::error!(error = %e, "cannot remove a delivered spool entry");
+            }
+            Attempt::Done
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!(id, error = %e, "smtp delivery will be retried");
+            Attempt::Retry
+        }
+        Err(e) => {
+            fail(
+                ctx,
+                spool,
+                metrics,
+                id,
+                Some(&meta),
+                "delivery",
+                &e.to_string(),
+            )
+            .await;
+            Attempt::Done
+        }
+    }
+}
+
+/// The backend's 422 for an idempotency key already used with another body.
+fn already_delivered(e: &crate::bridge::pipeline::PipelineError) -> bool {
+    e.stage == "delivery"
+        && matches!(&e.source, BackendError::Status { status: 422, detail, .. }
+            if detail.contains("Idempotency-Key"))
+}
+
+async fn fail(
+    ctx: &Arc<BridgeContext>,
+    spool: &Spool,
+    metrics: &SmtpMetrics,
+    id: &str,
+    meta: Option<&SpoolMeta>,
+    stage: &str,
+    reason: &str,
+) {
+    tracing::error!(
+        id,
+        stage,
+        reason,
+        "smtp message refused permanently; moved to spool/failed"
+    );
+    metrics.spool_failed.with_label_values(&[stage]).inc();
+    let mut r = AuditRecord::new("smtp_delivery");
+    r.principal = meta.map(|m| m.principal.clone());
+    r.client_ip = meta
+        .and_then(|m| m.client_ip.as_deref())
+        .and_then(|i| i.parse().ok());
+    r.decision = Some("deny");
+    r.path = Some(format!("spool:{id}"));
+    r.reason = Some(format!("{stage}: {reason}"));
+    ctx.audit.record(r);
+    if let Err(e) = spool.fail(id, &format!("{stage}: {reason}")).await {
+        tracing::error!(error = %e, "cannot move a failed spool entry");
+    }
+}
