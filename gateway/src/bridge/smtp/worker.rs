@@ -134,9 +134,10 @@ async fn deliver(
             Attempt::Done
         }
         Err(e) if already_delivered(&e) => {
-            // A crash between the backend's answer and the removal, then new
-            // uploads on the retry: the key exists with the first delivery.
-            // The key is this entry's alone, so the message was delivered.
+            // The pipeline's uploads are idempotent too, so a retry after a
+            // crash normally gets the first delivery back as a replay. A 422
+            // on the key can only mean a backend without idempotent uploads
+            // (new file ids): the key is this entry's alone, so it was delivered.
             tracing::warn!(
                 id,
                 "smtp message was delivered before (idempotency key in use)"
