@@ -14,4 +14,5 @@ pub mod limits;
 pub mod problem;
 pub mod ratelimit;
 pub mod signing;
+pub mod trust;
 pub mod validation;
