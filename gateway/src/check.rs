@@ -159,7 +159,7 @@ fn probe_backend(backend: &mft_config::model::Backend) -> Result<String, String>
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); show all.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

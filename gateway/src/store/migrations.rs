@@ -17,18 +17,32 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// `(version, description, sql)` of each SQLite migration, oldest first.
-const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
+const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
     "keys",
     include_str!("../../migrations/sqlite/0001_keys.sql"),
-)];
+    ),
+    (
+        2,
+        "mailbox_state",
+        include_str!("../../migrations/sqlite/0002_mailbox_state.sql"),
+    ),
+];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
     "keys",
     include_str!("../../migrations/postgres/0001_keys.sql"),
-)];
+    ),
+    (
+        2,
+        "mailbox_state",
+        include_str!("../../migrations/postgres/0002_mailbox_state.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(&'static [(i64, &'static str, &'static str)]);
@@ -66,7 +80,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[cfg(test)]
 mod tests {

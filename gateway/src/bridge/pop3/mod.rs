@@ -1,9 +1,9 @@
-//! The imap bridge.
+//! The POP3 poller.
 
 use super::BridgeContext;
 use std::sync::Arc;
 
-/// Starts the imap bridge when it is configured.
+/// Starts one poller per `[[pop3]]` mailbox.
 pub fn start(_ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     Ok(())
 }
