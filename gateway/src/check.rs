@@ -117,10 +117,46 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    check_mailboxes(c, &mut r);
+
     if r.failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// One line per `[[imap]]` / `[[pop3]]` mailbox: logs in and counts messages.
+fn check_mailboxes(c: &mft_config::Config, r: &mut Report) {
+    if c.imap.is_empty() && c.pop3.is_empty() {
+        return;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            r.fail("mailboxes", e);
+            return;
+        }
+    };
+    for m in &c.imap {
+        let what = format!("imap {}", m.conn.name);
+        match rt.block_on(crate::bridge::imap::probe(m)) {
+            Ok(n) => r.ok(
+                &what,
+                format!("{n} message(s) in {} on {}:{}", m.folder, m.conn.host, m.conn.port),
+            ),
+            Err(e) => r.fail(&what, e),
+        }
+    }
+    for m in &c.pop3 {
+        let what = format!("pop3 {}", m.conn.name);
+        match rt.block_on(crate::bridge::pop3::probe(m)) {
+            Ok(n) => r.ok(
+                &what,
+                format!("{n} message(s) on {}:{}", m.conn.host, m.conn.port),
+            ),
+            Err(e) => r.fail(&what, e),
+        }
     }
 }
 
