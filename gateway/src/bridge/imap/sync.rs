@@ -165,10 +165,10 @@ async fn after_upload(p: &Poller, s: &mut Session, caps: &Caps, uid: u32) -> Res
     match &p.mailbox.after_upload {
         AfterUpload::Seen => store_flag(s, limit, &set, "\\Seen").await,
         AfterUpload::Move(target) if caps.mv => {
-            timed(limit, "UID MOVE", s.uid_mv(&set, quoted(target))).await
+            timed(limit, "UID MOVE", s.uid_mv(&set, target)).await
         }
         AfterUpload::Move(target) => {
-            timed(limit, "UID COPY", s.uid_copy(&set, quoted(target))).await?;
+            timed(limit, "UID COPY", s.uid_copy(&set, target)).await?;
             expunge(s, limit, caps, &set).await
         }
         AfterUpload::Delete => expunge(s, limit, caps, &set).await,
@@ -203,11 +203,6 @@ async fn expunge(s: &mut Session, limit: std::time::Duration, caps: &Caps, set: 
         .await
         .map(|_| ())
     }
-}
-
-/// A mailbox name as an IMAP quoted string (config refuses `"` and `\`).
-fn quoted(name: &str) -> String {
-    format!("\"{name}\"")
 }
 
 /// Unsolicited responses (EXISTS, FETCH flags) are not needed between

@@ -1,0 +1,1 @@
+//! POP3 poller against a real Dovecot.
