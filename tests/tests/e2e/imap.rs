@@ -27,6 +27,7 @@ pub fn password_ref(dir: &Path) -> String {
 
 /// Starts the stack; `tables(dovecot, password_ref, ca)` returns the mailbox sections.
 pub async fn mail_stack(
+    backend_extra: &str,
     opts: dovecot::Options,
     before: impl FnOnce(&Dovecot),
     tables: impl FnOnce(&Dovecot, &str, &Path) -> String,
@@ -38,7 +39,7 @@ pub async fn mail_stack(
     before(&dovecot);
     let pw = password_ref(dir.path());
     let t = tables(&dovecot, &pw, &certs.ca);
-    let gateway = start_gateway_with(dir.path(), &certs, &backend.url, "", &t).await;
+    let gateway = start_gateway_with(dir.path(), &certs, &backend.url, backend_extra, &t).await;
     MailStack {
         dir,
         certs,
@@ -151,11 +152,11 @@ pub async fn wait_polls(s: &MailStack, mailbox: &str, n: f64) {
     }
 }
 
-fn payload(seed: u8, len: usize) -> Vec<u8> {
+pub fn payload(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
-fn imap_table(d: &Dovecot, pw: &str, ca: &Path, name: &str, folder: &str, after: &str) -> String {
+pub fn imap_table(d: &Dovecot, pw: &str, ca: &Path, name: &str, folder: &str, after: &str) -> String {
     format!(
         r#"
 [[imap]]
@@ -182,6 +183,7 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
     let a = payload(1, 300_000);
     let b = payload(2, 1234);
     let mut s = mail_stack(
+        "",
         dovecot::Options::default(),
         |d| {
             d.save("INBOX", &dovecot::message("first", "report-a.bin", &a));
@@ -265,6 +267,7 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
 #[tokio::test]
 async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
     let s = mail_stack(
+        "",
         dovecot::Options::default(),
         |d| {
             for f in ["MoveIn", "Done", "DeleteIn"] {
