@@ -343,3 +343,170 @@ pub fn message(subject: &str, name: &str, data: &[u8]) -> Vec<u8> {
     )
     .into_bytes()
 }
+
+/// What the test OAuth2 server saw.
+#[derive(Default, Debug)]
+pub struct OAuthLog {
+    /// Form bodies of the token requests (decoded pairs).
+    pub token_requests: Vec<Vec<(String, String)>>,
+    /// Tokens Dovecot asked about.
+    pub introspected: Vec<String>,
+    /// Access tokens issued.
+    pub issued: Vec<String>,
+}
+
+/// A token endpoint (`POST /token`, refresh-token grant) and an
+/// introspection endpoint (`/introspect`, for Dovecot's oauth2 passdb) on
+/// one loopback HTTP/1.1 port.
+pub struct OAuthServer {
+    /// Address.
+    pub addr: SocketAddr,
+    /// Everything seen.
+    pub log: std::sync::Arc<std::sync::Mutex<OAuthLog>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The refresh token the test server accepts.
+pub const REFRESH_TOKEN: &str = "refresh-token-for-tests";
+/// The client id it expects.
+pub const CLIENT_ID: &str = "mft-gateway-test";
+/// The client secret it expects.
+pub const CLIENT_SECRET: &str = "client-secret-for-tests";
+
+fn form_pairs(body: &str) -> Vec<(String, String)> {
+    body.split('&')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            let dec = |s: &str| {
+                let s = s.replace('+', " ");
+                let bytes = s.as_bytes();
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < bytes.len() {
+                    if bytes[i] == b'%' && i + 2 < bytes.len() {
+                        let h = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                        if let Ok(b) = u8::from_str_radix(h, 16) {
+                            out.push(b);
+                            i += 3;
+                            continue;
+                        }
+                    }
+                    out.push(bytes[i]);
+                    i += 1;
+                }
+                String::from_utf8_lossy(&out).to_string()
+            };
+            Some((dec(k), dec(v)))
+        })
+        .collect()
+}
+
+/// Starts the OAuth2 server.
+pub async fn start_oauth() -> OAuthServer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(OAuthLog::default()));
+    let shared = log.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let log = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head, then as much body as Content-Length says.
+                let (head, mut body) = loop {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break (
+                            String::from_utf8_lossy(&buf[..i]).to_string(),
+                            buf[i + 4..].to_vec(),
+                        );
+                    }
+                };
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0usize);
+                while body.len() < len {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    body.extend_from_slice(&chunk[..n]);
+                }
+                let request_line = head.lines().next().unwrap_or("").to_string();
+                let target = request_line.split(' ').nth(1).unwrap_or("").to_string();
+                let body = String::from_utf8_lossy(&body).to_string();
+                let (status, json) = if target.starts_with("/token") {
+                    let form = form_pairs(&body);
+                    let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+                    let ok = get("grant_type").as_deref() == Some("refresh_token")
+                        && get("refresh_token").as_deref() == Some(REFRESH_TOKEN)
+                        && get("client_id").as_deref() == Some(CLIENT_ID)
+                        && get("client_secret").as_deref() == Some(CLIENT_SECRET);
+                    let mut log = log.lock().unwrap();
+                    log.token_requests.push(form);
+                    if ok {
+                        let token = format!("access-{}", log.issued.len() + 1);
+                        log.issued.push(token.clone());
+                        (
+                            "200 OK",
+                            format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#),
+                        )
+                    } else {
+                        ("400 Bad Request", r#"{"error":"invalid_grant"}"#.to_string())
+                    }
+                } else if target.starts_with("/introspect") {
+                    // POST token=... (introspection_mode = post) or ?token= (tokeninfo).
+                    let mut pairs = form_pairs(&body);
+                    if let Some((_, q)) = target.split_once('?') {
+                        pairs.extend(form_pairs(q));
+                    }
+                    let token = pairs
+                        .iter()
+                        .find(|(k, _)| k == "token")
+                        .map(|(_, v)| v.clone())
+                        .or_else(|| {
+                            head.lines().find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("authorization")
+                                    .then(|| v.trim().strip_prefix("Bearer ").map(str::to_string))?
+                            })
+                        })
+                        .unwrap_or_default();
+                    let mut log = log.lock().unwrap();
+                    log.introspected.push(token.clone());
+                    if log.issued.contains(&token) {
+                        ("200 OK", format!(r#"{{"active":true,"username":"{USER}"}}"#))
+                    } else {
+                        ("200 OK", r#"{"active":false}"#.to_string())
+                    }
+                } else {
+                    ("404 Not Found", "{}".to_string())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+                    json.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    OAuthServer { addr, log, task }
+}

@@ -308,3 +308,84 @@ async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
         "no audit record of the skipped message: {audit}"
     );
 }
+
+fn oauth_block(dir: &Path, oauth: std::net::SocketAddr, table: &str) -> String {
+    let secret = dir.join("oauth-client-secret");
+    std::fs::write(&secret, dovecot::CLIENT_SECRET).unwrap();
+    let refresh = dir.join("oauth-refresh-token");
+    std::fs::write(&refresh, dovecot::REFRESH_TOKEN).unwrap();
+    format!(
+        r#"
+[{table}.oauth2]
+provider = "custom"
+token_url = "http://{oauth}/token"
+client_id = "{id}"
+client_secret = "file:{secret}"
+refresh_token = "file:{refresh}"
+scope = "mail.read offline_access"
+"#,
+        id = dovecot::CLIENT_ID,
+        secret = secret.display(),
+        refresh = refresh.display(),
+    )
+}
+
+#[tokio::test]
+async fn xoauth2_is_accepted_by_dovecots_oauth2_passdb_for_imap_and_pop3() {
+    let oauth = dovecot::start_oauth().await;
+    let introspect = format!("http://{}/introspect", oauth.addr);
+    let s = mail_stack(
+        "",
+        dovecot::Options {
+            introspection_url: Some(introspect),
+        },
+        |d| {
+            d.create_folder("OAuthIn");
+            d.save("OAuthIn", &dovecot::message("by-imap", "i.bin", b"imap oauth"));
+            d.save("INBOX", &dovecot::message("by-pop", "p.bin", b"pop oauth"));
+        },
+        |d, pw, ca| {
+            let dir = Path::new(pw.trim_start_matches("file:")).parent().unwrap();
+            // No password: the [oauth2] table replaces it.
+            let imap = imap_table(d, pw, ca, "oauth-imap", "OAuthIn", "seen")
+                .replace(&format!("password = \"{pw}\"\n"), "");
+            let pop = format!(
+                "\n[[pop3]]\nname = \"oauth-pop\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{}\"\nusername = \"{}\"\npoll_secs = 1\ncommand_timeout = \"10s\"\n",
+                d.pop3s.port(),
+                ca.display(),
+                dovecot::USER
+            );
+            format!(
+                "{imap}{}{pop}{}",
+                oauth_block(dir, oauth.addr, "imap"),
+                oauth_block(dir, oauth.addr, "pop3")
+            )
+        },
+    )
+    .await;
+    let got = wait_deliveries(&s, "one delivery per protocol", |d| d.len() == 2).await;
+    let origins: std::collections::HashSet<&str> =
+        got.iter().map(|d| d["origin"].as_str().unwrap()).collect();
+    assert_eq!(origins, ["imap:oauth-imap", "pop3:oauth-pop"].into());
+    // The gateway used the refresh grant with its client credentials...
+    {
+        let log = oauth.log.lock().unwrap();
+        assert!(!log.token_requests.is_empty());
+        for form in &log.token_requests {
+            let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str());
+            assert_eq!(get("grant_type"), Some("refresh_token"));
+            assert_eq!(get("scope"), Some("mail.read offline_access"));
+        }
+        // ...and Dovecot validated exactly the issued tokens.
+        assert!(!log.introspected.is_empty(), "Dovecot never asked the introspection endpoint");
+        assert!(log.introspected.iter().all(|t| log.issued.contains(t)), "{log:?}");
+    }
+    let dlog = s.dovecot.log();
+    assert!(
+        dlog.contains("method=XOAUTH2") && dlog.lines().any(|l| l.contains("pop3-login") && l.contains("method=XOAUTH2")),
+        "Dovecot did not log XOAUTH2 logins for both protocols:\n{dlog}"
+    );
+    // Tokens never reach the gateway's log.
+    let stderr = s.gateway.proc.stderr();
+    assert!(!stderr.contains("access-1") && !stderr.contains(dovecot::REFRESH_TOKEN));
+}
