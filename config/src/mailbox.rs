@@ -255,7 +255,8 @@ pub struct Pop3 {
 /// does not matter for (attachments are uploads), but memory does.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 50 * 1024 * 1024;
 
-const MICROSOFT_IMAP_SCOPE: &str = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
+const MICROSOFT_IMAP_SCOPE: &str =
+    "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
 const MICROSOFT_POP_SCOPE: &str = "https://outlook.office.com/POP.AccessAsUser.All offline_access";
 const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 const GOOGLE_SCOPE: &str = "https://mail.google.com/";
@@ -277,7 +278,14 @@ fn oauth2(ctx: &mut Ctx<'_>, key: &str, f: OAuth2File, imap: bool) -> Option<OAu
                 Some(format!(
                     "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"
                 )),
-                Some(if imap { MICROSOFT_IMAP_SCOPE } else { MICROSOFT_POP_SCOPE }.to_string()),
+                Some(
+                    if imap {
+                        MICROSOFT_IMAP_SCOPE
+                    } else {
+                        MICROSOFT_POP_SCOPE
+                    }
+                    .to_string(),
+                ),
             )
         }
         "google" => (
@@ -294,13 +302,19 @@ fn oauth2(ctx: &mut Ctx<'_>, key: &str, f: OAuth2File, imap: bool) -> Option<OAu
         }
     };
     if f.tenant.is_some() && provider != "microsoft" {
-        ctx.error(&format!("{key}.tenant"), "only for provider = \"microsoft\"");
+        ctx.error(
+            &format!("{key}.tenant"),
+            "only for provider = \"microsoft\"",
+        );
     }
     let token_url = match f.token_url.or(preset_url) {
         Some(u) => match url::Url::parse(&u) {
             Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
             _ => {
-                ctx.error(&format!("{key}.token_url"), format!("not an http(s) URL: {u:?}"));
+                ctx.error(
+                    &format!("{key}.token_url"),
+                    format!("not an http(s) URL: {u:?}"),
+                );
                 None
             }
         },
@@ -432,7 +446,10 @@ fn connection(
             .map(MailboxAuth::Password),
         (None, Some(o)) => oauth2(ctx, &format!("{key}.oauth2"), o, imap).map(MailboxAuth::OAuth2),
         (Some(_), Some(_)) => {
-            ctx.error(&format!("{key}.password"), "set either password or oauth2, not both");
+            ctx.error(
+                &format!("{key}.password"),
+                "set either password or oauth2, not both",
+            );
             None
         }
         (None, None) => {
@@ -459,7 +476,10 @@ fn connection(
         Some(Size::Text(t)) => match parse_size(&t) {
             Ok(n) if n > 0 => n,
             Ok(_) => {
-                ctx.error(&format!("{key}.max_message_bytes"), "must be greater than zero");
+                ctx.error(
+                    &format!("{key}.max_message_bytes"),
+                    "must be greater than zero",
+                );
                 DEFAULT_MAX_MESSAGE_BYTES
             }
             Err(m) => {
@@ -468,7 +488,10 @@ fn connection(
             }
         },
         Some(Size::Bytes(_)) => {
-            ctx.error(&format!("{key}.max_message_bytes"), "must be greater than zero");
+            ctx.error(
+                &format!("{key}.max_message_bytes"),
+                "must be greater than zero",
+            );
             DEFAULT_MAX_MESSAGE_BYTES
         }
     };
@@ -502,7 +525,10 @@ fn connection(
 fn unique(ctx: &mut Ctx<'_>, proto: &str, names: &[&str]) {
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
-            ctx.error(&format!("{proto}[{i}].name"), format!("{n:?} is used twice"));
+            ctx.error(
+                &format!("{proto}[{i}].name"),
+                format!("{n:?} is used twice"),
+            );
         }
     }
 }
@@ -514,7 +540,9 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
         let after_upload = match f.after_upload.as_deref() {
             None | Some("seen") => AfterUpload::Seen,
             Some("delete") => AfterUpload::Delete,
-            Some(m) if m.starts_with("move:") && m.len() > 5 => AfterUpload::Move(m[5..].to_string()),
+            Some(m) if m.starts_with("move:") && m.len() > 5 => {
+                AfterUpload::Move(m[5..].to_string())
+            }
             Some(other) => {
                 ctx.error(
                     &format!("{key}.after_upload"),
@@ -525,7 +553,10 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
         };
         let folder = f.folder.unwrap_or_else(|| "INBOX".to_string());
         if folder.is_empty() || folder.contains(['"', '\\', '\r', '\n']) {
-            ctx.error(&format!("{key}.folder"), "empty or contains quotes/backslashes");
+            ctx.error(
+                &format!("{key}.folder"),
+                "empty or contains quotes/backslashes",
+            );
         }
         if let AfterUpload::Move(m) = &after_upload {
             if m.contains(['"', '\\', '\r', '\n']) || *m == folder {

@@ -143,7 +143,10 @@ fn check_mailboxes(c: &mft_config::Config, r: &mut Report) {
         match rt.block_on(crate::bridge::imap::probe(m)) {
             Ok(n) => r.ok(
                 &what,
-                format!("{n} message(s) in {} on {}:{}", m.folder, m.conn.host, m.conn.port),
+                format!(
+                    "{n} message(s) in {} on {}:{}",
+                    m.folder, m.conn.host, m.conn.port
+                ),
             ),
             Err(e) => r.fail(&what, e),
         }

@@ -36,7 +36,10 @@ pub struct Dovecot {
 
 fn id(flag: &str) -> u32 {
     let out = Command::new("id").arg(flag).output().expect("run id");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("numeric id")
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("numeric id")
 }
 
 fn user_name() -> String {
@@ -63,7 +66,11 @@ pub fn start(test_dir: &Path, certs: &Certs, opts: Options) -> Dovecot {
     std::fs::create_dir_all(dir.join("run")).unwrap();
     std::fs::create_dir_all(dir.join("mail")).unwrap();
     let root = id("-u") == 0;
-    let (uid, gid) = if root { (65534, 65534) } else { (id("-u"), id("-g")) };
+    let (uid, gid) = if root {
+        (65534, 65534)
+    } else {
+        (id("-u"), id("-g"))
+    };
     if root {
         // Dovecot's unprivileged processes must reach files under the test dir.
         use std::os::unix::fs::PermissionsExt;
@@ -238,7 +245,11 @@ impl Dovecot {
                     );
                 }
                 if let Ok(Some(status)) = self.proc.child.try_wait() {
-                    panic!("dovecot exited ({status}): {}\n{}", self.proc.stderr(), self.log());
+                    panic!(
+                        "dovecot exited ({status}): {}\n{}",
+                        self.proc.stderr(),
+                        self.log()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -292,7 +303,17 @@ impl Dovecot {
     /// `(uid, flags)` of every message in `folder`.
     pub fn messages(&self, folder: &str) -> Vec<(u32, String)> {
         let out = self.doveadm(
-            &["-f", "tab", "fetch", "-u", USER, "uid flags", "mailbox", folder, "all"],
+            &[
+                "-f",
+                "tab",
+                "fetch",
+                "-u",
+                USER,
+                "uid flags",
+                "mailbox",
+                folder,
+                "all",
+            ],
             None,
         );
         out.lines()
@@ -307,7 +328,15 @@ impl Dovecot {
     /// Sets the folder's UIDVALIDITY (the server "renumbers" it).
     pub fn set_uidvalidity(&self, folder: &str, value: u32) {
         self.doveadm(
-            &["mailbox", "update", "-u", USER, "--uid-validity", &value.to_string(), folder],
+            &[
+                "mailbox",
+                "update",
+                "-u",
+                USER,
+                "--uid-validity",
+                &value.to_string(),
+                folder,
+            ],
             None,
         );
     }
@@ -416,7 +445,9 @@ pub async fn start_oauth() -> OAuthServer {
     let shared = log.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let log = shared.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
@@ -439,7 +470,8 @@ pub async fn start_oauth() -> OAuthServer {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0usize);
                 while body.len() < len {
@@ -466,10 +498,15 @@ pub async fn start_oauth() -> OAuthServer {
                         log.issued.push(token.clone());
                         (
                             "200 OK",
-                            format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#),
+                            format!(
+                                r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#
+                            ),
                         )
                     } else {
-                        ("400 Bad Request", r#"{"error":"invalid_grant"}"#.to_string())
+                        (
+                            "400 Bad Request",
+                            r#"{"error":"invalid_grant"}"#.to_string(),
+                        )
                     }
                 } else if target.starts_with("/introspect") {
                     // POST token=... (introspection_mode = post) or ?token= (tokeninfo).
@@ -492,7 +529,10 @@ pub async fn start_oauth() -> OAuthServer {
                     let mut log = log.lock().unwrap();
                     log.introspected.push(token.clone());
                     if log.issued.contains(&token) {
-                        ("200 OK", format!(r#"{{"active":true,"username":"{USER}"}}"#))
+                        (
+                            "200 OK",
+                            format!(r#"{{"active":true,"username":"{USER}"}}"#),
+                        )
                     } else {
                         ("200 OK", r#"{"active":false}"#.to_string())
                     }

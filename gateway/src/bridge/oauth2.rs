@@ -146,8 +146,8 @@ impl TokenSource {
                 error,
             });
         }
-        let answer: TokenAnswer =
-            serde_json::from_slice(&body).map_err(|_| OAuth2Error::Malformed { url: url.clone() })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|_| OAuth2Error::Malformed { url: url.clone() })?;
         let token = answer
             .access_token
             .filter(|t| !t.is_empty())
@@ -189,7 +189,10 @@ mod tests {
             "user=a@b.example\x01auth=Bearer ya29.tok\x01\x01"
         );
         // The example from Google's XOAUTH2 documentation.
-        let g = xoauth2_base64("someuser@example.com", &Secret::new("ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"));
+        let g = xoauth2_base64(
+            "someuser@example.com",
+            &Secret::new("ya29.vF9dft4qmTc2Nvb3RlckBhdHRhdmlzdGEuY29tCg"),
+        );
         assert_eq!(
             g,
             "dXNlcj1zb21ldXNlckBleGFtcGxlLmNvbQFhdXRoPUJlYXJlciB5YTI5LnZGOWRmdDRxbVRjMk52YjNSbGNrQmhkSFJoZG1semRHRXVZMjl0Q2cBAQ=="

@@ -20,8 +20,8 @@ use std::pin::Pin;
 const SQLITE: &[(i64, &str, &str)] = &[
     (
         1,
-    "keys",
-    include_str!("../../migrations/sqlite/0001_keys.sql"),
+        "keys",
+        include_str!("../../migrations/sqlite/0001_keys.sql"),
     ),
     (
         2,
@@ -34,8 +34,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
 const POSTGRES: &[(i64, &str, &str)] = &[
     (
         1,
-    "keys",
-    include_str!("../../migrations/postgres/0001_keys.sql"),
+        "keys",
+        include_str!("../../migrations/postgres/0001_keys.sql"),
     ),
     (
         2,

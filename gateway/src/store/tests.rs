@@ -153,10 +153,16 @@ async fn mailbox_positions_and_uidls(store: KeyStore, _clock: FakeClock) {
     use super::mailbox_state::ImapPosition;
     use std::collections::HashSet;
     assert_eq!(store.imap_position("imap:a").await.unwrap(), None);
-    let p = ImapPosition { uidvalidity: 7, last_uid: 42 };
+    let p = ImapPosition {
+        uidvalidity: 7,
+        last_uid: 42,
+    };
     store.set_imap_position("imap:a", p).await.unwrap();
     // The whole u32 range fits (the columns are 64-bit).
-    let q = ImapPosition { uidvalidity: u32::MAX, last_uid: u32::MAX - 1 };
+    let q = ImapPosition {
+        uidvalidity: u32::MAX,
+        last_uid: u32::MAX - 1,
+    };
     store.set_imap_position("imap:a", q).await.unwrap();
     assert_eq!(store.imap_position("imap:a").await.unwrap(), Some(q));
     assert_eq!(store.imap_position("imap:other").await.unwrap(), None);

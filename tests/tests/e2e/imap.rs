@@ -135,7 +135,11 @@ pub async fn delivered(s: &MailStack, mailbox: &str) -> f64 {
 /// Completed polls of `mailbox` so far (metric).
 pub async fn polls(s: &MailStack, mailbox: &str) -> f64 {
     let page = metrics(s.gateway.admin).await;
-    metric(&page, &format!("mft_mailbox_polls_total{{mailbox=\"{mailbox}\"}}")).unwrap_or(0.0)
+    metric(
+        &page,
+        &format!("mft_mailbox_polls_total{{mailbox=\"{mailbox}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
 
 /// Waits until `mailbox` completed at least `n` polls (passes over the
@@ -153,10 +157,19 @@ pub async fn wait_polls(s: &MailStack, mailbox: &str, n: f64) {
 }
 
 pub fn payload(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
-pub fn imap_table(d: &Dovecot, pw: &str, ca: &Path, name: &str, folder: &str, after: &str) -> String {
+pub fn imap_table(
+    d: &Dovecot,
+    pw: &str,
+    ca: &Path,
+    name: &str,
+    folder: &str,
+    after: &str,
+) -> String {
     format!(
         r#"
 [[imap]]
@@ -204,7 +217,10 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
         assert_eq!(files.len(), 1, "{d}");
         let id = files[0].as_str().unwrap();
         let want = if d["subject"] == "first" { &a } else { &b };
-        assert_eq!(file_sha256(&s, id).await, hex::encode(sha2::Sha256::digest(want)));
+        assert_eq!(
+            file_sha256(&s, id).await,
+            hex::encode(sha2::Sha256::digest(want))
+        );
     }
     // after_upload = "seen": both are \Seen in Dovecot now.
     wait_mailbox(&s, "INBOX", "two seen messages", |m| {
@@ -213,13 +229,18 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
     .await;
 
     // A message arriving while the poller waits (IDLE) is picked up.
-    s.dovecot.save("INBOX", &dovecot::message("third", "c.bin", b"ccc"));
+    s.dovecot
+        .save("INBOX", &dovecot::message("third", "c.bin", b"ccc"));
     wait_deliveries(&s, "the third delivery", |d| d.len() == 3).await;
 
     // Stop the gateway hard, add a message, restart: exactly one more.
     s.gateway.proc.signal("KILL");
-    s.gateway.proc.wait_exit(Duration::from_secs(10)).expect("gateway killed");
-    s.dovecot.save("INBOX", &dovecot::message("fourth", "d.bin", b"dddd"));
+    s.gateway
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("gateway killed");
+    s.dovecot
+        .save("INBOX", &dovecot::message("fourth", "d.bin", b"dddd"));
     let g = &s.gateway;
     s.gateway = launch_gateway(
         s.dir.path(),
@@ -236,7 +257,12 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
     // again (the backend would have deduplicated them by idempotency key,
     // so the count of deliveries alone could not show a repeat).
     wait_polls(&s, "imap:legacy", 1.0).await;
-    assert_eq!(delivered(&s, "imap:legacy").await, 1.0, "{}", s.gateway.proc.stderr());
+    assert_eq!(
+        delivered(&s, "imap:legacy").await,
+        1.0,
+        "{}",
+        s.gateway.proc.stderr()
+    );
     let d = deliveries(&s).await;
     assert_eq!(d.len(), 4, "a restart repeated a delivery: {d:#?}");
     let page = metrics(s.gateway.admin).await;
@@ -250,8 +276,12 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
     // Dovecot does not interrupt an IDLE for it; the next change in the
     // folder (here a fifth message) or the IDLE renewal makes the poller look.
     s.dovecot.set_uidvalidity("INBOX", 4242);
-    s.dovecot.save("INBOX", &dovecot::message("fifth", "e.bin", b"eeeee"));
-    wait_deliveries(&s, "five more after the UIDVALIDITY change", |d| d.len() == 9).await;
+    s.dovecot
+        .save("INBOX", &dovecot::message("fifth", "e.bin", b"eeeee"));
+    wait_deliveries(&s, "five more after the UIDVALIDITY change", |d| {
+        d.len() == 9
+    })
+    .await;
     // One fetch per message of the renumbered folder, each delivered once.
     let deadline = Instant::now() + Duration::from_secs(10);
     while delivered(&s, "imap:legacy").await < 6.0 {
@@ -260,8 +290,12 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
     }
     assert_eq!(delivered(&s, "imap:legacy").await, 6.0);
     assert_eq!(deliveries(&s).await.len(), 9);
-    let audit = std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap_or_default();
-    assert!(audit.contains("UIDVALIDITY"), "no audit record of the reset: {audit}");
+    let audit =
+        std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap_or_default();
+    assert!(
+        audit.contains("UIDVALIDITY"),
+        "no audit record of the reset: {audit}"
+    );
 }
 
 #[tokio::test]
@@ -274,7 +308,10 @@ async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
                 d.create_folder(f);
             }
             d.save("MoveIn", &dovecot::message("to-move", "m.bin", b"move me"));
-            d.save("DeleteIn", &dovecot::message("to-delete", "x.bin", b"delete me"));
+            d.save(
+                "DeleteIn",
+                &dovecot::message("to-delete", "x.bin", b"delete me"),
+            );
             // Not a message: skipped, flagged for a human, never retried.
             d.save("DeleteIn", b"this is not an e-mail at all");
         },
@@ -299,12 +336,18 @@ async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
     assert_eq!(deliveries(&s).await.len(), 2);
     let page = metrics(s.gateway.admin).await;
     assert_eq!(
-        metric(&page, "mft_mailbox_messages_total{mailbox=\"imap:deleter\",outcome=\"failed\"}"),
+        metric(
+            &page,
+            "mft_mailbox_messages_total{mailbox=\"imap:deleter\",outcome=\"failed\"}"
+        ),
         Some(1.0)
     );
-    let audit = std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap_or_default();
+    let audit =
+        std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap_or_default();
     assert!(
-        audit.lines().any(|l| l.contains("\"event\":\"mailbox\"") && l.contains("imap:deleter") && l.contains("skipped")),
+        audit.lines().any(|l| l.contains("\"event\":\"mailbox\"")
+            && l.contains("imap:deleter")
+            && l.contains("skipped")),
         "no audit record of the skipped message: {audit}"
     );
 }
@@ -377,12 +420,21 @@ async fn xoauth2_is_accepted_by_dovecots_oauth2_passdb_for_imap_and_pop3() {
             assert_eq!(get("scope"), Some("mail.read offline_access"));
         }
         // ...and Dovecot validated exactly the issued tokens.
-        assert!(!log.introspected.is_empty(), "Dovecot never asked the introspection endpoint");
-        assert!(log.introspected.iter().all(|t| log.issued.contains(t)), "{log:?}");
+        assert!(
+            !log.introspected.is_empty(),
+            "Dovecot never asked the introspection endpoint"
+        );
+        assert!(
+            log.introspected.iter().all(|t| log.issued.contains(t)),
+            "{log:?}"
+        );
     }
     let dlog = s.dovecot.log();
     assert!(
-        dlog.contains("method=XOAUTH2") && dlog.lines().any(|l| l.contains("pop3-login") && l.contains("method=XOAUTH2")),
+        dlog.contains("method=XOAUTH2")
+            && dlog
+                .lines()
+                .any(|l| l.contains("pop3-login") && l.contains("method=XOAUTH2")),
         "Dovecot did not log XOAUTH2 logins for both protocols:\n{dlog}"
     );
     // Tokens never reach the gateway's log.

@@ -3,7 +3,7 @@
 //! and removed once it is back), and `mft-gateway check` for every mailbox.
 
 use super::imap::{
-    deliveries, delivered, file_sha256, imap_table, mail_stack, payload, wait_deliveries,
+    delivered, deliveries, file_sha256, imap_table, mail_stack, payload, wait_deliveries,
     wait_mailbox, MailStack,
 };
 use mft_e2e::dovecot::{self, Dovecot};
@@ -62,23 +62,39 @@ async fn pop3_deletes_only_after_the_backend_confirmed() {
     assert_eq!(got[0]["origin"], "pop3:legacy-pop");
     assert_eq!(got[0]["subject"], "pop-first");
     let id = got[0]["files"][0].as_str().unwrap();
-    assert_eq!(file_sha256(&s, id).await, hex::encode(sha2::Sha256::digest(&a)));
-    wait_mailbox(&s, "INBOX", "the delivered message deleted", |m| m.is_empty()).await;
+    assert_eq!(
+        file_sha256(&s, id).await,
+        hex::encode(sha2::Sha256::digest(&a))
+    );
+    wait_mailbox(&s, "INBOX", "the delivered message deleted", |m| {
+        m.is_empty()
+    })
+    .await;
 
     // Backend down: the poller fetches the message, cannot deliver it, and
     // leaves it on the server.
     let backend_addr: std::net::SocketAddr =
         s.backend.url.trim_start_matches("http://").parse().unwrap();
     s.backend.proc.signal("KILL");
-    s.backend.proc.wait_exit(Duration::from_secs(10)).expect("backend killed");
-    s.dovecot.save("INBOX", &dovecot::message("pop-second", "pop-b.bin", b"second"));
+    s.backend
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("backend killed");
+    s.dovecot.save(
+        "INBOX",
+        &dovecot::message("pop-second", "pop-b.bin", b"second"),
+    );
     wait_metric(
         &s,
         "mft_mailbox_messages_total{mailbox=\"pop3:legacy-pop\",outcome=\"retry\"}",
         2.0,
     )
     .await;
-    assert_eq!(s.dovecot.messages("INBOX").len(), 1, "a message was deleted before its delivery");
+    assert_eq!(
+        s.dovecot.messages("INBOX").len(),
+        1,
+        "a message was deleted before its delivery"
+    );
 
     // Backend back: delivered once, then deleted.
     s.backend = start_backend_at(s.dir.path(), backend_addr).await;
@@ -101,7 +117,8 @@ async fn check_reports_every_mailbox_on_its_own_line() {
         // after_upload seen and delete = false: the gateway leaves the count alone.
         |d, pw, ca| {
             imap_table(d, pw, ca, "good-imap", "INBOX", "seen")
-                + &pop3_table(d, pw, ca, "good-pop").replace("poll_secs = 1", "poll_secs = 1\ndelete = false")
+                + &pop3_table(d, pw, ca, "good-pop")
+                    .replace("poll_secs = 1", "poll_secs = 1\ndelete = false")
         },
     )
     .await;
@@ -111,17 +128,32 @@ async fn check_reports_every_mailbox_on_its_own_line() {
             .arg(config)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
     };
     let (ok, stdout) = run(&s.gateway.config);
     assert!(ok, "check failed:\n{stdout}");
     let line = |out: &str, name: &str| {
-        out.lines().find(|l| l.contains(name)).unwrap_or_default().to_string()
+        out.lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
     };
-    assert!(line(&stdout, "imap good-imap").starts_with("ok"), "{stdout}");
-    assert!(line(&stdout, "imap good-imap").contains("2 message(s) in INBOX"), "{stdout}");
+    assert!(
+        line(&stdout, "imap good-imap").starts_with("ok"),
+        "{stdout}"
+    );
+    assert!(
+        line(&stdout, "imap good-imap").contains("2 message(s) in INBOX"),
+        "{stdout}"
+    );
     assert!(line(&stdout, "pop3 good-pop").starts_with("ok"), "{stdout}");
-    assert!(line(&stdout, "pop3 good-pop").contains("2 message(s)"), "{stdout}");
+    assert!(
+        line(&stdout, "pop3 good-pop").contains("2 message(s)"),
+        "{stdout}"
+    );
 
     // A wrong password and a closed port: each fails on its own line, exit 1.
     let wrong = s.dir.path().join("wrong-password");
@@ -140,10 +172,16 @@ async fn check_reports_every_mailbox_on_its_own_line() {
     std::fs::write(&bad, config).unwrap();
     let (ok, stdout) = run(&bad);
     assert!(!ok, "check passed with a wrong password:\n{stdout}");
-    assert!(line(&stdout, "imap good-imap").starts_with("ok"), "{stdout}");
+    assert!(
+        line(&stdout, "imap good-imap").starts_with("ok"),
+        "{stdout}"
+    );
     let l = line(&stdout, "imap bad-login");
     assert!(l.starts_with("FAIL") && l.contains("refused"), "{stdout}");
-    assert!(!stdout.contains("not-the-password"), "a password was printed:\n{stdout}");
+    assert!(
+        !stdout.contains("not-the-password"),
+        "a password was printed:\n{stdout}"
+    );
     let l = line(&stdout, "pop3 no-server");
     assert!(l.starts_with("FAIL") && l.contains("connect"), "{stdout}");
 }

@@ -123,7 +123,9 @@ pub async fn open(
 ) -> Result<Session, ImapError> {
     let limit = conn.command_timeout;
     let addr = format!("{}:{}", conn.host, conn.port);
-    let tcp = match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port))).await {
+    let tcp = match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port)))
+        .await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(source)) => return Err(ImapError::Connect { addr, source }),
         Err(_) => {
@@ -139,7 +141,12 @@ pub async fn open(
         TlsMode::StartTls => {
             let mut plain = async_imap::Client::new(tcp);
             greeting(&mut plain, limit).await?;
-            timed(limit, "STARTTLS", plain.run_command_and_check_ok("STARTTLS", None)).await?;
+            timed(
+                limit,
+                "STARTTLS",
+                plain.run_command_and_check_ok("STARTTLS", None),
+            )
+            .await?;
             plain.into_inner()
         }
     };
@@ -180,9 +187,7 @@ pub async fn open(
             }
             r
         }
-        (MailboxAuth::OAuth2(_), None) => {
-            unreachable_oauth2()?
-        }
+        (MailboxAuth::OAuth2(_), None) => unreachable_oauth2()?,
     };
     match login {
         Ok(Ok(session)) => Ok(session),

@@ -34,7 +34,11 @@ enum Step {
     Retry,
 }
 
-pub(crate) async fn sync(p: &mut Poller, s: &mut Session, caps: &Caps) -> Result<Outcome, ImapError> {
+pub(crate) async fn sync(
+    p: &mut Poller,
+    s: &mut Session,
+    caps: &Caps,
+) -> Result<Outcome, ImapError> {
     let limit = p.mailbox.conn.command_timeout;
     let folder = p.mailbox.folder.clone();
     let selected = timed(limit, "SELECT", s.select(&folder)).await?;
@@ -47,10 +51,20 @@ pub(crate) async fn sync(p: &mut Poller, s: &mut Session, caps: &Caps) -> Result
             if let Some(old) = previous {
                 tracing::warn!(mailbox = %p.id, old = old.uidvalidity, new = uidvalidity,
                     "UIDVALIDITY changed: the server renumbered the folder, processing it again from the start");
-                audit(&p.ctx.audit, &p.id, "reset", format!(
-                    "UIDVALIDITY of {folder} changed from {} to {uidvalidity}", old.uidvalidity));
+                audit(
+                    &p.ctx.audit,
+                    &p.id,
+                    "reset",
+                    format!(
+                        "UIDVALIDITY of {folder} changed from {} to {uidvalidity}",
+                        old.uidvalidity
+                    ),
+                );
             }
-            let fresh = ImapPosition { uidvalidity, last_uid: 0 };
+            let fresh = ImapPosition {
+                uidvalidity,
+                last_uid: 0,
+            };
             p.ctx.store.set_imap_position(&p.id, fresh).await?;
             fresh
         }
@@ -62,7 +76,12 @@ pub(crate) async fn sync(p: &mut Poller, s: &mut Session, caps: &Caps) -> Result
     // UIDs and sizes first, so an oversized message is never downloaded.
     let from = position.last_uid.saturating_add(1);
     let mut listing: Vec<(u32, u32)> = {
-        let stream = timed(limit, "UID FETCH (sizes)", s.uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)")).await?;
+        let stream = timed(
+            limit,
+            "UID FETCH (sizes)",
+            s.uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)"),
+        )
+        .await?;
         let all: Vec<_> = timed(limit, "UID FETCH (sizes)", stream.try_collect::<Vec<_>>()).await?;
         all.iter()
             .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
@@ -86,15 +105,23 @@ pub(crate) async fn sync(p: &mut Poller, s: &mut Session, caps: &Caps) -> Result
                         return Err(e);
                     }
                     tracing::error!(mailbox = %p.id, uid, error = %e, "after_upload failed; the message stays");
-                    audit(&p.ctx.audit, &p.id, "after_upload_failed", format!("uid {uid}: {e}"));
+                    audit(
+                        &p.ctx.audit,
+                        &p.id,
+                        "after_upload_failed",
+                        format!("uid {uid}: {e}"),
+                    );
                 }
             }
             Step::Skipped => {
                 // Flag it for a human; a refusal to flag changes nothing.
                 let flagged = timed(limit, "UID STORE \\Flagged", async {
-                    let st = s.uid_store(uid.to_string(), "+FLAGS.SILENT (\\Flagged)").await?;
+                    let st = s
+                        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Flagged)")
+                        .await?;
                     st.try_collect::<Vec<_>>().await
-                }).await;
+                })
+                .await;
                 if let Err(e) = flagged {
                     if !e.is_refusal() {
                         return Err(e);
@@ -109,15 +136,35 @@ pub(crate) async fn sync(p: &mut Poller, s: &mut Session, caps: &Caps) -> Result
     Ok(Outcome::Done)
 }
 
-async fn process(p: &mut Poller, s: &mut Session, uidvalidity: u32, uid: u32, size: u32) -> Result<Step, ImapError> {
+async fn process(
+    p: &mut Poller,
+    s: &mut Session,
+    uidvalidity: u32,
+    uid: u32,
+    size: u32,
+) -> Result<Step, ImapError> {
     let limit = p.mailbox.conn.command_timeout;
     let max = p.mailbox.conn.max_message_bytes;
     if u64::from(size) > max {
-        return Ok(skip(p, uid, format!("{size} bytes, more than max_message_bytes {max}")));
+        return Ok(skip(
+            p,
+            uid,
+            format!("{size} bytes, more than max_message_bytes {max}"),
+        ));
     }
     let raw = {
-        let stream = timed(limit, "UID FETCH BODY.PEEK[]", s.uid_fetch(uid.to_string(), "(UID BODY.PEEK[])")).await?;
-        let fetched: Vec<_> = timed(limit, "UID FETCH BODY.PEEK[]", stream.try_collect::<Vec<_>>()).await?;
+        let stream = timed(
+            limit,
+            "UID FETCH BODY.PEEK[]",
+            s.uid_fetch(uid.to_string(), "(UID BODY.PEEK[])"),
+        )
+        .await?;
+        let fetched: Vec<_> = timed(
+            limit,
+            "UID FETCH BODY.PEEK[]",
+            stream.try_collect::<Vec<_>>(),
+        )
+        .await?;
         fetched
             .iter()
             .find(|f| f.uid == Some(uid))
@@ -175,7 +222,12 @@ async fn after_upload(p: &Poller, s: &mut Session, caps: &Caps, uid: u32) -> Res
     }
 }
 
-async fn store_flag(s: &mut Session, limit: std::time::Duration, set: &str, flag: &str) -> Result<(), ImapError> {
+async fn store_flag(
+    s: &mut Session,
+    limit: std::time::Duration,
+    set: &str,
+    flag: &str,
+) -> Result<(), ImapError> {
     timed(limit, "UID STORE", async {
         let st = s.uid_store(set, format!("+FLAGS.SILENT ({flag})")).await?;
         st.try_collect::<Vec<_>>().await
@@ -186,7 +238,12 @@ async fn store_flag(s: &mut Session, limit: std::time::Duration, set: &str, flag
 
 /// `\Deleted` then UID EXPUNGE (only this message) where UIDPLUS exists,
 /// else EXPUNGE (which also removes other messages already flagged deleted).
-async fn expunge(s: &mut Session, limit: std::time::Duration, caps: &Caps, set: &str) -> Result<(), ImapError> {
+async fn expunge(
+    s: &mut Session,
+    limit: std::time::Duration,
+    caps: &Caps,
+    set: &str,
+) -> Result<(), ImapError> {
     store_flag(s, limit, set, "\\Deleted").await?;
     if caps.uidplus {
         timed(limit, "UID EXPUNGE", async {

@@ -90,6 +90,7 @@ impl Handles {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        self.last_success.set(i64::try_from(now).unwrap_or(i64::MAX));
+        self.last_success
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
     }
 }

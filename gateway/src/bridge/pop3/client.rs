@@ -101,16 +101,19 @@ impl Pop3 {
     ) -> Result<Pop3, Pop3Error> {
         let limit = conn.command_timeout;
         let addr = format!("{}:{}", conn.host, conn.port);
-        let tcp = match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port))).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(Pop3Error::Connect { addr, source }),
-            Err(_) => {
-                return Err(Pop3Error::Timeout {
-                    what: format!("connect to {addr}"),
-                    secs: limit.as_secs(),
-                })
-            }
-        };
+        let tcp =
+            match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port)))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(Pop3Error::Connect { addr, source }),
+                Err(_) => {
+                    return Err(Pop3Error::Timeout {
+                        what: format!("connect to {addr}"),
+                        secs: limit.as_secs(),
+                    })
+                }
+            };
         let _ = tcp.set_nodelay(true);
         let tcp = match conn.tls {
             TlsMode::Implicit => tcp,
@@ -131,16 +134,19 @@ impl Pop3 {
                 plain.io.into_inner()
             }
         };
-        let stream = match tokio::time::timeout(limit, tls.connector.connect(tls.server_name.clone(), tcp)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(source)) => return Err(Pop3Error::Tls { addr, source }),
-            Err(_) => {
-                return Err(Pop3Error::Timeout {
-                    what: format!("TLS handshake with {addr}"),
-                    secs: limit.as_secs(),
-                })
-            }
-        };
+        let stream =
+            match tokio::time::timeout(limit, tls.connector.connect(tls.server_name.clone(), tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(Pop3Error::Tls { addr, source }),
+                Err(_) => {
+                    return Err(Pop3Error::Timeout {
+                        what: format!("TLS handshake with {addr}"),
+                        secs: limit.as_secs(),
+                    })
+                }
+            };
         let mut s = Wire {
             io: BufReader::new(stream),
             limit,
@@ -152,15 +158,20 @@ impl Pop3 {
         match (&conn.auth, tokens) {
             (MailboxAuth::Password(p), _) => {
                 if unsafe_text(&conn.username) || unsafe_text(p.expose()) {
-                    return Err(protocol("USER/PASS", "user name or password contains a line break"));
+                    return Err(protocol(
+                        "USER/PASS",
+                        "user name or password contains a line break",
+                    ));
                 }
-                s.command(&format!("USER {}", conn.username), "USER").await?;
+                s.command(&format!("USER {}", conn.username), "USER")
+                    .await?;
                 s.command(&format!("PASS {}", p.expose()), "PASS").await?;
             }
             (MailboxAuth::OAuth2(_), Some(tokens)) => {
                 let token = tokens.access_token().await?;
                 let initial = xoauth2_base64(&conn.username, &token);
-                s.send(&format!("AUTH XOAUTH2 {initial}"), "AUTH XOAUTH2").await?;
+                s.send(&format!("AUTH XOAUTH2 {initial}"), "AUTH XOAUTH2")
+                    .await?;
                 let line = s.line("AUTH XOAUTH2").await?;
                 if line.starts_with("+ ") || line == "+" {
                     // The failure continuation: answer empty, then -ERR follows.
@@ -225,10 +236,19 @@ impl Pop3 {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let read = tokio::time::timeout(self.limit, (&mut self.io).take(max + 3).read_until(b'\n', &mut line)).await;
+            let read = tokio::time::timeout(
+                self.limit,
+                (&mut self.io).take(max + 3).read_until(b'\n', &mut line),
+            )
+            .await;
             match read {
                 Err(_) => return Err(timeout("RETR", self.limit)),
-                Ok(Err(source)) => return Err(Pop3Error::Io { what: "RETR".into(), source }),
+                Ok(Err(source)) => {
+                    return Err(Pop3Error::Io {
+                        what: "RETR".into(),
+                        source,
+                    })
+                }
                 Ok(Ok(0)) => return Err(closed("RETR")),
                 Ok(Ok(_)) => {}
             }
@@ -238,7 +258,11 @@ impl Pop3 {
             if line == b".\r\n" || line == b".\n" {
                 return Ok(out);
             }
-            let body: &[u8] = if line.starts_with(b"..") { &line[1..] } else { &line };
+            let body: &[u8] = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line
+            };
             out.extend_from_slice(body);
             if out.len() as u64 > max + 2 {
                 return Err(Pop3Error::TooLarge { n, max });
@@ -268,20 +292,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         .await
         {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(Pop3Error::Io { what: what.into(), source }),
+            Ok(Err(source)) => Err(Pop3Error::Io {
+                what: what.into(),
+                source,
+            }),
             Err(_) => Err(timeout(what, self.limit)),
         }
     }
 
     async fn line(&mut self, what: &str) -> Result<String, Pop3Error> {
         let mut buf = Vec::new();
-        let read = tokio::time::timeout(self.limit, (&mut self.io).take(MAX_LINE as u64).read_until(b'\n', &mut buf)).await;
+        let read = tokio::time::timeout(
+            self.limit,
+            (&mut self.io)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut buf),
+        )
+        .await;
         match read {
             Err(_) => Err(timeout(what, self.limit)),
-            Ok(Err(source)) => Err(Pop3Error::Io { what: what.into(), source }),
+            Ok(Err(source)) => Err(Pop3Error::Io {
+                what: what.into(),
+                source,
+            }),
             Ok(Ok(0)) => Err(closed(what)),
-            Ok(Ok(_)) if !buf.ends_with(b"\n") => Err(protocol(what, &String::from_utf8_lossy(&buf))),
-            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()),
+            Ok(Ok(_)) if !buf.ends_with(b"\n") => {
+                Err(protocol(what, &String::from_utf8_lossy(&buf)))
+            }
+            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()),
         }
     }
 

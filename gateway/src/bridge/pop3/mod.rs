@@ -152,7 +152,10 @@ impl Poller {
         let max = self.mailbox.conn.max_message_bytes;
         let size = s.size(n).await?;
         if size > max {
-            return Ok(self.skip(uidl, format!("{size} bytes, more than max_message_bytes {max}")));
+            return Ok(self.skip(
+                uidl,
+                format!("{size} bytes, more than max_message_bytes {max}"),
+            ));
         }
         let raw = match s.retr(n, max).await {
             Ok(raw) => raw,
@@ -192,7 +195,12 @@ impl Poller {
     fn skip(&self, uidl: &str, why: String) -> Step {
         self.metrics.failed.inc();
         tracing::error!(mailbox = %self.id, uidl, reason = %why, "message skipped (left on the server)");
-        audit(&self.ctx.audit, &self.id, "skipped", format!("uidl {uidl}: {why}"));
+        audit(
+            &self.ctx.audit,
+            &self.id,
+            "skipped",
+            format!("uidl {uidl}: {why}"),
+        );
         Step::Skipped
     }
 }
