@@ -522,9 +522,12 @@ fn connection(
     })
 }
 
-fn unique(ctx: &mut Ctx<'_>, proto: &str, names: &[&str]) {
+/// Names must be unique per protocol (they key the stored state); checked
+/// on the file so a mailbox with other errors still counts.
+fn unique(ctx: &mut Ctx<'_>, proto: &str, names: &[Option<String>]) {
     for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
+        let Some(n) = n else { continue };
+        if names[..i].iter().any(|m| m.as_ref() == Some(n)) {
             ctx.error(
                 &format!("{proto}[{i}].name"),
                 format!("{n:?} is used twice"),
@@ -534,6 +537,8 @@ fn unique(ctx: &mut Ctx<'_>, proto: &str, names: &[&str]) {
 }
 
 pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> {
+    let names: Vec<Option<String>> = file.iter().map(|f| f.conn.name.clone()).collect();
+    unique(ctx, "imap", &names);
     let mut out = Vec::new();
     for (i, f) in file.into_iter().enumerate() {
         let key = format!("imap[{i}]");
@@ -575,12 +580,12 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
             });
         }
     }
-    let names: Vec<&str> = out.iter().map(|m| m.conn.name.as_str()).collect();
-    unique(ctx, "imap", &names);
     out
 }
 
 pub(crate) fn convert_pop3(file: Vec<Pop3File>, ctx: &mut Ctx<'_>) -> Vec<Pop3> {
+    let names: Vec<Option<String>> = file.iter().map(|f| f.conn.name.clone()).collect();
+    unique(ctx, "pop3", &names);
     let mut out = Vec::new();
     for (i, f) in file.into_iter().enumerate() {
         let key = format!("pop3[{i}]");
@@ -591,7 +596,116 @@ pub(crate) fn convert_pop3(file: Vec<Pop3File>, ctx: &mut Ctx<'_>) -> Vec<Pop3> 
             });
         }
     }
-    let names: Vec<&str> = out.iter().map(|m| m.conn.name.as_str()).collect();
-    unique(ctx, "pop3", &names);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const BASE: &str = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n";
+
+    fn load(extra: &str) -> Result<crate::Loaded, String> {
+        crate::load_str(&format!("{BASE}{extra}"), Path::new("/etc/mft/gateway.toml"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_the_microsoft_preset() {
+        let c = load(
+            r#"
+[[imap]]
+name = "m365"
+host = "outlook.office365.com"
+username = "svc@ourcorp.example"
+[imap.oauth2]
+provider = "microsoft"
+tenant = "ourcorp.example"
+client_id = "abc"
+refresh_token = "literal-refresh"
+
+[[pop3]]
+name = "pop"
+host = "outlook.office365.com"
+username = "svc@ourcorp.example"
+recipients = ["a@ourcorp.example"]
+sender = "fixed@ourcorp.example"
+subject = "From the mailbox"
+[pop3.oauth2]
+provider = "microsoft"
+client_id = "abc"
+refresh_token = "literal-refresh"
+"#,
+        )
+        .unwrap()
+        .config;
+        let m = &c.imap[0];
+        assert_eq!((m.conn.port, m.conn.tls), (993, TlsMode::Implicit));
+        assert_eq!(m.folder, "INBOX");
+        assert!(m.idle);
+        assert_eq!(m.after_upload, AfterUpload::Seen);
+        assert_eq!(m.conn.principal, "imap:m365");
+        assert_eq!(m.conn.scopes, ["files:write", "deliveries:write"]);
+        assert_eq!(m.conn.mapping.sender, SenderMap::From);
+        assert_eq!(m.conn.mapping.recipients, RecipientsMap::To);
+        let MailboxAuth::OAuth2(o) = &m.conn.auth else { panic!("oauth2 expected") };
+        assert_eq!(
+            o.token_url.as_str(),
+            "https://login.microsoftonline.com/ourcorp.example/oauth2/v2.0/token"
+        );
+        assert_eq!(o.scope.as_deref(), Some(MICROSOFT_IMAP_SCOPE));
+        let p = &c.pop3[0];
+        assert_eq!(p.conn.port, 995);
+        assert!(p.delete);
+        let MailboxAuth::OAuth2(o) = &p.conn.auth else { panic!("oauth2 expected") };
+        assert!(o.token_url.as_str().contains("/organizations/"));
+        assert_eq!(o.scope.as_deref(), Some(MICROSOFT_POP_SCOPE));
+        assert_eq!(p.conn.mapping.sender, SenderMap::Fixed("fixed@ourcorp.example".into()));
+        assert_eq!(
+            p.conn.mapping.recipients,
+            RecipientsMap::Fixed(vec!["a@ourcorp.example".into()])
+        );
+        assert_eq!(p.conn.mapping.subject, TextMap::Fixed("From the mailbox".into()));
+        assert_eq!(p.conn.mapping.message, TextMap::FromMail);
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_key() {
+        let e = load(
+            r#"
+[[imap]]
+name = "a"
+host = "h"
+username = "u"
+password = "p"
+after_upload = "archive"
+recipients = "bcc"
+tls = "ssl"
+[imap.oauth2]
+provider = "google"
+client_id = "x"
+refresh_token = "r"
+
+[[imap]]
+name = "a"
+host = "h"
+username = "u"
+password = "p"
+"#,
+        )
+        .unwrap_err();
+        for key in [
+            "imap[0].after_upload",
+            "imap[0].recipients",
+            "imap[0].tls",
+            "imap[0].password",
+            "imap[1].name",
+        ] {
+            assert!(e.contains(key), "{key} missing in: {e}");
+        }
+        let e = load("[[pop3]]\nname = \"p\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\nfolder = \"INBOX\"\n")
+            .unwrap_err();
+        assert!(e.contains("folder"), "{e}");
+    }
 }
