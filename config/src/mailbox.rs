@@ -607,8 +607,11 @@ mod tests {
     const BASE: &str = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n";
 
     fn load(extra: &str) -> Result<crate::Loaded, String> {
-        crate::load_str(&format!("{BASE}{extra}"), Path::new("/etc/mft/gateway.toml"))
-            .map_err(|e| e.to_string())
+        crate::load_str(
+            &format!("{BASE}{extra}"),
+            Path::new("/etc/mft/gateway.toml"),
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -649,7 +652,9 @@ refresh_token = "literal-refresh"
         assert_eq!(m.conn.scopes, ["files:write", "deliveries:write"]);
         assert_eq!(m.conn.mapping.sender, SenderMap::From);
         assert_eq!(m.conn.mapping.recipients, RecipientsMap::To);
-        let MailboxAuth::OAuth2(o) = &m.conn.auth else { panic!("oauth2 expected") };
+        let MailboxAuth::OAuth2(o) = &m.conn.auth else {
+            panic!("oauth2 expected")
+        };
         assert_eq!(
             o.token_url.as_str(),
             "https://login.microsoftonline.com/ourcorp.example/oauth2/v2.0/token"
@@ -658,15 +663,23 @@ refresh_token = "literal-refresh"
         let p = &c.pop3[0];
         assert_eq!(p.conn.port, 995);
         assert!(p.delete);
-        let MailboxAuth::OAuth2(o) = &p.conn.auth else { panic!("oauth2 expected") };
+        let MailboxAuth::OAuth2(o) = &p.conn.auth else {
+            panic!("oauth2 expected")
+        };
         assert!(o.token_url.as_str().contains("/organizations/"));
         assert_eq!(o.scope.as_deref(), Some(MICROSOFT_POP_SCOPE));
-        assert_eq!(p.conn.mapping.sender, SenderMap::Fixed("fixed@ourcorp.example".into()));
+        assert_eq!(
+            p.conn.mapping.sender,
+            SenderMap::Fixed("fixed@ourcorp.example".into())
+        );
         assert_eq!(
             p.conn.mapping.recipients,
             RecipientsMap::Fixed(vec!["a@ourcorp.example".into()])
         );
-        assert_eq!(p.conn.mapping.subject, TextMap::Fixed("From the mailbox".into()));
+        assert_eq!(
+            p.conn.mapping.subject,
+            TextMap::Fixed("From the mailbox".into())
+        );
         assert_eq!(p.conn.mapping.message, TextMap::FromMail);
     }
 

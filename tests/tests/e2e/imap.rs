@@ -441,3 +441,72 @@ async fn xoauth2_is_accepted_by_dovecots_oauth2_passdb_for_imap_and_pop3() {
     let stderr = s.gateway.proc.stderr();
     assert!(!stderr.contains("access-1") && !stderr.contains(dovecot::REFRESH_TOKEN));
 }
+
+/// A server that accepts connections and never says a word is a fault no
+/// real Dovecot shows on demand, so a bare TCP listener plays it.
+#[tokio::test]
+async fn a_silent_server_times_out_and_the_poller_reconnects() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    let pw = password_ref(dir.path());
+    let table = format!(
+        "[[imap]]\nname = \"silent\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nusername = \"u\"\npassword = \"{pw}\"\ncommand_timeout = \"1s\"\n",
+        silent.port()
+    );
+    let gateway = start_gateway_with(dir.path(), &certs, &backend.url, "", &table).await;
+    // Each attempt gives up after 1 s and another follows after the backoff.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the poller hung on a silent server: {}",
+            gateway.proc.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gateway
+            .proc
+            .stderr()
+            .contains("greeting: no answer within 1 s"),
+        "{}",
+        gateway.proc.stderr()
+    );
+    let page = metrics(gateway.admin).await;
+    assert_eq!(
+        metric(&page, "mft_mailbox_connected{mailbox=\"imap:silent\"}"),
+        Some(0.0)
+    );
+    // `check` reports it in bounded time, too.
+    let started = Instant::now();
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args(["check", "--config"])
+        .arg(&gateway.config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("imap silent"))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("FAIL") && line.contains("no answer within 1 s"),
+        "{stdout}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

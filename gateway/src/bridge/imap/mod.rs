@@ -9,8 +9,9 @@
 //! store the UID. A crash between delivery and store repeats the delivery
 //! call, which the backend answers with the first delivery: exactly once.
 //!
-//! Then IDLE (re-issued every 25 minutes, below the 29 of RFC 2177) when the
-//! server offers it, else wait `poll_secs`. Any failure of the connection
+//! Then IDLE (re-issued every 25 minutes, below the 29 of RFC 2177, or after
+//! 5 minutes without a keepalive) when the server offers it, else wait
+//! `poll_secs`. Any failure of the connection
 //! ends the session; the next one starts after an exponential backoff.
 
 pub mod session;
@@ -28,6 +29,12 @@ use std::time::Duration;
 
 /// IDLE is re-issued this often (servers may drop an IDLE after 30 minutes).
 pub const IDLE_RENEW: Duration = Duration::from_secs(25 * 60);
+
+/// Longest silence accepted in IDLE. Servers send keepalives (Dovecot
+/// `* OK Still here` every 2 minutes); after this much silence the poller
+/// sends DONE, which, under the command timeout, tells a quiet server from a
+/// dead connection without waiting for the full [`IDLE_RENEW`].
+pub const IDLE_SILENCE: Duration = Duration::from_secs(5 * 60);
 
 /// Starts one poller per `[[imap]]` mailbox.
 pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
@@ -123,23 +130,15 @@ async fn idle(s: Session, limit: Duration) -> Result<Session, ImapError> {
     let mut handle = s.idle();
     timed(limit, "IDLE", handle.init()).await?;
     {
-        let (wait, _stop) = handle.wait_with_timeout(IDLE_RENEW);
-        // Belt and braces: a half-open TCP connection sends nothing, so the
-        // inner timeout fires; the outer one covers a server that trickles.
-        match tokio::time::timeout(IDLE_RENEW + limit, wait).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                return Err(ImapError::Command {
-                    what: "IDLE".to_string(),
-                    source: e,
-                })
-            }
-            Err(_) => {
-                return Err(ImapError::Timeout {
-                    what: "IDLE".to_string(),
-                    secs: (IDLE_RENEW + limit).as_secs(),
-                })
-            }
+        let (wait, _stop) = handle.wait_with_timeout(IDLE_SILENCE);
+        // The inner timeout restarts with every keepalive; the outer one
+        // ends the IDLE for renewal while keepalives keep coming. Either
+        // way DONE follows, under the command timeout.
+        if let Ok(Err(e)) = tokio::time::timeout(IDLE_RENEW, wait).await {
+            return Err(ImapError::Command {
+                what: "IDLE".to_string(),
+                source: e,
+            });
         }
     }
     timed(limit, "DONE", handle.done()).await
