@@ -30,6 +30,8 @@ pub struct Dovecot {
     pub imap: SocketAddr,
     /// POP3 with implicit TLS.
     pub pop3s: SocketAddr,
+    /// POP3 with STLS.
+    pub pop3: SocketAddr,
     /// The instance directory.
     pub dir: PathBuf,
 }
@@ -107,6 +109,7 @@ pub fn start(test_dir: &Path, certs: &Certs, opts: Options) -> Dovecot {
     let imaps = crate::free_addr();
     let imap = crate::free_addr();
     let pop3s = crate::free_addr();
+    let pop3 = crate::free_addr();
     let users = if root {
         String::new()
     } else {
@@ -179,7 +182,8 @@ service imap-login {{
 }}
 service pop3-login {{
   inet_listener pop3 {{
-    port = 0
+    address = 127.0.0.1
+    port = {pop3_port}
   }}
   inet_listener pop3s {{
     address = 127.0.0.1
@@ -204,6 +208,7 @@ userdb {{
             imap_port = imap.port(),
             imaps_port = imaps.port(),
             pop3s_port = pop3s.port(),
+            pop3_port = pop3.port(),
             passwd = passwd.display(),
         ),
     )
@@ -226,6 +231,7 @@ userdb {{
         imaps,
         imap,
         pop3s,
+        pop3,
         dir,
     };
     d.wait_ready();
@@ -235,7 +241,7 @@ userdb {{
 impl Dovecot {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for addr in [self.imaps, self.imap, self.pop3s] {
+        for addr in [self.imaps, self.imap, self.pop3s, self.pop3] {
             while TcpStream::connect(addr).is_err() {
                 if Instant::now() > deadline {
                     panic!(
@@ -403,6 +409,9 @@ impl Drop for OAuthServer {
 
 /// The refresh token the test server accepts.
 pub const REFRESH_TOKEN: &str = "refresh-token-for-tests";
+/// A refresh token the server honours with an access token that the
+/// introspection endpoint then calls inactive (a token revoked early).
+pub const REVOKED_REFRESH_TOKEN: &str = "refresh-token-of-a-revoked-grant";
 /// The client id it expects.
 pub const CLIENT_ID: &str = "mft-gateway-test";
 /// The client secret it expects.
@@ -487,13 +496,20 @@ pub async fn start_oauth() -> OAuthServer {
                 let (status, json) = if target.starts_with("/token") {
                     let form = form_pairs(&body);
                     let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+                    let refresh = get("refresh_token");
                     let ok = get("grant_type").as_deref() == Some("refresh_token")
-                        && get("refresh_token").as_deref() == Some(REFRESH_TOKEN)
+                        && (refresh.as_deref() == Some(REFRESH_TOKEN)
+                            || refresh.as_deref() == Some(REVOKED_REFRESH_TOKEN))
                         && get("client_id").as_deref() == Some(CLIENT_ID)
                         && get("client_secret").as_deref() == Some(CLIENT_SECRET);
                     let mut log = log.lock().unwrap();
                     log.token_requests.push(form);
-                    if ok {
+                    if ok && refresh.as_deref() == Some(REVOKED_REFRESH_TOKEN) {
+                        (
+                            "200 OK",
+                            r#"{"access_token":"revoked-access","expires_in":3600}"#.to_string(),
+                        )
+                    } else if ok {
                         let token = format!("access-{}", log.issued.len() + 1);
                         log.issued.push(token.clone());
                         (

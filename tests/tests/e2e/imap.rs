@@ -316,7 +316,13 @@ async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
             d.save("DeleteIn", b"this is not an e-mail at all");
         },
         |d, pw, ca| {
+            // One of them over STARTTLS on the plain port.
             imap_table(d, pw, ca, "mover", "MoveIn", "move:Done")
+                .replace("tls = \"implicit\"", "tls = \"starttls\"")
+                .replace(
+                    &format!("port = {}", d.imaps.port()),
+                    &format!("port = {}", d.imap.port()),
+                )
                 + &imap_table(d, pw, ca, "deleter", "DeleteIn", "delete")
         },
     )
@@ -353,10 +359,14 @@ async fn imap_after_upload_move_and_delete_are_visible_in_dovecot() {
 }
 
 fn oauth_block(dir: &Path, oauth: std::net::SocketAddr, table: &str) -> String {
+    oauth_block_with(dir, oauth, table, dovecot::REFRESH_TOKEN)
+}
+
+fn oauth_block_with(dir: &Path, oauth: std::net::SocketAddr, table: &str, token: &str) -> String {
     let secret = dir.join("oauth-client-secret");
     std::fs::write(&secret, dovecot::CLIENT_SECRET).unwrap();
-    let refresh = dir.join("oauth-refresh-token");
-    std::fs::write(&refresh, dovecot::REFRESH_TOKEN).unwrap();
+    let refresh = dir.join(format!("oauth-refresh-token-{}", token.len()));
+    std::fs::write(&refresh, token).unwrap();
     format!(
         r#"
 [{table}.oauth2]
@@ -373,7 +383,9 @@ scope = "mail.read offline_access"
     )
 }
 
-#[tokio::test]
+// Multi-threaded: the test's OAuth2 server must keep answering while the
+// test blocks on `mft-gateway check`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xoauth2_is_accepted_by_dovecots_oauth2_passdb_for_imap_and_pop3() {
     let oauth = dovecot::start_oauth().await;
     let introspect = format!("http://{}/introspect", oauth.addr);
@@ -440,6 +452,52 @@ async fn xoauth2_is_accepted_by_dovecots_oauth2_passdb_for_imap_and_pop3() {
     // Tokens never reach the gateway's log.
     let stderr = s.gateway.proc.stderr();
     assert!(!stderr.contains("access-1") && !stderr.contains(dovecot::REFRESH_TOKEN));
+
+    // A token Dovecot finds inactive: XOAUTH2 fails in two steps (the
+    // server's `+ <error JSON>` continuation, our empty answer, then NO /
+    // -ERR); `check` reports both mailboxes as failed, without the token.
+    let dir = s.dir.path();
+    let mut config = std::fs::read_to_string(&s.gateway.config).unwrap();
+    config.push_str(&format!(
+        "\n[[imap]]\nname = \"revoked-imap\"\nhost = \"127.0.0.1\"\nport = {}\nca_file = \"{ca}\"\nusername = \"{user}\"\ncommand_timeout = \"10s\"\n{}\
+         \n[[pop3]]\nname = \"revoked-pop\"\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nca_file = \"{ca}\"\nusername = \"{user}\"\ncommand_timeout = \"10s\"\n{}",
+        s.dovecot.imaps.port(),
+        oauth_block_with(dir, oauth.addr, "imap", dovecot::REVOKED_REFRESH_TOKEN),
+        s.dovecot.pop3.port(),
+        oauth_block_with(dir, oauth.addr, "pop3", dovecot::REVOKED_REFRESH_TOKEN),
+        ca = s.certs.ca.display(),
+        user = dovecot::USER,
+    ));
+    let revoked = dir.join("check-revoked.toml");
+    std::fs::write(&revoked, config).unwrap();
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args(["check", "--config"])
+        .arg(&revoked)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+    };
+    assert!(line("imap oauth-imap").starts_with("ok"), "{stdout}");
+    assert!(line("pop3 oauth-pop").starts_with("ok"), "{stdout}");
+    assert!(
+        line("imap revoked-imap").starts_with("FAIL")
+            && line("imap revoked-imap").contains("refused"),
+        "{stdout}"
+    );
+    assert!(
+        line("pop3 revoked-pop").starts_with("FAIL") && line("pop3 revoked-pop").contains("-ERR"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("revoked-access") && !stdout.contains(dovecot::REVOKED_REFRESH_TOKEN),
+        "{stdout}"
+    );
 }
 
 /// A server that accepts connections and never says a word is a fault no
