@@ -117,6 +117,8 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    check_mailboxes(c, &mut r);
+
     match probe_partners(c) {
         Ok(lines) => {
             for (name, result) in lines {
@@ -134,6 +136,43 @@ pub fn run(path: &Path) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// One line per `[[imap]]` / `[[pop3]]` mailbox: logs in and counts messages.
+fn check_mailboxes(c: &mft_config::Config, r: &mut Report) {
+    if c.imap.is_empty() && c.pop3.is_empty() {
+        return;
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            r.fail("mailboxes", e);
+            return;
+        }
+    };
+    for m in &c.imap {
+        let what = format!("imap {}", m.conn.name);
+        match rt.block_on(crate::bridge::imap::probe(m)) {
+            Ok(n) => r.ok(
+                &what,
+                format!(
+                    "{n} message(s) in {} on {}:{}",
+                    m.folder, m.conn.host, m.conn.port
+                ),
+            ),
+            Err(e) => r.fail(&what, e),
+        }
+    }
+    for m in &c.pop3 {
+        let what = format!("pop3 {}", m.conn.name);
+        match rt.block_on(crate::bridge::pop3::probe(m)) {
+            Ok(n) => r.ok(
+                &what,
+                format!("{n} message(s) on {}:{}", m.conn.host, m.conn.port),
+            ),
+            Err(e) => r.fail(&what, e),
+        }
     }
 }
 
@@ -172,7 +211,7 @@ fn probe_backend(backend: &mft_config::model::Backend) -> Result<String, String>
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"); show all.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

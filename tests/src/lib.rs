@@ -6,6 +6,7 @@
 //! The binaries come from the same target directory as the test executable;
 //! `scripts/test` builds them first.
 
+pub mod dovecot;
 pub mod smtp;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};

@@ -6,8 +6,10 @@ mod e2e {
     pub mod cli;
     pub mod curl;
     pub mod errors;
+    pub mod imap;
     pub mod jwt;
     pub mod limits;
+    pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;
     pub mod shutdown;

@@ -6,6 +6,7 @@
 //! HTTPS proxy, and the backend client's connection pool lives on one runtime.
 
 pub mod imap;
+pub mod mailbox;
 pub mod message;
 pub mod oauth2;
 pub mod pipeline;

@@ -24,6 +24,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0001_keys.sql"),
     ),
     (
+        2,
+        "mailbox_state",
+        include_str!("../../migrations/sqlite/0002_mailbox_state.sql"),
+    ),
+    (
         3,
         "partners",
         include_str!("../../migrations/sqlite/0003_partners.sql"),
@@ -36,6 +41,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         1,
         "keys",
         include_str!("../../migrations/postgres/0001_keys.sql"),
+    ),
+    (
+        2,
+        "mailbox_state",
+        include_str!("../../migrations/postgres/0002_mailbox_state.sql"),
     ),
     (
         3,

@@ -755,5 +755,8 @@ fn create_private_file(path: &Path) {
 }
 
 // After `on_pool!`, which the tests use too.
+// After `on_pool!`, which it uses.
+pub mod mailbox_state;
+
 #[cfg(test)]
 mod tests;

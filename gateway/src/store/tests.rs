@@ -147,6 +147,7 @@ on_both_engines!(
     accounts_are_created_once,
     rate_limit_override_is_stored,
     partners_round_trip,
+    mailbox_positions_and_uidls,
 );
 
 async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
@@ -201,6 +202,33 @@ async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
     assert!(store.remove_partner("beta").await.unwrap());
     assert!(!store.remove_partner("beta").await.unwrap());
     assert!(store.partner_by_key_id(parsed.id).await.unwrap().is_none());
+}
+
+async fn mailbox_positions_and_uidls(store: KeyStore, _clock: FakeClock) {
+    use super::mailbox_state::ImapPosition;
+    use std::collections::HashSet;
+    assert_eq!(store.imap_position("imap:a").await.unwrap(), None);
+    let p = ImapPosition {
+        uidvalidity: 7,
+        last_uid: 42,
+    };
+    store.set_imap_position("imap:a", p).await.unwrap();
+    // The whole u32 range fits (the columns are 64-bit).
+    let q = ImapPosition {
+        uidvalidity: u32::MAX,
+        last_uid: u32::MAX - 1,
+    };
+    store.set_imap_position("imap:a", q).await.unwrap();
+    assert_eq!(store.imap_position("imap:a").await.unwrap(), Some(q));
+    assert_eq!(store.imap_position("imap:other").await.unwrap(), None);
+    store.mark_pop3_seen("pop3:b", "u1").await.unwrap();
+    store.mark_pop3_seen("pop3:b", "u1").await.unwrap();
+    store.mark_pop3_seen("pop3:b", "u2").await.unwrap();
+    assert_eq!(store.pop3_seen("pop3:b").await.unwrap().len(), 2);
+    let present: HashSet<String> = ["u2".to_string()].into();
+    assert_eq!(store.prune_pop3_seen("pop3:b", &present).await.unwrap(), 1);
+    assert_eq!(store.pop3_seen("pop3:b").await.unwrap(), present);
+    assert!(store.pop3_seen("pop3:c").await.unwrap().is_empty());
 }
 
 async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {

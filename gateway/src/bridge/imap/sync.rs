@@ -1,0 +1,269 @@
+//! One pass over the folder: deliver every message above the stored UID.
+
+use super::session::{timed, ImapError, Session};
+use super::Poller;
+use crate::bridge::mailbox::{audit, mapping};
+use crate::bridge::message;
+use crate::store::mailbox_state::ImapPosition;
+use futures_util::TryStreamExt;
+use mft_config::mailbox::AfterUpload;
+
+/// What the server offers after login.
+pub(crate) struct Caps {
+    pub idle: bool,
+    pub mv: bool,
+    pub uidplus: bool,
+}
+
+/// How a pass ended (connection errors end it with `Err`).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Every message is done.
+    Done,
+    /// The backend was unreachable: try again after `poll_secs`.
+    RetryLater,
+}
+
+/// What became of one message.
+enum Step {
+    /// Delivered: apply after_upload, advance.
+    Delivered,
+    /// Skipped for good (unparseable, too large, refused): flag, advance.
+    Skipped,
+    /// Backend unavailable: stop here, keep the UID.
+    Retry,
+}
+
+pub(crate) async fn sync(
+    p: &mut Poller,
+    s: &mut Session,
+    caps: &Caps,
+) -> Result<Outcome, ImapError> {
+    let limit = p.mailbox.conn.command_timeout;
+    let folder = p.mailbox.folder.clone();
+    let selected = timed(limit, "SELECT", s.select(&folder)).await?;
+    let uidvalidity = selected
+        .uid_validity
+        .ok_or_else(|| ImapError::NoUidValidity(folder.clone()))?;
+    let mut position = match p.ctx.store.imap_position(&p.id).await? {
+        Some(pos) if pos.uidvalidity == uidvalidity => pos,
+        previous => {
+            if let Some(old) = previous {
+                tracing::warn!(mailbox = %p.id, old = old.uidvalidity, new = uidvalidity,
+                    "UIDVALIDITY changed: the server renumbered the folder, processing it again from the start");
+                audit(
+                    &p.ctx.audit,
+                    &p.id,
+                    "reset",
+                    format!(
+                        "UIDVALIDITY of {folder} changed from {} to {uidvalidity}",
+                        old.uidvalidity
+                    ),
+                );
+            }
+            let fresh = ImapPosition {
+                uidvalidity,
+                last_uid: 0,
+            };
+            p.ctx.store.set_imap_position(&p.id, fresh).await?;
+            fresh
+        }
+    };
+    if selected.exists == 0 {
+        drain_unsolicited(s);
+        return Ok(Outcome::Done);
+    }
+    // UIDs and sizes first, so an oversized message is never downloaded.
+    let from = position.last_uid.saturating_add(1);
+    let mut listing: Vec<(u32, u32)> = {
+        let stream = timed(
+            limit,
+            "UID FETCH (sizes)",
+            s.uid_fetch(format!("{from}:*"), "(UID RFC822.SIZE)"),
+        )
+        .await?;
+        let all: Vec<_> = timed(limit, "UID FETCH (sizes)", stream.try_collect::<Vec<_>>()).await?;
+        all.iter()
+            .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+            // "n:*" always includes the highest UID, even below n.
+            .filter(|(uid, _)| *uid >= from)
+            .collect()
+    };
+    listing.sort_unstable();
+    for (uid, size) in listing {
+        let step = process(p, s, uidvalidity, uid, size).await?;
+        match step {
+            Step::Retry => {
+                drain_unsolicited(s);
+                return Ok(Outcome::RetryLater);
+            }
+            Step::Delivered => {
+                if let Err(e) = after_upload(p, s, caps, uid).await {
+                    if !e.is_refusal() {
+                        // Connection trouble: keep the UID, the next session
+                        // delivers again (same key, same delivery) and retries.
+                        return Err(e);
+                    }
+                    tracing::error!(mailbox = %p.id, uid, error = %e, "after_upload failed; the message stays");
+                    audit(
+                        &p.ctx.audit,
+                        &p.id,
+                        "after_upload_failed",
+                        format!("uid {uid}: {e}"),
+                    );
+                }
+            }
+            Step::Skipped => {
+                // Flag it for a human; a refusal to flag changes nothing.
+                let flagged = timed(limit, "UID STORE \\Flagged", async {
+                    let st = s
+                        .uid_store(uid.to_string(), "+FLAGS.SILENT (\\Flagged)")
+                        .await?;
+                    st.try_collect::<Vec<_>>().await
+                })
+                .await;
+                if let Err(e) = flagged {
+                    if !e.is_refusal() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        position.last_uid = uid;
+        p.ctx.store.set_imap_position(&p.id, position).await?;
+    }
+    drain_unsolicited(s);
+    Ok(Outcome::Done)
+}
+
+async fn process(
+    p: &mut Poller,
+    s: &mut Session,
+    uidvalidity: u32,
+    uid: u32,
+    size: u32,
+) -> Result<Step, ImapError> {
+    let limit = p.mailbox.conn.command_timeout;
+    let max = p.mailbox.conn.max_message_bytes;
+    if u64::from(size) > max {
+        return Ok(skip(
+            p,
+            uid,
+            format!("{size} bytes, more than max_message_bytes {max}"),
+        ));
+    }
+    let raw = {
+        let stream = timed(
+            limit,
+            "UID FETCH BODY.PEEK[]",
+            s.uid_fetch(uid.to_string(), "(UID BODY.PEEK[])"),
+        )
+        .await?;
+        let fetched: Vec<_> = timed(
+            limit,
+            "UID FETCH BODY.PEEK[]",
+            stream.try_collect::<Vec<_>>(),
+        )
+        .await?;
+        fetched
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body().map(|b| b.to_vec()))
+    };
+    let Some(raw) = raw else {
+        // Expunged by someone else between the listing and now.
+        tracing::info!(mailbox = %p.id, uid, "message gone before it was fetched");
+        return Ok(Step::Skipped);
+    };
+    let parsed = match message::parse(&raw) {
+        Ok(m) => m,
+        Err(e) => return Ok(skip(p, uid, format!("cannot be parsed: {e}"))),
+    };
+    let key = format!("{}:{uidvalidity}:{uid}", p.id);
+    let request = match mapping::request(&p.mailbox.conn, &p.id, key, &parsed) {
+        Ok(r) => r,
+        Err(e) => return Ok(skip(p, uid, e.to_string())),
+    };
+    match p.ctx.pipeline.deliver(&request).await {
+        Ok(d) => {
+            p.metrics.delivered.inc();
+            tracing::info!(mailbox = %p.id, uid, delivery = %d.id, files = parsed.attachments.len(), "delivered");
+            Ok(Step::Delivered)
+        }
+        Err(e) if e.is_transient() => {
+            p.metrics.retried.inc();
+            tracing::warn!(mailbox = %p.id, uid, error = %e, "backend unavailable; will retry");
+            Ok(Step::Retry)
+        }
+        Err(e) => Ok(skip(p, uid, format!("refused by the backend: {e}"))),
+    }
+}
+
+fn skip(p: &Poller, uid: u32, why: String) -> Step {
+    p.metrics.failed.inc();
+    tracing::error!(mailbox = %p.id, uid, reason = %why, "message skipped (flagged in the mailbox)");
+    audit(&p.ctx.audit, &p.id, "skipped", format!("uid {uid}: {why}"));
+    Step::Skipped
+}
+
+async fn after_upload(p: &Poller, s: &mut Session, caps: &Caps, uid: u32) -> Result<(), ImapError> {
+    let limit = p.mailbox.conn.command_timeout;
+    let set = uid.to_string();
+    match &p.mailbox.after_upload {
+        AfterUpload::Seen => store_flag(s, limit, &set, "\\Seen").await,
+        AfterUpload::Move(target) if caps.mv => {
+            timed(limit, "UID MOVE", s.uid_mv(&set, target)).await
+        }
+        AfterUpload::Move(target) => {
+            timed(limit, "UID COPY", s.uid_copy(&set, target)).await?;
+            expunge(s, limit, caps, &set).await
+        }
+        AfterUpload::Delete => expunge(s, limit, caps, &set).await,
+    }
+}
+
+async fn store_flag(
+    s: &mut Session,
+    limit: std::time::Duration,
+    set: &str,
+    flag: &str,
+) -> Result<(), ImapError> {
+    timed(limit, "UID STORE", async {
+        let st = s.uid_store(set, format!("+FLAGS.SILENT ({flag})")).await?;
+        st.try_collect::<Vec<_>>().await
+    })
+    .await
+    .map(|_| ())
+}
+
+/// `\Deleted` then UID EXPUNGE (only this message) where UIDPLUS exists,
+/// else EXPUNGE (which also removes other messages already flagged deleted).
+async fn expunge(
+    s: &mut Session,
+    limit: std::time::Duration,
+    caps: &Caps,
+    set: &str,
+) -> Result<(), ImapError> {
+    store_flag(s, limit, set, "\\Deleted").await?;
+    if caps.uidplus {
+        timed(limit, "UID EXPUNGE", async {
+            let st = s.uid_expunge(set).await?;
+            st.try_collect::<Vec<_>>().await
+        })
+        .await
+        .map(|_| ())
+    } else {
+        timed(limit, "EXPUNGE", async {
+            let st = s.expunge().await?;
+            st.try_collect::<Vec<_>>().await
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// Unsolicited responses (EXISTS, FETCH flags) are not needed between
+/// passes; the channel is bounded, so it is emptied.
+fn drain_unsolicited(s: &mut Session) {
+    while s.unsolicited_responses.try_recv().is_ok() {}
+}

@@ -1,0 +1,391 @@
+//! A small POP3 client (RFC 1939, STLS from RFC 2595, SASL XOAUTH2 from
+//! RFC 5034): only what the poller needs, every read and write under the
+//! command timeout, replies and messages size-capped.
+//!
+//! Hand-rolled instead of async-pop 1.1.3: the protocol subset is small,
+//! and owning the line reader gives us the per-command timeout, the cap on
+//! RETR (a hostile server cannot make us buffer without bound) and the
+//! XOAUTH2 failure continuation (`+ <base64 JSON>` must be answered with an
+//! empty line and must not be taken for `+OK`) without wrapping another
+//! crate's state machine.
+
+use crate::bridge::mailbox::tls::MailTls;
+use crate::bridge::oauth2::{xoauth2_base64, OAuth2Error, TokenSource};
+use mft_config::mailbox::{Connection, MailboxAuth, TlsMode};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Longest status or listing line accepted.
+const MAX_LINE: usize = 4096;
+
+/// What went wrong talking POP3.
+#[derive(Debug, thiserror::Error)]
+pub enum Pop3Error {
+    /// TCP connect failed.
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        /// host:port
+        addr: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// TLS handshake failed.
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        /// host:port
+        addr: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// Read or write failed, or the server closed the connection.
+    #[error("{what}: {source}")]
+    Io {
+        /// The command.
+        what: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// No answer in time.
+    #[error("{what}: no answer within {secs} s")]
+    Timeout {
+        /// The command.
+        what: String,
+        /// The timeout.
+        secs: u64,
+    },
+    /// `-ERR` (the server's text, which never echoes our credentials).
+    #[error("{what}: server answered -ERR {text}")]
+    Refused {
+        /// The command.
+        what: String,
+        /// The server's text.
+        text: String,
+    },
+    /// Something that is not POP3.
+    #[error("{what}: unexpected answer {line:?}")]
+    Protocol {
+        /// The command.
+        what: String,
+        /// The line, cut to 100 characters.
+        line: String,
+    },
+    /// A message bigger than allowed.
+    #[error("message {n} is larger than {max} bytes")]
+    TooLarge {
+        /// Message number.
+        n: u32,
+        /// The cap.
+        max: u64,
+    },
+    /// No access token.
+    #[error(transparent)]
+    OAuth2(#[from] OAuth2Error),
+}
+
+/// The line-level protocol over any stream (plain before STLS, TLS after).
+pub struct Wire<S> {
+    io: BufReader<S>,
+    limit: Duration,
+}
+
+/// A logged-in POP3 session (TRANSACTION state).
+pub type Pop3 = Wire<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl Pop3 {
+    /// Connects, secures, logs in.
+    pub async fn open(
+        conn: &Connection,
+        tls: &MailTls,
+        tokens: Option<&mut TokenSource>,
+    ) -> Result<Pop3, Pop3Error> {
+        let limit = conn.command_timeout;
+        let addr = format!("{}:{}", conn.host, conn.port);
+        let tcp =
+            match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port)))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(Pop3Error::Connect { addr, source }),
+                Err(_) => {
+                    return Err(Pop3Error::Timeout {
+                        what: format!("connect to {addr}"),
+                        secs: limit.as_secs(),
+                    })
+                }
+            };
+        let _ = tcp.set_nodelay(true);
+        let tcp = match conn.tls {
+            TlsMode::Implicit => tcp,
+            TlsMode::StartTls => {
+                let mut plain = Wire {
+                    io: BufReader::new(tcp),
+                    limit,
+                };
+                plain.ok("greeting").await?;
+                plain.command("STLS", "STLS").await?;
+                // Nothing may be buffered past the +OK: the TLS hello follows.
+                if !plain.io.buffer().is_empty() {
+                    return Err(Pop3Error::Protocol {
+                        what: "STLS".into(),
+                        line: "data after +OK".into(),
+                    });
+                }
+                plain.io.into_inner()
+            }
+        };
+        let stream =
+            match tokio::time::timeout(limit, tls.connector.connect(tls.server_name.clone(), tcp))
+                .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(source)) => return Err(Pop3Error::Tls { addr, source }),
+                Err(_) => {
+                    return Err(Pop3Error::Timeout {
+                        what: format!("TLS handshake with {addr}"),
+                        secs: limit.as_secs(),
+                    })
+                }
+            };
+        let mut s = Wire {
+            io: BufReader::new(stream),
+            limit,
+        };
+        if conn.tls == TlsMode::Implicit {
+            s.ok("greeting").await?;
+        }
+        let unsafe_text = |t: &str| t.contains(['\r', '\n']);
+        match (&conn.auth, tokens) {
+            (MailboxAuth::Password(p), _) => {
+                if unsafe_text(&conn.username) || unsafe_text(p.expose()) {
+                    return Err(protocol(
+                        "USER/PASS",
+                        "user name or password contains a line break",
+                    ));
+                }
+                s.command(&format!("USER {}", conn.username), "USER")
+                    .await?;
+                s.command(&format!("PASS {}", p.expose()), "PASS").await?;
+            }
+            (MailboxAuth::OAuth2(_), Some(tokens)) => {
+                let token = tokens.access_token().await?;
+                let initial = xoauth2_base64(&conn.username, &token);
+                s.send(&format!("AUTH XOAUTH2 {initial}"), "AUTH XOAUTH2")
+                    .await?;
+                let line = s.line("AUTH XOAUTH2").await?;
+                if line.starts_with("+ ") || line == "+" {
+                    // The failure continuation: answer empty, then -ERR follows.
+                    s.send("", "AUTH XOAUTH2").await?;
+                    tokens.invalidate();
+                    let end = s.line("AUTH XOAUTH2").await?;
+                    return Err(status_error("AUTH XOAUTH2", &end));
+                }
+                if !line.starts_with("+OK") {
+                    tokens.invalidate();
+                    return Err(status_error("AUTH XOAUTH2", &line));
+                }
+            }
+            (MailboxAuth::OAuth2(_), None) => {
+                return Err(Pop3Error::OAuth2(OAuth2Error::Malformed {
+                    url: "(no token source configured)".into(),
+                }))
+            }
+        }
+        Ok(s)
+    }
+
+    /// `STAT`: message count and total size.
+    pub async fn stat(&mut self) -> Result<(u32, u64), Pop3Error> {
+        let line = self.command("STAT", "STAT").await?;
+        let mut it = line.split_whitespace().skip(1);
+        let n = it.next().and_then(|v| v.parse().ok());
+        let size = it.next().and_then(|v| v.parse().ok());
+        match (n, size) {
+            (Some(n), Some(size)) => Ok((n, size)),
+            _ => Err(protocol("STAT", &line)),
+        }
+    }
+
+    /// `UIDL`: (message number, unique id) of every message.
+    pub async fn uidl(&mut self) -> Result<Vec<(u32, String)>, Pop3Error> {
+        self.command("UIDL", "UIDL").await?;
+        let mut out = Vec::new();
+        for line in self.multiline_lines("UIDL").await? {
+            let mut it = line.split_whitespace();
+            match (it.next().and_then(|n| n.parse().ok()), it.next()) {
+                (Some(n), Some(uid)) => out.push((n, uid.to_string())),
+                _ => return Err(protocol("UIDL", &line)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `LIST n`: the size of message `n`.
+    pub async fn size(&mut self, n: u32) -> Result<u64, Pop3Error> {
+        let line = self.command(&format!("LIST {n}"), "LIST").await?;
+        line.split_whitespace()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| protocol("LIST", &line))
+    }
+
+    /// `RETR n`, dot-unstuffed, CRLF line ends; refuses past `max` bytes.
+    pub async fn retr(&mut self, n: u32, max: u64) -> Result<Vec<u8>, Pop3Error> {
+        self.command(&format!("RETR {n}"), "RETR").await?;
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = tokio::time::timeout(
+                self.limit,
+                (&mut self.io).take(max + 3).read_until(b'\n', &mut line),
+            )
+            .await;
+            match read {
+                Err(_) => return Err(timeout("RETR", self.limit)),
+                Ok(Err(source)) => {
+                    return Err(Pop3Error::Io {
+                        what: "RETR".into(),
+                        source,
+                    })
+                }
+                Ok(Ok(0)) => return Err(closed("RETR")),
+                Ok(Ok(_)) => {}
+            }
+            if !line.ends_with(b"\n") {
+                return Err(Pop3Error::TooLarge { n, max });
+            }
+            if line == b".\r\n" || line == b".\n" {
+                return Ok(out);
+            }
+            let body: &[u8] = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line
+            };
+            out.extend_from_slice(body);
+            if out.len() as u64 > max + 2 {
+                return Err(Pop3Error::TooLarge { n, max });
+            }
+        }
+    }
+
+    /// `DELE n` (takes effect at QUIT).
+    pub async fn dele(&mut self, n: u32) -> Result<(), Pop3Error> {
+        self.command(&format!("DELE {n}"), "DELE").await.map(|_| ())
+    }
+
+    /// `QUIT`: commits the deletions (UPDATE state).
+    pub async fn quit(mut self) -> Result<(), Pop3Error> {
+        self.command("QUIT", "QUIT").await.map(|_| ())
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    async fn send(&mut self, line: &str, what: &str) -> Result<(), Pop3Error> {
+        let data = format!("{line}\r\n");
+        let io = self.io.get_mut();
+        match tokio::time::timeout(self.limit, async {
+            io.write_all(data.as_bytes()).await?;
+            io.flush().await
+        })
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(source)) => Err(Pop3Error::Io {
+                what: what.into(),
+                source,
+            }),
+            Err(_) => Err(timeout(what, self.limit)),
+        }
+    }
+
+    async fn line(&mut self, what: &str) -> Result<String, Pop3Error> {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(
+            self.limit,
+            (&mut self.io)
+                .take(MAX_LINE as u64)
+                .read_until(b'\n', &mut buf),
+        )
+        .await;
+        match read {
+            Err(_) => Err(timeout(what, self.limit)),
+            Ok(Err(source)) => Err(Pop3Error::Io {
+                what: what.into(),
+                source,
+            }),
+            Ok(Ok(0)) => Err(closed(what)),
+            Ok(Ok(_)) if !buf.ends_with(b"\n") => {
+                Err(protocol(what, &String::from_utf8_lossy(&buf)))
+            }
+            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_string()),
+        }
+    }
+
+    /// Reads one status line and requires `+OK`.
+    async fn ok(&mut self, what: &str) -> Result<String, Pop3Error> {
+        let line = self.line(what).await?;
+        if line.starts_with("+OK") {
+            Ok(line)
+        } else {
+            Err(status_error(what, &line))
+        }
+    }
+
+    async fn command(&mut self, line: &str, what: &str) -> Result<String, Pop3Error> {
+        self.send(line, what).await?;
+        self.ok(what).await
+    }
+
+    async fn multiline_lines(&mut self, what: &str) -> Result<Vec<String>, Pop3Error> {
+        let mut out = Vec::new();
+        loop {
+            let line = self.line(what).await?;
+            if line == "." {
+                return Ok(out);
+            }
+            // Dot-stuffing: a line starting with '.' was sent with one more.
+            out.push(match line.strip_prefix("..") {
+                Some(rest) => format!(".{rest}"),
+                None => line,
+            });
+            if out.len() > 1_000_000 {
+                return Err(protocol(what, "too many lines"));
+            }
+        }
+    }
+}
+
+fn status_error(what: &str, line: &str) -> Pop3Error {
+    match line.strip_prefix("-ERR") {
+        Some(text) => Pop3Error::Refused {
+            what: what.into(),
+            text: text.trim().chars().take(200).collect(),
+        },
+        None => protocol(what, line),
+    }
+}
+
+fn protocol(what: &str, line: &str) -> Pop3Error {
+    Pop3Error::Protocol {
+        what: what.into(),
+        line: line.chars().take(100).collect(),
+    }
+}
+
+fn timeout(what: &str, limit: Duration) -> Pop3Error {
+    Pop3Error::Timeout {
+        what: what.into(),
+        secs: limit.as_secs(),
+    }
+}
+
+fn closed(what: &str) -> Pop3Error {
+    Pop3Error::Io {
+        what: what.into(),
+        source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
+    }
+}

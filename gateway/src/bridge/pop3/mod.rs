@@ -1,0 +1,224 @@
+//! The POP3 poller (`[[pop3]]`): one task per mailbox on the bridge runtime.
+//!
+//! Every `poll_secs`: log in, `UIDL`, and for each message whose UIDL is not
+//! in the state store: `LIST` (size cap), `RETR`, parse, deliver under the
+//! idempotency key `pop3:<name>:<uidl>`, record the UIDL, then `DELE` (with
+//! `delete = true`). `QUIT` commits the deletions; a session that ends any
+//! other way removes nothing (RFC 1939 6), and the recorded UIDL makes the
+//! next session DELE the message without delivering it again. A message
+//! that cannot become a delivery is recorded and left on the server.
+
+pub mod client;
+
+use super::mailbox::backoff::Backoff;
+use super::mailbox::metrics::{Handles, MailboxMetrics};
+use super::mailbox::tls::{self, MailTls};
+use super::mailbox::{audit, mapping};
+use super::message;
+use super::oauth2::TokenSource;
+use super::BridgeContext;
+use client::{Pop3, Pop3Error};
+use mft_config::mailbox::{MailboxAuth, Pop3 as Pop3Config};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Starts one poller per `[[pop3]]` mailbox.
+pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
+    for mailbox in &ctx.config.pop3 {
+        let poller = Poller::new(ctx.clone(), mailbox.clone())?;
+        ctx.runtime.spawn(poller.run());
+    }
+    Ok(())
+}
+
+struct Poller {
+    ctx: Arc<BridgeContext>,
+    mailbox: Pop3Config,
+    id: String,
+    tls: MailTls,
+    tokens: Option<TokenSource>,
+    metrics: Handles,
+}
+
+/// Why a pass ended early.
+#[derive(Debug, thiserror::Error)]
+enum PassError {
+    #[error(transparent)]
+    Pop3(#[from] Pop3Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+fn token_source(conn: &mft_config::mailbox::Connection) -> Result<Option<TokenSource>, String> {
+    match &conn.auth {
+        MailboxAuth::Password(_) => Ok(None),
+        MailboxAuth::OAuth2(o) => TokenSource::new(o, conn.command_timeout)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", conn.name)),
+    }
+}
+
+impl Poller {
+    fn new(ctx: Arc<BridgeContext>, mailbox: Pop3Config) -> anyhow::Result<Poller> {
+        let id = format!("pop3:{}", mailbox.conn.name);
+        let tls = tls::client(&mailbox.conn).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+        let tokens = token_source(&mailbox.conn).map_err(|e| anyhow::anyhow!(e))?;
+        let metrics = MailboxMetrics::handles(ctx.metrics.registry(), &id)?;
+        Ok(Poller {
+            ctx,
+            mailbox,
+            id,
+            tls,
+            tokens,
+            metrics,
+        })
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Backoff::default();
+        loop {
+            match self.pass().await {
+                Ok(()) => {
+                    backoff.reset();
+                    self.metrics.poll_ok();
+                    tokio::time::sleep(self.mailbox.conn.poll_interval).await;
+                }
+                Err(e) => {
+                    let delay = backoff.next_delay().max(std::cmp::min(
+                        self.mailbox.conn.poll_interval,
+                        super::mailbox::backoff::INITIAL,
+                    ));
+                    tracing::warn!(mailbox = %self.id, error = %e, retry_in_ms = delay.as_millis() as u64, "POP3 session failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One session: deliver what is new, DELE what is delivered, QUIT.
+    async fn pass(&mut self) -> Result<(), PassError> {
+        let mut s = Pop3::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()).await?;
+        self.metrics.connected.set(1);
+        let result = self.transact(&mut s).await;
+        self.metrics.connected.set(0);
+        // QUIT even after a backend failure: it commits the DELEs of the
+        // messages delivered before it. After a connection error there is
+        // nothing to commit to, and nothing is removed (RFC 1939).
+        match result {
+            Ok(present) => {
+                s.quit().await?;
+                self.ctx.store.prune_pop3_seen(&self.id, &present).await?;
+                Ok(())
+            }
+            Err(PassError::Store(e)) => {
+                let _ = s.quit().await;
+                Err(PassError::Store(e))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Returns the UIDLs present at the start, for pruning the state.
+    async fn transact(&mut self, s: &mut Pop3) -> Result<HashSet<String>, PassError> {
+        let listing = s.uidl().await?;
+        let present: HashSet<String> = listing.iter().map(|(_, u)| u.clone()).collect();
+        let seen = self.ctx.store.pop3_seen(&self.id).await?;
+        for (n, uidl) in listing {
+            if seen.contains(&uidl) {
+                // Delivered in an earlier session whose QUIT never came.
+                if self.mailbox.delete {
+                    s.dele(n).await?;
+                }
+                continue;
+            }
+            match self.process(s, n, &uidl).await? {
+                Step::Delivered => {
+                    self.ctx.store.mark_pop3_seen(&self.id, &uidl).await?;
+                    if self.mailbox.delete {
+                        s.dele(n).await?;
+                    }
+                }
+                Step::Skipped => {
+                    // Left on the server for a human; never tried again.
+                    self.ctx.store.mark_pop3_seen(&self.id, &uidl).await?;
+                }
+                Step::Retry => break,
+            }
+        }
+        Ok(present)
+    }
+
+    async fn process(&mut self, s: &mut Pop3, n: u32, uidl: &str) -> Result<Step, PassError> {
+        let max = self.mailbox.conn.max_message_bytes;
+        let size = s.size(n).await?;
+        if size > max {
+            return Ok(self.skip(
+                uidl,
+                format!("{size} bytes, more than max_message_bytes {max}"),
+            ));
+        }
+        let raw = match s.retr(n, max).await {
+            Ok(raw) => raw,
+            // The LIST size was too small a claim; the cap is what counts.
+            // The rest of the message is unread, so the session must end.
+            Err(Pop3Error::TooLarge { .. }) => {
+                self.skip(uidl, format!("more than max_message_bytes {max}"));
+                self.ctx.store.mark_pop3_seen(&self.id, uidl).await?;
+                return Err(PassError::Pop3(Pop3Error::TooLarge { n, max }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let parsed = match message::parse(&raw) {
+            Ok(m) => m,
+            Err(e) => return Ok(self.skip(uidl, format!("cannot be parsed: {e}"))),
+        };
+        let key = format!("{}:{uidl}", self.id);
+        let request = match mapping::request(&self.mailbox.conn, &self.id, key, &parsed) {
+            Ok(r) => r,
+            Err(e) => return Ok(self.skip(uidl, e.to_string())),
+        };
+        match self.ctx.pipeline.deliver(&request).await {
+            Ok(d) => {
+                self.metrics.delivered.inc();
+                tracing::info!(mailbox = %self.id, uidl, delivery = %d.id, files = parsed.attachments.len(), "delivered");
+                Ok(Step::Delivered)
+            }
+            Err(e) if e.is_transient() => {
+                self.metrics.retried.inc();
+                tracing::warn!(mailbox = %self.id, uidl, error = %e, "backend unavailable; will retry");
+                Ok(Step::Retry)
+            }
+            Err(e) => Ok(self.skip(uidl, format!("refused by the backend: {e}"))),
+        }
+    }
+
+    fn skip(&self, uidl: &str, why: String) -> Step {
+        self.metrics.failed.inc();
+        tracing::error!(mailbox = %self.id, uidl, reason = %why, "message skipped (left on the server)");
+        audit(
+            &self.ctx.audit,
+            &self.id,
+            "skipped",
+            format!("uidl {uidl}: {why}"),
+        );
+        Step::Skipped
+    }
+}
+
+enum Step {
+    Delivered,
+    Skipped,
+    Retry,
+}
+
+/// Logs in to `mailbox` and returns its message count (`mft-gateway check`).
+pub async fn probe(mailbox: &Pop3Config) -> Result<u32, String> {
+    let tls = tls::client(&mailbox.conn).map_err(|e| e.to_string())?;
+    let mut tokens = token_source(&mailbox.conn)?;
+    let mut s = Pop3::open(&mailbox.conn, &tls, tokens.as_mut())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (n, _) = s.stat().await.map_err(|e| e.to_string())?;
+    let _ = s.quit().await;
+    Ok(n)
+}
