@@ -33,6 +33,28 @@ pub struct Identity {
     pub rate_limit: Option<mft_filters::ratelimit::Limit>,
 }
 
+/// Feeds one failed authentication (HTTPS, SMTP, SFTP, federation: `what`)
+/// to the defender; a resulting ban is logged and audited.
+pub fn record_failure(
+    defender: &Defender,
+    audit: &AuditLog,
+    ip: std::net::IpAddr,
+    now: SystemTime,
+    what: &str,
+) {
+    if let Some(ban) = defender.record_failure(ip, now) {
+        tracing::warn!(client = %ip, score = ban.score, via = what, "client banned after repeated authentication failures");
+        let mut r = AuditRecord::new("ban");
+        r.client_ip = Some(ip);
+        r.reason = Some(format!(
+            "{what}: score {} until {}",
+            ban.score,
+            humantime::format_rfc3339_seconds(ban.until)
+        ));
+        audit.record(r);
+    }
+}
+
 /// What the decision needs from a request.
 pub struct AuthRequest<'a> {
     /// Request id.
@@ -211,17 +233,7 @@ impl Authenticator {
         let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) else {
             return;
         };
-        if let Some(ban) = defender.record_failure(ip, now) {
-            tracing::warn!(client = %ip, score = ban.score, "client banned after repeated authentication failures");
-            let mut r = AuditRecord::new("ban");
-            r.client_ip = Some(ip);
-            r.reason = Some(format!(
-                "score {} until {}",
-                ban.score,
-                humantime::format_rfc3339_seconds(ban.until)
-            ));
-            self.audit.record(r);
-        }
+        record_failure(defender, &self.audit, ip, now, "HTTPS");
     }
 
     fn record(

@@ -114,7 +114,7 @@ impl PartnerGate {
             Err((partner, rejection)) => {
                 if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
                     if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                        d.record_failure(ip, now);
+                        crate::auth::record_failure(d, &self.audit, ip, now, "federation");
                     }
                 }
                 Err(self.refused(req, partner.as_deref(), rejection))

@@ -3,6 +3,7 @@
 //! has no timeouts of its own, so a server that stops answering would hang
 //! the poller forever without [`timed`].
 
+use crate::bridge::mailbox::connect::{self, ConnectFailure};
 use crate::bridge::mailbox::tls::MailTls;
 use crate::bridge::oauth2::{xoauth2_raw, OAuth2Error, TokenSource};
 use mft_config::mailbox::{Connection, MailboxAuth, TlsMode};
@@ -123,19 +124,10 @@ pub async fn open(
 ) -> Result<Session, ImapError> {
     let limit = conn.command_timeout;
     let addr = format!("{}:{}", conn.host, conn.port);
-    let tcp = match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port)))
-        .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(source)) => return Err(ImapError::Connect { addr, source }),
-        Err(_) => {
-            return Err(ImapError::Timeout {
-                what: format!("connect to {addr}"),
-                secs: limit.as_secs(),
-            })
-        }
-    };
-    let _ = tcp.set_nodelay(true);
+    let tcp = connect::tcp(conn, limit).await.map_err(|f| match f {
+        ConnectFailure::Io { addr, source } => ImapError::Connect { addr, source },
+        ConnectFailure::Timeout { what, secs } => ImapError::Timeout { what, secs },
+    })?;
     let tcp = match conn.tls {
         TlsMode::Implicit => tcp,
         TlsMode::StartTls => {

@@ -3,6 +3,7 @@
 //! the reconnect backoff.
 
 pub mod backoff;
+pub mod connect;
 pub mod mapping;
 pub mod metrics;
 pub mod tls;

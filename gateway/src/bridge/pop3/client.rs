@@ -9,6 +9,7 @@
 //! empty line and must not be taken for `+OK`) without wrapping another
 //! crate's state machine.
 
+use crate::bridge::mailbox::connect::{self, ConnectFailure};
 use crate::bridge::mailbox::tls::MailTls;
 use crate::bridge::oauth2::{xoauth2_base64, OAuth2Error, TokenSource};
 use mft_config::mailbox::{Connection, MailboxAuth, TlsMode};
@@ -101,20 +102,10 @@ impl Pop3 {
     ) -> Result<Pop3, Pop3Error> {
         let limit = conn.command_timeout;
         let addr = format!("{}:{}", conn.host, conn.port);
-        let tcp =
-            match tokio::time::timeout(limit, TcpStream::connect((conn.host.as_str(), conn.port)))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => return Err(Pop3Error::Connect { addr, source }),
-                Err(_) => {
-                    return Err(Pop3Error::Timeout {
-                        what: format!("connect to {addr}"),
-                        secs: limit.as_secs(),
-                    })
-                }
-            };
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect::tcp(conn, limit).await.map_err(|f| match f {
+            ConnectFailure::Io { addr, source } => Pop3Error::Connect { addr, source },
+            ConnectFailure::Timeout { what, secs } => Pop3Error::Timeout { what, secs },
+        })?;
         let tcp = match conn.tls {
             TlsMode::Implicit => tcp,
             TlsMode::StartTls => {

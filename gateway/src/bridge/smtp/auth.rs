@@ -167,17 +167,7 @@ async fn check_user(
         });
     }
     if let Some(d) = &defender {
-        if let Some(ban) = d.record_failure(ip, SystemTime::now()) {
-            tracing::warn!(client = %ip, score = ban.score, "client banned after repeated SMTP authentication failures");
-            let mut r = AuditRecord::new("ban");
-            r.client_ip = Some(ip);
-            r.reason = Some(format!(
-                "score {} until {}",
-                ban.score,
-                humantime::format_rfc3339_seconds(ban.until)
-            ));
-            ctx.audit.record(r);
-        }
+        crate::auth::record_failure(d, &ctx.audit, ip, SystemTime::now(), "SMTP");
     }
     Outcome::Invalid
 }
