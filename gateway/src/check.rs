@@ -117,6 +117,17 @@ pub fn run(path: &Path) -> ExitCode {
         }
     }
 
+    if c.sftp.is_some() {
+        match crate::bridge::sftp::host_keys(c) {
+            Ok(keys) => {
+                for k in &keys {
+                    r.ok("sftp host key", crate::bridge::sftp::hostkey::fingerprint(k));
+                }
+            }
+            Err(e) => r.fail("sftp host key", e),
+        }
+    }
+
     if r.failed {
         ExitCode::FAILURE
     } else {

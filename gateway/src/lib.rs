@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod sftp_cli;
 pub mod signing_cli;
 pub mod store;
 pub mod telemetry;

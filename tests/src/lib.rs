@@ -6,6 +6,8 @@
 //! The binaries come from the same target directory as the test executable;
 //! `scripts/test` builds them first.
 
+pub mod sftp;
+
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use sha2::{Digest, Sha256};
 use std::net::{SocketAddr, TcpListener};

@@ -10,6 +10,7 @@ mod e2e {
     pub mod limits;
     pub mod proxy;
     pub mod ratelimit;
+    pub mod sftp;
     pub mod shutdown;
     pub mod signing;
     pub mod tls;

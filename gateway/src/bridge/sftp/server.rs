@@ -219,10 +219,13 @@ impl russh::server::Handler for Conn {
             .get(user)
             .is_some_and(|u| u.accepts_key(offer.public_key.key_data()));
         if known && !self.banned() {
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
+            return Ok(Auth::Accept);
         }
+        // Counted and audited, but no defender strike: keys cannot be
+        // guessed, and clients offer every key they hold.
+        self.shared.metrics.auth_failure();
+        self.audit("sftp_login", user, "publickey", Some("unknown_key"));
+        Ok(Auth::reject())
     }
 
     async fn auth_publickey(

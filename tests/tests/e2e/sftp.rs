@@ -1,0 +1,217 @@
+//! The SFTP bridge with the real OpenSSH `sftp` client (batch mode):
+//! logins, chroot, streaming uploads and downloads, resume, permissions,
+//! on_upload deliveries, interrupted uploads.
+
+use mft_e2e::sftp::{self, random_file, sha256_file, SftpEnv};
+use std::time::Duration;
+
+const ALICE: &str = r#"
+[[sftp.users]]
+name = "alice"
+authorized_keys = ["{KEY}"]
+password_hash = "{HASH}"
+folder = "partners/alice"
+permissions = ["upload", "download", "list", "delete"]
+"#;
+
+const BOB: &str = r#"
+[[sftp.users]]
+name = "bob"
+authorized_keys = ["{KEY}"]
+folder = "partners/bob"
+permissions = ["upload", "list"]
+max_connections = 2
+[sftp.users.on_upload]
+deliver_to = ["ops@ourcorp.example"]
+"#;
+
+async fn env(dir: &std::path::Path) -> SftpEnv {
+    let users = format!("{}{}", ALICE.replace("{HASH}", &sftp::hash_password("s3cret pass")), BOB);
+    sftp::start(dir, &users, "").await
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sftp failed: {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_password_login_put_get_ls() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    let local = dir.path().join("report.csv");
+    let sum = random_file(&local, 3 * 1024 * 1024 + 17, 1);
+
+    // Key login, upload, listing.
+    let out = env.batch("alice", "put report.csv\nls -l\n");
+    let listing = ok(&out);
+    assert!(listing.contains("report.csv"), "{listing}");
+    let stored = env.file("partners/alice", "report.csv").await.expect("stored");
+    assert_eq!(stored["sha256"], sum.as_str());
+    assert_eq!(stored["size"], 3 * 1024 * 1024 + 17);
+
+    // Password login, download, SHA-256 equality.
+    let out = env.batch_with_password("alice", "s3cret pass", "get report.csv back.csv\n");
+    ok(&out);
+    assert_eq!(sha256_file(&dir.path().join("back.csv")), sum);
+
+    // Wrong password and a wrong key are refused.
+    let out = env.batch_with_password("alice", "wrong", "ls\n");
+    assert!(!out.status.success());
+    let other = dir.path().join("other_key");
+    sftp::keygen(&other);
+    let out = env.batch_with_key("alice", &other, "ls\n");
+    assert!(!out.status.success(), "a key not in authorized_keys must be refused");
+    let m = mft_e2e::metrics(env.gateway.admin).await;
+    assert!(mft_e2e::metric(&m, "mft_sftp_auth_failures_total").unwrap_or(0.0) >= 2.0, "{m}");
+    assert!(mft_e2e::metric(&m, "mft_sftp_uploads_total{outcome=\"completed\"}").unwrap_or(0.0) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_cannot_be_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    std::fs::write(dir.path().join("x.txt"), b"inside").unwrap();
+    ok(&env.batch("alice", "put x.txt\n"));
+    // `cd ..` at the root stays at the root: the listing still shows alice's file.
+    let out = ok(&env.batch("alice", "cd ..\ncd ..\npwd\nls\n"));
+    assert!(out.contains("Remote working directory: /"), "{out}");
+    assert!(out.contains("x.txt"), "{out}");
+    // Absolute paths are inside the root: /etc/passwd does not exist there.
+    let out = env.batch("alice", "get /etc/passwd stolen\n");
+    assert!(!out.status.success());
+    assert!(!dir.path().join("stolen").exists());
+    // `../bob` from the root is alice's /bob, not bob's folder.
+    std::fs::write(dir.path().join("b.txt"), b"bob's").unwrap();
+    ok(&env.batch("bob", "put b.txt\n"));
+    let out = env.batch("alice", "get ../bob/b.txt got.txt\n");
+    assert!(!out.status.success());
+    assert!(!dir.path().join("got.txt").exists());
+    // Symlinks cannot be made.
+    let out = env.batch("alice", "symlink /etc/passwd link\n");
+    assert!(!out.status.success());
+    // Nothing landed outside partners/alice and partners/bob.
+    for f in env.files().await {
+        let folder = f["folder"].as_str().unwrap();
+        assert!(folder == "partners/alice" || folder == "partners/bob", "{f}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_and_on_upload_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    std::fs::write(dir.path().join("inv.pdf"), b"%PDF-1.7 invoice").unwrap();
+    ok(&env.batch("bob", "put inv.pdf\n"));
+    // bob may not delete nor download.
+    let out = env.batch("bob", "rm inv.pdf\n");
+    assert!(!out.status.success());
+    let out = env.batch("bob", "get inv.pdf x\n");
+    assert!(!out.status.success());
+    let stored = env.file("partners/bob", "inv.pdf").await.expect("still stored");
+    // The upload made a delivery with origin sftp:bob.
+    let client = env.gateway.client(&env.certs, mft_e2e::Proto::Http1);
+    let v: serde_json::Value = client
+        .get(format!("{}/api/v1/deliveries", env.gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deliveries = v["deliveries"].as_array().cloned().unwrap_or_default();
+    let d = deliveries
+        .iter()
+        .find(|d| d["origin"] == "sftp:bob")
+        .unwrap_or_else(|| panic!("no sftp:bob delivery in {v}"));
+    assert_eq!(d["files"][0], stored["id"]);
+    assert_eq!(d["recipients"][0], "ops@ourcorp.example");
+    // alice may delete, mkdir and rename.
+    std::fs::write(dir.path().join("a.txt"), b"a").unwrap();
+    let out = ok(&env.batch(
+        "alice",
+        "mkdir in\nput a.txt in/a.txt\nrename in/a.txt in/b.txt\nls in\nrm in/b.txt\nls\n",
+    ));
+    assert!(out.contains("b.txt"), "{out}");
+    assert!(env.file("partners/alice/in", "b.txt").await.is_none());
+    assert!(env.file("partners/alice/in", "a.txt").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reput_and_reget_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    let full = dir.path().join("big.bin");
+    let sum = random_file(&full, 5 * 1024 * 1024 + 3, 7);
+    // A first, shorter transfer leaves a complete file of the first 2 MiB.
+    let bytes = std::fs::read(&full).unwrap();
+    std::fs::write(dir.path().join("part.bin"), &bytes[..2 * 1024 * 1024]).unwrap();
+    ok(&env.batch("alice", "put part.bin big.bin\n"));
+    // reput continues from the remote size.
+    ok(&env.batch("alice", "reput big.bin\n"));
+    let stored = env.file("partners/alice", "big.bin").await.unwrap();
+    assert_eq!(stored["sha256"], sum.as_str());
+    assert_eq!(env.files().await.iter().filter(|f| f["name"] == "big.bin").count(), 1);
+    // reget continues a partial local copy (a Range read from its size).
+    std::fs::write(dir.path().join("down.bin"), &bytes[..1024 * 1024 + 5]).unwrap();
+    ok(&env.batch("alice", "reget big.bin down.bin\n"));
+    assert_eq!(sha256_file(&dir.path().join("down.bin")), sum);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_client_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    let big = dir.path().join("huge.bin");
+    random_file(&big, 32 * 1024 * 1024, 3);
+    let mut child = std::process::Command::new("sftp")
+        // -l: 8 Mbit/s, so the upload is surely still running when killed.
+        .args(["-l", "8000", "-b", "-", "-i"])
+        .arg(&env.key)
+        .args([
+            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentityAgent=none",
+            "-l", "alice", "-P", &env.sftp.port().to_string(), "127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"put huge.bin\n").unwrap();
+    }
+    // Wait until bytes flow, then kill the client mid-upload.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = mft_e2e::metrics(env.gateway.admin).await;
+        if mft_e2e::metric(&m, "mft_sftp_bytes_total{direction=\"up\"}").unwrap_or(0.0) > 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "upload never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The gateway notices the dead connection and counts a failed upload.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = mft_e2e::metrics(env.gateway.admin).await;
+        if mft_e2e::metric(&m, "mft_sftp_uploads_total{outcome=\"failed\"}").unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "abandoned upload not noticed: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(env.file("partners/alice", "huge.bin").await.is_none());
+    assert!(env.files().await.is_empty());
+}
