@@ -177,7 +177,7 @@ async fn killed_client_publishes_nothing() {
         .args([
             "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentityAgent=none",
-            "-l", "alice", "-P", &env.sftp.port().to_string(), "127.0.0.1",
+            "-P", &env.sftp.port().to_string(), "alice@127.0.0.1",
         ])
         .current_dir(dir.path())
         .stdin(std::process::Stdio::piped())
