@@ -2,7 +2,10 @@
 //! users, client keys made with `ssh-keygen`, and the real OpenSSH `sftp`
 //! client in batch mode.
 
-use crate::{create_key, free_addr, launch_gateway, make_certs, start_backend, Backend, Certs, Gateway, Proto};
+use crate::{
+    create_key, free_addr, launch_gateway, make_certs, start_backend, Backend, Certs, Gateway,
+    Proto,
+};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -98,7 +101,10 @@ pub async fn start(dir: &Path, users: &str, sftp_extra: &str) -> SftpEnv {
 fn wait_listening(addr: SocketAddr) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "sftp not listening on {addr}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sftp not listening on {addr}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
@@ -128,7 +134,14 @@ impl SftpEnv {
         let mut cmd = Command::new("sftp");
         cmd.args(["-b", "-", "-i"])
             .arg(key)
-            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "PasswordAuthentication=no"])
+            .args([
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "PasswordAuthentication=no",
+            ])
             .args(self.base_args(user))
             .current_dir(&self.dir);
         run_with_stdin(cmd, batch)
@@ -143,7 +156,11 @@ impl SftpEnv {
     /// SSH_ASKPASS script, OpenSSH's way to script a password).
     pub fn batch_with_password(&self, user: &str, password: &str, batch: &str) -> Output {
         let askpass = self.dir.join(format!("askpass-{user}.sh"));
-        std::fs::write(&askpass, format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n")).unwrap();
+        std::fs::write(
+            &askpass,
+            format!("#!/bin/sh\nprintf '%s\\n' '{password}'\n"),
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

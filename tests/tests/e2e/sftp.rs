@@ -26,7 +26,11 @@ deliver_to = ["ops@ourcorp.example"]
 "#;
 
 async fn env(dir: &std::path::Path) -> SftpEnv {
-    let users = format!("{}{}", ALICE.replace("{HASH}", &sftp::hash_password("s3cret pass")), BOB);
+    let users = format!(
+        "{}{}",
+        ALICE.replace("{HASH}", &sftp::hash_password("s3cret pass")),
+        BOB
+    );
     sftp::start(dir, &users, "").await
 }
 
@@ -52,7 +56,10 @@ async fn key_and_password_login_put_get_ls() {
     let out = env.batch("alice", "put report.csv\nls -l\n");
     let listing = ok(&out);
     assert!(listing.contains("report.csv"), "{listing}");
-    let stored = env.file("partners/alice", "report.csv").await.expect("stored");
+    let stored = env
+        .file("partners/alice", "report.csv")
+        .await
+        .expect("stored");
     assert_eq!(stored["sha256"], sum.as_str());
     assert_eq!(stored["size"], 3 * 1024 * 1024 + 17);
 
@@ -67,10 +74,18 @@ async fn key_and_password_login_put_get_ls() {
     let other = dir.path().join("other_key");
     sftp::keygen(&other);
     let out = env.batch_with_key("alice", &other, "ls\n");
-    assert!(!out.status.success(), "a key not in authorized_keys must be refused");
+    assert!(
+        !out.status.success(),
+        "a key not in authorized_keys must be refused"
+    );
     let m = mft_e2e::metrics(env.gateway.admin).await;
-    assert!(mft_e2e::metric(&m, "mft_sftp_auth_failures_total").unwrap_or(0.0) >= 2.0, "{m}");
-    assert!(mft_e2e::metric(&m, "mft_sftp_uploads_total{outcome=\"completed\"}").unwrap_or(0.0) >= 1.0);
+    assert!(
+        mft_e2e::metric(&m, "mft_sftp_auth_failures_total").unwrap_or(0.0) >= 2.0,
+        "{m}"
+    );
+    assert!(
+        mft_e2e::metric(&m, "mft_sftp_uploads_total{outcome=\"completed\"}").unwrap_or(0.0) >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +114,10 @@ async fn chroot_cannot_be_left() {
     // Nothing landed outside partners/alice and partners/bob.
     for f in env.files().await {
         let folder = f["folder"].as_str().unwrap();
-        assert!(folder == "partners/alice" || folder == "partners/bob", "{f}");
+        assert!(
+            folder == "partners/alice" || folder == "partners/bob",
+            "{f}"
+        );
     }
 }
 
@@ -114,7 +132,10 @@ async fn permissions_and_on_upload_delivery() {
     assert!(!out.status.success());
     let out = env.batch("bob", "get inv.pdf x\n");
     assert!(!out.status.success());
-    let stored = env.file("partners/bob", "inv.pdf").await.expect("still stored");
+    let stored = env
+        .file("partners/bob", "inv.pdf")
+        .await
+        .expect("still stored");
     // The upload made a delivery with origin sftp:bob.
     let client = env.gateway.client(&env.certs, mft_e2e::Proto::Http1);
     let v: serde_json::Value = client
@@ -157,7 +178,14 @@ async fn reput_and_reget_resume() {
     ok(&env.batch("alice", "reput big.bin\n"));
     let stored = env.file("partners/alice", "big.bin").await.unwrap();
     assert_eq!(stored["sha256"], sum.as_str());
-    assert_eq!(env.files().await.iter().filter(|f| f["name"] == "big.bin").count(), 1);
+    assert_eq!(
+        env.files()
+            .await
+            .iter()
+            .filter(|f| f["name"] == "big.bin")
+            .count(),
+        1
+    );
     // reget continues a partial local copy (a Range read from its size).
     std::fs::write(dir.path().join("down.bin"), &bytes[..1024 * 1024 + 5]).unwrap();
     ok(&env.batch("alice", "reget big.bin down.bin\n"));
@@ -175,9 +203,17 @@ async fn killed_client_publishes_nothing() {
         .args(["-l", "8000", "-b", "-", "-i"])
         .arg(&env.key)
         .args([
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentityAgent=none",
-            "-P", &env.sftp.port().to_string(), "alice@127.0.0.1",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentityAgent=none",
+            "-P",
+            &env.sftp.port().to_string(),
+            "alice@127.0.0.1",
         ])
         .current_dir(dir.path())
         .stdin(std::process::Stdio::piped())
@@ -209,7 +245,10 @@ async fn killed_client_publishes_nothing() {
         if mft_e2e::metric(&m, "mft_sftp_uploads_total{outcome=\"failed\"}").unwrap_or(0.0) >= 1.0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "abandoned upload not noticed: {m}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "abandoned upload not noticed: {m}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(env.file("partners/alice", "huge.bin").await.is_none());
@@ -273,14 +312,19 @@ async fn parallel_put_of_50_files() {
     let mut sums = std::collections::HashMap::new();
     for i in 0..50u64 {
         let name = format!("f{i:02}.dat");
-        sums.insert(name.clone(), random_file(&dir.path().join(&name), 64 * 1024 + i * 4099, i));
+        sums.insert(
+            name.clone(),
+            random_file(&dir.path().join(&name), 64 * 1024 + i * 4099, i),
+        );
     }
     let env = std::sync::Arc::new(env);
     let mut threads = Vec::new();
     for s in 0..5 {
         let env = env.clone();
         threads.push(std::thread::spawn(move || {
-            let batch: String = (0..10).map(|j| format!("put f{:02}.dat\n", s * 10 + j)).collect();
+            let batch: String = (0..10)
+                .map(|j| format!("put f{:02}.dat\n", s * 10 + j))
+                .collect();
             env.batch("alice", &batch)
         }));
     }
@@ -293,4 +337,57 @@ async fn parallel_put_of_50_files() {
         let name = f["name"].as_str().unwrap();
         assert_eq!(f["sha256"], sums[name].as_str(), "{name}");
     }
+}
+
+/// paramiko (an independent client): password login, an API key as the
+/// password, out-of-order writes reordered, a write beyond the window
+/// refused, ten parallel connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paramiko_client() {
+    let target = mft_e2e::bin("mft-backend")
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .to_path_buf();
+    let python = std::env::var("MFT_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| target.join("pyenv/bin/python"));
+    let dir = tempfile::tempdir().unwrap();
+    let carol = "\n[[sftp.users]]\nname = \"carol\"\napi_key_login = true\nfolder = \"svc\"\n";
+    let users = format!(
+        "{}{carol}",
+        ALICE.replace("{HASH}", &sftp::hash_password("s3cret pass"))
+    );
+    let env = sftp::start(dir.path(), &users, "").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/sftp_paramiko.py");
+    let out = std::process::Command::new(&python)
+        .arg(script)
+        .args(["127.0.0.1", &env.sftp.port().to_string(), "alice", "s3cret pass", "carol"])
+        .arg(&env.gateway.key)
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup --test)", python.display()));
+    assert!(
+        out.status.success(),
+        "paramiko script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ooo = env.file("partners/alice", "ooo.bin").await.unwrap();
+    assert_eq!(ooo["sha256"], v["ooo_sha256"]);
+    let far = v["far_error"].as_str().expect("far write must fail");
+    assert!(far.contains("ahead"), "{far}");
+    assert!(env.file("partners/alice", "far.bin").await.is_none());
+    assert!(env.file("svc", "via-key.txt").await.is_some());
+    for (name, sum) in v["parallel"].as_object().unwrap() {
+        let f = env.file("partners/alice", name).await.unwrap();
+        assert_eq!(&f["sha256"], sum, "{name}");
+    }
+    // A wrong API key is refused.
+    let bad = std::process::Command::new(&python)
+        .args(["-c", "import paramiko,sys; t=paramiko.Transport(('127.0.0.1', int(sys.argv[1]))); t.connect(username='carol', password='mgw_nope_nope')"])
+        .arg(env.sftp.port().to_string())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
 }
