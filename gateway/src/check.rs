@@ -121,7 +121,10 @@ pub fn run(path: &Path) -> ExitCode {
         match crate::bridge::sftp::host_keys(c) {
             Ok(keys) => {
                 for k in &keys {
-                    r.ok("sftp host key", crate::bridge::sftp::hostkey::fingerprint(k));
+                    r.ok(
+                        "sftp host key",
+                        crate::bridge::sftp::hostkey::fingerprint(k),
+                    );
                 }
             }
             Err(e) => r.fail("sftp host key", e),

@@ -362,7 +362,13 @@ async fn paramiko_client() {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/sftp_paramiko.py");
     let out = std::process::Command::new(&python)
         .arg(script)
-        .args(["127.0.0.1", &env.sftp.port().to_string(), "alice", "s3cret pass", "carol"])
+        .args([
+            "127.0.0.1",
+            &env.sftp.port().to_string(),
+            "alice",
+            "s3cret pass",
+            "carol",
+        ])
         .arg(&env.gateway.key)
         .arg(dir.path())
         .output()

@@ -44,21 +44,23 @@ pub enum UsersError {
 impl User {
     /// Parses the user's keys and validates the folder.
     pub fn new(config: SftpUser) -> Result<User, UsersError> {
-        let root = mft_filters::validation::folder::validate_folder(&config.folder).map_err(|e| {
-            UsersError::Folder {
-                user: config.name.clone(),
-                folder: config.folder.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let root =
+            mft_filters::validation::folder::validate_folder(&config.folder).map_err(|e| {
+                UsersError::Folder {
+                    user: config.name.clone(),
+                    folder: config.folder.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         let bad = |reason: String| UsersError::Keys {
             user: config.name.clone(),
             reason,
         };
         let text = match &config.authorized_keys {
             None => String::new(),
-            Some(AuthorizedKeys::Path(p)) => std::fs::read_to_string(p)
-                .map_err(|e| bad(format!("{}: {e}", p.display())))?,
+            Some(AuthorizedKeys::Path(p)) => {
+                std::fs::read_to_string(p).map_err(|e| bad(format!("{}: {e}", p.display())))?
+            }
             Some(AuthorizedKeys::Inline(lines)) => lines.join("\n"),
         };
         let mut keys = Vec::new();
@@ -109,7 +111,6 @@ impl User {
         false
     }
 }
-
 
 /// Verifies `password` against a PHC string in constant time (argon2 does
 /// the comparison itself).

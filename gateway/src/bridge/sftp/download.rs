@@ -39,7 +39,10 @@ impl Download {
     }
 
     async fn open_at(&mut self, offset: u64) -> Result<(), BackendError> {
-        let mut call = Call::new(Method::GET, format!("/api/v1/files/{}/content", self.entry.id));
+        let mut call = Call::new(
+            Method::GET,
+            format!("/api/v1/files/{}/content", self.entry.id),
+        );
         if offset > 0 {
             let range = HeaderValue::from_str(&format!("bytes={offset}-"))
                 .unwrap_or(HeaderValue::from_static("bytes=0-"));

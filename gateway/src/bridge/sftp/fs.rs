@@ -75,7 +75,10 @@ impl MadeFolders {
     }
     /// Forgets `folder`; `false` if it was not made here.
     pub fn remove(&self, folder: &str) -> bool {
-        self.inner.lock().map(|mut s| s.remove(folder)).unwrap_or(false)
+        self.inner
+            .lock()
+            .map(|mut s| s.remove(folder))
+            .unwrap_or(false)
     }
 }
 
@@ -160,7 +163,10 @@ impl Fs {
         let mut out = Listing::default();
         let all = self.all().await?;
         let made = self.made.all();
-        let folders = all.iter().map(|e| e.folder.as_str()).chain(made.iter().map(String::as_str));
+        let folders = all
+            .iter()
+            .map(|e| e.folder.as_str())
+            .chain(made.iter().map(String::as_str));
         for f in folders {
             if let Some(child) = child_of(folder, f) {
                 out.folders.insert(child.to_string());

@@ -94,10 +94,16 @@ mod tests {
     #[test]
     fn never_above_the_root() {
         assert_eq!(VPath::parse("..").unwrap().display(), "/");
-        assert_eq!(VPath::parse("/../../etc/passwd").unwrap().display(), "/etc/passwd");
+        assert_eq!(
+            VPath::parse("/../../etc/passwd").unwrap().display(),
+            "/etc/passwd"
+        );
         assert_eq!(VPath::parse("a/./b/../c").unwrap().display(), "/a/c");
         assert_eq!(
-            VPath::parse("/etc/passwd").unwrap().folder_in("users/alice").unwrap(),
+            VPath::parse("/etc/passwd")
+                .unwrap()
+                .folder_in("users/alice")
+                .unwrap(),
             "users/alice/etc/passwd"
         );
         assert!(VPath::parse("").unwrap().is_root());

@@ -187,7 +187,11 @@ impl Conn {
         let shared = &self.shared;
         let fs = Fs {
             backend: shared.ctx.backend.clone(),
-            ctx: CallContext::new(principal.clone(), "files:read files:write", Some(&principal)),
+            ctx: CallContext::new(
+                principal.clone(),
+                "files:read files:write",
+                Some(&principal),
+            ),
             root: user.root.clone(),
             made: shared.made.get(name).cloned().unwrap_or_default(),
         };

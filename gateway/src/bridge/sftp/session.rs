@@ -40,10 +40,7 @@ fn fail(code: StatusCode, msg: impl Into<String>) -> Fail {
 enum Open {
     Dir(VecDeque<File>),
     Read(Box<Download>),
-    Write {
-        upload: Box<Upload>,
-        path: VPath,
-    },
+    Write { upload: Box<Upload>, path: VPath },
 }
 
 /// What a session knows besides its handles.
@@ -85,11 +82,8 @@ where
         handles: HashMap::new(),
         next_handle: 1,
     };
-    loop {
-        let len = match reader.read_u32().await {
-            Ok(n) => n as usize,
-            Err(_) => break,
-        };
+    while let Ok(len) = reader.read_u32().await {
+        let len = len as usize;
         if len == 0 || len > MAX_PACKET {
             tracing::info!(len, "sftp packet too large; closing the session");
             break;
@@ -136,7 +130,10 @@ fn ok(id: u32) -> Packet {
 
 fn backend_fail(e: impl std::fmt::Display) -> Fail {
     tracing::warn!(error = %e, "sftp backend call failed");
-    fail(StatusCode::Failure, "the file service is unavailable; try again later")
+    fail(
+        StatusCode::Failure,
+        "the file service is unavailable; try again later",
+    )
 }
 
 fn dir_attrs() -> FileAttributes {
@@ -254,11 +251,23 @@ impl Session {
         }
         let parent = self.folder(&p.parent())?;
         let name = p.name().unwrap_or_default();
-        if let Some(e) = self.ctx.fs.find(&parent, name).await.map_err(backend_fail)? {
+        if let Some(e) = self
+            .ctx
+            .fs
+            .find(&parent, name)
+            .await
+            .map_err(backend_fail)?
+        {
             return Ok(Some(Ok(e)));
         }
         let folder = self.folder(p)?;
-        if self.ctx.fs.folder_exists(&folder).await.map_err(backend_fail)? {
+        if self
+            .ctx
+            .fs
+            .folder_exists(&folder)
+            .await
+            .map_err(backend_fail)?
+        {
             return Ok(Some(Err(())));
         }
         Ok(None)
@@ -394,7 +403,10 @@ impl Session {
         let Some(Open::Read(d)) = self.handles.get_mut(handle) else {
             return Err(fail(StatusCode::Failure, "invalid handle"));
         };
-        let data = d.read(offset, len.min(256 * 1024)).await.map_err(backend_fail)?;
+        let data = d
+            .read(offset, len.min(256 * 1024))
+            .await
+            .map_err(backend_fail)?;
         if data.is_empty() {
             return Err(fail(StatusCode::Eof, "end of file"));
         }
@@ -404,7 +416,13 @@ impl Session {
         }))
     }
 
-    async fn write(&mut self, id: u32, handle: &str, offset: u64, data: Vec<u8>) -> Result<Packet, Fail> {
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Packet, Fail> {
         let Some(Open::Write { upload, .. }) = self.handles.get_mut(handle) else {
             return Err(fail(StatusCode::Failure, "invalid handle"));
         };
@@ -478,7 +496,12 @@ impl Session {
             return Err(fail(StatusCode::Failure, "the root is a folder"));
         };
         let parent = self.folder(&p.parent())?;
-        let all = self.ctx.fs.all_named(&parent, name).await.map_err(backend_fail)?;
+        let all = self
+            .ctx
+            .fs
+            .all_named(&parent, name)
+            .await
+            .map_err(backend_fail)?;
         if all.is_empty() {
             return Err(fail(StatusCode::NoSuchFile, "no such file"));
         }
@@ -517,9 +540,18 @@ impl Session {
     }
 
     /// RENAME fails when the target exists (SFTP v3); posix-rename replaces it.
-    async fn rename(&mut self, id: u32, from: &str, to: &str, replace: bool) -> Result<Packet, Fail> {
+    async fn rename(
+        &mut self,
+        id: u32,
+        from: &str,
+        to: &str,
+        replace: bool,
+    ) -> Result<Packet, Fail> {
         let perms = self.ctx.user.config.permissions;
-        self.need(perms.upload && perms.delete, "rename (needs upload and delete)")?;
+        self.need(
+            perms.upload && perms.delete,
+            "rename (needs upload and delete)",
+        )?;
         let (from, to) = (self.path(from)?, self.path(to)?);
         let (Some(from_name), Some(to_name)) = (from.name(), to.name()) else {
             return Err(fail(StatusCode::Failure, "the root cannot be renamed"));
@@ -527,7 +559,11 @@ impl Session {
         let from_folder = self.folder(&from.parent())?;
         let to_folder = self.folder(&to.parent())?;
         let fs = &self.ctx.fs;
-        let Some(entry) = fs.find(&from_folder, from_name).await.map_err(backend_fail)? else {
+        let Some(entry) = fs
+            .find(&from_folder, from_name)
+            .await
+            .map_err(backend_fail)?
+        else {
             return Err(
                 if fs
                     .folder_exists(&self.folder(&from)?)

@@ -92,11 +92,7 @@ impl Upload {
                 HeaderValue::from_static("1"),
             )
             .header(HeaderName::from_static("upload-metadata"), meta);
-        let resp = fs
-            .backend
-            .send(&fs.ctx, &call)
-            .await
-            .map_err(backend)?;
+        let resp = fs.backend.send(&fs.ctx, &call).await.map_err(backend)?;
         let location = resp
             .headers()
             .get(http::header::LOCATION)
@@ -314,8 +310,16 @@ impl Task {
 
     /// Copies an existing file's bytes into the upload (`reput`), hashing them.
     async fn copy(&mut self, existing: &Entry, chunk: usize) -> Result<Sha256, UploadError> {
-        let call = Call::new(Method::GET, format!("/api/v1/files/{}/content", existing.id));
-        let resp = self.fs.backend.send(&self.fs.ctx, &call).await.map_err(backend)?;
+        let call = Call::new(
+            Method::GET,
+            format!("/api/v1/files/{}/content", existing.id),
+        );
+        let resp = self
+            .fs
+            .backend
+            .send(&self.fs.ctx, &call)
+            .await
+            .map_err(backend)?;
         let mut stream = resp.bytes_stream();
         let mut hasher = Sha256::new();
         let mut buf = BytesMut::with_capacity(chunk);
@@ -342,23 +346,35 @@ impl Task {
         Ok(hasher)
     }
 
-    async fn patch(&mut self, bytes: Bytes, length: Option<u64>) -> Result<Option<String>, UploadError> {
+    async fn patch(
+        &mut self,
+        bytes: Bytes,
+        length: Option<u64>,
+    ) -> Result<Option<String>, UploadError> {
         let len = bytes.len() as u64;
         let mut call = tus_call(Method::PATCH, self.location.clone())
             .header(
                 http::header::CONTENT_TYPE,
                 HeaderValue::from_static("application/offset+octet-stream"),
             )
-            .header(HeaderName::from_static("upload-offset"), HeaderValue::from(self.offset))
+            .header(
+                HeaderName::from_static("upload-offset"),
+                HeaderValue::from(self.offset),
+            )
             .body(Body::Bytes(bytes));
         if let Some(length) = length {
-            call = call.header(HeaderName::from_static("upload-length"), HeaderValue::from(length));
+            call = call.header(
+                HeaderName::from_static("upload-length"),
+                HeaderValue::from(length),
+            );
         }
         let resp = match self.fs.backend.send(&self.fs.ctx, &call).await {
             Ok(resp) => resp,
             // A retried PATCH whose first attempt was stored answers 409:
             // the backend's offset tells whether our bytes are in.
-            Err(BackendError::Status { status: 409, .. }) if self.stored_offset().await == Some(self.offset + len) && length.is_none() => {
+            Err(BackendError::Status { status: 409, .. })
+                if self.stored_offset().await == Some(self.offset + len) && length.is_none() =>
+            {
                 self.offset += len;
                 return Ok(None);
             }
@@ -386,9 +402,16 @@ impl Task {
         let file_id = self
             .patch(Bytes::new(), Some(length))
             .await?
-            .ok_or_else(|| UploadError::Backend("the last PATCH did not complete the upload".into()))?;
+            .ok_or_else(|| {
+                UploadError::Backend("the last PATCH did not complete the upload".into())
+            })?;
         let call = Call::new(Method::GET, format!("/api/v1/files/{file_id}"));
-        let resp = self.fs.backend.send(&self.fs.ctx, &call).await.map_err(backend)?;
+        let resp = self
+            .fs
+            .backend
+            .send(&self.fs.ctx, &call)
+            .await
+            .map_err(backend)?;
         let stored: Entry = decode(&call, resp).await.map_err(backend)?;
         if stored.size != length || !stored.sha256.eq_ignore_ascii_case(sha256) {
             // Never leave a file that differs from what the client sent.
