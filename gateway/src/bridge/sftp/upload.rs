@@ -142,8 +142,19 @@ impl Upload {
     }
 
     /// Takes one WRITE. In order: hashed and buffered; ahead within the
-    /// window: held; anything else fails with a clear message.
+    /// window: held; anything else fails with a clear message, and the
+    /// upload with it (a file with a refused write is never published).
     pub async fn write(&mut self, offset: u64, data: Bytes) -> Result<(), UploadError> {
+        let result = self.write_inner(offset, data).await;
+        if let Err(e) = &result {
+            if let Ok(mut f) = self.failed.lock() {
+                f.get_or_insert_with(|| e.clone());
+            }
+        }
+        result
+    }
+
+    async fn write_inner(&mut self, offset: u64, data: Bytes) -> Result<(), UploadError> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
