@@ -83,14 +83,14 @@ impl User {
         password: &str,
         auth: &Authenticator,
         client_ip: Option<IpAddr>,
-    ) -> bool {
+    ) -> PasswordCheck {
         if let Some(hash) = self.config.password_hash.clone() {
             let pw = password.to_string();
             let ok = tokio::task::spawn_blocking(move || verify_hash(&hash, &pw))
                 .await
                 .unwrap_or(false);
             if ok {
-                return true;
+                return PasswordCheck::Accepted;
             }
         }
         if self.config.api_key_login && password.starts_with("mgw_") {
@@ -106,10 +106,25 @@ impl User {
                 authorization: Some(bearer.as_bytes()),
                 x_api_key: None,
             };
-            return matches!(auth.authorize(&req).await, Decision::Continue(_));
+            return match auth.authorize(&req).await {
+                Decision::Continue(_) => PasswordCheck::Accepted,
+                Decision::Reject(_) => PasswordCheck::KeyRefused,
+            };
         }
-        false
+        PasswordCheck::Wrong
     }
+}
+
+/// The outcome of a password login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordCheck {
+    /// The hash or the API key matched.
+    Accepted,
+    /// Neither matched.
+    Wrong,
+    /// An API key was refused; the authenticator already audited it and
+    /// told the defender.
+    KeyRefused,
 }
 
 /// Verifies `password` against a PHC string in constant time (argon2 does

@@ -65,6 +65,7 @@ impl Download {
         }
         let want = (len as u64).min(self.entry.size - offset) as usize;
         let mut out = BytesMut::with_capacity(want);
+        let mut reopened = 0;
         while out.len() < want {
             if self.leftover.is_empty() {
                 let Some(Ok(stream)) = self.stream.as_mut().map(Mutex::get_mut) else {
@@ -72,6 +73,14 @@ impl Download {
                 };
                 match stream.next().await {
                     Some(Ok(b)) => self.leftover = b,
+                    // The backend client's request timeout also bounds the
+                    // body, and a slow reader outlives it: reopen where we
+                    // are with a Range, a few times per READ at most.
+                    Some(Err(e)) if reopened < 3 => {
+                        reopened += 1;
+                        tracing::debug!(file_id = %self.entry.id, error = %e, "download stream broke; reopening");
+                        self.open_at(offset + out.len() as u64).await?;
+                    }
                     Some(Err(e)) => {
                         self.stream = None;
                         return Err(BackendError::Decode {

@@ -3,7 +3,7 @@
 //! `sftp` subsystem, whose channel gets EOF and CLOSE when the session ends
 //! (clients otherwise wait ~30 s for them).
 
-use super::auth::User;
+use super::auth::{PasswordCheck, User};
 use super::fs::{Fs, MadeFolders};
 use super::metrics::{ActiveGuard, SftpMetrics};
 use super::session::{self, SessionCtx};
@@ -254,10 +254,14 @@ impl russh::server::Handler for Conn {
             return Ok(self.refuse(user, "password", "unknown_user"));
         };
         let ip = self.peer.map(|p| p.ip());
-        if u.check_password(password, &self.shared.ctx.auth, ip).await {
-            Ok(self.admit(u, "password"))
-        } else {
-            Ok(self.refuse(user, "password", "bad_password"))
+        match u.check_password(password, &self.shared.ctx.auth, ip).await {
+            PasswordCheck::Accepted => Ok(self.admit(u, "password")),
+            PasswordCheck::Wrong => Ok(self.refuse(user, "password", "bad_password")),
+            PasswordCheck::KeyRefused => {
+                // The authenticator audited it and struck the address already.
+                self.shared.metrics.auth_failure();
+                Ok(Auth::reject())
+            }
         }
     }
 
