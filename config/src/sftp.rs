@@ -293,3 +293,47 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
         users,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const BASE: &str = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"c.key\"\n[backend]\nurl = \"http://127.0.0.1:8080\"\n";
+
+    fn load(sftp: &str) -> Result<crate::Loaded, crate::ConfigError> {
+        crate::load_str(&format!("{BASE}{sftp}"), Path::new("/etc/mft/gateway.toml"))
+    }
+
+    #[test]
+    fn users_with_defaults_and_paths() {
+        let c = load(
+            "[sftp]\nlisten = \"127.0.0.1:2222\"\n[[sftp.users]]\nname = \"acme\"\nauthorized_keys = \"acme.keys\"\nfolder = \"partners/acme\"\n[sftp.users.on_upload]\ndeliver_to = [\"ops@ourcorp.example\"]\n",
+        )
+        .unwrap()
+        .config;
+        let s = c.sftp.unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:2222");
+        assert_eq!(s.chunk_bytes, 4 << 20);
+        let u = &s.users[0];
+        assert_eq!(
+            u.authorized_keys,
+            Some(super::AuthorizedKeys::Path("/etc/mft/acme.keys".into()))
+        );
+        assert!(u.permissions.upload && u.permissions.list && !u.permissions.delete);
+        assert_eq!(u.max_connections, 10);
+        assert_eq!(u.deliver_to, ["ops@ourcorp.example"]);
+    }
+
+    #[test]
+    fn bad_users_are_named() {
+        let err = load(
+            "[sftp]\n[[sftp.users]]\nname = \"a\"\nfolder = \"x\"\npassword_hash = \"plain\"\npermissions = [\"fly\"]\n[[sftp.users]]\nname = \"b\"\nfolder = \"y\"\n",
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("sftp.users[0].password_hash"), "{err}");
+        assert!(err.contains("unknown permission \"fly\""), "{err}");
+        assert!(err.contains("no way to log in"), "{err}");
+    }
+}

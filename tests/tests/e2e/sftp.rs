@@ -397,3 +397,50 @@ async fn paramiko_client() {
         .unwrap();
     assert!(!bad.status.success());
 }
+
+/// Only modern algorithms: a client limited to CBC, SHA-1 key exchange or
+/// SHA-1 MACs with a non-AEAD cipher cannot connect; the defaults can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weak_algorithms_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    let port = env.sftp.port().to_string();
+    let attempt = |extra: &[&str]| {
+        std::process::Command::new("ssh")
+            .args(["-i"])
+            .arg(&env.key)
+            .args([
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "IdentityAgent=none",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-p",
+                &port,
+                "-s",
+            ])
+            .args(extra)
+            .args(["alice@127.0.0.1", "sftp"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for weak in [
+        ["-o", "Ciphers=aes128-cbc"],
+        ["-o", "KexAlgorithms=diffie-hellman-group14-sha1"],
+        ["-o", "HostKeyAlgorithms=ssh-rsa"],
+    ] {
+        let out = attempt(&weak);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no matching"),
+            "{weak:?} must not negotiate: {err}"
+        );
+    }
+    ok(&env.batch("alice", "pwd\n"));
+}
