@@ -141,6 +141,17 @@ pub async fn list(db: &SqlitePool, folder: Option<&str>) -> sqlx::Result<Vec<Fil
     rows.iter().map(from_row).collect()
 }
 
+/// Renames or moves a file; `false` if there was no such row.
+pub async fn rename(db: &SqlitePool, id: &str, name: &str, folder: &str) -> sqlx::Result<bool> {
+    let done = sqlx::query("UPDATE files SET name = ?, folder = ? WHERE id = ?")
+        .bind(name)
+        .bind(folder)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// Deletes the row; `false` if there was none.
 pub async fn delete(db: &SqlitePool, id: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("DELETE FROM files WHERE id = ?")

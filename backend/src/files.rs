@@ -72,6 +72,41 @@ pub async fn get(
     Ok(Json(find(&state, &id).await?))
 }
 
+/// Body of `PATCH /api/v1/files/{id}`: the new name and/or folder.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePatch {
+    name: Option<String>,
+    folder: Option<String>,
+}
+
+/// `PATCH /api/v1/files/{id}`: renames or moves a file (the SFTP bridge's
+/// RENAME). The bytes, id and sha256 stay; only `name`/`folder` change.
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<FilePatch>,
+) -> Result<Json<FileRecord>, ApiError> {
+    let current = find(&state, &id).await?;
+    let name = match body.name {
+        Some(raw) => names::file_name(&raw, "name")?,
+        None => current.name.clone(),
+    };
+    let folder = match body.folder {
+        Some(raw) => names::folder_path(&raw, "folder")?,
+        None => current.folder.clone(),
+    };
+    if !file_records::rename(&state.db, &id, &name, &folder).await? {
+        return Err(ApiError::not_found("file", &id));
+    }
+    tracing::info!(file_id = %id, %name, %folder, "file renamed");
+    Ok(Json(FileRecord {
+        name,
+        folder,
+        ..current
+    }))
+}
+
 /// `DELETE /api/v1/files/{id}`
 pub async fn delete(
     State(state): State<AppState>,

@@ -169,7 +169,10 @@ fn app(state: AppState, guard: Option<Arc<signature::SignatureGuard>>) -> Router
                 .post(file_upload::upload)
                 .layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/v1/files/{id}", get(files::get).delete(files::delete))
+        .route(
+            "/api/v1/files/{id}",
+            get(files::get).patch(files::patch).delete(files::delete),
+        )
         .route("/api/v1/files/{id}/content", get(files::content))
         .merge(tus::routes())
         .route(

@@ -61,15 +61,33 @@ async fn options() -> Response {
 
 /// `POST /api/v1/uploads`: creation extension.
 async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if headers.contains_key(h::UPLOAD_DEFER_LENGTH) {
-        return Err(ApiError::bad_request(
-            "Upload-Defer-Length is not supported; send Upload-Length",
-        )
-        .with_field("Upload-Defer-Length"));
-    }
-    let length = proto::number_header(&headers, &h::UPLOAD_LENGTH)?.ok_or_else(|| {
-        ApiError::bad_request("Upload-Length is required").with_field("Upload-Length")
-    })?;
+    // creation-defer-length: a streaming client (the SFTP bridge) learns
+    // the size only at the end and declares it in its last PATCH.
+    let deferred = match headers.get(h::UPLOAD_DEFER_LENGTH) {
+        None => false,
+        Some(v) if v.as_bytes() == b"1" => true,
+        Some(_) => {
+            return Err(ApiError::bad_request("Upload-Defer-Length must be 1")
+                .with_field("Upload-Defer-Length"))
+        }
+    };
+    let declared = proto::number_header(&headers, &h::UPLOAD_LENGTH)?;
+    let length = match (declared, deferred) {
+        (Some(_), true) => {
+            return Err(ApiError::bad_request(
+                "send either Upload-Length or Upload-Defer-Length, not both",
+            )
+            .with_field("Upload-Defer-Length"))
+        }
+        (Some(n), false) => n,
+        (None, true) => proto::MAX_SIZE,
+        (None, false) => {
+            return Err(ApiError::bad_request(
+                "Upload-Length (or Upload-Defer-Length: 1) is required",
+            )
+            .with_field("Upload-Length"))
+        }
+    };
     if length > proto::MAX_SIZE {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,6 +116,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     let upload = Upload {
         id: ids::new_id(),
         length,
+        deferred,
         offset: 0,
         metadata: raw_metadata,
         name,
@@ -125,7 +144,7 @@ async fn create(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    if length == 0 {
+    if length == 0 && !deferred {
         // Nothing to PATCH: the upload is complete at creation.
         let record = tus_store::finalize(&state, &upload).await?;
         resp.headers_mut().insert(h::UPLOAD_OFFSET, value(0));
@@ -152,7 +171,11 @@ async fn status(
     let mut resp = StatusCode::OK.into_response();
     let headers = resp.headers_mut();
     headers.insert(h::UPLOAD_OFFSET, value(upload.offset));
-    headers.insert(h::UPLOAD_LENGTH, value(upload.length));
+    if upload.deferred {
+        headers.insert(h::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1"));
+    } else {
+        headers.insert(h::UPLOAD_LENGTH, value(upload.length));
+    }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if !upload.metadata.is_empty() {
         if let Ok(v) = HeaderValue::from_str(&upload.metadata) {
@@ -198,7 +221,7 @@ async fn patch(
             "another request is writing this upload; retry when it has finished",
         )
     })?;
-    let upload = find(&state, &id).await?;
+    let mut upload = find(&state, &id).await?;
     if offset != upload.offset {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -208,6 +231,9 @@ async fn patch(
             ),
         )
         .with_header(h::UPLOAD_OFFSET, value(upload.offset)));
+    }
+    if let Some(length) = proto::number_header(headers, &h::UPLOAD_LENGTH)? {
+        upload = declare_length(&state, upload, length, declared).await?;
     }
     if upload.completed || upload.offset == upload.length {
         if !upload.completed {
@@ -232,6 +258,40 @@ async fn patch(
         tracing::error!(error = %e, "tus write task failed");
         ApiError::internal()
     })?
+}
+
+/// `Upload-Length` in a PATCH of a deferred upload fixes its length
+/// (creation-defer-length); on any other upload it must repeat the length.
+async fn declare_length(
+    state: &AppState,
+    upload: Upload,
+    length: u64,
+    body: Option<u64>,
+) -> Result<Upload, ApiError> {
+    if !upload.deferred {
+        if length != upload.length {
+            return Err(ApiError::bad_request(format!(
+                "Upload-Length {length} differs from the declared {}",
+                upload.length
+            ))
+            .with_field("Upload-Length"));
+        }
+        return Ok(upload);
+    }
+    let least = upload.offset + body.unwrap_or(0);
+    if length < least || length > proto::MAX_SIZE {
+        return Err(ApiError::bad_request(format!(
+            "Upload-Length {length} must be between {least} (offset plus this body) and {}",
+            proto::MAX_SIZE
+        ))
+        .with_field("Upload-Length"));
+    }
+    tus_store::set_length(&state.db, &upload.id, length).await?;
+    Ok(Upload {
+        length,
+        deferred: false,
+        ..upload
+    })
 }
 
 fn done(offset: u64, file_id: Option<String>) -> Response {

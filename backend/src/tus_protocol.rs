@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 /// The only protocol version spoken.
 pub const VERSION: &str = "1.0.0";
 /// Extensions implemented.
-pub const EXTENSIONS: &str = "creation,checksum,termination";
+pub const EXTENSIONS: &str = "creation,creation-defer-length,checksum,termination";
 /// Checksum algorithms accepted in `Upload-Checksum`.
 pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
 /// Largest `Upload-Length` accepted (1 TiB).

@@ -19,8 +19,11 @@ use sqlx::{Row, SqlitePool};
 pub struct Upload {
     /// Upload id (UUID v7), the last segment of its URL.
     pub id: String,
-    /// Declared `Upload-Length`.
+    /// Declared `Upload-Length`; while `deferred`, the most it may reach
+    /// (`Tus-Max-Size`), so the size checks need no special case.
     pub length: u64,
+    /// Created with `Upload-Defer-Length: 1` and no length declared yet.
+    pub deferred: bool,
     /// Bytes received, fsynced and recorded.
     pub offset: u64,
     /// The `Upload-Metadata` header as received, echoed by HEAD.
@@ -48,10 +51,20 @@ fn i64_of(v: u64) -> sqlx::Result<i64> {
     i64::try_from(v).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
+/// `upload_length` of an upload whose length is deferred (creation-defer-length).
+const DEFERRED: i64 = -1;
+
 fn from_row(row: &SqliteRow) -> sqlx::Result<Upload> {
+    let raw_length: i64 = row.try_get("upload_length")?;
+    let deferred = raw_length == DEFERRED;
     Ok(Upload {
         id: row.try_get("id")?,
-        length: u64_col(row, "upload_length")?,
+        length: if deferred {
+            crate::tus_protocol::MAX_SIZE
+        } else {
+            u64_col(row, "upload_length")?
+        },
+        deferred,
         offset: u64_col(row, "upload_offset")?,
         metadata: row.try_get("metadata")?,
         name: row.try_get("name")?,
@@ -71,7 +84,11 @@ pub async fn insert(db: &SqlitePool, u: &Upload) -> sqlx::Result<()> {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&u.id)
-    .bind(i64_of(u.length)?)
+    .bind(if u.deferred {
+        DEFERRED
+    } else {
+        i64_of(u.length)?
+    })
     .bind(i64_of(u.offset)?)
     .bind(&u.metadata)
     .bind(&u.name)
@@ -98,6 +115,16 @@ pub async fn get(db: &SqlitePool, id: &str) -> sqlx::Result<Option<Upload>> {
 pub async fn set_offset(db: &SqlitePool, id: &str, offset: u64) -> sqlx::Result<()> {
     sqlx::query("UPDATE uploads SET upload_offset = ? WHERE id = ?")
         .bind(i64_of(offset)?)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Declares the length of a deferred upload.
+pub async fn set_length(db: &SqlitePool, id: &str, length: u64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE uploads SET upload_length = ? WHERE id = ?")
+        .bind(i64_of(length)?)
         .bind(id)
         .execute(db)
         .await?;
@@ -199,7 +226,8 @@ pub async fn recover(state: &AppState) -> Result<(), BackendError> {
 async fn recover_one(state: &AppState, upload: &Upload) -> Result<(), ApiError> {
     let partial = state.storage.upload_path(&upload.id);
     let target = state.storage.file_path(&upload.file_id);
-    if upload.offset == upload.length
+    if !upload.deferred
+        && upload.offset == upload.length
         && (tokio::fs::try_exists(&partial).await? || tokio::fs::try_exists(&target).await?)
     {
         finalize(state, upload).await?;

@@ -132,6 +132,20 @@ pub fn run(path: &Path) -> ExitCode {
         Err(detail) => r.fail("partners", detail),
     }
 
+    if c.sftp.is_some() {
+        match crate::bridge::sftp::host_keys(c) {
+            Ok(keys) => {
+                for k in &keys {
+                    r.ok(
+                        "sftp host key",
+                        crate::bridge::sftp::hostkey::fingerprint(k),
+                    );
+                }
+            }
+            Err(e) => r.fail("sftp host key", e),
+        }
+    }
+
     if r.failed {
         ExitCode::FAILURE
     } else {

@@ -62,6 +62,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::signing_cli::SigningKeyCommand,
     },
+    /// SFTP bridge helpers (`sftp hash-password`).
+    Sftp {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::sftp_cli::SftpCommand,
+    },
 }
 
 /// Runs the chosen command.
@@ -84,6 +90,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command, config } => crate::keys_cli::run(command, &config),
         Command::Partners { command, config } => crate::partners_cli::run(command, &config),
         Command::SigningKey { command } => crate::signing_cli::run(command),
+        Command::Sftp { command } => crate::sftp_cli::run(command),
     }
 }
 

@@ -19,6 +19,7 @@ pub mod partners_cli;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod sftp_cli;
 pub mod signing_cli;
 pub mod store;
 pub mod telemetry;

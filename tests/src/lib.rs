@@ -7,6 +7,7 @@
 //! `scripts/test` builds them first.
 
 pub mod dovecot;
+pub mod sftp;
 pub mod smtp;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};

@@ -12,6 +12,7 @@ mod e2e {
     pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;
+    pub mod sftp;
     pub mod shutdown;
     pub mod signing;
     pub mod smtp;

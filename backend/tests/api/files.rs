@@ -339,3 +339,33 @@ async fn a_body_cut_short_stores_nothing() {
     assert_eq!(std::fs::read_dir(dir.join("files")).unwrap().count(), 0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn patch_renames_and_moves_a_file() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let rec = s.upload("draft.txt", b"text".to_vec()).await;
+    let id = rec["id"].as_str().unwrap();
+    let r = s
+        .client
+        .patch(s.url(&format!("/api/v1/files/{id}")))
+        .json(&serde_json::json!({"name": "final.txt", "folder": "/done//2026/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["name"], "final.txt");
+    assert_eq!(v["folder"], "done/2026");
+    assert_eq!(v["sha256"], rec["sha256"]);
+    assert_eq!(s.download(id).await, b"text".to_vec());
+    let r = s
+        .client
+        .patch(s.url(&format!("/api/v1/files/{id}")))
+        .json(&serde_json::json!({"name": "../x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
+    s.stop().await;
+}

@@ -81,7 +81,10 @@ async fn options_advertises_version_extensions_and_algorithms() {
     let h = r.headers();
     assert_eq!(h["tus-resumable"], "1.0.0");
     assert_eq!(h["tus-version"], "1.0.0");
-    assert_eq!(h["tus-extension"], "creation,checksum,termination");
+    assert_eq!(
+        h["tus-extension"],
+        "creation,creation-defer-length,checksum,termination"
+    );
     assert_eq!(h["tus-checksum-algorithm"], "sha1,sha256");
     assert!(h["tus-max-size"].to_str().unwrap().parse::<u64>().unwrap() > 1 << 30);
     s.stop().await;
@@ -282,5 +285,75 @@ async fn termination_removes_the_upload() {
     assert_eq!(r.status(), 404);
     let r = patch(&s, &location, 40, &[1u8; 10], None).await;
     assert_problem(r, 404).await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn deferred_length_is_declared_by_the_last_patch() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let r = s
+        .client
+        .post(s.url("/api/v1/uploads"))
+        .header(TUS.0, TUS.1)
+        .header("Upload-Defer-Length", "1")
+        .header("Upload-Metadata", meta("stream.bin", "in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let r = patch(&s, &location, 0, b"hello ", None).await;
+    assert_eq!(r.status(), 204);
+    assert!(r.headers().get("x-file-id").is_none());
+    let head = s
+        .client
+        .head(s.url(&location))
+        .header(TUS.0, TUS.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["upload-defer-length"], "1");
+    assert!(head.headers().get("upload-length").is_none());
+    // A length below what is stored is refused.
+    let r = s
+        .client
+        .patch(s.url(&location))
+        .header(TUS.0, TUS.1)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", "6")
+        .header("Upload-Length", "3")
+        .body(Vec::new())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
+    // The last PATCH declares the length and completes the upload.
+    let r = s
+        .client
+        .patch(s.url(&location))
+        .header(TUS.0, TUS.1)
+        .header("Content-Type", "application/offset+octet-stream")
+        .header("Upload-Offset", "6")
+        .header("Upload-Length", "11")
+        .body(b"world".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let file_id = r.headers()["x-file-id"].to_str().unwrap().to_string();
+    assert_eq!(s.download(&file_id).await, b"hello world".to_vec());
+    // Both headers at creation is an error.
+    let r = s
+        .client
+        .post(s.url("/api/v1/uploads"))
+        .header(TUS.0, TUS.1)
+        .header("Upload-Defer-Length", "1")
+        .header("Upload-Length", "5")
+        .header("Upload-Metadata", meta("x.bin", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 400).await;
     s.stop().await;
 }

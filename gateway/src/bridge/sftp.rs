@@ -1,9 +1,0 @@
-//! The sftp bridge.
-
-use super::BridgeContext;
-use std::sync::Arc;
-
-/// Starts the sftp bridge when it is configured.
-pub fn start(_ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
-    Ok(())
-}

@@ -1,0 +1,75 @@
+//! The SFTP bridge's Prometheus series.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Sessions, failed logins, bytes and upload outcomes.
+pub struct SftpMetrics {
+    sessions: IntCounter,
+    active: IntGauge,
+    auth_failures: IntCounter,
+    bytes: IntCounterVec,
+    uploads: IntCounterVec,
+}
+
+impl SftpMetrics {
+    /// Registers the series in `registry`.
+    pub fn new(registry: &Registry) -> prometheus::Result<SftpMetrics> {
+        let sessions = IntCounter::new("mft_sftp_sessions_total", "SFTP sessions authenticated")?;
+        let active = IntGauge::new("mft_sftp_sessions_active", "SFTP sessions open now")?;
+        let auth_failures = IntCounter::new(
+            "mft_sftp_auth_failures_total",
+            "SFTP login attempts refused (keys, passwords, API keys, limits)",
+        )?;
+        let bytes = IntCounterVec::new(
+            Opts::new("mft_sftp_bytes_total", "File bytes moved through SFTP"),
+            &["direction"],
+        )?;
+        let uploads = IntCounterVec::new(
+            Opts::new("mft_sftp_uploads_total", "SFTP uploads by outcome"),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(sessions.clone()))?;
+        registry.register(Box::new(active.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(uploads.clone()))?;
+        Ok(SftpMetrics {
+            sessions,
+            active,
+            auth_failures,
+            bytes,
+            uploads,
+        })
+    }
+
+    /// A session logged in; the gauge goes down when the guard drops.
+    pub fn session(&self) -> ActiveGuard {
+        self.sessions.inc();
+        self.active.inc();
+        ActiveGuard(self.active.clone())
+    }
+
+    /// A refused login.
+    pub fn auth_failure(&self) {
+        self.auth_failures.inc();
+    }
+
+    /// `direction` is `up` or `down`.
+    pub fn bytes(&self, direction: &str, n: u64) {
+        self.bytes.with_label_values(&[direction]).inc_by(n);
+    }
+
+    /// `outcome` is `completed` or `failed`.
+    pub fn upload(&self, outcome: &str) {
+        self.uploads.with_label_values(&[outcome]).inc();
+    }
+}
+
+/// Counts one open session while alive.
+pub struct ActiveGuard(IntGauge);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

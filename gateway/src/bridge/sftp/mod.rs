@@ -1,0 +1,123 @@
+//! The SFTP bridge: an SSH server (russh) whose file system is the
+//! backend. Uploads stream into tus uploads and are published only when
+//! complete and verified; downloads stream from the backend.
+//!
+//! - [`server`]: SSH algorithms, logins, limits, the `sftp` subsystem
+//! - [`session`]: the SFTP request loop (pipelined writes, extensions)
+//! - [`upload`] / [`download`]: the streams to and from the backend
+//! - [`fs`]: the backend seen as folders and files; [`paths`]: the chroot
+//! - [`auth`]: users, keys, password hashes; [`hostkey`]: the host key
+
+pub mod auth;
+pub mod download;
+pub mod fs;
+pub mod hostkey;
+pub mod metrics;
+pub mod paths;
+pub mod server;
+pub mod session;
+pub mod upload;
+
+use super::BridgeContext;
+use mft_config::Config;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The host keys the server offers: the ed25519 key (generated if
+/// missing) and the optional RSA key.
+pub fn host_keys(config: &Config) -> anyhow::Result<Vec<russh::keys::PrivateKey>> {
+    let Some(sftp) = &config.sftp else {
+        return Ok(Vec::new());
+    };
+    let path = sftp
+        .host_key
+        .clone()
+        .unwrap_or_else(|| hostkey::default_path(&config.server.data_dir));
+    let mut keys = vec![hostkey::load_or_generate(&path)?];
+    if let Some(rsa) = &sftp.rsa_host_key {
+        keys.push(hostkey::load(rsa)?);
+    }
+    Ok(keys)
+}
+
+/// Starts the sftp bridge when it is configured.
+pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
+    let Some(cfg) = ctx.config.sftp.clone() else {
+        return Ok(());
+    };
+    let keys = host_keys(&ctx.config)?;
+    for k in &keys {
+        tracing::info!(fingerprint = %hostkey::fingerprint(k), "sftp host key");
+    }
+    let mut users = HashMap::new();
+    let mut made = HashMap::new();
+    for u in cfg.users.iter().cloned() {
+        let user = auth::User::new(u)?;
+        made.insert(user.config.name.clone(), Arc::default());
+        users.insert(user.config.name.clone(), Arc::new(user));
+    }
+    let metrics = Arc::new(metrics::SftpMetrics::new(ctx.metrics.registry())?);
+    let sender_domain = ctx
+        .config
+        .organization
+        .email_domains
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "sftp.invalid".to_string());
+    let shared = Arc::new(server::Shared {
+        ctx: ctx.clone(),
+        users,
+        made,
+        open: Mutex::new(HashMap::new()),
+        metrics,
+        limits: upload::UploadLimits {
+            chunk: cfg.chunk_bytes,
+            window: cfg.reorder_window_bytes,
+        },
+        sender_domain,
+    });
+    let config = Arc::new(server::ssh_config(keys, cfg.idle_timeout));
+    // Bound here so a busy port is a startup error, not a log line.
+    let listener = std::net::TcpListener::bind(cfg.listen)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| anyhow::anyhow!("sftp: cannot listen on {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, users = cfg.users.len(), "sftp bridge listening");
+    ctx.runtime.spawn(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => accept_loop(l, config, shared).await,
+            Err(e) => tracing::error!(error = %e, "sftp listener unusable"),
+        }
+    });
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    config: Arc<russh::server::Config>,
+    shared: Arc<server::Shared>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "sftp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = server::Conn::new(shared.clone(), Some(peer));
+        let config = config.clone();
+        tokio::spawn(async move {
+            match russh::server::run_stream(config, stream, handler).await {
+                Ok(session) => {
+                    if let Err(e) = session.await {
+                        tracing::debug!(%peer, error = %e, "sftp connection ended");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+            }
+        });
+    }
+}

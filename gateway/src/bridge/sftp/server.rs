@@ -1,0 +1,310 @@
+//! The SSH side: algorithms, logins (keys, passwords, API keys) with the
+//! defender and the audit trail, per-user connection limits, and the
+//! `sftp` subsystem, whose channel gets EOF and CLOSE when the session ends
+//! (clients otherwise wait ~30 s for them).
+
+use super::auth::{PasswordCheck, User};
+use super::fs::{Fs, MadeFolders};
+use super::metrics::{ActiveGuard, SftpMetrics};
+use super::session::{self, SessionCtx};
+use super::upload::UploadLimits;
+use crate::audit::AuditRecord;
+use crate::backend_client::CallContext;
+use crate::bridge::BridgeContext;
+use russh::keys::{Algorithm, HashAlg, PrivateKey};
+use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{cipher, kex, mac, Channel, ChannelId, MethodKind, MethodSet, Preferred, SshId};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// State shared by all connections.
+pub struct Shared {
+    /// Gateway services.
+    pub ctx: Arc<BridgeContext>,
+    /// Users by name.
+    pub users: HashMap<String, Arc<User>>,
+    /// mkdir'd folders per user.
+    pub made: HashMap<String, Arc<MadeFolders>>,
+    /// Open sessions per user.
+    pub open: Mutex<HashMap<String, u32>>,
+    /// Series.
+    pub metrics: Arc<SftpMetrics>,
+    /// Upload limits.
+    pub limits: UploadLimits,
+    /// Sender of on_upload deliveries is `<user>@<this>`.
+    pub sender_domain: String,
+}
+
+/// Only modern algorithms: curve25519 (and its ML-KEM hybrid) key
+/// exchange, AEAD ciphers, ed25519 and RSA with SHA-2 host keys, SHA-2
+/// ETM MACs (unused with AEAD). No SHA-1, no CBC, no CTR.
+pub fn ssh_config(keys: Vec<PrivateKey>, idle: Duration) -> russh::server::Config {
+    const KEX: &[kex::Name] = &[
+        kex::MLKEM768X25519_SHA256,
+        kex::CURVE25519,
+        kex::CURVE25519_PRE_RFC_8731,
+        kex::EXTENSION_SUPPORT_AS_SERVER,
+        kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+    ];
+    const CIPHERS: &[cipher::Name] = &[
+        cipher::CHACHA20_POLY1305,
+        cipher::AES_256_GCM,
+        cipher::AES_128_GCM,
+    ];
+    const MACS: &[mac::Name] = &[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM];
+    const KEYS: &[Algorithm] = &[
+        Algorithm::Ed25519,
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha256),
+        },
+    ];
+    russh::server::Config {
+        server_id: SshId::Standard(Cow::Borrowed("SSH-2.0-mft-gateway")),
+        methods: MethodSet::from(&[MethodKind::PublicKey, MethodKind::Password][..]),
+        auth_rejection_time: Duration::from_millis(300),
+        // The first "none" probe of every client is not a failed guess.
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        keys,
+        preferred: Preferred {
+            kex: Cow::Borrowed(KEX),
+            key: Cow::Borrowed(KEYS),
+            cipher: Cow::Borrowed(CIPHERS),
+            mac: Cow::Borrowed(MACS),
+            ..Preferred::default()
+        },
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        max_auth_attempts: 6,
+        inactivity_timeout: Some(idle),
+        keepalive_interval: Some(Duration::from_secs(60)),
+        nodelay: true,
+        ..russh::server::Config::default()
+    }
+}
+
+/// Releases a user's connection slot.
+struct Slot {
+    shared: Arc<Shared>,
+    user: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.shared.open.lock() {
+            if let Some(n) = open.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
+/// One SSH connection.
+pub struct Conn {
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+    user: Option<Arc<User>>,
+    guards: Option<(Slot, ActiveGuard)>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Conn {
+    /// A connection from `peer`.
+    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>) -> Conn {
+        Conn {
+            shared,
+            peer,
+            user: None,
+            guards: None,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn audit(&self, event: &'static str, user: &str, method: &str, reason: Option<&str>) {
+        let mut r = AuditRecord::new(event);
+        r.principal = Some(format!("sftp:{user}"));
+        r.client_ip = self.peer.map(|p| p.ip());
+        r.method = Some(method.to_string());
+        r.decision = Some(if reason.is_none() { "allow" } else { "deny" });
+        r.reason = reason.map(str::to_string);
+        self.shared.ctx.audit.record(r);
+    }
+
+    fn banned(&self) -> bool {
+        match (self.shared.ctx.auth.defender(), self.peer) {
+            (Some(d), Some(p)) => d.check(p.ip(), SystemTime::now()).is_some(),
+            _ => false,
+        }
+    }
+
+    /// A refused login: counted, audited (never the secret), fed to the defender.
+    fn refuse(&self, user: &str, method: &str, reason: &str) -> Auth {
+        self.shared.metrics.auth_failure();
+        self.audit("sftp_login", user, method, Some(reason));
+        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
+            d.record_failure(p.ip(), SystemTime::now());
+        }
+        Auth::reject()
+    }
+
+    /// A verified login, if the user still has a connection slot.
+    fn admit(&mut self, user: Arc<User>, method: &str) -> Auth {
+        let name = user.config.name.clone();
+        {
+            let Ok(mut open) = self.shared.open.lock() else {
+                return Auth::reject();
+            };
+            let n = open.entry(name.clone()).or_insert(0);
+            if *n >= user.config.max_connections {
+                drop(open);
+                self.shared.metrics.auth_failure();
+                self.audit("sftp_login", &name, method, Some("max_connections"));
+                return Auth::reject();
+            }
+            *n += 1;
+        }
+        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
+            d.record_success(p.ip());
+        }
+        self.audit("sftp_login", &name, method, None);
+        let slot = Slot {
+            shared: self.shared.clone(),
+            user: name,
+        };
+        self.guards = Some((slot, self.shared.metrics.session()));
+        self.user = Some(user);
+        Auth::Accept
+    }
+
+    fn session_ctx(&self, user: Arc<User>) -> SessionCtx {
+        let name = &user.config.name;
+        let principal = format!("sftp:{name}");
+        let shared = &self.shared;
+        let fs = Fs {
+            backend: shared.ctx.backend.clone(),
+            ctx: CallContext::new(
+                principal.clone(),
+                "files:read files:write",
+                Some(&principal),
+            ),
+            root: user.root.clone(),
+            made: shared.made.get(name).cloned().unwrap_or_default(),
+        };
+        SessionCtx {
+            fs,
+            sender: format!("{name}@{}", shared.sender_domain),
+            user,
+            limits: shared.limits,
+            metrics: shared.metrics.clone(),
+            audit: shared.ctx.audit.clone(),
+            client_ip: self.peer.map(|p| p.ip()),
+        }
+    }
+}
+
+impl russh::server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Probes are not guesses: unknown keys are refused without a
+        // defender strike (clients offer every key they hold).
+        let known = self
+            .shared
+            .users
+            .get(user)
+            .is_some_and(|u| u.accepts_key(offer.public_key.key_data()));
+        if known && !self.banned() {
+            return Ok(Auth::Accept);
+        }
+        // Counted and audited, but no defender strike: keys cannot be
+        // guessed, and clients offer every key they hold.
+        self.shared.metrics.auth_failure();
+        self.audit("sftp_login", user, "publickey", Some("unknown_key"));
+        Ok(Auth::reject())
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.banned() {
+            return Ok(self.refuse(user, "publickey", "banned"));
+        }
+        match self.shared.users.get(user).cloned() {
+            Some(u) if u.accepts_key(key.public_key.key_data()) => Ok(self.admit(u, "publickey")),
+            _ => Ok(self.refuse(user, "publickey", "unknown_key")),
+        }
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.banned() {
+            return Ok(self.refuse(user, "password", "banned"));
+        }
+        let Some(u) = self.shared.users.get(user).cloned() else {
+            return Ok(self.refuse(user, "password", "unknown_user"));
+        };
+        let ip = self.peer.map(|p| p.ip());
+        match u.check_password(password, &self.shared.ctx.auth, ip).await {
+            PasswordCheck::Accepted => Ok(self.admit(u, "password")),
+            PasswordCheck::Wrong => Ok(self.refuse(user, "password", "bad_password")),
+            PasswordCheck::KeyRefused => {
+                // The authenticator audited it and struck the address already.
+                self.shared.metrics.auth_failure();
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.user.is_none() || self.channels.len() >= 4 {
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(user), true) = (self.user.clone(), name == "sftp") else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        let Some(channel) = self.channels.remove(&id) else {
+            session.channel_failure(id)?;
+            return Ok(());
+        };
+        session.channel_success(id)?;
+        let ctx = self.session_ctx(user);
+        tokio::spawn(async move {
+            let (mut read_half, write_half) = channel.split();
+            let reader = tokio::io::BufReader::with_capacity(256 * 1024, read_half.make_reader());
+            let writer = write_half.make_writer();
+            session::run(reader, writer, ctx).await;
+            // Tell the client the subsystem is over, or it waits for it.
+            let _ = write_half.exit_status(0).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,627 @@
+//! The SFTP request loop, driven here rather than by russh-sftp's server
+//! (which awaits each handler before reading the next request): requests
+//! are decoded with russh-sftp's protocol types and answered in order, but
+//! a WRITE is answered as soon as its bytes are queued for the backend, so
+//! a client's pipelined writes keep flowing; the bounded queue is the
+//! backpressure (we stop reading the channel, the SSH window closes).
+
+use super::auth::User;
+use super::download::Download;
+use super::fs::{Entry, Fs, Listing};
+use super::metrics::SftpMetrics;
+use super::paths::VPath;
+use super::upload::{Upload, UploadLimits};
+use crate::audit::{AuditLog, AuditRecord};
+use crate::backend_client::NewDelivery;
+use bytes::{Buf, Bytes, BytesMut};
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle as HandleReply, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
+};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest request accepted (a 256 KiB WRITE plus its header).
+const MAX_PACKET: usize = 256 * 1024 + 1024;
+/// Names per READDIR reply.
+const DIR_BATCH: usize = 100;
+/// Open handles per session.
+const MAX_HANDLES: usize = 64;
+
+/// A failed request: status code and the message the client prints.
+type Fail = (StatusCode, String);
+
+fn fail(code: StatusCode, msg: impl Into<String>) -> Fail {
+    (code, msg.into())
+}
+
+enum Open {
+    Dir(VecDeque<File>),
+    Read(Box<Download>),
+    Write { upload: Box<Upload>, path: VPath },
+}
+
+/// What a session knows besides its handles.
+pub struct SessionCtx {
+    /// The user's view of the backend.
+    pub fs: Fs,
+    /// The logged-in user.
+    pub user: Arc<User>,
+    /// Upload limits.
+    pub limits: UploadLimits,
+    /// Series.
+    pub metrics: Arc<SftpMetrics>,
+    /// Audit trail.
+    pub audit: AuditLog,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// Sender address of on_upload deliveries.
+    pub sender: String,
+}
+
+/// One SFTP session.
+pub struct Session {
+    ctx: SessionCtx,
+    handles: HashMap<String, Open>,
+    next_handle: u64,
+}
+
+/// Reads requests from `reader` and answers on `writer` until the client
+/// closes the channel or breaks the protocol. Open uploads are dropped on
+/// the way out, which terminates them: a session without CLOSE publishes
+/// nothing.
+pub async fn run<R, W>(mut reader: R, mut writer: W, ctx: SessionCtx)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut session = Session {
+        ctx,
+        handles: HashMap::new(),
+        next_handle: 1,
+    };
+    while let Ok(len) = reader.read_u32().await {
+        let len = len as usize;
+        if len == 0 || len > MAX_PACKET {
+            tracing::info!(len, "sftp packet too large; closing the session");
+            break;
+        }
+        let mut buf = BytesMut::zeroed(len);
+        if reader.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        let mut bytes = buf.freeze();
+        let reply = match Packet::try_from(&mut bytes) {
+            Ok(request) => session.handle(request).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "undecodable sftp request");
+                Packet::error(0, StatusCode::BadMessage)
+            }
+        };
+        let out = match Bytes::try_from(reply) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode an sftp reply");
+                break;
+            }
+        };
+        if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+            break;
+        }
+    }
+    // Dropping the handles terminates unfinished uploads.
+    drop(session);
+}
+
+fn status(id: u32, (code, msg): Fail) -> Packet {
+    Packet::Status(Status {
+        id,
+        status_code: code,
+        error_message: msg,
+        language_tag: "en-US".into(),
+    })
+}
+
+fn ok(id: u32) -> Packet {
+    Packet::status(id, StatusCode::Ok, "Ok", "en-US")
+}
+
+fn backend_fail(e: impl std::fmt::Display) -> Fail {
+    tracing::warn!(error = %e, "sftp backend call failed");
+    fail(
+        StatusCode::Failure,
+        "the file service is unavailable; try again later",
+    )
+}
+
+fn dir_attrs() -> FileAttributes {
+    FileAttributes {
+        size: Some(0),
+        permissions: Some(0o40755),
+        ..FileAttributes::default()
+    }
+}
+
+fn file_attrs(e: &Entry) -> FileAttributes {
+    let mtime = e.mtime();
+    FileAttributes {
+        size: Some(e.size),
+        permissions: Some(0o100644),
+        atime: Some(mtime),
+        mtime: Some(mtime),
+        ..FileAttributes::default()
+    }
+}
+
+/// An SSH string from an extended request's payload.
+fn ssh_string(data: &mut Bytes) -> Option<String> {
+    if data.remaining() < 4 {
+        return None;
+    }
+    let n = data.get_u32() as usize;
+    if data.remaining() < n {
+        return None;
+    }
+    String::from_utf8(data.split_to(n).to_vec()).ok()
+}
+
+impl Session {
+    async fn handle(&mut self, packet: Packet) -> Packet {
+        let id = packet.get_request_id();
+        let result = match packet {
+            Packet::Init(_) => {
+                let mut v = Version::new();
+                v.extensions
+                    .insert("posix-rename@openssh.com".into(), "1".into());
+                v.extensions.insert("fsync@openssh.com".into(), "1".into());
+                return Packet::Version(v);
+            }
+            Packet::RealPath(r) => self.realpath(id, &r.path),
+            Packet::Stat(s) => self.stat(id, &s.path).await,
+            Packet::Lstat(s) => self.stat(id, &s.path).await,
+            Packet::Fstat(f) => self.fstat(id, &f.handle),
+            Packet::OpenDir(o) => self.opendir(id, &o.path).await,
+            Packet::ReadDir(r) => self.readdir(id, &r.handle),
+            Packet::Open(o) => self.open(id, &o.filename, o.pflags).await,
+            Packet::Read(r) => self.read(id, &r.handle, r.offset, r.len).await,
+            Packet::Write(w) => self.write(id, &w.handle, w.offset, w.data).await,
+            Packet::Close(c) => self.close(id, &c.handle).await,
+            Packet::Remove(r) => self.remove(id, &r.filename).await,
+            Packet::MkDir(m) => self.mkdir(id, &m.path).await,
+            Packet::RmDir(r) => self.rmdir(id, &r.path).await,
+            Packet::Rename(r) => self.rename(id, &r.oldpath, &r.newpath, false).await,
+            // Times and modes are not kept by the backend; accepting them
+            // lets `put -p` and clients that always set them work.
+            Packet::SetStat(_) | Packet::FSetStat(_) => Ok(ok(id)),
+            Packet::ReadLink(_) => Err(fail(StatusCode::NoSuchFile, "no symbolic links here")),
+            Packet::Symlink(_) => Err(fail(
+                StatusCode::PermissionDenied,
+                "symbolic links are not supported",
+            )),
+            Packet::Extended(x) => self.extended(id, &x.request, Bytes::from(x.data)).await,
+            _ => Err(fail(StatusCode::BadMessage, "not a request")),
+        };
+        result.unwrap_or_else(|f| status(id, f))
+    }
+
+    fn path(&self, raw: &str) -> Result<VPath, Fail> {
+        VPath::parse(raw).map_err(|e| fail(StatusCode::NoSuchFile, e.to_string()))
+    }
+
+    fn folder(&self, p: &VPath) -> Result<String, Fail> {
+        p.folder_in(&self.ctx.fs.root)
+            .map_err(|e| fail(StatusCode::NoSuchFile, e.to_string()))
+    }
+
+    fn need(&self, allowed: bool, what: &str) -> Result<(), Fail> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(fail(
+                StatusCode::PermissionDenied,
+                format!("user {} may not {what}", self.ctx.user.config.name),
+            ))
+        }
+    }
+
+    fn add_handle(&mut self, open: Open) -> Result<String, Fail> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(fail(StatusCode::Failure, "too many open files"));
+        }
+        let h = self.next_handle.to_string();
+        self.next_handle += 1;
+        self.handles.insert(h.clone(), open);
+        Ok(h)
+    }
+
+    fn realpath(&self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        let p = self.path(raw)?;
+        Ok(Packet::Name(Name {
+            id,
+            files: vec![File::dummy(p.display())],
+        }))
+    }
+
+    /// A file (the newest of its name) or a folder at `p`.
+    async fn lookup(&self, p: &VPath) -> Result<Option<Result<Entry, ()>>, Fail> {
+        if p.is_root() {
+            return Ok(Some(Err(())));
+        }
+        let parent = self.folder(&p.parent())?;
+        let name = p.name().unwrap_or_default();
+        if let Some(e) = self
+            .ctx
+            .fs
+            .find(&parent, name)
+            .await
+            .map_err(backend_fail)?
+        {
+            return Ok(Some(Ok(e)));
+        }
+        let folder = self.folder(p)?;
+        if self
+            .ctx
+            .fs
+            .folder_exists(&folder)
+            .await
+            .map_err(backend_fail)?
+        {
+            return Ok(Some(Err(())));
+        }
+        Ok(None)
+    }
+
+    async fn stat(&self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        let p = self.path(raw)?;
+        let attrs = match self.lookup(&p).await? {
+            Some(Ok(e)) => file_attrs(&e),
+            Some(Err(())) => dir_attrs(),
+            None => return Err(fail(StatusCode::NoSuchFile, "no such file or folder")),
+        };
+        Ok(Packet::Attrs(Attrs { id, attrs }))
+    }
+
+    fn fstat(&self, id: u32, handle: &str) -> Result<Packet, Fail> {
+        let attrs = match self.handles.get(handle) {
+            Some(Open::Read(d)) => file_attrs(&d.entry),
+            Some(Open::Write { .. }) => FileAttributes {
+                size: Some(0),
+                permissions: Some(0o100644),
+                ..FileAttributes::default()
+            },
+            Some(Open::Dir(_)) => dir_attrs(),
+            None => return Err(fail(StatusCode::Failure, "invalid handle")),
+        };
+        Ok(Packet::Attrs(Attrs { id, attrs }))
+    }
+
+    async fn opendir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        self.need(self.ctx.user.config.permissions.list, "list folders")?;
+        let p = self.path(raw)?;
+        let folder = self.folder(&p)?;
+        if !self
+            .ctx
+            .fs
+            .folder_exists(&folder)
+            .await
+            .map_err(backend_fail)?
+        {
+            return Err(fail(StatusCode::NoSuchFile, "no such folder"));
+        }
+        let Listing { files, folders } = self.ctx.fs.list(&folder).await.map_err(backend_fail)?;
+        let mut out = VecDeque::new();
+        out.push_back(File::new(".", dir_attrs()));
+        out.push_back(File::new("..", dir_attrs()));
+        for f in folders {
+            out.push_back(File::new(f, dir_attrs()));
+        }
+        for (name, e) in files {
+            out.push_back(File::new(name, file_attrs(&e)));
+        }
+        let handle = self.add_handle(Open::Dir(out))?;
+        Ok(Packet::Handle(HandleReply { id, handle }))
+    }
+
+    fn readdir(&mut self, id: u32, handle: &str) -> Result<Packet, Fail> {
+        let Some(Open::Dir(rest)) = self.handles.get_mut(handle) else {
+            return Err(fail(StatusCode::Failure, "invalid handle"));
+        };
+        if rest.is_empty() {
+            return Err(fail(StatusCode::Eof, "end of folder"));
+        }
+        let n = rest.len().min(DIR_BATCH);
+        let files = rest.drain(..n).collect();
+        Ok(Packet::Name(Name { id, files }))
+    }
+
+    async fn open(&mut self, id: u32, raw: &str, flags: OpenFlags) -> Result<Packet, Fail> {
+        let p = self.path(raw)?;
+        let Some(name) = p.name().map(str::to_string) else {
+            return Err(fail(StatusCode::Failure, "the root is a folder"));
+        };
+        let parent = self.folder(&p.parent())?;
+        let perms = self.ctx.user.config.permissions;
+        let writing = flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND);
+        if writing && flags.contains(OpenFlags::READ) {
+            return Err(fail(
+                StatusCode::OpUnsupported,
+                "a file is opened for reading or for writing, not both",
+            ));
+        }
+        if !writing {
+            self.need(perms.download, "download")?;
+            let entry = self
+                .ctx
+                .fs
+                .find(&parent, &name)
+                .await
+                .map_err(backend_fail)?
+                .ok_or_else(|| fail(StatusCode::NoSuchFile, "no such file"))?;
+            let d = Download::new(self.ctx.fs.clone(), entry, self.ctx.metrics.clone());
+            let handle = self.add_handle(Open::Read(Box::new(d)))?;
+            return Ok(Packet::Handle(HandleReply { id, handle }));
+        }
+        self.need(perms.upload, "upload")?;
+        let fs = &self.ctx.fs;
+        if !p.parent().is_root() && !fs.folder_exists(&parent).await.map_err(backend_fail)? {
+            return Err(fail(StatusCode::NoSuchFile, "no such folder"));
+        }
+        let existing = fs.all_named(&parent, &name).await.map_err(backend_fail)?;
+        if !existing.is_empty() && flags.contains(OpenFlags::EXCLUDE) {
+            return Err(fail(StatusCode::Failure, "file exists"));
+        }
+        // Without TRUNCATE the client continues an existing file (`reput`,
+        // append): its bytes are copied into the new upload first.
+        let resume_from = if flags.contains(OpenFlags::TRUNCATE) {
+            None
+        } else {
+            existing.last().cloned()
+        };
+        // Replacing a file removes the old one: only for users who may delete.
+        let replace = if perms.delete { existing } else { Vec::new() };
+        let upload = Upload::start(
+            fs.clone(),
+            &parent,
+            &name,
+            resume_from,
+            replace,
+            self.ctx.limits,
+            self.ctx.metrics.clone(),
+        )
+        .await
+        .map_err(|e| fail(StatusCode::Failure, e.to_string()))?;
+        let handle = self.add_handle(Open::Write {
+            upload: Box::new(upload),
+            path: p,
+        })?;
+        Ok(Packet::Handle(HandleReply { id, handle }))
+    }
+
+    async fn read(&mut self, id: u32, handle: &str, offset: u64, len: u32) -> Result<Packet, Fail> {
+        let Some(Open::Read(d)) = self.handles.get_mut(handle) else {
+            return Err(fail(StatusCode::Failure, "invalid handle"));
+        };
+        let data = d
+            .read(offset, len.min(256 * 1024))
+            .await
+            .map_err(backend_fail)?;
+        if data.is_empty() {
+            return Err(fail(StatusCode::Eof, "end of file"));
+        }
+        Ok(Packet::Data(Data {
+            id,
+            data: data.to_vec(),
+        }))
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: &str,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Packet, Fail> {
+        let Some(Open::Write { upload, .. }) = self.handles.get_mut(handle) else {
+            return Err(fail(StatusCode::Failure, "invalid handle"));
+        };
+        upload
+            .write(offset, Bytes::from(data))
+            .await
+            .map_err(|e| fail(StatusCode::Failure, e.to_string()))?;
+        Ok(ok(id))
+    }
+
+    async fn close(&mut self, id: u32, handle: &str) -> Result<Packet, Fail> {
+        match self.handles.remove(handle) {
+            None => Err(fail(StatusCode::Failure, "invalid handle")),
+            Some(Open::Dir(_)) | Some(Open::Read(_)) => Ok(ok(id)),
+            Some(Open::Write { upload, path }) => match upload.finish().await {
+                Ok(entry) => {
+                    self.uploaded(&path, &entry).await;
+                    Ok(ok(id))
+                }
+                Err(e) => {
+                    self.audit_upload(&path, None, Some(e.to_string()));
+                    Err(fail(StatusCode::Failure, e.to_string()))
+                }
+            },
+        }
+    }
+
+    fn audit_upload(&self, path: &VPath, entry: Option<&Entry>, error: Option<String>) {
+        let mut r = AuditRecord::new("sftp_upload");
+        r.principal = Some(format!("sftp:{}", self.ctx.user.config.name));
+        r.client_ip = self.ctx.client_ip;
+        r.path = Some(path.display());
+        r.bytes_in = entry.map(|e| e.size);
+        r.decision = Some(if error.is_none() { "allow" } else { "fail" });
+        r.reason = error;
+        self.ctx.audit.record(r);
+    }
+
+    /// A file is complete: audit it and make the configured delivery.
+    async fn uploaded(&self, path: &VPath, entry: &Entry) {
+        self.audit_upload(path, Some(entry), None);
+        let user = &self.ctx.user.config;
+        if user.deliver_to.is_empty() {
+            return;
+        }
+        let delivery = NewDelivery {
+            sender: self.ctx.sender.clone(),
+            recipients: user.deliver_to.clone(),
+            subject: format!("SFTP upload {}", path.display()),
+            message: format!("{} uploaded {} over SFTP.", user.name, path.display()),
+            files: vec![entry.id.clone()],
+        };
+        let key = format!("sftp:{}:{}", user.name, entry.id);
+        if let Err(e) = self
+            .ctx
+            .fs
+            .backend
+            .create_delivery(&self.ctx.fs.ctx, &key, &delivery)
+            .await
+        {
+            // The file is stored; the delivery is the follow-up that failed.
+            tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
+                "on_upload delivery failed");
+        }
+    }
+
+    async fn remove(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        self.need(self.ctx.user.config.permissions.delete, "delete")?;
+        let p = self.path(raw)?;
+        let Some(name) = p.name() else {
+            return Err(fail(StatusCode::Failure, "the root is a folder"));
+        };
+        let parent = self.folder(&p.parent())?;
+        let all = self
+            .ctx
+            .fs
+            .all_named(&parent, name)
+            .await
+            .map_err(backend_fail)?;
+        if all.is_empty() {
+            return Err(fail(StatusCode::NoSuchFile, "no such file"));
+        }
+        for e in all {
+            self.ctx.fs.delete(&e.id).await.map_err(backend_fail)?;
+        }
+        Ok(ok(id))
+    }
+
+    async fn mkdir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        self.need(self.ctx.user.config.permissions.upload, "make folders")?;
+        let p = self.path(raw)?;
+        let folder = self.folder(&p)?;
+        if self.lookup(&p).await?.is_some() {
+            return Err(fail(StatusCode::Failure, "already exists"));
+        }
+        self.ctx.fs.made.add(&folder);
+        Ok(ok(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
+        self.need(self.ctx.user.config.permissions.delete, "delete folders")?;
+        let p = self.path(raw)?;
+        if p.is_root() {
+            return Err(fail(StatusCode::PermissionDenied, "the root stays"));
+        }
+        let folder = self.folder(&p)?;
+        let listing = self.ctx.fs.list(&folder).await.map_err(backend_fail)?;
+        if !listing.files.is_empty() || !listing.folders.is_empty() {
+            return Err(fail(StatusCode::Failure, "folder is not empty"));
+        }
+        if !self.ctx.fs.made.remove(&folder) {
+            return Err(fail(StatusCode::NoSuchFile, "no such folder"));
+        }
+        Ok(ok(id))
+    }
+
+    /// RENAME fails when the target exists (SFTP v3); posix-rename replaces it.
+    async fn rename(
+        &mut self,
+        id: u32,
+        from: &str,
+        to: &str,
+        replace: bool,
+    ) -> Result<Packet, Fail> {
+        let perms = self.ctx.user.config.permissions;
+        self.need(
+            perms.upload && perms.delete,
+            "rename (needs upload and delete)",
+        )?;
+        let (from, to) = (self.path(from)?, self.path(to)?);
+        let (Some(from_name), Some(to_name)) = (from.name(), to.name()) else {
+            return Err(fail(StatusCode::Failure, "the root cannot be renamed"));
+        };
+        let from_folder = self.folder(&from.parent())?;
+        let to_folder = self.folder(&to.parent())?;
+        let fs = &self.ctx.fs;
+        let Some(entry) = fs
+            .find(&from_folder, from_name)
+            .await
+            .map_err(backend_fail)?
+        else {
+            return Err(
+                if fs
+                    .folder_exists(&self.folder(&from)?)
+                    .await
+                    .map_err(backend_fail)?
+                {
+                    fail(StatusCode::OpUnsupported, "folders cannot be renamed")
+                } else {
+                    fail(StatusCode::NoSuchFile, "no such file")
+                },
+            );
+        };
+        if !to.parent().is_root() && !fs.folder_exists(&to_folder).await.map_err(backend_fail)? {
+            return Err(fail(StatusCode::NoSuchFile, "no such target folder"));
+        }
+        let targets: Vec<Entry> = fs
+            .all_named(&to_folder, to_name)
+            .await
+            .map_err(backend_fail)?
+            .into_iter()
+            .filter(|e| e.id != entry.id)
+            .collect();
+        if !targets.is_empty() && !replace {
+            return Err(fail(StatusCode::Failure, "target exists"));
+        }
+        fs.rename(&entry.id, &to_folder, to_name)
+            .await
+            .map_err(backend_fail)?;
+        for t in targets {
+            fs.delete(&t.id).await.map_err(backend_fail)?;
+        }
+        Ok(ok(id))
+    }
+
+    async fn extended(&mut self, id: u32, request: &str, mut data: Bytes) -> Result<Packet, Fail> {
+        let bad = || fail(StatusCode::BadMessage, "malformed extended request");
+        match request {
+            "fsync@openssh.com" => {
+                let handle = ssh_string(&mut data).ok_or_else(bad)?;
+                match self.handles.get_mut(&handle) {
+                    Some(Open::Write { upload, .. }) => upload
+                        .sync()
+                        .await
+                        .map(|()| ok(id))
+                        .map_err(|e| fail(StatusCode::Failure, e.to_string())),
+                    Some(_) => Ok(ok(id)),
+                    None => Err(fail(StatusCode::Failure, "invalid handle")),
+                }
+            }
+            "posix-rename@openssh.com" => {
+                let from = ssh_string(&mut data).ok_or_else(bad)?;
+                let to = ssh_string(&mut data).ok_or_else(bad)?;
+                self.rename(id, &from, &to, true).await
+            }
+            other => Err(fail(
+                StatusCode::OpUnsupported,
+                format!("{other} is not supported"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! One file being written: the client's WRITEs become a tus upload with a
+//! deferred length. WRITEs are answered from memory (the client pipelines
+//! them); a bounded channel to the PATCH task is the backpressure. The
+//! file is published by the last PATCH, which declares the length, and
+//! only counts as done once the backend's SHA-256 equals ours. An upload
+//! dropped without [`Upload::finish`] (client gone) is terminated.
+
+use super::fs::{Entry, Fs};
+use super::metrics::SftpMetrics;
+use crate::backend_client::{decode, BackendError, Body, Call};
+use base64::Engine as _;
+use bytes::{Bytes, BytesMut};
+use futures_util::TryStreamExt;
+use http::{HeaderName, HeaderValue, Method};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a write or the close of an upload failed; the text goes to the client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UploadError {
+    /// The client wrote somewhere the stream cannot go.
+    #[error("{0}")]
+    Order(String),
+    /// The backend refused or failed.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+enum Msg {
+    Chunk(Bytes),
+    Sync(oneshot::Sender<Result<(), UploadError>>),
+    Finish {
+        length: u64,
+        sha256: String,
+        reply: oneshot::Sender<Result<Entry, UploadError>>,
+    },
+}
+
+/// Limits of one upload.
+#[derive(Clone, Copy)]
+pub struct UploadLimits {
+    /// Bytes per PATCH.
+    pub chunk: usize,
+    /// Reorder window.
+    pub window: usize,
+}
+
+/// The session's side of an upload.
+pub struct Upload {
+    tx: mpsc::Sender<Msg>,
+    failed: Arc<Mutex<Option<UploadError>>>,
+    next: u64,
+    pending: BTreeMap<u64, Bytes>,
+    pending_bytes: usize,
+    buf: BytesMut,
+    hasher: Sha256,
+    limits: UploadLimits,
+}
+
+const TUS: HeaderName = HeaderName::from_static("tus-resumable");
+
+fn tus_call(method: Method, path: impl Into<String>) -> Call {
+    Call::new(method, path).header(TUS, HeaderValue::from_static("1.0.0"))
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
+}
+
+impl Upload {
+    /// Creates the tus upload for `name` in `folder`. `resume_from` is an
+    /// existing file whose bytes are copied first (`reput`: the client
+    /// continues at its size). `replace` are the files this one replaces
+    /// once it is complete.
+    pub async fn start(
+        fs: Fs,
+        folder: &str,
+        name: &str,
+        resume_from: Option<Entry>,
+        replace: Vec<Entry>,
+        limits: UploadLimits,
+        metrics: Arc<SftpMetrics>,
+    ) -> Result<Upload, UploadError> {
+        let metadata = format!("filename {},folder {}", b64(name), b64(folder));
+        let meta = HeaderValue::from_str(&metadata)
+            .map_err(|_| UploadError::Order("file name not representable".into()))?;
+        let call = tus_call(Method::POST, "/api/v1/uploads")
+            .header(
+                HeaderName::from_static("upload-defer-length"),
+                HeaderValue::from_static("1"),
+            )
+            .header(HeaderName::from_static("upload-metadata"), meta);
+        let resp = fs.backend.send(&fs.ctx, &call).await.map_err(backend)?;
+        let location = resp
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|l| l.starts_with("/api/v1/uploads/"))
+            .map(str::to_string)
+            .ok_or_else(|| UploadError::Backend("tus creation without Location".into()))?;
+        let (tx, rx) = mpsc::channel(2);
+        let failed = Arc::new(Mutex::new(None));
+        let mut hasher = Sha256::new();
+        let next = match &resume_from {
+            Some(e) => e.size,
+            None => 0,
+        };
+        let task = Task {
+            fs: fs.clone(),
+            location,
+            offset: 0,
+            failed: failed.clone(),
+            replace,
+            metrics,
+        };
+        // The copied prefix is hashed here, on the way through the task.
+        let (hash_tx, hash_rx) = oneshot::channel();
+        tokio::spawn(task.run(rx, resume_from, limits.chunk, hash_tx));
+        if next > 0 {
+            match hash_rx.await {
+                Ok(Ok(h)) => hasher = h,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(UploadError::Backend("upload task ended".into())),
+            }
+        }
+        Ok(Upload {
+            tx,
+            failed,
+            next,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+            buf: BytesMut::with_capacity(limits.chunk),
+            hasher,
+            limits,
+        })
+    }
+
+    fn failure(&self) -> Option<UploadError> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Takes one WRITE. In order: hashed and buffered; ahead within the
+    /// window: held; anything else fails with a clear message, and the
+    /// upload with it (a file with a refused write is never published).
+    pub async fn write(&mut self, offset: u64, data: Bytes) -> Result<(), UploadError> {
+        let result = self.write_inner(offset, data).await;
+        if let Err(e) = &result {
+            if let Ok(mut f) = self.failed.lock() {
+                f.get_or_insert_with(|| e.clone());
+            }
+        }
+        result
+    }
+
+    async fn write_inner(&mut self, offset: u64, data: Bytes) -> Result<(), UploadError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        if offset < self.next {
+            return Err(UploadError::Order(format!(
+                "write at offset {offset} goes back before {}: uploads are streamed, bytes already sent cannot be rewritten",
+                self.next
+            )));
+        }
+        if offset > self.next {
+            let ahead = offset - self.next + data.len() as u64;
+            if ahead > self.limits.window as u64 || self.pending.contains_key(&offset) {
+                return Err(UploadError::Order(format!(
+                    "write at offset {offset} is {ahead} bytes ahead of the next expected offset {}; at most {} may be out of order",
+                    self.next, self.limits.window
+                )));
+            }
+            self.pending_bytes += data.len();
+            self.pending.insert(offset, data);
+            return Ok(());
+        }
+        self.push(data).await?;
+        while let Some(data) = self.pending.remove(&self.next) {
+            self.pending_bytes -= data.len();
+            self.push(data).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, data: Bytes) -> Result<(), UploadError> {
+        self.hasher.update(&data);
+        self.next += data.len() as u64;
+        self.buf.extend_from_slice(&data);
+        if self.buf.len() >= self.limits.chunk {
+            let chunk = self.buf.split().freeze();
+            self.send(Msg::Chunk(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, msg: Msg) -> Result<(), UploadError> {
+        if self.tx.send(msg).await.is_err() {
+            return Err(self
+                .failure()
+                .unwrap_or_else(|| UploadError::Backend("upload task ended".into())));
+        }
+        Ok(())
+    }
+
+    /// `fsync@openssh.com`: everything written so far is stored by the
+    /// backend (in the unfinished upload) when this returns.
+    pub async fn sync(&mut self) -> Result<(), UploadError> {
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.send(Msg::Chunk(chunk)).await?;
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Sync(reply)).await?;
+        rx.await
+            .unwrap_or_else(|_| Err(UploadError::Backend("upload task ended".into())))
+    }
+
+    /// CLOSE: sends the rest, declares the length, and waits until the
+    /// backend holds the complete file with our SHA-256.
+    pub async fn finish(mut self) -> Result<Entry, UploadError> {
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        if let Some((&at, _)) = self.pending.iter().next() {
+            return Err(UploadError::Order(format!(
+                "closed with a gap: bytes {}..{at} were never written",
+                self.next
+            )));
+        }
+        if !self.buf.is_empty() {
+            let chunk = self.buf.split().freeze();
+            self.send(Msg::Chunk(chunk)).await?;
+        }
+        let sha256 = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Finish {
+            length: self.next,
+            sha256,
+            reply,
+        })
+        .await?;
+        rx.await
+            .unwrap_or_else(|_| Err(UploadError::Backend("upload task ended".into())))
+    }
+}
+
+fn backend(e: BackendError) -> UploadError {
+    UploadError::Backend(e.to_string())
+}
+
+/// The PATCH side, one task per upload.
+struct Task {
+    fs: Fs,
+    location: String,
+    offset: u64,
+    failed: Arc<Mutex<Option<UploadError>>>,
+    replace: Vec<Entry>,
+    metrics: Arc<SftpMetrics>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        resume_from: Option<Entry>,
+        chunk: usize,
+        hash_tx: oneshot::Sender<Result<Sha256, UploadError>>,
+    ) {
+        if let Some(existing) = resume_from {
+            let copied = self.copy(&existing, chunk).await;
+            let failed = copied.as_ref().err().cloned();
+            let _ = hash_tx.send(copied);
+            if let Some(e) = failed {
+                self.fail(e, &mut rx).await;
+                return;
+            }
+        }
+        loop {
+            match rx.recv().await {
+                Some(Msg::Chunk(bytes)) => {
+                    if let Err(e) = self.patch(bytes, None).await {
+                        self.fail(e, &mut rx).await;
+                        return;
+                    }
+                }
+                Some(Msg::Sync(reply)) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Some(Msg::Finish {
+                    length,
+                    sha256,
+                    reply,
+                }) => {
+                    let result = self.finish(length, &sha256).await;
+                    match &result {
+                        Ok(_) => self.metrics.upload("completed"),
+                        Err(_) => {
+                            self.metrics.upload("failed");
+                            self.terminate().await;
+                        }
+                    }
+                    let _ = reply.send(result);
+                    return;
+                }
+                None => {
+                    // The session ended without CLOSE: never publish.
+                    tracing::info!(upload = %self.location, bytes = self.offset,
+                        "sftp upload abandoned by the client; terminating it");
+                    self.metrics.upload("failed");
+                    self.terminate().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Copies an existing file's bytes into the upload (`reput`), hashing them.
+    async fn copy(&mut self, existing: &Entry, chunk: usize) -> Result<Sha256, UploadError> {
+        let call = Call::new(
+            Method::GET,
+            format!("/api/v1/files/{}/content", existing.id),
+        );
+        let resp = self
+            .fs
+            .backend
+            .send(&self.fs.ctx, &call)
+            .await
+            .map_err(backend)?;
+        let mut stream = resp.bytes_stream();
+        let mut hasher = Sha256::new();
+        let mut buf = BytesMut::with_capacity(chunk);
+        while let Some(part) = stream
+            .try_next()
+            .await
+            .map_err(|e| UploadError::Backend(format!("reading the file to resume: {e}")))?
+        {
+            hasher.update(&part);
+            buf.extend_from_slice(&part);
+            if buf.len() >= chunk {
+                self.patch(buf.split().freeze(), None).await?;
+            }
+        }
+        if !buf.is_empty() {
+            self.patch(buf.split().freeze(), None).await?;
+        }
+        if self.offset != existing.size {
+            return Err(UploadError::Backend(format!(
+                "the file to resume has {} bytes, expected {}",
+                self.offset, existing.size
+            )));
+        }
+        Ok(hasher)
+    }
+
+    async fn patch(
+        &mut self,
+        bytes: Bytes,
+        length: Option<u64>,
+    ) -> Result<Option<String>, UploadError> {
+        let len = bytes.len() as u64;
+        let mut call = tus_call(Method::PATCH, self.location.clone())
+            .header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/offset+octet-stream"),
+            )
+            .header(
+                HeaderName::from_static("upload-offset"),
+                HeaderValue::from(self.offset),
+            )
+            .body(Body::Bytes(bytes));
+        if let Some(length) = length {
+            call = call.header(
+                HeaderName::from_static("upload-length"),
+                HeaderValue::from(length),
+            );
+        }
+        let resp = match self.fs.backend.send(&self.fs.ctx, &call).await {
+            Ok(resp) => resp,
+            // A retried PATCH whose first attempt was stored answers 409:
+            // the backend's offset tells whether our bytes are in.
+            Err(BackendError::Status { status: 409, .. })
+                if self.stored_offset().await == Some(self.offset + len) && length.is_none() =>
+            {
+                self.offset += len;
+                return Ok(None);
+            }
+            Err(e) => return Err(backend(e)),
+        };
+        self.offset += len;
+        self.metrics.bytes("up", len);
+        Ok(resp
+            .headers()
+            .get("x-file-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    async fn stored_offset(&self) -> Option<u64> {
+        let call = tus_call(Method::HEAD, self.location.clone());
+        let resp = self.fs.backend.send(&self.fs.ctx, &call).await.ok()?;
+        resp.headers()
+            .get("upload-offset")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+
+    async fn finish(&mut self, length: u64, sha256: &str) -> Result<Entry, UploadError> {
+        let file_id = self
+            .patch(Bytes::new(), Some(length))
+            .await?
+            .ok_or_else(|| {
+                UploadError::Backend("the last PATCH did not complete the upload".into())
+            })?;
+        let call = Call::new(Method::GET, format!("/api/v1/files/{file_id}"));
+        let resp = self
+            .fs
+            .backend
+            .send(&self.fs.ctx, &call)
+            .await
+            .map_err(backend)?;
+        let stored: Entry = decode(&call, resp).await.map_err(backend)?;
+        if stored.size != length || !stored.sha256.eq_ignore_ascii_case(sha256) {
+            // Never leave a file that differs from what the client sent.
+            let _ = self.fs.delete(&stored.id).await;
+            return Err(UploadError::Backend(format!(
+                "stored file differs from the bytes received (size {} vs {length}, sha256 {} vs {sha256})",
+                stored.size, stored.sha256
+            )));
+        }
+        for old in std::mem::take(&mut self.replace) {
+            if old.id != stored.id {
+                if let Err(e) = self.fs.delete(&old.id).await {
+                    tracing::warn!(file_id = %old.id, error = %e, "cannot remove the replaced file");
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    async fn terminate(&self) {
+        let call = tus_call(Method::DELETE, self.location.clone());
+        if let Err(e) = self.fs.backend.send(&self.fs.ctx, &call).await {
+            tracing::warn!(upload = %self.location, error = %e, "cannot terminate the tus upload");
+        }
+    }
+
+    /// Records the failure for the session, terminates, and answers
+    /// whatever the session still sends.
+    async fn fail(&self, e: UploadError, rx: &mut mpsc::Receiver<Msg>) {
+        tracing::warn!(upload = %self.location, error = %e, "sftp upload failed");
+        if let Ok(mut f) = self.failed.lock() {
+            *f = Some(e.clone());
+        }
+        self.metrics.upload("failed");
+        self.terminate().await;
+        rx.close();
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                Msg::Chunk(_) => {}
+                Msg::Sync(reply) => {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                Msg::Finish { reply, .. } => {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
