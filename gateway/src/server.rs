@@ -78,7 +78,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &control,
     )?);
 
-    start_bridges(&config, &signer, &auth, &store, &audit, &metrics, key)?;
+    let shared_config = Arc::new(config.clone());
+    start_bridges(
+        &shared_config,
+        &signer,
+        &auth,
+        &store,
+        &audit,
+        &metrics,
+        key,
+    )?;
     let auth_defender = auth.defender().cloned();
 
     let conf = ServerConf {
@@ -148,7 +157,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         control,
         audit.clone(),
         metrics,
-        Arc::new(config.clone()),
+        shared_config,
     );
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
@@ -179,7 +188,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// Starts the protocol bridges on their own runtime, when any is configured.
 fn start_bridges(
-    config: &Config,
+    config: &Arc<Config>,
     signer: &Option<Arc<RequestSigner>>,
     auth: &Arc<crate::auth::Authenticator>,
     store: &KeyStore,
@@ -201,7 +210,7 @@ fn start_bridges(
     );
     let runtime = BridgeRuntime::start(2).context("cannot start the bridge runtime")?;
     let ctx = Arc::new(BridgeContext {
-        config: Arc::new(config.clone()),
+        config: config.clone(),
         backend,
         pipeline,
         auth: auth.clone(),

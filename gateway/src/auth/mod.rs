@@ -92,7 +92,8 @@ pub struct Authenticator {
     clock: Arc<dyn Clock>,
 }
 
-fn store_unavailable() -> Rejection {
+/// 503 while the key store cannot be read (API keys and partner keys alike).
+pub(crate) fn store_unavailable() -> Rejection {
     Rejection {
         status: 503,
         problem_type: "urn:mft:problem:auth-unavailable",

@@ -11,14 +11,13 @@ pub mod breaker;
 pub mod error;
 pub mod retry;
 
-use crate::proxy::sign::{RequestSigner, COVERED};
+use crate::proxy::sign::RequestSigner;
 pub use breaker::CircuitBreaker;
 use bytes::Bytes;
 pub use error::BackendError;
 use futures_util::TryStreamExt;
 use http::{HeaderName, HeaderValue, Method};
 use mft_config::model::Backend;
-use mft_filters::signing::RequestView;
 pub use retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -371,13 +370,28 @@ impl BackendClient {
             headers.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
         }
         if let Some(signer) = &inner.signer {
-            let (sig_input, sig) = sign(signer, &call.method, &inner.authority, &url, &headers)
-                .map_err(|reason| BackendError::Sign {
+            let signed = signer
+                .sign_fields(
+                    call.method.as_str(),
+                    &inner.authority,
+                    url.path(),
+                    url.query(),
+                    &headers,
+                )
+                .map_err(|e| BackendError::Sign {
                     what: what.clone(),
-                    reason,
+                    reason: e.to_string(),
                 })?;
-            headers.insert("signature-input", sig_input);
-            headers.insert("signature", sig);
+            for (name, value) in [
+                ("signature-input", signed.signature_input),
+                ("signature", signed.signature),
+            ] {
+                let value = HeaderValue::try_from(value).map_err(|e| BackendError::Sign {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                })?;
+                headers.insert(name, value);
+            }
         }
         let body = match &call.body {
             Body::Empty => reqwest::Body::from(Bytes::new()),
@@ -576,48 +590,4 @@ async fn status_error(what: String, response: reqwest::Response) -> BackendError
         detail: p.detail.or(p.title).unwrap_or_default(),
         retry_after,
     }
-}
-
-/// The signature pair over the same components the proxy signs.
-fn sign(
-    signer: &RequestSigner,
-    method: &Method,
-    authority: &str,
-    url: &url::Url,
-    headers: &http::HeaderMap,
-) -> Result<(HeaderValue, HeaderValue), String> {
-    let mut fields: Vec<(&str, &str)> = Vec::with_capacity(8);
-    let text = |name: &str| -> Result<Option<&str>, String> {
-        match headers.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .to_str()
-                .map(Some)
-                .map_err(|_| format!("{name} is not visible ASCII")),
-        }
-    };
-    for name in COVERED {
-        if let Some(v) = text(name)? {
-            fields.push((name, v));
-        }
-    }
-    for name in headers.keys() {
-        let name = name.as_str();
-        if name.starts_with("x-mft-") && !COVERED.contains(&name) {
-            if let Some(v) = text(name)? {
-                fields.push((name, v));
-            }
-        }
-    }
-    let view = RequestView {
-        method: method.as_str(),
-        authority,
-        path: url.path(),
-        query: url.query(),
-        fields: &fields,
-    };
-    let signed = signer.sign_view(&view).map_err(|e| e.to_string())?;
-    let input = HeaderValue::from_str(&signed.signature_input).map_err(|e| e.to_string())?;
-    let sig = HeaderValue::from_str(&signed.signature).map_err(|e| e.to_string())?;
-    Ok((input, sig))
 }

@@ -3,13 +3,13 @@
 
 use mft_config::model::{Backend, SigningAlgorithm};
 use mft_filters::signing::keys::hmac_secret_from_text;
-use mft_filters::signing::{RequestView, Signer, SigningKey};
+use mft_filters::signing::{RequestView, SignatureHeaders, Signer, SigningKey};
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::RequestHeader;
 use std::time::SystemTime;
 
 /// Fields covered when present, in this order (after the derived components).
-pub(crate) const COVERED: [&str; 5] = [
+const COVERED: [&str; 5] = [
     "x-request-id",
     "x-mft-principal",
     "x-mft-scopes",
@@ -80,33 +80,22 @@ impl RequestSigner {
         }))
     }
 
-    /// Signs a request described by `view` (for callers that build their own
-    /// requests, like the bridges' backend client).
-    pub fn sign_view(
+    /// Signs a request whose final header fields are `headers`: every
+    /// [`COVERED`] field present and every other `x-mft-*` field, after the
+    /// derived components. Shared by the proxy and the bridges' backend client
+    /// so both send exactly the same kind of signature.
+    pub fn sign_fields(
         &self,
-        view: &RequestView<'_>,
-    ) -> std::result::Result<mft_filters::signing::SignatureHeaders, mft_filters::signing::SignError>
-    {
-        self.signer.sign(view, SystemTime::now())
-    }
-
-    /// Replaces any client-sent signature with ours over the final header.
-    pub fn sign(&self, upstream: &mut RequestHeader) -> Result<()> {
-        // A client's own signature headers would confuse the backend's choice.
-        upstream.remove_header("signature-input");
-        upstream.remove_header("signature");
-        let headers = &upstream.headers;
-        let text = |name: &str| -> Result<Option<&str>> {
+        method: &str,
+        authority: &str,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> std::result::Result<SignatureHeaders, FieldError> {
+        let text = |name: &str| -> std::result::Result<Option<&str>, FieldError> {
             match headers.get(name) {
                 None => Ok(None),
-                // Only a client-sent Content-Digest can get here (the rest are
-                // ours): the client's fault, so 400 rather than an unsigned request.
-                Some(v) => v.to_str().map(Some).map_err(|_| {
-                    Error::explain(
-                        ErrorType::HTTPStatus(400),
-                        "a header to be signed is not visible ASCII",
-                    )
-                }),
+                Some(v) => v.to_str().map(Some).map_err(|_| FieldError::NotAscii),
             }
         };
         let mut fields: [(&str, &str); COVERED.len() + MAX_EXTRA] =
@@ -122,10 +111,7 @@ impl RequestSigner {
             let name = name.as_str();
             if name.starts_with("x-mft-") && !COVERED.contains(&name) {
                 if n == fields.len() {
-                    return Err(Error::explain(
-                        ErrorType::InternalError,
-                        "too many x-mft-* headers to sign",
-                    ));
+                    return Err(FieldError::TooMany);
                 }
                 if let Some(v) = text(name)? {
                     fields[n] = (name, v);
@@ -133,22 +119,72 @@ impl RequestSigner {
                 }
             }
         }
-        let authority = text("host")?.unwrap_or("");
         let view = RequestView {
-            method: upstream.method.as_str(),
+            method,
             authority,
-            path: upstream.uri.path(),
-            query: upstream.uri.query(),
+            path,
+            query,
             fields: &fields[..n],
         };
-        let signed = self
-            .signer
+        self.signer
             .sign(&view, SystemTime::now())
-            .map_err(|e| Error::because(ErrorType::InternalError, "cannot sign the request", e))?;
+            .map_err(FieldError::Sign)
+    }
+
+    /// Replaces any client-sent signature with ours over the final header.
+    pub fn sign(&self, upstream: &mut RequestHeader) -> Result<()> {
+        // A client's own signature headers would confuse the backend's choice.
+        upstream.remove_header("signature-input");
+        upstream.remove_header("signature");
+        let authority = match upstream.headers.get("host").map(|v| v.to_str()) {
+            None => "",
+            Some(Ok(a)) => a,
+            Some(Err(_)) => return Err(not_ascii()),
+        };
+        let signed = self
+            .sign_fields(
+                upstream.method.as_str(),
+                authority,
+                upstream.uri.path(),
+                upstream.uri.query(),
+                &upstream.headers,
+            )
+            .map_err(|e| match e {
+                // Only a client-sent Content-Digest can get here (the rest are
+                // ours): the client's fault, so 400 rather than an unsigned request.
+                FieldError::NotAscii => not_ascii(),
+                FieldError::TooMany => {
+                    Error::explain(ErrorType::InternalError, "too many x-mft-* headers to sign")
+                }
+                FieldError::Sign(e) => {
+                    Error::because(ErrorType::InternalError, "cannot sign the request", e)
+                }
+            })?;
         upstream.insert_header("signature-input", signed.signature_input)?;
         upstream.insert_header("signature", signed.signature)?;
         Ok(())
     }
+}
+
+fn not_ascii() -> Box<Error> {
+    Error::explain(
+        ErrorType::HTTPStatus(400),
+        "a header to be signed is not visible ASCII",
+    )
+}
+
+/// Why header fields could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    /// A field to cover is not visible ASCII.
+    #[error("a header to be signed is not visible ASCII")]
+    NotAscii,
+    /// More `x-mft-*` fields than the signature covers.
+    #[error("too many x-mft-* headers to sign")]
+    TooMany,
+    /// The signer failed.
+    #[error(transparent)]
+    Sign(mft_filters::signing::SignError),
 }
 
 #[cfg(test)]

@@ -148,13 +148,7 @@ impl PartnerGate {
             Ok(Ok(None)) => return Err(no_partner(reject("unknown_key"))),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "partner lookup failed");
-                return Err(no_partner(Rejection {
-                    status: 503,
-                    problem_type: "urn:mft:problem:auth-unavailable",
-                    detail: "authentication is temporarily unavailable; retry shortly".into(),
-                    audit_reason: "store_unavailable",
-                    headers: vec![("retry-after", "5".into())],
-                }));
+                return Err(no_partner(crate::auth::store_unavailable()));
             }
             Err(_) => return Err(no_partner(reject("store_unavailable"))),
         };

@@ -147,7 +147,7 @@ pub async fn ping(
         .header("signature", &signed.signature)
         .send()
         .await
-        .map_err(|e| PingError::Unreachable(describe(&e)))?;
+        .map_err(|e| PingError::Unreachable(crate::check::error_chain(&e)))?;
     let status = response.status().as_u16();
     if status == 403 {
         return Err(PingError::Pending);
@@ -177,7 +177,7 @@ pub async fn ping(
     let body = response
         .bytes()
         .await
-        .map_err(|e| PingError::Unreachable(describe(&e)))?;
+        .map_err(|e| PingError::Unreachable(crate::check::error_chain(&e)))?;
     if echoed.as_deref() != Some(nonce.as_str()) {
         return Err(PingError::BadAnswer(
             "the request nonce is not echoed".into(),
@@ -217,16 +217,4 @@ pub async fn ping(
         connection: pong.connection,
         skew_secs: skew,
     })
-}
-
-/// reqwest's error plus its causes (TLS problems hide two levels down).
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

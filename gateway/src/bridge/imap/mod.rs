@@ -20,9 +20,10 @@ mod sync;
 use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
+use super::mailbox::token_source;
 use super::oauth2::TokenSource;
 use super::BridgeContext;
-use mft_config::mailbox::{Imap, MailboxAuth};
+use mft_config::mailbox::Imap;
 use session::{timed, ImapError, Session};
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +61,7 @@ impl Poller {
     fn new(ctx: Arc<BridgeContext>, mailbox: Imap) -> anyhow::Result<Poller> {
         let id = format!("imap:{}", mailbox.conn.name);
         let tls = tls::client(&mailbox.conn).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-        let tokens = token_source(&mailbox.conn)?;
+        let tokens = token_source(&mailbox.conn).map_err(|e| anyhow::anyhow!(e))?;
         let metrics = MailboxMetrics::handles(ctx.metrics.registry(), &id)?;
         Ok(Poller {
             ctx,
@@ -144,21 +145,11 @@ async fn idle(s: Session, limit: Duration) -> Result<Session, ImapError> {
     timed(limit, "DONE", handle.done()).await
 }
 
-fn token_source(conn: &mft_config::mailbox::Connection) -> anyhow::Result<Option<TokenSource>> {
-    match &conn.auth {
-        MailboxAuth::Password(_) => Ok(None),
-        MailboxAuth::OAuth2(o) => Ok(Some(
-            TokenSource::new(o, conn.command_timeout)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", conn.name))?,
-        )),
-    }
-}
-
 /// Logs in to `mailbox`, EXAMINEs its folder and returns the message count
 /// (`mft-gateway check`).
 pub async fn probe(mailbox: &Imap) -> Result<u32, String> {
     let tls = tls::client(&mailbox.conn).map_err(|e| e.to_string())?;
-    let mut tokens = token_source(&mailbox.conn).map_err(|e| e.to_string())?;
+    let mut tokens = token_source(&mailbox.conn)?;
     let limit = mailbox.conn.command_timeout;
     let mut s = session::open(&mailbox.conn, &tls, tokens.as_mut())
         .await

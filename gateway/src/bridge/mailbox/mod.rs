@@ -19,3 +19,18 @@ pub fn audit(audit: &AuditLog, mailbox: &str, decision: &'static str, detail: St
     r.reason = Some(detail);
     audit.record(r);
 }
+
+/// The OAuth2 token source of a mailbox that logs in with XOAUTH2; `None`
+/// for a password login.
+pub fn token_source(
+    conn: &mft_config::mailbox::Connection,
+) -> Result<Option<super::oauth2::TokenSource>, String> {
+    match &conn.auth {
+        mft_config::mailbox::MailboxAuth::Password(_) => Ok(None),
+        mft_config::mailbox::MailboxAuth::OAuth2(o) => {
+            super::oauth2::TokenSource::new(o, conn.command_timeout)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", conn.name))
+        }
+    }
+}

@@ -13,12 +13,12 @@ pub mod client;
 use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
-use super::mailbox::{audit, mapping};
+use super::mailbox::{audit, mapping, token_source};
 use super::message;
 use super::oauth2::TokenSource;
 use super::BridgeContext;
 use client::{Pop3, Pop3Error};
-use mft_config::mailbox::{MailboxAuth, Pop3 as Pop3Config};
+use mft_config::mailbox::Pop3 as Pop3Config;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -47,15 +47,6 @@ enum PassError {
     Pop3(#[from] Pop3Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-}
-
-fn token_source(conn: &mft_config::mailbox::Connection) -> Result<Option<TokenSource>, String> {
-    match &conn.auth {
-        MailboxAuth::Password(_) => Ok(None),
-        MailboxAuth::OAuth2(o) => TokenSource::new(o, conn.command_timeout)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", conn.name)),
-    }
 }
 
 impl Poller {
