@@ -21,6 +21,16 @@ pub struct TrustFile {
     pub max_clock_skew: Option<String>,
     /// Extra CA file (PEM) to trust for partner gateways' certificates.
     pub ca_file: Option<String>,
+    /// Requests per partner connection (`"20/s burst 40"`); default `[rate_limit] per_key`.
+    pub rate_limit: Option<String>,
+    /// How often the relay reads the backend's new deliveries.
+    pub relay_poll_interval: Option<String>,
+    /// First retry delay of a failed relay or receipt; doubles per attempt.
+    pub relay_retry_base: Option<String>,
+    /// Longest delay between two attempts.
+    pub relay_retry_max: Option<String>,
+    /// A relay still failing after this long is given up (status `failed`).
+    pub relay_max_age: Option<String>,
 }
 
 /// `[trust]`, validated.
@@ -35,6 +45,16 @@ pub struct Trust {
     pub max_clock_skew: Duration,
     /// Extra trust root for partner gateways.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Requests per partner connection; `None`: `[rate_limit] per_key`.
+    pub rate_limit: Option<crate::quota::Quota>,
+    /// How often the relay reads the backend's new deliveries.
+    pub relay_poll_interval: Duration,
+    /// First retry delay of a failed relay or receipt.
+    pub relay_retry_base: Duration,
+    /// Longest delay between two attempts.
+    pub relay_retry_max: Duration,
+    /// Age after which a failing relay is given up.
+    pub relay_max_age: Duration,
 }
 
 pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
@@ -51,5 +71,34 @@ pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
             Duration::from_secs(60),
         ),
         ca_file: file.ca_file.map(|p| ctx.path(&p)),
+        rate_limit: file
+            .rate_limit
+            .and_then(|text| match crate::quota::parse(&text) {
+                Ok(q) => Some(q),
+                Err(m) => {
+                    ctx.error("trust.rate_limit", m);
+                    None
+                }
+            }),
+        relay_poll_interval: ctx.duration(
+            "trust.relay_poll_interval",
+            file.relay_poll_interval,
+            Duration::from_secs(2),
+        ),
+        relay_retry_base: ctx.duration(
+            "trust.relay_retry_base",
+            file.relay_retry_base,
+            Duration::from_secs(5),
+        ),
+        relay_retry_max: ctx.duration(
+            "trust.relay_retry_max",
+            file.relay_retry_max,
+            Duration::from_secs(600),
+        ),
+        relay_max_age: ctx.duration(
+            "trust.relay_max_age",
+            file.relay_max_age,
+            Duration::from_secs(7 * 24 * 3600),
+        ),
     }
 }

@@ -89,6 +89,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         key,
     )?;
     let auth_defender = auth.defender().cloned();
+    let trust = Arc::new(crate::trust::services::Federation::start(
+        shared_config.clone(),
+        store.clone(),
+        signer.clone(),
+        audit.clone(),
+    )?);
 
     let conf = ServerConf {
         threads: s.threads,
@@ -137,6 +143,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 auth_defender,
                 audit.clone(),
             )),
+            trust,
         }),
     );
     let front = TlsFront::new(

@@ -93,6 +93,9 @@ pub struct Call {
     /// Whether a transient failure is retried. Off for calls whose repeat
     /// would not be safe (a tus PATCH at a stale offset).
     pub retry: bool,
+    /// Size of the answer expected (a file download), so the overall
+    /// timeout leaves it time to stream.
+    pub response_len: u64,
 }
 
 impl Call {
@@ -104,7 +107,14 @@ impl Call {
             headers: Vec::new(),
             body: Body::Empty,
             retry: true,
+            response_len: 0,
         }
+    }
+
+    /// Expects an answer of about `len` bytes (see [`Call::response_len`]).
+    pub fn expect_response_bytes(mut self, len: u64) -> Self {
+        self.response_len = len;
+        self
     }
 
     /// Adds a header.
@@ -417,7 +427,8 @@ impl BackendClient {
         };
         // A stalled backend must not hold a bridge forever: allow the read
         // timeout plus the body at a floor rate of 512 KiB/s.
-        let timeout = inner.read_timeout + Duration::from_secs(len / (512 * 1024));
+        let moved = len.saturating_add(call.response_len);
+        let timeout = inner.read_timeout + Duration::from_secs(moved / (512 * 1024));
         let response = inner
             .http
             .request(call.method.clone(), url)
@@ -513,7 +524,7 @@ impl BackendClient {
 
 /// Percent-encodes a UTF-8 value for `X-Filename`/`X-Folder` (the backend
 /// decodes them), so any valid name fits in a header.
-fn encoded_header(value: &str) -> HeaderValue {
+pub(crate) fn encoded_header(value: &str) -> HeaderValue {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
         .remove(b'.')

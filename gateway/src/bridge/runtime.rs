@@ -12,14 +12,19 @@ pub struct BridgeRuntime {
 impl BridgeRuntime {
     /// Starts the runtime with `threads` workers on its own threads.
     pub fn start(threads: usize) -> std::io::Result<BridgeRuntime> {
+        Self::start_named(threads, "bridge")
+    }
+
+    /// Like [`BridgeRuntime::start`], with threads called `name`.
+    pub fn start_named(threads: usize, name: &str) -> std::io::Result<BridgeRuntime> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
-            .thread_name("bridge")
+            .thread_name(name)
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
         std::thread::Builder::new()
-            .name("bridge-main".into())
+            .name(format!("{name}-main"))
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
         Ok(BridgeRuntime { handle })
     }

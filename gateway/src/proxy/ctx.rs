@@ -26,6 +26,8 @@ pub struct RequestCtx {
     pub client: Option<std::net::SocketAddr>,
     /// What to watch while the request body streams.
     pub body: BodyWatch,
+    /// The signed `Content-Digest` a federation upload must match.
+    pub digest: Option<super::digest_guard::DigestGuard>,
     /// Why the body was refused mid-stream, answered by `fail_to_proxy`.
     pub body_rejection: Option<Rejection>,
     /// `RateLimit-Policy` / `RateLimit` of the limits this request passed.

@@ -4,6 +4,7 @@
 //! headers → stream both ways → access log.
 
 pub mod ctx;
+pub mod digest_guard;
 pub mod limits;
 pub mod multipart_guard;
 pub mod rescue;
@@ -57,6 +58,7 @@ pub struct GatewayProxy {
     metrics: Arc<Metrics>,
     signer: Option<Arc<sign::RequestSigner>>,
     federation: Arc<crate::trust::inbound::PartnerGate>,
+    trust: Arc<crate::trust::services::Federation>,
 }
 
 /// Everything the proxy phases need.
@@ -83,6 +85,8 @@ pub struct ProxyParts {
     pub signer: Option<Arc<sign::RequestSigner>>,
     /// Trust-partner authentication for `/federation/v1/`.
     pub federation: Arc<crate::trust::inbound::PartnerGate>,
+    /// Relay, receipts and the federation endpoints answered here.
+    pub trust: Arc<crate::trust::services::Federation>,
 }
 
 impl GatewayProxy {
@@ -100,6 +104,7 @@ impl GatewayProxy {
             metrics: p.metrics,
             signer: p.signer,
             federation: p.federation,
+            trust: p.trust,
         }
     }
 
@@ -146,10 +151,16 @@ impl GatewayProxy {
     }
 }
 
+/// Largest JSON body of a federation delivery or receipt.
+const MAX_FEDERATION_JSON: usize = 1024 * 1024;
+
 impl GatewayProxy {
-    /// Answers a `/federation/v1/` request: only an authenticated partner
-    /// gets past the gate; `GET ping` is answered signed.
-    async fn federation(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+    /// Serves a `/federation/v1/` request: only an authenticated partner
+    /// within its rate limit gets past the gate. `GET ping`, deliveries and
+    /// receipts are answered here (signed); a file upload is proxied to the
+    /// backend's `/api/v1/files` as `partner:<name>`, its body checked
+    /// against the signed `Content-Digest`. `Ok(true)`: answered.
+    async fn federation(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let header = session.req_header();
         let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
         let authority = header
@@ -179,28 +190,216 @@ impl GatewayProxy {
             Ok(ok) => ok,
             Err(rejection) => {
                 self.metrics.auth(false);
-                ctx.reject_reason = Some(rejection.audit_reason);
-                return rescue::reject(session, ctx, &rejection).await;
+                return self.refuse(session, ctx, &rejection).await;
             }
         };
         self.metrics.auth(true);
-        if req.path == crate::trust::wire::PING_PATH && req.method == "GET" {
+        let principal: Arc<str> = Arc::from(format!("partner:{}", ok.partner.name));
+        let limited = self
+            .rate_limiter
+            .check_principal(&principal, self.trust.rate_limit, &mut ctx.rate_headers)
+            .await;
+        if let Err(rejection) = limited {
+            return self.refuse(session, ctx, &rejection).await;
+        }
+        let (method, path) = (req.method, req.path);
+        let digest = req.content_digest.map(crate::trust::wire::sha256_of_digest);
+        if method == "GET" && path == crate::trust::wire::PING_PATH {
             let answer = self.federation.ping_answer(&req, &ok);
-            return match answer {
+            match answer {
                 Ok((body, headers)) => {
-                    rescue::respond_owned_json(session, ctx, body, headers).await
+                    rescue::respond_owned_json(session, ctx, 200, body, headers).await?
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot sign the ping answer");
-                    rescue::respond(session, ctx, Problem::new(500, None)).await
+                    rescue::respond(session, ctx, Problem::new(500, None)).await?
                 }
             };
+            return Ok(true);
         }
-        let problem = Problem::new(
-            404,
-            Some("no such federation endpoint on this gateway version".to_string()),
-        );
-        rescue::respond(session, ctx, problem).await
+        let local = crate::trust::federation_api::is_local_endpoint(path);
+        if method != "POST" || !(local || path == crate::trust::wire::FILES_PATH) {
+            let problem = Problem::new(
+                404,
+                Some("no such federation endpoint on this gateway version".to_string()),
+            );
+            rescue::respond(session, ctx, problem).await?;
+            return Ok(true);
+        }
+        // A body is bound to the signature only through its digest.
+        let Some(Some(expected)) = digest else {
+            let r = Rejection::bad_request(
+                "a federation request with a body needs a signed Content-Digest (sha-256)"
+                    .to_string(),
+                "missing_content_digest",
+            );
+            return self.refuse(session, ctx, &r).await;
+        };
+        if local {
+            let answered_path = path.to_string();
+            let answered_authority = authority.to_string();
+            self.federation_local(
+                session,
+                ctx,
+                ok,
+                expected,
+                &answered_authority,
+                &answered_path,
+            )
+            .await?;
+            return Ok(true);
+        }
+        self.federation_upload(session, ctx, principal, expected)
+            .await
+    }
+
+    /// `POST /federation/v1/files`: on to the backend, streamed.
+    async fn federation_upload(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        principal: Arc<str>,
+        expected: [u8; 32],
+    ) -> Result<bool> {
+        if session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none()
+        {
+            let r = Rejection {
+                status: 411,
+                problem_type: "about:blank",
+                detail: "a federation file upload needs a Content-Length".into(),
+                audit_reason: "length_required",
+                headers: Vec::new(),
+            };
+            return self.refuse(session, ctx, &r).await;
+        }
+        ctx.identity = Some(crate::auth::Identity {
+            principal,
+            scopes: Arc::from(vec!["files:write".to_string()]),
+            scopes_header: Arc::from("files:write"),
+            rate_limit: None,
+        });
+        session
+            .req_header_mut()
+            .set_uri(http::Uri::from_static("/api/v1/files"));
+        match self.limits.check_request(session.req_header()) {
+            Ok(watch) => ctx.body = watch,
+            Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+        }
+        ctx.digest = Some(digest_guard::DigestGuard::new(expected));
+        session.set_read_timeout(Some(self.limits.body_idle_timeout));
+        Ok(false)
+    }
+
+    /// `POST /federation/v1/deliveries` and `/receipts`: a small JSON body,
+    /// read whole (bounded), checked against its digest, handled on the
+    /// federation runtime, answered signed.
+    async fn federation_local(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        ok: crate::trust::inbound::Authenticated,
+        expected: [u8; 32],
+        authority: &str,
+        path: &str,
+    ) -> Result<()> {
+        session.set_read_timeout(Some(self.limits.body_idle_timeout));
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > MAX_FEDERATION_JSON {
+                let r = Rejection {
+                    status: 413,
+                    problem_type: "about:blank",
+                    detail: format!(
+                        "a federation JSON body is at most {MAX_FEDERATION_JSON} bytes"
+                    ),
+                    audit_reason: "body_too_large",
+                    headers: Vec::new(),
+                };
+                self.refuse(session, ctx, &r).await?;
+                return Ok(());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
+        if actual != expected {
+            let r = Rejection::bad_request(
+                "the body does not match its Content-Digest".to_string(),
+                "content_digest_mismatch",
+            );
+            ctx.reject_reason = Some(r.audit_reason);
+            return rescue::reject(session, ctx, &r).await;
+        }
+        let api = self.trust.api.clone();
+        let partner = ok.partner.clone();
+        let request_id = ctx.id.clone();
+        let client_ip = ctx.client.map(|a| a.ip());
+        let is_delivery = path == crate::trust::wire::DELIVERIES_PATH;
+        let handled = self
+            .trust
+            .runtime
+            .handle()
+            .spawn(async move {
+                let call = crate::trust::federation_api::InboundCall {
+                    partner: &partner,
+                    request_id: &request_id,
+                    client_ip,
+                };
+                if is_delivery {
+                    api.delivery(&call, &body).await
+                } else {
+                    api.receipt(&call, &body).await
+                }
+            })
+            .await;
+        use crate::trust::federation_api::Reply;
+        match handled {
+            Ok(Reply::Json(status, body)) => {
+                match crate::trust::inbound::sign_answer_body(
+                    "POST", authority, path, &ctx.id, &ok, &body,
+                ) {
+                    Ok(headers) => {
+                        rescue::respond_owned_json(session, ctx, status, body, headers).await
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot sign a federation answer");
+                        rescue::respond(session, ctx, Problem::new(500, None)).await
+                    }
+                }
+            }
+            Ok(Reply::Problem(problem)) => rescue::respond(session, ctx, problem).await,
+            Err(e) => {
+                tracing::error!(error = %e, "federation handler failed");
+                rescue::respond(session, ctx, Problem::new(500, None)).await
+            }
+        }
+    }
+}
+
+impl GatewayProxy {
+    /// Tells the trust network about a created delivery (the relay reads
+    /// the feed now) and about a complete download (a partner's file owes
+    /// a receipt). Both only start work elsewhere; nothing waits here.
+    fn trust_hooks(&self, method: &http::Method, path: &str, status: u16, ctx: &RequestCtx) {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if status == 201 && method == http::Method::POST && path == "/api/v1/deliveries" {
+            self.trust.delivery_created();
+        } else if status == 200 && method == http::Method::GET {
+            let partner = ctx
+                .identity
+                .as_ref()
+                .is_some_and(|i| i.principal.starts_with("partner:"));
+            let file = path
+                .strip_prefix("/api/v1/files/")
+                .and_then(|rest| rest.strip_suffix("/content"))
+                .filter(|id| !id.is_empty() && !id.contains('/'));
+            if let (Some(id), false) = (file, partner) {
+                self.trust.file_downloaded(id.to_string());
+            }
+        }
     }
 }
 
@@ -259,6 +458,7 @@ impl ProxyHttp for GatewayProxy {
             identity: None,
             client: None,
             body: Default::default(),
+            digest: None,
             body_rejection: None,
             rate_headers: Default::default(),
             reject_reason: None,
@@ -322,10 +522,7 @@ impl ProxyHttp for GatewayProxy {
                     self.refuse(session, ctx, &rejection).await
                 }
             },
-            Route::Federation => {
-                self.federation(session, ctx).await?;
-                Ok(true)
-            }
+            Route::Federation => self.federation(session, ctx).await,
             Route::NotFound => {
                 let problem = Problem::new(
                     404,
@@ -415,6 +612,11 @@ impl ProxyHttp for GatewayProxy {
                 verdict = guard.feed(body.as_ref(), end_of_stream).await;
             }
         }
+        if verdict.is_ok() {
+            if let Some(guard) = ctx.digest.as_mut() {
+                verdict = guard.feed(body, end_of_stream);
+            }
+        }
         match verdict {
             Ok(()) => Ok(()),
             Err(rejection) => {
@@ -501,6 +703,9 @@ impl ProxyHttp for GatewayProxy {
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.response(status);
+        if ctx.route == Route::Api && e.is_none() {
+            self.trust_hooks(&header.method, header.uri.path(), status, ctx);
+        }
         if let Some(identity) = &ctx.identity {
             let mut r = AuditRecord::new("request");
             r.request_id = Some(ctx.id.clone());

@@ -89,14 +89,15 @@ async fn write_problem(
     session.write_response_body(Some(body), true).await
 }
 
-/// Writes a JSON body built per request with status 200 and extra headers.
+/// Writes a JSON body built per request with `status` and extra headers.
 pub async fn respond_owned_json(
     session: &mut Session,
     ctx: &RequestCtx,
+    status: u16,
     body: Vec<u8>,
     headers: Vec<(&'static str, String)>,
 ) -> pingora_core::Result<()> {
-    let mut header = ResponseHeader::build(200, Some(4 + headers.len()))?;
+    let mut header = ResponseHeader::build(status, Some(4 + headers.len()))?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len())?;
     header.insert_header("x-request-id", ctx.id.as_str())?;

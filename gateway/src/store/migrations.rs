@@ -33,6 +33,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "partners",
         include_str!("../../migrations/sqlite/0003_partners.sql"),
     ),
+    (
+        4,
+        "relay",
+        include_str!("../../migrations/sqlite/0004_relay.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -51,6 +56,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         3,
         "partners",
         include_str!("../../migrations/postgres/0003_partners.sql"),
+    ),
+    (
+        4,
+        "relay",
+        include_str!("../../migrations/postgres/0004_relay.sql"),
     ),
 ];
 
@@ -90,7 +100,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[cfg(test)]
 mod tests {

@@ -148,7 +148,104 @@ on_both_engines!(
     rate_limit_override_is_stored,
     partners_round_trip,
     mailbox_positions_and_uidls,
+    relay_queue_and_receipts,
 );
+
+async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
+    use super::relay::{InboundFile, RelayState};
+    assert_eq!(store.relay_cursor().await.unwrap(), None);
+    let job = (
+        "d1".to_string(),
+        "beta".to_string(),
+        vec!["bob@beta.example".to_string()],
+    );
+    store
+        .queue_relays(std::slice::from_ref(&job), 7)
+        .await
+        .unwrap();
+    // Queuing the same delivery again (a feed re-read) changes nothing.
+    store.queue_relays(&[job], 9).await.unwrap();
+    assert_eq!(store.relay_cursor().await.unwrap(), Some(9));
+    assert_eq!(store.list_relays().await.unwrap().len(), 1);
+
+    let lease = Duration::from_secs(60);
+    let due = store.claim_due_relays(10, lease).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].recipients, vec!["bob@beta.example".to_string()]);
+    assert_eq!(due[0].state, RelayState::Queued);
+    // Leased: a second worker (or gateway) does not get it.
+    assert!(store.claim_due_relays(10, lease).await.unwrap().is_empty());
+
+    let job = &due[0];
+    store.relay_file_sent(job, "f1", "r1").await.unwrap();
+    store
+        .relay_retry_later(job, Duration::from_secs(30), "partner unreachable")
+        .await
+        .unwrap();
+    assert!(store.claim_due_relays(10, lease).await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(31));
+    let again = store.claim_due_relays(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(
+        again[0].files_sent.get("f1").map(String::as_str),
+        Some("r1")
+    );
+    assert_eq!(again[0].last_error.as_deref(), Some("partner unreachable"));
+    store
+        .relay_finish(&again[0], RelayState::Delivered, Some("remote-1"), None)
+        .await
+        .unwrap();
+    let done = store.relay_job("d1", "beta").await.unwrap().unwrap();
+    assert_eq!(done.state, RelayState::Delivered);
+    assert_eq!(done.remote_delivery_id.as_deref(), Some("remote-1"));
+    clock.advance(Duration::from_secs(3600));
+    assert!(store.claim_due_relays(10, lease).await.unwrap().is_empty());
+    assert!(store.relay_job("d1", "other").await.unwrap().is_none());
+
+    let file = InboundFile {
+        file_id: "ours-1".into(),
+        partner: "acme".into(),
+        relay_id: "their-delivery".into(),
+        source_file_id: "their-file".into(),
+        delivery_id: "our-delivery".into(),
+        downloaded_at: None,
+        receipt_attempts: 0,
+    };
+    store
+        .record_inbound_files(std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    store
+        .record_inbound_files(std::slice::from_ref(&file))
+        .await
+        .unwrap();
+    assert_eq!(store.inbound_file("ours-1").await.unwrap(), Some(file));
+    assert!(store.due_receipts(10).await.unwrap().is_empty());
+    assert!(store.mark_downloaded("ours-1", clock.now()).await.unwrap());
+    // Only the first download owes a receipt.
+    assert!(!store.mark_downloaded("ours-1", clock.now()).await.unwrap());
+    assert!(!store
+        .mark_downloaded("not-inbound", clock.now())
+        .await
+        .unwrap());
+    let due = store.due_receipts(10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(due[0].downloaded_at.is_some());
+    store
+        .receipt_outcome("ours-1", Some(Duration::from_secs(10)), Some("down"))
+        .await
+        .unwrap();
+    assert!(store.due_receipts(10).await.unwrap().is_empty());
+    clock.advance(Duration::from_secs(11));
+    assert_eq!(store.due_receipts(10).await.unwrap()[0].receipt_attempts, 1);
+    store.receipt_outcome("ours-1", None, None).await.unwrap();
+    assert_eq!(
+        store.receipt_state("ours-1").await.unwrap().as_deref(),
+        Some("sent")
+    );
+    assert!(store.due_receipts(10).await.unwrap().is_empty());
+}
 
 async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
     use super::partners::OutboundKey;

@@ -241,17 +241,13 @@ impl PartnerGate {
         })
         .to_string()
         .into_bytes();
-        let digest = wire::content_digest(&body);
-        let fields = [
-            ("x-request-id", req.request_id),
-            (wire::REQUEST_NONCE, ok.nonce.as_str()),
-            ("content-digest", digest.as_str()),
-        ];
-        let view = wire::answer_view(req.method, req.authority, req.path, &fields);
-        let signed = wire::sign_answer(
-            &ok.partner.inbound_signing_key,
-            &ok.partner.inbound_key_id,
-            &view,
+        let headers = sign_answer_body(
+            req.method,
+            req.authority,
+            req.path,
+            req.request_id,
+            ok,
+            &body,
         )?;
         let mut record = AuditRecord::new("federation_ping");
         record.request_id = Some(req.request_id.to_string());
@@ -260,14 +256,37 @@ impl PartnerGate {
         record.status = Some(200);
         record.decision = Some("allow");
         self.audit.record(record);
-        Ok((
-            body,
-            vec![
-                (wire::REQUEST_NONCE, ok.nonce.clone()),
-                ("content-digest", digest),
-                ("signature-input", signed.signature_input),
-                ("signature", signed.signature),
-            ],
-        ))
+        Ok((body, headers))
     }
+}
+
+/// The headers that sign an answer `body` to the request (`method`,
+/// `authority`, `path`) of an authenticated partner: the echoed nonce, the
+/// body's digest and the signature. `request_id` is the answer's `X-Request-Id`.
+pub fn sign_answer_body(
+    method: &str,
+    authority: &str,
+    path: &str,
+    request_id: &str,
+    ok: &Authenticated,
+    body: &[u8],
+) -> Result<Vec<(&'static str, String)>, mft_filters::signing::SignError> {
+    let digest = wire::content_digest(body);
+    let fields = [
+        ("x-request-id", request_id),
+        (wire::REQUEST_NONCE, ok.nonce.as_str()),
+        ("content-digest", digest.as_str()),
+    ];
+    let view = wire::answer_view(method, authority, path, &fields);
+    let signed = wire::sign_answer(
+        &ok.partner.inbound_signing_key,
+        &ok.partner.inbound_key_id,
+        &view,
+    )?;
+    Ok(vec![
+        (wire::REQUEST_NONCE, ok.nonce.clone()),
+        ("content-digest", digest),
+        ("signature-input", signed.signature_input),
+        ("signature", signed.signature),
+    ])
 }

@@ -10,7 +10,13 @@
 //! from the holder of that connection.
 
 pub mod connections;
+pub mod federation_api;
 pub mod inbound;
+pub mod messages;
 pub mod outbound;
+pub mod partner_client;
+pub mod receipts;
+pub mod relay;
 pub mod seal;
+pub mod services;
 pub mod wire;

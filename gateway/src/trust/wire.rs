@@ -21,6 +21,16 @@ use std::time::{Duration, SystemTime};
 /// `GET` here answers who we are, signed.
 pub const PING_PATH: &str = "/federation/v1/ping";
 
+/// `POST` here streams one file of a relayed delivery (raw body,
+/// `Content-Digest` required); proxied to the backend's `/api/v1/files`.
+pub const FILES_PATH: &str = "/federation/v1/files";
+
+/// `POST` here creates the delivery of files sent before (JSON).
+pub const DELIVERIES_PATH: &str = "/federation/v1/deliveries";
+
+/// `POST` here reports the first download of a relayed file (JSON).
+pub const RECEIPTS_PATH: &str = "/federation/v1/receipts";
+
 /// Header carrying the request nonce in an answer.
 pub const REQUEST_NONCE: &str = "x-mft-request-nonce";
 
@@ -30,6 +40,77 @@ pub const SIGNATURE_TTL: Duration = Duration::from_secs(60);
 /// `sha-256=:<base64>:` (RFC 9530) of `body`.
 pub fn content_digest(body: &[u8]) -> String {
     format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)))
+}
+
+/// `sha-256=:<base64>:` for a digest known as lower-case hex (a stored
+/// file's SHA-256); `None` if `hex` is not 32 bytes of hex.
+pub fn content_digest_of_hex(hex: &str) -> Option<String> {
+    let raw = hex::decode(hex).ok().filter(|b| b.len() == 32)?;
+    Some(format!("sha-256=:{}:", STANDARD.encode(raw)))
+}
+
+/// The SHA-256 in a `Content-Digest` value, if it has one (other
+/// algorithms are ignored: we only accept sha-256).
+pub fn sha256_of_digest(value: &str) -> Option<[u8; 32]> {
+    value.split(',').find_map(|item| {
+        let (alg, rest) = item.trim().split_once('=')?;
+        if !alg.trim().eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        let b64 = rest.trim().strip_prefix(':')?.strip_suffix(':')?;
+        STANDARD.decode(b64).ok()?.try_into().ok()
+    })
+}
+
+/// What an answer to one of our requests must carry to be trusted.
+pub struct AnswerCheck<'a> {
+    /// The request's method, authority and path.
+    pub method: &'a str,
+    /// As signed in the request.
+    pub authority: &'a str,
+    /// As signed in the request.
+    pub path: &'a str,
+    /// The nonce of our request's signature.
+    pub nonce: &'a str,
+    /// The answer's `X-Request-Id`.
+    pub request_id: &'a str,
+    /// The answer's echoed `X-MFT-Request-Nonce`.
+    pub echoed_nonce: Option<&'a str>,
+    /// `Signature-Input` and `Signature` of the answer.
+    pub signature_input: Option<&'a str>,
+    /// See above.
+    pub signature: Option<&'a str>,
+}
+
+/// Checks that an answer echoes our nonce and is signed with the
+/// connection's key over its body.
+pub fn verify_answer(
+    key: &[u8; 32],
+    key_id: &str,
+    skew: Duration,
+    check: &AnswerCheck<'_>,
+    body: &[u8],
+) -> Result<(), String> {
+    if check.echoed_nonce != Some(check.nonce) {
+        return Err("the request nonce is not echoed".into());
+    }
+    let digest = content_digest(body);
+    let fields = [
+        ("x-request-id", check.request_id),
+        (REQUEST_NONCE, check.nonce),
+        ("content-digest", digest.as_str()),
+    ];
+    let view = answer_view(check.method, check.authority, check.path, &fields);
+    verify(
+        key,
+        key_id,
+        skew,
+        &view,
+        check.signature_input,
+        check.signature,
+    )
+    .map(drop)
+    .map_err(|e| e.to_string())
 }
 
 /// The `nonce` parameter of a `Signature-Input` value we produced.
@@ -150,6 +231,20 @@ mod tests {
             Some(&s.signature)
         )
         .is_err());
+    }
+
+    #[test]
+    fn digest_from_hex_and_back() {
+        let hex = "44aff4ab2d7c3250525675a08f0cfa9591168cffe51791c5f5bbc417c15a6c38";
+        let d = content_digest_of_hex(hex).unwrap();
+        assert_eq!(d, "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:");
+        assert_eq!(hex::encode(sha256_of_digest(&d).unwrap()), hex);
+        assert_eq!(
+            hex::encode(sha256_of_digest(&format!("md5=:AAAA:, {d}")).unwrap()),
+            hex
+        );
+        assert!(sha256_of_digest("sha-512=:AAAA:").is_none());
+        assert!(content_digest_of_hex("abc").is_none());
     }
 
     #[test]

@@ -1,0 +1,470 @@
+//! Trust-network relay state in the key store (migration 0004): the
+//! outbound relay queue, the position in the backend's delivery feed, and
+//! the inbound files whose first download owes the partner a receipt.
+//!
+//! Everything that must survive a restart lives here, so a relay or a
+//! receipt interrupted by a crash or a partner outage resumes where it was.
+
+use super::{from_ms, to_ms, Engine, KeyStore, Pool, StoreError};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+/// State of a relay job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayState {
+    /// Waiting for its (next) attempt.
+    Queued,
+    /// The partner accepted the delivery.
+    Delivered,
+    /// Given up; `last_error` says why.
+    Failed,
+}
+
+impl RelayState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Queued => "queued",
+            RelayState::Delivered => "delivered",
+            RelayState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<RelayState, StoreError> {
+        match s {
+            "queued" => Ok(RelayState::Queued),
+            "delivered" => Ok(RelayState::Delivered),
+            "failed" => Ok(RelayState::Failed),
+            other => Err(corrupt(format!("relay state {other:?}"))),
+        }
+    }
+}
+
+/// One local delivery's relay to one partner.
+#[derive(Debug, Clone)]
+pub struct RelayJob {
+    /// Our delivery.
+    pub delivery_id: String,
+    /// Connection name.
+    pub partner: String,
+    /// The delivery's recipients in that partner's domains.
+    pub recipients: Vec<String>,
+    /// Where it stands.
+    pub state: RelayState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Our file id → the partner's file id, for files already sent.
+    pub files_sent: BTreeMap<String, String>,
+    /// The partner's delivery id, once accepted.
+    pub remote_delivery_id: Option<String>,
+    /// Queued at.
+    pub created_at: SystemTime,
+}
+
+/// A file a partner delivered to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundFile {
+    /// Our file id.
+    pub file_id: String,
+    /// Connection name.
+    pub partner: String,
+    /// The partner's delivery id.
+    pub relay_id: String,
+    /// The partner's id of the file.
+    pub source_file_id: String,
+    /// Our delivery carrying it.
+    pub delivery_id: String,
+    /// First download, if any.
+    pub downloaded_at: Option<SystemTime>,
+    /// Receipt attempts so far.
+    pub receipt_attempts: u32,
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::CorruptPartner { what }
+}
+
+fn json_list(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("relay recipients: {e}")))
+}
+
+fn json_map(text: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(format!("relay files: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| corrupt(format!("cannot encode relay state: {e}")))
+}
+
+const JOB_COLUMNS: &str = "delivery_id, partner, recipients, state, attempts, last_error, \
+    files_sent, remote_delivery_id, created_at";
+
+type RawJob = (
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    i64,
+);
+
+fn decode_job(r: RawJob) -> Result<RelayJob, StoreError> {
+    Ok(RelayJob {
+        delivery_id: r.0,
+        partner: r.1,
+        recipients: json_list(&r.2)?,
+        state: RelayState::parse(&r.3)?,
+        attempts: u32::try_from(r.4).unwrap_or(u32::MAX),
+        last_error: r.5,
+        files_sent: json_map(&r.6)?,
+        remote_delivery_id: r.7,
+        created_at: from_ms(r.8),
+    })
+}
+
+const INBOUND_COLUMNS: &str = "file_id, partner, relay_id, source_file_id, delivery_id, \
+    downloaded_at, receipt_attempts";
+
+type RawInbound = (String, String, String, String, String, Option<i64>, i64);
+
+fn decode_inbound(r: RawInbound) -> InboundFile {
+    InboundFile {
+        file_id: r.0,
+        partner: r.1,
+        relay_id: r.2,
+        source_file_id: r.3,
+        delivery_id: r.4,
+        downloaded_at: r.5.map(from_ms),
+        receipt_attempts: u32::try_from(r.6).unwrap_or(u32::MAX),
+    }
+}
+
+/// A job to queue: (delivery id, partner, recipients).
+pub type NewRelay = (String, String, Vec<String>);
+
+/// Name of the delivery-feed position in `gateway_state`.
+const FEED_CURSOR: &str = "relay.feed_after_seq";
+
+impl KeyStore {
+    /// The backend delivery-feed position the relay has read up to.
+    pub async fn relay_cursor(&self) -> Result<Option<i64>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, |pool, _e| sqlx::query_as(
+            "SELECT value FROM gateway_state WHERE name = $1"
+        )
+        .bind(FEED_CURSOR)
+        .fetch_optional(pool)
+        .await
+        .map_err(self.query_err("read the relay feed position"))?);
+        Ok(row.and_then(|(v,)| v.parse().ok()))
+    }
+
+    /// Queues `jobs` (a job already queued is left as it is) and moves the
+    /// feed position to `cursor`, in one transaction: a crash between the two
+    /// neither loses a delivery nor queues one twice.
+    pub async fn queue_relays(&self, jobs: &[NewRelay], cursor: i64) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        on_pool!(self, |pool, engine| {
+            let err = || self.query_err("queue relays");
+            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
+            for (delivery, partner, recipients) in jobs {
+                sqlx::query(
+                    "INSERT INTO relay_jobs (delivery_id, partner, recipients, state, \
+                     next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $4, $4) \
+                     ON CONFLICT (delivery_id, partner) DO NOTHING",
+                )
+                .bind(delivery)
+                .bind(partner)
+                .bind(encode(recipients)?)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err())?;
+            }
+            sqlx::query(
+                "INSERT INTO gateway_state (name, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(FEED_CURSOR)
+            .bind(cursor.to_string())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err())?;
+            tx.commit().await.map_err(err())?;
+        });
+        Ok(())
+    }
+
+    /// Takes up to `limit` queued jobs whose attempt is due, leasing each for
+    /// `lease` so another gateway on the same store leaves them alone.
+    pub async fn claim_due_relays(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<RelayJob>, StoreError> {
+        let now = self.now_ms();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM relay_jobs WHERE state = 'queued' \
+             AND next_attempt_at <= $1 AND lease_until <= $1 \
+             ORDER BY next_attempt_at LIMIT $2"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let candidates: Vec<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(self.query_err("read due relays"))?);
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for raw in candidates {
+            let taken = on_pool!(self, |pool, _e| {
+                sqlx::query(
+                "UPDATE relay_jobs SET lease_until = $1 \
+                 WHERE delivery_id = $2 AND partner = $3 AND state = 'queued' AND lease_until <= $4"
+            )
+            .bind(until)
+            .bind(&raw.0)
+            .bind(&raw.1)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(self.query_err("lease a relay"))?
+            .rows_affected()
+            });
+            if taken == 1 {
+                claimed.push(decode_job(raw)?);
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The job relaying `delivery_id` to `partner`.
+    pub async fn relay_job(
+        &self,
+        delivery_id: &str,
+        partner: &str,
+    ) -> Result<Option<RelayJob>, StoreError> {
+        let sql =
+            format!("SELECT {JOB_COLUMNS} FROM relay_jobs WHERE delivery_id = $1 AND partner = $2");
+        let raw: Option<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(delivery_id)
+            .bind(partner)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.query_err("read a relay"))?);
+        raw.map(decode_job).transpose()
+    }
+
+    /// Every job, newest first (for operators and tests).
+    pub async fn list_relays(&self) -> Result<Vec<RelayJob>, StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM relay_jobs ORDER BY created_at DESC");
+        let raw: Vec<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .fetch_all(pool)
+            .await
+            .map_err(self.query_err("list relays"))?);
+        raw.into_iter().map(decode_job).collect()
+    }
+
+    /// Records a file sent to the partner, so a retry does not send it again.
+    pub async fn relay_file_sent(
+        &self,
+        job: &RelayJob,
+        local_file: &str,
+        remote_file: &str,
+    ) -> Result<(), StoreError> {
+        let mut sent = job.files_sent.clone();
+        sent.insert(local_file.to_string(), remote_file.to_string());
+        let text = encode(&sent)?;
+        let now = self.now_ms();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE relay_jobs SET files_sent = $1, updated_at = $2 \
+             WHERE delivery_id = $3 AND partner = $4"
+        )
+        .bind(&text)
+        .bind(now)
+        .bind(&job.delivery_id)
+        .bind(&job.partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("record a relayed file"))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// After a failed attempt: count it and schedule the next one after `delay`.
+    pub async fn relay_retry_later(
+        &self,
+        job: &RelayJob,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+        on_pool!(self, |pool, _e| {
+            sqlx::query(
+            "UPDATE relay_jobs SET attempts = attempts + 1, next_attempt_at = $1, lease_until = 0, \
+             last_error = $2, updated_at = $3 WHERE delivery_id = $4 AND partner = $5"
+        )
+        .bind(next)
+        .bind(error)
+        .bind(now)
+        .bind(&job.delivery_id)
+        .bind(&job.partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("reschedule a relay"))?
+        .rows_affected()
+        });
+        Ok(())
+    }
+
+    /// Ends a job: delivered (with the partner's delivery id) or failed.
+    pub async fn relay_finish(
+        &self,
+        job: &RelayJob,
+        state: RelayState,
+        remote_delivery_id: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE relay_jobs SET state = $1, attempts = attempts + 1, lease_until = 0, \
+             remote_delivery_id = $2, last_error = $3, updated_at = $4 \
+             WHERE delivery_id = $5 AND partner = $6"
+        )
+        .bind(state.as_str())
+        .bind(remote_delivery_id)
+        .bind(error)
+        .bind(now)
+        .bind(&job.delivery_id)
+        .bind(&job.partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("finish a relay"))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Remembers the files of an accepted partner delivery (a replay of the
+    /// same delivery changes nothing).
+    pub async fn record_inbound_files(&self, files: &[InboundFile]) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        on_pool!(self, |pool, engine| {
+            let err = || self.query_err("record inbound files");
+            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
+            for f in files {
+                sqlx::query(
+                    "INSERT INTO inbound_files (file_id, partner, relay_id, source_file_id, \
+                     delivery_id, received_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (file_id) DO NOTHING",
+                )
+                .bind(&f.file_id)
+                .bind(&f.partner)
+                .bind(&f.relay_id)
+                .bind(&f.source_file_id)
+                .bind(&f.delivery_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err())?;
+            }
+            tx.commit().await.map_err(err())?;
+        });
+        Ok(())
+    }
+
+    /// The inbound file `file_id`, if a partner delivered it.
+    pub async fn inbound_file(&self, file_id: &str) -> Result<Option<InboundFile>, StoreError> {
+        let sql = format!("SELECT {INBOUND_COLUMNS} FROM inbound_files WHERE file_id = $1");
+        let raw: Option<RawInbound> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(file_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.query_err("read an inbound file"))?);
+        Ok(raw.map(decode_inbound))
+    }
+
+    /// Records the first download of an inbound file and queues its receipt;
+    /// `true` only for the first download.
+    pub async fn mark_downloaded(&self, file_id: &str, at: SystemTime) -> Result<bool, StoreError> {
+        let at = to_ms(at);
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE inbound_files SET downloaded_at = $1, receipt_state = 'queued', \
+             receipt_next_at = $1 WHERE file_id = $2 AND downloaded_at IS NULL"
+        )
+        .bind(at)
+        .bind(file_id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("record a download"))?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Receipts due now, at most `limit`.
+    pub async fn due_receipts(&self, limit: usize) -> Result<Vec<InboundFile>, StoreError> {
+        let now = self.now_ms();
+        let sql = format!(
+            "SELECT {INBOUND_COLUMNS} FROM inbound_files WHERE receipt_state = 'queued' \
+             AND receipt_next_at <= $1 ORDER BY receipt_next_at LIMIT $2"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let raw: Vec<RawInbound> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(self.query_err("read due receipts"))?);
+        Ok(raw.into_iter().map(decode_inbound).collect())
+    }
+
+    /// After a receipt attempt: `None` delay marks it done (`sent`, or
+    /// `failed` with an error), `Some` schedules a retry.
+    pub async fn receipt_outcome(
+        &self,
+        file_id: &str,
+        retry_in: Option<Duration>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        let (state, next) = match retry_in {
+            Some(d) => (
+                "queued",
+                now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            None if error.is_some() => ("failed", now),
+            None => ("sent", now),
+        };
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE inbound_files SET receipt_state = $1, receipt_next_at = $2, \
+             receipt_attempts = receipt_attempts + 1, receipt_error = $3 WHERE file_id = $4"
+        )
+        .bind(state)
+        .bind(next)
+        .bind(error)
+        .bind(file_id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("record a receipt attempt"))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// The receipt state of an inbound file (`none`, `queued`, `sent`, `failed`).
+    pub async fn receipt_state(&self, file_id: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<(String,)> = on_pool!(self, |pool, _e| sqlx::query_as(
+            "SELECT receipt_state FROM inbound_files WHERE file_id = $1"
+        )
+        .bind(file_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(self.query_err("read a receipt state"))?);
+        Ok(row.map(|(s,)| s))
+    }
+}

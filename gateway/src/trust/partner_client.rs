@@ -1,0 +1,317 @@
+//! Signed calls to a partner's gateway for relays and receipts: JSON
+//! requests whose answers must be signed with the connection's key, and
+//! file uploads streamed with their `Content-Digest`.
+
+use super::wire;
+use crate::store::partners::PartnerRecord;
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use mft_config::trust::Trust;
+use mft_filters::auth::partner_key;
+use mft_filters::signing::RequestView;
+use std::time::Duration;
+
+/// Why a call to a partner did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum PartnerCallError {
+    /// No answer (DNS, TCP, TLS, timeout) or a broken one.
+    #[error("partner unreachable: {0}")]
+    Unreachable(String),
+    /// The partner answered with an error status.
+    #[error("partner answered {status}: {detail}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Problem `type`.
+        problem_type: String,
+        /// Problem `detail` (the partner's words).
+        detail: String,
+    },
+    /// The answer is not signed with this connection's key.
+    #[error("the partner's answer is not signed with this connection's key: {0}")]
+    BadAnswer(String),
+    /// Our side cannot make the call (key unreadable, bad URL).
+    #[error("{0}")]
+    Local(String),
+}
+
+impl PartnerCallError {
+    /// Whether trying again later may succeed. A refused key or a connection
+    /// the partner has not completed can be fixed by the admins while the
+    /// relay waits; a rule the delivery breaks cannot.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PartnerCallError::Unreachable(_)
+            | PartnerCallError::BadAnswer(_)
+            | PartnerCallError::Local(_) => true,
+            PartnerCallError::Status { status, .. } => {
+                matches!(status, 401 | 408 | 425 | 429) || *status >= 500 || self.is_pending()
+            }
+        }
+    }
+
+    fn is_pending(&self) -> bool {
+        matches!(self, PartnerCallError::Status { problem_type, .. }
+            if problem_type == "urn:mft:problem:partner-pending")
+    }
+}
+
+/// Largest answer read from a partner.
+const MAX_ANSWER: usize = 256 * 1024;
+
+/// Lowest rate a file upload may fall to before it times out.
+const MIN_RATE: u64 = 512 * 1024;
+
+/// Calls partner gateways; cheap to clone.
+#[derive(Clone)]
+pub struct PartnerClient {
+    http: reqwest::Client,
+    timeout: Duration,
+    skew: Duration,
+}
+
+/// One connection's target and key, for a series of calls.
+pub struct Target<'a> {
+    /// The connection.
+    pub partner: &'a PartnerRecord,
+    /// Their key for us, in clear.
+    pub key: &'a str,
+}
+
+/// A file to upload to the partner.
+pub struct FileUpload {
+    /// File name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256.
+    pub sha256: String,
+    /// `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// The bytes, streamed.
+    pub body: reqwest::Body,
+}
+
+struct Prepared {
+    url: url::Url,
+    authority: String,
+    signing: [u8; 32],
+    key_id: String,
+    request_id: String,
+}
+
+impl PartnerClient {
+    /// A client with `[trust]`'s timeouts and trust roots. No overall
+    /// timeout on the client: a file upload gets one from its size.
+    pub fn new(trust: &Trust) -> anyhow::Result<PartnerClient> {
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(trust.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true);
+        if let Some(ca) = &trust.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?
+            {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        Ok(PartnerClient {
+            http: b.build()?,
+            timeout: trust.request_timeout,
+            skew: trust.max_clock_skew,
+        })
+    }
+
+    fn prepare(&self, target: &Target<'_>, path: &str) -> Result<Prepared, PartnerCallError> {
+        let parsed = partner_key::parse(target.key)
+            .map_err(|_| PartnerCallError::Local("their key is not an mgp_ partner key".into()))?;
+        let signing = partner_key::signing_key(&parsed);
+        let base = url::Url::parse(&target.partner.url)
+            .map_err(|e| PartnerCallError::Local(format!("partner URL: {e}")))?;
+        let url = base
+            .join(path)
+            .map_err(|e| PartnerCallError::Local(format!("partner URL: {e}")))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| PartnerCallError::Local("the partner URL has no host".into()))?;
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        Ok(Prepared {
+            authority,
+            signing,
+            key_id: parsed.id.to_string(),
+            url,
+            request_id: uuid::Uuid::now_v7().to_string(),
+        })
+    }
+
+    /// POSTs `body` (JSON) to `path` and returns the 2xx answer's status and
+    /// body after checking its signature.
+    pub async fn post_json(
+        &self,
+        target: &Target<'_>,
+        path: &str,
+        idempotency_key: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Bytes), PartnerCallError> {
+        let p = self.prepare(target, path)?;
+        let digest = wire::content_digest(&body);
+        let fields = [
+            ("x-request-id", p.request_id.as_str()),
+            ("content-digest", digest.as_str()),
+        ];
+        let view = RequestView {
+            method: "POST",
+            authority: &p.authority,
+            path: p.url.path(),
+            query: p.url.query(),
+            fields: &fields,
+        };
+        let signed = wire::sign_request(&p.signing, &p.key_id, &view)
+            .map_err(|e| PartnerCallError::Local(e.to_string()))?;
+        let nonce = wire::nonce_of(&signed.signature_input)
+            .unwrap_or_default()
+            .to_string();
+        let mut request = self
+            .http
+            .post(p.url.clone())
+            .timeout(self.timeout)
+            .bearer_auth(target.key)
+            .header("x-request-id", &p.request_id)
+            .header("content-type", "application/json")
+            .header("content-digest", &digest)
+            .header("signature-input", &signed.signature_input)
+            .header("signature", &signed.signature)
+            .body(body);
+        if let Some(k) = idempotency_key {
+            request = request.header("idempotency-key", k);
+        }
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let header = |n: &str| {
+            response
+                .headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (sig_input, sig, echoed, answer_id) = (
+            header("signature-input"),
+            header("signature"),
+            header(wire::REQUEST_NONCE),
+            header("x-request-id").unwrap_or_default(),
+        );
+        let answer = read_capped(response).await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &answer));
+        }
+        let check = wire::AnswerCheck {
+            method: "POST",
+            authority: &p.authority,
+            path: p.url.path(),
+            nonce: &nonce,
+            request_id: &answer_id,
+            echoed_nonce: echoed.as_deref(),
+            signature_input: sig_input.as_deref(),
+            signature: sig.as_deref(),
+        };
+        wire::verify_answer(&p.signing, &p.key_id, self.skew, &check, &answer)
+            .map_err(PartnerCallError::BadAnswer)?;
+        Ok((status, answer))
+    }
+
+    /// Streams a file to the partner's `POST /federation/v1/files`; returns
+    /// the partner's answer (its stored file) as JSON bytes.
+    pub async fn post_file(
+        &self,
+        target: &Target<'_>,
+        file: FileUpload,
+    ) -> Result<Bytes, PartnerCallError> {
+        let p = self.prepare(target, wire::FILES_PATH)?;
+        let digest = wire::content_digest_of_hex(&file.sha256).ok_or_else(|| {
+            PartnerCallError::Local("the stored file has no valid SHA-256".into())
+        })?;
+        let fields = [
+            ("x-request-id", p.request_id.as_str()),
+            ("content-digest", digest.as_str()),
+        ];
+        let view = RequestView {
+            method: "POST",
+            authority: &p.authority,
+            path: p.url.path(),
+            query: p.url.query(),
+            fields: &fields,
+        };
+        let signed = wire::sign_request(&p.signing, &p.key_id, &view)
+            .map_err(|e| PartnerCallError::Local(e.to_string()))?;
+        let timeout = self.timeout + Duration::from_secs(file.size / MIN_RATE);
+        let response = self
+            .http
+            .post(p.url.clone())
+            .timeout(timeout)
+            .bearer_auth(target.key)
+            .header("x-request-id", &p.request_id)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", file.size)
+            .header("content-digest", &digest)
+            .header(
+                "x-filename",
+                crate::backend_client::encoded_header(&file.name),
+            )
+            .header("idempotency-key", &file.idempotency_key)
+            .header("signature-input", &signed.signature_input)
+            .header("signature", &signed.signature)
+            .body(file.body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let answer = read_capped(response).await?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &answer));
+        }
+        Ok(answer)
+    }
+}
+
+fn unreachable(e: reqwest::Error) -> PartnerCallError {
+    PartnerCallError::Unreachable(crate::check::error_chain(&e))
+}
+
+async fn read_capped(response: reqwest::Response) -> Result<Bytes, PartnerCallError> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.try_next().await.map_err(unreachable)? {
+        if body.len() + chunk.len() > MAX_ANSWER {
+            return Err(PartnerCallError::BadAnswer(
+                "the answer is too large".into(),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+fn status_error(status: u16, body: &[u8]) -> PartnerCallError {
+    #[derive(serde::Deserialize, Default)]
+    struct Problem {
+        #[serde(rename = "type")]
+        problem_type: Option<String>,
+        detail: Option<String>,
+        title: Option<String>,
+    }
+    let p: Problem = serde_json::from_slice(body).unwrap_or_default();
+    PartnerCallError::Status {
+        status,
+        problem_type: p.problem_type.unwrap_or_else(|| "about:blank".into()),
+        detail: p
+            .detail
+            .or(p.title)
+            .map(|d| d.chars().take(300).collect())
+            .unwrap_or_default(),
+    }
+}

@@ -1,0 +1,493 @@
+//! Outbound relay: local deliveries with recipients in a partner's domains
+//! are sent to that partner's gateway.
+//!
+//! The backend is the source of truth. The relay reads its delivery feed
+//! (`GET /api/v1/deliveries?after_seq=`) from a position kept in the key
+//! store, queues one job per (delivery, partner) in the same transaction
+//! that moves the position, and works the queue: each file is streamed from
+//! our backend to the partner (`POST /federation/v1/files`, content digest,
+//! idempotency key per file), then the delivery is created there
+//! (`POST /federation/v1/deliveries`, idempotency key = our delivery id).
+//! Every step is idempotent at the partner, so a crash or an outage at any
+//! point means the step is simply repeated: the partner ends up with one
+//! delivery. The per-recipient status is written back to our backend.
+//!
+//! Whatever created the delivery (the API, a bridge) is irrelevant: the
+//! feed sees them all. Deliveries a partner made here (origin `partner:*`)
+//! are never relayed on, so two connections cannot bounce a delivery.
+
+use super::messages::{DeliveryAccepted, RelayedDelivery, RelayedFile};
+use super::outbound::their_key;
+use super::partner_client::{FileUpload, PartnerCallError, PartnerClient, Target};
+use super::wire;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::backend_client::{
+    BackendClient, BackendError, Call, CallContext, FileInfo, RetryPolicy,
+};
+use crate::store::partners::PartnerRecord;
+use crate::store::relay::{NewRelay, RelayJob, RelayState};
+use crate::store::KeyStore;
+use futures_util::StreamExt;
+use http::Method;
+use mft_config::Config;
+use mft_filters::trust::domain_rules::split_recipients;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+/// Feed page size.
+const PAGE: usize = 100;
+/// Jobs worked at the same time.
+const PARALLEL: usize = 4;
+/// How long a claimed job is ours before another gateway may take it.
+const LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// A delivery as the feed and `GET /api/v1/deliveries/{id}` return it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FeedDelivery {
+    /// Id.
+    pub id: String,
+    /// Feed position.
+    #[serde(default)]
+    pub seq: i64,
+    /// Sender.
+    pub sender: String,
+    /// Recipients.
+    pub recipients: Vec<String>,
+    /// Subject.
+    #[serde(default)]
+    pub subject: String,
+    /// Message.
+    #[serde(default)]
+    pub message: String,
+    /// File ids.
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Origin.
+    #[serde(default)]
+    pub origin: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created_at: String,
+}
+
+#[derive(Deserialize)]
+struct FeedPage {
+    deliveries: Vec<FeedDelivery>,
+    next_after_seq: Option<i64>,
+}
+
+/// Body of `PUT /api/v1/deliveries/{id}/relay`.
+#[derive(Serialize)]
+struct RelayStatus<'a> {
+    partner: &'a str,
+    recipients: &'a [String],
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_delivery_id: Option<&'a str>,
+    attempts: u32,
+}
+
+/// Why an attempt failed, and whether to try again.
+struct Failure {
+    message: String,
+    transient: bool,
+}
+
+impl Failure {
+    fn transient(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    fn permanent(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
+impl From<BackendError> for Failure {
+    fn from(e: BackendError) -> Failure {
+        Failure {
+            transient: e.is_transient(),
+            message: format!("our backend: {e}"),
+        }
+    }
+}
+
+impl From<PartnerCallError> for Failure {
+    fn from(e: PartnerCallError) -> Failure {
+        Failure {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The relay worker; one per gateway process.
+pub struct Relay {
+    store: KeyStore,
+    backend: BackendClient,
+    client: PartnerClient,
+    config: Arc<Config>,
+    audit: AuditLog,
+    nudge: Notify,
+    retry: RetryPolicy,
+}
+
+fn gateway_ctx() -> CallContext {
+    CallContext::new("gateway", "", None)
+}
+
+impl Relay {
+    /// A relay over `store` and `backend`.
+    pub fn new(
+        store: KeyStore,
+        backend: BackendClient,
+        client: PartnerClient,
+        config: Arc<Config>,
+        audit: AuditLog,
+    ) -> Relay {
+        let t = &config.trust;
+        let retry = RetryPolicy {
+            attempts: u32::MAX,
+            base: t.relay_retry_base,
+            max: t.relay_retry_max,
+        };
+        Relay {
+            store,
+            backend,
+            client,
+            config,
+            audit,
+            nudge: Notify::new(),
+            retry,
+        }
+    }
+
+    /// Asks the worker to read the feed now (a delivery was just created).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+
+    /// Reads the feed and works the queue until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        let interval = self.config.trust.relay_poll_interval;
+        loop {
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = %e, "relay round failed; trying again");
+            }
+            let _ = tokio::time::timeout(interval, self.nudge.notified()).await;
+        }
+    }
+
+    /// One pass: read new deliveries, then work what is due.
+    pub async fn round(&self) -> anyhow::Result<()> {
+        let partners = self.store.list_partners().await?;
+        if partners.is_empty() {
+            return Ok(());
+        }
+        self.read_feed(&partners).await?;
+        let due = self.store.claim_due_relays(PARALLEL * 2, LEASE).await?;
+        futures_util::stream::iter(due)
+            .for_each_concurrent(PARALLEL, |job| async move {
+                self.work(job).await;
+            })
+            .await;
+        Ok(())
+    }
+
+    async fn read_feed(&self, partners: &[PartnerRecord]) -> anyhow::Result<()> {
+        let domains: Vec<(String, Vec<String>)> = partners
+            .iter()
+            .map(|p| (p.name.clone(), p.email_domains.clone()))
+            .collect();
+        let ours = &self.config.organization.email_domains;
+        let mut cursor = self.store.relay_cursor().await?.unwrap_or(0);
+        loop {
+            let call = Call::new(
+                Method::GET,
+                format!("/api/v1/deliveries?after_seq={cursor}&limit={PAGE}"),
+            );
+            let response = self.backend.send(&gateway_ctx(), &call).await?;
+            let page: FeedPage = crate::backend_client::decode(&call, response).await?;
+            let count = page.deliveries.len();
+            let mut jobs: Vec<NewRelay> = Vec::new();
+            let mut last = cursor;
+            for d in &page.deliveries {
+                last = last.max(d.seq);
+                if d.origin.starts_with("partner:") {
+                    continue;
+                }
+                let split = split_recipients(&d.recipients, ours, &domains);
+                for (partner, recipients) in split.relay {
+                    let connected_since = partners
+                        .iter()
+                        .find(|p| p.name == partner)
+                        .map(|p| p.created_at);
+                    // A delivery made before the connection existed was
+                    // meant for whoever those addresses were then; do not
+                    // surprise anyone by relaying history.
+                    if created_before(&d.created_at, connected_since) {
+                        continue;
+                    }
+                    jobs.push((d.id.clone(), partner, recipients));
+                }
+            }
+            let next = page.next_after_seq.unwrap_or(last).max(last);
+            if next == cursor && jobs.is_empty() {
+                return Ok(());
+            }
+            self.store.queue_relays(&jobs, next).await?;
+            for (delivery, partner, recipients) in &jobs {
+                tracing::info!(delivery_id = %delivery, partner = %partner, recipients = recipients.len(), "delivery queued for relay");
+                let status = RelayStatus {
+                    partner,
+                    recipients,
+                    status: "queued",
+                    detail: None,
+                    remote_delivery_id: None,
+                    attempts: 0,
+                };
+                if let Err(e) = self.report(delivery, &status).await {
+                    tracing::warn!(delivery_id = %delivery, error = %e, "cannot record relay status in the backend");
+                }
+            }
+            cursor = next;
+            if count < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn report(&self, delivery: &str, status: &RelayStatus<'_>) -> Result<(), BackendError> {
+        let call =
+            Call::new(Method::PUT, format!("/api/v1/deliveries/{delivery}/relay")).json(status)?;
+        self.backend.send(&gateway_ctx(), &call).await.map(drop)
+    }
+
+    async fn work(&self, job: RelayJob) {
+        let outcome = self.attempt(&job).await;
+        let attempts = job.attempts.saturating_add(1);
+        let result = match outcome {
+            Ok(remote) => self.delivered(&job, &remote, attempts).await,
+            Err(f) => self.failed(&job, f, attempts).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, error = %e, "cannot record relay outcome; the job stays queued");
+        }
+    }
+
+    async fn delivered(&self, job: &RelayJob, remote: &str, attempts: u32) -> anyhow::Result<()> {
+        let status = RelayStatus {
+            partner: &job.partner,
+            recipients: &job.recipients,
+            status: "delivered",
+            detail: None,
+            remote_delivery_id: Some(remote),
+            attempts,
+        };
+        if let Err(e) = self.report(&job.delivery_id, &status).await {
+            // The partner has it; only our backend's record is behind. The
+            // job stays queued, and the next attempt (an idempotent replay
+            // at the partner) writes the status again.
+            let delay = self.retry.next_delay(attempts, Some(self.retry.base));
+            self.store
+                .relay_retry_later(job, delay, &format!("recording the status: {e}"))
+                .await?;
+            return Ok(());
+        }
+        self.store
+            .relay_finish(job, RelayState::Delivered, Some(remote), None)
+            .await?;
+        tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, remote_delivery_id = %remote, attempts, "delivery relayed");
+        self.audit_outcome(job, "allow", None);
+        Ok(())
+    }
+
+    async fn failed(&self, job: &RelayJob, f: Failure, attempts: u32) -> anyhow::Result<()> {
+        let age = SystemTime::now()
+            .duration_since(job.created_at)
+            .unwrap_or_default();
+        let give_up = !f.transient || age > self.config.trust.relay_max_age;
+        let status = if give_up { "failed" } else { "retrying" };
+        let report = RelayStatus {
+            partner: &job.partner,
+            recipients: &job.recipients,
+            status,
+            detail: Some(&f.message),
+            remote_delivery_id: None,
+            attempts,
+        };
+        if let Err(e) = self.report(&job.delivery_id, &report).await {
+            tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot record relay status in the backend");
+        }
+        if give_up {
+            self.store
+                .relay_finish(job, RelayState::Failed, None, Some(&f.message))
+                .await?;
+            tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, error = %f.message, "relay failed for good");
+            self.audit_outcome(job, "deny", Some(&f.message));
+        } else {
+            let delay = self.retry.next_delay(attempts, Some(self.retry.base));
+            self.store.relay_retry_later(job, delay, &f.message).await?;
+            tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, ?delay, error = %f.message, "relay failed; will retry");
+        }
+        Ok(())
+    }
+
+    fn audit_outcome(&self, job: &RelayJob, decision: &'static str, reason: Option<&str>) {
+        let mut r = AuditRecord::new("federation_relay");
+        r.request_id = Some(job.delivery_id.clone());
+        r.principal = Some(format!("partner:{}", job.partner));
+        r.path = Some(wire::DELIVERIES_PATH.to_string());
+        r.decision = Some(decision);
+        r.reason = reason.map(|s| s.chars().take(300).collect());
+        self.audit.record(r);
+    }
+
+    /// Sends what is left of `job`; the partner's delivery id on success.
+    async fn attempt(&self, job: &RelayJob) -> Result<String, Failure> {
+        let partner = self
+            .store
+            .get_partner(&job.partner)
+            .await
+            .map_err(|e| Failure::transient(e.to_string()))?
+            .ok_or_else(|| Failure::permanent("the connection was removed"))?;
+        let base = self
+            .config
+            .source
+            .parent()
+            .unwrap_or(std::path::Path::new("."));
+        let key = their_key(&partner, &self.config.trust, base)
+            .map_err(|e| Failure::transient(e.to_string()))?;
+        let target = Target {
+            partner: &partner,
+            key: &key,
+        };
+        let call = Call::new(
+            Method::GET,
+            format!("/api/v1/deliveries/{}", job.delivery_id),
+        );
+        let response = self.backend.send(&gateway_ctx(), &call).await?;
+        let delivery: FeedDelivery = crate::backend_client::decode(&call, response).await?;
+        let mut sent = job.files_sent.clone();
+        let mut files = Vec::with_capacity(delivery.files.len());
+        for (i, file_id) in delivery.files.iter().enumerate() {
+            let info = self.file_info(file_id).await?;
+            let remote = match sent.get(file_id) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = self.send_file(&target, job, i, &info).await?;
+                    self.store
+                        .relay_file_sent(job, file_id, &r)
+                        .await
+                        .map_err(|e| Failure::transient(e.to_string()))?;
+                    sent.insert(file_id.clone(), r.clone());
+                    r
+                }
+            };
+            files.push(RelayedFile {
+                id: remote,
+                source_id: file_id.clone(),
+                sha256: info.sha256,
+            });
+        }
+        let body = RelayedDelivery {
+            relay_id: job.delivery_id.clone(),
+            sender: delivery.sender,
+            recipients: job.recipients.clone(),
+            subject: delivery.subject,
+            message: delivery.message,
+            files,
+        };
+        let json = serde_json::to_vec(&body).map_err(|e| Failure::permanent(e.to_string()))?;
+        let (_, answer) = self
+            .client
+            .post_json(&target, wire::DELIVERIES_PATH, Some(&job.delivery_id), json)
+            .await?;
+        let accepted: DeliveryAccepted = serde_json::from_slice(&answer)
+            .map_err(|e| Failure::transient(format!("the partner's answer: {e}")))?;
+        Ok(accepted.id)
+    }
+
+    async fn file_info(&self, file_id: &str) -> Result<FileInfo, Failure> {
+        let call = Call::new(Method::GET, format!("/api/v1/files/{file_id}"));
+        match self.backend.send(&gateway_ctx(), &call).await {
+            Ok(response) => Ok(crate::backend_client::decode(&call, response).await?),
+            Err(BackendError::Status { status: 404, .. }) => Err(Failure::permanent(format!(
+                "file {file_id} of the delivery no longer exists"
+            ))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams one file from our backend to the partner; its id there.
+    async fn send_file(
+        &self,
+        target: &Target<'_>,
+        job: &RelayJob,
+        index: usize,
+        info: &FileInfo,
+    ) -> Result<String, Failure> {
+        let call = Call::new(Method::GET, format!("/api/v1/files/{}/content", info.id))
+            .expect_response_bytes(info.size);
+        let response = self.backend.send(&gateway_ctx(), &call).await?;
+        let upload = FileUpload {
+            name: info.name.clone(),
+            size: info.size,
+            sha256: info.sha256.clone(),
+            idempotency_key: format!("{}:file:{index}", job.delivery_id),
+            body: reqwest::Body::wrap_stream(response.bytes_stream()),
+        };
+        let answer = self.client.post_file(target, upload).await?;
+        let stored: FileInfo = serde_json::from_slice(&answer)
+            .map_err(|e| Failure::transient(format!("the partner's answer: {e}")))?;
+        if !stored.sha256.eq_ignore_ascii_case(&info.sha256) || stored.size != info.size {
+            return Err(Failure::permanent(format!(
+                "the partner stored {} with another size or SHA-256",
+                info.name
+            )));
+        }
+        Ok(stored.id)
+    }
+}
+
+/// Whether a delivery made at `created_at` (RFC 3339) predates `since`.
+fn created_before(created_at: &str, since: Option<SystemTime>) -> bool {
+    match (humantime::parse_rfc3339_weak(created_at), since) {
+        // Second precision on both sides: a delivery in the same second as
+        // the connection counts as after it.
+        (Ok(at), Some(since)) => {
+            let secs = |t: SystemTime| {
+                t.duration_since(SystemTime::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            };
+            secs(at) < secs(since)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_before_the_connection_is_not_relayed() {
+        let since = humantime::parse_rfc3339("2026-11-23T10:00:00Z").ok();
+        assert!(created_before("2026-11-23T09:59:59.900Z", since));
+        assert!(!created_before("2026-11-23T10:00:00.100Z", since));
+        assert!(!created_before("2026-11-24T00:00:00Z", since));
+        assert!(!created_before("not a time", since));
+        assert!(!created_before("2026-11-23T09:00:00Z", None));
+    }
+}
