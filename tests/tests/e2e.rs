@@ -18,5 +18,6 @@ mod e2e {
     pub mod smtp;
     pub mod tls;
     pub mod trust;
+    pub mod trust_relay;
     pub mod tus;
 }

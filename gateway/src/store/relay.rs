@@ -244,6 +244,29 @@ impl KeyStore {
         Ok(claimed)
     }
 
+    /// Keeps a job leased for another `lease` while it is worked.
+    pub async fn renew_relay_lease(
+        &self,
+        job: &RelayJob,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let until = self
+            .now_ms()
+            .saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE relay_jobs SET lease_until = $1 \
+             WHERE delivery_id = $2 AND partner = $3 AND state = 'queued'"
+        )
+        .bind(until)
+        .bind(&job.delivery_id)
+        .bind(&job.partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("renew a relay lease"))?
+        .rows_affected());
+        Ok(())
+    }
+
     /// The job relaying `delivery_id` to `partner`.
     pub async fn relay_job(
         &self,

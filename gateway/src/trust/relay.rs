@@ -40,8 +40,11 @@ use tokio::sync::Notify;
 const PAGE: usize = 100;
 /// Jobs worked at the same time.
 const PARALLEL: usize = 4;
-/// How long a claimed job is ours before another gateway may take it.
-const LEASE: Duration = Duration::from_secs(15 * 60);
+/// How long a claimed job is ours before another gateway (or this one
+/// after a crash) may take it; renewed while the job is worked.
+const LEASE: Duration = Duration::from_secs(120);
+/// How often a lease is renewed.
+const LEASE_RENEWAL: Duration = Duration::from_secs(30);
 
 /// A delivery as the feed and `GET /api/v1/deliveries/{id}` return it.
 #[derive(Debug, Clone, Deserialize)]
@@ -274,7 +277,20 @@ impl Relay {
     }
 
     async fn work(&self, job: RelayJob) {
-        let outcome = self.attempt(&job).await;
+        let attempt = self.attempt(&job);
+        tokio::pin!(attempt);
+        let mut renewal = tokio::time::interval(LEASE_RENEWAL);
+        renewal.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut attempt => break outcome,
+                _ = renewal.tick() => {
+                    if let Err(e) = self.store.renew_relay_lease(&job, LEASE).await {
+                        tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot renew a relay lease");
+                    }
+                }
+            }
+        };
         let attempts = job.attempts.saturating_add(1);
         let result = match outcome {
             Ok(remote) => self.delivered(&job, &remote, attempts).await,

@@ -6,18 +6,18 @@ use mft_e2e::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ADMIN_TOKEN: &str = "an admin token for the trust tests 0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "an admin token for the trust tests 0123456789";
 
-struct Org {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    certs: Certs,
-    gateway: Gateway,
-    _backend: Backend,
+pub(crate) struct Org {
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) path: PathBuf,
+    pub(crate) certs: Certs,
+    pub(crate) gateway: Gateway,
+    pub(crate) _backend: Backend,
 }
 
 impl Org {
-    fn partners(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn partners(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(bin("mft-gateway"))
             .arg("partners")
             .args(args)
@@ -34,7 +34,7 @@ impl Org {
     }
 
     /// `partners add --json`; returns the key for the partner.
-    fn add(&self, name: &str, other: &Org, domain: &str) -> String {
+    pub(crate) fn add(&self, name: &str, other: &Org, domain: &str) -> String {
         let url = format!("https://{}", other.gateway.addr);
         let (code, out, err) = self.partners(&[
             "add",
@@ -53,7 +53,7 @@ impl Org {
         key
     }
 
-    fn set_key(&self, name: &str, key: &str) -> (i32, String, String) {
+    pub(crate) fn set_key(&self, name: &str, key: &str) -> (i32, String, String) {
         let file = self.path.join(format!("{name}.key"));
         std::fs::write(&file, format!("{key}\n")).unwrap();
         self.partners(&["set-key", name, "--key-file", file.to_str().unwrap()])
@@ -61,7 +61,7 @@ impl Org {
 }
 
 /// An organisation; `other_ca` is the CA the partner's certificate chains to.
-async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
+pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -70,7 +70,8 @@ async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
     let tables = format!(
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\n\
+         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
+         relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n\n\
          [admin]\ntoken = \"file:{}\"\n",
         path.join("trust.key").display(),
         other_ca.display(),
@@ -87,7 +88,7 @@ async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
 }
 
 /// Two organisations whose gateways trust each other's CA.
-async fn two_orgs() -> (Org, Org) {
+pub(crate) async fn two_orgs() -> (Org, Org) {
     // Each side must trust the other's CA, which exists only once the other
     // side made its certificates: write both CAs into a shared place first.
     let shared = tempfile::tempdir().unwrap();

@@ -1,0 +1,529 @@
+//! Deliveries across the trust network: a user of one organisation delivers
+//! to a user of the other through both gateways, the recipient's download
+//! comes back as a receipt, and every rule of the federation API holds
+//! against hand-made partner requests.
+
+use super::trust::{two_orgs, Org};
+use mft_e2e::*;
+use mft_filters::auth::partner_key;
+use mft_filters::signing::RequestView;
+use mft_gateway::trust::wire;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Connects both ways; returns (A's key for B, B's key for A).
+fn connect(a: &Org, b: &Org) -> (String, String) {
+    let key_for_b = a.add("beta", b, "beta.example");
+    let key_for_a = b.add("acme", a, "acme.example");
+    assert_eq!(a.set_key("beta", &key_for_a).0, 0);
+    assert_eq!(b.set_key("acme", &key_for_b).0, 0);
+    let (code, out, err) = a.partners(&["test", "beta"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("connected: beta"), "{out}");
+    (key_for_b, key_for_a)
+}
+
+fn api(org: &Org) -> reqwest::Client {
+    org.gateway.client(&org.certs, Proto::Http1)
+}
+
+async fn upload(org: &Org, name: &str, body: reqwest::Body) -> Value {
+    let r = api(org)
+        .post(format!("{}/api/v1/files", org.gateway.base))
+        .header("x-filename", name)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn deliver(org: &Org, sender: &str, recipients: &[&str], files: &[&str]) -> Value {
+    let r = api(org)
+        .post(format!("{}/api/v1/deliveries", org.gateway.base))
+        .json(&json!({
+            "sender": sender,
+            "recipients": recipients,
+            "subject": "quarterly figures",
+            "message": "see attached",
+            "files": files,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn delivery(org: &Org, id: &str) -> Value {
+    let r = api(org)
+        .get(format!("{}/api/v1/deliveries/{id}", org.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls delivery `id` at `org` until `done` holds, for at most `limit`.
+async fn wait_for(org: &Org, id: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let d = delivery(org, id).await;
+        if done(&d) {
+            return d;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "gave up waiting; delivery is {d:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn relay_status(d: &Value, recipient: &str) -> Option<String> {
+    d["relay"]
+        .as_array()?
+        .iter()
+        .find(|r| r["recipient"] == recipient)
+        .and_then(|r| r["status"].as_str().map(str::to_string))
+}
+
+async fn deliveries_for(org: &Org, recipient: &str) -> Vec<Value> {
+    let r = api(org)
+        .get(format!("{}/api/v1/deliveries", org.gateway.base))
+        .query(&[("recipient", recipient)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["deliveries"].as_array().unwrap().clone()
+}
+
+fn audit_log(org: &Org) -> String {
+    std::fs::read_to_string(org.path.join("gateway-data/audit.jsonl")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_of_a_delivers_200_mib_to_b_and_sees_the_receipt() {
+    let (a, b) = two_orgs().await;
+    connect(&a, &b);
+
+    let content = Arc::new(Content::new(200 * 1024 * 1024, 8));
+    let file = upload(&a, "figures.bin", content.body()).await;
+    let file_id = file["id"].as_str().unwrap().to_string();
+    let sent = deliver(
+        &a,
+        "anna@acme.example",
+        &["bob@beta.example", "carl@acme.example"],
+        &[&file_id],
+    )
+    .await;
+    let id = sent["id"].as_str().unwrap().to_string();
+
+    let d = wait_for(&a, &id, Duration::from_secs(180), |d| {
+        relay_status(d, "bob@beta.example").as_deref() == Some("delivered")
+    })
+    .await;
+    // Only the partner's recipient is relayed; the local one is not.
+    assert_eq!(d["relay"].as_array().unwrap().len(), 1, "{d:#}");
+    assert_eq!(d["relay"][0]["partner"], "beta");
+    assert!(relay_status(&d, "carl@acme.example").is_none());
+    let remote_id = d["relay"][0]["remote_delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // At B: one delivery to bob, from A's user, origin partner:acme.
+    let at_b = deliveries_for(&b, "bob@beta.example").await;
+    assert_eq!(at_b.len(), 1, "{at_b:#?}");
+    let got = &at_b[0];
+    assert_eq!(got["id"], remote_id.as_str());
+    assert_eq!(got["origin"], "partner:acme");
+    assert_eq!(got["sender"], "anna@acme.example");
+    assert_eq!(got["recipients"], json!(["bob@beta.example"]));
+    assert_eq!(got["subject"], "quarterly figures");
+    let b_file = got["files"][0].as_str().unwrap().to_string();
+    let r = api(&b)
+        .get(format!("{}/api/v1/files/{b_file}", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    let meta: Value = r.json().await.unwrap();
+    assert_eq!(meta["sha256"], content.sha256().as_str());
+    assert_eq!(meta["name"], "figures.bin");
+
+    // No receipt before anyone downloaded.
+    assert_eq!(delivery(&a, &id).await["receipts"], json!([]));
+
+    // Bob downloads at B; A's delivery shows the receipt.
+    let r = api(&b)
+        .get(format!("{}/api/v1/files/{b_file}/content", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (size, sha) = sha256_of(r).await;
+    assert_eq!(size, content.size);
+    assert_eq!(sha, content.sha256());
+    let d = wait_for(&a, &id, Duration::from_secs(30), |d| {
+        d["receipts"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    let receipts = d["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!(receipts[0]["file_id"], file_id.as_str());
+    assert_eq!(receipts[0]["partner"], "beta");
+
+    // A second download sends no second receipt.
+    let r = api(&b)
+        .get(format!("{}/api/v1/files/{b_file}/content", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    let _ = sha256_of(r).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        delivery(&a, &id).await["receipts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Both audit trails hold the relay and the receipt.
+    let audit_a = audit_log(&a);
+    assert!(audit_a.contains("\"federation_relay\""), "{audit_a}");
+    assert!(audit_a.contains("\"federation_receipt\""), "{audit_a}");
+    let audit_b = audit_log(&b);
+    assert!(audit_b.contains("\"federation_delivery\""), "{audit_b}");
+    assert!(audit_b.contains("\"federation_receipt_sent\""), "{audit_b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_waits_for_a_partner_that_is_down_and_delivers_once() {
+    let (mut a, mut b) = two_orgs().await;
+    connect(&a, &b);
+
+    // B's gateway goes away before the delivery is made.
+    b.gateway.proc.signal("KILL");
+    b.gateway.proc.wait_exit(Duration::from_secs(10));
+
+    let file = upload(&a, "late.txt", reqwest::Body::from("arrives late")).await;
+    let file_id = file["id"].as_str().unwrap().to_string();
+    let sent = deliver(&a, "anna@acme.example", &["bob@beta.example"], &[&file_id]).await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    wait_for(&a, &id, Duration::from_secs(30), |d| {
+        relay_status(d, "bob@beta.example").as_deref() == Some("retrying")
+    })
+    .await;
+
+    // A restarts while the relay is pending: the queue is on disk.
+    a.gateway.proc.signal("KILL");
+    a.gateway.proc.wait_exit(Duration::from_secs(10));
+    let g = &a.gateway;
+    a.gateway = launch_gateway(
+        &a.path,
+        &a.certs,
+        g.config.clone(),
+        g.addr,
+        g.admin,
+        g.key.clone(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        relay_status(&delivery(&a, &id).await, "bob@beta.example").as_deref(),
+        Some("retrying")
+    );
+
+    // B comes back: delivered, exactly once.
+    let g = &b.gateway;
+    b.gateway = launch_gateway(
+        &b.path,
+        &b.certs,
+        g.config.clone(),
+        g.addr,
+        g.admin,
+        g.key.clone(),
+    )
+    .await;
+    let d = wait_for(&a, &id, Duration::from_secs(60), |d| {
+        relay_status(d, "bob@beta.example").as_deref() == Some("delivered")
+    })
+    .await;
+    let attempts = d["relay"][0]["attempts"].as_u64().unwrap();
+    assert!(attempts >= 2, "{d:#}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_b = deliveries_for(&b, "bob@beta.example").await;
+    assert_eq!(at_b.len(), 1, "{at_b:#?}");
+    let r = api(&b)
+        .get(format!(
+            "{}/api/v1/files/{}/content",
+            b.gateway.base,
+            at_b[0]["files"][0].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), "arrives late");
+}
+
+/// A partner request signed with `key`, as a partner gateway would send it.
+struct PartnerCaller {
+    client: reqwest::Client,
+    base: String,
+    authority: String,
+    key: String,
+}
+
+impl PartnerCaller {
+    fn new(to: &Org, key: &str) -> PartnerCaller {
+        PartnerCaller {
+            client: client(&to.certs, Proto::Http1),
+            base: to.gateway.base.clone(),
+            authority: to.gateway.addr.to_string(),
+            key: key.to_string(),
+        }
+    }
+
+    /// Signs a POST of `body` to `path`; `digest_of` is what the
+    /// Content-Digest claims (normally the body itself).
+    fn request(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        digest_of: &[u8],
+        extra: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        let parsed = partner_key::parse(&self.key).unwrap();
+        let request_id = format!(
+            "test-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let digest = wire::content_digest(digest_of);
+        let view = RequestView {
+            method: "POST",
+            authority: &self.authority,
+            path,
+            query: None,
+            fields: &[("x-request-id", &request_id), ("content-digest", &digest)],
+        };
+        let signed =
+            wire::sign_request(&partner_key::signing_key(&parsed), parsed.id, &view).unwrap();
+        let mut r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("x-request-id", request_id)
+            .header("content-digest", digest)
+            .header("signature-input", signed.signature_input)
+            .header("signature", signed.signature)
+            .body(body);
+        for (n, v) in extra {
+            r = r.header(*n, *v);
+        }
+        r
+    }
+
+    async fn file(&self, name: &str, data: &[u8], claimed: &[u8]) -> reqwest::Response {
+        self.request(
+            wire::FILES_PATH,
+            data.to_vec(),
+            claimed,
+            &[
+                ("x-filename", name),
+                ("content-type", "application/octet-stream"),
+            ],
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
+    async fn delivery(&self, body: &Value) -> reqwest::Response {
+        let bytes = serde_json::to_vec(body).unwrap();
+        self.request(
+            wire::DELIVERIES_PATH,
+            bytes.clone(),
+            &bytes,
+            &[("content-type", "application/json")],
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+}
+
+async fn problem(r: reqwest::Response, status: u16) -> Value {
+    assert_eq!(r.status(), status);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_deliveries_break_no_rule() {
+    let (a, b) = two_orgs().await;
+    let (_, key_for_a) = connect(&a, &b);
+    let acme = PartnerCaller::new(&b, &key_for_a);
+
+    // A file whose body does not match its signed digest is not stored.
+    let r = acme
+        .file("tampered.bin", b"the real bytes", b"other bytes")
+        .await;
+    let p = problem(r, 400).await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("Content-Digest"),
+        "{p}"
+    );
+    let r = api(&b)
+        .get(format!("{}/api/v1/files", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    let listing = r.text().await.unwrap();
+    assert!(!listing.contains("tampered.bin"), "{listing}");
+
+    // A good file, then deliveries that break each rule.
+    let r = acme.file("ok.txt", b"fine bytes", b"fine bytes").await;
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.unwrap();
+    let fid = f["id"].as_str().unwrap().to_string();
+    let sha = f["sha256"].as_str().unwrap().to_string();
+    let base = |sender: &str, recipient: &str, relay: &str, fid: &str| {
+        json!({
+            "relay_id": relay,
+            "sender": sender,
+            "recipients": [recipient],
+            "subject": "s",
+            "message": "m",
+            "files": [{"id": fid, "source_id": "src-1", "sha256": sha}],
+        })
+    };
+    let p = problem(
+        acme.delivery(&base("eve@evil.example", "bob@beta.example", "r1", &fid))
+            .await,
+        403,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:mft:problem:domain-rule");
+    assert!(
+        p["detail"].as_str().unwrap().contains("sender-domain"),
+        "{p}"
+    );
+    let p = problem(
+        acme.delivery(&base(
+            "anna@acme.example",
+            "zoe@elsewhere.example",
+            "r2",
+            &fid,
+        ))
+        .await,
+        403,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("recipient-domain"),
+        "{p}"
+    );
+
+    // A file of B's own (not sent by acme) cannot be handed on.
+    let own = upload(&b, "internal.txt", reqwest::Body::from("internal")).await;
+    let own_id = own["id"].as_str().unwrap();
+    let p = problem(
+        acme.delivery(&base("anna@acme.example", "bob@beta.example", "r3", own_id))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:mft:problem:unknown-file");
+
+    // Nothing so far created a delivery at B, and every refusal is audited.
+    assert!(deliveries_for(&b, "bob@beta.example").await.is_empty());
+    assert!(deliveries_for(&b, "zoe@elsewhere.example").await.is_empty());
+    let audit = audit_log(&b);
+    assert!(
+        audit
+            .lines()
+            .filter(|l| l.contains("\"federation_delivery\"") && l.contains("\"deny\""))
+            .count()
+            >= 3,
+        "{audit}"
+    );
+
+    // The rules hold: accepted, and a replay of the very same signed
+    // request is refused.
+    let good = base("anna@acme.example", "Bob@Beta.Example", "r4", &fid);
+    let bytes = serde_json::to_vec(&good).unwrap();
+    let request = acme
+        .request(wire::DELIVERIES_PATH, bytes.clone(), &bytes, &[])
+        .build()
+        .unwrap();
+    let again = request.try_clone().unwrap();
+    let r = acme.client.execute(request).await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(
+        r.headers().contains_key("signature"),
+        "the answer is signed"
+    );
+    let accepted: Value = r.json().await.unwrap();
+    assert_eq!(accepted["relay_id"], "r4");
+    let r = acme.client.execute(again).await.unwrap();
+    assert_eq!(r.status(), 401, "a replayed request is refused");
+    let at_b = deliveries_for(&b, "bob@beta.example").await;
+    assert_eq!(at_b.len(), 1);
+    assert_eq!(at_b[0]["origin"], "partner:acme");
+
+    // The key of another connection authenticates that connection, whose
+    // domains do not include acme's senders.
+    let key_for_gamma = {
+        let (code, out, err) = b.partners(&[
+            "add",
+            "--name",
+            "gamma",
+            "--url",
+            "https://gamma.invalid",
+            "--email-domain",
+            "gamma.example",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    assert_eq!(b.set_key("gamma", &key_for_a).0, 0);
+    let gamma = PartnerCaller::new(&b, &key_for_gamma);
+    let p = problem(
+        gamma
+            .delivery(&base("anna@acme.example", "bob@beta.example", "r5", &fid))
+            .await,
+        403,
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("sender-domain"),
+        "{p}"
+    );
+    // And acme's file is not gamma's to deliver.
+    let p = problem(
+        gamma
+            .delivery(&base("gil@gamma.example", "bob@beta.example", "r6", &fid))
+            .await,
+        422,
+    )
+    .await;
+    assert_eq!(p["type"], "urn:mft:problem:unknown-file");
+
+    // A removed connection is refused at once.
+    assert_eq!(b.partners(&["remove", "acme"]).0, 0);
+    let r = acme
+        .delivery(&base("anna@acme.example", "bob@beta.example", "r7", &fid))
+        .await;
+    assert_eq!(r.status(), 401);
+}
