@@ -56,6 +56,12 @@ pub enum PartnersCommand {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// List relay jobs (outbound deliveries to partners), newest first.
+    Relays {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove a connection; its key is refused at once. Exit 1 if absent.
     Remove {
         /// Connection name.
@@ -186,6 +192,34 @@ async fn execute(
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        PartnersCommand::Relays { json } => {
+            let jobs = store.list_relays().await?;
+            if json {
+                let v: Vec<_> = jobs
+                    .iter()
+                    .map(crate::store::relay::RelayJob::to_json)
+                    .collect();
+                writeln!(out, "{}", serde_json::Value::from(v))?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<38} {:<16} {:<10} {:>8}  LAST ERROR",
+                    "DELIVERY", "PARTNER", "STATE", "ATTEMPTS"
+                )?;
+                for j in &jobs {
+                    writeln!(
+                        out,
+                        "{:<38} {:<16} {:<10} {:>8}  {}",
+                        j.delivery_id,
+                        j.partner,
+                        j.state.as_str(),
+                        j.attempts,
+                        j.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         PartnersCommand::Remove { name } => {
             if store.remove_partner(&name).await? {

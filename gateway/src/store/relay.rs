@@ -21,7 +21,8 @@ pub enum RelayState {
 }
 
 impl RelayState {
-    fn as_str(self) -> &'static str {
+    /// `queued`, `delivered` or `failed`.
+    pub fn as_str(self) -> &'static str {
         match self {
             RelayState::Queued => "queued",
             RelayState::Delivered => "delivered",
@@ -60,6 +61,23 @@ pub struct RelayJob {
     pub remote_delivery_id: Option<String>,
     /// Queued at.
     pub created_at: SystemTime,
+}
+
+impl RelayJob {
+    /// The job as `partners relays --json` shows it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "delivery_id": self.delivery_id,
+            "partner": self.partner,
+            "recipients": self.recipients,
+            "state": self.state.as_str(),
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+            "files_sent": self.files_sent.len(),
+            "remote_delivery_id": self.remote_delivery_id,
+            "created_at": super::rfc3339(self.created_at),
+        })
+    }
 }
 
 /// A file a partner delivered to us.
