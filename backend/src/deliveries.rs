@@ -1,7 +1,7 @@
 //! Deliveries: a sender hands stored files to recipients, with a subject
 //! and a message. Creation is idempotent under an `Idempotency-Key`.
 
-use crate::delivery_store::{self, Delivery, Inserted};
+use crate::delivery_store::{self, Delivery, Inserted, Page};
 use crate::email;
 use crate::ids;
 use crate::problem::ApiError;
@@ -21,6 +21,10 @@ const MAX_ITEMS: usize = 1000;
 const MAX_SUBJECT: usize = 998;
 /// Longest idempotency key, in bytes.
 const MAX_KEY: usize = 255;
+/// Feed page size when `limit` is not given.
+const DEFAULT_LIMIT: i64 = 100;
+/// Largest feed page.
+const MAX_LIMIT: i64 = 1000;
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub(crate) const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -38,16 +42,21 @@ pub struct NewDelivery {
     files: Vec<String>,
 }
 
-/// Query of `GET /api/v1/deliveries`.
+/// Query of `GET /api/v1/deliveries`. The numbers arrive as text so that a
+/// bad one gets a problem naming its parameter, not the extractor's 400.
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     recipient: Option<String>,
+    after_seq: Option<String>,
+    limit: Option<String>,
 }
 
 /// Body of `GET /api/v1/deliveries`.
 #[derive(Debug, Serialize)]
 pub struct DeliveryList {
     deliveries: Vec<Delivery>,
+    /// Where a poller continues: the last `seq` returned, else `after_seq`.
+    next_after_seq: i64,
 }
 
 fn invalid(field: &str, detail: String) -> ApiError {
@@ -159,8 +168,10 @@ pub async fn create(
         .with_field(format!("files[{i}]")));
     }
 
-    let delivery = Delivery {
+    let mut delivery = Delivery {
         id: ids::new_id(),
+        // Assigned by the database when the row is inserted.
+        seq: 0,
         sender: request.sender,
         recipients: request.recipients,
         subject: request.subject,
@@ -169,10 +180,12 @@ pub async fn create(
         origin,
         created_by,
         created_at: ids::now(),
+        relay: Vec::new(),
+        receipts: Vec::new(),
     };
     let key_row = key.as_deref().map(|k| (scope.as_str(), k, digest.as_str()));
     match delivery_store::insert(&state.db, &delivery, key_row).await? {
-        Inserted::New => {}
+        Inserted::New(seq) => delivery.seq = seq,
         Inserted::KeyTaken => {
             // A concurrent request with the same key won the race.
             if let Some(key) = &key {
@@ -183,7 +196,7 @@ pub async fn create(
             return Err(ApiError::internal());
         }
     }
-    tracing::info!(delivery_id = %delivery.id, origin = %delivery.origin,
+    tracing::info!(delivery_id = %delivery.id, seq = delivery.seq, origin = %delivery.origin,
         recipients = delivery.recipients.len(), files = delivery.files.len(), "delivery created");
     let location = format!("/api/v1/deliveries/{}", delivery.id);
     let mut resp = (StatusCode::CREATED, Json(delivery)).into_response();
@@ -225,14 +238,63 @@ async fn replay(
     Ok(Some(resp))
 }
 
-/// `GET /api/v1/deliveries[?recipient=]`
+/// `GET /api/v1/deliveries[?recipient=][&after_seq=N][&limit=M]`
+///
+/// Without `after_seq` and `limit` it lists everything, as before the feed
+/// existed; with either it returns one page of the feed.
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let recipient = query.recipient.as_deref().map(str::trim);
-    let deliveries = delivery_store::list(&state.db, recipient).await?;
-    Ok(Json(DeliveryList { deliveries }))
+    let after_seq = number_param(query.after_seq.as_deref(), "after_seq", 0, i64::MAX)?;
+    let limit = number_param(query.limit.as_deref(), "limit", 1, MAX_LIMIT)?;
+    let page = (after_seq.is_some() || limit.is_some()).then(|| Page {
+        after_seq: after_seq.unwrap_or(0),
+        limit: limit.unwrap_or(DEFAULT_LIMIT),
+    });
+    let deliveries = delivery_store::list(&state.db, recipient, page).await?;
+    let next_after_seq = deliveries.last().map_or(after_seq.unwrap_or(0), |d| d.seq);
+    Ok(Json(DeliveryList {
+        deliveries,
+        next_after_seq,
+    }))
+}
+
+/// A decimal query parameter in `min..=max`, or 400 naming it.
+fn number_param(
+    raw: Option<&str>,
+    name: &str,
+    min: i64,
+    max: i64,
+) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    // Digits only: i64::from_str would also take a sign.
+    raw.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| raw.parse::<i64>().ok())
+        .flatten()
+        .filter(|n| (min..=max).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name}: {raw:?} is not a whole number from {min} to {max}"
+            ))
+            .with_type("urn:mft:problem:invalid-parameter")
+            .with_field(name)
+        })
+}
+
+/// The delivery named in a path, 404 if the id is malformed or unknown.
+pub(crate) async fn find(state: &AppState, id: &str) -> Result<Delivery, ApiError> {
+    if !ids::is_valid_id(id) {
+        return Err(ApiError::not_found("delivery", id));
+    }
+    delivery_store::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", id))
 }
 
 /// `GET /api/v1/deliveries/{id}`
@@ -240,11 +302,5 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Delivery>, ApiError> {
-    if !ids::is_valid_id(&id) {
-        return Err(ApiError::not_found("delivery", &id));
-    }
-    delivery_store::get(&state.db, &id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("delivery", &id))
+    find(&state, &id).await.map(Json)
 }

@@ -1,8 +1,9 @@
 //! The reference MFT REST backend.
 //!
 //! It implements the backend API of `docs/backend-api.md`: stored files
-//! (one-shot and tus resumable uploads, ranged downloads), deliveries and
-//! asynchronous transfers. File bytes live in a directory, metadata in
+//! (one-shot and tus resumable uploads, ranged downloads), deliveries (with
+//! a change feed, relay status and download receipts for the gateway's
+//! trust network) and asynchronous transfers. File bytes live in a directory, metadata in
 //! SQLite, so the data survives restarts. The gateway embeds it for
 //! `mft-gateway demo`; the `mft-backend` binary runs it on its own.
 #![forbid(unsafe_code)]
@@ -11,6 +12,7 @@
 mod access_log;
 mod db;
 mod deliveries;
+mod delivery_relay;
 mod delivery_store;
 mod email;
 mod error;
@@ -20,6 +22,7 @@ mod files;
 mod ids;
 mod names;
 mod problem;
+mod relay_store;
 mod request_meta;
 mod signature;
 mod state;
@@ -36,7 +39,7 @@ pub use error::BackendError;
 pub use mft_filters::signing::{Verifier, VerifyPolicy, VerifyingKey};
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use state::AppState;
 use std::future::{Future, IntoFuture};
@@ -180,6 +183,14 @@ fn app(state: AppState, guard: Option<Arc<signature::SignatureGuard>>) -> Router
             get(deliveries::list).post(deliveries::create),
         )
         .route("/api/v1/deliveries/{id}", get(deliveries::get))
+        .route(
+            "/api/v1/deliveries/{id}/relay",
+            put(delivery_relay::put_relay),
+        )
+        .route(
+            "/api/v1/deliveries/{id}/receipts",
+            post(delivery_relay::post_receipt),
+        )
         .route("/api/v1/transfers", post(transfers::create))
         .route("/api/v1/transfers/{id}", get(transfers::get))
         .fallback(problem::not_found_route);

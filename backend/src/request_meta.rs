@@ -12,9 +12,18 @@ const MAX_VALUE_BYTES: usize = 256;
 /// Origin recorded when the request did not come through a bridge.
 pub const DEFAULT_ORIGIN: &str = "api";
 
+/// The principal the gateway names itself with on its own calls. Requests
+/// it proxies carry the client's `key:`/`jwt:`/`partner:` principal instead.
+pub const GATEWAY_PRINCIPAL: &str = "gateway";
+
 /// The authenticated principal (`key:<id>`, `jwt:<sub>`, `partner:<name>`), if any.
 pub fn principal(headers: &HeaderMap) -> Option<String> {
     printable(headers, "x-mft-principal")
+}
+
+/// Whether the gateway itself made the request (not a client it proxied).
+pub fn is_gateway(headers: &HeaderMap) -> bool {
+    principal(headers).as_deref() == Some(GATEWAY_PRINCIPAL)
 }
 
 /// Where a delivery came from (`api`, `smtp`, `imap:<name>`, ...); `api` by default.
@@ -70,5 +79,17 @@ mod tests {
         h.insert("x-mft-principal", HeaderValue::from_static("key:abc"));
         assert_eq!(origin(&h), "imap:sales");
         assert_eq!(principal(&h).as_deref(), Some("key:abc"));
+    }
+
+    #[test]
+    fn only_the_exact_gateway_principal_is_the_gateway() {
+        let mut h = HeaderMap::new();
+        assert!(!is_gateway(&h));
+        for other in ["key:gateway", "partner:gateway", "Gateway", "gateway2"] {
+            h.insert("x-mft-principal", HeaderValue::from_static(other));
+            assert!(!is_gateway(&h), "{other}");
+        }
+        h.insert("x-mft-principal", HeaderValue::from_static("gateway"));
+        assert!(is_gateway(&h));
     }
 }

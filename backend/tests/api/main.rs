@@ -3,6 +3,7 @@
 mod deliveries;
 mod errors;
 mod files;
+mod relay;
 mod restart;
 mod support;
 mod transfers;

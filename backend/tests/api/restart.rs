@@ -177,3 +177,108 @@ async fn startup_repairs_what_a_crash_left_behind() {
     assert_eq!(r.headers()["upload-offset"], "30");
     s.stop().await;
 }
+
+/// A database written before deliveries had a `seq` (the schema up to the
+/// change feed), with two deliveries inserted out of id order.
+async fn write_database_without_seq(dir: &std::path::Path) -> [&'static str; 2] {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut conn = SqliteConnectOptions::new()
+        .filename(dir.join("metadata.db"))
+        .create_if_missing(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE deliveries (
+            id TEXT PRIMARY KEY NOT NULL,
+            sender TEXT NOT NULL,
+            recipients TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            message TEXT NOT NULL,
+            files TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            created_by TEXT,
+            created_at TEXT NOT NULL
+        )",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let ids = [
+        "01a20000-0000-7000-8000-000000000002",
+        "01a20000-0000-7000-8000-000000000001",
+    ];
+    for id in ids {
+        sqlx::query(
+            "INSERT INTO deliveries VALUES (?, 'a@x', '[\"b@y\"]', 'old', '', '[]', 'api', NULL,
+                                            '2026-01-01T00:00:00.000Z')",
+        )
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+    ids
+}
+
+#[tokio::test]
+async fn a_database_from_before_the_feed_gets_seqs_in_insertion_order() {
+    let (_keep, dir) = data_dir();
+    let old = write_database_without_seq(&dir).await;
+
+    let s = Server::start(&dir).await;
+    let list: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/deliveries?after_seq=0"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let got: Vec<(&str, i64)> = list["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap(), d["seq"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, [(old[0], 1), (old[1], 2)]);
+    assert_eq!(list["deliveries"][0]["relay"], json!([]));
+    let new: serde_json::Value = s
+        .client
+        .post(s.url("/api/v1/deliveries"))
+        .json(&json!({"sender": "a@x", "recipients": ["b@y"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(new["seq"], 3);
+    s.stop().await;
+
+    // The migration ran once; a second start keeps every seq.
+    let s = Server::start(&dir).await;
+    let list: serde_json::Value = s
+        .client
+        .get(s.url("/api/v1/deliveries"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = list["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3]);
+    assert_eq!(list["deliveries"][2]["id"], new["id"]);
+    assert_eq!(list["next_after_seq"], 3);
+    s.stop().await;
+}
