@@ -101,6 +101,7 @@ impl FederationApi {
     fn audit(
         &self,
         event: &'static str,
+        path: &str,
         call: &InboundCall<'_>,
         status: u16,
         reason: Option<String>,
@@ -110,6 +111,7 @@ impl FederationApi {
         r.principal = Some(format!("partner:{}", call.partner.name));
         r.client_ip = call.client_ip;
         r.method = Some("POST".into());
+        r.path = Some(path.to_string());
         r.status = Some(status);
         r.decision = Some(if status < 400 { "allow" } else { "deny" });
         r.reason = reason;
@@ -123,7 +125,13 @@ impl FederationApi {
             Reply::Json(s, _) => (*s, None),
             Reply::Problem(p) => (p.status, p.detail.clone()),
         };
-        self.audit("federation_delivery", call, status, reason);
+        self.audit(
+            "federation_delivery",
+            wire::DELIVERIES_PATH,
+            call,
+            status,
+            reason,
+        );
         reply
     }
 
@@ -275,7 +283,13 @@ impl FederationApi {
             Reply::Json(s, _) => (*s, None),
             Reply::Problem(p) => (p.status, p.detail.clone()),
         };
-        self.audit("federation_receipt", call, status, reason);
+        self.audit(
+            "federation_receipt",
+            wire::RECEIPTS_PATH,
+            call,
+            status,
+            reason,
+        );
         reply
     }
 

@@ -9,7 +9,9 @@ use futures_util::TryStreamExt;
 use mft_config::trust::Trust;
 use mft_filters::auth::partner_key;
 use mft_filters::signing::RequestView;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 /// Why a call to a partner did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +67,16 @@ const MIN_RATE: u64 = 512 * 1024;
 /// Calls partner gateways; cheap to clone.
 #[derive(Clone)]
 pub struct PartnerClient {
-    http: reqwest::Client,
+    http: Arc<Mutex<Http>>,
+    ca_file: Option<PathBuf>,
     timeout: Duration,
     skew: Duration,
+}
+
+/// The HTTP client and the `ca_file` version it trusts.
+struct Http {
+    client: reqwest::Client,
+    ca_modified: Option<SystemTime>,
 }
 
 /// One connection's target and key, for a series of calls.
@@ -104,24 +113,37 @@ impl PartnerClient {
     /// A client with `[trust]`'s timeouts and trust roots. No overall
     /// timeout on the client: a file upload gets one from its size.
     pub fn new(trust: &Trust) -> anyhow::Result<PartnerClient> {
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(trust.request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(true);
-        if let Some(ca) = &trust.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?;
-            for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?
-            {
-                b = b.add_root_certificate(cert);
-            }
-        }
+        let ca_modified = trust.ca_file.as_deref().and_then(modified);
+        let client = build(trust.request_timeout, trust.ca_file.as_deref())?;
         Ok(PartnerClient {
-            http: b.build()?,
+            http: Arc::new(Mutex::new(Http {
+                client,
+                ca_modified,
+            })),
+            ca_file: trust.ca_file.clone(),
             timeout: trust.request_timeout,
             skew: trust.max_clock_skew,
         })
+    }
+
+    /// The HTTP client, rebuilt when `ca_file` changed since: an admin
+    /// adding a partner's private CA should not have to restart the gateway.
+    fn http(&self) -> reqwest::Client {
+        let now = self.ca_file.as_deref().and_then(modified);
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        if now != http.ca_modified {
+            match build(self.timeout, self.ca_file.as_deref()) {
+                Ok(client) => {
+                    tracing::info!("trust.ca_file changed; partner connections use it now");
+                    http.client = client;
+                    http.ca_modified = now;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "trust.ca_file changed but cannot be used; keeping the previous one")
+                }
+            }
+        }
+        http.client.clone()
     }
 
     fn prepare(&self, target: &Target<'_>, path: &str) -> Result<Prepared, PartnerCallError> {
@@ -177,7 +199,7 @@ impl PartnerClient {
             .unwrap_or_default()
             .to_string();
         let mut request = self
-            .http
+            .http()
             .post(p.url.clone())
             .timeout(self.timeout)
             .bearer_auth(target.key)
@@ -250,7 +272,7 @@ impl PartnerClient {
             .map_err(|e| PartnerCallError::Local(e.to_string()))?;
         let timeout = self.timeout + Duration::from_secs(file.size / MIN_RATE);
         let response = self
-            .http
+            .http()
             .post(p.url.clone())
             .timeout(timeout)
             .bearer_auth(target.key)
@@ -276,6 +298,27 @@ impl PartnerClient {
         }
         Ok(answer)
     }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn build(timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true);
+    if let Some(ca) = ca_file {
+        let pem = std::fs::read(ca)
+            .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?
+        {
+            b = b.add_root_certificate(cert);
+        }
+    }
+    Ok(b.build()?)
 }
 
 fn unreachable(e: reqwest::Error) -> PartnerCallError {

@@ -103,8 +103,22 @@ async fn deliveries_for(org: &Org, recipient: &str) -> Vec<Value> {
     v["deliveries"].as_array().unwrap().clone()
 }
 
-fn audit_log(org: &Org) -> String {
-    std::fs::read_to_string(org.path.join("gateway-data/audit.jsonl")).unwrap_or_default()
+/// The audit trail of `org` once it holds `n` lines matching `wanted`
+/// (records reach the file shortly after the event).
+async fn audit_with(org: &Org, n: usize, wanted: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let text =
+            std::fs::read_to_string(org.path.join("gateway-data/audit.jsonl")).unwrap_or_default();
+        if text.lines().filter(|l| wanted(l)).count() >= n {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "audit trail lacks {n} wanted records: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,12 +209,14 @@ async fn a_user_of_a_delivers_200_mib_to_b_and_sees_the_receipt() {
     );
 
     // Both audit trails hold the relay and the receipt.
-    let audit_a = audit_log(&a);
-    assert!(audit_a.contains("\"federation_relay\""), "{audit_a}");
-    assert!(audit_a.contains("\"federation_receipt\""), "{audit_a}");
-    let audit_b = audit_log(&b);
-    assert!(audit_b.contains("\"federation_delivery\""), "{audit_b}");
-    assert!(audit_b.contains("\"federation_receipt_sent\""), "{audit_b}");
+    for (org, event) in [
+        (&a, "\"federation_relay\""),
+        (&a, "\"federation_receipt\""),
+        (&b, "\"federation_delivery\""),
+        (&b, "\"federation_receipt_sent\""),
+    ] {
+        audit_with(org, 1, |l| l.contains(event) && l.contains("\"allow\"")).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,15 +463,10 @@ async fn partner_deliveries_break_no_rule() {
     // Nothing so far created a delivery at B, and every refusal is audited.
     assert!(deliveries_for(&b, "bob@beta.example").await.is_empty());
     assert!(deliveries_for(&b, "zoe@elsewhere.example").await.is_empty());
-    let audit = audit_log(&b);
-    assert!(
-        audit
-            .lines()
-            .filter(|l| l.contains("\"federation_delivery\"") && l.contains("\"deny\""))
-            .count()
-            >= 3,
-        "{audit}"
-    );
+    audit_with(&b, 3, |l| {
+        l.contains("\"federation_delivery\"") && l.contains("\"deny\"")
+    })
+    .await;
 
     // The rules hold: accepted, and a replay of the very same signed
     // request is refused.
