@@ -23,6 +23,13 @@ pub struct TrustFile {
     pub ca_file: Option<String>,
     /// Requests per partner connection (`"20/s burst 40"`); default `[rate_limit] per_key`.
     pub rate_limit: Option<String>,
+    /// Ask clients of the public listener for a certificate (optional), so
+    /// partner connections can be pinned to one.
+    pub client_auth: Option<bool>,
+    /// Certificate (PEM) presented to partner gateways; default `server.tls_cert`.
+    pub client_cert: Option<String>,
+    /// Its private key (PEM); default `server.tls_key`.
+    pub client_key: Option<String>,
     /// How often the relay reads the backend's new deliveries.
     pub relay_poll_interval: Option<String>,
     /// First retry delay of a failed relay or receipt; doubles per attempt.
@@ -47,6 +54,12 @@ pub struct Trust {
     pub ca_file: Option<std::path::PathBuf>,
     /// Requests per partner connection; `None`: `[rate_limit] per_key`.
     pub rate_limit: Option<crate::quota::Quota>,
+    /// Whether the public listener asks for (optional) client certificates.
+    pub client_auth: bool,
+    /// Client certificate for partner gateways; `None`: `server.tls_cert`.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// Its key; `None`: `server.tls_key`.
+    pub client_key: Option<std::path::PathBuf>,
     /// How often the relay reads the backend's new deliveries.
     pub relay_poll_interval: Duration,
     /// First retry delay of a failed relay or receipt.
@@ -58,6 +71,17 @@ pub struct Trust {
 }
 
 pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
+    let (client_cert, client_key) = match (file.client_cert, file.client_key) {
+        (Some(c), Some(k)) => (Some(c), Some(k)),
+        (None, None) => (None, None),
+        _ => {
+            ctx.error(
+                "trust.client_cert",
+                "client_cert and client_key go together (or neither: the server certificate is used)",
+            );
+            (None, None)
+        }
+    };
     Trust {
         encryption_key: ctx.secret("trust.encryption_key", file.encryption_key),
         request_timeout: ctx.duration(
@@ -80,6 +104,9 @@ pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
                     None
                 }
             }),
+        client_auth: file.client_auth.unwrap_or(false),
+        client_cert: client_cert.map(|p| ctx.path(&p)),
+        client_key: client_key.map(|p| ctx.path(&p)),
         relay_poll_interval: ctx.duration(
             "trust.relay_poll_interval",
             file.relay_poll_interval,

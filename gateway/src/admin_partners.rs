@@ -23,7 +23,7 @@ struct SetKey {
 }
 
 const USAGE: &str = "use GET/POST /admin/v1/partners, GET/DELETE /admin/v1/partners/{name}, \
-                     PUT /admin/v1/partners/{name}/key, POST /admin/v1/partners/{name}/test";
+                     PUT /admin/v1/partners/{name}/key, PUT /admin/v1/partners/{name}/client-cert, POST /admin/v1/partners/{name}/test";
 
 impl AdminApp {
     /// Serves `/admin/v1/partners[/rest]` for an authorized caller.
@@ -124,6 +124,47 @@ impl AdminApp {
                     .await
                 {
                     Ok(Ok(true)) => json_reply(200, json!({"name": name, "status": "configured"})),
+                    Ok(Ok(false)) => problem(404, "no such connection"),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            ("PUT", n, "client-cert") if !n.is_empty() => {
+                let body = match read_body(session).await {
+                    Ok(b) => b,
+                    Err(reply) => return reply,
+                };
+                #[derive(serde::Deserialize)]
+                struct Pin {
+                    sha256: Option<String>,
+                }
+                let req: Pin = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return problem(400, &format!("invalid JSON: {e}")),
+                };
+                let pin = match req
+                    .sha256
+                    .as_deref()
+                    .map(crate::store::partners::normalize_pin)
+                {
+                    Some(None) => {
+                        return problem(
+                            400,
+                            "sha256: 64 hex digits (':' separators allowed) or null",
+                        )
+                    }
+                    Some(Some(p)) => Some(p),
+                    None => None,
+                };
+                let n = n.to_string();
+                let stored = pin.clone();
+                match self
+                    .control
+                    .run(async move { store.set_partner_pin(&n, stored.as_deref()).await })
+                    .await
+                {
+                    Ok(Ok(true)) => {
+                        json_reply(200, json!({"name": name, "client_cert_sha256": pin}))
+                    }
                     Ok(Ok(false)) => problem(404, "no such connection"),
                     _ => problem(503, "key store unavailable"),
                 }

@@ -24,4 +24,5 @@ pub mod signing_cli;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod tls_client_auth;
 pub mod trust;

@@ -56,6 +56,22 @@ pub enum PartnersCommand {
         #[arg(value_name = "NAME")]
         name: String,
     },
+    /// Pin the connection to the partner's TLS client certificate (needs
+    /// `[trust] client_auth = true`), or unpin it with --clear.
+    Pin {
+        /// Connection name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// SHA-256 of the certificate, hex (':' separators allowed).
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["client_cert", "clear"])]
+        client_cert_sha256: Option<String>,
+        /// The partner's certificate (PEM); its SHA-256 is pinned.
+        #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+        client_cert: Option<PathBuf>,
+        /// Remove the pin.
+        #[arg(long)]
+        clear: bool,
+    },
     /// List relay jobs (outbound deliveries to partners), newest first.
     Relays {
         /// Print a JSON array instead of a table.
@@ -193,6 +209,39 @@ async fn execute(
                 }
             }
         }
+        PartnersCommand::Pin {
+            name,
+            client_cert_sha256,
+            client_cert,
+            clear,
+        } => {
+            let pin = match (client_cert_sha256, client_cert, clear) {
+                (Some(hex), None, false) => {
+                    Some(crate::store::partners::normalize_pin(&hex).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--client-cert-sha256: 64 hex digits (':' separators allowed)"
+                        )
+                    })?)
+                }
+                (None, Some(file), false) => Some(certificate_sha256(&file)?),
+                (None, None, true) => None,
+                _ => anyhow::bail!("give one of --client-cert-sha256, --client-cert or --clear"),
+            };
+            if !store.set_partner_pin(&name, pin.as_deref()).await? {
+                anyhow::bail!("no connection named {name:?}");
+            }
+            match pin {
+                Some(p) => writeln!(out, "{name} pinned to client certificate sha256 {p}")?,
+                None => writeln!(out, "{name} unpinned")?,
+            }
+            if !cfg.trust.client_auth {
+                writeln!(
+                    out,
+                    "note: set [trust] client_auth = true, or no partner can present a certificate"
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PartnersCommand::Relays { json } => {
             let jobs = store.list_relays().await?;
             if json {
@@ -231,4 +280,13 @@ async fn execute(
             }
         }
     }
+}
+
+/// Lower-case hex SHA-256 of the first certificate in a PEM file.
+fn certificate_sha256(path: &Path) -> anyhow::Result<String> {
+    use rustls::pki_types::pem::PemObject;
+    use sha2::Digest;
+    let cert = rustls::pki_types::CertificateDer::from_pem_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
+    Ok(hex::encode(sha2::Sha256::digest(cert.as_ref())))
 }

@@ -47,7 +47,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("server.data_dir {}: cannot create", s.data_dir.display()))?;
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
-    let tls_config = tls::server_config(key.clone())?;
+    let tls_config = tls::server_config_with(key.clone(), config.trust.client_auth)?;
     let upstream = Upstream::new(&config.backend)?;
     let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
@@ -94,6 +94,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         signer.clone(),
         audit.clone(),
+        metrics.registry(),
     )?);
 
     let conf = ServerConf {

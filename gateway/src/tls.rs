@@ -116,10 +116,27 @@ const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 /// The public listener's rustls config: TLS 1.3 and 1.2, ALPN h2 then
 /// http/1.1, stateless session tickets with rotating keys, and a session cache.
 pub fn server_config(key: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SingleCert(key)));
+    server_config_with(key, false)
+}
+
+/// [`server_config`]; with `client_auth`, clients may present a
+/// certificate (`[trust] client_auth`, for partner pinning).
+pub fn server_config_with(
+    key: Arc<CertifiedKey>,
+    client_auth: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let algorithms = provider.signature_verification_algorithms;
+    let builder = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = if client_auth {
+        builder.with_client_cert_verifier(Arc::new(crate::tls_client_auth::PinnedLater::new(
+            algorithms,
+        )))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCert(key)));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);

@@ -34,10 +34,20 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// A loopback address that was free a moment ago.
+/// A loopback address that was free a moment ago, never one this process
+/// handed out before: the kernel may give a just-released port again, and
+/// two listeners of one test (Dovecot's IMAP and POP3) must not collide.
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = l.local_addr().expect("local addr");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&addr.port()) {
+            given.push(addr.port());
+            return addr;
+        }
+    }
 }
 
 /// Test PKI: a CA and a certificate for localhost / 127.0.0.1 signed by it.

@@ -161,6 +161,10 @@ impl GatewayProxy {
     /// backend's `/api/v1/files` as `partner:<name>`, its body checked
     /// against the signed `Content-Digest`. `Ok(true)`: answered.
     async fn federation(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let cert = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|s| s.cert_digest.clone());
         let header = session.req_header();
         let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
         let authority = header
@@ -184,6 +188,7 @@ impl GatewayProxy {
             signature: text("signature"),
             content_digest: text("content-digest"),
             partner_request_id: text("x-request-id"),
+            client_cert_sha256: cert.as_deref(),
         };
         let outcome = self.federation.authenticate(&req).await;
         let ok = match outcome {

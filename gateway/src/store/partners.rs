@@ -107,6 +107,14 @@ type Raw = (
 /// Longest connection name; also its alphabet: letters, digits, `-`, `_`, `.`.
 pub const MAX_NAME_LEN: usize = 64;
 
+/// A certificate pin as lower-case hex: 64 hex digits, `:` separators
+/// allowed (as `openssl x509 -fingerprint -sha256` prints them).
+pub fn normalize_pin(text: &str) -> Option<String> {
+    let hex: String = text.trim().chars().filter(|c| *c != ':').collect();
+    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_ascii_lowercase())
+}
+
 /// Whether `name` can name a connection (it appears in `partner:<name>`).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -203,6 +211,27 @@ impl KeyStore {
         .map_err(self.query_err(format!("set the key of partner {name}")))?
         .rows_affected()
         });
+        Ok(n == 1)
+    }
+
+    /// Pins the connection to a client certificate (lower-case hex
+    /// SHA-256), or unpins it; `false` if no such connection.
+    pub async fn set_partner_pin(
+        &self,
+        name: &str,
+        sha256: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE partners SET client_cert_sha256 = $1, updated_at = $2 WHERE name = $3"
+        )
+        .bind(sha256)
+        .bind(now)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("pin partner {name}")))?
+        .rows_affected());
         Ok(n == 1)
     }
 

@@ -56,6 +56,7 @@ pub struct FederationApi {
     backend: BackendClient,
     config: Arc<Config>,
     audit: AuditLog,
+    metrics: super::metrics::FederationMetrics,
 }
 
 fn problem(status: u16, kind: &str, detail: String) -> Reply {
@@ -89,12 +90,14 @@ impl FederationApi {
         backend: BackendClient,
         config: Arc<Config>,
         audit: AuditLog,
+        metrics: super::metrics::FederationMetrics,
     ) -> FederationApi {
         FederationApi {
             store,
             backend,
             config,
             audit,
+            metrics,
         }
     }
 
@@ -132,6 +135,7 @@ impl FederationApi {
             status,
             reason,
         );
+        self.metrics.inbound(&call.partner.name, status < 400);
         reply
     }
 
@@ -290,6 +294,8 @@ impl FederationApi {
             status,
             reason,
         );
+        let outcome = if status < 400 { "recorded" } else { "refused" };
+        self.metrics.receipt("received", outcome);
         reply
     }
 

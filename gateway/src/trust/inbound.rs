@@ -39,6 +39,8 @@ pub struct InboundRequest<'a> {
     pub content_digest: Option<&'a str>,
     /// The partner's `X-Request-Id` (signed).
     pub partner_request_id: Option<&'a str>,
+    /// SHA-256 of the TLS client certificate, if one was presented.
+    pub client_cert_sha256: Option<&'a [u8]>,
 }
 
 /// An authenticated partner request.
@@ -182,6 +184,15 @@ impl PartnerGate {
             tracing::debug!(partner = %partner.name, error = %e, "partner signature refused");
             (name.clone(), reject("bad_signature"))
         })?;
+        if let Some(pin) = &partner.client_cert_sha256 {
+            let presented = req
+                .client_cert_sha256
+                .filter(|d| !d.is_empty())
+                .map(hex::encode);
+            if presented.as_deref() != Some(pin.as_str()) {
+                return Err((name, reject("client_cert_mismatch")));
+            }
+        }
         if partner.outbound_key == crate::store::partners::OutboundKey::Missing {
             // Until our admin stored their key we could not answer them
             // (receipts, relays): the connection is not up on our side yet.

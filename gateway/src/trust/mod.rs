@@ -13,6 +13,7 @@ pub mod connections;
 pub mod federation_api;
 pub mod inbound;
 pub mod messages;
+pub mod metrics;
 pub mod outbound;
 pub mod partner_client;
 pub mod receipts;

@@ -65,24 +65,14 @@ pub struct PingReport {
     pub skew_secs: i64,
 }
 
-/// The HTTP client for partner gateways: TLS 1.2+ with the system roots
-/// plus `[trust] ca_file`, no redirects (a signed request must not wander).
-pub fn http_client(trust: &Trust) -> anyhow::Result<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
+/// The HTTP client for one-off partner calls (`partners test`): the relay's
+/// TLS settings with an overall timeout.
+pub fn http_client(config: &mft_config::Config) -> anyhow::Result<reqwest::Client> {
+    let trust = &config.trust;
+    let tls = super::partner_client::TlsFiles::of(config);
+    Ok(super::partner_client::builder(trust.request_timeout, &tls)?
         .timeout(trust.request_timeout)
-        .connect_timeout(trust.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(true);
-    if let Some(ca) = &trust.ca_file {
-        let pem = std::fs::read(ca)
-            .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
-    Ok(b.build()?)
+        .build()?)
 }
 
 /// The key the partner generated for us, in clear, for one call.

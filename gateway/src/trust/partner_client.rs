@@ -6,7 +6,7 @@ use super::wire;
 use crate::store::partners::PartnerRecord;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use mft_config::trust::Trust;
+use mft_config::Config;
 use mft_filters::auth::partner_key;
 use mft_filters::signing::RequestView;
 use std::path::{Path, PathBuf};
@@ -68,9 +68,37 @@ const MIN_RATE: u64 = 512 * 1024;
 #[derive(Clone)]
 pub struct PartnerClient {
     http: Arc<Mutex<Http>>,
-    ca_file: Option<PathBuf>,
+    tls: TlsFiles,
     timeout: Duration,
     skew: Duration,
+}
+
+/// What the client's TLS is built from.
+#[derive(Clone)]
+pub struct TlsFiles {
+    ca_file: Option<PathBuf>,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TlsFiles {
+    /// `[trust] ca_file`, and the client certificate: `[trust] client_cert`
+    /// or else the server's own.
+    pub fn of(config: &Config) -> TlsFiles {
+        let t = &config.trust;
+        let (cert, key) = match (&t.client_cert, &t.client_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => (
+                config.server.tls_cert.clone(),
+                config.server.tls_key.clone(),
+            ),
+        };
+        TlsFiles {
+            ca_file: t.ca_file.clone(),
+            cert,
+            key,
+        }
+    }
 }
 
 /// The HTTP client and the `ca_file` version it trusts.
@@ -112,15 +140,17 @@ struct Prepared {
 impl PartnerClient {
     /// A client with `[trust]`'s timeouts and trust roots. No overall
     /// timeout on the client: a file upload gets one from its size.
-    pub fn new(trust: &Trust) -> anyhow::Result<PartnerClient> {
-        let ca_modified = trust.ca_file.as_deref().and_then(modified);
-        let client = build(trust.request_timeout, trust.ca_file.as_deref())?;
+    pub fn new(config: &Config) -> anyhow::Result<PartnerClient> {
+        let trust = &config.trust;
+        let tls = TlsFiles::of(config);
+        let ca_modified = tls.ca_file.as_deref().and_then(modified);
+        let client = builder(trust.request_timeout, &tls)?.build()?;
         Ok(PartnerClient {
             http: Arc::new(Mutex::new(Http {
                 client,
                 ca_modified,
             })),
-            ca_file: trust.ca_file.clone(),
+            tls,
             timeout: trust.request_timeout,
             skew: trust.max_clock_skew,
         })
@@ -129,10 +159,10 @@ impl PartnerClient {
     /// The HTTP client, rebuilt when `ca_file` changed since: an admin
     /// adding a partner's private CA should not have to restart the gateway.
     fn http(&self) -> reqwest::Client {
-        let now = self.ca_file.as_deref().and_then(modified);
+        let now = self.tls.ca_file.as_deref().and_then(modified);
         let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
         if now != http.ca_modified {
-            match build(self.timeout, self.ca_file.as_deref()) {
+            match builder(self.timeout, &self.tls).and_then(|b| Ok(b.build()?)) {
                 Ok(client) => {
                     tracing::info!("trust.ca_file changed; partner connections use it now");
                     http.client = client;
@@ -304,12 +334,24 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn build(timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+/// The HTTP client settings for partner gateways: TLS 1.2+ with the system
+/// roots plus `ca_file`, our client certificate (for partners that pin it),
+/// no redirects (a signed request must not wander).
+pub fn builder(timeout: Duration, tls: &TlsFiles) -> anyhow::Result<reqwest::ClientBuilder> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .https_only(true);
-    if let Some(ca) = ca_file {
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("{what} {}: {e}", p.display()))
+    };
+    let mut identity = read(&tls.cert, "client certificate")?;
+    identity.push(b'\n');
+    identity.extend_from_slice(&read(&tls.key, "client key")?);
+    let identity = reqwest::Identity::from_pem(&identity)
+        .map_err(|e| anyhow::anyhow!("client certificate {}: {e}", tls.cert.display()))?;
+    b = b.identity(identity);
+    if let Some(ca) = tls.ca_file.as_deref() {
         let pem = std::fs::read(ca)
             .map_err(|e| anyhow::anyhow!("trust.ca_file {}: {e}", ca.display()))?;
         for cert in reqwest::Certificate::from_pem_bundle(&pem)
@@ -318,7 +360,7 @@ fn build(timeout: Duration, ca_file: Option<&Path>) -> anyhow::Result<reqwest::C
             b = b.add_root_certificate(cert);
         }
     }
-    Ok(b.build()?)
+    Ok(b)
 }
 
 fn unreachable(e: reqwest::Error) -> PartnerCallError {

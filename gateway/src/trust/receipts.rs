@@ -31,6 +31,7 @@ pub struct Receipts {
     audit: AuditLog,
     nudge: Notify,
     retry: RetryPolicy,
+    metrics: super::metrics::FederationMetrics,
 }
 
 impl Receipts {
@@ -40,6 +41,7 @@ impl Receipts {
         client: PartnerClient,
         config: Arc<Config>,
         audit: AuditLog,
+        metrics: super::metrics::FederationMetrics,
     ) -> Receipts {
         let retry = RetryPolicy {
             attempts: u32::MAX,
@@ -53,6 +55,7 @@ impl Receipts {
             audit,
             nudge: Notify::new(),
             retry,
+            metrics,
         }
     }
 
@@ -101,9 +104,11 @@ impl Receipts {
             Ok(()) => {
                 tracing::info!(file_id = %file.file_id, partner = %file.partner, "receipt sent");
                 self.audit(file, "allow", None);
+                self.metrics.receipt("sent", "delivered");
                 self.store.receipt_outcome(&file.file_id, None, None).await
             }
             Err((message, true)) => {
+                self.metrics.receipt("sent", "retry");
                 let attempt = file.receipt_attempts.saturating_add(1);
                 let delay = self.retry.next_delay(attempt, Some(self.retry.base));
                 tracing::info!(file_id = %file.file_id, partner = %file.partner, ?delay, error = %message, "receipt not sent; will retry");
@@ -114,6 +119,7 @@ impl Receipts {
             Err((message, false)) => {
                 tracing::warn!(file_id = %file.file_id, partner = %file.partner, error = %message, "receipt refused for good");
                 self.audit(file, "deny", Some(message));
+                self.metrics.receipt("sent", "failed");
                 self.store
                     .receipt_outcome(&file.file_id, None, Some(message))
                     .await

@@ -143,6 +143,7 @@ pub struct Relay {
     audit: AuditLog,
     nudge: Notify,
     retry: RetryPolicy,
+    metrics: super::metrics::FederationMetrics,
 }
 
 fn gateway_ctx() -> CallContext {
@@ -157,6 +158,7 @@ impl Relay {
         client: PartnerClient,
         config: Arc<Config>,
         audit: AuditLog,
+        metrics: super::metrics::FederationMetrics,
     ) -> Relay {
         let t = &config.trust;
         let retry = RetryPolicy {
@@ -172,6 +174,7 @@ impl Relay {
             audit,
             nudge: Notify::new(),
             retry,
+            metrics,
         }
     }
 
@@ -324,6 +327,7 @@ impl Relay {
             .relay_finish(job, RelayState::Delivered, Some(remote), None)
             .await?;
         tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, remote_delivery_id = %remote, attempts, "delivery relayed");
+        self.metrics.relay(&job.partner, "delivered");
         self.audit_outcome(job, "allow", None);
         Ok(())
     }
@@ -351,9 +355,11 @@ impl Relay {
                 .await?;
             tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, error = %f.message, "relay failed for good");
             self.audit_outcome(job, "deny", Some(&f.message));
+            self.metrics.relay(&job.partner, "failed");
         } else {
             let delay = self.retry.next_delay(attempts, Some(self.retry.base));
             self.store.relay_retry_later(job, delay, &f.message).await?;
+            self.metrics.relay(&job.partner, "retry");
             tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, ?delay, error = %f.message, "relay failed; will retry");
         }
         Ok(())
@@ -472,6 +478,7 @@ impl Relay {
                 info.name
             )));
         }
+        self.metrics.relayed(info.size);
         Ok(stored.id)
     }
 }

@@ -37,16 +37,20 @@ impl Federation {
         store: KeyStore,
         signer: Option<Arc<RequestSigner>>,
         audit: AuditLog,
+        registry: &prometheus::Registry,
     ) -> anyhow::Result<Federation> {
+        let metrics = super::metrics::FederationMetrics::new(registry)
+            .context("cannot register federation metrics")?;
         let runtime = BridgeRuntime::start_named(2, "federation")
             .context("cannot start the federation runtime")?;
         let backend = BackendClient::new(&config.backend, signer)?;
-        let client = PartnerClient::new(&config.trust)?;
+        let client = PartnerClient::new(&config)?;
         let api = Arc::new(FederationApi::new(
             store.clone(),
             backend.clone(),
             config.clone(),
             audit.clone(),
+            metrics.clone(),
         ));
         let relay = Arc::new(Relay::new(
             store.clone(),
@@ -54,8 +58,9 @@ impl Federation {
             client.clone(),
             config.clone(),
             audit.clone(),
+            metrics.clone(),
         ));
-        let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit));
+        let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit, metrics));
         runtime.spawn(relay.clone().run());
         runtime.spawn(receipts.clone().run());
         let rate_limit = config

@@ -61,7 +61,7 @@ impl Org {
 }
 
 /// An organisation; `other_ca` is the CA the partner's certificate chains to.
-pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
+pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path, trust_extra: &str) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -71,10 +71,11 @@ pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
     let tables = format!(
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
          [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
-         relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n\n\
+         relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n{}\n\n\
          [admin]\ntoken = \"file:{}\"\n",
         path.join("trust.key").display(),
         other_ca.display(),
+        trust_extra,
         path.join("admin.token").display()
     );
     let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
@@ -89,6 +90,11 @@ pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path) -> Org {
 
 /// Two organisations whose gateways trust each other's CA.
 pub(crate) async fn two_orgs() -> (Org, Org) {
+    two_orgs_with("").await
+}
+
+/// [`two_orgs`] with `trust_extra` lines in both `[trust]` tables.
+pub(crate) async fn two_orgs_with(trust_extra: &str) -> (Org, Org) {
     // Each side must trust the other's CA, which exists only once the other
     // side made its certificates: write both CAs into a shared place first.
     let shared = tempfile::tempdir().unwrap();
@@ -97,8 +103,8 @@ pub(crate) async fn two_orgs() -> (Org, Org) {
     // Placeholders, replaced below before anyone connects.
     std::fs::write(&ca_a, "").unwrap();
     std::fs::write(&ca_b, "").unwrap();
-    let a = org("acme", "acme.example", &ca_b).await;
-    let b = org("beta", "beta.example", &ca_a).await;
+    let a = org("acme", "acme.example", &ca_b, trust_extra).await;
+    let b = org("beta", "beta.example", &ca_a, trust_extra).await;
     std::fs::write(&ca_a, &a.certs.ca_pem).unwrap();
     std::fs::write(&ca_b, &b.certs.ca_pem).unwrap();
     // The CLI reads ca_file at each call; keep the files alive with the orgs.

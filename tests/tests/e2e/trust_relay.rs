@@ -3,7 +3,7 @@
 //! comes back as a receipt, and every rule of the federation API holds
 //! against hand-made partner requests.
 
-use super::trust::{two_orgs, Org};
+use super::trust::{two_orgs, two_orgs_with, Org};
 use mft_e2e::*;
 use mft_filters::auth::partner_key;
 use mft_filters::signing::RequestView;
@@ -537,4 +537,36 @@ async fn partner_deliveries_break_no_rule() {
         .delivery(&base("anna@acme.example", "bob@beta.example", "r7", &fid))
         .await;
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_connection_needs_the_partners_client_certificate() {
+    let (a, b) = two_orgs_with("client_auth = true").await;
+    connect(&a, &b);
+
+    // Pinned to some other certificate: A's requests are refused.
+    let other = "AB:".repeat(31) + "AB";
+    let (code, out, err) = b.partners(&["pin", "acme", "--client-cert-sha256", &other]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = a.partners(&["test", "beta"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refused by the partner (401)"), "{out}");
+    audit_with(&b, 1, |l| l.contains("client_cert_mismatch")).await;
+
+    // Pinned to A's certificate (the one its gateway presents): connected.
+    let cert = a.certs.cert.to_str().unwrap();
+    let (code, out, err) = b.partners(&["pin", "acme", "--client-cert", cert]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = a.partners(&["test", "beta"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, list, _) = b.partners(&["list", "--json"]);
+    assert!(!list.contains("\"client_cert_sha256\":null"), "{list}");
+
+    // Clients without a certificate still use B's API as before.
+    let r = api(&b)
+        .get(format!("{}/api/v1/files", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
