@@ -274,6 +274,12 @@ fn probe_partners(c: &mft_config::Config) -> Result<PartnerLines, String> {
         let mut lines = Vec::new();
         for p in partners? {
             let result = match crate::trust::connections::test(c, &p).await {
+                // A pin nobody can satisfy refuses the partner's relays.
+                Ok(_) if p.client_cert_sha256.is_some() && !c.trust.client_auth => Err(
+                    "pinned to a client certificate, but [trust] client_auth is off: \
+                     the partner's requests will be refused"
+                        .to_string(),
+                ),
                 Ok(report) => Ok(format!(
                     "connected to {} ({}), clock skew {} s",
                     report.organization, p.url, report.skew_secs

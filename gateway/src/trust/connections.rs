@@ -59,8 +59,7 @@ pub fn outbound_key(cfg: &Config, name: &str, input: KeyInput<'_>) -> anyhow::Re
 
 /// Pings the partner with the key they gave us.
 pub async fn test(cfg: &Config, partner: &PartnerRecord) -> Result<PingReport, PingError> {
-    let base = cfg.source.parent().unwrap_or(Path::new("."));
-    let key = outbound::their_key(partner, &cfg.trust, base)?;
+    let key = outbound::their_key_for(partner, cfg)?;
     let http = outbound::http_client(cfg).map_err(|e| PingError::Unreachable(e.to_string()))?;
     outbound::ping(&http, partner, &key, cfg.trust.max_clock_skew).await
 }

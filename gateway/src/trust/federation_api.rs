@@ -32,6 +32,16 @@ pub enum Reply {
     Problem(Problem),
 }
 
+impl Reply {
+    /// Status and, for a problem, its detail (the audit reason).
+    fn outcome(&self) -> (u16, Option<String>) {
+        match self {
+            Reply::Json(s, _) => (*s, None),
+            Reply::Problem(p) => (p.status, p.detail.clone()),
+        }
+    }
+}
+
 /// Who is calling, as the gate established it.
 pub struct InboundCall<'a> {
     /// The connection.
@@ -124,10 +134,7 @@ impl FederationApi {
     /// `POST /federation/v1/deliveries`.
     pub async fn delivery(&self, call: &InboundCall<'_>, body: &[u8]) -> Reply {
         let reply = self.accept_delivery(call, body).await;
-        let (status, reason) = match &reply {
-            Reply::Json(s, _) => (*s, None),
-            Reply::Problem(p) => (p.status, p.detail.clone()),
-        };
+        let (status, reason) = reply.outcome();
         self.audit(
             "federation_delivery",
             wire::DELIVERIES_PATH,
@@ -283,10 +290,7 @@ impl FederationApi {
     /// `POST /federation/v1/receipts`.
     pub async fn receipt(&self, call: &InboundCall<'_>, body: &[u8]) -> Reply {
         let reply = self.record_receipt(call, body).await;
-        let (status, reason) = match &reply {
-            Reply::Json(s, _) => (*s, None),
-            Reply::Problem(p) => (p.status, p.detail.clone()),
-        };
+        let (status, reason) = reply.outcome();
         self.audit(
             "federation_receipt",
             wire::RECEIPTS_PATH,

@@ -96,6 +96,15 @@ pub fn their_key(
     }
 }
 
+/// [`their_key`] with secret references resolved next to the config file.
+pub fn their_key_for(
+    partner: &PartnerRecord,
+    config: &mft_config::Config,
+) -> Result<String, PingError> {
+    let base = config.source.parent().unwrap_or(std::path::Path::new("."));
+    their_key(partner, &config.trust, base)
+}
+
 /// `GET /federation/v1/ping` on the partner, checking the signed answer.
 pub async fn ping(
     http: &reqwest::Client,
@@ -151,44 +160,19 @@ pub async fn ping(
             url: url.to_string(),
         });
     }
-    let header = |n: &str| {
-        response
-            .headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (sig_input, sig, echoed, answer_id) = (
-        header("signature-input"),
-        header("signature"),
-        header(wire::REQUEST_NONCE),
-        header("x-request-id").unwrap_or_default(),
-    );
+    let answer = wire::AnswerHeaders::of(response.headers());
     let body = response
         .bytes()
         .await
         .map_err(|e| PingError::Unreachable(crate::check::error_chain(&e)))?;
-    if echoed.as_deref() != Some(nonce.as_str()) {
-        return Err(PingError::BadAnswer(
-            "the request nonce is not echoed".into(),
-        ));
-    }
-    let digest = wire::content_digest(&body);
-    let fields = [
-        ("x-request-id", answer_id.as_str()),
-        (wire::REQUEST_NONCE, nonce.as_str()),
-        ("content-digest", digest.as_str()),
-    ];
-    let answer = wire::answer_view("GET", &authority, url.path(), &fields);
-    wire::verify(
-        &signing,
-        parsed.id,
-        max_skew,
-        &answer,
-        sig_input.as_deref(),
-        sig.as_deref(),
-    )
-    .map_err(|e| PingError::BadAnswer(e.to_string()))?;
+    let check = wire::AnswerCheck {
+        method: "GET",
+        authority: &authority,
+        path: url.path(),
+        nonce: &nonce,
+    };
+    wire::verify_answer(&signing, parsed.id, max_skew, &check, &answer, &body)
+        .map_err(PingError::BadAnswer)?;
     #[derive(serde::Deserialize)]
     struct Pong {
         organization: String,

@@ -201,6 +201,26 @@ impl PartnerClient {
         })
     }
 
+    /// Signs a POST of a body with `digest` to the prepared target.
+    fn sign_post(
+        p: &Prepared,
+        digest: &str,
+    ) -> Result<mft_filters::signing::SignatureHeaders, PartnerCallError> {
+        let fields = [
+            ("x-request-id", p.request_id.as_str()),
+            ("content-digest", digest),
+        ];
+        let view = RequestView {
+            method: "POST",
+            authority: &p.authority,
+            path: p.url.path(),
+            query: p.url.query(),
+            fields: &fields,
+        };
+        wire::sign_request(&p.signing, &p.key_id, &view)
+            .map_err(|e| PartnerCallError::Local(e.to_string()))
+    }
+
     /// POSTs `body` (JSON) to `path` and returns the 2xx answer's status and
     /// body after checking its signature.
     pub async fn post_json(
@@ -212,19 +232,7 @@ impl PartnerClient {
     ) -> Result<(u16, Bytes), PartnerCallError> {
         let p = self.prepare(target, path)?;
         let digest = wire::content_digest(&body);
-        let fields = [
-            ("x-request-id", p.request_id.as_str()),
-            ("content-digest", digest.as_str()),
-        ];
-        let view = RequestView {
-            method: "POST",
-            authority: &p.authority,
-            path: p.url.path(),
-            query: p.url.query(),
-            fields: &fields,
-        };
-        let signed = wire::sign_request(&p.signing, &p.key_id, &view)
-            .map_err(|e| PartnerCallError::Local(e.to_string()))?;
+        let signed = Self::sign_post(&p, &digest)?;
         let nonce = wire::nonce_of(&signed.signature_input)
             .unwrap_or_default()
             .to_string();
@@ -244,19 +252,7 @@ impl PartnerClient {
         }
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let header = |n: &str| {
-            response
-                .headers()
-                .get(n)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        let (sig_input, sig, echoed, answer_id) = (
-            header("signature-input"),
-            header("signature"),
-            header(wire::REQUEST_NONCE),
-            header("x-request-id").unwrap_or_default(),
-        );
+        let headers = wire::AnswerHeaders::of(response.headers());
         let answer = read_capped(response).await?;
         if !(200..300).contains(&status) {
             return Err(status_error(status, &answer));
@@ -266,12 +262,8 @@ impl PartnerClient {
             authority: &p.authority,
             path: p.url.path(),
             nonce: &nonce,
-            request_id: &answer_id,
-            echoed_nonce: echoed.as_deref(),
-            signature_input: sig_input.as_deref(),
-            signature: sig.as_deref(),
         };
-        wire::verify_answer(&p.signing, &p.key_id, self.skew, &check, &answer)
+        wire::verify_answer(&p.signing, &p.key_id, self.skew, &check, &headers, &answer)
             .map_err(PartnerCallError::BadAnswer)?;
         Ok((status, answer))
     }
@@ -287,19 +279,7 @@ impl PartnerClient {
         let digest = wire::content_digest_of_hex(&file.sha256).ok_or_else(|| {
             PartnerCallError::Local("the stored file has no valid SHA-256".into())
         })?;
-        let fields = [
-            ("x-request-id", p.request_id.as_str()),
-            ("content-digest", digest.as_str()),
-        ];
-        let view = RequestView {
-            method: "POST",
-            authority: &p.authority,
-            path: p.url.path(),
-            query: p.url.query(),
-            fields: &fields,
-        };
-        let signed = wire::sign_request(&p.signing, &p.key_id, &view)
-            .map_err(|e| PartnerCallError::Local(e.to_string()))?;
+        let signed = Self::sign_post(&p, &digest)?;
         let timeout = self.timeout + Duration::from_secs(file.size / MIN_RATE);
         let response = self
             .http()
@@ -398,5 +378,47 @@ fn status_error(status: u16, body: &[u8]) -> PartnerCallError {
             .or(p.title)
             .map(|d| d.chars().take(300).collect())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, problem_type: &str) -> PartnerCallError {
+        PartnerCallError::Status {
+            status,
+            problem_type: problem_type.into(),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn what_is_worth_retrying() {
+        assert!(PartnerCallError::Unreachable("refused".into()).is_transient());
+        for s in [401, 408, 429, 500, 502, 503] {
+            assert!(status(s, "about:blank").is_transient(), "{s}");
+        }
+        assert!(status(403, "urn:mft:problem:partner-pending").is_transient());
+        for s in [400, 404, 413, 422] {
+            assert!(!status(s, "about:blank").is_transient(), "{s}");
+        }
+        assert!(!status(403, "urn:mft:problem:domain-rule").is_transient());
+    }
+
+    #[test]
+    fn problem_details_are_kept_short() {
+        let body = format!(r#"{{"type":"urn:x","detail":"{}"}}"#, "d".repeat(1000));
+        match status_error(422, body.as_bytes()) {
+            PartnerCallError::Status {
+                status,
+                problem_type,
+                detail,
+            } => {
+                assert_eq!((status, problem_type.as_str()), (422, "urn:x"));
+                assert_eq!(detail.len(), 300);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! doubles it (the partner's backend keeps the first receipt per file).
 
 use super::messages::Receipt;
-use super::outbound::their_key;
+use super::outbound::their_key_for;
 use super::partner_client::{PartnerClient, Target};
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -138,13 +138,7 @@ impl Receipts {
             .await
             .map_err(|e| (e.to_string(), true))?
             .ok_or_else(|| ("the connection was removed".to_string(), false))?;
-        let base = self
-            .config
-            .source
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
-        let key =
-            their_key(&partner, &self.config.trust, base).map_err(|e| (e.to_string(), true))?;
+        let key = their_key_for(&partner, &self.config).map_err(|e| (e.to_string(), true))?;
         let receipt = Receipt {
             relay_id: file.relay_id.clone(),
             file_id: file.source_file_id.clone(),

@@ -17,7 +17,7 @@
 //! are never relayed on, so two connections cannot bounce a delivery.
 
 use super::messages::{DeliveryAccepted, RelayedDelivery, RelayedFile};
-use super::outbound::their_key;
+use super::outbound::their_key_for;
 use super::partner_client::{FileUpload, PartnerCallError, PartnerClient, Target};
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -383,13 +383,8 @@ impl Relay {
             .await
             .map_err(|e| Failure::transient(e.to_string()))?
             .ok_or_else(|| Failure::permanent("the connection was removed"))?;
-        let base = self
-            .config
-            .source
-            .parent()
-            .unwrap_or(std::path::Path::new("."));
-        let key = their_key(&partner, &self.config.trust, base)
-            .map_err(|e| Failure::transient(e.to_string()))?;
+        let key =
+            their_key_for(&partner, &self.config).map_err(|e| Failure::transient(e.to_string()))?;
         let target = Target {
             partner: &partner,
             key: &key,

@@ -62,24 +62,47 @@ pub fn sha256_of_digest(value: &str) -> Option<[u8; 32]> {
     })
 }
 
-/// What an answer to one of our requests must carry to be trusted.
+/// The headers of an answer that its signature check needs.
+#[derive(Debug, Default)]
+pub struct AnswerHeaders {
+    /// `X-Request-Id`.
+    pub request_id: String,
+    /// `X-MFT-Request-Nonce`: our request's nonce, echoed.
+    pub echoed_nonce: Option<String>,
+    /// `Signature-Input`.
+    pub signature_input: Option<String>,
+    /// `Signature`.
+    pub signature: Option<String>,
+}
+
+impl AnswerHeaders {
+    /// Reads them from an answer's header map.
+    pub fn of(headers: &http::HeaderMap) -> AnswerHeaders {
+        let text = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        AnswerHeaders {
+            request_id: text("x-request-id").unwrap_or_default(),
+            echoed_nonce: text(REQUEST_NONCE),
+            signature_input: text("signature-input"),
+            signature: text("signature"),
+        }
+    }
+}
+
+/// Our request an answer must belong to.
 pub struct AnswerCheck<'a> {
-    /// The request's method, authority and path.
+    /// The request's method, as signed.
     pub method: &'a str,
-    /// As signed in the request.
+    /// The request's authority, as signed.
     pub authority: &'a str,
-    /// As signed in the request.
+    /// The request's path, as signed.
     pub path: &'a str,
     /// The nonce of our request's signature.
     pub nonce: &'a str,
-    /// The answer's `X-Request-Id`.
-    pub request_id: &'a str,
-    /// The answer's echoed `X-MFT-Request-Nonce`.
-    pub echoed_nonce: Option<&'a str>,
-    /// `Signature-Input` and `Signature` of the answer.
-    pub signature_input: Option<&'a str>,
-    /// See above.
-    pub signature: Option<&'a str>,
 }
 
 /// Checks that an answer echoes our nonce and is signed with the
@@ -89,14 +112,15 @@ pub fn verify_answer(
     key_id: &str,
     skew: Duration,
     check: &AnswerCheck<'_>,
+    answer: &AnswerHeaders,
     body: &[u8],
 ) -> Result<(), String> {
-    if check.echoed_nonce != Some(check.nonce) {
+    if answer.echoed_nonce.as_deref() != Some(check.nonce) {
         return Err("the request nonce is not echoed".into());
     }
     let digest = content_digest(body);
     let fields = [
-        ("x-request-id", check.request_id),
+        ("x-request-id", answer.request_id.as_str()),
         (REQUEST_NONCE, check.nonce),
         ("content-digest", digest.as_str()),
     ];
@@ -106,8 +130,8 @@ pub fn verify_answer(
         key_id,
         skew,
         &view,
-        check.signature_input,
-        check.signature,
+        answer.signature_input.as_deref(),
+        answer.signature.as_deref(),
     )
     .map(drop)
     .map_err(|e| e.to_string())
