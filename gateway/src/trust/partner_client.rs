@@ -321,6 +321,10 @@ pub fn builder(timeout: Duration, tls: &TlsFiles) -> anyhow::Result<reqwest::Cli
     let mut b = reqwest::Client::builder()
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
+        // Relays are one large sequential upload each, which h2 does not
+        // speed up; through pingora's h2 server a 1 GiB upload measured
+        // half the HTTP/1.1 rate (docs/benchmarks.md).
+        .http1_only()
         .https_only(true);
     let read = |p: &Path, what: &str| {
         std::fs::read(p).map_err(|e| anyhow::anyhow!("{what} {}: {e}", p.display()))
