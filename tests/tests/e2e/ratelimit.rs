@@ -129,7 +129,16 @@ async fn burst_over_the_key_limit_gets_429_and_keys_are_independent() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(audited, "no rate_limited record in the audit trail");
-    let page = metrics(s.gateway.admin).await;
+    // Responses are counted in pingora's logging phase, which may run just
+    // after the client has the answer: wait for the last one to be counted.
+    let mut page = metrics(s.gateway.admin).await;
+    for _ in 0..40 {
+        if metric(&page, "mft_http_requests_total{class=\"4xx\"}") == Some(3.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = metrics(s.gateway.admin).await;
+    }
     assert_eq!(
         metric(&page, "mft_ratelimit_limited_total{limit=\"key\"}"),
         Some(3.0),
