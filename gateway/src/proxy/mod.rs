@@ -152,7 +152,7 @@ impl GatewayProxy {
 }
 
 /// Largest JSON body of a federation delivery or receipt.
-const MAX_FEDERATION_JSON: usize = 1024 * 1024;
+const MAX_FEDERATION_JSON: u64 = 1024 * 1024;
 
 impl GatewayProxy {
     /// Serves a `/federation/v1/` request: only an authenticated partner
@@ -313,17 +313,9 @@ impl GatewayProxy {
     ) -> Result<()> {
         session.set_read_timeout(Some(self.limits.body_idle_timeout));
         let mut body = Vec::new();
+        let mut meter = mft_filters::limits::BodyMeter::new(MAX_FEDERATION_JSON);
         while let Some(chunk) = session.read_request_body().await? {
-            if body.len() + chunk.len() > MAX_FEDERATION_JSON {
-                let r = Rejection {
-                    status: 413,
-                    problem_type: "about:blank",
-                    detail: format!(
-                        "a federation JSON body is at most {MAX_FEDERATION_JSON} bytes"
-                    ),
-                    audit_reason: "body_too_large",
-                    headers: Vec::new(),
-                };
+            if let Err(r) = meter.add(chunk.len()) {
                 self.refuse(session, ctx, &r).await?;
                 return Ok(());
             }

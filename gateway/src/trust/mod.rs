@@ -21,3 +21,32 @@ pub mod relay;
 pub mod seal;
 pub mod services;
 pub mod wire;
+
+/// How relays and receipts retry: from `relay_retry_base`, doubling up to
+/// `relay_retry_max`, for as long as it takes.
+pub fn retry_policy(trust: &mft_config::trust::Trust) -> crate::backend_client::RetryPolicy {
+    crate::backend_client::RetryPolicy {
+        attempts: u32::MAX,
+        base: trust.relay_retry_base,
+        max: trust.relay_retry_max,
+    }
+}
+
+/// The audit record of an outbound federation outcome (a relay, a receipt)
+/// for `partner`, keyed by the relay id.
+pub fn outbound_audit(
+    event: &'static str,
+    relay_id: &str,
+    partner: &str,
+    path: &str,
+    decision: &'static str,
+    reason: Option<&str>,
+) -> crate::audit::AuditRecord {
+    let mut r = crate::audit::AuditRecord::new(event);
+    r.request_id = Some(relay_id.to_string());
+    r.principal = Some(format!("partner:{partner}"));
+    r.path = Some(path.to_string());
+    r.decision = Some(decision);
+    r.reason = reason.map(|s| s.chars().take(300).collect());
+    r
+}

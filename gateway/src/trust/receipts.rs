@@ -11,7 +11,7 @@ use super::messages::Receipt;
 use super::outbound::their_key_for;
 use super::partner_client::{PartnerClient, Target};
 use super::wire;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::AuditLog;
 use crate::backend_client::RetryPolicy;
 use crate::store::relay::InboundFile;
 use crate::store::KeyStore;
@@ -43,11 +43,7 @@ impl Receipts {
         audit: AuditLog,
         metrics: super::metrics::FederationMetrics,
     ) -> Receipts {
-        let retry = RetryPolicy {
-            attempts: u32::MAX,
-            base: config.trust.relay_retry_base,
-            max: config.trust.relay_retry_max,
-        };
+        let retry = super::retry_policy(&config.trust);
         Receipts {
             store,
             client,
@@ -164,12 +160,13 @@ impl Receipts {
     }
 
     fn audit(&self, file: &InboundFile, decision: &'static str, reason: Option<&str>) {
-        let mut r = AuditRecord::new("federation_receipt_sent");
-        r.request_id = Some(file.relay_id.clone());
-        r.principal = Some(format!("partner:{}", file.partner));
-        r.path = Some(wire::RECEIPTS_PATH.to_string());
-        r.decision = Some(decision);
-        r.reason = reason.map(|s| s.chars().take(300).collect());
-        self.audit.record(r);
+        self.audit.record(super::outbound_audit(
+            "federation_receipt_sent",
+            &file.relay_id,
+            &file.partner,
+            wire::RECEIPTS_PATH,
+            decision,
+            reason,
+        ));
     }
 }

@@ -20,7 +20,7 @@ use super::messages::{DeliveryAccepted, RelayedDelivery, RelayedFile};
 use super::outbound::their_key_for;
 use super::partner_client::{FileUpload, PartnerCallError, PartnerClient, Target};
 use super::wire;
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::AuditLog;
 use crate::backend_client::{
     BackendClient, BackendError, Call, CallContext, FileInfo, RetryPolicy,
 };
@@ -160,12 +160,7 @@ impl Relay {
         audit: AuditLog,
         metrics: super::metrics::FederationMetrics,
     ) -> Relay {
-        let t = &config.trust;
-        let retry = RetryPolicy {
-            attempts: u32::MAX,
-            base: t.relay_retry_base,
-            max: t.relay_retry_max,
-        };
+        let retry = super::retry_policy(&config.trust);
         Relay {
             store,
             backend,
@@ -366,13 +361,14 @@ impl Relay {
     }
 
     fn audit_outcome(&self, job: &RelayJob, decision: &'static str, reason: Option<&str>) {
-        let mut r = AuditRecord::new("federation_relay");
-        r.request_id = Some(job.delivery_id.clone());
-        r.principal = Some(format!("partner:{}", job.partner));
-        r.path = Some(wire::DELIVERIES_PATH.to_string());
-        r.decision = Some(decision);
-        r.reason = reason.map(|s| s.chars().take(300).collect());
-        self.audit.record(r);
+        self.audit.record(super::outbound_audit(
+            "federation_relay",
+            &job.delivery_id,
+            &job.partner,
+            wire::DELIVERIES_PATH,
+            decision,
+            reason,
+        ));
     }
 
     /// Sends what is left of `job`; the partner's delivery id on success.
