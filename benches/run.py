@@ -28,8 +28,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 PEERS = os.path.join(ROOT, "benches", "peers")
+# Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
+GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "gateway"]
+PROXIES = ["nginx", "haproxy", "pingora", "gateway"]
+# "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
+# pingora proxy doing only the peers' work, i.e. the framework's floor.
+BARE = os.path.join(REL, "examples", "bare_proxy")
 
 
 def free_port():
@@ -185,16 +190,16 @@ class Bench:
                   "WORKERS": workers, "PEM": f"{w}/haproxy.pem"}
 
         # The gateway's key store makes the key; the peers check the same string.
-        subprocess.run([f"{REL}/mft-gateway", "signing-key", "generate", "--algorithm",
+        subprocess.run([GATEWAY, "signing-key", "generate", "--algorithm",
                         "hmac-sha256", "--out", f"{w}/signing.key"], check=True, capture_output=True)
         gport, admin = free_port(), free_port()
         cfg = fill("gateway.toml", f"{w}/gateway.toml", {**common, "PORT": gport, "ADMIN": admin})
-        out = subprocess.run([f"{REL}/mft-gateway", "keys", "create", "--name", "bench",
+        out = subprocess.run([GATEWAY, "keys", "create", "--name", "bench",
                               "--scopes", "files:read,files:write", "--json", "--config", cfg],
                              capture_output=True, text=True, check=True)
         self.api_key = re.search(r'"key":"([^"]+)"', out.stdout).group(1)
         common["APIKEY"] = self.api_key
-        p = self.spawn("gateway", [f"{REL}/mft-gateway", "run", "--config", cfg])
+        p = self.spawn("gateway", [GATEWAY, "run", "--config", cfg])
         wait_port(gport, p, "gateway")
         self.ports["gateway"], self.pids["gateway"] = gport, [p.pid]
 
@@ -206,6 +211,13 @@ class Bench:
         wait_port(nport, p, "nginx")
         self.ports["nginx"] = nport
         self.pids["nginx"] = children(p.pid)
+
+        if "pingora" in self.args.peer_list:
+            bport = free_port()
+            p = self.spawn("pingora", [BARE, f"127.0.0.1:{bport}", self.upstream, self.cert,
+                                       self.key_file, str(workers), self.api_key])
+            wait_port(bport, p, "pingora (bare_proxy)")
+            self.ports["pingora"], self.pids["pingora"] = bport, [p.pid]
 
         hport = free_port()
         hcfg = fill("haproxy.cfg", f"{w}/haproxy.cfg", {**common, "PORT": hport})
@@ -220,7 +232,7 @@ class Bench:
             for _ in range(size):
                 f.write(block)
 
-        for peer in PROXIES:
+        for peer in self.args.peer_list:
             self.check_peer(peer)
 
     def url(self, peer, path):
@@ -324,18 +336,23 @@ class Bench:
 
     def run(self):
         a = self.args
+        want = set(a.scenarios.split(","))
         for r in range(a.runs):
             print(f"run {r + 1}/{a.runs}", file=sys.stderr)
-            for peer in ["direct", *PROXIES]:
+            for peer in ["direct", *a.peer_list]:
                 print(f"  {peer}", file=sys.stderr)
-                self.wrk(peer, True, "h1")
-                if peer != "direct":
+                if "h1" in want:
+                    self.wrk(peer, True, "h1")
+                if peer != "direct" and "h2" in want:
                     self.h2load(peer)
+                if peer != "direct" and "rej" in want:
                     self.wrk(peer, False, "rej")
-                self.transfer(peer, True)
-                self.transfer(peer, False)
-        if a.idle:
-            for peer in PROXIES:
+                if "up" in want:
+                    self.transfer(peer, True)
+                if "down" in want:
+                    self.transfer(peer, False)
+        if a.idle and "idle" in want:
+            for peer in a.peer_list:
                 print(f"  {peer}: {a.idle} idle TLS connections", file=sys.stderr)
                 self.idle_connections(peer)
         os.unlink(self.src)
@@ -444,8 +461,8 @@ def report(bench, args):
         f"{versions['nginx']}; {versions['haproxy']}. "
         f"Figures: median of {args.runs} runs (min–max). Idle connections: one run.",
         "",
-        "| scenario | direct upstream | nginx | haproxy | mft-gateway | gateway ÷ nginx | target |",
-        "|---|---|---|---|---|---|---|",
+        "| scenario | direct upstream | nginx | haproxy | pingora floor | mft-gateway | gateway ÷ nginx | target |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for key, label, target, _better in ROWS:
         cells = [cell(res.get((p, key), [])) for p in ["direct", *PROXIES]]
@@ -487,7 +504,15 @@ def main():
     p.add_argument("--idle", type=int, default=10000, help="idle TLS connections (0 to skip)")
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    p.add_argument("--scenarios", default="h1,h2,rej,up,down,idle",
+                   help="comma list of h1,h2,rej,up,down,idle (default: all)")
+    p.add_argument("--peers", default=",".join(PROXIES),
+                   help="comma list of proxies to measure (default: nginx,haproxy,gateway)")
     args = p.parse_args()
+    args.peer_list = [x for x in PROXIES if x in args.peers.split(",")]
+    if args.write_docs and (args.scenarios != p.get_default("scenarios")
+                            or args.peer_list != PROXIES):
+        sys.exit("--write-docs needs every scenario and every peer")
     bench = Bench(args)
     try:
         bench.setup()

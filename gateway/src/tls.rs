@@ -206,12 +206,14 @@ where
                 return None;
             }
         };
-        let tls = match tokio::time::timeout(
+        // Boxed so the handshake's state is freed once it is done: inline it
+        // would size this connection-long future for as long as the client
+        // keeps the connection open (measured: see docs/benchmarks.md, idle).
+        let handshake = Box::pin(tokio::time::timeout(
             self.handshake_timeout,
             self.acceptor.tls_handshake(l4),
-        )
-        .await
-        {
+        ));
+        let tls = match handshake.await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(peer = peer.as_deref().unwrap_or("-"), error = %e, "TLS handshake failed");
