@@ -34,6 +34,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The secret part of an API key `mgw_<16 hex id>_<secret>`. The secret is
+/// base64url, so it may itself contain `_`: split at the first two only.
+pub fn key_secret(key: &str) -> &str {
+    key.splitn(3, '_').nth(2).unwrap_or(key)
+}
+
 /// A loopback address that was free a moment ago, never one this process
 /// handed out before: the kernel may give a just-released port again, and
 /// two listeners of one test (Dovecot's IMAP and POP3) must not collide.
