@@ -507,7 +507,7 @@ def main():
     p.add_argument("--scenarios", default="h1,h2,rej,up,down,idle",
                    help="comma list of h1,h2,rej,up,down,idle (default: all)")
     p.add_argument("--peers", default=",".join(PROXIES),
-                   help="comma list of proxies to measure (default: nginx,haproxy,gateway)")
+                   help="comma list of proxies to measure (default: nginx,haproxy,pingora,gateway)")
     args = p.parse_args()
     args.peer_list = [x for x in PROXIES if x in args.peers.split(",")]
     if args.write_docs and (args.scenarios != p.get_default("scenarios")
