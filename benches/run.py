@@ -510,6 +510,10 @@ def main():
                    help="comma list of proxies to measure (default: nginx,haproxy,pingora,gateway)")
     args = p.parse_args()
     args.peer_list = [x for x in PROXIES if x in args.peers.split(",")]
+    unknown = (set(args.scenarios.split(",")) - set(p.get_default("scenarios").split(","))) | (
+        set(args.peers.split(",")) - set(PROXIES))
+    if unknown:
+        sys.exit(f"unknown scenario or peer: {', '.join(sorted(unknown))}")
     if args.write_docs and (args.scenarios != p.get_default("scenarios")
                             or args.peer_list != PROXIES):
         sys.exit("--write-docs needs every scenario and every peer")

@@ -4,7 +4,8 @@
 //! key), with none of the gateway's filters: no key store, scopes, rate
 //! limits, input limits, signing, audit or metrics. `benches/run` measures it
 //! as the `pingora` column; the gateway's figures minus these are what our
-//! filters cost, these minus nginx's are pingora's.
+//! filters cost, these minus nginx's are pingora's. It links the gateway's
+//! library, so it allocates with the same allocator (jemalloc).
 //!
 //! Usage: `bare_proxy LISTEN UPSTREAM CERT KEY THREADS API_KEY`
 
@@ -20,10 +21,6 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The same allocator as the gateway binary, so the floor compares like with like.
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 struct Bare {
     upstream: std::net::SocketAddr,
@@ -48,7 +45,7 @@ impl ProxyHttp for Bare {
         }
         let mut resp = ResponseHeader::build(401, Some(2))?;
         resp.insert_header("content-type", "application/json")?;
-        resp.insert_header("content-length", UNAUTHORIZED.len().to_string())?;
+        resp.insert_header("content-length", UNAUTHORIZED.len())?;
         session.write_response_header(Box::new(resp), false).await?;
         session
             .write_response_body(Some(Bytes::from_static(UNAUTHORIZED)), true)

@@ -34,10 +34,12 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The secret part of an API key `mgw_<16 hex id>_<secret>`. The secret is
-/// base64url, so it may itself contain `_`: split at the first two only.
+/// The secret part of an API key, cut where the key format puts it (the
+/// secret's alphabet includes `_`, so splitting on `_` would cut it short).
 pub fn key_secret(key: &str) -> &str {
-    key.splitn(3, '_').nth(2).unwrap_or(key)
+    use mft_filters::auth::api_key::{parse, ID_LEN, PREFIX};
+    parse(key).expect("a well-formed API key");
+    &key[PREFIX.len() + ID_LEN + 1..]
 }
 
 /// A loopback address that was free a moment ago, never one this process
