@@ -52,6 +52,14 @@ pub struct ConnectionFile {
     pub scopes: Option<Vec<String>>,
     /// Backend folder the attachments are uploaded to (default: the root).
     pub upload_folder: Option<String>,
+    /// Relay this mailbox's deliveries to trust partners (default false):
+    /// the sender comes from an unauthenticated `From:` field.
+    pub relay_to_partners: Option<bool>,
+    /// Senders whose messages may be relayed: addresses or `@domain`.
+    pub relay_senders: Option<Vec<String>>,
+    /// authserv-id of our own MX; its `Authentication-Results` must show an
+    /// aligned DKIM, SPF or DMARC pass before a message is relayed.
+    pub trusted_authserv_id: Option<String>,
 }
 
 /// `recipients` as written: a keyword or a fixed list.
@@ -216,6 +224,19 @@ pub struct Connection {
     pub scopes: Vec<String>,
     /// Upload folder in the backend.
     pub upload_folder: Option<String>,
+    /// Who may be relayed to trust partners from this mailbox.
+    pub relay: MailboxRelay,
+}
+
+/// `relay_to_partners`, `relay_senders`, `trusted_authserv_id`, validated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailboxRelay {
+    /// Relaying to partners is allowed at all.
+    pub enabled: bool,
+    /// Allowed senders (addresses, or `@domain`), lower-cased.
+    pub senders: Vec<String>,
+    /// The authserv-id whose verdict is required, if any.
+    pub authserv_id: Option<String>,
 }
 
 /// What IMAP does with a message once its delivery exists.
@@ -393,6 +414,49 @@ fn mapping(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> Mapping {
     }
 }
 
+fn relay(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> MailboxRelay {
+    let enabled = f.relay_to_partners.unwrap_or(false);
+    let senders: Vec<String> = f
+        .relay_senders
+        .iter()
+        .flatten()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    for s in &senders {
+        let (local, domain) = s.rsplit_once('@').unwrap_or(("", ""));
+        if domain.is_empty() || !domain.contains('.') || (local.is_empty() && !s.starts_with('@')) {
+            ctx.error(
+                &format!("{key}.relay_senders"),
+                format!("{s:?}: expected an address or \"@domain\""),
+            );
+        }
+    }
+    if enabled && senders.is_empty() {
+        ctx.error(
+            &format!("{key}.relay_to_partners"),
+            "needs relay_senders: the sender of a polled message is whatever its From: says, so list who may be relayed",
+        );
+    }
+    if !enabled && (!senders.is_empty() || f.trusted_authserv_id.is_some()) {
+        ctx.warn(
+            &format!("{key}.relay_senders"),
+            "has no effect while relay_to_partners is off",
+        );
+    }
+    let authserv_id = f
+        .trusted_authserv_id
+        .clone()
+        .filter(|s| !s.trim().is_empty());
+    if f.trusted_authserv_id.is_some() && authserv_id.is_none() {
+        ctx.error(&format!("{key}.trusted_authserv_id"), "empty");
+    }
+    MailboxRelay {
+        enabled,
+        senders,
+        authserv_id,
+    }
+}
+
 fn connection(
     ctx: &mut Ctx<'_>,
     key: &str,
@@ -496,6 +560,7 @@ fn connection(
         }
     };
     let mapping = mapping(ctx, key, &f);
+    let relay = relay(ctx, key, &f);
     let scopes = f
         .scopes
         .clone()
@@ -517,6 +582,7 @@ fn connection(
         command_timeout,
         max_message_bytes,
         mapping,
+        relay,
         scopes,
         upload_folder: f.upload_folder.clone(),
     })

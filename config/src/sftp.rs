@@ -69,9 +69,13 @@ pub struct SftpUserFile {
     pub permissions: Option<Vec<String>>,
     /// Concurrent sessions of this user.
     pub max_connections: Option<u32>,
-    /// Accept a service-account API key as the password.
+    /// Accept a service-account API key as the password: a key of the
+    /// service account named like this user, or one listed in `api_key_ids`.
     #[serde(default)]
     pub api_key_login: bool,
+    /// Ids of the API keys that may log in as this user (instead of the
+    /// keys of the account with the user's name).
+    pub api_key_ids: Option<Vec<String>>,
     /// What happens after each completed upload.
     pub on_upload: Option<OnUploadFile>,
 }
@@ -134,6 +138,8 @@ pub struct SftpUser {
     pub max_connections: u32,
     /// API key as password.
     pub api_key_login: bool,
+    /// Keys bound to this user; empty: the keys of the account named like the user.
+    pub api_key_ids: Vec<String>,
     /// Delivery recipients per completed upload.
     pub deliver_to: Vec<String>,
 }
@@ -219,6 +225,19 @@ fn user(ctx: &mut Ctx<'_>, i: usize, u: SftpUserFile) -> Option<SftpUser> {
             "no way to log in: set authorized_keys, password_hash or api_key_login",
         );
     }
+    let api_key_ids = u.api_key_ids.unwrap_or_default();
+    if !api_key_ids.is_empty() && !u.api_key_login {
+        ctx.error(&format!("{key}.api_key_ids"), "needs api_key_login = true");
+    }
+    if api_key_ids
+        .iter()
+        .any(|id| id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()))
+    {
+        ctx.error(
+            &format!("{key}.api_key_ids"),
+            "expected key ids as `keys list` shows them (letters and digits)",
+        );
+    }
     let Some(folder) = u.folder else {
         ctx.error(
             &format!("{key}.folder"),
@@ -251,6 +270,7 @@ fn user(ctx: &mut Ctx<'_>, i: usize, u: SftpUserFile) -> Option<SftpUser> {
         permissions: permissions(ctx, &format!("{key}.permissions"), u.permissions),
         max_connections,
         api_key_login: u.api_key_login,
+        api_key_ids,
         deliver_to,
     })
 }

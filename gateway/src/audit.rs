@@ -38,6 +38,10 @@ pub struct AuditRecord {
     /// `key:<id>`, `jwt:<sub>`, `admin`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The credential behind the principal where it is another identity:
+    /// `key:<id>` of an API key used to log in as a bridge user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     /// Client address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<IpAddr>,
@@ -72,6 +76,7 @@ impl AuditRecord {
             event,
             request_id: None,
             principal: None,
+            credential: None,
             client_ip: None,
             method: None,
             path: None,

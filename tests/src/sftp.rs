@@ -64,6 +64,18 @@ pub fn hash_password(password: &str) -> String {
 /// Starts backend and gateway; `users` is the `[[sftp.users]]` TOML, where
 /// `{KEY}` becomes the client's public key line. `sftp_extra` adds keys to `[sftp]`.
 pub async fn start(dir: &Path, users: &str, sftp_extra: &str) -> SftpEnv {
+    start_with(dir, users, sftp_extra, |_| Vec::new()).await
+}
+
+/// Like [`start`]; before the gateway starts, `prepare(config)` may make
+/// keys with the written config and returns `(placeholder, value)` pairs
+/// replaced in it (e.g. a key id in `api_key_ids`).
+pub async fn start_with(
+    dir: &Path,
+    users: &str,
+    sftp_extra: &str,
+    prepare: impl FnOnce(&Path) -> Vec<(String, String)>,
+) -> SftpEnv {
     let certs = make_certs(dir);
     let backend = start_backend(dir).await;
     let key = dir.join("id_ed25519");
@@ -86,6 +98,14 @@ pub async fn start(dir: &Path, users: &str, sftp_extra: &str) -> SftpEnv {
     )
     .unwrap();
     let (_, api_key) = create_key(&config, "e2e", crate::ALL_SCOPES);
+    let replacements = prepare(&config);
+    if !replacements.is_empty() {
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        for (from, to) in replacements {
+            text = text.replace(&from, &to);
+        }
+        std::fs::write(&config, text).unwrap();
+    }
     let gateway = launch_gateway(dir, &certs, config, addr, admin, api_key).await;
     wait_listening(sftp);
     SftpEnv {

@@ -9,10 +9,12 @@ mod e2e {
     pub mod imap;
     pub mod jwt;
     pub mod limits;
+    pub mod mail_spoof;
     pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;
     pub mod sftp;
+    pub mod sftp_attacks;
     pub mod shutdown;
     pub mod signing;
     pub mod smtp;

@@ -2,3 +2,4 @@
 //! from and to, and where a local delivery's recipients must be relayed.
 
 pub mod domain_rules;
+pub mod mail_sender;

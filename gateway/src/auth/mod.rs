@@ -161,6 +161,78 @@ impl Authenticator {
         Decision::Continue(identity)
     }
 
+    /// Checks an API key's secret, revocation and expiry.
+    async fn verify_api_key(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<Arc<keys::CachedKey>, Rejection> {
+        let parsed = api_key::parse(token)
+            .map_err(|_| Rejection::unauthenticated("malformed_credential"))?;
+        let key = match self.keys.lookup(parsed.id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(Rejection::unauthenticated("unknown_key")),
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                return Err(store_unavailable());
+            }
+        };
+        // The secret is checked first, so only a holder of the real key
+        // can learn (from the audit log) that it was revoked or expired.
+        if !parsed.verify(&key.secret_hash) {
+            return Err(Rejection::unauthenticated("bad_secret"));
+        }
+        if key.revoked {
+            return Err(Rejection::unauthenticated("revoked"));
+        }
+        if key.expires_at.is_some_and(|t| t <= now) {
+            return Err(Rejection::unauthenticated("expired"));
+        }
+        self.keys.mark_used(&key, now);
+        Ok(key)
+    }
+
+    /// An API key given to a bridge as a password (`via`: `SFTP`, ...):
+    /// the defender, the key checks and the audit record of a refusal are
+    /// those of HTTPS; which rights the key gives there is the bridge's
+    /// decision, so no route scope is checked here.
+    pub async fn authenticate_api_key(
+        &self,
+        token: &str,
+        client_ip: Option<IpAddr>,
+        via: &'static str,
+    ) -> Result<Arc<keys::CachedKey>, Rejection> {
+        let now = self.clock.now();
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let req = AuthRequest {
+            request_id: &request_id,
+            method: via,
+            path: "-",
+            client_ip,
+            authorization: None,
+            x_api_key: None,
+        };
+        if let (Some(defender), Some(ip)) = (&self.defender, client_ip) {
+            if let Some(left) = defender.check(ip, now) {
+                let rejection = Rejection::banned(left);
+                self.deny(&req, None, rejection.clone());
+                return Err(rejection);
+            }
+        }
+        match self.verify_api_key(token, now).await {
+            Ok(key) => Ok(key),
+            Err(rejection) => {
+                if let (401, Some(defender), Some(ip)) =
+                    (rejection.status, &self.defender, client_ip)
+                {
+                    record_failure(defender, &self.audit, ip, now, via);
+                }
+                self.deny(&req, None, rejection.clone());
+                Err(rejection)
+            }
+        }
+    }
+
     async fn authenticate(
         &self,
         req: &AuthRequest<'_>,
@@ -171,29 +243,7 @@ impl Authenticator {
         match credential {
             None => Err(Rejection::unauthenticated("missing_credential")),
             Some(Credential::ApiKey(token)) => {
-                let parsed = api_key::parse(token)
-                    .map_err(|_| Rejection::unauthenticated("malformed_credential"))?;
-                let key = match self.keys.lookup(parsed.id).await {
-                    Ok(Some(key)) => key,
-                    Ok(None) => return Err(Rejection::unauthenticated("unknown_key")),
-                    Err(e) => {
-                        tracing::error!(error = %e, "key lookup failed");
-                        return Err(store_unavailable());
-                    }
-                };
-                // The secret is checked first, so only a holder of the real key
-                // can learn (from the audit log) that it was revoked or expired.
-                if !parsed.verify(&key.secret_hash) {
-                    return Err(Rejection::unauthenticated("bad_secret"));
-                }
-                if key.revoked {
-                    return Err(Rejection::unauthenticated("revoked"));
-                }
-                if key.expires_at.is_some_and(|t| t <= now) {
-                    return Err(Rejection::unauthenticated("expired"));
-                }
-                self.keys.mark_used(&key, now);
-                Ok(key.identity())
+                Ok(self.verify_api_key(token, now).await?.identity())
             }
             Some(Credential::Jwt(token)) => self.verify_jwt(token, now).await,
         }

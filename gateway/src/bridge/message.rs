@@ -38,7 +38,15 @@ pub struct ParsedMessage {
     pub text: String,
     /// Every attachment, nested multiparts included.
     pub attachments: Vec<Attachment>,
+    /// `Authentication-Results` values, topmost first (at most
+    /// [`MAX_AUTH_RESULTS`], each cut at [`MAX_AUTH_RESULT_BYTES`]).
+    pub authentication_results: Vec<String>,
 }
+
+/// `Authentication-Results` fields kept: our MX's own is the topmost.
+pub const MAX_AUTH_RESULTS: usize = 16;
+/// Longest `Authentication-Results` value kept.
+pub const MAX_AUTH_RESULT_BYTES: usize = 4096;
 
 /// A message that cannot become a delivery.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +107,18 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
             .map(|t| t.into_owned())
             .unwrap_or_default(),
         attachments,
+        authentication_results: message
+            .headers_raw()
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authentication-results"))
+            .take(MAX_AUTH_RESULTS)
+            .map(|(_, value)| {
+                let mut end = value.len().min(MAX_AUTH_RESULT_BYTES);
+                while !value.is_char_boundary(end) {
+                    end -= 1;
+                }
+                value[..end].to_string()
+            })
+            .collect(),
     })
 }
 

@@ -31,6 +31,7 @@ use futures_util::StreamExt;
 use http::Method;
 use mft_config::Config;
 use mft_filters::trust::domain_rules::split_recipients;
+use mft_filters::trust::mail_sender::{sender_listed, RelayRefusal};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -79,6 +80,29 @@ pub struct FeedDelivery {
 struct FeedPage {
     deliveries: Vec<FeedDelivery>,
     next_after_seq: Option<i64>,
+}
+
+/// Why a delivery made by a mailbox poller (origin `imap:<name>` or
+/// `pop3:<name>`) may not leave for a partner, judged on the mailbox's
+/// settings alone (the poller also checked our MX's verdict).
+fn mailbox_refusal(config: &Config, d: &FeedDelivery) -> Option<RelayRefusal> {
+    let (proto, name) = d.origin.split_once(':')?;
+    let conn = match proto {
+        "imap" => config.imap.iter().map(|m| &m.conn).find(|c| c.name == name),
+        "pop3" => config.pop3.iter().map(|m| &m.conn).find(|c| c.name == name),
+        _ => return None,
+    };
+    // A mailbox no longer configured has no permission to relay.
+    let Some(conn) = conn else {
+        return Some(RelayRefusal::NotEnabled);
+    };
+    if !conn.relay.enabled {
+        return Some(RelayRefusal::NotEnabled);
+    }
+    if !sender_listed(&conn.relay.senders, &d.sender) {
+        return Some(RelayRefusal::SenderNotAllowed);
+    }
+    None
 }
 
 /// Body of `PUT /api/v1/deliveries/{id}/relay`.
@@ -225,6 +249,13 @@ impl Relay {
             for d in &page.deliveries {
                 last = last.max(d.seq);
                 if d.origin.starts_with("partner:") {
+                    continue;
+                }
+                if let Some(refusal) = mailbox_refusal(&self.config, d) {
+                    // The poller already took these recipients off; this
+                    // catches deliveries made before it did.
+                    tracing::warn!(delivery_id = %d.id, origin = %d.origin, reason = refusal.reason(),
+                        "delivery from a mailbox not relayed: {refusal}");
                     continue;
                 }
                 let split = split_recipients(&d.recipients, ours, &domains);

@@ -358,7 +358,15 @@ async fn paramiko_client() {
         "{}{carol}",
         ALICE.replace("{HASH}", &sftp::hash_password("s3cret pass"))
     );
-    let env = sftp::start(dir.path(), &users, "").await;
+    // carol's own key: the key of the service account named like the user.
+    let carol_key = std::sync::Mutex::new(String::new());
+    let env = sftp::start_with(dir.path(), &users, "", |config| {
+        *carol_key.lock().unwrap() =
+            mft_e2e::create_key(config, "carol", "files:read,files:write").1;
+        Vec::new()
+    })
+    .await;
+    let carol_key = carol_key.into_inner().unwrap();
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/sftp_paramiko.py");
     let out = std::process::Command::new(&python)
         .arg(script)
@@ -369,7 +377,7 @@ async fn paramiko_client() {
             "s3cret pass",
             "carol",
         ])
-        .arg(&env.gateway.key)
+        .arg(&carol_key)
         .arg(dir.path())
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup --test)", python.display()));

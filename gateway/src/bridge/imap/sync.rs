@@ -2,7 +2,7 @@
 
 use super::session::{timed, ImapError, Session};
 use super::Poller;
-use crate::bridge::mailbox::{audit, mapping};
+use crate::bridge::mailbox::{audit, mapping, relay_gate};
 use crate::bridge::message;
 use crate::store::mailbox_state::ImapPosition;
 use futures_util::TryStreamExt;
@@ -180,10 +180,18 @@ async fn process(
         Err(e) => return Ok(skip(p, uid, format!("cannot be parsed: {e}"))),
     };
     let key = format!("{}:{uidvalidity}:{uid}", p.id);
-    let request = match mapping::request(&p.mailbox.conn, &p.id, key, &parsed) {
+    let mut request = match mapping::request(&p.mailbox.conn, &p.id, key, &parsed) {
         Ok(r) => r,
         Err(e) => return Ok(skip(p, uid, e.to_string())),
     };
+    match relay_gate::apply(&p.ctx, &p.mailbox.conn, &p.id, &parsed, &mut request).await {
+        Ok(()) => {}
+        Err(e @ relay_gate::GateError::Store(_)) => {
+            tracing::warn!(mailbox = %p.id, uid, error = %e, "will retry");
+            return Ok(Step::Retry);
+        }
+        Err(e) => return Ok(skip(p, uid, e.to_string())),
+    }
     match p.ctx.pipeline.deliver(&request).await {
         Ok(d) => {
             p.metrics.delivered.inc();

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod connect;
 pub mod mapping;
 pub mod metrics;
+pub mod relay_gate;
 pub mod tls;
 
 use crate::audit::{AuditLog, AuditRecord};

@@ -13,7 +13,7 @@ pub mod client;
 use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
-use super::mailbox::{audit, mapping, token_source};
+use super::mailbox::{audit, mapping, relay_gate, token_source};
 use super::message;
 use super::oauth2::TokenSource;
 use super::BridgeContext;
@@ -164,10 +164,26 @@ impl Poller {
             Err(e) => return Ok(self.skip(uidl, format!("cannot be parsed: {e}"))),
         };
         let key = format!("{}:{uidl}", self.id);
-        let request = match mapping::request(&self.mailbox.conn, &self.id, key, &parsed) {
+        let mut request = match mapping::request(&self.mailbox.conn, &self.id, key, &parsed) {
             Ok(r) => r,
             Err(e) => return Ok(self.skip(uidl, e.to_string())),
         };
+        let gate = relay_gate::apply(
+            &self.ctx,
+            &self.mailbox.conn,
+            &self.id,
+            &parsed,
+            &mut request,
+        )
+        .await;
+        match gate {
+            Ok(()) => {}
+            Err(e @ relay_gate::GateError::Store(_)) => {
+                tracing::warn!(mailbox = %self.id, uidl, error = %e, "will retry");
+                return Ok(Step::Retry);
+            }
+            Err(e) => return Ok(self.skip(uidl, e.to_string())),
+        }
         match self.ctx.pipeline.deliver(&request).await {
             Ok(d) => {
                 self.metrics.delivered.inc();

@@ -1,10 +1,11 @@
 //! Who may log in: `[[sftp.users]]` with public keys, an argon2id password
 //! hash, or (opt-in per user) a service-account API key as the password.
 
-use crate::auth::{AuthRequest, Authenticator};
+use crate::auth::Authenticator;
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
-use mft_config::sftp::{AuthorizedKeys, SftpUser};
-use mft_filters::decision::Decision;
+use mft_config::sftp::{AuthorizedKeys, Permissions, SftpUser};
+use mft_filters::auth::api_key;
+use mft_filters::auth::scope::has_scope;
 use russh::keys::ssh_key::{public::KeyData, AuthorizedKeys as KeysParser};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -93,38 +94,106 @@ impl User {
                 return PasswordCheck::Accepted;
             }
         }
-        if self.config.api_key_login && password.starts_with("mgw_") {
-            let bearer = format!("Bearer {password}");
-            let request_id = uuid::Uuid::now_v7().to_string();
-            // Uploading files is what an SFTP login does, so the key needs
-            // the scope of POST /api/v1/files.
-            let req = AuthRequest {
-                request_id: &request_id,
-                method: "POST",
-                path: "/api/v1/files",
-                client_ip,
-                authorization: Some(bearer.as_bytes()),
-                x_api_key: None,
+        if self.config.api_key_login && password.starts_with(api_key::PREFIX) {
+            let key = match auth.authenticate_api_key(password, client_ip, "SFTP").await {
+                Ok(key) => key,
+                Err(_) => return PasswordCheck::KeyRefused,
             };
-            return match auth.authorize(&req).await {
-                Decision::Continue(_) => PasswordCheck::Accepted,
-                Decision::Reject(_) => PasswordCheck::KeyRefused,
-            };
+            if !self.key_bound(&key.id, &key.account) {
+                return PasswordCheck::KeyNotBound(format!("key:{}", key.id));
+            }
+            let identity = key.identity();
+            let rights = Rights::of_key(self.config.permissions, &identity.scopes);
+            if rights.permissions == Permissions::default() {
+                return PasswordCheck::KeyWithoutRights(format!("key:{}", key.id));
+            }
+            return PasswordCheck::Key(KeyLogin {
+                credential: format!("key:{}", key.id),
+                rights,
+            });
         }
         PasswordCheck::Wrong
     }
+
+    /// Whether the key `id` of service account `account` may log in as
+    /// this user: listed in `api_key_ids`, or, without that list, a key of
+    /// the account with the user's own name. Any other key, whatever its
+    /// scopes, is someone else's.
+    fn key_bound(&self, id: &str, account: &str) -> bool {
+        if self.config.api_key_ids.is_empty() {
+            account == self.config.name
+        } else {
+            self.config.api_key_ids.iter().any(|k| k == id)
+        }
+    }
+
+    /// What a login with the user's own key or password may do.
+    pub fn own_rights(&self) -> Rights {
+        Rights {
+            permissions: self.config.permissions,
+            scopes: "files:read files:write".to_string(),
+        }
+    }
+}
+
+/// What a session may do, and the scopes its backend calls carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rights {
+    /// The user's permissions, narrowed to the credential's.
+    pub permissions: Permissions,
+    /// Space-separated scopes sent with the backend calls.
+    pub scopes: String,
+}
+
+impl Rights {
+    /// The user's permissions intersected with what the key's scopes allow
+    /// over HTTPS: reading and listing need `files:read`; uploading,
+    /// deleting and making folders need `files:write`.
+    pub fn of_key(user: Permissions, scopes: &[String]) -> Rights {
+        let read = has_scope(scopes, "files:read");
+        let write = has_scope(scopes, "files:write");
+        let permissions = Permissions {
+            upload: user.upload && write,
+            download: user.download && read,
+            list: user.list && read,
+            delete: user.delete && write,
+        };
+        let granted: Vec<&str> = [("files:read", read), ("files:write", write)]
+            .into_iter()
+            .filter_map(|(s, ok)| ok.then_some(s))
+            .collect();
+        Rights {
+            permissions,
+            scopes: granted.join(" "),
+        }
+    }
+}
+
+/// A login with an API key bound to the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLogin {
+    /// `key:<id>`, audited beside the user.
+    pub credential: String,
+    /// The narrowed rights.
+    pub rights: Rights,
 }
 
 /// The outcome of a password login.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PasswordCheck {
-    /// The hash or the API key matched.
+    /// The password hash matched.
     Accepted,
+    /// An API key bound to the user, with the rights it gives.
+    Key(KeyLogin),
     /// Neither matched.
     Wrong,
     /// An API key was refused; the authenticator already audited it and
     /// told the defender.
     KeyRefused,
+    /// A valid API key, but not one of this user's (`key:<id>`).
+    KeyNotBound(String),
+    /// A key of this user whose scopes allow none of the user's permissions.
+    KeyWithoutRights(String),
 }
 
 /// Verifies `password` against a PHC string in constant time (argon2 does
@@ -155,6 +224,34 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_rights_are_the_intersection() {
+        let all = Permissions {
+            upload: true,
+            download: true,
+            list: true,
+            delete: true,
+        };
+        let write_only = Rights::of_key(all, &["files:write".to_string()]);
+        assert_eq!(
+            write_only.permissions,
+            Permissions {
+                upload: true,
+                delete: true,
+                ..Permissions::default()
+            }
+        );
+        assert_eq!(write_only.scopes, "files:write");
+        let deliveries = Rights::of_key(all, &["deliveries:write".to_string()]);
+        assert_eq!(deliveries.permissions, Permissions::default());
+        let upload_user = Permissions {
+            upload: true,
+            ..Permissions::default()
+        };
+        let both = Rights::of_key(upload_user, &["files:read".into(), "files:write".into()]);
+        assert_eq!(both.permissions, upload_user);
+    }
 
     #[test]
     fn hash_then_verify() {

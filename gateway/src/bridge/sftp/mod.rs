@@ -73,6 +73,10 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         limits: upload::UploadLimits {
             chunk: cfg.chunk_bytes,
             window: cfg.reorder_window_bytes,
+            budget: upload::ReorderBudget::new(
+                cfg.reorder_window_bytes
+                    .saturating_mul(REORDER_BUDGET_WINDOWS),
+            ),
         },
         sender_domain,
     });
@@ -90,6 +94,10 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     });
     Ok(())
 }
+
+/// Out-of-order bytes the whole process holds at most, in reorder windows:
+/// a few clients reordering at once, never one user's many handles.
+const REORDER_BUDGET_WINDOWS: usize = 16;
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,

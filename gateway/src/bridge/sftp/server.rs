@@ -3,7 +3,7 @@
 //! `sftp` subsystem, whose channel gets EOF and CLOSE when the session ends
 //! (clients otherwise wait ~30 s for them).
 
-use super::auth::{PasswordCheck, User};
+use super::auth::{PasswordCheck, Rights, User};
 use super::fs::{Fs, MadeFolders};
 use super::metrics::{ActiveGuard, SftpMetrics};
 use super::session::{self, SessionCtx};
@@ -88,6 +88,17 @@ pub fn ssh_config(keys: Vec<PrivateKey>, idle: Duration) -> russh::server::Confi
     }
 }
 
+/// Longest client-supplied user name written to the audit trail.
+const MAX_AUDITED_NAME: usize = 64;
+
+/// `name` cut to [`MAX_AUDITED_NAME`] characters, control characters dropped.
+fn cap(name: &str) -> String {
+    name.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_AUDITED_NAME)
+        .collect()
+}
+
 /// Releases a user's connection slot.
 struct Slot {
     shared: Arc<Shared>,
@@ -109,6 +120,8 @@ pub struct Conn {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
     user: Option<Arc<User>>,
+    /// What the session may do and, for an API-key login, `key:<id>`.
+    rights: Option<(Rights, Option<String>)>,
     guards: Option<(Slot, ActiveGuard)>,
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
@@ -120,14 +133,29 @@ impl Conn {
             shared,
             peer,
             user: None,
+            rights: None,
             guards: None,
             channels: HashMap::new(),
         }
     }
 
     fn audit(&self, event: &'static str, user: &str, method: &str, reason: Option<&str>) {
+        self.audit_as(event, user, None, method, reason);
+    }
+
+    /// An audit record naming the user and, for an API-key login, the key.
+    fn audit_as(
+        &self,
+        event: &'static str,
+        user: &str,
+        credential: Option<&str>,
+        method: &str,
+        reason: Option<&str>,
+    ) {
         let mut r = AuditRecord::new(event);
-        r.principal = Some(format!("sftp:{user}"));
+        // Client-supplied names are capped before they reach the trail.
+        r.principal = Some(format!("sftp:{}", cap(user)));
+        r.credential = credential.map(str::to_string);
         r.client_ip = self.peer.map(|p| p.ip());
         r.method = Some(method.to_string());
         r.decision = Some(if reason.is_none() { "allow" } else { "deny" });
@@ -152,8 +180,32 @@ impl Conn {
         Auth::reject()
     }
 
-    /// A verified login, if the user still has a connection slot.
-    fn admit(&mut self, user: Arc<User>, method: &str) -> Auth {
+    /// A valid API key used for a user it does not belong to: refused like
+    /// a wrong password (a key holder probing other users is guessing).
+    fn refuse_key(&self, user: &str, credential: &str, reason: &str) -> Auth {
+        self.shared.metrics.auth_failure();
+        self.audit_as(
+            "sftp_login",
+            user,
+            Some(credential),
+            "api_key",
+            Some(reason),
+        );
+        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
+            d.record_failure(p.ip(), SystemTime::now());
+        }
+        Auth::reject()
+    }
+
+    /// A verified login, if the user still has a connection slot; `rights`
+    /// narrow the user's own for an API-key login (`credential`).
+    fn admit(
+        &mut self,
+        user: Arc<User>,
+        method: &str,
+        rights: Rights,
+        credential: Option<String>,
+    ) -> Auth {
         let name = user.config.name.clone();
         {
             let Ok(mut open) = self.shared.open.lock() else {
@@ -163,7 +215,13 @@ impl Conn {
             if *n >= user.config.max_connections {
                 drop(open);
                 self.shared.metrics.auth_failure();
-                self.audit("sftp_login", &name, method, Some("max_connections"));
+                self.audit_as(
+                    "sftp_login",
+                    &name,
+                    credential.as_deref(),
+                    method,
+                    Some("max_connections"),
+                );
                 return Auth::reject();
             }
             *n += 1;
@@ -171,7 +229,8 @@ impl Conn {
         if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
             d.record_success(p.ip());
         }
-        self.audit("sftp_login", &name, method, None);
+        self.audit_as("sftp_login", &name, credential.as_deref(), method, None);
+        self.rights = Some((rights, credential));
         let slot = Slot {
             shared: self.shared.clone(),
             user: name,
@@ -185,21 +244,23 @@ impl Conn {
         let name = &user.config.name;
         let principal = format!("sftp:{name}");
         let shared = &self.shared;
+        let (rights, credential) = self
+            .rights
+            .clone()
+            .unwrap_or_else(|| (user.own_rights(), None));
         let fs = Fs {
             backend: shared.ctx.backend.clone(),
-            ctx: CallContext::new(
-                principal.clone(),
-                "files:read files:write",
-                Some(&principal),
-            ),
+            ctx: CallContext::new(principal.clone(), &rights.scopes, Some(&principal)),
             root: user.root.clone(),
             made: shared.made.get(name).cloned().unwrap_or_default(),
         };
         SessionCtx {
             fs,
+            permissions: rights.permissions,
+            credential,
             sender: format!("{name}@{}", shared.sender_domain),
             user,
-            limits: shared.limits,
+            limits: shared.limits.clone(),
             metrics: shared.metrics.clone(),
             audit: shared.ctx.audit.clone(),
             client_ip: self.peer.map(|p| p.ip()),
@@ -241,7 +302,10 @@ impl russh::server::Handler for Conn {
             return Ok(self.refuse(user, "publickey", "banned"));
         }
         match self.shared.users.get(user).cloned() {
-            Some(u) if u.accepts_key(key.public_key.key_data()) => Ok(self.admit(u, "publickey")),
+            Some(u) if u.accepts_key(key.public_key.key_data()) => {
+                let rights = u.own_rights();
+                Ok(self.admit(u, "publickey", rights, None))
+            }
             _ => Ok(self.refuse(user, "publickey", "unknown_key")),
         }
     }
@@ -255,7 +319,19 @@ impl russh::server::Handler for Conn {
         };
         let ip = self.peer.map(|p| p.ip());
         match u.check_password(password, &self.shared.ctx.auth, ip).await {
-            PasswordCheck::Accepted => Ok(self.admit(u, "password")),
+            PasswordCheck::Accepted => {
+                let rights = u.own_rights();
+                Ok(self.admit(u, "password", rights, None))
+            }
+            PasswordCheck::Key(login) => {
+                Ok(self.admit(u, "api_key", login.rights, Some(login.credential)))
+            }
+            PasswordCheck::KeyNotBound(credential) => {
+                Ok(self.refuse_key(user, &credential, "key_not_bound_to_user"))
+            }
+            PasswordCheck::KeyWithoutRights(credential) => {
+                Ok(self.refuse_key(user, &credential, "key_scopes_allow_nothing"))
+            }
             PasswordCheck::Wrong => Ok(self.refuse(user, "password", "bad_password")),
             PasswordCheck::KeyRefused => {
                 // The authenticator audited it and struck the address already.

@@ -14,6 +14,7 @@ use super::upload::{Upload, UploadLimits};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::NewDelivery;
 use bytes::{Buf, Bytes, BytesMut};
+use mft_config::sftp::Permissions;
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle as HandleReply, Name, OpenFlags, Packet, Status,
     StatusCode, Version,
@@ -49,6 +50,11 @@ pub struct SessionCtx {
     pub fs: Fs,
     /// The logged-in user.
     pub user: Arc<User>,
+    /// What this session may do: the user's permissions, narrowed to the
+    /// key's scopes for an API-key login.
+    pub permissions: Permissions,
+    /// `key:<id>` of an API-key login, audited beside the user.
+    pub credential: Option<String>,
     /// Upload limits.
     pub limits: UploadLimits,
     /// Series.
@@ -93,11 +99,16 @@ where
             break;
         }
         let mut bytes = buf.freeze();
+        // Every request but INIT has its id after the type byte: a client
+        // waiting for that id must get an answer even when the rest is garbage.
+        let id = bytes
+            .get(1..5)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
         let reply = match Packet::try_from(&mut bytes) {
             Ok(request) => session.handle(request).await,
             Err(e) => {
                 tracing::debug!(error = %e, "undecodable sftp request");
-                Packet::error(0, StatusCode::BadMessage)
+                Packet::error(id, StatusCode::BadMessage)
             }
         };
         let out = match Bytes::try_from(reply) {
@@ -298,7 +309,7 @@ impl Session {
     }
 
     async fn opendir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
-        self.need(self.ctx.user.config.permissions.list, "list folders")?;
+        self.need(self.ctx.permissions.list, "list folders")?;
         let p = self.path(raw)?;
         let folder = self.folder(&p)?;
         if !self
@@ -342,7 +353,7 @@ impl Session {
             return Err(fail(StatusCode::Failure, "the root is a folder"));
         };
         let parent = self.folder(&p.parent())?;
-        let perms = self.ctx.user.config.permissions;
+        let perms = self.ctx.permissions;
         let writing = flags.intersects(OpenFlags::WRITE | OpenFlags::APPEND);
         if writing && flags.contains(OpenFlags::READ) {
             return Err(fail(
@@ -387,7 +398,7 @@ impl Session {
             &name,
             resume_from,
             replace,
-            self.ctx.limits,
+            self.ctx.limits.clone(),
             self.ctx.metrics.clone(),
         )
         .await
@@ -453,6 +464,7 @@ impl Session {
     fn audit_upload(&self, path: &VPath, entry: Option<&Entry>, error: Option<String>) {
         let mut r = AuditRecord::new("sftp_upload");
         r.principal = Some(format!("sftp:{}", self.ctx.user.config.name));
+        r.credential = self.ctx.credential.clone();
         r.client_ip = self.ctx.client_ip;
         r.path = Some(path.display());
         r.bytes_in = entry.map(|e| e.size);
@@ -490,7 +502,7 @@ impl Session {
     }
 
     async fn remove(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
-        self.need(self.ctx.user.config.permissions.delete, "delete")?;
+        self.need(self.ctx.permissions.delete, "delete")?;
         let p = self.path(raw)?;
         let Some(name) = p.name() else {
             return Err(fail(StatusCode::Failure, "the root is a folder"));
@@ -512,7 +524,7 @@ impl Session {
     }
 
     async fn mkdir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
-        self.need(self.ctx.user.config.permissions.upload, "make folders")?;
+        self.need(self.ctx.permissions.upload, "make folders")?;
         let p = self.path(raw)?;
         let folder = self.folder(&p)?;
         if self.lookup(&p).await?.is_some() {
@@ -523,7 +535,7 @@ impl Session {
     }
 
     async fn rmdir(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
-        self.need(self.ctx.user.config.permissions.delete, "delete folders")?;
+        self.need(self.ctx.permissions.delete, "delete folders")?;
         let p = self.path(raw)?;
         if p.is_root() {
             return Err(fail(StatusCode::PermissionDenied, "the root stays"));
@@ -547,7 +559,7 @@ impl Session {
         to: &str,
         replace: bool,
     ) -> Result<Packet, Fail> {
-        let perms = self.ctx.user.config.permissions;
+        let perms = self.ctx.permissions;
         self.need(
             perms.upload && perms.delete,
             "rename (needs upload and delete)",

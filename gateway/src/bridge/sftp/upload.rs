@@ -39,12 +39,56 @@ enum Msg {
 }
 
 /// Limits of one upload.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct UploadLimits {
     /// Bytes per PATCH.
     pub chunk: usize,
-    /// Reorder window.
+    /// Reorder window: how far ahead of the next expected offset a WRITE
+    /// may end, and how many bytes (with [`PENDING_ENTRY_COST`] each) one
+    /// upload may hold out of order.
     pub window: usize,
+    /// Out-of-order bytes of all uploads together.
+    pub budget: Arc<ReorderBudget>,
+}
+
+/// What one held WRITE costs beyond its bytes (map node, `Bytes` header),
+/// so a flood of 1-byte WRITEs is bounded like a few large ones.
+pub const PENDING_ENTRY_COST: usize = 128;
+
+/// Out-of-order bytes held by all uploads of the process together: one
+/// user's many handles and sessions cannot take the memory the HTTPS proxy,
+/// SMTP and the other users need.
+pub struct ReorderBudget {
+    used: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl ReorderBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<ReorderBudget> {
+        Arc::new(ReorderBudget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            limit,
+        })
+    }
+
+    fn reserve(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Bytes held right now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// The session's side of an upload.
@@ -53,7 +97,9 @@ pub struct Upload {
     failed: Arc<Mutex<Option<UploadError>>>,
     next: u64,
     pending: BTreeMap<u64, Bytes>,
-    pending_bytes: usize,
+    /// Bytes plus [`PENDING_ENTRY_COST`] per held WRITE; reserved in `budget`.
+    pending_cost: usize,
+    budget: Arc<ReorderBudget>,
     buf: BytesMut,
     hasher: Sha256,
     limits: UploadLimits,
@@ -130,7 +176,8 @@ impl Upload {
             failed,
             next,
             pending: BTreeMap::new(),
-            pending_bytes: 0,
+            pending_cost: 0,
+            budget: limits.budget.clone(),
             buf: BytesMut::with_capacity(limits.chunk),
             hasher,
             limits,
@@ -168,23 +215,72 @@ impl Upload {
             )));
         }
         if offset > self.next {
-            let ahead = offset - self.next + data.len() as u64;
-            if ahead > self.limits.window as u64 || self.pending.contains_key(&offset) {
-                return Err(UploadError::Order(format!(
-                    "write at offset {offset} is {ahead} bytes ahead of the next expected offset {}; at most {} may be out of order",
-                    self.next, self.limits.window
-                )));
-            }
-            self.pending_bytes += data.len();
-            self.pending.insert(offset, data);
+            self.hold(offset, data)?;
             return Ok(());
         }
+        let end = offset.saturating_add(data.len() as u64);
+        if let Some((&at, _)) = self.pending.range(offset..end).next() {
+            return Err(UploadError::Order(format!(
+                "write at offset {offset} ({} bytes) overlaps bytes already written at {at}",
+                data.len()
+            )));
+        }
         self.push(data).await?;
-        while let Some(data) = self.pending.remove(&self.next) {
-            self.pending_bytes -= data.len();
+        while let Some(data) = self.take_next() {
             self.push(data).await?;
         }
         Ok(())
+    }
+
+    /// Keeps a WRITE that lies ahead of the stream until the gap before it
+    /// is filled. Refused: beyond the window, overlapping a held WRITE (a
+    /// client never needs to send the same bytes twice before they are
+    /// acknowledged), or past this upload's or the process's reorder budget.
+    /// The session's reply waits for nothing here, so nothing may wait:
+    /// the bounds are what keeps memory flat.
+    fn hold(&mut self, offset: u64, data: Bytes) -> Result<(), UploadError> {
+        let len = data.len() as u64;
+        let end = offset.saturating_add(len);
+        let ahead = end - self.next;
+        if ahead > self.limits.window as u64 {
+            return Err(UploadError::Order(format!(
+                "write at offset {offset} is {ahead} bytes ahead of the next expected offset {}; at most {} may be out of order",
+                self.next, self.limits.window
+            )));
+        }
+        let before = self.pending.range(..=offset).next_back();
+        let after = self.pending.range(offset..).next();
+        let overlaps = before.is_some_and(|(&at, b)| at + b.len() as u64 > offset)
+            || after.is_some_and(|(&at, _)| at < end);
+        if overlaps {
+            return Err(UploadError::Order(format!(
+                "write at offset {offset} ({len} bytes) overlaps bytes already written and not yet stored"
+            )));
+        }
+        let cost = data.len() + PENDING_ENTRY_COST;
+        if self.pending_cost + cost > self.limits.window {
+            return Err(UploadError::Order(format!(
+                "more than {} bytes written out of order ahead of offset {}",
+                self.limits.window, self.next
+            )));
+        }
+        if !self.budget.reserve(cost) {
+            return Err(UploadError::Order(
+                "the server holds too many out-of-order writes right now; write in order or retry later".into(),
+            ));
+        }
+        self.pending_cost += cost;
+        self.pending.insert(offset, data);
+        Ok(())
+    }
+
+    /// The held WRITE that continues the stream, if any; its budget is freed.
+    fn take_next(&mut self) -> Option<Bytes> {
+        let data = self.pending.remove(&self.next)?;
+        let cost = data.len() + PENDING_ENTRY_COST;
+        self.pending_cost -= cost;
+        self.budget.release(cost);
+        Some(data)
     }
 
     async fn push(&mut self, data: Bytes) -> Result<(), UploadError> {
@@ -246,6 +342,12 @@ impl Upload {
         .await?;
         rx.await
             .unwrap_or_else(|_| Err(UploadError::Backend("upload task ended".into())))
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.budget.release(self.pending_cost);
     }
 }
 

@@ -1,0 +1,297 @@
+//! Attacks on the SFTP bridge from the security review (issue "Security
+//! findings", High): a write flood that would hold unbounded memory, and API
+//! keys that logged in as any user with `api_key_login`.
+
+use mft_e2e::sftp::{self, random_file, sha256_file, SftpEnv};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn python() -> PathBuf {
+    let target = mft_e2e::bin("mft-backend")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    std::env::var("MFT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| target.join("pyenv/bin/python"))
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sftp failed: {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Peak RSS (KiB) of `pid` while `work` runs.
+fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0;
+        while !s.load(Ordering::Relaxed) {
+            peak = peak.max(mft_e2e::rss_kib(pid).unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    let out = work();
+    stop.store(true, Ordering::Relaxed);
+    (out, sampler.join().unwrap_or(0))
+}
+
+/// 2 KiB WRITEs one byte apart: 80 MiB held before the fix.
+const OVERLAPPING: u64 = 40_000;
+/// 1-byte WRITEs side by side: 100,000 held writes before the fix.
+const ADJACENT: u64 = 100_000;
+
+/// Attack: one user with upload permission pipelines tens of thousands of
+/// WRITEs that each start one byte after the last (overlapping 2 KiB
+/// writes, then 1-byte writes), never writing offset 0, so nothing can be
+/// streamed on. Before the fix every one was kept: the process grew without
+/// bound. Now the first overlap fails the upload, held writes are capped
+/// per upload and per process, RSS stays flat, and another user uploads
+/// undisturbed meanwhile and afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shifted_write_flood_is_refused_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = format!(
+        r#"
+[[sftp.users]]
+name = "mallory"
+password_hash = "{}"
+folder = "mallory"
+permissions = ["upload", "list"]
+
+[[sftp.users]]
+name = "bob"
+authorized_keys = ["{{KEY}}"]
+folder = "bob"
+permissions = ["upload", "download", "list"]
+"#,
+        sftp::hash_password("flood pass")
+    );
+    let env = sftp::start(dir.path(), &users, "").await;
+    let pid = env.gateway.proc.child.id();
+    let before = mft_e2e::rss_kib(pid).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/sftp_attacks.py");
+    let port = env.sftp.port().to_string();
+    let (out, peak) = peak_rss_during(pid, || {
+        std::process::Command::new(python())
+            .arg(&script)
+            .args(["127.0.0.1", &port, "mallory", "flood pass"])
+            .args([OVERLAPPING.to_string(), ADJACENT.to_string()])
+            .output()
+            .unwrap_or_else(|e| panic!("python: {e} (run scripts/setup --test)"))
+    });
+    assert!(
+        out.status.success(),
+        "attack script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 48 * 1024,
+        "gateway RSS grew by {grown} KiB during the flood (from {before} KiB)"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let overlapping = &v["overlapping"];
+    assert_eq!(overlapping["ok"], 1, "only the first write is held: {v}");
+    assert_eq!(overlapping["errors"], OVERLAPPING - 1, "{v}");
+    let first = overlapping["first_error"].as_str().unwrap_or_default();
+    assert!(first.contains("overlaps"), "{first}");
+    let adjacent = &v["adjacent"];
+    let held = adjacent["ok"].as_u64().unwrap();
+    // 4 MiB window / (1 byte + 128 bytes per held write).
+    assert!(held > 1_000 && held < 40_000, "{v}");
+    assert_eq!(held + adjacent["errors"].as_u64().unwrap(), ADJACENT);
+    let first = adjacent["first_error"].as_str().unwrap_or_default();
+    assert!(first.contains("out of order"), "{first}");
+    // Neither file was published.
+    assert!(env.file("mallory", "overlap.bin").await.is_none());
+    assert!(env.file("mallory", "adjacent.bin").await.is_none());
+    // Another user is served as before.
+    assert_other_user_uploads(&env, dir.path());
+}
+
+fn assert_other_user_uploads(env: &SftpEnv, dir: &Path) {
+    let local = dir.join("after.bin");
+    let sum = random_file(&local, 2 * 1024 * 1024 + 5, 3);
+    ok(&env.batch("bob", "put after.bin\nget after.bin back.bin\n"));
+    assert_eq!(sha256_file(&dir.join("back.bin")), sum);
+}
+
+/// The `[[sftp.users]]` of the key-binding test.
+const KEY_USERS: &str = r#"
+[[sftp.users]]
+name = "carol"
+api_key_login = true
+folder = "carol"
+permissions = ["upload", "download", "list", "delete"]
+
+[[sftp.users]]
+name = "dave"
+api_key_login = true
+api_key_ids = ["daveplaceholder0"]
+folder = "dave"
+permissions = ["upload", "download", "list"]
+"#;
+
+/// Attack: any API key with `files:write` (here: the e2e key of account
+/// `e2e`, every scope) logged in as every user with `api_key_login`, with
+/// read/write/delete on that user's folder, audited as the user. Now a key
+/// logs in only as the user its account is named after (or that lists its
+/// id), its scopes narrow the user's permissions, and the audit trail names
+/// both the user and the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_key_logs_in_only_as_its_own_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::sync::Mutex::new(Vec::new());
+    let env = sftp::start_with(dir.path(), KEY_USERS, "", |config| {
+        let mut made = keys.lock().unwrap();
+        for (name, scopes) in [
+            ("carol", "files:write"),
+            ("carol", "deliveries:write"),
+            ("svc-dave", "files:read,files:write"),
+            ("dave", "files:read,files:write"),
+        ] {
+            made.push(mft_e2e::create_key(config, name, scopes));
+        }
+        vec![("daveplaceholder0".to_string(), made[2].0.clone())]
+    })
+    .await;
+    let keys = keys.into_inner().unwrap();
+    let carol_writer = keys[0].1.clone();
+    let carol_delivery_only = keys[1].1.clone();
+    let dave_listed = keys[2].1.clone();
+    let dave_named = keys[3].1.clone();
+    std::fs::write(dir.path().join("in.txt"), b"carol's report").unwrap();
+
+    // Another account's key, with every scope, is refused for carol and dave.
+    let stranger = env.gateway.key.clone();
+    let out = env.batch_with_password("carol", &stranger, "put in.txt\n");
+    assert!(!out.status.success(), "a stranger's key logged in as carol");
+    let out = env.batch_with_password("dave", &dave_named, "ls\n");
+    assert!(
+        !out.status.success(),
+        "an unlisted key logged in as dave although dave lists his keys"
+    );
+    // A key whose scopes allow nothing of the user's permissions.
+    let out = env.batch_with_password("carol", &carol_delivery_only, "ls\n");
+    assert!(!out.status.success());
+    assert!(env.file("carol", "in.txt").await.is_none());
+
+    // Carol's own write-only key uploads but neither lists nor downloads.
+    ok(&env.batch_with_password("carol", &carol_writer, "put in.txt\n"));
+    assert!(env.file("carol", "in.txt").await.is_some());
+    let out = env.batch_with_password("carol", &carol_writer, "get in.txt got.txt\n");
+    assert!(!out.status.success(), "files:write alone must not download");
+    assert!(!dir.path().join("got.txt").exists());
+    // (OpenSSH's `ls` reports a refused listing but goes on: the file it
+    // just uploaded must simply not be shown.)
+    let out = env.batch_with_password("carol", &carol_writer, "ls -1\n");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !listed.contains("in.txt"),
+        "files:write alone must not list: {listed}"
+    );
+    let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(said.contains("permission denied"), "{said}");
+
+    // Dave's listed key works.
+    ok(&env.batch_with_password("dave", &dave_listed, "put in.txt\nls\n"));
+    assert!(env.file("dave", "in.txt").await.is_some());
+
+    // The audit trail names the user and the key, never the secret.
+    let audit = wait_audit(dir.path(), |t| {
+        t.lines()
+            .any(|l| l.contains("\"sftp_upload\"") && l.contains("sftp:dave"))
+    })
+    .await;
+    let carol_id = key_id(&carol_writer);
+    let stranger_id = key_id(&stranger);
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let has =
+        |event: &str, principal: &str, credential: &str, decision: &str, reason: Option<&str>| {
+            lines.iter().any(|r| {
+                r["event"] == event
+                    && r["principal"] == principal
+                    && r["credential"] == credential
+                    && r["decision"] == decision
+                    && reason.is_none_or(|why| r["reason"] == why)
+            })
+        };
+    assert!(
+        has(
+            "sftp_login",
+            "sftp:carol",
+            &format!("key:{stranger_id}"),
+            "deny",
+            Some("key_not_bound_to_user")
+        ),
+        "{audit}"
+    );
+    assert!(
+        has(
+            "sftp_login",
+            "sftp:carol",
+            &format!("key:{carol_id}"),
+            "allow",
+            None
+        ),
+        "{audit}"
+    );
+    assert!(
+        has(
+            "sftp_upload",
+            "sftp:carol",
+            &format!("key:{carol_id}"),
+            "allow",
+            None
+        ),
+        "{audit}"
+    );
+    assert!(
+        has(
+            "sftp_login",
+            "sftp:dave",
+            &format!("key:{}", key_id(&dave_named)),
+            "deny",
+            Some("key_not_bound_to_user")
+        ),
+        "{audit}"
+    );
+    for key in [&stranger, &carol_writer, &dave_listed, &dave_named] {
+        assert!(!audit.contains(mft_e2e::key_secret(key)));
+    }
+}
+
+fn key_id(key: &str) -> String {
+    mft_filters::auth::api_key::parse(key)
+        .expect("key")
+        .id
+        .to_string()
+}
+
+async fn wait_audit(dir: &Path, done: impl Fn(&str) -> bool) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text =
+            std::fs::read_to_string(dir.join("gateway-data/audit.jsonl")).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "audit: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
