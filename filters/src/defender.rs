@@ -22,6 +22,7 @@
 //! that end soonest; an attacker who sprays addresses can therefore cut a
 //! real ban short, but never make the table grow.
 
+use crate::client_key::client_key;
 use std::collections::hash_map::{Entry as MapEntry, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
@@ -83,10 +84,20 @@ pub struct BanEvent {
     pub score: u32,
 }
 
+/// One failed attempt: when, and against which user (a keyed hash of the
+/// name; [`NO_USER`] when the credential names nobody).
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    at: SystemTime,
+    user: u64,
+}
+
+const NO_USER: u64 = 0;
+
 #[derive(Debug)]
 enum Entry {
-    /// Timestamps of recent failures, oldest first.
-    Scoring(VecDeque<SystemTime>),
+    /// Recent failures, oldest first.
+    Scoring(VecDeque<Failure>),
     Banned {
         until: SystemTime,
     },
@@ -101,6 +112,10 @@ pub struct Defender {
     failures_to_ban: Option<usize>,
     shards: Box<[Mutex<HashMap<IpAddr, Entry>>]>,
     shard_capacity: usize,
+    /// Recent failures per target user, whatever their source: a user
+    /// guessed at from many addresses is "under attack", and then every
+    /// failure against it bans its source at once.
+    users: Mutex<HashMap<u64, VecDeque<SystemTime>>>,
     // Randomly keyed, so an attacker who picks many IPv6 addresses cannot aim
     // them all at one shard or one hash bucket.
     hasher: RandomState,
@@ -126,6 +141,7 @@ impl Defender {
             policy,
             shards,
             shard_capacity,
+            users: Mutex::new(HashMap::new()),
             hasher: RandomState::new(),
         }
     }
@@ -139,6 +155,7 @@ impl Defender {
     /// authentication work, and answer with
     /// [`Rejection::banned`](crate::decision::Rejection::banned).
     pub fn check(&self, ip: IpAddr, now: SystemTime) -> Option<Duration> {
+        let ip = client_key(ip);
         let mut shard = self.shard(ip);
         let until = match shard.get(&ip) {
             Some(Entry::Banned { until }) => *until,
@@ -159,8 +176,27 @@ impl Defender {
     /// rather than extending the ban, so a ban always ends `ban_time` after
     /// it started.
     pub fn record_failure(&self, ip: IpAddr, now: SystemTime) -> Option<BanEvent> {
+        self.record_failure_for(ip, None, now)
+    }
+
+    /// Like [`Defender::record_failure`] for an attempt on `user` (a login
+    /// name, a partner): counted for the source and for the user. A user
+    /// with `threshold` failures in the window, from wherever, is under
+    /// attack: each further failure against it bans its source at once, so
+    /// guessing one user's password from many addresses gets one try per
+    /// address. A success of that user clears only that user's failures
+    /// ([`Defender::record_success_for`]).
+    pub fn record_failure_for(
+        &self,
+        ip: IpAddr,
+        user: Option<&str>,
+        now: SystemTime,
+    ) -> Option<BanEvent> {
         let needed = self.failures_to_ban?;
         let window = self.policy.observation_window;
+        let ip = client_key(ip);
+        let user = user.map_or(NO_USER, |u| self.user_hash(u));
+        let targeted = user != NO_USER && self.count_user_failure(user, needed, now);
         let mut shard = self.shard(ip);
         if !shard.contains_key(&ip) && shard.len() >= self.shard_capacity {
             self.make_room(&mut shard, now);
@@ -180,12 +216,12 @@ impl Defender {
         };
         while failures
             .front()
-            .is_some_and(|&t| !in_window(t, now, window))
+            .is_some_and(|f| !in_window(f.at, now, window))
         {
             failures.pop_front();
         }
-        failures.push_back(now);
-        if failures.len() < needed {
+        failures.push_back(Failure { at: now, user });
+        if failures.len() < needed && !targeted {
             return None;
         }
         let count = u32::try_from(failures.len()).unwrap_or(u32::MAX);
@@ -195,20 +231,63 @@ impl Defender {
         Some(BanEvent { ip, until, score })
     }
 
-    /// Forgets the failures of `ip` after it authenticated. It never lifts a
-    /// ban. Callers should use it only where the credential is a password a
-    /// person may mistype (SFTP, SMTP AUTH): on the HTTP API an attacker who
-    /// holds one valid key could interleave successes to keep guessing other
-    /// credentials forever, so there the proxy should let failures decay.
-    pub fn record_success(&self, ip: IpAddr) {
+    /// Forgets the failures of `ip` against `user` after `user` logged in
+    /// from there (a person's mistypes). Failures against other users and
+    /// without a user stay: one valid credential must not let its holder
+    /// guess other users' passwords forever (9 wrong, 1 right, repeat). It
+    /// never lifts a ban. On the HTTP API keys are not mistyped; it is not
+    /// called there.
+    pub fn record_success_for(&self, ip: IpAddr, user: &str) {
+        let ip = client_key(ip);
+        let user = self.user_hash(user);
         let mut shard = self.shard(ip);
-        if matches!(shard.get(&ip), Some(Entry::Scoring(_))) {
-            shard.remove(&ip);
+        if let Some(Entry::Scoring(failures)) = shard.get_mut(&ip) {
+            failures.retain(|f| f.user != user);
+            if failures.is_empty() {
+                shard.remove(&ip);
+            }
         }
     }
 
-    /// Lifts a ban (and forgets all failures) for `ip`, for the admin API.
+    /// Counts a failure against `user`; whether the user was already under
+    /// attack (`needed` failures in the window before this one).
+    fn count_user_failure(&self, user: u64, needed: usize, now: SystemTime) -> bool {
+        let window = self.policy.observation_window;
+        let mut users = lock(&self.users);
+        let cap = usize::try_from(self.policy.max_tracked).unwrap_or(usize::MAX);
+        if !users.contains_key(&user) && users.len() >= cap {
+            users.retain(|_, f| f.back().is_some_and(|&t| in_window(t, now, window)));
+            if users.len() >= cap {
+                // Full of users under recent attack: the per-source count
+                // still applies to this one.
+                return false;
+            }
+        }
+        let failures = users.entry(user).or_default();
+        while failures
+            .front()
+            .is_some_and(|&t| !in_window(t, now, window))
+        {
+            failures.pop_front();
+        }
+        let under_attack = failures.len() >= needed;
+        // `needed` timestamps decide; more would only cost memory.
+        if under_attack {
+            failures.pop_front();
+        }
+        failures.push_back(now);
+        under_attack
+    }
+
+    fn user_hash(&self, user: &str) -> u64 {
+        // 0 stands for "no user".
+        self.hasher.hash_one(user).max(1)
+    }
+
+    /// Lifts a ban (and forgets all failures) for `ip`'s client (its /64
+    /// for IPv6), for the admin API.
     pub fn unban(&self, ip: IpAddr) {
+        let ip = client_key(ip);
         self.shard(ip).remove(&ip);
     }
 
@@ -232,7 +311,7 @@ impl Defender {
         let window = self.policy.observation_window;
         shard.retain(|_, e| match e {
             Entry::Banned { until } => now < *until,
-            Entry::Scoring(f) => f.back().is_some_and(|&t| in_window(t, now, window)),
+            Entry::Scoring(f) => f.back().is_some_and(|f| in_window(f.at, now, window)),
         });
         let target = self.shard_capacity - (self.shard_capacity / 8).max(1);
         if shard.len() <= target {
@@ -243,7 +322,7 @@ impl Defender {
         let mut victims: Vec<(u8, usize, SystemTime, IpAddr)> = shard
             .iter()
             .map(|(ip, e)| match e {
-                Entry::Scoring(f) => (0, f.len(), f.back().copied().unwrap_or(now), *ip),
+                Entry::Scoring(f) => (0, f.len(), f.back().map_or(now, |f| f.at), *ip),
                 Entry::Banned { until } => (1, 0, *until, *ip),
             })
             .collect();
@@ -386,19 +465,67 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_failures_but_not_bans() {
+    fn success_clears_that_users_failures_but_not_bans() {
         let d = Defender::new(DefenderPolicy::default());
         let now = start().now();
         for _ in 0..9 {
-            d.record_failure(ip(1), now);
+            d.record_failure_for(ip(1), Some("alice"), now);
         }
-        d.record_success(ip(1));
-        assert_eq!(d.record_failure(ip(1), now), None);
+        d.record_success_for(ip(1), "alice");
+        assert_eq!(d.record_failure_for(ip(1), Some("alice"), now), None);
         for _ in 0..10 {
             d.record_failure(ip(2), now);
         }
-        d.record_success(ip(2));
+        d.record_success_for(ip(2), "alice");
         assert!(d.check(ip(2), now).is_some());
+    }
+
+    #[test]
+    fn one_valid_login_does_not_reset_guesses_at_others() {
+        // 9 wrong for bob, 1 right for mallory, repeat: the 10th guess bans.
+        let d = Defender::new(DefenderPolicy::default());
+        let now = start().now();
+        for _ in 0..9 {
+            assert_eq!(d.record_failure_for(ip(1), Some("bob"), now), None);
+        }
+        d.record_success_for(ip(1), "mallory");
+        assert!(d.record_failure_for(ip(1), Some("bob"), now).is_some());
+        assert!(d.check(ip(1), now).is_some());
+    }
+
+    #[test]
+    fn rotating_inside_an_ipv6_64_is_one_client() {
+        let d = Defender::new(DefenderPolicy::default());
+        let now = start().now();
+        for i in 1..10u16 {
+            let a = IpAddr::from([0x2001, 0xdb8, 0, 7, i, i, i, i]);
+            assert_eq!(d.record_failure(a, now), None);
+        }
+        let last = IpAddr::from([0x2001, 0xdb8, 0, 7, 0xffff, 1, 2, 3]);
+        assert!(d.record_failure(last, now).is_some());
+        let neighbour = IpAddr::from([0x2001, 0xdb8, 0, 7, 9, 9, 9, 9]);
+        assert!(d.check(neighbour, now).is_some());
+        let other_net = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+        assert_eq!(d.check(other_net, now), None);
+        d.unban(neighbour);
+        assert_eq!(d.check(last, now), None);
+    }
+
+    #[test]
+    fn a_user_guessed_at_from_many_addresses_bans_each_further_source() {
+        let d = Defender::new(DefenderPolicy::default());
+        let now = start().now();
+        // Ten addresses, one guess each: none reaches the per-source threshold.
+        for n in 1..=10 {
+            assert_eq!(d.record_failure_for(ip(n), Some("carol"), now), None);
+        }
+        // From now on carol is under attack: one guess per address.
+        assert!(d.record_failure_for(ip(11), Some("carol"), now).is_some());
+        assert!(d.check(ip(11), now).is_some());
+        // Other users are unaffected, and the attack decays with the window.
+        assert_eq!(d.record_failure_for(ip(12), Some("dave"), now), None);
+        let later = now + Duration::from_secs(5 * 60);
+        assert_eq!(d.record_failure_for(ip(13), Some("carol"), later), None);
     }
 
     #[test]

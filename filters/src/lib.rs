@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod client_key;
 pub mod clock;
 pub mod decision;
 pub mod defender;

@@ -39,10 +39,11 @@ pub fn record_failure(
     defender: &Defender,
     audit: &AuditLog,
     ip: std::net::IpAddr,
+    user: Option<&str>,
     now: SystemTime,
     what: &str,
 ) {
-    if let Some(ban) = defender.record_failure(ip, now) {
+    if let Some(ban) = defender.record_failure_for(ip, user, now) {
         tracing::warn!(client = %ip, score = ban.score, via = what, "client banned after repeated authentication failures");
         let mut r = AuditRecord::new("ban");
         r.client_ip = Some(ip);
@@ -225,7 +226,7 @@ impl Authenticator {
                 if let (401, Some(defender), Some(ip)) =
                     (rejection.status, &self.defender, client_ip)
                 {
-                    record_failure(defender, &self.audit, ip, now, via);
+                    record_failure(defender, &self.audit, ip, None, now, via);
                 }
                 self.deny(&req, None, rejection.clone());
                 Err(rejection)
@@ -284,7 +285,7 @@ impl Authenticator {
         let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) else {
             return;
         };
-        record_failure(defender, &self.audit, ip, now, "HTTPS");
+        record_failure(defender, &self.audit, ip, None, now, "HTTPS");
     }
 
     fn record(

@@ -37,22 +37,9 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
     limit_of(&q).ok_or_else(|| format!("rate {text:?} is too fast to enforce"))
 }
 
-/// The key of a client address for the per-IP limit: IPv4 as is, IPv6 by
-/// its /64 prefix. One IPv6 host usually owns a whole /64 and can rotate
-/// through it freely, so per-address keys would neither limit it nor bound
-/// memory. IPv4-mapped IPv6 addresses count as the IPv4 address.
-pub fn ip_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                IpAddr::V6(std::net::Ipv6Addr::from(prefix))
-            }
-        },
-    }
-}
+/// The key of a client address for the per-IP limit (IPv6 by /64), the
+/// same as the defender's.
+pub use mft_filters::client_key::client_key as ip_key;
 
 /// `RateLimit-Policy` and `RateLimit` values for an allowed response: one
 /// list member per limit that applied.

@@ -109,14 +109,21 @@ impl PartnerGate {
         match self.check(req, now).await {
             Ok(ok) => {
                 if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                    d.record_success(ip);
+                    d.record_success_for(ip, &ok.partner.name);
                 }
                 Ok(ok)
             }
             Err((partner, rejection)) => {
                 if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
                     if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                        crate::auth::record_failure(d, &self.audit, ip, now, "federation");
+                        crate::auth::record_failure(
+                            d,
+                            &self.audit,
+                            ip,
+                            partner.as_deref(),
+                            now,
+                            "federation",
+                        );
                     }
                 }
                 Err(self.refused(req, partner.as_deref(), rejection))

@@ -295,3 +295,84 @@ async fn wait_audit(dir: &Path, done: impl Fn(&str) -> bool) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Attack (defender bypass): an attacker holding one valid login (their
+/// own, `mallory`) guesses another user's password (`bob`) nine times,
+/// logs in once as themselves to reset the count, and repeats, never
+/// banned. Now a success clears only the failures against the user who
+/// logged in: the tenth guess at bob bans the address, and mallory's own
+/// valid password is refused from there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_login_does_not_reset_guesses_at_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = format!(
+        r#"
+[[sftp.users]]
+name = "mallory"
+password_hash = "{}"
+folder = "mallory"
+
+[[sftp.users]]
+name = "bob"
+password_hash = "{}"
+folder = "bob"
+
+[defender]
+threshold = 10
+score_per_failure = 1
+"#,
+        sftp::hash_password("mallory's own"),
+        sftp::hash_password("bob's secret"),
+    );
+    let env = sftp::start(dir.path(), &users, "").await;
+    let port = env.sftp.port().to_string();
+    // One paramiko login per attempt; prints "ok" or "refused" per line.
+    let script = r#"
+import sys, paramiko
+port = int(sys.argv[1])
+for item in sys.argv[2:]:
+    user, password = item.split(":", 1)
+    t = paramiko.Transport(("127.0.0.1", port))
+    try:
+        t.connect(username=user, password=password)
+        print("ok")
+    except paramiko.AuthenticationException:
+        print("refused")
+    finally:
+        t.close()
+"#;
+    let mut attempts: Vec<String> = Vec::new();
+    attempts.extend((0..9).map(|i| format!("bob:guess-{i}")));
+    attempts.push("mallory:mallory's own".into());
+    attempts.push("bob:guess-9".into());
+    attempts.push("mallory:mallory's own".into());
+    let out = std::process::Command::new(python())
+        .args(["-c", script, &port])
+        .args(&attempts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(results.len(), 12, "{results:?}");
+    assert!(results[..9].iter().all(|r| r == "refused"), "{results:?}");
+    assert_eq!(results[9], "ok", "mallory's own login works before the ban");
+    assert_eq!(results[10], "refused");
+    assert_eq!(
+        results[11], "refused",
+        "the tenth guess at bob must ban the address despite mallory's success"
+    );
+    let audit = wait_audit(dir.path(), |t| t.contains("\"ban\"")).await;
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"ban\"") && l.contains("SFTP")),
+        "{audit}"
+    );
+}

@@ -174,10 +174,25 @@ impl Conn {
     fn refuse(&self, user: &str, method: &str, reason: &str) -> Auth {
         self.shared.metrics.auth_failure();
         self.audit("sftp_login", user, method, Some(reason));
-        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
-            d.record_failure(p.ip(), SystemTime::now());
-        }
+        self.strike(user);
         Auth::reject()
+    }
+
+    /// One failure for the defender: against the source and, for a user
+    /// that exists, against the user (names that exist nowhere would only
+    /// fill the defender's user table).
+    fn strike(&self, user: &str) {
+        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
+            let known = self.shared.users.contains_key(user).then_some(user);
+            crate::auth::record_failure(
+                d,
+                &self.shared.ctx.audit,
+                p.ip(),
+                known,
+                SystemTime::now(),
+                "SFTP",
+            );
+        }
     }
 
     /// A valid API key used for a user it does not belong to: refused like
@@ -191,9 +206,7 @@ impl Conn {
             "api_key",
             Some(reason),
         );
-        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
-            d.record_failure(p.ip(), SystemTime::now());
-        }
+        self.strike(user);
         Auth::reject()
     }
 
@@ -227,7 +240,7 @@ impl Conn {
             *n += 1;
         }
         if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
-            d.record_success(p.ip());
+            d.record_success_for(p.ip(), &name);
         }
         self.audit_as("sftp_login", &name, credential.as_deref(), method, None);
         self.rights = Some((rights, credential));

@@ -159,7 +159,7 @@ async fn check_user(
         .unwrap_or(false);
     if verified {
         if let Some(d) = &defender {
-            d.record_success(ip);
+            d.record_success_for(ip, &user.name);
         }
         return Outcome::Ok(Principal {
             principal: format!("smtp:{}", user.name),
@@ -167,7 +167,14 @@ async fn check_user(
         });
     }
     if let Some(d) = &defender {
-        crate::auth::record_failure(d, &ctx.audit, ip, SystemTime::now(), "SMTP");
+        crate::auth::record_failure(
+            d,
+            &ctx.audit,
+            ip,
+            Some(&user.name),
+            SystemTime::now(),
+            "SMTP",
+        );
     }
     Outcome::Invalid
 }
