@@ -38,6 +38,12 @@ pub struct SmtpFile {
     pub data_timeout: Option<String>,
     /// Most concurrent SMTP sessions.
     pub max_connections: Option<usize>,
+    /// Most concurrent sessions from one client (IPv4 address or IPv6 /64).
+    pub max_connections_per_ip: Option<usize>,
+    /// Longest session, however busy, e.g. `"30m"`.
+    pub max_session_time: Option<String>,
+    /// Longest DATA transfer, from `354` to the final dot, e.g. `"10m"`.
+    pub max_data_time: Option<String>,
     /// Backend folder for uploaded attachments (absent: the root).
     pub folder: Option<String>,
     /// Longest wait between delivery attempts of a spooled message while
@@ -151,6 +157,12 @@ pub struct Smtp {
     pub data_timeout: Duration,
     /// Most concurrent sessions.
     pub max_connections: usize,
+    /// Most concurrent sessions per client (IPv4 address or IPv6 /64).
+    pub max_connections_per_ip: usize,
+    /// Deadline of a whole session.
+    pub max_session_time: Duration,
+    /// Deadline of one DATA transfer.
+    pub max_data_time: Duration,
     /// Backend folder for attachments.
     pub folder: Option<String>,
     /// Longest backoff of the spool worker.
@@ -161,6 +173,14 @@ pub struct Smtp {
 
 /// Default SIZE: a 25 MiB attachment grows by a third in base64.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 35 << 20;
+/// Sessions one client may hold unless configured: enough for a sending
+/// MTA's parallel connections, far from the global cap.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
+/// A session is cut after this, however active (RFC 5321 timeouts are per
+/// read; a trickling client would otherwise hold its slot for ever).
+pub const DEFAULT_MAX_SESSION_TIME: Duration = Duration::from_secs(30 * 60);
+/// One DATA transfer may take at most this long.
+pub const DEFAULT_MAX_DATA_TIME: Duration = Duration::from_secs(10 * 60);
 
 pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp> {
     let f = file?;
@@ -258,6 +278,24 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         f.data_timeout,
         Duration::from_secs(180),
     );
+    let max_connections_per_ip = positive(
+        ctx,
+        "smtp.max_connections_per_ip",
+        f.max_connections_per_ip,
+        DEFAULT_MAX_CONNECTIONS_PER_IP.min(max_connections),
+    );
+    if max_connections_per_ip > max_connections {
+        ctx.error(
+            "smtp.max_connections_per_ip",
+            format!("more than smtp.max_connections ({max_connections})"),
+        );
+    }
+    let max_session_time = ctx.duration(
+        "smtp.max_session_time",
+        f.max_session_time,
+        DEFAULT_MAX_SESSION_TIME,
+    );
+    let max_data_time = ctx.duration("smtp.max_data_time", f.max_data_time, DEFAULT_MAX_DATA_TIME);
     let retry_max_interval = ctx.duration(
         "smtp.retry_max_interval",
         f.retry_max_interval,
@@ -310,6 +348,9 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         command_timeout,
         data_timeout,
         max_connections,
+        max_connections_per_ip,
+        max_session_time,
+        max_data_time,
         folder,
         retry_max_interval,
         users,

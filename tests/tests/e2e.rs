@@ -18,6 +18,7 @@ mod e2e {
     pub mod shutdown;
     pub mod signing;
     pub mod smtp;
+    pub mod smtp_limits;
     pub mod tls;
     pub mod trust;
     pub mod trust_relay;

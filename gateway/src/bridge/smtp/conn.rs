@@ -7,6 +7,7 @@
 use std::io;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 /// Most bytes read at once.
 const READ_CHUNK: usize = 64 * 1024;
@@ -31,6 +32,9 @@ pub struct Conn<S> {
     pub pending: Vec<u8>,
     out: Vec<u8>,
     write_timeout: Duration,
+    /// No read waits past this (the session's or the DATA transfer's
+    /// deadline): a client that trickles bytes resets every idle timer.
+    deadline: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
@@ -41,6 +45,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             pending: Vec::new(),
             out: Vec::new(),
             write_timeout,
+            deadline: None,
         }
     }
 
@@ -65,12 +70,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Flushes replies, then reads more input, waiting at most `idle`.
+    /// Reads end at `deadline` at the latest; the previous deadline is returned.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        std::mem::replace(&mut self.deadline, deadline)
+    }
+
+    /// Whether the deadline has passed (a read timed out because of it).
+    pub fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Flushes replies, then reads more input, waiting at most `idle` and
+    /// never past the deadline.
     pub async fn fill(&mut self, idle: Duration) -> io::Result<Read> {
         self.flush().await?;
+        let wait = match self.deadline {
+            Some(d) => idle.min(d.saturating_duration_since(Instant::now())),
+            None => idle,
+        };
+        if wait.is_zero() {
+            return Ok(Read::Timeout);
+        }
         let start = self.pending.len();
         self.pending.resize(start + READ_CHUNK, 0);
-        let read = tokio::time::timeout(idle, self.stream.read(&mut self.pending[start..])).await;
+        let read = tokio::time::timeout(wait, self.stream.read(&mut self.pending[start..])).await;
         match read {
             Err(_) => {
                 self.pending.truncate(start);

@@ -93,13 +93,14 @@ pub struct Session {
     rcpts: Vec<String>,
     errors: u32,
     auth_failures: u32,
+    /// `max_session_time` after the connection was accepted.
+    deadline: tokio::time::Instant,
 }
 
 impl Session {
     /// A session for a client at `peer`.
     pub fn new(shared: Arc<Shared>, peer: SocketAddr, tls: bool) -> Self {
         Session {
-            shared,
             peer,
             tls,
             helo: None,
@@ -108,6 +109,23 @@ impl Session {
             rcpts: Vec::new(),
             errors: 0,
             auth_failures: 0,
+            deadline: tokio::time::Instant::now() + shared.cfg.max_session_time,
+            shared,
+        }
+    }
+
+    /// The reply to a read that timed out: idle, or past a deadline
+    /// (counted apart, so an operator sees trickling clients).
+    fn timed_out(&self, past_deadline: bool) -> &'static str {
+        if past_deadline {
+            self.shared
+                .metrics
+                .sessions
+                .with_label_values(&["cut_deadline"])
+                .inc();
+            reply::TIME_LIMIT
+        } else {
+            reply::TIMEOUT
         }
     }
 
@@ -142,13 +160,14 @@ impl Session {
     {
         let cfg = self.shared.cfg.clone();
         let mut receiver = RequestReceiver::default();
+        conn.set_deadline(Some(self.deadline));
         loop {
             if conn.pending.is_empty() {
                 match conn.fill(cfg.command_timeout).await? {
                     Read::Data => {}
                     Read::Eof => return Ok(Exit::Close),
                     Read::Timeout => {
-                        conn.send(reply::TIMEOUT);
+                        conn.send(self.timed_out(conn.past_deadline()));
                         return Ok(Exit::Close);
                     }
                 }
@@ -440,13 +459,18 @@ impl Session {
         receiver.ingest(&mut b"\r\n".iter(), &mut message);
         message.clear();
         let mut discard: Option<DummyDataReceiver> = None;
+        let data_deadline = self
+            .deadline
+            .min(tokio::time::Instant::now() + cfg.max_data_time);
+        let session_deadline = conn.set_deadline(Some(data_deadline));
         loop {
             if conn.pending.is_empty() {
                 match conn.fill(cfg.data_timeout).await? {
                     Read::Data => {}
                     Read::Eof => return Ok(Some(Exit::Close)),
                     Read::Timeout => {
-                        conn.send(reply::TIMEOUT);
+                        // Nothing of the message is kept: no 250 was sent.
+                        conn.send(self.timed_out(conn.past_deadline()));
                         return Ok(Some(Exit::Close));
                     }
                 }
@@ -469,6 +493,7 @@ impl Session {
                 break;
             }
         }
+        conn.set_deadline(session_deadline);
         let sender = self.mail_from.take().unwrap_or_default();
         let recipients = std::mem::take(&mut self.rcpts);
         if discard.is_some() {

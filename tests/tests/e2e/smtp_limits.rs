@@ -1,0 +1,162 @@
+//! Attacks on the SMTP listener from the security review (Medium): one
+//! address taking every session slot, and clients that keep a session (or a
+//! DATA transfer) alive for ever by trickling bytes under the idle timeout.
+
+use mft_e2e::smtp::{deliveries, start_smtp_gateway, RawSmtp, SmtpGateway};
+use mft_e2e::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpSocket, TcpStream};
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    certs: Certs,
+    _backend: Backend,
+    smtp: SmtpGateway,
+}
+
+async fn stack(extra: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    let smtp = start_smtp_gateway(dir.path(), &certs, &backend.url, extra).await;
+    Stack {
+        _dir: dir,
+        certs,
+        _backend: backend,
+        smtp,
+    }
+}
+
+/// A connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> RawSmtp<TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    RawSmtp::new(socket.connect(to).await.unwrap())
+}
+
+/// Attack: one address opens sessions until the listener is full, locking
+/// every other sender out (one global cap of 100, nothing per address).
+/// Now that address gets `421` at its own cap, and another address is
+/// still served; a closed session frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_smtp_session() {
+    let s = stack("max_connections = 5\nmax_connections_per_ip = 2").await;
+    let addr = s.smtp.smtp;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_from("127.0.0.1", addr).await;
+        assert!(c.reply().await[0].starts_with("220 "));
+        held.push(c);
+    }
+    let mut third = connect_from("127.0.0.1", addr).await;
+    let r = third.reply().await;
+    assert!(
+        r[0].starts_with("421 4.7.0 Too many connections from your address"),
+        "{r:?}"
+    );
+    // Another address is served while the first one is at its cap.
+    let mut other = connect_from("127.0.0.2", addr).await;
+    assert!(other.reply().await[0].starts_with("220 "));
+    other.send("EHLO other.example\r\n").await;
+    assert!(other.reply().await.last().unwrap().starts_with("250 "));
+    other.send("QUIT\r\n").await;
+    assert!(other.reply().await[0].starts_with("221"));
+    // A session that ends gives its slot back.
+    let mut first = held.remove(0);
+    first.send("QUIT\r\n").await;
+    assert!(first.reply().await[0].starts_with("221"));
+    drop(first);
+    let start = Instant::now();
+    loop {
+        let mut again = connect_from("127.0.0.1", addr).await;
+        let r = again.reply().await;
+        if r[0].starts_with("220 ") {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let page = metrics(s.smtp.gw.admin).await;
+    assert!(
+        metric(
+            &page,
+            r#"mft_smtp_sessions_total{outcome="refused_per_ip"}"#
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{page}"
+    );
+}
+
+/// Attack: a client sends a NOOP every half second (under any idle
+/// timeout) and holds its session for ever; another sends its DATA one
+/// line at a time. Both are now cut at their deadline with `421 4.4.2`, and
+/// the trickled message is not accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickling_clients_are_cut_at_the_session_and_data_deadlines() {
+    let s = stack("require_auth = false\nmax_session_time = \"3s\"\nmax_data_time = \"2s\"").await;
+    let addr = s.smtp.smtp;
+
+    let mut c = connect_from("127.0.0.1", addr).await;
+    assert!(c.reply().await[0].starts_with("220 "));
+    let start = Instant::now();
+    c.send("EHLO trickle.example\r\n").await;
+    c.reply().await;
+    let cut = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.send("NOOP\r\n").await;
+        let r = c.reply().await;
+        if !r[0].starts_with("250") {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "never cut off");
+    };
+    assert!(
+        cut[0].starts_with("421 4.4.2 Session or DATA time limit"),
+        "{cut:?}"
+    );
+    let elapsed = start.elapsed();
+    assert!(elapsed >= Duration::from_millis(2500), "{elapsed:?}");
+
+    let mut d = connect_from("127.0.0.1", addr).await;
+    assert!(d.reply().await[0].starts_with("220 "));
+    d.send("EHLO trickle.example\r\n").await;
+    d.reply().await;
+    d.send("MAIL FROM:<slow@partner.example>\r\n").await;
+    assert!(d.reply().await[0].starts_with("250"));
+    d.send("RCPT TO:<ops@ourcorp.example>\r\n").await;
+    assert!(d.reply().await[0].starts_with("250"));
+    d.send("DATA\r\n").await;
+    assert!(d.reply().await[0].starts_with("354"));
+    let data_start = Instant::now();
+    // One short line every 300 ms: every read comes well within data_timeout.
+    let mut tcp = d.into_inner();
+    let mut heard = Vec::new();
+    for i in 0.. {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        assert!(
+            data_start.elapsed() < Duration::from_secs(15),
+            "never cut off"
+        );
+        let _ = tcp.write_all(format!("X-Line-{i}: x\r\n").as_bytes()).await;
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(300), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => heard.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if heard.ends_with(b"\r\n") {
+            break;
+        }
+    }
+    let heard = String::from_utf8_lossy(&heard);
+    assert!(
+        heard.starts_with("421 4.4.2 Session or DATA time limit"),
+        "{heard:?}"
+    );
+    assert!(data_start.elapsed() >= Duration::from_millis(1500));
+    // No 250 was sent, so nothing was spooled or delivered.
+    let all = deliveries(&s.smtp.gw, &s.certs).await;
+    assert!(all.iter().all(|x| x["subject"] != "trickled"), "{all:?}");
+}
