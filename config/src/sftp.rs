@@ -29,6 +29,13 @@ pub struct SftpFile {
     pub chunk_bytes: Option<crate::limits::Size>,
     /// How far ahead of the next expected offset an out-of-order WRITE may be.
     pub reorder_window_bytes: Option<crate::limits::Size>,
+    /// Most concurrent connections (default 100).
+    pub max_connections: Option<u32>,
+    /// Most concurrent connections from one client (IPv4 address or IPv6
+    /// /64, default 10).
+    pub max_connections_per_ip: Option<u32>,
+    /// Time from connect to a successful login (default 30s).
+    pub login_timeout: Option<String>,
     /// `[[sftp.users]]`.
     #[serde(default)]
     pub users: Vec<SftpUserFile>,
@@ -95,6 +102,12 @@ pub struct Sftp {
     pub chunk_bytes: usize,
     /// Reorder window for out-of-order writes.
     pub reorder_window_bytes: usize,
+    /// Most concurrent connections.
+    pub max_connections: usize,
+    /// Most concurrent connections per client (IPv4 or IPv6 /64).
+    pub max_connections_per_ip: usize,
+    /// Deadline of the login after connect.
+    pub login_timeout: Duration,
     /// Users by login name.
     pub users: Vec<SftpUser>,
 }
@@ -142,6 +155,25 @@ pub struct SftpUser {
     pub api_key_ids: Vec<String>,
     /// Delivery recipients per completed upload.
     pub deliver_to: Vec<String>,
+}
+
+/// Connections of the whole listener unless configured.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+/// Connections per client unless configured.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
+/// A connection that has not logged in by then is closed: key exchange
+/// and a few password prompts take seconds, not minutes.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn count(ctx: &mut Ctx<'_>, key: &str, value: Option<u32>, default: usize) -> usize {
+    match value {
+        None => default,
+        Some(0) => {
+            ctx.error(key, "must be at least 1");
+            default
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    }
 }
 
 const DEFAULT_CHUNK: usize = 4 << 20;
@@ -294,6 +326,24 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
     if users.is_empty() {
         ctx.error("sftp.users", "at least one [[sftp.users]] is needed");
     }
+    let max_connections = count(
+        ctx,
+        "sftp.max_connections",
+        file.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+    );
+    let max_connections_per_ip = count(
+        ctx,
+        "sftp.max_connections_per_ip",
+        file.max_connections_per_ip,
+        DEFAULT_MAX_CONNECTIONS_PER_IP.min(max_connections),
+    );
+    if max_connections_per_ip > max_connections {
+        ctx.error(
+            "sftp.max_connections_per_ip",
+            format!("more than sftp.max_connections ({max_connections})"),
+        );
+    }
     Some(Sftp {
         listen,
         host_key: file.host_key.map(|p| ctx.path(&p)),
@@ -309,6 +359,13 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
             "sftp.reorder_window_bytes",
             file.reorder_window_bytes,
             DEFAULT_WINDOW,
+        ),
+        max_connections,
+        max_connections_per_ip,
+        login_timeout: ctx.duration(
+            "sftp.login_timeout",
+            file.login_timeout,
+            DEFAULT_LOGIN_TIMEOUT,
         ),
         users,
     })

@@ -376,3 +376,145 @@ for item in sys.argv[2:]:
         "{audit}"
     );
 }
+
+/// Runs a paramiko snippet with `args`; returns its stdout lines.
+fn paramiko(script: &str, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// What a raw TCP client hears first: the SSH banner, or nothing (closed).
+async fn first_bytes(from: &str, to: std::net::SocketAddr) -> (tokio::net::TcpStream, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(to).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("an answer or a close in time")
+        .unwrap_or(0);
+    buf.truncate(n);
+    (tcp, buf)
+}
+
+/// Attacks on the SFTP listener: one address holding many connections,
+/// connections that never log in (kept alive by trickling), a banned
+/// address still getting key exchanges, and one connection opening
+/// unbounded SFTP sessions. Now: a per-client and a global cap before the
+/// key exchange, a login deadline, the ban checked at accept, and at most
+/// four sessions per connection; another client is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_listener_limits_hold_before_and_after_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = format!(
+        r#"
+[[sftp.users]]
+name = "alice"
+password_hash = "{}"
+folder = "alice"
+
+[defender]
+threshold = 3
+score_per_failure = 1
+"#,
+        sftp::hash_password("alice pass"),
+    );
+    let extra = "max_connections = 6\nmax_connections_per_ip = 2\nlogin_timeout = \"2s\"";
+    let env = sftp::start(dir.path(), &users, extra).await;
+    let addr = env.sftp;
+    let port = addr.port().to_string();
+
+    // Two silent connections from one address get the banner; a third is
+    // closed before any key exchange.
+    let (silent_a, banner) = first_bytes("127.0.0.1", addr).await;
+    assert!(banner.starts_with(b"SSH-2.0-"), "{banner:?}");
+    let (_silent_b, _) = first_bytes("127.0.0.1", addr).await;
+    let (_third, heard) = first_bytes("127.0.0.1", addr).await;
+    assert!(heard.is_empty(), "third connection got {heard:?}");
+
+    // Another address logs in and works meanwhile, with at most four
+    // SFTP sessions on its one connection.
+    let sessions = r#"
+import socket, sys, paramiko
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), source_address=("127.0.0.2", 0))
+t = paramiko.Transport(sock)
+t.connect(username="alice", password=sys.argv[2])
+opened = []
+for i in range(6):
+    try:
+        opened.append(paramiko.SFTPClient.from_transport(t))
+        print("session")
+    except Exception as e:
+        print("refused")
+opened[0].open("hello.txt", "w").write("hi")
+print("uploaded")
+t.close()
+"#;
+    let lines = paramiko(sessions, &[&port, "alice pass"]);
+    assert_eq!(
+        lines,
+        ["session", "session", "session", "session", "refused", "refused", "uploaded"]
+    );
+    assert!(env.file("alice", "hello.txt").await.is_some());
+
+    // The silent connections are closed at the login deadline.
+    let start = std::time::Instant::now();
+    let mut silent_a = silent_a;
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match silent_a.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection without login stayed open");
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Three wrong passwords ban 127.0.0.3; its next connection gets no
+    // key exchange at all.
+    let guess = r#"
+import socket, sys, paramiko
+for i in range(3):
+    sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), source_address=("127.0.0.3", 0))
+    t = paramiko.Transport(sock)
+    try:
+        t.connect(username="alice", password="wrong %d" % i)
+        print("ok")
+    except paramiko.AuthenticationException:
+        print("refused")
+    finally:
+        t.close()
+"#;
+    assert_eq!(paramiko(guess, &[&port]), ["refused", "refused", "refused"]);
+    let (_banned, heard) = first_bytes("127.0.0.3", addr).await;
+    assert!(heard.is_empty(), "a banned address got {heard:?}");
+
+    let page = mft_e2e::metrics(env.gateway.admin).await;
+    let refused = |why: &str| {
+        mft_e2e::metric(
+            &page,
+            &format!("mft_sftp_connections_refused_total{{reason=\"{why}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(refused("per_ip") >= 1.0, "{page}");
+    assert!(refused("login_timeout") >= 1.0, "{page}");
+    assert!(refused("banned") >= 1.0, "{page}");
+}

@@ -9,6 +9,21 @@ pub struct SftpMetrics {
     auth_failures: IntCounter,
     bytes: IntCounterVec,
     uploads: IntCounterVec,
+    /// By reason, resolved once: refusals come in floods.
+    refused: [IntCounter; 4],
+}
+
+/// Why a connection was closed before or instead of a session.
+#[derive(Debug, Clone, Copy)]
+pub enum Refusal {
+    /// The client's address is banned: closed before the key exchange.
+    Banned = 0,
+    /// The client holds `max_connections_per_ip` already.
+    PerIp = 1,
+    /// The listener holds `max_connections`.
+    Busy = 2,
+    /// No login within `login_timeout`.
+    LoginTimeout = 3,
 }
 
 impl SftpMetrics {
@@ -33,12 +48,23 @@ impl SftpMetrics {
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
+        let refused_vec = IntCounterVec::new(
+            Opts::new(
+                "mft_sftp_connections_refused_total",
+                "SFTP connections closed by the listener's limits",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(refused_vec.clone()))?;
+        let refused = ["banned", "per_ip", "busy", "login_timeout"]
+            .map(|r| refused_vec.with_label_values(&[r]));
         Ok(SftpMetrics {
             sessions,
             active,
             auth_failures,
             bytes,
             uploads,
+            refused,
         })
     }
 
@@ -47,6 +73,11 @@ impl SftpMetrics {
         self.sessions.inc();
         self.active.inc();
         ActiveGuard(self.active.clone())
+    }
+
+    /// A connection closed by a listener limit.
+    pub fn refused(&self, why: Refusal) {
+        self.refused[why as usize].inc();
     }
 
     /// A refused login.

@@ -19,8 +19,10 @@ pub mod session;
 pub mod upload;
 
 use super::BridgeContext;
+use metrics::Refusal;
 use mft_config::Config;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The host keys the server offers: the ed25519 key (generated if
@@ -70,6 +72,9 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         made,
         open: Mutex::new(HashMap::new()),
         metrics,
+        per_client: crate::bridge::client_slots::ClientSlots::new(cfg.max_connections_per_ip),
+        max_connections: cfg.max_connections,
+        login_timeout: cfg.login_timeout,
         limits: upload::UploadLimits {
             chunk: cfg.chunk_bytes,
             window: cfg.reorder_window_bytes,
@@ -104,6 +109,7 @@ async fn accept_loop(
     config: Arc<russh::server::Config>,
     shared: Arc<server::Shared>,
 ) {
+    let conns = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -114,18 +120,56 @@ async fn accept_loop(
                 continue;
             }
         };
-        let _ = stream.set_nodelay(true);
-        let handler = server::Conn::new(shared.clone(), Some(peer));
-        let config = config.clone();
-        tokio::spawn(async move {
-            match russh::server::run_stream(config, stream, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        tracing::debug!(%peer, error = %e, "sftp connection ended");
-                    }
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+        // Limits before any key-exchange work: a banned or greedy client
+        // costs one accept and one close.
+        let refused = |why: Refusal| {
+            shared.metrics.refused(why);
+            tracing::debug!(%peer, ?why, "sftp connection refused");
+        };
+        if let Some(d) = shared.ctx.auth.defender() {
+            if d.check(peer.ip(), std::time::SystemTime::now()).is_some() {
+                refused(Refusal::Banned);
+                continue;
             }
+        }
+        let Some(client_slot) = shared.per_client.take(peer.ip()) else {
+            refused(Refusal::PerIp);
+            continue;
+        };
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            refused(Refusal::Busy);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let logged_in = Arc::new(AtomicBool::new(false));
+        let handler = server::Conn::new(shared.clone(), Some(peer), logged_in.clone());
+        let config = config.clone();
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _held = (client_slot, permit);
+            let connection = async move {
+                match russh::server::run_stream(config, stream, handler).await {
+                    Ok(session) => {
+                        if let Err(e) = session.await {
+                            tracing::debug!(%peer, error = %e, "sftp connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(%peer, error = %e, "ssh handshake failed"),
+                }
+            };
+            tokio::pin!(connection);
+            // Before the login the idle timeout is no limit: a client can
+            // trickle key-exchange or auth packets for ever.
+            tokio::select! {
+                () = &mut connection => return,
+                () = tokio::time::sleep(shared.login_timeout) => {}
+            }
+            if !logged_in.load(Ordering::Acquire) {
+                shared.metrics.refused(Refusal::LoginTimeout);
+                tracing::info!(%peer, "sftp connection closed: no login within login_timeout");
+                return;
+            }
+            connection.await;
         });
     }
 }

@@ -17,6 +17,7 @@ use russh::{cipher, kex, mac, Channel, ChannelId, MethodKind, MethodSet, Preferr
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +33,12 @@ pub struct Shared {
     pub open: Mutex<HashMap<String, u32>>,
     /// Series.
     pub metrics: Arc<SftpMetrics>,
+    /// Connections per client (`max_connections_per_ip`).
+    pub per_client: Arc<crate::bridge::client_slots::ClientSlots>,
+    /// Connections of the listener.
+    pub max_connections: usize,
+    /// Connect to login, at most.
+    pub login_timeout: Duration,
     /// Upload limits.
     pub limits: UploadLimits,
     /// Sender of on_upload deliveries is `<user>@<this>`.
@@ -124,12 +131,32 @@ pub struct Conn {
     rights: Option<(Rights, Option<String>)>,
     guards: Option<(Slot, ActiveGuard)>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Set at login; the accept loop closes the connection at
+    /// `login_timeout` while it is unset.
+    logged_in: Arc<AtomicBool>,
+    /// SFTP sessions running on this connection (their tasks decrement it).
+    running: Arc<AtomicUsize>,
+}
+
+/// Channels (pending or running SFTP sessions) per connection: each session
+/// may hold 64 handles, so a connection gets a few, not unbounded many.
+const MAX_SESSIONS_PER_CONNECTION: usize = 4;
+
+/// Gives a running session's place back when its task ends.
+struct Running(Arc<AtomicUsize>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Conn {
     /// A connection from `peer`.
-    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>) -> Conn {
+    pub fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, logged_in: Arc<AtomicBool>) -> Conn {
         Conn {
+            logged_in,
+            running: Arc::new(AtomicUsize::new(0)),
             shared,
             peer,
             user: None,
@@ -244,6 +271,7 @@ impl Conn {
         }
         self.audit_as("sftp_login", &name, credential.as_deref(), method, None);
         self.rights = Some((rights, credential));
+        self.logged_in.store(true, Ordering::Release);
         let slot = Slot {
             shared: self.shared.clone(),
             user: name,
@@ -360,7 +388,8 @@ impl russh::server::Handler for Conn {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.user.is_none() || self.channels.len() >= 4 {
+        let open = self.channels.len() + self.running.load(Ordering::Acquire);
+        if self.user.is_none() || open >= MAX_SESSIONS_PER_CONNECTION {
             return Ok(());
         }
         self.channels.insert(channel.id(), channel);
@@ -384,7 +413,10 @@ impl russh::server::Handler for Conn {
         };
         session.channel_success(id)?;
         let ctx = self.session_ctx(user);
+        self.running.fetch_add(1, Ordering::AcqRel);
+        let running = Running(self.running.clone());
         tokio::spawn(async move {
+            let _running = running;
             let (mut read_half, write_half) = channel.split();
             let reader = tokio::io::BufReader::with_capacity(256 * 1024, read_half.make_reader());
             let writer = write_half.make_writer();

@@ -14,6 +14,7 @@ pub mod reply;
 pub mod session;
 pub mod worker;
 
+use super::client_slots::ClientSlots;
 use super::spool::Spool;
 use super::BridgeContext;
 use anyhow::Context;
@@ -21,9 +22,8 @@ use conn::Conn;
 use metrics::SmtpMetrics;
 use mft_config::smtp::Smtp;
 use session::{Exit, Session};
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -48,8 +48,8 @@ pub struct Shared {
     pub tls: TlsAcceptor,
     /// Session slots (`max_connections`).
     pub conns: Arc<Semaphore>,
-    /// Open sessions per client (`max_connections_per_ip`), by client key.
-    pub per_client: Mutex<HashMap<IpAddr, usize>>,
+    /// Sessions per client (`max_connections_per_ip`).
+    pub per_client: Arc<ClientSlots>,
     /// Deadline for a TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -76,7 +76,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         users,
         tls,
         conns: Arc::new(Semaphore::new(cfg.max_connections)),
-        per_client: Mutex::new(HashMap::new()),
+        per_client: ClientSlots::new(cfg.max_connections_per_ip),
         handshake_timeout: ctx.config.server.tls_handshake_timeout,
         cfg: cfg.clone(),
     });
@@ -129,44 +129,6 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, implicit_tls: b
     }
 }
 
-/// One of a client's `max_connections_per_ip` session slots, released on drop.
-struct ClientSlot {
-    shared: Arc<Shared>,
-    key: IpAddr,
-}
-
-impl ClientSlot {
-    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
-        let key = mft_filters::client_key::client_key(ip);
-        let mut open = shared.per_client.lock().unwrap_or_else(|e| e.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= shared.cfg.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(ClientSlot {
-            shared: shared.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .shared
-            .per_client
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
-}
-
 /// Refuses a connection with one reply, without waiting for the client.
 async fn refuse(mut tcp: TcpStream, text: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -191,7 +153,7 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
     }
     // Per client first: one address filling every slot is refused alone,
     // before it can take the global ones.
-    let Some(_client_slot) = ClientSlot::take(&shared, ip) else {
+    let Some(_client_slot) = shared.per_client.take(ip) else {
         m.sessions.with_label_values(&["refused_per_ip"]).inc();
         return refuse(tcp, reply::BUSY_CLIENT).await;
     };
