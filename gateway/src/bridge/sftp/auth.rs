@@ -2,7 +2,7 @@
 //! hash, or (opt-in per user) a service-account API key as the password.
 
 use crate::auth::Authenticator;
-use argon2::{Argon2, PasswordHash, PasswordVerifier};
+use crate::bridge::password;
 use mft_config::sftp::{AuthorizedKeys, Permissions, SftpUser};
 use mft_filters::auth::api_key;
 use mft_filters::auth::scope::has_scope;
@@ -85,16 +85,15 @@ impl User {
         auth: &Authenticator,
         client_ip: Option<IpAddr>,
     ) -> PasswordCheck {
-        if let Some(hash) = self.config.password_hash.clone() {
-            let pw = password.to_string();
-            let ok = tokio::task::spawn_blocking(move || verify_hash(&hash, &pw))
-                .await
-                .unwrap_or(false);
-            if ok {
-                return PasswordCheck::Accepted;
-            }
+        let key_login = self.config.api_key_login && password.starts_with(api_key::PREFIX);
+        // A user without a password hash costs a verification too, unless
+        // the key check below does the work: timing tells nothing.
+        if (!key_login || self.config.password_hash.is_some())
+            && password::verify_blocking(self.config.password_hash.clone(), password).await
+        {
+            return PasswordCheck::Accepted;
         }
-        if self.config.api_key_login && password.starts_with(api_key::PREFIX) {
+        if key_login {
             let key = match auth.authenticate_api_key(password, client_ip, "SFTP").await {
                 Ok(key) => key,
                 Err(_) => return PasswordCheck::KeyRefused,
@@ -196,31 +195,6 @@ pub enum PasswordCheck {
     KeyWithoutRights(String),
 }
 
-/// Verifies `password` against a PHC string in constant time (argon2 does
-/// the comparison itself).
-pub fn verify_hash(phc: &str, password: &str) -> bool {
-    match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(e) => {
-            tracing::warn!(error = %e, "unusable sftp password hash");
-            false
-        }
-    }
-}
-
-/// An argon2id PHC string for `password` (the CLI's hash-password).
-pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    getrandom::fill(&mut salt).map_err(|_| argon2::password_hash::Error::Crypto)?;
-    let salt = SaltString::encode_b64(&salt)?;
-    Ok(Argon2::default()
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,14 +225,5 @@ mod tests {
         };
         let both = Rights::of_key(upload_user, &["files:read".into(), "files:write".into()]);
         assert_eq!(both.permissions, upload_user);
-    }
-
-    #[test]
-    fn hash_then_verify() {
-        let phc = hash_password("correct horse").unwrap();
-        assert!(phc.starts_with("$argon2id$"));
-        assert!(verify_hash(&phc, "correct horse"));
-        assert!(!verify_hash(&phc, "correct horsf"));
-        assert!(!verify_hash("not a hash", "x"));
     }
 }

@@ -356,6 +356,8 @@ impl russh::server::Handler for Conn {
             return Ok(self.refuse(user, "password", "banned"));
         }
         let Some(u) = self.shared.users.get(user).cloned() else {
+            // As slow as a wrong password: no user enumeration by timing.
+            crate::bridge::password::verify_blocking(None, password).await;
             return Ok(self.refuse(user, "password", "unknown_user"));
         };
         let ip = self.peer.map(|p| p.ip());

@@ -9,9 +9,8 @@
 
 use crate::audit::AuditRecord;
 use crate::auth::AuthRequest;
-use crate::bridge::BridgeContext;
-use argon2::password_hash::{PasswordHash, PasswordVerifier};
-use argon2::Argon2;
+use crate::bridge::{password, BridgeContext};
+use argon2::password_hash::PasswordHash;
 use base64::Engine;
 use mft_config::smtp::SmtpUser;
 use mft_filters::decision::Decision;
@@ -109,7 +108,17 @@ pub async fn check(
 ) -> Outcome {
     let outcome = match users.find(&creds.user) {
         Some(user) => check_user(ctx, user.clone(), ip, creds.password).await,
-        None => check_key(ctx, ip, &creds.password).await,
+        None => {
+            if !creds
+                .password
+                .starts_with(mft_filters::auth::api_key::PREFIX)
+            {
+                // No such user: as slow as a wrong password, so timing does
+                // not tell which users exist.
+                password::verify_blocking(None, &creds.password).await;
+            }
+            check_key(ctx, ip, &creds.password).await
+        }
     };
     let mut r = AuditRecord::new("smtp_auth");
     r.client_ip = Some(ip);
@@ -152,11 +161,7 @@ async fn check_user(
             return Outcome::Invalid;
         }
     }
-    let hash = user.password_hash.clone();
-    // argon2 is deliberately slow: off the runtime's worker threads.
-    let verified = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
+    let verified = password::verify_blocking(Some(user.password_hash.clone()), &password).await;
     if verified {
         if let Some(d) = &defender {
             d.record_success_for(ip, &user.name);
@@ -177,17 +182,6 @@ async fn check_user(
         );
     }
     Outcome::Invalid
-}
-
-/// argon2id verification (constant time inside the crate); blocking.
-pub fn verify_password(phc: &str, password: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
-        })
-        .unwrap_or(false)
 }
 
 async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outcome {
@@ -236,8 +230,8 @@ mod tests {
     fn argon2id_bridge_password() {
         // The hash the e2e tests configure (password "bridge-pass").
         let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
-        assert!(verify_password(phc, "bridge-pass"));
-        assert!(!verify_password(phc, "bridge-pasS"));
-        assert!(!verify_password("not a hash", "bridge-pass"));
+        assert!(password::verify(phc, "bridge-pass"));
+        assert!(!password::verify(phc, "bridge-pasS"));
+        assert!(!password::verify("not a hash", "bridge-pass"));
     }
 }
