@@ -38,6 +38,8 @@ pub struct ConnectionFile {
     pub command_timeout: Option<String>,
     /// Largest message fetched; bigger ones are skipped and audited.
     pub max_message_bytes: Option<Size>,
+    /// Most attachments per message (default 100); more: skipped, audited.
+    pub max_attachments: Option<usize>,
     /// `"from"` (default) or a fixed sender address.
     pub sender: Option<String>,
     /// `"to"`, `"to+cc"` or a list of fixed addresses.
@@ -216,6 +218,8 @@ pub struct Connection {
     pub command_timeout: Duration,
     /// Largest message fetched.
     pub max_message_bytes: u64,
+    /// Most attachments per message.
+    pub max_attachments: usize,
     /// Field mapping.
     pub mapping: Mapping,
     /// Principal of the backend calls.
@@ -275,6 +279,11 @@ pub struct Pop3 {
 /// Largest message fetched unless configured: what the backend's JSON limit
 /// does not matter for (attachments are uploads), but memory does.
 pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 50 * 1024 * 1024;
+
+/// Attachments per message unless configured (SMTP and mailboxes): each one
+/// is a backend upload, so a message of tiny parts must not fan out without
+/// bound.
+pub const DEFAULT_MAX_ATTACHMENTS: usize = 100;
 
 const MICROSOFT_IMAP_SCOPE: &str =
     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
@@ -559,6 +568,14 @@ fn connection(
             DEFAULT_MAX_MESSAGE_BYTES
         }
     };
+    let max_attachments = match f.max_attachments {
+        Some(0) => {
+            ctx.error(&format!("{key}.max_attachments"), "must be at least 1");
+            DEFAULT_MAX_ATTACHMENTS
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_ATTACHMENTS,
+    };
     let mapping = mapping(ctx, key, &f);
     let relay = relay(ctx, key, &f);
     let scopes = f
@@ -581,6 +598,7 @@ fn connection(
         poll_interval,
         command_timeout,
         max_message_bytes,
+        max_attachments,
         mapping,
         relay,
         scopes,

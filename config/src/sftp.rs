@@ -32,7 +32,7 @@ pub struct SftpFile {
     /// Most concurrent connections (default 100).
     pub max_connections: Option<u32>,
     /// Most concurrent connections from one client (IPv4 address or IPv6
-    /// /64, default 10).
+    /// /64, default 32).
     pub max_connections_per_ip: Option<u32>,
     /// Time from connect to a successful login (default 30s).
     pub login_timeout: Option<String>,
@@ -159,8 +159,9 @@ pub struct SftpUser {
 
 /// Connections of the whole listener unless configured.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
-/// Connections per client unless configured.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
+/// Connections per client unless configured: room for parallel transfers
+/// of several partner systems behind one NAT address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 32;
 /// A connection that has not logged in by then is closed: key exchange
 /// and a few password prompts take seconds, not minutes.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);

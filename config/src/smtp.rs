@@ -32,6 +32,8 @@ pub struct SmtpFile {
     pub allowed_sender_domains: Option<Vec<String>>,
     /// Most RCPT TO per message.
     pub max_recipients: Option<usize>,
+    /// Most attachments per message (default 100).
+    pub max_attachments: Option<usize>,
     /// Longest wait for the next command.
     pub command_timeout: Option<String>,
     /// Longest pause while the client sends DATA.
@@ -151,6 +153,8 @@ pub struct Smtp {
     pub allowed_sender_domains: Vec<String>,
     /// Most recipients per message.
     pub max_recipients: usize,
+    /// Most attachments per message: each becomes a backend upload.
+    pub max_attachments: usize,
     /// Idle limit between commands.
     pub command_timeout: Duration,
     /// Idle limit while receiving DATA.
@@ -267,6 +271,12 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         None => default,
     };
     let max_recipients = positive(ctx, "smtp.max_recipients", f.max_recipients, 100);
+    let max_attachments = positive(
+        ctx,
+        "smtp.max_attachments",
+        f.max_attachments,
+        crate::mailbox::DEFAULT_MAX_ATTACHMENTS,
+    );
     let max_connections = positive(ctx, "smtp.max_connections", f.max_connections, 100);
     let command_timeout = ctx.duration(
         "smtp.command_timeout",
@@ -347,6 +357,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         max_recipients,
         command_timeout,
         data_timeout,
+        max_attachments,
         max_connections,
         max_connections_per_ip,
         max_session_time,

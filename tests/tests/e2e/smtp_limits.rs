@@ -160,3 +160,105 @@ async fn trickling_clients_are_cut_at_the_session_and_data_deadlines() {
     let all = deliveries(&s.smtp.gw, &s.certs).await;
     assert!(all.iter().all(|x| x["subject"] != "trickled"), "{all:?}");
 }
+
+fn swaks_send(
+    s: &Stack,
+    auth: Option<&str>,
+    subject: &str,
+    attachments: &[std::path::PathBuf],
+) -> (bool, String) {
+    let port = s.smtp.smtp.port().to_string();
+    let mut args: Vec<String> = ["--server", "127.0.0.1", "--port", &port, "--tls"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    if let Some(key) = auth {
+        for a in [
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "svc",
+            "--auth-password",
+            key,
+        ] {
+            args.push(a.to_string());
+        }
+    }
+    for a in [
+        "--from",
+        "alice@partner.example",
+        "--to",
+        "bob@ourcorp.example",
+        "--header",
+        &format!("Subject: {subject}"),
+        "--body",
+        "see attached",
+    ] {
+        args.push(a.to_string());
+    }
+    for p in attachments {
+        args.push("--attach".into());
+        args.push(format!("@{}", p.display()));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    mft_e2e::smtp::swaks(&refs)
+}
+
+/// Attacks: a message of many tiny attachments fans out into as many
+/// backend uploads; an API key with only `deliveries:write` (enough to log
+/// in to SMTP) stores files through attachments. Now the first gets `552`
+/// above `max_attachments`, the second `550 5.7.1`, and neither stores a
+/// byte; a message within both limits is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachment_fan_out_and_scopes_are_checked_per_message() {
+    let s = stack("max_attachments = 3").await;
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = (0..4)
+        .map(|i| {
+            let p = dir.path().join(format!("part-{i}.txt"));
+            std::fs::write(&p, format!("part {i}")).unwrap();
+            p
+        })
+        .collect();
+    let key = s.smtp.gw.key.clone();
+    let (ok, t) = swaks_send(&s, Some(&key), "four parts", &files);
+    assert!(!ok, "{t}");
+    assert!(t.contains("552 5.3.4 Too many attachments"), "{t}");
+
+    let (_, deliveries_only) = create_key(&s.smtp.gw.config, "mailer", "deliveries:write");
+    let (ok, t) = swaks_send(&s, Some(&deliveries_only), "with a file", &files[..1]);
+    assert!(!ok, "{t}");
+    assert!(t.contains("235 2.7.0"), "the key logs in: {t}");
+    assert!(t.contains("550 5.7.1"), "{t}");
+    // Without attachments the same key may deliver.
+    let (ok, t) = swaks_send(&s, Some(&deliveries_only), "text only", &[]);
+    assert!(ok, "{t}");
+
+    let (ok, t) = swaks_send(&s, Some(&key), "three parts", &files[..3]);
+    assert!(ok, "{t}");
+    let d =
+        mft_e2e::smtp::wait_delivery(&s.smtp.gw, &s.certs, "three parts", Duration::from_secs(30))
+            .await;
+    assert_eq!(d["files"].as_array().map(Vec::len), Some(3), "{d}");
+    mft_e2e::smtp::wait_delivery(&s.smtp.gw, &s.certs, "text only", Duration::from_secs(30)).await;
+    let all = deliveries(&s.smtp.gw, &s.certs).await;
+    for refused in ["four parts", "with a file"] {
+        assert!(all.iter().all(|x| x["subject"] != refused), "{all:?}");
+    }
+    let files_stored = {
+        let client = s.smtp.gw.client(&s.certs, Proto::Http1);
+        let v: serde_json::Value = client
+            .get(format!("{}/api/v1/files", s.smtp.gw.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["files"].as_array().map(Vec::len).unwrap_or(0)
+    };
+    assert_eq!(
+        files_stored, 3,
+        "only the accepted message's parts are stored"
+    );
+}

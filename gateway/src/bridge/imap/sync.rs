@@ -179,6 +179,15 @@ async fn process(
         Ok(m) => m,
         Err(e) => return Ok(skip(p, uid, format!("cannot be parsed: {e}"))),
     };
+    // Each attachment is an upload: no fan-out without bound.
+    let (n, max) = (parsed.attachments.len(), p.mailbox.conn.max_attachments);
+    if n > max {
+        return Ok(skip(
+            p,
+            uid,
+            format!("{n} attachments, more than max_attachments {max}"),
+        ));
+    }
     let key = format!("{}:{uidvalidity}:{uid}", p.id);
     let mut request = match mapping::request(&p.mailbox.conn, &p.id, key, &parsed) {
         Ok(r) => r,

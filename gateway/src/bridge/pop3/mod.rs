@@ -163,6 +163,14 @@ impl Poller {
             Ok(m) => m,
             Err(e) => return Ok(self.skip(uidl, format!("cannot be parsed: {e}"))),
         };
+        // Each attachment is an upload: no fan-out without bound.
+        let (n, max) = (parsed.attachments.len(), self.mailbox.conn.max_attachments);
+        if n > max {
+            return Ok(self.skip(
+                uidl,
+                format!("{n} attachments, more than max_attachments {max}"),
+            ));
+        }
         let key = format!("{}:{uidl}", self.id);
         let mut request = match mapping::request(&self.mailbox.conn, &self.id, key, &parsed) {
             Ok(r) => r,

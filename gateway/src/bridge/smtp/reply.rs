@@ -55,6 +55,10 @@ pub const MESSAGE_TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum 
 pub const SENDER_REQUIRED: &str = "553 5.1.7 A sender address is required\r\n";
 pub const ACCESS_DENIED: &str = "554 5.7.1 Access denied\r\n";
 pub const UNPARSEABLE: &str = "554 5.6.0 Message cannot be parsed\r\n";
+pub const TOO_MANY_ATTACHMENTS: &str =
+    "552 5.3.4 Too many attachments in one message (see max_attachments)\r\n";
+pub const INSUFFICIENT_SCOPE: &str =
+    "550 5.7.1 Your credential may not store files or make deliveries (missing scope)\r\n";
 
 /// `220 <host> ESMTP` greeting.
 pub fn greeting(hostname: &str) -> String {

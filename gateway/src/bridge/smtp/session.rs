@@ -12,6 +12,7 @@ use super::{policy, Shared};
 use crate::bridge::message;
 use crate::bridge::spool::{Spool, SpoolMeta};
 use bytes::Bytes;
+use mft_filters::auth::scope::has_scope;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
 use std::borrow::Cow;
@@ -508,23 +509,49 @@ impl Session {
         let raw = Bytes::from(message);
         let check = raw.clone();
         // Parsing a large message is CPU work: off the async workers.
-        let parsed = tokio::task::spawn_blocking(move || message::parse(&check).map(|_| ()))
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        if let Err(e) = parsed {
-            tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
+        let parsed = tokio::task::spawn_blocking(move || {
+            message::parse(&check).map(|m| m.attachments.len())
+        })
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?;
+        let attachments = match parsed {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
+                self.shared
+                    .metrics
+                    .messages
+                    .with_label_values(&["unparseable"])
+                    .inc();
+                self.refuse(conn, "unparseable", reply::UNPARSEABLE);
+                return Ok(None);
+            }
+        };
+        if attachments > cfg.max_attachments {
             self.shared
                 .metrics
                 .messages
-                .with_label_values(&["unparseable"])
+                .with_label_values(&["too_many_attachments"])
                 .inc();
-            self.refuse(conn, "unparseable", reply::UNPARSEABLE);
+            self.refuse(conn, "too_many_attachments", reply::TOO_MANY_ATTACHMENTS);
             return Ok(None);
         }
         let principal = self.identity.clone().unwrap_or_else(|| Principal {
             principal: "smtp:anonymous".into(),
             scopes: "files:write deliveries:write".into(),
         });
+        // What the message makes the backend do must be within the
+        // credential's scopes: a delivery always, an upload per attachment.
+        let granted: Vec<String> = principal
+            .scopes
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let needs_files = attachments > 0 && !has_scope(&granted, "files:write");
+        if needs_files || !has_scope(&granted, "deliveries:write") {
+            self.refuse(conn, "insufficient_scope", reply::INSUFFICIENT_SCOPE);
+            return Ok(None);
+        }
         let meta = SpoolMeta {
             id: Spool::new_id(),
             received: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
