@@ -253,8 +253,28 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         access_log: l.access_log.unwrap_or(true),
     };
 
+    let token = ctx.secret("admin.token", file.admin.token);
+    if token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().chars().count() < crate::model::MIN_ADMIN_TOKEN_CHARS)
+    {
+        ctx.error(
+            "admin.token",
+            format!(
+                "shorter than {} characters: use a random token, e.g. `openssl rand -base64 32`",
+                crate::model::MIN_ADMIN_TOKEN_CHARS
+            ),
+        );
+    }
     let admin = Admin {
-        token: ctx.secret("admin.token", file.admin.token),
+        token,
+        allowed_hosts: file
+            .admin
+            .allowed_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect(),
     };
     let auth = convert_auth(file.auth, ctx);
     let d = file.defender;

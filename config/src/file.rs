@@ -60,6 +60,9 @@ pub struct FileConfig {
 pub struct AdminFile {
     /// Secret reference of the bearer token for `/admin/v1/...`.
     pub token: Option<String>,
+    /// Host names (besides IP literals and `localhost`) the admin listener
+    /// answers to, e.g. the name Prometheus scrapes.
+    pub allowed_hosts: Option<Vec<String>>,
 }
 
 /// `[auth]`

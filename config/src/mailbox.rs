@@ -299,6 +299,16 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
 }
 
+/// Whether the URL's host is this machine (`localhost` or a loopback IP).
+fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 fn oauth2(ctx: &mut Ctx<'_>, key: &str, f: OAuth2File, imap: bool) -> Option<OAuth2> {
     let provider = f.provider.as_deref().unwrap_or("custom");
     let (preset_url, preset_scope) = match provider {
@@ -339,7 +349,17 @@ fn oauth2(ctx: &mut Ctx<'_>, key: &str, f: OAuth2File, imap: bool) -> Option<OAu
     }
     let token_url = match f.token_url.or(preset_url) {
         Some(u) => match url::Url::parse(&u) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => Some(u),
+            Ok(u) if u.scheme() == "https" => Some(u),
+            // The client secret and refresh token travel in the request:
+            // in clear only to a token endpoint on this host.
+            Ok(u) if u.scheme() == "http" && is_loopback(&u) => Some(u),
+            Ok(u) if u.scheme() == "http" => {
+                ctx.error(
+                    &format!("{key}.token_url"),
+                    format!("{u}: http:// would send the client secret and refresh token in clear; use https:// (http only for a loopback host)"),
+                );
+                None
+            }
             _ => {
                 ctx.error(
                     &format!("{key}.token_url"),

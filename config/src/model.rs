@@ -49,7 +49,15 @@ pub struct Config {
 pub struct Admin {
     /// Bearer token for `/admin/v1/...`; without one the admin API is disabled.
     pub token: Option<Secret>,
+    /// Host names the admin listener answers to besides IP literals and
+    /// `localhost` (lower case): a page in a browser on this host, served
+    /// from a name that an attacker points at 127.0.0.1 (DNS rebinding),
+    /// gets no answer.
+    pub allowed_hosts: Vec<String>,
 }
+
+/// Shortest admin token accepted: it guards every key and partner.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// Authentication.
 #[derive(Debug, Clone)]

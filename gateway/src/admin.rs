@@ -35,6 +35,35 @@ pub struct AdminApp {
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
 
+#[cfg(test)]
+mod host_tests {
+    use super::host_allowed;
+
+    #[test]
+    fn ip_literals_localhost_and_listed_names() {
+        let listed = vec!["gw1.internal".to_string()];
+        for ok in [
+            "127.0.0.1:9901",
+            "127.0.0.1",
+            "[::1]:9901",
+            "localhost:9901",
+            "LOCALHOST",
+            "gw1.internal:9901",
+        ] {
+            assert!(host_allowed(Some(ok), &listed), "{ok}");
+        }
+        for bad in [
+            "attacker.example:9901",
+            "127.0.0.1.nip.io:9901",
+            "gw2.internal",
+            "",
+        ] {
+            assert!(!host_allowed(Some(bad), &listed), "{bad}");
+        }
+        assert!(host_allowed(None, &listed));
+    }
+}
+
 pub(crate) fn problem(status: u16, detail: &str) -> Reply {
     (
         status,
@@ -237,11 +266,43 @@ pub(crate) async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Re
     }
 }
 
+/// Whether the admin listener answers a request for `host` (the `Host`
+/// header, with or without port): IP literals, `localhost`, and the names
+/// in `[admin] allowed_hosts`. Anything else is a name someone pointed at
+/// this address, e.g. a web page in a browser on this host reading
+/// `/metrics` through DNS rebinding.
+fn host_allowed(host: Option<&str>, allowed: &[String]) -> bool {
+    let Some(host) = host else {
+        // HTTP/1.0 without Host: no browser sends that.
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(n, _)| n),
+    };
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
-        let (status, content_type, body) = if path == "/healthz" {
+        let host = session
+            .req_header()
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| session.req_header().uri.host());
+        let (status, content_type, body) = if !host_allowed(host, &self.config.admin.allowed_hosts)
+        {
+            problem(
+                421,
+                "this admin listener does not answer to that Host; add it to [admin] allowed_hosts",
+            )
+        } else if path == "/healthz" {
             json_reply(200, json!({"status": "ok"}))
         } else if path == "/metrics" {
             (

@@ -2,6 +2,7 @@
 //! One test binary (faster to link), one module per area.
 
 mod e2e {
+    pub mod admin_hardening;
     pub mod auth;
     pub mod cli;
     pub mod curl;
