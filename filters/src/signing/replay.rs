@@ -3,13 +3,17 @@
 
 use super::VerifyError;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Nonces seen within their signatures' validity.
 #[derive(Debug)]
 pub struct ReplayCache {
     /// Truncated SHA-256 of the nonce: fixed size whatever the signer sent.
     seen: HashMap<[u8; 16], u64>,
+    /// The same entries in insertion order, so expired ones are dropped
+    /// from the front as they come due instead of by a scan of the whole
+    /// map (which a full cache would do on every insert, under a lock).
+    order: VecDeque<(u64, [u8; 16])>,
     capacity: usize,
 }
 
@@ -18,6 +22,7 @@ impl ReplayCache {
     pub fn new(capacity: usize) -> ReplayCache {
         ReplayCache {
             seen: HashMap::new(),
+            order: VecDeque::new(),
             capacity: capacity.max(1),
         }
     }
@@ -48,16 +53,30 @@ impl ReplayCache {
                 return Err(VerifyError::Replay);
             }
         }
+        self.expire(now);
         if self.seen.len() >= self.capacity && !self.seen.contains_key(&key) {
-            // Sweeping only when full keeps inserts O(1) on average; evicting a
-            // live nonce would reopen it to replay, so a full cache refuses.
-            self.seen.retain(|_, until| *until >= now);
-            if self.seen.len() >= self.capacity {
-                return Err(VerifyError::ReplayCacheFull);
-            }
+            // Evicting a live nonce would reopen it to replay: a full cache refuses.
+            return Err(VerifyError::ReplayCacheFull);
         }
+        self.order.push_back((forget_after, key));
         self.seen.insert(key, forget_after);
         Ok(())
+    }
+
+    /// Drops the entries at the front of the insertion order that expired.
+    /// Signatures have one validity, so expiry follows insertion closely; an
+    /// entry that lives longer only keeps later ones a little longer.
+    fn expire(&mut self, now: u64) {
+        while let Some(&(until, key)) = self.order.front() {
+            if until >= now {
+                break;
+            }
+            self.order.pop_front();
+            // The map holds the newest expiry of a re-inserted nonce.
+            if self.seen.get(&key) == Some(&until) {
+                self.seen.remove(&key);
+            }
+        }
     }
 }
 
@@ -90,5 +109,20 @@ mod tests {
         // Once "a" expired a sweep makes room.
         c.check_and_insert("c", 100, 11).unwrap();
         assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn expiry_follows_insertion_without_a_scan() {
+        let mut c = ReplayCache::new(3);
+        c.check_and_insert("a", 10, 0).unwrap();
+        c.check_and_insert("b", 20, 0).unwrap();
+        c.check_and_insert("c", 30, 0).unwrap();
+        // "a" and "b" are due at 21: both go, "c" stays a replay.
+        c.check_and_insert("d", 40, 21).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.check_and_insert("c", 30, 22), Err(VerifyError::Replay));
+        // A nonce seen again after its expiry keeps its new lifetime.
+        c.check_and_insert("a", 50, 31).unwrap();
+        assert_eq!(c.check_and_insert("a", 50, 45), Err(VerifyError::Replay));
     }
 }

@@ -11,6 +11,7 @@ use mft_filters::auth::partner_key;
 use mft_filters::decision::Rejection;
 use mft_filters::defender::Defender;
 use mft_filters::signing::{unix_seconds, ReplayCache, RequestView};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -54,11 +55,36 @@ pub struct Authenticated {
 /// An answer body and the headers that sign it.
 pub type SignedAnswer = (Vec<u8>, Vec<(&'static str, String)>);
 
+/// Live nonces one partner may hold: what its rate limit lets through in
+/// the longest time a nonce must be remembered (signature window plus clock
+/// skew), twice over; without a partner rate limit a fixed share.
+fn nonces_per_partner(config: &mft_config::Config) -> usize {
+    const WITHOUT_LIMIT: usize = 20_000;
+    const FLOOR: usize = 1_024;
+    const CEILING: usize = 100_000;
+    let lifetime = wire::SIGNATURE_TTL * 2 + config.trust.max_clock_skew;
+    let Some(limit) = config
+        .trust
+        .rate_limit
+        .as_ref()
+        .and_then(crate::ratelimit::limit_of)
+    else {
+        return WITHOUT_LIMIT;
+    };
+    let per_nonce = limit.emission_interval().as_secs_f64().max(1e-6);
+    let n = (lifetime.as_secs_f64() / per_nonce) as usize + limit.burst().get() as usize;
+    n.saturating_mul(2).clamp(FLOOR, CEILING)
+}
+
 /// Checks partner requests; one per gateway.
 pub struct PartnerGate {
     store: KeyStore,
     control: ControlPlane,
-    replay: Mutex<ReplayCache>,
+    /// Nonces per partner: one partner filling its cache refuses only its
+    /// own requests, never another partner's.
+    replay: Mutex<HashMap<String, ReplayCache>>,
+    /// Nonces one partner may have live at once.
+    nonces_per_partner: usize,
     skew: Duration,
     organization: String,
     email_domains: Vec<String>,
@@ -87,7 +113,8 @@ impl PartnerGate {
         PartnerGate {
             store,
             control,
-            replay: Mutex::new(ReplayCache::new(100_000)),
+            replay: Mutex::new(HashMap::new()),
+            nonces_per_partner: nonces_per_partner(config),
             skew: config.trust.max_clock_skew,
             organization: config.organization.name.clone(),
             email_domains: config.organization.email_domains.clone(),
@@ -217,13 +244,31 @@ impl PartnerGate {
             ));
         }
         let forget_after = verified.expires.saturating_add(self.skew.as_secs());
-        let fresh = self
-            .replay
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .check_and_insert(&verified.nonce, forget_after, unix_seconds(now));
-        if fresh.is_err() {
-            return Err((name, reject("replayed")));
+        let fresh = {
+            let mut caches = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+            caches
+                .entry(partner.name.clone())
+                .or_insert_with(|| ReplayCache::new(self.nonces_per_partner))
+                .check_and_insert(&verified.nonce, forget_after, unix_seconds(now))
+        };
+        match fresh {
+            Ok(()) => {}
+            // More live nonces than the partner's rate allows: its own
+            // flood, answered like a rate limit (not a credential failure,
+            // so the defender does not count it).
+            Err(mft_filters::signing::verify::VerifyError::ReplayCacheFull) => {
+                return Err((
+                    name,
+                    Rejection {
+                        status: 429,
+                        problem_type: "urn:mft:problem:rate-limited",
+                        detail: "too many requests from this partner; retry shortly".into(),
+                        audit_reason: "replay_cache_full",
+                        headers: vec![("retry-after", "5".to_string())],
+                    },
+                ));
+            }
+            Err(_) => return Err((name, reject("replayed"))),
         }
         Ok(Authenticated {
             partner,
