@@ -71,6 +71,24 @@ impl CachedKey {
 }
 
 impl CachedKey {
+    /// A copy of `k` (its usage mark starts over).
+    fn from_record_ref(k: &CachedKey) -> CachedKey {
+        CachedKey {
+            id: k.id.clone(),
+            account: k.account.clone(),
+            identity: k.identity.clone(),
+            secret_hash: k.secret_hash,
+            expires_at: k.expires_at,
+            revoked: k.revoked,
+            last_used_mark: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether a session opened with this key may go on at `now`.
+    pub fn usable(&self, now: SystemTime) -> bool {
+        !self.revoked && self.expires_at.is_none_or(|t| t > now)
+    }
+
     /// The identity of a caller presenting this key.
     pub fn identity(&self) -> Identity {
         self.identity.clone()
@@ -87,7 +105,16 @@ pub struct KeyCache {
     found: Cache<String, Arc<CachedKey>>,
     missing: Cache<String, ()>,
     pending_use: Arc<Mutex<HashMap<String, SystemTime>>>,
+    /// Bumped whenever changes from the feed are applied: a load that
+    /// started before a revocation must not put the old record back.
+    epoch: Arc<AtomicU64>,
+    /// Ids of changed keys, for sessions that outlive one request (SFTP,
+    /// SMTP) and must end when their key is revoked.
+    changed: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// Changed key ids a slow session may fall behind on before it rechecks.
+const CHANGES_BUFFERED: usize = 1024;
 
 /// The store could not be asked.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +136,15 @@ impl KeyCache {
                 .time_to_live(NEGATIVE_TTL)
                 .build(),
             pending_use: Arc::default(),
+            epoch: Arc::default(),
+            changed: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
         }
+    }
+
+    /// Ids of keys changed (revoked, removed) from now on. A receiver that
+    /// lags gets `Lagged` and should recheck its key.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.changed.subscribe()
     }
 
     /// The key with public id `id`, if it exists (revoked and expired ones included).
@@ -120,6 +155,7 @@ impl KeyCache {
         if self.missing.contains_key(id) {
             return Ok(None);
         }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let store = self.store.clone();
         let owned = id.to_string();
         let loaded = self
@@ -138,7 +174,15 @@ impl KeyCache {
             })
             .await;
         match loaded {
-            Ok(k) => Ok(Some(k)),
+            Ok(k) => {
+                if self.epoch.load(Ordering::Acquire) != epoch {
+                    // Changes were applied while the record was loading: it
+                    // may predate a revocation. Use it once, cache nothing.
+                    self.found.invalidate(id).await;
+                    return Ok(Some(self.reload(id, k).await));
+                }
+                Ok(Some(k))
+            }
             Err(e) => match e.as_ref() {
                 None => {
                     self.missing.insert(id.to_string(), ()).await;
@@ -146,6 +190,27 @@ impl KeyCache {
                 }
                 Some(message) => Err(LookupError(message.clone())),
             },
+        }
+    }
+
+    /// The current record of `id` after a change raced its load; the raced
+    /// record if the store cannot be asked again.
+    async fn reload(&self, id: &str, raced: Arc<CachedKey>) -> Arc<CachedKey> {
+        let store = self.store.clone();
+        let owned = id.to_string();
+        match self
+            .control
+            .run(async move { store.get_key(&owned).await })
+            .await
+        {
+            Ok(Ok(Some(record))) => Arc::new(CachedKey::from_record(record)),
+            // Gone from the store: treat as revoked.
+            Ok(Ok(None)) => {
+                let mut gone = CachedKey::from_record_ref(&raced);
+                gone.revoked = true;
+                Arc::new(gone)
+            }
+            _ => raced,
         }
     }
 
@@ -181,9 +246,14 @@ impl KeyCache {
                 ticks += 1;
                 match me.store.changes_since(cursor).await {
                     Ok((next, ids)) => {
+                        if !ids.is_empty() {
+                            me.epoch.fetch_add(1, Ordering::AcqRel);
+                        }
                         for id in &ids {
                             me.found.invalidate(id).await;
                             me.missing.invalidate(id).await;
+                            // No receiver is fine: no session uses a key.
+                            let _ = me.changed.send(Arc::from(id.as_str()));
                         }
                         if !ids.is_empty() {
                             tracing::info!(keys = ?ids, "key changes applied to the cache");

@@ -128,6 +128,22 @@ impl Authenticator {
         }
     }
 
+    /// Whether the key `id` is still valid (not revoked, removed or
+    /// expired), for sessions opened with it; `true` when the store cannot
+    /// be asked (an outage must not cut every session).
+    pub async fn key_still_valid(&self, id: &str) -> bool {
+        match self.keys.lookup(id).await {
+            Ok(Some(k)) => k.usable(self.clock.now()),
+            Ok(None) => false,
+            Err(_) => true,
+        }
+    }
+
+    /// Ids of keys that changed from now on (see [`KeyCache::changes`]).
+    pub fn key_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.keys.changes()
+    }
+
     /// The shared defender, for the bridges.
     pub fn defender(&self) -> Option<&Arc<Defender>> {
         self.defender.as_ref()

@@ -522,3 +522,73 @@ for i in range(3):
     assert!(refused("login_timeout") >= 1.0, "{page}");
     assert!(refused("banned") >= 1.0, "{page}");
 }
+
+/// Attack: a session opened with an API key outlives the key's revocation
+/// (the key leaked; the operator revoked it; the thief's open SFTP session
+/// goes on). Now the connection is closed within seconds of `keys revoke`,
+/// audited, and the key no longer logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_a_key_ends_its_live_sftp_session() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let users = "\n[[sftp.users]]\nname = \"erin\"\napi_key_login = true\nfolder = \"erin\"\n";
+    let key = std::sync::Mutex::new((String::new(), String::new()));
+    let env = sftp::start_with(dir.path(), users, "", |config| {
+        *key.lock().unwrap() = mft_e2e::create_key(config, "erin", "files:read,files:write");
+        Vec::new()
+    })
+    .await;
+    let (key_id, key) = key.into_inner().unwrap();
+    let script = r#"
+import sys, time, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="erin", password=sys.argv[2])
+s = paramiko.SFTPClient.from_transport(t)
+s.listdir(".")
+print("ready", flush=True)
+sys.stdin.readline()
+start = time.time()
+while time.time() - start < 15:
+    if not t.is_active():
+        print("closed", flush=True)
+        break
+    time.sleep(0.1)
+else:
+    print("still open", flush=True)
+"#;
+    let mut child = std::process::Command::new(python())
+        .args(["-c", script, &env.sftp.port().to_string(), &key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let revoked = std::process::Command::new(mft_e2e::bin("mft-gateway"))
+        .args(["keys", "revoke", &key_id, "--config"])
+        .arg(&env.gateway.config)
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    let started = std::time::Instant::now();
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    let verdict = lines.next().and_then(Result::ok);
+    assert_eq!(verdict.as_deref(), Some("closed"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let _ = child.wait();
+    // The key no longer logs in, and the cut is audited with the key.
+    let out = env.batch_with_password("erin", &key, "ls\n");
+    assert!(!out.status.success());
+    let audit = wait_audit(dir.path(), |t| t.contains("key_revoked")).await;
+    assert!(
+        audit.lines().any(|l| l.contains("\"sftp_session\"")
+            && l.contains("key_revoked")
+            && l.contains(&format!("key:{key_id}"))),
+        "{audit}"
+    );
+}

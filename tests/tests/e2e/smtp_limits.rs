@@ -262,3 +262,87 @@ async fn attachment_fan_out_and_scopes_are_checked_per_message() {
         "only the accepted message's parts are stored"
     );
 }
+
+/// Attack: an SMTP session authenticated with an API key goes on storing
+/// messages after the key is revoked. Now the next message after the
+/// revocation is refused with `421` and the session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_key_stores_nothing_more_in_its_open_smtp_session() {
+    use base64::Engine;
+    let s = stack("").await;
+    let (key_id, key) = create_key(&s.smtp.gw.config, "mailer", "files:write,deliveries:write");
+    let tcp = TcpStream::connect(s.smtp.smtp).await.unwrap();
+    let mut c = RawSmtp::new(tcp);
+    assert!(c.reply().await[0].starts_with("220"));
+    c.send("EHLO client.example\r\n").await;
+    c.reply().await;
+    c.send("STARTTLS\r\n").await;
+    assert!(c.reply().await[0].starts_with("220"));
+    let tls = mft_e2e::smtp::starttls(&s.certs, c.into_inner()).await;
+    let mut c = RawSmtp::new(tls);
+    c.send("EHLO client.example\r\n").await;
+    c.reply().await;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("\0svc\0{key}"));
+    c.send(&format!("AUTH PLAIN {token}\r\n")).await;
+    assert!(c.reply().await[0].starts_with("235"));
+    let message = |subject: &str| {
+        format!(
+            "MAIL FROM:<alice@partner.example>\r\nRCPT TO:<bob@ourcorp.example>\r\nDATA\r\n\
+             Subject: {subject}\r\n\r\nbody\r\n.\r\n"
+        )
+    };
+    c.send(&message("before revocation")).await;
+    for _ in 0..3 {
+        c.reply().await;
+    }
+    let queued = c.reply().await;
+    assert!(queued[0].starts_with("250 2.0.0 OK queued"), "{queued:?}");
+
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args(["keys", "revoke", &key_id, "--config"])
+        .arg(&s.smtp.gw.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Wait until the running gateway refuses the key over HTTPS: the
+    // change has reached its cache.
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(s.certs.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let r = https
+            .get(format!("{}/api/v1/files", s.smtp.gw.base))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "not revoked in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.send(&message("after revocation")).await;
+    for _ in 0..3 {
+        c.reply().await;
+    }
+    let r = c.reply().await;
+    assert!(r[0].starts_with("421 4.7.0 The credential"), "{r:?}");
+    mft_e2e::smtp::wait_delivery(
+        &s.smtp.gw,
+        &s.certs,
+        "before revocation",
+        Duration::from_secs(30),
+    )
+    .await;
+    let all = deliveries(&s.smtp.gw, &s.certs).await;
+    assert!(
+        all.iter().all(|d| d["subject"] != "after revocation"),
+        "{all:?}"
+    );
+}

@@ -136,6 +136,9 @@ pub struct Conn {
     logged_in: Arc<AtomicBool>,
     /// SFTP sessions running on this connection (their tasks decrement it).
     running: Arc<AtomicUsize>,
+    /// Dropped with the connection: ends the revocation watcher of an
+    /// API-key login.
+    watch_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Channels (pending or running SFTP sessions) per connection: each session
@@ -157,6 +160,7 @@ impl Conn {
         Conn {
             logged_in,
             running: Arc::new(AtomicUsize::new(0)),
+            watch_stop: None,
             shared,
             peer,
             user: None,
@@ -281,6 +285,63 @@ impl Conn {
         Auth::Accept
     }
 
+    /// For an API-key login: closes the connection, with everything open on
+    /// it, once the key is revoked, removed or expired (the key store's
+    /// change feed reaches the cache within about a second).
+    fn watch_key(&mut self, session: &Session) {
+        let Some((_, Some(credential))) = &self.rights else {
+            return;
+        };
+        if self.watch_stop.is_some() {
+            return;
+        }
+        let key_id = credential
+            .strip_prefix("key:")
+            .unwrap_or(credential)
+            .to_string();
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        self.watch_stop = Some(stop);
+        let auth = self.shared.ctx.auth.clone();
+        let mut changes = auth.key_changes();
+        let handle = session.handle();
+        let audit = self.shared.ctx.audit.clone();
+        let user = self.user.as_ref().map(|u| u.config.name.clone());
+        let peer = self.peer;
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            // A revocation between the login and the subscription.
+            let mut recheck = true;
+            loop {
+                if recheck && !auth.key_still_valid(&key_id).await {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    change = changes.recv() => match change {
+                        Ok(id) => recheck = *id == *key_id,
+                        Err(RecvError::Lagged(_)) => recheck = true,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+            let mut r = AuditRecord::new("sftp_session");
+            r.principal = user.map(|u| format!("sftp:{u}"));
+            r.credential = Some(format!("key:{key_id}"));
+            r.client_ip = peer.map(|p| p.ip());
+            r.decision = Some("deny");
+            r.reason = Some("key_revoked".into());
+            audit.record(r);
+            tracing::info!(key = %key_id, "sftp connection closed: its API key was revoked");
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "the API key of this session is no longer valid".into(),
+                    "en".into(),
+                )
+                .await;
+        });
+    }
+
     fn session_ctx(&self, user: Arc<User>) -> SessionCtx {
         let name = &user.config.name;
         let principal = format!("sftp:{name}");
@@ -388,8 +449,9 @@ impl russh::server::Handler for Conn {
         &mut self,
         channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.watch_key(session);
         let open = self.channels.len() + self.running.load(Ordering::Acquire);
         if self.user.is_none() || open >= MAX_SESSIONS_PER_CONNECTION {
             return Ok(());

@@ -19,6 +19,8 @@ pub const AUTH_CONTINUE: &str = "334 \r\n";
 
 pub const BUSY: &str = "421 4.7.0 Too many connections, try again later\r\n";
 pub const TIMEOUT: &str = "421 4.4.2 Timeout, closing connection\r\n";
+pub const CREDENTIAL_REVOKED: &str =
+    "421 4.7.0 The credential of this session was revoked, closing connection\r\n";
 pub const TIME_LIMIT: &str = "421 4.4.2 Session or DATA time limit reached, closing connection\r\n";
 pub const BUSY_CLIENT: &str =
     "421 4.7.0 Too many connections from your address, try again later\r\n";

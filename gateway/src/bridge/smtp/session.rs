@@ -536,6 +536,18 @@ impl Session {
             self.refuse(conn, "too_many_attachments", reply::TOO_MANY_ATTACHMENTS);
             return Ok(None);
         }
+        // A key revoked since AUTH ends the session before it stores more.
+        if let Some(id) = self
+            .identity
+            .as_ref()
+            .and_then(|p| p.principal.strip_prefix("key:"))
+        {
+            if !self.shared.ctx.auth.key_still_valid(id).await {
+                self.shared.metrics.reject("key_revoked");
+                conn.send(reply::CREDENTIAL_REVOKED);
+                return Ok(Some(Exit::Close));
+            }
+        }
         let principal = self.identity.clone().unwrap_or_else(|| Principal {
             principal: "smtp:anonymous".into(),
             scopes: "files:write deliveries:write".into(),
