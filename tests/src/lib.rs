@@ -34,6 +34,30 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// The Python of the venv `scripts/setup --test` makes (paramiko,
+/// http-message-signatures); `MFT_TEST_PYTHON` overrides it.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("MFT_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let target = bin("mft-backend")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    target.join("pyenv/bin/python")
+}
+
+/// `mft-gateway keys revoke ID` against `config`; panics if it fails.
+pub fn revoke_key(config: &Path, id: &str) {
+    let out = Command::new(bin("mft-gateway"))
+        .args(["keys", "revoke", id, "--config"])
+        .arg(config)
+        .output()
+        .expect("mft-gateway keys revoke");
+    assert!(out.status.success(), "keys revoke: {out:?}");
+}
+
 /// The secret part of an API key, cut where the key format puts it (the
 /// secret's alphabet includes `_`, so splitting on `_` would cut it short).
 pub fn key_secret(key: &str) -> &str {

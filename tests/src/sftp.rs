@@ -230,6 +230,18 @@ impl SftpEnv {
     }
 }
 
+/// The stdout of a successful `sftp` run; panics with its output otherwise.
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "sftp failed: {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
     use std::io::Write;
     let mut child = cmd

@@ -95,21 +95,10 @@ pub async fn restart(dir: &Path, certs: &Certs, old: &SmtpGateway) -> SmtpGatewa
     }
 }
 
-fn python() -> PathBuf {
-    let venv = crate::bin("mft-gateway")
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|t| t.join("pyenv/bin/python"));
-    match venv {
-        Some(p) if p.exists() => p,
-        _ => PathBuf::from("python3"),
-    }
-}
-
 /// Runs tests/py/smtp_send.py with `args`; returns its JSON report.
 pub fn smtplib(args: &[&str]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_send.py");
-    let out = Command::new(python())
+    let out = Command::new(crate::python())
         .arg(script)
         .args(args)
         .output()

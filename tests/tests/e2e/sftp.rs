@@ -2,7 +2,7 @@
 //! logins, chroot, streaming uploads and downloads, resume, permissions,
 //! on_upload deliveries, interrupted uploads.
 
-use mft_e2e::sftp::{self, random_file, sha256_file, SftpEnv};
+use mft_e2e::sftp::{self, ok, random_file, sha256_file, SftpEnv};
 use std::time::Duration;
 
 const ALICE: &str = r#"
@@ -32,17 +32,6 @@ async fn env(dir: &std::path::Path) -> SftpEnv {
         BOB
     );
     sftp::start(dir, &users, "").await
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "sftp failed: {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,14 +333,7 @@ async fn parallel_put_of_50_files() {
 /// refused, ten parallel connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paramiko_client() {
-    let target = mft_e2e::bin("mft-backend")
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap()
-        .to_path_buf();
-    let python = std::env::var("MFT_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| target.join("pyenv/bin/python"));
+    let python = mft_e2e::python();
     let dir = tempfile::tempdir().unwrap();
     let carol = "\n[[sftp.users]]\nname = \"carol\"\napi_key_login = true\nfolder = \"svc\"\n";
     let users = format!(

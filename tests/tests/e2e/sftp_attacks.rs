@@ -2,33 +2,12 @@
 //! findings", High): a write flood that would hold unbounded memory, and API
 //! keys that logged in as any user with `api_key_login`.
 
-use mft_e2e::sftp::{self, random_file, sha256_file, SftpEnv};
-use std::path::{Path, PathBuf};
+use mft_e2e::python;
+use mft_e2e::sftp::{self, ok, random_file, sha256_file, SftpEnv};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn python() -> PathBuf {
-    let target = mft_e2e::bin("mft-backend")
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    std::env::var("MFT_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| target.join("pyenv/bin/python"))
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "sftp failed: {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// Peak RSS (KiB) of `pid` while `work` runs.
 fn peak_rss_during<T>(pid: u32, work: impl FnOnce() -> T) -> (T, u64) {
@@ -565,12 +544,7 @@ else:
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
-    let revoked = std::process::Command::new(mft_e2e::bin("mft-gateway"))
-        .args(["keys", "revoke", &key_id, "--config"])
-        .arg(&env.gateway.config)
-        .output()
-        .unwrap();
-    assert!(revoked.status.success(), "{revoked:?}");
+    mft_e2e::revoke_key(&env.gateway.config, &key_id);
     let started = std::time::Instant::now();
     writeln!(child.stdin.take().unwrap()).unwrap();
     let verdict = lines.next().and_then(Result::ok);

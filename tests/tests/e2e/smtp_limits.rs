@@ -298,12 +298,7 @@ async fn a_revoked_key_stores_nothing_more_in_its_open_smtp_session() {
     let queued = c.reply().await;
     assert!(queued[0].starts_with("250 2.0.0 OK queued"), "{queued:?}");
 
-    let out = std::process::Command::new(bin("mft-gateway"))
-        .args(["keys", "revoke", &key_id, "--config"])
-        .arg(&s.smtp.gw.config)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    revoke_key(&s.smtp.gw.config, &key_id);
     // Wait until the running gateway refuses the key over HTTPS: the
     // change has reached its cache.
     let https = reqwest::Client::builder()
