@@ -438,8 +438,41 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
     }
     let cache_ttl = ctx.duration("auth.cache_ttl", a.cache_ttl, Duration::from_secs(60));
     let mut jwt = Vec::new();
+    let several = a.jwt.len() > 1;
+    let mut names: Vec<String> = Vec::new();
     for (i, j) in a.jwt.into_iter().enumerate() {
         let key = |k: &str| format!("auth.jwt[{i}].{k}");
+        // Subjects of different issuers are different people: with several
+        // issuers each one's principals carry its name.
+        let name = match j.name {
+            Some(n)
+                if !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+            {
+                if names.contains(&n) {
+                    ctx.error(&key("name"), format!("{n:?} is used by another issuer"));
+                }
+                names.push(n.clone());
+                Some(n)
+            }
+            Some(n) => {
+                ctx.error(
+                    &key("name"),
+                    format!("{n:?}: use 1-64 letters, digits, '-', '_' or '.'"),
+                );
+                None
+            }
+            None if several => {
+                ctx.error(
+                    &key("name"),
+                    "missing: with several issuers each needs a name (principals are jwt:<name>:<sub>)",
+                );
+                None
+            }
+            None => None,
+        };
         let issuer = j.issuer.unwrap_or_default();
         if issuer.is_empty() {
             ctx.error(&key("issuer"), "missing: the expected `iss` claim");
@@ -491,6 +524,7 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
         let ca_file = j.ca_file.map(|p| ctx.path(&p));
         if let Some(jwks) = jwks {
             jwt.push(JwtIssuer {
+                name,
                 issuer,
                 audience,
                 jwks,

@@ -85,6 +85,9 @@ pub struct AuthFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtFile {
+    /// Short name of the issuer, part of its principals (`jwt:<name>:<sub>`);
+    /// required when several issuers are configured.
+    pub name: Option<String>,
     /// Expected `iss`.
     pub issuer: Option<String>,
     /// Accepted `aud` values.

@@ -84,6 +84,9 @@ pub enum JwksSource {
 /// One trusted token issuer.
 #[derive(Debug, Clone)]
 pub struct JwtIssuer {
+    /// Short name: principals are `jwt:<name>:<sub>`. `None` only for a
+    /// single unnamed issuer, whose principals stay `jwt:<sub>`.
+    pub name: Option<String>,
     /// Expected `iss`.
     pub issuer: String,
     /// Accepted audiences.

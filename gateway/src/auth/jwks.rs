@@ -65,6 +65,8 @@ pub async fn fetch(source: &JwksSource, client: &reqwest::Client) -> Result<Jwks
 
 /// One issuer with its current keys.
 pub struct Issuer {
+    /// `[[auth.jwt]] name`: the principal prefix `jwt:<name>:`.
+    name: Option<String>,
     policy: JwtIssuerPolicy,
     source: JwksSource,
     refresh: Duration,
@@ -128,6 +130,7 @@ impl IssuerSet {
                 .map_err(|e| anyhow::anyhow!("auth.jwt[{i}].algorithms: {e}"))?;
             let client = http_client(c).map_err(|e| anyhow::anyhow!("auth.jwt[{i}].{e}"))?;
             issuers.push(Arc::new(Issuer {
+                name: c.name.clone(),
                 policy: JwtIssuerPolicy {
                     issuer: c.issuer.clone(),
                     audience: c.audience.clone(),
@@ -169,6 +172,21 @@ impl IssuerSet {
             issuers: Arc::new(issuers),
             control: control.clone(),
         })
+    }
+
+    /// The principal of `subject` from the issuer whose `iss` is `issuer`:
+    /// `jwt:<name>:<sub>` for a named issuer, `jwt:<sub>` for a single
+    /// unnamed one (the config refuses several unnamed issuers).
+    pub fn principal(&self, issuer: &str, subject: &str) -> String {
+        match self
+            .issuers
+            .iter()
+            .find(|i| i.policy.issuer == issuer)
+            .and_then(|i| i.name.as_deref())
+        {
+            Some(name) => format!("jwt:{name}:{subject}"),
+            None => format!("jwt:{subject}"),
+        }
     }
 
     /// Verifies `token` against the issuer named in it; returns the audit reason on failure.

@@ -281,7 +281,7 @@ impl Authenticator {
             .await
             .map_err(Rejection::invalid_token)?;
         let identity = Identity {
-            principal: format!("jwt:{}", jwt.subject).into(),
+            principal: self.issuers.principal(&jwt.issuer, &jwt.subject).into(),
             scopes_header: jwt.scopes.join(" ").into(),
             scopes: jwt.scopes.into(),
             // Token subjects have no record of their own: the default applies.

@@ -239,3 +239,69 @@ async fn jwt_from_a_trusted_issuer_is_accepted_and_forged_or_wrong_tokens_are_no
     );
     drop(backend);
 }
+
+/// Attack (security review, Medium): a user of issuer B whose `sub`
+/// equals a user's of issuer A shared A's principal `jwt:<sub>`, so its
+/// rate limit, idempotency scope and audit identity. Now with several
+/// issuers each needs a name and principals are `jwt:<name>:<sub>`; a
+/// config with two unnamed issuers is refused.
+#[tokio::test]
+async fn the_same_subject_from_two_issuers_is_two_principals() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let jwks = Arc::new(Mutex::new(
+        serde_json::json!({"keys": [rsa_jwk(&fixture("rsa1_private.pem"), "rsa-1")]})
+            .to_string()
+            .into_bytes(),
+    ));
+    let idp = serve_jwks(&certs, jwks).await;
+    let backend = start_backend(dir.path()).await;
+    const OTHER: &str = "https://other-idp.test/";
+    let issuer = |name: Option<&str>, iss: &str| {
+        format!(
+            "[[auth.jwt]]\n{}issuer = \"{iss}\"\naudience = [\"{AUDIENCE}\"]\njwks = \"https://{idp}/jwks.json\"\nalgorithms = [\"RS256\"]\nca_file = \"{}\"\n",
+            name.map(|n| format!("name = \"{n}\"\n")).unwrap_or_default(),
+            certs.ca.display()
+        )
+    };
+    // Unnamed, both: a startup error naming the key.
+    let unnamed = format!("{}{}", issuer(None, ISSUER), issuer(None, OTHER));
+    let text = gateway_config(&certs, free_addr(), free_addr(), &backend.url, "", &unnamed);
+    std::fs::write(dir.path().join("unnamed.toml"), text).unwrap();
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args(["check", "--config", "unnamed.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("auth.jwt[0].name: missing"), "{said}");
+
+    let tables = format!(
+        "{}{}",
+        issuer(Some("corp"), ISSUER),
+        issuer(Some("partners"), OTHER)
+    );
+    let gw = start_gateway_with(dir.path(), &certs, &backend.url, "", &tables).await;
+    let exp = now() + 600;
+    let mut seen = Vec::new();
+    for iss in [ISSUER, OTHER] {
+        let mut c = claims("alice", AUDIENCE, exp, "deliveries:write");
+        c["iss"] = iss.into();
+        let token = rs256("rsa-1", "rsa1_private.pem", &c);
+        let r = client_with_key(&certs, Proto::Http1, &token)
+            .post(format!("{}/api/v1/deliveries", gw.base))
+            .json(&serde_json::json!({"sender": "a@ourcorp.example", "recipients": ["b@ourcorp.example"], "subject": "s", "message": "m", "files": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let d: serde_json::Value = r.json().await.unwrap();
+        seen.push(d["created_by"].as_str().unwrap_or_default().to_string());
+    }
+    assert_eq!(seen, ["jwt:corp:alice", "jwt:partners:alice"]);
+}
