@@ -3,12 +3,20 @@
 //! request id → route → (auth, limits, validation: later issues) → upstream
 //! headers → stream both ways → access log.
 
+pub mod accept;
+pub mod body;
 pub mod ctx;
 pub mod digest_guard;
+pub mod federation;
+pub mod forward;
+pub mod head_checks;
+pub mod identity;
 pub mod limits;
 pub mod multipart_guard;
 pub mod rescue;
+pub mod respond;
 pub mod routes;
+pub mod service;
 pub mod sign;
 pub mod upstream;
 
@@ -36,7 +44,7 @@ use upstream::Upstream;
 
 /// Request headers the client may not pass to the backend: credentials are
 /// ours to check and never forwarded; the rest we set ourselves.
-const STRIPPED: [HeaderName; 6] = [
+pub(crate) const STRIPPED: [HeaderName; 6] = [
     http::header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-request-id"),
@@ -290,7 +298,10 @@ impl GatewayProxy {
         session
             .req_header_mut()
             .set_uri(http::Uri::from_static("/api/v1/files"));
-        match self.limits.check_request(session.req_header()) {
+        match {
+            let h = session.req_header();
+            self.limits.check_request(&h.method, &h.uri, &h.headers)
+        } {
             Ok(watch) => ctx.body = watch,
             Err(rejection) => return self.refuse(session, ctx, &rejection).await,
         }
@@ -376,30 +387,6 @@ impl GatewayProxy {
     }
 }
 
-impl GatewayProxy {
-    /// Tells the trust network about a created delivery (the relay reads
-    /// the feed now) and about a complete download (a partner's file owes
-    /// a receipt). Both only start work elsewhere; nothing waits here.
-    fn trust_hooks(&self, method: &http::Method, path: &str, status: u16, ctx: &RequestCtx) {
-        let path = path.strip_suffix('/').unwrap_or(path);
-        if status == 201 && method == http::Method::POST && path == "/api/v1/deliveries" {
-            self.trust.delivery_created();
-        } else if status == 200 && method == http::Method::GET {
-            let partner = ctx
-                .identity
-                .as_ref()
-                .is_some_and(|i| i.principal.starts_with("partner:"));
-            let file = path
-                .strip_prefix("/api/v1/files/")
-                .and_then(|rest| rest.strip_suffix("/content"))
-                .filter(|id| !id.is_empty() && !id.contains('/'));
-            if let (Some(id), false) = (file, partner) {
-                self.trust.file_downloaded(id.to_string());
-            }
-        }
-    }
-}
-
 /// How long a refused HTTP/1.1 body is still read and discarded.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -417,7 +404,7 @@ async fn linger(session: &mut Session) {
 }
 
 /// `Forwarded: for=...;proto=https;host=...` (RFC 7239); IPv6 needs quotes and brackets.
-fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
+pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
     let mut v = match client {
         Some(std::net::SocketAddr::V4(a)) => format!("for={}", a.ip()),
         Some(std::net::SocketAddr::V6(a)) => format!("for=\"[{}]\"", a.ip()),
@@ -433,7 +420,7 @@ fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> 
 }
 
 /// Milliseconds with microsecond precision, for log lines a human reads.
-fn ms(d: std::time::Duration) -> f64 {
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }
 
@@ -470,7 +457,11 @@ impl ProxyHttp for GatewayProxy {
         if session.get_keepalive().is_some() {
             session.set_keepalive(Some(self.keepalive_secs));
         }
-        if let Err(rejection) = self.limits.check_head(session.req_header()) {
+        let checked = {
+            let h = session.req_header();
+            head_checks::check(&self.limits, h.version, &h.uri, &h.headers, false)
+        };
+        if let Err(rejection) = checked {
             return self.refuse(session, ctx, &rejection).await;
         }
         let header = session.req_header();
@@ -505,7 +496,10 @@ impl ProxyHttp for GatewayProxy {
                     if let Err(rejection) = checked {
                         return self.refuse(session, ctx, &rejection).await;
                     }
-                    match self.limits.check_request(session.req_header()) {
+                    match {
+                        let h = session.req_header();
+                        self.limits.check_request(&h.method, &h.uri, &h.headers)
+                    } {
                         Ok(watch) => ctx.body = watch,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
                     }
@@ -701,7 +695,7 @@ impl ProxyHttp for GatewayProxy {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.response(status);
         if ctx.route == Route::Api && e.is_none() {
-            self.trust_hooks(&header.method, header.uri.path(), status, ctx);
+            federation::trust_hooks(&self.trust, &header.method, header.uri.path(), status, ctx);
         }
         if let Some(identity) = &ctx.identity {
             let mut r = AuditRecord::new("request");

@@ -1,0 +1,127 @@
+//! The floor under the hyper engine's per-request cost: the gateway's rustls
+//! config and hyper 1.x + hyper-util (h1/h2 by ALPN, pooled keep-alive
+//! HTTP/1.1 upstream) doing only what nginx and haproxy do in `benches/run`
+//! (compare one API key, 401 without it, add the principal header, strip
+//! the key), with none of the gateway's filters. `benches/run` measures it
+//! as the `hyper` column beside the pingora floor (`bare_proxy.rs`). It
+//! links the gateway's library, so it allocates with the same allocator.
+//!
+//! Usage: `bare_hyper LISTEN UPSTREAM CERT KEY THREADS API_KEY`
+
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mft_gateway::tls;
+use std::sync::Arc;
+
+type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+const UNAUTHORIZED: &[u8] = br#"{"status":401}"#;
+
+struct Bare {
+    client: Client<HttpConnector, Incoming>,
+    upstream: String,
+    api_key: http::HeaderValue,
+}
+
+impl Bare {
+    async fn serve(&self, mut req: http::Request<Incoming>) -> http::Response<RespBody> {
+        if req.headers().get("x-api-key") != Some(&self.api_key) {
+            let mut resp = http::Response::new(
+                Full::new(Bytes::from_static(UNAUTHORIZED))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+            let h = resp.headers_mut();
+            h.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                "content-length",
+                http::HeaderValue::from(UNAUTHORIZED.len()),
+            );
+            return resp;
+        }
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = format!("{}{pq}", self.upstream).parse().unwrap_or_default();
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        let h = req.headers_mut();
+        h.remove("x-api-key");
+        h.insert(
+            "x-mft-principal",
+            http::HeaderValue::from_static("key:bench"),
+        );
+        match self.client.request(req).await {
+            Ok(resp) => resp.map(|b| b.boxed_unsync()),
+            Err(_) => {
+                let mut resp = http::Response::new(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+                resp
+            }
+        }
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 7 {
+        return Err("usage: bare_hyper LISTEN UPSTREAM CERT KEY THREADS API_KEY".into());
+    }
+    let listen: std::net::SocketAddr = args[1].parse()?;
+    let key = tls::load_certified_key(args[3].as_ref(), args[4].as_ref())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(key)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args[5].parse()?)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let bare = Arc::new(Bare {
+            client: Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .pool_max_idle_per_host(256)
+                .build(connector),
+            upstream: format!("http://{}", args[2]),
+            api_key: http::HeaderValue::from_str(&args[6])?,
+        });
+        let mut h1 =
+            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1().keep_alive(true);
+        let mut h2 =
+            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .initial_stream_window_size(1024 * 1024)
+            .initial_connection_window_size(1024 * 1024);
+        let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, bare, h1, h2) = (acceptor.clone(), bare.clone(), h1.clone(), h2.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let http2 = tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]);
+                let service = hyper::service::service_fn(move |req| {
+                    let bare = bare.clone();
+                    async move { Ok::<_, std::convert::Infallible>(bare.serve(req).await) }
+                });
+                let builder = if http2 { h2 } else { h1 };
+                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+            });
+        }
+    })
+}
