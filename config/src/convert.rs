@@ -201,14 +201,14 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         }
     };
     let http_engine = match s.http_engine.as_deref() {
-        None | Some("pingora") => HttpEngine::Pingora,
-        Some("hyper") => HttpEngine::Hyper,
+        None | Some("hyper") => HttpEngine::Hyper,
+        Some("pingora") => HttpEngine::Pingora,
         Some(other) => {
             ctx.error(
                 "server.http_engine",
-                format!("\"{other}\" is not an engine: use \"pingora\" or \"hyper\""),
+                format!("\"{other}\" is not an engine: use \"hyper\" or \"pingora\""),
             );
-            HttpEngine::Pingora
+            HttpEngine::Hyper
         }
     };
 

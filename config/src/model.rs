@@ -171,11 +171,11 @@ pub enum TlsVersion {
 /// The HTTP implementation of the public listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HttpEngine {
-    /// pingora's `ProxyHttp` (the default until hyper passes the whole suite).
-    #[default]
-    Pingora,
     /// hyper 1.x + hyper-util (gateway/src/proxy/accept.rs onward).
+    #[default]
     Hyper,
+    /// pingora's `ProxyHttp`, kept selectable for one release as a fallback.
+    Pingora,
 }
 
 /// Our organisation.

@@ -304,13 +304,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
                     return Poll::Ready(Ok(()));
                 }
             }
-            HEADER => {
-                if this.deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "request header not complete within request_header_timeout",
-                    )));
-                }
+            HEADER if this.deadline.as_mut().poll(cx).is_ready() => {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request header not complete within request_header_timeout",
+                )));
             }
             _ => {}
         }

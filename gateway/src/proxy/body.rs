@@ -52,6 +52,9 @@ pub enum BodyError {
     Refused,
 }
 
+/// What [`GuardedBody::poll_frame`] yields.
+type Polled = Poll<Option<Result<Frame<Bytes>, BodyError>>>;
+
 type Feeding =
     Pin<Box<dyn Future<Output = (MultipartGuard, Option<Bytes>, Result<(), Rejection>)> + Send>>;
 
@@ -94,7 +97,7 @@ impl GuardedBody {
         }
     }
 
-    fn refuse(&mut self, rejection: Rejection) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn refuse(&mut self, rejection: Rejection) -> Polled {
         let _ = self.stats.rejection.set(rejection);
         *self
             .stats
@@ -106,7 +109,7 @@ impl GuardedBody {
     }
 
     /// A chunk every guard has seen; the digest guard may hold it back.
-    fn release(&mut self, chunk: Bytes) -> Option<Poll<Option<Result<Frame<Bytes>, BodyError>>>> {
+    fn release(&mut self, chunk: Bytes) -> Option<Polled> {
         let Some(guard) = self.digest.as_mut() else {
             return Some(Poll::Ready(Some(Ok(Frame::data(chunk)))));
         };
@@ -119,7 +122,7 @@ impl GuardedBody {
     }
 
     /// The client's body ended and every guard agreed so far.
-    fn conclude(&mut self) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn conclude(&mut self) -> Polled {
         self.ended = true;
         let Some(mut guard) = self.digest.take() else {
             return Poll::Ready(None);

@@ -6,19 +6,28 @@ use mft_config::model::Backend;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Why the backend is not usable with the hyper engine.
+/// Why the backend is not usable.
 #[derive(Debug, Error)]
 pub enum ForwardError {
-    /// hyper's own connector speaks plain HTTP only.
-    #[error(
-        "backend.url {0}: server.http_engine = \"hyper\" forwards over http:// only \
-         (the backend sits on the internal network); use the pingora engine for https"
-    )]
-    NotHttp(String),
+    /// Neither `http` nor `https`.
+    #[error("backend.url {0}: the scheme must be http or https")]
+    Scheme(String),
     /// The URL has no host.
     #[error("backend.url {0}: no host")]
     NoHost(String),
+    /// `https` needs trust roots and none could be loaded.
+    #[error(
+        "backend.url {url}: no trusted root certificates could be loaded from the system: {reason}"
+    )]
+    Roots {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
 }
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// Why a forwarded request got no response header.
 #[derive(Debug, Error)]
@@ -33,11 +42,8 @@ pub enum UpstreamFailure {
 
 /// The backend's pooled client.
 pub struct Forwarder {
-    client: hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        GuardedBody,
-    >,
-    /// `http://host[:port]`, prefixed to each request's path.
+    client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
+    /// `scheme://host[:port]`, prefixed to each request's path.
     base: String,
     /// `host[:port]`, sent as `Host`.
     pub authority: String,
@@ -48,8 +54,9 @@ impl Forwarder {
     /// A pool toward `[backend] url` with its timeouts and pool size.
     pub fn new(backend: &Backend) -> Result<Self, ForwardError> {
         let url = &backend.url;
-        if url.scheme() != "http" {
-            return Err(ForwardError::NotHttp(url.to_string()));
+        let scheme = url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(ForwardError::Scheme(url.to_string()));
         }
         let host = url
             .host_str()
@@ -62,6 +69,13 @@ impl Forwarder {
         // Small requests and responses would otherwise wait for Nagle's timer.
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(backend.connect_timeout));
+        // The HTTPS layer also needs to see https:// URIs.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(url, scheme == "https")?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_timer(hyper_util::rt::TokioTimer::new())
@@ -70,7 +84,7 @@ impl Forwarder {
                 .build(connector);
         Ok(Forwarder {
             client,
-            base: format!("http://{authority}"),
+            base: format!("{scheme}://{authority}"),
             authority,
             read_timeout: backend.read_timeout,
         })
@@ -96,6 +110,36 @@ impl Forwarder {
             Ok(Err(e)) => Err(UpstreamFailure::Failed(e)),
         }
     }
+}
+
+/// The client TLS config toward an https:// backend: the system's trust
+/// roots (as pingora's upstream TLS used), the URL's host as SNI and
+/// verified name, HTTP/1.1. For an http:// backend no roots are loaded.
+fn client_tls(url: &url::Url, https: bool) -> Result<rustls::ClientConfig, ForwardError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        let native = rustls_native_certs::load_native_certs().map_err(|e| ForwardError::Roots {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (added, _ignored) = roots.add_parsable_certificates(native);
+        if added == 0 {
+            return Err(ForwardError::Roots {
+                url: url.to_string(),
+                reason: "none parsed".to_string(),
+            });
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ForwardError::Roots {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// Whether a connect timeout is somewhere in the error chain.

@@ -298,10 +298,9 @@ impl GatewayProxy {
         session
             .req_header_mut()
             .set_uri(http::Uri::from_static("/api/v1/files"));
-        match {
-            let h = session.req_header();
-            self.limits.check_request(&h.method, &h.uri, &h.headers)
-        } {
+        let h = session.req_header();
+        let checked = self.limits.check_request(&h.method, &h.uri, &h.headers);
+        match checked {
             Ok(watch) => ctx.body = watch,
             Err(rejection) => return self.refuse(session, ctx, &rejection).await,
         }
@@ -496,10 +495,9 @@ impl ProxyHttp for GatewayProxy {
                     if let Err(rejection) = checked {
                         return self.refuse(session, ctx, &rejection).await;
                     }
-                    match {
-                        let h = session.req_header();
-                        self.limits.check_request(&h.method, &h.uri, &h.headers)
-                    } {
+                    let h = session.req_header();
+                    let checked = self.limits.check_request(&h.method, &h.uri, &h.headers);
+                    match checked {
                         Ok(watch) => ctx.body = watch,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
                     }
