@@ -413,6 +413,8 @@ impl Body for RespBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
+            // An HTTP/1.1 answer that lingers is sent chunked (see `answer`).
+            Kind::Full(_) if self.linger.as_ref().is_some_and(|l| !l.http2) => SizeHint::default(),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Upstream(body) => body.size_hint(),
         }

@@ -1,7 +1,15 @@
-//! The HTTPS proxy: pingora's `ProxyHttp` phases, each delegating to a small
-//! module. Order of work per request (docs/architecture.md):
-//! request id → route → (auth, limits, validation: later issues) → upstream
-//! headers → stream both ways → access log.
+//! The HTTPS request path (docs/architecture.md).
+//!
+//! The hyper engine, one step per file in the order a request meets them:
+//! [`accept`] (connection cap, TLS, h1/h2) → [`service`] running
+//! [`head_checks`] → [`routes`] → [`identity`] (or [`federation`]) →
+//! [`limits`] → [`sign`] → [`forward`] (bodies through [`body`]) →
+//! [`respond`]. Shared by both engines: [`ctx`], [`limits`],
+//! [`multipart_guard`], [`digest_guard`], [`sign`].
+//!
+//! Below: the previous engine, pingora's `ProxyHttp` phases
+//! (`http_engine = "pingora"`, kept for one release), with [`upstream`] and
+//! [`rescue`].
 
 pub mod accept;
 pub mod body;

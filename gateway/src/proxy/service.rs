@@ -14,6 +14,7 @@ use super::routes::{self, Route};
 use super::{head_checks, identity, respond, ProxyParts, STRIPPED};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use mft_filters::decision::{Decision, Rejection};
 use mft_filters::problem::Problem;
@@ -45,6 +46,8 @@ pub struct Exchange {
     pub conn: Arc<ConnInfo>,
     /// The head had both `Content-Length` and `Transfer-Encoding`.
     pub ambiguous_framing: bool,
+    /// The client waits for `100 Continue` before it sends its body.
+    pub expects_continue: bool,
     /// Set once the body went into a [`GuardedBody`].
     pub stats: Option<Arc<BodyStats>>,
     /// What the logging phase calls the failure, if any.
@@ -73,6 +76,10 @@ impl HyperGateway {
     ) -> http::Response<RespBody> {
         let ambiguous_framing = conn.header_done();
         let (head, body) = req.into_parts();
+        let expects_continue = head
+            .headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut x = Exchange {
             ctx: RequestCtx {
                 id: uuid::Uuid::now_v7().to_string(),
@@ -93,6 +100,7 @@ impl HyperGateway {
             body: Some(body),
             conn,
             ambiguous_framing,
+            expects_continue,
             stats: None,
             error: None,
         };
@@ -356,8 +364,14 @@ impl HyperGateway {
         // the rejection is a rate limit describing itself.
         respond::add_common(h, &x.ctx, problem && !rate_described);
         // An unread body (still coming, or cut off by a guard) means the
-        // connection cannot carry another HTTP/1.1 request.
-        let unread = x.body.take().and_then(|b| Linger::new(b, x.conn.http2));
+        // connection cannot carry another HTTP/1.1 request. An HTTP/1.1
+        // client waiting for 100 Continue has sent no body: it reads our
+        // answer instead, nothing to linger for.
+        let unsent = x.body.take();
+        let pending = unsent.as_ref().is_some_and(|b| !b.is_end_stream());
+        let unread = unsent
+            .filter(|_| x.conn.http2 || !x.expects_continue)
+            .and_then(|b| Linger::new(b, x.conn.http2));
         let leftover = x
             .stats
             .as_ref()
@@ -365,8 +379,14 @@ impl HyperGateway {
             .and_then(|b| Linger::new(b, x.conn.http2));
         let cut = x.stats.is_some() && status >= 400;
         let linger = unread.or(leftover);
-        if !x.conn.http2 && (linger.is_some() || x.ambiguous_framing || cut) {
+        if !x.conn.http2 && (pending || linger.is_some() || x.ambiguous_framing || cut) {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if !x.conn.http2 && linger.is_some() {
+            // hyper closes the connection as soon as a Content-Length answer
+            // is written, before the rest of the body could be read: chunked,
+            // the answer ends only once the body was discarded.
+            h.remove(http::header::CONTENT_LENGTH);
         }
         let (parts, ()) = response.into_parts();
         let finish = Box::new(Done::new(self, x, status));
