@@ -241,6 +241,7 @@ async fn jwt_from_a_trusted_issuer_is_accepted_and_forged_or_wrong_tokens_are_no
         }
         assert!(found, "audit lacks {reason}");
     }
+    let audit = std::fs::read_to_string(dir.path().join("gateway-data/audit.jsonl")).unwrap();
     assert!(
         !audit.contains(&good),
         "a token was written to the audit log"
