@@ -31,15 +31,18 @@ PEERS = os.path.join(ROOT, "benches", "peers")
 # Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
 GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "gateway", "gateway-hyper"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-pingora", "gateway", "gateway-hyper"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
-# "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper.
+# "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
+# tokio); "hyper-pingora" the same binary inside pingora's Server, as the
+# gateway's hyper engine runs: their difference is pingora as the runtime.
 # "gateway" runs the default engine, "gateway-hyper" `http_engine = "hyper"`.
 BARE = os.path.join(REL, "examples", "bare_proxy")
 BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
 LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
-          "hyper": "hyper floor", "gateway": "mft-gateway (pingora)",
+          "hyper": "hyper floor", "hyper-pingora": "hyper floor in pingora's Server",
+          "gateway": "mft-gateway (pingora)",
           "gateway-hyper": "mft-gateway (hyper)"}
 
 
@@ -247,6 +250,14 @@ class Bench:
                                      self.key_file, str(workers), self.api_key])
             wait_port(yport, p, "hyper (bare_hyper)")
             self.ports["hyper"], self.pids["hyper"] = yport, [p.pid]
+
+        if "hyper-pingora" in self.args.peer_list:
+            yport = free_port()
+            p = self.spawn("hyper-pingora", [BARE_HYPER, f"127.0.0.1:{yport}", self.upstream,
+                                             self.cert, self.key_file, str(workers), self.api_key],
+                           env={**os.environ, "BARE_HYPER_IN_PINGORA": "1"})
+            wait_port(yport, p, "hyper-pingora (bare_hyper in pingora)")
+            self.ports["hyper-pingora"], self.pids["hyper-pingora"] = yport, [p.pid]
 
         hport = free_port()
         hcfg = fill("haproxy.cfg", f"{w}/haproxy.cfg", {**common, "PORT": hport})
