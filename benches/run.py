@@ -31,10 +31,19 @@ PEERS = os.path.join(ROOT, "benches", "peers")
 # Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
 GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "gateway"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-pingora", "gateway", "gateway-hyper"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
-# pingora proxy doing only the peers' work, i.e. the framework's floor.
+# pingora proxy doing only the peers' work, i.e. the framework's floor;
+# "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
+# tokio); "hyper-pingora" the same binary inside pingora's Server, as the
+# gateway's hyper engine runs: their difference is pingora as the runtime.
+# "gateway" runs the default engine, "gateway-hyper" `http_engine = "hyper"`.
 BARE = os.path.join(REL, "examples", "bare_proxy")
+BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
+LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
+          "hyper": "hyper floor", "hyper-pingora": "hyper floor in pingora's Server",
+          "gateway": "mft-gateway (pingora)",
+          "gateway-hyper": "mft-gateway (hyper)"}
 
 
 def free_port():
@@ -199,6 +208,22 @@ class Bench:
                              capture_output=True, text=True, check=True)
         self.api_key = re.search(r'"key":"([^"]+)"', out.stdout).group(1)
         common["APIKEY"] = self.api_key
+        if "gateway-hyper" in self.args.peer_list:
+            # Same key store (a copy made before either starts), own port,
+            # pid file and audit trail.
+            shutil.copytree(f"{w}/gateway-data", f"{w}/gateway-hyper-data")
+            yport, yadmin = free_port(), free_port()
+            text = open(cfg).read()
+            text = text.replace("[server]\n", "[server]\nhttp_engine = \"hyper\"\n", 1)
+            text = text.replace(f"127.0.0.1:{gport}\"", f"127.0.0.1:{yport}\"")
+            text = text.replace(f"127.0.0.1:{admin}\"", f"127.0.0.1:{yadmin}\"")
+            text = text.replace(f"{w}/gateway-data", f"{w}/gateway-hyper-data")
+            ycfg = f"{w}/gateway-hyper.toml"
+            with open(ycfg, "w") as f:
+                f.write(text)
+            p = self.spawn("gateway-hyper", [GATEWAY, "run", "--config", ycfg])
+            wait_port(yport, p, "gateway-hyper")
+            self.ports["gateway-hyper"], self.pids["gateway-hyper"] = yport, [p.pid]
         p = self.spawn("gateway", [GATEWAY, "run", "--config", cfg])
         wait_port(gport, p, "gateway")
         self.ports["gateway"], self.pids["gateway"] = gport, [p.pid]
@@ -218,6 +243,21 @@ class Bench:
                                        self.key_file, str(workers), self.api_key])
             wait_port(bport, p, "pingora (bare_proxy)")
             self.ports["pingora"], self.pids["pingora"] = bport, [p.pid]
+
+        if "hyper" in self.args.peer_list:
+            yport = free_port()
+            p = self.spawn("hyper", [BARE_HYPER, f"127.0.0.1:{yport}", self.upstream, self.cert,
+                                     self.key_file, str(workers), self.api_key])
+            wait_port(yport, p, "hyper (bare_hyper)")
+            self.ports["hyper"], self.pids["hyper"] = yport, [p.pid]
+
+        if "hyper-pingora" in self.args.peer_list:
+            yport = free_port()
+            p = self.spawn("hyper-pingora", [BARE_HYPER, f"127.0.0.1:{yport}", self.upstream,
+                                             self.cert, self.key_file, str(workers), self.api_key],
+                           env={**os.environ, "BARE_HYPER_IN_PINGORA": "1"})
+            wait_port(yport, p, "hyper-pingora (bare_hyper in pingora)")
+            self.ports["hyper-pingora"], self.pids["hyper-pingora"] = yport, [p.pid]
 
         hport = free_port()
         hcfg = fill("haproxy.cfg", f"{w}/haproxy.cfg", {**common, "PORT": hport})
@@ -461,14 +501,19 @@ def report(bench, args):
         f"{versions['nginx']}; {versions['haproxy']}. "
         f"Figures: median of {args.runs} runs (min–max). Idle connections: one run.",
         "",
-        "| scenario | direct upstream | nginx | haproxy | pingora floor | mft-gateway | gateway ÷ nginx | target |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | direct upstream | " + " | ".join(LABELS[p] for p in PROXIES)
+        + " | gateway ÷ nginx | gateway (hyper) ÷ nginx | target |",
+        "|---|---|" + "---|" * len(PROXIES) + "---|---|---|",
     ]
+
+    def ratio(peer, key):
+        g, n = res.get((peer, key)), res.get(("nginx", key))
+        return f"{statistics.median(g) / statistics.median(n):.2f}×" if g and n and statistics.median(n) else "–"
+
     for key, label, target, _better in ROWS:
         cells = [cell(res.get((p, key), [])) for p in ["direct", *PROXIES]]
-        g, n = res.get(("gateway", key)), res.get(("nginx", key))
-        ratio = f"{statistics.median(g) / statistics.median(n):.2f}×" if g and n and statistics.median(n) else "–"
-        lines.append(f"| {label} | {' | '.join(cells)} | {ratio} | {target} |")
+        lines.append(f"| {label} | {' | '.join(cells)} | {ratio('gateway', key)}"
+                     f" | {ratio('gateway-hyper', key)} | {target} |")
     held = res.get(("gateway", "idle_held"))
     if held:
         lines.append("")
@@ -507,7 +552,7 @@ def main():
     p.add_argument("--scenarios", default="h1,h2,rej,up,down,idle",
                    help="comma list of h1,h2,rej,up,down,idle (default: all)")
     p.add_argument("--peers", default=",".join(PROXIES),
-                   help="comma list of proxies to measure (default: nginx,haproxy,pingora,gateway)")
+                   help="comma list of proxies to measure (default: " + ",".join(PROXIES) + ")")
     args = p.parse_args()
     args.peer_list = [x for x in PROXIES if x in args.peers.split(",")]
     unknown = (set(args.scenarios.split(",")) - set(p.get_default("scenarios").split(","))) | (

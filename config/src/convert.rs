@@ -189,6 +189,28 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         s.shutdown_timeout,
         Duration::from_secs(300),
     );
+    let tls_min_version = match s.tls_min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::V1_2,
+        Some("1.3") => TlsVersion::V1_3,
+        Some(other) => {
+            ctx.error(
+                "server.tls_min_version",
+                format!("\"{other}\" is not a TLS version: use \"1.2\" or \"1.3\""),
+            );
+            TlsVersion::V1_2
+        }
+    };
+    let http_engine = match s.http_engine.as_deref() {
+        None | Some("hyper") => HttpEngine::Hyper,
+        Some("pingora") => HttpEngine::Pingora,
+        Some(other) => {
+            ctx.error(
+                "server.http_engine",
+                format!("\"{other}\" is not an engine: use \"hyper\" or \"pingora\""),
+            );
+            HttpEngine::Hyper
+        }
+    };
 
     let o = file.organization;
     let name = o.name.unwrap_or_else(|| "ourcorp".to_string());
@@ -340,6 +362,8 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             tls_handshake_timeout,
             keepalive_timeout,
             shutdown_timeout,
+            tls_min_version,
+            http_engine,
         },
         organization: Organization {
             name,

@@ -168,6 +168,10 @@ pub struct ServerFile {
     pub keepalive_timeout: Option<String>,
     /// After SIGTERM: how long in-flight requests may take to finish.
     pub shutdown_timeout: Option<String>,
+    /// Lowest TLS version of the public listener: "1.2" or "1.3".
+    pub tls_min_version: Option<String>,
+    /// HTTP implementation of the public listener: "pingora" or "hyper".
+    pub http_engine: Option<String>,
 }
 
 /// `[organization]`

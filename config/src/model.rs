@@ -163,6 +163,30 @@ pub struct Server {
     pub keepalive_timeout: Duration,
     /// Drain time for in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// Lowest TLS version the public listener accepts.
+    pub tls_min_version: TlsVersion,
+    /// Which HTTP implementation serves the public listener.
+    pub http_engine: HttpEngine,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 (and 1.3).
+    #[default]
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+/// The HTTP implementation of the public listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpEngine {
+    /// hyper 1.x + hyper-util (gateway/src/proxy/accept.rs onward).
+    #[default]
+    Hyper,
+    /// pingora's `ProxyHttp`, kept selectable for one release as a fallback.
+    Pingora,
 }
 
 /// Our organisation.

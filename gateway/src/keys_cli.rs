@@ -283,7 +283,12 @@ mod tests {
             .create_key("ci-bot", &["files:read".to_string()], None)
             .await
             .unwrap();
-        let secret = token.rsplit_once('_').map(|(_, s)| s).unwrap().to_string();
+        // The whole secret: base64url secrets contain '_', so cutting at the
+        // last '_' could leave a fragment short enough to appear by chance.
+        let secret = token
+            .strip_prefix(&format!("mgw_{}_", record.id))
+            .unwrap()
+            .to_string();
         let hash_hex: String = record
             .secret_hash
             .iter()

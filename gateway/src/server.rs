@@ -14,7 +14,10 @@ use crate::conn_guard::ConnLimiter;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
 use crate::metrics::Metrics;
+use crate::proxy::accept::HyperFront;
+use crate::proxy::forward::Forwarder;
 use crate::proxy::limits::InputLimits;
+use crate::proxy::service::HyperGateway;
 use crate::proxy::sign::RequestSigner;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
@@ -22,6 +25,7 @@ use crate::ratelimit::RateLimiter;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
+use mft_config::model::HttpEngine;
 use mft_config::Config;
 use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
 use mft_filters::clock::SystemClock;
@@ -47,7 +51,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("server.data_dir {}: cannot create", s.data_dir.display()))?;
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
-    let tls_config = tls::server_config_with(key.clone(), config.trust.client_auth)?;
+    let tls_config =
+        tls::server_config_with(key.clone(), config.trust.client_auth, s.tls_min_version)?;
     let upstream = Upstream::new(&config.backend)?;
     let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
@@ -124,39 +129,58 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let in_flight = InFlight::default();
-    let mut proxy = pingora_proxy::http_proxy(
-        &server.configuration,
-        GatewayProxy::new(ProxyParts {
-            upstream,
-            auth,
-            audit: audit.clone(),
-            in_flight: in_flight.clone(),
-            access_log: config.logging.access_log,
-            keepalive_secs: s.keepalive_timeout.as_secs(),
-            limits: InputLimits::new(&config.limits),
-            rate_limiter,
-            metrics: metrics.clone(),
-            signer,
-            federation: Arc::new(crate::trust::inbound::PartnerGate::new(
-                store.clone(),
-                control.clone(),
-                &config,
-                auth_defender,
-                audit.clone(),
-            )),
-            trust,
-        }),
-    );
-    proxy.h2_options = Some(h2_options());
-    let front = TlsFront::new(
-        tls_config,
-        Arc::new(proxy),
-        s.tls_handshake_timeout,
-        ConnLimiter::new(config.limits.max_connections_per_ip),
-        config.limits.request_header_timeout,
-    );
-    let mut https = Service::new("https".to_string(), front);
-    https.add_tcp(&s.https_listen.to_string());
+    let parts = ProxyParts {
+        upstream,
+        auth,
+        audit: audit.clone(),
+        in_flight: in_flight.clone(),
+        access_log: config.logging.access_log,
+        keepalive_secs: s.keepalive_timeout.as_secs(),
+        limits: InputLimits::new(&config.limits),
+        rate_limiter,
+        metrics: metrics.clone(),
+        signer,
+        federation: Arc::new(crate::trust::inbound::PartnerGate::new(
+            store.clone(),
+            control.clone(),
+            &config,
+            auth_defender,
+            audit.clone(),
+        )),
+        trust,
+    };
+    let conns = ConnLimiter::new(config.limits.max_connections_per_ip);
+    match s.http_engine {
+        HttpEngine::Pingora => {
+            let mut proxy =
+                pingora_proxy::http_proxy(&server.configuration, GatewayProxy::new(parts));
+            proxy.h2_options = Some(h2_options());
+            let front = TlsFront::new(
+                tls_config,
+                Arc::new(proxy),
+                s.tls_handshake_timeout,
+                conns,
+                config.limits.request_header_timeout,
+            );
+            let mut https = Service::new("https".to_string(), front);
+            https.add_tcp(&s.https_listen.to_string());
+            server.add_service(https);
+        }
+        HttpEngine::Hyper => {
+            let forward = Forwarder::new(&config.backend)?;
+            let front = HyperFront::new(
+                tls_config,
+                Arc::new(HyperGateway::new(parts, forward)),
+                s.tls_handshake_timeout,
+                conns,
+                config.limits.request_header_timeout,
+                s.keepalive_timeout,
+            );
+            let mut https = Service::new("https".to_string(), front);
+            https.add_tcp(&s.https_listen.to_string());
+            server.add_service(https);
+        }
+    };
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
@@ -170,7 +194,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     );
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
-    server.add_service(https);
     server.add_service(admin);
 
     let audit_at_exit = audit.clone();
@@ -190,6 +213,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         admin = %s.admin_listen,
         backend = %config.backend.url,
         threads = s.threads,
+        engine = ?s.http_engine,
         "mft-gateway starting"
     );
     server.run_forever()

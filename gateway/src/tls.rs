@@ -7,6 +7,7 @@
 
 use crate::conn_guard::{ConnLimiter, GuardedStream};
 use async_trait::async_trait;
+use mft_config::model::TlsVersion;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -116,19 +117,24 @@ const SESSION_CACHE_ENTRIES: usize = 16 * 1024;
 /// The public listener's rustls config: TLS 1.3 and 1.2, ALPN h2 then
 /// http/1.1, stateless session tickets with rotating keys, and a session cache.
 pub fn server_config(key: Arc<CertifiedKey>) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_with(key, false)
+    server_config_with(key, false, TlsVersion::V1_2)
 }
 
 /// [`server_config`]; with `client_auth`, clients may present a
-/// certificate (`[trust] client_auth`, for partner pinning).
+/// certificate (`[trust] client_auth`, for partner pinning); `min` is
+/// `[server] tls_min_version`.
 pub fn server_config_with(
     key: Arc<CertifiedKey>,
     client_auth: bool,
+    min: TlsVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
-    let builder = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+        TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::V1_3 => &[&rustls::version::TLS13],
+    };
+    let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
     let builder = if client_auth {
         builder.with_client_cert_verifier(Arc::new(crate::tls_client_auth::PinnedLater::new(
             algorithms,

@@ -303,6 +303,46 @@ pub struct Gateway {
     pub config: PathBuf,
 }
 
+/// The HTTP engine test gateways run on: `MFT_TEST_HTTP_ENGINE` (`pingora`
+/// or `hyper`), so the whole suite can run on either; unset: the default.
+pub fn test_engine() -> Option<String> {
+    std::env::var("MFT_TEST_HTTP_ENGINE")
+        .ok()
+        .filter(|e| !e.is_empty())
+}
+
+thread_local! {
+    static ENGINE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs the gateways this test (thread) starts on `engine`, whatever
+/// `MFT_TEST_HTTP_ENGINE` says. Tests are `#[tokio::test]` (current thread).
+pub fn use_engine(engine: &str) {
+    ENGINE.with(|e| *e.borrow_mut() = Some(engine.to_string()));
+}
+
+thread_local! {
+    static SERVER_LINES: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// Adds `line` to the `[server]` table of the gateways this test starts.
+pub fn add_server_line(line: &str) {
+    SERVER_LINES.with(|l| {
+        let mut l = l.borrow_mut();
+        l.push_str(line);
+        l.push('\n');
+    });
+}
+
+fn engine_line() -> String {
+    let engine = ENGINE
+        .with(|e| e.borrow().clone())
+        .or_else(test_engine)
+        .map(|e| format!("http_engine = \"{e}\"\n"))
+        .unwrap_or_default();
+    engine + &SERVER_LINES.with(|l| l.borrow().clone())
+}
+
 /// The config a test gateway runs with; `extra` is appended (more tables).
 pub fn gateway_config(
     certs: &Certs,
@@ -312,9 +352,10 @@ pub fn gateway_config(
     backend_extra: &str,
     tables: &str,
 ) -> String {
+    let engine = engine_line();
     format!(
         r#"[server]
-https_listen = "{addr}"
+{engine}https_listen = "{addr}"
 admin_listen = "{admin}"
 tls_cert = "{cert}"
 tls_key = "{key}"

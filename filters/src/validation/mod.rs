@@ -2,4 +2,5 @@
 
 pub mod filename;
 pub mod folder;
+pub mod request_head;
 pub mod upload_names;

@@ -6,7 +6,6 @@ use mft_config::limits::Limits;
 use mft_filters::decision::Rejection;
 use mft_filters::limits::{check_declared, BodyLimits, BodyMeter, BodyRule, HeadLimits};
 use mft_filters::validation::upload_names::{header_filename, header_folder, tus_metadata};
-use pingora_http::RequestHeader;
 use std::time::Duration;
 
 /// The configured limits, ready for per-request use.
@@ -51,25 +50,29 @@ impl InputLimits {
     }
 
     /// Request line and header sizes; cheap enough to run before anything else.
-    pub fn check_head(&self, req: &RequestHeader) -> Result<(), Rejection> {
-        let target = req
-            .uri
+    pub fn check_head(&self, uri: &http::Uri, headers: &http::HeaderMap) -> Result<(), Rejection> {
+        let target = uri
             .path_and_query()
-            .map_or(req.uri.path().len(), |pq| pq.as_str().len());
+            .map_or(uri.path().len(), |pq| pq.as_str().len());
         self.head.check(
             target,
-            req.headers
+            headers
                 .iter()
                 .map(|(n, v)| (n.as_str().len(), v.as_bytes().len())),
         )
     }
 
     /// Declared body size and upload names; returns what to watch in the body.
-    pub fn check_request(&self, req: &RequestHeader) -> Result<BodyWatch, Rejection> {
-        let method = req.method.as_str();
-        let path = req.uri.path();
+    pub fn check_request(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Result<BodyWatch, Rejection> {
+        let method = method.as_str();
+        let path = uri.path();
         let limit = self.body.limit_for(method, path);
-        let declared = match req.headers.get(http::header::CONTENT_LENGTH) {
+        let declared = match headers.get(http::header::CONTENT_LENGTH) {
             Some(v) => Some(
                 v.to_str()
                     .ok()
@@ -86,15 +89,14 @@ impl InputLimits {
             multipart: None,
         };
         if method == "POST" && trimmed(path) == "/api/v1/files" {
-            if let Some(v) = req.headers.get("x-filename") {
+            if let Some(v) = headers.get("x-filename") {
                 header_filename(v.as_bytes())
                     .map_err(|e| Rejection::invalid_name("X-Filename", &e))?;
             }
-            if let Some(v) = req.headers.get("x-folder") {
+            if let Some(v) = headers.get("x-folder") {
                 header_folder(v.as_bytes()).map_err(|e| Rejection::invalid_name("X-Folder", &e))?;
             }
-            let boundary = req
-                .headers
+            let boundary = headers
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .filter(|ct| {
@@ -111,7 +113,7 @@ impl InputLimits {
             }
         }
         if method == "POST" && trimmed(path) == "/api/v1/uploads" {
-            if let Some(v) = req.headers.get("upload-metadata") {
+            if let Some(v) = headers.get("upload-metadata") {
                 tus_metadata(v.as_bytes())
                     .map_err(|(field, e)| Rejection::invalid_name(field, &e))?;
             }

@@ -1,42 +1,49 @@
-//! The HTTPS proxy: pingora's `ProxyHttp` phases, each delegating to a small
-//! module. Order of work per request (docs/architecture.md):
-//! request id → route → (auth, limits, validation: later issues) → upstream
-//! headers → stream both ways → access log.
+//! The HTTPS request path (docs/architecture.md).
+//!
+//! The hyper engine, one step per file in the order a request meets them:
+//! [`accept`] (connection cap, TLS, h1/h2) → [`service`] running
+//! [`head_checks`] → [`routes`] → [`identity`] (or [`federation`]) →
+//! [`limits`] → [`sign`] → [`forward`] (bodies through [`body`]) →
+//! [`respond`]. Shared by both engines: [`ctx`], [`limits`],
+//! [`multipart_guard`], [`digest_guard`], [`sign`].
+//!
+//! [`pingora`]: the previous engine, pingora's `ProxyHttp` phases
+//! (`http_engine = "pingora"`, kept for one release), with [`upstream`] and
+//! [`rescue`].
 
+pub mod accept;
+pub mod body;
 pub mod ctx;
 pub mod digest_guard;
+pub mod federation;
+pub mod forward;
+pub mod head_checks;
+pub mod identity;
 pub mod limits;
 pub mod multipart_guard;
+pub mod pingora;
 pub mod rescue;
+pub mod respond;
 pub mod routes;
+pub mod service;
 pub mod sign;
 pub mod upstream;
 
-use crate::audit::{AuditLog, AuditRecord};
-use crate::auth::{AuthRequest, Authenticator};
-use crate::conn_guard;
+use crate::audit::AuditLog;
+use crate::auth::Authenticator;
 use crate::drain::InFlight;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-use async_trait::async_trait;
-use bytes::Bytes;
-use ctx::RequestCtx;
 use http::header::HeaderName;
 use limits::InputLimits;
-use mft_filters::decision::{Decision, Rejection};
-use mft_filters::problem::Problem;
-use pingora_core::upstreams::peer::HttpPeer;
-use pingora_core::Result;
-use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
-use routes::Route;
 use std::sync::Arc;
-use std::time::Instant;
 use upstream::Upstream;
+
+pub use pingora::GatewayProxy;
 
 /// Request headers the client may not pass to the backend: credentials are
 /// ours to check and never forwarded; the rest we set ourselves.
-const STRIPPED: [HeaderName; 6] = [
+pub(crate) const STRIPPED: [HeaderName; 6] = [
     http::header::AUTHORIZATION,
     HeaderName::from_static("x-api-key"),
     HeaderName::from_static("x-request-id"),
@@ -44,22 +51,6 @@ const STRIPPED: [HeaderName; 6] = [
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-proto"),
 ];
-
-/// The gateway's proxy logic.
-pub struct GatewayProxy {
-    upstream: Upstream,
-    auth: Arc<Authenticator>,
-    audit: AuditLog,
-    in_flight: InFlight,
-    access_log: bool,
-    keepalive_secs: u64,
-    limits: InputLimits,
-    rate_limiter: Arc<RateLimiter>,
-    metrics: Arc<Metrics>,
-    signer: Option<Arc<sign::RequestSigner>>,
-    federation: Arc<crate::trust::inbound::PartnerGate>,
-    trust: Arc<crate::trust::services::Federation>,
-}
 
 /// Everything the proxy phases need.
 pub struct ProxyParts {
@@ -89,335 +80,8 @@ pub struct ProxyParts {
     pub trust: Arc<crate::trust::services::Federation>,
 }
 
-impl GatewayProxy {
-    /// A proxy from its parts.
-    pub fn new(p: ProxyParts) -> Self {
-        GatewayProxy {
-            upstream: p.upstream,
-            auth: p.auth,
-            audit: p.audit,
-            in_flight: p.in_flight,
-            access_log: p.access_log,
-            keepalive_secs: p.keepalive_secs,
-            limits: p.limits,
-            rate_limiter: p.rate_limiter,
-            metrics: p.metrics,
-            signer: p.signer,
-            federation: p.federation,
-            trust: p.trust,
-        }
-    }
-
-    /// Ends a request with `rejection` before its body was read. With a body
-    /// pending, the connection is not reused (the rest of the body would be
-    /// read as the next request) and what is left is read and discarded for a
-    /// moment so the client sees the answer.
-    async fn refuse(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        rejection: &Rejection,
-    ) -> Result<bool> {
-        let unread_body = !session.is_body_done();
-        if unread_body {
-            session.set_keepalive(None);
-        }
-        ctx.reject_reason = Some(rejection.audit_reason);
-        rescue::reject(session, ctx, rejection).await?;
-        if unread_body {
-            linger(session).await;
-        }
-        Ok(true)
-    }
-
-    async fn authorize(
-        &self,
-        session: &Session,
-        ctx: &RequestCtx,
-    ) -> Decision<crate::auth::Identity> {
-        let header = session.req_header();
-        let request = AuthRequest {
-            request_id: &ctx.id,
-            method: header.method.as_str(),
-            path: header.uri.path(),
-            client_ip: ctx.client.map(|a| a.ip()),
-            authorization: header
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            x_api_key: header.headers.get("x-api-key").map(|v| v.as_bytes()),
-        };
-        self.auth.authorize(&request).await
-    }
-}
-
-/// Largest JSON body of a federation delivery or receipt.
-const MAX_FEDERATION_JSON: u64 = 1024 * 1024;
-
-impl GatewayProxy {
-    /// Serves a `/federation/v1/` request: only an authenticated partner
-    /// within its rate limit gets past the gate. `GET ping`, deliveries and
-    /// receipts are answered here (signed); a file upload is proxied to the
-    /// backend's `/api/v1/files` as `partner:<name>`, its body checked
-    /// against the signed `Content-Digest`. `Ok(true)`: answered.
-    async fn federation(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let cert = session
-            .digest()
-            .and_then(|d| d.ssl_digest.as_ref())
-            .map(|s| s.cert_digest.clone());
-        let header = session.req_header();
-        let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-        let authority = header
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| text("host"))
-            .unwrap_or("");
-        let req = crate::trust::inbound::InboundRequest {
-            request_id: &ctx.id,
-            client_ip: ctx.client.map(|a| a.ip()),
-            method: header.method.as_str(),
-            authority,
-            path: header.uri.path(),
-            query: header.uri.query(),
-            authorization: header
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            signature_input: text("signature-input"),
-            signature: text("signature"),
-            content_digest: text("content-digest"),
-            partner_request_id: text("x-request-id"),
-            client_cert_sha256: cert.as_deref(),
-        };
-        let outcome = self.federation.authenticate(&req).await;
-        let ok = match outcome {
-            Ok(ok) => ok,
-            Err(rejection) => {
-                self.metrics.auth(false);
-                return self.refuse(session, ctx, &rejection).await;
-            }
-        };
-        self.metrics.auth(true);
-        let principal: Arc<str> = Arc::from(format!("partner:{}", ok.partner.name));
-        let limited = self
-            .rate_limiter
-            .check_principal(&principal, self.trust.rate_limit, &mut ctx.rate_headers)
-            .await;
-        if let Err(rejection) = limited {
-            return self.refuse(session, ctx, &rejection).await;
-        }
-        let (method, path) = (req.method, req.path);
-        let digest = req.content_digest.map(crate::trust::wire::sha256_of_digest);
-        if method == "GET" && path == crate::trust::wire::PING_PATH {
-            let answer = self.federation.ping_answer(&req, &ok);
-            match answer {
-                Ok((body, headers)) => {
-                    rescue::respond_owned_json(session, ctx, 200, body, headers).await?
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot sign the ping answer");
-                    rescue::respond(session, ctx, Problem::new(500, None)).await?
-                }
-            };
-            return Ok(true);
-        }
-        let local = crate::trust::federation_api::is_local_endpoint(path);
-        if method != "POST" || !(local || path == crate::trust::wire::FILES_PATH) {
-            let problem = Problem::new(
-                404,
-                Some("no such federation endpoint on this gateway version".to_string()),
-            );
-            rescue::respond(session, ctx, problem).await?;
-            return Ok(true);
-        }
-        // A body is bound to the signature only through its digest.
-        let Some(Some(expected)) = digest else {
-            let r = Rejection::bad_request(
-                "a federation request with a body needs a signed Content-Digest (sha-256)"
-                    .to_string(),
-                "missing_content_digest",
-            );
-            return self.refuse(session, ctx, &r).await;
-        };
-        if local {
-            let answered_path = path.to_string();
-            let answered_authority = authority.to_string();
-            self.federation_local(
-                session,
-                ctx,
-                ok,
-                expected,
-                &answered_authority,
-                &answered_path,
-            )
-            .await?;
-            return Ok(true);
-        }
-        self.federation_upload(session, ctx, principal, expected)
-            .await
-    }
-
-    /// `POST /federation/v1/files`: on to the backend, streamed.
-    async fn federation_upload(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        principal: Arc<str>,
-        expected: [u8; 32],
-    ) -> Result<bool> {
-        if session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_none()
-        {
-            let r = Rejection {
-                status: 411,
-                problem_type: "about:blank",
-                detail: "a federation file upload needs a Content-Length".into(),
-                audit_reason: "length_required",
-                headers: Vec::new(),
-            };
-            return self.refuse(session, ctx, &r).await;
-        }
-        ctx.identity = Some(crate::auth::Identity {
-            principal,
-            scopes: Arc::from(vec!["files:write".to_string()]),
-            scopes_header: Arc::from("files:write"),
-            rate_limit: None,
-        });
-        session
-            .req_header_mut()
-            .set_uri(http::Uri::from_static("/api/v1/files"));
-        match self.limits.check_request(session.req_header()) {
-            Ok(watch) => ctx.body = watch,
-            Err(rejection) => return self.refuse(session, ctx, &rejection).await,
-        }
-        ctx.digest = Some(digest_guard::DigestGuard::new(expected));
-        session.set_read_timeout(Some(self.limits.body_idle_timeout));
-        Ok(false)
-    }
-
-    /// `POST /federation/v1/deliveries` and `/receipts`: a small JSON body,
-    /// read whole (bounded), checked against its digest, handled on the
-    /// federation runtime, answered signed.
-    async fn federation_local(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        ok: crate::trust::inbound::Authenticated,
-        expected: [u8; 32],
-        authority: &str,
-        path: &str,
-    ) -> Result<()> {
-        session.set_read_timeout(Some(self.limits.body_idle_timeout));
-        let mut body = Vec::new();
-        let mut meter = mft_filters::limits::BodyMeter::new(MAX_FEDERATION_JSON);
-        while let Some(chunk) = session.read_request_body().await? {
-            if let Err(r) = meter.add(chunk.len()) {
-                self.refuse(session, ctx, &r).await?;
-                return Ok(());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
-        if actual != expected {
-            let r = Rejection::bad_request(
-                "the body does not match its Content-Digest".to_string(),
-                "content_digest_mismatch",
-            );
-            ctx.reject_reason = Some(r.audit_reason);
-            return rescue::reject(session, ctx, &r).await;
-        }
-        let api = self.trust.api.clone();
-        let partner = ok.partner.clone();
-        let request_id = ctx.id.clone();
-        let client_ip = ctx.client.map(|a| a.ip());
-        let is_delivery = path == crate::trust::wire::DELIVERIES_PATH;
-        let handled = self
-            .trust
-            .runtime
-            .handle()
-            .spawn(async move {
-                let call = crate::trust::federation_api::InboundCall {
-                    partner: &partner,
-                    request_id: &request_id,
-                    client_ip,
-                };
-                if is_delivery {
-                    api.delivery(&call, &body).await
-                } else {
-                    api.receipt(&call, &body).await
-                }
-            })
-            .await;
-        use crate::trust::federation_api::Reply;
-        match handled {
-            Ok(Reply::Json(status, body)) => {
-                match crate::trust::inbound::sign_answer_body(
-                    "POST", authority, path, &ctx.id, &ok, &body,
-                ) {
-                    Ok(headers) => {
-                        rescue::respond_owned_json(session, ctx, status, body, headers).await
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot sign a federation answer");
-                        rescue::respond(session, ctx, Problem::new(500, None)).await
-                    }
-                }
-            }
-            Ok(Reply::Problem(problem)) => rescue::respond(session, ctx, problem).await,
-            Err(e) => {
-                tracing::error!(error = %e, "federation handler failed");
-                rescue::respond(session, ctx, Problem::new(500, None)).await
-            }
-        }
-    }
-}
-
-impl GatewayProxy {
-    /// Tells the trust network about a created delivery (the relay reads
-    /// the feed now) and about a complete download (a partner's file owes
-    /// a receipt). Both only start work elsewhere; nothing waits here.
-    fn trust_hooks(&self, method: &http::Method, path: &str, status: u16, ctx: &RequestCtx) {
-        let path = path.strip_suffix('/').unwrap_or(path);
-        if status == 201 && method == http::Method::POST && path == "/api/v1/deliveries" {
-            self.trust.delivery_created();
-        } else if status == 200 && method == http::Method::GET {
-            let partner = ctx
-                .identity
-                .as_ref()
-                .is_some_and(|i| i.principal.starts_with("partner:"));
-            let file = path
-                .strip_prefix("/api/v1/files/")
-                .and_then(|rest| rest.strip_suffix("/content"))
-                .filter(|id| !id.is_empty() && !id.contains('/'));
-            if let (Some(id), false) = (file, partner) {
-                self.trust.file_downloaded(id.to_string());
-            }
-        }
-    }
-}
-
-/// How long a refused HTTP/1.1 body is still read and discarded.
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Reads and discards what is left of a refused HTTP/1.1 request body for a
-/// short while. Closing with unread data makes the kernel send a reset, and
-/// a client still writing its body would then lose our error response.
-async fn linger(session: &mut Session) {
-    if session.is_http2() || session.is_body_done() {
-        return;
-    }
-    session.set_total_drain_timeout(Some(LINGER));
-    if let Err(e) = session.drain_request_body().await {
-        tracing::debug!(error = %e, "stopped draining a refused request body");
-    }
-}
-
 /// `Forwarded: for=...;proto=https;host=...` (RFC 7239); IPv6 needs quotes and brackets.
-fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
+pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
     let mut v = match client {
         Some(std::net::SocketAddr::V4(a)) => format!("for={}", a.ip()),
         Some(std::net::SocketAddr::V6(a)) => format!("for=\"[{}]\"", a.ip()),
@@ -433,317 +97,8 @@ fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> 
 }
 
 /// Milliseconds with microsecond precision, for log lines a human reads.
-fn ms(d: std::time::Duration) -> f64 {
+pub(crate) fn ms(d: std::time::Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
-}
-
-fn client_addr(session: &Session) -> Option<std::net::SocketAddr> {
-    session.client_addr().and_then(|a| a.as_inet()).copied()
-}
-
-#[async_trait]
-impl ProxyHttp for GatewayProxy {
-    type CTX = RequestCtx;
-
-    fn new_ctx(&self) -> RequestCtx {
-        RequestCtx {
-            id: uuid::Uuid::now_v7().to_string(),
-            started: Instant::now(),
-            route: Route::NotFound,
-            upstream_started: None,
-            upstream_time: None,
-            identity: None,
-            client: None,
-            body: Default::default(),
-            digest: None,
-            body_rejection: None,
-            rate_headers: Default::default(),
-            reject_reason: None,
-            _in_flight: self.in_flight.enter(),
-        }
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        conn_guard::mark_header_done(session);
-        ctx.client = client_addr(session);
-        // pingora resets keep-alive to None once shutdown started; keep that.
-        if session.get_keepalive().is_some() {
-            session.set_keepalive(Some(self.keepalive_secs));
-        }
-        if let Err(rejection) = self.limits.check_head(session.req_header()) {
-            return self.refuse(session, ctx, &rejection).await;
-        }
-        let header = session.req_header();
-        ctx.route = routes::classify(&header.method, header.uri.path());
-        // Before authentication, so unauthenticated floods are cheap to refuse;
-        // health checks are exempt (load balancers poll them).
-        if ctx.route != Route::Health {
-            if let Some(ip) = ctx.client.map(|a| a.ip()) {
-                let checked = self.rate_limiter.check_ip(ip, &mut ctx.rate_headers).await;
-                if let Err(rejection) = checked {
-                    return self.refuse(session, ctx, &rejection).await;
-                }
-            }
-        }
-        match ctx.route {
-            Route::Health => {
-                rescue::respond_json(session, ctx, br#"{"status":"ok"}"#).await?;
-                Ok(true)
-            }
-            Route::Api => match self.authorize(session, ctx).await {
-                Decision::Continue(identity) => {
-                    self.metrics.auth(true);
-                    let checked = self
-                        .rate_limiter
-                        .check_principal(
-                            &identity.principal,
-                            identity.rate_limit,
-                            &mut ctx.rate_headers,
-                        )
-                        .await;
-                    ctx.identity = Some(identity);
-                    if let Err(rejection) = checked {
-                        return self.refuse(session, ctx, &rejection).await;
-                    }
-                    match self.limits.check_request(session.req_header()) {
-                        Ok(watch) => ctx.body = watch,
-                        Err(rejection) => return self.refuse(session, ctx, &rejection).await,
-                    }
-                    // pingora times out each body read; this bounds a client
-                    // that stalls mid-upload.
-                    session.set_read_timeout(Some(self.limits.body_idle_timeout));
-                    Ok(false)
-                }
-                Decision::Reject(rejection) => {
-                    self.metrics.auth(false);
-                    self.refuse(session, ctx, &rejection).await
-                }
-            },
-            Route::Federation => self.federation(session, ctx).await,
-            Route::NotFound => {
-                let problem = Problem::new(
-                    404,
-                    Some("no such endpoint; the API is under /api/v1/".to_string()),
-                );
-                rescue::respond(session, ctx, problem).await?;
-                Ok(true)
-            }
-        }
-    }
-
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
-        ctx.upstream_started = Some(Instant::now());
-        Ok(self.upstream.peer())
-    }
-
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        upstream: &mut RequestHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        for name in &STRIPPED {
-            upstream.remove_header(name);
-        }
-        // Identity headers are the gateway's to set; a client must never be
-        // able to pre-set one.
-        let spoofed: Vec<HeaderName> = upstream
-            .headers
-            .keys()
-            .filter(|n| {
-                let n = n.as_str();
-                // X-Forwarded-Host and friends would let a client tell the
-                // backend a story the signature does not vouch for.
-                n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
-            })
-            .cloned()
-            .collect();
-        for name in &spoofed {
-            upstream.remove_header(name);
-        }
-        let original_host = session
-            .req_header()
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                session
-                    .get_header(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
-        upstream.insert_header("x-request-id", ctx.id.as_str())?;
-        upstream.insert_header(
-            http::header::FORWARDED,
-            forwarded_value(ctx.client, original_host.as_deref()),
-        )?;
-        upstream.insert_header(http::header::HOST, self.upstream.authority.as_str())?;
-        if let Some(identity) = &ctx.identity {
-            upstream.insert_header("x-mft-principal", &*identity.principal)?;
-            upstream.insert_header("x-mft-scopes", &*identity.scopes_header)?;
-        }
-        // Last: the signature must cover the header exactly as it leaves.
-        if let Some(signer) = &self.signer {
-            signer.sign(upstream)?;
-        }
-        Ok(())
-    }
-
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        let mut verdict = Ok(());
-        if let (Some(meter), Some(chunk)) = (ctx.body.meter.as_mut(), body.as_ref()) {
-            verdict = meter.add(chunk.len());
-        }
-        if verdict.is_ok() {
-            if let Some(guard) = ctx.body.multipart.as_mut() {
-                verdict = guard.feed(body.as_ref(), end_of_stream).await;
-            }
-        }
-        if verdict.is_ok() {
-            if let Some(guard) = ctx.digest.as_mut() {
-                verdict = guard.feed(body, end_of_stream);
-            }
-        }
-        match verdict {
-            Ok(()) => Ok(()),
-            Err(rejection) => {
-                // The header went upstream already; failing here cuts the
-                // upstream body short, which the backend discards.
-                let status = rejection.status;
-                ctx.reject_reason = Some(rejection.audit_reason);
-                ctx.body_rejection = Some(rejection);
-                Err(pingora_core::Error::explain(
-                    pingora_core::ErrorType::HTTPStatus(status),
-                    "request body refused by an input limit",
-                ))
-            }
-        }
-    }
-
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        ctx.upstream_time = ctx.upstream_started.map(|t| t.elapsed());
-        Ok(())
-    }
-
-    async fn response_filter(
-        &self,
-        _session: &mut Session,
-        response: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
-    ) -> Result<()> {
-        response.insert_header("x-request-id", ctx.id.as_str())?;
-        if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
-            response.insert_header("ratelimit-policy", policy)?;
-            response.insert_header("ratelimit", state)?;
-        }
-        Ok(())
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora_core::Error,
-        ctx: &mut RequestCtx,
-    ) -> FailToProxy {
-        // The connection is not reused after a failure; say so, or a client
-        // would send its next request into a closing socket.
-        session.set_keepalive(None);
-        if let Some(rejection) = ctx.body_rejection.take() {
-            if session.response_written().is_none() {
-                if let Err(write_err) = rescue::reject(session, ctx, &rejection).await {
-                    tracing::debug!(request_id = %ctx.id, error = %write_err, "could not send error response");
-                }
-                linger(session).await;
-            }
-            return FailToProxy {
-                error_code: rejection.status,
-                can_reuse_downstream: false,
-            };
-        }
-        let code = rescue::status_for(e);
-        // Once the response header went out (a failure mid-body), the only
-        // honest signal left is to cut the connection, which pingora does.
-        if code > 0 && session.response_written().is_none() {
-            let problem = Problem::new(code, Some(rescue::detail_for(code).to_string()));
-            if let Err(write_err) = rescue::respond(session, ctx, problem).await {
-                tracing::debug!(request_id = %ctx.id, error = %write_err, "could not send error response");
-            }
-        }
-        FailToProxy {
-            error_code: code,
-            can_reuse_downstream: false,
-        }
-    }
-
-    async fn logging(
-        &self,
-        session: &mut Session,
-        e: Option<&pingora_core::Error>,
-        ctx: &mut RequestCtx,
-    ) {
-        conn_guard::mark_request_done(session);
-        let header = session.req_header();
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        self.metrics.response(status);
-        if ctx.route == Route::Api && e.is_none() {
-            self.trust_hooks(&header.method, header.uri.path(), status, ctx);
-        }
-        if let Some(identity) = &ctx.identity {
-            let mut r = AuditRecord::new("request");
-            r.request_id = Some(ctx.id.clone());
-            r.principal = Some(identity.principal.to_string());
-            r.client_ip = ctx.client.map(|a| a.ip());
-            r.method = Some(header.method.to_string());
-            r.path = Some(header.uri.path().to_string());
-            r.status = Some(status);
-            r.bytes_in = Some(session.body_bytes_read() as u64);
-            r.bytes_out = Some(session.body_bytes_sent() as u64);
-            r.decision = Some(if e.is_none() && status < 400 {
-                "allow"
-            } else {
-                "deny"
-            });
-            r.reason = ctx
-                .reject_reason
-                .map(str::to_string)
-                .or_else(|| e.map(|e| e.etype().as_str().to_string()));
-            self.audit.record(r);
-        }
-        if !self.access_log {
-            return;
-        }
-        let client = ctx.client.map(|a| a.ip().to_string()).unwrap_or_default();
-        tracing::info!(
-            target: "access",
-            request_id = %ctx.id,
-            client = %client,
-            method = %header.method,
-            path = header.uri.path(),
-            status,
-            bytes_in = session.body_bytes_read(),
-            bytes_out = session.body_bytes_sent(),
-            duration_ms = ms(ctx.started.elapsed()),
-            upstream_ms = ctx.upstream_time.map(ms),
-            http2 = session.is_http2(),
-            principal = ctx.identity.as_ref().map(|i| &*i.principal),
-            error = e.map(|e| e.etype().as_str()),
-        );
-    }
 }
 
 #[cfg(test)]

@@ -131,6 +131,29 @@ impl RequestSigner {
             .map_err(FieldError::Sign)
     }
 
+    /// The hyper engine's [`RequestSigner::sign`]: replaces any client-sent
+    /// signature in `headers` with ours over the final fields.
+    pub fn sign_map(
+        &self,
+        method: &http::Method,
+        uri: &http::Uri,
+        headers: &mut http::HeaderMap,
+    ) -> std::result::Result<(), FieldError> {
+        headers.remove("signature-input");
+        headers.remove("signature");
+        let authority = match headers.get(http::header::HOST).map(|v| v.to_str()) {
+            None => "",
+            Some(Ok(a)) => a,
+            Some(Err(_)) => return Err(FieldError::NotAscii),
+        };
+        let signed =
+            self.sign_fields(method.as_str(), authority, uri.path(), uri.query(), headers)?;
+        let value = |v: String| http::HeaderValue::try_from(v).map_err(|_| FieldError::NotAscii);
+        headers.insert("signature-input", value(signed.signature_input)?);
+        headers.insert("signature", value(signed.signature)?);
+        Ok(())
+    }
+
     /// Replaces any client-sent signature with ours over the final header.
     pub fn sign(&self, upstream: &mut RequestHeader) -> Result<()> {
         // A client's own signature headers would confuse the backend's choice.

@@ -226,13 +226,22 @@ async fn jwt_from_a_trusted_issuer_is_accepted_and_forged_or_wrong_tokens_are_no
         .unwrap();
     assert_eq!(r.status(), 200, "token signed with the rotated-in key");
 
-    let audit = std::fs::read_to_string(dir.path().join("gateway-data/audit.jsonl")).unwrap();
+    // The audit file is flushed once per tick: wait for it (as auth.rs does).
     for reason in ["alg_not_allowed", "wrong_audience", "expired"] {
-        assert!(
-            audit.contains(&format!("\"reason\":\"{reason}\"")),
-            "audit lacks {reason}"
-        );
+        let needle = format!("\"reason\":\"{reason}\"");
+        let mut found = false;
+        for _ in 0..100 {
+            let audit = std::fs::read_to_string(dir.path().join("gateway-data/audit.jsonl"))
+                .unwrap_or_default();
+            if audit.contains(&needle) {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(found, "audit lacks {reason}");
     }
+    let audit = std::fs::read_to_string(dir.path().join("gateway-data/audit.jsonl")).unwrap();
     assert!(
         !audit.contains(&good),
         "a token was written to the audit log"

@@ -235,7 +235,7 @@ async fn client_credentials_and_identity_headers_do_not_reach_the_backend() {
 }
 
 /// Answers every request with 200 and hands each request head to the test.
-async fn recording_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+pub async fn recording_upstream() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -1,0 +1,199 @@
+//! The floor under the hyper engine's per-request cost: the gateway's rustls
+//! config and hyper 1.x + hyper-util (h1/h2 by ALPN, pooled keep-alive
+//! HTTP/1.1 upstream) doing only what nginx and haproxy do in `benches/run`
+//! (compare one API key, 401 without it, add the principal header, strip
+//! the key), with none of the gateway's filters. `benches/run` measures it
+//! as the `hyper` column beside the pingora floor (`bare_proxy.rs`). It
+//! links the gateway's library, so it allocates with the same allocator.
+//!
+//! Usage: `bare_hyper LISTEN UPSTREAM CERT KEY THREADS API_KEY`
+//!
+//! With `BARE_HYPER_IN_PINGORA=1` the same work runs inside pingora's
+//! `Server` (its listener and runtime, as the gateway's hyper engine does)
+//! instead of plain tokio: the difference is what pingora as the process
+//! runtime costs.
+
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mft_gateway::tls;
+use std::sync::Arc;
+
+type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+const UNAUTHORIZED: &[u8] = br#"{"status":401}"#;
+
+struct Bare {
+    client: Client<HttpConnector, Incoming>,
+    upstream: String,
+    api_key: http::HeaderValue,
+}
+
+impl Bare {
+    async fn serve(&self, mut req: http::Request<Incoming>) -> http::Response<RespBody> {
+        if req.headers().get("x-api-key") != Some(&self.api_key) {
+            let mut resp = http::Response::new(
+                Full::new(Bytes::from_static(UNAUTHORIZED))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
+            *resp.status_mut() = http::StatusCode::UNAUTHORIZED;
+            let h = resp.headers_mut();
+            h.insert(
+                "content-type",
+                http::HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                "content-length",
+                http::HeaderValue::from(UNAUTHORIZED.len()),
+            );
+            return resp;
+        }
+        let pq = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = format!("{}{pq}", self.upstream).parse().unwrap_or_default();
+        *req.uri_mut() = uri;
+        *req.version_mut() = http::Version::HTTP_11;
+        let h = req.headers_mut();
+        h.remove("x-api-key");
+        h.insert(
+            "x-mft-principal",
+            http::HeaderValue::from_static("key:bench"),
+        );
+        match self.client.request(req).await {
+            Ok(resp) => resp.map(|b| b.boxed_unsync()),
+            Err(_) => {
+                let mut resp = http::Response::new(
+                    Full::new(Bytes::new())
+                        .map_err(|never| match never {})
+                        .boxed_unsync(),
+                );
+                *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+                resp
+            }
+        }
+    }
+}
+
+type Builder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
+fn builders() -> (Builder, Builder) {
+    let mut h1 = Builder::new(TokioExecutor::new()).http1_only();
+    h1.http1().keep_alive(true);
+    let mut h2 = Builder::new(TokioExecutor::new()).http2_only();
+    h2.http2()
+        .initial_stream_window_size(1024 * 1024)
+        .initial_connection_window_size(1024 * 1024);
+    (h1, h2)
+}
+
+fn bare(upstream: &str, api_key: &str) -> Result<Arc<Bare>, Box<dyn std::error::Error>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Ok(Arc::new(Bare {
+        client: Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(256)
+            .build(connector),
+        upstream: format!("http://{upstream}"),
+        api_key: http::HeaderValue::from_str(api_key)?,
+    }))
+}
+
+async fn serve_tls<S>(
+    tls: tokio_rustls::server::TlsStream<S>,
+    bare: Arc<Bare>,
+    h1: &Builder,
+    h2: &Builder,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(&b"h2"[..]);
+    let service = hyper::service::service_fn(move |req| {
+        let bare = bare.clone();
+        async move { Ok::<_, std::convert::Infallible>(bare.serve(req).await) }
+    });
+    let builder = if http2 { h2 } else { h1 };
+    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+}
+
+/// The same floor as a pingora `ServerApp`.
+struct InPingora {
+    acceptor: tokio_rustls::TlsAcceptor,
+    bare: Arc<Bare>,
+    h1: Builder,
+    h2: Builder,
+}
+
+#[async_trait::async_trait]
+impl pingora_core::apps::ServerApp for InPingora {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: pingora_core::protocols::Stream,
+        _shutdown: &pingora_core::server::ShutdownWatch,
+    ) -> Option<pingora_core::protocols::Stream> {
+        if let Ok(tls) = self.acceptor.accept(stream).await {
+            serve_tls(tls, self.bare.clone(), &self.h1, &self.h2).await;
+        }
+        None
+    }
+}
+
+fn in_pingora(
+    args: &[String],
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let conf = pingora_core::server::configuration::ServerConf {
+        threads: args[5].parse()?,
+        ..Default::default()
+    };
+    let mut server = pingora_core::server::Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let (h1, h2) = builders();
+    let app = InPingora {
+        acceptor,
+        bare: bare(&args[2], &args[6])?,
+        h1,
+        h2,
+    };
+    let mut svc = pingora_core::services::listening::Service::new("bare".to_string(), app);
+    svc.add_tcp(&args[1]);
+    server.add_service(svc);
+    server.run_forever()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() != 7 {
+        return Err("usage: bare_hyper LISTEN UPSTREAM CERT KEY THREADS API_KEY".into());
+    }
+    let listen: std::net::SocketAddr = args[1].parse()?;
+    let key = tls::load_certified_key(args[3].as_ref(), args[4].as_ref())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(key)?);
+    if std::env::var_os("BARE_HYPER_IN_PINGORA").is_some() {
+        return in_pingora(&args, acceptor);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args[5].parse()?)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let bare = bare(&args[2], &args[6])?;
+        let (h1, h2) = builders();
+        let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, bare, h1, h2) = (acceptor.clone(), bare.clone(), h1.clone(), h2.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    serve_tls(tls, bare, &h1, &h2).await;
+                }
+            });
+        }
+    })
+}

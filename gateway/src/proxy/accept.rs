@@ -1,0 +1,385 @@
+//! Steps 1 and 2 of the hyper engine: accept a connection (per-IP cap before
+//! any crypto), terminate TLS (handshake deadline, client certificate
+//! digest for partner pinning), then serve HTTP/1.1 or h2 by ALPN.
+//!
+//! pingora's `Server` stays the process runtime: it owns the listening
+//! socket (handed over on graceful upgrade), signals and shutdown, and gives
+//! each accepted TCP stream to [`HyperFront::process_new`].
+//!
+//! Below HTTP, [`ConnIo`] keeps two per-request deadlines hyper does not
+//! have in the form we need: the header deadline starts at a request's first
+//! byte (hyper's starts when the connection goes idle, which would make the
+//! keep-alive time count against the next header), and an idle keep-alive
+//! connection closes after `keepalive_timeout`. It also notes whether a
+//! request head carried both `Content-Length` and `Transfer-Encoding`, which
+//! hyper resolves silently (it drops `Content-Length`) and we refuse.
+
+use super::service::HyperGateway;
+use crate::conn_guard::{ConnLimiter, ConnSlot};
+use async_trait::async_trait;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use rustls::ServerConfig;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The h2 flow-control window per stream and per connection. With h2's
+/// default 64 KiB an upload waits for a WINDOW_UPDATE every 64 KiB (a 1 GiB
+/// h2 upload ran at a third of the HTTP/1.1 rate); equal windows bound what
+/// one connection buffers to 1 MiB however many streams it opens.
+const H2_WINDOW: u32 = 1024 * 1024;
+
+/// TLS, then HTTP on hyper, for each accepted connection.
+pub struct HyperFront {
+    tls: tokio_rustls::TlsAcceptor,
+    gateway: Arc<HyperGateway>,
+    handshake_timeout: Duration,
+    conns: Arc<ConnLimiter>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    h1: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    h2: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+}
+
+impl HyperFront {
+    /// Serves `gateway` behind TLS with `config`; `conns` caps connections
+    /// per client IP, `header_timeout` bounds each HTTP/1.1 request header,
+    /// `keepalive_timeout` an idle HTTP/1.1 connection.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        gateway: Arc<HyperGateway>,
+        handshake_timeout: Duration,
+        conns: Arc<ConnLimiter>,
+        header_timeout: Duration,
+        keepalive_timeout: Duration,
+    ) -> Self {
+        let mut h1 =
+            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1().timer(TokioTimer::new()).keep_alive(true);
+        let mut h2 =
+            hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW);
+        HyperFront {
+            tls: tokio_rustls::TlsAcceptor::from(config),
+            gateway,
+            handshake_timeout,
+            conns,
+            header_timeout,
+            keepalive_timeout,
+            h1,
+            h2,
+        }
+    }
+}
+
+#[async_trait]
+impl ServerApp for HyperFront {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        // Refused before the handshake: a client at its cap costs us no crypto.
+        let slot = match (self.conns.enabled(), peer) {
+            (true, Some(addr)) => match self.conns.acquire(addr.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(peer = %addr, "connection refused: max_connections_per_ip reached");
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        // Boxed so the handshake's state is freed once it is done, not kept
+        // for as long as the connection lives.
+        let handshake = Box::pin(tokio::time::timeout(
+            self.handshake_timeout,
+            self.tls.accept(stream),
+        ));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(peer = ?peer, "TLS handshake timed out");
+                return None;
+            }
+        };
+        let (_, session) = tls.get_ref();
+        let http2 = session.alpn_protocol() == Some(&b"h2"[..]);
+        let client_cert_sha256 = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| {
+                let d: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(c.as_ref()).into();
+                d
+            });
+        let conn = Arc::new(ConnInfo {
+            peer,
+            client_cert_sha256,
+            http2,
+            phase: AtomicU8::new(if http2 { OFF } else { IDLE }),
+            length_and_chunked: AtomicBool::new(false),
+        });
+        let io = TokioIo::new(ConnIo::new(
+            tls,
+            conn.clone(),
+            self.header_timeout,
+            self.keepalive_timeout,
+            slot,
+        ));
+        let gateway = self.gateway.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let gateway = gateway.clone();
+            let conn = conn.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.serve(req, conn).await) }
+        });
+        let builder = if http2 { &self.h2 } else { &self.h1 };
+        let served = builder.serve_connection(io, service);
+        tokio::pin!(served);
+        let mut shutdown = shutdown.clone();
+        let result = tokio::select! {
+            r = served.as_mut() => r,
+            _ = shutdown.changed() => {
+                // Finish what is in flight (h2: GOAWAY), accept nothing new.
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
+        }
+        None
+    }
+}
+
+const IDLE: u8 = 0;
+const HEADER: u8 = 1;
+const IN_REQUEST: u8 = 2;
+/// h2 multiplexes requests on one connection; the deadlines are per HTTP/1.1 request.
+const OFF: u8 = 3;
+
+/// What the request path needs from its connection.
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// SHA-256 of the TLS client certificate, if one was presented.
+    pub client_cert_sha256: Option<[u8; 32]>,
+    /// ALPN chose h2.
+    pub http2: bool,
+    phase: AtomicU8,
+    length_and_chunked: AtomicBool,
+}
+
+impl ConnInfo {
+    /// The request head was parsed: stop the header deadline (the body may
+    /// take hours). Returns whether that head carried both `Content-Length`
+    /// and `Transfer-Encoding`.
+    pub fn header_done(&self) -> bool {
+        let _ =
+            self.phase
+                .compare_exchange(HEADER, IN_REQUEST, Ordering::AcqRel, Ordering::Acquire);
+        self.length_and_chunked.swap(false, Ordering::AcqRel)
+    }
+
+    /// The response is finished: the next bytes start a new header deadline.
+    pub fn request_done(&self) {
+        for from in [IN_REQUEST, HEADER] {
+            let _ = self
+                .phase
+                .compare_exchange(from, IDLE, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+}
+
+/// The longest header line prefix [`HeadScan`] compares.
+const SCAN: usize = 18;
+
+/// Notes `Content-Length` and `Transfer-Encoding` in one request head.
+#[derive(Default)]
+struct HeadScan {
+    line: [u8; SCAN],
+    len: usize,
+    length: bool,
+    chunked: bool,
+    done: bool,
+}
+
+impl HeadScan {
+    /// Feeds bytes of a request head; true once both fields were seen.
+    fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if self.done {
+                break;
+            }
+            if b == b'\n' {
+                let blank = self.len == 0 || (self.len == 1 && self.line[0] == b'\r');
+                self.done = blank;
+                self.len = 0;
+                continue;
+            }
+            if self.len < SCAN {
+                self.line[self.len] = b.to_ascii_lowercase();
+                self.len += 1;
+                match &self.line[..self.len] {
+                    b"content-length:" => self.length = true,
+                    b"transfer-encoding:" => self.chunked = true,
+                    _ => {}
+                }
+            }
+        }
+        self.length && self.chunked
+    }
+}
+
+/// The decrypted client stream with the per-request deadlines and the IP slot.
+pub struct ConnIo<S> {
+    inner: S,
+    conn: Arc<ConnInfo>,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+    /// The deadline currently armed is the idle one.
+    idle_armed: bool,
+    scan: HeadScan,
+    _slot: Option<ConnSlot>,
+}
+
+impl<S> ConnIo<S> {
+    fn new(
+        inner: S,
+        conn: Arc<ConnInfo>,
+        header_timeout: Duration,
+        keepalive_timeout: Duration,
+        slot: Option<ConnSlot>,
+    ) -> Self {
+        ConnIo {
+            inner,
+            conn,
+            header_timeout,
+            keepalive_timeout,
+            deadline: Box::pin(tokio::time::sleep(keepalive_timeout)),
+            idle_armed: true,
+            scan: HeadScan::default(),
+            _slot: slot,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let phase = this.conn.phase.load(Ordering::Acquire);
+        match phase {
+            IDLE => {
+                if !this.idle_armed {
+                    this.idle_armed = true;
+                    this.deadline
+                        .as_mut()
+                        .reset(Instant::now() + this.keepalive_timeout);
+                }
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    // An idle keep-alive connection ends quietly.
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            HEADER if this.deadline.as_mut().poll(cx).is_ready() => {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request header not complete within request_header_timeout",
+                )));
+            }
+            _ => {}
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if phase == IDLE {
+                this.conn.phase.store(HEADER, Ordering::Release);
+                this.idle_armed = false;
+                this.scan = HeadScan::default();
+                this.deadline
+                    .as_mut()
+                    .reset(Instant::now() + this.header_timeout);
+            }
+            if (phase == IDLE || phase == HEADER) && this.scan.feed(&buf.filled()[before..]) {
+                this.conn.length_and_chunked.store(true, Ordering::Release);
+            }
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_sees_both_lengths_in_any_case_and_order() {
+        let mut s = HeadScan::default();
+        assert!(s.feed(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nhost: x\r\nCONTENT-LENGTH: 5\r\n\r\n"
+        ));
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nTransfer-Encoding: x\r\n"));
+        let mut s = HeadScan::default();
+        assert!(
+            !s.feed(b"POST / HTTP/1.1\r\nX-Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")
+        );
+        // Split across reads.
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"POST / HTTP/1.1\r\nContent-Len"));
+        assert!(s.feed(b"gth: 5\r\nTransfer-Encoding: chunked\r\n\r\n"));
+    }
+}

@@ -1,0 +1,281 @@
+//! `/federation/v1/` on the hyper engine: only an authenticated partner
+//! within its rate limit gets past the gate. `GET ping`, deliveries and
+//! receipts are answered here (signed); a file upload is proxied to the
+//! backend's `/api/v1/files` as `partner:<name>`, its body checked against
+//! the signed `Content-Digest` while it streams.
+//!
+//! Also the trust hooks both engines call from their logging phase.
+
+use super::ctx::RequestCtx;
+use super::digest_guard::DigestGuard;
+use super::service::{Exchange, HyperGateway, Stop};
+use crate::trust::federation_api::Reply;
+use crate::trust::inbound::{Authenticated, InboundRequest};
+use crate::trust::services::Federation;
+use crate::trust::wire;
+use http_body_util::BodyExt;
+use mft_filters::decision::Rejection;
+use mft_filters::problem::Problem;
+use std::sync::Arc;
+
+/// Largest JSON body of a federation delivery or receipt.
+const MAX_FEDERATION_JSON: u64 = 1024 * 1024;
+
+/// What the gate decided and what the request asks for.
+struct Gate {
+    ok: Authenticated,
+    principal: Arc<str>,
+    authority: String,
+    path: String,
+    digest: Option<Option<[u8; 32]>>,
+}
+
+/// Serves a federation request.
+pub async fn serve(
+    gw: &HyperGateway,
+    x: &mut Exchange,
+) -> Result<http::Response<hyper::body::Incoming>, Stop> {
+    let gate = authenticate(gw, x).await?;
+    let limited =
+        gw.p.rate_limiter
+            .check_principal(
+                &gate.principal,
+                gw.p.trust.rate_limit,
+                &mut x.ctx.rate_headers,
+            )
+            .await;
+    limited.map_err(Stop::Reject)?;
+    let (method, path) = (&x.head.method, gate.path.as_str());
+    if method == http::Method::GET && path == wire::PING_PATH {
+        return Err(ping(gw, x, &gate));
+    }
+    let local = crate::trust::federation_api::is_local_endpoint(path);
+    if method != http::Method::POST || !(local || path == wire::FILES_PATH) {
+        return Err(Stop::Problem(Problem::new(
+            404,
+            Some("no such federation endpoint on this gateway version".to_string()),
+        )));
+    }
+    // A body is bound to the signature only through its digest.
+    let Some(Some(expected)) = gate.digest else {
+        return Err(Stop::Reject(Rejection::bad_request(
+            "a federation request with a body needs a signed Content-Digest (sha-256)".to_string(),
+            "missing_content_digest",
+        )));
+    };
+    if local {
+        return Err(local_call(gw, x, gate, expected).await);
+    }
+    upload(gw, x, gate.principal, expected).await
+}
+
+async fn authenticate(gw: &HyperGateway, x: &Exchange) -> Result<Gate, Stop> {
+    let head = &x.head;
+    let text = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+    let authority = head
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| text("host"))
+        .unwrap_or("");
+    let req = InboundRequest {
+        request_id: &x.ctx.id,
+        client_ip: x.ctx.client.map(|a| a.ip()),
+        method: head.method.as_str(),
+        authority,
+        path: head.uri.path(),
+        query: head.uri.query(),
+        authorization: head
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes()),
+        signature_input: text("signature-input"),
+        signature: text("signature"),
+        content_digest: text("content-digest"),
+        partner_request_id: text("x-request-id"),
+        client_cert_sha256: x.conn.client_cert_sha256.as_ref().map(|d| &d[..]),
+    };
+    let outcome = gw.p.federation.authenticate(&req).await;
+    gw.p.metrics.auth(outcome.is_ok());
+    let ok = outcome.map_err(Stop::Reject)?;
+    let principal: Arc<str> = Arc::from(format!("partner:{}", ok.partner.name));
+    Ok(Gate {
+        principal,
+        authority: authority.to_string(),
+        path: req.path.to_string(),
+        digest: req.content_digest.map(wire::sha256_of_digest),
+        ok,
+    })
+}
+
+fn ping(gw: &HyperGateway, x: &Exchange, gate: &Gate) -> Stop {
+    let req = InboundRequest {
+        request_id: &x.ctx.id,
+        client_ip: x.ctx.client.map(|a| a.ip()),
+        method: "GET",
+        authority: &gate.authority,
+        path: &gate.path,
+        query: None,
+        authorization: None,
+        signature_input: None,
+        signature: None,
+        content_digest: None,
+        partner_request_id: None,
+        client_cert_sha256: None,
+    };
+    match gw.p.federation.ping_answer(&req, &gate.ok) {
+        Ok((body, headers)) => Stop::Json(200, body, headers),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign the ping answer");
+            Stop::Problem(Problem::new(500, None))
+        }
+    }
+}
+
+/// `POST /federation/v1/files`: on to the backend, streamed.
+async fn upload(
+    gw: &HyperGateway,
+    x: &mut Exchange,
+    principal: Arc<str>,
+    expected: [u8; 32],
+) -> Result<http::Response<hyper::body::Incoming>, Stop> {
+    if !x.head.headers.contains_key(http::header::CONTENT_LENGTH) {
+        return Err(Stop::Reject(Rejection {
+            status: 411,
+            problem_type: "about:blank",
+            detail: "a federation file upload needs a Content-Length".into(),
+            audit_reason: "length_required",
+            headers: Vec::new(),
+        }));
+    }
+    x.ctx.identity = Some(crate::auth::Identity {
+        principal,
+        scopes: Arc::from(vec!["files:write".to_string()]),
+        scopes_header: Arc::from("files:write"),
+        rate_limit: None,
+    });
+    x.head.uri = http::Uri::from_static("/api/v1/files");
+    x.ctx.body =
+        gw.p.limits
+            .check_request(&x.head.method, &x.head.uri, &x.head.headers)
+            .map_err(Stop::Reject)?;
+    gw.forward(x, Some(DigestGuard::new(expected))).await
+}
+
+/// `POST /federation/v1/deliveries` and `/receipts`: a small JSON body,
+/// read whole (bounded), checked against its digest, handled on the
+/// federation runtime, answered signed.
+async fn local_call(gw: &HyperGateway, x: &mut Exchange, gate: Gate, expected: [u8; 32]) -> Stop {
+    let Some(mut incoming) = x.body.take() else {
+        return Stop::Problem(Problem::new(500, None));
+    };
+    let mut body = Vec::new();
+    let mut meter = mft_filters::limits::BodyMeter::new(MAX_FEDERATION_JSON);
+    let idle = gw.p.limits.body_idle_timeout;
+    loop {
+        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(request_id = %x.ctx.id, error = %e, "federation body failed");
+                x.error = Some("client_body");
+                return Stop::Problem(Problem::new(
+                    400,
+                    Some(super::rescue::detail_for(400).into()),
+                ));
+            }
+            Err(_) => {
+                x.error = Some("client_body_stalled");
+                return Stop::Problem(Problem::new(
+                    400,
+                    Some(super::rescue::detail_for(400).into()),
+                ));
+            }
+        };
+        if let Ok(chunk) = frame.into_data() {
+            if let Err(r) = meter.add(chunk.len()) {
+                x.body = Some(incoming);
+                return Stop::Reject(r);
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
+    if actual != expected {
+        return Stop::Reject(Rejection::bad_request(
+            "the body does not match its Content-Digest".to_string(),
+            "content_digest_mismatch",
+        ));
+    }
+    let api = gw.p.trust.api.clone();
+    let partner = gate.ok.partner.clone();
+    let request_id = x.ctx.id.clone();
+    let client_ip = x.ctx.client.map(|a| a.ip());
+    let is_delivery = gate.path == wire::DELIVERIES_PATH;
+    let handled =
+        gw.p.trust
+            .runtime
+            .handle()
+            .spawn(async move {
+                let call = crate::trust::federation_api::InboundCall {
+                    partner: &partner,
+                    request_id: &request_id,
+                    client_ip,
+                };
+                if is_delivery {
+                    api.delivery(&call, &body).await
+                } else {
+                    api.receipt(&call, &body).await
+                }
+            })
+            .await;
+    match handled {
+        Ok(Reply::Json(status, body)) => match crate::trust::inbound::sign_answer_body(
+            "POST",
+            &gate.authority,
+            &gate.path,
+            &x.ctx.id,
+            &gate.ok,
+            &body,
+        ) {
+            Ok(headers) => Stop::Json(status, body, headers),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a federation answer");
+                Stop::Problem(Problem::new(500, None))
+            }
+        },
+        Ok(Reply::Problem(problem)) => Stop::Problem(problem),
+        Err(e) => {
+            tracing::error!(error = %e, "federation handler failed");
+            Stop::Problem(Problem::new(500, None))
+        }
+    }
+}
+
+/// Tells the trust network about a created delivery (the relay reads the
+/// feed now) and about a complete download (a partner's file owes a
+/// receipt). Both only start work elsewhere; nothing waits here.
+pub fn trust_hooks(
+    trust: &Federation,
+    method: &http::Method,
+    path: &str,
+    status: u16,
+    ctx: &RequestCtx,
+) {
+    let path = path.strip_suffix('/').unwrap_or(path);
+    if status == 201 && method == http::Method::POST && path == "/api/v1/deliveries" {
+        trust.delivery_created();
+    } else if status == 200 && method == http::Method::GET {
+        let partner = ctx
+            .identity
+            .as_ref()
+            .is_some_and(|i| i.principal.starts_with("partner:"));
+        let file = path
+            .strip_prefix("/api/v1/files/")
+            .and_then(|rest| rest.strip_suffix("/content"))
+            .filter(|id| !id.is_empty() && !id.contains('/'));
+        if let (Some(id), false) = (file, partner) {
+            trust.file_downloaded(id.to_string());
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! Step 8: the request on to the backend over pooled keep-alive HTTP/1.1
+//! (hyper-util's pooled client), its body streamed through the guards.
+
+use super::body::GuardedBody;
+use mft_config::model::Backend;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Why the backend is not usable.
+#[derive(Debug, Error)]
+pub enum ForwardError {
+    /// Neither `http` nor `https`.
+    #[error("backend.url {0}: the scheme must be http or https")]
+    Scheme(String),
+    /// The URL has no host.
+    #[error("backend.url {0}: no host")]
+    NoHost(String),
+    /// `https` needs trust roots and none could be loaded.
+    #[error(
+        "backend.url {url}: no trusted root certificates could be loaded from the system: {reason}"
+    )]
+    Roots {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+/// Why a forwarded request got no response header.
+#[derive(Debug, Error)]
+pub enum UpstreamFailure {
+    /// No response header within `backend.read_timeout`, or the connect timed out.
+    #[error("the backend did not answer in time")]
+    Timeout,
+    /// Connect refused, reset, invalid response, or the request body failed.
+    #[error("the backend could not be reached: {0}")]
+    Failed(#[source] hyper_util::client::legacy::Error),
+}
+
+/// The backend's pooled client.
+pub struct Forwarder {
+    client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
+    /// `scheme://host[:port]`, prefixed to each request's path.
+    base: String,
+    /// `host[:port]`, sent as `Host`.
+    pub authority: String,
+    read_timeout: Duration,
+}
+
+impl Forwarder {
+    /// A pool toward `[backend] url` with its timeouts and pool size.
+    pub fn new(backend: &Backend) -> Result<Self, ForwardError> {
+        let url = &backend.url;
+        let scheme = url.scheme();
+        if scheme != "http" && scheme != "https" {
+            return Err(ForwardError::Scheme(url.to_string()));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| ForwardError::NoHost(url.to_string()))?;
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        // Small requests and responses would otherwise wait for Nagle's timer.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(backend.connect_timeout));
+        // The HTTPS layer also needs to see https:// URIs.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(url, scheme == "https")?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(backend.idle_timeout)
+                .pool_max_idle_per_host(backend.pool_size)
+                .build(connector);
+        Ok(Forwarder {
+            client,
+            base: format!("{scheme}://{authority}"),
+            authority,
+            read_timeout: backend.read_timeout,
+        })
+    }
+
+    /// The absolute URI for `path_and_query` on the backend.
+    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
+        let mut s = String::with_capacity(self.base.len() + path_and_query.len());
+        s.push_str(&self.base);
+        s.push_str(path_and_query);
+        s.parse()
+    }
+
+    /// Sends `req` and waits for the response header.
+    pub async fn send(
+        &self,
+        req: http::Request<GuardedBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamFailure> {
+        match tokio::time::timeout(self.read_timeout, self.client.request(req)).await {
+            Err(_) => Err(UpstreamFailure::Timeout),
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) if timed_out(&e) => Err(UpstreamFailure::Timeout),
+            Ok(Err(e)) => Err(UpstreamFailure::Failed(e)),
+        }
+    }
+}
+
+/// The client TLS config toward an https:// backend: the system's trust
+/// roots (as pingora's upstream TLS used), the URL's host as SNI and
+/// verified name, HTTP/1.1. For an http:// backend no roots are loaded.
+fn client_tls(url: &url::Url, https: bool) -> Result<rustls::ClientConfig, ForwardError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if https {
+        let native = rustls_native_certs::load_native_certs().map_err(|e| ForwardError::Roots {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (added, _ignored) = roots.add_parsable_certificates(native);
+        if added == 0 {
+            return Err(ForwardError::Roots {
+                url: url.to_string(),
+                reason: "none parsed".to_string(),
+            });
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ForwardError::Roots {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}
+
+/// Whether a connect timeout is somewhere in the error chain.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1);
+/// hyper frames each side itself.
+pub const HOP_BY_HOP: [http::header::HeaderName; 7] = [
+    http::header::CONNECTION,
+    http::header::HeaderName::from_static("keep-alive"),
+    http::header::HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::TRAILER,
+];

@@ -1,0 +1,92 @@
+//! Step 9 of the hyper engine: what every response carries, and the
+//! logging phase (metrics, trust hooks, audit, access log) once it is sent.
+
+use super::ctx::RequestCtx;
+use super::routes::Route;
+use super::ProxyParts;
+use crate::audit::AuditRecord;
+use http::header::HeaderValue;
+
+pub use super::rescue::detail_for;
+
+/// Adds our request id and, with `rate`, what the client's limits left.
+pub fn add_common(headers: &mut http::HeaderMap, ctx: &RequestCtx, rate: bool) {
+    if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+        headers.insert("x-request-id", id);
+    }
+    if !rate {
+        return;
+    }
+    if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
+        if let (Ok(p), Ok(s)) = (HeaderValue::from_str(policy), HeaderValue::from_str(state)) {
+            headers.insert("ratelimit-policy", p);
+            headers.insert("ratelimit", s);
+        }
+    }
+}
+
+/// What the logging phase knows about a finished request.
+pub struct Finished<'a> {
+    /// The request's state.
+    pub ctx: &'a RequestCtx,
+    /// Method.
+    pub method: &'a http::Method,
+    /// Path as received.
+    pub path: &'a str,
+    /// Response status.
+    pub status: u16,
+    /// Request body bytes read.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// Over h2.
+    pub http2: bool,
+    /// Why the exchange failed, if it did.
+    pub error: Option<&'static str>,
+}
+
+/// The logging phase.
+pub fn log(p: &ProxyParts, f: &Finished<'_>) {
+    let ctx = f.ctx;
+    p.metrics.response(f.status);
+    if ctx.route == Route::Api && f.error.is_none() {
+        super::federation::trust_hooks(&p.trust, f.method, f.path, f.status, ctx);
+    }
+    if let Some(identity) = &ctx.identity {
+        let mut r = AuditRecord::new("request");
+        r.request_id = Some(ctx.id.clone());
+        r.principal = Some(identity.principal.to_string());
+        r.client_ip = ctx.client.map(|a| a.ip());
+        r.method = Some(f.method.to_string());
+        r.path = Some(f.path.to_string());
+        r.status = Some(f.status);
+        r.bytes_in = Some(f.bytes_in);
+        r.bytes_out = Some(f.bytes_out);
+        r.decision = Some(if f.error.is_none() && f.status < 400 {
+            "allow"
+        } else {
+            "deny"
+        });
+        r.reason = ctx.reject_reason.or(f.error).map(str::to_string);
+        p.audit.record(r);
+    }
+    if !p.access_log {
+        return;
+    }
+    let client = ctx.client.map(|a| a.ip().to_string()).unwrap_or_default();
+    tracing::info!(
+        target: "access",
+        request_id = %ctx.id,
+        client = %client,
+        method = %f.method,
+        path = f.path,
+        status = f.status,
+        bytes_in = f.bytes_in,
+        bytes_out = f.bytes_out,
+        duration_ms = super::ms(ctx.started.elapsed()),
+        upstream_ms = ctx.upstream_time.map(super::ms),
+        http2 = f.http2,
+        principal = ctx.identity.as_ref().map(|i| &*i.principal),
+        error = f.error,
+    );
+}
