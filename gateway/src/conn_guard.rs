@@ -9,6 +9,7 @@
 //! connection ([`mark_request_done`]).
 
 use async_trait::async_trait;
+use mft_filters::client_key::client_key;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::tls::{SslDigest, TlsRef};
 use pingora_core::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest};
@@ -16,7 +17,7 @@ use pingora_core::protocols::{Peek, Shutdown, Ssl, Stream, UniqueID, UniqueIDTyp
 use pingora_core::protocols::{SocketDigest, TimingDigest};
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-/// Open connections per client IP.
+/// Open connections per client (an IPv4 address or an IPv6 /64, the key
+/// the rate limiter and the defender use too), for the HTTPS listener and
+/// the bridges' (SMTP, SFTP).
 pub struct ConnLimiter {
     max: Option<u32>,
     // Held only for a map update at accept and close, never across an await.
@@ -41,9 +44,10 @@ impl ConnLimiter {
         })
     }
 
-    /// A slot for one more connection from `ip`, or `None` at the cap.
+    /// A slot for one more connection from `ip`'s client, or `None` at the cap.
     pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
         let max = self.max?;
+        let ip = client_key(ip);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= max {
@@ -56,17 +60,31 @@ impl ConnLimiter {
         })
     }
 
-    /// Whether there is a cap at all (without one no slot is needed).
-    pub fn enabled(&self) -> bool {
-        self.max.is_some()
+    /// Admits a new connection from `peer` before any work on it: `Err` at
+    /// the cap (logged), else its slot (`None` without a cap or an address).
+    pub fn admit(self: &Arc<Self>, peer: Option<SocketAddr>) -> Result<Option<ConnSlot>, AtCap> {
+        let (Some(_), Some(addr)) = (self.max, peer) else {
+            return Ok(None);
+        };
+        match self.acquire(addr.ip()) {
+            Some(slot) => Ok(Some(slot)),
+            None => {
+                tracing::debug!(peer = %addr, "connection refused: connections per client at the cap");
+                Err(AtCap)
+            }
+        }
     }
 
-    /// Open connections from `ip` (for tests and diagnostics).
+    /// Open connections from `ip`'s client (for tests and diagnostics).
     pub fn open_from(&self, ip: IpAddr) -> u32 {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.get(&ip).copied().unwrap_or(0)
+        open.get(&client_key(ip)).copied().unwrap_or(0)
     }
 }
+
+/// The client holds as many connections as the cap allows.
+#[derive(Debug, Clone, Copy)]
+pub struct AtCap;
 
 /// One counted connection; released on drop.
 pub struct ConnSlot {
@@ -307,6 +325,17 @@ mod tests {
         drop(s1);
         assert_eq!(limiter.open_from(a), 1);
         assert!(limiter.acquire(a).is_some());
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_client() {
+        let limiter = ConnLimiter::new(Some(2));
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let _x = limiter.acquire(v6("2001:db8::1"));
+        let _y = limiter.acquire(v6("2001:db8::ffff:2"));
+        assert!(limiter.acquire(v6("2001:db8::3")).is_none());
+        assert!(limiter.acquire(v6("2001:db8:0:1::1")).is_some());
+        assert_eq!(limiter.open_from(v6("2001:db8::9")), 2);
     }
 
     #[test]

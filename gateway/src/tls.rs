@@ -194,15 +194,8 @@ where
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         let peer = peer_addr.map(|a| a.to_string());
         // Refused before the handshake: a client at its cap costs us no crypto.
-        let slot = match (self.conns.enabled(), peer_addr) {
-            (true, Some(addr)) => match self.conns.acquire(addr.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::debug!(peer = %addr, "connection refused: max_connections_per_ip reached");
-                    return None;
-                }
-            },
-            _ => None,
+        let Ok(slot) = self.conns.admit(peer_addr) else {
+            return None;
         };
         // The listener hands out its L4 stream boxed; the TLS layer needs the concrete type.
         let l4: L4Stream = match stream.into_any().downcast::<L4Stream>() {

@@ -72,6 +72,28 @@ pub struct AuthRequest<'a> {
     pub x_api_key: Option<&'a [u8]>,
 }
 
+impl<'a> AuthRequest<'a> {
+    /// The decision's view of a request head (either HTTP engine's).
+    pub fn from_head(
+        request_id: &'a str,
+        client_ip: Option<IpAddr>,
+        method: &'a http::Method,
+        uri: &'a http::Uri,
+        headers: &'a http::HeaderMap,
+    ) -> Self {
+        AuthRequest {
+            request_id,
+            method: method.as_str(),
+            path: uri.path(),
+            client_ip,
+            authorization: headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            x_api_key: headers.get("x-api-key").map(|v| v.as_bytes()),
+        }
+    }
+}
+
 /// How long a verified JWT is remembered (never beyond its `exp`).
 /// RS256 verification costs hundreds of microseconds in pure Rust; clients
 /// reuse one token for many requests, so a hash lookup replaces it.

@@ -5,7 +5,6 @@
 //! slow mailbox or a stalled SFTP client cannot take worker threads from the
 //! HTTPS proxy, and the backend client's connection pool lives on one runtime.
 
-pub mod client_slots;
 pub mod imap;
 pub mod mailbox;
 pub mod message;

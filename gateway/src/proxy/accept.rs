@@ -95,15 +95,8 @@ impl ServerApp for HyperFront {
             .get_socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         // Refused before the handshake: a client at its cap costs us no crypto.
-        let slot = match (self.conns.enabled(), peer) {
-            (true, Some(addr)) => match self.conns.acquire(addr.ip()) {
-                Some(slot) => Some(slot),
-                None => {
-                    tracing::debug!(peer = %addr, "connection refused: max_connections_per_ip reached");
-                    return None;
-                }
-            },
-            _ => None,
+        let Ok(slot) = self.conns.admit(peer) else {
+            return None;
         };
         // Boxed so the handshake's state is freed once it is done, not kept
         // for as long as the connection lives.

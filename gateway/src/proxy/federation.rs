@@ -9,9 +9,8 @@
 use super::ctx::RequestCtx;
 use super::digest_guard::DigestGuard;
 use super::service::{Exchange, HyperGateway, Stop};
-use crate::trust::federation_api::Reply;
 use crate::trust::inbound::{Authenticated, InboundRequest};
-use crate::trust::services::Federation;
+use crate::trust::services::{Federation, LocalAnswer, LocalCall};
 use crate::trust::wire;
 use http_body_util::BodyExt;
 use mft_filters::decision::Rejection;
@@ -200,55 +199,19 @@ async fn local_call(gw: &HyperGateway, x: &mut Exchange, gate: Gate, expected: [
             body.extend_from_slice(&chunk);
         }
     }
-    let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
-    if actual != expected {
-        return Stop::Reject(Rejection::bad_request(
-            "the body does not match its Content-Digest".to_string(),
-            "content_digest_mismatch",
-        ));
-    }
-    let api = gw.p.trust.api.clone();
-    let partner = gate.ok.partner.clone();
-    let request_id = x.ctx.id.clone();
-    let client_ip = x.ctx.client.map(|a| a.ip());
-    let is_delivery = gate.path == wire::DELIVERIES_PATH;
-    let handled =
-        gw.p.trust
-            .runtime
-            .handle()
-            .spawn(async move {
-                let call = crate::trust::federation_api::InboundCall {
-                    partner: &partner,
-                    request_id: &request_id,
-                    client_ip,
-                };
-                if is_delivery {
-                    api.delivery(&call, &body).await
-                } else {
-                    api.receipt(&call, &body).await
-                }
-            })
-            .await;
-    match handled {
-        Ok(Reply::Json(status, body)) => match crate::trust::inbound::sign_answer_body(
-            "POST",
-            &gate.authority,
-            &gate.path,
-            &x.ctx.id,
-            &gate.ok,
-            &body,
-        ) {
-            Ok(headers) => Stop::Json(status, body, headers),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sign a federation answer");
-                Stop::Problem(Problem::new(500, None))
-            }
-        },
-        Ok(Reply::Problem(problem)) => Stop::Problem(problem),
-        Err(e) => {
-            tracing::error!(error = %e, "federation handler failed");
-            Stop::Problem(Problem::new(500, None))
-        }
+    let call = LocalCall {
+        ok: &gate.ok,
+        authority: &gate.authority,
+        path: &gate.path,
+        request_id: &x.ctx.id,
+        client_ip: x.ctx.client.map(|a| a.ip()),
+        body,
+        expected,
+    };
+    match gw.p.trust.answer_local(call).await {
+        LocalAnswer::Signed(status, body, headers) => Stop::Json(status, body, headers),
+        LocalAnswer::Refused(r) => Stop::Reject(r),
+        LocalAnswer::Problem(p) => Stop::Problem(p),
     }
 }
 

@@ -12,17 +12,13 @@ pub async fn authorize(
     ctx: &RequestCtx,
     head: &http::request::Parts,
 ) -> Decision<Identity> {
-    let request = AuthRequest {
-        request_id: &ctx.id,
-        method: head.method.as_str(),
-        path: head.uri.path(),
-        client_ip: ctx.client.map(|a| a.ip()),
-        authorization: head
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        x_api_key: head.headers.get("x-api-key").map(|v| v.as_bytes()),
-    };
+    let request = AuthRequest::from_head(
+        &ctx.id,
+        ctx.client.map(|a| a.ip()),
+        &head.method,
+        &head.uri,
+        &head.headers,
+    );
     let decision = p.auth.authorize(&request).await;
     p.metrics.auth(decision.is_continue());
     decision

@@ -97,6 +97,26 @@ pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option
 }
 
 /// Milliseconds with microsecond precision, for log lines a human reads.
+/// Header fields a client may not pre-set beyond [`STRIPPED`]: the
+/// identity fields are the gateway's, and `X-Forwarded-Host` and friends
+/// would let a client tell the backend a story the signature does not
+/// vouch for.
+pub(crate) fn client_may_not_send(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
+}
+
+/// The host the client addressed: the URI's authority (h2, absolute form)
+/// or its `Host` field, for `Forwarded: host=`.
+pub(crate) fn original_host(uri: &http::Uri, headers: &http::HeaderMap) -> Option<String> {
+    uri.authority().map(|a| a.as_str().to_string()).or_else(|| {
+        headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    })
+}
+
 pub(crate) fn ms(d: std::time::Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }

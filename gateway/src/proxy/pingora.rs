@@ -89,17 +89,13 @@ impl GatewayProxy {
         ctx: &RequestCtx,
     ) -> Decision<crate::auth::Identity> {
         let header = session.req_header();
-        let request = AuthRequest {
-            request_id: &ctx.id,
-            method: header.method.as_str(),
-            path: header.uri.path(),
-            client_ip: ctx.client.map(|a| a.ip()),
-            authorization: header
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            x_api_key: header.headers.get("x-api-key").map(|v| v.as_bytes()),
-        };
+        let request = AuthRequest::from_head(
+            &ctx.id,
+            ctx.client.map(|a| a.ip()),
+            &header.method,
+            &header.uri,
+            &header.headers,
+        );
         self.auth.authorize(&request).await
     }
 }
@@ -276,57 +272,25 @@ impl GatewayProxy {
             }
             body.extend_from_slice(&chunk);
         }
-        let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&body).into();
-        if actual != expected {
-            let r = Rejection::bad_request(
-                "the body does not match its Content-Digest".to_string(),
-                "content_digest_mismatch",
-            );
-            ctx.reject_reason = Some(r.audit_reason);
-            return rescue::reject(session, ctx, &r).await;
-        }
-        let api = self.trust.api.clone();
-        let partner = ok.partner.clone();
-        let request_id = ctx.id.clone();
-        let client_ip = ctx.client.map(|a| a.ip());
-        let is_delivery = path == crate::trust::wire::DELIVERIES_PATH;
-        let handled = self
-            .trust
-            .runtime
-            .handle()
-            .spawn(async move {
-                let call = crate::trust::federation_api::InboundCall {
-                    partner: &partner,
-                    request_id: &request_id,
-                    client_ip,
-                };
-                if is_delivery {
-                    api.delivery(&call, &body).await
-                } else {
-                    api.receipt(&call, &body).await
-                }
-            })
-            .await;
-        use crate::trust::federation_api::Reply;
-        match handled {
-            Ok(Reply::Json(status, body)) => {
-                match crate::trust::inbound::sign_answer_body(
-                    "POST", authority, path, &ctx.id, &ok, &body,
-                ) {
-                    Ok(headers) => {
-                        rescue::respond_owned_json(session, ctx, status, body, headers).await
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot sign a federation answer");
-                        rescue::respond(session, ctx, Problem::new(500, None)).await
-                    }
-                }
+        let call = crate::trust::services::LocalCall {
+            ok: &ok,
+            authority,
+            path,
+            request_id: &ctx.id,
+            client_ip: ctx.client.map(|a| a.ip()),
+            body,
+            expected,
+        };
+        use crate::trust::services::LocalAnswer;
+        match self.trust.answer_local(call).await {
+            LocalAnswer::Signed(status, body, headers) => {
+                rescue::respond_owned_json(session, ctx, status, body, headers).await
             }
-            Ok(Reply::Problem(problem)) => rescue::respond(session, ctx, problem).await,
-            Err(e) => {
-                tracing::error!(error = %e, "federation handler failed");
-                rescue::respond(session, ctx, Problem::new(500, None)).await
+            LocalAnswer::Refused(r) => {
+                ctx.reject_reason = Some(r.audit_reason);
+                rescue::reject(session, ctx, &r).await
             }
+            LocalAnswer::Problem(problem) => rescue::respond(session, ctx, problem).await,
         }
     }
 }
@@ -465,33 +429,17 @@ impl ProxyHttp for GatewayProxy {
         for name in &STRIPPED {
             upstream.remove_header(name);
         }
-        // Identity headers are the gateway's to set; a client must never be
-        // able to pre-set one.
         let spoofed: Vec<HeaderName> = upstream
             .headers
             .keys()
-            .filter(|n| {
-                let n = n.as_str();
-                // X-Forwarded-Host and friends would let a client tell the
-                // backend a story the signature does not vouch for.
-                n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
-            })
+            .filter(|n| super::client_may_not_send(n))
             .cloned()
             .collect();
         for name in &spoofed {
             upstream.remove_header(name);
         }
-        let original_host = session
-            .req_header()
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                session
-                    .get_header(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
+        let header = session.req_header();
+        let original_host = super::original_host(&header.uri, &header.headers);
         upstream.insert_header("x-request-id", ctx.id.as_str())?;
         upstream.insert_header(
             http::header::FORWARDED,

@@ -243,30 +243,14 @@ impl HyperGateway {
     /// credentials, hop-by-hop fields and anything it may not pre-set
     /// removed; request id, `Forwarded`, `Host` and identity added.
     fn upstream_headers(&self, x: &mut Exchange) -> Result<http::HeaderMap, Rejection> {
-        let original_host = x
-            .head
-            .uri
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| {
-                x.head
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
+        let original_host = super::original_host(&x.head.uri, &x.head.headers);
         let mut headers = std::mem::take(&mut x.head.headers);
         for name in STRIPPED.iter().chain(HOP_BY_HOP.iter()) {
             headers.remove(name);
         }
-        // X-Forwarded-Host and friends would let a client tell the backend a
-        // story the signature does not vouch for.
         let spoofed: Vec<HeaderName> = headers
             .keys()
-            .filter(|n| {
-                let n = n.as_str();
-                n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
-            })
+            .filter(|n| super::client_may_not_send(n))
             .cloned()
             .collect();
         for name in &spoofed {

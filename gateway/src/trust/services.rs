@@ -3,6 +3,8 @@
 //! sender and the locally answered federation endpoints.
 
 use super::federation_api::FederationApi;
+use super::federation_api::Reply;
+use super::inbound::Authenticated;
 use super::partner_client::PartnerClient;
 use super::receipts::Receipts;
 use super::relay::Relay;
@@ -13,8 +15,39 @@ use crate::proxy::sign::RequestSigner;
 use crate::store::KeyStore;
 use anyhow::Context;
 use mft_config::Config;
+use mft_filters::decision::Rejection;
+use mft_filters::problem::Problem;
 use mft_filters::ratelimit::Limit;
+use std::net::IpAddr;
 use std::sync::Arc;
+
+/// The answer to a local federation call, or why there is none.
+pub enum LocalAnswer {
+    /// Status, JSON body and the answer's signature headers.
+    Signed(u16, Vec<u8>, Vec<(&'static str, String)>),
+    /// A filter decision (the body does not match its digest).
+    Refused(Rejection),
+    /// A problem of ours or the handler's.
+    Problem(Problem),
+}
+
+/// A checked partner's `POST /federation/v1/deliveries` or `/receipts`.
+pub struct LocalCall<'a> {
+    /// Who, as the gate authenticated them.
+    pub ok: &'a Authenticated,
+    /// `:authority` and path the signature covered (the answer covers them too).
+    pub authority: &'a str,
+    /// Path.
+    pub path: &'a str,
+    /// Our request id.
+    pub request_id: &'a str,
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+    /// The whole (bounded) body.
+    pub body: Vec<u8>,
+    /// SHA-256 the signed `Content-Digest` claims.
+    pub expected: [u8; 32],
+}
 
 /// Federation services shared by the proxy and the workers.
 pub struct Federation {
@@ -31,6 +64,61 @@ pub struct Federation {
 }
 
 impl Federation {
+    /// Checks the body against its digest, handles it on the federation
+    /// runtime and signs the answer: the same for either HTTP engine.
+    pub async fn answer_local(&self, call: LocalCall<'_>) -> LocalAnswer {
+        let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&call.body).into();
+        if actual != call.expected {
+            return LocalAnswer::Refused(Rejection::bad_request(
+                "the body does not match its Content-Digest".to_string(),
+                "content_digest_mismatch",
+            ));
+        }
+        let api = self.api.clone();
+        let partner = call.ok.partner.clone();
+        let request_id = call.request_id.to_string();
+        let client_ip = call.client_ip;
+        let is_delivery = call.path == super::wire::DELIVERIES_PATH;
+        let body = call.body;
+        let handled = self
+            .runtime
+            .handle()
+            .spawn(async move {
+                let inbound = super::federation_api::InboundCall {
+                    partner: &partner,
+                    request_id: &request_id,
+                    client_ip,
+                };
+                if is_delivery {
+                    api.delivery(&inbound, &body).await
+                } else {
+                    api.receipt(&inbound, &body).await
+                }
+            })
+            .await;
+        match handled {
+            Ok(Reply::Json(status, body)) => match super::inbound::sign_answer_body(
+                "POST",
+                call.authority,
+                call.path,
+                call.request_id,
+                call.ok,
+                &body,
+            ) {
+                Ok(headers) => LocalAnswer::Signed(status, body, headers),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign a federation answer");
+                    LocalAnswer::Problem(Problem::new(500, None))
+                }
+            },
+            Ok(Reply::Problem(problem)) => LocalAnswer::Problem(problem),
+            Err(e) => {
+                tracing::error!(error = %e, "federation handler failed");
+                LocalAnswer::Problem(Problem::new(500, None))
+            }
+        }
+    }
+
     /// Builds the services and starts the relay and receipt workers.
     pub fn start(
         config: Arc<Config>,

@@ -72,7 +72,9 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         made,
         open: Mutex::new(HashMap::new()),
         metrics,
-        per_client: crate::bridge::client_slots::ClientSlots::new(cfg.max_connections_per_ip),
+        per_client: crate::conn_guard::ConnLimiter::new(Some(
+            u32::try_from(cfg.max_connections_per_ip).unwrap_or(u32::MAX),
+        )),
         max_connections: cfg.max_connections,
         login_timeout: cfg.login_timeout,
         limits: upload::UploadLimits {
@@ -132,7 +134,7 @@ async fn accept_loop(
                 continue;
             }
         }
-        let Some(client_slot) = shared.per_client.take(peer.ip()) else {
+        let Some(client_slot) = shared.per_client.acquire(peer.ip()) else {
             refused(Refusal::PerIp);
             continue;
         };

@@ -34,7 +34,7 @@ pub struct Shared {
     /// Series.
     pub metrics: Arc<SftpMetrics>,
     /// Connections per client (`max_connections_per_ip`).
-    pub per_client: Arc<crate::bridge::client_slots::ClientSlots>,
+    pub per_client: Arc<crate::conn_guard::ConnLimiter>,
     /// Connections of the listener.
     pub max_connections: usize,
     /// Connect to login, at most.

@@ -14,9 +14,9 @@ pub mod reply;
 pub mod session;
 pub mod worker;
 
-use super::client_slots::ClientSlots;
 use super::spool::Spool;
 use super::BridgeContext;
+use crate::conn_guard::ConnLimiter;
 use anyhow::Context;
 use conn::Conn;
 use metrics::SmtpMetrics;
@@ -49,7 +49,7 @@ pub struct Shared {
     /// Session slots (`max_connections`).
     pub conns: Arc<Semaphore>,
     /// Sessions per client (`max_connections_per_ip`).
-    pub per_client: Arc<ClientSlots>,
+    pub per_client: Arc<ConnLimiter>,
     /// Deadline for a TLS handshake.
     pub handshake_timeout: Duration,
 }
@@ -76,7 +76,9 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         users,
         tls,
         conns: Arc::new(Semaphore::new(cfg.max_connections)),
-        per_client: ClientSlots::new(cfg.max_connections_per_ip),
+        per_client: ConnLimiter::new(Some(
+            u32::try_from(cfg.max_connections_per_ip).unwrap_or(u32::MAX),
+        )),
         handshake_timeout: ctx.config.server.tls_handshake_timeout,
         cfg: cfg.clone(),
     });
@@ -153,7 +155,7 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
     }
     // Per client first: one address filling every slot is refused alone,
     // before it can take the global ones.
-    let Some(_client_slot) = shared.per_client.take(ip) else {
+    let Some(_client_slot) = shared.per_client.acquire(ip) else {
         m.sessions.with_label_values(&["refused_per_ip"]).inc();
         return refuse(tcp, reply::BUSY_CLIENT).await;
     };
