@@ -158,7 +158,11 @@ fn in_pingora(
         h2,
     };
     let mut svc = pingora_core::services::listening::Service::new("bare".to_string(), app);
-    svc.add_tcp(&args[1]);
+    // As the gateway does: no pingora L4 buffers under rustls and hyper.
+    svc.add_listener(
+        pingora_core::listeners::ListenerConfig::tcp(args[1].clone())
+            .l4_buffer(pingora_core::listeners::L4BufferSettings::unbuffered()),
+    );
     server.add_service(svc);
     server.run_forever()
 }

@@ -119,6 +119,7 @@ impl AuditLog {
         let mut writer = Writer {
             path: config.file.clone(),
             out: BufWriter::new(file),
+            line: Vec::with_capacity(512),
             size,
             max_bytes: config.max_bytes,
             keep: config.keep,
@@ -210,6 +211,8 @@ fn open_append(path: &Path) -> io::Result<File> {
 struct Writer {
     path: PathBuf,
     out: BufWriter<File>,
+    /// One record's line, reused: no allocation per record.
+    line: Vec<u8>,
     size: u64,
     max_bytes: u64,
     keep: u32,
@@ -227,15 +230,14 @@ impl Writer {
     }
 
     fn write(&mut self, record: &AuditRecord) {
-        let mut line = match serde_json::to_vec(record) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialise audit record");
-                return;
-            }
-        };
+        let line = &mut self.line;
+        line.clear();
+        if let Err(e) = serde_json::to_writer(&mut *line, record) {
+            tracing::error!(error = %e, "cannot serialise audit record");
+            return;
+        }
         line.push(b'\n');
-        if let Err(e) = self.out.write_all(&line) {
+        if let Err(e) = self.out.write_all(line) {
             tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
             return;
         }

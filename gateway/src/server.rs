@@ -30,6 +30,7 @@ use mft_config::Config;
 use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
 use mft_filters::clock::SystemClock;
 use mft_filters::defender::{Defender, DefenderPolicy};
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -177,7 +178,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 s.keepalive_timeout,
             );
             let mut https = Service::new("https".to_string(), front);
-            https.add_tcp(&s.https_listen.to_string());
+            // pingora gives each accepted stream a 64 KiB read buffer and a
+            // write buffer of its own; rustls and hyper buffer already, so
+            // they only cost memory per idle connection and a copy per read.
+            https.add_listener(
+                ListenerConfig::tcp(s.https_listen.to_string())
+                    .l4_buffer(L4BufferSettings::unbuffered()),
+            );
             server.add_service(https);
         }
     };

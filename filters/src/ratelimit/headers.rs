@@ -2,7 +2,6 @@
 //! lists whose members are the policy name with parameters.
 
 use super::{Limit, Scope};
-use std::fmt::Write;
 use std::time::Duration;
 
 /// Whole seconds, rounded up: a client that waits this long is never early.
@@ -24,26 +23,36 @@ pub fn retry_after_secs(d: Duration) -> u64 {
 /// One `RateLimit-Policy` member: `"key";q=100;w=2`.
 pub fn policy_item(scope: Scope, limit: &Limit) -> String {
     let mut s = String::with_capacity(24);
-    // Infallible: writing to a String.
-    let _ = write!(
-        s,
-        "\"{}\";q={};w={}",
-        scope.as_str(),
-        limit.burst(),
-        whole_seconds_up(limit.refill_time()).max(1)
-    );
+    write_policy_item(&mut s, scope, limit);
     s
+}
+
+/// Appends one `RateLimit-Policy` member to `out`. Written without
+/// `format!`: it runs for every limit on every request.
+pub fn write_policy_item(out: &mut String, scope: Scope, limit: &Limit) {
+    let mut n = itoa::Buffer::new();
+    out.push('"');
+    out.push_str(scope.as_str());
+    out.push_str("\";q=");
+    out.push_str(n.format(limit.burst().get()));
+    out.push_str(";w=");
+    out.push_str(n.format(whole_seconds_up(limit.refill_time()).max(1)));
 }
 
 /// One `RateLimit` member: `"key";r=42;t=1`.
 pub fn state_item(scope: Scope, remaining: u32, reset: Duration) -> String {
     let mut s = String::with_capacity(24);
-    let _ = write!(
-        s,
-        "\"{}\";r={};t={}",
-        scope.as_str(),
-        remaining,
-        whole_seconds_up(reset)
-    );
+    write_state_item(&mut s, scope, remaining, reset);
     s
+}
+
+/// Appends one `RateLimit` member to `out`.
+pub fn write_state_item(out: &mut String, scope: Scope, remaining: u32, reset: Duration) {
+    let mut n = itoa::Buffer::new();
+    out.push('"');
+    out.push_str(scope.as_str());
+    out.push_str("\";r=");
+    out.push_str(n.format(remaining));
+    out.push_str(";t=");
+    out.push_str(n.format(whole_seconds_up(reset)));
 }

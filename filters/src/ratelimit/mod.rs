@@ -26,7 +26,10 @@
 
 mod headers;
 
-pub use headers::{policy_item, retry_after_secs, state_item, whole_seconds_up};
+pub use headers::{
+    policy_item, retry_after_secs, state_item, whole_seconds_up, write_policy_item,
+    write_state_item,
+};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;

@@ -31,7 +31,12 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn push_checked(out: &mut String, name: &str, value: &str) -> Result<(), BaseError> {
-    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+    // A fold without early exit: the compiler checks many bytes per
+    // instruction, and values are short enough that stopping early buys nothing.
+    let control = value.bytes().fold(false, |bad, b| {
+        bad | ((b < 0x20 && b != b'\t') || b == 0x7f)
+    });
+    if control {
         return Err(BaseError::BadValue(name.to_string()));
     }
     out.push_str(value);

@@ -6,7 +6,6 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use std::fmt::Write;
 
 /// A parameter value of the kinds RFC 9421 signature parameters use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +30,8 @@ pub fn write_param(out: &mut String, name: &str, value: ParamValue<'_>) {
         ParamValue::Boolean(true) => {}
         ParamValue::Boolean(false) => out.push_str("=?0"),
         ParamValue::Integer(n) => {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "={n}");
+            out.push('=');
+            out.push_str(itoa::Buffer::new().format(n));
         }
         ParamValue::String(s) => {
             out.push('=');
@@ -53,12 +52,15 @@ pub fn write_param(out: &mut String, name: &str, value: ParamValue<'_>) {
 /// Appends an sf-string with `"` and `\` escaped.
 pub fn write_sf_string(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
+    let mut rest = s;
+    // Copy runs between the characters that need a backslash.
+    while let Some(i) = rest.bytes().position(|b| b == b'"' || b == b'\\') {
+        out.push_str(&rest[..i]);
+        out.push('\\');
+        out.push_str(&rest[i..i + 1]);
+        rest = &rest[i + 1..];
     }
+    out.push_str(rest);
     out.push('"');
 }
 

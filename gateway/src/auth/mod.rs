@@ -89,7 +89,9 @@ impl<'a> AuthRequest<'a> {
             authorization: headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes()),
-            x_api_key: headers.get("x-api-key").map(|v| v.as_bytes()),
+            x_api_key: headers
+                .get(crate::proxy::names::X_API_KEY)
+                .map(|v| v.as_bytes()),
         }
     }
 }

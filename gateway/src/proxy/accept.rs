@@ -217,26 +217,26 @@ struct HeadScan {
 
 impl HeadScan {
     /// Feeds bytes of a request head; true once both fields were seen.
-    fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            if self.done {
-                break;
-            }
-            if b == b'\n' {
-                let blank = self.len == 0 || (self.len == 1 && self.line[0] == b'\r');
-                self.done = blank;
-                self.len = 0;
-                continue;
-            }
-            if self.len < SCAN {
-                self.line[self.len] = b.to_ascii_lowercase();
-                self.len += 1;
-                match &self.line[..self.len] {
-                    b"content-length:" => self.length = true,
-                    b"transfer-encoding:" => self.chunked = true,
-                    _ => {}
+    /// Only each line's first [`SCAN`] bytes are looked at; the rest of a
+    /// line is skipped with `memchr` rather than byte by byte.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        while !self.done && !bytes.is_empty() {
+            let end = memchr::memchr(b'\n', bytes);
+            let line = &bytes[..end.unwrap_or(bytes.len())];
+            let take = line.len().min(SCAN - self.len);
+            if take > 0 {
+                for (slot, b) in self.line[self.len..self.len + take].iter_mut().zip(line) {
+                    *slot = b.to_ascii_lowercase();
                 }
+                self.len += take;
+                let seen = &self.line[..self.len];
+                self.length |= seen.starts_with(b"content-length:");
+                self.chunked |= seen.starts_with(b"transfer-encoding:");
             }
+            let Some(end) = end else { break };
+            self.done = self.len == 0 || (self.len == 1 && self.line[0] == b'\r');
+            self.len = 0;
+            bytes = &bytes[end + 1..];
         }
         self.length && self.chunked
     }
@@ -374,5 +374,18 @@ mod tests {
         let mut s = HeadScan::default();
         assert!(!s.feed(b"POST / HTTP/1.1\r\nContent-Len"));
         assert!(s.feed(b"gth: 5\r\nTransfer-Encoding: chunked\r\n\r\n"));
+        // One byte per read, and a long line before the fields.
+        let head = format!(
+            "POST / HTTP/1.1\r\nx-long: {}\r\ntransfer-encoding: chunked\r\ncontent-length: 5\r\n\r\n",
+            "a".repeat(300)
+        );
+        let mut s = HeadScan::default();
+        let seen: Vec<bool> = head.as_bytes().chunks(1).map(|b| s.feed(b)).collect();
+        assert_eq!(seen.last(), Some(&true));
+        // A blank line ends the head even when it arrives on its own.
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n"));
+        assert!(!s.feed(b"\r"));
+        assert!(!s.feed(b"\nTransfer-Encoding: chunked\r\n"));
     }
 }

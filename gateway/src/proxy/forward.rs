@@ -43,8 +43,12 @@ pub enum UpstreamFailure {
 /// The backend's pooled client.
 pub struct Forwarder {
     client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
-    /// `scheme://host[:port]`, prefixed to each request's path.
-    base: String,
+    /// `http` or `https`.
+    scheme: http::uri::Scheme,
+    /// `host[:port]`, parsed.
+    parsed_authority: http::uri::Authority,
+    /// `host[:port]` as the `Host` field.
+    host_value: http::HeaderValue,
     /// `host[:port]`, sent as `Host`.
     pub authority: String,
     read_timeout: Duration,
@@ -82,20 +86,37 @@ impl Forwarder {
                 .pool_idle_timeout(backend.idle_timeout)
                 .pool_max_idle_per_host(backend.pool_size)
                 .build(connector);
+        let no_host = || ForwardError::NoHost(url.to_string());
         Ok(Forwarder {
             client,
-            base: format!("{scheme}://{authority}"),
+            scheme: scheme.parse().map_err(|_| no_host())?,
+            parsed_authority: authority.parse().map_err(|_| no_host())?,
+            host_value: http::HeaderValue::try_from(authority.as_str()).map_err(|_| no_host())?,
             authority,
             read_timeout: backend.read_timeout,
         })
     }
 
-    /// The absolute URI for `path_and_query` on the backend.
-    pub fn uri(&self, path_and_query: &str) -> Result<http::Uri, http::uri::InvalidUri> {
-        let mut s = String::with_capacity(self.base.len() + path_and_query.len());
-        s.push_str(&self.base);
-        s.push_str(path_and_query);
-        s.parse()
+    /// The absolute URI for `path_and_query` on the backend, from parts
+    /// parsed once: no string to build and parse again per request.
+    pub fn uri(
+        &self,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<http::Uri, http::uri::InvalidUriParts> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.parsed_authority.clone());
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        http::Uri::from_parts(parts)
+    }
+
+    /// `Host` for every upstream request, built once.
+    pub fn host_value(&self) -> http::HeaderValue {
+        self.host_value.clone()
     }
 
     /// Sends `req` and waits for the response header.
@@ -158,7 +179,7 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// Headers that describe one hop, not the message (RFC 9110 §7.6.1);
 /// hyper frames each side itself.
-pub const HOP_BY_HOP: [http::header::HeaderName; 7] = [
+pub static HOP_BY_HOP: [http::header::HeaderName; 7] = [
     http::header::CONNECTION,
     http::header::HeaderName::from_static("keep-alive"),
     http::header::HeaderName::from_static("proxy-connection"),
@@ -167,3 +188,16 @@ pub const HOP_BY_HOP: [http::header::HeaderName; 7] = [
     http::header::UPGRADE,
     http::header::TRAILER,
 ];
+
+/// Removes the [`HOP_BY_HOP`] fields: one pass over the fields present
+/// rather than a lookup per name that is rarely there.
+pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let doomed: Vec<http::header::HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(n))
+        .cloned()
+        .collect();
+    for name in &doomed {
+        headers.remove(name);
+    }
+}

@@ -27,7 +27,7 @@ pub fn check(
                 && headers.contains_key(http::header::TRANSFER_ENCODING)),
     })?;
     check_single_credential(
-        headers.get_all("x-api-key").iter().count(),
+        headers.get_all(super::names::X_API_KEY).iter().count(),
         headers.get_all(http::header::AUTHORIZATION).iter().count(),
     )?;
     check_path(uri.path())

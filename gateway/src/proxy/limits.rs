@@ -89,11 +89,11 @@ impl InputLimits {
             multipart: None,
         };
         if method == "POST" && trimmed(path) == "/api/v1/files" {
-            if let Some(v) = headers.get("x-filename") {
+            if let Some(v) = headers.get(super::names::X_FILENAME) {
                 header_filename(v.as_bytes())
                     .map_err(|e| Rejection::invalid_name("X-Filename", &e))?;
             }
-            if let Some(v) = headers.get("x-folder") {
+            if let Some(v) = headers.get(super::names::X_FOLDER) {
                 header_folder(v.as_bytes()).map_err(|e| Rejection::invalid_name("X-Folder", &e))?;
             }
             let boundary = headers
@@ -113,7 +113,7 @@ impl InputLimits {
             }
         }
         if method == "POST" && trimmed(path) == "/api/v1/uploads" {
-            if let Some(v) = headers.get("upload-metadata") {
+            if let Some(v) = headers.get(super::names::UPLOAD_METADATA) {
                 tus_metadata(v.as_bytes())
                     .map_err(|(field, e)| Rejection::invalid_name(field, &e))?;
             }

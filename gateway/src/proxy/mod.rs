@@ -21,6 +21,7 @@ pub mod head_checks;
 pub mod identity;
 pub mod limits;
 pub mod multipart_guard;
+pub mod names;
 pub mod pingora;
 pub mod rescue;
 pub mod respond;
@@ -43,10 +44,10 @@ pub use pingora::GatewayProxy;
 
 /// Request headers the client may not pass to the backend: credentials are
 /// ours to check and never forwarded; the rest we set ourselves.
-pub(crate) const STRIPPED: [HeaderName; 6] = [
+pub(crate) static STRIPPED: [HeaderName; 6] = [
     http::header::AUTHORIZATION,
-    HeaderName::from_static("x-api-key"),
-    HeaderName::from_static("x-request-id"),
+    names::X_API_KEY,
+    names::X_REQUEST_ID,
     http::header::FORWARDED,
     HeaderName::from_static("x-forwarded-for"),
     HeaderName::from_static("x-forwarded-proto"),
@@ -82,11 +83,27 @@ pub struct ProxyParts {
 
 /// `Forwarded: for=...;proto=https;host=...` (RFC 7239); IPv6 needs quotes and brackets.
 pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option<&str>) -> String {
-    let mut v = match client {
-        Some(std::net::SocketAddr::V4(a)) => format!("for={}", a.ip()),
-        Some(std::net::SocketAddr::V6(a)) => format!("for=\"[{}]\"", a.ip()),
-        None => "for=unknown".to_string(),
-    };
+    let mut v = String::with_capacity(48 + host.map_or(0, str::len));
+    match client {
+        // Written by hand: `format!` with an address's `Display` costs
+        // more than the rest of this function on every request.
+        Some(std::net::SocketAddr::V4(a)) => {
+            v.push_str("for=");
+            let mut digits = itoa::Buffer::new();
+            for (i, octet) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    v.push('.');
+                }
+                v.push_str(digits.format(*octet));
+            }
+        }
+        Some(std::net::SocketAddr::V6(a)) => {
+            use std::fmt::Write;
+            // Writing to a String cannot fail.
+            let _ = write!(v, "for=\"[{}]\"", a.ip());
+        }
+        None => v.push_str("for=unknown"),
+    }
     v.push_str(";proto=https");
     if let Some(h) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) {
         v.push_str(";host=\"");
@@ -101,6 +118,12 @@ pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option
 /// identity fields are the gateway's, and `X-Forwarded-Host` and friends
 /// would let a client tell the backend a story the signature does not
 /// vouch for.
+/// Whether the client's field `name` stays at the gateway: [`STRIPPED`],
+/// hop-by-hop, or one the client may not send.
+pub(crate) fn never_forwarded(name: &HeaderName) -> bool {
+    STRIPPED.contains(name) || forward::HOP_BY_HOP.contains(name) || client_may_not_send(name)
+}
+
 pub(crate) fn client_may_not_send(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with("x-mft-") || n.starts_with("x-forwarded-")

@@ -2,6 +2,7 @@
 //! logging phase (metrics, trust hooks, audit, access log) once it is sent.
 
 use super::ctx::RequestCtx;
+use super::names;
 use super::routes::Route;
 use super::ProxyParts;
 use crate::audit::AuditRecord;
@@ -12,15 +13,15 @@ pub use super::rescue::detail_for;
 /// Adds our request id and, with `rate`, what the client's limits left.
 pub fn add_common(headers: &mut http::HeaderMap, ctx: &RequestCtx, rate: bool) {
     if let Ok(id) = HeaderValue::from_str(&ctx.id) {
-        headers.insert("x-request-id", id);
+        headers.insert(names::X_REQUEST_ID, id);
     }
     if !rate {
         return;
     }
     if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
         if let (Ok(p), Ok(s)) = (HeaderValue::from_str(policy), HeaderValue::from_str(state)) {
-            headers.insert("ratelimit-policy", p);
-            headers.insert("ratelimit", s);
+            headers.insert(names::RATELIMIT_POLICY, p);
+            headers.insert(names::RATELIMIT, s);
         }
     }
 }

@@ -8,10 +8,10 @@ use super::accept::ConnInfo;
 use super::body::{BodyStats, GuardedBody, Linger, OnFinish, RespBody};
 use super::ctx::RequestCtx;
 use super::digest_guard::DigestGuard;
-use super::forward::{Forwarder, UpstreamFailure, HOP_BY_HOP};
+use super::forward::{Forwarder, UpstreamFailure};
 use super::limits::BodyWatch;
 use super::routes::{self, Route};
-use super::{head_checks, identity, respond, ProxyParts, STRIPPED};
+use super::{head_checks, identity, names, respond, ProxyParts};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http_body::Body as _;
@@ -173,7 +173,7 @@ impl HyperGateway {
     ) -> Result<http::Response<Incoming>, Stop> {
         let uri = self
             .forward
-            .uri(x.head.uri.path_and_query().map_or("/", |pq| pq.as_str()))
+            .uri(x.head.uri.path_and_query())
             .map_err(|_| Stop::Problem(Problem::new(400, Some(respond::detail_for(400).into()))))?;
         let mut headers = self.upstream_headers(x).map_err(Stop::Reject)?;
         if let Some(signer) = &self.p.signer {
@@ -245,15 +245,14 @@ impl HyperGateway {
     fn upstream_headers(&self, x: &mut Exchange) -> Result<http::HeaderMap, Rejection> {
         let original_host = super::original_host(&x.head.uri, &x.head.headers);
         let mut headers = std::mem::take(&mut x.head.headers);
-        for name in STRIPPED.iter().chain(HOP_BY_HOP.iter()) {
-            headers.remove(name);
-        }
-        let spoofed: Vec<HeaderName> = headers
+        // One pass over the client's fields instead of a hash lookup per
+        // name that might be there: most requests carry only the key.
+        let doomed: Vec<HeaderName> = headers
             .keys()
-            .filter(|n| super::client_may_not_send(n))
+            .filter(|n| super::never_forwarded(n))
             .cloned()
             .collect();
-        for name in &spoofed {
+        for name in &doomed {
             headers.remove(name);
         }
         let value = |v: &str| {
@@ -261,7 +260,7 @@ impl HyperGateway {
                 Rejection::bad_request("a header value is not valid".to_string(), "bad_request")
             })
         };
-        headers.insert("x-request-id", value(&x.ctx.id)?);
+        headers.insert(names::X_REQUEST_ID, value(&x.ctx.id)?);
         headers.insert(
             http::header::FORWARDED,
             value(&super::forwarded_value(
@@ -269,10 +268,10 @@ impl HyperGateway {
                 original_host.as_deref(),
             ))?,
         );
-        headers.insert(http::header::HOST, value(&self.forward.authority)?);
+        headers.insert(http::header::HOST, self.forward.host_value());
         if let Some(identity) = &x.ctx.identity {
-            headers.insert("x-mft-principal", value(&identity.principal)?);
-            headers.insert("x-mft-scopes", value(&identity.scopes_header)?);
+            headers.insert(names::X_MFT_PRINCIPAL, value(&identity.principal)?);
+            headers.insert(names::X_MFT_SCOPES, value(&identity.scopes_header)?);
         }
         Ok(headers)
     }
@@ -283,9 +282,7 @@ impl HyperGateway {
         upstream: http::Response<Incoming>,
     ) -> http::Response<RespBody> {
         let (mut parts, body) = upstream.into_parts();
-        for name in &HOP_BY_HOP {
-            parts.headers.remove(name);
-        }
+        super::forward::strip_hop_by_hop(&mut parts.headers);
         respond::add_common(&mut parts.headers, &x.ctx, true);
         let status = parts.status.as_u16();
         let finish = Box::new(Done::new(self, x, status));

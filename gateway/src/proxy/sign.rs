@@ -1,6 +1,8 @@
 //! Signing every forwarded request (RFC 9421), the last thing done to the
 //! upstream request header so the signature covers the final values.
 
+use super::names;
+use http::header::HeaderName;
 use mft_config::model::{Backend, SigningAlgorithm};
 use mft_filters::signing::keys::hmac_secret_from_text;
 use mft_filters::signing::{RequestView, SignatureHeaders, Signer, SigningKey};
@@ -9,12 +11,12 @@ use pingora_http::RequestHeader;
 use std::time::SystemTime;
 
 /// Fields covered when present, in this order (after the derived components).
-const COVERED: [&str; 5] = [
-    "x-request-id",
-    "x-mft-principal",
-    "x-mft-scopes",
-    "content-length",
-    "content-digest",
+static COVERED: [HeaderName; 5] = [
+    names::X_REQUEST_ID,
+    names::X_MFT_PRINCIPAL,
+    names::X_MFT_SCOPES,
+    http::header::CONTENT_LENGTH,
+    names::CONTENT_DIGEST,
 ];
 
 /// Other `x-mft-*` fields the gateway may set in the future are covered too,
@@ -92,7 +94,7 @@ impl RequestSigner {
         query: Option<&str>,
         headers: &http::HeaderMap,
     ) -> std::result::Result<SignatureHeaders, FieldError> {
-        let text = |name: &str| -> std::result::Result<Option<&str>, FieldError> {
+        let text = |name: &HeaderName| -> std::result::Result<Option<&str>, FieldError> {
             match headers.get(name) {
                 None => Ok(None),
                 Some(v) => v.to_str().map(Some).map_err(|_| FieldError::NotAscii),
@@ -101,20 +103,19 @@ impl RequestSigner {
         let mut fields: [(&str, &str); COVERED.len() + MAX_EXTRA] =
             [("", ""); COVERED.len() + MAX_EXTRA];
         let mut n = 0;
-        for name in COVERED {
+        for name in &COVERED {
             if let Some(v) = text(name)? {
-                fields[n] = (name, v);
+                fields[n] = (name.as_str(), v);
                 n += 1;
             }
         }
         for name in headers.keys() {
-            let name = name.as_str();
-            if name.starts_with("x-mft-") && !COVERED.contains(&name) {
+            if name.as_str().starts_with("x-mft-") && !COVERED.contains(name) {
                 if n == fields.len() {
                     return Err(FieldError::TooMany);
                 }
                 if let Some(v) = text(name)? {
-                    fields[n] = (name, v);
+                    fields[n] = (name.as_str(), v);
                     n += 1;
                 }
             }
@@ -139,8 +140,8 @@ impl RequestSigner {
         uri: &http::Uri,
         headers: &mut http::HeaderMap,
     ) -> std::result::Result<(), FieldError> {
-        headers.remove("signature-input");
-        headers.remove("signature");
+        headers.remove(names::SIGNATURE_INPUT);
+        headers.remove(names::SIGNATURE);
         let authority = match headers.get(http::header::HOST).map(|v| v.to_str()) {
             None => "",
             Some(Ok(a)) => a,
@@ -149,8 +150,8 @@ impl RequestSigner {
         let signed =
             self.sign_fields(method.as_str(), authority, uri.path(), uri.query(), headers)?;
         let value = |v: String| http::HeaderValue::try_from(v).map_err(|_| FieldError::NotAscii);
-        headers.insert("signature-input", value(signed.signature_input)?);
-        headers.insert("signature", value(signed.signature)?);
+        headers.insert(names::SIGNATURE_INPUT, value(signed.signature_input)?);
+        headers.insert(names::SIGNATURE, value(signed.signature)?);
         Ok(())
     }
 
@@ -159,7 +160,7 @@ impl RequestSigner {
         // A client's own signature headers would confuse the backend's choice.
         upstream.remove_header("signature-input");
         upstream.remove_header("signature");
-        let authority = match upstream.headers.get("host").map(|v| v.to_str()) {
+        let authority = match upstream.headers.get(http::header::HOST).map(|v| v.to_str()) {
             None => "",
             Some(Ok(a)) => a,
             Some(Err(_)) => return Err(not_ascii()),

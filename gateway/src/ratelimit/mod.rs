@@ -51,13 +51,16 @@ pub struct RateHeaders {
 
 impl RateHeaders {
     fn push(&mut self, scope: Scope, limit: &Limit, remaining: u32, reset: Duration) {
+        // Room for both members at once: pieces pushed into an empty String
+        // would grow it three times.
+        self.policy.reserve(48);
+        self.state.reserve(48);
         if !self.policy.is_empty() {
             self.policy.push_str(", ");
             self.state.push_str(", ");
         }
-        self.policy.push_str(&rl::policy_item(scope, limit));
-        self.state
-            .push_str(&rl::state_item(scope, remaining, reset));
+        rl::write_policy_item(&mut self.policy, scope, limit);
+        rl::write_state_item(&mut self.state, scope, remaining, reset);
     }
 
     /// `RateLimit-Policy`, if any limit applied.
