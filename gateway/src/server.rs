@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::proxy::accept::HyperFront;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::limits::InputLimits;
+use crate::proxy::listener::HttpsListener;
 use crate::proxy::service::HyperGateway;
 use crate::proxy::sign::RequestSigner;
 use crate::proxy::upstream::Upstream;
@@ -30,7 +31,6 @@ use mft_config::Config;
 use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
 use mft_filters::clock::SystemClock;
 use mft_filters::defender::{Defender, DefenderPolicy};
-use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
@@ -177,15 +177,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 config.limits.request_header_timeout,
                 s.keepalive_timeout,
             );
-            let mut https = Service::new("https".to_string(), front);
-            // pingora gives each accepted stream a 64 KiB read buffer and a
-            // write buffer of its own; rustls and hyper buffer already, so
-            // they only cost memory per idle connection and a copy per read.
-            https.add_listener(
-                ListenerConfig::tcp(s.https_listen.to_string())
-                    .l4_buffer(L4BufferSettings::unbuffered()),
-            );
-            server.add_service(https);
+            HttpsListener::bind(s.https_listen, s.threads)
+                .with_context(|| format!("server.https_listen {}", s.https_listen))?
+                .start(Arc::new(front), server.watch_execution_phase())
+                .context("cannot start the HTTPS runtime")?;
         }
     };
     if config.admin.token.is_none() {

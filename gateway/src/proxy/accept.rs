@@ -2,9 +2,8 @@
 //! any crypto), terminate TLS (handshake deadline, client certificate
 //! digest for partner pinning), then serve HTTP/1.1 or h2 by ALPN.
 //!
-//! pingora's `Server` stays the process runtime: it owns the listening
-//! socket (handed over on graceful upgrade), signals and shutdown, and gives
-//! each accepted TCP stream to [`HyperFront::process_new`].
+//! [`super::listener`] accepts the TCP connection and hands it to
+//! [`HyperFront::serve`].
 //!
 //! Below HTTP, [`ConnIo`] keeps two per-request deadlines hyper does not
 //! have in the form we need: the header deadline starts at a request's first
@@ -16,11 +15,7 @@
 
 use super::service::HyperGateway;
 use crate::conn_guard::{ConnLimiter, ConnSlot};
-use async_trait::async_trait;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pingora_core::apps::ServerApp;
-use pingora_core::protocols::Stream;
-use pingora_core::server::ShutdownWatch;
 use rustls::ServerConfig;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +25,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 /// The h2 flow-control window per stream and per connection. With h2's
@@ -84,19 +80,20 @@ impl HyperFront {
     }
 }
 
-#[async_trait]
-impl ServerApp for HyperFront {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+impl HyperFront {
+    /// Serves one accepted TCP connection until it ends, or until
+    /// `shutdown` turns true (then what is in flight finishes).
+    pub async fn serve<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: Option<SocketAddr>,
+        mut shutdown: watch::Receiver<bool>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         // Refused before the handshake: a client at its cap costs us no crypto.
         let Ok(slot) = self.conns.admit(peer) else {
-            return None;
+            return;
         };
         // Boxed so the handshake's state is freed once it is done, not kept
         // for as long as the connection lives.
@@ -108,11 +105,11 @@ impl ServerApp for HyperFront {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => {
                 tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
-                return None;
+                return;
             }
             Err(_) => {
                 tracing::debug!(peer = ?peer, "TLS handshake timed out");
-                return None;
+                return;
             }
         };
         let (_, session) = tls.get_ref();
@@ -147,10 +144,9 @@ impl ServerApp for HyperFront {
         let builder = if http2 { &self.h2 } else { &self.h1 };
         let served = builder.serve_connection(io, service);
         tokio::pin!(served);
-        let mut shutdown = shutdown.clone();
         let result = tokio::select! {
             r = served.as_mut() => r,
-            _ = shutdown.changed() => {
+            () = stopped(&mut shutdown) => {
                 // Finish what is in flight (h2: GOAWAY), accept nothing new.
                 served.as_mut().graceful_shutdown();
                 served.await
@@ -159,8 +155,14 @@ impl ServerApp for HyperFront {
         if let Err(e) = result {
             tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
         }
-        None
     }
+}
+
+/// Resolves once `shutdown` is true (at once if it already is).
+pub(super) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: dropped here, not held
+    // across the caller's awaits.
+    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 const IDLE: u8 = 0;

@@ -1,7 +1,8 @@
 //! The HTTPS request path (docs/architecture.md).
 //!
 //! The hyper engine, one step per file in the order a request meets them:
-//! [`accept`] (connection cap, TLS, h1/h2) → [`service`] running
+//! [`listener`] (accept loop) → [`accept`] (connection cap, TLS, h1/h2) →
+//! [`service`] running
 //! [`head_checks`] → [`routes`] → [`identity`] (or [`federation`]) →
 //! [`limits`] → [`sign`] → [`forward`] (bodies through [`body`]) →
 //! [`respond`]. Shared by both engines: [`ctx`], [`limits`],
@@ -20,6 +21,7 @@ pub mod forward;
 pub mod head_checks;
 pub mod identity;
 pub mod limits;
+pub mod listener;
 pub mod multipart_guard;
 pub mod names;
 pub mod pingora;
