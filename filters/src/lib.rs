@@ -11,6 +11,7 @@ pub mod client_key;
 pub mod clock;
 pub mod decision;
 pub mod defender;
+pub mod json;
 pub mod limits;
 pub mod problem;
 pub mod ratelimit;

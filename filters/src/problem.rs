@@ -47,9 +47,18 @@ impl Problem {
         self
     }
 
-    /// The JSON body. Serialising this struct cannot fail (only strings and numbers).
+    /// The JSON body, members in the order of the struct's fields (what
+    /// its `Serialize` writes, see the tests).
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
+        let mut out = Vec::with_capacity(160);
+        crate::json::Object::new(&mut out)
+            .str("type", &self.kind)
+            .str("title", &self.title)
+            .uint("status", u64::from(self.status))
+            .opt_str("detail", self.detail.as_deref())
+            .opt_str("request_id", self.request_id.as_deref())
+            .end();
+        out
     }
 }
 
@@ -84,6 +93,16 @@ pub fn title_for(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn to_json_writes_what_serde_would() {
+        let full = Problem::new(413, Some("too \"big\"\n".to_string()))
+            .with_type("urn:mft:problem:x")
+            .with_request_id("r-1");
+        for p in [full, Problem::new(404, None)] {
+            assert_eq!(p.to_json(), serde_json::to_vec(&p).unwrap());
+        }
+    }
 
     #[test]
     fn serialises_rfc9457_members() {

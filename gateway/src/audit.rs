@@ -89,6 +89,53 @@ impl AuditRecord {
     }
 }
 
+impl AuditRecord {
+    /// The record as one JSON object, members in field order and absent
+    /// ones left out: what its `Serialize` writes (see the tests), with
+    /// a fraction of the instructions on a path taken per request.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let mut o = mft_filters::json::Object::new(out);
+        o.raw("time", |out| {
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "\"{}\"", humantime::format_rfc3339_millis(self.time));
+        })
+        .str("event", self.event)
+        .opt_str("request_id", self.request_id.as_deref())
+        .opt_str("principal", self.principal.as_deref())
+        .opt_str("credential", self.credential.as_deref());
+        match self.client_ip {
+            Some(IpAddr::V4(ip)) => {
+                o.raw("client_ip", |out| {
+                    let mut n = itoa::Buffer::new();
+                    out.push(b'"');
+                    for (i, octet) in ip.octets().iter().enumerate() {
+                        if i > 0 {
+                            out.push(b'.');
+                        }
+                        out.extend_from_slice(n.format(*octet).as_bytes());
+                    }
+                    out.push(b'"');
+                });
+            }
+            Some(ip @ IpAddr::V6(_)) => {
+                o.raw("client_ip", |out| {
+                    let _ = write!(out, "\"{ip}\"");
+                });
+            }
+            None => {}
+        }
+        o.opt_str("method", self.method.as_deref())
+            .opt_str("path", self.path.as_deref())
+            .opt_uint("status", self.status.map(u64::from))
+            .opt_uint("bytes_in", self.bytes_in)
+            .opt_uint("bytes_out", self.bytes_out)
+            .opt_str("decision", self.decision)
+            .opt_str("reason", self.reason.as_deref())
+            .end();
+    }
+}
+
 fn rfc3339_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_millis(*t))
 }
@@ -232,10 +279,7 @@ impl Writer {
     fn write(&mut self, record: &AuditRecord) {
         let line = &mut self.line;
         line.clear();
-        if let Err(e) = serde_json::to_writer(&mut *line, record) {
-            tracing::error!(error = %e, "cannot serialise audit record");
-            return;
-        }
+        record.write_json(line);
         line.push(b'\n');
         if let Err(e) = self.out.write_all(line) {
             tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
@@ -281,6 +325,32 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_json_writes_what_serde_would() {
+        let mut full = AuditRecord::new("request");
+        full.request_id = Some("r-1".into());
+        full.principal = Some("key:abc".into());
+        full.credential = Some("key:abc".into());
+        full.client_ip = "203.0.113.9".parse().ok();
+        full.method = Some("GET".into());
+        full.path = Some("/api/v1/files/\"odd\"\n".into());
+        full.status = Some(200);
+        full.bytes_in = Some(0);
+        full.bytes_out = Some(1 << 40);
+        full.decision = Some("allow");
+        full.reason = Some("why".into());
+        let mut v6 = AuditRecord::new("auth");
+        v6.client_ip = "2001:db8::1".parse().ok();
+        for r in [full, v6, AuditRecord::new("ban")] {
+            let mut ours = Vec::new();
+            r.write_json(&mut ours);
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&serde_json::to_vec(&r).unwrap())
+            );
+        }
+    }
 
     fn wait_for(path: &Path, pred: impl Fn(&str) -> bool) -> String {
         for _ in 0..1000 {
