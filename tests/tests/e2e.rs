@@ -11,6 +11,7 @@ mod e2e {
     pub mod imap;
     pub mod jwt;
     pub mod limits;
+    pub mod log_secrets;
     pub mod mail_spoof;
     pub mod pop3;
     pub mod proxy;
