@@ -389,6 +389,12 @@ impl ProxyHttp for GatewayProxy {
                         Ok(watch) => ctx.body = watch,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
                     }
+                    let empty = session.is_body_empty();
+                    let digest = digest_guard::for_client(&session.req_header().headers, empty);
+                    match digest {
+                        Ok(guard) => ctx.digest = guard,
+                        Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+                    }
                     // pingora times out each body read; this bounds a client
                     // that stalls mid-upload.
                     session.set_read_timeout(Some(self.limits.body_idle_timeout));

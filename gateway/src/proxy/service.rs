@@ -159,13 +159,16 @@ impl HyperGateway {
                     .limits
                     .check_request(&x.head.method, &x.head.uri, &x.head.headers)
                     .map_err(Stop::Reject)?;
-                self.forward(x, None).await
+                let empty = x.body.as_ref().is_none_or(|b| b.is_end_stream());
+                let digest = super::digest_guard::for_client(&x.head.headers, empty)
+                    .map_err(Stop::Reject)?;
+                self.forward(x, digest).await
             }
         }
     }
 
-    /// Sends the request on, its body through the guards; `digest` is a
-    /// federation upload's signed `Content-Digest`.
+    /// Sends the request on, its body through the guards; `digest` checks
+    /// the body against a client's or a partner's `Content-Digest`.
     pub async fn forward(
         &self,
         x: &mut Exchange,
