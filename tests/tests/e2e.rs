@@ -25,6 +25,7 @@ mod e2e {
     pub mod smtp_limits;
     pub mod tls;
     pub mod trust;
+    pub mod trust_limits;
     pub mod trust_relay;
     pub mod tus;
 }

@@ -91,6 +91,7 @@ impl HyperGateway {
                 client: conn.peer,
                 body: BodyWatch::default(),
                 digest: None,
+                quota: None,
                 body_rejection: None,
                 rate_headers: Default::default(),
                 reject_reason: None,
@@ -217,6 +218,9 @@ impl HyperGateway {
         match sent {
             Ok(response) => Ok(response),
             Err(failure) => {
+                // Nothing was stored: a quota reservation goes back now,
+                // before the client can see the answer and try again.
+                x.ctx.quota = None;
                 if let Some(rejection) = stats.rejection.get() {
                     // The header went upstream already; the cut-off body is
                     // discarded by the backend.
