@@ -141,6 +141,38 @@ pub async fn list(db: &SqlitePool, folder: Option<&str>) -> sqlx::Result<Vec<Fil
     rows.iter().map(from_row).collect()
 }
 
+/// Names of the folders directly below `folder` (`""`: the root) that hold
+/// files somewhere beneath them, sorted. Reads only the distinct folder
+/// paths below `folder`, never the files.
+pub async fn child_folders(db: &SqlitePool, folder: &str) -> sqlx::Result<Vec<String>> {
+    let prefix = if folder.is_empty() {
+        String::new()
+    } else {
+        format!("{folder}/")
+    };
+    // Paths below `a` sort from `a/` up to (not including) `a0`, `0`
+    // being the character after `/`: a range over the folder index.
+    let rows: Vec<(String,)> = if folder.is_empty() {
+        sqlx::query_as("SELECT DISTINCT folder FROM files WHERE folder <> ''")
+            .fetch_all(db)
+            .await?
+    } else {
+        sqlx::query_as("SELECT DISTINCT folder FROM files WHERE folder >= ? AND folder < ?")
+            .bind(&prefix)
+            .bind(format!("{folder}0"))
+            .fetch_all(db)
+            .await?
+    };
+    let children: std::collections::BTreeSet<String> = rows
+        .iter()
+        .filter_map(|(f,)| f.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split('/').next())
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect();
+    Ok(children.into_iter().collect())
+}
+
 /// Renames or moves a file; `false` if there was no such row.
 pub async fn rename(db: &SqlitePool, id: &str, name: &str, folder: &str) -> sqlx::Result<bool> {
     let done = sqlx::query("UPDATE files SET name = ?, folder = ? WHERE id = ?")

@@ -33,12 +33,19 @@ const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     folder: Option<String>,
+    /// Also name the folders directly below `folder` (the root without
+    /// one), so a client can browse one level without listing every file.
+    #[serde(default)]
+    subfolders: bool,
 }
 
 /// Body of `GET /api/v1/files`.
 #[derive(Debug, Serialize)]
 pub struct FileList {
     files: Vec<FileRecord>,
+    /// With `subfolders=true`: names of the folders directly below.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    folders: Option<Vec<String>>,
 }
 
 /// Loads the record for a path id, 404 if the id is malformed or unknown.
@@ -51,17 +58,22 @@ pub async fn find(state: &AppState, id: &str) -> Result<FileRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found("file", id))
 }
 
-/// `GET /api/v1/files[?folder=]`
+/// `GET /api/v1/files[?folder=][&subfolders=true]`
 pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<FileList>, ApiError> {
     let folder = match query.folder {
         Some(raw) => Some(names::folder_path(&raw, "folder")?),
+        None if query.subfolders => Some(String::new()),
         None => None,
     };
     let files = file_records::list(&state.db, folder.as_deref()).await?;
-    Ok(Json(FileList { files }))
+    let folders = match (&folder, query.subfolders) {
+        (Some(f), true) => Some(file_records::child_folders(&state.db, f).await?),
+        _ => None,
+    };
+    Ok(Json(FileList { files, folders }))
 }
 
 /// `GET /api/v1/files/{id}`

@@ -3,6 +3,8 @@
 
 use crate::admin::{json_reply, problem, read_body, AdminApp, Reply};
 use crate::trust::connections::{self, KeyInput};
+use mft_filters::trust::partner_inbox;
+use mft_filters::validation::folder::validate_folder;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +25,8 @@ struct SetKey {
 }
 
 const USAGE: &str = "use GET/POST /admin/v1/partners, GET/DELETE /admin/v1/partners/{name}, \
-                     PUT /admin/v1/partners/{name}/key, PUT /admin/v1/partners/{name}/client-cert, POST /admin/v1/partners/{name}/test";
+                     PUT /admin/v1/partners/{name}/key, PUT /admin/v1/partners/{name}/client-cert, \
+                     PUT /admin/v1/partners/{name}/inbox, POST /admin/v1/partners/{name}/test";
 
 impl AdminApp {
     /// Serves `/admin/v1/partners[/rest]` for an authorized caller.
@@ -165,6 +168,48 @@ impl AdminApp {
                     Ok(Ok(true)) => {
                         json_reply(200, json!({"name": name, "client_cert_sha256": pin}))
                     }
+                    Ok(Ok(false)) => problem(404, "no such connection"),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            ("PUT", n, "inbox") if !n.is_empty() => {
+                let body = match read_body(session).await {
+                    Ok(b) => b,
+                    Err(reply) => return reply,
+                };
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Inbox {
+                    folder: Option<String>,
+                    quota_bytes_per_day: Option<u64>,
+                }
+                let req: Inbox = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return problem(400, &format!("invalid JSON: {e}")),
+                };
+                let folder = match req.folder.as_deref().map(validate_folder) {
+                    Some(Err(e)) => return problem(400, &format!("folder: {e}")),
+                    Some(Ok(f)) => Some(f),
+                    None => None,
+                };
+                if req.quota_bytes_per_day == Some(0) {
+                    return problem(400, "quota_bytes_per_day: more than 0, or null");
+                }
+                let inbox = match partner_inbox::inbox(n, folder.as_deref()) {
+                    Ok(i) => i,
+                    Err(e) => return problem(400, &format!("folder: needed ({e})")),
+                };
+                let n = n.to_string();
+                let quota = req.quota_bytes_per_day;
+                match self
+                    .control
+                    .run(async move { store.set_partner_inbox(&n, folder.as_deref(), quota).await })
+                    .await
+                {
+                    Ok(Ok(true)) => json_reply(
+                        200,
+                        json!({"name": name, "inbox_folder": inbox, "quota_bytes_per_day": quota}),
+                    ),
                     Ok(Ok(false)) => problem(404, "no such connection"),
                     _ => problem(503, "key store unavailable"),
                 }

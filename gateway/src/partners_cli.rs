@@ -72,6 +72,26 @@ pub enum PartnersCommand {
         #[arg(long)]
         clear: bool,
     },
+    /// Set where the partner's uploads go (its inbox folder, default
+    /// partners/<name>) and its optional daily quota; options not given
+    /// keep their value.
+    SetInbox {
+        /// Connection name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Inbox folder (`a/b`); the partner may upload there or below it only.
+        #[arg(long, value_name = "FOLDER", conflicts_with = "default_folder")]
+        folder: Option<String>,
+        /// Back to the default inbox, partners/<name>.
+        #[arg(long)]
+        default_folder: bool,
+        /// Bytes the partner may upload per UTC day (units as in the config: "10 GiB").
+        #[arg(long, value_name = "SIZE", conflicts_with = "no_quota")]
+        quota_bytes_per_day: Option<String>,
+        /// Remove the quota.
+        #[arg(long)]
+        no_quota: bool,
+    },
     /// List relay jobs (outbound deliveries to partners), newest first.
     Relays {
         /// Print a JSON array instead of a table.
@@ -242,6 +262,48 @@ async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
+        PartnersCommand::SetInbox {
+            name,
+            folder,
+            default_folder,
+            quota_bytes_per_day,
+            no_quota,
+        } => {
+            let Some(partner) = store.get_partner(&name).await? else {
+                anyhow::bail!("no connection named {name:?}");
+            };
+            let folder = match (folder, default_folder) {
+                (Some(f), _) => Some(
+                    mft_filters::validation::folder::validate_folder(&f)
+                        .map_err(|e| anyhow::anyhow!("--folder {f:?}: {e}"))?,
+                ),
+                (None, true) => None,
+                (None, false) => partner.inbox_folder.clone(),
+            };
+            let quota = match (quota_bytes_per_day, no_quota) {
+                (Some(q), _) => Some(parse_quota(&q)?),
+                (None, true) => None,
+                (None, false) => partner.quota_bytes_per_day,
+            };
+            let inbox = mft_filters::trust::partner_inbox::inbox(&name, folder.as_deref())
+                .map_err(|e| {
+                    anyhow::anyhow!("{name:?} cannot name a folder ({e}): give --folder")
+                })?;
+            if !store
+                .set_partner_inbox(&name, folder.as_deref(), quota)
+                .await?
+            {
+                anyhow::bail!("no connection named {name:?}");
+            }
+            match quota {
+                Some(q) => writeln!(
+                    out,
+                    "{name}: uploads go to {inbox:?}, at most {q} bytes per day"
+                )?,
+                None => writeln!(out, "{name}: uploads go to {inbox:?}, no daily quota")?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         PartnersCommand::Relays { json } => {
             let jobs = store.list_relays().await?;
             if json {
@@ -280,6 +342,14 @@ async fn execute(
             }
         }
     }
+}
+
+/// A quota: bytes, or a size with a unit as in the config file.
+fn parse_quota(text: &str) -> anyhow::Result<u64> {
+    let bytes = mft_config::limits::parse_size(text)
+        .map_err(|e| anyhow::anyhow!("--quota-bytes-per-day {text:?}: {e}"))?;
+    anyhow::ensure!(bytes > 0, "--quota-bytes-per-day must be more than 0");
+    Ok(bytes)
 }
 
 /// Lower-case hex SHA-256 of the first certificate in a PEM file.

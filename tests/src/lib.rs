@@ -133,12 +133,25 @@ pub struct Proc {
 impl Proc {
     /// Starts `program` with `args`, output captured under `dir`.
     pub fn spawn(name: &str, program: &Path, args: &[&str], dir: &Path) -> Proc {
+        Proc::spawn_with_env(name, program, args, dir, &[])
+    }
+
+    /// [`Proc::spawn`] with more environment variables (`RUST_LOG` is
+    /// `info` unless `env` sets it).
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let stdout = dir.join(format!("{name}.stdout"));
         let stderr = dir.join(format!("{name}.stderr"));
         let child = Command::new(program)
             .args(args)
             .current_dir(dir)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .stdin(Stdio::null())
@@ -466,11 +479,25 @@ pub async fn launch_gateway(
     admin: SocketAddr,
     key: String,
 ) -> Gateway {
-    let mut proc = Proc::spawn(
+    launch_gateway_env(dir, certs, config, addr, admin, key, &[]).await
+}
+
+/// [`launch_gateway`] with more environment variables (e.g. `RUST_LOG`).
+pub async fn launch_gateway_env(
+    dir: &Path,
+    certs: &Certs,
+    config: PathBuf,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    key: String,
+    env: &[(&str, &str)],
+) -> Gateway {
+    let mut proc = Proc::spawn_with_env(
         "gateway",
         &bin("mft-gateway"),
         &["run", "--config", config.to_str().unwrap()],
         dir,
+        env,
     );
     let base = format!("https://{addr}");
     wait_ready(

@@ -5,12 +5,14 @@ mod e2e {
     pub mod admin_hardening;
     pub mod auth;
     pub mod cli;
+    pub mod content_digest;
     pub mod curl;
     pub mod edge;
     pub mod errors;
     pub mod imap;
     pub mod jwt;
     pub mod limits;
+    pub mod log_secrets;
     pub mod mail_spoof;
     pub mod pop3;
     pub mod proxy;
@@ -23,6 +25,7 @@ mod e2e {
     pub mod smtp_limits;
     pub mod tls;
     pub mod trust;
+    pub mod trust_limits;
     pub mod trust_relay;
     pub mod tus;
 }

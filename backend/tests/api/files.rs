@@ -142,6 +142,22 @@ async fn raw_upload_of_5_mib_downloads_with_the_same_sha256() {
         .await
         .unwrap();
     assert_eq!(elsewhere["files"].as_array().unwrap().len(), 0);
+    assert!(elsewhere.get("folders").is_none(), "only on request");
+    // One level of folders, without listing the files below it.
+    let get = |q: &'static str| {
+        let r = s.client.get(s.url(q)).send();
+        async move { r.await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let root = get("/api/v1/files?subfolders=true").await;
+    assert_eq!(root["folders"], serde_json::json!(["inbox"]));
+    assert_eq!(root["files"].as_array().unwrap().len(), 0);
+    let inbox = get("/api/v1/files?folder=inbox&subfolders=true").await;
+    assert_eq!(inbox["folders"], serde_json::json!(["partner"]));
+    let leaf = get("/api/v1/files?folder=inbox/partner&subfolders=true").await;
+    assert_eq!(leaf["folders"], serde_json::json!([]));
+    assert_eq!(leaf["files"][0]["id"], id);
+    let near = get("/api/v1/files?folder=inbo&subfolders=true").await;
+    assert_eq!(near["folders"], serde_json::json!([]));
     s.stop().await;
 }
 

@@ -3,3 +3,4 @@
 
 pub mod domain_rules;
 pub mod mail_sender;
+pub mod partner_inbox;

@@ -1,5 +1,6 @@
 //! Input validation shared by the proxy, the backend and the bridges.
 
+pub mod content_digest;
 pub mod filename;
 pub mod folder;
 pub mod request_head;

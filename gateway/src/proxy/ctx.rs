@@ -28,6 +28,9 @@ pub struct RequestCtx {
     pub body: BodyWatch,
     /// The signed `Content-Digest` a federation upload must match.
     pub digest: Option<super::digest_guard::DigestGuard>,
+    /// A partner upload's bytes counted against its daily quota, kept once
+    /// the backend stored the file, given back otherwise.
+    pub quota: Option<crate::trust::inbox::Reservation>,
     /// Why the body was refused mid-stream, answered by `fail_to_proxy`.
     pub body_rejection: Option<Rejection>,
     /// `RateLimit-Policy` / `RateLimit` of the limits this request passed.

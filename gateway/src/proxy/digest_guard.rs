@@ -2,25 +2,60 @@
 //! buffering it: every chunk is hashed and passed on one step late, so the
 //! last chunk is only released once the whole body matched. On a mismatch
 //! the upstream body ends short and the backend discards the upload.
+//! Used for partner uploads (the signed sha-256) and for clients' uploads
+//! on `/api/v1/` (sha-256 and/or sha-512, whichever the client sent).
 
 use bytes::{Bytes, BytesMut};
 use mft_filters::decision::Rejection;
-use sha2::{Digest, Sha256};
+use mft_filters::validation::content_digest::{self, ClaimedDigest};
+use sha2::{Digest, Sha256, Sha512};
 
 /// Hashes the body and holds back its latest chunk.
 pub struct DigestGuard {
-    expected: [u8; 32],
-    hasher: Sha256,
+    sha256: Option<([u8; 32], Sha256)>,
+    sha512: Option<([u8; 64], Sha512)>,
     held: Option<Bytes>,
 }
 
 impl DigestGuard {
     /// A guard for a body whose SHA-256 must be `expected`.
     pub fn new(expected: [u8; 32]) -> DigestGuard {
+        DigestGuard::claimed(&ClaimedDigest {
+            sha256: Some(expected),
+            sha512: None,
+        })
+    }
+
+    /// A guard checking every digest in `claimed`.
+    pub fn claimed(claimed: &ClaimedDigest) -> DigestGuard {
         DigestGuard {
-            expected,
-            hasher: Sha256::new(),
+            sha256: claimed.sha256.map(|d| (d, Sha256::new())),
+            sha512: claimed.sha512.map(|d| (d, Sha512::new())),
             held: None,
+        }
+    }
+
+    /// Whether an empty body matches `claimed`: for requests whose body is
+    /// known to be empty before anything streams.
+    pub fn check_empty(claimed: &ClaimedDigest) -> Result<(), Rejection> {
+        let mut guard = DigestGuard::claimed(claimed);
+        guard.finish()
+    }
+
+    fn finish(&mut self) -> Result<(), Rejection> {
+        let ok256 = self.sha256.take().is_none_or(|(expected, hasher)| {
+            let actual: [u8; 32] = hasher.finalize().into();
+            actual == expected
+        });
+        let ok512 = self.sha512.take().is_none_or(|(expected, hasher)| {
+            let actual: [u8; 64] = hasher.finalize().into();
+            actual == expected
+        });
+        if ok256 && ok512 {
+            Ok(())
+        } else {
+            self.held = None;
+            Err(content_digest::mismatch())
         }
     }
 
@@ -30,7 +65,12 @@ impl DigestGuard {
         let incoming = body.take().filter(|c| !c.is_empty());
         let released = match incoming {
             Some(chunk) => {
-                self.hasher.update(&chunk);
+                if let Some((_, h)) = self.sha256.as_mut() {
+                    h.update(&chunk);
+                }
+                if let Some((_, h)) = self.sha512.as_mut() {
+                    h.update(&chunk);
+                }
                 self.held.replace(chunk)
             }
             None => None,
@@ -39,14 +79,7 @@ impl DigestGuard {
             *body = Some(released.unwrap_or_default());
             return Ok(());
         }
-        let actual: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
-        if actual != self.expected {
-            self.held = None;
-            return Err(Rejection::bad_request(
-                "the body does not match its Content-Digest".to_string(),
-                "content_digest_mismatch",
-            ));
-        }
+        self.finish()?;
         *body = Some(match (released, self.held.take()) {
             (Some(a), Some(b)) => {
                 let mut both = BytesMut::with_capacity(a.len() + b.len());
@@ -58,6 +91,35 @@ impl DigestGuard {
         });
         Ok(())
     }
+}
+
+/// The guard for a client's upload on `/api/v1/`: `None` without a
+/// `Content-Digest`. A body already known to be empty is checked at once
+/// (`body_empty`), so nothing is held for it.
+pub fn for_client(
+    headers: &http::HeaderMap,
+    body_empty: bool,
+) -> Result<Option<DigestGuard>, Rejection> {
+    let mut lines = headers.get_all("content-digest").iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let mut joined = String::new();
+    for line in lines {
+        let text = line
+            .to_str()
+            .map_err(|_| content_digest::DigestFieldError::Malformed.rejection())?;
+        if !joined.is_empty() {
+            joined.push_str(", ");
+        }
+        joined.push_str(text);
+    }
+    let claimed = content_digest::parse(&joined).map_err(|e| e.rejection())?;
+    if body_empty {
+        DigestGuard::check_empty(&claimed)?;
+        return Ok(None);
+    }
+    Ok(Some(DigestGuard::claimed(&claimed)))
 }
 
 #[cfg(test)]
@@ -106,7 +168,34 @@ mod tests {
         let mut body = Some(Bytes::from_static(b"ccc"));
         let r = g.feed(&mut body, true).unwrap_err();
         assert_eq!(r.status, 400);
+        assert_eq!(r.problem_type, content_digest::PROBLEM_DIGEST_MISMATCH);
         assert_eq!(sent, b"aaa", "only bytes before the held chunk left");
+    }
+
+    #[test]
+    fn sha512_is_checked_alongside_sha256() {
+        let body = b"some bytes";
+        let good = ClaimedDigest {
+            sha256: Some(Sha256::digest(body).into()),
+            sha512: Some(Sha512::digest(body).into()),
+        };
+        let mut g = DigestGuard::claimed(&good);
+        let mut b = Some(Bytes::from_static(body));
+        g.feed(&mut b, true).unwrap();
+        assert_eq!(b.unwrap(), Bytes::from_static(body));
+        let bad = ClaimedDigest {
+            sha512: Some(Sha512::digest(b"other").into()),
+            ..good
+        };
+        let mut g = DigestGuard::claimed(&bad);
+        let mut b = Some(Bytes::from_static(body));
+        assert!(g.feed(&mut b, true).is_err());
+        assert!(DigestGuard::check_empty(&bad).is_err());
+        let empty = ClaimedDigest {
+            sha256: Some(Sha256::digest(b"").into()),
+            sha512: None,
+        };
+        assert!(DigestGuard::check_empty(&empty).is_ok());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! `/federation/v1/` on the hyper engine: only an authenticated partner
-//! within its rate limit gets past the gate. `GET ping`, deliveries and
+//! within its rate limit gets past the gate, in this order: key and
+//! signature (cheap, no state kept), the partner's rate limit, then the
+//! nonce is remembered (so a flood cannot fill the replay cache). `GET ping`, deliveries and
 //! receipts are answered here (signed); a file upload is proxied to the
 //! backend's `/api/v1/files` as `partner:<name>`, its body checked against
 //! the signed `Content-Digest` while it streams.
@@ -44,6 +46,7 @@ pub async fn serve(
             )
             .await;
     limited.map_err(Stop::Reject)?;
+    admit(gw, x, &gate)?;
     let (method, path) = (&x.head.method, gate.path.as_str());
     if method == http::Method::GET && path == wire::PING_PATH {
         return Err(ping(gw, x, &gate));
@@ -65,7 +68,7 @@ pub async fn serve(
     if local {
         return Err(local_call(gw, x, gate, expected).await);
     }
-    upload(gw, x, gate.principal, expected).await
+    upload(gw, x, &gate.ok.partner, gate.principal, expected).await
 }
 
 async fn authenticate(gw: &HyperGateway, x: &Exchange) -> Result<Gate, Stop> {
@@ -107,6 +110,26 @@ async fn authenticate(gw: &HyperGateway, x: &Exchange) -> Result<Gate, Stop> {
     })
 }
 
+/// The nonce, remembered only now that the partner is within its rate
+/// limit (see [`crate::trust::inbound::PartnerGate::admit`]).
+fn admit(gw: &HyperGateway, x: &Exchange, gate: &Gate) -> Result<(), Stop> {
+    let req = InboundRequest {
+        request_id: &x.ctx.id,
+        client_ip: x.ctx.client.map(|a| a.ip()),
+        method: x.head.method.as_str(),
+        authority: &gate.authority,
+        path: &gate.path,
+        query: None,
+        authorization: None,
+        signature_input: None,
+        signature: None,
+        content_digest: None,
+        partner_request_id: None,
+        client_cert_sha256: None,
+    };
+    gw.p.federation.admit(&req, &gate.ok).map_err(Stop::Reject)
+}
+
 fn ping(gw: &HyperGateway, x: &Exchange, gate: &Gate) -> Stop {
     let req = InboundRequest {
         request_id: &x.ctx.id,
@@ -131,10 +154,12 @@ fn ping(gw: &HyperGateway, x: &Exchange, gate: &Gate) -> Stop {
     }
 }
 
-/// `POST /federation/v1/files`: on to the backend, streamed.
+/// `POST /federation/v1/files`: on to the backend, streamed, into the
+/// partner's inbox folder and within its daily quota.
 async fn upload(
     gw: &HyperGateway,
     x: &mut Exchange,
+    partner: &crate::store::partners::PartnerRecord,
     principal: Arc<str>,
     expected: [u8; 32],
 ) -> Result<http::Response<hyper::body::Incoming>, Stop> {
@@ -158,6 +183,13 @@ async fn upload(
         gw.p.limits
             .check_request(&x.head.method, &x.head.uri, &x.head.headers)
             .map_err(Stop::Reject)?;
+    let target =
+        gw.p.federation
+            .inboxes
+            .admit(partner, &x.head.headers)
+            .map_err(Stop::Reject)?;
+    x.head.headers.insert("x-folder", target.folder);
+    x.ctx.quota = target.reservation;
     gw.forward(x, Some(DigestGuard::new(expected))).await
 }
 
@@ -212,6 +244,17 @@ async fn local_call(gw: &HyperGateway, x: &mut Exchange, gate: Gate, expected: [
         LocalAnswer::Signed(status, body, headers) => Stop::Json(status, body, headers),
         LocalAnswer::Refused(r) => Stop::Reject(r),
         LocalAnswer::Problem(p) => Stop::Problem(p),
+    }
+}
+
+/// A partner upload the backend stored keeps its bytes counted against the
+/// partner's daily quota; any other outcome gives them back (when the
+/// request state is dropped). Both engines' logging phases call this.
+pub fn settle_quota(ctx: &RequestCtx, status: u16, failed: bool) {
+    if let Some(reservation) = ctx.quota.as_ref() {
+        if (200..300).contains(&status) && !failed {
+            reservation.keep();
+        }
     }
 }
 

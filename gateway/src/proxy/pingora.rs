@@ -156,6 +156,10 @@ impl GatewayProxy {
         if let Err(rejection) = limited {
             return self.refuse(session, ctx, &rejection).await;
         }
+        // Only now, within the partner's rate limit, is the nonce kept.
+        if let Err(rejection) = self.federation.admit(&req, &ok) {
+            return self.refuse(session, ctx, &rejection).await;
+        }
         let (method, path) = (req.method, req.path);
         let digest = req.content_digest.map(crate::trust::wire::sha256_of_digest);
         if method == "GET" && path == crate::trust::wire::PING_PATH {
@@ -203,7 +207,7 @@ impl GatewayProxy {
             .await?;
             return Ok(true);
         }
-        self.federation_upload(session, ctx, principal, expected)
+        self.federation_upload(session, ctx, &ok.partner, principal, expected)
             .await
     }
 
@@ -212,6 +216,7 @@ impl GatewayProxy {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
+        partner: &crate::store::partners::PartnerRecord,
         principal: Arc<str>,
         expected: [u8; 32],
     ) -> Result<bool> {
@@ -243,6 +248,19 @@ impl GatewayProxy {
         let checked = self.limits.check_request(&h.method, &h.uri, &h.headers);
         match checked {
             Ok(watch) => ctx.body = watch,
+            Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+        }
+        let admitted = self
+            .federation
+            .inboxes
+            .admit(partner, &session.req_header().headers);
+        match admitted {
+            Ok(target) => {
+                session
+                    .req_header_mut()
+                    .insert_header("x-folder", target.folder)?;
+                ctx.quota = target.reservation;
+            }
             Err(rejection) => return self.refuse(session, ctx, &rejection).await,
         }
         ctx.digest = Some(digest_guard::DigestGuard::new(expected));
@@ -330,6 +348,7 @@ impl ProxyHttp for GatewayProxy {
             client: None,
             body: Default::default(),
             digest: None,
+            quota: None,
             body_rejection: None,
             rate_headers: Default::default(),
             reject_reason: None,
@@ -387,6 +406,12 @@ impl ProxyHttp for GatewayProxy {
                     let checked = self.limits.check_request(&h.method, &h.uri, &h.headers);
                     match checked {
                         Ok(watch) => ctx.body = watch,
+                        Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+                    }
+                    let empty = session.is_body_empty();
+                    let digest = digest_guard::for_client(&session.req_header().headers, empty);
+                    match digest {
+                        Ok(guard) => ctx.digest = guard,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
                     }
                     // pingora times out each body read; this bounds a client
@@ -484,6 +509,9 @@ impl ProxyHttp for GatewayProxy {
                 // The header went upstream already; failing here cuts the
                 // upstream body short, which the backend discards.
                 let status = rejection.status;
+                // Nothing will be stored: a quota reservation goes back
+                // before the client sees the answer.
+                ctx.quota = None;
                 ctx.reject_reason = Some(rejection.audit_reason);
                 ctx.body_rejection = Some(rejection);
                 Err(pingora_core::Error::explain(
@@ -564,6 +592,7 @@ impl ProxyHttp for GatewayProxy {
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.response(status);
+        federation::settle_quota(ctx, status, e.is_some());
         if ctx.route == Route::Api && e.is_none() {
             federation::trust_hooks(&self.trust, &header.method, header.uri.path(), status, ctx);
         }

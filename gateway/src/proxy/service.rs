@@ -91,6 +91,7 @@ impl HyperGateway {
                 client: conn.peer,
                 body: BodyWatch::default(),
                 digest: None,
+                quota: None,
                 body_rejection: None,
                 rate_headers: Default::default(),
                 reject_reason: None,
@@ -159,13 +160,16 @@ impl HyperGateway {
                     .limits
                     .check_request(&x.head.method, &x.head.uri, &x.head.headers)
                     .map_err(Stop::Reject)?;
-                self.forward(x, None).await
+                let empty = x.body.as_ref().is_none_or(|b| b.is_end_stream());
+                let digest = super::digest_guard::for_client(&x.head.headers, empty)
+                    .map_err(Stop::Reject)?;
+                self.forward(x, digest).await
             }
         }
     }
 
-    /// Sends the request on, its body through the guards; `digest` is a
-    /// federation upload's signed `Content-Digest`.
+    /// Sends the request on, its body through the guards; `digest` checks
+    /// the body against a client's or a partner's `Content-Digest`.
     pub async fn forward(
         &self,
         x: &mut Exchange,
@@ -214,6 +218,9 @@ impl HyperGateway {
         match sent {
             Ok(response) => Ok(response),
             Err(failure) => {
+                // Nothing was stored: a quota reservation goes back now,
+                // before the client can see the answer and try again.
+                x.ctx.quota = None;
                 if let Some(rejection) = stats.rejection.get() {
                     // The header went upstream already; the cut-off body is
                     // discarded by the backend.

@@ -40,6 +40,10 @@ pub struct PartnerRecord {
     pub outbound_key: OutboundKey,
     /// Optional client-certificate pin (hex SHA-256).
     pub client_cert_sha256: Option<String>,
+    /// Folder of the partner's uploads; `None`: `partners/<name>`.
+    pub inbox_folder: Option<String>,
+    /// Bytes the partner may upload per UTC day; `None`: no quota.
+    pub quota_bytes_per_day: Option<u64>,
     /// Created.
     pub created_at: SystemTime,
     /// Last changed.
@@ -58,6 +62,12 @@ impl std::fmt::Debug for PartnerRecord {
 }
 
 impl PartnerRecord {
+    /// The folder the partner's uploads go to (canonical), or why none:
+    /// a connection whose name cannot be a folder needs one set.
+    pub fn inbox(&self) -> Option<String> {
+        mft_filters::trust::partner_inbox::inbox(&self.name, self.inbox_folder.as_deref()).ok()
+    }
+
     /// `pending` until their key is set, then `configured`.
     pub fn status(&self) -> &'static str {
         match self.outbound_key {
@@ -79,6 +89,8 @@ impl PartnerRecord {
                 OutboundKey::Reference(_) => "secret reference",
             },
             "client_cert_sha256": self.client_cert_sha256,
+            "inbox_folder": self.inbox(),
+            "quota_bytes_per_day": self.quota_bytes_per_day,
             "status": self.status(),
             "created_at": super::rfc3339(self.created_at),
             "updated_at": super::rfc3339(self.updated_at),
@@ -88,7 +100,7 @@ impl PartnerRecord {
 
 const COLUMNS: &str = "name, url, email_domains, inbound_key_id, inbound_key_hash, \
     inbound_signing_key, outbound_key_sealed, outbound_key_ref, client_cert_sha256, \
-    created_at, updated_at";
+    created_at, updated_at, inbox_folder, quota_bytes_per_day";
 
 type Raw = (
     String,
@@ -102,6 +114,8 @@ type Raw = (
     Option<String>,
     i64,
     i64,
+    Option<String>,
+    Option<i64>,
 );
 
 /// Longest connection name; also its alphabet: letters, digits, `-`, `_`, `.`.
@@ -183,6 +197,8 @@ impl KeyStore {
             inbound_signing_key: signing,
             outbound_key: OutboundKey::Missing,
             client_cert_sha256: None,
+            inbox_folder: None,
+            quota_bytes_per_day: None,
             created_at: from_ms(now),
             updated_at: from_ms(now),
         };
@@ -231,6 +247,32 @@ impl KeyStore {
         .execute(pool)
         .await
         .map_err(self.query_err(format!("pin partner {name}")))?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Sets where the partner's uploads go (`None`: `partners/<name>`) and
+    /// its daily quota (`None`: none); `false` if no such connection.
+    /// `folder` must be canonical (see `validate_folder`).
+    pub async fn set_partner_inbox(
+        &self,
+        name: &str,
+        folder: Option<&str>,
+        quota_bytes_per_day: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let quota = quota_bytes_per_day.map(|q| i64::try_from(q).unwrap_or(i64::MAX));
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE partners SET inbox_folder = $1, quota_bytes_per_day = $2, updated_at = $3 \
+             WHERE name = $4"
+        )
+        .bind(folder)
+        .bind(quota)
+        .bind(now)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("set the inbox of partner {name}")))?
         .rows_affected());
         Ok(n == 1)
     }
@@ -307,5 +349,7 @@ fn decode(r: Raw) -> Result<PartnerRecord, StoreError> {
         client_cert_sha256: r.8,
         created_at: from_ms(r.9),
         updated_at: from_ms(r.10),
+        inbox_folder: r.11,
+        quota_bytes_per_day: r.12.and_then(|q| u64::try_from(q).ok()),
     })
 }

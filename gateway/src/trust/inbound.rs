@@ -50,6 +50,8 @@ pub struct Authenticated {
     pub partner: PartnerRecord,
     /// The request signature's nonce, echoed in the answer.
     pub nonce: String,
+    /// Unix seconds after which the nonce cannot be replayed anyway.
+    forget_after: u64,
 }
 
 /// An answer body and the headers that sign it.
@@ -90,6 +92,8 @@ pub struct PartnerGate {
     email_domains: Vec<String>,
     defender: Option<Arc<Defender>>,
     audit: AuditLog,
+    /// Partner uploads' folders and daily quotas.
+    pub inboxes: super::inbox::PartnerInboxes,
 }
 
 fn reject(reason: &'static str) -> Rejection {
@@ -120,12 +124,15 @@ impl PartnerGate {
             email_domains: config.organization.email_domains.clone(),
             defender,
             audit,
+            inboxes: Default::default(),
         }
     }
 
     /// Authenticates `req`: a banned address, a missing, unknown or wrong
-    /// key, a connection without their key yet, a bad, expired or replayed
-    /// signature all get 401 (one generic detail; the audit record says which).
+    /// key, a connection without their key yet, a bad or expired signature
+    /// all get 401 (one generic detail; the audit record says which). The
+    /// nonce is not checked yet: [`PartnerGate::admit`] does, after the
+    /// partner's rate limit.
     pub async fn authenticate(&self, req: &InboundRequest<'_>) -> Result<Authenticated, Rejection> {
         let now = SystemTime::now();
         if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
@@ -133,13 +140,10 @@ impl PartnerGate {
                 return Err(self.refused(req, None, Rejection::banned(left)));
             }
         }
-        match self.check(req, now).await {
-            Ok(ok) => {
-                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                    d.record_success_for(ip, &ok.partner.name);
-                }
-                Ok(ok)
-            }
+        match self.check(req).await {
+            // A success counts for the defender only once the nonce is
+            // fresh (`admit`): a replay must not clear the failures.
+            Ok(ok) => Ok(ok),
             Err((partner, rejection)) => {
                 if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
                     if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
@@ -158,10 +162,52 @@ impl PartnerGate {
         }
     }
 
+    /// Remembers the request's nonce; call once the partner is within its
+    /// rate limit. A replay gets 401 (counted by the defender like any
+    /// credential failure); more live nonces than the partner's rate
+    /// allows get 429 for that partner alone.
+    pub fn admit(&self, req: &InboundRequest<'_>, ok: &Authenticated) -> Result<(), Rejection> {
+        let now = SystemTime::now();
+        let fresh = {
+            let mut caches = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+            caches
+                .entry(ok.partner.name.clone())
+                .or_insert_with(|| ReplayCache::new(self.nonces_per_partner))
+                .check_and_insert(&ok.nonce, ok.forget_after, unix_seconds(now))
+        };
+        let name = Some(ok.partner.name.as_str());
+        match fresh {
+            Ok(()) => {
+                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
+                    d.record_success_for(ip, &ok.partner.name);
+                }
+                Ok(())
+            }
+            // More live nonces than the partner's rate allows: its own
+            // flood, answered like a rate limit (not a credential failure,
+            // so the defender does not count it).
+            Err(mft_filters::signing::verify::VerifyError::ReplayCacheFull) => {
+                let r = Rejection {
+                    status: 429,
+                    problem_type: "urn:mft:problem:rate-limited",
+                    detail: "too many requests from this partner; retry shortly".into(),
+                    audit_reason: "replay_cache_full",
+                    headers: vec![("retry-after", "5".to_string())],
+                };
+                Err(self.refused(req, name, r))
+            }
+            Err(_) => {
+                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
+                    crate::auth::record_failure(d, &self.audit, ip, name, now, "federation");
+                }
+                Err(self.refused(req, name, reject("replayed")))
+            }
+        }
+    }
+
     async fn check(
         &self,
         req: &InboundRequest<'_>,
-        now: SystemTime,
     ) -> Result<Authenticated, (Option<String>, Rejection)> {
         let no_partner = |r| (None, r);
         let token = match credential::extract(req.authorization, None) {
@@ -243,36 +289,14 @@ impl PartnerGate {
                 },
             ));
         }
+        // The nonce is remembered only by [`PartnerGate::admit`], after the
+        // partner's rate limit: a flood refused by the limit must not fill
+        // the partner's nonce cache (nor burn nonces of requests never served).
         let forget_after = verified.expires.saturating_add(self.skew.as_secs());
-        let fresh = {
-            let mut caches = self.replay.lock().unwrap_or_else(|e| e.into_inner());
-            caches
-                .entry(partner.name.clone())
-                .or_insert_with(|| ReplayCache::new(self.nonces_per_partner))
-                .check_and_insert(&verified.nonce, forget_after, unix_seconds(now))
-        };
-        match fresh {
-            Ok(()) => {}
-            // More live nonces than the partner's rate allows: its own
-            // flood, answered like a rate limit (not a credential failure,
-            // so the defender does not count it).
-            Err(mft_filters::signing::verify::VerifyError::ReplayCacheFull) => {
-                return Err((
-                    name,
-                    Rejection {
-                        status: 429,
-                        problem_type: "urn:mft:problem:rate-limited",
-                        detail: "too many requests from this partner; retry shortly".into(),
-                        audit_reason: "replay_cache_full",
-                        headers: vec![("retry-after", "5".to_string())],
-                    },
-                ));
-            }
-            Err(_) => return Err((name, reject("replayed"))),
-        }
         Ok(Authenticated {
             partner,
             nonce: verified.nonce,
+            forget_after,
         })
     }
 

@@ -12,6 +12,7 @@
 pub mod connections;
 pub mod federation_api;
 pub mod inbound;
+pub mod inbox;
 pub mod messages;
 pub mod metrics;
 pub mod outbound;

@@ -69,10 +69,7 @@ impl Federation {
     pub async fn answer_local(&self, call: LocalCall<'_>) -> LocalAnswer {
         let actual: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&call.body).into();
         if actual != call.expected {
-            return LocalAnswer::Refused(Rejection::bad_request(
-                "the body does not match its Content-Digest".to_string(),
-                "content_digest_mismatch",
-            ));
+            return LocalAnswer::Refused(mft_filters::validation::content_digest::mismatch());
         }
         let api = self.api.clone();
         let partner = call.ok.partner.clone();

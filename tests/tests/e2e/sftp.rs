@@ -153,18 +153,78 @@ async fn permissions_and_on_upload_delivery() {
     assert!(env.file("partners/alice/in", "a.txt").await.is_none());
 }
 
+/// An OPEN without TRUNCATE of a stored file (`reput`, `put -a`, paramiko
+/// append) used to copy the whole stored file through the gateway before
+/// the OPEN was answered: one small request, a whole file's transfer. It is
+/// refused at once with OP_UNSUPPORTED; a full `put` replaces the file, and
+/// `reget` (a Range read, no copy) still resumes a download.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reput_and_reget_resume() {
+async fn open_without_truncate_of_a_stored_file_is_refused_not_copied() {
     let dir = tempfile::tempdir().unwrap();
     let env = env(dir.path()).await;
     let full = dir.path().join("big.bin");
     let sum = random_file(&full, 5 * 1024 * 1024 + 3, 7);
-    // A first, shorter transfer leaves a complete file of the first 2 MiB.
     let bytes = std::fs::read(&full).unwrap();
     std::fs::write(dir.path().join("part.bin"), &bytes[..2 * 1024 * 1024]).unwrap();
+    let part_sum = sha256_file(&dir.path().join("part.bin"));
     ok(&env.batch("alice", "put part.bin big.bin\n"));
-    // reput continues from the remote size.
-    ok(&env.batch("alice", "reput big.bin\n"));
+
+    // OpenSSH: reput opens without TRUNCATE and is told why it cannot.
+    let out = env.batch("alice", "reput big.bin\n");
+    assert!(!out.status.success(), "reput must fail");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("unsupported"), "{err}");
+    let stored = env.file("partners/alice", "big.bin").await.unwrap();
+    assert_eq!(
+        stored["sha256"],
+        part_sum.as_str(),
+        "the stored file changed"
+    );
+
+    // paramiko: append to the stored file is refused, append to a new file
+    // and a truncating open work.
+    let script = r#"
+import sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="alice", password=sys.argv[2])
+s = paramiko.SFTPClient.from_transport(t)
+try:
+    with s.open("big.bin", "a") as f:
+        f.write(b"more")
+    print("appended")
+except IOError as e:
+    print("refused: " + str(e))
+with s.open("fresh.txt", "a") as f:
+    f.write(b"new file")
+print("new")
+with s.open("fresh.txt", "w") as f:
+    f.write(b"replaced!")
+print("truncated")
+t.close()
+"#;
+    let out = std::process::Command::new(mft_e2e::python())
+        .args(["-c", script, &env.sftp.port().to_string(), "s3cret pass"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("refused") && lines[0].contains("not supported"),
+        "{stdout}"
+    );
+    assert_eq!(&lines[1..], ["new", "truncated"], "{stdout}");
+    let fresh = env.file("partners/alice", "fresh.txt").await.unwrap();
+    assert_eq!(fresh["size"], 9);
+    let stored = env.file("partners/alice", "big.bin").await.unwrap();
+    assert_eq!(stored["sha256"], part_sum.as_str());
+
+    // A whole put (TRUNCATE) replaces the file.
+    ok(&env.batch("alice", "put big.bin\n"));
     let stored = env.file("partners/alice", "big.bin").await.unwrap();
     assert_eq!(stored["sha256"], sum.as_str());
     assert_eq!(

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Connects both ways; returns (A's key for B, B's key for A).
-fn connect(a: &Org, b: &Org) -> (String, String) {
+pub(crate) fn connect(a: &Org, b: &Org) -> (String, String) {
     let key_for_b = a.add("beta", b, "beta.example");
     let key_for_a = b.add("acme", a, "acme.example");
     assert_eq!(a.set_key("beta", &key_for_a).0, 0);
@@ -289,15 +289,15 @@ async fn a_relay_waits_for_a_partner_that_is_down_and_delivers_once() {
 }
 
 /// A partner request signed with `key`, as a partner gateway would send it.
-struct PartnerCaller {
-    client: reqwest::Client,
+pub(crate) struct PartnerCaller {
+    pub(crate) client: reqwest::Client,
     base: String,
     authority: String,
     key: String,
 }
 
 impl PartnerCaller {
-    fn new(to: &Org, key: &str) -> PartnerCaller {
+    pub(crate) fn new(to: &Org, key: &str) -> PartnerCaller {
         PartnerCaller {
             client: client(&to.certs, Proto::Http1),
             base: to.gateway.base.clone(),
@@ -308,7 +308,7 @@ impl PartnerCaller {
 
     /// Signs a POST of `body` to `path`; `digest_of` is what the
     /// Content-Digest claims (normally the body itself).
-    fn request(
+    pub(crate) fn request(
         &self,
         path: &str,
         body: Vec<u8>,
@@ -348,7 +348,37 @@ impl PartnerCaller {
         r
     }
 
-    async fn file(&self, name: &str, data: &[u8], claimed: &[u8]) -> reqwest::Response {
+    /// A signed `GET /federation/v1/ping`, built but not sent (so it can
+    /// be sent again byte for byte).
+    pub(crate) fn ping(&self) -> reqwest::Request {
+        let parsed = partner_key::parse(&self.key).unwrap();
+        let request_id = format!(
+            "ping-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let view = RequestView {
+            method: "GET",
+            authority: &self.authority,
+            path: wire::PING_PATH,
+            query: None,
+            fields: &[("x-request-id", &request_id)],
+        };
+        let signed =
+            wire::sign_request(&partner_key::signing_key(&parsed), parsed.id, &view).unwrap();
+        self.client
+            .get(format!("{}{}", self.base, wire::PING_PATH))
+            .bearer_auth(&self.key)
+            .header("x-request-id", request_id)
+            .header("signature-input", signed.signature_input)
+            .header("signature", signed.signature)
+            .build()
+            .unwrap()
+    }
+
+    pub(crate) async fn file(&self, name: &str, data: &[u8], claimed: &[u8]) -> reqwest::Response {
         self.request(
             wire::FILES_PATH,
             data.to_vec(),

@@ -43,6 +43,9 @@ impl Entry {
 #[derive(Deserialize)]
 struct FileList {
     files: Vec<Entry>,
+    /// Present when the backend honours `subfolders=true`.
+    #[serde(default)]
+    folders: Option<Vec<String>>,
 }
 
 /// Folders made with `mkdir` that hold no file yet, per user, shared by
@@ -105,8 +108,32 @@ pub struct Listing {
 }
 
 impl Fs {
-    /// Every file under the user's root. The backend lists one folder or
-    /// all files, and sub-folders are only visible in the full list.
+    /// The files directly in `folder` and the names of the folders below
+    /// it: one folder's worth, with `subfolders=true`. A backend without
+    /// that extension answers without `folders`; then the sub-folders come
+    /// from the full list, as before the extension.
+    async fn one_level(&self, folder: &str) -> Result<(Vec<Entry>, Vec<String>), BackendError> {
+        let path = format!(
+            "/api/v1/files?folder={}&subfolders=true",
+            utf8_percent_encode(folder, NON_ALPHANUMERIC)
+        );
+        let call = Call::new(Method::GET, path);
+        let resp = self.backend.send(&self.ctx, &call).await?;
+        let list: FileList = decode(&call, resp).await?;
+        if let Some(folders) = list.folders {
+            return Ok((list.files, folders));
+        }
+        let folders: BTreeSet<String> = self
+            .all()
+            .await?
+            .iter()
+            .filter_map(|e| child_of(folder, &e.folder).map(str::to_string))
+            .collect();
+        Ok((list.files, folders.into_iter().collect()))
+    }
+
+    /// Every file under the user's root: only for a backend without
+    /// `subfolders=true`.
     async fn all(&self) -> Result<Vec<Entry>, BackendError> {
         let call = Call::new(Method::GET, "/api/v1/files");
         let resp = self.backend.send(&self.ctx, &call).await?;
@@ -155,28 +182,23 @@ impl Fs {
         if folder == self.root || self.made.contains_under(folder) {
             return Ok(true);
         }
-        Ok(self.all().await?.iter().any(|e| under(folder, &e.folder)))
+        let (files, folders) = self.one_level(folder).await?;
+        Ok(!files.is_empty() || !folders.is_empty())
     }
 
     /// What `folder` holds.
     pub async fn list(&self, folder: &str) -> Result<Listing, BackendError> {
         let mut out = Listing::default();
-        let all = self.all().await?;
-        let made = self.made.all();
-        let folders = all
-            .iter()
-            .map(|e| e.folder.as_str())
-            .chain(made.iter().map(String::as_str));
-        for f in folders {
-            if let Some(child) = child_of(folder, f) {
+        let (files, folders) = self.one_level(folder).await?;
+        out.folders.extend(folders);
+        for made in self.made.all() {
+            if let Some(child) = child_of(folder, &made) {
                 out.folders.insert(child.to_string());
             }
         }
-        for e in all {
-            if e.folder == folder {
-                // The list is in upload order: a later file of the same name wins.
-                out.files.insert(e.name.clone(), e);
-            }
+        for e in files {
+            // The list is in upload order: a later file of the same name wins.
+            out.files.insert(e.name.clone(), e);
         }
         Ok(out)
     }

@@ -383,20 +383,22 @@ impl Session {
         if !existing.is_empty() && flags.contains(OpenFlags::EXCLUDE) {
             return Err(fail(StatusCode::Failure, "file exists"));
         }
-        // Without TRUNCATE the client continues an existing file (`reput`,
-        // append): its bytes are copied into the new upload first.
-        let resume_from = if flags.contains(OpenFlags::TRUNCATE) {
-            None
-        } else {
-            existing.last().cloned()
-        };
+        // Without TRUNCATE the client means to keep the stored bytes
+        // (`reput`, `put -a`, append). A stored file cannot grow, and
+        // copying it into a new upload before answering let one OPEN cost
+        // a whole file's transfer: refused, clearly, before any work.
+        if !existing.is_empty() && !flags.contains(OpenFlags::TRUNCATE) {
+            return Err(fail(
+                StatusCode::OpUnsupported,
+                "resuming or appending to a stored file is not supported; upload the whole file",
+            ));
+        }
         // Replacing a file removes the old one: only for users who may delete.
         let replace = if perms.delete { existing } else { Vec::new() };
         let upload = Upload::start(
             fs.clone(),
             &parent,
             &name,
-            resume_from,
             replace,
             self.ctx.limits.clone(),
             self.ctx.metrics.clone(),

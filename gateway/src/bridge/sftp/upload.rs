@@ -10,7 +10,6 @@ use super::metrics::SftpMetrics;
 use crate::backend_client::{decode, BackendError, Body, Call};
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use futures_util::TryStreamExt;
 use http::{HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -116,15 +115,12 @@ fn b64(text: &str) -> String {
 }
 
 impl Upload {
-    /// Creates the tus upload for `name` in `folder`. `resume_from` is an
-    /// existing file whose bytes are copied first (`reput`: the client
-    /// continues at its size). `replace` are the files this one replaces
-    /// once it is complete.
+    /// Creates the tus upload for `name` in `folder`, starting empty.
+    /// `replace` are the files this one replaces once it is complete.
     pub async fn start(
         fs: Fs,
         folder: &str,
         name: &str,
-        resume_from: Option<Entry>,
         replace: Vec<Entry>,
         limits: UploadLimits,
         metrics: Arc<SftpMetrics>,
@@ -148,11 +144,6 @@ impl Upload {
             .ok_or_else(|| UploadError::Backend("tus creation without Location".into()))?;
         let (tx, rx) = mpsc::channel(2);
         let failed = Arc::new(Mutex::new(None));
-        let mut hasher = Sha256::new();
-        let next = match &resume_from {
-            Some(e) => e.size,
-            None => 0,
-        };
         let task = Task {
             fs: fs.clone(),
             location,
@@ -161,25 +152,16 @@ impl Upload {
             replace,
             metrics,
         };
-        // The copied prefix is hashed here, on the way through the task.
-        let (hash_tx, hash_rx) = oneshot::channel();
-        tokio::spawn(task.run(rx, resume_from, limits.chunk, hash_tx));
-        if next > 0 {
-            match hash_rx.await {
-                Ok(Ok(h)) => hasher = h,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(UploadError::Backend("upload task ended".into())),
-            }
-        }
+        tokio::spawn(task.run(rx));
         Ok(Upload {
             tx,
             failed,
-            next,
+            next: 0,
             pending: BTreeMap::new(),
             pending_cost: 0,
             budget: limits.budget.clone(),
             buf: BytesMut::with_capacity(limits.chunk),
-            hasher,
+            hasher: Sha256::new(),
             limits,
         })
     }
@@ -366,22 +348,7 @@ struct Task {
 }
 
 impl Task {
-    async fn run(
-        mut self,
-        mut rx: mpsc::Receiver<Msg>,
-        resume_from: Option<Entry>,
-        chunk: usize,
-        hash_tx: oneshot::Sender<Result<Sha256, UploadError>>,
-    ) {
-        if let Some(existing) = resume_from {
-            let copied = self.copy(&existing, chunk).await;
-            let failed = copied.as_ref().err().cloned();
-            let _ = hash_tx.send(copied);
-            if let Some(e) = failed {
-                self.fail(e, &mut rx).await;
-                return;
-            }
-        }
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         loop {
             match rx.recv().await {
                 Some(Msg::Chunk(bytes)) => {
@@ -419,44 +386,6 @@ impl Task {
                 }
             }
         }
-    }
-
-    /// Copies an existing file's bytes into the upload (`reput`), hashing them.
-    async fn copy(&mut self, existing: &Entry, chunk: usize) -> Result<Sha256, UploadError> {
-        let call = Call::new(
-            Method::GET,
-            format!("/api/v1/files/{}/content", existing.id),
-        );
-        let resp = self
-            .fs
-            .backend
-            .send(&self.fs.ctx, &call)
-            .await
-            .map_err(backend)?;
-        let mut stream = resp.bytes_stream();
-        let mut hasher = Sha256::new();
-        let mut buf = BytesMut::with_capacity(chunk);
-        while let Some(part) = stream
-            .try_next()
-            .await
-            .map_err(|e| UploadError::Backend(format!("reading the file to resume: {e}")))?
-        {
-            hasher.update(&part);
-            buf.extend_from_slice(&part);
-            if buf.len() >= chunk {
-                self.patch(buf.split().freeze(), None).await?;
-            }
-        }
-        if !buf.is_empty() {
-            self.patch(buf.split().freeze(), None).await?;
-        }
-        if self.offset != existing.size {
-            return Err(UploadError::Backend(format!(
-                "the file to resume has {} bytes, expected {}",
-                self.offset, existing.size
-            )));
-        }
-        Ok(hasher)
     }
 
     async fn patch(

@@ -1,0 +1,235 @@
+//! A partner's limits on the receiving gateway: its rate limit runs before
+//! its nonce is remembered, so a partner flooding past its rate gets 429,
+//! fills no replay cache, and leaves every other partner's nonces alone;
+//! its uploads go to its inbox folder, within its daily quota.
+
+use super::trust::{two_orgs_with, ADMIN_TOKEN};
+use super::trust_relay::{connect, PartnerCaller};
+use mft_e2e::Proto;
+use mft_gateway::trust::wire;
+use serde_json::Value;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_flooding_past_its_rate_gets_429_and_spares_other_partners_nonces() {
+    let (a, b) = two_orgs_with("rate_limit = \"2/s burst 3\"").await;
+    let (_, key_for_a) = connect(&a, &b);
+    // A third partner of B: only its entry is needed, not a third gateway.
+    let key_for_gamma = {
+        let (code, out, err) = b.partners(&[
+            "add",
+            "--name",
+            "gamma",
+            "--url",
+            "https://gamma.invalid",
+            "--email-domain",
+            "gamma.example",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v["key"].as_str().unwrap().to_string()
+    };
+    assert_eq!(b.set_key("gamma", &key_for_a).0, 0);
+    let acme = PartnerCaller::new(&b, &key_for_a);
+    let gamma = PartnerCaller::new(&b, &key_for_gamma);
+
+    // Gamma's request is served and its nonce remembered.
+    let gamma_first = gamma.ping();
+    let gamma_again = gamma_first.try_clone().unwrap();
+    let r = gamma.client.execute(gamma_first).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Acme floods: far more signed requests (each with a fresh nonce) than
+    // its rate lets through.
+    let mut limited = None;
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..40 {
+        let request = acme.ping();
+        let copy = request.try_clone().unwrap();
+        let r = acme.client.execute(request).await.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                refused += 1;
+                assert_eq!(r.headers()["content-type"], "application/problem+json");
+                let p: Value = r.json().await.unwrap();
+                assert_eq!(p["type"], "urn:mft:problem:rate-limited", "{p}");
+                limited.get_or_insert(copy);
+            }
+            other => panic!("acme's flood got {other}"),
+        }
+    }
+    assert!(refused > 0 && ok < 40, "ok {ok}, refused {refused}");
+
+    // Gamma is untouched: its old nonce is still known (a replay is
+    // refused), and its new requests pass.
+    let r = gamma.client.execute(gamma_again).await.unwrap();
+    assert_eq!(r.status(), 401, "gamma's nonce was forgotten");
+    let r = gamma.client.execute(gamma.ping()).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A request refused by the rate limit left no nonce behind: once the
+    // rate allows, the very same signed request is served (once).
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let limited = limited.unwrap();
+    let replay = limited.try_clone().unwrap();
+    let r = acme.client.execute(limited).await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the nonce of a rate-limited request was stored"
+    );
+    let r = acme.client.execute(replay).await.unwrap();
+    assert_eq!(r.status(), 401, "a served request's replay is refused");
+    // Acme was limited, not banned.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = acme.client.execute(acme.ping()).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A partner file upload with `extra` headers.
+async fn partner_file(
+    caller: &PartnerCaller,
+    name: &str,
+    data: &[u8],
+    claimed: &[u8],
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut headers = vec![
+        ("x-filename", name),
+        ("content-type", "application/octet-stream"),
+    ];
+    headers.extend_from_slice(extra);
+    caller
+        .request(wire::FILES_PATH, data.to_vec(), claimed, &headers)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn problem_type(r: reqwest::Response, status: u16) -> String {
+    assert_eq!(r.status(), status);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: Value = r.json().await.unwrap();
+    p["type"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_cannot_choose_where_its_files_go_and_is_held_to_its_daily_quota() {
+    let (a, b) = two_orgs_with("").await;
+    let (_, key_for_a) = connect(&a, &b);
+    let acme = PartnerCaller::new(&b, &key_for_a);
+
+    // By default a partner's files land in partners/<name>.
+    let r = partner_file(&acme, "plain.txt", b"plain", b"plain", &[]).await;
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["folder"], "partners/acme");
+
+    // The attack: a partner writing into one of our users' folders, by
+    // header or by a multipart field.
+    for folder in [
+        "finance",
+        "/",
+        "partners",
+        "partners/beta",
+        "partners/acme2",
+    ] {
+        let r = partner_file(&acme, "evil.txt", b"evil", b"evil", &[("x-folder", folder)]).await;
+        assert_eq!(
+            problem_type(r, 403).await,
+            "urn:mft:problem:folder-not-allowed",
+            "{folder}"
+        );
+    }
+    let multipart =
+        b"--x\r\nContent-Disposition: form-data; name=\"folder\"\r\n\r\nfinance\r\n--x--\r\n";
+    let r = acme
+        .request(
+            wire::FILES_PATH,
+            multipart.to_vec(),
+            multipart,
+            &[("content-type", "multipart/form-data; boundary=x")],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    // Below its inbox is fine.
+    let r = partner_file(
+        &acme,
+        "sub.txt",
+        b"sub",
+        b"sub",
+        &[("x-folder", "partners/acme/2026")],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["folder"], "partners/acme/2026");
+    let all = b
+        .gateway
+        .client(&b.certs, Proto::Http1)
+        .get(format!("{}/api/v1/files", b.gateway.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!all.contains("evil.txt"), "{all}");
+
+    // The admin moves the inbox and sets a quota of 1000 bytes a day.
+    let (code, out, err) = b.partners(&[
+        "set-inbox",
+        "acme",
+        "--folder",
+        "inbound/acme",
+        "--quota-bytes-per-day",
+        "1000",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = b.partners(&["list", "--json"]);
+    assert!(out.contains("\"inbox_folder\":\"inbound/acme\""), "{out}");
+    assert!(out.contains("\"quota_bytes_per_day\":1000"), "{out}");
+
+    let six = vec![b'6'; 600];
+    let r = partner_file(&acme, "six.bin", &six, &six, &[]).await;
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["folder"], "inbound/acme");
+    // 600 + 600 > 1000: refused by its Content-Length, before the body.
+    let r = partner_file(&acme, "again.bin", &six, &six, &[]).await;
+    assert!(r.headers().contains_key("retry-after"), "{r:?}");
+    assert_eq!(problem_type(r, 429).await, "urn:mft:problem:quota-exceeded");
+    // A refused upload (its body does not match its digest) costs nothing:
+    // 600 + 300 (refunded) + 400 fits.
+    let three = vec![b'3'; 300];
+    let r = partner_file(&acme, "bad.bin", &three, b"other", &[]).await;
+    assert_eq!(r.status(), 400);
+    let four = vec![b'4'; 400];
+    let r = partner_file(&acme, "four.bin", &four, &four, &[]).await;
+    assert_eq!(r.status(), 201, "a refused upload was counted");
+    let r = partner_file(&acme, "one.bin", b"1", b"1", &[]).await;
+    assert_eq!(problem_type(r, 429).await, "urn:mft:problem:quota-exceeded");
+
+    // The admin API does the same: back to the default inbox, no quota.
+    let r = reqwest::Client::new()
+        .put(format!(
+            "http://{}/admin/v1/partners/acme/inbox",
+            b.gateway.admin
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"folder": null, "quota_bytes_per_day": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["inbox_folder"], "partners/acme");
+    let r = partner_file(&acme, "one.bin", b"1", b"1", &[]).await;
+    assert_eq!(r.status(), 201);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["folder"], "partners/acme");
+}
