@@ -56,6 +56,15 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// DMZ connectors: enrol (prints the key once), list, remove.
+    Connectors {
+        /// What to do with connectors.
+        #[command(subcommand)]
+        command: crate::connectors_cli::ConnectorsCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// Manage the key that signs requests toward the backend (RFC 9421).
     SigningKey {
         /// What to do.
@@ -89,6 +98,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, config } => crate::keys_cli::run(command, &config),
         Command::Partners { command, config } => crate::partners_cli::run(command, &config),
+        Command::Connectors { command, config } => crate::connectors_cli::run(command, &config),
         Command::SigningKey { command } => crate::signing_cli::run(command),
         Command::Sftp { command } => crate::sftp_cli::run(command),
     }

@@ -38,6 +38,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "relay",
         include_str!("../../migrations/sqlite/0004_relay.sql"),
     ),
+    (
+        5,
+        "connectors",
+        include_str!("../../migrations/sqlite/0005_connectors.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -61,6 +66,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         4,
         "relay",
         include_str!("../../migrations/postgres/0004_relay.sql"),
+    ),
+    (
+        5,
+        "connectors",
+        include_str!("../../migrations/postgres/0005_connectors.sql"),
     ),
 ];
 
@@ -100,7 +110,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[cfg(test)]
 mod tests {
