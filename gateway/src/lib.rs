@@ -22,6 +22,7 @@ pub mod bridge;
 pub mod check;
 pub mod cli;
 pub mod conn_guard;
+pub mod connector;
 pub mod connectors_cli;
 pub mod control;
 pub mod demo;

@@ -35,9 +35,13 @@ pub enum UpstreamFailure {
     /// No response header within `backend.read_timeout`, or the connect timed out.
     #[error("the backend did not answer in time")]
     Timeout,
-    /// Connect refused, reset, invalid response, or the request body failed.
+    /// Connect refused, reset, invalid response, the request body failed,
+    /// or the connector connection carrying the request died.
     #[error("the backend could not be reached: {0}")]
-    Failed(#[source] hyper_util::client::legacy::Error),
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// DMZ mode with no connector connected: nothing was sent (503).
+    #[error("no connector is connected")]
+    NoConnector,
 }
 
 /// The backend's pooled client.
@@ -107,7 +111,7 @@ impl Forwarder {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if timed_out(&e) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => Err(UpstreamFailure::Failed(e)),
+            Ok(Err(e)) => Err(UpstreamFailure::Failed(Box::new(e))),
         }
     }
 }
@@ -115,7 +119,10 @@ impl Forwarder {
 /// The client TLS config toward an https:// backend: the system's trust
 /// roots (as pingora's upstream TLS used), the URL's host as SNI and
 /// verified name, HTTP/1.1. For an http:// backend no roots are loaded.
-fn client_tls(url: &url::Url, https: bool) -> Result<rustls::ClientConfig, ForwardError> {
+pub(crate) fn client_tls(
+    url: &url::Url,
+    https: bool,
+) -> Result<rustls::ClientConfig, ForwardError> {
     let mut roots = rustls::RootCertStore::empty();
     if https {
         let native = rustls_native_certs::load_native_certs().map_err(|e| ForwardError::Roots {
