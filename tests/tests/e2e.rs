@@ -6,6 +6,7 @@ mod e2e {
     pub mod auth;
     pub mod cli;
     pub mod curl;
+    pub mod dmz;
     pub mod edge;
     pub mod errors;
     pub mod imap;
