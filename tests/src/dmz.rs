@@ -115,6 +115,15 @@ impl Lan {
         Proc::spawn(name, Path::new("ip"), &all, dir)
     }
 
+    /// From now on every packet leaving the namespace is dropped: no FIN,
+    /// no RST, the path just goes silent (a dead link or a firewall reset).
+    pub fn go_silent(&self) {
+        self.exec_ok(&[
+            "nft",
+            "add chain inet lan output { type filter hook output priority 0; policy drop; }",
+        ]);
+    }
+
     /// The backend's address as seen from outside (unreachable by design).
     pub fn backend_addr(&self) -> SocketAddr {
         SocketAddr::from((self.inside, LAN_BACKEND_PORT))

@@ -201,14 +201,23 @@ async fn the_backend_is_reached_only_through_the_connector_and_a_removed_one_is_
     assert!(report.contains("FAIL  connector key refused"), "{report}");
 
     // Audited, and the key's secret is in no log or audit line.
-    let audit = std::fs::read_to_string(d.dir.join("gateway-data/audit.jsonl")).unwrap();
-    for event in [
+    // The audit writer appends on its own tick: give it a moment.
+    let events = [
         "\"connector_connect\"",
         "\"connector_disconnect\"",
         "\"connector_refused\"",
-    ] {
-        assert!(audit.contains(event), "{event} not audited");
-    }
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let audit =
+            std::fs::read_to_string(d.dir.join("gateway-data/audit.jsonl")).unwrap_or_default();
+        if events.iter().all(|e| audit.contains(e)) {
+            break audit;
+        }
+        let missing: Vec<_> = events.iter().filter(|e| !audit.contains(*e)).collect();
+        assert!(Instant::now() < deadline, "not audited: {missing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     // mgc_ + 16 hex digits of id + _ + secret (whose alphabet has '_' too).
     let secret = &key[4 + 16 + 1..];
     assert!(secret.len() > 20);
@@ -326,6 +335,18 @@ async fn two_connectors_one_sigkilled_under_load_only_its_requests_fail() {
     assert!(after > 0, "no request ran after the kill");
     wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
     wait_connections(d.gw.admin, "lan-b", 2.0, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_connector_whose_path_goes_silent_is_found_dead_by_ping_within_10_s() {
+    let d = dmz("").await;
+    let (config, _) = d.enrol("lan-a", 2);
+    let _a = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+    d.lan.go_silent();
+    // Nothing closes the connections: only the unanswered PINGs tell.
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
+    assert_no_connector_503(&d).await;
 }
 
 #[tokio::test]
