@@ -48,9 +48,9 @@ pub enum DialError {
 }
 
 impl DialError {
-    /// Whether trying again later can help (not for a refused key or
-    /// an untrusted certificate, though the connector keeps trying: the
-    /// operator may fix the gateway side).
+    /// Whether the operator has to change something (the key or the trust
+    /// setting) before a retry can succeed; logged as an error then. The
+    /// connector keeps retrying anyway: the fix may be on the gateway side.
     pub fn is_config_problem(&self) -> bool {
         matches!(self, DialError::KeyRefused | DialError::Untrusted(_))
     }
