@@ -257,23 +257,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         ctx,
     );
 
-    let l = file.logging;
-    let format = match l.format.as_deref() {
-        None | Some("pretty") => LogFormat::Pretty,
-        Some("json") => LogFormat::Json,
-        Some(other) => {
-            ctx.error(
-                "logging.format",
-                format!("expected \"pretty\" or \"json\", got {other:?}"),
-            );
-            LogFormat::Pretty
-        }
-    };
-    let logging = Logging {
-        format,
-        level: l.level.unwrap_or_else(|| "info".to_string()),
-        access_log: l.access_log.unwrap_or(true),
-    };
+    let logging = convert_logging(file.logging, ctx);
 
     let token = ctx.secret("admin.token", file.admin.token);
     if token
@@ -339,6 +323,13 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let pop3 = crate::mailbox::convert_pop3(file.pop3, ctx);
     let sftp = crate::sftp::convert(file.sftp, ctx);
     let trust = crate::trust::convert(file.trust, ctx);
+    let connector = crate::connector::convert_listen(file.connector, ctx);
+    check_dmz(
+        backend.as_ref().map(|b| b.via),
+        connector.as_ref(),
+        http_engine,
+        ctx,
+    );
 
     Some(Config {
         source: source.to_path_buf(),
@@ -348,6 +339,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         pop3,
         sftp,
         trust,
+        connector,
         admin,
         auth,
         defender,
@@ -373,6 +365,25 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         rate_limit,
         logging,
     })
+}
+
+pub(crate) fn convert_logging(l: crate::file::LoggingFile, ctx: &mut Ctx<'_>) -> Logging {
+    let format = match l.format.as_deref() {
+        None | Some("pretty") => LogFormat::Pretty,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            ctx.error(
+                "logging.format",
+                format!("expected \"pretty\" or \"json\", got {other:?}"),
+            );
+            LogFormat::Pretty
+        }
+    };
+    Logging {
+        format,
+        level: l.level.unwrap_or_else(|| "info".to_string()),
+        access_log: l.access_log.unwrap_or(true),
+    }
 }
 
 fn convert_rate_limit(
@@ -622,6 +633,7 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
             Ok(u) => Some(u),
         },
     };
+    let via = crate::connector::convert_via(b.via.as_deref(), ctx);
     let signing_key = ctx.secret("backend.signing_key", b.signing_key);
     let signing_algorithm = match b.signing_algorithm.as_deref() {
         None | Some("hmac-sha256") => SigningAlgorithm::HmacSha256,
@@ -716,6 +728,7 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
     );
     Some(Backend {
         url: url?,
+        via,
         signing_key,
         signing_algorithm,
         signing_key_id,
@@ -731,4 +744,31 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         breaker_threshold,
         breaker_cooldown,
     })
+}
+
+/// DMZ mode needs both halves, and only the hyper engine carries it.
+fn check_dmz(
+    via: Option<crate::connector::Via>,
+    connector: Option<&crate::connector::ConnectorListen>,
+    engine: HttpEngine,
+    ctx: &mut Ctx<'_>,
+) {
+    use crate::connector::Via;
+    match (via, connector) {
+        (Some(Via::Connector), None) => ctx.error(
+            "backend.via",
+            "\"connector\" needs [connector] listen = \"IP:PORT\" where connectors dial in",
+        ),
+        (Some(Via::Direct), Some(_)) => ctx.warn(
+            "connector.listen",
+            "connectors may dial in, but [backend] via is \"direct\": they carry nothing",
+        ),
+        _ => {}
+    }
+    if via == Some(Via::Connector) && engine == HttpEngine::Pingora {
+        ctx.error(
+            "backend.via",
+            "\"connector\" needs server.http_engine = \"hyper\" (the default)",
+        );
+    }
 }

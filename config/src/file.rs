@@ -52,6 +52,8 @@ pub struct FileConfig {
     pub trust: crate::trust::TrustFile,
     /// `[sftp]`: the SFTP server bridge (absent: no server).
     pub sftp: Option<crate::sftp::SftpFile>,
+    /// `[connector]`: where DMZ-mode connectors dial in (absent: no listener).
+    pub connector: Option<crate::connector::ConnectorListenFile>,
 }
 
 /// `[admin]`
@@ -190,6 +192,8 @@ pub struct OrganizationFile {
 pub struct BackendFile {
     /// Base URL of the MFT REST backend.
     pub url: Option<String>,
+    /// `"direct"` (default) or `"connector"` (DMZ mode).
+    pub via: Option<String>,
     /// Secret reference of the request-signing key.
     pub signing_key: Option<String>,
     /// `"hmac-sha256"` (default) or `"ed25519"`.

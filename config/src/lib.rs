@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod connector;
 mod convert;
 pub mod error;
 pub mod file;

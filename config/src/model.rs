@@ -42,6 +42,8 @@ pub struct Config {
     pub trust: crate::trust::Trust,
     /// `[sftp]`, when the SFTP server is configured.
     pub sftp: Option<crate::sftp::Sftp>,
+    /// `[connector]`, when connectors may dial in (DMZ mode).
+    pub connector: Option<crate::connector::ConnectorListen>,
 }
 
 /// The admin API.
@@ -201,8 +203,12 @@ pub struct Organization {
 /// The MFT REST backend.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    /// Base URL (`http` or `https`, with a host).
+    /// Base URL (`http` or `https`, with a host). With `via = "connector"`
+    /// only its authority is used (sent as `Host` and signed); the
+    /// connector dials its own backend URL.
     pub url: Url,
+    /// Whether the gateway dials the backend or connectors carry the calls.
+    pub via: crate::connector::Via,
     /// Request-signing key: the HMAC secret (`base64:...` or text), or an
     /// Ed25519 PKCS#8 PEM.
     pub signing_key: Option<Secret>,

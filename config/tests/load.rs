@@ -356,3 +356,42 @@ fn redis_password_in_clear_is_a_warning() {
     assert_eq!(loaded.warnings[0].key, "rate_limit.redis");
     assert!(!loaded.warnings[0].message.contains("hunter2"));
 }
+
+#[test]
+fn dmz_mode_needs_the_connector_listener_and_the_hyper_engine() {
+    let text = MINIMAL.replace("[backend]\n", "[backend]\nvia = \"connector\"\n");
+    assert_eq!(
+        issues(&text),
+        vec![
+            "gateway.toml:7: backend.via: \"connector\" needs [connector] listen = \"IP:PORT\" where connectors dial in"
+        ]
+    );
+    let both = format!("{text}\n[connector]\nlisten = \"0.0.0.0:8444\"\n");
+    let loaded = load_str(&both, Path::new("/etc/mft/gateway.toml")).unwrap();
+    let c = loaded.config;
+    assert_eq!(c.backend.via, mft_config::connector::Via::Connector);
+    let listen = c.connector.expect("[connector] is kept");
+    assert_eq!(listen.listen.to_string(), "0.0.0.0:8444");
+    assert_eq!(listen.ping_interval, Duration::from_secs(4));
+    let pingora = both.replace("[server]\n", "[server]\nhttp_engine = \"pingora\"\n");
+    let found = issues(&pingora);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("backend.via") && i.contains("hyper")),
+        "{found:?}"
+    );
+    let bad = MINIMAL.replace("[backend]\n", "[backend]\nvia = \"tunnel\"\n");
+    assert_eq!(
+        issues(&bad),
+        vec!["gateway.toml:7: backend.via: expected \"direct\" or \"connector\", got \"tunnel\""]
+    );
+    let no_listen = format!("{MINIMAL}\n[connector]\nping_interval = \"2s\"\n");
+    let found = issues(&no_listen);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("connector.listen: missing")),
+        "{found:?}"
+    );
+}

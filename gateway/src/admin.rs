@@ -323,6 +323,19 @@ impl ServeHttp for AdminApp {
                     None => problem(404, "no such endpoint"),
                 }
             }
+        } else if let Some(rest) = path.strip_prefix("/admin/v1/connectors") {
+            if self.token.is_none() {
+                problem(403, "admin API disabled: set [admin] token in the config")
+            } else if !self.authorized(session) {
+                self.audit_key_event(session, "unauthorized", "-", 401);
+                problem(401, "admin token missing or wrong")
+            } else {
+                match rest.strip_prefix('/') {
+                    Some(r) if !r.contains('/') => self.connectors_api(session, r).await,
+                    None if rest.is_empty() => self.connectors_api(session, "").await,
+                    _ => problem(404, "no such endpoint"),
+                }
+            }
         } else if let Some(rest) = path.strip_prefix("/admin/v1/keys") {
             match rest.strip_prefix('/') {
                 Some(id) => self.keys_api(session, id).await,

@@ -65,12 +65,21 @@ pub fn run(path: &Path) -> ExitCode {
         Err(e) => r.fail("data_dir", format!("{}: {e}", c.server.data_dir.display())),
     }
 
-    match Upstream::new(&c.backend) {
-        Err(e) => r.fail("backend", e),
-        Ok(_) => match probe_backend(&c.backend) {
+    if c.backend.via == mft_config::connector::Via::Connector {
+        // The gateway never dials the backend in DMZ mode: what can be
+        // checked from here is whether connectors are enrolled and attached.
+        match probe_connectors(c) {
             Ok(detail) => r.ok("backend", detail),
             Err(detail) => r.fail("backend", detail),
-        },
+        }
+    } else {
+        match Upstream::new(&c.backend) {
+            Err(e) => r.fail("backend", e),
+            Ok(_) => match probe_backend(&c.backend) {
+                Ok(detail) => r.ok("backend", detail),
+                Err(detail) => r.fail("backend", detail),
+            },
+        }
     }
 
     match crate::proxy::sign::signing_key(&c.backend) {
@@ -256,6 +265,41 @@ fn probe_store(c: &mft_config::Config) -> Result<String, String> {
         let target = store.target().to_string();
         store.close().await;
         Ok(format!("{target}: {} key(s), {active} active", keys.len()))
+    })
+}
+
+/// DMZ mode: the connectors as the running gateway last reported them.
+fn probe_connectors(c: &mft_config::Config) -> Result<String, String> {
+    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
+    let data_dir = c.server.data_dir.clone();
+    runtime()?.block_on(async move {
+        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let listed = store.list_connectors().await.map_err(|e| error_chain(&e));
+        store.close().await;
+        let listed = listed?;
+        let now = std::time::SystemTime::now();
+        if listed.is_empty() {
+            return Err("via connector, but no connector is enrolled: run `mft-gateway connectors add NAME`".to_string());
+        }
+        let connected: Vec<&str> = listed
+            .iter()
+            .filter(|k| k.state(now) == "connected")
+            .map(|k| k.name.as_str())
+            .collect();
+        if connected.is_empty() {
+            return Err(format!(
+                "via connector: none of {} enrolled connector(s) is connected (is the gateway running, and `mft-gateway connector --check` fine on the LAN side?)",
+                listed.len()
+            ));
+        }
+        Ok(format!(
+            "via connector: {} of {} connected ({})",
+            connected.len(),
+            listed.len(),
+            connected.join(", ")
+        ))
     })
 }
 

@@ -56,6 +56,25 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// DMZ connectors: enrol (prints the key once), list, remove.
+    Connectors {
+        /// What to do with connectors.
+        #[command(subcommand)]
+        command: crate::connectors_cli::ConnectorsCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// The LAN side of DMZ mode: dial out to the gateway and carry its
+    /// requests to the backend.
+    Connector {
+        /// The connector's config file.
+        #[arg(long, short, default_value = "connector.toml")]
+        config: PathBuf,
+        /// Check the config, the gateway (TLS, key) and the backend, then exit.
+        #[arg(long)]
+        check: bool,
+    },
     /// Manage the key that signs requests toward the backend (RFC 9421).
     SigningKey {
         /// What to do.
@@ -89,6 +108,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, config } => crate::keys_cli::run(command, &config),
         Command::Partners { command, config } => crate::partners_cli::run(command, &config),
+        Command::Connectors { command, config } => crate::connectors_cli::run(command, &config),
+        Command::Connector { config, check } => crate::connector::lan::run(&config, check),
         Command::SigningKey { command } => crate::signing_cli::run(command),
         Command::Sftp { command } => crate::sftp_cli::run(command),
     }

@@ -13,6 +13,7 @@
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 pub mod admin;
+pub mod admin_connectors;
 pub mod admin_partners;
 pub mod audit;
 pub mod auth;
@@ -21,6 +22,8 @@ pub mod bridge;
 pub mod check;
 pub mod cli;
 pub mod conn_guard;
+pub mod connector;
+pub mod connectors_cli;
 pub mod control;
 pub mod demo;
 pub mod drain;

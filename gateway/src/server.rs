@@ -11,10 +11,14 @@ use crate::bridge::pipeline::DeliveryPipeline;
 use crate::bridge::runtime::BridgeRuntime;
 use crate::bridge::BridgeContext;
 use crate::conn_guard::ConnLimiter;
+use crate::connector::listener::ConnectorListener;
+use crate::connector::metrics::ConnectorMetrics;
+use crate::connector::ConnectorPool;
 use crate::control::ControlPlane;
 use crate::drain::{self, InFlight};
 use crate::metrics::Metrics;
 use crate::proxy::accept::HyperFront;
+use crate::proxy::backend_path::BackendPath;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::limits::InputLimits;
 use crate::proxy::listener::HttpsListener;
@@ -26,6 +30,7 @@ use crate::ratelimit::RateLimiter;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
+use mft_config::connector::Via;
 use mft_config::model::HttpEngine;
 use mft_config::Config;
 use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
@@ -54,10 +59,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
     let tls_config =
         tls::server_config_with(key.clone(), config.trust.client_auth, s.tls_min_version)?;
-    let upstream = Upstream::new(&config.backend)?;
+    let tls_for_connectors =
+        (*tls::server_config_with(key.clone(), false, s.tls_min_version)?).clone();
+    let dmz = config.backend.via == Via::Connector;
+    // In DMZ mode the backend's name may not even resolve here: the gateway never dials it.
+    let upstream = if dmz {
+        None
+    } else {
+        Some(Upstream::new(&config.backend)?)
+    };
     let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
     ensure_bindable(s.https_listen, "server.https_listen")?;
     ensure_bindable(s.admin_listen, "server.admin_listen")?;
+    if let Some(c) = &config.connector {
+        ensure_bindable(c.listen, "connector.listen")?;
+    }
 
     let control = ControlPlane::start().context("cannot start the control-plane runtime")?;
     let store = open_store(&config, &control)?;
@@ -84,10 +100,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &control,
     )?);
 
+    let pool = match &config.connector {
+        Some(_) => Some(Arc::new(ConnectorPool::new(
+            config.backend.read_timeout,
+            ConnectorMetrics::new(metrics.registry())
+                .context("cannot register connector metrics")?,
+        ))),
+        None => None,
+    };
+    // Only with via = "connector" do the connectors carry the backend calls.
+    let backend_pool = pool.clone().filter(|_| dmz);
+
     let shared_config = Arc::new(config.clone());
     start_bridges(
         &shared_config,
-        &signer,
+        BackendClient::new_via(&config.backend, signer.clone(), backend_pool.clone())?,
         &auth,
         &store,
         &audit,
@@ -101,6 +128,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         signer.clone(),
         audit.clone(),
         metrics.registry(),
+        backend_pool.clone(),
     )?);
 
     let conf = ServerConf {
@@ -168,7 +196,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             server.add_service(https);
         }
         HttpEngine::Hyper => {
-            let forward = Forwarder::new(&config.backend)?;
+            let forward = match &backend_pool {
+                Some(pool) => {
+                    BackendPath::connectors(&config.backend, pool.clone(), parts.signer.clone())?
+                }
+                None => BackendPath::Direct(Box::new(Forwarder::new(&config.backend)?)),
+            };
             let front = HyperFront::new(
                 tls_config,
                 Arc::new(HyperGateway::new(parts, forward)),
@@ -183,6 +216,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 .context("cannot start the HTTPS runtime")?;
         }
     };
+    if let (Some(pool), Some(c)) = (&pool, &config.connector) {
+        let listener = ConnectorListener::new(
+            &tls_for_connectors,
+            pool.clone(),
+            store.clone(),
+            control.clone(),
+            audit.clone(),
+            c,
+        );
+        crate::connector::watch::start(pool.clone(), store.clone(), &control);
+        let mut service = Service::new("connector".to_string(), listener);
+        service.add_tcp(&c.listen.to_string());
+        server.add_service(service);
+    }
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
@@ -237,7 +284,7 @@ fn h2_options() -> pingora_core::protocols::http::v2::server::H2Options {
 /// Starts the protocol bridges on their own runtime, when any is configured.
 fn start_bridges(
     config: &Arc<Config>,
-    signer: &Option<Arc<RequestSigner>>,
+    backend: BackendClient,
     auth: &Arc<crate::auth::Authenticator>,
     store: &KeyStore,
     audit: &AuditLog,
@@ -251,7 +298,6 @@ fn start_bridges(
     {
         return Ok(());
     }
-    let backend = BackendClient::new(&config.backend, signer.clone())?;
     let pipeline = Arc::new(
         DeliveryPipeline::new(backend.clone(), metrics.registry())
             .context("cannot register bridge metrics")?,

@@ -15,6 +15,7 @@ const SECRET: &str = "a test secret that is long enough for hmac-sha256 ok";
 fn backend_config(addr: SocketAddr, signed: bool) -> Backend {
     Backend {
         url: format!("http://{addr}").parse().unwrap(),
+        via: Default::default(),
         signing_key: signed.then(|| Secret::new(SECRET)),
         signing_algorithm: SigningAlgorithm::HmacSha256,
         signing_key_id: None,

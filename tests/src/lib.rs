@@ -6,6 +6,7 @@
 //! The binaries come from the same target directory as the test executable;
 //! `scripts/test` builds them first.
 
+pub mod dmz;
 pub mod dovecot;
 pub mod sftp;
 pub mod smtp;

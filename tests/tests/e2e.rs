@@ -7,6 +7,7 @@ mod e2e {
     pub mod cli;
     pub mod content_digest;
     pub mod curl;
+    pub mod dmz;
     pub mod edge;
     pub mod errors;
     pub mod imap;

@@ -10,6 +10,7 @@
 //! detail is generic and whose audit reason is precise.
 
 pub mod api_key;
+pub mod connector_key;
 pub mod credential;
 pub mod jwt;
 pub mod partner_key;

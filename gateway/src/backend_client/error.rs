@@ -27,6 +27,22 @@ pub enum BackendError {
         #[source]
         source: reqwest::Error,
     },
+    /// DMZ mode with no connector connected: nothing was sent; the work
+    /// stays queued until a connector is back.
+    #[error("backend {what}: no connector is connected (DMZ mode)")]
+    NoConnector {
+        /// The call.
+        what: String,
+    },
+    /// The connector connection carrying the call failed.
+    #[error("backend {what}: {source}")]
+    Connector {
+        /// The call.
+        what: String,
+        /// The pool's error.
+        #[source]
+        source: crate::connector::pool::PoolError,
+    },
     /// The backend answered with an error status.
     #[error("backend {what}: {status} {problem_type}: {detail}")]
     Status {
@@ -76,7 +92,9 @@ impl BackendError {
         match self {
             BackendError::CircuitOpen { .. }
             | BackendError::Timeout { .. }
-            | BackendError::Transport { .. } => true,
+            | BackendError::Transport { .. }
+            | BackendError::NoConnector { .. }
+            | BackendError::Connector { .. } => true,
             BackendError::Status { status, .. } => is_transient_status(*status),
             BackendError::Decode { .. } | BackendError::Body { .. } | BackendError::Sign { .. } => {
                 false
@@ -96,7 +114,10 @@ impl BackendError {
     /// so counts toward opening the breaker). A 4xx is the caller's fault.
     pub(crate) fn counts_as_failure(&self) -> bool {
         match self {
-            BackendError::Timeout { .. } | BackendError::Transport { .. } => true,
+            BackendError::Timeout { .. }
+            | BackendError::Transport { .. }
+            | BackendError::NoConnector { .. }
+            | BackendError::Connector { .. } => true,
             BackendError::Status { status, .. } => *status >= 500,
             _ => false,
         }

@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod error;
 pub mod retry;
 
+use crate::connector::ConnectorPool;
 use crate::proxy::sign::RequestSigner;
 pub use breaker::CircuitBreaker;
 use bytes::Bytes;
@@ -210,6 +211,8 @@ pub struct BackendClient {
 
 struct Inner {
     http: reqwest::Client,
+    /// DMZ mode: calls go over connector connections, never `http`'s own.
+    connectors: Option<Arc<ConnectorPool>>,
     base: url::Url,
     /// `host[:port]`, the `@authority` signed (what reqwest sends as `Host`).
     authority: String,
@@ -229,6 +232,16 @@ impl BackendClient {
     pub fn new(
         config: &Backend,
         signer: Option<Arc<RequestSigner>>,
+    ) -> Result<BackendClient, ClientBuildError> {
+        Self::new_via(config, signer, None)
+    }
+
+    /// [`BackendClient::new`]; with `connectors`, every call goes over the
+    /// DMZ connectors' connections instead of a connection of its own.
+    pub fn new_via(
+        config: &Backend,
+        signer: Option<Arc<RequestSigner>>,
+        connectors: Option<Arc<ConnectorPool>>,
     ) -> Result<BackendClient, ClientBuildError> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -251,6 +264,7 @@ impl BackendClient {
         Ok(BackendClient {
             inner: Arc::new(Inner {
                 http,
+                connectors,
                 base,
                 authority,
                 signer,
@@ -429,15 +443,18 @@ impl BackendClient {
         // timeout plus the body at a floor rate of 512 KiB/s.
         let moved = len.saturating_add(call.response_len);
         let timeout = inner.read_timeout + Duration::from_secs(moved / (512 * 1024));
-        let response = inner
-            .http
-            .request(call.method.clone(), url)
-            .headers(headers)
-            .body(body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| transport(what.clone(), e))?;
+        let response = match &inner.connectors {
+            None => inner
+                .http
+                .request(call.method.clone(), url)
+                .headers(headers)
+                .body(body)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| transport(what.clone(), e))?,
+            Some(pool) => via_connector(pool, &call.method, &url, headers, body, &what).await?,
+        };
         if response.status().is_success() {
             return Ok(response);
         }
@@ -558,6 +575,41 @@ pub async fn decode<T: serde::de::DeserializeOwned>(
         what,
         reason: e.to_string(),
     })
+}
+
+/// One call over the connectors, its answer in the form the callers read
+/// (a `reqwest::Response` over the streamed h2 body). The pool bounds the
+/// wait for the response header; h2 PINGs bound a dead connection.
+async fn via_connector(
+    pool: &ConnectorPool,
+    method: &Method,
+    url: &url::Url,
+    headers: http::HeaderMap,
+    body: reqwest::Body,
+    what: &str,
+) -> Result<reqwest::Response, BackendError> {
+    let uri: http::Uri = url.as_str().parse().map_err(|e| BackendError::Decode {
+        what: what.to_string(),
+        reason: format!("bad URL: {e}"),
+    })?;
+    let mut req = http::Request::new(crate::connector::body::boxed(body));
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    // No retry inside the pool: `send` retries with a fresh signature.
+    match pool.send(req, &|_| false).await {
+        Ok(response) => Ok(reqwest::Response::from(response.map(reqwest::Body::wrap))),
+        Err(crate::connector::pool::PoolError::NoConnector) => Err(BackendError::NoConnector {
+            what: what.to_string(),
+        }),
+        Err(crate::connector::pool::PoolError::Timeout(_)) => Err(BackendError::Timeout {
+            what: what.to_string(),
+        }),
+        Err(source) => Err(BackendError::Connector {
+            what: what.to_string(),
+            source,
+        }),
+    }
 }
 
 fn transport(what: String, e: reqwest::Error) -> BackendError {

@@ -100,7 +100,10 @@ pub fn for_client(
     headers: &http::HeaderMap,
     body_empty: bool,
 ) -> Result<Option<DigestGuard>, Rejection> {
-    let mut lines = headers.get_all(super::names::CONTENT_DIGEST).iter().peekable();
+    let mut lines = headers
+        .get_all(super::names::CONTENT_DIGEST)
+        .iter()
+        .peekable();
     if lines.peek().is_none() {
         return Ok(None);
     }

@@ -35,70 +35,47 @@ pub enum UpstreamFailure {
     /// No response header within `backend.read_timeout`, or the connect timed out.
     #[error("the backend did not answer in time")]
     Timeout,
-    /// Connect refused, reset, invalid response, or the request body failed.
+    /// Connect refused, reset, invalid response, the request body failed,
+    /// or the connector connection carrying the request died.
     #[error("the backend could not be reached: {0}")]
-    Failed(#[source] hyper_util::client::legacy::Error),
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// DMZ mode with no connector connected: nothing was sent (503).
+    #[error("no connector is connected")]
+    NoConnector,
 }
 
-/// The backend's pooled client.
-pub struct Forwarder {
-    client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
-    /// `http` or `https`.
-    scheme: http::uri::Scheme,
-    /// `host[:port]`, parsed.
-    parsed_authority: http::uri::Authority,
-    /// `host[:port]` as the `Host` field.
-    host_value: http::HeaderValue,
+/// Where upstream requests go, parsed once from `[backend] url`: no string
+/// to build and parse again per request.
+pub struct Target {
     /// `host[:port]`, sent as `Host`.
     pub authority: String,
-    read_timeout: Duration,
+    scheme: http::uri::Scheme,
+    parsed_authority: http::uri::Authority,
+    host_value: http::HeaderValue,
 }
 
-impl Forwarder {
-    /// A pool toward `[backend] url` with its timeouts and pool size.
-    pub fn new(backend: &Backend) -> Result<Self, ForwardError> {
-        let url = &backend.url;
+impl Target {
+    /// The target of `url` (http or https, with a host).
+    pub fn from_url(url: &url::Url) -> Result<Self, ForwardError> {
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
             return Err(ForwardError::Scheme(url.to_string()));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| ForwardError::NoHost(url.to_string()))?;
+        let no_host = || ForwardError::NoHost(url.to_string());
+        let host = url.host_str().ok_or_else(no_host)?;
         let authority = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.to_string(),
         };
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        // Small requests and responses would otherwise wait for Nagle's timer.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(backend.connect_timeout));
-        // The HTTPS layer also needs to see https:// URIs.
-        connector.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(client_tls(url, scheme == "https")?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(backend.idle_timeout)
-                .pool_max_idle_per_host(backend.pool_size)
-                .build(connector);
-        let no_host = || ForwardError::NoHost(url.to_string());
-        Ok(Forwarder {
-            client,
+        Ok(Target {
             scheme: scheme.parse().map_err(|_| no_host())?,
             parsed_authority: authority.parse().map_err(|_| no_host())?,
             host_value: http::HeaderValue::try_from(authority.as_str()).map_err(|_| no_host())?,
             authority,
-            read_timeout: backend.read_timeout,
         })
     }
 
-    /// The absolute URI for `path_and_query` on the backend, from parts
-    /// parsed once: no string to build and parse again per request.
+    /// The absolute URI for `path_and_query` on the backend.
     pub fn uri(
         &self,
         path_and_query: Option<&http::uri::PathAndQuery>,
@@ -114,9 +91,47 @@ impl Forwarder {
         http::Uri::from_parts(parts)
     }
 
-    /// `Host` for every upstream request, built once.
+    /// `Host` for every upstream request.
     pub fn host_value(&self) -> http::HeaderValue {
         self.host_value.clone()
+    }
+}
+
+/// The backend's pooled client.
+pub struct Forwarder {
+    client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
+    /// Where requests go.
+    pub target: Target,
+    read_timeout: Duration,
+}
+
+impl Forwarder {
+    /// A pool toward `[backend] url` with its timeouts and pool size.
+    pub fn new(backend: &Backend) -> Result<Self, ForwardError> {
+        let url = &backend.url;
+        let target = Target::from_url(url)?;
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        // Small requests and responses would otherwise wait for Nagle's timer.
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(backend.connect_timeout));
+        // The HTTPS layer also needs to see https:// URIs.
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(url, url.scheme() == "https")?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_idle_timeout(backend.idle_timeout)
+                .pool_max_idle_per_host(backend.pool_size)
+                .build(connector);
+        Ok(Forwarder {
+            client,
+            target,
+            read_timeout: backend.read_timeout,
+        })
     }
 
     /// Sends `req` and waits for the response header.
@@ -128,7 +143,7 @@ impl Forwarder {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Ok(response)) => Ok(response),
             Ok(Err(e)) if timed_out(&e) => Err(UpstreamFailure::Timeout),
-            Ok(Err(e)) => Err(UpstreamFailure::Failed(e)),
+            Ok(Err(e)) => Err(UpstreamFailure::Failed(Box::new(e))),
         }
     }
 }
@@ -136,7 +151,10 @@ impl Forwarder {
 /// The client TLS config toward an https:// backend: the system's trust
 /// roots (as pingora's upstream TLS used), the URL's host as SNI and
 /// verified name, HTTP/1.1. For an http:// backend no roots are loaded.
-fn client_tls(url: &url::Url, https: bool) -> Result<rustls::ClientConfig, ForwardError> {
+pub(crate) fn client_tls(
+    url: &url::Url,
+    https: bool,
+) -> Result<rustls::ClientConfig, ForwardError> {
     let mut roots = rustls::RootCertStore::empty();
     if https {
         let native = rustls_native_certs::load_native_certs().map_err(|e| ForwardError::Roots {

@@ -13,6 +13,7 @@
 //! [`rescue`].
 
 pub mod accept;
+pub mod backend_path;
 pub mod body;
 pub mod ctx;
 pub mod digest_guard;
@@ -57,8 +58,9 @@ pub(crate) static STRIPPED: [HeaderName; 6] = [
 
 /// Everything the proxy phases need.
 pub struct ProxyParts {
-    /// The backend.
-    pub upstream: Upstream,
+    /// The backend as a pingora peer; `None` in DMZ mode, where the gateway
+    /// never dials the backend (only the hyper engine carries it).
+    pub upstream: Option<Upstream>,
     /// The decision chain.
     pub auth: Arc<Authenticator>,
     /// The audit trail.

@@ -28,7 +28,7 @@ use std::time::Instant;
 
 /// The gateway's proxy logic.
 pub struct GatewayProxy {
-    upstream: Upstream,
+    upstream: Option<Upstream>,
     auth: Arc<Authenticator>,
     audit: AuditLog,
     in_flight: InFlight,
@@ -442,7 +442,11 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         ctx.upstream_started = Some(Instant::now());
-        Ok(self.upstream.peer())
+        // Config validation keeps DMZ mode (no resolved backend) off this engine.
+        self.upstream
+            .as_ref()
+            .map(Upstream::peer)
+            .ok_or_else(|| pingora_core::Error::new(pingora_core::ErrorType::ConnectNoRoute))
     }
 
     async fn upstream_request_filter(
@@ -470,7 +474,9 @@ impl ProxyHttp for GatewayProxy {
             http::header::FORWARDED,
             forwarded_value(ctx.client, original_host.as_deref()),
         )?;
-        upstream.insert_header(http::header::HOST, self.upstream.authority.as_str())?;
+        if let Some(peer) = &self.upstream {
+            upstream.insert_header(http::header::HOST, peer.authority.as_str())?;
+        }
         if let Some(identity) = &ctx.identity {
             upstream.insert_header("x-mft-principal", &*identity.principal)?;
             upstream.insert_header("x-mft-scopes", &*identity.scopes_header)?;

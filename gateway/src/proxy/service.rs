@@ -5,10 +5,11 @@
 //! response, and the response body's drop is the logging phase.
 
 use super::accept::ConnInfo;
+use super::backend_path::BackendPath;
 use super::body::{BodyStats, GuardedBody, Linger, OnFinish, RespBody};
 use super::ctx::RequestCtx;
 use super::digest_guard::DigestGuard;
-use super::forward::{Forwarder, UpstreamFailure};
+use super::forward::UpstreamFailure;
 use super::limits::BodyWatch;
 use super::routes::{self, Route};
 use super::{head_checks, identity, names, respond, ProxyParts};
@@ -58,13 +59,13 @@ pub struct Exchange {
 pub struct HyperGateway {
     /// The same parts the pingora engine gets.
     pub p: ProxyParts,
-    /// The backend's pooled client.
-    pub forward: Forwarder,
+    /// The way to the backend: direct, or through connectors.
+    pub forward: BackendPath,
 }
 
 impl HyperGateway {
     /// An engine from its parts.
-    pub fn new(p: ProxyParts, forward: Forwarder) -> Self {
+    pub fn new(p: ProxyParts, forward: BackendPath) -> Self {
         HyperGateway { p, forward }
     }
 
@@ -227,6 +228,10 @@ impl HyperGateway {
                     return Err(Stop::Reject(rejection.clone()));
                 }
                 let status = match failure {
+                    UpstreamFailure::NoConnector => {
+                        x.error = Some("no_connector");
+                        return Err(Stop::Reject(no_connector()));
+                    }
                     UpstreamFailure::Timeout => 504,
                     UpstreamFailure::Failed(ref e) => {
                         tracing::debug!(request_id = %x.ctx.id, error = %e, "upstream failed");
@@ -275,7 +280,7 @@ impl HyperGateway {
                 original_host.as_deref(),
             ))?,
         );
-        headers.insert(http::header::HOST, self.forward.host_value());
+        headers.insert(http::header::HOST, self.forward.target().host_value());
         if let Some(identity) = &x.ctx.identity {
             headers.insert(names::X_MFT_PRINCIPAL, value(&identity.principal)?);
             headers.insert(names::X_MFT_SCOPES, value(&identity.scopes_header)?);
@@ -380,6 +385,22 @@ impl HyperGateway {
         let finish = Box::new(Done::new(self, x, status));
         let body = if head_only { Bytes::new() } else { body };
         http::Response::from_parts(parts, RespBody::full(body, linger, finish))
+    }
+}
+
+/// DMZ mode with no connector connected: the backend is not down, only
+/// out of reach for a moment; connectors reconnect within seconds.
+fn no_connector() -> Rejection {
+    Rejection {
+        status: 503,
+        problem_type: "about:blank",
+        detail: "the backend is not reachable right now (no connector is connected); retry shortly"
+            .to_string(),
+        audit_reason: "no_connector",
+        headers: vec![(
+            "retry-after",
+            crate::connector::pool::RETRY_AFTER_SECS.to_string(),
+        )],
     }
 }
 

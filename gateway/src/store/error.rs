@@ -93,6 +93,14 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// A DMZ connector could not be added.
+    #[error("connector {name:?}: {reason}")]
+    Connector {
+        /// The name as given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A stored partner row that does not make sense.
     #[error("key store: partner row has an invalid {what}")]
     CorruptPartner {

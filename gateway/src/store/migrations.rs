@@ -43,6 +43,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "partner_inbox",
         include_str!("../../migrations/sqlite/0005_partner_inbox.sql"),
     ),
+    (
+        6,
+        "connectors",
+        include_str!("../../migrations/sqlite/0006_connectors.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -71,6 +76,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         5,
         "partner_inbox",
         include_str!("../../migrations/postgres/0005_partner_inbox.sql"),
+    ),
+    (
+        6,
+        "connectors",
+        include_str!("../../migrations/postgres/0006_connectors.sql"),
     ),
 ];
 

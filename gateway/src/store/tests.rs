@@ -149,6 +149,7 @@ on_both_engines!(
     partners_round_trip,
     mailbox_positions_and_uidls,
     relay_queue_and_receipts,
+    connectors_round_trip,
 );
 
 async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
@@ -837,4 +838,48 @@ fn debug_of_a_record_hides_the_hash() {
 fn rfc3339_whole_seconds() {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123);
     assert_eq!(super::rfc3339(t), "2023-11-14T22:13:20Z");
+}
+
+async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
+    use super::connectors::ConnectorReport;
+    use mft_filters::auth::connector_key;
+    let (record, token) = store.add_connector("lan-1").await.unwrap();
+    assert!(token.starts_with("mgc_"));
+    let parsed = connector_key::parse(&token).unwrap();
+    assert_eq!(parsed.id, record.key_id);
+    let found = store.connector_by_key_id(parsed.id).await.unwrap().unwrap();
+    assert!(parsed.verify(&found.key_hash));
+    assert_eq!(found.name, "lan-1");
+    assert!(matches!(
+        store.add_connector("lan-1").await,
+        Err(StoreError::Connector { .. })
+    ));
+    assert!(matches!(
+        store.add_connector("bad name").await,
+        Err(StoreError::Connector { .. })
+    ));
+    assert_eq!(found.state(clock.now()), "disconnected");
+    let report = ConnectorReport {
+        address: Some("10.0.0.2:5000".into()),
+        connections: 3,
+        bytes_out: 10,
+        bytes_in: 20,
+    };
+    store.report_connector("lan-1", &report).await.unwrap();
+    let listed = store.list_connectors().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].connections, 3);
+    assert_eq!(listed[0].state(clock.now()), "connected");
+    let json = listed[0].to_json(clock.now());
+    assert_eq!(json["bytes_in"], 20);
+    assert!(json.get("key_hash").is_none());
+    clock.advance(std::time::Duration::from_secs(60));
+    assert_eq!(listed[0].state(clock.now()), "disconnected");
+    assert!(store.remove_connector("lan-1").await.unwrap());
+    assert!(!store.remove_connector("lan-1").await.unwrap());
+    assert!(store
+        .connector_by_key_id(parsed.id)
+        .await
+        .unwrap()
+        .is_none());
 }

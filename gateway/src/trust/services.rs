@@ -123,12 +123,13 @@ impl Federation {
         signer: Option<Arc<RequestSigner>>,
         audit: AuditLog,
         registry: &prometheus::Registry,
+        connectors: Option<Arc<crate::connector::ConnectorPool>>,
     ) -> anyhow::Result<Federation> {
         let metrics = super::metrics::FederationMetrics::new(registry)
             .context("cannot register federation metrics")?;
         let runtime = BridgeRuntime::start_named(2, "federation")
             .context("cannot start the federation runtime")?;
-        let backend = BackendClient::new(&config.backend, signer)?;
+        let backend = BackendClient::new_via(&config.backend, signer, connectors)?;
         let client = PartnerClient::new(&config)?;
         let api = Arc::new(FederationApi::new(
             store.clone(),

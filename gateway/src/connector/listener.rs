@@ -1,0 +1,278 @@
+//! `[connector] listen`: TLS, the attach request, then the gateway becomes
+//! the HTTP/2 client on the connection the connector opened.
+//!
+//! A pingora service like the public listener, so the socket takes part in
+//! graceful upgrade and each connection's h2 work runs on that service's
+//! workers.
+
+use super::auth::{self, Refusal};
+use super::body::UpBody;
+use super::link::Link;
+use super::pool::ConnectorPool;
+use super::wire;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::control::ControlPlane;
+use crate::store::connectors::ConnectorRecord;
+use crate::store::KeyStore;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mft_filters::problem::Problem;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::Stream;
+use pingora_core::server::ShutdownWatch;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Accepts connectors.
+pub struct ConnectorListener {
+    tls: tokio_rustls::TlsAcceptor,
+    pool: Arc<ConnectorPool>,
+    store: KeyStore,
+    control: ControlPlane,
+    audit: AuditLog,
+    handshake_timeout: Duration,
+    ping_interval: Duration,
+}
+
+type Attached = (OnUpgrade, ConnectorRecord);
+
+impl ConnectorListener {
+    /// A listener with the gateway's certificate (`tls`, ALPN narrowed to
+    /// HTTP/1.1 for the attach request) feeding `pool`.
+    pub fn new(
+        tls: &rustls::ServerConfig,
+        pool: Arc<ConnectorPool>,
+        store: KeyStore,
+        control: ControlPlane,
+        audit: AuditLog,
+        config: &mft_config::connector::ConnectorListen,
+    ) -> ConnectorListener {
+        let mut tls = tls.clone();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ConnectorListener {
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
+            pool,
+            store,
+            control,
+            audit,
+            handshake_timeout: config.handshake_timeout,
+            ping_interval: config.ping_interval,
+        }
+    }
+
+    fn audit(
+        &self,
+        event: &'static str,
+        name: Option<&str>,
+        peer: Option<SocketAddr>,
+        reason: &str,
+    ) {
+        let mut r = AuditRecord::new(event);
+        r.principal = name.map(|n| format!("connector:{n}"));
+        r.client_ip = peer.map(|a| a.ip());
+        r.path = Some(wire::ATTACH_PATH.to_string());
+        r.decision = Some(if event == "connector_refused" {
+            "deny"
+        } else {
+            "allow"
+        });
+        r.reason = Some(reason.to_string());
+        self.audit.record(r);
+    }
+
+    /// TLS plus the attach request; the upgraded stream of an accepted connector.
+    async fn attach(
+        self: &Arc<Self>,
+        stream: Stream,
+        peer: Option<SocketAddr>,
+    ) -> Option<(Upgraded, ConnectorRecord)> {
+        let tls = match self.tls.accept(stream).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::info!(peer = ?peer, error = %e, "connector TLS handshake failed");
+                return None;
+            }
+        };
+        let slot: Arc<Mutex<Option<Attached>>> = Arc::new(Mutex::new(None));
+        let me = self.clone();
+        let found = slot.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let me = me.clone();
+            let found = found.clone();
+            async move { Ok::<_, std::convert::Infallible>(me.answer(req, peer, &found).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .keep_alive(false)
+            .header_read_timeout(self.handshake_timeout)
+            .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+            .await;
+        if let Err(e) = served {
+            tracing::debug!(peer = ?peer, error = %e, "connector attach request failed");
+        }
+        let (on_upgrade, record) = slot.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        match on_upgrade.await {
+            Ok(upgraded) => Some((upgraded, record)),
+            Err(e) => {
+                tracing::info!(peer = ?peer, connector = %record.name, error = %e, "connector upgrade failed");
+                None
+            }
+        }
+    }
+
+    /// The answer to the attach request: 101 for a known key, else a problem.
+    async fn answer(
+        &self,
+        mut req: http::Request<hyper::body::Incoming>,
+        peer: Option<SocketAddr>,
+        found: &Mutex<Option<Attached>>,
+    ) -> http::Response<Full<Bytes>> {
+        let upgrade_asked = req.headers().get(http::header::UPGRADE).is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(wire::UPGRADE_TOKEN.as_bytes())
+        });
+        if req.uri().path() != wire::ATTACH_PATH || !upgrade_asked {
+            return problem(
+                404,
+                "this listener serves only DMZ connectors (mft-gateway connector)",
+                false,
+            );
+        }
+        let verified = match auth::bearer(req.headers()) {
+            Ok(token) => auth::verify(&self.store, &self.control, token).await,
+            Err(r) => Err(r),
+        };
+        match verified {
+            Ok(record) => {
+                let on_upgrade = hyper::upgrade::on(&mut req);
+                *found.lock().unwrap_or_else(|p| p.into_inner()) = Some((on_upgrade, record));
+                let mut response = http::Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                let h = response.headers_mut();
+                h.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("upgrade"),
+                );
+                h.insert(
+                    http::header::UPGRADE,
+                    http::HeaderValue::from_static(wire::UPGRADE_TOKEN),
+                );
+                response
+            }
+            Err(refusal) => {
+                self.pool
+                    .metrics
+                    .refused
+                    .with_label_values(&[refusal.reason()])
+                    .inc();
+                self.audit("connector_refused", None, peer, refusal.reason());
+                tracing::warn!(peer = ?peer, reason = refusal.reason(), "connector refused");
+                let detail = match refusal {
+                    Refusal::Store => "the gateway's key store is unavailable; try again",
+                    _ => "connector key refused",
+                };
+                problem(refusal.status(), detail, refusal == Refusal::Store)
+            }
+        }
+    }
+
+    /// Runs the gateway's HTTP/2 client on an attached connection until it
+    /// dies or is closed.
+    async fn serve_link(
+        &self,
+        upgraded: Upgraded,
+        record: ConnectorRecord,
+        peer: Option<SocketAddr>,
+    ) {
+        let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(wire::STREAM_WINDOW)
+            .initial_connection_window_size(wire::CONNECTION_WINDOW)
+            .max_frame_size(wire::MAX_FRAME)
+            .keep_alive_interval(self.ping_interval)
+            .keep_alive_timeout(wire::ping_timeout(self.ping_interval))
+            .keep_alive_while_idle(true)
+            .handshake::<_, UpBody>(upgraded)
+            .await;
+        let (sender, conn) = match handshake {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::info!(connector = %record.name, error = %e, "connector h2 handshake failed");
+                return;
+            }
+        };
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        let totals = self.pool.totals(&name);
+        if let Some(p) = peer {
+            *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
+        }
+        let close = CancellationToken::new();
+        let link = Arc::new(Link::new(
+            self.pool.next_id(),
+            name.clone(),
+            record.key_id.clone(),
+            peer,
+            totals,
+            sender,
+            close.clone(),
+        ));
+        self.pool.add(link.clone());
+        self.audit("connector_connect", Some(&name), peer, "attached");
+        tracing::info!(connector = %name, peer = ?peer, "connector connected");
+        let reason = tokio::select! {
+            ended = conn => match ended {
+                Ok(()) => "closed by the connector".to_string(),
+                Err(e) => format!("connection failed: {e}"),
+            },
+            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
+        };
+        self.pool.remove(link.id);
+        self.audit("connector_disconnect", Some(&name), peer, &reason);
+        tracing::info!(connector = %name, peer = ?peer, reason = %reason, "connector disconnected");
+    }
+}
+
+fn problem(status: u16, detail: &str, retry: bool) -> http::Response<Full<Bytes>> {
+    let body = Problem::new(status, Some(detail.to_string())).to_json();
+    let mut response = http::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(mft_filters::problem::CONTENT_TYPE),
+    );
+    if retry {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(super::pool::RETRY_AFTER_SECS),
+        );
+    }
+    response
+}
+
+#[async_trait]
+impl ServerApp for ConnectorListener {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        let attached =
+            tokio::time::timeout(self.handshake_timeout, self.attach(stream, peer)).await;
+        match attached {
+            Ok(Some((upgraded, record))) => self.serve_link(upgraded, record, peer).await,
+            Ok(None) => {}
+            Err(_) => tracing::info!(peer = ?peer, "connector attach timed out"),
+        }
+        None
+    }
+}

@@ -1,0 +1,147 @@
+//! `mft-gateway connectors ...`: enrol and remove DMZ connectors.
+//!
+//! Works with or without a running gateway, like `keys`: it opens the same
+//! store, and a running gateway closes a removed connector's connections
+//! within seconds (it re-reads the store every two seconds).
+
+use crate::store::connectors::ConnectorRecord;
+use crate::store::KeyStore;
+use anyhow::Context;
+use clap::Subcommand;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+/// `connectors` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorsCommand {
+    /// Enrol a connector and print its key (mgc_<id>_<secret>) once.
+    ///
+    /// Put the key where the connector's `key = "env:..."|"file:..."` finds it.
+    Add {
+        /// 1 to 64 letters, digits, '-', '_' or '.'.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Print one JSON line {"name":..,"key_id":..,"key":..}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List connectors: state, address, connections, last seen, bytes.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a connector: its key stops working and a running gateway
+    /// closes its connections within 5 seconds. Exits 1 if there is none.
+    Remove {
+        /// The connector's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
+/// Runs a `connectors` command against the store configured in `config`.
+pub fn run(command: ConnectorsCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    let loaded = crate::cli::load_config(config)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}", w.display_in(config));
+    }
+    let store_url: Option<&str> = loaded.config.auth.store.as_ref().map(|s| s.expose());
+    let data_dir = &loaded.config.server.data_dir;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let store = KeyStore::open(store_url, data_dir).await?;
+        let stdout = std::io::stdout();
+        let result = execute(&store, command, &mut stdout.lock(), SystemTime::now()).await;
+        store.close().await;
+        result
+    })
+}
+
+/// Runs `command` against `store`, writing to `out`.
+pub async fn execute(
+    store: &KeyStore,
+    command: ConnectorsCommand,
+    out: &mut dyn Write,
+    now: SystemTime,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        ConnectorsCommand::Add { name, json } => {
+            let (record, key) = store.add_connector(&name).await?;
+            if json {
+                let line = serde_json::json!({
+                    "name": record.name,
+                    "key_id": record.key_id,
+                    "key": key,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "Enrolled connector {}.", record.name)?;
+                writeln!(out, "  key id: {}", record.key_id)?;
+                writeln!(out, "  key:    {key}")?;
+                writeln!(
+                    out,
+                    "The key is shown only now. Give it to the connector (key = \"file:...\" or \"env:...\")."
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorsCommand::List { json } => {
+            let all = store.list_connectors().await?;
+            if json {
+                let list: Vec<serde_json::Value> = all.iter().map(|c| c.to_json(now)).collect();
+                writeln!(out, "{}", serde_json::Value::from(list))?;
+            } else {
+                write_table(out, &all, now)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ConnectorsCommand::Remove { name } => {
+            if store.remove_connector(&name).await? {
+                writeln!(
+                    out,
+                    "Removed connector {name}; a running gateway disconnects it within 5 s."
+                )?;
+                Ok(ExitCode::SUCCESS)
+            } else {
+                writeln!(out, "no connector named {name:?}")?;
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+fn write_table(
+    out: &mut dyn Write,
+    all: &[ConnectorRecord],
+    now: SystemTime,
+) -> std::io::Result<()> {
+    if all.is_empty() {
+        return writeln!(out, "no connectors (add one with `connectors add NAME`)");
+    }
+    writeln!(
+        out,
+        "{:<20} {:<13} {:<22} {:>5} {:<20} {:>14} {:>14}",
+        "NAME", "STATE", "ADDRESS", "CONNS", "LAST SEEN", "BYTES OUT", "BYTES IN"
+    )?;
+    for c in all {
+        let v = c.to_json(now);
+        writeln!(
+            out,
+            "{:<20} {:<13} {:<22} {:>5} {:<20} {:>14} {:>14}",
+            c.name,
+            c.state(now),
+            v["address"].as_str().unwrap_or("-"),
+            v["connections"].as_u64().unwrap_or(0),
+            v["last_seen_at"].as_str().unwrap_or("never"),
+            c.bytes_out,
+            c.bytes_in,
+        )?;
+    }
+    Ok(())
+}

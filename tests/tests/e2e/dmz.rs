@@ -1,0 +1,550 @@
+//! DMZ mode (issue 17): the backend and the connector in a "lan" network
+//! namespace whose firewall drops every connection from outside; the
+//! gateway reaches the backend only over connections the connector opened.
+
+use mft_e2e::dmz::*;
+use mft_e2e::smtp::{code, deliveries_with_subject, smtp_tables, smtplib, wait_delivery};
+use mft_e2e::*;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+struct Dmz {
+    _dir: tempfile::TempDir,
+    dir: PathBuf,
+    certs: Certs,
+    lan: Lan,
+    _backend: Proc,
+    gw: Gateway,
+    connector_listen: SocketAddr,
+}
+
+/// A LAN namespace with the backend, and a DMZ-mode gateway outside whose
+/// `[backend] url` is the backend's real (unreachable) address.
+async fn dmz(tables: &str) -> Dmz {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let lan = Lan::new();
+    let backend = lan.start_backend(&path);
+    let connector_listen = SocketAddr::from((lan.outside, 8444));
+    let gw = start_gateway_with(
+        &path,
+        &certs,
+        &format!("http://{}", lan.backend_addr()),
+        VIA_CONNECTOR,
+        &format!("{}\n{tables}", gateway_tables(connector_listen)),
+    )
+    .await;
+    Dmz {
+        _dir: dir,
+        dir: path,
+        certs,
+        lan,
+        _backend: backend,
+        gw,
+        connector_listen,
+    }
+}
+
+impl Dmz {
+    /// Enrols `name` and writes its config (pinned gateway certificate).
+    fn enrol(&self, name: &str, connections: u32) -> (PathBuf, String) {
+        let key = add_connector(&self.gw.config, name);
+        let config = connector_config(
+            &self.dir,
+            name,
+            &key,
+            &format!("https://{}", self.connector_listen),
+            &format!("gateway_pin_sha256 = \"{}\"", cert_pin(&self.certs.cert)),
+            &format!("http://127.0.0.1:{LAN_BACKEND_PORT}"),
+            connections,
+        );
+        (config, key)
+    }
+
+    fn start_connector(&self, name: &str, config: &Path) -> Proc {
+        self.lan.spawn(
+            name,
+            &bin("mft-gateway"),
+            &["connector", "--config", config.to_str().unwrap()],
+            &self.dir,
+        )
+    }
+
+    /// `connector --check` inside the LAN: (success, stdout).
+    fn check_inside(&self, config: &Path) -> (bool, String) {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.lan.name])
+            .arg(bin("mft-gateway"))
+            .args(["connector", "--check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.gw.client(&self.certs, Proto::Http1)
+    }
+}
+
+async fn assert_no_connector_503(d: &Dmz) {
+    let r = d
+        .client()
+        .get(format!("{}/api/v1/files", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let p: serde_json::Value = r.json().await.unwrap();
+    assert!(p["request_id"].is_string(), "{p}");
+}
+
+#[tokio::test]
+async fn the_backend_is_reached_only_through_the_connector_and_a_removed_one_is_cut_off() {
+    let d = dmz("").await;
+    // The firewall works: the backend answers inside the LAN, but a
+    // connection from the DMZ side is dropped.
+    let inside_url = format!("http://{}/healthz", d.lan.backend_addr());
+    assert!(d
+        .lan
+        .exec_status(&["curl", "-sf", "-o", "/dev/null", &inside_url]));
+    let dialled = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(d.lan.backend_addr()),
+    )
+    .await;
+    assert!(
+        !matches!(dialled, Ok(Ok(_))),
+        "the gateway side could connect to the backend"
+    );
+
+    assert_no_connector_503(&d).await;
+
+    let (config, key) = d.enrol("lan-a", 2);
+    let (ok, report) = d.check_inside(&config);
+    assert!(ok, "{report}");
+    assert!(report.contains("ok    gateway:"), "{report}");
+    assert!(report.contains("ok    backend:"), "{report}");
+    let connector = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+
+    // 64 MiB up and down through gateway -> connector -> backend.
+    let content = Arc::new(Content::new(64 << 20, 17));
+    let r = d
+        .client()
+        .post(format!("{}/api/v1/files", d.gw.base))
+        .header("x-filename", "big.bin")
+        .header("content-type", "application/octet-stream")
+        .body(content.body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let stored: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(stored["sha256"], content.sha256().as_str());
+    let r = d
+        .client()
+        .get(format!(
+            "{}/api/v1/files/{}/content",
+            d.gw.base,
+            stored["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256_of(r).await, (64 << 20, content.sha256()));
+
+    // The CLI shows it connected with the bytes it carried.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let list = list_connectors(&d.gw.config);
+        let a = &list[0];
+        if a["state"] == "connected"
+            && a["connections"] == 2
+            && a["bytes_out"].as_u64().unwrap_or(0) >= 64 << 20
+        {
+            assert!(a.get("key").is_none() && a.get("key_hash").is_none(), "{a}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "connectors list: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = Command::new(bin("mft-gateway"))
+        .args(["check", "--config"])
+        .arg(&d.gw.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("ok    backend: via connector: 1 of 1 connected (lan-a)"),
+        "{text}"
+    );
+
+    // Removed: disconnected within 5 s, and its key no longer attaches.
+    assert!(remove_connector(&d.gw.config, "lan-a"));
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(5)).await;
+    assert_no_connector_503(&d).await;
+    let (ok, report) = d.check_inside(&config);
+    assert!(!ok);
+    assert!(report.contains("FAIL  connector key refused"), "{report}");
+
+    // Audited, and the key's secret is in no log or audit line.
+    // The audit writer appends on its own tick: give it a moment.
+    let events = [
+        "\"connector_connect\"",
+        "\"connector_disconnect\"",
+        "\"connector_refused\"",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit = loop {
+        let audit =
+            std::fs::read_to_string(d.dir.join("gateway-data/audit.jsonl")).unwrap_or_default();
+        if events.iter().all(|e| audit.contains(e)) {
+            break audit;
+        }
+        let missing: Vec<_> = events.iter().filter(|e| !audit.contains(*e)).collect();
+        assert!(Instant::now() < deadline, "not audited: {missing:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // mgc_ + 16 hex digits of id + _ + secret (whose alphabet has '_' too).
+    let secret = &key[4 + 16 + 1..];
+    assert!(secret.len() > 20);
+    for text in [audit, d.gw.proc.stderr(), connector.stderr()] {
+        assert!(!text.contains(secret), "the connector key leaked");
+    }
+}
+
+#[tokio::test]
+async fn two_connectors_one_sigkilled_under_load_only_its_requests_fail() {
+    let d = dmz("").await;
+    let (config_a, _) = d.enrol("lan-a", 2);
+    let (config_b, _) = d.enrol("lan-b", 2);
+    let a = d.start_connector("connector-a", &config_a);
+    let _b = d.start_connector("connector-b", &config_b);
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+    wait_connections(d.gw.admin, "lan-b", 2.0, LONG).await;
+
+    let content = Arc::new(Content::new(1 << 20, 5));
+    let r = d
+        .client()
+        .post(format!("{}/api/v1/files", d.gw.base))
+        .header("x-filename", "one.bin")
+        .body(content.body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    const WORKERS: usize = 16;
+    let started = Instant::now();
+    let run_for = Duration::from_secs(6);
+    let mut tasks = Vec::new();
+    for w in 0..WORKERS {
+        let client = d.client();
+        let base = d.gw.base.clone();
+        let id = id.clone();
+        let content = content.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            let mut i = 0u64;
+            while started.elapsed() < run_for {
+                let at = started.elapsed();
+                // Half the workers upload (not retried when lost), half download.
+                let result = if w % 2 == 0 {
+                    client
+                        .post(format!("{base}/api/v1/files"))
+                        .header("x-filename", format!("w{w}-{i}.bin"))
+                        .body(content.body())
+                        .send()
+                        .await
+                } else {
+                    client
+                        .get(format!("{base}/api/v1/files/{id}/content"))
+                        .send()
+                        .await
+                };
+                let outcome = match result {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let problem = r
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v == "application/problem+json");
+                        let complete = r.bytes().await.is_ok();
+                        (at, status, problem, complete)
+                    }
+                    Err(_) => (at, 0, false, false),
+                };
+                outcomes.push(outcome);
+                i += 1;
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    a.signal("KILL");
+    let killed_at = started.elapsed();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|(_, status, _, complete)| !(200..300).contains(status) || !*complete)
+        .collect();
+    // Each worker has at most one request in flight when the connector
+    // dies; everything else went over lan-b.
+    assert!(
+        failed.len() <= WORKERS,
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        all.len()
+    );
+    for (at, status, problem, _) in &failed {
+        // The kill is seen by the gateway as soon as the kernel closes the
+        // connector's sockets; a request picked a connection in that instant
+        // was in flight on it too.
+        assert!(
+            *at <= killed_at + Duration::from_millis(500),
+            "a request started {at:?} after the kill at {killed_at:?} failed"
+        );
+        // Lost before its answer began: 502 problem+json; lost while the
+        // answer streamed: a cut-off body (the status was sent already).
+        assert!(
+            (*status == 502 && *problem) || (200..300).contains(status),
+            "failure other than 502 problem+json or a cut-off body: {status}"
+        );
+    }
+    let after = all.iter().filter(|(at, ..)| *at > killed_at).count();
+    assert!(after > 0, "no request ran after the kill");
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
+    wait_connections(d.gw.admin, "lan-b", 2.0, Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_connector_whose_path_goes_silent_is_found_dead_by_ping_within_10_s() {
+    let d = dmz("").await;
+    let (config, _) = d.enrol("lan-a", 2);
+    let _a = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+    d.lan.go_silent();
+    // Nothing closes the connections: only the unanswered PINGs tell.
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
+    assert_no_connector_503(&d).await;
+}
+
+#[tokio::test]
+async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_one_connects() {
+    let (smtp, smtps) = (free_addr(), free_addr());
+    let d = dmz(&smtp_tables(smtp, smtps, "")).await;
+    let (attachment, sha) = mft_e2e::smtp::attachment(&d.dir, "report.pdf", 300_000, 9);
+    let port = smtp.port().to_string();
+    let ca = d.certs.ca.display().to_string();
+    let path = attachment.display().to_string();
+    let report = smtplib(&[
+        "--port",
+        &port,
+        "--starttls",
+        "--cafile",
+        &ca,
+        "--user",
+        "any",
+        "--password",
+        &d.gw.key,
+        "--subject",
+        "queued in the dmz",
+        "--to",
+        "bob@ourcorp.example",
+        "--attach",
+        &path,
+    ]);
+    assert_eq!(code(&report, "data"), 250, "{report}");
+    // Held in the spool while no connector can carry it.
+    mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, LONG).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, Duration::from_secs(1)).await;
+
+    let (config, _) = d.enrol("lan-a", 1);
+    let _connector = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 1.0, LONG).await;
+    let delivery = wait_delivery(&d.gw, &d.certs, "queued in the dmz", LONG).await;
+    assert_eq!(delivery["origin"], "smtp");
+    let files = delivery["files"].as_array().unwrap();
+    let f = mft_e2e::smtp::file(&d.gw, &d.certs, files[0].as_str().unwrap()).await;
+    assert_eq!(f["sha256"], sha.as_str());
+    mft_e2e::smtp::wait_spool_depth(d.gw.admin, 0.0, LONG).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        deliveries_with_subject(&d.gw, &d.certs, "queued in the dmz")
+            .await
+            .len(),
+        1
+    );
+}
+
+/// Loopback only: the admin API, and `connector --check` naming each fault.
+#[tokio::test]
+async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let certs = make_certs(path);
+    let backend = start_backend(path).await;
+    let token = "dmz-admin-token-0123456789abcdefghijkl";
+    std::fs::write(path.join("admin.token"), token).unwrap();
+    let listen = free_addr();
+    // The gateway's config never names the backend's real address.
+    let gw = start_gateway_with(
+        path,
+        &certs,
+        "http://mft.internal:8080",
+        VIA_CONNECTOR,
+        &format!(
+            "{}\n[admin]\ntoken = \"file:{}\"\n",
+            gateway_tables(listen),
+            path.join("admin.token").display()
+        ),
+    )
+    .await;
+    let admin = reqwest::Client::new();
+    let url = format!("http://{}/admin/v1/connectors", gw.admin);
+    let r = admin
+        .post(&url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"name": "lan-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let added: serde_json::Value = r.json().await.unwrap();
+    let key = added["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("mgc_"));
+    let r = admin.post(&url).json(&added).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token, no enrolment");
+
+    let gateway = format!("https://{listen}");
+    let ca = format!("ca_file = \"{}\"", certs.ca.display());
+    let check = |config: &Path| {
+        let out = Command::new(bin("mft-gateway"))
+            .args(["connector", "--check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let good = connector_config(path, "good", &key, &gateway, &ca, &backend.url, 2);
+    let (ok, text) = check(&good);
+    assert!(ok, "{text}");
+    // Same id, another secret.
+    let mut wrong_key = key.clone();
+    let last = wrong_key.pop();
+    wrong_key.push(if last == Some('A') { 'B' } else { 'A' });
+    let cases = [
+        (
+            connector_config(path, "k", &wrong_key, &gateway, &ca, &backend.url, 1),
+            "FAIL  connector key refused",
+        ),
+        (
+            connector_config(
+                path,
+                "u",
+                &key,
+                &format!("https://{}", free_addr()),
+                &ca,
+                &backend.url,
+                1,
+            ),
+            "FAIL  gateway unreachable",
+        ),
+        (
+            connector_config(
+                path,
+                "t",
+                &key,
+                &gateway,
+                &format!("gateway_pin_sha256 = \"{}\"", "ab".repeat(32)),
+                &backend.url,
+                1,
+            ),
+            "FAIL  gateway certificate not trusted",
+        ),
+        (
+            connector_config(
+                path,
+                "b",
+                &key,
+                &gateway,
+                &ca,
+                &format!("http://{}", free_addr()),
+                1,
+            ),
+            "FAIL  backend unreachable from the connector",
+        ),
+    ];
+    for (config, want) in &cases {
+        let (ok, text) = check(config);
+        assert!(!ok, "{want}: {text}");
+        assert!(text.contains(want), "want {want:?} in {text}");
+    }
+
+    let _connector = Proc::spawn(
+        "connector",
+        &bin("mft-gateway"),
+        &["connector", "--config", good.to_str().unwrap()],
+        path,
+    );
+    wait_connections(gw.admin, "lan-1", 2.0, LONG).await;
+    // Signed end to end: this backend refuses unsigned requests, and it
+    // verifies the authority the gateway signed (mft.internal:8080).
+    let r = gw
+        .client(&certs, Proto::Http2)
+        .get(format!("{}/api/v1/files", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let listed: serde_json::Value = admin
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["connectors"][0]["name"], "lan-1");
+
+    let r = admin
+        .delete(format!("{url}/lan-1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_connections(gw.admin, "lan-1", 0.0, Duration::from_secs(5)).await;
+    let r = admin
+        .delete(format!("{url}/lan-1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
