@@ -7,7 +7,6 @@
 
 use crate::convert::Ctx;
 use crate::error::{ConfigError, Issue};
-use crate::locate::SpanIndex;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -179,46 +178,13 @@ pub struct LoadedLan {
 /// Reads and validates a connector's file, reporting every problem with its
 /// key and line.
 pub fn load_lan(path: &Path) -> Result<LoadedLan, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_lan_str(&text, path)
+    load_lan_str(&crate::read(path)?, path)
 }
 
 /// [`load_lan`] on text read from `path`.
 pub fn load_lan_str(text: &str, path: &Path) -> Result<LoadedLan, ConfigError> {
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let index = SpanIndex::new(text);
-    let parsed: LanFile = toml::from_str(text).map_err(|e| {
-        let (line, key) = match e.span() {
-            Some(span) => (Some(index.line_of(span.start)), index.key_at(span.start)),
-            None => (None, None),
-        };
-        ConfigError::Invalid {
-            path: path.to_path_buf(),
-            issues: vec![Issue {
-                key: key.unwrap_or_default(),
-                line,
-                message: e.message().trim().to_string(),
-            }],
-        }
-    })?;
-    let mut ctx = Ctx::new(base, &index);
-    let config = convert_lan(parsed, &mut ctx);
-    match config {
-        Some(config) if ctx.errors.is_empty() => Ok(LoadedLan {
-            config,
-            warnings: ctx.warnings,
-        }),
-        _ => Err(ConfigError::Invalid {
-            path: path.to_path_buf(),
-            issues: ctx.errors,
-        }),
-    }
+    let (config, warnings) = crate::parse_and_convert(text, path, convert_lan)?;
+    Ok(LoadedLan { config, warnings })
 }
 
 fn url_of(ctx: &mut Ctx<'_>, key: &str, text: Option<String>, schemes: &[&str]) -> Option<Url> {

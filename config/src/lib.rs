@@ -42,21 +42,42 @@ pub struct Loaded {
 /// Relative paths inside the file are resolved against the file's directory,
 /// so a config works the same whatever the working directory of the process.
 pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    load_str(&text, path)
+    load_str(&read(path)?, path)
 }
 
 /// Parses and validates config `text` as if it had been read from `path`.
 pub fn load_str(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+    let (config, warnings) = parse_and_convert(text, path, |parsed: file::FileConfig, ctx| {
+        convert::convert(parsed, path, ctx)
+    })?;
+    Ok(Loaded { config, warnings })
+}
+
+/// The text of the file at `path`.
+pub(crate) fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Parses `text` (read from `path`) as the file shape `F`, then `convert`s
+/// it into the model with relative paths resolved against the file's
+/// directory: every problem reported with its key and line, warnings kept.
+pub(crate) fn parse_and_convert<F, T>(
+    text: &str,
+    path: &Path,
+    convert: impl FnOnce(F, &mut convert::Ctx<'_>) -> Option<T>,
+) -> Result<(T, Vec<Issue>), ConfigError>
+where
+    F: serde::de::DeserializeOwned,
+{
     let base = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
     let index = locate::SpanIndex::new(text);
-    let parsed: file::FileConfig = toml::from_str(text).map_err(|e| {
+    let parsed: F = toml::from_str(text).map_err(|e| {
         let (line, key) = match e.span() {
             Some(span) => (Some(index.line_of(span.start)), index.key_at(span.start)),
             None => (None, None),
@@ -71,12 +92,8 @@ pub fn load_str(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
         }
     })?;
     let mut ctx = convert::Ctx::new(base, &index);
-    let config = convert::convert(parsed, path, &mut ctx);
-    match config {
-        Some(config) if ctx.errors.is_empty() => Ok(Loaded {
-            config,
-            warnings: ctx.warnings,
-        }),
+    match convert(parsed, &mut ctx) {
+        Some(model) if ctx.errors.is_empty() => Ok((model, ctx.warnings)),
         _ => Err(ConfigError::Invalid {
             path: path.to_path_buf(),
             issues: ctx.errors,

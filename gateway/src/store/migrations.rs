@@ -120,7 +120,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 #[cfg(test)]
 mod tests {
