@@ -252,33 +252,40 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start a runtime: {e}"))
 }
 
-fn probe_store(c: &mft_config::Config) -> Result<String, String> {
-    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
-    let data_dir = c.server.data_dir.clone();
-    runtime()?.block_on(async move {
-        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
+/// Opens the configured key store on a runtime of its own, runs `work`
+/// with it, and closes it whatever `work` returned.
+fn with_store<T>(
+    c: &mft_config::Config,
+    work: impl AsyncFnOnce(&crate::store::KeyStore) -> Result<T, String>,
+) -> Result<T, String> {
+    runtime()?.block_on(async {
+        let url = c.auth.store.as_ref().map(|s| s.expose());
+        let store = crate::store::KeyStore::open(url, &c.server.data_dir)
             .await
             .map_err(|e| error_chain(&e))?;
+        let result = work(&store).await;
+        store.close().await;
+        result
+    })
+}
+
+fn probe_store(c: &mft_config::Config) -> Result<String, String> {
+    with_store(c, async |store| {
         let keys = store.list_keys().await.map_err(|e| error_chain(&e))?;
         let now = std::time::SystemTime::now();
         let active = keys.iter().filter(|k| k.is_active(now)).count();
-        let target = store.target().to_string();
-        store.close().await;
-        Ok(format!("{target}: {} key(s), {active} active", keys.len()))
+        Ok(format!(
+            "{}: {} key(s), {active} active",
+            store.target(),
+            keys.len()
+        ))
     })
 }
 
 /// DMZ mode: the connectors as the running gateway last reported them.
 fn probe_connectors(c: &mft_config::Config) -> Result<String, String> {
-    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
-    let data_dir = c.server.data_dir.clone();
-    runtime()?.block_on(async move {
-        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
-            .await
-            .map_err(|e| error_chain(&e))?;
-        let listed = store.list_connectors().await.map_err(|e| error_chain(&e));
-        store.close().await;
-        let listed = listed?;
+    with_store(c, async |store| {
+        let listed = store.list_connectors().await.map_err(|e| error_chain(&e))?;
         let now = std::time::SystemTime::now();
         if listed.is_empty() {
             return Err("via connector, but no connector is enrolled: run `mft-gateway connectors add NAME`".to_string());
@@ -307,16 +314,12 @@ fn probe_connectors(c: &mft_config::Config) -> Result<String, String> {
 type PartnerLines = Vec<(String, Result<String, String>)>;
 
 fn probe_partners(c: &mft_config::Config) -> Result<PartnerLines, String> {
-    let url = c.auth.store.as_ref().map(|s| s.expose().to_string());
-    let data_dir = c.server.data_dir.clone();
+    let partners = with_store(c, async |store| {
+        store.list_partners().await.map_err(|e| error_chain(&e))
+    })?;
     runtime()?.block_on(async move {
-        let store = crate::store::KeyStore::open(url.as_deref(), &data_dir)
-            .await
-            .map_err(|e| error_chain(&e))?;
-        let partners = store.list_partners().await.map_err(|e| error_chain(&e));
-        store.close().await;
         let mut lines = Vec::new();
-        for p in partners? {
+        for p in partners {
             let result = match crate::trust::connections::test(c, &p).await {
                 // A pin nobody can satisfy refuses the partner's relays.
                 Ok(_) if p.client_cert_sha256.is_some() && !c.trust.client_auth => Err(

@@ -119,3 +119,29 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 pub fn load_config(path: &std::path::Path) -> anyhow::Result<mft_config::Loaded> {
     mft_config::load(path).with_context(|| format!("invalid configuration {}", path.display()))
 }
+
+/// The setup the store commands share: loads `config` (its warnings to
+/// stderr), opens the key store it names on a private current-thread
+/// runtime, runs `work` with both, and closes the store.
+pub fn with_store<T>(
+    config: &std::path::Path,
+    work: impl AsyncFnOnce(&crate::store::KeyStore, &mft_config::Config) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let loaded = load_config(config)?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {}", w.display_in(config));
+    }
+    let cfg = loaded.config;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // `[auth] store = "postgres://..."`; `None` = SQLite under data_dir.
+        let store_url = cfg.auth.store.as_ref().map(|s| s.expose());
+        let store = crate::store::KeyStore::open(store_url, &cfg.server.data_dir).await?;
+        let result = work(&store, &cfg).await;
+        store.close().await;
+        result
+    })
+}

@@ -6,7 +6,6 @@
 
 use crate::store::connectors::ConnectorRecord;
 use crate::store::KeyStore;
-use anyhow::Context;
 use clap::Subcommand;
 use std::io::Write;
 use std::path::Path;
@@ -44,22 +43,9 @@ pub enum ConnectorsCommand {
 
 /// Runs a `connectors` command against the store configured in `config`.
 pub fn run(command: ConnectorsCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = crate::cli::load_config(config)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {}", w.display_in(config));
-    }
-    let store_url: Option<&str> = loaded.config.auth.store.as_ref().map(|s| s.expose());
-    let data_dir = &loaded.config.server.data_dir;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let store = KeyStore::open(store_url, data_dir).await?;
+    crate::cli::with_store(config, async |store, _| {
         let stdout = std::io::stdout();
-        let result = execute(&store, command, &mut stdout.lock(), SystemTime::now()).await;
-        store.close().await;
-        result
+        execute(store, command, &mut stdout.lock(), SystemTime::now()).await
     })
 }
 

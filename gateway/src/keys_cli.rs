@@ -5,7 +5,6 @@
 //! through the store's change log within seconds (see docs/keys.md).
 
 use crate::store::{rfc3339, KeyRecord, KeyStore};
-use anyhow::Context;
 use clap::Subcommand;
 use mft_filters::auth::api_key;
 use std::io::Write;
@@ -56,33 +55,9 @@ pub enum KeysCommand {
 
 /// Runs a `keys` command against the store configured in `config`.
 pub fn run(command: KeysCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = crate::cli::load_config(config)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {}", w.display_in(config));
-    }
-    // `[auth] store = "postgres://..."` (the gateway opens the same store);
-    // `None` = SQLite under data_dir.
-    let store_url: Option<&str> = loaded.config.auth.store.as_ref().map(|s| s.expose());
-    execute(command, store_url, &loaded.config.server.data_dir)
-}
-
-/// Runs a `keys` command against the store at `store_url` (`None`: SQLite
-/// under `data_dir`) on a private current-thread runtime, printing to stdout.
-pub fn execute(
-    command: KeysCommand,
-    store_url: Option<&str>,
-    data_dir: &Path,
-) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let store = KeyStore::open(store_url, data_dir).await?;
+    crate::cli::with_store(config, async |store, _| {
         let stdout = std::io::stdout();
-        let result = run_command(&store, command, &mut stdout.lock(), SystemTime::now()).await;
-        store.close().await;
-        result
+        run_command(store, command, &mut stdout.lock(), SystemTime::now()).await
     })
 }
 

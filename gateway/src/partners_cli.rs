@@ -108,22 +108,9 @@ pub enum PartnersCommand {
 
 /// Runs a `partners` command with the store and settings of `config`.
 pub fn run(command: PartnersCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = crate::cli::load_config(config)?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {}", w.display_in(config));
-    }
-    let cfg = loaded.config;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let store_url = cfg.auth.store.as_ref().map(|s| s.expose().to_string());
-        let store = KeyStore::open(store_url.as_deref(), &cfg.server.data_dir).await?;
+    crate::cli::with_store(config, async |store, cfg| {
         let stdout = std::io::stdout();
-        let result = execute(&store, &cfg, command, &mut stdout.lock()).await;
-        store.close().await;
-        result
+        execute(store, cfg, command, &mut stdout.lock()).await
     })
 }
 

@@ -73,37 +73,21 @@ pub async fn serve(
 
 async fn authenticate(gw: &HyperGateway, x: &Exchange) -> Result<Gate, Stop> {
     let head = &x.head;
-    let text = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-    let authority = head
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| text("host"))
-        .unwrap_or("");
-    let req = InboundRequest {
-        request_id: &x.ctx.id,
-        client_ip: x.ctx.client.map(|a| a.ip()),
-        method: head.method.as_str(),
-        authority,
-        path: head.uri.path(),
-        query: head.uri.query(),
-        authorization: head
-            .headers
-            .get(http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes()),
-        signature_input: text("signature-input"),
-        signature: text("signature"),
-        content_digest: text("content-digest"),
-        partner_request_id: text("x-request-id"),
-        client_cert_sha256: x.conn.client_cert_sha256.as_ref().map(|d| &d[..]),
-    };
+    let req = InboundRequest::from_head(
+        &x.ctx.id,
+        x.ctx.client.map(|a| a.ip()),
+        &head.method,
+        &head.uri,
+        &head.headers,
+        x.conn.client_cert_sha256.as_ref().map(|d| &d[..]),
+    );
     let outcome = gw.p.federation.authenticate(&req).await;
     gw.p.metrics.auth(outcome.is_ok());
     let ok = outcome.map_err(Stop::Reject)?;
     let principal: Arc<str> = Arc::from(format!("partner:{}", ok.partner.name));
     Ok(Gate {
         principal,
-        authority: authority.to_string(),
+        authority: req.authority.to_string(),
         path: req.path.to_string(),
         digest: req.content_digest.map(wire::sha256_of_digest),
         ok,

@@ -207,15 +207,20 @@ pub static HOP_BY_HOP: [http::header::HeaderName; 7] = [
     http::header::TRAILER,
 ];
 
-/// Removes the [`HOP_BY_HOP`] fields: one pass over the fields present
-/// rather than a lookup per name that is rarely there.
+/// Removes the [`HOP_BY_HOP`] fields.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    let doomed: Vec<http::header::HeaderName> = headers
-        .keys()
-        .filter(|n| HOP_BY_HOP.contains(n))
-        .cloned()
-        .collect();
-    for name in &doomed {
+    remove_fields(headers, |n| HOP_BY_HOP.contains(n));
+}
+
+/// Removes every field whose name is `doomed`: one pass over the fields
+/// present rather than a lookup per name that is rarely there.
+pub fn remove_fields(
+    headers: &mut http::HeaderMap,
+    doomed: impl Fn(&http::header::HeaderName) -> bool,
+) {
+    let names: Vec<http::header::HeaderName> =
+        headers.keys().filter(|n| doomed(n)).cloned().collect();
+    for name in &names {
         headers.remove(name);
     }
 }

@@ -115,30 +115,14 @@ impl GatewayProxy {
             .and_then(|d| d.ssl_digest.as_ref())
             .map(|s| s.cert_digest.clone());
         let header = session.req_header();
-        let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-        let authority = header
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| text("host"))
-            .unwrap_or("");
-        let req = crate::trust::inbound::InboundRequest {
-            request_id: &ctx.id,
-            client_ip: ctx.client.map(|a| a.ip()),
-            method: header.method.as_str(),
-            authority,
-            path: header.uri.path(),
-            query: header.uri.query(),
-            authorization: header
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .map(|v| v.as_bytes()),
-            signature_input: text("signature-input"),
-            signature: text("signature"),
-            content_digest: text("content-digest"),
-            partner_request_id: text("x-request-id"),
-            client_cert_sha256: cert.as_deref(),
-        };
+        let req = crate::trust::inbound::InboundRequest::from_head(
+            &ctx.id,
+            ctx.client.map(|a| a.ip()),
+            &header.method,
+            &header.uri,
+            &header.headers,
+            cert.as_deref(),
+        );
         let outcome = self.federation.authenticate(&req).await;
         let ok = match outcome {
             Ok(ok) => ok,
@@ -195,7 +179,7 @@ impl GatewayProxy {
         };
         if local {
             let answered_path = path.to_string();
-            let answered_authority = authority.to_string();
+            let answered_authority = req.authority.to_string();
             self.federation_local(
                 session,
                 ctx,

@@ -14,7 +14,7 @@ use super::limits::BodyWatch;
 use super::routes::{self, Route};
 use super::{head_checks, identity, names, respond, ProxyParts};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http_body::Body as _;
 use hyper::body::Incoming;
 use mft_filters::decision::{Decision, Rejection};
@@ -257,16 +257,7 @@ impl HyperGateway {
     fn upstream_headers(&self, x: &mut Exchange) -> Result<http::HeaderMap, Rejection> {
         let original_host = super::original_host(&x.head.uri, &x.head.headers);
         let mut headers = std::mem::take(&mut x.head.headers);
-        // One pass over the client's fields instead of a hash lookup per
-        // name that might be there: most requests carry only the key.
-        let doomed: Vec<HeaderName> = headers
-            .keys()
-            .filter(|n| super::never_forwarded(n))
-            .cloned()
-            .collect();
-        for name in &doomed {
-            headers.remove(name);
-        }
+        super::forward::remove_fields(&mut headers, super::never_forwarded);
         let value = |v: &str| {
             HeaderValue::from_str(v).map_err(|_| {
                 Rejection::bad_request("a header value is not valid".to_string(), "bad_request")

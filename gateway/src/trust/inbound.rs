@@ -44,6 +44,40 @@ pub struct InboundRequest<'a> {
     pub client_cert_sha256: Option<&'a [u8]>,
 }
 
+impl<'a> InboundRequest<'a> {
+    /// The gate's view of a request head, the same for both HTTP engines.
+    pub fn from_head(
+        request_id: &'a str,
+        client_ip: Option<IpAddr>,
+        method: &'a http::Method,
+        uri: &'a http::Uri,
+        headers: &'a http::HeaderMap,
+        client_cert_sha256: Option<&'a [u8]>,
+    ) -> Self {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        InboundRequest {
+            request_id,
+            client_ip,
+            method: method.as_str(),
+            authority: uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| text("host"))
+                .unwrap_or(""),
+            path: uri.path(),
+            query: uri.query(),
+            authorization: headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            signature_input: text("signature-input"),
+            signature: text("signature"),
+            content_digest: text("content-digest"),
+            partner_request_id: text("x-request-id"),
+            client_cert_sha256,
+        }
+    }
+}
+
 /// An authenticated partner request.
 pub struct Authenticated {
     /// The connection.
