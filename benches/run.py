@@ -31,17 +31,21 @@ PEERS = os.path.join(ROOT, "benches", "peers")
 # Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
 GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-pingora", "gateway", "gateway-pingora"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-pingora"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
 # "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
 # tokio); "hyper-pingora" the same binary inside pingora's Server, as the
-# gateway's hyper engine runs: their difference is pingora as the runtime.
+# gateway's hyper engine runs: their difference is pingora as the runtime;
+# "hyper-percore" the same floor on one single-threaded runtime per worker
+# thread with SO_REUSEPORT sockets (nginx's model): its difference to "hyper"
+# is tokio's work-stealing scheduler.
 # "gateway" runs the default engine (hyper), "gateway-pingora" `http_engine = "pingora"`.
 BARE = os.path.join(REL, "examples", "bare_proxy")
 BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
 LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
-          "hyper": "hyper floor", "hyper-pingora": "hyper floor in pingora's Server",
+          "hyper": "hyper floor", "hyper-percore": "hyper floor, runtime per core",
+          "hyper-pingora": "hyper floor in pingora's Server",
           "gateway": "mft-gateway",
           "gateway-pingora": "mft-gateway, pingora engine"}
 
@@ -250,6 +254,14 @@ class Bench:
                                      self.key_file, str(workers), self.api_key])
             wait_port(yport, p, "hyper (bare_hyper)")
             self.ports["hyper"], self.pids["hyper"] = yport, [p.pid]
+
+        if "hyper-percore" in self.args.peer_list:
+            yport = free_port()
+            p = self.spawn("hyper-percore", [BARE_HYPER, f"127.0.0.1:{yport}", self.upstream,
+                                             self.cert, self.key_file, str(workers), self.api_key],
+                           env={**os.environ, "BARE_HYPER_PER_CORE": "1"})
+            wait_port(yport, p, "hyper-percore (bare_hyper, runtime per core)")
+            self.ports["hyper-percore"], self.pids["hyper-percore"] = yport, [p.pid]
 
         if "hyper-pingora" in self.args.peer_list:
             yport = free_port()

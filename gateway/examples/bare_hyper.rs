@@ -12,6 +12,12 @@
 //! `Server` (its listener and runtime, as the gateway's hyper engine does)
 //! instead of plain tokio: the difference is what pingora as the process
 //! runtime costs.
+//!
+//! With `BARE_HYPER_PER_CORE=1` each of THREADS threads runs its own
+//! single-threaded tokio runtime with its own `SO_REUSEPORT` socket and its
+//! own upstream pool, as nginx's workers do: no work stealing, no wake-up
+//! crosses a thread. The difference to plain tokio is what the
+//! work-stealing scheduler costs per request.
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
@@ -167,6 +173,65 @@ fn in_pingora(
     server.run_forever()
 }
 
+/// A listening socket that shares its port with the other workers' sockets;
+/// the kernel spreads new connections over them.
+fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+fn per_core(
+    args: &[String],
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let listen: std::net::SocketAddr = args[1].parse()?;
+    let threads: usize = args[5].parse()?;
+    let mut workers = Vec::new();
+    for _ in 0..threads.max(1) {
+        let socket = reuseport_listener(listen)?;
+        let (acceptor, upstream, key) = (acceptor.clone(), args[2].clone(), args[6].clone());
+        workers.push(std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let bare = bare(&upstream, &key).map_err(|e| e.to_string())?;
+                let (h1, h2) = builders();
+                let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+                let listener =
+                    tokio::net::TcpListener::from_std(socket).map_err(|e| e.to_string())?;
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let (acceptor, bare, h1, h2) =
+                        (acceptor.clone(), bare.clone(), h1.clone(), h2.clone());
+                    tokio::spawn(async move {
+                        if let Ok(tls) = acceptor.accept(tcp).await {
+                            serve_tls(tls, bare, &h1, &h2).await;
+                        }
+                    });
+                }
+            })
+        }));
+    }
+    for worker in workers {
+        worker.join().map_err(|_| "worker panicked")??;
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 7 {
@@ -177,6 +242,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(key)?);
     if std::env::var_os("BARE_HYPER_IN_PINGORA").is_some() {
         return in_pingora(&args, acceptor);
+    }
+    if std::env::var_os("BARE_HYPER_PER_CORE").is_some() {
+        return per_core(&args, acceptor);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args[5].parse()?)

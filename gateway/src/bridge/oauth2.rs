@@ -126,12 +126,12 @@ impl TokenSource {
             .await
             .map_err(|e| OAuth2Error::Transport {
                 url: url.clone(),
-                message: crate::check::error_chain(&e),
+                message: crate::error_chain::error_chain(&e),
             })?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| OAuth2Error::Transport {
             url: url.clone(),
-            message: crate::check::error_chain(&e),
+            message: crate::error_chain::error_chain(&e),
         })?;
         if !status.is_success() {
             let error = serde_json::from_slice::<ErrorAnswer>(&body)

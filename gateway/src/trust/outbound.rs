@@ -146,7 +146,7 @@ pub async fn ping(
         .header("signature", &signed.signature)
         .send()
         .await
-        .map_err(|e| PingError::Unreachable(crate::check::error_chain(&e)))?;
+        .map_err(|e| PingError::Unreachable(crate::error_chain::error_chain(&e)))?;
     let status = response.status().as_u16();
     if status == 403 {
         return Err(PingError::Pending);
@@ -164,7 +164,7 @@ pub async fn ping(
     let body = response
         .bytes()
         .await
-        .map_err(|e| PingError::Unreachable(crate::check::error_chain(&e)))?;
+        .map_err(|e| PingError::Unreachable(crate::error_chain::error_chain(&e)))?;
     let check = wire::AnswerCheck {
         method: "GET",
         authority: &authority,

@@ -348,7 +348,7 @@ pub fn builder(timeout: Duration, tls: &TlsFiles) -> anyhow::Result<reqwest::Cli
 }
 
 fn unreachable(e: reqwest::Error) -> PartnerCallError {
-    PartnerCallError::Unreachable(crate::check::error_chain(&e))
+    PartnerCallError::Unreachable(crate::error_chain::error_chain(&e))
 }
 
 async fn read_capped(response: reqwest::Response) -> Result<Bytes, PartnerCallError> {

@@ -5,6 +5,8 @@
 //! panics on a bad file and it configures no session tickets, which decide
 //! handshake throughput for clients that reconnect.
 
+mod client_auth;
+
 use crate::conn_guard::{ConnLimiter, GuardedStream};
 use async_trait::async_trait;
 use mft_config::model::TlsVersion;
@@ -136,9 +138,7 @@ pub fn server_config_with(
     };
     let builder = ServerConfig::builder_with_provider(provider).with_protocol_versions(versions)?;
     let builder = if client_auth {
-        builder.with_client_cert_verifier(Arc::new(crate::tls_client_auth::PinnedLater::new(
-            algorithms,
-        )))
+        builder.with_client_cert_verifier(Arc::new(client_auth::PinnedLater::new(algorithms)))
     } else {
         builder.with_no_client_auth()
     };

@@ -1,6 +1,7 @@
 //! `mft-gateway check`: validate the config, then test each connection the
 //! gateway will need, one line per check, like a "test connection" button.
 
+use crate::error_chain::error_chain;
 use crate::proxy::upstream::Upstream;
 use std::path::Path;
 use std::process::ExitCode;
@@ -231,18 +232,6 @@ fn probe_backend(backend: &mft_config::model::Backend) -> Result<String, String>
             ))
         }
     })
-}
-
-/// reqwest's top-level message hides the cause ("error sending request"); show all.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -1,5 +1,13 @@
 //! Command-line interface (the CLI contract in docs/architecture.md).
 
+mod check;
+mod connectors;
+mod demo;
+mod keys;
+mod partners;
+mod sftp;
+mod signing;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,7 +50,7 @@ pub enum Command {
     Keys {
         /// What to do with keys.
         #[command(subcommand)]
-        command: crate::keys_cli::KeysCommand,
+        command: keys::KeysCommand,
         /// Config file: the key store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
@@ -51,7 +59,7 @@ pub enum Command {
     Partners {
         /// What to do with connections.
         #[command(subcommand)]
-        command: crate::partners_cli::PartnersCommand,
+        command: partners::PartnersCommand,
         /// Config file: the store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
@@ -60,7 +68,7 @@ pub enum Command {
     Connectors {
         /// What to do with connectors.
         #[command(subcommand)]
-        command: crate::connectors_cli::ConnectorsCommand,
+        command: connectors::ConnectorsCommand,
         /// Config file: the store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
@@ -79,13 +87,13 @@ pub enum Command {
     SigningKey {
         /// What to do.
         #[command(subcommand)]
-        command: crate::signing_cli::SigningKeyCommand,
+        command: signing::SigningKeyCommand,
     },
     /// SFTP bridge helpers (`sftp hash-password`).
     Sftp {
         /// What to do.
         #[command(subcommand)]
-        command: crate::sftp_cli::SftpCommand,
+        command: sftp::SftpCommand,
     },
 }
 
@@ -101,17 +109,17 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::server::run(loaded.config)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => Ok(crate::check::run(&config)),
+        Command::Check { config } => Ok(check::run(&config)),
         Command::Demo { dir, listen } => {
-            crate::demo::run(&dir, listen)?;
+            demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Keys { command, config } => crate::keys_cli::run(command, &config),
-        Command::Partners { command, config } => crate::partners_cli::run(command, &config),
-        Command::Connectors { command, config } => crate::connectors_cli::run(command, &config),
+        Command::Keys { command, config } => keys::run(command, &config),
+        Command::Partners { command, config } => partners::run(command, &config),
+        Command::Connectors { command, config } => connectors::run(command, &config),
         Command::Connector { config, check } => crate::connector::lan::run(&config, check),
-        Command::SigningKey { command } => crate::signing_cli::run(command),
-        Command::Sftp { command } => crate::sftp_cli::run(command),
+        Command::SigningKey { command } => signing::run(command),
+        Command::Sftp { command } => sftp::run(command),
     }
 }
 
