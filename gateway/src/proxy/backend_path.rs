@@ -5,6 +5,7 @@
 
 use super::body::GuardedBody;
 use super::forward::{ForwardError, Forwarder, Target, UpstreamFailure};
+use super::pool::Checkin;
 use super::sign::RequestSigner;
 use crate::connector::pool::PoolError;
 use crate::connector::{body as up_body, ConnectorPool};
@@ -62,13 +63,15 @@ impl BackendPath {
         self.target().uri(path_and_query)
     }
 
-    /// Sends `req` and waits for the response header.
+    /// Sends `req` and waits for the response header. A direct connection
+    /// comes with its [`Checkin`]: it goes back to the pool once the
+    /// response body was read to its end.
     pub async fn send(
         &self,
         req: http::Request<GuardedBody>,
-    ) -> Result<http::Response<Incoming>, UpstreamFailure> {
+    ) -> Result<(http::Response<Incoming>, Option<Checkin>), UpstreamFailure> {
         match self {
-            BackendPath::Direct(f) => f.send(req).await,
+            BackendPath::Direct(f) => f.send(req).await.map(|(r, c)| (r, Some(c))),
             BackendPath::Connectors { pool, signer, .. } => {
                 let resign = |copy: &mut http::Request<()>| match signer {
                     None => true,
@@ -79,6 +82,7 @@ impl BackendPath {
                 };
                 pool.send(req.map(up_body::boxed), &resign)
                     .await
+                    .map(|r| (r, None))
                     .map_err(failure)
             }
         }

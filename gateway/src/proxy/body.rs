@@ -5,6 +5,7 @@
 use super::digest_guard::DigestGuard;
 use super::limits::BodyWatch;
 use super::multipart_guard::MultipartGuard;
+use super::pool::Checkin;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -309,6 +310,9 @@ enum Kind {
 /// The response toward the client.
 pub struct RespBody {
     kind: Kind,
+    /// The backend connection an upstream body came on, released to the
+    /// pool when the body has been read to its end.
+    checkin: Option<Checkin>,
     linger: Option<Linger>,
     finish: Option<Box<dyn OnFinish>>,
     bytes_out: u64,
@@ -321,6 +325,7 @@ impl RespBody {
         let completed = data.is_empty() && linger.as_ref().is_none_or(|l| l.http2);
         RespBody {
             kind: Kind::Full((!data.is_empty()).then_some(data)),
+            checkin: None,
             linger,
             finish: Some(finish),
             bytes_out: 0,
@@ -328,14 +333,27 @@ impl RespBody {
         }
     }
 
-    /// The backend's body, streamed.
-    pub fn upstream(body: Incoming, finish: Box<dyn OnFinish>) -> Self {
-        RespBody {
-            completed: body.is_end_stream(),
+    /// The backend's body, streamed; `checkin` is the pooled connection
+    /// it comes on.
+    pub fn upstream(body: Incoming, checkin: Option<Checkin>, finish: Box<dyn OnFinish>) -> Self {
+        let completed = body.is_end_stream();
+        let mut resp = RespBody {
+            completed,
             kind: Kind::Upstream(body),
+            checkin,
             linger: None,
             finish: Some(finish),
             bytes_out: 0,
+        };
+        if completed {
+            resp.release_connection();
+        }
+        resp
+    }
+
+    fn release_connection(&mut self) {
+        if let Some(checkin) = self.checkin.take() {
+            checkin.release();
         }
     }
 }
@@ -398,6 +416,9 @@ impl Body for RespBody {
                     None => this.completed = true,
                     Some(Err(_)) => {}
                 }
+                if this.completed {
+                    this.release_connection();
+                }
                 Poll::Ready(polled)
             }
         }
@@ -418,5 +439,16 @@ impl Body for RespBody {
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Upstream(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// hyper-util moves the upstream request, this body inline, about twenty
+    /// times before it is pinned: every byte of it is copied per request.
+    #[test]
+    fn the_upstream_body_stays_small() {
+        let size = std::mem::size_of::<super::GuardedBody>();
+        assert!(size <= 256, "GuardedBody is {size} bytes");
     }
 }

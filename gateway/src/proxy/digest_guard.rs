@@ -11,9 +11,13 @@ use mft_filters::validation::content_digest::{self, ClaimedDigest};
 use sha2::{Digest, Sha256, Sha512};
 
 /// Hashes the body and holds back its latest chunk.
+///
+/// The hash states are boxed: unboxed they made the guard ~450 bytes, and
+/// every request's context and upstream body carried that inline, digest
+/// or not, through the ~20 moves a request makes on its way upstream.
 pub struct DigestGuard {
-    sha256: Option<([u8; 32], Sha256)>,
-    sha512: Option<([u8; 64], Sha512)>,
+    sha256: Option<Box<([u8; 32], Sha256)>>,
+    sha512: Option<Box<([u8; 64], Sha512)>>,
     held: Option<Bytes>,
 }
 
@@ -29,8 +33,8 @@ impl DigestGuard {
     /// A guard checking every digest in `claimed`.
     pub fn claimed(claimed: &ClaimedDigest) -> DigestGuard {
         DigestGuard {
-            sha256: claimed.sha256.map(|d| (d, Sha256::new())),
-            sha512: claimed.sha512.map(|d| (d, Sha512::new())),
+            sha256: claimed.sha256.map(|d| Box::new((d, Sha256::new()))),
+            sha512: claimed.sha512.map(|d| Box::new((d, Sha512::new()))),
             held: None,
         }
     }
@@ -43,11 +47,13 @@ impl DigestGuard {
     }
 
     fn finish(&mut self) -> Result<(), Rejection> {
-        let ok256 = self.sha256.take().is_none_or(|(expected, hasher)| {
+        let ok256 = self.sha256.take().is_none_or(|state| {
+            let (expected, hasher) = *state;
             let actual: [u8; 32] = hasher.finalize().into();
             actual == expected
         });
-        let ok512 = self.sha512.take().is_none_or(|(expected, hasher)| {
+        let ok512 = self.sha512.take().is_none_or(|state| {
+            let (expected, hasher) = *state;
             let actual: [u8; 64] = hasher.finalize().into();
             actual == expected
         });
@@ -65,11 +71,11 @@ impl DigestGuard {
         let incoming = body.take().filter(|c| !c.is_empty());
         let released = match incoming {
             Some(chunk) => {
-                if let Some((_, h)) = self.sha256.as_mut() {
-                    h.update(&chunk);
+                if let Some(state) = self.sha256.as_mut() {
+                    state.1.update(&chunk);
                 }
-                if let Some((_, h)) = self.sha512.as_mut() {
-                    h.update(&chunk);
+                if let Some(state) = self.sha512.as_mut() {
+                    state.1.update(&chunk);
                 }
                 self.held.replace(chunk)
             }

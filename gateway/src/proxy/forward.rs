@@ -1,5 +1,6 @@
 //! Step 8: the request on to the backend over pooled keep-alive HTTP/1.1
-//! (hyper-util's pooled client), its body streamed through the guards.
+//! (our own pool on hyper's connection-level client, `pool.rs`), its body
+//! streamed through the guards.
 
 use super::body::GuardedBody;
 use mft_config::model::Backend;
@@ -26,8 +27,6 @@ pub enum ForwardError {
         reason: String,
     },
 }
-
-type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// Why a forwarded request got no response header.
 #[derive(Debug, Error)]
@@ -99,7 +98,7 @@ impl Target {
 
 /// The backend's pooled client.
 pub struct Forwarder {
-    client: hyper_util::client::legacy::Client<Connector, GuardedBody>,
+    pool: super::pool::UpstreamPool,
     /// Where requests go.
     pub target: Target,
     read_timeout: Duration,
@@ -121,27 +120,33 @@ impl Forwarder {
             .https_or_http()
             .enable_http1()
             .wrap_connector(connector);
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .pool_idle_timeout(backend.idle_timeout)
-                .pool_max_idle_per_host(backend.pool_size)
-                .build(connector);
+        let dial = target
+            .uri(None)
+            .map_err(|_| ForwardError::NoHost(url.to_string()))?;
+        let pool = super::pool::UpstreamPool::new(
+            connector,
+            dial,
+            backend.pool_size,
+            backend.idle_timeout,
+        );
         Ok(Forwarder {
-            client,
+            pool,
             target,
             read_timeout: backend.read_timeout,
         })
     }
 
-    /// Sends `req` and waits for the response header.
+    /// Sends `req` and waits for the response header; the connection goes
+    /// back to the pool through the [`Checkin`](super::pool::Checkin) once
+    /// the response body was read to its end.
     pub async fn send(
         &self,
         req: http::Request<GuardedBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, UpstreamFailure> {
-        match tokio::time::timeout(self.read_timeout, self.client.request(req)).await {
+    ) -> Result<(http::Response<hyper::body::Incoming>, super::pool::Checkin), UpstreamFailure>
+    {
+        match tokio::time::timeout(self.read_timeout, self.pool.send(req)).await {
             Err(_) => Err(UpstreamFailure::Timeout),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(sent)) => Ok(sent),
             Ok(Err(e)) if timed_out(&e) => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) => Err(UpstreamFailure::Failed(Box::new(e))),
         }

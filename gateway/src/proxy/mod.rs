@@ -26,6 +26,7 @@ pub mod listener;
 pub mod multipart_guard;
 pub mod names;
 pub mod pingora;
+pub mod pool;
 pub mod rescue;
 pub mod respond;
 pub mod routes;

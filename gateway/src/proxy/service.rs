@@ -11,6 +11,7 @@ use super::ctx::RequestCtx;
 use super::digest_guard::DigestGuard;
 use super::forward::UpstreamFailure;
 use super::limits::BodyWatch;
+use super::pool::Checkin;
 use super::routes::{self, Route};
 use super::{head_checks, identity, names, respond, ProxyParts};
 use bytes::Bytes;
@@ -53,6 +54,8 @@ pub struct Exchange {
     pub stats: Option<Arc<BodyStats>>,
     /// What the logging phase calls the failure, if any.
     pub error: Option<&'static str>,
+    /// The pooled backend connection the response came on.
+    pub checkin: Option<Checkin>,
 }
 
 /// The hyper engine: everything the steps need.
@@ -105,6 +108,7 @@ impl HyperGateway {
             expects_continue,
             stats: None,
             error: None,
+            checkin: None,
         };
         match self.steps(&mut x).await {
             Ok(upstream) => self.respond_upstream(x, upstream),
@@ -217,7 +221,10 @@ impl HyperGateway {
         let sent = self.forward.send(req).await;
         x.ctx.upstream_time = x.ctx.upstream_started.map(|t| t.elapsed());
         match sent {
-            Ok(response) => Ok(response),
+            Ok((response, checkin)) => {
+                x.checkin = checkin;
+                Ok(response)
+            }
             Err(failure) => {
                 // Nothing was stored: a quota reservation goes back now,
                 // before the client can see the answer and try again.
@@ -281,15 +288,16 @@ impl HyperGateway {
 
     fn respond_upstream(
         self: Arc<Self>,
-        x: Exchange,
+        mut x: Exchange,
         upstream: http::Response<Incoming>,
     ) -> http::Response<RespBody> {
         let (mut parts, body) = upstream.into_parts();
         super::forward::strip_hop_by_hop(&mut parts.headers);
         respond::add_common(&mut parts.headers, &x.ctx, true);
         let status = parts.status.as_u16();
+        let checkin = x.checkin.take();
         let finish = Box::new(Done::new(self, x, status));
-        http::Response::from_parts(parts, RespBody::upstream(body, finish))
+        http::Response::from_parts(parts, RespBody::upstream(body, checkin, finish))
     }
 
     /// The one place a stop becomes a response.

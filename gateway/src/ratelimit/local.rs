@@ -1,21 +1,30 @@
-//! Limiter state kept in this process: one GCRA limiter per key in a bounded
-//! cache.
+//! Limiter state kept in this process: one GCRA limiter per key in a bounded,
+//! sharded map.
 //!
-//! Memory is bounded twice: at most `max_tracked_keys` entries (moka evicts
-//! the least useful when full), and an entry idle for its quota's refill time
-//! is dropped, because by then its bucket is full again and forgetting it
-//! changes no decision. A flood of distinct client addresses therefore costs
-//! at most `max_tracked_keys` entries. When the cache is full, moka's
-//! admission policy favours keys seen often, so a busy client keeps its state
-//! while one-shot addresses come and go.
+//! Memory is bounded: at most `max_tracked_keys` entries, so a flood of
+//! distinct client addresses costs at most that many. A full shard makes
+//! room by second chance (CLOCK): keys leave in the order they came, except
+//! that a key looked up since its last turn goes to the back once more. A
+//! busy client therefore keeps its state while one-shot addresses come and
+//! go. Forgetting a key is always safe for a quiet one (its bucket has
+//! refilled); only under a flood of distinct keys can a refused one start
+//! over, as with any bounded table.
+//!
+//! Not a general-purpose cache (moka, before): every request looks up one or
+//! two keys here, and a hit must cost a hash, a short uncontended lock and
+//! an `Arc` clone, without the read log, clock reads and timer wheel a cache
+//! keeps for its admission policy and expiry (docs/benchmarks.md).
 
 use governor::clock::DefaultClock;
 use mft_filters::ratelimit::{KeyLimiter, Limit};
-use moka::sync::Cache;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Shards of the map: enough that worker threads rarely meet on one lock.
+const SHARDS: usize = 64;
 
 /// One key's state.
 pub struct Entry {
@@ -23,6 +32,8 @@ pub struct Entry {
     /// Nanoseconds since the store's epoch until which Redis refused this key;
     /// 0 for none. Lets a flooding client be refused without a Redis call.
     denied_until: AtomicU64,
+    /// Looked up since its last turn at the front of the eviction queue.
+    referenced: AtomicBool,
 }
 
 impl Entry {
@@ -37,51 +48,48 @@ impl Entry {
     }
 }
 
-/// Per-entry lifetime: idle for the refill time of the entry's own quota
-/// (per-account overrides differ), at least a second.
-struct IdleForRefill;
-
-impl IdleForRefill {
-    fn ttl(entry: &Entry) -> Option<Duration> {
-        Some(entry.limit().refill_time().max(Duration::from_secs(1)))
-    }
+/// One shard: the entries, and their keys in eviction order.
+struct Shard<K> {
+    map: HashMap<K, Arc<Entry>, foldhash::quality::RandomState>,
+    queue: VecDeque<K>,
 }
 
-impl<K> moka::Expiry<K, Arc<Entry>> for IdleForRefill {
-    fn expire_after_create(
-        &self,
-        _key: &K,
-        value: &Arc<Entry>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Self::ttl(value)
+impl<K: Hash + Eq + Clone> Shard<K> {
+    fn new() -> Self {
+        Shard {
+            map: HashMap::default(),
+            queue: VecDeque::new(),
+        }
     }
 
-    fn expire_after_read(
-        &self,
-        _key: &K,
-        value: &Arc<Entry>,
-        _read_at: std::time::Instant,
-        _left: Option<Duration>,
-        _last_modified_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Self::ttl(value)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &K,
-        value: &Arc<Entry>,
-        _updated_at: std::time::Instant,
-        _left: Option<Duration>,
-    ) -> Option<Duration> {
-        Self::ttl(value)
+    /// Frees one slot: the first key in the queue not looked up since its
+    /// last turn leaves; the others go to the back with their mark cleared.
+    /// Two passes at most, since the first clears every mark.
+    fn make_room(&mut self) {
+        for _ in 0..self.queue.len().saturating_mul(2) {
+            let Some(key) = self.queue.pop_front() else {
+                return;
+            };
+            match self.map.get(&key) {
+                None => {}
+                Some(entry) if entry.referenced.swap(false, Ordering::Relaxed) => {
+                    self.queue.push_back(key);
+                }
+                Some(_) => {
+                    self.map.remove(&key);
+                    return;
+                }
+            }
+        }
     }
 }
 
 /// Limiters by key (client IPs or principals).
 pub struct LocalStore<K> {
-    cache: Cache<K, Arc<Entry>>,
+    shards: Box<[Mutex<Shard<K>>]>,
+    /// Chooses the shard; seeded per process, like the maps' own hashers.
+    hasher: foldhash::quality::RandomState,
+    per_shard: usize,
     clock: DefaultClock,
     epoch: Instant,
 }
@@ -92,11 +100,12 @@ where
 {
     /// A store holding at most `max_keys` keys.
     pub fn new(max_keys: u64) -> Self {
+        let max_keys = usize::try_from(max_keys).unwrap_or(usize::MAX).max(1);
+        let shards = SHARDS.min(max_keys);
         LocalStore {
-            cache: Cache::builder()
-                .max_capacity(max_keys)
-                .expire_after(IdleForRefill)
-                .build(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+            hasher: foldhash::quality::RandomState::default(),
+            per_shard: max_keys / shards,
             clock: DefaultClock::default(),
             epoch: Instant::now(),
         }
@@ -106,22 +115,36 @@ where
     /// (an account's override changed) is replaced by a full bucket for the
     /// new one.
     pub fn entry(&self, key: &K, limit: Limit) -> Arc<Entry> {
-        let make = || {
-            Arc::new(Entry {
-                limiter: KeyLimiter::new(limit, self.clock.clone()),
-                denied_until: AtomicU64::new(0),
-            })
-        };
-        let entry = self
-            .cache
-            .entry_by_ref(key)
-            .or_insert_with(make)
-            .into_value();
-        if entry.limit() == limit {
-            return entry;
+        // The high bits: the maps inside use the low ones for their buckets.
+        let index = (self.hasher.hash_one(key) >> 32) as usize % self.shards.len();
+        // A poisoned shard only means a panic elsewhere while it was held;
+        // the map itself is still consistent.
+        let mut shard = self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match shard.map.get(key) {
+            Some(entry) if entry.limit() == limit => {
+                // Read first: a busy key's line is then only read by the
+                // threads serving it, not written on every hit.
+                if !entry.referenced.load(Ordering::Relaxed) {
+                    entry.referenced.store(true, Ordering::Relaxed);
+                }
+                return entry.clone();
+            }
+            Some(_) => {}
+            None => {
+                if shard.map.len() >= self.per_shard {
+                    shard.make_room();
+                }
+                shard.queue.push_back(key.clone());
+            }
         }
-        let fresh = make();
-        self.cache.insert(key.clone(), fresh.clone());
+        let fresh = Arc::new(Entry {
+            limiter: KeyLimiter::new(limit, self.clock.clone()),
+            denied_until: AtomicU64::new(0),
+            referenced: AtomicBool::new(false),
+        });
+        shard.map.insert(key.clone(), fresh.clone());
         fresh
     }
 
@@ -146,10 +169,12 @@ where
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Keys currently tracked (approximate: moka counts lazily).
+    /// Keys currently tracked.
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).map.len() as u64)
+            .sum()
     }
 
     /// Whether no key is tracked.
@@ -196,6 +221,47 @@ mod tests {
             store.entry(&k, limit(5)).limiter().check();
         }
         assert!(store.len() <= 500, "{} entries", store.len());
+    }
+
+    #[test]
+    fn a_busy_key_survives_a_flood_of_one_shot_keys() {
+        let store: LocalStore<u32> = LocalStore::new(6_400);
+        let busy = u32::MAX;
+        assert!(store.entry(&busy, limit(1)).limiter().check().is_allowed());
+        for k in 0..100_000u32 {
+            store.entry(&k, limit(5)).limiter().check();
+            if k % 16 == 0 {
+                // Still refused: its state was kept, not replaced by a full bucket.
+                assert!(
+                    !store.entry(&busy, limit(1)).limiter().check().is_allowed(),
+                    "busy key forgotten after {k} one-shot keys"
+                );
+            }
+        }
+        assert!(store.len() <= 6_400, "{} entries", store.len());
+    }
+
+    #[test]
+    fn a_full_shard_gives_looked_up_keys_a_second_chance() {
+        let mut shard = Shard::new();
+        for k in 1..=4u8 {
+            shard.queue.push_back(k);
+            shard.map.insert(
+                k,
+                Arc::new(Entry {
+                    limiter: KeyLimiter::new(limit(1), DefaultClock::default()),
+                    denied_until: AtomicU64::new(0),
+                    referenced: AtomicBool::new(k <= 2),
+                }),
+            );
+        }
+        shard.make_room();
+        assert!(!shard.map.contains_key(&3), "the oldest unmarked key goes");
+        assert_eq!(shard.map.len(), 3);
+        assert_eq!(shard.queue, [4, 1, 2]);
+        // Marks were cleared on the way: now the oldest goes.
+        shard.make_room();
+        assert!(!shard.map.contains_key(&4));
     }
 
     #[test]
