@@ -184,93 +184,93 @@ struct Removed {
 }
 
 #[utoipa::path(get, path = "/admin/v1/keys", tag = "keys",
-    responses((status = 200, body = KeyList), (status = 401, body = Problem)))]
+    responses((status = 200, description = "OK", body = KeyList), (status = 401, description = "Token or session missing or wrong", body = Problem)))]
 #[allow(dead_code)]
 fn list_keys() {}
 
 #[utoipa::path(post, path = "/admin/v1/keys", tag = "keys", request_body = CreateKey,
-    responses((status = 201, body = CreatedKey), (status = 400, body = Problem)))]
+    responses((status = 201, description = "Created", body = CreatedKey), (status = 400, description = "Invalid input (problem details)", body = Problem)))]
 #[allow(dead_code)]
 fn create_key() {}
 
 #[utoipa::path(get, path = "/admin/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Public key id")),
-    responses((status = 200, body = Key), (status = 404, body = Problem)))]
+    responses((status = 200, description = "OK", body = Key), (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn get_key() {}
 
 #[utoipa::path(delete, path = "/admin/v1/keys/{id}", tag = "keys",
     params(("id" = String, Path, description = "Public key id")),
     responses((status = 204, description = "Revoked; running gateways refuse it within 5 s"),
-        (status = 404, body = Problem)))]
+        (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn revoke_key() {}
 
 #[utoipa::path(get, path = "/admin/v1/partners", tag = "partners",
-    responses((status = 200, body = PartnerList)))]
+    responses((status = 200, description = "OK", body = PartnerList)))]
 #[allow(dead_code)]
 fn list_partners() {}
 
 #[utoipa::path(post, path = "/admin/v1/partners", tag = "partners", request_body = AddPartner,
     responses((status = 201, description = "Partner plus `key`, our key for them, shown once",
-        body = Partner), (status = 400, body = Problem)))]
+        body = Partner), (status = 400, description = "Invalid input (problem details)", body = Problem)))]
 #[allow(dead_code)]
 fn add_partner() {}
 
 #[utoipa::path(get, path = "/admin/v1/partners/{name}", tag = "partners",
     params(("name" = String, Path)),
-    responses((status = 200, body = Partner), (status = 404, body = Problem)))]
+    responses((status = 200, description = "OK", body = Partner), (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn get_partner() {}
 
 #[utoipa::path(delete, path = "/admin/v1/partners/{name}", tag = "partners",
     params(("name" = String, Path)),
-    responses((status = 200, body = Removed), (status = 404, body = Problem)))]
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn remove_partner() {}
 
 #[utoipa::path(put, path = "/admin/v1/partners/{name}/key", tag = "partners",
     params(("name" = String, Path)), request_body = SetKey,
-    responses((status = 200, description = "Configured"), (status = 400, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "Configured"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn set_partner_key() {}
 
 #[utoipa::path(put, path = "/admin/v1/partners/{name}/client-cert", tag = "partners",
     params(("name" = String, Path)), request_body = Pin,
-    responses((status = 200, description = "Pinned"), (status = 400, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "Pinned"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn set_partner_pin() {}
 
 #[utoipa::path(put, path = "/admin/v1/partners/{name}/inbox", tag = "partners",
     params(("name" = String, Path)), request_body = Inbox,
-    responses((status = 200, description = "Inbox set"), (status = 400, body = Problem),
-        (status = 404, body = Problem)))]
+    responses((status = 200, description = "Inbox set"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn set_partner_inbox() {}
 
 #[utoipa::path(post, path = "/admin/v1/partners/{name}/test", tag = "partners",
     params(("name" = String, Path)),
-    responses((status = 200, body = TestReport), (status = 404, body = Problem)))]
+    responses((status = 200, description = "OK", body = TestReport), (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn test_partner() {}
 
 #[utoipa::path(get, path = "/admin/v1/connectors", tag = "connectors",
-    responses((status = 200, body = ConnectorList)))]
+    responses((status = 200, description = "OK", body = ConnectorList)))]
 #[allow(dead_code)]
 fn list_connectors() {}
 
 #[utoipa::path(post, path = "/admin/v1/connectors", tag = "connectors",
     request_body = AddConnector,
     responses((status = 201, description = "Connector plus `key`, shown once", body = Connector),
-        (status = 400, body = Problem)))]
+        (status = 400, description = "Invalid input (problem details)", body = Problem)))]
 #[allow(dead_code)]
 fn add_connector() {}
 
 #[utoipa::path(delete, path = "/admin/v1/connectors/{name}", tag = "connectors",
     params(("name" = String, Path)),
-    responses((status = 200, body = Removed), (status = 404, body = Problem)))]
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn remove_connector() {}
 
@@ -371,6 +371,17 @@ mod tests {
             }
         }
         assert!(n >= 15, "{n} routes found");
+        // OpenAPI 3.1 requires a description on every response.
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    assert!(
+                        response["description"].is_string(),
+                        "{method} {path} {status} has no description"
+                    );
+                }
+            }
+        }
         assert!(doc["paths"]["/admin/v1/openapi.json"]["get"].is_object());
     }
 }
