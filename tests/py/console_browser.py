@@ -32,8 +32,12 @@ def say(line):
 
 
 def shot(name):
+    """The whole page (the window grows to its height for the picture)."""
     if shots != "-":
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, max(900, min(int(height) + 140, 4000)))
         driver.save_screenshot(os.path.join(shots, name + ".png"))
+        driver.set_window_size(1280, 900)
 
 
 options = webdriver.ChromeOptions()
@@ -104,12 +108,14 @@ def enrol(name, password, prefix):
         "const i = document.getElementById('qr'); return i.complete && i.naturalWidth > 0;"))
     secret = driver.find_element(By.ID, "totp-secret").text.strip()
     totp = pyotp.TOTP(secret)
-    shot(prefix + "-enrol")
+    if prefix == "alice":
+        shot("enrol")
     fill("en-code", totp.now())
     driver.find_element(By.ID, "en-submit").click()
     visible("view-recovery")
     codes = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#recovery-codes li")]
-    shot(prefix + "-recovery-codes")
+    if prefix == "alice":
+        shot("recovery-codes")
     driver.find_element(By.ID, "recovery-done").click()
     visible("view-keys")
     return totp, codes

@@ -126,9 +126,13 @@ fn clear_cookie() -> String {
 fn normalize_recovery(code: &str) -> Option<String> {
     let c = code.trim().to_ascii_lowercase();
     let ok = c.len() == 14
-        && c.chars()
-            .enumerate()
-            .all(|(i, ch)| if i == 4 || i == 9 { ch == '-' } else { ch.is_ascii_hexdigit() });
+        && c.chars().enumerate().all(|(i, ch)| {
+            if i == 4 || i == 9 {
+                ch == '-'
+            } else {
+                ch.is_ascii_hexdigit()
+            }
+        });
     ok.then_some(c)
 }
 
@@ -249,9 +253,11 @@ impl AdminApp {
     pub(crate) async fn console(&self, session: &mut ServerSession, path: &str) -> ConsoleReply {
         let method = session.req_header().method.as_str().to_string();
         let reply = match (method.as_str(), path) {
-            ("GET" | "HEAD", "/console" | "/console/" | "/console/index.html") => {
-                (200, "text/html; charset=utf-8", INDEX_HTML.as_bytes().to_vec())
-            }
+            ("GET" | "HEAD", "/console" | "/console/" | "/console/index.html") => (
+                200,
+                "text/html; charset=utf-8",
+                INDEX_HTML.as_bytes().to_vec(),
+            ),
             ("GET" | "HEAD", "/console/app.js") => (
                 200,
                 "text/javascript; charset=utf-8",
@@ -261,7 +267,9 @@ impl AdminApp {
                 (200, "text/css; charset=utf-8", APP_CSS.as_bytes().to_vec())
             }
             (_, p) if p.starts_with("/console/api/") => {
-                return self.console_api(session, &method, &p["/console/api/".len()..]).await
+                return self
+                    .console_api(session, &method, &p["/console/api/".len()..])
+                    .await
             }
             _ => problem(404, "no such console page"),
         };
@@ -302,7 +310,12 @@ impl AdminApp {
             Err(reply) => return (reply, None),
         };
         if method != "GET" && !csrf_ok(session, &signed.token) {
-            self.audit_console(session, &signed.record.admin, "csrf token missing or wrong", 403);
+            self.audit_console(
+                session,
+                &signed.record.admin,
+                "csrf token missing or wrong",
+                403,
+            );
             return (
                 problem(403, "CSRF token missing or wrong: send X-CSRF-Token"),
                 None,
@@ -320,7 +333,9 @@ impl AdminApp {
                 self.audit_console(session, &signed.record.admin, "sign-out", 204);
                 return ((204, "application/json", Vec::new()), Some(clear_cookie()));
             }
-            ("GET", "enrol") | ("GET", "enrol/qr.svg") | ("POST", "enrol") if signed.record.full => {
+            ("GET", "enrol") | ("GET", "enrol/qr.svg") | ("POST", "enrol")
+                if signed.record.full =>
+            {
                 problem(409, "TOTP is enrolled already")
             }
             ("GET", "enrol") => match self.enrolment_uri(&signed.record.admin).await {
@@ -391,7 +406,11 @@ impl AdminApp {
         Ok((uri, totp.secret().to_base32()))
     }
 
-    async fn confirm_enrolment(&self, session: &mut ServerSession, signed: &Signed) -> ConsoleReply {
+    async fn confirm_enrolment(
+        &self,
+        session: &mut ServerSession,
+        signed: &Signed,
+    ) -> ConsoleReply {
         let body = match read_body(session).await {
             Ok(b) => b,
             Err(reply) => return (reply, None),
@@ -412,16 +431,27 @@ impl AdminApp {
         if totp.check(req.code.trim(), unix_now()).is_none() {
             self.feed_defender(session, &name);
             self.audit_console(session, &name, "enrolment code wrong", 401);
-            return (problem(401, "the code is wrong: check the time on the phone"), None);
+            return (
+                problem(401, "the code is wrong: check the time on the phone"),
+                None,
+            );
         }
         let mut codes = Vec::with_capacity(RECOVERY_CODES);
         for _ in 0..RECOVERY_CODES {
             match new_recovery_code() {
                 Ok(c) => codes.push(c),
-                Err(_) => return (problem(503, "cannot read operating system randomness"), None),
+                Err(_) => {
+                    return (
+                        problem(503, "cannot read operating system randomness"),
+                        None,
+                    )
+                }
             }
         }
-        let hashes: Vec<String> = codes.iter().map(|c| hex::encode(sha256(c.as_bytes()))).collect();
+        let hashes: Vec<String> = codes
+            .iter()
+            .map(|c| hex::encode(sha256(c.as_bytes())))
+            .collect();
         let id = sha256(signed.token.as_bytes());
         let store = self.store.clone();
         let done = self
@@ -453,7 +483,14 @@ impl AdminApp {
 
     fn feed_defender(&self, session: &ServerSession, name: &str) {
         if let (Some(d), Some(ip)) = (&self.defender, Self::client_ip(session)) {
-            crate::auth::record_failure(d, &self.audit, ip, Some(name), SystemTime::now(), "console");
+            crate::auth::record_failure(
+                d,
+                &self.audit,
+                ip,
+                Some(name),
+                SystemTime::now(),
+                "console",
+            );
         }
     }
 
@@ -462,7 +499,10 @@ impl AdminApp {
         if let (Some(d), Some(ip)) = (&self.defender, ip) {
             if d.check(ip, SystemTime::now()).is_some() {
                 return (
-                    problem(429, "too many failed sign-ins from this address: try again later"),
+                    problem(
+                        429,
+                        "too many failed sign-ins from this address: try again later",
+                    ),
                     None,
                 );
             }
@@ -522,7 +562,10 @@ impl AdminApp {
             // First sign-in (or after reset-totp): a fresh secret, sealed.
             let mut secret = [0u8; 20];
             if getrandom::fill(&mut secret).is_err() {
-                return (problem(503, "cannot read operating system randomness"), None);
+                return (
+                    problem(503, "cannot read operating system randomness"),
+                    None,
+                );
             }
             let sealed = match self.sealer() {
                 Ok(s) => s.seal(&seal_label(&name), hex::encode(secret).as_bytes()),
@@ -546,7 +589,10 @@ impl AdminApp {
         };
         let mut raw = [0u8; 32];
         if getrandom::fill(&mut raw).is_err() {
-            return (problem(503, "cannot read operating system randomness"), None);
+            return (
+                problem(503, "cannot read operating system randomness"),
+                None,
+            );
         }
         let token = hex::encode(raw);
         let id = sha256(token.as_bytes());
@@ -571,7 +617,11 @@ impl AdminApp {
         self.audit_console(
             session,
             &name,
-            if full { "sign-in" } else { "sign-in, totp enrolment" },
+            if full {
+                "sign-in"
+            } else {
+                "sign-in, totp enrolment"
+            },
             200,
         );
         let body = json!({

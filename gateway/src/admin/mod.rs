@@ -264,7 +264,12 @@ impl AdminApp {
         }
         let signed = match self.current_session(session).await? {
             Some(s) => s,
-            None => return Err(problem(401, "console session expired or unknown: sign in again")),
+            None => {
+                return Err(problem(
+                    401,
+                    "console session expired or unknown: sign in again",
+                ))
+            }
         };
         let principal = format!("console:{}", signed.record.admin);
         match console::check_admin_call(session, &signed) {

@@ -342,7 +342,9 @@ mod tests {
             .filter(|w| !w.is_empty())
             .collect();
         for pair in words.windows(2) {
-            if pair[1].starts_with("/admin/v1/") && pair[0].chars().all(|c| c.is_ascii_uppercase() || c == '/') {
+            if pair[1].starts_with("/admin/v1/")
+                && pair[0].chars().all(|c| c.is_ascii_uppercase() || c == '/')
+            {
                 for m in pair[0].split('/') {
                     out.push((m.to_lowercase(), pair[1].to_string()));
                 }
@@ -354,7 +356,11 @@ mod tests {
     #[test]
     fn every_routed_operation_is_described() {
         let doc = serde_json::to_value(document()).unwrap();
-        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
         let usages = [
             crate::admin::keys::USAGE,
             crate::admin::partners::USAGE,

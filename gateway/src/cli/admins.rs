@@ -72,9 +72,7 @@ pub fn read_password_hash(input: &mut dyn BufRead) -> anyhow::Result<String> {
         .context("reading the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']);
     if password.chars().count() < MIN_PASSWORD_CHARS {
-        anyhow::bail!(
-            "the password on stdin must have at least {MIN_PASSWORD_CHARS} characters"
-        );
+        anyhow::bail!("the password on stdin must have at least {MIN_PASSWORD_CHARS} characters");
     }
     crate::bridge::password::hash(password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }

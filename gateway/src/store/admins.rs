@@ -201,12 +201,14 @@ impl KeyStore {
     /// Removes an administrator and ends their sessions; `false` if absent.
     pub async fn remove_admin(&self, name: &str) -> Result<bool, StoreError> {
         self.end_sessions_of(name).await?;
-        let n = on_pool!(self, |pool, _e| sqlx::query("DELETE FROM admins WHERE name = $1")
-            .bind(name)
-            .execute(pool)
-            .await
-            .map_err(self.query_err(format!("remove admin {name}")))?
-            .rows_affected());
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "DELETE FROM admins WHERE name = $1"
+        )
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("remove admin {name}")))?
+        .rows_affected());
         Ok(n == 1)
     }
 
@@ -227,7 +229,11 @@ impl KeyStore {
     }
 
     /// Stores a new sealed TOTP secret for an administrator not yet enrolled.
-    pub async fn set_admin_totp_pending(&self, name: &str, sealed: &[u8]) -> Result<(), StoreError> {
+    pub async fn set_admin_totp_pending(
+        &self,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
         on_pool!(self, |pool, _e| sqlx::query(
             "UPDATE admins SET totp_sealed = $1 WHERE name = $2 AND totp_enabled = 0"
         )
@@ -261,7 +267,11 @@ impl KeyStore {
 
     /// Uses up the recovery code whose SHA-256 is `hash`: `true` if it was
     /// unused (a concurrent use of the same code wins only once).
-    pub async fn use_admin_recovery_code(&self, name: &str, hash: &str) -> Result<bool, StoreError> {
+    pub async fn use_admin_recovery_code(
+        &self,
+        name: &str,
+        hash: &str,
+    ) -> Result<bool, StoreError> {
         let Some(admin) = self.get_admin(name).await? else {
             return Ok(false);
         };
@@ -355,7 +365,11 @@ impl KeyStore {
     }
 
     /// Marks the session used now (idle timeout), or complete (`full`).
-    pub async fn touch_admin_session(&self, id_hash: &[u8; 32], full: bool) -> Result<(), StoreError> {
+    pub async fn touch_admin_session(
+        &self,
+        id_hash: &[u8; 32],
+        full: bool,
+    ) -> Result<(), StoreError> {
         let now = self.now_ms();
         let sql = if full {
             "UPDATE admin_sessions SET last_seen_at = $1, stage = 'full' WHERE id_hash = $2"
@@ -368,7 +382,7 @@ impl KeyStore {
             .execute(pool)
             .await
             .map_err(self.query_err("touch an admin session"))?
-        .rows_affected());
+            .rows_affected());
         Ok(())
     }
 

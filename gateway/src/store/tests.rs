@@ -887,7 +887,10 @@ async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
 
 async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
     use super::admins::Role;
-    let added = store.add_admin("alice", Role::Admin, "$argon2id$x").await.unwrap();
+    let added = store
+        .add_admin("alice", Role::Admin, "$argon2id$x")
+        .await
+        .unwrap();
     assert!(!added.totp_enabled);
     assert!(matches!(
         store.add_admin("alice", Role::Viewer, "h").await,
@@ -900,33 +903,59 @@ async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
     store.add_admin("bob", Role::Viewer, "h").await.unwrap();
     let all = store.list_admins().await.unwrap();
     assert_eq!(
-        all.iter().map(|a| (a.name.as_str(), a.role)).collect::<Vec<_>>(),
+        all.iter()
+            .map(|a| (a.name.as_str(), a.role))
+            .collect::<Vec<_>>(),
         vec![("alice", Role::Admin), ("bob", Role::Viewer)]
     );
     assert!(all[0].to_json().get("password_hash").is_none());
 
     // Enrolment: pending secret, then confirmed with recovery codes.
-    assert!(!store.enable_admin_totp("alice", &[]).await.unwrap(), "no secret yet");
-    store.set_admin_totp_pending("alice", b"sealed").await.unwrap();
+    assert!(
+        !store.enable_admin_totp("alice", &[]).await.unwrap(),
+        "no secret yet"
+    );
+    store
+        .set_admin_totp_pending("alice", b"sealed")
+        .await
+        .unwrap();
     let hashes = vec!["aa".to_string(), "bb".to_string()];
     assert!(store.enable_admin_totp("alice", &hashes).await.unwrap());
-    assert!(!store.enable_admin_totp("alice", &hashes).await.unwrap(), "once");
-    store.set_admin_totp_pending("alice", b"other").await.unwrap();
+    assert!(
+        !store.enable_admin_totp("alice", &hashes).await.unwrap(),
+        "once"
+    );
+    store
+        .set_admin_totp_pending("alice", b"other")
+        .await
+        .unwrap();
     let alice = store.get_admin("alice").await.unwrap().unwrap();
     assert!(alice.totp_enabled);
-    assert_eq!(alice.totp_sealed.as_deref(), Some(&b"sealed"[..]), "enrolled secret kept");
+    assert_eq!(
+        alice.totp_sealed.as_deref(),
+        Some(&b"sealed"[..]),
+        "enrolled secret kept"
+    );
     assert_eq!(alice.recovery_hashes, hashes);
 
     // A recovery code works once.
     assert!(store.use_admin_recovery_code("alice", "aa").await.unwrap());
     assert!(!store.use_admin_recovery_code("alice", "aa").await.unwrap());
     assert!(!store.use_admin_recovery_code("alice", "zz").await.unwrap());
-    let left = store.get_admin("alice").await.unwrap().unwrap().recovery_hashes;
+    let left = store
+        .get_admin("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .recovery_hashes;
     assert_eq!(left, vec!["bb".to_string()]);
 
     // Sessions: stage, role, times; reset-totp ends them.
     let id = [7u8; 32];
-    store.create_admin_session(&id, "alice", false).await.unwrap();
+    store
+        .create_admin_session(&id, "alice", false)
+        .await
+        .unwrap();
     let s = store.admin_session(&id).await.unwrap().unwrap();
     assert!(!s.full);
     assert_eq!(s.role, Role::Admin);
@@ -942,10 +971,16 @@ async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
     assert!(!alice.totp_enabled && alice.totp_sealed.is_none() && alice.recovery_hashes.is_empty());
 
     let other = [8u8; 32];
-    store.create_admin_session(&other, "bob", true).await.unwrap();
+    store
+        .create_admin_session(&other, "bob", true)
+        .await
+        .unwrap();
     store.end_admin_session(&other).await.unwrap();
     assert!(store.admin_session(&other).await.unwrap().is_none());
-    store.create_admin_session(&other, "bob", true).await.unwrap();
+    store
+        .create_admin_session(&other, "bob", true)
+        .await
+        .unwrap();
     assert!(store.remove_admin("bob").await.unwrap());
     assert!(!store.remove_admin("bob").await.unwrap());
     assert!(store.admin_session(&other).await.unwrap().is_none());

@@ -50,7 +50,10 @@ fn curl_status(gw: &Gateway, certs: &Certs, key: &str) -> u16 {
         .arg(format!("{}/api/v1/files", gw.base))
         .output()
         .expect("curl installed");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 fn audit_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -128,7 +131,14 @@ async fn console_in_a_real_browser() {
     assert!(out.contains("exists already"), "{out}");
     // A partner for the trust-network screen; nothing listens at its URL.
     let out = std::process::Command::new(bin("mft-gateway"))
-        .args(["partners", "add", "--name", "beta", "--url", "https://127.0.0.1:9"])
+        .args([
+            "partners",
+            "add",
+            "--name",
+            "beta",
+            "--url",
+            "https://127.0.0.1:9",
+        ])
         .args(["--email-domain", "beta.example", "--config"])
         .arg(&config)
         .output()
@@ -223,7 +233,8 @@ async fn console_in_a_real_browser() {
     let sneaky: serde_json::Value = r.json().await.unwrap();
     assert!(
         audit_has(&s.path, |r| r["principal"] == "console:alice"
-            && r["reason"] == format!("create {}", sneaky["id"].as_str().unwrap_or("")))
+            && r["reason"]
+                == format!("create {}", sneaky["id"].as_str().unwrap_or("")))
         .await,
         "changes through the console are audited with the admin's name"
     );
@@ -274,7 +285,10 @@ async fn console_in_a_real_browser() {
         .unwrap();
     assert_eq!(r.status(), 403, "a viewer cannot revoke");
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["detail"].as_str().unwrap().contains("viewer"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("viewer"),
+        "{body}"
+    );
     assert_eq!(curl_status(&s.gw, &s.certs, &s.gw.key), 200, "still active");
 
     let result = loop {
@@ -289,12 +303,24 @@ async fn console_in_a_real_browser() {
     assert_eq!(v["cookie_http_only"], true, "{result}");
     assert_eq!(v["cookie_same_site"], "Strict", "{result}");
     assert!(
-        v["wrong_password_message"].as_str().unwrap_or("").contains("wrong"),
+        v["wrong_password_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
         "{result}"
     );
-    assert!(v["wrong_code_message"].as_str().unwrap_or("").contains("wrong"), "{result}");
     assert!(
-        v["recovery_code_reused_message"].as_str().unwrap_or("").contains("wrong"),
+        v["wrong_code_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "{result}"
+    );
+    assert!(
+        v["recovery_code_reused_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
         "{result}"
     );
     assert_eq!(v["create_without_csrf"], 403, "{result}");
@@ -302,7 +328,10 @@ async fn console_in_a_real_browser() {
     assert_eq!(v["german_heading"], "API-Schlüssel", "{result}");
     assert_eq!(v["partners"], serde_json::json!(["beta"]), "{result}");
     assert!(
-        v["partner_test"].as_str().unwrap_or("").contains("not connected"),
+        v["partner_test"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not connected"),
         "{result}"
     );
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
@@ -346,11 +375,20 @@ async fn the_openapi_document_is_valid_and_behind_the_token() {
     let http = reqwest::Client::new();
     let url = format!("http://{}/admin/v1/openapi.json", s.gw.admin);
     assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
-    let r = http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let text = r.text().await.unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
     let file = s.path.join("openapi.json");
     std::fs::write(&file, &text).unwrap();
     let out = std::process::Command::new(python())
@@ -372,7 +410,9 @@ async fn the_openapi_document_is_valid_and_behind_the_token() {
     // Every documented operation is routed (answers neither 404 nor 405).
     for (path, ops) in doc["paths"].as_object().unwrap() {
         for method in ops.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "0123456789abcdef").replace("{name}", "nobody");
+            let concrete = path
+                .replace("{id}", "0123456789abcdef")
+                .replace("{name}", "nobody");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let r = http
                 .request(m, format!("http://{}{concrete}", s.gw.admin))
@@ -413,7 +453,10 @@ async fn console_pages_are_embedded_with_a_strict_csp() {
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         let body = r.text().await.unwrap();
-        assert!(!body.contains("http://") && !body.contains("https://"), "no CDN: {page}");
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "no CDN: {page}"
+        );
         assert!(!body.contains("<script>"), "no inline script: {page}");
     }
     // Sign-in needs a JSON body (no cross-site form posts) and answers
@@ -454,7 +497,11 @@ async fn console_pages_are_embedded_with_a_strict_csp() {
 #[tokio::test]
 async fn failed_sign_ins_feed_the_defender() {
     let s = setup_with("[defender]\nthreshold = 3\n").await;
-    let (code, out) = admins(&s.gw.config, &["add", "alice"], Some(&format!("{ALICE_PW}\n")));
+    let (code, out) = admins(
+        &s.gw.config,
+        &["add", "alice"],
+        Some(&format!("{ALICE_PW}\n")),
+    );
     assert_eq!(code, 0, "{out}");
     let http = reqwest::Client::new();
     let sign_in = format!("http://{}/console/api/sign-in", s.gw.admin);

@@ -17,7 +17,7 @@ const TEXT = {
     recoveryText: "Each code signs you in once without the app. They are shown only now: store them safely.",
     recoveryDone: "I have stored them", newKey: "New key", account: "Service account", scopes: "Scopes",
     expiryDays: "Expires after (days, empty: never)",
-    rateLimit: "Rate limit (e.g. 10/s burst 20, empty: default)", create: "Create key",
+    rateLimit: "Rate limit (e.g. 10/s burst 20, empty: default)", rateLimitColumn: "Rate limit", create: "Create key",
     keyOnce: "The key is shown only now. Copy it into the client's configuration.", copy: "Copy",
     copied: "Copied.", keysCaption: "Service-account keys", id: "Id", created: "Created",
     lastUsed: "Last used", expires: "Expires", status: "Status", actions: "Actions",
@@ -28,6 +28,7 @@ const TEXT = {
     noPartners: "No partner connections yet (mft-gateway partners add).",
     viewer: "viewer (read only)", admin: "admin", signedOut: "Signed out.",
     expired: "Your session ended. Please sign in again.",
+    status_active: "active", status_revoked: "revoked", status_expired: "expired",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel",
@@ -41,7 +42,8 @@ const TEXT = {
     recoveryText: "Jeder Code erlaubt eine Anmeldung ohne App. Sie werden nur jetzt angezeigt: sicher aufbewahren.",
     recoveryDone: "Ich habe sie gespeichert", newKey: "Neuer Schlüssel", account: "Dienstkonto",
     scopes: "Berechtigungen", expiryDays: "Läuft ab nach (Tagen, leer: nie)",
-    rateLimit: "Ratenlimit (z. B. 10/s burst 20, leer: Standard)", create: "Schlüssel erstellen",
+    rateLimit: "Ratenlimit (z. B. 10/s burst 20, leer: Standard)", rateLimitColumn: "Ratenlimit",
+    create: "Schlüssel erstellen",
     keyOnce: "Der Schlüssel wird nur jetzt angezeigt. Kopieren Sie ihn in die Konfiguration des Clients.",
     copy: "Kopieren", copied: "Kopiert.", keysCaption: "Schlüssel der Dienstkonten", id: "Id",
     created: "Erstellt", lastUsed: "Zuletzt benutzt", expires: "Läuft ab", status: "Status",
@@ -53,6 +55,7 @@ const TEXT = {
     noPartners: "Noch keine Partnerverbindungen (mft-gateway partners add).",
     viewer: "Betrachter (nur lesen)", admin: "Administrator", signedOut: "Abgemeldet.",
     expired: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    status_active: "aktiv", status_revoked: "widerrufen", status_expired: "abgelaufen",
   },
 };
 
@@ -175,7 +178,7 @@ async function loadKeys() {
   for (const k of r.data.keys) {
     const tr = document.createElement("tr");
     tr.dataset.id = k.id;
-    const status = cell(k.status);
+    const status = cell(t("status_" + k.status));
     status.className = "status status-" + k.status;
     tr.append(cell(k.id), cell(k.account), cell(k.scopes.join(" ")), cell(k.created_at),
       cell(k.last_used_at || t("never")), cell(k.expires_at || t("never")), cell(k.rate_limit || ""), status);
@@ -242,6 +245,7 @@ function wire() {
     state.lang = $("lang").value;
     try { localStorage.setItem("mft-console-lang", state.lang); } catch (_) { /* private mode */ }
     applyLanguage();
+    say("");
     if (state.view === "keys") loadKeys();
     if (state.view === "partners") loadPartners();
   });
