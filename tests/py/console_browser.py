@@ -15,6 +15,7 @@ Every wait is explicit (WebDriverWait on a condition), never a sleep.
 import json
 import os
 import sys
+import time
 
 import pyotp
 from selenium import webdriver
@@ -151,7 +152,16 @@ try:
     driver.find_element(By.ID, "sign-out").click()
     sign_in("alice", alice_pw, codes[0])
     result["recovery_code_reused_message"] = error_shown()
-    sign_in("alice", alice_pw, totp.now())
+    # The enrolment used the current step's code; the next step's is
+    # accepted too (one step of skew), each only once.
+    code = totp.at(time.time() + 30)
+    sign_in("alice", alice_pw, code)
+    visible("view-keys")
+    driver.find_element(By.ID, "sign-out").click()
+    sign_in("alice", alice_pw, code)
+    result["code_replay_message"] = error_shown()
+    # No later step is valid yet without waiting: the second recovery code.
+    sign_in("alice", alice_pw, codes[1])
     visible("view-keys")
     text_in("who", "alice")
 

@@ -11,6 +11,8 @@ CREATE TABLE admins (
     totp_sealed      BYTEA,
     -- 1 once a code from the authenticator app confirmed the enrolment.
     totp_enabled     BIGINT NOT NULL DEFAULT 0,
+    -- The last TOTP time step accepted: a code is accepted once (RFC 6238 5.2).
+    totp_last_step   BIGINT NOT NULL DEFAULT 0,
     -- SHA-256 (hex, space-separated) of the unused recovery codes.
     recovery_hashes  TEXT    NOT NULL DEFAULT '',
     created_at       BIGINT NOT NULL,

@@ -111,6 +111,12 @@ pub(crate) fn is_read(session: &ServerSession) -> bool {
     matches!(session.req_header().method.as_str(), "GET" | "HEAD")
 }
 
+/// Whether a session is past its idle or its absolute timeout at `now`.
+fn expired(record: &SessionRecord, now: SystemTime) -> bool {
+    let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
+    age(record.last_seen_at) > IDLE_TIMEOUT || age(record.created_at) > ABSOLUTE_TIMEOUT
+}
+
 fn set_cookie(token: &str) -> String {
     format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -233,9 +239,8 @@ impl AdminApp {
             _ => return Err(problem(503, "key store unavailable")),
         };
         let now = SystemTime::now();
-        let age = |t: SystemTime| now.duration_since(t).unwrap_or_default();
         let store = self.store.clone();
-        if age(record.last_seen_at) > IDLE_TIMEOUT || age(record.created_at) > ABSOLUTE_TIMEOUT {
+        if expired(&record, now) {
             let _ = self
                 .control
                 .run(async move { store.end_admin_session(&id).await })
@@ -428,14 +433,14 @@ impl AdminApp {
             Ok(t) => t,
             Err(reply) => return (reply, None),
         };
-        if totp.check(req.code.trim(), unix_now()).is_none() {
+        let Some(step) = totp.check(req.code.trim(), unix_now()) else {
             self.feed_defender(session, &name);
             self.audit_console(session, &name, "enrolment code wrong", 401);
             return (
                 problem(401, "the code is wrong: check the time on the phone"),
                 None,
             );
-        }
+        };
         let mut codes = Vec::with_capacity(RECOVERY_CODES);
         for _ in 0..RECOVERY_CODES {
             match new_recovery_code() {
@@ -460,6 +465,8 @@ impl AdminApp {
                 if !store.enable_admin_totp(&name, &hashes).await? {
                     return Ok(false);
                 }
+                // The enrolment code is used up like any other.
+                store.accept_admin_totp_step(&name, step).await?;
                 store.touch_admin_session(&id, true).await?;
                 store.record_admin_sign_in(&name).await?;
                 Ok::<bool, crate::store::StoreError>(true)
@@ -549,9 +556,24 @@ impl AdminApp {
                     Ok(Ok(true))
                 )
             } else {
-                match self.totp(&admin) {
-                    Ok(totp) => totp.check(&code, unix_now()).is_some(),
+                let step = match self.totp(&admin) {
+                    Ok(totp) => totp.check(&code, unix_now()),
                     Err(reply) => return (reply, None),
+                };
+                // A code is accepted once (RFC 6238 section 5.2): a code
+                // seen over someone's shoulder or replayed is refused.
+                match step {
+                    Some(step) => {
+                        let store = self.store.clone();
+                        let n = name.clone();
+                        matches!(
+                            self.control
+                                .run(async move { store.accept_admin_totp_step(&n, step).await })
+                                .await,
+                            Ok(Ok(true))
+                        )
+                    }
+                    None => false,
                 }
             };
             if !ok {
@@ -686,6 +708,24 @@ mod tests {
         let totp = totp_for("a", b"12345678901234567890".to_vec()).unwrap();
         assert_eq!(totp.check("287082", 59), Some(1));
         assert_eq!(totp.check("287083", 59), None);
+    }
+
+    #[test]
+    fn sessions_end_after_15_idle_minutes_or_8_hours() {
+        let start = UNIX_EPOCH + Duration::from_secs(1_750_000_000);
+        let session = |created: u64, seen: u64| SessionRecord {
+            admin: "a".into(),
+            role: Role::Admin,
+            full: true,
+            created_at: start + Duration::from_secs(created),
+            last_seen_at: start + Duration::from_secs(seen),
+        };
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert!(!expired(&session(0, 0), at(15 * 60)));
+        assert!(expired(&session(0, 0), at(15 * 60 + 1)));
+        // Used every 10 minutes: lives until 8 h after sign-in, not longer.
+        assert!(!expired(&session(0, 8 * 3600 - 60), at(8 * 3600)));
+        assert!(expired(&session(0, 8 * 3600), at(8 * 3600 + 1)));
     }
 
     #[test]

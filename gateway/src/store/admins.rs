@@ -217,8 +217,8 @@ impl KeyStore {
     pub async fn reset_admin_totp(&self, name: &str) -> Result<bool, StoreError> {
         self.end_sessions_of(name).await?;
         let n = on_pool!(self, |pool, _e| sqlx::query(
-            "UPDATE admins SET totp_sealed = NULL, totp_enabled = 0, recovery_hashes = '' \
-             WHERE name = $1"
+            "UPDATE admins SET totp_sealed = NULL, totp_enabled = 0, recovery_hashes = '', \
+             totp_last_step = 0 WHERE name = $1"
         )
         .bind(name)
         .execute(pool)
@@ -293,6 +293,23 @@ impl KeyStore {
         .execute(pool)
         .await
         .map_err(self.query_err(format!("use a recovery code of admin {name}")))?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Accepts TOTP time step `step` for `name` if it is later than every
+    /// step accepted before: each code works once (RFC 6238 section 5.2),
+    /// also when two sign-ins race.
+    pub async fn accept_admin_totp_step(&self, name: &str, step: u64) -> Result<bool, StoreError> {
+        let step = i64::try_from(step).unwrap_or(i64::MAX);
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE admins SET totp_last_step = $1 WHERE name = $2 AND totp_last_step < $1"
+        )
+        .bind(step)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("record the TOTP step of admin {name}")))?
         .rows_affected());
         Ok(n == 1)
     }

@@ -938,6 +938,12 @@ async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
     );
     assert_eq!(alice.recovery_hashes, hashes);
 
+    // A TOTP step is accepted once, and only moving forward.
+    assert!(store.accept_admin_totp_step("alice", 100).await.unwrap());
+    assert!(!store.accept_admin_totp_step("alice", 100).await.unwrap());
+    assert!(!store.accept_admin_totp_step("alice", 99).await.unwrap());
+    assert!(store.accept_admin_totp_step("alice", 101).await.unwrap());
+
     // A recovery code works once.
     assert!(store.use_admin_recovery_code("alice", "aa").await.unwrap());
     assert!(!store.use_admin_recovery_code("alice", "aa").await.unwrap());
@@ -969,6 +975,10 @@ async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
     assert!(store.admin_session(&id).await.unwrap().is_none());
     let alice = store.get_admin("alice").await.unwrap().unwrap();
     assert!(!alice.totp_enabled && alice.totp_sealed.is_none() && alice.recovery_hashes.is_empty());
+    assert!(
+        store.accept_admin_totp_step("alice", 1).await.unwrap(),
+        "steps start over"
+    );
 
     let other = [8u8; 32];
     store

@@ -323,6 +323,13 @@ async fn console_in_a_real_browser() {
             .contains("wrong"),
         "{result}"
     );
+    assert!(
+        v["code_replay_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "a TOTP code works once: {result}"
+    );
     assert_eq!(v["create_without_csrf"], 403, "{result}");
     assert_eq!(v["sign_out_without_csrf"], 403, "{result}");
     assert_eq!(v["german_heading"], "API-Schlüssel", "{result}");
@@ -355,7 +362,7 @@ async fn console_in_a_real_browser() {
     let list: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(list[0]["name"], "alice");
     assert_eq!(list[0]["totp"], "enrolled");
-    assert_eq!(list[0]["recovery_codes_left"], 9, "one used: {list}");
+    assert_eq!(list[0]["recovery_codes_left"], 8, "two used: {list}");
     assert_eq!(list[1]["role"], "viewer");
     assert_eq!(admins(&config, &["reset-totp", "bob"], None).0, 0);
     let r = admin_http
