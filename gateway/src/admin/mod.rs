@@ -3,9 +3,9 @@
 //! each) and the browser console under `/console/` (console.rs). Bound to
 //! loopback by default and never meant to be public; the API additionally
 //! requires `Authorization: Bearer <[admin] token>` or a console session
-//! (cookie, plus the CSRF token for changes; the viewer role reads only). `/healthz` and `/metrics` need no
-//! token: scrapers and probes on the host reach them, and they reveal counts,
-//! never keys or secrets.
+//! (cookie, plus the CSRF token for changes; the viewer role reads only).
+//! `/healthz` and `/metrics` need no token: scrapers and probes on the host
+//! reach them, and they reveal counts, never keys or secrets.
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
