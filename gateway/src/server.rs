@@ -122,6 +122,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         key,
     )?;
     let auth_defender = auth.defender().cloned();
+    let auth_defender_admin = auth.defender().cloned();
     let trust = Arc::new(crate::trust::services::Federation::start(
         shared_config.clone(),
         store.clone(),
@@ -240,7 +241,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         audit.clone(),
         metrics,
         shared_config,
-    );
+    )
+    .with_defender(auth_defender_admin);
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(admin);
@@ -326,7 +328,7 @@ pub fn open_store(config: &Config, control: &ControlPlane) -> anyhow::Result<Key
         .context("auth.store: cannot open the key store")
 }
 
-fn scope_policy(config: &Config) -> ScopePolicy {
+pub(crate) fn scope_policy(config: &Config) -> ScopePolicy {
     let extra = config
         .auth
         .scopes

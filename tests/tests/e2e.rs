@@ -5,6 +5,7 @@ mod e2e {
     pub mod admin_hardening;
     pub mod auth;
     pub mod cli;
+    pub mod console;
     pub mod content_digest;
     pub mod curl;
     pub mod dmz;

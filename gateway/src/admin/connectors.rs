@@ -13,7 +13,8 @@ struct AddConnector {
     name: String,
 }
 
-const USAGE: &str = "use GET/POST /admin/v1/connectors or DELETE /admin/v1/connectors/{name}";
+pub(crate) const USAGE: &str =
+    "use GET/POST /admin/v1/connectors or DELETE /admin/v1/connectors/{name}";
 
 impl AdminApp {
     /// Serves `/admin/v1/connectors[/name]` for an authorized caller.

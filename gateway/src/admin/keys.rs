@@ -17,6 +17,9 @@ struct CreateKey {
     rate_limit: Option<String>,
 }
 
+/// The routes, as the 405 answer names them (and the OpenAPI test reads them).
+pub(crate) const USAGE: &str = "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}";
+
 impl AdminApp {
     fn audit_key_event(&self, session: &ServerSession, action: &str, id: &str, status: u16) {
         self.audit_admin_event(session, "key", &format!("{action} {id}"), status);
@@ -111,10 +114,7 @@ impl AdminApp {
                     _ => problem(503, "key store unavailable"),
                 }
             }
-            _ => problem(
-                405,
-                "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}",
-            ),
+            _ => problem(405, USAGE),
         }
     }
 }

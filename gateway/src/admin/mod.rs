@@ -1,10 +1,11 @@
-//! The admin listener: `/healthz`, `/metrics` (Prometheus text) and the
+//! The admin listener: `/healthz`, `/metrics` (Prometheus text), the
 //! management API under `/admin/v1/` (keys, partners, connectors, one file
-//! each). Bound to loopback by default and never meant to be public; the API
-//! additionally requires
-//! `Authorization: Bearer <[admin] token>`. `/healthz` and `/metrics` need no
-//! token: scrapers and probes on the host reach them, and they reveal counts,
-//! never keys or secrets.
+//! each) and the browser console under `/console/` (console.rs). Bound to
+//! loopback by default and never meant to be public; the API additionally
+//! requires `Authorization: Bearer <[admin] token>` or a console session
+//! (cookie, plus the CSRF token for changes; the viewer role reads only).
+//! `/healthz` and `/metrics` need no token: scrapers and probes on the host
+//! reach them, and they reveal counts, never keys or secrets.
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
@@ -21,8 +22,16 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 mod connectors;
+pub mod console;
 mod keys;
+pub mod openapi;
 mod partners;
+
+tokio::task_local! {
+    /// Who the current admin request acts as (`admin` for the token,
+    /// `console:NAME` for a session), for its audit records.
+    static PRINCIPAL: String;
+}
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -35,6 +44,7 @@ pub struct AdminApp {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     pub(crate) config: Arc<mft_config::Config>,
+    defender: Option<Arc<mft_filters::defender::Defender>>,
 }
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
@@ -68,7 +78,14 @@ impl AdminApp {
             audit,
             metrics,
             config,
+            defender: None,
         }
+    }
+
+    /// Failed console sign-ins feed this defender (the HTTPS listener's).
+    pub fn with_defender(mut self, defender: Option<Arc<mft_filters::defender::Defender>>) -> Self {
+        self.defender = defender;
+        self
     }
 
     fn authorized(&self, session: &ServerSession) -> bool {
@@ -94,7 +111,11 @@ impl AdminApp {
         status: u16,
     ) {
         let mut r = AuditRecord::new(event);
-        r.principal = Some("admin".to_string());
+        r.principal = Some(
+            PRINCIPAL
+                .try_with(Clone::clone)
+                .unwrap_or_else(|_| "admin".to_string()),
+        );
         r.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -154,6 +175,7 @@ impl ServeHttp for AdminApp {
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())
             .or_else(|| session.req_header().uri.host());
+        let mut cookie = None;
         let (status, content_type, body) = if !host_allowed(host, &self.config.admin.allowed_hosts)
         {
             problem(
@@ -168,19 +190,17 @@ impl ServeHttp for AdminApp {
                 crate::metrics::CONTENT_TYPE,
                 self.metrics.render().into_bytes(),
             )
+        } else if path == "/console" || path.starts_with("/console/") {
+            let (reply, set) = self.console(session, &path).await;
+            cookie = set;
+            reply
         } else if let Some(resource) = path.strip_prefix("/admin/v1/") {
-            if self.token.is_none() {
-                problem(403, "admin API disabled: set [admin] token in the config")
-            } else if !self.authorized(session) {
-                self.audit_admin_event(session, "key", "unauthorized -", 401);
-                problem(401, "admin token missing or wrong")
-            } else {
-                let (name, rest) = resource.split_once('/').unwrap_or((resource, ""));
-                match name {
-                    "keys" => self.keys_api(session, rest).await,
-                    "partners" => self.partners_api(session, rest).await,
-                    "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
-                    _ => problem(404, "no such endpoint"),
+            match self.admin_principal(session).await {
+                Err(reply) => reply,
+                Ok(principal) => {
+                    PRINCIPAL
+                        .scope(principal, self.admin_api(session, resource))
+                        .await
                 }
             }
         } else {
@@ -189,11 +209,90 @@ impl ServeHttp for AdminApp {
         let mut response = http::Response::new(body);
         *response.status_mut() =
             http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
-        response.headers_mut().insert(
+        let headers = response.headers_mut();
+        headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static(content_type),
         );
+        // Nothing here may be framed, sniffed, cached or load anything from
+        // elsewhere (the console's pages included).
+        headers.insert(
+            http::header::CONTENT_SECURITY_POLICY,
+            http::HeaderValue::from_static(console::CSP),
+        );
+        headers.insert(
+            http::header::X_CONTENT_TYPE_OPTIONS,
+            http::HeaderValue::from_static("nosniff"),
+        );
+        headers.insert(
+            http::header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
+        headers.insert(
+            http::header::REFERRER_POLICY,
+            http::HeaderValue::from_static("no-referrer"),
+        );
+        if let Some(value) = cookie.and_then(|c| http::HeaderValue::from_str(&c).ok()) {
+            headers.insert(http::header::SET_COOKIE, value);
+        }
         response
+    }
+}
+
+impl AdminApp {
+    /// Who may call `/admin/v1`: the bearer token (exactly as before the
+    /// console), or else a console session with its CSRF token for changes
+    /// and the admin role for changes.
+    async fn admin_principal(&self, session: &ServerSession) -> Result<String, Reply> {
+        let bearer = session
+            .req_header()
+            .headers
+            .contains_key(http::header::AUTHORIZATION);
+        let cookie = console::cookie_token(session).is_some();
+        if bearer || !cookie {
+            return if self.token.is_none() {
+                Err(problem(
+                    403,
+                    "admin API disabled: set [admin] token in the config",
+                ))
+            } else if !self.authorized(session) {
+                self.audit_admin_event(session, "key", "unauthorized -", 401);
+                Err(problem(401, "admin token missing or wrong"))
+            } else {
+                Ok("admin".to_string())
+            };
+        }
+        let signed = match self.current_session(session).await? {
+            Some(s) => s,
+            None => {
+                return Err(problem(
+                    401,
+                    "console session expired or unknown: sign in again",
+                ))
+            }
+        };
+        let principal = format!("console:{}", signed.record.admin);
+        match console::check_admin_call(session, &signed) {
+            Ok(()) => Ok(principal),
+            Err((reply, why)) => {
+                PRINCIPAL.sync_scope(principal, || {
+                    self.audit_admin_event(session, "admin", why, reply.0)
+                });
+                Err(reply)
+            }
+        }
+    }
+
+    /// The `/admin/v1/` resources, one file each.
+    async fn admin_api(&self, session: &mut ServerSession, resource: &str) -> Reply {
+        let (name, rest) = resource.split_once('/').unwrap_or((resource, ""));
+        match name {
+            "keys" => self.keys_api(session, rest).await,
+            "partners" => self.partners_api(session, rest).await,
+            "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
+            "openapi.json" if rest.is_empty() => openapi::document_reply(),
+            _ => problem(404, "no such endpoint"),
+        }
     }
 }
 

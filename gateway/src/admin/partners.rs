@@ -24,7 +24,8 @@ struct SetKey {
     key_ref: Option<String>,
 }
 
-const USAGE: &str = "use GET/POST /admin/v1/partners, GET/DELETE /admin/v1/partners/{name}, \
+pub(crate) const USAGE: &str =
+    "use GET/POST /admin/v1/partners, GET/DELETE /admin/v1/partners/{name}, \
                      PUT /admin/v1/partners/{name}/key, PUT /admin/v1/partners/{name}/client-cert, \
                      PUT /admin/v1/partners/{name}/inbox, POST /admin/v1/partners/{name}/test";
 

@@ -1,5 +1,6 @@
 //! Command-line interface (the CLI contract in docs/architecture.md).
 
+mod admins;
 mod check;
 mod connectors;
 mod demo;
@@ -64,6 +65,15 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Console administrators: add (password from stdin), list, remove, reset-totp.
+    Admins {
+        /// What to do with administrators.
+        #[command(subcommand)]
+        command: admins::AdminsCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// DMZ connectors: enrol (prints the key once), list, remove.
     Connectors {
         /// What to do with connectors.
@@ -116,6 +126,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Keys { command, config } => keys::run(command, &config),
         Command::Partners { command, config } => partners::run(command, &config),
+        Command::Admins { command, config } => admins::run(command, &config),
         Command::Connectors { command, config } => connectors::run(command, &config),
         Command::Connector { config, check } => crate::connector::lan::run(&config, check),
         Command::SigningKey { command } => signing::run(command),

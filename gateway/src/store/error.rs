@@ -101,6 +101,14 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// A console administrator could not be added or changed.
+    #[error("admin {name:?}: {reason}")]
+    Admin {
+        /// The name as given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// A stored partner row that does not make sense.
     #[error("key store: partner row has an invalid {what}")]
     CorruptPartner {

@@ -756,6 +756,7 @@ fn create_private_file(path: &Path) {
 
 // After `on_pool!`, which the tests use too.
 // After `on_pool!`, which it uses.
+pub mod admins;
 pub mod connectors;
 pub mod mailbox_state;
 pub mod relay;

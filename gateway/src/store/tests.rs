@@ -150,6 +150,7 @@ on_both_engines!(
     mailbox_positions_and_uidls,
     relay_queue_and_receipts,
     connectors_round_trip,
+    admins_and_sessions,
 );
 
 async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
@@ -882,4 +883,116 @@ async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
+    use super::admins::Role;
+    let added = store
+        .add_admin("alice", Role::Admin, "$argon2id$x")
+        .await
+        .unwrap();
+    assert!(!added.totp_enabled);
+    assert!(matches!(
+        store.add_admin("alice", Role::Viewer, "h").await,
+        Err(StoreError::Admin { .. })
+    ));
+    assert!(matches!(
+        store.add_admin("bad name", Role::Viewer, "h").await,
+        Err(StoreError::Admin { .. })
+    ));
+    store.add_admin("bob", Role::Viewer, "h").await.unwrap();
+    let all = store.list_admins().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|a| (a.name.as_str(), a.role))
+            .collect::<Vec<_>>(),
+        vec![("alice", Role::Admin), ("bob", Role::Viewer)]
+    );
+    assert!(all[0].to_json().get("password_hash").is_none());
+
+    // Enrolment: pending secret, then confirmed with recovery codes.
+    assert!(
+        !store.enable_admin_totp("alice", &[]).await.unwrap(),
+        "no secret yet"
+    );
+    store
+        .set_admin_totp_pending("alice", b"sealed")
+        .await
+        .unwrap();
+    let hashes = vec!["aa".to_string(), "bb".to_string()];
+    assert!(store.enable_admin_totp("alice", &hashes).await.unwrap());
+    assert!(
+        !store.enable_admin_totp("alice", &hashes).await.unwrap(),
+        "once"
+    );
+    store
+        .set_admin_totp_pending("alice", b"other")
+        .await
+        .unwrap();
+    let alice = store.get_admin("alice").await.unwrap().unwrap();
+    assert!(alice.totp_enabled);
+    assert_eq!(
+        alice.totp_sealed.as_deref(),
+        Some(&b"sealed"[..]),
+        "enrolled secret kept"
+    );
+    assert_eq!(alice.recovery_hashes, hashes);
+
+    // A TOTP step is accepted once, and only moving forward.
+    assert!(store.accept_admin_totp_step("alice", 100).await.unwrap());
+    assert!(!store.accept_admin_totp_step("alice", 100).await.unwrap());
+    assert!(!store.accept_admin_totp_step("alice", 99).await.unwrap());
+    assert!(store.accept_admin_totp_step("alice", 101).await.unwrap());
+
+    // A recovery code works once.
+    assert!(store.use_admin_recovery_code("alice", "aa").await.unwrap());
+    assert!(!store.use_admin_recovery_code("alice", "aa").await.unwrap());
+    assert!(!store.use_admin_recovery_code("alice", "zz").await.unwrap());
+    let left = store
+        .get_admin("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .recovery_hashes;
+    assert_eq!(left, vec!["bb".to_string()]);
+
+    // Sessions: stage, role, times; reset-totp ends them.
+    let id = [7u8; 32];
+    store
+        .create_admin_session(&id, "alice", false)
+        .await
+        .unwrap();
+    let s = store.admin_session(&id).await.unwrap().unwrap();
+    assert!(!s.full);
+    assert_eq!(s.role, Role::Admin);
+    assert_eq!(s.created_at, clock.now());
+    clock.advance(Duration::from_secs(60));
+    store.touch_admin_session(&id, true).await.unwrap();
+    let s = store.admin_session(&id).await.unwrap().unwrap();
+    assert!(s.full);
+    assert_eq!(s.last_seen_at, clock.now());
+    assert!(store.reset_admin_totp("alice").await.unwrap());
+    assert!(store.admin_session(&id).await.unwrap().is_none());
+    let alice = store.get_admin("alice").await.unwrap().unwrap();
+    assert!(!alice.totp_enabled && alice.totp_sealed.is_none() && alice.recovery_hashes.is_empty());
+    assert!(
+        store.accept_admin_totp_step("alice", 1).await.unwrap(),
+        "steps start over"
+    );
+
+    let other = [8u8; 32];
+    store
+        .create_admin_session(&other, "bob", true)
+        .await
+        .unwrap();
+    store.end_admin_session(&other).await.unwrap();
+    assert!(store.admin_session(&other).await.unwrap().is_none());
+    store
+        .create_admin_session(&other, "bob", true)
+        .await
+        .unwrap();
+    assert!(store.remove_admin("bob").await.unwrap());
+    assert!(!store.remove_admin("bob").await.unwrap());
+    assert!(store.admin_session(&other).await.unwrap().is_none());
+    assert!(!store.reset_admin_totp("bob").await.unwrap());
 }

@@ -1,0 +1,327 @@
+// mft-gateway console: plain JavaScript, no library, no inline script
+// (the Content-Security-Policy allows only files from this origin).
+// Every change is sent with the session's CSRF token; the server checks
+// it and the role on every call, the hidden buttons are only a courtesy.
+"use strict";
+
+const TEXT = {
+  en: {
+    skip: "Skip to content", title: "mft-gateway console", keys: "API keys",
+    partners: "Trust network", language: "Language", signOut: "Sign out", signIn: "Sign in",
+    name: "Name", password: "Password", code: "Code",
+    codeHint: "Six digits from your authenticator app, or a recovery code. Leave empty at your first sign-in.",
+    enrolTitle: "Set up two-factor sign-in",
+    enrolText: "Scan the QR code with an authenticator app (TOTP), then enter the code it shows.",
+    enrolKey: "Or enter this key by hand:", confirm: "Confirm",
+    recoveryTitle: "Recovery codes",
+    recoveryText: "Each code signs you in once without the app. They are shown only now: store them safely.",
+    recoveryDone: "I have stored them", newKey: "New key", account: "Service account", scopes: "Scopes",
+    expiryDays: "Expires after (days, empty: never)",
+    rateLimit: "Rate limit (e.g. 10/s burst 20, empty: default)", rateLimitColumn: "Rate limit", create: "Create key",
+    keyOnce: "The key is shown only now. Copy it into the client's configuration.", copy: "Copy",
+    copied: "Copied.", keysCaption: "Service-account keys", id: "Id", created: "Created",
+    lastUsed: "Last used", expires: "Expires", status: "Status", actions: "Actions",
+    revoke: "Revoke", revoked: "Key {id} revoked; gateways refuse it within 5 seconds.",
+    never: "never", partnersCaption: "Connections to partner organisations", url: "URL",
+    domains: "E-mail domains", connection: "Connection", test: "Test connection",
+    connected: "connected", notConnected: "not connected", testing: "testing…",
+    noPartners: "No partner connections yet (mft-gateway partners add).",
+    viewer: "viewer (read only)", admin: "admin", signedOut: "Signed out.",
+    expired: "Your session ended. Please sign in again.",
+    status_active: "active", status_revoked: "revoked", status_expired: "expired",
+  },
+  de: {
+    skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel",
+    partners: "Vertrauensnetz", language: "Sprache", signOut: "Abmelden", signIn: "Anmelden",
+    name: "Name", password: "Passwort", code: "Code",
+    codeHint: "Sechs Ziffern aus der Authenticator-App oder ein Wiederherstellungscode. Bei der ersten Anmeldung leer lassen.",
+    enrolTitle: "Zwei-Faktor-Anmeldung einrichten",
+    enrolText: "Scannen Sie den QR-Code mit einer Authenticator-App (TOTP) und geben Sie den angezeigten Code ein.",
+    enrolKey: "Oder geben Sie diesen Schlüssel von Hand ein:", confirm: "Bestätigen",
+    recoveryTitle: "Wiederherstellungscodes",
+    recoveryText: "Jeder Code erlaubt eine Anmeldung ohne App. Sie werden nur jetzt angezeigt: sicher aufbewahren.",
+    recoveryDone: "Ich habe sie gespeichert", newKey: "Neuer Schlüssel", account: "Dienstkonto",
+    scopes: "Berechtigungen", expiryDays: "Läuft ab nach (Tagen, leer: nie)",
+    rateLimit: "Ratenlimit (z. B. 10/s burst 20, leer: Standard)", rateLimitColumn: "Ratenlimit",
+    create: "Schlüssel erstellen",
+    keyOnce: "Der Schlüssel wird nur jetzt angezeigt. Kopieren Sie ihn in die Konfiguration des Clients.",
+    copy: "Kopieren", copied: "Kopiert.", keysCaption: "Schlüssel der Dienstkonten", id: "Id",
+    created: "Erstellt", lastUsed: "Zuletzt benutzt", expires: "Läuft ab", status: "Status",
+    actions: "Aktionen", revoke: "Widerrufen",
+    revoked: "Schlüssel {id} widerrufen; Gateways lehnen ihn binnen 5 Sekunden ab.", never: "nie",
+    partnersCaption: "Verbindungen zu Partnerorganisationen", url: "URL", domains: "E-Mail-Domains",
+    connection: "Verbindung", test: "Verbindung testen", connected: "verbunden",
+    notConnected: "nicht verbunden", testing: "teste…",
+    noPartners: "Noch keine Partnerverbindungen (mft-gateway partners add).",
+    viewer: "Betrachter (nur lesen)", admin: "Administrator", signedOut: "Abgemeldet.",
+    expired: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
+    status_active: "aktiv", status_revoked: "widerrufen", status_expired: "abgelaufen",
+  },
+};
+
+const state = { csrf: "", role: "", name: "", scopes: [], lang: "en", view: "" };
+
+const $ = (id) => document.getElementById(id);
+const t = (key, vars) => {
+  let s = (TEXT[state.lang] && TEXT[state.lang][key]) || TEXT.en[key] || key;
+  for (const [k, v] of Object.entries(vars || {})) s = s.replace("{" + k + "}", v);
+  return s;
+};
+
+function applyLanguage() {
+  document.documentElement.lang = state.lang;
+  $("lang").value = state.lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.title = t("title");
+  updateWho();
+}
+
+function say(text, ok) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.className = ok ? "ok" : "";
+}
+
+async function call(method, path, body) {
+  const headers = {};
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    headers["X-CSRF-Token"] = state.csrf;
+  }
+  const res = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  const type = res.headers.get("Content-Type") || "";
+  if (res.status !== 204 && type.includes("json")) data = await res.json();
+  if (res.status === 401 && !path.startsWith("/console/api/sign-in") && !path.startsWith("/console/api/enrol") && state.view !== "sign-in") {
+    showSignIn(t("expired"));
+  }
+  return { status: res.status, data };
+}
+
+function problemText(r) {
+  return (r.data && (r.data.detail || r.data.title)) || ("HTTP " + r.status);
+}
+
+function show(view) {
+  state.view = view;
+  for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
+  const signedIn = view === "keys" || view === "partners";
+  $("nav").hidden = !signedIn;
+  $("sign-out").hidden = view === "sign-in";
+  for (const b of document.querySelectorAll("nav button")) {
+    if (b.dataset.view === view) b.setAttribute("aria-current", "page");
+    else b.removeAttribute("aria-current");
+  }
+  for (const el of document.querySelectorAll(".admin-only")) el.hidden = state.role !== "admin";
+  updateWho();
+}
+
+function updateWho() {
+  $("who").textContent = state.name && state.view !== "sign-in"
+    ? state.name + " (" + t(state.role === "admin" ? "admin" : "viewer") + ")" : "";
+}
+
+function showSignIn(message) {
+  state.csrf = ""; state.role = ""; state.name = "";
+  show("sign-in");
+  say(message || "", true);
+  $("si-name").focus();
+}
+
+async function afterSignIn(me) {
+  state.csrf = me.csrf; state.role = me.role; state.name = me.name;
+  if (me.stage === "enrol") return startEnrolment();
+  const r = await call("GET", "/console/api/me");
+  if (r.status !== 200) return showSignIn(problemText(r));
+  state.scopes = r.data.scopes || [];
+  state.csrf = r.data.csrf;
+  renderScopes();
+  await openView("keys");
+}
+
+async function startEnrolment() {
+  show("enrol");
+  const r = await call("GET", "/console/api/enrol");
+  if (r.status !== 200) return say(problemText(r));
+  $("totp-secret").textContent = r.data.secret;
+  $("qr").src = "/console/api/enrol/qr.svg?" + Date.now();
+  $("en-code").focus();
+}
+
+function renderScopes() {
+  const box = $("key-scopes");
+  for (const el of box.querySelectorAll("label")) el.remove();
+  for (const scope of state.scopes) {
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.type = "checkbox"; input.value = scope; input.name = "scope";
+    input.id = "scope-" + scope.replace(/[^a-z0-9]/gi, "-");
+    label.append(input, " " + scope);
+    box.append(label);
+  }
+}
+
+const cell = (text) => {
+  const td = document.createElement("td");
+  td.textContent = text == null ? "" : String(text);
+  return td;
+};
+
+async function loadKeys() {
+  const r = await call("GET", "/admin/v1/keys");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("keys-table").tBodies[0];
+  body.replaceChildren();
+  for (const k of r.data.keys) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = k.id;
+    const status = cell(t("status_" + k.status));
+    status.className = "status status-" + k.status;
+    tr.append(cell(k.id), cell(k.account), cell(k.scopes.join(" ")), cell(k.created_at),
+      cell(k.last_used_at || t("never")), cell(k.expires_at || t("never")), cell(k.rate_limit || ""), status);
+    const actions = document.createElement("td");
+    if (state.role === "admin" && k.status === "active") {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "revoke"; b.textContent = t("revoke");
+      b.setAttribute("aria-label", t("revoke") + " " + k.id);
+      b.addEventListener("click", () => revokeKey(k.id));
+      actions.append(b);
+    }
+    tr.append(actions);
+    body.append(tr);
+  }
+}
+
+async function revokeKey(id) {
+  const r = await call("DELETE", "/admin/v1/keys/" + encodeURIComponent(id));
+  if (r.status !== 204) return say(problemText(r));
+  say(t("revoked", { id }), true);
+  await loadKeys();
+}
+
+async function loadPartners() {
+  const r = await call("GET", "/admin/v1/partners");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("partners-table").tBodies[0];
+  body.replaceChildren();
+  $("no-partners").hidden = r.data.partners.length > 0;
+  for (const p of r.data.partners) {
+    const tr = document.createElement("tr");
+    const result = cell("");
+    result.className = "connection";
+    if (state.role === "admin") {
+      const b = document.createElement("button");
+      b.type = "button"; b.textContent = t("test");
+      b.setAttribute("aria-label", t("test") + " " + p.name);
+      b.addEventListener("click", async () => {
+        const out = result.querySelector("span") || document.createElement("span");
+        out.textContent = " " + t("testing"); result.append(out);
+        const res = await call("POST", "/admin/v1/partners/" + encodeURIComponent(p.name) + "/test", {});
+        if (res.status !== 200) { out.textContent = " " + problemText(res); return; }
+        out.textContent = " " + (res.data.connected ? t("connected") : t("notConnected") + ": " + res.data.reason);
+        out.className = res.data.connected ? "good" : "bad";
+      });
+      result.prepend(b);
+    }
+    tr.append(cell(p.name), cell(p.url), cell(p.email_domains.join(", ")), cell(p.status), result);
+    body.append(tr);
+  }
+}
+
+async function openView(view) {
+  say("");
+  show(view);
+  if (view === "keys") await loadKeys();
+  if (view === "partners") await loadPartners();
+  $("h-" + view).focus();
+}
+
+function wire() {
+  for (const h of document.querySelectorAll("h2")) h.tabIndex = -1;
+  $("lang").addEventListener("change", () => {
+    state.lang = $("lang").value;
+    try { localStorage.setItem("mft-console-lang", state.lang); } catch (_) { /* private mode */ }
+    applyLanguage();
+    say("");
+    if (state.view === "keys") loadKeys();
+    if (state.view === "partners") loadPartners();
+  });
+  for (const b of document.querySelectorAll("nav button")) {
+    b.addEventListener("click", () => openView(b.dataset.view));
+  }
+  $("sign-in-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    say("");
+    const body = { name: $("si-name").value, password: $("si-password").value };
+    if ($("si-code").value.trim()) body.code = $("si-code").value.trim();
+    const r = await call("POST", "/console/api/sign-in", body);
+    $("si-password").value = ""; $("si-code").value = "";
+    if (r.status !== 200) { say(problemText(r)); $("si-name").focus(); return; }
+    say("");
+    await afterSignIn(r.data);
+  });
+  $("enrol-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const r = await call("POST", "/console/api/enrol", { code: $("en-code").value.trim() });
+    $("en-code").value = "";
+    if (r.status !== 200) { say(problemText(r)); return; }
+    say("");
+    state.csrf = r.data.csrf;
+    const list = $("recovery-codes");
+    list.replaceChildren();
+    for (const c of r.data.recovery_codes) {
+      const li = document.createElement("li"); li.textContent = c; list.append(li);
+    }
+    show("recovery");
+    $("recovery-done").focus();
+  });
+  $("recovery-done").addEventListener("click", async () => {
+    $("recovery-codes").replaceChildren();
+    await afterSignIn({ csrf: state.csrf, role: state.role, name: state.name, stage: "full" });
+  });
+  $("sign-out").addEventListener("click", async () => {
+    await call("POST", "/console/api/sign-out", {});
+    showSignIn(t("signedOut"));
+  });
+  $("key-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const scopes = [...document.querySelectorAll("#key-scopes input:checked")].map((i) => i.value);
+    const body = { name: $("key-name").value.trim(), scopes };
+    if ($("key-expiry").value) body.expires_days = Number($("key-expiry").value);
+    if ($("key-limit").value.trim()) body.rate_limit = $("key-limit").value.trim();
+    const r = await call("POST", "/admin/v1/keys", body);
+    if (r.status !== 201) { say(problemText(r)); return; }
+    say("");
+    $("new-key-value").textContent = r.data.key;
+    $("new-key-value").dataset.id = r.data.id;
+    $("new-key").hidden = false;
+    $("key-form").reset();
+    $("copy-key").focus();
+    await loadKeys();
+  });
+  $("copy-key").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("new-key-value").textContent);
+      say(t("copied"), true);
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("new-key-value"));
+      const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
+  });
+}
+
+async function start() {
+  try { state.lang = localStorage.getItem("mft-console-lang") || ""; } catch (_) { state.lang = ""; }
+  if (!TEXT[state.lang]) state.lang = (navigator.language || "en").startsWith("de") ? "de" : "en";
+  wire();
+  applyLanguage();
+  const r = await call("GET", "/console/api/me");
+  if (r.status === 200) await afterSignIn(r.data);
+  else showSignIn("");
+}
+
+document.addEventListener("DOMContentLoaded", start);

@@ -1,0 +1,393 @@
+//! OpenAPI 3.1 description of the admin API, `GET /admin/v1/openapi.json`
+//! (same token or console session as the rest of `/admin/v1`). Built by
+//! utoipa from the annotated operations below; a unit test checks that
+//! every route the resources' routers name in their usage messages (the
+//! 405 answers) is described, so a new route without a description fails
+//! the build's tests.
+
+use crate::admin::Reply;
+use std::sync::OnceLock;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// RFC 9457 problem details, every error answer.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Problem {
+    /// `about:blank`.
+    r#type: String,
+    /// Short summary.
+    title: String,
+    /// HTTP status.
+    status: u16,
+    /// What went wrong.
+    detail: Option<String>,
+}
+
+/// `POST /admin/v1/keys`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CreateKey {
+    /// Service account (1 to 64 letters, digits, `-`, `_`, `.`).
+    name: String,
+    /// Scopes such as `files:read`.
+    scopes: Vec<String>,
+    /// Lifetime in days; absent: no expiry.
+    expires_days: Option<u64>,
+    /// Per-key rate limit such as `10/s burst 20`.
+    rate_limit: Option<String>,
+}
+
+/// An API key as listed (never its secret or hash).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Key {
+    id: String,
+    account: String,
+    scopes: Vec<String>,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    last_used_at: Option<String>,
+    /// `active`, `revoked` or `expired`.
+    status: String,
+    rate_limit: Option<String>,
+}
+
+/// A new key: the listed fields plus `key`, the secret, shown only here.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CreatedKey {
+    id: String,
+    account: String,
+    scopes: Vec<String>,
+    created_at: String,
+    expires_at: Option<String>,
+    revoked_at: Option<String>,
+    last_used_at: Option<String>,
+    status: String,
+    rate_limit: Option<String>,
+    /// `mgw_<id>_<secret>`, shown once.
+    key: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct KeyList {
+    keys: Vec<Key>,
+}
+
+/// `POST /admin/v1/partners`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AddPartner {
+    name: String,
+    /// The partner gateway's base URL (https).
+    url: String,
+    email_domains: Vec<String>,
+}
+
+/// A trust-network connection.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Partner {
+    name: String,
+    url: String,
+    email_domains: Vec<String>,
+    key_id: String,
+    /// `missing`, `stored encrypted` or `secret reference`.
+    their_key: String,
+    client_cert_sha256: Option<String>,
+    inbox_folder: Option<String>,
+    quota_bytes_per_day: Option<u64>,
+    status: String,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PartnerList {
+    partners: Vec<Partner>,
+}
+
+/// `PUT /admin/v1/partners/{name}/key`: exactly one of the two.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SetKey {
+    /// Their key, stored sealed.
+    key: Option<String>,
+    /// `env:NAME` or `file:PATH` holding their key.
+    key_ref: Option<String>,
+}
+
+/// `PUT /admin/v1/partners/{name}/client-cert`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Pin {
+    /// SHA-256 of their client certificate (64 hex digits), or null.
+    sha256: Option<String>,
+}
+
+/// `PUT /admin/v1/partners/{name}/inbox`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Inbox {
+    folder: Option<String>,
+    quota_bytes_per_day: Option<u64>,
+}
+
+/// `POST /admin/v1/partners/{name}/test`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TestReport {
+    name: String,
+    connected: bool,
+    organization: Option<String>,
+    skew_secs: Option<i64>,
+    reason: Option<String>,
+}
+
+/// `POST /admin/v1/connectors`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AddConnector {
+    name: String,
+}
+
+/// A DMZ connector.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Connector {
+    name: String,
+    key_id: String,
+    /// `connected` or `disconnected`.
+    state: String,
+    address: Option<String>,
+    connections: u64,
+    last_seen_at: Option<String>,
+    bytes_out: u64,
+    bytes_in: u64,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ConnectorList {
+    connectors: Vec<Connector>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Removed {
+    removed: String,
+}
+
+#[utoipa::path(get, path = "/admin/v1/keys", tag = "keys",
+    responses((status = 200, description = "OK", body = KeyList), (status = 401, description = "Token or session missing or wrong", body = Problem)))]
+#[allow(dead_code)]
+fn list_keys() {}
+
+#[utoipa::path(post, path = "/admin/v1/keys", tag = "keys", request_body = CreateKey,
+    responses((status = 201, description = "Created", body = CreatedKey), (status = 400, description = "Invalid input (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn create_key() {}
+
+#[utoipa::path(get, path = "/admin/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Public key id")),
+    responses((status = 200, description = "OK", body = Key), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn get_key() {}
+
+#[utoipa::path(delete, path = "/admin/v1/keys/{id}", tag = "keys",
+    params(("id" = String, Path, description = "Public key id")),
+    responses((status = 204, description = "Revoked; running gateways refuse it within 5 s"),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn revoke_key() {}
+
+#[utoipa::path(get, path = "/admin/v1/partners", tag = "partners",
+    responses((status = 200, description = "OK", body = PartnerList)))]
+#[allow(dead_code)]
+fn list_partners() {}
+
+#[utoipa::path(post, path = "/admin/v1/partners", tag = "partners", request_body = AddPartner,
+    responses((status = 201, description = "Partner plus `key`, our key for them, shown once",
+        body = Partner), (status = 400, description = "Invalid input (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn add_partner() {}
+
+#[utoipa::path(get, path = "/admin/v1/partners/{name}", tag = "partners",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Partner), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn get_partner() {}
+
+#[utoipa::path(delete, path = "/admin/v1/partners/{name}", tag = "partners",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn remove_partner() {}
+
+#[utoipa::path(put, path = "/admin/v1/partners/{name}/key", tag = "partners",
+    params(("name" = String, Path)), request_body = SetKey,
+    responses((status = 200, description = "Configured"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn set_partner_key() {}
+
+#[utoipa::path(put, path = "/admin/v1/partners/{name}/client-cert", tag = "partners",
+    params(("name" = String, Path)), request_body = Pin,
+    responses((status = 200, description = "Pinned"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn set_partner_pin() {}
+
+#[utoipa::path(put, path = "/admin/v1/partners/{name}/inbox", tag = "partners",
+    params(("name" = String, Path)), request_body = Inbox,
+    responses((status = 200, description = "Inbox set"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn set_partner_inbox() {}
+
+#[utoipa::path(post, path = "/admin/v1/partners/{name}/test", tag = "partners",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = TestReport), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn test_partner() {}
+
+#[utoipa::path(get, path = "/admin/v1/connectors", tag = "connectors",
+    responses((status = 200, description = "OK", body = ConnectorList)))]
+#[allow(dead_code)]
+fn list_connectors() {}
+
+#[utoipa::path(post, path = "/admin/v1/connectors", tag = "connectors",
+    request_body = AddConnector,
+    responses((status = 201, description = "Connector plus `key`, shown once", body = Connector),
+        (status = 400, description = "Invalid input (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn add_connector() {}
+
+#[utoipa::path(delete, path = "/admin/v1/connectors/{name}", tag = "connectors",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn remove_connector() {}
+
+#[utoipa::path(get, path = "/admin/v1/openapi.json", tag = "meta",
+    responses((status = 200, description = "This document")))]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "console_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::admin::console::COOKIE,
+                "Console session (docs/console.md); changes also need X-CSRF-Token",
+            ))),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "mft-gateway admin API",
+        description = "Management API on the admin listener (docs/architecture.md, docs/console.md)."
+    ),
+    paths(
+        list_keys, create_key, get_key, revoke_key,
+        list_partners, add_partner, get_partner, remove_partner, set_partner_key,
+        set_partner_pin, set_partner_inbox, test_partner,
+        list_connectors, add_connector, remove_connector,
+        openapi_json
+    ),
+    components(schemas(Problem)),
+    modifiers(&Security),
+    security(("admin_token" = []), ("console_session" = []))
+)]
+struct AdminApi;
+
+/// The document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    AdminApi::openapi()
+}
+
+/// `GET /admin/v1/openapi.json`, rendered once.
+pub(crate) fn document_reply() -> Reply {
+    static JSON: OnceLock<Vec<u8>> = OnceLock::new();
+    let body = JSON.get_or_init(|| document().to_json().unwrap_or_default().into_bytes());
+    (200, "application/json", body.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(METHOD, /admin/v1/...)` pairs named in a router's usage message,
+    /// e.g. "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}".
+    fn routes(usage: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let words: Vec<&str> = usage
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|w| !w.is_empty())
+            .collect();
+        for pair in words.windows(2) {
+            if pair[1].starts_with("/admin/v1/")
+                && pair[0].chars().all(|c| c.is_ascii_uppercase() || c == '/')
+            {
+                for m in pair[0].split('/') {
+                    out.push((m.to_lowercase(), pair[1].to_string()));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_routed_operation_is_described() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert!(
+            doc["openapi"].as_str().unwrap().starts_with("3.1"),
+            "{}",
+            doc["openapi"]
+        );
+        let usages = [
+            crate::admin::keys::USAGE,
+            crate::admin::partners::USAGE,
+            crate::admin::connectors::USAGE,
+        ];
+        let mut n = 0;
+        for usage in usages {
+            for (method, path) in routes(usage) {
+                n += 1;
+                assert!(
+                    doc["paths"][&path][&method].is_object(),
+                    "{method} {path} is routed but not in the OpenAPI document"
+                );
+            }
+        }
+        assert!(n >= 15, "{n} routes found");
+        // OpenAPI 3.1 requires a description on every response.
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    assert!(
+                        response["description"].is_string(),
+                        "{method} {path} {status} has no description"
+                    );
+                }
+            }
+        }
+        assert!(doc["paths"]["/admin/v1/openapi.json"]["get"].is_object());
+    }
+}

@@ -1,0 +1,532 @@
+//! The admin console in a real browser (Debian's headless Chromium driven
+//! by Selenium, tests/py/console_browser.py; TOTP codes from pyotp): enrol,
+//! sign in, create a key and use it with curl, revoke it and see it
+//! refused, the viewer role and the CSRF token enforced on the server.
+//! Set `MFT_CONSOLE_SCREENSHOTS=docs/console` to refresh the screenshots.
+
+use mft_e2e::*;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
+const ALICE_PW: &str = "alice's long password";
+const BOB_PW: &str = "bob's long password!";
+
+fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin("mft-gateway"))
+        .arg("admins")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// `curl` with `key` against the gateway's file list; the HTTP status.
+fn curl_status(gw: &Gateway, certs: &Certs, key: &str) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&certs.ca)
+        .args(["-H", &format!("Authorization: Bearer {key}")])
+        .arg(format!("{}/api/v1/files", gw.base))
+        .output()
+        .expect("curl installed");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+fn audit_lines(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("gateway-data/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+async fn audit_has(dir: &Path, pred: impl Fn(&serde_json::Value) -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if audit_lines(dir).iter().any(&pred) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+struct Console {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    certs: Certs,
+    gw: Gateway,
+    _backend: Backend,
+}
+
+async fn setup() -> Console {
+    setup_with("").await
+}
+
+async fn setup_with(extra: &str) -> Console {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n\n{extra}",
+        path.join("trust.key").display(),
+        certs.ca.display(),
+        path.join("admin.token").display()
+    );
+    let gw = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    Console {
+        _dir: dir,
+        path,
+        certs,
+        gw,
+        _backend: backend,
+    }
+}
+
+#[tokio::test]
+async fn console_in_a_real_browser() {
+    let s = setup().await;
+    let config = s.gw.config.clone();
+    let (code, out) = admins(&config, &["add", "alice"], Some(&format!("{ALICE_PW}\n")));
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = admins(
+        &config,
+        &["add", "bob", "--role", "viewer"],
+        Some(&format!("{BOB_PW}\n")),
+    );
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = admins(&config, &["add", "carol"], Some("short\n"));
+    assert_eq!(code, 1, "a short password is refused: {out}");
+    let (code, out) = admins(&config, &["add", "alice"], Some(&format!("{ALICE_PW}\n")));
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("exists already"), "{out}");
+    // A partner for the trust-network screen; nothing listens at its URL.
+    let out = std::process::Command::new(bin("mft-gateway"))
+        .args([
+            "partners",
+            "add",
+            "--name",
+            "beta",
+            "--url",
+            "https://127.0.0.1:9",
+        ])
+        .args(["--email-domain", "beta.example", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let admin_base = format!("http://{}", s.gw.admin);
+    let shots = std::env::var("MFT_CONSOLE_SCREENSHOTS").unwrap_or_else(|_| "-".to_string());
+    if shots != "-" {
+        std::fs::create_dir_all(&shots).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/console_browser.py");
+    let mut browser = tokio::process::Command::new(python())
+        .arg(&script)
+        .args([admin_base.as_str(), shots.as_str(), ALICE_PW, BOB_PW])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test venv's python (scripts/setup --test)");
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next = async || -> Vec<String> {
+        let line = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
+            .await
+            .expect("the browser script answers within 3 minutes")
+            .unwrap()
+            .unwrap_or_default();
+        line.split(' ').map(str::to_string).collect()
+    };
+    let admin_http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+
+    // alice is signed in in the browser and created a key there.
+    let mut words = next().await;
+    if words[0] == "RESULT" {
+        panic!("browser: {}", words[1..].join(" "));
+    }
+    assert_eq!(words[0], "ADMIN", "{words:?}");
+    let (alice_cookie, alice_csrf) = (words[1].clone(), words[2].clone());
+    words = next().await;
+    assert_eq!(words[0], "KEY", "{words:?}");
+    let (key_id, key) = (words[1].clone(), words[2].clone());
+    assert!(key.starts_with(&format!("mgw_{key_id}_")), "{key}");
+    assert_eq!(curl_status(&s.gw, &s.certs, &key), 200, "the new key works");
+
+    // The session reaches /admin/v1 too: reads freely, changes only with
+    // the CSRF token.
+    let cookie = format!("mft_console={alice_cookie}");
+    let keys_url = format!("{admin_base}/admin/v1/keys");
+    let r = admin_http
+        .get(&keys_url)
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .starts_with("default-src 'self'"));
+    let new_key = serde_json::json!({"name": "sneaky", "scopes": ["files:read"]});
+    let r = admin_http
+        .post(&keys_url)
+        .header("Cookie", &cookie)
+        .json(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no CSRF token");
+    let r = admin_http
+        .post(&keys_url)
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", "0".repeat(64))
+        .json(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "wrong CSRF token");
+    let r = admin_http
+        .post(&keys_url)
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &alice_csrf)
+        .json(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "with the token");
+    let sneaky: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        audit_has(&s.path, |r| r["principal"] == "console:alice"
+            && r["reason"]
+                == format!("create {}", sneaky["id"].as_str().unwrap_or("")))
+        .await,
+        "changes through the console are audited with the admin's name"
+    );
+    // The bearer token works as before.
+    let r = admin_http
+        .get(&keys_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = admin_http.get(&keys_url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "neither token nor session");
+
+    stdin.write_all(b"go\n").await.unwrap();
+    words = next().await;
+    assert_eq!(words, vec!["REVOKED".to_string(), key_id.clone()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = curl_status(&s.gw, &s.certs, &key);
+    while status != 401 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        status = curl_status(&s.gw, &s.certs, &key);
+    }
+    assert_eq!(status, 401, "the key revoked in the browser is refused");
+
+    // The viewer: reads, but a revoke is refused by the server.
+    words = next().await;
+    if words[0] == "RESULT" {
+        panic!("browser: {}", words[1..].join(" "));
+    }
+    assert_eq!(words[0], "VIEWER", "{words:?}");
+    let bob_cookie = format!("mft_console={}", words[1]);
+    let bob_csrf = words[2].clone();
+    let e2e_id = &s.gw.key[4..20];
+    let r = admin_http
+        .get(&keys_url)
+        .header("Cookie", &bob_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "a viewer reads");
+    let r = admin_http
+        .delete(format!("{keys_url}/{e2e_id}"))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot revoke");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("viewer"),
+        "{body}"
+    );
+    assert_eq!(curl_status(&s.gw, &s.certs, &s.gw.key), 200, "still active");
+
+    let result = loop {
+        let w = next().await;
+        if w[0] == "RESULT" || w[0].is_empty() {
+            break w[1..].join(" ");
+        }
+    };
+    let v: serde_json::Value = serde_json::from_str(&result).unwrap_or_default();
+    assert!(v.get("error").is_none(), "browser: {result}");
+    assert_eq!(v["recovery_codes"], 10, "{result}");
+    assert_eq!(v["cookie_http_only"], true, "{result}");
+    assert_eq!(v["cookie_same_site"], "Strict", "{result}");
+    assert!(
+        v["wrong_password_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "{result}"
+    );
+    assert!(
+        v["wrong_code_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "{result}"
+    );
+    assert!(
+        v["recovery_code_reused_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "{result}"
+    );
+    assert!(
+        v["code_replay_message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrong"),
+        "a TOTP code works once: {result}"
+    );
+    assert_eq!(v["create_without_csrf"], 403, "{result}");
+    assert_eq!(v["sign_out_without_csrf"], 403, "{result}");
+    assert_eq!(v["german_heading"], "API-Schlüssel", "{result}");
+    assert_eq!(v["partners"], serde_json::json!(["beta"]), "{result}");
+    assert!(
+        v["partner_test"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not connected"),
+        "{result}"
+    );
+    assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
+    assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
+    assert_eq!(v["viewer_role"], "viewer", "{result}");
+    let _ = browser.wait().await;
+
+    // Failed sign-ins went to the audit trail; nothing secret did.
+    assert!(
+        audit_has(&s.path, |r| r["event"] == "console"
+            && r["decision"] == "deny"
+            && r["principal"] == "alice")
+        .await
+    );
+    let trail = std::fs::read_to_string(s.path.join("gateway-data/audit.jsonl")).unwrap();
+    assert!(!trail.contains(ALICE_PW) && !trail.contains(&key) && !trail.contains(&alice_cookie));
+
+    // The CLI sees the enrolments; reset-totp ends bob's session.
+    let (code, out) = admins(&config, &["list", "--json"], None);
+    assert_eq!(code, 0, "{out}");
+    let list: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(list[0]["name"], "alice");
+    assert_eq!(list[0]["totp"], "enrolled");
+    assert_eq!(list[0]["recovery_codes_left"], 8, "two used: {list}");
+    assert_eq!(list[1]["role"], "viewer");
+    assert_eq!(admins(&config, &["reset-totp", "bob"], None).0, 0);
+    let r = admin_http
+        .get(&keys_url)
+        .header("Cookie", &bob_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "reset-totp ends the sessions");
+    assert_eq!(admins(&config, &["remove", "bob"], None).0, 0);
+    assert_eq!(admins(&config, &["remove", "bob"], None).0, 1);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_behind_the_token() {
+    let s = setup().await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/admin/v1/openapi.json", s.gw.admin);
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    let r = http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let file = s.path.join("openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import json, sys\n\
+             from openapi_spec_validator import validate\n\
+             validate(json.load(open(sys.argv[1])))\n\
+             print('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every documented operation is routed (answers neither 404 nor 405).
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{id}", "0123456789abcdef")
+                .replace("{name}", "nobody");
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = http
+                .request(m, format!("http://{}{concrete}", s.gw.admin))
+                .bearer_auth(ADMIN_TOKEN)
+                .header("Content-Type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body = r.text().await.unwrap();
+            assert!(
+                status != 405 && !body.contains("no such endpoint"),
+                "{method} {path}: {status} {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn console_pages_are_embedded_with_a_strict_csp() {
+    let s = setup().await;
+    let http = reqwest::Client::new();
+    for (page, kind) in [
+        ("/console/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let r = http
+            .get(format!("http://{}{page}", s.gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{page}");
+        let h = r.headers();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind));
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        let body = r.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "no CDN: {page}"
+        );
+        assert!(!body.contains("<script>"), "no inline script: {page}");
+    }
+    // Sign-in needs a JSON body (no cross-site form posts) and answers
+    // wrong credentials with one generic 401.
+    let sign_in = format!("http://{}/console/api/sign-in", s.gw.admin);
+    let r = http
+        .post(&sign_in)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("name=a&password=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = http
+        .post(&sign_in)
+        .json(&serde_json::json!({"name": "nobody", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = http
+        .post(&sign_in)
+        .json(&serde_json::json!({"name": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "bad input is a 4xx");
+    let r = http
+        .get(format!("http://{}/console/api/me", s.gw.admin))
+        .header("Cookie", "mft_console=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_feed_the_defender() {
+    let s = setup_with("[defender]\nthreshold = 3\n").await;
+    let (code, out) = admins(
+        &s.gw.config,
+        &["add", "alice"],
+        Some(&format!("{ALICE_PW}\n")),
+    );
+    assert_eq!(code, 0, "{out}");
+    let http = reqwest::Client::new();
+    let sign_in = format!("http://{}/console/api/sign-in", s.gw.admin);
+    let attempt = |password: &str| {
+        http.post(&sign_in)
+            .json(&serde_json::json!({"name": "alice", "password": password}))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("wrong password!").await.unwrap().status(), 401);
+    }
+    // Banned: even the right password is not checked.
+    let r = attempt(ALICE_PW).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert!(
+        audit_has(&s.path, |r| r["event"] == "ban"
+            && r["reason"].as_str().unwrap_or("").starts_with("console"))
+        .await
+    );
+}
