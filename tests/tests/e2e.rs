@@ -29,4 +29,5 @@ mod e2e {
     pub mod trust_limits;
     pub mod trust_relay;
     pub mod tus;
+    pub mod webhooks;
 }

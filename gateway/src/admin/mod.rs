@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz`, `/metrics` (Prometheus text) and the
-//! management API under `/admin/v1/` (keys, partners, connectors, one file
+//! management API under `/admin/v1/` (keys, partners, connectors, webhooks, one file
 //! each). Bound to loopback by default and never meant to be public; the API
 //! additionally requires
 //! `Authorization: Bearer <[admin] token>`. `/healthz` and `/metrics` need no
@@ -23,6 +23,7 @@ use subtle::ConstantTimeEq;
 mod connectors;
 mod keys;
 mod partners;
+mod webhooks;
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -180,6 +181,7 @@ impl ServeHttp for AdminApp {
                     "keys" => self.keys_api(session, rest).await,
                     "partners" => self.partners_api(session, rest).await,
                     "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
+                    "webhooks" => self.webhooks_api(session, rest).await,
                     _ => problem(404, "no such endpoint"),
                 }
             }

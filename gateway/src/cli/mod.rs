@@ -7,6 +7,7 @@ mod keys;
 mod partners;
 mod sftp;
 mod signing;
+mod webhooks;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -73,6 +74,15 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Webhook subscriptions: add (prints the signing secret once), list, remove, test.
+    Webhooks {
+        /// What to do with subscriptions.
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// The LAN side of DMZ mode: dial out to the gateway and carry its
     /// requests to the backend.
     Connector {
@@ -117,6 +127,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { command, config } => keys::run(command, &config),
         Command::Partners { command, config } => partners::run(command, &config),
         Command::Connectors { command, config } => connectors::run(command, &config),
+        Command::Webhooks { command, config } => webhooks::run(command, &config),
         Command::Connector { config, check } => crate::connector::lan::run(&config, check),
         Command::SigningKey { command } => signing::run(command),
         Command::Sftp { command } => sftp::run(command),

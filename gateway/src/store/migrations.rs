@@ -48,6 +48,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "connectors",
         include_str!("../../migrations/sqlite/0006_connectors.sql"),
     ),
+    (
+        7,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0007_webhooks.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -81,6 +86,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "connectors",
         include_str!("../../migrations/postgres/0006_connectors.sql"),
+    ),
+    (
+        7,
+        "webhooks",
+        include_str!("../../migrations/postgres/0007_webhooks.sql"),
     ),
 ];
 
@@ -120,7 +130,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 #[cfg(test)]
 mod tests {

@@ -759,6 +759,7 @@ fn create_private_file(path: &Path) {
 pub mod connectors;
 pub mod mailbox_state;
 pub mod relay;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

@@ -150,7 +150,148 @@ on_both_engines!(
     mailbox_positions_and_uidls,
     relay_queue_and_receipts,
     connectors_round_trip,
+    webhook_outbox_and_disabling,
 );
+
+async fn webhook_outbox_and_disabling(store: KeyStore, clock: FakeClock) {
+    use super::webhooks::{NewEvent, NewWebhook, WebhookState};
+    let event = |id: &str, kind: &str, at: SystemTime| NewEvent {
+        msg_id: id.to_string(),
+        event_type: kind.to_string(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        occurred_at: at,
+    };
+    // An event from before the subscription existed is not queued for it.
+    let before = clock.now();
+    clock.advance(Duration::from_secs(1));
+    let events = scopes(&["delivery.created", "receipt.received"]);
+    let w = store
+        .add_webhook(&NewWebhook {
+            id: "wh_0001",
+            url: "https://hooks.example/in",
+            events: &events,
+            allow_private: false,
+            secret_sealed: b"sealed",
+        })
+        .await
+        .unwrap();
+    let other_events = scopes(&["file.downloaded"]);
+    store
+        .add_webhook(&NewWebhook {
+            id: "wh_0002",
+            url: "https://other.example/in",
+            events: &other_events,
+            allow_private: true,
+            secret_sealed: b"sealed2",
+        })
+        .await
+        .unwrap();
+    assert!(store.webhooks_want("delivery.created").await.unwrap());
+    assert!(!store.webhooks_want("delivery.relayed").await.unwrap());
+    assert!(!store.webhooks_want("delivery").await.unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), None);
+    let now = clock.now();
+    let batch = [
+        event("msg_old", "delivery.created", before),
+        event("msg_a", "delivery.created", now),
+        event("msg_b", "delivery.relayed", now),
+        event("msg_c", "receipt.received", now),
+    ];
+    assert_eq!(
+        store.queue_webhook_events(&batch, Some(5)).await.unwrap(),
+        2
+    );
+    // Reading the same feed page again queues nothing twice.
+    assert_eq!(
+        store.queue_webhook_events(&batch, Some(6)).await.unwrap(),
+        0
+    );
+    assert_eq!(store.webhook_cursor().await.unwrap(), Some(6));
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!((listed.queued, listed.delivered), (2, 0));
+    assert_eq!(listed.secret_sealed, b"sealed");
+
+    let lease = Duration::from_secs(60);
+    let due = store.claim_due_webhook_messages(10, lease).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].url, "https://hooks.example/in");
+    // Leased: a second worker gets nothing.
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    store.webhook_delivered(&due[0]).await.unwrap();
+    let disabled = store
+        .webhook_failed(
+            &due[1],
+            Duration::from_secs(30),
+            "the receiver answered 503",
+            Duration::from_secs(5 * 86400),
+        )
+        .await
+        .unwrap();
+    assert!(!disabled);
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(31));
+    let again = store.claim_due_webhook_messages(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].msg_id, due[1].msg_id);
+    assert_eq!(again[0].attempts, 1);
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!((listed.queued, listed.delivered), (1, 1));
+    assert_eq!(
+        listed.last_error.as_deref(),
+        Some("the receiver answered 503")
+    );
+    assert!(listed.failing_since.is_some());
+
+    // Failing on for five days (no success in between) disables it.
+    clock.advance(Duration::from_secs(5 * 86400));
+    let disabled = store
+        .webhook_failed(
+            &again[0],
+            Duration::from_secs(30),
+            "no answer",
+            Duration::from_secs(5 * 86400),
+        )
+        .await
+        .unwrap();
+    assert!(disabled);
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!(listed.state, WebhookState::Disabled);
+    assert!(listed
+        .disabled_reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("5days"));
+    assert_eq!(listed.to_json()["state"], "disabled");
+    // A disabled subscription gets no new events and sends nothing.
+    clock.advance(Duration::from_secs(60));
+    let later = [event("msg_d", "delivery.created", clock.now())];
+    assert_eq!(store.queue_webhook_events(&later, None).await.unwrap(), 0);
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.webhook_messages(&w.id).await.unwrap(),
+        vec![
+            ("msg_a".to_string(), "delivered".to_string(), 1),
+            ("msg_c".to_string(), "queued".to_string(), 2),
+        ]
+    );
+
+    assert!(store.remove_webhook(&w.id).await.unwrap());
+    assert!(!store.remove_webhook(&w.id).await.unwrap());
+    assert!(store.webhook_messages(&w.id).await.unwrap().is_empty());
+    assert_eq!(store.list_webhooks().await.unwrap().len(), 1);
+}
 
 async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
     use super::relay::{InboundFile, RelayState};

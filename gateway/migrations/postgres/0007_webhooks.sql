@@ -1,0 +1,48 @@
+-- Webhook subscriptions and their durable outbox (postgres). Keep in step with
+-- ../sqlite/0007_webhooks.sql. Times are Unix epoch milliseconds (UTC).
+
+CREATE TABLE webhooks (
+    -- wh_<16 hex>, shown by `webhooks list`.
+    id              TEXT    NOT NULL PRIMARY KEY,
+    -- http(s) URL the events are POSTed to.
+    url             TEXT    NOT NULL,
+    -- Event types, space separated (delivery.created delivery.relayed ...).
+    events          TEXT    NOT NULL,
+    -- 1: the target may resolve to loopback, private or link-local addresses.
+    allow_private   BIGINT  NOT NULL DEFAULT 0,
+    -- The signing secret (whsec_...), sealed with [trust] encryption_key
+    -- (AES-256-GCM, bound to the id). Never stored in clear.
+    secret_sealed   BYTEA    NOT NULL,
+    -- enabled | disabled (failing for too long; reason in disabled_reason).
+    state           TEXT    NOT NULL DEFAULT 'enabled',
+    disabled_reason TEXT,
+    -- First failure since the last success; NULL while deliveries succeed.
+    failing_since   BIGINT,
+    last_success_at BIGINT,
+    last_error      TEXT,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL
+);
+
+-- One row per (event, subscription): the outbox. msg_id is the stable
+-- webhook-id of the event; every retry sends the same id and body.
+CREATE TABLE webhook_messages (
+    msg_id          TEXT    NOT NULL,
+    webhook_id      TEXT    NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_type      TEXT    NOT NULL,
+    -- The exact JSON body that is signed and sent.
+    payload         TEXT    NOT NULL,
+    -- queued | delivered
+    state           TEXT    NOT NULL,
+    attempts        BIGINT  NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT  NOT NULL,
+    -- Several gateways on one PostgreSQL store: a claimed message is
+    -- leased so that only one sends it at a time.
+    lease_until     BIGINT  NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    PRIMARY KEY (msg_id, webhook_id)
+);
+CREATE INDEX webhook_messages_due ON webhook_messages (state, next_attempt_at);
+CREATE INDEX webhook_messages_by_webhook ON webhook_messages (webhook_id, state);
