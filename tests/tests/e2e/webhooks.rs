@@ -543,3 +543,86 @@ async fn sigkill_with_events_queued_delivers_each_after_restart() {
     }
     drop(_dir);
 }
+
+#[tokio::test]
+async fn relays_and_receipts_become_webhook_events() {
+    use super::trust::two_orgs;
+    use super::trust_relay::connect;
+    let (a, b) = two_orgs().await;
+    connect(&a, &b);
+    let addr = free_addr();
+    let (_, secret) = add(&a.gateway.config, addr, "delivery.relayed,receipt.received");
+    let log = a.path.join("received.jsonl");
+    let _receiver = start_receiver(&a.path, addr, &secret, &log, 0);
+
+    let api_a = a.gateway.client(&a.certs, Proto::Http1);
+    let r = api_a
+        .post(format!("{}/api/v1/files", a.gateway.base))
+        .header("x-filename", "figures.csv")
+        .body("1,2,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let file: Value = r.json().await.unwrap();
+    let file_id = file["id"].as_str().unwrap().to_string();
+    let r = api_a
+        .post(format!("{}/api/v1/deliveries", a.gateway.base))
+        .json(&json!({
+            "sender": "anna@acme.example",
+            "recipients": ["bob@beta.example"],
+            "subject": "figures",
+            "message": "",
+            "files": [file_id],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let delivery: Value = r.json().await.unwrap();
+    let delivery_id = delivery["id"].as_str().unwrap().to_string();
+
+    let e = wait_log(&log, Duration::from_secs(60), |e| {
+        e.iter().any(|x| x["type"] == "delivery.relayed")
+    })
+    .await;
+    let relayed = e.iter().find(|x| x["type"] == "delivery.relayed").unwrap();
+    assert_eq!(relayed["verified"], true, "{relayed}");
+    assert_eq!(relayed["data"]["delivery_id"], delivery_id.as_str());
+    assert_eq!(relayed["data"]["partner"], "beta");
+    assert_eq!(relayed["data"]["recipients"], json!(["bob@beta.example"]));
+    let remote = relayed["data"]["remote_delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // Bob downloads at B: A receives the receipt and tells the receiver.
+    let api_b = b.gateway.client(&b.certs, Proto::Http1);
+    let r = api_b
+        .get(format!("{}/api/v1/deliveries/{remote}", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    let at_b: Value = r.json().await.unwrap();
+    let b_file = at_b["files"][0].as_str().unwrap().to_string();
+    let r = api_b
+        .get(format!("{}/api/v1/files/{b_file}/content", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "1,2,3\n");
+    let e = wait_log(&log, Duration::from_secs(60), |e| {
+        e.iter().any(|x| x["type"] == "receipt.received")
+    })
+    .await;
+    let receipt = e.iter().find(|x| x["type"] == "receipt.received").unwrap();
+    assert_eq!(receipt["verified"], true, "{receipt}");
+    assert_eq!(receipt["data"]["delivery_id"], delivery_id.as_str());
+    assert_eq!(receipt["data"]["file_id"], file_id.as_str());
+    assert_eq!(receipt["data"]["partner"], "beta");
+    // Not subscribed: no delivery.created, no file.downloaded.
+    assert!(e
+        .iter()
+        .all(|x| x["type"] == "delivery.relayed" || x["type"] == "receipt.received"));
+}
