@@ -46,3 +46,21 @@ CREATE TABLE webhook_messages (
 );
 CREATE INDEX webhook_messages_due ON webhook_messages (state, next_attempt_at);
 CREATE INDEX webhook_messages_by_webhook ON webhook_messages (webhook_id, state);
+
+-- Outbound transport providers (docs/transports.md), in the same schema
+-- version as webhooks: the gateway's ways out for messages.
+CREATE TABLE transports (
+    name            TEXT    NOT NULL PRIMARY KEY,
+    -- smtp (sms, threema later)
+    kind            TEXT    NOT NULL,
+    -- JSON object of the type's settings (host, port, tls, from ...); no secret.
+    settings        TEXT    NOT NULL,
+    -- The provider's secret (an SMTP password): sealed with
+    -- [trust] encryption_key, bound to the name, or a secret reference. At most one.
+    secret_sealed   BYTEA,
+    secret_ref      TEXT,
+    last_used_at    BIGINT,
+    last_error      TEXT,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL
+);

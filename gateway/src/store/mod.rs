@@ -759,6 +759,7 @@ fn create_private_file(path: &Path) {
 pub mod connectors;
 pub mod mailbox_state;
 pub mod relay;
+pub mod transports;
 pub mod webhooks;
 
 #[cfg(test)]
