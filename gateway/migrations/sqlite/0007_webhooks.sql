@@ -64,3 +64,23 @@ CREATE TABLE transports (
     created_at      INTEGER  NOT NULL,
     updated_at      INTEGER  NOT NULL
 );
+
+-- Messages accepted by POST /admin/v1/messages: a durable queue, sent once
+-- through their transport provider, retried with backoff.
+CREATE TABLE outbound_messages (
+    -- msg_<uuid>, returned with the 202.
+    id              TEXT    NOT NULL PRIMARY KEY,
+    transport       TEXT    NOT NULL,
+    -- JSON: {"to": [...], "subject": ..., "text": ..., "html": ...}
+    content         TEXT    NOT NULL,
+    -- queued | sent | failed
+    state           TEXT    NOT NULL,
+    attempts        INTEGER  NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER  NOT NULL,
+    lease_until     INTEGER  NOT NULL DEFAULT 0,
+    -- The provider's answer (sent) or the reason (failed, retrying).
+    answer          TEXT,
+    created_at      INTEGER  NOT NULL,
+    updated_at      INTEGER  NOT NULL
+);
+CREATE INDEX outbound_messages_due ON outbound_messages (state, next_attempt_at);

@@ -22,6 +22,7 @@ use subtle::ConstantTimeEq;
 
 mod connectors;
 mod keys;
+mod messages;
 mod partners;
 mod webhooks;
 
@@ -182,6 +183,7 @@ impl ServeHttp for AdminApp {
                     "partners" => self.partners_api(session, rest).await,
                     "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
                     "webhooks" => self.webhooks_api(session, rest).await,
+                    "messages" => self.messages_api(session, rest).await,
                     _ => problem(404, "no such endpoint"),
                 }
             }

@@ -151,7 +151,88 @@ on_both_engines!(
     relay_queue_and_receipts,
     connectors_round_trip,
     webhook_outbox_and_disabling,
+    transports_and_message_queue,
 );
+
+async fn transports_and_message_queue(store: KeyStore, clock: FakeClock) {
+    use super::transports::TransportSecret;
+    let settings = serde_json::json!({"host": "smtp.example", "from": "a@b.example"});
+    let sealed = TransportSecret::Sealed(b"sealed".to_vec());
+    assert!(store
+        .add_transport("mail", "smtp", &settings, &sealed)
+        .await
+        .unwrap());
+    assert!(!store
+        .add_transport("mail", "smtp", &settings, &TransportSecret::None)
+        .await
+        .unwrap());
+    let reference = TransportSecret::Reference("env:X".into());
+    assert!(store
+        .add_transport("alt", "smtp", &settings, &reference)
+        .await
+        .unwrap());
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert_eq!(t.settings, settings);
+    assert!(t.secret == sealed);
+    assert_eq!(t.to_json()["secret"], "stored encrypted");
+    store.transport_used("mail", Some("535 no")).await.unwrap();
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert_eq!(
+        (t.last_used_at, t.last_error.as_deref()),
+        (None, Some("535 no"))
+    );
+    store.transport_used("mail", None).await.unwrap();
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert!(t.last_used_at.is_some() && t.last_error.is_none());
+    let names: Vec<String> = store
+        .list_transports()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["alt", "mail"]);
+
+    store.queue_message("msg_1", "mail", "{}").await.unwrap();
+    let lease = Duration::from_secs(60);
+    let due = store.claim_due_messages(10, lease).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .message_outcome("msg_1", Some(Duration::from_secs(5)), "refused", false)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(6));
+    let due = store.claim_due_messages(10, lease).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 1));
+    store
+        .message_outcome("msg_1", None, "250 ok", false)
+        .await
+        .unwrap();
+    let m = store.get_message("msg_1").await.unwrap().unwrap();
+    assert_eq!(
+        (m.state.as_str(), m.attempts, m.answer.as_deref()),
+        ("sent", 2, Some("250 ok"))
+    );
+    clock.advance(Duration::from_secs(600));
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.get_message("msg_2").await.unwrap().is_none());
+    assert!(store.remove_transport("alt").await.unwrap());
+    assert!(!store.remove_transport("alt").await.unwrap());
+}
 
 async fn webhook_outbox_and_disabling(store: KeyStore, clock: FakeClock) {
     use super::webhooks::{NewEvent, NewWebhook, WebhookState};

@@ -184,3 +184,163 @@ impl KeyStore {
         Ok(())
     }
 }
+
+/// A message in the outbound queue.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    /// `msg_<uuid>`.
+    pub id: String,
+    /// Provider name.
+    pub transport: String,
+    /// JSON `{"to","subject","text","html"}`.
+    pub content: String,
+    /// `queued`, `sent` or `failed`.
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The provider's answer, or why it failed.
+    pub answer: Option<String>,
+    /// Accepted at.
+    pub created_at: SystemTime,
+}
+
+impl QueuedMessage {
+    /// As `GET /admin/v1/messages/{id}` shows it (never the content).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "transport": self.transport,
+            "state": self.state,
+            "attempts": self.attempts,
+            "answer": self.answer,
+            "created_at": super::rfc3339(self.created_at),
+        })
+    }
+}
+
+const MESSAGE_COLUMNS: &str = "id, transport, content, state, attempts, answer, created_at";
+
+type RawMessage = (String, String, String, String, i64, Option<String>, i64);
+
+fn decode_message(r: RawMessage) -> QueuedMessage {
+    QueuedMessage {
+        id: r.0,
+        transport: r.1,
+        content: r.2,
+        state: r.3,
+        attempts: u32::try_from(r.4).unwrap_or(u32::MAX),
+        answer: r.5,
+        created_at: from_ms(r.6),
+    }
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl KeyStore {
+    /// Queues a message (durable once this returns).
+    pub async fn queue_message(
+        &self,
+        id: &str,
+        transport: &str,
+        content: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "INSERT INTO outbound_messages (id, transport, content, state, next_attempt_at, \
+             created_at, updated_at) VALUES ($1, $2, $3, 'queued', $4, $4, $4)"
+        )
+        .bind(id)
+        .bind(transport)
+        .bind(content)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("queue a message"))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// The message `id`.
+    pub async fn get_message(&self, id: &str) -> Result<Option<QueuedMessage>, StoreError> {
+        let sql = format!("SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE id = $1");
+        let raw: Option<RawMessage> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(self.query_err("read a message"))?);
+        Ok(raw.map(decode_message))
+    }
+
+    /// Takes up to `limit` due messages, leasing each for `lease`.
+    pub async fn claim_due_messages(
+        &self,
+        limit: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<QueuedMessage>, StoreError> {
+        let now = self.now_ms();
+        let until = now.saturating_add(ms(lease));
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM outbound_messages WHERE state = 'queued' \
+             AND next_attempt_at <= $1 AND lease_until <= $1 ORDER BY next_attempt_at LIMIT $2"
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let candidates: Vec<RawMessage> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(self.query_err("read due messages"))?);
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for raw in candidates {
+            let taken = on_pool!(self, |pool, _e| sqlx::query(
+                "UPDATE outbound_messages SET lease_until = $1 WHERE id = $2 \
+                 AND state = 'queued' AND lease_until <= $3"
+            )
+            .bind(until)
+            .bind(&raw.0)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(self.query_err("lease a message"))?
+            .rows_affected());
+            if taken == 1 {
+                claimed.push(decode_message(raw));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// After an attempt: `retry_in` = `Some` schedules another one, `None`
+    /// ends the message as `sent` (no `error`) or `failed`.
+    pub async fn message_outcome(
+        &self,
+        id: &str,
+        retry_in: Option<std::time::Duration>,
+        answer: &str,
+        failed: bool,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        let (state, next) = match retry_in {
+            Some(d) => ("queued", now.saturating_add(ms(d))),
+            None if failed => ("failed", now),
+            None => ("sent", now),
+        };
+        let answer: String = answer.chars().take(500).collect();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE outbound_messages SET state = $1, next_attempt_at = $2, lease_until = 0, \
+             attempts = attempts + 1, answer = $3, updated_at = $4 WHERE id = $5"
+        )
+        .bind(state)
+        .bind(next)
+        .bind(&answer)
+        .bind(now)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("record a message attempt"))?
+        .rows_affected());
+        Ok(())
+    }
+}

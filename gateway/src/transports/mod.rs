@@ -2,6 +2,7 @@
 //! (docs/transports.md). This increment has one type, `smtp`; the provider
 //! lives in the key store with its secret sealed like a partner's key.
 
+pub mod outbox;
 pub mod smtp;
 
 use crate::store::transports::{TransportRecord, TransportSecret};

@@ -113,6 +113,14 @@ pub fn check_settings(
     serde_json::to_value(&s).map_err(|e| invalid(format!("smtp settings: {e}")))
 }
 
+/// Whether `address` is a valid recipient mailbox.
+pub fn check_address(address: &str) -> Result<(), String> {
+    address
+        .parse::<Mailbox>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
 fn load_ca(path: &Path, base: &Path) -> Result<Certificate, TransportError> {
     let full = base.join(path);
     let pem =

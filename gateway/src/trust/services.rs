@@ -134,6 +134,7 @@ impl Federation {
             .context("cannot start the federation runtime")?;
         let backend = BackendClient::new_via(&config.backend, signer, connectors)?;
         let client = PartnerClient::new(&config)?;
+        let store_for_outbox = store.clone();
         let webhooks = Arc::new(
             Webhooks::new(store.clone(), backend.clone(), &config, audit.clone())
                 .context("cannot start webhooks")?,
@@ -163,6 +164,13 @@ impl Federation {
         runtime.spawn(relay.clone().run());
         runtime.spawn(receipts.clone().run());
         runtime.spawn(webhooks.clone().run());
+        runtime.spawn(
+            Arc::new(crate::transports::outbox::Outbox::new(
+                store_for_outbox,
+                config.clone(),
+            ))
+            .run(),
+        );
         let rate_limit = config
             .trust
             .rate_limit

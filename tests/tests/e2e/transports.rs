@@ -208,3 +208,154 @@ async fn smtp_provider_sends_through_starttls_and_auth_into_aiosmtpd() {
     assert_eq!(code, 1);
     drop(gateway);
 }
+
+const ADMIN_TOKEN: &str = "transports-admin-token-0123456789abcdef";
+
+async fn message(admin: SocketAddr, id: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("http://{admin}/admin/v1/messages/{id}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn wait_message(admin: SocketAddr, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let m = message(admin, id).await;
+        if done(&m) {
+            return m;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn queued_messages_survive_sigkill_and_are_sent_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let _backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\n\
+         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display()
+    );
+    let gateway = start_gateway_with(&path, &certs, &_backend.url, "", &tables).await;
+    let smtp = free_addr();
+    std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
+    let port = smtp.port().to_string();
+    let (code, out, err) = transports(
+        &gateway.config,
+        &[
+            "add",
+            "mail",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            certs.ca.to_str().unwrap(),
+            "--username",
+            SMTP_USER,
+            "--password-file",
+            path.join("smtp.password").to_str().unwrap(),
+            "--from",
+            "mft@acme.example",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    let api = reqwest::Client::new();
+    let url = format!("http://{}/admin/v1/messages", gateway.admin);
+    let post = |body: Value| api.post(&url).bearer_auth(ADMIN_TOKEN).json(&body).send();
+    // Bad input: 400 problem+json, nothing queued.
+    for bad in [
+        serde_json::json!({"provider": "nope", "to": "bob@beta.example", "subject": "s", "text": "t"}),
+        serde_json::json!({"provider": "mail", "to": "not an address", "subject": "s", "text": "t"}),
+        serde_json::json!({"provider": "mail", "type": "smtp", "to": "bob@beta.example", "subject": "s", "text": "t"}),
+        serde_json::json!({"provider": "mail", "to": [], "subject": "s", "text": "t"}),
+        serde_json::json!({"provider": "mail", "to": "bob@beta.example", "subject": "a\r\nBcc: x@y.example", "text": "t"}),
+        serde_json::json!({"provider": "mail", "subject": "s"}),
+    ] {
+        let r = post(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+    let r = post(
+        serde_json::json!({"provider": "mail", "to": "bob@beta.example",
+                                    "subject": "first", "text": "one"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let first: Value = r.json().await.unwrap();
+    let first = first["id"].as_str().unwrap().to_string();
+    let r = post(
+        serde_json::json!({"type": "smtp", "to": ["carl@beta.example", "dora@beta.example"],
+                                    "subject": "second", "text": "two", "html": "<p>two</p>"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 202);
+    let second: Value = r.json().await.unwrap();
+    let second = second["id"].as_str().unwrap().to_string();
+    // The server is not there yet: attempts fail and are retried.
+    let m = wait_message(gateway.admin, &first, |m| m["attempts"].as_u64() >= Some(1)).await;
+    assert_eq!(m["state"], "queued", "{m}");
+    assert!(m["answer"].is_string(), "{m}");
+
+    let Gateway {
+        mut proc,
+        key,
+        addr,
+        admin,
+        config,
+        ..
+    } = gateway;
+    proc.signal("KILL");
+    proc.wait_exit(Duration::from_secs(10)).expect("killed");
+    let log = path.join("smtp.jsonl");
+    let _server = start_smtp(&path, &certs, smtp, &log);
+    let _gateway = launch_gateway(&path, &certs, config, addr, admin, key).await;
+    for id in [&first, &second] {
+        let m = wait_message(admin, id, |m| m["state"] == "sent").await;
+        assert!(
+            m["answer"].as_str().unwrap().contains("queued by aiosmtpd"),
+            "{m}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let got = received(&log);
+    assert_eq!(got.len(), 2, "each message once: {got:#?}");
+    let data: Vec<&str> = got.iter().map(|g| g["data"].as_str().unwrap()).collect();
+    assert!(
+        data.iter().any(|d| d.contains("Subject: first")),
+        "{data:?}"
+    );
+    let second_mail = got
+        .iter()
+        .find(|g| g["data"].as_str().unwrap().contains("Subject: second"))
+        .unwrap();
+    assert_eq!(
+        second_mail["rcpt_tos"],
+        serde_json::json!(["carl@beta.example", "dora@beta.example"])
+    );
+    assert!(second_mail["data"].as_str().unwrap().contains("text/html"));
+    let r = api
+        .get(format!("{url}/msg_unknown"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
