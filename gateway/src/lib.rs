@@ -30,4 +30,6 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod transports;
 pub mod trust;
+pub mod webhooks;

@@ -26,8 +26,10 @@ mod e2e {
     pub mod smtp;
     pub mod smtp_limits;
     pub mod tls;
+    pub mod transports;
     pub mod trust;
     pub mod trust_limits;
     pub mod trust_relay;
     pub mod tus;
+    pub mod webhooks;
 }

@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz`, `/metrics` (Prometheus text), the
-//! management API under `/admin/v1/` (keys, partners, connectors, one file
-//! each) and the browser console under `/console/` (console.rs). Bound to
+//! management API under `/admin/v1/` (keys, partners, connectors, webhooks,
+//! messages, one file each) and the browser console under `/console/` (console.rs). Bound to
 //! loopback by default and never meant to be public; the API additionally
 //! requires `Authorization: Bearer <[admin] token>` or a console session
 //! (cookie, plus the CSRF token for changes; the viewer role reads only).
@@ -24,8 +24,10 @@ use subtle::ConstantTimeEq;
 mod connectors;
 pub mod console;
 mod keys;
+mod messages;
 pub mod openapi;
 mod partners;
+mod webhooks;
 
 tokio::task_local! {
     /// Who the current admin request acts as (`admin` for the token,
@@ -290,6 +292,8 @@ impl AdminApp {
             "keys" => self.keys_api(session, rest).await,
             "partners" => self.partners_api(session, rest).await,
             "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
+            "webhooks" => self.webhooks_api(session, rest).await,
+            "messages" => self.messages_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

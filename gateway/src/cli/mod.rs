@@ -8,6 +8,8 @@ mod keys;
 mod partners;
 mod sftp;
 mod signing;
+mod transports;
+mod webhooks;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -83,6 +85,24 @@ pub enum Command {
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Outbound transport providers (smtp): add, list, show, test, remove.
+    Transports {
+        /// What to do with providers.
+        #[command(subcommand)]
+        command: transports::TransportsCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Webhook subscriptions: add (prints the signing secret once), list, remove, test.
+    Webhooks {
+        /// What to do with subscriptions.
+        #[command(subcommand)]
+        command: webhooks::WebhooksCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// The LAN side of DMZ mode: dial out to the gateway and carry its
     /// requests to the backend.
     Connector {
@@ -128,6 +148,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Partners { command, config } => partners::run(command, &config),
         Command::Admins { command, config } => admins::run(command, &config),
         Command::Connectors { command, config } => connectors::run(command, &config),
+        Command::Webhooks { command, config } => webhooks::run(command, &config),
+        Command::Transports { command, config } => transports::run(command, &config),
         Command::Connector { config, check } => crate::connector::lan::run(&config, check),
         Command::SigningKey { command } => signing::run(command),
         Command::Sftp { command } => sftp::run(command),

@@ -49,6 +49,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_connectors.sql"),
     ),
     (
+        7,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0007_webhooks.sql"),
+    ),
+    (
         8,
         "admins",
         include_str!("../../migrations/sqlite/0008_admins.sql"),
@@ -86,6 +91,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         6,
         "connectors",
         include_str!("../../migrations/postgres/0006_connectors.sql"),
+    ),
+    (
+        7,
+        "webhooks",
+        include_str!("../../migrations/postgres/0007_webhooks.sql"),
     ),
     (
         8,

@@ -760,6 +760,8 @@ pub mod admins;
 pub mod connectors;
 pub mod mailbox_state;
 pub mod relay;
+pub mod transports;
+pub mod webhooks;
 
 #[cfg(test)]
 mod tests;

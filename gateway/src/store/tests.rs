@@ -151,7 +151,229 @@ on_both_engines!(
     relay_queue_and_receipts,
     connectors_round_trip,
     admins_and_sessions,
+    webhook_outbox_and_disabling,
+    transports_and_message_queue,
 );
+
+async fn transports_and_message_queue(store: KeyStore, clock: FakeClock) {
+    use super::transports::TransportSecret;
+    let settings = serde_json::json!({"host": "smtp.example", "from": "a@b.example"});
+    let sealed = TransportSecret::Sealed(b"sealed".to_vec());
+    assert!(store
+        .add_transport("mail", "smtp", &settings, &sealed)
+        .await
+        .unwrap());
+    assert!(!store
+        .add_transport("mail", "smtp", &settings, &TransportSecret::None)
+        .await
+        .unwrap());
+    let reference = TransportSecret::Reference("env:X".into());
+    assert!(store
+        .add_transport("alt", "smtp", &settings, &reference)
+        .await
+        .unwrap());
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert_eq!(t.settings, settings);
+    assert!(t.secret == sealed);
+    assert_eq!(t.to_json()["secret"], "stored encrypted");
+    store.transport_used("mail", Some("535 no")).await.unwrap();
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert_eq!(
+        (t.last_used_at, t.last_error.as_deref()),
+        (None, Some("535 no"))
+    );
+    store.transport_used("mail", None).await.unwrap();
+    let t = store.get_transport("mail").await.unwrap().unwrap();
+    assert!(t.last_used_at.is_some() && t.last_error.is_none());
+    let names: Vec<String> = store
+        .list_transports()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["alt", "mail"]);
+
+    store.queue_message("msg_1", "mail", "{}").await.unwrap();
+    let lease = Duration::from_secs(60);
+    let due = store.claim_due_messages(10, lease).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    store
+        .message_outcome("msg_1", Some(Duration::from_secs(5)), "refused", false)
+        .await
+        .unwrap();
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(6));
+    let due = store.claim_due_messages(10, lease).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts), (1, 1));
+    store
+        .message_outcome("msg_1", None, "250 ok", false)
+        .await
+        .unwrap();
+    let m = store.get_message("msg_1").await.unwrap().unwrap();
+    assert_eq!(
+        (m.state.as_str(), m.attempts, m.answer.as_deref()),
+        ("sent", 2, Some("250 ok"))
+    );
+    clock.advance(Duration::from_secs(600));
+    assert!(store
+        .claim_due_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.get_message("msg_2").await.unwrap().is_none());
+    assert!(store.remove_transport("alt").await.unwrap());
+    assert!(!store.remove_transport("alt").await.unwrap());
+}
+
+async fn webhook_outbox_and_disabling(store: KeyStore, clock: FakeClock) {
+    use super::webhooks::{NewEvent, NewWebhook, WebhookState};
+    let event = |id: &str, kind: &str, at: SystemTime| NewEvent {
+        msg_id: id.to_string(),
+        event_type: kind.to_string(),
+        payload: format!("{{\"id\":\"{id}\"}}"),
+        occurred_at: at,
+    };
+    // An event from before the subscription existed is not queued for it.
+    let before = clock.now();
+    clock.advance(Duration::from_secs(1));
+    let events = scopes(&["delivery.created", "receipt.received"]);
+    let w = store
+        .add_webhook(&NewWebhook {
+            id: "wh_0001",
+            url: "https://hooks.example/in",
+            events: &events,
+            allow_private: false,
+            secret_sealed: b"sealed",
+        })
+        .await
+        .unwrap();
+    let other_events = scopes(&["file.downloaded"]);
+    store
+        .add_webhook(&NewWebhook {
+            id: "wh_0002",
+            url: "https://other.example/in",
+            events: &other_events,
+            allow_private: true,
+            secret_sealed: b"sealed2",
+        })
+        .await
+        .unwrap();
+    assert!(store.webhooks_want("delivery.created").await.unwrap());
+    assert!(!store.webhooks_want("delivery.relayed").await.unwrap());
+    assert!(!store.webhooks_want("delivery").await.unwrap());
+    assert_eq!(store.webhook_cursor().await.unwrap(), None);
+    let now = clock.now();
+    let batch = [
+        event("msg_old", "delivery.created", before),
+        event("msg_a", "delivery.created", now),
+        event("msg_b", "delivery.relayed", now),
+        event("msg_c", "receipt.received", now),
+    ];
+    assert_eq!(
+        store.queue_webhook_events(&batch, Some(5)).await.unwrap(),
+        2
+    );
+    // Reading the same feed page again queues nothing twice.
+    assert_eq!(
+        store.queue_webhook_events(&batch, Some(6)).await.unwrap(),
+        0
+    );
+    assert_eq!(store.webhook_cursor().await.unwrap(), Some(6));
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!((listed.queued, listed.delivered), (2, 0));
+    assert_eq!(listed.secret_sealed, b"sealed");
+
+    let lease = Duration::from_secs(60);
+    let due = store.claim_due_webhook_messages(10, lease).await.unwrap();
+    assert_eq!(due.len(), 2);
+    assert_eq!(due[0].url, "https://hooks.example/in");
+    // Leased: a second worker gets nothing.
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    store.webhook_delivered(&due[0]).await.unwrap();
+    let disabled = store
+        .webhook_failed(
+            &due[1],
+            Duration::from_secs(30),
+            "the receiver answered 503",
+            Duration::from_secs(5 * 86400),
+        )
+        .await
+        .unwrap();
+    assert!(!disabled);
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(31));
+    let again = store.claim_due_webhook_messages(10, lease).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].msg_id, due[1].msg_id);
+    assert_eq!(again[0].attempts, 1);
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!((listed.queued, listed.delivered), (1, 1));
+    assert_eq!(
+        listed.last_error.as_deref(),
+        Some("the receiver answered 503")
+    );
+    assert!(listed.failing_since.is_some());
+
+    // Failing on for five days (no success in between) disables it.
+    clock.advance(Duration::from_secs(5 * 86400));
+    let disabled = store
+        .webhook_failed(
+            &again[0],
+            Duration::from_secs(30),
+            "no answer",
+            Duration::from_secs(5 * 86400),
+        )
+        .await
+        .unwrap();
+    assert!(disabled);
+    let listed = store.get_webhook(&w.id).await.unwrap().unwrap();
+    assert_eq!(listed.state, WebhookState::Disabled);
+    assert!(listed
+        .disabled_reason
+        .as_deref()
+        .unwrap_or("")
+        .contains("5days"));
+    assert_eq!(listed.to_json()["state"], "disabled");
+    // A disabled subscription gets no new events and sends nothing.
+    clock.advance(Duration::from_secs(60));
+    let later = [event("msg_d", "delivery.created", clock.now())];
+    assert_eq!(store.queue_webhook_events(&later, None).await.unwrap(), 0);
+    assert!(store
+        .claim_due_webhook_messages(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.webhook_messages(&w.id).await.unwrap(),
+        vec![
+            ("msg_a".to_string(), "delivered".to_string(), 1),
+            ("msg_c".to_string(), "queued".to_string(), 2),
+        ]
+    );
+
+    assert!(store.remove_webhook(&w.id).await.unwrap());
+    assert!(!store.remove_webhook(&w.id).await.unwrap());
+    assert!(store.webhook_messages(&w.id).await.unwrap().is_empty());
+    assert_eq!(store.list_webhooks().await.unwrap().len(), 1);
+}
 
 async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
     use super::relay::{InboundFile, RelayState};

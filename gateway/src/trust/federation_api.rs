@@ -67,6 +67,7 @@ pub struct FederationApi {
     config: Arc<Config>,
     audit: AuditLog,
     metrics: super::metrics::FederationMetrics,
+    webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 fn problem(status: u16, kind: &str, detail: String) -> Reply {
@@ -108,7 +109,14 @@ impl FederationApi {
             config,
             audit,
             metrics,
+            webhooks: None,
         }
+    }
+
+    /// Receipts become `receipt.received` webhook events.
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::webhooks::Webhooks>) -> FederationApi {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     fn audit(
@@ -367,6 +375,20 @@ impl FederationApi {
             return backend_reply(&e);
         }
         tracing::info!(partner = %call.partner.name, delivery_id = %job.delivery_id, file_id = %r.file_id, "download receipt recorded");
+        if let Some(webhooks) = &self.webhooks {
+            webhooks
+                .emit_one(
+                    "receipt.received",
+                    &[&job.delivery_id, &call.partner.name, &r.file_id],
+                    serde_json::json!({
+                        "delivery_id": job.delivery_id,
+                        "partner": call.partner.name,
+                        "file_id": r.file_id,
+                        "downloaded_at": r.downloaded_at,
+                    }),
+                )
+                .await;
+        }
         let answer = ReceiptRecorded {
             relay_id: r.relay_id,
             file_id: r.file_id,

@@ -168,6 +168,7 @@ pub struct Relay {
     nudge: Notify,
     retry: RetryPolicy,
     metrics: super::metrics::FederationMetrics,
+    webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 fn gateway_ctx() -> CallContext {
@@ -194,7 +195,14 @@ impl Relay {
             nudge: Notify::new(),
             retry,
             metrics,
+            webhooks: None,
         }
+    }
+
+    /// Relays delivered become `delivery.relayed` webhook events.
+    pub fn with_webhooks(mut self, webhooks: Arc<crate::webhooks::Webhooks>) -> Relay {
+        self.webhooks = Some(webhooks);
+        self
     }
 
     /// Asks the worker to read the feed now (a delivery was just created).
@@ -348,6 +356,22 @@ impl Relay {
                 .relay_retry_later(job, delay, &format!("recording the status: {e}"))
                 .await?;
             return Ok(());
+        }
+        // Queued before the job is finished: a crash in between repeats the
+        // event under the same webhook-id instead of losing it.
+        if let Some(webhooks) = &self.webhooks {
+            webhooks
+                .emit_one(
+                    "delivery.relayed",
+                    &[&job.delivery_id, &job.partner],
+                    serde_json::json!({
+                        "delivery_id": job.delivery_id,
+                        "partner": job.partner,
+                        "recipients": job.recipients,
+                        "remote_delivery_id": remote,
+                    }),
+                )
+                .await;
         }
         self.store
             .relay_finish(job, RelayState::Delivered, Some(remote), None)

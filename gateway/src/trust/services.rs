@@ -13,6 +13,7 @@ use crate::backend_client::BackendClient;
 use crate::bridge::runtime::BridgeRuntime;
 use crate::proxy::sign::RequestSigner;
 use crate::store::KeyStore;
+use crate::webhooks::Webhooks;
 use anyhow::Context;
 use mft_config::Config;
 use mft_filters::decision::Rejection;
@@ -61,6 +62,8 @@ pub struct Federation {
     pub runtime: BridgeRuntime,
     /// Requests per partner connection.
     pub rate_limit: Option<Limit>,
+    /// Webhook intake and worker (runs on the same runtime).
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl Federation {
@@ -131,24 +134,43 @@ impl Federation {
             .context("cannot start the federation runtime")?;
         let backend = BackendClient::new_via(&config.backend, signer, connectors)?;
         let client = PartnerClient::new(&config)?;
-        let api = Arc::new(FederationApi::new(
-            store.clone(),
-            backend.clone(),
-            config.clone(),
-            audit.clone(),
-            metrics.clone(),
-        ));
-        let relay = Arc::new(Relay::new(
-            store.clone(),
-            backend,
-            client.clone(),
-            config.clone(),
-            audit.clone(),
-            metrics.clone(),
-        ));
+        let store_for_outbox = store.clone();
+        let webhooks = Arc::new(
+            Webhooks::new(store.clone(), backend.clone(), &config, audit.clone())
+                .context("cannot start webhooks")?,
+        );
+        let api = Arc::new(
+            FederationApi::new(
+                store.clone(),
+                backend.clone(),
+                config.clone(),
+                audit.clone(),
+                metrics.clone(),
+            )
+            .with_webhooks(webhooks.clone()),
+        );
+        let relay = Arc::new(
+            Relay::new(
+                store.clone(),
+                backend,
+                client.clone(),
+                config.clone(),
+                audit.clone(),
+                metrics.clone(),
+            )
+            .with_webhooks(webhooks.clone()),
+        );
         let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit, metrics));
         runtime.spawn(relay.clone().run());
         runtime.spawn(receipts.clone().run());
+        runtime.spawn(webhooks.clone().run());
+        runtime.spawn(
+            Arc::new(crate::transports::outbox::Outbox::new(
+                store_for_outbox,
+                config.clone(),
+            ))
+            .run(),
+        );
         let rate_limit = config
             .trust
             .rate_limit
@@ -160,18 +182,25 @@ impl Federation {
             receipts,
             runtime,
             rate_limit,
+            webhooks,
         })
     }
 
     /// A local delivery was just created: read the feed now.
     pub fn delivery_created(&self) {
         self.relay.nudge();
+        self.webhooks.nudge();
     }
 
-    /// A local user downloaded `file_id` in full.
-    pub fn file_downloaded(&self, file_id: String) {
+    /// A local user (`principal`) downloaded `file_id` in full.
+    pub fn file_downloaded(&self, file_id: String, principal: Option<String>) {
         let receipts = self.receipts.clone();
-        self.runtime
-            .spawn(async move { receipts.downloaded(&file_id).await });
+        let webhooks = self.webhooks.clone();
+        self.runtime.spawn(async move {
+            receipts.downloaded(&file_id).await;
+            webhooks
+                .file_downloaded(&file_id, principal.as_deref())
+                .await;
+        });
     }
 }

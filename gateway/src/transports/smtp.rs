@@ -1,0 +1,256 @@
+//! The `smtp` provider: a submission server reached with implicit TLS or
+//! STARTTLS (required, never opportunistic), optional AUTH, certificates
+//! checked against the system roots plus an optional `ca_file`. Plain text
+//! only toward a loopback host. Sent with lettre.
+
+use super::{OutboundMessage, TransportError};
+use crate::store::transports::TransportRecord;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use mft_config::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Bound of one SMTP conversation step.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain connect, then STARTTLS, required (port 587).
+    Starttls,
+    /// No TLS: only toward a loopback host (a local MTA).
+    None,
+}
+
+/// The settings of an `smtp` provider (stored as JSON; no secret).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    /// Server host name (checked against its certificate) or address.
+    pub host: String,
+    /// Port; default by TLS mode: 465 implicit, 587 STARTTLS, 25 none.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// TLS mode; default `starttls`.
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// Extra CA certificates (PEM) trusted for this server.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// AUTH user name; with a secret.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// From address.
+    pub from: String,
+    /// Reply-To address.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// EHLO name; default this host's name.
+    #[serde(default)]
+    pub ehlo_name: Option<String>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+
+impl SmtpSettings {
+    fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            TlsMode::Implicit => 465,
+            TlsMode::Starttls => 587,
+            TlsMode::None => 25,
+        })
+    }
+}
+
+fn invalid(m: impl Into<String>) -> TransportError {
+    TransportError::Invalid(m.into())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Checks settings given as JSON; returns them normalized.
+pub fn check_settings(
+    value: serde_json::Value,
+    base: &Path,
+) -> Result<serde_json::Value, TransportError> {
+    let s: SmtpSettings =
+        serde_json::from_value(value).map_err(|e| invalid(format!("smtp settings: {e}")))?;
+    if s.host.is_empty() || s.host.contains(char::is_whitespace) {
+        return Err(invalid("host: a host name or address"));
+    }
+    if s.tls == TlsMode::None && !is_loopback(&s.host) {
+        return Err(invalid(
+            "tls = none only toward a loopback host (a local MTA); use starttls or implicit",
+        ));
+    }
+    s.from
+        .parse::<Mailbox>()
+        .map_err(|e| invalid(format!("from {:?}: {e}", s.from)))?;
+    if let Some(r) = &s.reply_to {
+        r.parse::<Mailbox>()
+            .map_err(|e| invalid(format!("reply_to {r:?}: {e}")))?;
+    }
+    if let Some(ca) = &s.ca_file {
+        load_ca(ca, base)?;
+    }
+    serde_json::to_value(&s).map_err(|e| invalid(format!("smtp settings: {e}")))
+}
+
+/// Whether `address` is a valid recipient mailbox.
+pub fn check_address(address: &str) -> Result<(), String> {
+    address
+        .parse::<Mailbox>()
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+fn load_ca(path: &Path, base: &Path) -> Result<Certificate, TransportError> {
+    let full = base.join(path);
+    let pem =
+        std::fs::read(&full).map_err(|e| invalid(format!("ca_file {}: {e}", full.display())))?;
+    Certificate::from_pem(&pem).map_err(|e| {
+        invalid(format!(
+            "ca_file {}: not PEM certificates: {e}",
+            full.display()
+        ))
+    })
+}
+
+/// Sends `message` through the provider; the server's final answer.
+pub async fn send(
+    record: &TransportRecord,
+    secret: Option<&Secret>,
+    message: &OutboundMessage<'_>,
+    base: &Path,
+) -> Result<String, TransportError> {
+    let s: SmtpSettings = serde_json::from_value(record.settings.clone())
+        .map_err(|e| invalid(format!("stored smtp settings: {e}")))?;
+    let mail = build(&s, message)?;
+    let tls = match s.tls {
+        TlsMode::None => Tls::None,
+        mode => {
+            let mut params = TlsParameters::builder(
+                s.host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+            );
+            if let Some(ca) = &s.ca_file {
+                params = params.add_root_certificate(load_ca(ca, base)?);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| TransportError::Send(format!("TLS setup: {e}")))?;
+            if mode == TlsMode::Implicit {
+                Tls::Wrapper(params)
+            } else {
+                Tls::Required(params)
+            }
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
+        .port(s.port())
+        .tls(tls)
+        .timeout(Some(TIMEOUT));
+    if let Some(name) = &s.ehlo_name {
+        builder = builder.hello_name(ClientId::Domain(name.clone()));
+    }
+    match (&s.username, secret) {
+        (Some(user), Some(password)) => {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        (Some(_), None) => return Err(invalid("username set but no password stored")),
+        _ => {}
+    }
+    let transport = builder.build();
+    let response = transport.send(mail).await.map_err(|e| {
+        TransportError::Send(format!("{}:{}: {}", s.host, s.port(), error_text(&e)))
+    })?;
+    let text: Vec<&str> = response.message().collect();
+    Ok(format!("{} {}", response.code(), text.join(" ")))
+}
+
+/// lettre's error; its Display already names the source, and no secret.
+fn error_text(e: &lettre::transport::smtp::Error) -> String {
+    e.to_string()
+}
+
+fn build(s: &SmtpSettings, m: &OutboundMessage<'_>) -> Result<Message, TransportError> {
+    let from: Mailbox = s.from.parse().map_err(|e| invalid(format!("from: {e}")))?;
+    let mut b = Message::builder().from(from).subject(m.subject);
+    if let Some(r) = &s.reply_to {
+        b = b.reply_to(r.parse().map_err(|e| invalid(format!("reply_to: {e}")))?);
+    }
+    if m.to.is_empty() {
+        return Err(invalid("to: at least one recipient"));
+    }
+    for to in m.to {
+        b = b.to(to.parse().map_err(|e| invalid(format!("to {to:?}: {e}")))?);
+    }
+    let built = match m.html {
+        None => b.header(ContentType::TEXT_PLAIN).body(m.text.to_string()),
+        Some(html) => b.multipart(
+            MultiPart::alternative()
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_PLAIN)
+                        .body(m.text.to_string()),
+                )
+                .singlepart(
+                    SinglePart::builder()
+                        .header(ContentType::TEXT_HTML)
+                        .body(html.to_string()),
+                ),
+        ),
+    };
+    built.map_err(|e| invalid(format!("message: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked() {
+        let base = Path::new(".");
+        let ok = check_settings(
+            serde_json::json!({"host": "smtp.example", "from": "MFT <mft@ourcorp.example>"}),
+            base,
+        )
+        .unwrap();
+        assert_eq!(ok["tls"], "starttls");
+        for bad in [
+            serde_json::json!({"host": "smtp.example", "from": "mft@ourcorp.example", "tls": "none"}),
+            serde_json::json!({"host": "smtp.example", "from": "not an address"}),
+            serde_json::json!({"host": "smtp.example", "from": "a@b.example", "verify": false}),
+            serde_json::json!({"host": "smtp.example", "from": "a@b.example", "ca_file": "/nonexistent.pem"}),
+        ] {
+            assert!(check_settings(bad.clone(), base).is_err(), "{bad}");
+        }
+        assert!(check_settings(
+            serde_json::json!({"host": "127.0.0.1", "from": "a@b.example", "tls": "none"}),
+            base
+        )
+        .is_ok());
+    }
+}
