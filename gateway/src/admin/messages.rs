@@ -29,7 +29,7 @@ struct SendMessage {
     html: Option<String>,
 }
 
-const USAGE: &str = "use POST /admin/v1/messages or GET /admin/v1/messages/{id}";
+pub(crate) const USAGE: &str = "use POST /admin/v1/messages or GET /admin/v1/messages/{id}";
 
 impl AdminApp {
     /// Serves `/admin/v1/messages[/id]` for an authorized caller.

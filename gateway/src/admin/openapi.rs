@@ -298,6 +298,152 @@ impl Modify for Security {
     }
 }
 
+/// `POST /admin/v1/webhooks`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AddWebhook {
+    /// https:// target (http:// only with `allow_private`).
+    url: String,
+    /// `delivery.created`, `delivery.relayed`, `receipt.received`, `file.downloaded`.
+    events: Vec<String>,
+    /// Allow loopback, private and link-local targets (SSRF guard off).
+    allow_private: Option<bool>,
+}
+
+/// A webhook subscription (never its secret).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Webhook {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    allow_private: bool,
+    /// `active`, `failing` or `disabled`.
+    state: String,
+    disabled_reason: Option<String>,
+    failing_since: Option<String>,
+    last_success_at: Option<String>,
+    last_error: Option<String>,
+    queued: u64,
+    delivered: u64,
+    created_at: String,
+}
+
+/// A new subscription: the listed fields plus `secret` (`whsec_...`),
+/// shown only here.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CreatedWebhook {
+    id: String,
+    url: String,
+    events: Vec<String>,
+    allow_private: bool,
+    state: String,
+    disabled_reason: Option<String>,
+    failing_since: Option<String>,
+    last_success_at: Option<String>,
+    last_error: Option<String>,
+    queued: u64,
+    delivered: u64,
+    created_at: String,
+    /// `whsec_<base64>`, shown once.
+    secret: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookList {
+    webhooks: Vec<Webhook>,
+}
+
+/// `POST /admin/v1/webhooks/{id}/test`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct WebhookTest {
+    id: String,
+    delivered: bool,
+    status: Option<u16>,
+    webhook_id: Option<String>,
+    reason: Option<String>,
+}
+
+/// `POST /admin/v1/messages`: `provider` or `type`, one recipient or several.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SendMessage {
+    provider: Option<String>,
+    r#type: Option<String>,
+    /// One address, or a list.
+    to: Vec<String>,
+    subject: String,
+    text: String,
+    html: Option<String>,
+}
+
+/// A queued message as `GET /admin/v1/messages/{id}` shows it (never its content).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Message {
+    id: String,
+    transport: String,
+    /// `queued`, `sent` or `failed`.
+    state: String,
+    attempts: u64,
+    /// The provider's answer.
+    answer: Option<String>,
+    created_at: String,
+}
+
+/// `202` to `POST /admin/v1/messages`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct QueuedMessage {
+    id: String,
+    state: String,
+}
+
+#[utoipa::path(get, path = "/admin/v1/webhooks", tag = "webhooks",
+    responses((status = 200, description = "OK", body = WebhookList)))]
+#[allow(dead_code)]
+fn list_webhooks() {}
+
+#[utoipa::path(post, path = "/admin/v1/webhooks", tag = "webhooks", request_body = AddWebhook,
+    responses((status = 201, description = "Created; the secret is shown only here", body = CreatedWebhook),
+        (status = 400, description = "Invalid input or a refused target (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn add_webhook() {}
+
+#[utoipa::path(get, path = "/admin/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = Webhook), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn get_webhook() {}
+
+#[utoipa::path(delete, path = "/admin/v1/webhooks/{id}", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn remove_webhook() {}
+
+#[utoipa::path(post, path = "/admin/v1/webhooks/{id}/test", tag = "webhooks",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "Sent a test event; `delivered` tells the outcome", body = WebhookTest),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn test_webhook() {}
+
+#[utoipa::path(post, path = "/admin/v1/messages", tag = "messages", request_body = SendMessage,
+    responses((status = 202, description = "Queued", body = QueuedMessage),
+        (status = 400, description = "Invalid input (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn send_message() {}
+
+#[utoipa::path(get, path = "/admin/v1/messages/{id}", tag = "messages",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = Message), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn get_message() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -309,6 +455,8 @@ impl Modify for Security {
         list_partners, add_partner, get_partner, remove_partner, set_partner_key,
         set_partner_pin, set_partner_inbox, test_partner,
         list_connectors, add_connector, remove_connector,
+        list_webhooks, add_webhook, get_webhook, remove_webhook, test_webhook,
+        send_message, get_message,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -365,6 +513,8 @@ mod tests {
             crate::admin::keys::USAGE,
             crate::admin::partners::USAGE,
             crate::admin::connectors::USAGE,
+            crate::admin::webhooks::USAGE,
+            crate::admin::messages::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

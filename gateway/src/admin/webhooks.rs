@@ -16,7 +16,8 @@ struct AddWebhook {
     allow_private: bool,
 }
 
-const USAGE: &str = "use GET/POST /admin/v1/webhooks, GET/DELETE /admin/v1/webhooks/{id}, \
+pub(crate) const USAGE: &str =
+    "use GET/POST /admin/v1/webhooks, GET/DELETE /admin/v1/webhooks/{id}, \
                      POST /admin/v1/webhooks/{id}/test";
 
 impl AdminApp {
