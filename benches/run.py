@@ -31,7 +31,7 @@ PEERS = os.path.join(ROOT, "benches", "peers")
 # Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
 GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-pingora"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-percore", "gateway-pingora"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
 # "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
@@ -40,13 +40,14 @@ PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingo
 # "hyper-percore" the same floor on one single-threaded runtime per worker
 # thread with SO_REUSEPORT sockets (nginx's model): its difference to "hyper"
 # is tokio's work-stealing scheduler.
-# "gateway" runs the default engine (hyper), "gateway-pingora" `http_engine = "pingora"`.
+# "gateway" runs the default engine (hyper), "gateway-percore" the same with
+# `runtime = "per-core"`, "gateway-pingora" `http_engine = "pingora"`.
 BARE = os.path.join(REL, "examples", "bare_proxy")
 BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
 LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
           "hyper": "hyper floor", "hyper-percore": "hyper floor, runtime per core",
           "hyper-pingora": "hyper floor in pingora's Server",
-          "gateway": "mft-gateway",
+          "gateway": "mft-gateway", "gateway-percore": "mft-gateway, runtime per core",
           "gateway-pingora": "mft-gateway, pingora engine"}
 
 
@@ -212,6 +213,21 @@ class Bench:
                              capture_output=True, text=True, check=True)
         self.api_key = re.search(r'"key":"([^"]+)"', out.stdout).group(1)
         common["APIKEY"] = self.api_key
+        if "gateway-percore" in self.args.peer_list:
+            # Same key store (a copy), own ports, pid file and audit trail.
+            shutil.copytree(f"{w}/gateway-data", f"{w}/gateway-percore-data")
+            yport, yadmin = free_port(), free_port()
+            text = open(cfg).read()
+            text = text.replace("[server]\n", "[server]\nruntime = \"per-core\"\n", 1)
+            text = text.replace(f"127.0.0.1:{gport}\"", f"127.0.0.1:{yport}\"")
+            text = text.replace(f"127.0.0.1:{admin}\"", f"127.0.0.1:{yadmin}\"")
+            text = text.replace(f"{w}/gateway-data", f"{w}/gateway-percore-data")
+            ycfg = f"{w}/gateway-percore.toml"
+            with open(ycfg, "w") as f:
+                f.write(text)
+            p = self.spawn("gateway-percore", [GATEWAY, "run", "--config", ycfg])
+            wait_port(yport, p, "gateway-percore")
+            self.ports["gateway-percore"], self.pids["gateway-percore"] = yport, [p.pid]
         if "gateway-pingora" in self.args.peer_list:
             # Same key store (a copy made before either starts), own port,
             # pid file and audit trail.

@@ -211,6 +211,23 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             HttpEngine::Hyper
         }
     };
+    let runtime = match s.runtime.as_deref() {
+        None | Some("work-stealing") => Runtime::WorkStealing,
+        Some("per-core") => Runtime::PerCore,
+        Some(other) => {
+            ctx.error(
+                "server.runtime",
+                format!("\"{other}\" is not a runtime: use \"work-stealing\" or \"per-core\""),
+            );
+            Runtime::WorkStealing
+        }
+    };
+    if runtime == Runtime::PerCore && http_engine == HttpEngine::Pingora {
+        ctx.error(
+            "server.runtime",
+            "\"per-core\" needs server.http_engine = \"hyper\" (the default)".to_string(),
+        );
+    }
 
     let o = file.organization;
     let name = o.name.unwrap_or_else(|| "ourcorp".to_string());
@@ -356,6 +373,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             shutdown_timeout,
             tls_min_version,
             http_engine,
+            runtime,
         },
         organization: Organization {
             name,

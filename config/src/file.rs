@@ -174,6 +174,8 @@ pub struct ServerFile {
     pub tls_min_version: Option<String>,
     /// HTTP implementation of the public listener: "pingora" or "hyper".
     pub http_engine: Option<String>,
+    /// Scheduling of the public listener's workers: "work-stealing" or "per-core".
+    pub runtime: Option<String>,
 }
 
 /// `[organization]`

@@ -169,6 +169,22 @@ pub struct Server {
     pub tls_min_version: TlsVersion,
     /// Which HTTP implementation serves the public listener.
     pub http_engine: HttpEngine,
+    /// How the hyper engine's workers share the connections.
+    pub runtime: Runtime,
+}
+
+/// How the public listener's worker threads share the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// One multi-threaded tokio runtime: a busy worker's tasks move to an
+    /// idle one, so a few large transfers use every core.
+    #[default]
+    WorkStealing,
+    /// One single-threaded runtime per worker, each with its own
+    /// `SO_REUSEPORT` socket and backend pool, as nginx's workers: no
+    /// wake-up crosses threads (cheaper per request), but a connection
+    /// stays on the core the kernel gave it.
+    PerCore,
 }
 
 /// A TLS protocol version.

@@ -395,3 +395,34 @@ fn dmz_mode_needs_the_connector_listener_and_the_hyper_engine() {
         "{found:?}"
     );
 }
+
+#[test]
+fn runtime_defaults_to_work_stealing_and_per_core_needs_hyper() {
+    let loaded = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert_eq!(
+        loaded.config.server.runtime,
+        mft_config::model::Runtime::WorkStealing
+    );
+    let per_core = MINIMAL.replace("[server]\n", "[server]\nruntime = \"per-core\"\n");
+    let loaded = load_str(&per_core, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert_eq!(
+        loaded.config.server.runtime,
+        mft_config::model::Runtime::PerCore
+    );
+    let bad = MINIMAL.replace("[server]\n", "[server]\nruntime = \"green-threads\"\n");
+    let found = issues(&bad);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.runtime") && i.contains("per-core")),
+        "{found:?}"
+    );
+    let pingora = per_core.replace("[server]\n", "[server]\nhttp_engine = \"pingora\"\n");
+    let found = issues(&pingora);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.runtime") && i.contains("hyper")),
+        "{found:?}"
+    );
+}

@@ -31,7 +31,7 @@ use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
 use mft_config::connector::Via;
-use mft_config::model::HttpEngine;
+use mft_config::model::{HttpEngine, Runtime};
 use mft_config::Config;
 use mft_filters::auth::scope::{ScopePolicy, ScopeRule};
 use mft_filters::clock::SystemClock;
@@ -201,7 +201,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 Some(pool) => {
                     BackendPath::connectors(&config.backend, pool.clone(), parts.signer.clone())?
                 }
-                None => BackendPath::Direct(Box::new(Forwarder::new(&config.backend)?)),
+                None => BackendPath::Direct(Box::new(Forwarder::new(
+                    &config.backend,
+                    match s.runtime {
+                        Runtime::PerCore => s.threads,
+                        Runtime::WorkStealing => 1,
+                    },
+                )?)),
             };
             let front = HyperFront::new(
                 tls_config,
@@ -211,7 +217,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 config.limits.request_header_timeout,
                 s.keepalive_timeout,
             );
-            HttpsListener::bind(s.https_listen, s.threads)
+            HttpsListener::bind(s.https_listen, s.threads, s.runtime == Runtime::PerCore)
                 .with_context(|| format!("server.https_listen {}", s.https_listen))?
                 .start(Arc::new(front), server.watch_execution_phase())
                 .context("cannot start the HTTPS runtime")?;

@@ -105,8 +105,9 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A pool toward `[backend] url` with its timeouts and pool size.
-    pub fn new(backend: &Backend) -> Result<Self, ForwardError> {
+    /// A pool toward `[backend] url` with its timeouts and pool size, in
+    /// `shards` (one per per-core worker, else one).
+    pub fn new(backend: &Backend, shards: usize) -> Result<Self, ForwardError> {
         let url = &backend.url;
         let target = Target::from_url(url)?;
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -128,6 +129,7 @@ impl Forwarder {
             dial,
             backend.pool_size,
             backend.idle_timeout,
+            shards,
         );
         Ok(Forwarder {
             pool,

@@ -19,38 +19,88 @@ use tokio::sync::{broadcast, watch};
 /// descriptors) before trying again, so a full table does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The bound HTTPS socket, not yet accepting.
+/// The bound HTTPS socket(s), not yet accepting.
 pub struct HttpsListener {
-    socket: std::net::TcpListener,
+    /// One socket; with `per_core`, one per worker sharing the port.
+    sockets: Vec<std::net::TcpListener>,
     threads: usize,
+    per_core: bool,
 }
 
 impl HttpsListener {
-    /// Binds `addr` now, so a taken port fails start-up with its own error.
-    pub fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Self> {
-        let socket = std::net::TcpListener::bind(addr)?;
-        socket.set_nonblocking(true)?;
-        Ok(HttpsListener { socket, threads })
+    /// Binds `addr` now, so a taken port fails start-up with its own error:
+    /// one socket for one work-stealing runtime of `threads` workers, or
+    /// with `per_core` one `SO_REUSEPORT` socket per worker.
+    pub fn bind(addr: SocketAddr, threads: usize, per_core: bool) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let sockets = if per_core {
+            (0..threads)
+                .map(|_| reuseport_socket(addr))
+                .collect::<std::io::Result<Vec<_>>>()?
+        } else {
+            let socket = std::net::TcpListener::bind(addr)?;
+            socket.set_nonblocking(true)?;
+            vec![socket]
+        };
+        Ok(HttpsListener {
+            sockets,
+            threads,
+            per_core,
+        })
     }
 
-    /// Starts `threads` workers named `https` and the accept loop; returns
-    /// at once. `phases` is pingora's execution phase feed.
+    /// Starts the workers named `https` and their accept loops; returns at
+    /// once. `phases` is pingora's execution phase feed.
     pub fn start(
         self,
         front: Arc<HyperFront>,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> std::io::Result<()> {
+        if self.per_core {
+            for (index, socket) in self.sockets.into_iter().enumerate() {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let (front, phases) = (front.clone(), phases.resubscribe());
+                std::thread::Builder::new()
+                    .name(format!("https-{index}"))
+                    .spawn(move || {
+                        super::pool::set_worker(index);
+                        runtime.block_on(accept_loop(socket, front, phases))
+                    })?;
+            }
+            return Ok(());
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.threads.max(1))
+            .worker_threads(self.threads)
             .thread_name("https")
             .enable_all()
             .build()?;
-        let socket = self.socket;
-        std::thread::Builder::new()
-            .name("https-accept".into())
-            .spawn(move || runtime.block_on(accept_loop(socket, front, phases)))?;
+        // One socket without `per_core`. The thread keeps the runtime (and
+        // so its workers) alive: the accept loop never returns.
+        if let Some(socket) = self.sockets.into_iter().next() {
+            std::thread::Builder::new()
+                .name("https-accept".into())
+                .spawn(move || runtime.block_on(accept_loop(socket, front, phases)))?;
+        }
         Ok(())
     }
+}
+
+/// A listening socket that shares its port with the other workers'; the
+/// kernel spreads new connections over them.
+fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 async fn accept_loop(

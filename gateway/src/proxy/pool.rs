@@ -16,6 +16,8 @@
 use super::body::GuardedBody;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tower_service::Service;
@@ -44,6 +46,21 @@ struct Shared {
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
+    /// The sweeper starts with the first connection, on the runtime that
+    /// serves this shard's requests.
+    sweeping: AtomicBool,
+}
+
+thread_local! {
+    /// The per-core worker this thread is ([`set_worker`]); 0 elsewhere.
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Marks the current thread as per-core worker `index`: its requests use
+/// the pool shard of that index, whose connections' tasks run on the same
+/// thread, so sending a request wakes no other thread.
+pub fn set_worker(index: usize) {
+    WORKER.with(|w| w.set(index));
 }
 
 impl Shared {
@@ -108,36 +125,46 @@ impl Checkin {
     }
 }
 
-/// Idle connections toward `[backend] url`.
+/// Idle connections toward `[backend] url`: one shard, or one per per-core
+/// worker.
 pub struct UpstreamPool {
-    shared: Arc<Shared>,
-    /// The sweeper starts with the first connection, on the runtime that
-    /// serves requests.
-    sweeping: std::sync::atomic::AtomicBool,
+    shards: Box<[Arc<Shared>]>,
     connector: Connector,
     /// What the connector dials (scheme and authority only matter).
     dial: http::Uri,
 }
 
 impl UpstreamPool {
-    /// A pool of at most `max_idle` idle connections, each dropped after
-    /// `idle_timeout` unused.
+    /// A pool of at most `max_idle` idle connections in all, in `shards`
+    /// shards, each connection dropped after `idle_timeout` unused.
     pub fn new(
         connector: Connector,
         dial: http::Uri,
         max_idle: usize,
         idle_timeout: Duration,
+        shards: usize,
     ) -> Self {
+        let shards = shards.max(1);
+        let per_shard = max_idle.div_ceil(shards);
         UpstreamPool {
-            shared: Arc::new(Shared {
-                idle: Mutex::new(Vec::with_capacity(max_idle.min(1024))),
-                max_idle,
-                idle_timeout,
-            }),
-            sweeping: std::sync::atomic::AtomicBool::new(false),
+            shards: (0..shards)
+                .map(|_| {
+                    Arc::new(Shared {
+                        idle: Mutex::new(Vec::with_capacity(per_shard.min(1024))),
+                        max_idle: per_shard,
+                        idle_timeout,
+                        sweeping: AtomicBool::new(false),
+                    })
+                })
+                .collect(),
             connector,
             dial,
         }
+    }
+
+    fn shard(&self) -> &Arc<Shared> {
+        let index = WORKER.with(Cell::get) % self.shards.len();
+        &self.shards[index]
     }
 
     /// Sends `req` on an idle connection, or on a new one, and waits for
@@ -157,36 +184,27 @@ impl UpstreamPool {
         }
         // A pooled connection the backend closed in the meantime gives the
         // request back unsent: it then goes on the next one.
-        while let Some(mut sender) = self.shared.take() {
+        let shard = self.shard();
+        while let Some(mut sender) = shard.take() {
             if sender.ready().await.is_err() {
                 continue;
             }
             match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, self.checkin(sender))),
+                Ok(response) => return Ok((response, checkin(sender, shard))),
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) => req = unsent,
                     None => return Err(failed.into_error().into()),
                 },
             }
         }
-        let mut sender = self.connect().await?;
+        let mut sender = self.connect(shard).await?;
         let response = sender.send_request(req).await?;
-        Ok((response, self.checkin(sender)))
+        Ok((response, checkin(sender, shard)))
     }
 
-    fn checkin(&self, sender: Sender) -> Checkin {
-        Checkin {
-            sender,
-            shared: self.shared.clone(),
-        }
-    }
-
-    async fn connect(&self) -> Result<Sender, PoolError> {
-        if !self
-            .sweeping
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            self.start_sweeper();
+    async fn connect(&self, shard: &Arc<Shared>) -> Result<Sender, PoolError> {
+        if !shard.sweeping.swap(true, Ordering::Relaxed) {
+            start_sweeper(shard);
         }
         let io = self
             .connector
@@ -203,30 +221,37 @@ impl UpstreamPool {
         Ok(sender)
     }
 
-    /// Drops idle connections unused for longer than the idle timeout, so
-    /// that a quiet gateway does not hold the backend's sockets.
-    fn start_sweeper(&self) {
-        let shared = Arc::downgrade(&self.shared);
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            loop {
-                let period = match shared.upgrade() {
-                    Some(s) => s.idle_timeout.max(Duration::from_secs(1)),
-                    None => return,
-                };
-                tokio::time::sleep(period / 2).await;
-                let Some(s) = shared.upgrade() else { return };
-                let mut idle = s.lock();
-                let timeout = s.idle_timeout;
-                idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < timeout);
-            }
-        });
-    }
-
     /// Idle connections now.
     pub fn idle(&self) -> usize {
-        self.shared.lock().len()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
+}
+
+fn checkin(sender: Sender, shard: &Arc<Shared>) -> Checkin {
+    Checkin {
+        sender,
+        shared: shard.clone(),
+    }
+}
+
+/// Drops a shard's idle connections unused for longer than the idle
+/// timeout, so that a quiet gateway does not hold the backend's sockets.
+fn start_sweeper(shard: &Arc<Shared>) {
+    let shared = Arc::downgrade(shard);
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        loop {
+            let period = match shared.upgrade() {
+                Some(s) => s.idle_timeout.max(Duration::from_secs(1)),
+                None => return,
+            };
+            tokio::time::sleep(period / 2).await;
+            let Some(s) = shared.upgrade() else { return };
+            let mut idle = s.lock();
+            let timeout = s.idle_timeout;
+            idle.retain(|c| !c.sender.is_closed() && c.since.elapsed() < timeout);
+        }
+    });
 }

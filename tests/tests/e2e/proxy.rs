@@ -297,3 +297,75 @@ async fn forwarding_and_identity_headers_from_the_client_never_reach_the_backend
         "{head}"
     );
 }
+
+/// CPU ticks (user + system) each thread named `prefix*` of `pid` used.
+fn thread_ticks(pid: u32, prefix: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let name = name.trim().to_string();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let fields: Vec<u64> = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        out.push((name, fields.iter().sum()));
+    }
+    out.sort();
+    out
+}
+
+/// `[server] runtime = "per-core"`: one runtime, socket and backend pool per
+/// worker. Both protocols stream intact, connections land on both workers,
+/// and SIGTERM still drains and exits cleanly.
+#[tokio::test]
+async fn per_core_runtime_serves_both_protocols_on_every_worker_and_drains() {
+    add_server_line(r#"runtime = "per-core""#);
+    let mut s = stack().await;
+    roundtrip(&s, Proto::Http1, 8 << 20, 11).await;
+    roundtrip(&s, Proto::Http2, 8 << 20, 12).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        // A client of its own: a connection of its own, which the kernel
+        // hands to one of the workers' sockets.
+        let proto = if i % 2 == 0 {
+            Proto::Http1
+        } else {
+            Proto::Http2
+        };
+        let client = s.gateway.client(&s.certs, proto);
+        let url = format!("{}/api/v1/files", s.gateway.base);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let workers = thread_ticks(s.gateway.proc.child.id(), "https-");
+    let names: Vec<&str> = workers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["https-0", "https-1"], "one thread per worker");
+    assert!(
+        workers.iter().all(|(_, ticks)| *ticks > 0),
+        "every worker served connections: {workers:?}"
+    );
+    s.gateway.proc.signal("TERM");
+    let status = s
+        .gateway
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the gateway exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+}
