@@ -173,22 +173,6 @@ fn in_pingora(
     server.run_forever()
 }
 
-/// A listening socket that shares its port with the other workers' sockets;
-/// the kernel spreads new connections over them.
-fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    Ok(socket.into())
-}
-
 fn per_core(
     args: &[String],
     acceptor: tokio_rustls::TlsAcceptor,
@@ -197,7 +181,7 @@ fn per_core(
     let threads: usize = args[5].parse()?;
     let mut workers = Vec::new();
     for _ in 0..threads.max(1) {
-        let socket = reuseport_listener(listen)?;
+        let socket = mft_gateway::proxy::listener::reuseport_socket(listen)?;
         let (acceptor, upstream, key) = (acceptor.clone(), args[2].clone(), args[6].clone());
         workers.push(std::thread::spawn(move || -> Result<(), String> {
             let runtime = tokio::runtime::Builder::new_current_thread()

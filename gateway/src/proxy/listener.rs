@@ -88,8 +88,8 @@ impl HttpsListener {
 }
 
 /// A listening socket that shares its port with the other workers'; the
-/// kernel spreads new connections over them.
-fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// kernel spreads new connections over them. Also the floor's (`bare_hyper`).
+pub fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,

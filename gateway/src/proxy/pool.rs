@@ -220,11 +220,6 @@ impl UpstreamPool {
         });
         Ok(sender)
     }
-
-    /// Idle connections now.
-    pub fn idle(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
-    }
 }
 
 fn checkin(sender: Sender, shard: &Arc<Shared>) -> Checkin {
