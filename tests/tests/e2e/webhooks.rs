@@ -523,7 +523,8 @@ async fn sigkill_with_events_queued_delivers_each_after_restart() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(entries(&log).is_empty());
     let _gateway = launch_gateway(&path, &certs, config.clone(), https, admin, key).await;
-    let e = wait_log(&log, Duration::from_secs(30), |e| delivered(e, &ids)).await;
+    // A message the kill caught mid-send waits for its 60 s lease first.
+    let e = wait_log(&log, Duration::from_secs(90), |e| delivered(e, &ids)).await;
     assert!(e.iter().all(|x| x["verified"] == true), "{e:#?}");
     let got = by_delivery(&e);
     assert_eq!(got.len(), 3);
