@@ -15,7 +15,7 @@ use crate::connector::listener::ConnectorListener;
 use crate::connector::metrics::ConnectorMetrics;
 use crate::connector::ConnectorPool;
 use crate::control::ControlPlane;
-use crate::drain::{self, InFlight};
+use crate::drain::{self, Drain, InFlight};
 use crate::metrics::Metrics;
 use crate::proxy::accept::HyperFront;
 use crate::proxy::backend_path::BackendPath;
@@ -112,8 +112,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let backend_pool = pool.clone().filter(|_| dmz);
 
     let shared_config = Arc::new(config.clone());
+    // SIGTERM stops the bridges and workers through this (see drain.rs).
+    let bridge_drain = Drain::new();
     start_bridges(
         &shared_config,
+        &bridge_drain,
         BackendClient::new_via(&config.backend, signer.clone(), backend_pool.clone())?,
         &auth,
         &store,
@@ -130,6 +133,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         audit.clone(),
         metrics.registry(),
         backend_pool.clone(),
+        bridge_drain.clone(),
     )?);
 
     let conf = ServerConf {
@@ -145,7 +149,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .to_string_lossy()
             .into_owned(),
         // The drain watcher exits as soon as nothing is in flight; this is only the upper bound.
-        grace_period_seconds: Some(s.shutdown_timeout.as_secs().max(1)),
+        // (plus the time the bridges get to abandon unfinished work cleanly).
+        grace_period_seconds: Some(
+            s.shutdown_timeout.as_secs().max(1) + drain::ABORT_CLEANUP.as_secs() + 1,
+        ),
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: config.backend.pool_size,
         // Work stealing stays on: with one runtime per thread, pingora's idle
@@ -257,6 +264,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drain::exit_when_drained(
         server.watch_execution_phase(),
         in_flight,
+        bridge_drain,
         s.shutdown_timeout,
         move || {
             // The last requests' audit records must reach the disk before exit.
@@ -290,8 +298,12 @@ fn h2_options() -> pingora_core::protocols::http::v2::server::H2Options {
 }
 
 /// Starts the protocol bridges on their own runtime, when any is configured.
+// The process's shared services, handed over once: a struct for them would
+// only repeat BridgeContext.
+#[allow(clippy::too_many_arguments)]
 fn start_bridges(
     config: &Arc<Config>,
+    drain: &Drain,
     backend: BackendClient,
     auth: &Arc<crate::auth::Authenticator>,
     store: &KeyStore,
@@ -321,6 +333,7 @@ fn start_bridges(
         metrics: metrics.clone(),
         certified_key,
         runtime,
+        drain: drain.clone(),
     });
     crate::bridge::start_all(&ctx)
 }

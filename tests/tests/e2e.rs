@@ -4,6 +4,7 @@
 mod e2e {
     pub mod admin_hardening;
     pub mod auth;
+    pub mod bridge_drain;
     pub mod cli;
     pub mod console;
     pub mod content_digest;

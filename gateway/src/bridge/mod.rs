@@ -47,6 +47,8 @@ pub struct BridgeContext {
     pub certified_key: Arc<CertifiedKey>,
     /// The runtime the bridges run on.
     pub runtime: runtime::BridgeRuntime,
+    /// SIGTERM: stop taking work, finish what was taken (drain.rs).
+    pub drain: crate::drain::Drain,
 }
 
 /// Starts every configured bridge on the bridge runtime. A bridge that

@@ -285,6 +285,22 @@ impl KeyStore {
         Ok(())
     }
 
+    /// Gives a claimed job back at once (shutdown): another gateway, or
+    /// this one after its restart, may take it without waiting for the lease.
+    pub async fn release_relay_lease(&self, job: &RelayJob) -> Result<(), StoreError> {
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE relay_jobs SET lease_until = 0 \
+             WHERE delivery_id = $1 AND partner = $2 AND state = 'queued'"
+        )
+        .bind(&job.delivery_id)
+        .bind(&job.partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("release a relay lease"))?
+        .rows_affected());
+        Ok(())
+    }
+
     /// The job relaying `delivery_id` to `partner`.
     pub async fn relay_job(
         &self,

@@ -312,6 +312,20 @@ impl KeyStore {
         Ok(claimed)
     }
 
+    /// Gives a claimed message back at once (shutdown): the next process
+    /// sends it without waiting for the lease.
+    pub async fn release_message_lease(&self, id: &str) -> Result<(), StoreError> {
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE outbound_messages SET lease_until = 0 WHERE id = $1 AND state = 'queued'"
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("release a message lease"))?
+        .rows_affected());
+        Ok(())
+    }
+
     /// After an attempt: `retry_in` = `Some` schedules another one, `None`
     /// ends the message as `sent` (no `error`) or `failed`.
     pub async fn message_outcome(

@@ -410,6 +410,22 @@ impl KeyStore {
         Ok(claimed)
     }
 
+    /// Gives a claimed message back at once (shutdown): the next process
+    /// sends it without waiting for the lease.
+    pub async fn release_webhook_lease(&self, msg: &WebhookMessage) -> Result<(), StoreError> {
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE webhook_messages SET lease_until = 0 \
+             WHERE msg_id = $1 AND webhook_id = $2 AND state = 'queued'"
+        )
+        .bind(&msg.msg_id)
+        .bind(&msg.webhook_id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("release a webhook lease"))?
+        .rows_affected());
+        Ok(())
+    }
+
     /// The receiver took the message: done, and the subscription is healthy.
     pub async fn webhook_delivered(&self, msg: &WebhookMessage) -> Result<(), StoreError> {
         let now = self.now_ms();

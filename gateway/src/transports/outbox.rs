@@ -52,30 +52,53 @@ impl Outbox {
         }
     }
 
-    /// Sends due messages until the process ends.
-    pub async fn run(self: Arc<Self>) {
-        loop {
-            if let Err(e) = self.round().await {
+    /// Sends due messages until the shutdown starts; sends under way then
+    /// finish, or release their lease at the timeout.
+    pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
+        while !drain.is_stopping() {
+            if let Err(e) = self.round(&drain).await {
                 tracing::warn!(error = %e, "message queue round failed; trying again");
             }
-            tokio::time::sleep(self.config.trust.relay_poll_interval).await;
+            if !drain.sleep(self.config.trust.relay_poll_interval).await {
+                return;
+            }
         }
     }
 
-    async fn round(&self) -> anyhow::Result<()> {
-        loop {
+    async fn round(&self, drain: &crate::drain::Drain) -> anyhow::Result<()> {
+        while !drain.is_stopping() {
             let due = self.store.claim_due_messages(PARALLEL * 2, LEASE).await?;
             if due.is_empty() {
                 return Ok(());
             }
+            let _working = drain.work();
             futures_util::stream::iter(due)
-                .for_each_concurrent(PARALLEL, |m| async move { self.work(m).await })
+                .for_each_concurrent(PARALLEL, |m| async move {
+                    if drain.is_stopping() {
+                        self.release(&m).await;
+                        return;
+                    }
+                    tokio::select! {
+                        () = self.work(&m) => {}
+                        () = drain.aborting() => {
+                            tracing::info!(message_id = %m.id, "shutdown: message send abandoned, lease released");
+                            self.release(&m).await;
+                        }
+                    }
+                })
                 .await;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, m: &QueuedMessage) {
+        if let Err(e) = self.store.release_message_lease(&m.id).await {
+            tracing::warn!(message_id = %m.id, error = %e, "cannot release a message lease; it expires on its own");
         }
     }
 
-    async fn work(&self, m: QueuedMessage) {
-        let outcome = self.attempt(&m).await;
+    async fn work(&self, m: &QueuedMessage) {
+        let outcome = self.attempt(m).await;
         let attempts = m.attempts.saturating_add(1);
         let age = SystemTime::now()
             .duration_since(m.created_at)

@@ -78,19 +78,28 @@ impl Receipts {
         }
     }
 
-    /// Sends due receipts until the process ends.
-    pub async fn run(self: Arc<Self>) {
+    /// Sends due receipts until the shutdown starts; a receipt being sent
+    /// then is finished (a receipt cut by the exit is sent again after the
+    /// restart, and the partner takes it once).
+    pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
         let interval = self.config.trust.relay_poll_interval;
-        loop {
+        while !drain.is_stopping() {
             match self.store.due_receipts(BATCH).await {
                 Ok(due) => {
                     for file in due {
+                        if drain.is_stopping() {
+                            return;
+                        }
+                        let _working = drain.work();
                         self.send(&file).await;
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read due receipts"),
             }
-            let _ = tokio::time::timeout(interval, self.nudge.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(interval, self.nudge.notified()) => {}
+                () = drain.stopping() => return,
+            }
         }
     }
 

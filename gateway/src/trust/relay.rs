@@ -210,31 +210,50 @@ impl Relay {
         self.nudge.notify_one();
     }
 
-    /// Reads the feed and works the queue until the process ends.
-    pub async fn run(self: Arc<Self>) {
+    /// Reads the feed and works the queue until the shutdown starts; jobs
+    /// being worked then finish, or release their lease at the timeout.
+    pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
         let interval = self.config.trust.relay_poll_interval;
-        loop {
-            if let Err(e) = self.round().await {
+        while !drain.is_stopping() {
+            if let Err(e) = self.round(&drain).await {
                 tracing::warn!(error = %e, "relay round failed; trying again");
             }
-            let _ = tokio::time::timeout(interval, self.nudge.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(interval, self.nudge.notified()) => {}
+                () = drain.stopping() => return,
+            }
         }
     }
 
     /// One pass: read new deliveries, then work what is due.
-    pub async fn round(&self) -> anyhow::Result<()> {
+    async fn round(&self, drain: &crate::drain::Drain) -> anyhow::Result<()> {
         let partners = self.store.list_partners().await?;
         if partners.is_empty() {
             return Ok(());
         }
         self.read_feed(&partners).await?;
+        if drain.is_stopping() {
+            return Ok(());
+        }
         let due = self.store.claim_due_relays(PARALLEL * 2, LEASE).await?;
+        let _working = drain.work();
         futures_util::stream::iter(due)
             .for_each_concurrent(PARALLEL, |job| async move {
-                self.work(job).await;
+                if drain.is_stopping() {
+                    // Claimed but not started: free for the next process now.
+                    self.release(&job).await;
+                    return;
+                }
+                self.work(job, drain).await;
             })
             .await;
         Ok(())
+    }
+
+    async fn release(&self, job: &RelayJob) {
+        if let Err(e) = self.store.release_relay_lease(job).await {
+            tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot release a relay lease; it expires on its own");
+        }
     }
 
     async fn read_feed(&self, partners: &[PartnerRecord]) -> anyhow::Result<()> {
@@ -313,7 +332,7 @@ impl Relay {
         self.backend.send(&gateway_ctx(), &call).await.map(drop)
     }
 
-    async fn work(&self, job: RelayJob) {
+    async fn work(&self, job: RelayJob, drain: &crate::drain::Drain) {
         let attempt = self.attempt(&job);
         tokio::pin!(attempt);
         let mut renewal = tokio::time::interval(LEASE_RENEWAL);
@@ -321,6 +340,13 @@ impl Relay {
         let outcome = loop {
             tokio::select! {
                 outcome = &mut attempt => break outcome,
+                () = drain.aborting() => {
+                    // Every step is idempotent at the partner: the next
+                    // process repeats this attempt at once, not after the lease.
+                    tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, "shutdown: relay attempt abandoned, lease released");
+                    self.release(&job).await;
+                    return;
+                }
                 _ = renewal.tick() => {
                     if let Err(e) = self.store.renew_relay_lease(&job, LEASE).await {
                         tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot renew a relay lease");

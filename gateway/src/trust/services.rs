@@ -127,6 +127,7 @@ impl Federation {
         audit: AuditLog,
         registry: &prometheus::Registry,
         connectors: Option<Arc<crate::connector::ConnectorPool>>,
+        drain: crate::drain::Drain,
     ) -> anyhow::Result<Federation> {
         let metrics = super::metrics::FederationMetrics::new(registry)
             .context("cannot register federation metrics")?;
@@ -161,15 +162,15 @@ impl Federation {
             .with_webhooks(webhooks.clone()),
         );
         let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit, metrics));
-        runtime.spawn(relay.clone().run());
-        runtime.spawn(receipts.clone().run());
-        runtime.spawn(webhooks.clone().run());
+        runtime.spawn(relay.clone().run(drain.clone()));
+        runtime.spawn(receipts.clone().run(drain.clone()));
+        runtime.spawn(webhooks.clone().run(drain.clone()));
         runtime.spawn(
             Arc::new(crate::transports::outbox::Outbox::new(
                 store_for_outbox,
                 config.clone(),
             ))
-            .run(),
+            .run(drain),
         );
         let rate_limit = config
             .trust

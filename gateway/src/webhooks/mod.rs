@@ -371,30 +371,34 @@ impl Webhooks {
         .await;
     }
 
-    /// Reads the feed and sends what is due until the process ends.
-    pub async fn run(self: Arc<Self>) {
+    /// Reads the feed and sends what is due until the shutdown starts;
+    /// sends under way then finish, or release their lease at the timeout.
+    pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
         if self.sealer.is_none() {
             tracing::info!(
                 "webhooks: [trust] encryption_key is not set; no webhook can be added or sent"
             );
         }
-        loop {
-            if let Err(e) = self.round().await {
+        while !drain.is_stopping() {
+            if let Err(e) = self.round(&drain).await {
                 tracing::warn!(error = %e, "webhook round failed; trying again");
             }
-            let _ = tokio::time::timeout(self.poll, self.nudge.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(self.poll, self.nudge.notified()) => {}
+                () = drain.stopping() => return,
+            }
         }
     }
 
     /// One pass: queue new deliveries from the feed, then send what is due.
-    pub async fn round(&self) -> anyhow::Result<()> {
+    async fn round(&self, drain: &crate::drain::Drain) -> anyhow::Result<()> {
         if self.sealer.is_none() {
             return Ok(());
         }
         if self.store.webhooks_want("delivery.created").await? {
             self.read_feed().await?;
         }
-        loop {
+        while !drain.is_stopping() {
             let due = self
                 .store
                 .claim_due_webhook_messages(PARALLEL * 4, LEASE)
@@ -402,9 +406,32 @@ impl Webhooks {
             if due.is_empty() {
                 return Ok(());
             }
+            let _working = drain.work();
             futures_util::stream::iter(due)
-                .for_each_concurrent(PARALLEL, |m| async move { self.work(m).await })
+                .for_each_concurrent(PARALLEL, |m| async move {
+                    if drain.is_stopping() {
+                        // Claimed but not sent: free for the next process now.
+                        self.release(&m).await;
+                        return;
+                    }
+                    tokio::select! {
+                        () = self.work(&m) => {}
+                        () = drain.aborting() => {
+                            // The receiver dedupes on webhook-id; the next
+                            // process sends it again at once.
+                            tracing::info!(webhook = %m.webhook_id, webhook_id = %m.msg_id, "shutdown: webhook send abandoned, lease released");
+                            self.release(&m).await;
+                        }
+                    }
+                })
                 .await;
+        }
+        Ok(())
+    }
+
+    async fn release(&self, m: &WebhookMessage) {
+        if let Err(e) = self.store.release_webhook_lease(m).await {
+            tracing::warn!(webhook = %m.webhook_id, error = %e, "cannot release a webhook lease; it expires on its own");
         }
     }
 
@@ -446,7 +473,7 @@ impl Webhooks {
         }
     }
 
-    async fn work(&self, m: WebhookMessage) {
+    async fn work(&self, m: &WebhookMessage) {
         let outcome = match &self.sealer {
             Some(sealer) => match open_secret(sealer, &m.webhook_id, &m.secret_sealed) {
                 Ok(secret) => {
@@ -462,14 +489,14 @@ impl Webhooks {
         let recorded = match outcome {
             Ok(status) => {
                 tracing::info!(webhook = %m.webhook_id, webhook_id = %m.msg_id, event = %m.event_type, status, attempts, "webhook delivered");
-                self.store.webhook_delivered(&m).await.map(|()| false)
+                self.store.webhook_delivered(m).await.map(|()| false)
             }
             Err(e) => {
                 let delay = self.retry.next_delay(attempts, Some(self.retry.base));
                 let message = e.to_string();
                 tracing::info!(webhook = %m.webhook_id, webhook_id = %m.msg_id, event = %m.event_type, attempts, ?delay, error = %message, "webhook not delivered; will retry");
                 self.store
-                    .webhook_failed(&m, delay, &message, DISABLE_AFTER)
+                    .webhook_failed(m, delay, &message, DISABLE_AFTER)
                     .await
             }
         };

@@ -73,10 +73,16 @@ impl Poller {
         })
     }
 
+    /// Polls until the shutdown starts; a message being fetched and
+    /// delivered then is finished first.
     async fn run(mut self) {
         let mut backoff = Backoff::default();
-        loop {
-            let session = session::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()).await;
+        let drain = self.ctx.drain.clone();
+        while !drain.is_stopping() {
+            let session = tokio::select! {
+                s = session::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()) => s,
+                () = drain.stopping() => return,
+            };
             let error = match session {
                 Ok(s) => {
                     self.metrics.connected.set(1);
@@ -84,22 +90,32 @@ impl Poller {
                     // The session is dropped with the error: it failed anyway.
                     let e = self.serve(s, &mut backoff).await;
                     self.metrics.connected.set(0);
-                    e
+                    match e {
+                        Some(e) => e,
+                        None => {
+                            tracing::info!(mailbox = %self.id, "shutdown: IMAP poller stopped");
+                            return;
+                        }
+                    }
                 }
                 Err(e) => e,
             };
             let delay = backoff.next_delay();
             tracing::warn!(mailbox = %self.id, error = %error, retry_in_ms = delay.as_millis() as u64, "IMAP session ended");
-            tokio::time::sleep(delay).await;
+            if !drain.sleep(delay).await {
+                return;
+            }
         }
     }
 
-    /// Polls until the connection fails; returns why.
-    async fn serve(&mut self, mut s: Session, backoff: &mut Backoff) -> ImapError {
+    /// Polls until the connection fails (returns why) or the shutdown
+    /// starts (logs out, returns `None`).
+    async fn serve(&mut self, mut s: Session, backoff: &mut Backoff) -> Option<ImapError> {
         let limit = self.mailbox.conn.command_timeout;
+        let drain = self.ctx.drain.clone();
         let caps = match timed(limit, "CAPABILITY", s.capabilities()).await {
             Ok(c) => c,
-            Err(e) => return e,
+            Err(e) => return Some(e),
         };
         let caps = sync::Caps {
             idle: caps.has_str("IDLE"),
@@ -109,25 +125,40 @@ impl Poller {
         loop {
             let outcome = match sync::sync(self, &mut s, &caps).await {
                 Ok(o) => o,
-                Err(e) => return e,
+                Err(e) => return Some(e),
             };
             self.metrics.poll_ok();
             backoff.reset();
+            if drain.is_stopping() {
+                break;
+            }
             if outcome == sync::Outcome::RetryLater || !(caps.idle && self.mailbox.idle) {
-                tokio::time::sleep(self.mailbox.conn.poll_interval).await;
+                if !drain.sleep(self.mailbox.conn.poll_interval).await {
+                    break;
+                }
                 continue;
             }
-            s = match idle(s, limit).await {
+            s = match idle(s, limit, &drain).await {
                 Ok(s) => s,
-                Err(e) => return e,
+                Err(e) => return Some(e),
             };
+            if drain.is_stopping() {
+                break;
+            }
         }
+        let _ = timed(limit, "LOGOUT", s.logout()).await;
+        None
     }
 }
 
-/// Waits in IDLE until the server reports a change or [`IDLE_RENEW`] passes.
-/// `idle()` takes the session by value; `done()` gives it back.
-async fn idle(s: Session, limit: Duration) -> Result<Session, ImapError> {
+/// Waits in IDLE until the server reports a change, [`IDLE_RENEW`] passes
+/// or the shutdown starts. `idle()` takes the session by value; `done()`
+/// gives it back.
+async fn idle(
+    s: Session,
+    limit: Duration,
+    drain: &crate::drain::Drain,
+) -> Result<Session, ImapError> {
     let mut handle = s.idle();
     timed(limit, "IDLE", handle.init()).await?;
     {
@@ -135,7 +166,11 @@ async fn idle(s: Session, limit: Duration) -> Result<Session, ImapError> {
         // The inner timeout restarts with every keepalive; the outer one
         // ends the IDLE for renewal while keepalives keep coming. Either
         // way DONE follows, under the command timeout.
-        if let Ok(Err(e)) = tokio::time::timeout(IDLE_RENEW, wait).await {
+        let waited = tokio::select! {
+            w = tokio::time::timeout(IDLE_RENEW, wait) => Some(w),
+            () = drain.stopping() => None,
+        };
+        if let Some(Ok(Err(e))) = waited {
             return Err(ImapError::Command {
                 what: "IDLE".to_string(),
                 source: e,

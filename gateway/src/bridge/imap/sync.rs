@@ -91,6 +91,11 @@ pub(crate) async fn sync(
     };
     listing.sort_unstable();
     for (uid, size) in listing {
+        // Between messages: the rest waits for the next process.
+        if p.ctx.drain.is_stopping() {
+            break;
+        }
+        let _working = p.ctx.drain.work();
         let step = process(p, s, uidvalidity, uid, size).await?;
         match step {
             Step::Retry => {

@@ -65,14 +65,19 @@ impl Poller {
         })
     }
 
+    /// Polls until the shutdown starts; the message being delivered then
+    /// is finished, and QUIT commits the deletions made so far.
     async fn run(mut self) {
         let mut backoff = Backoff::default();
-        loop {
+        let drain = self.ctx.drain.clone();
+        while !drain.is_stopping() {
             match self.pass().await {
                 Ok(()) => {
                     backoff.reset();
                     self.metrics.poll_ok();
-                    tokio::time::sleep(self.mailbox.conn.poll_interval).await;
+                    if !drain.sleep(self.mailbox.conn.poll_interval).await {
+                        return;
+                    }
                 }
                 Err(e) => {
                     let delay = backoff.next_delay().max(std::cmp::min(
@@ -80,7 +85,9 @@ impl Poller {
                         super::mailbox::backoff::INITIAL,
                     ));
                     tracing::warn!(mailbox = %self.id, error = %e, retry_in_ms = delay.as_millis() as u64, "POP3 session failed");
-                    tokio::time::sleep(delay).await;
+                    if !drain.sleep(delay).await {
+                        return;
+                    }
                 }
             }
         }
@@ -115,6 +122,11 @@ impl Poller {
         let present: HashSet<String> = listing.iter().map(|(_, u)| u.clone()).collect();
         let seen = self.ctx.store.pop3_seen(&self.id).await?;
         for (n, uidl) in listing {
+            // Between messages: QUIT (in `pass`) commits what was done.
+            if self.ctx.drain.is_stopping() {
+                break;
+            }
+            let _working = self.ctx.drain.work();
             if seen.contains(&uidl) {
                 // Delivered in an earlier session whose QUIT never came.
                 if self.mailbox.delete {

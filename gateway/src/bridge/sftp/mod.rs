@@ -112,8 +112,14 @@ async fn accept_loop(
     shared: Arc<server::Shared>,
 ) {
     let conns = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
+    let drain = shared.ctx.drain.clone();
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            // Dropping the listener closes the port: new clients are refused.
+            () = drain.stopping() => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

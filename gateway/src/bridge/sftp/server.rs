@@ -366,6 +366,7 @@ impl Conn {
             metrics: shared.metrics.clone(),
             audit: shared.ctx.audit.clone(),
             client_ip: self.peer.map(|p| p.ip()),
+            drain: shared.ctx.drain.clone(),
         }
     }
 }

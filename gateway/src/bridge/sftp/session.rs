@@ -65,6 +65,8 @@ pub struct SessionCtx {
     pub client_ip: Option<IpAddr>,
     /// Sender address of on_upload deliveries.
     pub sender: String,
+    /// SIGTERM: no new transfers; open ones finish up to the timeout.
+    pub drain: crate::drain::Drain,
 }
 
 /// One SFTP session.
@@ -72,22 +74,43 @@ pub struct Session {
     ctx: SessionCtx,
     handles: HashMap<String, Open>,
     next_handle: u64,
+    /// One per open file: the process waits for them at shutdown.
+    transfers: HashMap<String, crate::drain::WorkGuard>,
 }
 
 /// Reads requests from `reader` and answers on `writer` until the client
-/// closes the channel or breaks the protocol. Open uploads are dropped on
-/// the way out, which terminates them: a session without CLOSE publishes
-/// nothing.
+/// closes the channel or breaks the protocol, or the shutdown timeout
+/// passed. Open uploads are dropped on the way out, which terminates them:
+/// a session without CLOSE publishes nothing.
 pub async fn run<R, W>(mut reader: R, mut writer: W, ctx: SessionCtx)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let drain = ctx.drain.clone();
     let mut session = Session {
         ctx,
         handles: HashMap::new(),
         next_handle: 1,
+        transfers: HashMap::new(),
     };
+    let aborted = tokio::select! {
+        () = serve(&mut reader, &mut writer, &mut session) => false,
+        () = drain.aborting() => true,
+    };
+    if aborted && !session.handles.is_empty() {
+        tracing::warn!(user = %session.ctx.user.config.name, open = session.handles.len(),
+            "shutdown timeout: sftp session closed with files open; unfinished uploads are discarded");
+    }
+    // Dropping the handles terminates unfinished uploads.
+    drop(session);
+}
+
+async fn serve<R, W>(reader: &mut R, writer: &mut W, session: &mut Session)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     while let Ok(len) = reader.read_u32().await {
         let len = len as usize;
         if len == 0 || len > MAX_PACKET {
@@ -122,8 +145,6 @@ where
             break;
         }
     }
-    // Dropping the handles terminates unfinished uploads.
-    drop(session);
 }
 
 fn status(id: u32, (code, msg): Fail) -> Packet {
@@ -348,6 +369,12 @@ impl Session {
     }
 
     async fn open(&mut self, id: u32, raw: &str, flags: OpenFlags) -> Result<Packet, Fail> {
+        if self.ctx.drain.is_stopping() {
+            return Err(fail(
+                StatusCode::Failure,
+                "the server is shutting down; try again in a moment",
+            ));
+        }
         let p = self.path(raw)?;
         let Some(name) = p.name().map(str::to_string) else {
             return Err(fail(StatusCode::Failure, "the root is a folder"));
@@ -372,6 +399,7 @@ impl Session {
                 .ok_or_else(|| fail(StatusCode::NoSuchFile, "no such file"))?;
             let d = Download::new(self.ctx.fs.clone(), entry, self.ctx.metrics.clone());
             let handle = self.add_handle(Open::Read(Box::new(d)))?;
+            self.transfers.insert(handle.clone(), self.ctx.drain.work());
             return Ok(Packet::Handle(HandleReply { id, handle }));
         }
         self.need(perms.upload, "upload")?;
@@ -402,6 +430,7 @@ impl Session {
             replace,
             self.ctx.limits.clone(),
             self.ctx.metrics.clone(),
+            self.ctx.drain.work(),
         )
         .await
         .map_err(|e| fail(StatusCode::Failure, e.to_string()))?;
@@ -409,6 +438,7 @@ impl Session {
             upload: Box::new(upload),
             path: p,
         })?;
+        self.transfers.insert(handle.clone(), self.ctx.drain.work());
         Ok(Packet::Handle(HandleReply { id, handle }))
     }
 
@@ -447,6 +477,8 @@ impl Session {
     }
 
     async fn close(&mut self, id: u32, handle: &str) -> Result<Packet, Fail> {
+        // Held until the upload is published (or refused) and answered.
+        let _transfer = self.transfers.remove(handle);
         match self.handles.remove(handle) {
             None => Err(fail(StatusCode::Failure, "invalid handle")),
             Some(Open::Dir(_)) | Some(Open::Read(_)) => Ok(ok(id)),

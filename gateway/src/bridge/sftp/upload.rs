@@ -124,6 +124,7 @@ impl Upload {
         replace: Vec<Entry>,
         limits: UploadLimits,
         metrics: Arc<SftpMetrics>,
+        working: crate::drain::WorkGuard,
     ) -> Result<Upload, UploadError> {
         let metadata = format!("filename {},folder {}", b64(name), b64(folder));
         let meta = HeaderValue::from_str(&metadata)
@@ -151,6 +152,7 @@ impl Upload {
             failed: failed.clone(),
             replace,
             metrics,
+            _working: working,
         };
         tokio::spawn(task.run(rx));
         Ok(Upload {
@@ -345,6 +347,8 @@ struct Task {
     failed: Arc<Mutex<Option<UploadError>>>,
     replace: Vec<Entry>,
     metrics: Arc<SftpMetrics>,
+    /// The process waits for this task (publish or terminate) at shutdown.
+    _working: crate::drain::WorkGuard,
 }
 
 impl Task {

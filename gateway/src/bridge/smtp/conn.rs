@@ -114,6 +114,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Like [`Conn::fill`], but gives up waiting (`Ok(None)`) when `stop`
+    /// resolves first. The queued replies are written before: a reply is
+    /// never cut by the stop.
+    pub async fn fill_unless(
+        &mut self,
+        idle: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> io::Result<Option<Read>> {
+        self.flush().await?;
+        let start = self.pending.len();
+        let read = tokio::select! {
+            r = self.fill(idle) => Some(r?),
+            () = stop => None,
+        };
+        if read.is_none() {
+            // The cancelled read may have left its zeroed buffer behind.
+            self.pending.truncate(start);
+        }
+        Ok(read)
+    }
+
     /// One line (without CRLF) for an AUTH exchange; `None` when the client
     /// went away, timed out or sent an over-long line.
     pub async fn read_line(&mut self, idle: Duration) -> io::Result<Option<String>> {

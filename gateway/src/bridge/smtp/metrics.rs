@@ -5,7 +5,7 @@ use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 /// Registered once per process on the gateway's registry.
 #[derive(Clone)]
 pub struct SmtpMetrics {
-    /// `mft_smtp_sessions_total{outcome}`: accepted, refused_network, refused_banned, refused_per_ip, refused_busy, cut_deadline (a session or DATA time limit ended it).
+    /// `mft_smtp_sessions_total{outcome}`: accepted, refused_network, refused_banned, refused_per_ip, refused_busy, cut_deadline (a session or DATA time limit ended it), cut_shutdown (421 4.3.2 between messages at shutdown).
     pub sessions: IntCounterVec,
     /// `mft_smtp_messages_total{outcome}`: accepted, too_big, unparseable, spool_error.
     pub messages: IntCounterVec,

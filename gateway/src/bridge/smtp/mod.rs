@@ -114,8 +114,14 @@ fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, implicit_tls: bool) {
+    let drain = shared.ctx.drain.clone();
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            // Dropping the listener closes the port: new clients are refused.
+            () = drain.stopping() => return,
+        };
+        match accepted {
             Ok((tcp, peer)) => {
                 let shared = shared.clone();
                 tokio::spawn(async move {
@@ -164,6 +170,9 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
         return refuse(tcp, reply::BUSY).await;
     };
     m.sessions.with_label_values(&["accepted"]).inc();
+    // The process waits for the session (a DATA transfer finishes); one
+    // idle between messages ends at once with 421.
+    let _working = shared.ctx.drain.work();
     let _ = tcp.set_nodelay(true);
     let write_timeout = shared.cfg.command_timeout;
     let mut session = Session::new(shared.clone(), peer, implicit_tls);

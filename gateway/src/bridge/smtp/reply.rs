@@ -67,6 +67,12 @@ pub fn greeting(hostname: &str) -> String {
     format!("220 {hostname} ESMTP mft-gateway\r\n")
 }
 
+/// `421 4.3.2` (RFC 3463: system not accepting network messages): the
+/// gateway is shutting down; sent between messages, never during DATA.
+pub fn shutting_down(hostname: &str) -> String {
+    format!("421 4.3.2 {hostname} Service shutting down, try again later\r\n")
+}
+
 /// `250 <host>` for HELO.
 pub fn helo(hostname: &str) -> String {
     format!("250 {hostname}\r\n")

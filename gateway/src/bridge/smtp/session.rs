@@ -130,6 +130,20 @@ impl Session {
         }
     }
 
+    /// The gateway is shutting down: `421 4.3.2`, and the session ends.
+    fn shutting_down<S>(&self, conn: &mut Conn<S>) -> Exit
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.shared
+            .metrics
+            .sessions
+            .with_label_values(&["cut_shutdown"])
+            .inc();
+        conn.send(&reply::shutting_down(&self.shared.cfg.hostname));
+        Exit::Close
+    }
+
     /// After the TLS handshake: forget everything learnt in clear (RFC 3207).
     pub fn upgraded(&mut self) {
         self.tls = true;
@@ -162,15 +176,25 @@ impl Session {
         let cfg = self.shared.cfg.clone();
         let mut receiver = RequestReceiver::default();
         conn.set_deadline(Some(self.deadline));
+        let drain = self.shared.ctx.drain.clone();
         loop {
+            // Between commands, so between messages: a message in DATA
+            // was finished (and spooled) before the session gets here.
+            if drain.is_stopping() {
+                return Ok(self.shutting_down(conn));
+            }
             if conn.pending.is_empty() {
-                match conn.fill(cfg.command_timeout).await? {
-                    Read::Data => {}
-                    Read::Eof => return Ok(Exit::Close),
-                    Read::Timeout => {
+                match conn
+                    .fill_unless(cfg.command_timeout, drain.stopping())
+                    .await?
+                {
+                    Some(Read::Data) => {}
+                    Some(Read::Eof) => return Ok(Exit::Close),
+                    Some(Read::Timeout) => {
                         conn.send(self.timed_out(conn.past_deadline()));
                         return Ok(Exit::Close);
                     }
+                    None => return Ok(self.shutting_down(conn)),
                 }
             }
             let (parsed, consumed) = {

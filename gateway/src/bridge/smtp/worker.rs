@@ -28,10 +28,13 @@ enum Attempt {
     Retry,
 }
 
-/// Runs forever on the bridge runtime.
+/// Runs on the bridge runtime until the shutdown starts; a delivery under
+/// way then finishes (one cut by the exit stays spooled and is delivered,
+/// under the same idempotency key, after the restart).
 pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics: SmtpMetrics) {
     let mut backoff = FIRST_BACKOFF;
-    loop {
+    let drain = ctx.drain.clone();
+    while !drain.is_stopping() {
         let ids = match spool.list() {
             Ok(ids) => ids,
             Err(e) => {
@@ -41,6 +44,10 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
         };
         let mut retry = false;
         for id in ids {
+            if drain.is_stopping() {
+                return;
+            }
+            let _working = drain.work();
             if let Attempt::Retry = deliver(&ctx, &spool, &cfg, &metrics, &id).await {
                 retry = true;
                 break;
@@ -52,11 +59,16 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
                 retry_in_ms = wait.as_millis() as u64,
                 "smtp spool: backend unavailable"
             );
-            tokio::time::sleep(wait).await;
+            if !drain.sleep(wait).await {
+                return;
+            }
             backoff = (backoff * 2).min(cfg.retry_max_interval);
         } else {
             backoff = FIRST_BACKOFF;
-            spool.wait_new(IDLE_RESCAN).await;
+            tokio::select! {
+                () = spool.wait_new(IDLE_RESCAN) => {}
+                () = drain.stopping() => return,
+            }
         }
     }
 }
