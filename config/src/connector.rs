@@ -257,18 +257,13 @@ fn convert_lan(file: LanFile, ctx: &mut Ctx<'_>) -> Option<Lan> {
                 None
             }
         }
-        (None, Some(pin)) => {
-            let hex: String = pin.trim().chars().filter(|c| *c != ':').collect();
-            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                Some(GatewayTrust::Pin(hex.to_ascii_lowercase()))
-            } else {
-                ctx.error(
-                    "connector.gateway_pin_sha256",
-                    "expected 64 hex digits (':' separators allowed), the SHA-256 of the gateway's certificate",
-                );
+        (None, Some(pin)) => match crate::pin::parse_pin_sha256(&pin) {
+            Some(hex) => Some(GatewayTrust::Pin(hex)),
+            None => {
+                ctx.error("connector.gateway_pin_sha256", crate::pin::PIN_EXPECTED);
                 None
             }
-        }
+        },
     };
     let key = if c.key.is_none() {
         ctx.error(

@@ -16,6 +16,7 @@ pub mod limits;
 mod locate;
 pub mod mailbox;
 pub mod model;
+pub mod pin;
 pub mod quota;
 pub mod secret;
 pub mod sftp;

@@ -26,6 +26,9 @@ pub struct ConnectionFile {
     pub tls: Option<String>,
     /// Extra PEM trust roots besides the public web PKI.
     pub ca_file: Option<String>,
+    /// SHA-256 of the server's certificate (DER, hex, ':' allowed): trust
+    /// exactly that certificate (a self-signed server); exclusive with `ca_file`.
+    pub tls_pin_sha256: Option<String>,
     /// Login name (also the `user=` of XOAUTH2).
     pub username: Option<String>,
     /// `env:NAME` or `file:PATH`; exclusive with `oauth2`.
@@ -208,6 +211,9 @@ pub struct Connection {
     pub tls: TlsMode,
     /// Extra trust roots.
     pub ca_file: Option<PathBuf>,
+    /// Pinned server certificate (SHA-256 of its DER, lower-case hex):
+    /// when set, exactly that certificate is trusted and nothing else.
+    pub tls_pin_sha256: Option<String>,
     /// Login name.
     pub username: String,
     /// Password or OAuth2.
@@ -529,6 +535,23 @@ fn connection(
         (false, TlsMode::StartTls) => 110,
     });
     let ca_file = f.ca_file.as_deref().map(|p| ctx.path(p));
+    let tls_pin_sha256 = match f.tls_pin_sha256.as_deref() {
+        None => None,
+        Some(_) if ca_file.is_some() => {
+            ctx.error(
+                &format!("{key}.tls_pin_sha256"),
+                "give either ca_file or tls_pin_sha256, not both",
+            );
+            None
+        }
+        Some(pin) => {
+            let parsed = crate::pin::parse_pin_sha256(pin);
+            if parsed.is_none() {
+                ctx.error(&format!("{key}.tls_pin_sha256"), crate::pin::PIN_EXPECTED);
+            }
+            parsed
+        }
+    };
     let username = f.username.clone().filter(|u| !u.is_empty());
     if username.is_none() {
         ctx.error(&format!("{key}.username"), "missing");
@@ -613,6 +636,7 @@ fn connection(
         port,
         tls,
         ca_file,
+        tls_pin_sha256,
         username: username?,
         auth: auth?,
         poll_interval,
@@ -824,5 +848,28 @@ password = "p"
         let e = load("[[pop3]]\nname = \"p\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\nfolder = \"INBOX\"\n")
             .unwrap_err();
         assert!(e.contains("folder"), "{e}");
+    }
+
+    #[test]
+    fn a_pinned_mail_server_certificate() {
+        let pin = vec!["AB"; 32].join(":");
+        let c = load(&format!(
+            "[[pop3]]\nname = \"p\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\ntls_pin_sha256 = \"{pin}\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.config.pop3[0].conn.tls_pin_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        let e = load("[[imap]]\nname = \"a\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\ntls_pin_sha256 = \"nope\"\n[[pop3]]\nname = \"p\"\nhost = \"h\"\nusername = \"u\"\npassword = \"p\"\nca_file = \"ca.pem\"\ntls_pin_sha256 = \"nope\"\n")
+            .unwrap_err();
+        assert!(
+            e.contains("imap[0].tls_pin_sha256: expected 64 hex digits"),
+            "{e}"
+        );
+        assert!(
+            e.contains("pop3[0].tls_pin_sha256: give either ca_file or tls_pin_sha256"),
+            "{e}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! handshake throughput for clients that reconnect.
 
 mod client_auth;
+pub mod pin;
 
 use crate::conn_guard::{ConnLimiter, GuardedStream};
 use async_trait::async_trait;

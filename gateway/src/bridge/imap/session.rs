@@ -28,7 +28,7 @@ pub enum ImapError {
         source: std::io::Error,
     },
     /// TLS handshake failed.
-    #[error("TLS with {addr}: {source}")]
+    #[error("TLS with {addr}: {}", crate::bridge::mailbox::tls::describe(.source))]
     Tls {
         /// host:port
         addr: String,

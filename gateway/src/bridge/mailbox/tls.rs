@@ -1,4 +1,6 @@
-//! TLS to the mail server: the public web PKI plus the mailbox's `ca_file`.
+//! TLS to the mail server: the public web PKI plus the mailbox's `ca_file`,
+//! or exactly the certificate pinned by `tls_pin_sha256` (a self-signed
+//! server; see tls::pin).
 
 use mft_config::mailbox::Connection;
 use rustls::pki_types::ServerName;
@@ -35,6 +37,19 @@ pub struct MailTls {
 
 /// Builds the TLS client for `conn` (reads `ca_file` once, at start).
 pub fn client(conn: &Connection) -> Result<MailTls, TlsSetupError> {
+    let server_name = ServerName::try_from(conn.host.clone())
+        .map_err(|_| TlsSetupError::ServerName(conn.host.clone()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    if let Some(pin) = &conn.tls_pin_sha256 {
+        let config = crate::tls::pin::PinnedCert::client_builder(pin, &provider, builder)
+            .with_no_client_auth();
+        return Ok(MailTls {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name,
+        });
+    }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = &conn.ca_file {
@@ -62,15 +77,26 @@ pub fn client(conn: &Connection) -> Result<MailTls, TlsSetupError> {
             });
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let server_name = ServerName::try_from(conn.host.clone())
-        .map_err(|_| TlsSetupError::ServerName(conn.host.clone()))?;
+    let config = builder.with_root_certificates(roots).with_no_client_auth();
     Ok(MailTls {
         connector: TlsConnector::from(Arc::new(config)),
         server_name,
     })
+}
+
+/// A failed handshake's error for the operator: a pin mismatch says which
+/// certificate came; a certificate the web PKI does not trust names the way
+/// out (`ca_file` for a private CA, `tls_pin_sha256` for a self-signed one).
+pub fn describe(e: &std::io::Error) -> String {
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    if let Some(m) = tls.and_then(crate::tls::pin::pin_mismatch) {
+        return format!("invalid peer certificate: {m}");
+    }
+    match tls {
+        Some(rustls::Error::InvalidCertificate(_)) => format!(
+            "{e} (the server's certificate is not trusted: for a private CA set ca_file, \
+             for a self-signed certificate set tls_pin_sha256 to its SHA-256; see docs/mailboxes.md)"
+        ),
+        _ => e.to_string(),
+    }
 }

@@ -3,9 +3,7 @@
 //! certificate itself for a gateway with a self-signed one.
 
 use mft_config::connector::GatewayTrust;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -51,65 +49,11 @@ pub fn client_config(trust: &GatewayTrust) -> Result<Arc<ClientConfig>, TrustErr
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
-        GatewayTrust::Pin(hex) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                sha256: hex.clone(),
-                algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
+        GatewayTrust::Pin(hex) => {
+            crate::tls::pin::PinnedCert::client_builder(hex, &provider, builder)
+                .with_no_client_auth()
+        }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
-}
-
-/// Accepts exactly the certificate whose SHA-256 is pinned; the handshake
-/// signatures are still verified, so only the holder of its key passes.
-#[derive(Debug)]
-struct Pinned {
-    sha256: String,
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(end_entity.as_ref()));
-        // The pin is public; equality need not be constant time.
-        if digest == self.sha256 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
