@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

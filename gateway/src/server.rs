@@ -164,6 +164,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    crate::service::start(server.watch_execution_phase(), &control);
 
     let in_flight = InFlight::default();
     let parts = ProxyParts {

@@ -18,6 +18,7 @@ mod e2e {
     pub mod log_secrets;
     pub mod mail_pins;
     pub mod mail_spoof;
+    pub mod package;
     pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;

@@ -39,6 +39,12 @@ pub enum Command {
         /// Config file.
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
+        /// Only what needs no other server: config, certificate and key,
+        /// data_dir, signing key, a local key store, SFTP host keys (the
+        /// service's ExecStartPre: a backend that is down must not keep the
+        /// gateway from starting).
+        #[arg(long)]
+        offline: bool,
     },
     /// Gateway + embedded reference backend + self-signed certificate; prints curl commands.
     Demo {
@@ -139,7 +145,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::server::run(loaded.config)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => Ok(check::run(&config)),
+        Command::Check { config, offline } => Ok(check::run(&config, offline)),
         Command::Demo { dir, listen } => {
             demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)
