@@ -5,9 +5,12 @@ JSON line, so the Rust test (tests/tests/e2e/webhooks.rs) can check what
 arrived, how often, and under which webhook-id.
 
   webhook_receiver.py --port P --secret whsec_... --log FILE [--fail-first N]
+                      [--hang-first N]
 
 --fail-first N answers 500 to the first N requests of each webhook-id
 (after verifying them), so the gateway must retry with the same id.
+--hang-first N logs the first N requests of each webhook-id with status
+"hung" and never answers them (the gateway is caught mid-send).
 Prints "ready" on stdout once listening. Answers 204 to a verified request,
 400 (logged with "verified": false) to one that does not verify.
 """
@@ -26,6 +29,7 @@ def main():
     p.add_argument("--secret", required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--fail-first", type=int, default=0)
+    p.add_argument("--hang-first", type=int, default=0)
     args = p.parse_args()
 
     wh = Webhook(args.secret)
@@ -55,6 +59,8 @@ def main():
                 entry["attempt"] = n
                 if not entry["verified"]:
                     status = 400
+                elif n <= args.hang_first:
+                    status = "hung"
                 elif n <= args.fail_first:
                     status = 500
                 else:
@@ -62,6 +68,9 @@ def main():
                 entry["status"] = status
                 with open(args.log, "a") as f:
                     f.write(json.dumps(entry) + "\n")
+            if status == "hung":
+                threading.Event().wait(600)
+                return
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()

@@ -241,8 +241,21 @@ async fn an_sftp_upload_still_open_at_the_shutdown_timeout_is_discarded_whole() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_mailbox_fetch_stops_between_messages_without_loss_or_repeat() {
+    mailbox_drain(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_pop3_pass_quits_committing_what_was_delivered() {
+    mailbox_drain(true).await;
+}
+
+/// SIGTERM once the first of N messages is delivered; after the restart
+/// every message is delivered once. POP3: the QUIT at the drain removed
+/// exactly the messages delivered before it.
+async fn mailbox_drain(pop3: bool) {
     const N: u8 = 8;
     let bodies: Vec<Vec<u8>> = (0..N).map(|i| payload(i, 3 << 20)).collect();
+    let mailbox = if pop3 { "pop3:ops" } else { "imap:ops" };
     let mut s = mail_stack(
         "",
         dovecot::Options::default(),
@@ -254,7 +267,13 @@ async fn sigterm_during_a_mailbox_fetch_stops_between_messages_without_loss_or_r
                 );
             }
         },
-        |d, pw, ca| imap_table(d, pw, ca, "ops", "INBOX", "seen"),
+        |d, pw, ca| {
+            if pop3 {
+                super::pop3::pop3_table(d, pw, ca, "ops")
+            } else {
+                imap_table(d, pw, ca, "ops", "INBOX", "seen")
+            }
+        },
     )
     .await;
     // SIGTERM as soon as the first message is in: the poller is mid-folder.
@@ -267,8 +286,13 @@ async fn sigterm_during_a_mailbox_fetch_stops_between_messages_without_loss_or_r
     assert_drained(&mut s.gateway, Duration::from_secs(20));
     let log = s.gateway.proc.stderr();
     assert!(log.contains("all in-flight work finished"), "{log}");
-    let first_run = log.matches("\"delivered\"").count();
-    eprintln!("delivered before the shutdown: {first_run} of {N}");
+    let first_run = log.matches(r#""message":"delivered""#).count();
+    eprintln!("{mailbox}: delivered before the shutdown: {first_run} of {N}");
+    assert!(first_run >= 1, "{log}");
+    if pop3 {
+        let left = s.dovecot.messages("INBOX").len();
+        assert_eq!(left + first_run, usize::from(N), "QUIT committed the DELEs");
+    }
 
     let g = &s.gateway;
     s.gateway = launch_gateway(
@@ -295,7 +319,7 @@ async fn sigterm_during_a_mailbox_fetch_stops_between_messages_without_loss_or_r
     };
     // The restarted poller's first pass over the folder is complete: a
     // repeat would have shown up in it.
-    super::imap::wait_polls(&s, "imap:ops", 1.0).await;
+    super::imap::wait_polls(&s, mailbox, 1.0).await;
     let all_again = deliveries(&s).await;
     assert_eq!(all_again.len(), all.len(), "a message was delivered twice");
     assert_eq!(all.len(), usize::from(N));
@@ -309,5 +333,8 @@ async fn sigterm_during_a_mailbox_fetch_stops_between_messages_without_loss_or_r
             file_sha256(&s, id).await,
             hex::encode(sha2::Sha256::digest(body))
         );
+    }
+    if pop3 {
+        assert!(s.dovecot.messages("INBOX").is_empty());
     }
 }

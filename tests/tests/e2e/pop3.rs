@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn pop3_table(d: &Dovecot, pw: &str, ca: &Path, name: &str) -> String {
+pub fn pop3_table(d: &Dovecot, pw: &str, ca: &Path, name: &str) -> String {
     format!(
         r#"
 [[pop3]]

@@ -103,25 +103,36 @@ fn start_receiver(
     log: &Path,
     fail_first: u32,
 ) -> Receiver {
+    start_receiver_with(
+        dir,
+        addr,
+        secret,
+        log,
+        &["--fail-first", &fail_first.to_string()],
+    )
+}
+
+/// [`start_receiver`] with the receiver's options `args`.
+fn start_receiver_with(
+    dir: &Path,
+    addr: SocketAddr,
+    secret: &str,
+    log: &Path,
+    args: &[&str],
+) -> Receiver {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/webhook_receiver.py");
     let port = addr.port().to_string();
-    let fail = fail_first.to_string();
-    let mut proc = Proc::spawn(
-        "receiver",
-        &python(),
-        &[
-            script.to_str().unwrap(),
-            "--port",
-            &port,
-            "--secret",
-            secret,
-            "--log",
-            log.to_str().unwrap(),
-            "--fail-first",
-            &fail,
-        ],
-        dir,
-    );
+    let mut all = vec![
+        script.to_str().unwrap(),
+        "--port",
+        &port,
+        "--secret",
+        secret,
+        "--log",
+        log.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let mut proc = Proc::spawn("receiver", &python(), &all, dir);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !proc.stdout().contains("ready") {
         proc.assert_running();
@@ -626,4 +637,81 @@ async fn relays_and_receipts_become_webhook_events() {
     assert!(e
         .iter()
         .all(|x| x["type"] == "delivery.relayed" || x["type"] == "receipt.received"));
+}
+
+#[tokio::test]
+async fn sigterm_mid_send_releases_the_lease_so_the_restart_sends_at_once() {
+    let s = setup().await;
+    let Setup {
+        _dir,
+        path,
+        certs,
+        _backend,
+        gateway,
+    } = s;
+    let Gateway {
+        mut proc,
+        key,
+        addr: https,
+        admin,
+        config,
+        ..
+    } = gateway;
+    // A short drain: the send below never ends by itself.
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(20))
+        .expect("idle gateway exits");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(r#"shutdown_timeout = "20s""#, r#"shutdown_timeout = "1s""#);
+    std::fs::write(&config, text).unwrap();
+    let gw = launch_gateway(&path, &certs, config.clone(), https, admin, key.clone()).await;
+    let addr = free_addr();
+    let (_, secret) = add(&config, addr, "delivery.created");
+    let log = path.join("received.jsonl");
+    let _receiver = start_receiver_with(&path, addr, &secret, &log, &["--hang-first", "1"]);
+    let s = Setup {
+        _dir,
+        path: path.clone(),
+        certs,
+        _backend,
+        gateway: gw,
+    };
+    let id = deliver(&s, "caught mid-send").await;
+    wait_log(&log, Duration::from_secs(30), |e| {
+        e.iter().any(|x| x["status"] == "hung")
+    })
+    .await;
+    let Setup {
+        _dir,
+        certs,
+        _backend,
+        mut gateway,
+        ..
+    } = s;
+    gateway.proc.signal("TERM");
+    let status = gateway
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("the drain gives up on the send after shutdown_timeout");
+    assert!(status.success(), "{status}");
+    let stderr = gateway.proc.stderr();
+    assert!(
+        stderr.contains("webhook send abandoned, lease released"),
+        "{stderr}"
+    );
+
+    // The lease (60 s) was given back: the restart sends it at once.
+    let started = Instant::now();
+    let _gw = launch_gateway(&path, &certs, config, https, admin, key).await;
+    let e = wait_log(&log, Duration::from_secs(20), |e| {
+        delivered(e, std::slice::from_ref(&id))
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let attempts = &by_delivery(&e)[&id];
+    assert_eq!(attempts.len(), 2, "{attempts:#?}");
+    assert_eq!(attempts[0]["webhook_id"], attempts[1]["webhook_id"]);
+    assert_eq!(attempts[1]["status"], 204);
+    drop(_dir);
 }
