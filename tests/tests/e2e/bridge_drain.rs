@@ -229,6 +229,9 @@ async fn an_sftp_upload_still_open_at_the_shutdown_timeout_is_discarded_whole() 
     assert!(started.elapsed() >= Duration::from_secs(1));
     let log = env.gateway.proc.stderr();
     assert!(log.contains("abandoning it"), "{log}");
+    // The tus upload was terminated at the backend before the exit.
+    assert!(log.contains("terminating it"), "{log}");
+    assert!(!log.contains("cannot terminate"), "{log}");
     let report = client.finish();
     assert!(!report["close_error"].is_null(), "{report}");
 
