@@ -600,3 +600,85 @@ async fn a_pinned_connection_needs_the_partners_client_certificate() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_relay_releases_the_lease_so_the_restart_relays_at_once() {
+    let (mut a, mut b) = two_orgs().await;
+    connect(&a, &b);
+    // A with a short drain: its relay attempt below never ends by itself.
+    a.gateway.proc.signal("TERM");
+    a.gateway
+        .proc
+        .wait_exit(Duration::from_secs(20))
+        .expect("idle gateway exits");
+    let text = std::fs::read_to_string(&a.gateway.config)
+        .unwrap()
+        .replace(r#"shutdown_timeout = "20s""#, r#"shutdown_timeout = "1s""#);
+    std::fs::write(&a.gateway.config, text).unwrap();
+    let g = &a.gateway;
+    a.gateway = launch_gateway(
+        &a.path,
+        &a.certs,
+        g.config.clone(),
+        g.addr,
+        g.admin,
+        g.key.clone(),
+    )
+    .await;
+
+    // B hangs (stopped, its sockets still accept): A's attempt gets stuck.
+    b.gateway.proc.signal("STOP");
+    let file = upload(
+        &a,
+        "stuck.txt",
+        reqwest::Body::from("sent twice, kept once"),
+    )
+    .await;
+    let file_id = file["id"].as_str().unwrap().to_string();
+    let sent = deliver(&a, "anna@acme.example", &["bob@beta.example"], &[&file_id]).await;
+    let id = sent["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a
+        .gateway
+        .proc
+        .stderr()
+        .contains("delivery queued for relay")
+    {
+        assert!(Instant::now() < deadline, "{}", a.gateway.proc.stderr());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The job is claimed in the same round, right after it was queued.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.gateway.proc.signal("TERM");
+    let status = a
+        .gateway
+        .proc
+        .wait_exit(Duration::from_secs(15))
+        .expect("the drain gives up on the relay after shutdown_timeout");
+    assert!(status.success(), "{status}");
+    let log = a.gateway.proc.stderr();
+    assert!(
+        log.contains("relay attempt abandoned, lease released"),
+        "{log}"
+    );
+
+    // B resumes, A restarts: the 120 s lease was given back, so the job
+    // is taken at once, and B keeps one delivery.
+    b.gateway.proc.signal("CONT");
+    let g = &a.gateway;
+    a.gateway = launch_gateway(
+        &a.path,
+        &a.certs,
+        g.config.clone(),
+        g.addr,
+        g.admin,
+        g.key.clone(),
+    )
+    .await;
+    wait_for(&a, &id, Duration::from_secs(30), |d| {
+        relay_status(d, "bob@beta.example").as_deref() == Some("delivered")
+    })
+    .await;
+    let at_b = deliveries_for(&b, "bob@beta.example").await;
+    assert_eq!(at_b.len(), 1, "{at_b:#?}");
+}
