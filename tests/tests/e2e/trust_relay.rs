@@ -603,7 +603,7 @@ async fn a_pinned_connection_needs_the_partners_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_relay_releases_the_lease_so_the_restart_relays_at_once() {
-    let (mut a, mut b) = two_orgs().await;
+    let (mut a, b) = two_orgs().await;
     connect(&a, &b);
     // A with a short drain: its relay attempt below never ends by itself.
     a.gateway.proc.signal("TERM");
