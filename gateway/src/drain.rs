@@ -62,7 +62,9 @@ pub struct Drain {
 /// Held while a piece of accepted work runs; the process does not exit
 /// (before the timeout) while one is alive.
 #[derive(Debug)]
-pub struct WorkGuard(#[allow(dead_code)] InFlightGuard);
+pub struct WorkGuard {
+    _held: InFlightGuard,
+}
 
 impl Drain {
     /// A drain that has not started.
@@ -72,7 +74,9 @@ impl Drain {
 
     /// Marks work in progress until the guard is dropped.
     pub fn work(&self) -> WorkGuard {
-        WorkGuard(self.work.enter())
+        WorkGuard {
+            _held: self.work.enter(),
+        }
     }
 
     /// Work in progress.
