@@ -130,7 +130,7 @@ pub enum TlsMode {
 }
 
 /// OAuth2 refresh-token grant settings, presets applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2 {
     /// Token endpoint.
     pub token_url: url::Url,
@@ -145,7 +145,7 @@ pub struct OAuth2 {
 }
 
 /// How the poller logs in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MailboxAuth {
     /// LOGIN / USER+PASS.
     Password(Secret),
@@ -196,7 +196,7 @@ pub struct Mapping {
 }
 
 /// What IMAP and POP3 mailboxes share, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// Mailbox name.
     pub name: String,
@@ -255,7 +255,7 @@ pub enum AfterUpload {
 }
 
 /// One `[[imap]]` mailbox, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Imap {
     /// Connection, auth, mapping.
     pub conn: Connection,
@@ -268,7 +268,7 @@ pub struct Imap {
 }
 
 /// One `[[pop3]]` mailbox, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pop3 {
     /// Connection, auth, mapping.
     pub conn: Connection,

@@ -6,6 +6,7 @@ mod connectors;
 mod demo;
 mod keys;
 mod partners;
+mod reload;
 mod sftp;
 mod signing;
 mod transports;
@@ -37,6 +38,13 @@ pub enum Command {
     /// Validate the config, then test every connection; one line per check, exit 1 if any fails.
     Check {
         /// Config file.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Validate the config like `check`, then apply it to the running
+    /// gateway (`POST /admin/v1/reload`; without an admin token send SIGHUP).
+    Reload {
+        /// Config file (the one the gateway runs with).
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
     },
@@ -140,6 +148,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => Ok(check::run(&config)),
+        Command::Reload { config } => reload::run(&config),
         Command::Demo { dir, listen } => {
             demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)
