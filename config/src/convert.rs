@@ -405,7 +405,10 @@ fn convert_certificates(
         let at = format!("server.certificates[{i}]");
         let mut names = Vec::new();
         match e.names {
-            None => ctx.error(&format!("{at}.names"), "missing: the host names (SNI) this certificate serves"),
+            None => ctx.error(
+                &format!("{at}.names"),
+                "missing: the host names (SNI) this certificate serves",
+            ),
             Some(list) if list.is_empty() => {
                 ctx.error(&format!("{at}.names"), "must name at least one host")
             }
@@ -431,7 +434,10 @@ fn convert_certificates(
         let cert = match e.cert {
             Some(p) => Some(ctx.path(&p)),
             None => {
-                ctx.error(&format!("{at}.cert"), "missing: path of the PEM certificate chain");
+                ctx.error(
+                    &format!("{at}.cert"),
+                    "missing: path of the PEM certificate chain",
+                );
                 None
             }
         };
@@ -461,7 +467,9 @@ fn valid_sni_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 

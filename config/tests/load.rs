@@ -447,15 +447,21 @@ fn sni_certificates_are_read_and_checked() {
     );
     let found = issues(&bad);
     assert!(
-        found.iter().any(|i| i.contains("server.certificates[0].names[1]: not a host name")),
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].names[1]: not a host name")),
         "{found:?}"
     );
     assert!(
-        found.iter().any(|i| i.contains("server.certificates[0].names[2]")),
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].names[2]")),
         "{found:?}"
     );
     assert!(
-        found.iter().any(|i| i.contains("server.certificates[0].key: missing")),
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].key: missing")),
         "{found:?}"
     );
     assert!(

@@ -129,7 +129,9 @@ impl Reloader {
                 let _ = tx.send(me.reload_blocking(&trigger));
             });
         if let Err(e) = spawned {
-            return Err(ReloadError::Apply(format!("cannot start the reload thread: {e}")));
+            return Err(ReloadError::Apply(format!(
+                "cannot start the reload thread: {e}"
+            )));
         }
         rx.await
             .unwrap_or_else(|_| Err(ReloadError::Apply("the reload thread ended early".into())))
@@ -270,11 +272,16 @@ impl Reloader {
         new: &Config,
         diff: &Diff,
     ) -> Result<Arc<HyperGateway>, ReloadError> {
-        let apply = |what: &str, e: &dyn std::fmt::Display| ReloadError::Apply(format!("{what}: {e}"));
+        let apply =
+            |what: &str, e: &dyn std::fmt::Display| ReloadError::Apply(format!("{what}: {e}"));
         let auth = if diff.auth {
             let issuers = IssuerSet::start(&new.auth.jwt, &self.control)
                 .map_err(|e| apply("auth.jwt", &e))?;
-            Arc::new(old.p.auth.with_policy(issuers, crate::server::scope_policy(new)))
+            Arc::new(
+                old.p
+                    .auth
+                    .with_policy(issuers, crate::server::scope_policy(new)),
+            )
         } else {
             old.p.auth.clone()
         };
@@ -387,13 +394,25 @@ impl Diff {
             "server.tls_min_version",
             o.tls_min_version != n.tls_min_version,
         );
-        restart(&mut d, "server.https_listen", o.https_listen != n.https_listen);
-        restart(&mut d, "server.admin_listen", o.admin_listen != n.admin_listen);
+        restart(
+            &mut d,
+            "server.https_listen",
+            o.https_listen != n.https_listen,
+        );
+        restart(
+            &mut d,
+            "server.admin_listen",
+            o.admin_listen != n.admin_listen,
+        );
         restart(&mut d, "server.data_dir", o.data_dir != n.data_dir);
         restart(&mut d, "server.threads", o.threads != n.threads);
         restart(&mut d, "server.http_engine", o.http_engine != n.http_engine);
         restart(&mut d, "server.runtime", o.runtime != n.runtime);
-        restart(&mut d, "server.shutdown_timeout", o.shutdown_timeout != n.shutdown_timeout);
+        restart(
+            &mut d,
+            "server.shutdown_timeout",
+            o.shutdown_timeout != n.shutdown_timeout,
+        );
         restart(
             &mut d,
             "server.tls_handshake_timeout",
@@ -504,17 +523,20 @@ mod tests {
         );
         let d = Diff::between(&old, &new);
         assert_eq!(d.live, vec!["rate_limit", "limits"]);
-        assert_eq!(
-            d.restart,
-            vec!["limits.max_connections_per_ip", "admin"]
-        );
+        assert_eq!(d.restart, vec!["limits.max_connections_per_ip", "admin"]);
         assert!(d.request_path && d.rate_limit && !d.auth && !d.backend && !d.tls_settings);
     }
 
     #[test]
     fn a_changed_secret_is_seen_without_its_value() {
-        std::env::set_var("MFT_RELOAD_TEST_KEY_A", "first-secret-value-0123456789abcdef");
-        std::env::set_var("MFT_RELOAD_TEST_KEY_B", "other-secret-value-0123456789abcdef");
+        std::env::set_var(
+            "MFT_RELOAD_TEST_KEY_A",
+            "first-secret-value-0123456789abcdef",
+        );
+        std::env::set_var(
+            "MFT_RELOAD_TEST_KEY_B",
+            "other-secret-value-0123456789abcdef",
+        );
         let old = config("signing_key = \"env:MFT_RELOAD_TEST_KEY_A\"\n");
         let new = config("signing_key = \"env:MFT_RELOAD_TEST_KEY_B\"\n");
         let d = Diff::between(&old, &new);

@@ -218,7 +218,13 @@ const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 
 
 fn check_expiry(r: &mut Report, name: &str, file: &Path, key: &rustls::sign::CertifiedKey) {
     let Some(not_after) = crate::tls::certs::not_after(key) else {
-        r.fail("tls", format!("{name}: {}: cannot read the certificate's validity", file.display()));
+        r.fail(
+            "tls",
+            format!(
+                "{name}: {}: cannot read the certificate's validity",
+                file.display()
+            ),
+        );
         return;
     };
     let now = std::time::SystemTime::now()
@@ -228,9 +234,15 @@ fn check_expiry(r: &mut Report, name: &str, file: &Path, key: &rustls::sign::Cer
     let when = u64::try_from(not_after)
         .ok()
         .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
-        .map_or_else(|| not_after.to_string(), |t| humantime::format_rfc3339_seconds(t).to_string());
+        .map_or_else(
+            || not_after.to_string(),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        );
     if left <= 0 {
-        r.fail("tls", format!("{name}: {} expired at {when}", file.display()));
+        r.fail(
+            "tls",
+            format!("{name}: {} expired at {when}", file.display()),
+        );
     } else if (left as u64) < EXPIRY_WARNING.as_secs() {
         r.warn(
             "tls",

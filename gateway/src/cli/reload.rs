@@ -43,11 +43,7 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
             .timeout(Duration::from_secs(120))
             .no_proxy()
             .build()?;
-        let response = client
-            .post(&url)
-            .bearer_auth(token.expose())
-            .send()
-            .await?;
+        let response = client.post(&url).bearer_auth(token.expose()).send().await?;
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or_default();
         Ok::<_, reqwest::Error>((status, body))

@@ -14,8 +14,8 @@
 //! hyper resolves silently (it drops `Content-Length`) and we refuse.
 
 use super::service::HyperGateway;
-use arc_swap::ArcSwap;
 use crate::conn_guard::{ConnLimiter, ConnSlot};
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use std::future::Future;

@@ -109,7 +109,8 @@ fn load_entry(
         source,
     })?;
     let loaded = load_certified_key(cert, key)?;
-    let not_after = not_after(&loaded).ok_or_else(|| TlsError::NoCertificate(cert.to_path_buf()))?;
+    let not_after =
+        not_after(&loaded).ok_or_else(|| TlsError::NoCertificate(cert.to_path_buf()))?;
     Ok(Entry {
         label,
         names,
@@ -315,10 +316,9 @@ mod tests {
     /// Writes a self-signed certificate for `names` as `dir/<file>.pem|key`.
     fn issue(dir: &Path, file: &str, names: &[&str]) -> Vec<u8> {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params = rcgen::CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
         let cert = params.self_signed(&key).unwrap();
         std::fs::write(dir.join(format!("{file}.key")), key.serialize_pem()).unwrap();
         std::fs::write(dir.join(format!("{file}.pem")), cert.pem()).unwrap();
@@ -353,7 +353,9 @@ url = "http://127.0.0.1:1"
     }
 
     fn served(store: &CertStore, name: Option<&str>) -> Vec<u8> {
-        store.resolver.set.load().pick(name).cert[0].as_ref().to_vec()
+        store.resolver.set.load().pick(name).cert[0]
+            .as_ref()
+            .to_vec()
     }
 
     #[test]
@@ -423,7 +425,10 @@ url = "http://127.0.0.1:1"
         let d = dir.path();
         issue(d, "default", &["localhost"]);
         issue(d, "alpha", &["alpha.test"]);
-        let e = load_all(&server(d)).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = load_all(&server(d))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("beta"), "{e}");
     }
 }

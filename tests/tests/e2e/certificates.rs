@@ -6,9 +6,7 @@
 //! expiry gauge, and `check` warning about a certificate that expires soon.
 
 use mft_e2e::*;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,7 +24,9 @@ impl Ca {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, "sni test CA");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "sni test CA");
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
         let cert = params.self_signed(&key).unwrap();
         Ca {
@@ -44,7 +44,10 @@ impl Ca {
                 .unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+        let (c, k) = (
+            dir.join(format!("{file}.pem")),
+            dir.join(format!("{file}.key")),
+        );
         // Key first: the watcher may look between the two writes, and a
         // new key beside the old certificate is refused until the pair matches.
         std::fs::write(&k, key.serialize_pem()).unwrap();
@@ -62,7 +65,10 @@ fn served_subject(addr: SocketAddr, sni: Option<&str>) -> String {
         Some(name) => cmd.args(["-servername", name]),
         None => cmd.arg("-noservername"),
     };
-    let out = cmd.stdin(Stdio::null()).output().expect("run openssl s_client");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
     let text = String::from_utf8_lossy(&out.stdout);
     let start = text
         .find("-----BEGIN CERTIFICATE-----")
@@ -115,7 +121,12 @@ async fn sni_picks_the_certificate_and_renewed_files_are_served_without_restart(
     let d = dir.path();
     let ca = Ca::new();
     std::fs::write(d.join("ca.pem"), &ca.pem).unwrap();
-    let (cert, key) = ca.issue(d, "default", "default-localhost", &["localhost", "127.0.0.1"]);
+    let (cert, key) = ca.issue(
+        d,
+        "default",
+        "default-localhost",
+        &["localhost", "127.0.0.1"],
+    );
     let certs = Certs {
         ca_pem: ca.pem.clone(),
         ca: d.join("ca.pem"),
@@ -193,7 +204,11 @@ async fn sni_picks_the_certificate_and_renewed_files_are_served_without_restart(
     wait_served(addr, "gamma.test", "gamma-1", Duration::from_secs(10));
     let page = metrics(gateway.admin).await;
     assert!(
-        metric(&page, "mft_tls_certificate_expiry_seconds{name=\"gamma.test\"}").is_some(),
+        metric(
+            &page,
+            "mft_tls_certificate_expiry_seconds{name=\"gamma.test\"}"
+        )
+        .is_some(),
         "{page}"
     );
 }
@@ -205,10 +220,22 @@ fn check_warns_about_a_certificate_expiring_within_14_days() {
     let certs = make_certs(d);
     let openssl = |days: &str, name: &str| {
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+            ])
             .args(["-nodes", "-days", days, "-subj", &format!("/CN={name}")])
             .args(["-addext", &format!("subjectAltName=DNS:{name}")])
-            .args(["-keyout", &format!("{name}.key"), "-out", &format!("{name}.pem")])
+            .args([
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.pem"),
+            ])
             .current_dir(d)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -224,7 +251,14 @@ fn check_warns_about_a_certificate_expiring_within_14_days() {
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
-        gateway_config(&certs, free_addr(), free_addr(), "http://127.0.0.1:9", "", &tables),
+        gateway_config(
+            &certs,
+            free_addr(),
+            free_addr(),
+            "http://127.0.0.1:9",
+            "",
+            &tables,
+        ),
     )
     .unwrap();
     let out = Command::new(bin("mft-gateway"))
@@ -246,6 +280,9 @@ fn check_warns_about_a_certificate_expiring_within_14_days() {
         stdout.contains("ok    tls: server.certificates[1] later.test:"),
         "{stdout}"
     );
-    assert!(!stdout.contains("warn  tls: server.certificates[1]"), "{stdout}");
+    assert!(
+        !stdout.contains("warn  tls: server.certificates[1]"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("warn  tls: default"), "{stdout}");
 }

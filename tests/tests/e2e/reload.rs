@@ -186,7 +186,10 @@ async fn reload_records(dir: &Path, want: usize) -> Vec<serde_json::Value> {
         if records.len() >= want {
             return records;
         }
-        assert!(Instant::now() < deadline, "no config_reloaded record in {text}");
+        assert!(
+            Instant::now() < deadline,
+            "no config_reloaded record in {text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -262,7 +265,10 @@ async fn reload_applies_new_limits_while_an_upload_started_before_finishes() {
     assert_eq!(reloads(env.admin, "success").await, 1.0);
     let records = reload_records(env.dir.path(), 1).await;
     let reason = records[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("rate_limit") && reason.contains("limits"), "{reason}");
+    assert!(
+        reason.contains("rate_limit") && reason.contains("limits"),
+        "{reason}"
+    );
     assert_eq!(records[0]["principal"], "admin");
     let audit = std::fs::read_to_string(env.dir.path().join("gateway-data/audit.jsonl")).unwrap();
     let signing = std::fs::read_to_string(default_signing_key(env.dir.path())).unwrap();
@@ -292,7 +298,9 @@ async fn an_invalid_file_changes_nothing_by_cli_or_sighup() {
     assert!(!lines.is_empty(), "{stdout}");
     assert_eq!(lines, fail_lines(&check), "the same lines as check");
     assert!(
-        lines.iter().all(|l| l.starts_with("FAIL  config: gateway.toml:")),
+        lines
+            .iter()
+            .all(|l| l.starts_with("FAIL  config: gateway.toml:")),
         "file:line: key: message lines: {lines:?}"
     );
 
@@ -333,7 +341,10 @@ async fn sighup_reloads_like_the_cli() {
     assert_eq!(records[0]["principal"], "signal:SIGHUP");
     assert_eq!(records[0]["decision"], "allow");
     let reason = records[0]["reason"].as_str().unwrap();
-    assert!(reason.starts_with("changed: rate_limit, limits;"), "{reason}");
+    assert!(
+        reason.starts_with("changed: rate_limit, limits;"),
+        "{reason}"
+    );
 
     // A listener address cannot move in a running process: named, not ignored.
     let moved = free_addr();
@@ -345,12 +356,22 @@ async fn sighup_reloads_like_the_cli() {
     let (code, stdout) = cli(&["reload"], &env.config);
     assert_eq!(code, 0, "{stdout}");
     assert!(
-        stdout.contains("warn  reload: server.https_listen changed but takes effect only after a restart"),
+        stdout.contains(
+            "warn  reload: server.https_listen changed but takes effect only after a restart"
+        ),
         "{stdout}"
     );
     let stderr = env.gateway().proc.stderr();
-    assert!(stderr.contains("take effect only after a restart"), "{stderr}");
+    assert!(
+        stderr.contains("take effect only after a restart"),
+        "{stderr}"
+    );
     // Still serving where it was.
-    let r = env.client().get(format!("{}/healthz", env.gateway().base)).send().await.unwrap();
+    let r = env
+        .client()
+        .get(format!("{}/healthz", env.gateway().base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -111,7 +111,7 @@ fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
         false,
         mft_config::model::TlsVersion::V1_2,
     )
-        .context("smtp: cannot build the TLS configuration")?;
+    .context("smtp: cannot build the TLS configuration")?;
     let mut config = (*https).clone();
     config.alpn_protocols.clear();
     Ok(TlsAcceptor::from(Arc::new(config)))
