@@ -375,3 +375,70 @@ async fn sighup_reloads_like_the_cli() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn reload_switches_backend_and_scope_rules_and_refuses_what_cannot_apply() {
+    let env = Env::start("").await;
+    let client = env.client();
+    let r = upload(&env, 1000, 1).await;
+    assert_eq!(r.status(), 201);
+    let list = |c: reqwest::Client| {
+        let url = env.files();
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, body) = list(client.clone()).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("f1.bin"), "{body}");
+
+    // A second backend (same signing key), empty: the reload moves the API there.
+    let other_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        default_signing_key(env.dir.path()),
+        default_signing_key(other_dir.path()),
+    )
+    .unwrap();
+    let other = start_backend(other_dir.path()).await;
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&env.backend_url, &other.url);
+    // And a scope rule: listing files now needs a scope the key lacks.
+    let text = format!(
+        "{text}\n[[auth.scopes]]\nmethods = [\"GET\"]\npath_prefix = \"/api/v1/files\"\nscope = \"files:list\"\n"
+    );
+    std::fs::write(&env.config, &text).unwrap();
+    let (code, stdout) = cli(&["reload"], &env.config);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("auth.scopes"), "{stdout}");
+    assert!(stdout.contains("backend"), "{stdout}");
+    let (status, _) = list(client.clone()).await;
+    assert_eq!(status, 403, "the new scope rule applies");
+    let r = upload(&env, 1000, 2).await;
+    assert_eq!(r.status(), 201);
+    // f2 went to the new backend, f1 stays on the old one.
+    let in_new = std::fs::read_dir(other.data_dir.join("files")).map_or(0, |d| d.count());
+    let in_old = std::fs::read_dir(env._backend.data_dir.join("files")).map_or(0, |d| d.count());
+    assert_eq!((in_new, in_old), (1, 1), "files stored by each backend");
+
+    // Valid TOML, but a certificate whose key does not match: nothing changes.
+    let certs2 = make_certs(other_dir.path());
+    let broken = format!(
+        "{text}\n[[server.certificates]]\nnames = [\"x.test\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        certs2.cert.display(),
+        env.certs.key.display()
+    );
+    std::fs::write(&env.config, &broken).unwrap();
+    let (code, stdout) = cli(&["reload"], &env.config);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FAIL  reload: the running gateway answered 422"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("does not match certificate"), "{stdout}");
+    let (status, _) = list(client).await;
+    assert_eq!(status, 403, "still the rules of the last good reload");
+    assert_eq!(reloads(env.admin, "failure").await, 1.0);
+    assert_eq!(reloads(env.admin, "success").await, 1.0);
+}
