@@ -49,7 +49,13 @@ struct Env {
 }
 
 impl Env {
+    /// A gateway on the hyper engine, whose request path reloads.
     async fn start(tables: &str) -> Env {
+        use_engine("hyper");
+        Env::start_on_current_engine(tables).await
+    }
+
+    async fn start_on_current_engine(tables: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let certs = make_certs(dir.path());
         let backend = start_backend(dir.path()).await;
@@ -441,4 +447,27 @@ async fn reload_switches_backend_and_scope_rules_and_refuses_what_cannot_apply()
     assert_eq!(status, 403, "still the rules of the last good reload");
     assert_eq!(reloads(env.admin, "failure").await, 1.0);
     assert_eq!(reloads(env.admin, "success").await, 1.0);
+}
+
+#[tokio::test]
+async fn the_pingora_engine_names_request_path_changes_as_needing_restart() {
+    use_engine("pingora");
+    let env = Env::start_on_current_engine(BEFORE).await;
+    env.write(AFTER);
+    let (code, stdout) = cli(&["reload"], &env.config);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("ok    reload: applied (nothing changed)"),
+        "{stdout}"
+    );
+    for section in ["rate_limit", "limits"] {
+        assert!(
+            stdout.contains(&format!(
+                "warn  reload: {section} changed but takes effect only after a restart"
+            )),
+            "{stdout}"
+        );
+    }
+    // And indeed the old limit still holds.
+    assert_eq!(admitted(&env, 5).await, 5);
 }
