@@ -228,6 +228,10 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         s.certificate_watch_interval,
         Duration::from_secs(5),
     );
+    if certificate_watch_interval < Duration::from_secs(1) {
+        // Every look reads every certificate and key file.
+        ctx.error("server.certificate_watch_interval", "must be at least 1s");
+    }
     if runtime == Runtime::PerCore && http_engine == HttpEngine::Pingora {
         ctx.error(
             "server.runtime",

@@ -441,6 +441,14 @@ fn sni_certificates_are_read_and_checked() {
     assert_eq!(e.cert, Path::new("/etc/mft/certs/p.pem"));
     assert_eq!(e.key, Path::new("/abs/p.key"));
     assert_eq!(c.server.certificate_watch_interval, Duration::from_secs(5));
+    let fast = MINIMAL.replace(
+        "[server]\n",
+        "[server]\ncertificate_watch_interval = \"10ms\"\n",
+    );
+    assert_eq!(
+        issues(&fast),
+        vec!["gateway.toml:3: server.certificate_watch_interval: must be at least 1s"]
+    );
 
     let bad = format!(
         "{MINIMAL}\n[[server.certificates]]\nnames = [\"a.example\", \"not a name\", \"10.0.0.1\"]\ncert = \"a.pem\"\n\n[[server.certificates]]\nnames = [\"A.example\"]\ncert = \"b.pem\"\nkey = \"b.key\"\n"
