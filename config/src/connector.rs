@@ -27,7 +27,7 @@ pub struct ConnectorListenFile {
 }
 
 /// `[connector]` of `gateway.toml`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectorListen {
     /// Where connectors dial in (TLS with the gateway's certificate).
     pub listen: SocketAddr,
@@ -144,7 +144,7 @@ pub enum GatewayTrust {
 }
 
 /// `connector.toml`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
     /// The gateway's connector listener.
     pub gateway: Url,

@@ -222,6 +222,16 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             Runtime::WorkStealing
         }
     };
+    let certificates = convert_certificates(s.certificates, ctx);
+    let certificate_watch_interval = ctx.duration(
+        "server.certificate_watch_interval",
+        s.certificate_watch_interval,
+        Duration::from_secs(5),
+    );
+    if certificate_watch_interval < Duration::from_secs(1) {
+        // Every look reads every certificate and key file.
+        ctx.error("server.certificate_watch_interval", "must be at least 1s");
+    }
     if runtime == Runtime::PerCore && http_engine == HttpEngine::Pingora {
         ctx.error(
             "server.runtime",
@@ -374,6 +384,8 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             tls_min_version,
             http_engine,
             runtime,
+            certificates,
+            certificate_watch_interval,
         },
         organization: Organization {
             name,
@@ -383,6 +395,86 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         rate_limit,
         logging,
     })
+}
+
+/// `[[server.certificates]]`: every entry needs names, a chain and a key;
+/// a name may appear once across all entries.
+fn convert_certificates(
+    entries: Vec<crate::file::CertificateFile>,
+    ctx: &mut Ctx<'_>,
+) -> Vec<Certificate> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let at = format!("server.certificates[{i}]");
+        let mut names = Vec::new();
+        match e.names {
+            None => ctx.error(
+                &format!("{at}.names"),
+                "missing: the host names (SNI) this certificate serves",
+            ),
+            Some(list) if list.is_empty() => {
+                ctx.error(&format!("{at}.names"), "must name at least one host")
+            }
+            Some(list) => {
+                for (j, name) in list.into_iter().enumerate() {
+                    let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+                    if !valid_sni_name(&name) {
+                        ctx.error(
+                            &format!("{at}.names[{j}]"),
+                            format!("not a host name (or \"*.\" + host name): {name:?}"),
+                        );
+                    } else if !seen.insert(name.clone()) {
+                        ctx.error(
+                            &format!("{at}.names[{j}]"),
+                            format!("{name:?} is already served by another certificate"),
+                        );
+                    } else {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+        let cert = match e.cert {
+            Some(p) => Some(ctx.path(&p)),
+            None => {
+                ctx.error(
+                    &format!("{at}.cert"),
+                    "missing: path of the PEM certificate chain",
+                );
+                None
+            }
+        };
+        let key = match e.key {
+            Some(p) => Some(ctx.path(&p)),
+            None => {
+                ctx.error(&format!("{at}.key"), "missing: path of the PEM private key");
+                None
+            }
+        };
+        if let (Some(cert), Some(key)) = (cert, key) {
+            out.push(Certificate { names, cert, key });
+        }
+    }
+    out
+}
+
+/// A DNS name as SNI carries it (no IP literals: SNI never holds one), or
+/// `*.` followed by one.
+fn valid_sni_name(name: &str) -> bool {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    !host.is_empty()
+        && host.len() <= 253
+        && host.parse::<std::net::IpAddr>().is_err()
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 pub(crate) fn convert_logging(l: crate::file::LoggingFile, ctx: &mut Ctx<'_>) -> Logging {

@@ -176,6 +176,23 @@ pub struct ServerFile {
     pub http_engine: Option<String>,
     /// Scheduling of the public listener's workers: "work-stealing" or "per-core".
     pub runtime: Option<String>,
+    /// `[[server.certificates]]`: more certificates, chosen by SNI.
+    #[serde(default)]
+    pub certificates: Vec<CertificateFile>,
+    /// How often the certificate and key files are checked for changes.
+    pub certificate_watch_interval: Option<String>,
+}
+
+/// `[[server.certificates]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateFile {
+    /// Host names (SNI) this certificate serves; `*.example.com` covers one label.
+    pub names: Option<Vec<String>>,
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
 }
 
 /// `[organization]`

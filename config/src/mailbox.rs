@@ -133,7 +133,7 @@ pub enum TlsMode {
 }
 
 /// OAuth2 refresh-token grant settings, presets applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OAuth2 {
     /// Token endpoint.
     pub token_url: url::Url,
@@ -148,7 +148,7 @@ pub struct OAuth2 {
 }
 
 /// How the poller logs in.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MailboxAuth {
     /// LOGIN / USER+PASS.
     Password(Secret),
@@ -199,7 +199,7 @@ pub struct Mapping {
 }
 
 /// What IMAP and POP3 mailboxes share, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Connection {
     /// Mailbox name.
     pub name: String,
@@ -261,7 +261,7 @@ pub enum AfterUpload {
 }
 
 /// One `[[imap]]` mailbox, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Imap {
     /// Connection, auth, mapping.
     pub conn: Connection,
@@ -274,7 +274,7 @@ pub struct Imap {
 }
 
 /// One `[[pop3]]` mailbox, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pop3 {
     /// Connection, auth, mapping.
     pub conn: Connection,

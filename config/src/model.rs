@@ -8,7 +8,7 @@ use std::time::Duration;
 use url::Url;
 
 /// Everything the gateway needs, validated and resolved.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The file this was loaded from.
     pub source: PathBuf,
@@ -47,7 +47,7 @@ pub struct Config {
 }
 
 /// The admin API.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Admin {
     /// Bearer token for `/admin/v1/...`; without one the admin API is disabled.
     pub token: Option<Secret>,
@@ -62,7 +62,7 @@ pub struct Admin {
 pub const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 /// Authentication.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Auth {
     /// `None`: SQLite under `data_dir`; otherwise a `postgres://` URL.
     pub store: Option<Secret>,
@@ -84,7 +84,7 @@ pub enum JwksSource {
 }
 
 /// One trusted token issuer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JwtIssuer {
     /// Short name: principals are `jwt:<name>:<sub>`. `None` only for a
     /// single unnamed issuer, whose principals stay `jwt:<sub>`.
@@ -119,7 +119,7 @@ pub struct ScopeRule {
 }
 
 /// Brute-force defence.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Defender {
     /// On or off.
     pub enabled: bool,
@@ -134,7 +134,7 @@ pub struct Defender {
 }
 
 /// The audit trail.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Audit {
     /// JSON-lines file.
     pub file: PathBuf,
@@ -145,7 +145,7 @@ pub struct Audit {
 }
 
 /// Listeners, TLS material and process behaviour.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Server {
     /// Public HTTPS listener.
     pub https_listen: SocketAddr,
@@ -171,6 +171,22 @@ pub struct Server {
     pub http_engine: HttpEngine,
     /// How the hyper engine's workers share the connections.
     pub runtime: Runtime,
+    /// `[[server.certificates]]`: chosen by SNI; `tls_cert`/`tls_key` is
+    /// the default for any other name (and for clients without SNI).
+    pub certificates: Vec<Certificate>,
+    /// How often the certificate and key files are checked for changes.
+    pub certificate_watch_interval: Duration,
+}
+
+/// One `[[server.certificates]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    /// Lower-case host names; `*.example.com` matches exactly one label.
+    pub names: Vec<String>,
+    /// Certificate chain file (absolute).
+    pub cert: PathBuf,
+    /// Private key file (absolute).
+    pub key: PathBuf,
 }
 
 /// How the public listener's worker threads share the connections.
@@ -208,7 +224,7 @@ pub enum HttpEngine {
 }
 
 /// Our organisation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Organization {
     /// Short name.
     pub name: String,
@@ -217,7 +233,7 @@ pub struct Organization {
 }
 
 /// The MFT REST backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
     /// Base URL (`http` or `https`, with a host). With `via = "connector"`
     /// only its authority is used (sent as `Host` and signed); the
@@ -276,7 +292,7 @@ impl SigningAlgorithm {
 }
 
 /// Rate-limit quotas.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimit {
     /// Per principal.
     pub per_key: Option<Quota>,
@@ -302,7 +318,7 @@ pub enum OnRedisError {
 }
 
 /// Log output.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Logging {
     /// Output format.
     pub format: LogFormat,

@@ -88,7 +88,7 @@ pub struct SftpUserFile {
 }
 
 /// `[sftp]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sftp {
     /// Listen address.
     pub listen: SocketAddr,
@@ -135,7 +135,7 @@ pub struct Permissions {
 }
 
 /// One validated `[[sftp.users]]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SftpUser {
     /// Login name.
     pub name: String,

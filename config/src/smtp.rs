@@ -124,7 +124,7 @@ impl Cidr {
 }
 
 /// A bridge user.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SmtpUser {
     /// Login name.
     pub name: String,
@@ -135,7 +135,7 @@ pub struct SmtpUser {
 }
 
 /// `[smtp]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Smtp {
     /// Plain listener (STARTTLS).
     pub listen: SocketAddr,

@@ -41,7 +41,7 @@ pub struct TrustFile {
 }
 
 /// `[trust]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Trust {
     /// Encrypts partners' keys stored with `partners set-key`; without it
     /// only secret references (`env:`, `file:`) can be stored.

@@ -426,3 +426,56 @@ fn runtime_defaults_to_work_stealing_and_per_core_needs_hyper() {
         "{found:?}"
     );
 }
+
+#[test]
+fn sni_certificates_are_read_and_checked() {
+    let text = format!(
+        "{MINIMAL}\n[[server.certificates]]\nnames = [\"MFT.Partner.example.\", \"*.files.example\"]\ncert = \"certs/p.pem\"\nkey = \"/abs/p.key\"\n"
+    );
+    let c = load_str(&text, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.server.certificates.len(), 1);
+    let e = &c.server.certificates[0];
+    assert_eq!(e.names, vec!["mft.partner.example", "*.files.example"]);
+    assert_eq!(e.cert, Path::new("/etc/mft/certs/p.pem"));
+    assert_eq!(e.key, Path::new("/abs/p.key"));
+    assert_eq!(c.server.certificate_watch_interval, Duration::from_secs(5));
+    let fast = MINIMAL.replace(
+        "[server]\n",
+        "[server]\ncertificate_watch_interval = \"10ms\"\n",
+    );
+    assert_eq!(
+        issues(&fast),
+        vec!["gateway.toml:3: server.certificate_watch_interval: must be at least 1s"]
+    );
+
+    let bad = format!(
+        "{MINIMAL}\n[[server.certificates]]\nnames = [\"a.example\", \"not a name\", \"10.0.0.1\"]\ncert = \"a.pem\"\n\n[[server.certificates]]\nnames = [\"A.example\"]\ncert = \"b.pem\"\nkey = \"b.key\"\n"
+    );
+    let found = issues(&bad);
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].names[1]: not a host name")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].names[2]")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[0].key: missing")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|i| i.contains("server.certificates[1].names[0]: \"a.example\" is already served")),
+        "{found:?}"
+    );
+}

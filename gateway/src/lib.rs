@@ -26,6 +26,7 @@ mod error_chain;
 pub mod metrics;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod server;
 pub mod service;
 pub mod store;

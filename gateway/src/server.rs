@@ -27,6 +27,7 @@ use crate::proxy::sign::RequestSigner;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::ratelimit::RateLimiter;
+use crate::reload::Reloader;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
 use anyhow::Context;
@@ -56,11 +57,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let s = &config.server;
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("server.data_dir {}: cannot create", s.data_dir.display()))?;
-    let key = tls::load_certified_key(&s.tls_cert, &s.tls_key)?;
-    let tls_config =
-        tls::server_config_with(key.clone(), config.trust.client_auth, s.tls_min_version)?;
-    let tls_for_connectors =
-        (*tls::server_config_with(key.clone(), false, s.tls_min_version)?).clone();
+    let certificates = tls::certs::load_all(s)?;
     let dmz = config.backend.via == Via::Connector;
     // In DMZ mode the backend's name may not even resolve here: the gateway never dials it.
     let upstream = if dmz {
@@ -94,6 +91,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(
         Metrics::new(config.rate_limit.redis.is_some()).context("cannot register metrics")?,
     );
+    // Every certificate (SNI), swapped when its files change or on reload.
+    let cert_store = tls::certs::CertStore::new(
+        certificates,
+        s.certificate_watch_interval,
+        metrics.registry(),
+    )
+    .context("cannot register certificate metrics")?;
+    let tls_config = tls::server_config_resolving(
+        cert_store.resolver(),
+        config.trust.client_auth,
+        s.tls_min_version,
+    )?;
+    let tls_for_connectors =
+        (*tls::server_config_resolving(cert_store.resolver(), false, s.tls_min_version)?).clone();
     let rate_limiter = Arc::new(RateLimiter::from_config(
         &config.rate_limit,
         metrics.clone(),
@@ -122,7 +133,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         &store,
         &audit,
         &metrics,
-        key,
+        cert_store.resolver(),
     )?;
     let auth_defender = auth.defender().cloned();
     let auth_defender_admin = auth.defender().cloned();
@@ -188,6 +199,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         trust,
     };
     let conns = ConnLimiter::new(config.limits.max_connections_per_ip);
+    let mut reloadable_front = None;
     match s.http_engine {
         HttpEngine::Pingora => {
             let mut proxy =
@@ -217,17 +229,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                     },
                 )?)),
             };
-            let front = HyperFront::new(
+            let front = Arc::new(HyperFront::new(
                 tls_config,
                 Arc::new(HyperGateway::new(parts, forward)),
                 s.tls_handshake_timeout,
                 conns,
                 config.limits.request_header_timeout,
                 s.keepalive_timeout,
-            );
+            ));
+            reloadable_front = Some(front.clone());
             HttpsListener::bind(s.https_listen, s.threads, s.runtime == Runtime::PerCore)
                 .with_context(|| format!("server.https_listen {}", s.https_listen))?
-                .start(Arc::new(front), server.watch_execution_phase())
+                .start(front, server.watch_execution_phase())
                 .context("cannot start the HTTPS runtime")?;
         }
     };
@@ -245,6 +258,20 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         service.add_tcp(&c.listen.to_string());
         server.add_service(service);
     }
+    cert_store
+        .watch()
+        .context("cannot start the certificate watcher")?;
+    let reloader = Reloader::new(
+        config.clone(),
+        reloadable_front,
+        cert_store,
+        control.clone(),
+        metrics.clone(),
+        audit.clone(),
+        backend_pool.clone(),
+    )
+    .context("cannot register reload metrics")?;
+    reload_on_sighup(&reloader, &control)?;
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
@@ -256,7 +283,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         shared_config,
     )
-    .with_defender(auth_defender_admin);
+    .with_defender(auth_defender_admin)
+    .with_reloader(reloader);
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(admin);
@@ -285,6 +313,24 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.run_forever()
 }
 
+/// SIGHUP reloads the config file the process was started with. Registered
+/// before serving: SIGHUP's default action would end the process.
+fn reload_on_sighup(reloader: &Arc<Reloader>, control: &ControlPlane) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = control
+        .block_on(async { signal(SignalKind::hangup()) })
+        .context("cannot watch SIGHUP")?
+        .context("cannot watch SIGHUP")?;
+    let reloader = reloader.clone();
+    control.spawn(async move {
+        while hup.recv().await.is_some() {
+            // The outcome is logged, audited and counted by the reloader.
+            let _ = reloader.reload("signal:SIGHUP".to_string()).await;
+        }
+    });
+    Ok(())
+}
+
 /// HTTP/2 settings of the public listener: pingora's bounded defaults with
 /// larger flow-control windows. With h2's default 64 KiB windows an upload
 /// waits for a WINDOW_UPDATE every 64 KiB; measured, a 1 GiB h2 upload ran
@@ -310,7 +356,7 @@ fn start_bridges(
     store: &KeyStore,
     audit: &AuditLog,
     metrics: &Arc<Metrics>,
-    certified_key: Arc<rustls::sign::CertifiedKey>,
+    certificates: Arc<crate::tls::certs::CertResolver>,
 ) -> anyhow::Result<()> {
     if config.smtp.is_none()
         && config.imap.is_empty()
@@ -332,7 +378,7 @@ fn start_bridges(
         store: store.clone(),
         audit: audit.clone(),
         metrics: metrics.clone(),
-        certified_key,
+        certificates,
         runtime,
         drain: drain.clone(),
     });

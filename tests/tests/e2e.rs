@@ -5,6 +5,7 @@ mod e2e {
     pub mod admin_hardening;
     pub mod auth;
     pub mod bridge_drain;
+    pub mod certificates;
     pub mod cli;
     pub mod console;
     pub mod content_digest;
@@ -22,6 +23,7 @@ mod e2e {
     pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;
+    pub mod reload;
     pub mod sftp;
     pub mod sftp_attacks;
     pub mod shutdown;

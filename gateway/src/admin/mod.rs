@@ -27,6 +27,7 @@ mod keys;
 mod messages;
 pub mod openapi;
 mod partners;
+mod reload;
 mod webhooks;
 
 tokio::task_local! {
@@ -47,6 +48,7 @@ pub struct AdminApp {
     metrics: Arc<Metrics>,
     pub(crate) config: Arc<mft_config::Config>,
     defender: Option<Arc<mft_filters::defender::Defender>>,
+    reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
@@ -81,7 +83,14 @@ impl AdminApp {
             metrics,
             config,
             defender: None,
+            reloader: None,
         }
+    }
+
+    /// `POST /admin/v1/reload` reloads through `reloader`.
+    pub fn with_reloader(mut self, reloader: Arc<crate::reload::Reloader>) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
     /// Failed console sign-ins feed this defender (the HTTPS listener's).
@@ -294,6 +303,7 @@ impl AdminApp {
             "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
             "webhooks" => self.webhooks_api(session, rest).await,
             "messages" => self.messages_api(session, rest).await,
+            "reload" if rest.is_empty() => self.reload_api(session).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

@@ -444,6 +444,29 @@ fn send_message() {}
 #[allow(dead_code)]
 fn get_message() {}
 
+/// `200` to `POST /admin/v1/reload`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Reloaded {
+    /// `reloaded`.
+    status: String,
+    /// The file that was read: the one the gateway was started with.
+    config: String,
+    /// Sections (and `server.` keys) in force now.
+    changed: Vec<String>,
+    /// Sections (and keys) that changed but apply only after a restart.
+    needs_restart: Vec<String>,
+    /// Non-fatal findings, `file:line: key: message`.
+    warnings: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/admin/v1/reload", tag = "reload",
+    responses((status = 200, description = "Applied", body = Reloaded),
+        (status = 409, description = "Another reload is running; nothing changed (problem details)", body = Problem),
+        (status = 422, description = "Invalid or not applicable; nothing changed (problem details with `errors`: `file:line: key: message` lines)", body = Problem)))]
+#[allow(dead_code)]
+fn reload_config() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -457,6 +480,7 @@ fn get_message() {}
         list_connectors, add_connector, remove_connector,
         list_webhooks, add_webhook, get_webhook, remove_webhook, test_webhook,
         send_message, get_message,
+        reload_config,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -515,6 +539,7 @@ mod tests {
             crate::admin::connectors::USAGE,
             crate::admin::webhooks::USAGE,
             crate::admin::messages::USAGE,
+            crate::admin::reload::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

@@ -155,16 +155,18 @@ impl IssuerSet {
                     tracing::warn!(issuer = %issuer.policy.issuer, error = %e, "JWKS not available yet; retrying in the background")
                 }
             }
-            let it = issuer.clone();
+            // Weak: an issuer set replaced by a reload stops refreshing.
+            let weak = Arc::downgrade(issuer);
             control.spawn(async move {
-                loop {
+                while let Some(it) = weak.upgrade() {
                     let ok = it.refetch().await;
-                    tokio::time::sleep(if ok {
+                    let pause = if ok {
                         it.refresh
                     } else {
                         RETRY_EVERY.min(it.refresh)
-                    })
-                    .await;
+                    };
+                    drop(it);
+                    tokio::time::sleep(pause).await;
                 }
             });
         }

@@ -111,6 +111,28 @@ pub struct KeyCache {
     /// Ids of changed keys, for sessions that outlive one request (SFTP,
     /// SMTP) and must end when their key is revoked.
     changed: tokio::sync::broadcast::Sender<Arc<str>>,
+    /// `auth.cache_ttl` in milliseconds; a reload changes it for the
+    /// entries cached from then on.
+    ttl_ms: Arc<AtomicU64>,
+}
+
+/// Each verified key expires `auth.cache_ttl` after it was cached, the
+/// value read when it is cached (so a reload needs no new cache).
+struct CacheTtl(Arc<AtomicU64>);
+
+impl moka::Expiry<String, Arc<CachedKey>> for CacheTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        _value: &Arc<CachedKey>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Changed key ids a slow session may fall behind on before it rechecks.
@@ -124,12 +146,13 @@ pub struct LookupError(String);
 impl KeyCache {
     /// A cache over `store`; call [`KeyCache::start_maintenance`] once.
     pub fn new(store: KeyStore, control: ControlPlane, ttl: Duration) -> KeyCache {
+        let ttl_ms = Arc::new(AtomicU64::new(millis(ttl)));
         KeyCache {
             store,
             control,
             found: Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(ttl)
+                .expire_after(CacheTtl(ttl_ms.clone()))
                 .build(),
             missing: Cache::builder()
                 .max_capacity(100_000)
@@ -138,7 +161,14 @@ impl KeyCache {
             pending_use: Arc::default(),
             epoch: Arc::default(),
             changed: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
+            ttl_ms,
         }
+    }
+
+    /// `auth.cache_ttl` for keys cached from now on (a reload); those
+    /// cached already keep theirs, at most the previous value.
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(millis(ttl), Ordering::Relaxed);
     }
 
     /// Ids of keys changed (revoked, removed) from now on. A receiver that

@@ -152,6 +152,26 @@ impl Authenticator {
         }
     }
 
+    /// The same chain (key cache, defender, audit, clock) with new JWT
+    /// issuers and scope policy, for a reload; the JWT cache starts empty
+    /// so no token is accepted under the issuers it replaces.
+    pub fn with_policy(&self, issuers: IssuerSet, policy: ScopePolicy) -> Authenticator {
+        Authenticator::new(
+            self.keys.clone(),
+            issuers,
+            policy,
+            self.defender.clone(),
+            self.audit.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// `auth.cache_ttl` for API keys cached from now on (a reload; the
+    /// cache is shared by every snapshot and the bridges).
+    pub fn set_key_cache_ttl(&self, ttl: std::time::Duration) {
+        self.keys.set_ttl(ttl);
+    }
+
     /// Whether the key `id` is still valid (not revoked, removed or
     /// expired), for sessions opened with it; `true` when the store cannot
     /// be asked (an outage must not cut every session).

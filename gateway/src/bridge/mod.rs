@@ -24,7 +24,6 @@ use crate::metrics::Metrics;
 use crate::store::KeyStore;
 use mft_config::Config;
 use pipeline::DeliveryPipeline;
-use rustls::sign::CertifiedKey;
 use std::sync::Arc;
 
 /// What every bridge shares with the rest of the gateway.
@@ -43,8 +42,9 @@ pub struct BridgeContext {
     pub audit: AuditLog,
     /// Prometheus registry and the gateway's series.
     pub metrics: Arc<Metrics>,
-    /// The HTTPS certificate, reused for STARTTLS and implicit TLS.
-    pub certified_key: Arc<CertifiedKey>,
+    /// The HTTPS certificates (SNI, renewed files swapped in while
+    /// running), reused for STARTTLS and implicit TLS.
+    pub certificates: Arc<crate::tls::certs::CertResolver>,
     /// The runtime the bridges run on.
     pub runtime: runtime::BridgeRuntime,
     /// SIGTERM: stop taking work, finish what was taken (drain.rs).

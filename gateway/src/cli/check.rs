@@ -43,16 +43,29 @@ pub fn run(path: &Path, offline: bool) -> ExitCode {
     }
     let c = &loaded.config;
 
-    match crate::tls::load_certified_key(&c.server.tls_cert, &c.server.tls_key) {
-        Ok(k) => r.ok(
-            "tls",
-            format!(
-                "{} ({} certificate(s) in chain) matches its key",
-                c.server.tls_cert.display(),
-                k.cert.len()
-            ),
-        ),
-        Err(e) => r.fail("tls", e),
+    let mut pairs = vec![("default".to_string(), &c.server.tls_cert, &c.server.tls_key)];
+    for (i, cert) in c.server.certificates.iter().enumerate() {
+        pairs.push((
+            format!("server.certificates[{i}] {}", cert.names.join(",")),
+            &cert.cert,
+            &cert.key,
+        ));
+    }
+    for (name, cert, key) in pairs {
+        match crate::tls::load_certified_key(cert, key) {
+            Ok(k) => {
+                r.ok(
+                    "tls",
+                    format!(
+                        "{name}: {} ({} certificate(s) in chain) matches its key",
+                        cert.display(),
+                        k.cert.len()
+                    ),
+                );
+                check_expiry(&mut r, &name, cert, &k);
+            }
+            Err(e) => r.fail("tls", format!("{name}: {e}")),
+        }
     }
 
     let probe = c.server.data_dir.join(".check-write");
@@ -212,6 +225,48 @@ fn check_mailboxes(c: &mft_config::Config, r: &mut Report) {
             ),
             Err(e) => r.fail(&what, e),
         }
+    }
+}
+
+/// Below this a certificate's coming expiry is a warning.
+const EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(14 * 24 * 3600);
+
+fn check_expiry(r: &mut Report, name: &str, file: &Path, key: &rustls::sign::CertifiedKey) {
+    let Some(not_after) = crate::tls::certs::not_after(key) else {
+        r.fail(
+            "tls",
+            format!(
+                "{name}: {}: cannot read the certificate's validity",
+                file.display()
+            ),
+        );
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let left = not_after - now;
+    let when = u64::try_from(not_after)
+        .ok()
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        .map_or_else(
+            || not_after.to_string(),
+            |t| humantime::format_rfc3339_seconds(t).to_string(),
+        );
+    if left <= 0 {
+        r.fail(
+            "tls",
+            format!("{name}: {} expired at {when}", file.display()),
+        );
+    } else if (left as u64) < EXPIRY_WARNING.as_secs() {
+        r.warn(
+            "tls",
+            format!(
+                "{name}: {} expires in {} day(s), at {when}: renew it (the gateway picks up the new file without a restart)",
+                file.display(),
+                left / 86_400
+            ),
+        );
     }
 }
 

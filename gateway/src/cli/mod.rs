@@ -6,6 +6,7 @@ mod connectors;
 mod demo;
 mod keys;
 mod partners;
+mod reload;
 mod sftp;
 mod signing;
 mod transports;
@@ -45,6 +46,13 @@ pub enum Command {
         /// gateway from starting).
         #[arg(long)]
         offline: bool,
+    },
+    /// Validate the config like `check`, then apply it to the running
+    /// gateway (`POST /admin/v1/reload`; without an admin token send SIGHUP).
+    Reload {
+        /// Config file (the one the gateway runs with).
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
     },
     /// Gateway + embedded reference backend + self-signed certificate; prints curl commands.
     Demo {
@@ -146,6 +154,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config, offline } => Ok(check::run(&config, offline)),
+        Command::Reload { config } => reload::run(&config),
         Command::Demo { dir, listen } => {
             demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)

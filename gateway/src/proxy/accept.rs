@@ -15,6 +15,7 @@
 
 use super::service::HyperGateway;
 use crate::conn_guard::{ConnLimiter, ConnSlot};
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use std::future::Future;
@@ -36,8 +37,11 @@ const H2_WINDOW: u32 = 1024 * 1024;
 
 /// TLS, then HTTP on hyper, for each accepted connection.
 pub struct HyperFront {
-    tls: tokio_rustls::TlsAcceptor,
-    gateway: Arc<HyperGateway>,
+    /// Swapped by a reload (TLS settings); read once per connection.
+    tls: ArcSwap<ServerConfig>,
+    /// Swapped by a reload; read once per request, so a request in flight
+    /// finishes on the settings it started with.
+    gateway: ArcSwap<HyperGateway>,
     handshake_timeout: Duration,
     conns: Arc<ConnLimiter>,
     header_timeout: Duration,
@@ -68,8 +72,8 @@ impl HyperFront {
             .initial_stream_window_size(H2_WINDOW)
             .initial_connection_window_size(H2_WINDOW);
         HyperFront {
-            tls: tokio_rustls::TlsAcceptor::from(config),
-            gateway,
+            tls: ArcSwap::new(config),
+            gateway: ArcSwap::new(gateway),
             handshake_timeout,
             conns,
             header_timeout,
@@ -81,6 +85,21 @@ impl HyperFront {
 }
 
 impl HyperFront {
+    /// The request path new requests take.
+    pub fn gateway(&self) -> Arc<HyperGateway> {
+        self.gateway.load_full()
+    }
+
+    /// New requests take `gateway` (a reload); those in flight keep theirs.
+    pub fn swap_gateway(&self, gateway: Arc<HyperGateway>) {
+        self.gateway.store(gateway);
+    }
+
+    /// New connections handshake with `config` (a reload).
+    pub fn swap_tls(&self, config: Arc<ServerConfig>) {
+        self.tls.store(config);
+    }
+
     /// Serves one accepted TCP connection until it ends, or until
     /// `shutdown` turns true (then what is in flight finishes).
     pub async fn serve<S>(
@@ -99,7 +118,7 @@ impl HyperFront {
         // for as long as the connection lives.
         let handshake = Box::pin(tokio::time::timeout(
             self.handshake_timeout,
-            self.tls.accept(stream),
+            tokio_rustls::TlsAcceptor::from(self.tls.load_full()).accept(stream),
         ));
         let tls = match handshake.await {
             Ok(Ok(tls)) => tls,
@@ -135,9 +154,10 @@ impl HyperFront {
             self.keepalive_timeout,
             slot,
         ));
-        let gateway = self.gateway.clone();
+        let front = self.clone();
         let service = hyper::service::service_fn(move |req| {
-            let gateway = gateway.clone();
+            // One atomic load per request: the snapshot a reload swaps.
+            let gateway = front.gateway.load_full();
             let conn = conn.clone();
             async move { Ok::<_, std::convert::Infallible>(gateway.serve(req, conn).await) }
         });

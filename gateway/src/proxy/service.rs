@@ -62,13 +62,22 @@ pub struct Exchange {
 pub struct HyperGateway {
     /// The same parts the pingora engine gets.
     pub p: ProxyParts,
-    /// The way to the backend: direct, or through connectors.
-    pub forward: BackendPath,
+    /// The way to the backend: direct, or through connectors; shared by
+    /// the snapshots of a reload that left `[backend]` alone.
+    pub forward: Arc<BackendPath>,
 }
 
 impl HyperGateway {
     /// An engine from its parts.
     pub fn new(p: ProxyParts, forward: BackendPath) -> Self {
+        HyperGateway {
+            p,
+            forward: Arc::new(forward),
+        }
+    }
+
+    /// An engine sharing a backend path (and its pool) with another.
+    pub fn with_shared_path(p: ProxyParts, forward: Arc<BackendPath>) -> Self {
         HyperGateway { p, forward }
     }
 

@@ -97,10 +97,13 @@ impl RedisLimiter {
             epoch: Instant::now(),
             last_warn: AtomicU64::new(0),
         });
-        let health = me.clone();
+        // Weak: a limiter replaced by a config reload stops pinging (and
+        // stops setting `redis_up` from a connection no longer used).
+        let health = Arc::downgrade(&me);
         control.spawn(async move {
-            loop {
-                health.ping().await;
+            while let Some(me) = health.upgrade() {
+                me.ping().await;
+                drop(me);
                 tokio::time::sleep(HEALTH_EVERY).await;
             }
         });

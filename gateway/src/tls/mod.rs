@@ -5,6 +5,7 @@
 //! panics on a bad file and it configures no session tickets, which decide
 //! handshake throughput for clients that reconnect.
 
+pub mod certs;
 mod client_auth;
 pub mod pin;
 
@@ -131,6 +132,16 @@ pub fn server_config_with(
     client_auth: bool,
     min: TlsVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
+    server_config_resolving(Arc::new(SingleCert(key)), client_auth, min)
+}
+
+/// [`server_config_with`], the certificate chosen per handshake by
+/// `resolver` (SNI, files swapped while running: [`certs::CertStore`]).
+pub fn server_config_resolving(
+    resolver: Arc<dyn ResolvesServerCert>,
+    client_auth: bool,
+    min: TlsVersion,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let algorithms = provider.signature_verification_algorithms;
     let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
@@ -143,7 +154,7 @@ pub fn server_config_with(
     } else {
         builder.with_no_client_auth()
     };
-    let mut config = builder.with_cert_resolver(Arc::new(SingleCert(key)));
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);

@@ -290,6 +290,15 @@ async fn console_in_a_real_browser() {
         "{body}"
     );
     assert_eq!(curl_status(&s.gw, &s.certs, &s.gw.key), 200, "still active");
+    // Nor reload the config (admin role only).
+    let r = admin_http
+        .post(format!("http://{}/admin/v1/reload", s.gw.admin))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot reload");
 
     let result = loop {
         let w = next().await;

@@ -106,8 +106,12 @@ fn bind(ctx: &BridgeContext, addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The HTTPS certificate without ALPN (SMTP negotiates no application protocol).
 fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
-    let https = crate::tls::server_config(ctx.certified_key.clone())
-        .context("smtp: cannot build the TLS configuration")?;
+    let https = crate::tls::server_config_resolving(
+        ctx.certificates.clone(),
+        false,
+        mft_config::model::TlsVersion::V1_2,
+    )
+    .context("smtp: cannot build the TLS configuration")?;
     let mut config = (*https).clone();
     config.alpn_protocols.clear();
     Ok(TlsAcceptor::from(Arc::new(config)))

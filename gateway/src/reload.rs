@@ -1,0 +1,547 @@
+//! Live reload of the config file (SIGHUP, `mft-gateway reload`,
+//! `POST /admin/v1/reload`; docs/operations.md).
+//!
+//! A reload reads and validates the whole file and builds every new part
+//! (certificates, TLS config, the request path's snapshot) before it swaps
+//! anything: on any error nothing changes. The swap is one atomic store per
+//! part; a request reads the request path's snapshot once when it starts
+//! and finishes on it, so uploads in flight keep the settings they began
+//! with. What cannot change in a running process is named in the answer
+//! and the log as "needs restart", never silently ignored.
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::auth::jwks::IssuerSet;
+use crate::connector::ConnectorPool;
+use crate::control::ControlPlane;
+use crate::metrics::Metrics;
+use crate::proxy::accept::HyperFront;
+use crate::proxy::backend_path::BackendPath;
+use crate::proxy::forward::Forwarder;
+use crate::proxy::limits::InputLimits;
+use crate::proxy::service::HyperGateway;
+use crate::proxy::sign::RequestSigner;
+use crate::proxy::ProxyParts;
+use crate::ratelimit::RateLimiter;
+use crate::tls::certs::CertStore;
+use mft_config::model::Runtime;
+use mft_config::Config;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// What a successful reload did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The file that was read.
+    pub config: PathBuf,
+    /// Sections (and `server.` keys) whose new values are in force now.
+    pub changed: Vec<String>,
+    /// Sections (and keys) that changed but take effect only after a restart.
+    pub needs_restart: Vec<String>,
+    /// Non-fatal findings of the file (as `check` prints them).
+    pub warnings: Vec<String>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    /// The file cannot be read or is invalid: `file:line: key: message` lines.
+    #[error("invalid configuration:\n{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    /// The file is valid but a part cannot be built from it (e.g. a
+    /// certificate file that does not match its key).
+    #[error("cannot apply the configuration: {0}")]
+    Apply(String),
+    /// Another reload is running.
+    #[error("another reload is in progress")]
+    Busy,
+}
+
+impl ReloadError {
+    /// The lines an operator reads (CLI, admin API, log).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            ReloadError::Invalid(lines) => lines.clone(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// The parts of the running process a reload swaps.
+pub struct Reloader {
+    current: Mutex<Config>,
+    front: Option<Arc<HyperFront>>,
+    certs: Arc<CertStore>,
+    control: ControlPlane,
+    metrics: Arc<Metrics>,
+    audit: AuditLog,
+    /// The connector pool in DMZ mode (the backend path goes through it).
+    backend_pool: Option<Arc<ConnectorPool>>,
+    ok: IntCounter,
+    failed: IntCounter,
+}
+
+impl Reloader {
+    /// A reloader for a process started with `config`; `front` is the
+    /// hyper engine's listener front (`None` with `http_engine = "pingora"`,
+    /// whose request path does not reload).
+    pub fn new(
+        config: Config,
+        front: Option<Arc<HyperFront>>,
+        certs: Arc<CertStore>,
+        control: ControlPlane,
+        metrics: Arc<Metrics>,
+        audit: AuditLog,
+        backend_pool: Option<Arc<ConnectorPool>>,
+    ) -> anyhow::Result<Arc<Reloader>> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                "mft_config_reloads_total",
+                "Config reloads by result (success: applied; failure: nothing changed).",
+            ),
+            &["result"],
+        )?;
+        metrics.registry().register(Box::new(counter.clone()))?;
+        Ok(Arc::new(Reloader {
+            current: Mutex::new(config),
+            front,
+            certs,
+            control,
+            metrics,
+            audit,
+            backend_pool,
+            ok: counter.with_label_values(&["success"]),
+            failed: counter.with_label_values(&["failure"]),
+        }))
+    }
+
+    /// Reloads on a thread of its own (reading files and starting JWKS
+    /// fetches block) and waits for the result without blocking the
+    /// caller's runtime. `trigger` (`SIGHUP`, `admin`, `console:NAME`) goes
+    /// into the audit record.
+    pub async fn reload(self: &Arc<Self>, trigger: String) -> Result<Report, ReloadError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("config-reload".into())
+            .spawn(move || {
+                let _ = tx.send(me.reload_blocking(&trigger));
+            });
+        if let Err(e) = spawned {
+            return Err(ReloadError::Apply(format!(
+                "cannot start the reload thread: {e}"
+            )));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(ReloadError::Apply("the reload thread ended early".into())))
+    }
+
+    /// [`Reloader::reload`] on the calling thread; never call it on a runtime worker.
+    pub fn reload_blocking(&self, trigger: &str) -> Result<Report, ReloadError> {
+        let result = self.try_reload();
+        let mut record = AuditRecord::new("config_reloaded");
+        record.principal = Some(trigger.to_string());
+        match &result {
+            Ok(report) => {
+                self.ok.inc();
+                tracing::info!(
+                    trigger,
+                    config = %report.config.display(),
+                    changed = %report.changed.join(","),
+                    needs_restart = %report.needs_restart.join(","),
+                    "configuration reloaded"
+                );
+                if !report.needs_restart.is_empty() {
+                    tracing::warn!(
+                        sections = %report.needs_restart.join(","),
+                        "these settings changed but take effect only after a restart"
+                    );
+                }
+                record.decision = Some("allow");
+                record.reason = Some(format!(
+                    "changed: {}; needs restart: {}",
+                    list(&report.changed),
+                    list(&report.needs_restart)
+                ));
+            }
+            Err(e) => {
+                self.failed.inc();
+                for line in e.lines() {
+                    tracing::error!(trigger, "config reload refused, nothing changed: {line}");
+                }
+                record.decision = Some("deny");
+                record.reason = Some(match e {
+                    ReloadError::Invalid(lines) => format!("invalid: {} problem(s)", lines.len()),
+                    ReloadError::Apply(_) => "cannot apply".to_string(),
+                    ReloadError::Busy => "busy".to_string(),
+                });
+            }
+        }
+        self.audit.record(record);
+        result
+    }
+
+    fn try_reload(&self) -> Result<Report, ReloadError> {
+        let mut current = match self.current.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::WouldBlock) => return Err(ReloadError::Busy),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let path = current.source.clone();
+        let loaded = mft_config::load(&path).map_err(|e| {
+            ReloadError::Invalid(match e {
+                mft_config::ConfigError::Invalid { path, issues } => issues
+                    .iter()
+                    .map(|i| i.display_in(&path).to_string())
+                    .collect(),
+                other => vec![other.to_string()],
+            })
+        })?;
+        let warnings = loaded
+            .warnings
+            .iter()
+            .map(|w| w.display_in(&path).to_string())
+            .collect();
+        let new = loaded.config;
+        let diff = Diff::between(&current, &new);
+
+        // Build everything first: an error here leaves the process as it was.
+        let certs = crate::tls::certs::load_all(&new.server)
+            .map_err(|e| ReloadError::Apply(format!("server certificates: {e}")))?;
+        let mut changed = diff.live.clone();
+        let mut needs_restart = diff.restart.clone();
+        let mut swap_tls = None;
+        let mut swap_gateway = None;
+        match &self.front {
+            Some(front) => {
+                if diff.tls_settings {
+                    swap_tls = Some(
+                        crate::tls::server_config_resolving(
+                            self.certs.resolver(),
+                            new.trust.client_auth,
+                            new.server.tls_min_version,
+                        )
+                        .map_err(|e| ReloadError::Apply(format!("TLS settings: {e}")))?,
+                    );
+                }
+                if diff.request_path {
+                    swap_gateway = Some(self.build_gateway(&front.gateway(), &new, &diff)?);
+                }
+            }
+            None => {
+                // The pingora engine's request path and TLS settings are
+                // built once; its certificates come from the same resolver.
+                let (kept, fixed): (Vec<String>, Vec<String>) = changed
+                    .into_iter()
+                    .partition(|s| s == "server.certificates");
+                changed = kept;
+                needs_restart.extend(fixed);
+            }
+        }
+
+        // Swap.
+        self.certs
+            .replace(certs, new.server.certificate_watch_interval);
+        if let Some(front) = &self.front {
+            if let Some(tls) = swap_tls {
+                front.swap_tls(tls);
+            }
+            if let Some(gateway) = swap_gateway {
+                front.swap_gateway(gateway);
+            }
+            if diff.cache_ttl {
+                front.gateway().p.auth.set_key_cache_ttl(new.auth.cache_ttl);
+            }
+        }
+        *current = new;
+        Ok(Report {
+            config: path,
+            changed,
+            needs_restart,
+            warnings,
+        })
+    }
+
+    /// The request path's next snapshot: what changed is built anew, the
+    /// rest (and the state it holds: key cache, defender, backend pool,
+    /// rate-limit buckets) shared with the current one.
+    fn build_gateway(
+        &self,
+        old: &Arc<HyperGateway>,
+        new: &Config,
+        diff: &Diff,
+    ) -> Result<Arc<HyperGateway>, ReloadError> {
+        let apply =
+            |what: &str, e: &dyn std::fmt::Display| ReloadError::Apply(format!("{what}: {e}"));
+        let auth = if diff.auth {
+            let issuers = IssuerSet::start(&new.auth.jwt, &self.control)
+                .map_err(|e| apply("auth.jwt", &e))?;
+            Arc::new(
+                old.p
+                    .auth
+                    .with_policy(issuers, crate::server::scope_policy(new)),
+            )
+        } else {
+            old.p.auth.clone()
+        };
+        let rate_limiter = if diff.rate_limit {
+            Arc::new(
+                RateLimiter::from_config(&new.rate_limit, self.metrics.clone(), &self.control)
+                    .map_err(|e| apply("rate_limit", &e))?,
+            )
+        } else {
+            old.p.rate_limiter.clone()
+        };
+        let (signer, forward) = if diff.backend {
+            let signer = RequestSigner::from_config(&new.backend)
+                .map_err(|e| apply("backend.signing_key", &e))?
+                .map(Arc::new);
+            let forward = match &self.backend_pool {
+                Some(pool) => BackendPath::connectors(&new.backend, pool.clone(), signer.clone())
+                    .map_err(|e| apply("backend", &e))?,
+                None => BackendPath::Direct(Box::new(
+                    Forwarder::new(
+                        &new.backend,
+                        match new.server.runtime {
+                            Runtime::PerCore => new.server.threads,
+                            Runtime::WorkStealing => 1,
+                        },
+                    )
+                    .map_err(|e| apply("backend", &e))?,
+                )),
+            };
+            (signer, Arc::new(forward))
+        } else {
+            (old.p.signer.clone(), old.forward.clone())
+        };
+        let p = &old.p;
+        let parts = ProxyParts {
+            upstream: None,
+            auth,
+            audit: p.audit.clone(),
+            in_flight: p.in_flight.clone(),
+            access_log: new.logging.access_log,
+            keepalive_secs: p.keepalive_secs,
+            limits: InputLimits::new(&new.limits),
+            rate_limiter,
+            metrics: p.metrics.clone(),
+            signer,
+            federation: p.federation.clone(),
+            trust: p.trust.clone(),
+        };
+        Ok(Arc::new(HyperGateway::with_shared_path(parts, forward)))
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// What changed between two configs, and what of it a running process applies.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Diff {
+    /// Applied live (hyper engine).
+    pub live: Vec<String>,
+    /// Needs a restart.
+    pub restart: Vec<String>,
+    /// The rustls config must be rebuilt (`tls_min_version`, `trust.client_auth`).
+    pub tls_settings: bool,
+    /// The request path's snapshot must be rebuilt.
+    pub request_path: bool,
+    /// JWT issuers or scope rules.
+    pub auth: bool,
+    /// `[rate_limit]`.
+    pub rate_limit: bool,
+    /// `[backend]`.
+    pub backend: bool,
+    /// `auth.cache_ttl`.
+    pub cache_ttl: bool,
+}
+
+impl Diff {
+    /// Compares `old` and `new` section by section (secrets by value, never printed).
+    pub fn between(old: &Config, new: &Config) -> Diff {
+        let mut d = Diff::default();
+        let (o, n) = (&old.server, &new.server);
+        let live = |d: &mut Diff, name: &str, changed: bool| {
+            if changed {
+                d.live.push(name.to_string());
+            }
+            changed
+        };
+        let restart = |d: &mut Diff, name: &str, changed: bool| {
+            if changed {
+                d.restart.push(name.to_string());
+            }
+        };
+        // Certificate files are compared by path here; their content is
+        // reloaded in every reload and by the watcher.
+        live(
+            &mut d,
+            "server.certificates",
+            o.tls_cert != n.tls_cert
+                || o.tls_key != n.tls_key
+                || o.certificates != n.certificates
+                || o.certificate_watch_interval != n.certificate_watch_interval,
+        );
+        let min_version = live(
+            &mut d,
+            "server.tls_min_version",
+            o.tls_min_version != n.tls_min_version,
+        );
+        restart(
+            &mut d,
+            "server.https_listen",
+            o.https_listen != n.https_listen,
+        );
+        restart(
+            &mut d,
+            "server.admin_listen",
+            o.admin_listen != n.admin_listen,
+        );
+        restart(&mut d, "server.data_dir", o.data_dir != n.data_dir);
+        restart(&mut d, "server.threads", o.threads != n.threads);
+        restart(&mut d, "server.http_engine", o.http_engine != n.http_engine);
+        restart(&mut d, "server.runtime", o.runtime != n.runtime);
+        restart(
+            &mut d,
+            "server.shutdown_timeout",
+            o.shutdown_timeout != n.shutdown_timeout,
+        );
+        restart(
+            &mut d,
+            "server.tls_handshake_timeout",
+            o.tls_handshake_timeout != n.tls_handshake_timeout,
+        );
+        restart(
+            &mut d,
+            "server.keepalive_timeout",
+            o.keepalive_timeout != n.keepalive_timeout,
+        );
+
+        let (oa, na) = (&old.auth, &new.auth);
+        let jwt = live(&mut d, "auth.jwt", oa.jwt != na.jwt);
+        let scopes = live(&mut d, "auth.scopes", oa.scopes != na.scopes);
+        d.auth = jwt || scopes;
+        restart(&mut d, "auth.store", oa.store != na.store);
+        d.cache_ttl = live(&mut d, "auth.cache_ttl", oa.cache_ttl != na.cache_ttl);
+
+        d.rate_limit = live(&mut d, "rate_limit", old.rate_limit != new.rate_limit);
+        d.backend = live(&mut d, "backend", old.backend != new.backend);
+        if d.backend && (bridges(old) || bridges(new)) {
+            restart(&mut d, "backend (bridges' client)", true);
+        }
+        if d.backend {
+            // The trust network's relay has a backend client of its own.
+            restart(&mut d, "backend (trust relay and webhooks)", true);
+        }
+        let (ol, nl) = (&old.limits, &new.limits);
+        let request_limits = ol.max_body_bytes != nl.max_body_bytes
+            || ol.max_header_count != nl.max_header_count
+            || ol.max_header_bytes != nl.max_header_bytes
+            || ol.max_url_bytes != nl.max_url_bytes
+            || ol.body_idle_timeout != nl.body_idle_timeout
+            || ol.routes != nl.routes;
+        let limits = live(&mut d, "limits", request_limits);
+        restart(
+            &mut d,
+            "limits.max_connections_per_ip",
+            ol.max_connections_per_ip != nl.max_connections_per_ip,
+        );
+        restart(
+            &mut d,
+            "limits.request_header_timeout",
+            ol.request_header_timeout != nl.request_header_timeout,
+        );
+        let access_log = live(
+            &mut d,
+            "logging.access_log",
+            old.logging.access_log != new.logging.access_log,
+        );
+        restart(
+            &mut d,
+            "logging",
+            old.logging.format != new.logging.format || old.logging.level != new.logging.level,
+        );
+        let client_auth = live(
+            &mut d,
+            "trust.client_auth",
+            old.trust.client_auth != new.trust.client_auth,
+        );
+        d.tls_settings = min_version || client_auth;
+        let mut trust = old.trust.clone();
+        trust.client_auth = new.trust.client_auth;
+        restart(&mut d, "trust", trust != new.trust);
+        restart(&mut d, "organization", old.organization != new.organization);
+        restart(&mut d, "admin", old.admin != new.admin);
+        restart(&mut d, "defender", old.defender != new.defender);
+        restart(&mut d, "audit", old.audit != new.audit);
+        restart(&mut d, "smtp", old.smtp != new.smtp);
+        restart(&mut d, "imap", old.imap != new.imap);
+        restart(&mut d, "pop3", old.pop3 != new.pop3);
+        restart(&mut d, "sftp", old.sftp != new.sftp);
+        restart(&mut d, "connector", old.connector != new.connector);
+        d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log;
+        d
+    }
+}
+
+fn bridges(c: &Config) -> bool {
+    c.smtp.is_some() || !c.imap.is_empty() || !c.pop3.is_empty() || c.sftp.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n{extra}"
+        );
+        match mft_config::load_str(&text, std::path::Path::new("/tmp/gateway.toml")) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn nothing_changed_is_an_empty_diff() {
+        let d = Diff::between(&config(""), &config(""));
+        assert_eq!(d, Diff::default());
+    }
+
+    #[test]
+    fn live_and_restart_sections_are_named() {
+        let old = config("[rate_limit]\nper_ip = \"10/s\"\n");
+        let new = config(
+            "[rate_limit]\nper_ip = \"20/s\"\n[limits]\nmax_body_bytes = 1000\nmax_connections_per_ip = 3\n[admin]\nallowed_hosts = [\"gw\"]\n",
+        );
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.live, vec!["rate_limit", "limits"]);
+        assert_eq!(d.restart, vec!["limits.max_connections_per_ip", "admin"]);
+        assert!(d.request_path && d.rate_limit && !d.auth && !d.backend && !d.tls_settings);
+    }
+
+    #[test]
+    fn a_changed_secret_is_seen_without_its_value() {
+        std::env::set_var(
+            "MFT_RELOAD_TEST_KEY_A",
+            "first-secret-value-0123456789abcdef",
+        );
+        std::env::set_var(
+            "MFT_RELOAD_TEST_KEY_B",
+            "other-secret-value-0123456789abcdef",
+        );
+        let old = config("signing_key = \"env:MFT_RELOAD_TEST_KEY_A\"\n");
+        let new = config("signing_key = \"env:MFT_RELOAD_TEST_KEY_B\"\n");
+        let d = Diff::between(&old, &new);
+        assert!(d.backend);
+        assert!(d.live.contains(&"backend".to_string()));
+        assert!(!format!("{d:?}").contains("secret-value"));
+    }
+}
