@@ -159,6 +159,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let in_flight = InFlight::default();
+    let shared_quotas = rate_limiter.shared_redis();
     let parts = ProxyParts {
         upstream,
         auth,
@@ -176,7 +177,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             &config,
             auth_defender,
             audit.clone(),
-        )),
+        )
+        .with_shared_quotas(shared_quotas)),
         trust,
     };
     let conns = ConnLimiter::new(config.limits.max_connections_per_ip);

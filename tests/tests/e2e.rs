@@ -18,6 +18,7 @@ mod e2e {
     pub mod mail_spoof;
     pub mod pop3;
     pub mod proxy;
+    pub mod sender_binding;
     pub mod ratelimit;
     pub mod sftp;
     pub mod sftp_attacks;
