@@ -266,7 +266,12 @@ impl Body for GuardedBody {
     fn size_hint(&self) -> SizeHint {
         // The guards hold chunks back but never add or drop bytes.
         if let Some(read) = &self.read_ahead {
-            return SizeHint::with_exact(read.len() as u64);
+            // Not exact: the client's Content-Length (if it sent one) says
+            // it; an exact hint would make hyper add one the signature does
+            // not cover.
+            let mut hint = SizeHint::new();
+            hint.set_lower(read.len() as u64);
+            return hint;
         }
         self.inner
             .as_ref()

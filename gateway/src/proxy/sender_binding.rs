@@ -131,6 +131,10 @@ impl SenderGuard {
         if end_of_stream {
             check_delivery(&self.binding, &self.held)?;
             *body = Some(std::mem::take(&mut self.held).freeze());
+        } else {
+            // Held back: an empty chunk, never `None`, which pingora takes
+            // for the end of the body and would end the upstream body with.
+            *body = Some(Bytes::new());
         }
         Ok(())
     }
@@ -146,7 +150,7 @@ mod tests {
         let mut g = SenderGuard::new(binding.clone());
         let mut chunk = Some(Bytes::from_static(br#"{"sender":"ops@"#));
         g.feed(&mut chunk, false).unwrap();
-        assert!(chunk.is_none(), "held back");
+        assert_eq!(chunk.as_deref(), Some(&b""[..]), "held back");
         let mut chunk = Some(Bytes::from_static(br#"ourcorp.example"}"#));
         g.feed(&mut chunk, true).unwrap();
         assert_eq!(

@@ -264,21 +264,40 @@ async fn wait_redis_up(admin: std::net::SocketAddr) {
 async fn a_partners_daily_quota_holds_across_gateways_sharing_redis() {
     let redis_dir = tempfile::tempdir().unwrap();
     let redis = mft_e2e::start_redis(redis_dir.path());
-    let (a, b) = two_orgs_with(&format!("\n[rate_limit]\nredis = \"{}\"\n", redis.url)).await;
+    let (a, mut b) = two_orgs_with(&format!("\n[rate_limit]\nredis = \"{}\"\n", redis.url)).await;
     let (_, key_for_a) = connect(&a, &b);
     let (code, out, err) = b.partners(&["set-inbox", "acme", "--quota-bytes-per-day", "1000"]);
     assert_eq!(code, 0, "{out}{err}");
 
-    // A second instance of B: its own ports and data_dir, the same key
-    // store (partners and their quotas) and the same Redis.
+    // A second instance of B: its own ports and data_dir, a copy of the
+    // key store (connections and their quotas; B stops for the copy, so
+    // the SQLite files are consistent), the same Redis.
     let b2_dir = tempfile::tempdir().unwrap();
+    b.gateway.proc.signal("TERM");
+    assert!(b.gateway.proc.wait_exit(Duration::from_secs(30)).is_some());
+    let data = b2_dir.path().join("gateway-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(b.path.join("gateway-data")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("keys.sqlite") {
+            std::fs::copy(entry.path(), data.join(name)).unwrap();
+        }
+    }
+    b.gateway = mft_e2e::launch_gateway(
+        &b.path,
+        &b.certs,
+        b.gateway.config.clone(),
+        b.gateway.addr,
+        b.gateway.admin,
+        b.gateway.key.clone(),
+    )
+    .await;
     let (addr, admin) = (mft_e2e::free_addr(), mft_e2e::free_addr());
     let config = std::fs::read_to_string(&b.gateway.config)
         .unwrap()
         .replace(&b.gateway.addr.to_string(), &addr.to_string())
         .replace(&b.gateway.admin.to_string(), &admin.to_string());
-    let store = b.path.join("gateway-data").join("keys.sqlite");
-    let config = format!("{config}\n[auth]\nstore = \"sqlite:{}\"\n", store.display());
     let config_path = b2_dir.path().join("gateway.toml");
     std::fs::write(&config_path, config).unwrap();
     let b2 = mft_e2e::launch_gateway(
