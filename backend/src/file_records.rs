@@ -189,7 +189,10 @@ pub async fn page(
             .await?
         }
     };
-    let mut files = rows.iter().map(from_row).collect::<sqlx::Result<Vec<_>>>()?;
+    let mut files = rows
+        .iter()
+        .map(from_row)
+        .collect::<sqlx::Result<Vec<_>>>()?;
     let more = files.len() as i64 > limit;
     files.truncate(usize::try_from(limit).unwrap_or(0));
     Ok((files, more))

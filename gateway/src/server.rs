@@ -171,14 +171,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         rate_limiter,
         metrics: metrics.clone(),
         signer,
-        federation: Arc::new(crate::trust::inbound::PartnerGate::new(
-            store.clone(),
-            control.clone(),
-            &config,
-            auth_defender,
-            audit.clone(),
-        )
-        .with_shared_quotas(shared_quotas)),
+        federation: Arc::new(
+            crate::trust::inbound::PartnerGate::new(
+                store.clone(),
+                control.clone(),
+                &config,
+                auth_defender,
+                audit.clone(),
+            )
+            .with_shared_quotas(shared_quotas),
+        ),
         trust,
     };
     let conns = ConnLimiter::new(config.limits.max_connections_per_ip);

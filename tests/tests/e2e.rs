@@ -18,8 +18,8 @@ mod e2e {
     pub mod mail_spoof;
     pub mod pop3;
     pub mod proxy;
-    pub mod sender_binding;
     pub mod ratelimit;
+    pub mod sender_binding;
     pub mod sftp;
     pub mod sftp_attacks;
     pub mod shutdown;

@@ -449,7 +449,11 @@ async fn a_folder_lists_page_by_page_by_name_newest_first() {
     assert_eq!(ids, [a_new, a_old, b, c, d]);
     assert_eq!(pages, 3);
     // Without limit nothing changes: no next_cursor, upload order.
-    let all: serde_json::Value = get("/api/v1/files?folder=box".into()).await.json().await.unwrap();
+    let all: serde_json::Value = get("/api/v1/files?folder=box".into())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(all.get("next_cursor").is_none(), "{all}");
     assert_eq!(all["files"].as_array().unwrap().len(), 5);
     // Bad parameters are 400 problems naming the parameter.

@@ -125,9 +125,7 @@ impl SenderBinding {
 
     /// The list in its canonical form, comma-separated, as stored and shown.
     pub fn canonical(&self) -> String {
-        self.entries()
-            .collect::<Vec<_>>()
-            .join(",")
+        self.entries().collect::<Vec<_>>().join(",")
     }
 
     /// Each entry in canonical form.
@@ -199,18 +197,34 @@ mod tests {
 
     #[test]
     fn parses_and_normalises() {
-        let b = SenderBinding::parse(" Ops@OurCorp.Example,*@Billing.ourcorp.example  ops@ourcorp.example")
-            .unwrap();
+        let b = SenderBinding::parse(
+            " Ops@OurCorp.Example,*@Billing.ourcorp.example  ops@ourcorp.example",
+        )
+        .unwrap();
         assert_eq!(
             b.canonical(),
             "ops@ourcorp.example,*@billing.ourcorp.example"
         );
         assert_eq!(SenderBinding::parse(" , "), Err(SenderListError::Empty));
-        for bad in ["ops", "*@", "@x.example", "a*b@x.example", "a@-x.example", "a@x..example", "*@*.x.example", "a b@x"] {
+        for bad in [
+            "ops",
+            "*@",
+            "@x.example",
+            "a*b@x.example",
+            "a@-x.example",
+            "a@x..example",
+            "*@*.x.example",
+            "a b@x",
+        ] {
             assert!(SenderBinding::parse(bad).is_err(), "{bad}");
         }
-        let many: Vec<String> = (0..=MAX_ENTRIES).map(|i| format!("u{i}@x.example")).collect();
-        assert_eq!(SenderBinding::parse(&many.join(",")), Err(SenderListError::TooMany));
+        let many: Vec<String> = (0..=MAX_ENTRIES)
+            .map(|i| format!("u{i}@x.example"))
+            .collect();
+        assert_eq!(
+            SenderBinding::parse(&many.join(",")),
+            Err(SenderListError::TooMany)
+        );
     }
 
     #[test]
@@ -235,7 +249,10 @@ mod tests {
         // Escapes decode like the backend decodes them.
         assert!(check_delivery(&b, br#"{"sender":"ops\u0040ourcorp.example"}"#).is_ok());
         let r = check_delivery(&b, br#"{"sender":"ceo@ourcorp.example"}"#).unwrap_err();
-        assert_eq!((r.status, r.problem_type), (403, PROBLEM_SENDER_NOT_ALLOWED));
+        assert_eq!(
+            (r.status, r.problem_type),
+            (403, PROBLEM_SENDER_NOT_ALLOWED)
+        );
         for bad in [
             &br#"{"recipients":[]}"#[..],
             br#"{"sender":7}"#,

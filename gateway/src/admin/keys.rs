@@ -115,7 +115,10 @@ impl AdminApp {
                 let done = self
                     .control
                     .run(async move {
-                        if !store.set_allowed_senders(&owned, senders.as_deref()).await? {
+                        if !store
+                            .set_allowed_senders(&owned, senders.as_deref())
+                            .await?
+                        {
                             return Ok(None);
                         }
                         store.get_key(&owned).await

@@ -288,7 +288,9 @@ fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std:
                 k.expires_at.map_or_else(|| "never".to_string(), rfc3339),
                 k.last_used_at.map_or_else(dash, rfc3339),
                 k.status(now).to_string(),
-                k.allowed_senders.clone().unwrap_or_else(|| "any".to_string()),
+                k.allowed_senders
+                    .clone()
+                    .unwrap_or_else(|| "any".to_string()),
             ]
         })
         .collect();

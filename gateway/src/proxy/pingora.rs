@@ -402,13 +402,17 @@ impl ProxyHttp for GatewayProxy {
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
                     }
                     let h = session.req_header();
-                    let bound =
-                        super::sender_binding::binding_for(ctx.identity.as_ref(), &h.method, h.uri.path());
+                    let bound = super::sender_binding::binding_for(
+                        ctx.identity.as_ref(),
+                        &h.method,
+                        h.uri.path(),
+                    );
                     if let Some(binding) = bound {
                         if empty {
-                            let rejection = mft_filters::auth::senders::check_delivery(&binding, b"")
-                                .err()
-                                .unwrap_or_else(mft_filters::auth::senders::sender_not_allowed);
+                            let rejection =
+                                mft_filters::auth::senders::check_delivery(&binding, b"")
+                                    .err()
+                                    .unwrap_or_else(mft_filters::auth::senders::sender_not_allowed);
                             return self.refuse(session, ctx, &rejection).await;
                         }
                         ctx.sender = Some(super::sender_binding::SenderGuard::new(binding));

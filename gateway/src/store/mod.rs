@@ -24,8 +24,7 @@ mod validate;
 
 pub use error::StoreError;
 pub use validate::{
-    validate_account, validate_scopes, validate_senders, MAX_ACCOUNT_LEN, MAX_SCOPES,
-    MAX_SCOPE_LEN,
+    validate_account, validate_scopes, validate_senders, MAX_ACCOUNT_LEN, MAX_SCOPES, MAX_SCOPE_LEN,
 };
 
 use mft_filters::auth::api_key;
@@ -144,9 +143,12 @@ impl KeyRecord {
 
     /// The allowed senders as a list (`None`: the key is not bound).
     pub fn allowed_senders_list(&self) -> Option<Vec<String>> {
-        self.allowed_senders
-            .as_deref()
-            .map(|l| l.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        self.allowed_senders.as_deref().map(|l| {
+            l.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
     }
 
     /// The public view of a key, shared by `keys list --json` and the admin

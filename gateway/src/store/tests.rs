@@ -597,7 +597,10 @@ async fn allowed_senders_are_stored_changed_and_fed(store: KeyStore, _clock: Fak
     let refused = store
         .create_key_bound("ops", &scopes(&["files:read"]), None, None, Some("ops"))
         .await;
-    assert!(matches!(refused, Err(StoreError::InvalidSenders(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::InvalidSenders(_))),
+        "{refused:?}"
+    );
     assert!(store
         .set_allowed_senders(&record.id, Some("not an address"))
         .await
@@ -612,14 +615,20 @@ async fn allowed_senders_are_stored_changed_and_fed(store: KeyStore, _clock: Fak
     let (next, ids) = store.changes_since(cursor).await.unwrap();
     assert_eq!(ids, vec![record.id.clone()]);
     let stored = store.get_key(&record.id).await.unwrap().unwrap();
-    assert_eq!(stored.allowed_senders.as_deref(), Some("billing@ourcorp.example"));
+    assert_eq!(
+        stored.allowed_senders.as_deref(),
+        Some("billing@ourcorp.example")
+    );
     // Unbinding; an unknown id is false.
     assert!(store.set_allowed_senders(&record.id, None).await.unwrap());
     let (_, ids) = store.changes_since(next).await.unwrap();
     assert_eq!(ids, vec![record.id.clone()]);
     let stored = store.get_key(&record.id).await.unwrap().unwrap();
     assert_eq!(stored.allowed_senders, None);
-    assert_eq!(stored.to_json(SystemTime::now())["allowed_senders"], serde_json::Value::Null);
+    assert_eq!(
+        stored.to_json(SystemTime::now())["allowed_senders"],
+        serde_json::Value::Null
+    );
     assert!(!store
         .set_allowed_senders("0123456789abcdef", None)
         .await

@@ -144,7 +144,10 @@ impl PartnerGate {
     /// when the rate limits are shared there.
     pub fn with_shared_quotas(
         mut self,
-        redis: Option<(Arc<crate::ratelimit::redis::RedisLimiter>, mft_config::model::OnRedisError)>,
+        redis: Option<(
+            Arc<crate::ratelimit::redis::RedisLimiter>,
+            mft_config::model::OnRedisError,
+        )>,
     ) -> PartnerGate {
         let shared = redis.map(|(redis, on_error)| super::inbox::SharedQuota {
             redis,

@@ -10,12 +10,12 @@
 //! `rate_limit.on_redis_error` decides, as for the rate limits: `local`
 //! counts in this process, `deny` answers 503.
 
-use crate::store::partners::PartnerRecord;
-use http::header::HeaderValue;
-use mft_filters::decision::Rejection;
 use crate::control::ControlPlane;
 use crate::ratelimit::redis::RedisLimiter;
+use crate::store::partners::PartnerRecord;
+use http::header::HeaderValue;
 use mft_config::model::OnRedisError;
+use mft_filters::decision::Rejection;
 use mft_filters::trust::partner_inbox::{self, DailyUse, DAY_SECS};
 use mft_filters::validation::upload_names::header_folder;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -182,7 +182,11 @@ impl PartnerInboxes {
             // Kept one hour past the day's end: a gateway with a clock a
             // little behind still finds the day's count.
             let expire_at = (day + 1) * DAY_SECS + 3600;
-            match shared.redis.quota_reserve(&key, bytes, limit, expire_at).await {
+            match shared
+                .redis
+                .quota_reserve(&key, bytes, limit, expire_at)
+                .await
+            {
                 Ok(Ok(())) => {
                     return Ok(UploadTarget {
                         folder,

@@ -49,7 +49,11 @@ fn delivery(sender: &str, subject: &str) -> Value {
     })
 }
 
-async fn post(c: &reqwest::Client, g: &Gateway, body: impl Into<reqwest::Body>) -> reqwest::Response {
+async fn post(
+    c: &reqwest::Client,
+    g: &Gateway,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
     let body: reqwest::Body = body.into();
     let len = body.as_bytes().map(<[u8]>::len);
     c.post(format!("{}/api/v1/deliveries", g.base))
@@ -122,8 +126,12 @@ fn keys(config: &Path, args: &[&str]) -> (bool, String) {
 /// The attack and the allowed cases on one engine, both protocols.
 async fn bound_key_cannot_deliver_as_another_sender(s: &Stack) {
     let scopes = "deliveries:write,deliveries:read";
-    let (bound_id, bound) =
-        create_key_with(&s.gateway.config, "ops", scopes, &["--allowed-senders", BOUND]);
+    let (bound_id, bound) = create_key_with(
+        &s.gateway.config,
+        "ops",
+        scopes,
+        &["--allowed-senders", BOUND],
+    );
     let g = &s.gateway;
     for proto in [Proto::Http1, Proto::Http2] {
         let c = client_with_key(&s.certs, proto, &bound);
@@ -180,36 +188,58 @@ async fn bound_key_cannot_deliver_as_another_sender(s: &Stack) {
         assert_eq!(r.status(), 413, "{tag} streamed big");
 
         // Its own senders pass: exact (any case, escaped), and the domain.
-        let r = post(&c, g, serde_json::to_vec(&delivery("OPS@ourcorp.example", &format!("own {tag}"))).unwrap()).await;
+        let r = post(
+            &c,
+            g,
+            serde_json::to_vec(&delivery("OPS@ourcorp.example", &format!("own {tag}"))).unwrap(),
+        )
+        .await;
         assert_eq!(r.status(), 201, "{tag}");
         let escaped = format!(
             r#"{{"sender":"ops\u0040ourcorp.example","recipients":["bob@ourcorp.example"],"subject":"escaped {tag}"}}"#
         );
         let r = post(&c, g, streamed(escaped.into_bytes())).await;
         assert_eq!(r.status(), 201, "{tag} streamed own");
-        let r = post(&c, g, serde_json::to_vec(&delivery("anna@billing.ourcorp.example", &format!("billing {tag}"))).unwrap()).await;
+        let r = post(
+            &c,
+            g,
+            serde_json::to_vec(&delivery(
+                "anna@billing.ourcorp.example",
+                &format!("billing {tag}"),
+            ))
+            .unwrap(),
+        )
+        .await;
         assert_eq!(r.status(), 201, "{tag}");
         let created: Value = r.json().await.unwrap();
         assert_eq!(created["sender"], "anna@billing.ourcorp.example");
 
         // A key without a binding may name any sender, as before.
         let unbound = g.client(&s.certs, proto);
-        let r = post(&unbound, g, serde_json::to_vec(&delivery("ceo@ourcorp.example", &format!("unbound {tag}"))).unwrap()).await;
+        let r = post(
+            &unbound,
+            g,
+            serde_json::to_vec(&delivery("ceo@ourcorp.example", &format!("unbound {tag}")))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(r.status(), 201, "{tag}");
     }
     // Nothing of a refused delivery reached the backend.
     let stored = subjects(s).await;
     assert!(
-        stored.iter().all(|(subject, _)| !subject.starts_with("attack")),
+        stored
+            .iter()
+            .all(|(subject, _)| !subject.starts_with("attack")),
         "{stored:?}"
     );
     assert_eq!(stored.len(), 8, "{stored:?}");
     // Audited with the reason.
-    let audit =
-        std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(s.dir.path().join("gateway-data/audit.jsonl")).unwrap();
     assert!(
-        audit.lines().any(|l| l.contains(&format!("key:{bound_id}"))
-            && l.contains("sender_not_allowed")),
+        audit
+            .lines()
+            .any(|l| l.contains(&format!("key:{bound_id}")) && l.contains("sender_not_allowed")),
         "{audit}"
     );
     // The key lists its binding.
@@ -234,7 +264,12 @@ async fn wait_status(s: &Stack, key: &str, sender: &str, status: u16) {
     let c = client_with_key(&s.certs, Proto::Http1, key);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = post(&c, &s.gateway, serde_json::to_vec(&delivery(sender, "rebound")).unwrap()).await;
+        let r = post(
+            &c,
+            &s.gateway,
+            serde_json::to_vec(&delivery(sender, "rebound")).unwrap(),
+        )
+        .await;
         if r.status() == status {
             return;
         }
@@ -264,7 +299,10 @@ async fn a_bound_key_cannot_deliver_as_another_sender_and_nothing_reaches_the_ba
     let (ok, out) = keys(&s.gateway.config, &["set-senders", "billing", "--any"]);
     assert!(ok, "{out}");
     wait_status(&s, &key, "ceo@ourcorp.example", 201).await;
-    let (ok, out) = keys(&s.gateway.config, &["set-senders", &id, "ceo@ourcorp.example"]);
+    let (ok, out) = keys(
+        &s.gateway.config,
+        &["set-senders", &id, "ceo@ourcorp.example"],
+    );
     assert!(ok, "{out}");
     wait_status(&s, &key, "billing@ourcorp.example", 403).await;
     let (ok, out) = keys(&s.gateway.config, &["set-senders", &id, "not-an-address"]);
@@ -273,7 +311,10 @@ async fn a_bound_key_cannot_deliver_as_another_sender_and_nothing_reaches_the_ba
     assert!(!ok, "{out}");
     let admin = reqwest::Client::new();
     let r = admin
-        .put(format!("http://{}/admin/v1/keys/{id}/senders", s.gateway.admin))
+        .put(format!(
+            "http://{}/admin/v1/keys/{id}/senders",
+            s.gateway.admin
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"allowed_senders": ["*@ourcorp.example"]}))
         .send()
@@ -284,7 +325,10 @@ async fn a_bound_key_cannot_deliver_as_another_sender_and_nothing_reaches_the_ba
     assert_eq!(v["allowed_senders"], json!(["*@ourcorp.example"]));
     wait_status(&s, &key, "billing@ourcorp.example", 201).await;
     let r = admin
-        .put(format!("http://{}/admin/v1/keys/{id}/senders", s.gateway.admin))
+        .put(format!(
+            "http://{}/admin/v1/keys/{id}/senders",
+            s.gateway.admin
+        ))
         .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"allowed_senders": ["no address"]}))
         .send()
@@ -310,8 +354,12 @@ async fn the_pingora_engine_holds_a_bound_key_to_its_senders_too() {
     use_engine("pingora");
     let s = stack().await;
     let scopes = "deliveries:write";
-    let (_, bound) =
-        create_key_with(&s.gateway.config, "ops", scopes, &["--allowed-senders", BOUND]);
+    let (_, bound) = create_key_with(
+        &s.gateway.config,
+        "ops",
+        scopes,
+        &["--allowed-senders", BOUND],
+    );
     let c = client_with_key(&s.certs, Proto::Http1, &bound);
     let g = &s.gateway;
     let evil = serde_json::to_vec(&delivery("ceo@ourcorp.example", "attack pingora")).unwrap();
@@ -391,9 +439,17 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
     )
     .await;
     assert_eq!(d["sender"], "anna@partner.example");
-    mft_e2e::smtp::wait_delivery(&smtp.gw, &certs, "from ceo@ourcorp.example", Duration::from_secs(60))
-        .await;
+    mft_e2e::smtp::wait_delivery(
+        &smtp.gw,
+        &certs,
+        "from ceo@ourcorp.example",
+        Duration::from_secs(60),
+    )
+    .await;
     let all = mft_e2e::smtp::deliveries(&smtp.gw, &certs).await;
-    let from_ceo = all.iter().filter(|d| d["sender"] == "ceo@ourcorp.example").count();
+    let from_ceo = all
+        .iter()
+        .filter(|d| d["sender"] == "ceo@ourcorp.example")
+        .count();
     assert_eq!(from_ceo, 1, "only the unbound key's: {all:?}");
 }

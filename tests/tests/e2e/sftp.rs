@@ -482,9 +482,7 @@ async fn a_folder_larger_than_one_page_lists_completely_and_in_order() {
     let mut expected = vec!["sub".to_string()];
     expected.extend(names.iter().cloned());
 
-    let pages = |page: &str| {
-        mft_e2e::metric(page, "mft_sftp_listing_pages_total").unwrap_or(0.0)
-    };
+    let pages = |page: &str| mft_e2e::metric(page, "mft_sftp_listing_pages_total").unwrap_or(0.0);
     let before = pages(&mft_e2e::metrics(env.gateway.admin).await);
     // OpenSSH, unsorted (-f): the server's order.
     let out = env.batch("alice", "ls -1 -f big\n");
@@ -511,7 +509,11 @@ print(json.dumps([[a.filename, a.st_size] for a in s.listdir_iter("big", read_ah
         .args(["-c", script, &env.sftp.port().to_string(), "s3cret pass"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got: Vec<(String, u64)> = serde_json::from_slice(&out.stdout).unwrap();
     let got_names: Vec<String> = got.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(got_names, expected);

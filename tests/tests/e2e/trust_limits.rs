@@ -252,7 +252,10 @@ async fn wait_redis_up(admin: std::net::SocketAddr) {
         if mft_e2e::metric(&page, "mft_ratelimit_redis_up") == Some(1.0) {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "Redis never up:\n{page}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never up:\n{page}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -335,7 +338,10 @@ async fn a_partners_daily_quota_holds_across_gateways_sharing_redis() {
         }
         // The refund of the refused upload runs just after its answer.
         assert_eq!(r.status(), 429);
-        assert!(std::time::Instant::now() < deadline, "the refused upload was counted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused upload was counted"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for caller in [&to_b, &to_b2] {

@@ -125,7 +125,6 @@ pub struct Fs {
     pub made: Arc<MadeFolders>,
 }
 
-
 impl Fs {
     /// One page of `folder`: `limit` files from `cursor` on (the first page
     /// without one, which also names the sub-folders). A backend without

@@ -66,7 +66,8 @@ impl Dir {
                 continue;
             }
             self.last_name = Some(e.name.clone());
-            self.ready.push_back(File::new(e.name.clone(), file_attrs(&e)));
+            self.ready
+                .push_back(File::new(e.name.clone(), file_attrs(&e)));
         }
     }
 }
@@ -354,7 +355,10 @@ impl Session {
             return Err(fail(StatusCode::Failure, "too many open files"));
         }
         let fs = &self.ctx.fs;
-        let page = fs.page(&folder, LIST_PAGE, None).await.map_err(backend_fail)?;
+        let page = fs
+            .page(&folder, LIST_PAGE, None)
+            .await
+            .map_err(backend_fail)?;
         self.ctx.metrics.list_page();
         let mut folders: BTreeSet<String> = page.folders.into_iter().collect();
         folders.extend(fs.made_below(&folder));
@@ -374,8 +378,11 @@ impl Session {
         } else {
             // A backend without paging sent the whole folder in upload
             // order: a later file of the same name wins.
-            let newest: BTreeMap<String, Entry> =
-                page.files.into_iter().map(|e| (e.name.clone(), e)).collect();
+            let newest: BTreeMap<String, Entry> = page
+                .files
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
             dir.take_page(newest.into_values().collect());
         }
         let handle = self.add_handle(Open::Dir(Box::new(dir)))?;
@@ -627,7 +634,13 @@ impl Session {
             return Err(fail(StatusCode::PermissionDenied, "the root stays"));
         }
         let folder = self.folder(&p)?;
-        if !self.ctx.fs.folder_is_empty(&folder).await.map_err(backend_fail)? {
+        if !self
+            .ctx
+            .fs
+            .folder_is_empty(&folder)
+            .await
+            .map_err(backend_fail)?
+        {
             return Err(fail(StatusCode::Failure, "folder is not empty"));
         }
         if !self.ctx.fs.made.remove(&folder) {

@@ -98,7 +98,9 @@ impl Users {
                 .as_ref()
                 .map(|list| SenderBinding::parse(&list.join(",")).map(Arc::new))
                 .transpose()
-                .map_err(|e| anyhow::anyhow!("smtp.users[{i}].allowed_senders ({}): {e}", u.name))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("smtp.users[{i}].allowed_senders ({}): {e}", u.name)
+                })?;
             checked.push((u.clone(), senders));
         }
         Ok(Users { users: checked })
