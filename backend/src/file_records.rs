@@ -141,6 +141,22 @@ pub async fn list(db: &SqlitePool, folder: Option<&str>) -> sqlx::Result<Vec<Fil
     rows.iter().map(from_row).collect()
 }
 
+/// The files called `name` directly in `folder`, oldest first.
+pub async fn list_named(
+    db: &SqlitePool,
+    folder: &str,
+    name: &str,
+) -> sqlx::Result<Vec<FileRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM files WHERE folder = ? AND name = ? ORDER BY created_at, id"
+    ))
+    .bind(folder)
+    .bind(name)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Where a page of a folder starts: after this file in the page order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 pub struct PageKey {

@@ -42,6 +42,8 @@ pub struct ListQuery {
     limit: Option<String>,
     /// Where the page starts: `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Only the files of this name (in `folder`, the root without one).
+    name: Option<String>,
 }
 
 /// Largest page of `GET /api/v1/files?limit=`.
@@ -123,6 +125,22 @@ pub async fn list(
     let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
     if after.is_some() && limit.is_none() {
         return Err(invalid_parameter("cursor", "cursor: needs limit".into()));
+    }
+    if let Some(raw) = query.name.as_deref() {
+        if limit.is_some() {
+            return Err(invalid_parameter(
+                "name",
+                "name: cannot be combined with limit".into(),
+            ));
+        }
+        let name = names::file_name(raw, "name")?;
+        let files =
+            file_records::list_named(&state.db, folder.as_deref().unwrap_or(""), &name).await?;
+        return Ok(Json(FileList {
+            files,
+            folders: None,
+            next_cursor: None,
+        }));
     }
     let Some(limit) = limit else {
         let files = file_records::list(&state.db, folder.as_deref()).await?;

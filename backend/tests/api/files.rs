@@ -446,8 +446,21 @@ async fn a_folder_lists_page_by_page_by_name_newest_first() {
         }
     }
     // By name; the newer a.txt before the older one.
-    assert_eq!(ids, [a_new, a_old, b, c, d]);
+    assert_eq!(ids, [a_new.clone(), a_old.clone(), b, c, d]);
     assert_eq!(pages, 3);
+    // One name only, upload order (the SFTP bridge's lookups).
+    let named: serde_json::Value = get("/api/v1/files?folder=box&name=a.txt".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let named: Vec<&str> = named["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, [a_old.as_str(), a_new.as_str()]);
     // Without limit nothing changes: no next_cursor, upload order.
     let all: serde_json::Value = get("/api/v1/files?folder=box".into())
         .await
@@ -463,6 +476,7 @@ async fn a_folder_lists_page_by_page_by_name_newest_first() {
         "/api/v1/files?folder=box&limit=-1",
         "/api/v1/files?folder=box&limit=2&cursor=garbage!",
         "/api/v1/files?folder=box&cursor=eyJ9",
+        "/api/v1/files?folder=box&name=a.txt&limit=2",
     ] {
         let r = get(q.to_string()).await;
         assert_eq!(r.status(), 400, "{q}");

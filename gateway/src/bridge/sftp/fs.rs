@@ -204,36 +204,29 @@ impl Fs {
             .collect())
     }
 
-    /// Files directly in `folder`, in upload order.
-    pub async fn files_in(&self, folder: &str) -> Result<Vec<Entry>, BackendError> {
+    /// The files called `name` in `folder`, in upload order: only those
+    /// with a backend that honours `name=`; filtered here from the whole
+    /// folder with one that does not.
+    async fn named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
         let path = format!(
-            "/api/v1/files?folder={}",
-            utf8_percent_encode(folder, NON_ALPHANUMERIC)
+            "/api/v1/files?folder={}&name={}",
+            utf8_percent_encode(folder, NON_ALPHANUMERIC),
+            utf8_percent_encode(name, NON_ALPHANUMERIC)
         );
         let call = Call::new(Method::GET, path);
         let resp = self.backend.send(&self.ctx, &call).await?;
         let list: FileList = decode(&call, resp).await?;
-        Ok(list.files)
+        Ok(list.files.into_iter().filter(|e| e.name == name).collect())
     }
 
     /// The newest file called `name` in `folder`.
     pub async fn find(&self, folder: &str, name: &str) -> Result<Option<Entry>, BackendError> {
-        Ok(self
-            .files_in(folder)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.name == name))
+        Ok(self.named(folder, name).await?.into_iter().next_back())
     }
 
     /// Every file called `name` in `folder` (an overwrite replaces them all).
     pub async fn all_named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
-        Ok(self
-            .files_in(folder)
-            .await?
-            .into_iter()
-            .filter(|e| e.name == name)
-            .collect())
+        self.named(folder, name).await
     }
 
     /// Whether `folder` exists: the root, a made folder, or one holding files.
