@@ -385,7 +385,12 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
     let backend = start_backend(dir.path()).await;
-    let smtp = start_smtp_gateway(dir.path(), &certs, &backend.url, "").await;
+    // A bridge user bound to one sender, besides the helper's unbound user.
+    let user = format!(
+        "[[smtp.users]]\nname = \"billing\"\npassword_hash = \"{}\"\nallowed_senders = [\"billing@partner.example\"]\n",
+        mft_e2e::smtp::BRIDGE_HASH
+    );
+    let smtp = start_smtp_gateway(dir.path(), &certs, &backend.url, &user).await;
     let (_, bound) = create_key_with(
         &smtp.gw.config,
         "ops",
@@ -395,7 +400,7 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
         &["--allowed-senders", "ops@ourcorp.example,*@partner.example"],
     );
     let port = smtp.smtp.port().to_string();
-    let send = |from: &str, key: &str| {
+    let send_as = |user: &str, from: &str, key: &str| {
         swaks(&[
             "--server",
             "127.0.0.1",
@@ -405,7 +410,7 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
             "--auth",
             "PLAIN",
             "--auth-user",
-            "svc",
+            user,
             "--auth-password",
             key,
             "--from",
@@ -418,6 +423,7 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
             "hello",
         ])
     };
+    let send = |from: &str, key: &str| send_as("svc", from, key);
     // The attack: another sender of an allowed domain with a bound key.
     let (ok, transcript) = send("ceo@ourcorp.example", &bound);
     assert!(!ok, "{transcript}");
@@ -430,6 +436,16 @@ async fn smtp_holds_a_bound_key_to_its_envelope_senders() {
     let (ok, transcript) = send("anna@partner.example", &bound);
     assert!(ok, "{transcript}");
     let (ok, transcript) = send("ceo@ourcorp.example", &smtp.gw.key);
+    assert!(ok, "{transcript}");
+    // A bridge user's allowed_senders hold the same way.
+    let password = mft_e2e::smtp::BRIDGE_PASSWORD;
+    let (ok, transcript) = send_as("billing", "ceo@partner.example", password);
+    assert!(!ok, "{transcript}");
+    assert!(
+        transcript.contains("550 5.7.1 Sender not allowed for this credential"),
+        "{transcript}"
+    );
+    let (ok, transcript) = send_as("billing", "billing@partner.example", password);
     assert!(ok, "{transcript}");
     let d = mft_e2e::smtp::wait_delivery(
         &smtp.gw,

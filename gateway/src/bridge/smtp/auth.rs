@@ -245,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn a_users_sender_list_is_checked_at_start() {
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
+        let user = |senders: &[&str]| SmtpUser {
+            name: "billing".into(),
+            password_hash: phc.into(),
+            scopes: vec!["deliveries:write".into()],
+            allowed_senders: Some(senders.iter().map(|s| s.to_string()).collect()),
+        };
+        let users = Users::new(&[user(&["Billing@Partner.example"])]).unwrap();
+        let (_, senders) = users.find("billing").unwrap();
+        let senders = senders.as_ref().unwrap();
+        assert!(senders.allows("billing@partner.example"));
+        assert!(!senders.allows("ceo@partner.example"));
+        let err = Users::new(&[user(&["not an address"])]).err().unwrap();
+        assert!(
+            err.to_string().contains("smtp.users[0].allowed_senders"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn argon2id_bridge_password() {
         // The hash the e2e tests configure (password "bridge-pass").
         let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
