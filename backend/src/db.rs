@@ -159,6 +159,11 @@ const SCHEMA: &[Step] = &[
         )",
     ),
     Sql(
+        "create index files_folder_name",
+        // Pages of one folder by name (`GET /api/v1/files?folder=&limit=`).
+        "CREATE INDEX IF NOT EXISTS files_folder_name ON files (folder, name, created_at, id)",
+    ),
+    Sql(
         "create table transfers",
         "CREATE TABLE IF NOT EXISTS transfers (
             id TEXT PRIMARY KEY NOT NULL,

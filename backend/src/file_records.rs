@@ -141,6 +141,79 @@ pub async fn list(db: &SqlitePool, folder: Option<&str>) -> sqlx::Result<Vec<Fil
     rows.iter().map(from_row).collect()
 }
 
+/// The files called `name` directly in `folder`, oldest first.
+pub async fn list_named(
+    db: &SqlitePool,
+    folder: &str,
+    name: &str,
+) -> sqlx::Result<Vec<FileRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM files WHERE folder = ? AND name = ? ORDER BY created_at, id"
+    ))
+    .bind(folder)
+    .bind(name)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Where a page of a folder starts: after this file in the page order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct PageKey {
+    /// Name of the last file of the previous page.
+    pub name: String,
+    /// Its `created_at`.
+    pub created_at: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// Up to `limit` files directly in `folder`, by name, the newest first
+/// within one name, starting after `after`; plus whether more follow.
+pub async fn page(
+    db: &SqlitePool,
+    folder: &str,
+    limit: i64,
+    after: Option<&PageKey>,
+) -> sqlx::Result<(Vec<FileRecord>, bool)> {
+    // One more than asked tells whether another page follows.
+    let rows = match after {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM files WHERE folder = ? \
+                 ORDER BY name, created_at DESC, id DESC LIMIT ?"
+            ))
+            .bind(folder)
+            .bind(limit + 1)
+            .fetch_all(db)
+            .await?
+        }
+        Some(k) => {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM files WHERE folder = ? AND (name > ? OR (name = ? AND \
+                 (created_at < ? OR (created_at = ? AND id < ?)))) \
+                 ORDER BY name, created_at DESC, id DESC LIMIT ?"
+            ))
+            .bind(folder)
+            .bind(&k.name)
+            .bind(&k.name)
+            .bind(&k.created_at)
+            .bind(&k.created_at)
+            .bind(&k.id)
+            .bind(limit + 1)
+            .fetch_all(db)
+            .await?
+        }
+    };
+    let mut files = rows
+        .iter()
+        .map(from_row)
+        .collect::<sqlx::Result<Vec<_>>>()?;
+    let more = files.len() as i64 > limit;
+    files.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok((files, more))
+}
+
 /// Names of the folders directly below `folder` (`""`: the root) that hold
 /// files somewhere beneath them, sorted. Reads only the distinct folder
 /// paths below `folder`, never the files.

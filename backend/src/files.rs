@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeFile;
@@ -37,7 +38,16 @@ pub struct ListQuery {
     /// one), so a client can browse one level without listing every file.
     #[serde(default)]
     subfolders: bool,
+    /// Page size (1 to 1000): files by name, the newest first per name.
+    limit: Option<String>,
+    /// Where the page starts: `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only the files of this name (in `folder`, the root without one).
+    name: Option<String>,
 }
+
+/// Largest page of `GET /api/v1/files?limit=`.
+const MAX_PAGE: i64 = 1000;
 
 /// Body of `GET /api/v1/files`.
 #[derive(Debug, Serialize)]
@@ -46,6 +56,34 @@ pub struct FileList {
     /// With `subfolders=true`: names of the folders directly below.
     #[serde(skip_serializing_if = "Option::is_none")]
     folders: Option<Vec<String>>,
+    /// With `limit`: the cursor of the next page, `null` on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+}
+
+fn invalid_parameter(name: &str, detail: String) -> ApiError {
+    ApiError::bad_request(detail)
+        .with_type("urn:mft:problem:invalid-parameter")
+        .with_field(name)
+}
+
+/// The opaque cursor of the page after `last`: base64url of its sort key.
+fn cursor_after(last: &FileRecord) -> String {
+    let key = file_records::PageKey {
+        name: last.name.clone(),
+        created_at: last.created_at.clone(),
+        id: last.id.clone(),
+    };
+    let json = serde_json::to_vec(&key).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn parse_cursor(raw: &str) -> Result<file_records::PageKey, ApiError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.trim())
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or_else(|| invalid_parameter("cursor", "cursor: not a cursor this listing gave".into()))
 }
 
 /// Loads the record for a path id, 404 if the id is malformed or unknown.
@@ -68,12 +106,69 @@ pub async fn list(
         None if query.subfolders => Some(String::new()),
         None => None,
     };
-    let files = file_records::list(&state.db, folder.as_deref()).await?;
-    let folders = match (&folder, query.subfolders) {
-        (Some(f), true) => Some(file_records::child_folders(&state.db, f).await?),
-        _ => None,
+    let limit = match query.limit.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            raw.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| raw.parse::<i64>().ok())
+                .flatten()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    invalid_parameter(
+                        "limit",
+                        format!("limit: {raw:?} is not a whole number from 1 to {MAX_PAGE}"),
+                    )
+                })?,
+        ),
     };
-    Ok(Json(FileList { files, folders }))
+    let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    if after.is_some() && limit.is_none() {
+        return Err(invalid_parameter("cursor", "cursor: needs limit".into()));
+    }
+    if let Some(raw) = query.name.as_deref() {
+        if limit.is_some() {
+            return Err(invalid_parameter(
+                "name",
+                "name: cannot be combined with limit".into(),
+            ));
+        }
+        let name = names::file_name(raw, "name")?;
+        let files =
+            file_records::list_named(&state.db, folder.as_deref().unwrap_or(""), &name).await?;
+        return Ok(Json(FileList {
+            files,
+            folders: None,
+            next_cursor: None,
+        }));
+    }
+    let Some(limit) = limit else {
+        let files = file_records::list(&state.db, folder.as_deref()).await?;
+        let folders = match (&folder, query.subfolders) {
+            (Some(f), true) => Some(file_records::child_folders(&state.db, f).await?),
+            _ => None,
+        };
+        return Ok(Json(FileList {
+            files,
+            folders,
+            next_cursor: None,
+        }));
+    };
+    // Pages are of one folder (the root without `folder`).
+    let folder = folder.unwrap_or_default();
+    let (files, more) = file_records::page(&state.db, &folder, limit, after.as_ref()).await?;
+    let next_cursor = Some(more.then(|| files.last().map(cursor_after)).flatten());
+    // Sub-folders come whole, with the first page only.
+    let folders = if query.subfolders && after.is_none() {
+        Some(file_records::child_folders(&state.db, &folder).await?)
+    } else {
+        None
+    };
+    Ok(Json(FileList {
+        files,
+        folders,
+        next_cursor,
+    }))
 }
 
 /// `GET /api/v1/files/{id}`

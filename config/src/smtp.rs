@@ -66,6 +66,9 @@ pub struct SmtpUserFile {
     pub password_hash: Option<String>,
     /// Scopes sent to the backend for this user's deliveries.
     pub scopes: Option<Vec<String>>,
+    /// Envelope senders (MAIL FROM) this user may use: addresses or
+    /// `*@domain`; absent: any sender `allowed_sender_domains` allows.
+    pub allowed_senders: Option<Vec<String>>,
 }
 
 /// An IP network (`10.0.0.0/8`, `::1/128`, or a bare address).
@@ -132,6 +135,9 @@ pub struct SmtpUser {
     pub password_hash: String,
     /// Scopes for the backend calls made for this user.
     pub scopes: Vec<String>,
+    /// Envelope senders this user may use (checked by the listener at
+    /// start); `None`: any.
+    pub allowed_senders: Option<Vec<String>>,
 }
 
 /// `[smtp]`, validated.
@@ -343,6 +349,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
             name,
             password_hash: hash,
             scopes,
+            allowed_senders: u.allowed_senders,
         });
     }
     let folder = f.folder.filter(|s| !s.is_empty());

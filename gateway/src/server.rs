@@ -178,6 +178,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     crate::service::start(server.watch_execution_phase(), &control);
 
     let in_flight = InFlight::default();
+    let shared_quotas = rate_limiter.shared_redis();
     let parts = ProxyParts {
         upstream,
         auth,
@@ -189,13 +190,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         rate_limiter,
         metrics: metrics.clone(),
         signer,
-        federation: Arc::new(crate::trust::inbound::PartnerGate::new(
-            store.clone(),
-            control.clone(),
-            &config,
-            auth_defender,
-            audit.clone(),
-        )),
+        federation: Arc::new(
+            crate::trust::inbound::PartnerGate::new(
+                store.clone(),
+                control.clone(),
+                &config,
+                auth_defender,
+                audit.clone(),
+            )
+            .with_shared_quotas(shared_quotas),
+        ),
         trust,
     };
     let conns = ConnLimiter::new(config.limits.max_connections_per_ip);

@@ -24,6 +24,7 @@ mod e2e {
     pub mod proxy;
     pub mod ratelimit;
     pub mod reload;
+    pub mod sender_binding;
     pub mod sftp;
     pub mod sftp_attacks;
     pub mod shutdown;

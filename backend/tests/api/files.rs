@@ -385,3 +385,103 @@ async fn patch_renames_and_moves_a_file() {
     assert_problem(r, 400).await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_folder_lists_page_by_page_by_name_newest_first() {
+    let (_keep, dir) = data_dir();
+    let s = Server::start(&dir).await;
+    let upload = |name: &'static str, folder: &'static str| {
+        let r = s
+            .client
+            .post(s.url("/api/v1/files"))
+            .header("X-Filename", name)
+            .header("X-Folder", folder)
+            .body(name.as_bytes().to_vec())
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 201);
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let c = upload("c.txt", "box").await;
+    let a_old = upload("a.txt", "box").await;
+    let b = upload("b.txt", "box").await;
+    let a_new = upload("a.txt", "box").await;
+    let d = upload("d.txt", "box").await;
+    upload("x.txt", "box/sub").await;
+    upload("y.txt", "other").await;
+    let get = |q: String| {
+        let r = s.client.get(s.url(&q)).send();
+        async move { r.await.unwrap() }
+    };
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            None => "/api/v1/files?folder=box&subfolders=true&limit=2".to_string(),
+            Some(c) => format!("/api/v1/files?folder=box&subfolders=true&limit=2&cursor={c}"),
+        };
+        let page: serde_json::Value = get(q).await.json().await.unwrap();
+        pages += 1;
+        // Sub-folders come with the first page only.
+        if pages == 1 {
+            assert_eq!(page["folders"], serde_json::json!(["sub"]));
+        } else {
+            assert!(page.get("folders").is_none(), "{page}");
+        }
+        let files = page["files"].as_array().unwrap();
+        assert!(files.len() <= 2);
+        ids.extend(files.iter().map(|f| f["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => {
+                assert!(page["next_cursor"].is_null(), "{page}");
+                break;
+            }
+        }
+    }
+    // By name; the newer a.txt before the older one.
+    assert_eq!(ids, [a_new.clone(), a_old.clone(), b, c, d]);
+    assert_eq!(pages, 3);
+    // One name only, upload order (the SFTP bridge's lookups).
+    let named: serde_json::Value = get("/api/v1/files?folder=box&name=a.txt".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let named: Vec<&str> = named["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, [a_old.as_str(), a_new.as_str()]);
+    // Without limit nothing changes: no next_cursor, upload order.
+    let all: serde_json::Value = get("/api/v1/files?folder=box".into())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(all.get("next_cursor").is_none(), "{all}");
+    assert_eq!(all["files"].as_array().unwrap().len(), 5);
+    // Bad parameters are 400 problems naming the parameter.
+    for q in [
+        "/api/v1/files?folder=box&limit=0",
+        "/api/v1/files?folder=box&limit=1001",
+        "/api/v1/files?folder=box&limit=-1",
+        "/api/v1/files?folder=box&limit=2&cursor=garbage!",
+        "/api/v1/files?folder=box&cursor=eyJ9",
+        "/api/v1/files?folder=box&name=a.txt&limit=2",
+    ] {
+        let r = get(q.to_string()).await;
+        assert_eq!(r.status(), 400, "{q}");
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "urn:mft:problem:invalid-parameter", "{q}: {p}");
+    }
+    s.stop().await;
+}

@@ -15,3 +15,4 @@ pub mod credential;
 pub mod jwt;
 pub mod partner_key;
 pub mod scope;
+pub mod senders;

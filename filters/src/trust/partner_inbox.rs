@@ -58,6 +58,22 @@ pub fn upload_folder(inbox: &str, requested: Option<&str>) -> Result<String, Rej
     }
 }
 
+/// 429 for an upload of `bytes` at `now` (Unix seconds) that `used` bytes
+/// already counted today would take past `limit`; retry at the next day.
+pub fn quota_exceeded(now: u64, bytes: u64, limit: u64, used: u64) -> Rejection {
+    let retry = (now / DAY_SECS + 1) * DAY_SECS - now;
+    Rejection {
+        status: 429,
+        problem_type: PROBLEM_QUOTA_EXCEEDED,
+        detail: format!(
+            "this upload ({bytes} bytes) would exceed the connection's quota of \
+             {limit} bytes per day ({used} used today)"
+        ),
+        audit_reason: "partner_quota_exceeded",
+        headers: vec![("retry-after", retry.max(1).to_string())],
+    }
+}
+
 /// Bytes one partner uploaded on one UTC day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DailyUse {
@@ -80,18 +96,7 @@ impl DailyUse {
         }
         let total = self.bytes.saturating_add(bytes);
         if total > limit {
-            let retry = (today + 1) * DAY_SECS - now;
-            return Err(Rejection {
-                status: 429,
-                problem_type: PROBLEM_QUOTA_EXCEEDED,
-                detail: format!(
-                    "this upload ({bytes} bytes) would exceed the connection's quota of \
-                     {limit} bytes per day ({} used today)",
-                    self.bytes
-                ),
-                audit_reason: "partner_quota_exceeded",
-                headers: vec![("retry-after", retry.max(1).to_string())],
-            });
+            return Err(quota_exceeded(now, bytes, limit, self.bytes));
         }
         self.bytes = total;
         Ok(today)

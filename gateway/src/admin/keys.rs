@@ -15,10 +15,20 @@ struct CreateKey {
     expires_days: Option<u64>,
     /// Per-account rate limit such as `"10/s burst 20"`.
     rate_limit: Option<String>,
+    /// Senders the key may name in a delivery; absent or null: any.
+    allowed_senders: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetSenders {
+    /// The new list; null unbinds the key.
+    allowed_senders: Option<Vec<String>>,
 }
 
 /// The routes, as the 405 answer names them (and the OpenAPI test reads them).
-pub(crate) const USAGE: &str = "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}";
+pub(crate) const USAGE: &str = "use GET/POST /admin/v1/keys, GET/DELETE /admin/v1/keys/{id}, \
+     PUT /admin/v1/keys/{id}/senders";
 
 impl AdminApp {
     fn audit_key_event(&self, session: &ServerSession, action: &str, id: &str, status: u16) {
@@ -58,15 +68,17 @@ impl AdminApp {
                         return problem(400, &format!("rate_limit: {e}"));
                     }
                 }
+                let senders = req.allowed_senders.map(|l| l.join(","));
                 let created = self
                     .control
                     .run(async move {
                         store
-                            .create_key_with_limit(
+                            .create_key_bound(
                                 &req.name,
                                 &req.scopes,
                                 expires,
                                 req.rate_limit.as_deref(),
+                                senders.as_deref(),
                             )
                             .await
                     })
@@ -82,8 +94,43 @@ impl AdminApp {
                         e @ (StoreError::InvalidAccount { .. }
                         | StoreError::NoScopes
                         | StoreError::InvalidScope { .. }
-                        | StoreError::InvalidExpiry(_)),
+                        | StoreError::InvalidExpiry(_)
+                        | StoreError::InvalidSenders(_)),
                     )) => problem(400, &e.to_string()),
+                    _ => problem(503, "key store unavailable"),
+                }
+            }
+            ("PUT", path) if path.split('/').count() == 2 && path.ends_with("/senders") => {
+                let id = path.trim_end_matches("/senders").to_string();
+                let body = match read_body(session).await {
+                    Ok(b) => b,
+                    Err(reply) => return reply,
+                };
+                let req: SetSenders = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => return problem(400, &format!("invalid JSON: {e}")),
+                };
+                let senders = req.allowed_senders.map(|l| l.join(","));
+                let owned = id.clone();
+                let done = self
+                    .control
+                    .run(async move {
+                        if !store
+                            .set_allowed_senders(&owned, senders.as_deref())
+                            .await?
+                        {
+                            return Ok(None);
+                        }
+                        store.get_key(&owned).await
+                    })
+                    .await;
+                match done {
+                    Ok(Ok(Some(record))) => {
+                        self.audit_key_event(session, "set senders of", &id, 200);
+                        json_reply(200, record.to_json(now))
+                    }
+                    Ok(Ok(None)) => problem(404, "no such key"),
+                    Ok(Err(e @ StoreError::InvalidSenders(_))) => problem(400, &e.to_string()),
                     _ => problem(503, "key store unavailable"),
                 }
             }

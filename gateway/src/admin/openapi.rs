@@ -36,6 +36,17 @@ struct CreateKey {
     expires_days: Option<u64>,
     /// Per-key rate limit such as `10/s burst 20`.
     rate_limit: Option<String>,
+    /// Senders the key may name in `POST /api/v1/deliveries`: addresses or
+    /// `*@domain`; absent or null: any sender (docs/keys.md).
+    allowed_senders: Option<Vec<String>>,
+}
+
+/// `PUT /admin/v1/keys/{id}/senders`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SetSenders {
+    /// Addresses or `*@domain`; null unbinds the key (any sender).
+    allowed_senders: Option<Vec<String>>,
 }
 
 /// An API key as listed (never its secret or hash).
@@ -52,6 +63,8 @@ struct Key {
     /// `active`, `revoked` or `expired`.
     status: String,
     rate_limit: Option<String>,
+    /// Null: any sender.
+    allowed_senders: Option<Vec<String>>,
 }
 
 /// A new key: the listed fields plus `key`, the secret, shown only here.
@@ -67,6 +80,7 @@ struct CreatedKey {
     last_used_at: Option<String>,
     status: String,
     rate_limit: Option<String>,
+    allowed_senders: Option<Vec<String>>,
     /// `mgw_<id>_<secret>`, shown once.
     key: String,
 }
@@ -205,6 +219,14 @@ fn get_key() {}
         (status = 404, description = "Not found", body = Problem)))]
 #[allow(dead_code)]
 fn revoke_key() {}
+
+#[utoipa::path(put, path = "/admin/v1/keys/{id}/senders", tag = "keys", request_body = SetSenders,
+    params(("id" = String, Path, description = "Public key id")),
+    responses((status = 200, description = "The key with its new binding; running gateways apply it within 5 s", body = Key),
+        (status = 400, description = "Invalid list (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn set_key_senders() {}
 
 #[utoipa::path(get, path = "/admin/v1/partners", tag = "partners",
     responses((status = 200, description = "OK", body = PartnerList)))]
@@ -474,7 +496,7 @@ fn reload_config() {}
         description = "Management API on the admin listener (docs/architecture.md, docs/console.md)."
     ),
     paths(
-        list_keys, create_key, get_key, revoke_key,
+        list_keys, create_key, get_key, revoke_key, set_key_senders,
         list_partners, add_partner, get_partner, remove_partner, set_partner_key,
         set_partner_pin, set_partner_inbox, test_partner,
         list_connectors, add_connector, remove_connector,

@@ -53,12 +53,23 @@ impl CachedKey {
                 })
                 .ok()
         });
+        // A stored list that no longer parses (an edited database) binds
+        // the key to nobody: failing open would let it send as anyone.
+        let senders = r.allowed_senders.as_deref().map(|text| {
+            Arc::new(
+                mft_filters::auth::senders::SenderBinding::parse(text).unwrap_or_else(|e| {
+                    tracing::warn!(key = %r.id, error = %e, "the key's stored allowed_senders do not parse; it may send as nobody");
+                    mft_filters::auth::senders::SenderBinding::nobody()
+                }),
+            )
+        });
         CachedKey {
             identity: Identity {
                 principal: format!("key:{}", r.id).into(),
                 scopes_header: r.scopes.join(" ").into(),
                 scopes: r.scopes.into(),
                 rate_limit,
+                senders,
             },
             id: r.id,
             account: r.account,

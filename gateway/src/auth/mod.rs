@@ -31,6 +31,9 @@ pub struct Identity {
     /// The account's own rate limit (`keys create --rate-limit`); `None`:
     /// `[rate_limit] per_key` applies.
     pub rate_limit: Option<mft_filters::ratelimit::Limit>,
+    /// The senders an API key may name in a delivery (`keys create
+    /// --allowed-senders`); `None`: any sender.
+    pub senders: Option<Arc<mft_filters::auth::senders::SenderBinding>>,
 }
 
 /// Feeds one failed authentication (HTTPS, SMTP, SFTP, federation: `what`)
@@ -330,6 +333,7 @@ impl Authenticator {
             scopes: jwt.scopes.into(),
             // Token subjects have no record of their own: the default applies.
             rate_limit: None,
+            senders: None,
         };
         self.jwt_cache.insert(
             digest,

@@ -33,9 +33,31 @@ pub enum KeysCommand {
         /// e.g. "10/s burst 20" (N/s, N/m or N/h, optional burst M).
         #[arg(long, value_name = "QUOTA", value_parser = parse_rate_limit)]
         rate_limit: Option<String>,
-        /// Print one JSON line {"id":..,"key":..,"account":..,"scopes":[..],"expires_at":..,"rate_limit":..}.
+        /// Bind the key to these delivery senders: comma-separated addresses
+        /// or *@domain, e.g. 'ops@ourcorp.example,*@billing.ourcorp.example'.
+        /// A delivery with another sender is refused (403). Without it the
+        /// key may name any sender.
+        #[arg(long, value_name = "LIST", value_parser = parse_senders)]
+        allowed_senders: Option<String>,
+        /// Print one JSON line {"id":..,"key":..,"account":..,"scopes":[..],"expires_at":..,"rate_limit":..,"allowed_senders":..}.
         #[arg(long)]
         json: bool,
+    },
+    /// Bind keys to delivery senders, or unbind them with --any.
+    ///
+    /// TARGET is a key id, or a service account name (then every key of
+    /// that account). Running gateways apply the change within seconds.
+    /// Exits 1 if nothing matches.
+    SetSenders {
+        /// Key id, or service account name.
+        #[arg(value_name = "ID|NAME")]
+        target: String,
+        /// Comma-separated addresses or *@domain (see `keys create`).
+        #[arg(value_name = "LIST", value_parser = parse_senders, required_unless_present = "any")]
+        allowed_senders: Option<String>,
+        /// Remove the binding: the keys may name any sender again.
+        #[arg(long, conflicts_with = "allowed_senders")]
+        any: bool,
     },
     /// List API keys: id, account, scopes, times and status; never secrets.
     List {
@@ -73,17 +95,24 @@ async fn run_command(
             scopes,
             expires,
             rate_limit,
+            allowed_senders,
             json,
         } => {
             let scopes: Vec<String> = scopes.iter().map(|s| s.trim().to_string()).collect();
             let expires_in = expires.map(|days| Duration::from_secs(u64::from(days) * 86_400));
             let (record, token) = store
-                .create_key_with_limit(&name, &scopes, expires_in, rate_limit.as_deref())
+                .create_key_bound(
+                    &name,
+                    &scopes,
+                    expires_in,
+                    rate_limit.as_deref(),
+                    allowed_senders.as_deref(),
+                )
                 .await?;
             if json {
                 // Field order is part of the contract: id, then key.
                 let line = format!(
-                    "{{\"id\":{},\"key\":{},\"account\":{},\"scopes\":{},\"expires_at\":{},\"rate_limit\":{}}}",
+                    "{{\"id\":{},\"key\":{},\"account\":{},\"scopes\":{},\"expires_at\":{},\"rate_limit\":{},\"allowed_senders\":{}}}",
                     serde_json::Value::from(record.id.as_str()),
                     serde_json::Value::from(token.as_str()),
                     serde_json::Value::from(record.account.as_str()),
@@ -94,6 +123,9 @@ async fn run_command(
                     record
                         .rate_limit
                         .as_deref()
+                        .map_or(serde_json::Value::Null, Into::into),
+                    record
+                        .allowed_senders_list()
                         .map_or(serde_json::Value::Null, Into::into),
                 );
                 writeln!(out, "{line}")?;
@@ -113,6 +145,9 @@ async fn run_command(
                 writeln!(out, "  expires:  {expiry}")?;
                 if let Some(limit) = &record.rate_limit {
                     writeln!(out, "  limit:    {limit}")?;
+                }
+                if let Some(senders) = &record.allowed_senders {
+                    writeln!(out, "  senders:  {senders}")?;
                 }
                 writeln!(out, "  key:      {token}")?;
                 writeln!(out)?;
@@ -140,6 +175,39 @@ async fn run_command(
             } else {
                 write_table(out, &keys, now)?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        KeysCommand::SetSenders {
+            target,
+            allowed_senders,
+            any,
+        } => {
+            let list = if any { None } else { allowed_senders };
+            let target = key_id_of(&target);
+            let ids: Vec<String> = match store.get_key(&target).await? {
+                Some(k) => vec![k.id],
+                None => store
+                    .list_keys()
+                    .await?
+                    .into_iter()
+                    .filter(|k| k.account == target)
+                    .map(|k| k.id)
+                    .collect(),
+            };
+            if ids.is_empty() {
+                eprintln!(
+                    "error: no API key with id {target:?} and no service account of that name (see: mft-gateway keys list)"
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            for id in &ids {
+                store.set_allowed_senders(id, list.as_deref()).await?;
+                match &list {
+                    Some(l) => writeln!(out, "Key {id} may send deliveries only as: {l}")?,
+                    None => writeln!(out, "Key {id} may send deliveries as any sender.")?,
+                }
+            }
+            writeln!(out, "Running gateways apply this within seconds.")?;
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke { id } => {
@@ -175,6 +243,11 @@ fn parse_rate_limit(text: &str) -> Result<String, String> {
     Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// Checks an allowed-senders list and returns its canonical form.
+fn parse_senders(text: &str) -> Result<String, String> {
+    crate::store::validate_senders(text).map_err(|e| e.to_string())
+}
+
 /// The id from an id, or from a whole key pasted by mistake (its secret is
 /// neither printed nor kept).
 fn key_id_of(arg: &str) -> String {
@@ -201,9 +274,10 @@ fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std:
         "EXPIRES",
         "LAST USED",
         "STATUS",
+        "SENDERS",
     ]
     .map(str::to_string);
-    let rows: Vec<[String; 7]> = keys
+    let rows: Vec<[String; 8]> = keys
         .iter()
         .map(|k| {
             [
@@ -214,6 +288,9 @@ fn write_table(out: &mut dyn Write, keys: &[KeyRecord], now: SystemTime) -> std:
                 k.expires_at.map_or_else(|| "never".to_string(), rfc3339),
                 k.last_used_at.map_or_else(dash, rfc3339),
                 k.status(now).to_string(),
+                k.allowed_senders
+                    .clone()
+                    .unwrap_or_else(|| "any".to_string()),
             ]
         })
         .collect();
@@ -298,6 +375,7 @@ mod tests {
             scopes: vec!["files:read".into(), " files:write".into()],
             expires: Some(30),
             rate_limit: Some("10/s  burst 20".into()),
+            allowed_senders: Some("ops@ourcorp.example".into()),
             json: false,
         };
         run_command(&store, command, &mut out, SystemTime::now())
@@ -309,5 +387,6 @@ mod tests {
         assert!(text.contains("files:read files:write"), "{text}");
         assert!(text.contains("(in 30 days)"), "{text}");
         assert!(text.contains("limit:    10/s  burst 20"), "{text}");
+        assert!(text.contains("senders:  ops@ourcorp.example"), "{text}");
     }
 }

@@ -74,6 +74,9 @@ pub struct GuardedBody {
     stall: Option<Pin<Box<Sleep>>>,
     stats: Arc<BodyStats>,
     ended: bool,
+    /// A body read ahead whole (sender binding): released first, through
+    /// the digest guard; `inner` is then at its end.
+    read_ahead: Option<Bytes>,
 }
 
 impl GuardedBody {
@@ -95,7 +98,16 @@ impl GuardedBody {
             stall: None,
             stats,
             ended: false,
+            read_ahead: None,
         }
+    }
+
+    /// The body was read ahead whole (`inner` is at its end): `read` goes
+    /// upstream first. Its bytes were counted against the route's limit
+    /// while they were read.
+    pub fn with_read_ahead(mut self, read: Bytes) -> Self {
+        self.read_ahead = Some(read).filter(|b| !b.is_empty());
+        self
     }
 
     fn refuse(&mut self, rejection: Rejection) -> Polled {
@@ -162,6 +174,15 @@ impl Body for GuardedBody {
                         None => continue,
                     },
                     None => return this.conclude(),
+                }
+            }
+            if let Some(chunk) = this.read_ahead.take() {
+                this.stats
+                    .bytes_in
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                match this.release(chunk) {
+                    Some(poll) => return poll,
+                    None => continue,
                 }
             }
             let Some(inner) = this.inner.as_mut() else {
@@ -235,7 +256,8 @@ impl Body for GuardedBody {
 
     fn is_end_stream(&self) -> bool {
         self.ended
-            || (self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+            || (self.read_ahead.is_none()
+                && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
                 && self.feeding.is_none()
                 && self.multipart.is_none()
                 && self.digest.is_none())
@@ -243,6 +265,14 @@ impl Body for GuardedBody {
 
     fn size_hint(&self) -> SizeHint {
         // The guards hold chunks back but never add or drop bytes.
+        if let Some(read) = &self.read_ahead {
+            // Not exact: the client's Content-Length (if it sent one) says
+            // it; an exact hint would make hyper add one the signature does
+            // not cover.
+            let mut hint = SizeHint::new();
+            hint.set_lower(read.len() as u64);
+            return hint;
+        }
         self.inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())

@@ -28,6 +28,9 @@ pub struct RequestCtx {
     pub body: BodyWatch,
     /// The signed `Content-Digest` a federation upload must match.
     pub digest: Option<super::digest_guard::DigestGuard>,
+    /// A sender-bound key's delivery, held until its sender is checked
+    /// (pingora engine; the hyper engine reads it ahead instead).
+    pub sender: Option<super::sender_binding::SenderGuard>,
     /// A partner upload's bytes counted against its daily quota, kept once
     /// the backend stored the file, given back otherwise.
     pub quota: Option<crate::trust::inbox::Reservation>,

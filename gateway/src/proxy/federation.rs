@@ -161,6 +161,7 @@ async fn upload(
         scopes: Arc::from(vec!["files:write".to_string()]),
         scopes_header: Arc::from("files:write"),
         rate_limit: None,
+        senders: None,
     });
     x.head.uri = http::Uri::from_static("/api/v1/files");
     x.ctx.body =
@@ -171,6 +172,7 @@ async fn upload(
         gw.p.federation
             .inboxes
             .admit(partner, &x.head.headers)
+            .await
             .map_err(Stop::Reject)?;
     x.head.headers.insert("x-folder", target.folder);
     x.ctx.quota = target.reservation;

@@ -30,6 +30,7 @@ pub mod pool;
 pub mod rescue;
 pub mod respond;
 pub mod routes;
+pub mod sender_binding;
 pub mod service;
 pub mod sign;
 pub mod upstream;

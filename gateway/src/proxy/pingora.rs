@@ -224,6 +224,7 @@ impl GatewayProxy {
             scopes: Arc::from(vec!["files:write".to_string()]),
             scopes_header: Arc::from("files:write"),
             rate_limit: None,
+            senders: None,
         });
         session
             .req_header_mut()
@@ -237,7 +238,8 @@ impl GatewayProxy {
         let admitted = self
             .federation
             .inboxes
-            .admit(partner, &session.req_header().headers);
+            .admit(partner, &session.req_header().headers)
+            .await;
         match admitted {
             Ok(target) => {
                 session
@@ -332,6 +334,7 @@ impl ProxyHttp for GatewayProxy {
             client: None,
             body: Default::default(),
             digest: None,
+            sender: None,
             quota: None,
             body_rejection: None,
             rate_headers: Default::default(),
@@ -397,6 +400,22 @@ impl ProxyHttp for GatewayProxy {
                     match digest {
                         Ok(guard) => ctx.digest = guard,
                         Err(rejection) => return self.refuse(session, ctx, &rejection).await,
+                    }
+                    let h = session.req_header();
+                    let bound = super::sender_binding::binding_for(
+                        ctx.identity.as_ref(),
+                        &h.method,
+                        h.uri.path(),
+                    );
+                    if let Some(binding) = bound {
+                        if empty {
+                            let rejection =
+                                mft_filters::auth::senders::check_delivery(&binding, b"")
+                                    .err()
+                                    .unwrap_or_else(mft_filters::auth::senders::sender_not_allowed);
+                            return self.refuse(session, ctx, &rejection).await;
+                        }
+                        ctx.sender = Some(super::sender_binding::SenderGuard::new(binding));
                     }
                     // pingora times out each body read; this bounds a client
                     // that stalls mid-upload.
@@ -486,6 +505,11 @@ impl ProxyHttp for GatewayProxy {
         if verdict.is_ok() {
             if let Some(guard) = ctx.body.multipart.as_mut() {
                 verdict = guard.feed(body.as_ref(), end_of_stream).await;
+            }
+        }
+        if verdict.is_ok() {
+            if let Some(guard) = ctx.sender.as_mut() {
+                verdict = guard.feed(body, end_of_stream);
             }
         }
         if verdict.is_ok() {

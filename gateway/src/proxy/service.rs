@@ -13,7 +13,7 @@ use super::forward::UpstreamFailure;
 use super::limits::BodyWatch;
 use super::pool::Checkin;
 use super::routes::{self, Route};
-use super::{head_checks, identity, names, respond, ProxyParts};
+use super::{head_checks, identity, names, respond, sender_binding, ProxyParts};
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http_body::Body as _;
@@ -56,6 +56,9 @@ pub struct Exchange {
     pub error: Option<&'static str>,
     /// The pooled backend connection the response came on.
     pub checkin: Option<Checkin>,
+    /// A body read ahead whole (a sender-bound key's delivery), forwarded
+    /// in place of the client's stream.
+    pub read_ahead: Option<Bytes>,
 }
 
 /// The hyper engine: everything the steps need.
@@ -104,6 +107,7 @@ impl HyperGateway {
                 client: conn.peer,
                 body: BodyWatch::default(),
                 digest: None,
+                sender: None,
                 quota: None,
                 body_rejection: None,
                 rate_headers: Default::default(),
@@ -118,6 +122,7 @@ impl HyperGateway {
             stats: None,
             error: None,
             checkin: None,
+            read_ahead: None,
         };
         match self.steps(&mut x).await {
             Ok(upstream) => self.respond_upstream(x, upstream),
@@ -177,6 +182,15 @@ impl HyperGateway {
                 let empty = x.body.as_ref().is_none_or(|b| b.is_end_stream());
                 let digest = super::digest_guard::for_client(&x.head.headers, empty)
                     .map_err(Stop::Reject)?;
+                let bound = sender_binding::binding_for(
+                    x.ctx.identity.as_ref(),
+                    &x.head.method,
+                    x.head.uri.path(),
+                );
+                if let Some(binding) = bound {
+                    let idle = self.p.limits.body_idle_timeout;
+                    x.read_ahead = Some(sender_binding::read_ahead(x, &binding, idle).await?);
+                }
                 self.forward(x, digest).await
             }
         }
@@ -215,13 +229,16 @@ impl HyperGateway {
         };
         let stats = Arc::new(BodyStats::default());
         x.stats = Some(stats.clone());
-        let body = GuardedBody::new(
+        let mut body = GuardedBody::new(
             body,
             std::mem::take(&mut x.ctx.body),
             digest,
             self.p.limits.body_idle_timeout,
             stats.clone(),
         );
+        if let Some(read) = x.read_ahead.take() {
+            body = body.with_read_ahead(read);
+        }
         let mut req = http::Request::new(body);
         *req.method_mut() = x.head.method.clone();
         *req.uri_mut() = uri;

@@ -118,6 +118,14 @@ impl RateLimiter {
         })
     }
 
+    /// The Redis client and failure policy, when limits are shared through
+    /// Redis (partner quotas count there too).
+    pub fn shared_redis(&self) -> Option<(Arc<redis::RedisLimiter>, OnRedisError)> {
+        self.redis
+            .as_ref()
+            .map(|r| (r.clone(), self.on_redis_error))
+    }
+
     /// Whether a per-IP limit is configured.
     pub fn limits_ips(&self) -> bool {
         self.per_ip.is_some()

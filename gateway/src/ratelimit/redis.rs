@@ -37,6 +37,36 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('
 return {1, math.floor((now + interval * burst - new_tat) / interval), 0, new_tat - now}
 "#;
 
+/// A partner's daily quota (docs/trust-network.md). KEYS[1]: the day's
+/// count; ARGV[1]: bytes of this upload; ARGV[2]: the quota; ARGV[3]: Unix
+/// time the count expires. Adds only when the sum stays within the quota,
+/// so a refused upload leaves nothing behind. Returns {1, used} when
+/// counted, {0, used before} when refused.
+const QUOTA_RESERVE: &str = r#"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local bytes = tonumber(ARGV[1])
+if used + bytes > tonumber(ARGV[2]) then
+  return {0, used}
+end
+used = redis.call('INCRBY', KEYS[1], bytes)
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return {1, used}
+"#;
+
+/// Gives a failed upload's bytes back, only while the day's count exists
+/// (a refund after the day ended must not create a key without expiry).
+const QUOTA_REFUND: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local left = redis.call('DECRBY', KEYS[1], ARGV[1])
+if left < 0 then
+  redis.call('SET', KEYS[1], '0', 'KEEPTTL')
+  return 0
+end
+return left
+"#;
+
 /// How often Redis is pinged so `mft_ratelimit_redis_up` is right without traffic.
 const HEALTH_EVERY: Duration = Duration::from_secs(2);
 /// At most one warning per this interval while Redis fails.
@@ -60,6 +90,8 @@ pub enum RedisFailure {
 pub struct RedisLimiter {
     conn: ConnectionManager,
     script: redis::Script,
+    quota_reserve: redis::Script,
+    quota_refund: redis::Script,
     timeout: Duration,
     metrics: Arc<Metrics>,
     epoch: Instant,
@@ -92,6 +124,8 @@ impl RedisLimiter {
         let me = Arc::new(RedisLimiter {
             conn,
             script: redis::Script::new(GCRA),
+            quota_reserve: redis::Script::new(QUOTA_RESERVE),
+            quota_refund: redis::Script::new(QUOTA_REFUND),
             timeout,
             metrics,
             epoch: Instant::now(),
@@ -141,6 +175,68 @@ impl RedisLimiter {
             Err(_) => Err(RedisFailure::Timeout(self.timeout)),
             Ok(Err(e)) => Err(RedisFailure::Redis(e)),
             Ok(Ok(v)) => verdict(&v).ok_or(RedisFailure::Reply),
+        };
+        match &result {
+            Ok(_) => self.up(),
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+
+    /// Counts `bytes` against the quota `limit` of the count at `key`,
+    /// which expires at `expire_at` (Unix seconds): `Ok(Ok(()))` when
+    /// counted, `Ok(Err(used))` when it would exceed the quota.
+    pub async fn quota_reserve(
+        &self,
+        key: &str,
+        bytes: u64,
+        limit: u64,
+        expire_at: u64,
+    ) -> Result<Result<(), u64>, RedisFailure> {
+        let mut invocation = self.quota_reserve.key(key);
+        invocation.arg(bytes).arg(limit).arg(expire_at);
+        match *self.invoke(&invocation).await?.as_slice() {
+            [1, _] => Ok(Ok(())),
+            [0, used] => Ok(Err(u64::try_from(used).unwrap_or(0))),
+            _ => {
+                self.failed(&RedisFailure::Reply);
+                Err(RedisFailure::Reply)
+            }
+        }
+    }
+
+    /// Gives `bytes` back to the count at `key`, if it still exists.
+    pub async fn quota_refund(&self, key: &str, bytes: u64) -> Result<(), RedisFailure> {
+        let mut invocation = self.quota_refund.key(key);
+        invocation.arg(bytes);
+        let mut conn = self.conn.clone();
+        let reply =
+            tokio::time::timeout(self.timeout, invocation.invoke_async::<i64>(&mut conn)).await;
+        let result = match reply {
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(RedisFailure::Redis(e)),
+            Ok(Ok(_)) => Ok(()),
+        };
+        match &result {
+            Ok(()) => self.up(),
+            Err(e) => self.failed(e),
+        }
+        result
+    }
+
+    /// Runs a script returning integers under `redis_timeout`.
+    async fn invoke(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<i64>, RedisFailure> {
+        let mut conn = self.conn.clone();
+        let reply =
+            tokio::time::timeout(self.timeout, invocation.invoke_async::<Vec<i64>>(&mut conn))
+                .await;
+        let result = match reply {
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(RedisFailure::Redis(e)),
+            Ok(Ok(v)) => Ok(v),
         };
         match &result {
             Ok(_) => self.up(),

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// An expiry that is zero or too far away to represent.
     #[error("invalid expiry: {0}")]
     InvalidExpiry(&'static str),
+    /// An allowed-senders list that does not parse.
+    #[error("invalid allowed senders: {0}")]
+    InvalidSenders(#[from] mft_filters::auth::senders::SenderListError),
     /// The store URL names an engine we do not support.
     #[error(
         "unsupported key store URL scheme {scheme:?}: use postgres://... (or sqlite:PATH), \

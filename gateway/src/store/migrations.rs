@@ -58,6 +58,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "admins",
         include_str!("../../migrations/sqlite/0008_admins.sql"),
     ),
+    (
+        9,
+        "key_senders",
+        include_str!("../../migrations/sqlite/0009_key_senders.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -102,6 +107,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "admins",
         include_str!("../../migrations/postgres/0008_admins.sql"),
     ),
+    (
+        9,
+        "key_senders",
+        include_str!("../../migrations/postgres/0009_key_senders.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -140,7 +150,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,9 @@ pub mod migrations;
 mod validate;
 
 pub use error::StoreError;
-pub use validate::{validate_account, validate_scopes, MAX_ACCOUNT_LEN, MAX_SCOPES, MAX_SCOPE_LEN};
+pub use validate::{
+    validate_account, validate_scopes, validate_senders, MAX_ACCOUNT_LEN, MAX_SCOPES, MAX_SCOPE_LEN,
+};
 
 use mft_filters::auth::api_key;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -71,6 +73,9 @@ pub struct KeyRecord {
     pub secret_hash: [u8; 32],
     /// Per-key rate limit override such as `"50/s burst 100"`.
     pub rate_limit: Option<String>,
+    /// Senders the key may name in a delivery, canonical and
+    /// comma-separated; `None`: any sender (not bound).
+    pub allowed_senders: Option<String>,
 }
 
 impl fmt::Debug for KeyRecord {
@@ -86,6 +91,7 @@ impl fmt::Debug for KeyRecord {
             .field("last_used_at", &self.last_used_at)
             .field("secret_hash", &"<redacted>")
             .field("rate_limit", &self.rate_limit)
+            .field("allowed_senders", &self.allowed_senders)
             .finish()
     }
 }
@@ -135,6 +141,16 @@ impl KeyRecord {
         self.status(now) == KeyStatus::Active
     }
 
+    /// The allowed senders as a list (`None`: the key is not bound).
+    pub fn allowed_senders_list(&self) -> Option<Vec<String>> {
+        self.allowed_senders.as_deref().map(|l| {
+            l.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+    }
+
     /// The public view of a key, shared by `keys list --json` and the admin
     /// API: never the hash.
     pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
@@ -149,6 +165,7 @@ impl KeyRecord {
             "last_used_at": time(self.last_used_at),
             "status": self.status(now).as_str(),
             "rate_limit": self.rate_limit,
+            "allowed_senders": self.allowed_senders_list(),
         })
     }
 }
@@ -217,9 +234,9 @@ macro_rules! on_pool {
 pub mod partners;
 
 /// `id, account, scopes, secret_hash, created_at, expires_at, revoked_at,
-/// last_used_at, rate_limit` — the order of [`RawKey`].
+/// last_used_at, rate_limit, allowed_senders` — the order of [`RawKey`].
 const KEY_COLUMNS: &str =
-    "id, account, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at, rate_limit";
+    "id, account, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at, rate_limit, allowed_senders";
 
 type RawKey = (
     String,
@@ -230,6 +247,7 @@ type RawKey = (
     Option<i64>,
     Option<i64>,
     Option<i64>,
+    Option<String>,
     Option<String>,
 );
 
@@ -453,7 +471,22 @@ impl KeyStore {
         expires_in: Option<Duration>,
         rate_limit: Option<&str>,
     ) -> Result<(KeyRecord, String), StoreError> {
+        self.create_key_bound(account, scopes, expires_in, rate_limit, None)
+            .await
+    }
+
+    /// Like [`KeyStore::create_key_with_limit`], bound to `allowed_senders`
+    /// (a list [`validate_senders`] accepts; `None`: any sender).
+    pub async fn create_key_bound(
+        &self,
+        account: &str,
+        scopes: &[String],
+        expires_in: Option<Duration>,
+        rate_limit: Option<&str>,
+        allowed_senders: Option<&str>,
+    ) -> Result<(KeyRecord, String), StoreError> {
         validate_account(account)?;
+        let allowed_senders = allowed_senders.map(validate_senders).transpose()?;
         let scopes = validate_scopes(scopes)?;
         let now = self.now_ms();
         let expires_at = match expires_in {
@@ -491,8 +524,8 @@ impl KeyStore {
                 .await
                 .map_err(err())?;
                 let done = sqlx::query(
-                    "INSERT INTO api_keys (id, account, scopes, secret_hash, created_at, expires_at, rate_limit) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO api_keys (id, account, scopes, secret_hash, created_at, expires_at, rate_limit, allowed_senders) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(id.as_str())
                 .bind(account)
@@ -501,6 +534,7 @@ impl KeyStore {
                 .bind(now)
                 .bind(expires_at)
                 .bind(rate_limit)
+                .bind(allowed_senders.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(err())?;
@@ -531,6 +565,7 @@ impl KeyStore {
                     last_used_at: None,
                     secret_hash: generated.secret_hash,
                     rate_limit: rate_limit.map(str::to_string),
+                    allowed_senders,
                 };
                 return Ok((record, generated.token));
             }
@@ -607,6 +642,47 @@ impl KeyStore {
         })
     }
 
+    /// Binds key `id` to `allowed_senders` (canonicalised by
+    /// [`validate_senders`]; `None` unbinds it). Running gateways see the
+    /// change through the change feed within seconds. `Ok(false)` if no key
+    /// has this id.
+    pub async fn set_allowed_senders(
+        &self,
+        id: &str,
+        allowed_senders: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let canonical = allowed_senders.map(validate_senders).transpose()?;
+        if !validate::plausible_key_id(id) {
+            return Ok(false);
+        }
+        let now = self.now_ms();
+        on_pool!(self, |pool, engine| {
+            let err = || self.query_err(format!("set the allowed senders of key {id}"));
+            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
+            if let Some(lock) = engine.lock_changes() {
+                sqlx::query(lock).execute(&mut *tx).await.map_err(err())?;
+            }
+            let done = sqlx::query("UPDATE api_keys SET allowed_senders = $1 WHERE id = $2")
+                .bind(canonical.as_deref())
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err())?;
+            let known = done.rows_affected() == 1;
+            if known {
+                sqlx::query(INSERT_CHANGE)
+                    .bind(id)
+                    .bind("senders")
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err())?;
+            }
+            tx.commit().await.map_err(err())?;
+            Ok(known)
+        })
+    }
+
     /// Records when keys were last used (the proxy batches these). Unknown
     /// ids are ignored; a time older than the stored one does not win.
     pub async fn touch_last_used(
@@ -672,7 +748,8 @@ impl KeyStore {
     }
 
     fn decode(&self, raw: RawKey) -> Result<KeyRecord, StoreError> {
-        let (id, account, scopes, hash, created, expires, revoked, last_used, rate_limit) = raw;
+        let (id, account, scopes, hash, created, expires, revoked, last_used, rate_limit, senders) =
+            raw;
         let secret_hash: [u8; 32] =
             hash.as_slice()
                 .try_into()
@@ -689,6 +766,7 @@ impl KeyStore {
             last_used_at: last_used.map(from_ms),
             secret_hash,
             rate_limit,
+            allowed_senders: senders,
             id,
             account,
         })

@@ -146,6 +146,7 @@ on_both_engines!(
     touch_last_used_keeps_newest,
     accounts_are_created_once,
     rate_limit_override_is_stored,
+    allowed_senders_are_stored_changed_and_fed,
     partners_round_trip,
     mailbox_positions_and_uidls,
     relay_queue_and_receipts,
@@ -569,6 +570,69 @@ async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {
         stored.to_json(SystemTime::now())["rate_limit"],
         "10/s burst 20"
     );
+}
+
+async fn allowed_senders_are_stored_changed_and_fed(store: KeyStore, _clock: FakeClock) {
+    let (record, _) = store
+        .create_key_bound(
+            "ops",
+            &scopes(&["deliveries:write"]),
+            None,
+            None,
+            Some(" Ops@OurCorp.example, *@billing.ourcorp.example"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        record.allowed_senders.as_deref(),
+        Some("ops@ourcorp.example,*@billing.ourcorp.example")
+    );
+    let stored = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(stored, record);
+    assert_eq!(
+        stored.to_json(SystemTime::now())["allowed_senders"],
+        serde_json::json!(["ops@ourcorp.example", "*@billing.ourcorp.example"])
+    );
+    // A bad list is refused, nothing stored.
+    let refused = store
+        .create_key_bound("ops", &scopes(&["files:read"]), None, None, Some("ops"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InvalidSenders(_))),
+        "{refused:?}"
+    );
+    assert!(store
+        .set_allowed_senders(&record.id, Some("not an address"))
+        .await
+        .is_err());
+
+    // Changing the binding reaches running gateways through the feed.
+    let (cursor, _) = store.changes_since(0).await.unwrap();
+    assert!(store
+        .set_allowed_senders(&record.id, Some("billing@ourcorp.example"))
+        .await
+        .unwrap());
+    let (next, ids) = store.changes_since(cursor).await.unwrap();
+    assert_eq!(ids, vec![record.id.clone()]);
+    let stored = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.allowed_senders.as_deref(),
+        Some("billing@ourcorp.example")
+    );
+    // Unbinding; an unknown id is false.
+    assert!(store.set_allowed_senders(&record.id, None).await.unwrap());
+    let (_, ids) = store.changes_since(next).await.unwrap();
+    assert_eq!(ids, vec![record.id.clone()]);
+    let stored = store.get_key(&record.id).await.unwrap().unwrap();
+    assert_eq!(stored.allowed_senders, None);
+    assert_eq!(
+        stored.to_json(SystemTime::now())["allowed_senders"],
+        serde_json::Value::Null
+    );
+    assert!(!store
+        .set_allowed_senders("0123456789abcdef", None)
+        .await
+        .unwrap());
 }
 
 async fn create_then_get_verifies_token(store: KeyStore, clock: FakeClock) {
@@ -1051,6 +1115,7 @@ fn debug_of_a_record_hides_the_hash() {
         last_used_at: None,
         secret_hash: [0xab; 32],
         rate_limit: None,
+        allowed_senders: None,
     };
     let text = format!("{record:?}");
     assert!(text.contains("0123456789abcdef"));

@@ -85,3 +85,9 @@ fn validate_scope(scope: &str) -> Result<(), StoreError> {
 pub(crate) fn plausible_key_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
+
+/// An allowed-senders list (`ops@ourcorp.example,*@billing.ourcorp.example`)
+/// in its canonical stored form.
+pub fn validate_senders(list: &str) -> Result<String, StoreError> {
+    Ok(mft_filters::auth::senders::SenderBinding::parse(list)?.canonical())
+}

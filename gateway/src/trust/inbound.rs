@@ -140,6 +140,24 @@ fn reject(reason: &'static str) -> Rejection {
 }
 
 impl PartnerGate {
+    /// Counts partners' daily quotas in Redis (shared by every instance)
+    /// when the rate limits are shared there.
+    pub fn with_shared_quotas(
+        mut self,
+        redis: Option<(
+            Arc<crate::ratelimit::redis::RedisLimiter>,
+            mft_config::model::OnRedisError,
+        )>,
+    ) -> PartnerGate {
+        let shared = redis.map(|(redis, on_error)| super::inbox::SharedQuota {
+            redis,
+            on_error,
+            control: self.control.clone(),
+        });
+        self.inboxes = super::inbox::PartnerInboxes::shared(shared);
+        self
+    }
+
     /// A gate over the connections in `store`.
     pub fn new(
         store: KeyStore,

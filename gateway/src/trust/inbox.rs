@@ -1,12 +1,22 @@
 //! A partner's uploads: into its inbox folder, within its daily quota.
 //! The rules are in `mft_filters::trust::partner_inbox`; this keeps the
-//! per-partner byte counts of the day (per gateway process) and turns a
-//! partner upload's headers into the folder the backend gets.
+//! per-partner byte counts of the day and turns a partner upload's headers
+//! into the folder the backend gets.
+//!
+//! The count is per gateway process, or, when `[rate_limit] redis` is set,
+//! one count in Redis shared by every instance (`mft:quota:partner:<name>:
+//! <day>`, an atomic check-and-add that expires at the end of the UTC day;
+//! a failed upload gives its bytes back). If Redis cannot be asked,
+//! `rate_limit.on_redis_error` decides, as for the rate limits: `local`
+//! counts in this process, `deny` answers 503.
 
+use crate::control::ControlPlane;
+use crate::ratelimit::redis::RedisLimiter;
 use crate::store::partners::PartnerRecord;
 use http::header::HeaderValue;
+use mft_config::model::OnRedisError;
 use mft_filters::decision::Rejection;
-use mft_filters::trust::partner_inbox::{self, DailyUse};
+use mft_filters::trust::partner_inbox::{self, DailyUse, DAY_SECS};
 use mft_filters::validation::upload_names::header_folder;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::collections::HashMap;
@@ -23,16 +33,36 @@ const FOLDER_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 
 type Usage = Arc<Mutex<HashMap<String, DailyUse>>>;
 
+/// The count shared through Redis.
+#[derive(Clone)]
+pub struct SharedQuota {
+    /// The rate limiter's Redis client.
+    pub redis: Arc<RedisLimiter>,
+    /// `rate_limit.on_redis_error`.
+    pub on_error: OnRedisError,
+    /// Where a refund runs (it outlives the request).
+    pub control: ControlPlane,
+}
+
 /// Today's uploaded bytes per partner.
 #[derive(Default)]
 pub struct PartnerInboxes {
     used: Usage,
+    shared: Option<SharedQuota>,
+}
+
+/// Where a reservation's bytes were counted.
+enum Counted {
+    /// In this process.
+    Local(Usage),
+    /// In Redis under this key.
+    Shared(SharedQuota, String),
 }
 
 /// Bytes counted against a partner's quota for one upload: given back when
 /// dropped unless the upload was stored ([`Reservation::keep`]).
 pub struct Reservation {
-    used: Usage,
+    counted: Counted,
     partner: String,
     day: u64,
     bytes: u64,
@@ -51,9 +81,21 @@ impl Drop for Reservation {
         if self.kept.load(Ordering::Relaxed) {
             return;
         }
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(u) = used.get_mut(&self.partner) {
-            u.refund(self.day, self.bytes);
+        match &self.counted {
+            Counted::Local(used) => {
+                let mut used = used.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(u) = used.get_mut(&self.partner) {
+                    u.refund(self.day, self.bytes);
+                }
+            }
+            Counted::Shared(shared, key) => {
+                let (redis, key, bytes) = (shared.redis.clone(), key.clone(), self.bytes);
+                shared.control.spawn(async move {
+                    if let Err(e) = redis.quota_refund(&key, bytes).await {
+                        tracing::warn!(error = %e, "cannot give a partner's quota bytes back in Redis");
+                    }
+                });
+            }
         }
     }
 }
@@ -67,12 +109,20 @@ pub struct UploadTarget {
 }
 
 impl PartnerInboxes {
+    /// Counts daily quotas in Redis, shared by every instance.
+    pub fn shared(shared: Option<SharedQuota>) -> PartnerInboxes {
+        PartnerInboxes {
+            used: Usage::default(),
+            shared,
+        }
+    }
+
     /// Checks a partner's `POST /federation/v1/files` before its body is
     /// read: a raw body (a multipart body could name its own folder), into
     /// the inbox or below it, within the day's quota by `Content-Length`
     /// (which partner uploads must send, so nothing is left to count
     /// while the body streams).
-    pub fn admit(
+    pub async fn admit(
         &self,
         partner: &PartnerRecord,
         headers: &http::HeaderMap,
@@ -126,6 +176,43 @@ impl PartnerInboxes {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        if let Some(shared) = &self.shared {
+            let day = now / DAY_SECS;
+            let key = format!("mft:quota:partner:{}:{day}", partner.name);
+            // Kept one hour past the day's end: a gateway with a clock a
+            // little behind still finds the day's count.
+            let expire_at = (day + 1) * DAY_SECS + 3600;
+            match shared
+                .redis
+                .quota_reserve(&key, bytes, limit, expire_at)
+                .await
+            {
+                Ok(Ok(())) => {
+                    return Ok(UploadTarget {
+                        folder,
+                        reservation: Some(Reservation {
+                            counted: Counted::Shared(shared.clone(), key),
+                            partner: partner.name.clone(),
+                            day,
+                            bytes,
+                            kept: AtomicBool::new(false),
+                        }),
+                    });
+                }
+                Ok(Err(used)) => {
+                    return Err(partner_inbox::quota_exceeded(now, bytes, limit, used));
+                }
+                // Logged and counted by the Redis client.
+                Err(_) => match shared.on_error {
+                    OnRedisError::Local => {}
+                    OnRedisError::Deny => {
+                        return Err(Rejection::rate_limit_unavailable(
+                            std::time::Duration::from_secs(1),
+                        ))
+                    }
+                },
+            }
+        }
         let day = {
             let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
             used.entry(partner.name.clone())
@@ -135,7 +222,7 @@ impl PartnerInboxes {
         Ok(UploadTarget {
             folder,
             reservation: Some(Reservation {
-                used: self.used.clone(),
+                counted: Counted::Local(self.used.clone()),
                 partner: partner.name.clone(),
                 day,
                 bytes,

@@ -448,6 +448,82 @@ async fn paramiko_client() {
     assert!(!bad.status.success());
 }
 
+/// A folder of more entries than one backend page (100) lists completely
+/// and in name order, one page per READDIR batch, with OpenSSH `sftp ls`
+/// and paramiko's `listdir_iter`; a name stored twice shows once, as its
+/// newest file, even where its two files fall on two pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_larger_than_one_page_lists_completely_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env(dir.path()).await;
+    let api = env.gateway.client(&env.certs, mft_e2e::Proto::Http1);
+    let upload = |name: String, folder: &'static str, body: Vec<u8>| {
+        let r = api
+            .post(format!("{}/api/v1/files", env.gateway.base))
+            .header("x-filename", name)
+            .header("x-folder", folder)
+            .body(body)
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert_eq!(r.status(), 201);
+        }
+    };
+    // f-0099 twice: sorted by name and the newest first, its older file
+    // is the first of the second page.
+    upload("f-0099.txt".into(), "partners/alice/big", vec![b'o'; 3]).await;
+    let mut names = Vec::new();
+    for i in 0..250 {
+        let name = format!("f-{i:04}.txt");
+        upload(name.clone(), "partners/alice/big", vec![b'x'; 10 + (i % 7)]).await;
+        names.push(name);
+    }
+    upload("inner.txt".into(), "partners/alice/big/sub", b"in".to_vec()).await;
+    let mut expected = vec!["sub".to_string()];
+    expected.extend(names.iter().cloned());
+
+    let pages = |page: &str| mft_e2e::metric(page, "mft_sftp_listing_pages_total").unwrap_or(0.0);
+    let before = pages(&mft_e2e::metrics(env.gateway.admin).await);
+    // OpenSSH, unsorted (-f): the server's order.
+    let out = env.batch("alice", "ls -1 -f big\n");
+    let text = ok(&out);
+    let listed: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("sftp>"))
+        .map(|l| l.rsplit('/').next().unwrap_or(l).to_string())
+        .collect();
+    assert_eq!(listed, expected, "{text}");
+    let after = pages(&mft_e2e::metrics(env.gateway.admin).await);
+    assert!(after - before >= 3.0, "pages read: {before} -> {after}");
+
+    // paramiko, pipelining READDIRs.
+    let script = r#"
+import json, sys, paramiko
+t = paramiko.Transport(("127.0.0.1", int(sys.argv[1])))
+t.connect(username="alice", password=sys.argv[2])
+s = paramiko.SFTPClient.from_transport(t)
+print(json.dumps([[a.filename, a.st_size] for a in s.listdir_iter("big", read_aheads=8) if a.filename not in (".", "..")]))
+"#;
+    let out = std::process::Command::new(mft_e2e::python())
+        .args(["-c", script, &env.sftp.port().to_string(), "s3cret pass"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Vec<(String, u64)> = serde_json::from_slice(&out.stdout).unwrap();
+    let got_names: Vec<String> = got.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(got_names, expected);
+    // Sizes of the newest file per name: f-0099.txt is 10 + 99 % 7 = 11
+    // bytes, not its older 3-byte file.
+    for (i, (_, size)) in got.iter().skip(1).enumerate() {
+        assert_eq!(*size, 10 + (i as u64 % 7), "{}", names[i]);
+    }
+}
+
 /// Only modern algorithms: a client limited to CBC, SHA-1 key exchange or
 /// SHA-1 MACs with a non-AEAD cipher cannot connect; the defaults can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

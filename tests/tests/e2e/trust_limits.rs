@@ -233,3 +233,133 @@ async fn a_partner_cannot_choose_where_its_files_go_and_is_held_to_its_daily_quo
     let f: Value = r.json().await.unwrap();
     assert_eq!(f["folder"], "partners/acme");
 }
+
+/// Sends one inline command to Redis and returns the first reply line.
+fn redis_command(addr: std::net::SocketAddr, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(format!("{command}\r\n").as_bytes()).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_string()
+}
+
+async fn wait_redis_up(admin: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = mft_e2e::metrics(admin).await;
+        if mft_e2e::metric(&page, "mft_ratelimit_redis_up") == Some(1.0) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis never up:\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two instances of the receiving organisation's gateway share one Redis
+/// (and one key store): a partner's daily quota holds across both, a
+/// refused upload gives its bytes back, and the count expires with the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_daily_quota_holds_across_gateways_sharing_redis() {
+    let redis_dir = tempfile::tempdir().unwrap();
+    let redis = mft_e2e::start_redis(redis_dir.path());
+    let (a, mut b) = two_orgs_with(&format!("\n[rate_limit]\nredis = \"{}\"\n", redis.url)).await;
+    let (_, key_for_a) = connect(&a, &b);
+    let (code, out, err) = b.partners(&["set-inbox", "acme", "--quota-bytes-per-day", "1000"]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    // A second instance of B: its own ports and data_dir, a copy of the
+    // key store (connections and their quotas; B stops for the copy, so
+    // the SQLite files are consistent), the same Redis.
+    let b2_dir = tempfile::tempdir().unwrap();
+    b.gateway.proc.signal("TERM");
+    assert!(b.gateway.proc.wait_exit(Duration::from_secs(30)).is_some());
+    let data = b2_dir.path().join("gateway-data");
+    std::fs::create_dir_all(&data).unwrap();
+    for entry in std::fs::read_dir(b.path.join("gateway-data")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("keys.sqlite") {
+            std::fs::copy(entry.path(), data.join(name)).unwrap();
+        }
+    }
+    b.gateway = mft_e2e::launch_gateway(
+        &b.path,
+        &b.certs,
+        b.gateway.config.clone(),
+        b.gateway.addr,
+        b.gateway.admin,
+        b.gateway.key.clone(),
+    )
+    .await;
+    let (addr, admin) = (mft_e2e::free_addr(), mft_e2e::free_addr());
+    let config = std::fs::read_to_string(&b.gateway.config)
+        .unwrap()
+        .replace(&b.gateway.addr.to_string(), &addr.to_string())
+        .replace(&b.gateway.admin.to_string(), &admin.to_string());
+    let config_path = b2_dir.path().join("gateway.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let b2 = mft_e2e::launch_gateway(
+        b2_dir.path(),
+        &b.certs,
+        config_path,
+        addr,
+        admin,
+        b.gateway.key.clone(),
+    )
+    .await;
+    wait_redis_up(b.gateway.admin).await;
+    wait_redis_up(b2.admin).await;
+    let to_b = PartnerCaller::new(&b, &key_for_a);
+    let to_b2 = PartnerCaller::to_gateway(&b, &b2, &key_for_a);
+
+    let six = vec![b'6'; 600];
+    let r = partner_file(&to_b, "six.bin", &six, &six, &[]).await;
+    assert_eq!(r.status(), 201);
+    // The attack: the same partner tries the other instance for a second
+    // day's worth. 600 + 600 > 1000 across the cluster.
+    let r = partner_file(&to_b2, "six-again.bin", &six, &six, &[]).await;
+    assert_eq!(problem_type(r, 429).await, "urn:mft:problem:quota-exceeded");
+    // An upload the backend does not store (its body does not match its
+    // digest) gives its bytes back: 600 + 400 fits afterwards.
+    let three = vec![b'3'; 300];
+    let r = partner_file(&to_b2, "bad.bin", &three, b"other", &[]).await;
+    assert_eq!(r.status(), 400);
+    let four = vec![b'4'; 400];
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = partner_file(&to_b2, "four.bin", &four, &four, &[]).await;
+        if r.status() == 201 {
+            break;
+        }
+        // The refund of the refused upload runs just after its answer.
+        assert_eq!(r.status(), 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused upload was counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for caller in [&to_b, &to_b2] {
+        let r = partner_file(caller, "one.bin", b"1", b"1", &[]).await;
+        assert_eq!(problem_type(r, 429).await, "urn:mft:problem:quota-exceeded");
+    }
+    // One count in Redis, expiring after the day.
+    let day = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let key = format!("mft:quota:partner:acme:{day}");
+    assert_eq!(redis_command(redis.addr, &format!("GET {key}")), "$4");
+    let ttl: i64 = redis_command(redis.addr, &format!("TTL {key}"))
+        .trim_start_matches(':')
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 86_400 + 3600, "{ttl}");
+    drop(b2);
+}

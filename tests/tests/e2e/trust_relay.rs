@@ -298,10 +298,15 @@ pub(crate) struct PartnerCaller {
 
 impl PartnerCaller {
     pub(crate) fn new(to: &Org, key: &str) -> PartnerCaller {
+        Self::to_gateway(to, &to.gateway, key)
+    }
+
+    /// A caller of `to`'s gateway `gateway` (one of several instances).
+    pub(crate) fn to_gateway(to: &Org, gateway: &mft_e2e::Gateway, key: &str) -> PartnerCaller {
         PartnerCaller {
             client: client(&to.certs, Proto::Http1),
-            base: to.gateway.base.clone(),
-            authority: to.gateway.addr.to_string(),
+            base: gateway.base.clone(),
+            authority: gateway.addr.to_string(),
             key: key.to_string(),
         }
     }

@@ -17,7 +17,8 @@ const TEXT = {
     recoveryText: "Each code signs you in once without the app. They are shown only now: store them safely.",
     recoveryDone: "I have stored them", newKey: "New key", account: "Service account", scopes: "Scopes",
     expiryDays: "Expires after (days, empty: never)",
-    rateLimit: "Rate limit (e.g. 10/s burst 20, empty: default)", rateLimitColumn: "Rate limit", create: "Create key",
+    rateLimit: "Rate limit (e.g. 10/s burst 20, empty: default)", rateLimitColumn: "Rate limit",
+    allowedSenders: "Allowed senders (e.g. ops@ourcorp.example, *@billing.ourcorp.example; empty: any)", create: "Create key",
     keyOnce: "The key is shown only now. Copy it into the client's configuration.", copy: "Copy",
     copied: "Copied.", keysCaption: "Service-account keys", id: "Id", created: "Created",
     lastUsed: "Last used", expires: "Expires", status: "Status", actions: "Actions",
@@ -43,6 +44,7 @@ const TEXT = {
     recoveryDone: "Ich habe sie gespeichert", newKey: "Neuer Schlüssel", account: "Dienstkonto",
     scopes: "Berechtigungen", expiryDays: "Läuft ab nach (Tagen, leer: nie)",
     rateLimit: "Ratenlimit (z. B. 10/s burst 20, leer: Standard)", rateLimitColumn: "Ratenlimit",
+    allowedSenders: "Erlaubte Absender (z. B. ops@ourcorp.example, *@billing.ourcorp.example; leer: alle)",
     create: "Schlüssel erstellen",
     keyOnce: "Der Schlüssel wird nur jetzt angezeigt. Kopieren Sie ihn in die Konfiguration des Clients.",
     copy: "Kopieren", copied: "Kopiert.", keysCaption: "Schlüssel der Dienstkonten", id: "Id",
@@ -292,6 +294,8 @@ function wire() {
     const body = { name: $("key-name").value.trim(), scopes };
     if ($("key-expiry").value) body.expires_days = Number($("key-expiry").value);
     if ($("key-limit").value.trim()) body.rate_limit = $("key-limit").value.trim();
+    const senders = $("key-senders").value.split(/[\s,]+/).filter((s) => s);
+    if (senders.length) body.allowed_senders = senders;
     const r = await call("POST", "/admin/v1/keys", body);
     if (r.status !== 201) { say(problemText(r)); return; }
     say("");

@@ -102,7 +102,8 @@ impl User {
                 return PasswordCheck::KeyNotBound(format!("key:{}", key.id));
             }
             let identity = key.identity();
-            let rights = Rights::of_key(self.config.permissions, &identity.scopes);
+            let mut rights = Rights::of_key(self.config.permissions, &identity.scopes);
+            rights.senders = identity.senders.clone();
             if rights.permissions == Permissions::default() {
                 return PasswordCheck::KeyWithoutRights(format!("key:{}", key.id));
             }
@@ -131,6 +132,7 @@ impl User {
         Rights {
             permissions: self.config.permissions,
             scopes: "files:read files:write".to_string(),
+            senders: None,
         }
     }
 }
@@ -142,6 +144,9 @@ pub struct Rights {
     pub permissions: Permissions,
     /// Space-separated scopes sent with the backend calls.
     pub scopes: String,
+    /// A sender-bound key's allowed senders: the user's on_upload delivery
+    /// is made only if its sender is among them.
+    pub senders: Option<std::sync::Arc<mft_filters::auth::senders::SenderBinding>>,
 }
 
 impl Rights {
@@ -164,6 +169,7 @@ impl Rights {
         Rights {
             permissions,
             scopes: granted.join(" "),
+            senders: None,
         }
     }
 }

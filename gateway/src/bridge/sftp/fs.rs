@@ -6,7 +6,7 @@ use crate::backend_client::{decode, BackendClient, BackendError, Call, CallConte
 use http::Method;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// A stored file as the list returns it.
@@ -46,6 +46,33 @@ struct FileList {
     /// Present when the backend honours `subfolders=true`.
     #[serde(default)]
     folders: Option<Vec<String>>,
+    /// Present (a cursor or null) when the backend honours `limit`.
+    #[serde(default, deserialize_with = "present")]
+    next_cursor: Option<Option<String>>,
+}
+
+/// `Some(value)` for a field that is there, even as `null`.
+fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// Files per folder page a listing reads (`GET /api/v1/files?limit=`).
+pub const LIST_PAGE: usize = 100;
+
+/// One page of a folder's listing.
+pub struct Page {
+    /// Paged: by name, the newest first per name. Whole (a backend without
+    /// paging): every file of the folder, in upload order.
+    pub files: Vec<Entry>,
+    /// Sub-folder names; with the first page only.
+    pub folders: Vec<String>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+    /// Whether the backend paged (else `files` is the whole folder).
+    pub paged: bool,
 }
 
 /// Folders made with `mkdir` that hold no file yet, per user, shared by
@@ -98,38 +125,70 @@ pub struct Fs {
     pub made: Arc<MadeFolders>,
 }
 
-/// What a folder holds: files by name (newest wins) and sub-folder names.
-#[derive(Default)]
-pub struct Listing {
-    /// Newest file per name.
-    pub files: BTreeMap<String, Entry>,
-    /// Sub-folder names.
-    pub folders: BTreeSet<String>,
-}
-
 impl Fs {
-    /// The files directly in `folder` and the names of the folders below
-    /// it: one folder's worth, with `subfolders=true`. A backend without
-    /// that extension answers without `folders`; then the sub-folders come
-    /// from the full list, as before the extension.
-    async fn one_level(&self, folder: &str) -> Result<(Vec<Entry>, Vec<String>), BackendError> {
-        let path = format!(
-            "/api/v1/files?folder={}&subfolders=true",
+    /// One page of `folder`: `limit` files from `cursor` on (the first page
+    /// without one, which also names the sub-folders). A backend without
+    /// paging answers with the whole folder and no `next_cursor`; one
+    /// without `subfolders=true` answers without `folders`, and then the
+    /// sub-folders come from the full list, as before either extension.
+    pub async fn page(
+        &self,
+        folder: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, BackendError> {
+        let mut path = format!(
+            "/api/v1/files?folder={}&limit={limit}",
             utf8_percent_encode(folder, NON_ALPHANUMERIC)
         );
+        match cursor {
+            Some(c) => {
+                path.push_str("&cursor=");
+                path.extend(utf8_percent_encode(c, NON_ALPHANUMERIC));
+            }
+            None => path.push_str("&subfolders=true"),
+        }
         let call = Call::new(Method::GET, path);
         let resp = self.backend.send(&self.ctx, &call).await?;
         let list: FileList = decode(&call, resp).await?;
-        if let Some(folders) = list.folders {
-            return Ok((list.files, folders));
-        }
-        let folders: BTreeSet<String> = self
+        let (paged, next) = match list.next_cursor {
+            Some(next) => (true, next),
+            None => (false, None),
+        };
+        let folders = match (cursor, list.folders) {
+            (Some(_), _) => Vec::new(),
+            (None, Some(folders)) => folders,
+            (None, None) => {
+                let below: BTreeSet<String> = self
+                    .all()
+                    .await?
+                    .iter()
+                    .filter_map(|e| child_of(folder, &e.folder).map(str::to_string))
+                    .collect();
+                below.into_iter().collect()
+            }
+        };
+        Ok(Page {
+            files: list.files,
+            folders,
+            next,
+            paged,
+        })
+    }
+
+    /// Whether `folder` holds a file or a sub-folder: one file is enough.
+    async fn holds_anything(&self, folder: &str) -> Result<bool, BackendError> {
+        let page = self.page(folder, 1, None).await?;
+        Ok(!page.files.is_empty() || !page.folders.is_empty())
+    }
+
+    /// The names of the folders made with `mkdir` directly below `folder`.
+    pub fn made_below(&self, folder: &str) -> Vec<String> {
+        self.made
             .all()
-            .await?
             .iter()
-            .filter_map(|e| child_of(folder, &e.folder).map(str::to_string))
-            .collect();
-        Ok((list.files, folders.into_iter().collect()))
+            .filter_map(|made| child_of(folder, made).map(str::to_string))
+            .collect()
     }
 
     /// Every file under the user's root: only for a backend without
@@ -145,36 +204,29 @@ impl Fs {
             .collect())
     }
 
-    /// Files directly in `folder`, in upload order.
-    pub async fn files_in(&self, folder: &str) -> Result<Vec<Entry>, BackendError> {
+    /// The files called `name` in `folder`, in upload order: only those
+    /// with a backend that honours `name=`; filtered here from the whole
+    /// folder with one that does not.
+    async fn named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
         let path = format!(
-            "/api/v1/files?folder={}",
-            utf8_percent_encode(folder, NON_ALPHANUMERIC)
+            "/api/v1/files?folder={}&name={}",
+            utf8_percent_encode(folder, NON_ALPHANUMERIC),
+            utf8_percent_encode(name, NON_ALPHANUMERIC)
         );
         let call = Call::new(Method::GET, path);
         let resp = self.backend.send(&self.ctx, &call).await?;
         let list: FileList = decode(&call, resp).await?;
-        Ok(list.files)
+        Ok(list.files.into_iter().filter(|e| e.name == name).collect())
     }
 
     /// The newest file called `name` in `folder`.
     pub async fn find(&self, folder: &str, name: &str) -> Result<Option<Entry>, BackendError> {
-        Ok(self
-            .files_in(folder)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.name == name))
+        Ok(self.named(folder, name).await?.into_iter().next_back())
     }
 
     /// Every file called `name` in `folder` (an overwrite replaces them all).
     pub async fn all_named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
-        Ok(self
-            .files_in(folder)
-            .await?
-            .into_iter()
-            .filter(|e| e.name == name)
-            .collect())
+        self.named(folder, name).await
     }
 
     /// Whether `folder` exists: the root, a made folder, or one holding files.
@@ -182,25 +234,12 @@ impl Fs {
         if folder == self.root || self.made.contains_under(folder) {
             return Ok(true);
         }
-        let (files, folders) = self.one_level(folder).await?;
-        Ok(!files.is_empty() || !folders.is_empty())
+        self.holds_anything(folder).await
     }
 
-    /// What `folder` holds.
-    pub async fn list(&self, folder: &str) -> Result<Listing, BackendError> {
-        let mut out = Listing::default();
-        let (files, folders) = self.one_level(folder).await?;
-        out.folders.extend(folders);
-        for made in self.made.all() {
-            if let Some(child) = child_of(folder, &made) {
-                out.folders.insert(child.to_string());
-            }
-        }
-        for e in files {
-            // The list is in upload order: a later file of the same name wins.
-            out.files.insert(e.name.clone(), e);
-        }
-        Ok(out)
+    /// Whether `folder` holds neither files nor folders (made ones included).
+    pub async fn folder_is_empty(&self, folder: &str) -> Result<bool, BackendError> {
+        Ok(self.made_below(folder).is_empty() && !self.holds_anything(folder).await?)
     }
 
     /// Deletes one file.

@@ -9,6 +9,8 @@ pub struct SftpMetrics {
     auth_failures: IntCounter,
     bytes: IntCounterVec,
     uploads: IntCounterVec,
+    /// Folder pages read from the backend for READDIR.
+    list_pages: IntCounter,
     /// By reason, resolved once: refusals come in floods.
     refused: [IntCounter; 4],
 }
@@ -48,6 +50,11 @@ impl SftpMetrics {
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(uploads.clone()))?;
+        let list_pages = IntCounter::new(
+            "mft_sftp_listing_pages_total",
+            "Folder pages read from the backend for SFTP directory listings",
+        )?;
+        registry.register(Box::new(list_pages.clone()))?;
         let refused_vec = IntCounterVec::new(
             Opts::new(
                 "mft_sftp_connections_refused_total",
@@ -64,8 +71,14 @@ impl SftpMetrics {
             auth_failures,
             bytes,
             uploads,
+            list_pages,
             refused,
         })
+    }
+
+    /// One folder page was read for a listing.
+    pub fn list_page(&self) {
+        self.list_pages.inc();
     }
 
     /// A session logged in; the gauge goes down when the guard drops.

@@ -361,6 +361,7 @@ impl Conn {
             permissions: rights.permissions,
             credential,
             sender: format!("{name}@{}", shared.sender_domain),
+            senders: rights.senders.clone(),
             user,
             limits: shared.limits.clone(),
             metrics: shared.metrics.clone(),

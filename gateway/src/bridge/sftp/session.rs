@@ -7,7 +7,7 @@
 
 use super::auth::User;
 use super::download::Download;
-use super::fs::{Entry, Fs, Listing};
+use super::fs::{Entry, Fs, LIST_PAGE};
 use super::metrics::SftpMetrics;
 use super::paths::VPath;
 use super::upload::{Upload, UploadLimits};
@@ -19,7 +19,7 @@ use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle as HandleReply, Name, OpenFlags, Packet, Status,
     StatusCode, Version,
 };
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,9 +39,37 @@ fn fail(code: StatusCode, msg: impl Into<String>) -> Fail {
 }
 
 enum Open {
-    Dir(VecDeque<File>),
+    Dir(Box<Dir>),
     Read(Box<Download>),
     Write { upload: Box<Upload>, path: VPath },
+}
+
+/// An open folder, read from the backend one page per READDIR batch:
+/// at most one page of entries is held, never the whole folder (unless the
+/// backend cannot page, docs/sftp.md).
+struct Dir {
+    /// Entries to send with the next READDIR answers.
+    ready: VecDeque<File>,
+    folder: String,
+    /// Where the next page starts; `None` once the last page was read.
+    cursor: Option<String>,
+    /// The last file name sent: a page lists one name's files newest
+    /// first, and only the newest is shown, even across pages.
+    last_name: Option<String>,
+}
+
+impl Dir {
+    /// Queues a page's files (sorted by name, the newest first per name).
+    fn take_page(&mut self, files: Vec<Entry>) {
+        for e in files {
+            if self.last_name.as_deref() == Some(e.name.as_str()) {
+                continue;
+            }
+            self.last_name = Some(e.name.clone());
+            self.ready
+                .push_back(File::new(e.name.clone(), file_attrs(&e)));
+        }
+    }
 }
 
 /// What a session knows besides its handles.
@@ -67,6 +95,8 @@ pub struct SessionCtx {
     pub sender: String,
     /// SIGTERM: no new transfers; open ones finish up to the timeout.
     pub drain: crate::drain::Drain,
+    /// A sender-bound key's allowed senders (API-key logins only).
+    pub senders: Option<std::sync::Arc<mft_filters::auth::senders::SenderBinding>>,
 }
 
 /// One SFTP session.
@@ -215,7 +245,7 @@ impl Session {
             Packet::Lstat(s) => self.stat(id, &s.path).await,
             Packet::Fstat(f) => self.fstat(id, &f.handle),
             Packet::OpenDir(o) => self.opendir(id, &o.path).await,
-            Packet::ReadDir(r) => self.readdir(id, &r.handle),
+            Packet::ReadDir(r) => self.readdir(id, &r.handle).await,
             Packet::Open(o) => self.open(id, &o.filename, o.pflags).await,
             Packet::Read(r) => self.read(id, &r.handle, r.offset, r.len).await,
             Packet::Write(w) => self.write(id, &w.handle, w.offset, w.data).await,
@@ -342,29 +372,75 @@ impl Session {
         {
             return Err(fail(StatusCode::NoSuchFile, "no such folder"));
         }
-        let Listing { files, folders } = self.ctx.fs.list(&folder).await.map_err(backend_fail)?;
-        let mut out = VecDeque::new();
-        out.push_back(File::new(".", dir_attrs()));
-        out.push_back(File::new("..", dir_attrs()));
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(fail(StatusCode::Failure, "too many open files"));
+        }
+        let fs = &self.ctx.fs;
+        let page = fs
+            .page(&folder, LIST_PAGE, None)
+            .await
+            .map_err(backend_fail)?;
+        self.ctx.metrics.list_page();
+        let mut folders: BTreeSet<String> = page.folders.into_iter().collect();
+        folders.extend(fs.made_below(&folder));
+        let mut dir = Dir {
+            ready: VecDeque::new(),
+            folder,
+            cursor: page.next,
+            last_name: None,
+        };
+        dir.ready.push_back(File::new(".", dir_attrs()));
+        dir.ready.push_back(File::new("..", dir_attrs()));
         for f in folders {
-            out.push_back(File::new(f, dir_attrs()));
+            dir.ready.push_back(File::new(f, dir_attrs()));
         }
-        for (name, e) in files {
-            out.push_back(File::new(name, file_attrs(&e)));
+        if page.paged {
+            dir.take_page(page.files);
+        } else {
+            // A backend without paging sent the whole folder in upload
+            // order: a later file of the same name wins.
+            let newest: BTreeMap<String, Entry> = page
+                .files
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
+            dir.take_page(newest.into_values().collect());
         }
-        let handle = self.add_handle(Open::Dir(out))?;
+        let handle = self.add_handle(Open::Dir(Box::new(dir)))?;
         Ok(Packet::Handle(HandleReply { id, handle }))
     }
 
-    fn readdir(&mut self, id: u32, handle: &str) -> Result<Packet, Fail> {
-        let Some(Open::Dir(rest)) = self.handles.get_mut(handle) else {
+    async fn readdir(&mut self, id: u32, handle: &str) -> Result<Packet, Fail> {
+        let Some(Open::Dir(dir)) = self.handles.get_mut(handle) else {
             return Err(fail(StatusCode::Failure, "invalid handle"));
         };
-        if rest.is_empty() {
-            return Err(fail(StatusCode::Eof, "end of folder"));
+        // The next page only once the last one was sent; a page whose
+        // files all repeat the last name sent yields nothing, so go on.
+        while dir.ready.is_empty() {
+            let Some(cursor) = dir.cursor.take() else {
+                return Err(fail(StatusCode::Eof, "end of folder"));
+            };
+            let page = self
+                .ctx
+                .fs
+                .page(&dir.folder, LIST_PAGE, Some(&cursor))
+                .await
+                .map_err(|e| {
+                    // Try the same page again on the next READDIR.
+                    dir.cursor = Some(cursor.clone());
+                    backend_fail(e)
+                })?;
+            self.ctx.metrics.list_page();
+            if !page.paged {
+                // The backend stopped paging mid-listing (replaced by one
+                // without the extension): what it sent is not a next page.
+                return Err(fail(StatusCode::Eof, "end of folder"));
+            }
+            dir.cursor = page.next;
+            dir.take_page(page.files);
         }
-        let n = rest.len().min(DIR_BATCH);
-        let files = rest.drain(..n).collect();
+        let n = dir.ready.len().min(DIR_BATCH);
+        let files = dir.ready.drain(..n).collect();
         Ok(Packet::Name(Name { id, files }))
     }
 
@@ -514,6 +590,21 @@ impl Session {
         if user.deliver_to.is_empty() {
             return;
         }
+        if let Some(binding) = &self.ctx.senders {
+            if !binding.allows(&self.ctx.sender) {
+                // The key logged in is bound to other senders: the file
+                // stays, no delivery goes out in the user's name.
+                let mut r = AuditRecord::new("sftp_delivery");
+                r.principal = Some(format!("sftp:{}", user.name));
+                r.credential = self.ctx.credential.clone();
+                r.client_ip = self.ctx.client_ip;
+                r.path = Some(path.display());
+                r.decision = Some("deny");
+                r.reason = Some("sender_not_allowed".into());
+                self.ctx.audit.record(r);
+                return;
+            }
+        }
         let delivery = NewDelivery {
             sender: self.ctx.sender.clone(),
             recipients: user.deliver_to.clone(),
@@ -575,8 +666,13 @@ impl Session {
             return Err(fail(StatusCode::PermissionDenied, "the root stays"));
         }
         let folder = self.folder(&p)?;
-        let listing = self.ctx.fs.list(&folder).await.map_err(backend_fail)?;
-        if !listing.files.is_empty() || !listing.folders.is_empty() {
+        if !self
+            .ctx
+            .fs
+            .folder_is_empty(&folder)
+            .await
+            .map_err(backend_fail)?
+        {
             return Err(fail(StatusCode::Failure, "folder is not empty"));
         }
         if !self.ctx.fs.made.remove(&folder) {

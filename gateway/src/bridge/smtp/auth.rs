@@ -13,6 +13,7 @@ use crate::bridge::{password, BridgeContext};
 use argon2::password_hash::PasswordHash;
 use base64::Engine;
 use mft_config::smtp::SmtpUser;
+use mft_filters::auth::senders::SenderBinding;
 use mft_filters::decision::Decision;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,6 +27,9 @@ pub struct Principal {
     pub principal: String,
     /// Space-separated scopes for the backend calls.
     pub scopes: String,
+    /// The envelope senders this credential may use (a key's
+    /// `--allowed-senders`, a user's `allowed_senders`); `None`: any.
+    pub senders: Option<Arc<SenderBinding>>,
 }
 
 /// The result of a login attempt.
@@ -76,25 +80,34 @@ pub fn decode_plain(response: &[u8]) -> Option<Credentials> {
     Some(Credentials { user, password })
 }
 
-/// Bridge users with their hashes checked once at start.
+/// Bridge users with their hashes and sender lists checked once at start.
 pub struct Users {
-    users: Vec<SmtpUser>,
+    users: Vec<(SmtpUser, Option<Arc<SenderBinding>>)>,
 }
 
 impl Users {
-    /// Fails when a hash is not a valid PHC string.
+    /// Fails when a hash is not a valid PHC string or a sender list does
+    /// not parse.
     pub fn new(users: &[SmtpUser]) -> anyhow::Result<Users> {
+        let mut checked = Vec::with_capacity(users.len());
         for (i, u) in users.iter().enumerate() {
             PasswordHash::new(&u.password_hash)
                 .map_err(|e| anyhow::anyhow!("smtp.users[{i}].password_hash ({}): {e}", u.name))?;
+            let senders = u
+                .allowed_senders
+                .as_ref()
+                .map(|list| SenderBinding::parse(&list.join(",")).map(Arc::new))
+                .transpose()
+                .map_err(|e| {
+                    anyhow::anyhow!("smtp.users[{i}].allowed_senders ({}): {e}", u.name)
+                })?;
+            checked.push((u.clone(), senders));
         }
-        Ok(Users {
-            users: users.to_vec(),
-        })
+        Ok(Users { users: checked })
     }
 
-    fn find(&self, name: &str) -> Option<&SmtpUser> {
-        self.users.iter().find(|u| u.name == name)
+    fn find(&self, name: &str) -> Option<&(SmtpUser, Option<Arc<SenderBinding>>)> {
+        self.users.iter().find(|(u, _)| u.name == name)
     }
 }
 
@@ -107,7 +120,9 @@ pub async fn check(
     creds: Credentials,
 ) -> Outcome {
     let outcome = match users.find(&creds.user) {
-        Some(user) => check_user(ctx, user.clone(), ip, creds.password).await,
+        Some((user, senders)) => {
+            check_user(ctx, user.clone(), senders.clone(), ip, creds.password).await
+        }
         None => {
             if !creds
                 .password
@@ -152,6 +167,7 @@ pub async fn check(
 async fn check_user(
     ctx: &Arc<BridgeContext>,
     user: SmtpUser,
+    senders: Option<Arc<SenderBinding>>,
     ip: IpAddr,
     password: String,
 ) -> Outcome {
@@ -169,6 +185,7 @@ async fn check_user(
         return Outcome::Ok(Principal {
             principal: format!("smtp:{}", user.name),
             scopes: user.scopes.join(" "),
+            senders,
         });
     }
     if let Some(d) = &defender {
@@ -202,6 +219,7 @@ async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outc
         Decision::Continue(identity) => Outcome::Ok(Principal {
             principal: identity.principal.to_string(),
             scopes: identity.scopes_header.to_string(),
+            senders: identity.senders.clone(),
         }),
         Decision::Reject(r) if r.status == 503 => Outcome::Unavailable,
         Decision::Reject(_) => Outcome::Invalid,
@@ -224,6 +242,27 @@ mod tests {
         assert_eq!(decode_b64("AHVzZXIAc2VjcmV0").unwrap(), b"\0user\0secret");
         assert_eq!(decode_b64("=").unwrap(), b"");
         assert!(decode_b64("***").is_none());
+    }
+
+    #[test]
+    fn a_users_sender_list_is_checked_at_start() {
+        let phc = "$argon2id$v=19$m=19456,t=2,p=1$c210cGJyaWRnZXNhbHQ$R9WIk+J6ikCMQQZ1B0DJbNXTnXkQu3+ntYpml3lt7Xc";
+        let user = |senders: &[&str]| SmtpUser {
+            name: "billing".into(),
+            password_hash: phc.into(),
+            scopes: vec!["deliveries:write".into()],
+            allowed_senders: Some(senders.iter().map(|s| s.to_string()).collect()),
+        };
+        let users = Users::new(&[user(&["Billing@Partner.example"])]).unwrap();
+        let (_, senders) = users.find("billing").unwrap();
+        let senders = senders.as_ref().unwrap();
+        assert!(senders.allows("billing@partner.example"));
+        assert!(!senders.allows("ceo@partner.example"));
+        let err = Users::new(&[user(&["not an address"])]).err().unwrap();
+        assert!(
+            err.to_string().contains("smtp.users[0].allowed_senders"),
+            "{err}"
+        );
     }
 
     #[test]

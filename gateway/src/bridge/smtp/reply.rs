@@ -53,6 +53,7 @@ pub const ENCRYPTION_REQUIRED: &str =
 pub const RECIPIENT_NOT_LOCAL: &str =
     "550 5.1.1 Recipient not in this organisation's e-mail domains\r\n";
 pub const SENDER_NOT_ALLOWED: &str = "550 5.7.1 Sender domain not allowed\r\n";
+pub const SENDER_NOT_BOUND: &str = "550 5.7.1 Sender not allowed for this credential\r\n";
 pub const MESSAGE_TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size\r\n";
 pub const SENDER_REQUIRED: &str = "553 5.1.7 A sender address is required\r\n";
 pub const ACCESS_DENIED: &str = "554 5.7.1 Access denied\r\n";

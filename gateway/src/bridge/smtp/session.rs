@@ -341,6 +341,14 @@ impl Session {
             self.refuse(conn, "sender_missing", reply::SENDER_REQUIRED);
         } else if !policy::sender_allowed(cfg, &from) {
             self.refuse(conn, "sender_domain", reply::SENDER_NOT_ALLOWED);
+        } else if self
+            .identity
+            .as_ref()
+            .and_then(|p| p.senders.as_ref())
+            .is_some_and(|b| !b.allows(&from))
+        {
+            // The credential is bound to its senders (docs/smtp.md).
+            self.refuse(conn, "sender_not_bound", reply::SENDER_NOT_BOUND);
         } else {
             self.mail_from = Some(from);
             conn.send(reply::SENDER_OK);
@@ -575,6 +583,7 @@ impl Session {
         let principal = self.identity.clone().unwrap_or_else(|| Principal {
             principal: "smtp:anonymous".into(),
             scopes: "files:write deliveries:write".into(),
+            senders: None,
         });
         // What the message makes the backend do must be within the
         // credential's scopes: a delivery always, an upload per attachment.
