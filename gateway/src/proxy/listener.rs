@@ -11,9 +11,10 @@
 use super::accept::HyperFront;
 use pingora_core::server::ExecutionPhase;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 /// How long the loop waits after a failed `accept` (e.g. out of file
 /// descriptors) before trying again, so a full table does not spin a core.
@@ -57,16 +58,22 @@ impl HttpsListener {
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> std::io::Result<()> {
         if self.per_core {
+            let (balance, mut inboxes) = Balance::new(self.sockets.len());
             for (index, socket) in self.sockets.into_iter().enumerate() {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
                 let (front, phases) = (front.clone(), phases.resubscribe());
+                let worker = Worker {
+                    index,
+                    balance: balance.clone(),
+                    inbox: inboxes.remove(0),
+                };
                 std::thread::Builder::new()
                     .name(format!("https-{index}"))
                     .spawn(move || {
                         super::pool::set_worker(index);
-                        runtime.block_on(accept_loop(socket, front, phases))
+                        runtime.block_on(accept_loop(socket, front, phases, Some(worker)))
                     })?;
             }
             return Ok(());
@@ -81,7 +88,7 @@ impl HttpsListener {
         if let Some(socket) = self.sockets.into_iter().next() {
             std::thread::Builder::new()
                 .name("https-accept".into())
-                .spawn(move || runtime.block_on(accept_loop(socket, front, phases)))?;
+                .spawn(move || runtime.block_on(accept_loop(socket, front, phases, None)))?;
         }
         Ok(())
     }
@@ -103,10 +110,74 @@ pub fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListen
     Ok(socket.into())
 }
 
+/// Per-core workers' shared view of their load: open connections per
+/// worker, and a way to hand a connection to another worker.
+///
+/// The kernel spreads connections over the `SO_REUSEPORT` sockets by a hash
+/// of the addresses, not by load: a few long-lived h2 connections can land
+/// on one worker while the other idles (h2 at 0.77x nginx, benches/run).
+/// A worker that accepts while it holds more connections than the least
+/// loaded one passes the socket on; the cost is two `epoll_ctl` calls per
+/// passed connection, nothing per request.
+struct Balance {
+    open: Vec<AtomicUsize>,
+    inboxes: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+}
+
+type Inbox = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
+
+impl Balance {
+    fn new(workers: usize) -> (Arc<Balance>, Vec<Inbox>) {
+        let (inboxes, receivers) = (0..workers).map(|_| mpsc::unbounded_channel()).unzip();
+        let balance = Balance {
+            open: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+            inboxes,
+        };
+        (Arc::new(balance), receivers)
+    }
+
+    /// Where a connection accepted by `me` should be served: `me` unless
+    /// another worker holds fewer connections. Counts the connection there
+    /// at once, so a burst of accepts spreads instead of all going to the
+    /// same worker.
+    fn place(&self, me: usize) -> usize {
+        let loads = self.open.iter().map(|n| n.load(Ordering::Relaxed));
+        let (least, fewest) = loads.enumerate().min_by_key(|(_, n)| *n).unwrap_or((me, 0));
+        let mine = self.open.get(me).map_or(0, |n| n.load(Ordering::Relaxed));
+        let target = if fewest < mine { least } else { me };
+        if let Some(n) = self.open.get(target) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
+        target
+    }
+}
+
+/// A per-core worker's place among the others.
+struct Worker {
+    index: usize,
+    balance: Arc<Balance>,
+    inbox: Inbox,
+}
+
+/// One connection counted on worker `index` until the connection ends.
+struct Counted {
+    balance: Arc<Balance>,
+    index: usize,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if let Some(n) = self.balance.open.get(self.index) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn accept_loop(
     socket: std::net::TcpListener,
     front: Arc<HyperFront>,
     phases: broadcast::Receiver<ExecutionPhase>,
+    worker: Option<Worker>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(l) => l,
@@ -117,6 +188,16 @@ async fn accept_loop(
     };
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(follow_shutdown(phases, stop_tx));
+    let balance = worker.map(|w| {
+        tokio::spawn(serve_passed(
+            w.inbox,
+            front.clone(),
+            w.balance.clone(),
+            w.index,
+            stop.clone(),
+        ));
+        (w.index, w.balance)
+    });
     let mut stopping = stop.clone();
     loop {
         tokio::select! {
@@ -124,7 +205,20 @@ async fn accept_loop(
                 Ok((tcp, peer)) => {
                     // Responses are written whole; Nagle would only delay them.
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(front.clone().serve(tcp, Some(peer), stop.clone()));
+                    let Some((me, balance)) = &balance else {
+                        tokio::spawn(front.clone().serve(tcp, Some(peer), stop.clone()));
+                        continue;
+                    };
+                    let target = balance.place(*me);
+                    let tcp = if target == *me { Ok(tcp) } else { pass(balance, target, tcp, peer) };
+                    if let Ok(tcp) = tcp {
+                        let counted = Counted { balance: balance.clone(), index: *me };
+                        let serving = front.clone().serve(tcp, Some(peer), stop.clone());
+                        tokio::spawn(async move {
+                            serving.await;
+                            drop(counted);
+                        });
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "HTTPS accept failed");
@@ -138,6 +232,70 @@ async fn accept_loop(
     // the workers until the drain watcher ends the process.
     drop(listener);
     std::future::pending::<()>().await;
+}
+
+/// Hands `tcp` to worker `target`, already counted there. Gives the
+/// connection back (counted here instead) if it cannot be passed.
+fn pass(
+    balance: &Balance,
+    target: usize,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+) -> Result<tokio::net::TcpStream, ()> {
+    let uncount = || {
+        if let Some(n) = balance.open.get(target) {
+            n.fetch_sub(1, Ordering::Relaxed);
+        }
+    };
+    // Leaves this worker's reactor; the target registers it with its own.
+    let std_tcp = match tcp.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            uncount();
+            tracing::debug!(error = %e, "cannot pass a connection to another worker");
+            return Err(());
+        }
+    };
+    let Some(inbox) = balance.inboxes.get(target) else {
+        uncount();
+        return tokio::net::TcpStream::from_std(std_tcp).map_err(|_| ());
+    };
+    match inbox.send((std_tcp, peer)) {
+        Ok(()) => Err(()),
+        Err(mpsc::error::SendError((std_tcp, _))) => {
+            uncount();
+            tokio::net::TcpStream::from_std(std_tcp).map_err(|_| ())
+        }
+    }
+}
+
+/// Serves the connections other workers pass to worker `index`.
+async fn serve_passed(
+    mut inbox: Inbox,
+    front: Arc<HyperFront>,
+    balance: Arc<Balance>,
+    index: usize,
+    stop: watch::Receiver<bool>,
+) {
+    while let Some((std_tcp, peer)) = inbox.recv().await {
+        // Counted by the worker that passed it.
+        let counted = Counted {
+            balance: balance.clone(),
+            index,
+        };
+        let tcp = match tokio::net::TcpStream::from_std(std_tcp) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(error = %e, "a passed connection cannot join this worker");
+                continue;
+            }
+        };
+        let serving = front.clone().serve(tcp, Some(peer), stop.clone());
+        tokio::spawn(async move {
+            serving.await;
+            drop(counted);
+        });
+    }
 }
 
 /// Turns pingora's shutdown phases into `stop`.
@@ -158,5 +316,38 @@ async fn follow_shutdown(
             }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_passes_connections_only_to_one_with_fewer() {
+        let (balance, _inboxes) = Balance::new(2);
+        // Even: kept.
+        assert_eq!(balance.place(0), 0);
+        assert_eq!(balance.place(1), 1);
+        assert_eq!(balance.place(0), 0);
+        // Worker 0 holds 2, worker 1 holds 1: passed on, and counted there.
+        assert_eq!(balance.place(0), 1);
+        let open: Vec<usize> = balance
+            .open
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect();
+        assert_eq!(open, [2, 2]);
+        // A connection that ends frees its count.
+        drop(Counted {
+            balance: balance.clone(),
+            index: 1,
+        });
+        assert_eq!(balance.place(0), 1);
+        // A burst on one worker's socket ends up spread over both.
+        let (balance, _inboxes) = Balance::new(2);
+        let placed: Vec<usize> = (0..8).map(|_| balance.place(0)).collect();
+        let on_1 = placed.iter().filter(|t| **t == 1).count();
+        assert_eq!(on_1, 4, "{placed:?}");
     }
 }

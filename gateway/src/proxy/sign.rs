@@ -140,8 +140,9 @@ impl RequestSigner {
         uri: &http::Uri,
         headers: &mut http::HeaderMap,
     ) -> std::result::Result<(), FieldError> {
-        headers.remove(names::SIGNATURE_INPUT);
-        headers.remove(names::SIGNATURE);
+        // A client's own `Signature`/`Signature-Input` are not covered and
+        // the inserts below replace every value of both: no removal first
+        // (two header-map probes per request).
         let authority = match headers.get(http::header::HOST).map(|v| v.to_str()) {
             None => "",
             Some(Ok(a)) => a,

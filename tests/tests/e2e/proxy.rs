@@ -369,3 +369,42 @@ async fn per_core_runtime_serves_both_protocols_on_every_worker_and_drains() {
         .expect("the gateway exits after SIGTERM");
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// Per-core workers balance by load, not by the kernel's address hash:
+/// two h2 connections opened together are served by both workers, whatever
+/// socket the kernel put them on (by the hash alone, half the time both
+/// land on one worker and the other idles).
+#[tokio::test]
+async fn per_core_workers_share_connections_by_load() {
+    add_server_line(r#"runtime = "per-core""#);
+    let s = stack().await;
+    let pid = s.gateway.proc.child.id();
+    let before = thread_ticks(pid, "https-");
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        let client = s.gateway.client(&s.certs, Proto::Http2);
+        let url = format!("{}/api/v1/files", s.gateway.base);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..400 {
+                let r = client.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = thread_ticks(pid, "https-");
+    let used: Vec<u64> = after
+        .iter()
+        .zip(&before)
+        .map(|((_, a), (_, b))| a.saturating_sub(*b))
+        .collect();
+    let total: u64 = used.iter().sum();
+    assert!(total >= 10, "too little work to judge: {used:?} ticks");
+    assert!(
+        used.iter().all(|t| *t * 5 >= total),
+        "each worker did at least a fifth of the work: {used:?} ticks"
+    );
+}
