@@ -30,8 +30,10 @@ REL = os.path.join(ROOT, "target", "release")
 PEERS = os.path.join(ROOT, "benches", "peers")
 # Another build of the gateway to compare against (A/B runs): MFT_BENCH_GATEWAY=path.
 GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
+# A second build measured in the same run as peer "gateway-b" (before/after).
+GATEWAY_B = os.environ.get("MFT_BENCH_GATEWAY_B")
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-percore", "gateway-pingora"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-percore", "gateway-pingora", "gateway-b"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
 # "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
@@ -48,7 +50,8 @@ LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
           "hyper": "hyper floor", "hyper-percore": "hyper floor, runtime per core",
           "hyper-pingora": "hyper floor in pingora's Server",
           "gateway": "mft-gateway", "gateway-percore": "mft-gateway, runtime per core",
-          "gateway-pingora": "mft-gateway, pingora engine"}
+          "gateway-pingora": "mft-gateway, pingora engine",
+          "gateway-b": "mft-gateway, other build (MFT_BENCH_GATEWAY_B)"}
 
 
 def free_port():
@@ -213,37 +216,30 @@ class Bench:
                              capture_output=True, text=True, check=True)
         self.api_key = re.search(r'"key":"([^"]+)"', out.stdout).group(1)
         common["APIKEY"] = self.api_key
-        if "gateway-percore" in self.args.peer_list:
-            # Same key store (a copy), own ports, pid file and audit trail.
-            shutil.copytree(f"{w}/gateway-data", f"{w}/gateway-percore-data")
+        # Variants of the gateway: the same key store (a copy made before
+        # any starts), own ports, pid file and audit trail.
+        variants = [("gateway-percore", 'runtime = "per-core"', GATEWAY),
+                    ("gateway-pingora", 'http_engine = "pingora"', GATEWAY),
+                    ("gateway-b", None, GATEWAY_B)]
+        for name, server_line, binary in variants:
+            if name not in self.args.peer_list:
+                continue
+            if binary is None:
+                sys.exit(f"{name}: set MFT_BENCH_GATEWAY_B to the other build")
+            shutil.copytree(f"{w}/gateway-data", f"{w}/{name}-data")
             yport, yadmin = free_port(), free_port()
             text = open(cfg).read()
-            text = text.replace("[server]\n", "[server]\nruntime = \"per-core\"\n", 1)
+            if server_line:
+                text = text.replace("[server]\n", f"[server]\n{server_line}\n", 1)
             text = text.replace(f"127.0.0.1:{gport}\"", f"127.0.0.1:{yport}\"")
             text = text.replace(f"127.0.0.1:{admin}\"", f"127.0.0.1:{yadmin}\"")
-            text = text.replace(f"{w}/gateway-data", f"{w}/gateway-percore-data")
-            ycfg = f"{w}/gateway-percore.toml"
+            text = text.replace(f"{w}/gateway-data", f"{w}/{name}-data")
+            ycfg = f"{w}/{name}.toml"
             with open(ycfg, "w") as f:
                 f.write(text)
-            p = self.spawn("gateway-percore", [GATEWAY, "run", "--config", ycfg])
-            wait_port(yport, p, "gateway-percore")
-            self.ports["gateway-percore"], self.pids["gateway-percore"] = yport, [p.pid]
-        if "gateway-pingora" in self.args.peer_list:
-            # Same key store (a copy made before either starts), own port,
-            # pid file and audit trail.
-            shutil.copytree(f"{w}/gateway-data", f"{w}/gateway-pingora-data")
-            yport, yadmin = free_port(), free_port()
-            text = open(cfg).read()
-            text = text.replace("[server]\n", "[server]\nhttp_engine = \"pingora\"\n", 1)
-            text = text.replace(f"127.0.0.1:{gport}\"", f"127.0.0.1:{yport}\"")
-            text = text.replace(f"127.0.0.1:{admin}\"", f"127.0.0.1:{yadmin}\"")
-            text = text.replace(f"{w}/gateway-data", f"{w}/gateway-pingora-data")
-            ycfg = f"{w}/gateway-pingora.toml"
-            with open(ycfg, "w") as f:
-                f.write(text)
-            p = self.spawn("gateway-pingora", [GATEWAY, "run", "--config", ycfg])
-            wait_port(yport, p, "gateway-pingora")
-            self.ports["gateway-pingora"], self.pids["gateway-pingora"] = yport, [p.pid]
+            p = self.spawn(name, [binary, "run", "--config", ycfg])
+            wait_port(yport, p, name)
+            self.ports[name], self.pids[name] = yport, [p.pid]
         p = self.spawn("gateway", [GATEWAY, "run", "--config", cfg])
         wait_port(gport, p, "gateway")
         self.ports["gateway"], self.pids["gateway"] = gport, [p.pid]
