@@ -219,8 +219,7 @@ impl Reloader {
                     swap_tls = Some(
                         crate::tls::server_config_resolving(
                             self.certs.resolver(),
-                            new.trust.client_auth,
-                            new.server.tls_min_version,
+                            &crate::tls::TlsPolicy::of(&new.server, new.trust.client_auth),
                         )
                         .map_err(|e| ReloadError::Apply(format!("TLS settings: {e}")))?,
                     );

@@ -98,13 +98,35 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics.registry(),
     )
     .context("cannot register certificate metrics")?;
+    // [server.acme]: the stored certificate is served from the first
+    // handshake on; the task that orders and renews starts below.
+    let acme = match &s.acme {
+        Some(a) => {
+            let manager = tls::acme::AcmeManager::new(
+                a.clone(),
+                &s.data_dir,
+                cert_store.clone(),
+                metrics.registry(),
+                s.https_listen,
+            )
+            .context("cannot register ACME metrics")?;
+            let stored = manager.serve_stored();
+            Some((manager, stored))
+        }
+        None => None,
+    };
     let tls_config = tls::server_config_resolving(
         cert_store.resolver(),
-        config.trust.client_auth,
-        s.tls_min_version,
+        &tls::TlsPolicy::of(s, config.trust.client_auth),
     )?;
-    let tls_for_connectors =
-        (*tls::server_config_resolving(cert_store.resolver(), false, s.tls_min_version)?).clone();
+    let tls_for_connectors = (*tls::server_config_resolving(
+        cert_store.resolver(),
+        &tls::TlsPolicy {
+            acme_tls_alpn: false,
+            ..tls::TlsPolicy::of(s, false)
+        },
+    )?)
+    .clone();
     let rate_limiter = Arc::new(RateLimiter::from_config(
         &config.rate_limit,
         metrics.clone(),
@@ -265,6 +287,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     cert_store
         .watch()
         .context("cannot start the certificate watcher")?;
+    if let Some((manager, stored)) = acme {
+        control.spawn(manager.run(stored));
+    }
     let reloader = Reloader::new(
         config.clone(),
         reloadable_front,
