@@ -242,6 +242,12 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         include_subdomains: h.include_subdomains.unwrap_or(false),
     });
     let acme = s.acme.and_then(|a| convert_acme(a, ctx));
+    if hsts.is_some() && http_engine == HttpEngine::Pingora {
+        ctx.warn(
+            "server.hsts",
+            "only the hyper engine (the default) sends Strict-Transport-Security",
+        );
+    }
     if runtime == Runtime::PerCore && http_engine == HttpEngine::Pingora {
         ctx.error(
             "server.runtime",

@@ -328,6 +328,7 @@ impl Reloader {
             signer,
             federation: p.federation.clone(),
             trust: p.trust.clone(),
+            hsts: crate::server::hsts_value(&new.server),
         };
         Ok(Arc::new(HyperGateway::with_shared_path(parts, forward)))
     }
@@ -393,6 +394,13 @@ impl Diff {
             "server.tls_min_version",
             o.tls_min_version != n.tls_min_version,
         );
+        let suites = live(
+            &mut d,
+            "server.tls_cipher_suites",
+            o.tls_cipher_suites != n.tls_cipher_suites,
+        );
+        let hsts = live(&mut d, "server.hsts", o.hsts != n.hsts);
+        restart(&mut d, "server.acme", o.acme != n.acme);
         restart(
             &mut d,
             "server.https_listen",
@@ -472,7 +480,7 @@ impl Diff {
             "trust.client_auth",
             old.trust.client_auth != new.trust.client_auth,
         );
-        d.tls_settings = min_version || client_auth;
+        d.tls_settings = min_version || client_auth || suites;
         let mut trust = old.trust.clone();
         trust.client_auth = new.trust.client_auth;
         restart(&mut d, "trust", trust != new.trust);
@@ -485,7 +493,7 @@ impl Diff {
         restart(&mut d, "pop3", old.pop3 != new.pop3);
         restart(&mut d, "sftp", old.sftp != new.sftp);
         restart(&mut d, "connector", old.connector != new.connector);
-        d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log;
+        d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log || hsts;
         d
     }
 }

@@ -202,6 +202,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let in_flight = InFlight::default();
     let shared_quotas = rate_limiter.shared_redis();
     let parts = ProxyParts {
+        hsts: hsts_value(s),
         upstream,
         auth,
         audit: audit.clone(),
@@ -448,4 +449,11 @@ fn defender(config: &Config) -> Option<Arc<Defender>> {
             max_tracked: 100_000,
         }))
     })
+}
+
+/// The `Strict-Transport-Security` value of `[server.hsts]`.
+pub(crate) fn hsts_value(s: &mft_config::model::Server) -> Option<http::HeaderValue> {
+    s.hsts
+        .as_ref()
+        .and_then(|h| http::HeaderValue::from_str(&h.header_value()).ok())
 }

@@ -2,6 +2,7 @@
 //! One test binary (faster to link), one module per area.
 
 mod e2e {
+    pub mod acme;
     pub mod admin_hardening;
     pub mod auth;
     pub mod bridge_drain;

@@ -159,7 +159,14 @@ impl HyperFront {
             // One atomic load per request: the snapshot a reload swaps.
             let gateway = front.gateway.load_full();
             let conn = conn.clone();
-            async move { Ok::<_, std::convert::Infallible>(gateway.serve(req, conn).await) }
+            async move {
+                let hsts = gateway.p.hsts.clone();
+                let mut response = gateway.serve(req, conn).await;
+                if let Some(hsts) = hsts {
+                    response.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let builder = if http2 { &self.h2 } else { &self.h1 };
         let served = builder.serve_connection(io, service);
