@@ -123,8 +123,13 @@ async fn pebble_root(p: &Pebble, certs: &Certs, dir: &Path) -> PathBuf {
 /// What `openssl s_client -servername NAME -CAfile root` sees: (verified,
 /// `openssl x509 -serial -issuer -ext subjectAltName` of the leaf).
 fn served(addr: SocketAddr, root: &Path) -> (bool, String) {
+    served_for(addr, root, NAME)
+}
+
+/// [`served`] for SNI `name`.
+fn served_for(addr: SocketAddr, root: &Path, name: &str) -> (bool, String) {
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-servername", NAME])
+        .args(["s_client", "-connect", &addr.to_string(), "-servername", name])
         .arg("-CAfile")
         .arg(root)
         .stdin(Stdio::null())
@@ -190,7 +195,14 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
-        gateway_config(&certs, addr, admin, &backend.url, "", &tables),
+        gateway_config(
+            &certs,
+            addr,
+            admin,
+            &backend.url,
+            &format!("signing_key = \"file:{}\"", default_signing_key(d).display()),
+            &tables,
+        ),
     )
     .unwrap();
     // `check` before the first start: nothing obtained yet.
@@ -212,7 +224,7 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
     let first = wait_acme_cert(&mut gw, &root, None).await;
     assert!(first.contains(&format!("DNS:{NAME}")), "{first}");
     // Other names still get the configured default certificate.
-    let (_, default) = served(gw.addr, &certs.ca);
+    let (_, default) = served_for(gw.addr, &certs.ca, "localhost");
     assert!(!default.contains("Pebble"), "{default}");
     // Account key and certificate key stored, readable by the owner only.
     let acme_dir = d.join("gateway-data/acme");
@@ -273,10 +285,13 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
             .body(reqwest::Body::wrap_stream(body))
             .send(),
     );
-    tokio::time::timeout(Duration::from_secs(30), halfway)
+    if tokio::time::timeout(Duration::from_secs(30), halfway)
         .await
         .expect("the upload's first half went out")
-        .unwrap();
+        .is_err()
+    {
+        panic!("upload ended early: {:?}", long.await);
+    }
 
     // Renewal at two thirds of 30 s, without a restart.
     let renewed = wait_acme_cert(&mut gw, &root, Some(&first)).await;
