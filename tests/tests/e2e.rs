@@ -33,6 +33,7 @@ mod e2e {
     pub mod smtp;
     pub mod smtp_limits;
     pub mod tls;
+    pub mod tls_audit;
     pub mod transports;
     pub mod trust;
     pub mod trust_limits;

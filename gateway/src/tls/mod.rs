@@ -315,3 +315,29 @@ where
         self.app.cleanup().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the config accepts are exactly the provider's suites.
+    #[test]
+    fn config_knows_every_suite_of_the_provider_by_its_rustls_name() {
+        let names: Vec<String> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(suite_name)
+            .collect();
+        let mut ours: Vec<String> = mft_config::model::CIPHER_SUITES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut theirs = names.clone();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        let only = provider_with_suites(&["TLS13_AES_128_GCM_SHA256".to_string()]).unwrap();
+        assert_eq!(only.cipher_suites.len(), 1);
+        assert!(provider_with_suites(&["TLS_NULL".to_string()]).is_err());
+    }
+}
