@@ -163,7 +163,9 @@ impl HyperFront {
                 let hsts = gateway.p.hsts.clone();
                 let mut response = gateway.serve(req, conn).await;
                 if let Some(hsts) = hsts {
-                    response.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                    response
+                        .headers_mut()
+                        .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
                 }
                 Ok::<_, std::convert::Infallible>(response)
             }

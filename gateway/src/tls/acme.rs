@@ -357,9 +357,7 @@ impl AcmeManager {
                     .await
                     .map_err(self.ca());
             }
-            tracing::info!(
-                "server.acme.directory changed; registering a new account there"
-            );
+            tracing::info!("server.acme.directory changed; registering a new account there");
         }
         let contact: Vec<&str> = self.config.contact.iter().map(String::as_str).collect();
         let (account, credentials) = builder()
@@ -424,10 +422,12 @@ impl AcmeManager {
             // not match, which the next start refuses and orders anew.
             write_atomic(&paths.key(), key_pem.as_bytes(), 0o600)?;
             write_atomic(&paths.cert(), chain_pem.as_bytes(), 0o644)?;
-            load_stored(&paths)?.ok_or_else(|| AcmeError::Issued(TlsError::NoCertificate(paths.cert())))
+            load_stored(&paths)?
+                .ok_or_else(|| AcmeError::Issued(TlsError::NoCertificate(paths.cert())))
         })
         .await?;
-        self.certs.install_acme(&self.config.names, stored.key.clone());
+        self.certs
+            .install_acme(&self.config.names, stored.key.clone());
         Ok(stored)
     }
 
@@ -452,12 +452,12 @@ impl AcmeManager {
                     })
                 }
             }
-            let mut challenge = authz
-                .challenge(ChallengeType::TlsAlpn01)
-                .ok_or_else(|| AcmeError::Authorization {
+            let mut challenge = authz.challenge(ChallengeType::TlsAlpn01).ok_or_else(|| {
+                AcmeError::Authorization {
                     name: name.clone(),
                     status: "the CA offers no tls-alpn-01 challenge".into(),
-                })?;
+                }
+            })?;
             let digest = challenge.key_authorization().digest();
             self.certs
                 .set_acme_challenge(&name, Some(challenge_cert(&name, digest.as_ref())?));
@@ -494,14 +494,12 @@ fn create_dir(dir: &Path) -> Result<(), AcmeError> {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, AcmeError> + Send + 'static,
 ) -> Result<T, AcmeError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| {
-            Err(AcmeError::Io {
-                path: PathBuf::from("data_dir/acme"),
-                source: std::io::Error::other(e.to_string()),
-            })
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(AcmeError::Io {
+            path: PathBuf::from("data_dir/acme"),
+            source: std::io::Error::other(e.to_string()),
         })
+    })
 }
 
 #[cfg(test)]

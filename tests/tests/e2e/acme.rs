@@ -93,7 +93,11 @@ async fn start_pebble(dir: &Path, certs: &Certs, tls_port: u16, validity_secs: u
             }
         }
         proc.assert_running();
-        assert!(Instant::now() < deadline, "pebble did not start: {}", proc.stdout());
+        assert!(
+            Instant::now() < deadline,
+            "pebble did not start: {}",
+            proc.stdout()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Pebble {
@@ -129,7 +133,13 @@ fn served(addr: SocketAddr, root: &Path) -> (bool, String) {
 /// [`served`] for SNI `name`.
 fn served_for(addr: SocketAddr, root: &Path, name: &str) -> (bool, String) {
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-servername", name])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            name,
+        ])
         .arg("-CAfile")
         .arg(root)
         .stdin(Stdio::null())
@@ -144,7 +154,14 @@ fn served_for(addr: SocketAddr, root: &Path, name: &str) -> (bool, String) {
         .map(|e| e + start + 25)
         .unwrap_or(text.len());
     let mut x509 = Command::new("openssl")
-        .args(["x509", "-noout", "-serial", "-issuer", "-ext", "subjectAltName"])
+        .args([
+            "x509",
+            "-noout",
+            "-serial",
+            "-issuer",
+            "-ext",
+            "subjectAltName",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -153,7 +170,7 @@ fn served_for(addr: SocketAddr, root: &Path, name: &str) -> (bool, String) {
     x509.stdin
         .take()
         .unwrap()
-        .write_all(text[start..end].as_bytes())
+        .write_all(&text.as_bytes()[start..end])
         .unwrap();
     let info = String::from_utf8_lossy(&x509.wait_with_output().unwrap().stdout).into_owned();
     (text.contains("Verify return code: 0 (ok)"), info)
@@ -200,7 +217,10 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
             addr,
             admin,
             &backend.url,
-            &format!("signing_key = \"file:{}\"", default_signing_key(d).display()),
+            &format!(
+                "signing_key = \"file:{}\"",
+                default_signing_key(d).display()
+            ),
             &tables,
         ),
     )
@@ -242,10 +262,7 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
     // second half waits until a renewed certificate is served.
     let pebble_ca = reqwest::Certificate::from_pem(&std::fs::read(&root).unwrap()).unwrap();
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "authorization",
-        format!("Bearer {key}").parse().unwrap(),
-    );
+    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
     let client = reqwest::Client::builder()
         .add_root_certificate(pebble_ca)
         .tls_built_in_root_certs(false)
