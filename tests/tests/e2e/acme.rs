@@ -342,3 +342,49 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
     );
     drop(pebble.proc);
 }
+
+#[tokio::test]
+async fn an_unreachable_ca_is_logged_counted_and_retried_while_the_default_certificate_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let certs = make_certs(d);
+    let backend = start_backend(d).await;
+    // Nothing listens there: every order fails at the directory.
+    let nowhere = free_addr();
+    let tables = format!(
+        "[server.acme]\ndirectory = \"https://{nowhere}/dir\"\nnames = [\"{NAME}\"]\nca_file = \"{}\"\n",
+        certs.ca.display()
+    );
+    let gw = start_gateway_with(d, &certs, &backend.url, "", &tables).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = metrics(gw.admin).await;
+        let failed = metric(&page, "mft_acme_renewals_total{result=\"failure\"}").unwrap_or(0.0);
+        // The first attempt and the retry after the 5 s backoff.
+        if failed >= 2.0 {
+            assert_eq!(
+                metric(&page, "mft_acme_renewals_total{result=\"success\"}"),
+                Some(0.0)
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retried failure: {page}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let log = gw.proc.stderr();
+    assert!(log.contains("ACME order failed"), "{log}");
+    assert!(
+        log.contains(&nowhere.to_string()),
+        "the log names the CA: {log}"
+    );
+    // Meanwhile the name gets the default certificate, and requests work.
+    let (ok, info) = served(gw.addr, &certs.ca);
+    assert!(ok && !info.contains("Pebble"), "{info}");
+    let r = gw
+        .client(&certs, Proto::Http1)
+        .get(format!("{}/api/v1/files", gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
