@@ -551,4 +551,16 @@ mod tests {
         assert!(d.live.contains(&"backend".to_string()));
         assert!(!format!("{d:?}").contains("secret-value"));
     }
+
+    #[test]
+    fn hsts_applies_live_and_acme_needs_a_restart() {
+        let old = config("");
+        let new = config(
+            "[server.hsts]\nmax_age = \"1d\"\n[server.acme]\ndirectory = \"https://ca.test/dir\"\nnames = [\"gw.test\"]\n",
+        );
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.live, vec!["server.hsts"]);
+        assert_eq!(d.restart, vec!["server.acme"]);
+        assert!(d.request_path && !d.tls_settings);
+    }
 }
