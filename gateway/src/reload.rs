@@ -166,10 +166,11 @@ impl Reloader {
                 ));
             }
             Err(e) => {
-                self.failed.inc();
                 for line in e.lines() {
                     tracing::error!(trigger, "config reload refused, nothing changed: {line}");
                 }
+                // Counted after the log lines: whoever sees the count sees them.
+                self.failed.inc();
                 record.decision = Some("deny");
                 record.reason = Some(match e {
                     ReloadError::Invalid(lines) => format!("invalid: {} problem(s)", lines.len()),

@@ -10,11 +10,10 @@
 use super::Identity;
 use crate::control::ControlPlane;
 use crate::store::{KeyRecord, KeyStore};
-use moka::future::Cache;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How long an unknown key id is remembered as unknown.
 const NEGATIVE_TTL: Duration = Duration::from_secs(5);
@@ -108,13 +107,26 @@ impl CachedKey {
 
 type Lookup = Option<Arc<CachedKey>>;
 
+/// A cached record and the moment it goes stale.
+#[derive(Clone)]
+struct Fresh {
+    key: Arc<CachedKey>,
+    until: Instant,
+}
+
 /// The cache plus its background maintenance.
+///
+/// quick_cache rather than moka: a hit is one shard read lock and a hash
+/// probe, about a fifth of moka's instructions with its read-op queue and
+/// housekeeping (callgrind, per proxied request); expiry is a timestamp
+/// checked on the hit, which is all a TTL cache of a few thousand keys needs.
 #[derive(Clone)]
 pub struct KeyCache {
     store: KeyStore,
     control: ControlPlane,
-    found: Cache<String, Arc<CachedKey>>,
-    missing: Cache<String, ()>,
+    found: Arc<quick_cache::sync::Cache<String, Fresh>>,
+    /// Unknown ids, until when they stay unknown.
+    missing: Arc<quick_cache::sync::Cache<String, Instant>>,
     pending_use: Arc<Mutex<HashMap<String, SystemTime>>>,
     /// Bumped whenever changes from the feed are applied: a load that
     /// started before a revocation must not put the old record back.
@@ -127,24 +139,12 @@ pub struct KeyCache {
     ttl_ms: Arc<AtomicU64>,
 }
 
-/// Each verified key expires `auth.cache_ttl` after it was cached, the
-/// value read when it is cached (so a reload needs no new cache).
-struct CacheTtl(Arc<AtomicU64>);
-
-impl moka::Expiry<String, Arc<CachedKey>> for CacheTtl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        _value: &Arc<CachedKey>,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(Duration::from_millis(self.0.load(Ordering::Relaxed)))
-    }
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+/// Keys (and unknown ids) kept at most; the least recently used go first.
+const CAPACITY: usize = 100_000;
 
 /// Changed key ids a slow session may fall behind on before it rechecks.
 const CHANGES_BUFFERED: usize = 1024;
@@ -157,22 +157,15 @@ pub struct LookupError(String);
 impl KeyCache {
     /// A cache over `store`; call [`KeyCache::start_maintenance`] once.
     pub fn new(store: KeyStore, control: ControlPlane, ttl: Duration) -> KeyCache {
-        let ttl_ms = Arc::new(AtomicU64::new(millis(ttl)));
         KeyCache {
             store,
             control,
-            found: Cache::builder()
-                .max_capacity(100_000)
-                .expire_after(CacheTtl(ttl_ms.clone()))
-                .build(),
-            missing: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(NEGATIVE_TTL)
-                .build(),
+            found: Arc::new(quick_cache::sync::Cache::new(CAPACITY)),
+            missing: Arc::new(quick_cache::sync::Cache::new(CAPACITY)),
             pending_use: Arc::default(),
             epoch: Arc::default(),
             changed: tokio::sync::broadcast::channel(CHANGES_BUFFERED).0,
-            ttl_ms,
+            ttl_ms: Arc::new(AtomicU64::new(millis(ttl))),
         }
     }
 
@@ -190,48 +183,69 @@ impl KeyCache {
 
     /// The key with public id `id`, if it exists (revoked and expired ones included).
     pub async fn lookup(&self, id: &str) -> Result<Lookup, LookupError> {
-        if let Some(k) = self.found.get(id).await {
-            return Ok(Some(k));
+        let now = Instant::now();
+        if let Some(hit) = self.found.get(id) {
+            if hit.until > now {
+                return Ok(Some(hit.key));
+            }
+            self.found.remove(id);
         }
-        if self.missing.contains_key(id) {
-            return Ok(None);
+        if let Some(until) = self.missing.get(id) {
+            if until > now {
+                return Ok(None);
+            }
+            self.missing.remove(id);
         }
+        // Boxed: the miss path's state (a store query on the control
+        // plane) would otherwise sit inline in every request's future.
+        Box::pin(self.load(id)).await
+    }
+
+    /// A miss: one store query per id however many requests wait for it.
+    async fn load(&self, id: &str) -> Result<Lookup, LookupError> {
         let epoch = self.epoch.load(Ordering::Acquire);
+        let guard = match self.found.get_value_or_guard_async(id).await {
+            // Another request loaded it meanwhile.
+            Ok(hit) if hit.until > Instant::now() => return Ok(Some(hit.key)),
+            Ok(_) => None,
+            Err(guard) => Some(guard),
+        };
         let store = self.store.clone();
         let owned = id.to_string();
         let loaded = self
-            .found
-            .try_get_with(id.to_string(), async move {
-                let control = self.control.clone();
-                match control
-                    .run(async move { store.get_key(&owned).await })
-                    .await
-                {
-                    Ok(Ok(Some(record))) => Ok(Arc::new(CachedKey::from_record(record))),
-                    Ok(Ok(None)) => Err(None),
-                    Ok(Err(e)) => Err(Some(e.to_string())),
-                    Err(e) => Err(Some(e.to_string())),
-                }
-            })
+            .control
+            .run(async move { store.get_key(&owned).await })
             .await;
-        match loaded {
-            Ok(k) => {
-                if self.epoch.load(Ordering::Acquire) != epoch {
-                    // Changes were applied while the record was loading: it
-                    // may predate a revocation. Use it once, cache nothing.
-                    self.found.invalidate(id).await;
-                    return Ok(Some(self.reload(id, k).await));
-                }
-                Ok(Some(k))
+        let key = match loaded {
+            Ok(Ok(Some(record))) => Arc::new(CachedKey::from_record(record)),
+            Ok(Ok(None)) => {
+                // Dropping the guard hands the load to the next waiter,
+                // which then finds the id in `missing`.
+                self.missing
+                    .insert(id.to_string(), Instant::now() + NEGATIVE_TTL);
+                return Ok(None);
             }
-            Err(e) => match e.as_ref() {
-                None => {
-                    self.missing.insert(id.to_string(), ()).await;
-                    Ok(None)
-                }
-                Some(message) => Err(LookupError(message.clone())),
-            },
+            Ok(Err(e)) => return Err(LookupError(e.to_string())),
+            Err(e) => return Err(LookupError(e.to_string())),
+        };
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            // Changes were applied while the record was loading: it may
+            // predate a revocation. Use it once, cache nothing.
+            drop(guard);
+            return Ok(Some(self.reload(id, key).await));
         }
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
+        let fresh = Fresh {
+            key: key.clone(),
+            until: Instant::now() + ttl,
+        };
+        match guard {
+            Some(guard) => {
+                let _ = guard.insert(fresh);
+            }
+            None => self.found.insert(id.to_string(), fresh),
+        }
+        Ok(Some(key))
     }
 
     /// The current record of `id` after a change raced its load; the raced
@@ -291,8 +305,8 @@ impl KeyCache {
                             me.epoch.fetch_add(1, Ordering::AcqRel);
                         }
                         for id in &ids {
-                            me.found.invalidate(id).await;
-                            me.missing.invalidate(id).await;
+                            me.found.remove(id.as_str());
+                            me.missing.remove(id.as_str());
                             // No receiver is fine: no session uses a key.
                             let _ = me.changed.send(Arc::from(id.as_str()));
                         }

@@ -112,7 +112,8 @@ struct VerifiedJwt {
 /// The authentication and authorization chain.
 pub struct Authenticator {
     keys: KeyCache,
-    jwt_cache: moka::sync::Cache<[u8; 32], Arc<VerifiedJwt>>,
+    /// Verified tokens by SHA-256, each with the moment it leaves the cache.
+    jwt_cache: quick_cache::sync::Cache<[u8; 32], (Arc<VerifiedJwt>, std::time::Instant)>,
     issuers: IssuerSet,
     policy: ScopePolicy,
     defender: Option<Arc<Defender>>,
@@ -143,10 +144,7 @@ impl Authenticator {
     ) -> Self {
         Authenticator {
             keys,
-            jwt_cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(JWT_CACHE_TTL)
-                .build(),
+            jwt_cache: quick_cache::sync::Cache::new(100_000),
             issuers,
             policy,
             defender,
@@ -316,7 +314,11 @@ impl Authenticator {
     async fn verify_jwt(&self, token: &str, now: SystemTime) -> Result<Identity, Rejection> {
         use sha2::Digest;
         let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        if let Some(hit) = self.jwt_cache.get(&digest) {
+        if let Some((hit, _)) = self
+            .jwt_cache
+            .get(&digest)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+        {
             if hit.expires_at > now {
                 return Ok(hit.identity.clone());
             }
@@ -337,10 +339,13 @@ impl Authenticator {
         };
         self.jwt_cache.insert(
             digest,
-            Arc::new(VerifiedJwt {
-                identity: identity.clone(),
-                expires_at: jwt.expires_at,
-            }),
+            (
+                Arc::new(VerifiedJwt {
+                    identity: identity.clone(),
+                    expires_at: jwt.expires_at,
+                }),
+                std::time::Instant::now() + JWT_CACHE_TTL,
+            ),
         );
         Ok(identity)
     }

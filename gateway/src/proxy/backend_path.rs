@@ -80,7 +80,9 @@ impl BackendPath {
                         signer.sign_map(&method, &uri, copy.headers_mut()).is_ok()
                     }
                 };
-                pool.send(req.map(up_body::boxed), &resign)
+                // Boxed: the connector path's state would otherwise sit inline
+                // in every direct request's future too.
+                Box::pin(pool.send(req.map(up_body::boxed), &resign))
                     .await
                     .map(|r| (r, None))
                     .map_err(failure)

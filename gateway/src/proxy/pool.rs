@@ -197,7 +197,9 @@ impl UpstreamPool {
                 },
             }
         }
-        let mut sender = self.connect(shard).await?;
+        // Boxed: a new connection is rare next to a pooled one, and its
+        // state (dial, handshake) would otherwise be inline in every request.
+        let mut sender = Box::pin(self.connect(shard)).await?;
         let response = sender.send_request(req).await?;
         Ok((response, checkin(sender, shard)))
     }

@@ -157,7 +157,10 @@ impl HyperGateway {
                 404,
                 Some("no such endpoint; the API is under /api/v1/".to_string()),
             ))),
-            Route::Federation => super::federation::serve(self, x).await,
+            // Boxed: partners' requests are rare next to API calls, and
+            // the federation steps' state would otherwise be inline in every
+            // request's future, which hyper keeps for each idle connection.
+            Route::Federation => Box::pin(super::federation::serve(self, x)).await,
             Route::Api => {
                 let identity = match identity::authorize(&self.p, &x.ctx, &x.head).await {
                     Decision::Continue(identity) => identity,

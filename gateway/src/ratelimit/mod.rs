@@ -204,7 +204,9 @@ impl RateLimiter {
         }
         // No lock is held here: the entry is shared through an Arc and its
         // state is atomics only.
-        match redis.check(&redis_key(), limit).await {
+        // Boxed: the Redis client's state would otherwise be inline in every
+        // request's future, Redis or not (hyper keeps one per connection).
+        match Box::pin(redis.check(&redis_key(), limit)).await {
             Ok(verdict) => {
                 if let Verdict::Limited(d) = verdict {
                     store.deny_for(entry, d.retry_after);

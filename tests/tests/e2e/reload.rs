@@ -313,7 +313,15 @@ async fn an_invalid_file_changes_nothing_by_cli_or_sighup() {
     // The same file by SIGHUP: refused in the process, logged, counted.
     env.gateway().proc.signal("HUP");
     wait_reloads(env.admin, "failure", 1.0).await;
-    let stderr = env.gateway().proc.stderr();
+    // The log line may reach the pipe a moment after the counter moved.
+    let mut stderr = env.gateway().proc.stderr();
+    for _ in 0..50 {
+        if stderr.contains("config reload refused, nothing changed: gateway.toml:") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stderr = env.gateway().proc.stderr();
+    }
     assert!(
         stderr.contains("config reload refused, nothing changed: gateway.toml:"),
         "{stderr}"
