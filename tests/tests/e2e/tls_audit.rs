@@ -55,6 +55,8 @@ const SUITES: &str = r#"tls_cipher_suites = ["TLS13_AES_256_GCM_SHA384", "TLS13_
 
 #[tokio::test]
 async fn testssl_finds_nothing_high_or_critical() {
+    // HSTS is sent by the hyper engine only (configuration.md).
+    use_engine("hyper");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let certs = make_certs(d);
@@ -173,6 +175,7 @@ async fn testssl_finds_nothing_high_or_critical() {
 
 #[tokio::test]
 async fn hsts_on_every_answer_and_unknown_suites_refused_with_line() {
+    use_engine("hyper");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let certs = make_certs(d);
