@@ -232,6 +232,22 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         // Every look reads every certificate and key file.
         ctx.error("server.certificate_watch_interval", "must be at least 1s");
     }
+    let tls_cipher_suites = convert_cipher_suites(s.tls_cipher_suites, tls_min_version, ctx);
+    let hsts = s.hsts.map(|h| Hsts {
+        max_age: ctx.duration(
+            "server.hsts.max_age",
+            h.max_age,
+            Duration::from_secs(365 * 24 * 3600),
+        ),
+        include_subdomains: h.include_subdomains.unwrap_or(false),
+    });
+    let acme = s.acme.and_then(|a| convert_acme(a, ctx));
+    if hsts.is_some() && http_engine == HttpEngine::Pingora {
+        ctx.warn(
+            "server.hsts",
+            "only the hyper engine (the default) sends Strict-Transport-Security",
+        );
+    }
     if runtime == Runtime::PerCore && http_engine == HttpEngine::Pingora {
         ctx.error(
             "server.runtime",
@@ -386,6 +402,9 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             runtime,
             certificates,
             certificate_watch_interval,
+            tls_cipher_suites,
+            hsts,
+            acme,
         },
         organization: Organization {
             name,
@@ -394,6 +413,114 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         backend: backend?,
         rate_limit,
         logging,
+    })
+}
+
+/// `server.tls_cipher_suites`: names rustls knows, at least one for TLS 1.3
+/// (always offered), and one for TLS 1.2 unless `tls_min_version` is 1.3.
+fn convert_cipher_suites(
+    list: Option<Vec<String>>,
+    min: TlsVersion,
+    ctx: &mut Ctx<'_>,
+) -> Vec<String> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, name) in list.into_iter().enumerate() {
+        let name = name.trim().to_ascii_uppercase();
+        if !CIPHER_SUITES.contains(&name.as_str()) {
+            ctx.error(
+                &format!("server.tls_cipher_suites[{i}]"),
+                format!(
+                    "unknown cipher suite {name:?}: use one of {}",
+                    CIPHER_SUITES.join(", ")
+                ),
+            );
+        } else if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    if !out.iter().any(|n| n.starts_with("TLS13_")) {
+        ctx.error(
+            "server.tls_cipher_suites",
+            "needs at least one TLS 1.3 suite (TLS13_...)",
+        );
+    }
+    if min == TlsVersion::V1_2 && !out.iter().any(|n| n.starts_with("TLS_ECDHE_")) {
+        ctx.error(
+            "server.tls_cipher_suites",
+            "needs at least one TLS 1.2 suite (TLS_ECDHE_...), or set tls_min_version = \"1.3\"",
+        );
+    }
+    out
+}
+
+/// `[server.acme]`: an https directory, `mailto:` contacts, plain host names.
+fn convert_acme(a: crate::file::AcmeFile, ctx: &mut Ctx<'_>) -> Option<Acme> {
+    let directory = match a.directory {
+        Some(d) if d.starts_with("https://") => Some(d),
+        Some(d) => {
+            ctx.error(
+                "server.acme.directory",
+                format!("must be an https:// URL, got {d:?}"),
+            );
+            None
+        }
+        None => {
+            ctx.error(
+                "server.acme.directory",
+                "missing: the CA's directory URL (e.g. https://acme-v02.api.letsencrypt.org/directory)",
+            );
+            None
+        }
+    };
+    let mut contact = Vec::new();
+    for (i, c) in a.contact.unwrap_or_default().into_iter().enumerate() {
+        let c = c.trim().to_string();
+        if c.strip_prefix("mailto:").is_some_and(|m| m.contains('@')) {
+            contact.push(c);
+        } else {
+            ctx.error(
+                &format!("server.acme.contact[{i}]"),
+                format!("expected \"mailto:someone@example.com\", got {c:?}"),
+            );
+        }
+    }
+    let mut names = Vec::new();
+    match a.names {
+        None => ctx.error(
+            "server.acme.names",
+            "missing: the host names the certificate covers",
+        ),
+        Some(list) if list.is_empty() => {
+            ctx.error("server.acme.names", "must name at least one host")
+        }
+        Some(list) => {
+            for (j, name) in list.into_iter().enumerate() {
+                let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+                if name.starts_with("*.") {
+                    ctx.error(
+                        &format!("server.acme.names[{j}]"),
+                        "wildcards need DNS-01, which is not supported: name each host",
+                    );
+                } else if !valid_sni_name(&name) {
+                    ctx.error(
+                        &format!("server.acme.names[{j}]"),
+                        format!("not a host name: {name:?}"),
+                    );
+                } else if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    let ca_file = a.ca_file.map(|p| ctx.path(&p));
+    Some(Acme {
+        directory: directory?,
+        contact,
+        names,
+        ca_file,
     })
 }
 

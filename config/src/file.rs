@@ -181,6 +181,36 @@ pub struct ServerFile {
     pub certificates: Vec<CertificateFile>,
     /// How often the certificate and key files are checked for changes.
     pub certificate_watch_interval: Option<String>,
+    /// Cipher suites of the public listener, as rustls names them.
+    pub tls_cipher_suites: Option<Vec<String>>,
+    /// `[server.hsts]`: send `Strict-Transport-Security` on every answer.
+    pub hsts: Option<HstsFile>,
+    /// `[server.acme]`: certificates from an ACME CA (RFC 8555).
+    pub acme: Option<AcmeFile>,
+}
+
+/// `[server.hsts]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsFile {
+    /// `max-age`, a duration ("365d").
+    pub max_age: Option<String>,
+    /// Adds `includeSubDomains`.
+    pub include_subdomains: Option<bool>,
+}
+
+/// `[server.acme]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeFile {
+    /// The CA's directory URL.
+    pub directory: Option<String>,
+    /// Account contacts (`mailto:` URLs).
+    pub contact: Option<Vec<String>>,
+    /// Host names the certificate covers.
+    pub names: Option<Vec<String>>,
+    /// Extra CA (PEM) that signs the directory's own HTTPS certificate.
+    pub ca_file: Option<String>,
 }
 
 /// `[[server.certificates]]`

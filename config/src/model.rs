@@ -176,7 +176,60 @@ pub struct Server {
     pub certificates: Vec<Certificate>,
     /// How often the certificate and key files are checked for changes.
     pub certificate_watch_interval: Duration,
+    /// Cipher suites (rustls names) in order of preference; empty: rustls's defaults.
+    pub tls_cipher_suites: Vec<String>,
+    /// `Strict-Transport-Security` on every HTTPS answer, when set.
+    pub hsts: Option<Hsts>,
+    /// Certificates obtained and renewed from an ACME CA.
+    pub acme: Option<Acme>,
 }
+
+/// `[server.hsts]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hsts {
+    /// `max-age`.
+    pub max_age: Duration,
+    /// `includeSubDomains`.
+    pub include_subdomains: bool,
+}
+
+impl Hsts {
+    /// The header value, e.g. `max-age=31536000; includeSubDomains`.
+    pub fn header_value(&self) -> String {
+        let mut v = format!("max-age={}", self.max_age.as_secs());
+        if self.include_subdomains {
+            v.push_str("; includeSubDomains");
+        }
+        v
+    }
+}
+
+/// `[server.acme]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Acme {
+    /// Directory URL (https).
+    pub directory: String,
+    /// Account contacts (`mailto:` URLs).
+    pub contact: Vec<String>,
+    /// Lower-case host names of the certificate (no wildcards: TLS-ALPN-01).
+    pub names: Vec<String>,
+    /// Extra CA for the directory's own TLS (absolute path).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The cipher suites `server.tls_cipher_suites` accepts: every suite of
+/// rustls's ring provider, spelled as rustls prints them.
+pub const CIPHER_SUITES: &[&str] = &[
+    "TLS13_AES_256_GCM_SHA384",
+    "TLS13_AES_128_GCM_SHA256",
+    "TLS13_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
 
 /// One `[[server.certificates]]` entry.
 #[derive(Debug, Clone, PartialEq)]

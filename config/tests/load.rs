@@ -479,3 +479,66 @@ fn sni_certificates_are_read_and_checked() {
         "{found:?}"
     );
 }
+
+#[test]
+fn acme_hsts_and_cipher_suites_are_validated_with_lines() {
+    let good = MINIMAL.replace(
+        "[backend]",
+        r#"[server.acme]
+directory = "https://acme-staging-v02.api.letsencrypt.org/directory"
+contact = ["mailto:ops@example.com"]
+names = ["GW.Example.com."]
+ca_file = "pebble.pem"
+
+[server.hsts]
+max_age = "1d"
+
+[backend]"#,
+    )
+    .replace(
+        "[server]\n",
+        "[server]\ntls_cipher_suites = [\"tls13_aes_256_gcm_sha384\", \"TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384\"]\n",
+    );
+    let c = load_str(&good, Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    let acme = c.server.acme.unwrap();
+    assert_eq!(acme.names, ["gw.example.com"]);
+    assert_eq!(
+        acme.ca_file.as_deref(),
+        Some(Path::new("/etc/mft/pebble.pem"))
+    );
+    assert_eq!(c.server.hsts.unwrap().header_value(), "max-age=86400");
+    assert_eq!(
+        c.server.tls_cipher_suites,
+        [
+            "TLS13_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+        ]
+    );
+
+    let bad = MINIMAL
+        .replace(
+            "[backend]",
+            r#"[server.acme]
+directory = "http://acme.example/dir"
+contact = ["ops@example.com"]
+names = ["*.example.com"]
+
+[backend]"#,
+        )
+        .replace(
+            "[server]\n",
+            "[server]\ntls_cipher_suites = [\"TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA\"]\n",
+        );
+    let got = issues(&bad).join("\n");
+    for want in [
+        "gateway.toml:3: server.tls_cipher_suites[0]: unknown cipher suite",
+        "server.tls_cipher_suites: needs at least one TLS 1.3 suite",
+        "server.acme.directory: must be an https:// URL",
+        "server.acme.contact[0]: expected \"mailto:",
+        "server.acme.names[0]: wildcards need DNS-01",
+    ] {
+        assert!(got.contains(want), "{want}\n{got}");
+    }
+}

@@ -220,8 +220,7 @@ impl Reloader {
                     swap_tls = Some(
                         crate::tls::server_config_resolving(
                             self.certs.resolver(),
-                            new.trust.client_auth,
-                            new.server.tls_min_version,
+                            &crate::tls::TlsPolicy::of(&new.server, new.trust.client_auth),
                         )
                         .map_err(|e| ReloadError::Apply(format!("TLS settings: {e}")))?,
                     );
@@ -330,6 +329,7 @@ impl Reloader {
             signer,
             federation: p.federation.clone(),
             trust: p.trust.clone(),
+            hsts: crate::server::hsts_value(&new.server),
         };
         Ok(Arc::new(HyperGateway::with_shared_path(parts, forward)))
     }
@@ -395,6 +395,13 @@ impl Diff {
             "server.tls_min_version",
             o.tls_min_version != n.tls_min_version,
         );
+        let suites = live(
+            &mut d,
+            "server.tls_cipher_suites",
+            o.tls_cipher_suites != n.tls_cipher_suites,
+        );
+        let hsts = live(&mut d, "server.hsts", o.hsts != n.hsts);
+        restart(&mut d, "server.acme", o.acme != n.acme);
         restart(
             &mut d,
             "server.https_listen",
@@ -474,7 +481,7 @@ impl Diff {
             "trust.client_auth",
             old.trust.client_auth != new.trust.client_auth,
         );
-        d.tls_settings = min_version || client_auth;
+        d.tls_settings = min_version || client_auth || suites;
         let mut trust = old.trust.clone();
         trust.client_auth = new.trust.client_auth;
         restart(&mut d, "trust", trust != new.trust);
@@ -487,7 +494,7 @@ impl Diff {
         restart(&mut d, "pop3", old.pop3 != new.pop3);
         restart(&mut d, "sftp", old.sftp != new.sftp);
         restart(&mut d, "connector", old.connector != new.connector);
-        d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log;
+        d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log || hsts;
         d
     }
 }
@@ -544,5 +551,17 @@ mod tests {
         assert!(d.backend);
         assert!(d.live.contains(&"backend".to_string()));
         assert!(!format!("{d:?}").contains("secret-value"));
+    }
+
+    #[test]
+    fn hsts_applies_live_and_acme_needs_a_restart() {
+        let old = config("");
+        let new = config(
+            "[server.hsts]\nmax_age = \"1d\"\n[server.acme]\ndirectory = \"https://ca.test/dir\"\nnames = [\"gw.test\"]\n",
+        );
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.live, vec!["server.hsts"]);
+        assert_eq!(d.restart, vec!["server.acme"]);
+        assert!(d.request_path && !d.tls_settings);
     }
 }

@@ -98,13 +98,35 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         metrics.registry(),
     )
     .context("cannot register certificate metrics")?;
+    // [server.acme]: the stored certificate is served from the first
+    // handshake on; the task that orders and renews starts below.
+    let acme = match &s.acme {
+        Some(a) => {
+            let manager = tls::acme::AcmeManager::new(
+                a.clone(),
+                &s.data_dir,
+                cert_store.clone(),
+                metrics.registry(),
+                s.https_listen,
+            )
+            .context("cannot register ACME metrics")?;
+            let stored = manager.serve_stored();
+            Some((manager, stored))
+        }
+        None => None,
+    };
     let tls_config = tls::server_config_resolving(
         cert_store.resolver(),
-        config.trust.client_auth,
-        s.tls_min_version,
+        &tls::TlsPolicy::of(s, config.trust.client_auth),
     )?;
-    let tls_for_connectors =
-        (*tls::server_config_resolving(cert_store.resolver(), false, s.tls_min_version)?).clone();
+    let tls_for_connectors = (*tls::server_config_resolving(
+        cert_store.resolver(),
+        &tls::TlsPolicy {
+            acme_tls_alpn: false,
+            ..tls::TlsPolicy::of(s, false)
+        },
+    )?)
+    .clone();
     let rate_limiter = Arc::new(RateLimiter::from_config(
         &config.rate_limit,
         metrics.clone(),
@@ -180,6 +202,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let in_flight = InFlight::default();
     let shared_quotas = rate_limiter.shared_redis();
     let parts = ProxyParts {
+        hsts: hsts_value(s),
         upstream,
         auth,
         audit: audit.clone(),
@@ -265,6 +288,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     cert_store
         .watch()
         .context("cannot start the certificate watcher")?;
+    if let Some((manager, stored)) = acme {
+        control.spawn(manager.run(stored));
+    }
     let reloader = Reloader::new(
         config.clone(),
         reloadable_front,
@@ -423,4 +449,11 @@ fn defender(config: &Config) -> Option<Arc<Defender>> {
             max_tracked: 100_000,
         }))
     })
+}
+
+/// The `Strict-Transport-Security` value of `[server.hsts]`.
+pub(crate) fn hsts_value(s: &mft_config::model::Server) -> Option<http::HeaderValue> {
+    s.hsts
+        .as_ref()
+        .and_then(|h| http::HeaderValue::from_str(&h.header_value()).ok())
 }

@@ -2,6 +2,7 @@
 //! One test binary (faster to link), one module per area.
 
 mod e2e {
+    pub mod acme;
     pub mod admin_hardening;
     pub mod auth;
     pub mod bridge_drain;
@@ -32,6 +33,7 @@ mod e2e {
     pub mod smtp;
     pub mod smtp_limits;
     pub mod tls;
+    pub mod tls_audit;
     pub mod transports;
     pub mod trust;
     pub mod trust_limits;

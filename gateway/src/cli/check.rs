@@ -68,6 +68,10 @@ pub fn run(path: &Path, offline: bool) -> ExitCode {
         }
     }
 
+    if let Some(acme) = &c.server.acme {
+        check_acme(&mut r, acme, &c.server.data_dir);
+    }
+
     let probe = c.server.data_dir.join(".check-write");
     match std::fs::create_dir_all(&c.server.data_dir).and_then(|_| std::fs::write(&probe, b"ok")) {
         Ok(()) => {
@@ -403,4 +407,56 @@ fn probe_jwks(issuer: &mft_config::model::JwtIssuer) -> Result<usize, String> {
     runtime()?
         .block_on(crate::auth::jwks::fetch(&issuer.jwks, &client))
         .map(|keys| keys.len())
+}
+
+/// `[server.acme]`: what is stored in `data_dir/acme/` and when it renews
+/// (the certificate is ordered by the running gateway, not here).
+fn check_acme(r: &mut Report, acme: &mft_config::model::Acme, data_dir: &Path) {
+    use crate::tls::acme::{load_stored, AcmePaths};
+    let paths = AcmePaths::new(data_dir);
+    let account = if paths.account().exists() {
+        "account registered"
+    } else {
+        "no account yet"
+    };
+    match load_stored(&paths) {
+        Ok(None) => r.ok(
+            "acme",
+            format!(
+                "no certificate obtained yet ({account}); the gateway orders one for {} from {} at start",
+                acme.names.join(","),
+                acme.directory
+            ),
+        ),
+        Ok(Some(s)) if !s.covers(&acme.names) => r.warn(
+            "acme",
+            format!(
+                "stored certificate names {} but server.acme.names is {}: the gateway orders a new one at start",
+                s.names.join(","),
+                acme.names.join(",")
+            ),
+        ),
+        Ok(Some(s)) => {
+            let fmt = |t: i64| {
+                std::time::UNIX_EPOCH
+                    .checked_add(std::time::Duration::from_secs(t.max(0) as u64))
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_default()
+            };
+            r.ok(
+                "acme",
+                format!(
+                    "certificate for {} ({account}), valid until {}, renewed from {}",
+                    s.names.join(","),
+                    fmt(s.not_after),
+                    fmt(s.renew_at())
+                ),
+            );
+            check_expiry(r, "acme", &paths.cert(), &s.key);
+        }
+        Err(e) => r.warn(
+            "acme",
+            format!("stored certificate cannot be used ({e}): the gateway orders a new one at start"),
+        ),
+    }
 }

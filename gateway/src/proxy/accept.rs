@@ -162,8 +162,17 @@ impl HyperFront {
             // once per connection and keeps it while the connection idles
             // (about 5 KiB, a fifth of an idle connection); boxed, it costs
             // one allocation per request instead.
+            let hsts = gateway.p.hsts.clone();
             let serving = Box::pin(gateway.serve(req, conn.clone()));
-            async move { Ok::<_, std::convert::Infallible>(serving.await) }
+            async move {
+                let mut response = serving.await;
+                if let Some(hsts) = hsts {
+                    response
+                        .headers_mut()
+                        .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts);
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let builder = if http2 { &self.h2 } else { &self.h1 };
         let served = builder.serve_connection(io, service);

@@ -85,6 +85,8 @@ pub struct ProxyParts {
     pub federation: Arc<crate::trust::inbound::PartnerGate>,
     /// Relay, receipts and the federation endpoints answered here.
     pub trust: Arc<crate::trust::services::Federation>,
+    /// `Strict-Transport-Security` for every answer (`[server.hsts]`).
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// `Forwarded: for=...;proto=https;host=...` (RFC 7239); IPv6 needs quotes and brackets.

@@ -28,10 +28,28 @@ struct CertSet {
     wildcard: HashMap<String, Arc<CertifiedKey>>,
 }
 
+/// What `[server.acme]` serves: the issued certificate for its names and
+/// the TLS-ALPN-01 challenge certificates of an order in progress.
+#[derive(Debug, Default)]
+struct AcmeSet {
+    issued: HashMap<String, Arc<CertifiedKey>>,
+    challenges: HashMap<String, Arc<CertifiedKey>>,
+}
+
 /// The rustls certificate resolver over the current [`CertSet`].
 #[derive(Debug)]
 pub struct CertResolver {
     set: ArcSwap<CertSet>,
+    acme: ArcSwap<AcmeSet>,
+}
+
+/// Whether the client offered exactly ALPN `acme-tls/1` (RFC 8737 §3): the
+/// CA's validator, which must get the challenge certificate.
+fn is_acme_challenge(hello: &ClientHello<'_>) -> bool {
+    let Some(mut alpn) = hello.alpn() else {
+        return false;
+    };
+    alpn.next() == Some(super::acme::ACME_TLS_ALPN) && alpn.next().is_none()
 }
 
 impl CertSet {
@@ -55,7 +73,16 @@ impl CertSet {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.set.load().pick(hello.server_name()).clone())
+        let name = hello.server_name();
+        if is_acme_challenge(&hello) {
+            // No challenge for this name: fail the handshake rather than
+            // show the validator some other certificate.
+            return name.and_then(|n| self.acme.load().challenges.get(n).cloned());
+        }
+        if let Some(key) = name.and_then(|n| self.acme.load().issued.get(n).cloned()) {
+            return Some(key);
+        }
+        Some(self.set.load().pick(name).clone())
     }
 }
 
@@ -163,6 +190,8 @@ pub struct CertStore {
     /// Locked by the watcher thread and a reload, never by a handshake.
     state: Mutex<WatchState>,
     expiry: GaugeVec,
+    /// notAfter of the ACME certificate served, if any.
+    acme_not_after: Mutex<Option<i64>>,
 }
 
 struct WatchState {
@@ -190,12 +219,14 @@ impl CertStore {
         let store = Arc::new(CertStore {
             resolver: Arc::new(CertResolver {
                 set: ArcSwap::from_pointee(set),
+                acme: ArcSwap::from_pointee(AcmeSet::default()),
             }),
             state: Mutex::new(WatchState {
                 entries: loaded.entries,
                 interval,
             }),
             expiry,
+            acme_not_after: Mutex::new(None),
         });
         store.update_expiry();
         Ok(store)
@@ -226,13 +257,48 @@ impl CertStore {
         self.update_expiry();
     }
 
-    fn update_expiry(&self) {
-        let Ok(state) = self.state.lock() else {
-            return;
+    /// Serves `key` for `names` from the next handshake on (an ACME
+    /// certificate, issued or renewed); connections keep the one they got.
+    pub fn install_acme(&self, names: &[String], key: Arc<CertifiedKey>) {
+        let current = self.resolver.acme.load();
+        let issued = names.iter().map(|n| (n.clone(), key.clone())).collect();
+        self.resolver.acme.store(Arc::new(AcmeSet {
+            issued,
+            challenges: current.challenges.clone(),
+        }));
+        if let Ok(mut n) = self.acme_not_after.lock() {
+            *n = not_after(&key);
+        }
+        self.update_expiry();
+    }
+
+    /// Serves `key` to the CA's TLS-ALPN-01 validator for `name`; `None`
+    /// removes the challenge.
+    pub fn set_acme_challenge(&self, name: &str, key: Option<Arc<CertifiedKey>>) {
+        let current = self.resolver.acme.load();
+        let mut challenges = current.challenges.clone();
+        match key {
+            Some(k) => challenges.insert(name.to_string(), k),
+            None => challenges.remove(name),
         };
+        self.resolver.acme.store(Arc::new(AcmeSet {
+            issued: current.issued.clone(),
+            challenges,
+        }));
+    }
+
+    fn update_expiry(&self) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        if let Some(at) = self.acme_not_after.lock().ok().and_then(|n| *n) {
+            self.expiry
+                .with_label_values(&["acme"])
+                .set((at - now) as f64);
+        }
+        let Ok(state) = self.state.lock() else {
+            return;
+        };
         for e in &state.entries {
             self.expiry
                 .with_label_values(&[e.label.as_str()])

@@ -5,6 +5,7 @@
 //! panics on a bad file and it configures no session tickets, which decide
 //! handshake throughput for clients that reconnect.
 
+pub mod acme;
 pub mod certs;
 mod client_auth;
 pub mod pin;
@@ -132,19 +133,77 @@ pub fn server_config_with(
     client_auth: bool,
     min: TlsVersion,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    server_config_resolving(Arc::new(SingleCert(key)), client_auth, min)
+    server_config_resolving(
+        Arc::new(SingleCert(key)),
+        &TlsPolicy {
+            client_auth,
+            min,
+            ..TlsPolicy::default()
+        },
+    )
+}
+
+/// The listener's TLS settings beyond its certificates.
+#[derive(Debug, Clone, Default)]
+pub struct TlsPolicy {
+    /// Clients may present a certificate (`[trust] client_auth`).
+    pub client_auth: bool,
+    /// `[server] tls_min_version`.
+    pub min: TlsVersion,
+    /// `[server] tls_cipher_suites` (rustls names, checked by the config);
+    /// empty: rustls's defaults.
+    pub cipher_suites: Vec<String>,
+    /// Offer ALPN `acme-tls/1` for TLS-ALPN-01 challenges (`[server.acme]`).
+    pub acme_tls_alpn: bool,
+}
+
+impl TlsPolicy {
+    /// The public listener's policy from `[server]` and `[trust] client_auth`.
+    pub fn of(server: &mft_config::model::Server, client_auth: bool) -> TlsPolicy {
+        TlsPolicy {
+            client_auth,
+            min: server.tls_min_version,
+            cipher_suites: server.tls_cipher_suites.clone(),
+            acme_tls_alpn: server.acme.is_some(),
+        }
+    }
+}
+
+/// The ring provider with only `names` (in that order); all when empty.
+fn provider_with_suites(names: &[String]) -> Result<CryptoProvider, TlsError> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    if names.is_empty() {
+        return Ok(provider);
+    }
+    let all = std::mem::take(&mut provider.cipher_suites);
+    for name in names {
+        match all.iter().find(|s| suite_name(s) == *name) {
+            Some(s) => provider.cipher_suites.push(*s),
+            None => {
+                return Err(TlsError::Config(rustls::Error::General(format!(
+                    "unknown cipher suite {name}"
+                ))))
+            }
+        }
+    }
+    Ok(provider)
+}
+
+/// A suite's name as rustls spells it (`TLS13_AES_128_GCM_SHA256`).
+pub fn suite_name(suite: &rustls::SupportedCipherSuite) -> String {
+    format!("{:?}", suite.suite())
 }
 
 /// [`server_config_with`], the certificate chosen per handshake by
 /// `resolver` (SNI, files swapped while running: [`certs::CertStore`]).
 pub fn server_config_resolving(
     resolver: Arc<dyn ResolvesServerCert>,
-    client_auth: bool,
-    min: TlsVersion,
+    policy: &TlsPolicy,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = provider();
+    let client_auth = policy.client_auth;
+    let provider = Arc::new(provider_with_suites(&policy.cipher_suites)?);
     let algorithms = provider.signature_verification_algorithms;
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match policy.min {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
@@ -156,6 +215,13 @@ pub fn server_config_resolving(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if policy.acme_tls_alpn {
+        // Last: chosen only by a client that offers nothing else (the CA's
+        // validator, RFC 8737); the resolver then serves the challenge.
+        config.alpn_protocols.push(acme::ACME_TLS_ALPN.to_vec());
+    }
+    // Our order of suites (strongest first), not the client's.
+    config.ignore_client_order = true;
     config.ticketer = rustls::crypto::ring::Ticketer::new()?;
     config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES);
     Ok(Arc::new(config))
@@ -247,5 +313,31 @@ where
 
     async fn cleanup(&self) {
         self.app.cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the config accepts are exactly the provider's suites.
+    #[test]
+    fn config_knows_every_suite_of_the_provider_by_its_rustls_name() {
+        let names: Vec<String> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .iter()
+            .map(suite_name)
+            .collect();
+        let mut ours: Vec<String> = mft_config::model::CIPHER_SUITES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut theirs = names.clone();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+        let only = provider_with_suites(&["TLS13_AES_128_GCM_SHA256".to_string()]).unwrap();
+        assert_eq!(only.cipher_suites.len(), 1);
+        assert!(provider_with_suites(&["TLS_NULL".to_string()]).is_err());
     }
 }

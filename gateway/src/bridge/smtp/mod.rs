@@ -108,8 +108,7 @@ fn bind(ctx: &BridgeContext, addr: SocketAddr) -> std::io::Result<TcpListener> {
 fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
     let https = crate::tls::server_config_resolving(
         ctx.certificates.clone(),
-        false,
-        mft_config::model::TlsVersion::V1_2,
+        &crate::tls::TlsPolicy::default(),
     )
     .context("smtp: cannot build the TLS configuration")?;
     let mut config = (*https).clone();
