@@ -46,6 +46,8 @@ options.binary_location = os.environ.get("MFT_TEST_CHROMIUM", "/usr/bin/chromium
 for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
             "--window-size=1280,900", "--lang=en-US", "--no-first-run"):
     options.add_argument(arg)
+# The browser's console, to see Content-Security-Policy violations.
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = webdriver.Chrome(
     service=Service(os.environ.get("MFT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")),
     options=options,
@@ -210,6 +212,35 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#partners-table td.connection span.bad, #partners-table td.connection span.good")))
     result["partner_test"] = driver.find_element(By.CSS_SELECTOR, "#partners-table td.connection span").text
     shot("trust-network")
+
+    # Swagger UI on the admin API, with alice's session: reads, and a
+    # change (partner test, a POST) that needs the CSRF token.
+    driver.find_element(By.ID, "nav-api").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    result["swagger_operations"] = len(driver.find_elements(By.CSS_SELECTOR, ".opblock"))
+    result["swagger_title"] = driver.find_element(By.CSS_SELECTOR, ".info .title").text
+
+    def try_it(op_id, params=None):
+        block = f"#operations-{op_id}"
+        driver.find_element(By.CSS_SELECTOR, block + " .opblock-summary").click()
+        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, block + " .try-out__btn"))).click()
+        for name, value in (params or {}).items():
+            field = driver.find_element(By.CSS_SELECTOR, f'{block} tr[data-param-name="{name}"] input')
+            field.clear()
+            field.send_keys(value)
+        driver.find_element(By.CSS_SELECTOR, block + " .execute").click()
+        cell = block + " .live-responses-table tr.response .response-col_status"
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, cell)))
+        return driver.find_element(By.CSS_SELECTOR, cell).text.strip()
+
+    result["swagger_list_keys"] = try_it("keys-list_keys")
+    result["swagger_test_partner"] = try_it("partners-test_partner", {"name": "beta"})
+    driver.execute_script("window.scrollTo(0, 0)")
+    shot("api-docs")
+    result["csp_violations"] = [e["message"] for e in driver.get_log("browser")
+                                if "Content Security Policy" in e["message"]]
+    driver.get(base + "/console/")
+    visible("view-keys")
 
     # Keyboard only: Tab reaches the navigation and Enter opens the key list.
     driver.find_element(By.ID, "nav-keys").send_keys("\n")

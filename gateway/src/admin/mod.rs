@@ -201,6 +201,8 @@ impl ServeHttp for AdminApp {
                 crate::metrics::CONTENT_TYPE,
                 self.metrics.render().into_bytes(),
             )
+        } else if path == "/admin/docs" || path == "/admin/docs/" {
+            self.api_docs(session).await
         } else if path == "/console" || path.starts_with("/console/") {
             let (reply, set) = self.console(session, &path).await;
             cookie = set;
@@ -227,9 +229,17 @@ impl ServeHttp for AdminApp {
         );
         // Nothing here may be framed, sniffed, cached or load anything from
         // elsewhere (the console's pages included).
+        let csp = if matches!(
+            path.as_str(),
+            "/console/api" | console::API_DOCS | "/admin/docs" | "/admin/docs/"
+        ) {
+            console::API_DOCS_CSP
+        } else {
+            console::CSP
+        };
         headers.insert(
             http::header::CONTENT_SECURITY_POLICY,
-            http::HeaderValue::from_static(console::CSP),
+            http::HeaderValue::from_static(csp),
         );
         headers.insert(
             http::header::X_CONTENT_TYPE_OPTIONS,

@@ -350,6 +350,23 @@ async fn console_in_a_real_browser() {
             .contains("not connected"),
         "{result}"
     );
+    assert!(
+        v["swagger_operations"].as_u64().unwrap_or(0) >= 20,
+        "Swagger UI shows the operations: {result}"
+    );
+    assert_eq!(
+        v["swagger_title"]
+            .as_str()
+            .map(|t| t.starts_with("mft-gateway admin API")),
+        Some(true),
+        "{result}"
+    );
+    assert_eq!(v["swagger_list_keys"], "200", "{result}");
+    assert_eq!(
+        v["swagger_test_partner"], "200",
+        "a POST from Swagger UI carries the CSRF token: {result}"
+    );
+    assert_eq!(v["csp_violations"], serde_json::json!([]), "{result}");
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
     assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
     assert_eq!(v["viewer_role"], "viewer", "{result}");
@@ -405,6 +422,48 @@ async fn the_openapi_document_is_valid_and_behind_the_token() {
         "{}",
         doc["openapi"]
     );
+    // The public copy in docs/ is what the gateway serves (refresh it with
+    // MFT_UPDATE_OPENAPI=1 when the admin API changes).
+    let public = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi-admin.json");
+    if std::env::var_os("MFT_UPDATE_OPENAPI").is_some() {
+        let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        std::fs::write(&public, pretty).unwrap();
+    }
+    let copy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&public).unwrap_or_default())
+            .unwrap_or_default();
+    assert!(
+        copy == doc,
+        "docs/openapi-admin.json differs from the served document: \
+         MFT_UPDATE_OPENAPI=1 cargo nextest run -p mft-e2e --test e2e openapi"
+    );
+    // Swagger UI needs a complete session; the page says where to sign in.
+    for page in ["/console/api/", "/admin/docs"] {
+        let r = http
+            .get(format!("http://{}{page}", s.gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{page}");
+        assert!(r.text().await.unwrap().contains("href=\"/console/\""));
+    }
+    for (asset, kind) in [
+        ("/console/api/swagger-ui-bundle.js", "text/javascript"),
+        ("/console/api/swagger-ui.css", "text/css"),
+        ("/console/api/api.js", "text/javascript"),
+    ] {
+        let r = http
+            .get(format!("http://{}{asset}", s.gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert!(r.bytes().await.unwrap().len() > 500, "{asset}");
+    }
     let file = s.path.join("openapi.json");
     std::fs::write(&file, &text).unwrap();
     let out = std::process::Command::new(python())

@@ -6,7 +6,7 @@
 
 const TEXT = {
   en: {
-    skip: "Skip to content", title: "mft-gateway console", keys: "API keys",
+    skip: "Skip to content", title: "mft-gateway console", keys: "API keys", apiDocs: "Admin API",
     partners: "Trust network", language: "Language", signOut: "Sign out", signIn: "Sign in",
     name: "Name", password: "Password", code: "Code",
     codeHint: "Six digits from your authenticator app, or a recovery code. Leave empty at your first sign-in.",
@@ -32,7 +32,7 @@ const TEXT = {
     status_active: "active", status_revoked: "revoked", status_expired: "expired",
   },
   de: {
-    skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel",
+    skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
     partners: "Vertrauensnetz", language: "Sprache", signOut: "Abmelden", signIn: "Anmelden",
     name: "Name", password: "Passwort", code: "Code",
     codeHint: "Sechs Ziffern aus der Authenticator-App oder ein Wiederherstellungscode. Bei der ersten Anmeldung leer lassen.",
