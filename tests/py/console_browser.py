@@ -242,6 +242,24 @@ try:
     driver.get(base + "/console/")
     visible("view-keys")
 
+    # Overview: charts from the gateway's own metrics (the curl calls above
+    # made traffic), health of the backend, the partner, the certificate.
+    driver.find_element(By.ID, "nav-overview").click()
+    visible("view-overview")
+    long_wait = WebDriverWait(driver, 60)
+    long_wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-requests polyline")))
+    long_wait.until(EC.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, '#health-table tr[data-part="backend"] td.state'), "up"))
+    result["overview_charts"] = len(driver.find_elements(By.CSS_SELECTOR, "#charts figure svg"))
+    result["overview_health"] = {
+        tr.get_attribute("data-part") + ":" + tr.get_attribute("data-name"):
+            tr.find_element(By.CSS_SELECTOR, "td.state").text
+        for tr in driver.find_elements(By.CSS_SELECTOR, "#health-table tbody tr")}
+    shot("overview")
+    Select(driver.find_element(By.ID, "lang")).select_by_value("de")
+    text_in("h-overview", "Übersicht")
+    Select(driver.find_element(By.ID, "lang")).select_by_value("en")
+
     # Keyboard only: Tab reaches the navigation and Enter opens the key list.
     driver.find_element(By.ID, "nav-keys").send_keys("\n")
     visible("view-keys")

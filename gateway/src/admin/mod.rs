@@ -26,6 +26,7 @@ pub mod console;
 mod keys;
 mod messages;
 pub mod openapi;
+pub mod overview;
 mod partners;
 mod reload;
 mod webhooks;
@@ -49,6 +50,7 @@ pub struct AdminApp {
     pub(crate) config: Arc<mft_config::Config>,
     defender: Option<Arc<mft_filters::defender::Defender>>,
     reloader: Option<Arc<crate::reload::Reloader>>,
+    overview: Arc<overview::Overview>,
 }
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
@@ -84,7 +86,16 @@ impl AdminApp {
             config,
             defender: None,
             reloader: None,
+            overview: Arc::new(overview::Overview::default()),
         }
+    }
+
+    /// Starts sampling the metrics for `GET /admin/v1/overview` (and
+    /// probing the backend through `backend`, a client of its own).
+    pub fn with_overview(self, backend: Option<crate::backend_client::BackendClient>) -> Self {
+        self.overview
+            .start(&self.control, self.metrics.registry().clone(), backend);
+        self
     }
 
     /// `POST /admin/v1/reload` reloads through `reloader`.
@@ -314,6 +325,7 @@ impl AdminApp {
             "webhooks" => self.webhooks_api(session, rest).await,
             "messages" => self.messages_api(session, rest).await,
             "reload" if rest.is_empty() => self.reload_api(session).await,
+            "overview" => self.overview_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

@@ -489,6 +489,64 @@ struct Reloaded {
 #[allow(dead_code)]
 fn reload_config() {}
 
+/// One chart point: rates over the 10 s that ended at `at`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OverviewPoint {
+    /// Unix seconds.
+    at: u64,
+    requests_per_s: f64,
+    /// 5xx answers per second.
+    errors_per_s: f64,
+    bytes_in_per_s: f64,
+    bytes_out_per_s: f64,
+    /// 99th percentile of request durations (head to last byte); null: no request.
+    p99_ms: Option<f64>,
+}
+
+/// The health of one part.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PartHealth {
+    name: String,
+    /// `up`/`down` (backend, bridges), the partner's status or `failing`,
+    /// `connected`/`disconnected` (connectors), `ok`/`warning`/`expired`
+    /// (certificates).
+    state: String,
+    detail: Option<String>,
+    /// Partners: relays given up on (retry them in the trust network screen).
+    failed_relays: Option<u64>,
+    /// Certificates.
+    expires_in_days: Option<f64>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Health {
+    /// `up`, `down` or `unknown`, probed every 10 s.
+    backend: PartHealth,
+    bridges: Vec<PartHealth>,
+    partners: Vec<PartHealth>,
+    connectors: Vec<PartHealth>,
+    certificates: Vec<PartHealth>,
+}
+
+/// `GET /admin/v1/overview`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OverviewReport {
+    /// Seconds between points (10).
+    interval_s: u64,
+    /// The last hour, oldest first (at most 360 points).
+    series: Vec<OverviewPoint>,
+    health: Health,
+}
+
+#[utoipa::path(get, path = "/admin/v1/overview", tag = "overview",
+    responses((status = 200, description = "Charts of the last hour from the gateway's own metrics, and health", body = OverviewReport)))]
+#[allow(dead_code)]
+fn overview() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -503,6 +561,7 @@ fn reload_config() {}
         list_webhooks, add_webhook, get_webhook, remove_webhook, test_webhook,
         send_message, get_message,
         reload_config,
+        overview,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -562,6 +621,7 @@ mod tests {
             crate::admin::webhooks::USAGE,
             crate::admin::messages::USAGE,
             crate::admin::reload::USAGE,
+            crate::admin::overview::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

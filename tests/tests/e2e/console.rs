@@ -367,10 +367,54 @@ async fn console_in_a_real_browser() {
         "a POST from Swagger UI carries the CSRF token: {result}"
     );
     assert_eq!(v["csp_violations"], serde_json::json!([]), "{result}");
+    assert_eq!(v["overview_charts"], 4, "{result}");
+    assert_eq!(v["overview_health"]["backend:backend"], "up", "{result}");
+    assert_eq!(
+        v["overview_health"]["certificate:default"], "ok",
+        "{result}"
+    );
+    assert!(v["overview_health"]["partner:beta"].is_string(), "{result}");
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
     assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
     assert_eq!(v["viewer_role"], "viewer", "{result}");
     let _ = browser.wait().await;
+
+    // The overview's numbers: the curl calls above are in the request
+    // rate, with their bytes and a p99 (sampled every 10 s).
+    let overview_url = format!("{admin_base}/admin/v1/overview");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        let o: serde_json::Value = admin_http
+            .get(&overview_url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let busy = o["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0)
+            .cloned();
+        if let Some(p) = busy {
+            assert_eq!(o["interval_s"], 10);
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no traffic in the overview: {o}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(busy["bytes_out_per_s"].as_f64().unwrap() > 0.0, "{busy}");
+    assert!(busy["p99_ms"].as_f64().unwrap() > 0.0, "{busy}");
+    let r = admin_http
+        .post(&overview_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "the overview is read-only");
 
     // Failed sign-ins went to the audit trail; nothing secret did.
     assert!(
@@ -527,7 +571,12 @@ async fn console_pages_are_embedded_with_a_strict_csp() {
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
-        let body = r.text().await.unwrap();
+        // The SVG namespace is a name, not something loaded.
+        let body = r
+            .text()
+            .await
+            .unwrap()
+            .replace("\"http://www.w3.org/2000/svg\"", "");
         assert!(
             !body.contains("http://") && !body.contains("https://"),
             "no CDN: {page}"

@@ -30,6 +30,14 @@ const TEXT = {
     viewer: "viewer (read only)", admin: "admin", signedOut: "Signed out.",
     expired: "Your session ended. Please sign in again.",
     status_active: "active", status_revoked: "revoked", status_expired: "expired",
+    overview: "Overview",
+    overviewHint: "The last hour from this gateway's own metrics, one point every 10 seconds; refreshed while this page is open.",
+    health: "Health", healthCaption: "Backend, bridges, partners, connectors and certificates",
+    part: "Part", detail: "Detail", chartRequests: "Requests per second", chartErrors: "Errors (5xx) per second",
+    chartBytes: "Bytes per second (in / out)", chartP99: "p99 duration (ms)", noData: "no data yet",
+    latest: "latest", part_backend: "Backend", part_bridge: "Bridge", part_partner: "Partner",
+    part_connector: "Connector", part_certificate: "Certificate", expiresIn: "expires in {d} days",
+    failedRelays: "{n} failed relays",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
@@ -58,6 +66,14 @@ const TEXT = {
     viewer: "Betrachter (nur lesen)", admin: "Administrator", signedOut: "Abgemeldet.",
     expired: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
     status_active: "aktiv", status_revoked: "widerrufen", status_expired: "abgelaufen",
+    overview: "Übersicht",
+    overviewHint: "Die letzte Stunde aus den eigenen Metriken dieses Gateways, ein Punkt alle 10 Sekunden; wird aktualisiert, solange diese Seite offen ist.",
+    health: "Zustand", healthCaption: "Backend, Brücken, Partner, Konnektoren und Zertifikate",
+    part: "Teil", detail: "Einzelheiten", chartRequests: "Anfragen pro Sekunde", chartErrors: "Fehler (5xx) pro Sekunde",
+    chartBytes: "Bytes pro Sekunde (ein / aus)", chartP99: "p99-Dauer (ms)", noData: "noch keine Daten",
+    latest: "zuletzt", part_backend: "Backend", part_bridge: "Brücke", part_partner: "Partner",
+    part_connector: "Konnektor", part_certificate: "Zertifikat", expiresIn: "läuft in {d} Tagen ab",
+    failedRelays: "{n} fehlgeschlagene Weiterleitungen",
   },
 };
 
@@ -110,7 +126,8 @@ function problemText(r) {
 function show(view) {
   state.view = view;
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
-  const signedIn = view === "keys" || view === "partners";
+  const signedIn = view === "keys" || view === "partners" || view === "overview";
+  if (view !== "overview" && state.overviewTimer) { clearInterval(state.overviewTimer); state.overviewTimer = 0; }
   $("nav").hidden = !signedIn;
   $("sign-out").hidden = view === "sign-in";
   for (const b of document.querySelectorAll("nav button")) {
@@ -233,9 +250,82 @@ async function loadPartners() {
   }
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+const svgEl = (name, attrs) => {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+};
+const fmt = (v) => v == null ? "–" : v >= 1e6 ? (v / 1e6).toFixed(1) + " M" : v >= 1e3 ? (v / 1e3).toFixed(1) + " k" : (Math.round(v * 100) / 100).toString();
+
+// One small line chart (inline SVG, drawn by this script): `lines` are
+// [key, css class] pairs of the points' fields; the x axis is the last hour.
+function chart(id, title, points, lines, now) {
+  const fig = document.createElement("figure");
+  fig.className = "chart"; fig.id = id;
+  const cap = document.createElement("figcaption");
+  const last = points.length ? points[points.length - 1] : null;
+  cap.textContent = t(title) + ": " + (last ? lines.map(([k]) => fmt(last[k])).join(" / ") : t("noData"));
+  const w = 320, h = 90;
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": cap.textContent, class: "plot" });
+  svg.append(svgEl("rect", { x: 0, y: 0, width: w, height: h, class: "plot-bg" }));
+  let max = 0;
+  for (const p of points) for (const [k] of lines) max = Math.max(max, p[k] || 0);
+  max = max > 0 ? max * 1.1 : 1;
+  const x = (at) => w - ((now - at) / 3600) * w;
+  for (const [k, cls] of lines) {
+    const pts = points.filter((p) => p[k] != null).map((p) => `${x(p.at).toFixed(1)},${(h - (p[k] / max) * (h - 4) - 2).toFixed(1)}`);
+    if (!pts.length) continue;
+    svg.append(svgEl("polyline", { points: pts.join(" "), class: "line " + cls }));
+    const [cx, cy] = pts[pts.length - 1].split(",");
+    svg.append(svgEl("circle", { cx, cy, r: 2.5, class: "dot " + cls }));
+  }
+  const top = svgEl("text", { x: 4, y: 12, class: "axis" });
+  top.textContent = fmt(max);
+  svg.append(top);
+  fig.append(cap, svg);
+  return fig;
+}
+
+async function loadOverview() {
+  const r = await call("GET", "/admin/v1/overview");
+  if (r.status !== 200) return say(problemText(r));
+  const points = r.data.series;
+  const now = points.length ? points[points.length - 1].at : Date.now() / 1000;
+  $("charts").replaceChildren(
+    chart("chart-requests", "chartRequests", points, [["requests_per_s", "a"]], now),
+    chart("chart-errors", "chartErrors", points, [["errors_per_s", "bad"]], now),
+    chart("chart-bytes", "chartBytes", points, [["bytes_in_per_s", "a"], ["bytes_out_per_s", "b"]], now),
+    chart("chart-p99", "chartP99", points, [["p99_ms", "a"]], now));
+  const h = r.data.health;
+  const rows = [["backend", h.backend]];
+  for (const b of h.bridges) rows.push(["bridge", b]);
+  for (const p of h.partners) rows.push(["partner", p]);
+  for (const c of h.connectors) rows.push(["connector", c]);
+  for (const c of h.certificates) rows.push(["certificate", c]);
+  const body = $("health-table").tBodies[0];
+  body.replaceChildren();
+  for (const [part, item] of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.part = part; tr.dataset.name = item.name;
+    const st = cell(item.state);
+    st.className = "state " + (["up", "ok", "connected", "configured"].includes(item.state) ? "good" : ["unknown", "warning", "pending"].includes(item.state) ? "" : "bad");
+    let detail = item.detail || "";
+    if (part === "certificate") detail = t("expiresIn", { d: item.expires_in_days });
+    if (part === "partner" && item.failed_relays) detail = t("failedRelays", { n: item.failed_relays });
+    tr.append(cell(t("part_" + part)), cell(item.name), st, cell(detail));
+    body.append(tr);
+  }
+}
+
 async function openView(view) {
   say("");
   show(view);
+  if (view === "overview") {
+    await loadOverview();
+    if (state.overviewTimer) clearInterval(state.overviewTimer);
+    state.overviewTimer = setInterval(() => { if (state.view === "overview") loadOverview(); }, 10000);
+  }
   if (view === "keys") await loadKeys();
   if (view === "partners") await loadPartners();
   $("h-" + view).focus();
@@ -250,6 +340,7 @@ function wire() {
     say("");
     if (state.view === "keys") loadKeys();
     if (state.view === "partners") loadPartners();
+    if (state.view === "overview") loadOverview();
   });
   for (const b of document.querySelectorAll("nav button")) {
     b.addEventListener("click", () => openView(b.dataset.view));
