@@ -28,6 +28,7 @@ mod messages;
 pub mod openapi;
 pub mod overview;
 mod partners;
+mod relays;
 mod reload;
 mod webhooks;
 
@@ -326,6 +327,7 @@ impl AdminApp {
             "messages" => self.messages_api(session, rest).await,
             "reload" if rest.is_empty() => self.reload_api(session).await,
             "overview" => self.overview_api(session, rest).await,
+            "relays" => self.relays_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

@@ -547,6 +547,51 @@ struct OverviewReport {
 #[allow(dead_code)]
 fn overview() {}
 
+/// A delivery relayed (or to be relayed) to a partner organisation.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Relay {
+    delivery_id: String,
+    partner: String,
+    recipients: Vec<String>,
+    /// `queued`, `delivered` or `failed`.
+    state: String,
+    attempts: u32,
+    last_error: Option<String>,
+    /// Files the partner has already received.
+    files_sent: u64,
+    remote_delivery_id: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RelayList {
+    relays: Vec<Relay>,
+}
+
+/// `200` to a retry.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RelayRetried {
+    delivery_id: String,
+    partner: String,
+    /// `queued`.
+    state: String,
+}
+
+#[utoipa::path(get, path = "/admin/v1/relays", tag = "relays",
+    responses((status = 200, description = "The relay queue, newest first", body = RelayList)))]
+#[allow(dead_code)]
+fn list_relays() {}
+
+#[utoipa::path(post, path = "/admin/v1/relays/{delivery_id}/{partner}/retry", tag = "relays",
+    params(("delivery_id" = String, Path, description = "Our delivery id"), ("partner" = String, Path, description = "Connection name")),
+    responses((status = 200, description = "Queued again, due now (attempts from zero; files already sent are not sent again)", body = RelayRetried),
+        (status = 404, description = "No failed relay of that delivery to that partner", body = Problem)))]
+#[allow(dead_code)]
+fn retry_relay() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -562,6 +607,7 @@ fn overview() {}
         send_message, get_message,
         reload_config,
         overview,
+        list_relays, retry_relay,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -622,6 +668,7 @@ mod tests {
             crate::admin::messages::USAGE,
             crate::admin::reload::USAGE,
             crate::admin::overview::USAGE,
+            crate::admin::relays::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

@@ -299,6 +299,26 @@ async fn console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "a viewer cannot reload");
+    // Nor retry a relay, nor add a partner (the trust network screen's changes).
+    let r = admin_http
+        .post(format!("{admin_base}/admin/v1/relays/d1/beta/retry"))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot retry a relay");
+    let r = admin_http
+        .post(format!("{admin_base}/admin/v1/partners"))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .json(&serde_json::json!({"name": "gamma", "url": "https://127.0.0.1:9", "email_domains": ["gamma.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot add a partner");
 
     let result = loop {
         let w = next().await;
@@ -645,5 +665,158 @@ async fn failed_sign_ins_feed_the_defender() {
         audit_has(&s.path, |r| r["event"] == "ban"
             && r["reason"].as_str().unwrap_or("").starts_with("console"))
         .await
+    );
+}
+
+/// The trust-network workflow in two organisations' consoles: add the
+/// partner with its e-mail domain, copy our key for them, paste theirs,
+/// "test connection" says connected on both sides; a relay that failed
+/// while the connection was half made is retried from the relay queue and
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_organisations_connect_in_their_consoles() {
+    use super::trust::{two_orgs_with, Org};
+    // A relay gives up after 1 s, so the half-made connection fails one.
+    let (a, b) = two_orgs_with("relay_max_age = \"1s\"").await;
+    let pw = "a long console password";
+    for (org, name) in [(&a, "alice"), (&b, "bruno")] {
+        let (code, out) = admins(
+            &org.gateway.config,
+            &["add", name],
+            Some(&format!("{pw}\n")),
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+    let a_base = format!("http://{}", a.gateway.admin);
+    // Another host name for B: cookies are per host, not per port.
+    let b_base = format!("http://localhost:{}", b.gateway.admin.port());
+    let shots = std::env::var("MFT_CONSOLE_SCREENSHOTS").unwrap_or_else(|_| "-".to_string());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/console_trust.py");
+    let mut browser = tokio::process::Command::new(python())
+        .arg(&script)
+        .args([
+            a_base.as_str(),
+            b_base.as_str(),
+            &format!("https://{}", a.gateway.addr),
+            &format!("https://{}", b.gateway.addr),
+            pw,
+            shots.as_str(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test venv's python (scripts/setup --test)");
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next = async || -> String {
+        tokio::time::timeout(Duration::from_secs(180), lines.next_line())
+            .await
+            .expect("the browser script answers within 3 minutes")
+            .unwrap()
+            .unwrap_or_default()
+    };
+    let line = next().await;
+    assert_eq!(line, "HALF", "{line}");
+
+    // A delivery from A to B's domain while B has not stored A's key: the
+    // relay fails for good (B answers "pending", past relay_max_age).
+    let api = a.gateway.client(&a.certs, Proto::Http1);
+    let file: serde_json::Value = api
+        .post(format!("{}/api/v1/files", a.gateway.base))
+        .header("x-filename", "figures.csv")
+        .body("q1,q2\n1,2\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = api
+        .post(format!("{}/api/v1/deliveries", a.gateway.base))
+        .json(&serde_json::json!({
+            "sender": "alice@acme.example",
+            "recipients": ["bob@beta.example"],
+            "subject": "figures",
+            "message": "attached",
+            "files": [file["id"]],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let delivery: serde_json::Value = r.json().await.unwrap();
+    let relays = |org: &Org| {
+        let url = format!("http://{}/admin/v1/relays", org.gateway.admin);
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(super::trust::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["relays"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = relays(&a).await;
+        if list.iter().any(|j| j["state"] == "failed") {
+            assert_eq!(list[0]["delivery_id"], delivery["id"], "{list:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed relay: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A retry of something that did not fail is a 404, not a 5xx.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/v1/relays/no-such-delivery/beta/retry",
+            a.gateway.admin
+        ))
+        .bearer_auth(super::trust::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    stdin.write_all(b"go\n").await.unwrap();
+
+    let result = loop {
+        let line = next().await;
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            break rest.to_string();
+        }
+        assert!(!line.is_empty(), "the browser script ended early");
+    };
+    let _ = browser.wait().await;
+    let v: serde_json::Value = serde_json::from_str(&result).unwrap_or_default();
+    assert!(v.get("error").is_none(), "browser: {result}");
+    assert!(
+        v["half_test"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("not connected"),
+        "{result}"
+    );
+    assert_eq!(v["b_test"], "connected", "{result}");
+    assert_eq!(v["a_test"], "connected", "{result}");
+    assert_eq!(v["failed_relays"], 1, "{result}");
+    assert_eq!(
+        v["relay_states"],
+        serde_json::json!(["delivered"]),
+        "{result}"
+    );
+    let list = relays(&a).await;
+    assert_eq!(list[0]["state"], "delivered", "{list:?}");
+    assert!(
+        audit_has(&a.path, |r| r["event"] == "relay"
+            && r["principal"] == "console:alice"
+            && r["reason"].as_str().unwrap_or("").starts_with("retry "))
+        .await,
+        "the retry is audited with the admin's name"
     );
 }

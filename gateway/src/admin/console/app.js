@@ -26,7 +26,7 @@ const TEXT = {
     never: "never", partnersCaption: "Connections to partner organisations", url: "URL",
     domains: "E-mail domains", connection: "Connection", test: "Test connection",
     connected: "connected", notConnected: "not connected", testing: "testing…",
-    noPartners: "No partner connections yet (mft-gateway partners add).",
+    noPartners: "No partner connections yet.",
     viewer: "viewer (read only)", admin: "admin", signedOut: "Signed out.",
     expired: "Your session ended. Please sign in again.",
     status_active: "active", status_revoked: "revoked", status_expired: "expired",
@@ -38,6 +38,15 @@ const TEXT = {
     latest: "latest", part_backend: "Backend", part_bridge: "Bridge", part_partner: "Partner",
     part_connector: "Connector", part_certificate: "Certificate", expiresIn: "expires in {d} days",
     failedRelays: "{n} failed relays",
+    newPartner: "Connect a partner organisation", partnerUrl: "Their gateway's URL (https)",
+    partnerDomains: "Their e-mail domains (comma-separated)", addPartner: "Add partner",
+    partnerKeyOnce: "Our key for this partner, shown only now: send it to their administrator over a trusted channel. They paste it into their console.",
+    theirKey: "Their key", pasteKey: "Paste the key they sent", saveKey: "Save key",
+    keySaved: "Key for {name} stored (encrypted). Press \u201cTest connection\u201d.",
+    relays: "Relay queue", relaysCaption: "Deliveries to partner organisations, newest first",
+    delivery: "Delivery", partner: "Partner", recipients: "Recipients", attempts: "Attempts",
+    lastError: "Last error", retry: "Retry", retried: "Relay of {id} queued again.", noRelays: "No relays yet.",
+    state_queued: "queued", state_delivered: "delivered", state_failed: "failed",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
@@ -62,7 +71,7 @@ const TEXT = {
     partnersCaption: "Verbindungen zu Partnerorganisationen", url: "URL", domains: "E-Mail-Domains",
     connection: "Verbindung", test: "Verbindung testen", connected: "verbunden",
     notConnected: "nicht verbunden", testing: "teste…",
-    noPartners: "Noch keine Partnerverbindungen (mft-gateway partners add).",
+    noPartners: "Noch keine Partnerverbindungen.",
     viewer: "Betrachter (nur lesen)", admin: "Administrator", signedOut: "Abgemeldet.",
     expired: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
     status_active: "aktiv", status_revoked: "widerrufen", status_expired: "abgelaufen",
@@ -74,6 +83,16 @@ const TEXT = {
     latest: "zuletzt", part_backend: "Backend", part_bridge: "Brücke", part_partner: "Partner",
     part_connector: "Konnektor", part_certificate: "Zertifikat", expiresIn: "läuft in {d} Tagen ab",
     failedRelays: "{n} fehlgeschlagene Weiterleitungen",
+    newPartner: "Partnerorganisation verbinden", partnerUrl: "URL ihres Gateways (https)",
+    partnerDomains: "Ihre E-Mail-Domains (durch Kommas getrennt)", addPartner: "Partner hinzufügen",
+    partnerKeyOnce: "Unser Schlüssel für diesen Partner, nur jetzt angezeigt: Senden Sie ihn über einen vertrauenswürdigen Weg an deren Administrator. Er fügt ihn in seiner Konsole ein.",
+    theirKey: "Ihr Schlüssel", pasteKey: "Den erhaltenen Schlüssel einfügen", saveKey: "Schlüssel speichern",
+    keySaved: "Schlüssel für {name} gespeichert (verschlüsselt). Drücken Sie \u201eVerbindung testen\u201c.",
+    relays: "Weiterleitungen", relaysCaption: "Zustellungen an Partnerorganisationen, neueste zuerst",
+    delivery: "Zustellung", partner: "Partner", recipients: "Empfänger", attempts: "Versuche",
+    lastError: "Letzter Fehler", retry: "Erneut versuchen", retried: "Weiterleitung von {id} erneut eingereiht.",
+    noRelays: "Noch keine Weiterleitungen.",
+    state_queued: "wartend", state_delivered: "zugestellt", state_failed: "fehlgeschlagen",
   },
 };
 
@@ -245,7 +264,61 @@ async function loadPartners() {
       });
       result.prepend(b);
     }
-    tr.append(cell(p.name), cell(p.url), cell(p.email_domains.join(", ")), cell(p.status), result);
+    tr.dataset.name = p.name;
+    const status = cell(p.status);
+    status.className = "status";
+    tr.append(cell(p.name), cell(p.url), cell(p.email_domains.join(", ")), status);
+    if (state.role === "admin") {
+      const td = document.createElement("td");
+      td.className = "their-key";
+      const input = document.createElement("input");
+      input.type = "password"; input.autocomplete = "off"; input.className = "their-key-input";
+      input.setAttribute("aria-label", t("pasteKey") + " (" + p.name + ")");
+      input.placeholder = t("pasteKey");
+      const save = document.createElement("button");
+      save.type = "button"; save.className = "save-key"; save.textContent = t("saveKey");
+      save.setAttribute("aria-label", t("saveKey") + " " + p.name);
+      save.addEventListener("click", async () => {
+        const res = await call("PUT", "/admin/v1/partners/" + encodeURIComponent(p.name) + "/key", { key: input.value.trim() });
+        input.value = "";
+        if (res.status !== 200) return say(problemText(res));
+        say(t("keySaved", { name: p.name }), true);
+        await loadPartners();
+      });
+      td.append(input, " ", save);
+      tr.append(td);
+    }
+    tr.append(result);
+    body.append(tr);
+  }
+  await loadRelays();
+}
+
+async function loadRelays() {
+  const r = await call("GET", "/admin/v1/relays");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("relays-table").tBodies[0];
+  body.replaceChildren();
+  for (const j of r.data.relays) {
+    const tr = document.createElement("tr");
+    tr.dataset.delivery = j.delivery_id; tr.dataset.partner = j.partner;
+    const st = cell(t("state_" + j.state));
+    st.className = "state " + (j.state === "failed" ? "bad" : j.state === "delivered" ? "good" : "");
+    const actions = document.createElement("td");
+    if (state.role === "admin" && j.state === "failed") {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "retry"; b.textContent = t("retry");
+      b.setAttribute("aria-label", t("retry") + " " + j.delivery_id);
+      b.addEventListener("click", async () => {
+        const res = await call("POST", "/admin/v1/relays/" + encodeURIComponent(j.delivery_id) + "/" + encodeURIComponent(j.partner) + "/retry", {});
+        if (res.status !== 200) return say(problemText(res));
+        say(t("retried", { id: j.delivery_id }), true);
+        await loadRelays();
+      });
+      actions.append(b);
+    }
+    tr.append(cell(j.delivery_id), cell(j.partner), cell(j.recipients.join(", ")), st,
+      cell(j.attempts), cell(j.last_error || ""), actions);
     body.append(tr);
   }
 }
@@ -396,6 +469,31 @@ function wire() {
     $("key-form").reset();
     $("copy-key").focus();
     await loadKeys();
+  });
+  $("partner-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {
+      name: $("partner-name").value.trim(), url: $("partner-url").value.trim(),
+      email_domains: $("partner-domains").value.split(/[\s,]+/).filter((d) => d),
+    };
+    const r = await call("POST", "/admin/v1/partners", body);
+    if (r.status !== 201) { say(problemText(r)); return; }
+    say("");
+    $("partner-key-value").textContent = r.data.key;
+    $("partner-key").hidden = false;
+    $("partner-form").reset();
+    $("copy-partner-key").focus();
+    await loadPartners();
+  });
+  $("copy-partner-key").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("partner-key-value").textContent);
+      say(t("copied"), true);
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("partner-key-value"));
+      const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
   });
   $("copy-key").addEventListener("click", async () => {
     try {
