@@ -260,6 +260,23 @@ try:
     text_in("h-overview", "Übersicht")
     Select(driver.find_element(By.ID, "lang")).select_by_value("en")
 
+    # Audit log: alice's failed sign-ins, filtered by event and decision.
+    driver.find_element(By.ID, "nav-audit").click()
+    visible("view-audit")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audit-table tbody tr")))
+    fill("au-event", "console")
+    Select(driver.find_element(By.ID, "au-decision")).select_by_value("deny")
+    driver.find_element(By.ID, "au-apply").click()
+    wait.until(lambda d: "decision=deny" in d.find_element(By.ID, "au-export").get_attribute("href"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audit-table tbody tr")))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+    result["audit_rows"] = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+    export = driver.find_element(By.ID, "au-export").get_attribute("href")
+    result["audit_export"] = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => r.text()).then(done).catch(e => done(String(e)));""", export)
+    shot("audit")
+
     # Keyboard only: Tab reaches the navigation and Enter opens the key list.
     driver.find_element(By.ID, "nav-keys").send_keys("\n")
     visible("view-keys")

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+mod audit_trail;
 mod connectors;
 pub mod console;
 mod keys;
@@ -328,6 +329,7 @@ impl AdminApp {
             "reload" if rest.is_empty() => self.reload_api(session).await,
             "overview" => self.overview_api(session, rest).await,
             "relays" => self.relays_api(session, rest).await,
+            "audit" => self.audit_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

@@ -592,6 +592,34 @@ fn list_relays() {}
 #[allow(dead_code)]
 fn retry_relay() {}
 
+/// `GET /admin/v1/audit`: one page of the audit trail, newest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AuditPage {
+    /// Audit records as written to the trail (docs/security.md).
+    records: Vec<serde_json::Value>,
+    offset: u64,
+    limit: u64,
+    /// Older matches exist: ask again with `offset + limit`.
+    more: bool,
+}
+
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "audit",
+    params(
+        ("event" = Option<String>, Query, description = "`request`, `auth`, `console`, `key`, `partner`, `relay`, ..."),
+        ("principal" = Option<String>, Query, description = "e.g. `key:<id>`, `console:alice`"),
+        ("decision" = Option<String>, Query, description = "`allow` or `deny`"),
+        ("client_ip" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "RFC 3339"),
+        ("until" = Option<String>, Query, description = "RFC 3339"),
+        ("offset" = Option<u64>, Query, description = "Matches to skip, newest first (at most 50000)"),
+        ("limit" = Option<u64>, Query, description = "1 to 1000, default 100"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `jsonl`: the page as JSON lines")),
+    responses((status = 200, description = "One page, newest first", body = AuditPage),
+        (status = 400, description = "A bad parameter (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn audit_trail() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -608,6 +636,7 @@ fn retry_relay() {}
         reload_config,
         overview,
         list_relays, retry_relay,
+        audit_trail,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -669,6 +698,7 @@ mod tests {
             crate::admin::reload::USAGE,
             crate::admin::overview::USAGE,
             crate::admin::relays::USAGE,
+            crate::admin::audit_trail::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

@@ -394,6 +394,23 @@ async fn console_in_a_real_browser() {
         "{result}"
     );
     assert!(v["overview_health"]["partner:beta"].is_string(), "{result}");
+    let rows = v["audit_rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "{result}");
+    for row in &rows {
+        // time, event, principal, client ip, request, status, decision, reason
+        assert_eq!(row[1], "console", "{row}");
+        assert_eq!(row[6], "deny", "{row}");
+    }
+    assert!(
+        rows.iter().any(|r| r[2] == "alice"),
+        "alice's failed sign-in is listed: {result}"
+    );
+    let export = v["audit_export"].as_str().unwrap_or("");
+    assert_eq!(export.lines().count(), rows.len(), "{export}");
+    for line in export.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["decision"], "deny", "{line}");
+    }
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
     assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
     assert_eq!(v["viewer_role"], "viewer", "{result}");
@@ -435,6 +452,58 @@ async fn console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "the overview is read-only");
+
+    // The audit trail through the API: paged, filtered, bad filters a 400.
+    let audit_url = format!("{admin_base}/admin/v1/audit");
+    let page: serde_json::Value = admin_http
+        .get(format!("{audit_url}?limit=2"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["records"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(page["more"], true, "{page}");
+    assert!(
+        page["records"][0]["time"].as_str().unwrap()
+            >= page["records"][1]["time"].as_str().unwrap(),
+        "newest first: {page}"
+    );
+    let key_page: serde_json::Value = admin_http
+        .get(format!("{audit_url}?principal=console:alice&event=key"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = key_page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("create ")),
+        "{key_page}"
+    );
+    for bad in ["client_ip=nope", "since=yesterday", "limit=0", "colour=red"] {
+        let r = admin_http
+            .get(format!("{audit_url}?{bad}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{bad}"
+        );
+    }
 
     // Failed sign-ins went to the audit trail; nothing secret did.
     assert!(

@@ -47,6 +47,11 @@ const TEXT = {
     delivery: "Delivery", partner: "Partner", recipients: "Recipients", attempts: "Attempts",
     lastError: "Last error", retry: "Retry", retried: "Relay of {id} queued again.", noRelays: "No relays yet.",
     state_queued: "queued", state_delivered: "delivered", state_failed: "failed",
+    audit: "Audit log", event: "Event", principal: "Principal", decision: "Decision", any: "any",
+    clientIp: "Client IP", since: "From (RFC 3339, e.g. 2026-01-31T12:00:00Z)", until: "Until",
+    apply: "Apply filters", export: "Export this page as JSON lines",
+    auditCaption: "Audit records, newest first", time: "Time", request: "Request", reason: "Reason",
+    newer: "Newer", older: "Older",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
@@ -93,10 +98,16 @@ const TEXT = {
     lastError: "Letzter Fehler", retry: "Erneut versuchen", retried: "Weiterleitung von {id} erneut eingereiht.",
     noRelays: "Noch keine Weiterleitungen.",
     state_queued: "wartend", state_delivered: "zugestellt", state_failed: "fehlgeschlagen",
+    audit: "Prüfprotokoll", event: "Ereignis", principal: "Akteur", decision: "Entscheidung", any: "alle",
+    clientIp: "Client-IP", since: "Ab (RFC 3339, z. B. 2026-01-31T12:00:00Z)", until: "Bis",
+    apply: "Filter anwenden", export: "Diese Seite als JSON Lines exportieren",
+    auditCaption: "Prüfeinträge, neueste zuerst", time: "Zeit", request: "Anfrage", reason: "Grund",
+    newer: "Neuere", older: "Ältere",
   },
 };
 
-const state = { csrf: "", role: "", name: "", scopes: [], lang: "en", view: "" };
+const state = { csrf: "", role: "", name: "", scopes: [], lang: "en", view: "", auditOffset: 0 };
+const AUDIT_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
 const t = (key, vars) => {
@@ -145,7 +156,7 @@ function problemText(r) {
 function show(view) {
   state.view = view;
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
-  const signedIn = view === "keys" || view === "partners" || view === "overview";
+  const signedIn = ["keys", "partners", "overview", "audit"].includes(view);
   if (view !== "overview" && state.overviewTimer) { clearInterval(state.overviewTimer); state.overviewTimer = 0; }
   $("nav").hidden = !signedIn;
   $("sign-out").hidden = view === "sign-in";
@@ -391,6 +402,37 @@ async function loadOverview() {
   }
 }
 
+function auditQuery() {
+  const q = new URLSearchParams();
+  const put = (k, id) => { const v = $(id).value.trim(); if (v) q.set(k, v); };
+  put("event", "au-event"); put("principal", "au-principal"); put("decision", "au-decision");
+  put("client_ip", "au-ip"); put("since", "au-since"); put("until", "au-until");
+  q.set("limit", String(AUDIT_PAGE));
+  q.set("offset", String(state.auditOffset));
+  return q;
+}
+
+async function loadAudit() {
+  const q = auditQuery();
+  const r = await call("GET", "/admin/v1/audit?" + q.toString());
+  if (r.status !== 200) return say(problemText(r));
+  q.set("format", "jsonl");
+  $("au-export").href = "/admin/v1/audit?" + q.toString();
+  const body = $("audit-table").tBodies[0];
+  body.replaceChildren();
+  for (const a of r.data.records) {
+    const tr = document.createElement("tr");
+    const decision = cell(a.decision || "");
+    decision.className = "decision " + (a.decision === "deny" ? "bad" : a.decision === "allow" ? "good" : "");
+    tr.append(cell(a.time), cell(a.event), cell(a.principal || ""), cell(a.client_ip || ""),
+      cell([a.method, a.path].filter((x) => x).join(" ")), cell(a.status == null ? "" : a.status),
+      decision, cell(a.reason || ""));
+    body.append(tr);
+  }
+  $("au-newer").disabled = state.auditOffset === 0;
+  $("au-older").disabled = !r.data.more;
+}
+
 async function openView(view) {
   say("");
   show(view);
@@ -401,6 +443,7 @@ async function openView(view) {
   }
   if (view === "keys") await loadKeys();
   if (view === "partners") await loadPartners();
+  if (view === "audit") await loadAudit();
   $("h-" + view).focus();
 }
 
@@ -414,6 +457,7 @@ function wire() {
     if (state.view === "keys") loadKeys();
     if (state.view === "partners") loadPartners();
     if (state.view === "overview") loadOverview();
+    if (state.view === "audit") loadAudit();
   });
   for (const b of document.querySelectorAll("nav button")) {
     b.addEventListener("click", () => openView(b.dataset.view));
@@ -469,6 +513,16 @@ function wire() {
     $("key-form").reset();
     $("copy-key").focus();
     await loadKeys();
+  });
+  $("audit-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    state.auditOffset = 0;
+    say("");
+    await loadAudit();
+  });
+  $("au-older").addEventListener("click", async () => { state.auditOffset += AUDIT_PAGE; await loadAudit(); });
+  $("au-newer").addEventListener("click", async () => {
+    state.auditOffset = Math.max(0, state.auditOffset - AUDIT_PAGE); await loadAudit();
   });
   $("partner-form").addEventListener("submit", async (e) => {
     e.preventDefault();
