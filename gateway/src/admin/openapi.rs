@@ -523,7 +523,7 @@ struct PartHealth {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct Health {
-    /// `up`, `down` or `unknown`, probed every 10 s.
+    /// `up`, `down` or `unknown` (probed while the overview is looked at, at most every 10 s).
     backend: PartHealth,
     bridges: Vec<PartHealth>,
     partners: Vec<PartHealth>,

@@ -2,9 +2,10 @@
 //! control plane samples the gateway's own Prometheus registry every
 //! [`INTERVAL`] (in process: no scrape, nothing on the data path) into a
 //! ring of [`SAMPLES`] points, an hour of request rate, error rate, body
-//! bytes per second and p99 duration; the same task probes the backend's
-//! `/healthz`. The answer adds the health of bridges, partners, connectors
-//! and the served certificates, read when asked.
+//! bytes per second and p99 duration. The answer adds the health of the
+//! backend (`GET /healthz`, probed only while someone looks at the overview,
+//! at most once per [`INTERVAL`]), bridges, partners, connectors and the
+//! served certificates, read when asked.
 
 use crate::admin::{json_reply, problem, AdminApp, Reply};
 use crate::backend_client::BackendClient;
@@ -59,12 +60,14 @@ struct Ring {
     last: Option<(Instant, Totals)>,
     points: VecDeque<Point>,
     backend: Option<Probe>,
+    probe_started: Option<Instant>,
 }
 
 /// The sampled history; shared by the sampler task and the admin app.
 #[derive(Default)]
 pub struct Overview {
     ring: Mutex<Ring>,
+    backend: std::sync::OnceLock<BackendClient>,
 }
 
 fn counter_sum(families: &[MetricFamily], name: &str, label: Option<(&str, &str)>) -> f64 {
@@ -234,14 +237,17 @@ impl Overview {
         (Value::Array(points), backend)
     }
 
-    /// Samples `registry` (and probes `backend`) every [`INTERVAL`] on the
-    /// control plane, for the life of the process.
+    /// Samples `registry` every [`INTERVAL`] on the control plane, for the
+    /// life of the process; `backend` is the client of [`Self::probe`].
     pub fn start(
         self: &Arc<Self>,
         control: &crate::control::ControlPlane,
         registry: prometheus::Registry,
         backend: Option<BackendClient>,
     ) {
+        if let Some(client) = backend {
+            let _ = self.backend.set(client);
+        }
         let this = self.clone();
         control.spawn(async move {
             let mut tick = tokio::time::interval(INTERVAL);
@@ -253,17 +259,41 @@ impl Overview {
                     Instant::now(),
                     SystemTime::now(),
                 );
-                if let Some(client) = &backend {
-                    let (up, detail) =
-                        match tokio::time::timeout(PROBE_TIMEOUT, client.health()).await {
-                            Ok(Ok(())) => (true, "GET /healthz answered".to_string()),
-                            Ok(Err(e)) => (false, e.to_string()),
-                            Err(_) => (false, "GET /healthz timed out".to_string()),
-                        };
-                    this.record_probe(up, detail, SystemTime::now());
-                }
             }
         });
+    }
+
+    /// Probes the backend's `/healthz` if the last probe started more than
+    /// [`INTERVAL`] ago: in the background, or (the first time, when
+    /// nothing is known yet) waiting for its answer.
+    async fn probe(self: &Arc<Self>, control: &crate::control::ControlPlane) {
+        let Some(client) = self.backend.get().cloned() else {
+            return;
+        };
+        let first = {
+            let Ok(mut ring) = self.ring.lock() else {
+                return;
+            };
+            if ring.probe_started.is_some_and(|t| t.elapsed() < INTERVAL) {
+                return;
+            }
+            ring.probe_started = Some(Instant::now());
+            ring.backend.is_none()
+        };
+        let this = self.clone();
+        let probe = async move {
+            let (up, detail) = match tokio::time::timeout(PROBE_TIMEOUT, client.health()).await {
+                Ok(Ok(())) => (true, "GET /healthz answered".to_string()),
+                Ok(Err(e)) => (false, e.to_string()),
+                Err(_) => (false, "GET /healthz timed out".to_string()),
+            };
+            this.record_probe(up, detail, SystemTime::now());
+        };
+        if first {
+            let _ = control.run(probe).await;
+        } else {
+            control.spawn(probe);
+        }
     }
 }
 
@@ -360,6 +390,7 @@ impl AdminApp {
         if session.req_header().method != http::Method::GET {
             return problem(405, USAGE);
         }
+        self.overview.probe(&self.control).await;
         let (series, backend) = self.overview.series();
         let now = SystemTime::now();
         let (bridges, certificates) = gauges_health(&self.metrics.registry().gather(), unix(now));
