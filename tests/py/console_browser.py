@@ -1,12 +1,14 @@
 """Drives the admin console in Debian's headless Chromium (Selenium, no
 browser download) for tests/tests/e2e/console.rs.
 
-usage: console_browser.py ADMIN_BASE SCREENSHOT_DIR|- ALICE_PASSWORD BOB_PASSWORD
+usage: console_browser.py ADMIN_BASE SCREENSHOT_DIR|- ALICE_PASSWORD BOB_PASSWORD WEBHOOK_URL
 
 Talks to the test over stdout/stdin, one line each:
   ADMIN <cookie> <csrf>   alice's session (the test checks CSRF with it)
   KEY <id> <key>          the key created in the browser; then waits for a line
   REVOKED <id>            after revoking it in the browser
+  WEBHOOK <secret>        a webhook added in the browser; waits for a line
+                          (the test starts the receiver with the secret)
   VIEWER <cookie> <csrf>  bob's (viewer) session
   RESULT <json>           what the browser saw
 Every wait is explicit (WebDriverWait on a condition), never a sleep.
@@ -24,7 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-base, shots, alice_pw, bob_pw = sys.argv[1:5]
+base, shots, alice_pw, bob_pw, webhook_url = sys.argv[1:6]
 result = {}
 
 
@@ -251,10 +253,10 @@ try:
     long_wait.until(EC.text_to_be_present_in_element(
         (By.CSS_SELECTOR, '#health-table tr[data-part="backend"] td.state'), "up"))
     result["overview_charts"] = len(driver.find_elements(By.CSS_SELECTOR, "#charts figure svg"))
-    result["overview_health"] = {
-        tr.get_attribute("data-part") + ":" + tr.get_attribute("data-name"):
-            tr.find_element(By.CSS_SELECTOR, "td.state").text
-        for tr in driver.find_elements(By.CSS_SELECTOR, "#health-table tbody tr")}
+    # One read in the page: the table is redrawn every 10 s.
+    result["overview_health"] = dict(driver.execute_script(
+        """return [...document.querySelectorAll('#health-table tbody tr')].map(
+             (tr) => [tr.dataset.part + ':' + tr.dataset.name, tr.querySelector('td.state').textContent]);"""))
     shot("overview")
     Select(driver.find_element(By.ID, "lang")).select_by_value("de")
     text_in("h-overview", "Übersicht")
@@ -276,6 +278,24 @@ try:
         """const done = arguments[arguments.length - 1];
         fetch(arguments[0]).then(r => r.text()).then(done).catch(e => done(String(e)));""", export)
     shot("audit")
+
+    # Webhooks: add one (the secret shown once), then "send test event" to
+    # the receiver the test starts with that secret.
+    driver.find_element(By.ID, "nav-webhooks").click()
+    visible("view-webhooks")
+    fill("wh-url", webhook_url)
+    driver.find_element(By.ID, "wh-private").click()
+    driver.find_element(By.ID, "wh-add").click()
+    visible("wh-secret")
+    wait.until(lambda d: d.find_element(By.ID, "wh-secret-value").text.startswith("whsec_"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#webhooks-table tbody tr")))
+    say("WEBHOOK " + driver.find_element(By.ID, "wh-secret-value").text)
+    sys.stdin.readline()
+    driver.find_element(By.CSS_SELECTOR, "#webhooks-table tbody tr button.wh-test").click()
+    wait.until(EC.presence_of_element_located(
+        (By.CSS_SELECTOR, "#webhooks-table td.test-result span.good, #webhooks-table td.test-result span.bad")))
+    result["webhook_test"] = driver.find_element(By.CSS_SELECTOR, "#webhooks-table td.test-result span").text.strip()
+    shot("webhooks")
 
     # Keyboard only: Tab reaches the navigation and Enter opens the key list.
     driver.find_element(By.ID, "nav-keys").send_keys("\n")

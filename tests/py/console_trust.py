@@ -144,16 +144,28 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, failed)))
     result["failed_relays"] = len(driver.find_elements(By.CSS_SELECTOR, "#relays-table button.retry"))
     shot("trust-connected")
-    driver.find_element(By.CSS_SELECTOR, "#relays-table button.retry").click()
+
+    def click_retry(d):
+        # The table may be redrawn under the pointer (it reloads after
+        # each change): find the button afresh until the click lands.
+        buttons = d.find_elements(By.CSS_SELECTOR, "#relays-table button.retry")
+        if not buttons:
+            return any(c.text in ("queued", "delivered")
+                       for c in d.find_elements(By.CSS_SELECTOR, "#relays-table tbody td.state"))
+        buttons[0].click()
+        return True
+
+    WebDriverWait(driver, 30, ignored_exceptions=[StaleElementReferenceException]).until(click_retry)
 
     def delivered(d):
         d.find_element(By.ID, "nav-partners").click()
-        cells = d.find_elements(By.CSS_SELECTOR, "#relays-table tbody tr td.state")
-        return cells and all(c.text == "delivered" for c in cells)
+        states = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#relays-table tbody tr td.state")]
+        # Kept here: the table is redrawn on every click above.
+        result["relay_states"] = states
+        return states and all(s == "delivered" for s in states)
 
     WebDriverWait(driver, 60, poll_frequency=1,
                   ignored_exceptions=[StaleElementReferenceException]).until(delivered)
-    result["relay_states"] = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#relays-table tbody tr td.state")]
     shot("relay-queue")
 except Exception as e:  # noqa: BLE001 - the test prints it with the page
     result["error"] = f"{type(e).__name__}: {e}"

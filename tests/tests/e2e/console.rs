@@ -151,9 +151,19 @@ async fn console_in_a_real_browser() {
         std::fs::create_dir_all(&shots).unwrap();
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/console_browser.py");
+    // The webhook receiver (Standard Webhooks reference implementation)
+    // starts once the browser has added the webhook and shown its secret.
+    let hook_addr = free_addr();
+    let hook_log = s.path.join("hooks.jsonl");
     let mut browser = tokio::process::Command::new(python())
         .arg(&script)
-        .args([admin_base.as_str(), shots.as_str(), ALICE_PW, BOB_PW])
+        .args([
+            admin_base.as_str(),
+            shots.as_str(),
+            ALICE_PW,
+            BOB_PW,
+            &format!("http://{hook_addr}/hook"),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -259,6 +269,37 @@ async fn console_in_a_real_browser() {
         status = curl_status(&s.gw, &s.certs, &key);
     }
     assert_eq!(status, 401, "the key revoked in the browser is refused");
+
+    words = next().await;
+    if words[0] == "RESULT" {
+        panic!("browser: {}", words[1..].join(" "));
+    }
+    assert_eq!(words[0], "WEBHOOK", "{words:?}");
+    assert!(words[1].starts_with("whsec_"), "{words:?}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/webhook_receiver.py");
+    let port = hook_addr.port().to_string();
+    let mut proc = Proc::spawn(
+        "receiver",
+        &python(),
+        &[
+            script.to_str().unwrap(),
+            "--port",
+            &port,
+            "--secret",
+            &words[1],
+            "--log",
+            hook_log.to_str().unwrap(),
+        ],
+        &s.path,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proc.stdout().contains("ready") {
+        proc.assert_running();
+        assert!(Instant::now() < deadline, "receiver not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let receiver = proc;
+    stdin.write_all(b"go\n").await.unwrap();
 
     // The viewer: reads, but a revoke is refused by the server.
     words = next().await;
@@ -411,6 +452,21 @@ async fn console_in_a_real_browser() {
         let record: serde_json::Value = serde_json::from_str(line).unwrap();
         assert_eq!(record["decision"], "deny", "{line}");
     }
+    assert!(
+        v["webhook_test"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("delivered (2"),
+        "{result}"
+    );
+    let hooks: Vec<serde_json::Value> = std::fs::read_to_string(&hook_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["verified"], true, "{hooks:?}");
+    drop(receiver);
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
     assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
     assert_eq!(v["viewer_role"], "viewer", "{result}");

@@ -52,6 +52,11 @@ const TEXT = {
     apply: "Apply filters", export: "Export this page as JSON lines",
     auditCaption: "Audit records, newest first", time: "Time", request: "Request", reason: "Reason",
     newer: "Newer", older: "Older",
+    webhooks: "Webhooks", newWebhook: "New webhook", whUrl: "Target URL", events: "Events",
+    allowPrivate: "Allow a private or loopback target", addWebhook: "Add webhook",
+    whSecretOnce: "The signing secret is shown only now: give it to the receiver (Standard Webhooks).",
+    webhooksCaption: "Webhook subscriptions", whTest: "Send test event", deliveredCount: "Delivered", remove: "Remove",
+    sent: "delivered ({status})", notSent: "not delivered: {reason}", removed: "Webhook {id} removed.",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
@@ -103,6 +108,11 @@ const TEXT = {
     apply: "Filter anwenden", export: "Diese Seite als JSON Lines exportieren",
     auditCaption: "Prüfeinträge, neueste zuerst", time: "Zeit", request: "Anfrage", reason: "Grund",
     newer: "Neuere", older: "Ältere",
+    webhooks: "Webhooks", newWebhook: "Neuer Webhook", whUrl: "Ziel-URL", events: "Ereignisse",
+    allowPrivate: "Privates oder Loopback-Ziel erlauben", addWebhook: "Webhook hinzufügen",
+    whSecretOnce: "Das Signaturgeheimnis wird nur jetzt angezeigt: Geben Sie es dem Empfänger (Standard Webhooks).",
+    webhooksCaption: "Webhook-Abonnements", whTest: "Testereignis senden", deliveredCount: "Zugestellt", remove: "Entfernen",
+    sent: "zugestellt ({status})", notSent: "nicht zugestellt: {reason}", removed: "Webhook {id} entfernt.",
   },
 };
 
@@ -156,7 +166,7 @@ function problemText(r) {
 function show(view) {
   state.view = view;
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
-  const signedIn = ["keys", "partners", "overview", "audit"].includes(view);
+  const signedIn = ["keys", "partners", "overview", "audit", "webhooks"].includes(view);
   if (view !== "overview" && state.overviewTimer) { clearInterval(state.overviewTimer); state.overviewTimer = 0; }
   $("nav").hidden = !signedIn;
   $("sign-out").hidden = view === "sign-in";
@@ -402,6 +412,49 @@ async function loadOverview() {
   }
 }
 
+async function loadWebhooks() {
+  const r = await call("GET", "/admin/v1/webhooks");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("webhooks-table").tBodies[0];
+  body.replaceChildren();
+  for (const w of r.data.webhooks) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = w.id;
+    const st = cell(w.state);
+    st.className = "state " + (w.state === "enabled" || w.state === "active" ? "good" : "bad");
+    const result = cell("");
+    result.className = "test-result";
+    const actions = document.createElement("td");
+    if (state.role === "admin") {
+      const test = document.createElement("button");
+      test.type = "button"; test.className = "wh-test"; test.textContent = t("whTest");
+      test.setAttribute("aria-label", t("whTest") + " " + w.id);
+      test.addEventListener("click", async () => {
+        const out = result.querySelector("span") || document.createElement("span");
+        out.textContent = " " + t("testing"); result.append(out);
+        const res = await call("POST", "/admin/v1/webhooks/" + encodeURIComponent(w.id) + "/test", {});
+        if (res.status !== 200) { out.textContent = " " + problemText(res); return; }
+        out.textContent = " " + (res.data.delivered ? t("sent", { status: res.data.status }) : t("notSent", { reason: res.data.reason }));
+        out.className = res.data.delivered ? "good" : "bad";
+      });
+      result.prepend(test);
+      const rm = document.createElement("button");
+      rm.type = "button"; rm.className = "wh-remove"; rm.textContent = t("remove");
+      rm.setAttribute("aria-label", t("remove") + " " + w.id);
+      rm.addEventListener("click", async () => {
+        const res = await call("DELETE", "/admin/v1/webhooks/" + encodeURIComponent(w.id));
+        if (res.status !== 200) return say(problemText(res));
+        say(t("removed", { id: w.id }), true);
+        await loadWebhooks();
+      });
+      actions.append(rm);
+    }
+    tr.append(cell(w.id), cell(w.url), cell(w.events.join(" ")), st, cell(w.delivered),
+      cell(w.last_error || ""), result, actions);
+    body.append(tr);
+  }
+}
+
 function auditQuery() {
   const q = new URLSearchParams();
   const put = (k, id) => { const v = $(id).value.trim(); if (v) q.set(k, v); };
@@ -444,6 +497,7 @@ async function openView(view) {
   if (view === "keys") await loadKeys();
   if (view === "partners") await loadPartners();
   if (view === "audit") await loadAudit();
+  if (view === "webhooks") await loadWebhooks();
   $("h-" + view).focus();
 }
 
@@ -458,6 +512,7 @@ function wire() {
     if (state.view === "partners") loadPartners();
     if (state.view === "overview") loadOverview();
     if (state.view === "audit") loadAudit();
+    if (state.view === "webhooks") loadWebhooks();
   });
   for (const b of document.querySelectorAll("nav button")) {
     b.addEventListener("click", () => openView(b.dataset.view));
@@ -513,6 +568,30 @@ function wire() {
     $("key-form").reset();
     $("copy-key").focus();
     await loadKeys();
+  });
+  $("webhook-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const events = [...document.querySelectorAll("#wh-events input:checked")].map((i) => i.value);
+    const body = { url: $("wh-url").value.trim(), events };
+    if ($("wh-private").checked) body.allow_private = true;
+    const r = await call("POST", "/admin/v1/webhooks", body);
+    if (r.status !== 201) { say(problemText(r)); return; }
+    say("");
+    $("wh-secret-value").textContent = r.data.secret;
+    $("wh-secret").hidden = false;
+    $("webhook-form").reset();
+    $("copy-wh-secret").focus();
+    await loadWebhooks();
+  });
+  $("copy-wh-secret").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("wh-secret-value").textContent);
+      say(t("copied"), true);
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("wh-secret-value"));
+      const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
   });
   $("audit-form").addEventListener("submit", async (e) => {
     e.preventDefault();
