@@ -8,7 +8,14 @@
 //! global recorder would be dead weight.
 
 use mft_filters::ratelimit::Scope;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Upper bounds of the request-duration histogram, in seconds.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// The gateway's metrics; share it behind an `Arc`.
 pub struct Metrics {
@@ -27,6 +34,12 @@ pub struct Metrics {
     pub redis_skipped: IntCounter,
     auth_allow: IntCounter,
     auth_deny: IntCounter,
+    /// Request body bytes read from clients.
+    bytes_in: IntCounter,
+    /// Response body bytes sent to clients.
+    bytes_out: IntCounter,
+    /// From the request's head to its response's last byte.
+    duration: Histogram,
 }
 
 impl Metrics {
@@ -73,6 +86,22 @@ impl Metrics {
             "mft_ratelimit_redis_skipped_total",
             "Refusals answered locally (local limit or remembered Redis refusal) without a Redis call.",
         )?;
+        let bytes = IntCounterVec::new(
+            Opts::new(
+                "mft_http_body_bytes_total",
+                "Public HTTPS body bytes: in (request bodies read), out (response bodies sent).",
+            ),
+            &["direction"],
+        )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "mft_http_request_duration_seconds",
+                "Public HTTPS exchanges from the request head to the response's last byte.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(bytes.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(limited.clone()))?;
         registry.register(Box::new(auth.clone()))?;
@@ -96,6 +125,9 @@ impl Metrics {
             limited_key: limited.with_label_values(&["key"]),
             auth_allow: auth.with_label_values(&["allow"]),
             auth_deny: auth.with_label_values(&["deny"]),
+            bytes_in: bytes.with_label_values(&["in"]),
+            bytes_out: bytes.with_label_values(&["out"]),
+            duration,
             redis_errors,
             redis_up,
             redis_fallbacks,
@@ -111,6 +143,14 @@ impl Metrics {
             _ => 5,
         };
         self.status_class[i].inc();
+    }
+
+    /// Counts one finished exchange's body bytes and duration (the
+    /// console's overview charts sample these).
+    pub fn finished(&self, bytes_in: u64, bytes_out: u64, duration: std::time::Duration) {
+        self.bytes_in.inc_by(bytes_in);
+        self.bytes_out.inc_by(bytes_out);
+        self.duration.observe(duration.as_secs_f64());
     }
 
     /// Counts one 429 from the `scope` limit.
@@ -161,6 +201,7 @@ mod tests {
         m.limited(Scope::Key);
         m.auth(true);
         m.redis_errors.inc();
+        m.finished(10, 2000, std::time::Duration::from_millis(3));
         let text = m.render();
         for line in [
             "mft_http_requests_total{class=\"2xx\"} 1",
@@ -171,6 +212,10 @@ mod tests {
             "mft_auth_decisions_total{decision=\"allow\"} 1",
             "mft_ratelimit_redis_errors_total 1",
             "mft_ratelimit_redis_up 0",
+            "mft_http_body_bytes_total{direction=\"in\"} 10",
+            "mft_http_body_bytes_total{direction=\"out\"} 2000",
+            "mft_http_request_duration_seconds_bucket{le=\"0.005\"} 1",
+            "mft_http_request_duration_seconds_bucket{le=\"0.0025\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

@@ -143,6 +143,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     // Only with via = "connector" do the connectors carry the backend calls.
     let backend_pool = pool.clone().filter(|_| dmz);
+    // The console's overview probes the backend with a client (and breaker)
+    // of its own, so its probes never open the data path's breaker.
+    let overview_backend =
+        BackendClient::new_via(&config.backend, signer.clone(), backend_pool.clone()).ok();
 
     let shared_config = Arc::new(config.clone());
     // SIGTERM stops the bridges and workers through this (see drain.rs).
@@ -314,7 +318,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         shared_config,
     )
     .with_defender(auth_defender_admin)
-    .with_reloader(reloader);
+    .with_reloader(reloader)
+    .with_overview(overview_backend);
     let mut admin = Service::new("admin".to_string(), admin_app);
     admin.add_tcp(&s.admin_listen.to_string());
     server.add_service(admin);

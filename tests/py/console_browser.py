@@ -1,12 +1,14 @@
 """Drives the admin console in Debian's headless Chromium (Selenium, no
 browser download) for tests/tests/e2e/console.rs.
 
-usage: console_browser.py ADMIN_BASE SCREENSHOT_DIR|- ALICE_PASSWORD BOB_PASSWORD
+usage: console_browser.py ADMIN_BASE SCREENSHOT_DIR|- ALICE_PASSWORD BOB_PASSWORD WEBHOOK_URL
 
 Talks to the test over stdout/stdin, one line each:
   ADMIN <cookie> <csrf>   alice's session (the test checks CSRF with it)
   KEY <id> <key>          the key created in the browser; then waits for a line
   REVOKED <id>            after revoking it in the browser
+  WEBHOOK <secret>        a webhook added in the browser; waits for a line
+                          (the test starts the receiver with the secret)
   VIEWER <cookie> <csrf>  bob's (viewer) session
   RESULT <json>           what the browser saw
 Every wait is explicit (WebDriverWait on a condition), never a sleep.
@@ -24,7 +26,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-base, shots, alice_pw, bob_pw = sys.argv[1:5]
+base, shots, alice_pw, bob_pw, webhook_url = sys.argv[1:6]
 result = {}
 
 
@@ -46,6 +48,8 @@ options.binary_location = os.environ.get("MFT_TEST_CHROMIUM", "/usr/bin/chromium
 for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
             "--window-size=1280,900", "--lang=en-US", "--no-first-run"):
     options.add_argument(arg)
+# The browser's console, to see Content-Security-Policy violations.
+options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 driver = webdriver.Chrome(
     service=Service(os.environ.get("MFT_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")),
     options=options,
@@ -210,6 +214,88 @@ try:
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#partners-table td.connection span.bad, #partners-table td.connection span.good")))
     result["partner_test"] = driver.find_element(By.CSS_SELECTOR, "#partners-table td.connection span").text
     shot("trust-network")
+
+    # Swagger UI on the admin API, with alice's session: reads, and a
+    # change (partner test, a POST) that needs the CSRF token.
+    driver.find_element(By.ID, "nav-api").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".opblock")))
+    result["swagger_operations"] = len(driver.find_elements(By.CSS_SELECTOR, ".opblock"))
+    result["swagger_title"] = driver.find_element(By.CSS_SELECTOR, ".info .title").text
+
+    def try_it(op_id, params=None):
+        block = f"#operations-{op_id}"
+        driver.find_element(By.CSS_SELECTOR, block + " .opblock-summary").click()
+        wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, block + " .try-out__btn"))).click()
+        for name, value in (params or {}).items():
+            field = driver.find_element(By.CSS_SELECTOR, f'{block} tr[data-param-name="{name}"] input')
+            field.clear()
+            field.send_keys(value)
+        driver.find_element(By.CSS_SELECTOR, block + " .execute").click()
+        cell = block + " .live-responses-table tr.response .response-col_status"
+        wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, cell)))
+        return driver.find_element(By.CSS_SELECTOR, cell).text.strip()
+
+    result["swagger_list_keys"] = try_it("keys-list_keys")
+    result["swagger_test_partner"] = try_it("partners-test_partner", {"name": "beta"})
+    driver.execute_script("window.scrollTo(0, 0)")
+    shot("api-docs")
+    result["csp_violations"] = [e["message"] for e in driver.get_log("browser")
+                                if "Content Security Policy" in e["message"]]
+    driver.get(base + "/console/")
+    visible("view-keys")
+
+    # Overview: charts from the gateway's own metrics (the curl calls above
+    # made traffic), health of the backend, the partner, the certificate.
+    driver.find_element(By.ID, "nav-overview").click()
+    visible("view-overview")
+    long_wait = WebDriverWait(driver, 60)
+    long_wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#chart-requests polyline")))
+    long_wait.until(EC.text_to_be_present_in_element(
+        (By.CSS_SELECTOR, '#health-table tr[data-part="backend"] td.state'), "up"))
+    result["overview_charts"] = len(driver.find_elements(By.CSS_SELECTOR, "#charts figure svg"))
+    # One read in the page: the table is redrawn every 10 s.
+    result["overview_health"] = dict(driver.execute_script(
+        """return [...document.querySelectorAll('#health-table tbody tr')].map(
+             (tr) => [tr.dataset.part + ':' + tr.dataset.name, tr.querySelector('td.state').textContent]);"""))
+    shot("overview")
+    Select(driver.find_element(By.ID, "lang")).select_by_value("de")
+    text_in("h-overview", "Übersicht")
+    Select(driver.find_element(By.ID, "lang")).select_by_value("en")
+
+    # Audit log: alice's failed sign-ins, filtered by event and decision.
+    driver.find_element(By.ID, "nav-audit").click()
+    visible("view-audit")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audit-table tbody tr")))
+    fill("au-event", "console")
+    Select(driver.find_element(By.ID, "au-decision")).select_by_value("deny")
+    driver.find_element(By.ID, "au-apply").click()
+    wait.until(lambda d: "decision=deny" in d.find_element(By.ID, "au-export").get_attribute("href"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#audit-table tbody tr")))
+    rows = driver.find_elements(By.CSS_SELECTOR, "#audit-table tbody tr")
+    result["audit_rows"] = [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+    export = driver.find_element(By.ID, "au-export").get_attribute("href")
+    result["audit_export"] = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => r.text()).then(done).catch(e => done(String(e)));""", export)
+    shot("audit")
+
+    # Webhooks: add one (the secret shown once), then "send test event" to
+    # the receiver the test starts with that secret.
+    driver.find_element(By.ID, "nav-webhooks").click()
+    visible("view-webhooks")
+    fill("wh-url", webhook_url)
+    driver.find_element(By.ID, "wh-private").click()
+    driver.find_element(By.ID, "wh-add").click()
+    visible("wh-secret")
+    wait.until(lambda d: d.find_element(By.ID, "wh-secret-value").text.startswith("whsec_"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#webhooks-table tbody tr")))
+    say("WEBHOOK " + driver.find_element(By.ID, "wh-secret-value").text)
+    sys.stdin.readline()
+    driver.find_element(By.CSS_SELECTOR, "#webhooks-table tbody tr button.wh-test").click()
+    wait.until(EC.presence_of_element_located(
+        (By.CSS_SELECTOR, "#webhooks-table td.test-result span.good, #webhooks-table td.test-result span.bad")))
+    result["webhook_test"] = driver.find_element(By.CSS_SELECTOR, "#webhooks-table td.test-result span").text.strip()
+    shot("webhooks")
 
     # Keyboard only: Tab reaches the navigation and Enter opens the key list.
     driver.find_element(By.ID, "nav-keys").send_keys("\n")

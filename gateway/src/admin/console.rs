@@ -40,6 +40,22 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 const INDEX_HTML: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const APP_CSS: &str = include_str!("console/app.css");
+/// Swagger UI (vendored swagger-ui-dist, console/swagger-ui/README.md) and
+/// our page and start script for it.
+const API_HTML: &str = include_str!("console/api.html");
+const API_JS: &str = include_str!("console/api.js");
+const SWAGGER_JS: &[u8] = include_bytes!("console/swagger-ui/swagger-ui-bundle.js");
+const SWAGGER_CSS: &[u8] = include_bytes!("console/swagger-ui/swagger-ui.css");
+/// Where Swagger UI lives; `/admin/docs` (the contract's name) shows it too.
+pub const API_DOCS: &str = "/console/api/";
+/// The Swagger UI page's CSP: the console's, plus `data:` images (the
+/// stylesheet draws its icons as data URIs). Still no script but ours.
+pub const API_DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
+    form-action 'self'; frame-ancestors 'none'";
+const SIGN_IN_FIRST: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+    <title>Sign in first</title></head><body><p>The admin API description needs a console \
+    session: <a href=\"/console/\">sign in</a>, then come back.</p></body></html>";
 
 /// Issuer shown in authenticator apps.
 const ISSUER: &str = "mft-gateway";
@@ -271,6 +287,18 @@ impl AdminApp {
             ("GET" | "HEAD", "/console/app.css") => {
                 (200, "text/css; charset=utf-8", APP_CSS.as_bytes().to_vec())
             }
+            ("GET" | "HEAD", "/console/api/swagger-ui-bundle.js") => {
+                (200, "text/javascript; charset=utf-8", SWAGGER_JS.to_vec())
+            }
+            ("GET" | "HEAD", "/console/api/swagger-ui.css") => {
+                (200, "text/css; charset=utf-8", SWAGGER_CSS.to_vec())
+            }
+            ("GET" | "HEAD", "/console/api/api.js") => (
+                200,
+                "text/javascript; charset=utf-8",
+                API_JS.as_bytes().to_vec(),
+            ),
+            ("GET" | "HEAD", "/console/api" | API_DOCS) => self.api_docs(session).await,
             (_, p) if p.starts_with("/console/api/") => {
                 return self
                     .console_api(session, &method, &p["/console/api/".len()..])
@@ -279,6 +307,24 @@ impl AdminApp {
             _ => problem(404, "no such console page"),
         };
         (reply, None)
+    }
+
+    /// Swagger UI's page, for a complete session only (the document it
+    /// loads is behind the session anyway; this says so in the browser).
+    pub(crate) async fn api_docs(&self, session: &ServerSession) -> Reply {
+        match self.current_session(session).await {
+            Ok(Some(signed)) if signed.record.full => (
+                200,
+                "text/html; charset=utf-8",
+                API_HTML.as_bytes().to_vec(),
+            ),
+            Ok(_) => (
+                401,
+                "text/html; charset=utf-8",
+                SIGN_IN_FIRST.as_bytes().to_vec(),
+            ),
+            Err(reply) => reply,
+        }
     }
 
     async fn console_api(

@@ -21,12 +21,15 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
+mod audit_trail;
 mod connectors;
 pub mod console;
 mod keys;
 mod messages;
 pub mod openapi;
+pub mod overview;
 mod partners;
+mod relays;
 mod reload;
 mod webhooks;
 
@@ -49,6 +52,7 @@ pub struct AdminApp {
     pub(crate) config: Arc<mft_config::Config>,
     defender: Option<Arc<mft_filters::defender::Defender>>,
     reloader: Option<Arc<crate::reload::Reloader>>,
+    overview: Arc<overview::Overview>,
 }
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
@@ -84,7 +88,16 @@ impl AdminApp {
             config,
             defender: None,
             reloader: None,
+            overview: Arc::new(overview::Overview::default()),
         }
+    }
+
+    /// Starts sampling the metrics for `GET /admin/v1/overview` (and
+    /// probing the backend through `backend`, a client of its own).
+    pub fn with_overview(self, backend: Option<crate::backend_client::BackendClient>) -> Self {
+        self.overview
+            .start(&self.control, self.metrics.registry().clone(), backend);
+        self
     }
 
     /// `POST /admin/v1/reload` reloads through `reloader`.
@@ -201,6 +214,8 @@ impl ServeHttp for AdminApp {
                 crate::metrics::CONTENT_TYPE,
                 self.metrics.render().into_bytes(),
             )
+        } else if path == "/admin/docs" || path == "/admin/docs/" {
+            self.api_docs(session).await
         } else if path == "/console" || path.starts_with("/console/") {
             let (reply, set) = self.console(session, &path).await;
             cookie = set;
@@ -227,9 +242,17 @@ impl ServeHttp for AdminApp {
         );
         // Nothing here may be framed, sniffed, cached or load anything from
         // elsewhere (the console's pages included).
+        let csp = if matches!(
+            path.as_str(),
+            "/console/api" | console::API_DOCS | "/admin/docs" | "/admin/docs/"
+        ) {
+            console::API_DOCS_CSP
+        } else {
+            console::CSP
+        };
         headers.insert(
             http::header::CONTENT_SECURITY_POLICY,
-            http::HeaderValue::from_static(console::CSP),
+            http::HeaderValue::from_static(csp),
         );
         headers.insert(
             http::header::X_CONTENT_TYPE_OPTIONS,
@@ -304,6 +327,9 @@ impl AdminApp {
             "webhooks" => self.webhooks_api(session, rest).await,
             "messages" => self.messages_api(session, rest).await,
             "reload" if rest.is_empty() => self.reload_api(session).await,
+            "overview" => self.overview_api(session, rest).await,
+            "relays" => self.relays_api(session, rest).await,
+            "audit" => self.audit_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),
             _ => problem(404, "no such endpoint"),
         }

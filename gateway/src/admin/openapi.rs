@@ -489,6 +489,137 @@ struct Reloaded {
 #[allow(dead_code)]
 fn reload_config() {}
 
+/// One chart point: rates over the 10 s that ended at `at`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OverviewPoint {
+    /// Unix seconds.
+    at: u64,
+    requests_per_s: f64,
+    /// 5xx answers per second.
+    errors_per_s: f64,
+    bytes_in_per_s: f64,
+    bytes_out_per_s: f64,
+    /// 99th percentile of request durations (head to last byte); null: no request.
+    p99_ms: Option<f64>,
+}
+
+/// The health of one part.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PartHealth {
+    name: String,
+    /// `up`/`down` (backend, bridges), the partner's status or `failing`,
+    /// `connected`/`disconnected` (connectors), `ok`/`warning`/`expired`
+    /// (certificates).
+    state: String,
+    detail: Option<String>,
+    /// Partners: relays given up on (retry them in the trust network screen).
+    failed_relays: Option<u64>,
+    /// Certificates.
+    expires_in_days: Option<f64>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Health {
+    /// `up`, `down` or `unknown` (probed while the overview is looked at, at most every 10 s).
+    backend: PartHealth,
+    bridges: Vec<PartHealth>,
+    partners: Vec<PartHealth>,
+    connectors: Vec<PartHealth>,
+    certificates: Vec<PartHealth>,
+}
+
+/// `GET /admin/v1/overview`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct OverviewReport {
+    /// Seconds between points (10).
+    interval_s: u64,
+    /// The last hour, oldest first (at most 360 points).
+    series: Vec<OverviewPoint>,
+    health: Health,
+}
+
+#[utoipa::path(get, path = "/admin/v1/overview", tag = "overview",
+    responses((status = 200, description = "Charts of the last hour from the gateway's own metrics, and health", body = OverviewReport)))]
+#[allow(dead_code)]
+fn overview() {}
+
+/// A delivery relayed (or to be relayed) to a partner organisation.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Relay {
+    delivery_id: String,
+    partner: String,
+    recipients: Vec<String>,
+    /// `queued`, `delivered` or `failed`.
+    state: String,
+    attempts: u32,
+    last_error: Option<String>,
+    /// Files the partner has already received.
+    files_sent: u64,
+    remote_delivery_id: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RelayList {
+    relays: Vec<Relay>,
+}
+
+/// `200` to a retry.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RelayRetried {
+    delivery_id: String,
+    partner: String,
+    /// `queued`.
+    state: String,
+}
+
+#[utoipa::path(get, path = "/admin/v1/relays", tag = "relays",
+    responses((status = 200, description = "The relay queue, newest first", body = RelayList)))]
+#[allow(dead_code)]
+fn list_relays() {}
+
+#[utoipa::path(post, path = "/admin/v1/relays/{delivery_id}/{partner}/retry", tag = "relays",
+    params(("delivery_id" = String, Path, description = "Our delivery id"), ("partner" = String, Path, description = "Connection name")),
+    responses((status = 200, description = "Queued again, due now (attempts from zero; files already sent are not sent again)", body = RelayRetried),
+        (status = 404, description = "No failed relay of that delivery to that partner", body = Problem)))]
+#[allow(dead_code)]
+fn retry_relay() {}
+
+/// `GET /admin/v1/audit`: one page of the audit trail, newest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AuditPage {
+    /// Audit records as written to the trail (docs/security.md).
+    records: Vec<serde_json::Value>,
+    offset: u64,
+    limit: u64,
+    /// Older matches exist: ask again with `offset + limit`.
+    more: bool,
+}
+
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "audit",
+    params(
+        ("event" = Option<String>, Query, description = "`request`, `auth`, `console`, `key`, `partner`, `relay`, ..."),
+        ("principal" = Option<String>, Query, description = "e.g. `key:<id>`, `console:alice`"),
+        ("decision" = Option<String>, Query, description = "`allow` or `deny`"),
+        ("client_ip" = Option<String>, Query),
+        ("since" = Option<String>, Query, description = "RFC 3339"),
+        ("until" = Option<String>, Query, description = "RFC 3339"),
+        ("offset" = Option<u64>, Query, description = "Matches to skip, newest first (at most 50000)"),
+        ("limit" = Option<u64>, Query, description = "1 to 1000, default 100"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `jsonl`: the page as JSON lines")),
+    responses((status = 200, description = "One page, newest first", body = AuditPage),
+        (status = 400, description = "A bad parameter (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn audit_trail() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -503,6 +634,9 @@ fn reload_config() {}
         list_webhooks, add_webhook, get_webhook, remove_webhook, test_webhook,
         send_message, get_message,
         reload_config,
+        overview,
+        list_relays, retry_relay,
+        audit_trail,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -562,6 +696,9 @@ mod tests {
             crate::admin::webhooks::USAGE,
             crate::admin::messages::USAGE,
             crate::admin::reload::USAGE,
+            crate::admin::overview::USAGE,
+            crate::admin::relays::USAGE,
+            crate::admin::audit_trail::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

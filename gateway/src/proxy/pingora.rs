@@ -606,6 +606,11 @@ impl ProxyHttp for GatewayProxy {
         let header = session.req_header();
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         self.metrics.response(status);
+        self.metrics.finished(
+            session.body_bytes_read() as u64,
+            session.body_bytes_sent() as u64,
+            ctx.started.elapsed(),
+        );
         federation::settle_quota(ctx, status, e.is_some());
         if ctx.route == Route::Api && e.is_none() {
             federation::trust_hooks(&self.trust, &header.method, header.uri.path(), status, ctx);

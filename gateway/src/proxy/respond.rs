@@ -50,6 +50,8 @@ pub struct Finished<'a> {
 pub fn log(p: &ProxyParts, f: &Finished<'_>) {
     let ctx = f.ctx;
     p.metrics.response(f.status);
+    p.metrics
+        .finished(f.bytes_in, f.bytes_out, ctx.started.elapsed());
     super::federation::settle_quota(ctx, f.status, f.error.is_some());
     if ctx.route == Route::Api && f.error.is_none() {
         super::federation::trust_hooks(&p.trust, f.method, f.path, f.status, ctx);

@@ -328,6 +328,31 @@ impl KeyStore {
         raw.into_iter().map(decode_job).collect()
     }
 
+    /// An operator's retry of a failed job (console, `POST
+    /// /admin/v1/relays/.../retry`): queued again, due now, attempts from
+    /// zero; files already sent stay sent. False if no such failed job.
+    pub async fn retry_failed_relay(
+        &self,
+        delivery_id: &str,
+        partner: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE relay_jobs SET state = 'queued', attempts = 0, next_attempt_at = $1, \
+             lease_until = 0, updated_at = $2 \
+             WHERE delivery_id = $3 AND partner = $4 AND state = 'failed'"
+        )
+        .bind(now)
+        .bind(now)
+        .bind(delivery_id)
+        .bind(partner)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("retry a relay"))?
+        .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Records a file sent to the partner, so a retry does not send it again.
     pub async fn relay_file_sent(
         &self,

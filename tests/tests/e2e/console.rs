@@ -151,9 +151,19 @@ async fn console_in_a_real_browser() {
         std::fs::create_dir_all(&shots).unwrap();
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/console_browser.py");
+    // The webhook receiver (Standard Webhooks reference implementation)
+    // starts once the browser has added the webhook and shown its secret.
+    let hook_addr = free_addr();
+    let hook_log = s.path.join("hooks.jsonl");
     let mut browser = tokio::process::Command::new(python())
         .arg(&script)
-        .args([admin_base.as_str(), shots.as_str(), ALICE_PW, BOB_PW])
+        .args([
+            admin_base.as_str(),
+            shots.as_str(),
+            ALICE_PW,
+            BOB_PW,
+            &format!("http://{hook_addr}/hook"),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -260,6 +270,37 @@ async fn console_in_a_real_browser() {
     }
     assert_eq!(status, 401, "the key revoked in the browser is refused");
 
+    words = next().await;
+    if words[0] == "RESULT" {
+        panic!("browser: {}", words[1..].join(" "));
+    }
+    assert_eq!(words[0], "WEBHOOK", "{words:?}");
+    assert!(words[1].starts_with("whsec_"), "{words:?}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/webhook_receiver.py");
+    let port = hook_addr.port().to_string();
+    let mut proc = Proc::spawn(
+        "receiver",
+        &python(),
+        &[
+            script.to_str().unwrap(),
+            "--port",
+            &port,
+            "--secret",
+            &words[1],
+            "--log",
+            hook_log.to_str().unwrap(),
+        ],
+        &s.path,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proc.stdout().contains("ready") {
+        proc.assert_running();
+        assert!(Instant::now() < deadline, "receiver not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let receiver = proc;
+    stdin.write_all(b"go\n").await.unwrap();
+
     // The viewer: reads, but a revoke is refused by the server.
     words = next().await;
     if words[0] == "RESULT" {
@@ -299,6 +340,26 @@ async fn console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403, "a viewer cannot reload");
+    // Nor retry a relay, nor add a partner (the trust network screen's changes).
+    let r = admin_http
+        .post(format!("{admin_base}/admin/v1/relays/d1/beta/retry"))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot retry a relay");
+    let r = admin_http
+        .post(format!("{admin_base}/admin/v1/partners"))
+        .header("Cookie", &bob_cookie)
+        .header("X-CSRF-Token", &bob_csrf)
+        .json(&serde_json::json!({"name": "gamma", "url": "https://127.0.0.1:9", "email_domains": ["gamma.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a viewer cannot add a partner");
 
     let result = loop {
         let w = next().await;
@@ -350,10 +411,155 @@ async fn console_in_a_real_browser() {
             .contains("not connected"),
         "{result}"
     );
+    assert!(
+        v["swagger_operations"].as_u64().unwrap_or(0) >= 20,
+        "Swagger UI shows the operations: {result}"
+    );
+    assert_eq!(
+        v["swagger_title"]
+            .as_str()
+            .map(|t| t.starts_with("mft-gateway admin API")),
+        Some(true),
+        "{result}"
+    );
+    assert_eq!(v["swagger_list_keys"], "200", "{result}");
+    assert_eq!(
+        v["swagger_test_partner"], "200",
+        "a POST from Swagger UI carries the CSRF token: {result}"
+    );
+    assert_eq!(v["csp_violations"], serde_json::json!([]), "{result}");
+    assert_eq!(v["overview_charts"], 4, "{result}");
+    assert_eq!(v["overview_health"]["backend:backend"], "up", "{result}");
+    assert_eq!(
+        v["overview_health"]["certificate:default"], "ok",
+        "{result}"
+    );
+    assert!(v["overview_health"]["partner:beta"].is_string(), "{result}");
+    let rows = v["audit_rows"].as_array().cloned().unwrap_or_default();
+    assert!(!rows.is_empty(), "{result}");
+    for row in &rows {
+        // time, event, principal, client ip, request, status, decision, reason
+        assert_eq!(row[1], "console", "{row}");
+        assert_eq!(row[6], "deny", "{row}");
+    }
+    assert!(
+        rows.iter().any(|r| r[2] == "alice"),
+        "alice's failed sign-in is listed: {result}"
+    );
+    let export = v["audit_export"].as_str().unwrap_or("");
+    assert_eq!(export.lines().count(), rows.len(), "{export}");
+    for line in export.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["decision"], "deny", "{line}");
+    }
+    assert!(
+        v["webhook_test"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("delivered (2"),
+        "{result}"
+    );
+    let hooks: Vec<serde_json::Value> = std::fs::read_to_string(&hook_log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(hooks[0]["verified"], true, "{hooks:?}");
+    drop(receiver);
     assert_eq!(v["viewer_revoke_buttons"], 0, "{result}");
     assert_eq!(v["viewer_key_form_hidden"], true, "{result}");
     assert_eq!(v["viewer_role"], "viewer", "{result}");
     let _ = browser.wait().await;
+
+    // The overview's numbers: the curl calls above are in the request
+    // rate, with their bytes and a p99 (sampled every 10 s).
+    let overview_url = format!("{admin_base}/admin/v1/overview");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        let o: serde_json::Value = admin_http
+            .get(&overview_url)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let busy = o["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0)
+            .cloned();
+        if let Some(p) = busy {
+            assert_eq!(o["interval_s"], 10);
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no traffic in the overview: {o}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(busy["bytes_out_per_s"].as_f64().unwrap() > 0.0, "{busy}");
+    assert!(busy["p99_ms"].as_f64().unwrap() > 0.0, "{busy}");
+    let r = admin_http
+        .post(&overview_url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "the overview is read-only");
+
+    // The audit trail through the API: paged, filtered, bad filters a 400.
+    let audit_url = format!("{admin_base}/admin/v1/audit");
+    let page: serde_json::Value = admin_http
+        .get(format!("{audit_url}?limit=2"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["records"].as_array().unwrap().len(), 2, "{page}");
+    assert_eq!(page["more"], true, "{page}");
+    assert!(
+        page["records"][0]["time"].as_str().unwrap()
+            >= page["records"][1]["time"].as_str().unwrap(),
+        "newest first: {page}"
+    );
+    let key_page: serde_json::Value = admin_http
+        .get(format!("{audit_url}?principal=console:alice&event=key"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reasons: Vec<&str> = key_page["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.starts_with("create ")),
+        "{key_page}"
+    );
+    for bad in ["client_ip=nope", "since=yesterday", "limit=0", "colour=red"] {
+        let r = admin_http
+            .get(format!("{audit_url}?{bad}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{bad}"
+        );
+    }
 
     // Failed sign-ins went to the audit trail; nothing secret did.
     assert!(
@@ -405,6 +611,48 @@ async fn the_openapi_document_is_valid_and_behind_the_token() {
         "{}",
         doc["openapi"]
     );
+    // The public copy in docs/ is what the gateway serves (refresh it with
+    // MFT_UPDATE_OPENAPI=1 when the admin API changes).
+    let public = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi-admin.json");
+    if std::env::var_os("MFT_UPDATE_OPENAPI").is_some() {
+        let pretty = serde_json::to_string_pretty(&doc).unwrap() + "\n";
+        std::fs::write(&public, pretty).unwrap();
+    }
+    let copy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&public).unwrap_or_default())
+            .unwrap_or_default();
+    assert!(
+        copy == doc,
+        "docs/openapi-admin.json differs from the served document: \
+         MFT_UPDATE_OPENAPI=1 cargo nextest run -p mft-e2e --test e2e openapi"
+    );
+    // Swagger UI needs a complete session; the page says where to sign in.
+    for page in ["/console/api/", "/admin/docs"] {
+        let r = http
+            .get(format!("http://{}{page}", s.gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{page}");
+        assert!(r.text().await.unwrap().contains("href=\"/console/\""));
+    }
+    for (asset, kind) in [
+        ("/console/api/swagger-ui-bundle.js", "text/javascript"),
+        ("/console/api/swagger-ui.css", "text/css"),
+        ("/console/api/api.js", "text/javascript"),
+    ] {
+        let r = http
+            .get(format!("http://{}{asset}", s.gw.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+        assert!(r.bytes().await.unwrap().len() > 500, "{asset}");
+    }
     let file = s.path.join("openapi.json");
     std::fs::write(&file, &text).unwrap();
     let out = std::process::Command::new(python())
@@ -468,7 +716,12 @@ async fn console_pages_are_embedded_with_a_strict_csp() {
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(csp.starts_with("default-src 'self'"), "{csp}");
         assert!(!csp.contains("unsafe-inline"), "{csp}");
-        let body = r.text().await.unwrap();
+        // The SVG namespace is a name, not something loaded.
+        let body = r
+            .text()
+            .await
+            .unwrap()
+            .replace("\"http://www.w3.org/2000/svg\"", "");
         assert!(
             !body.contains("http://") && !body.contains("https://"),
             "no CDN: {page}"
@@ -537,5 +790,158 @@ async fn failed_sign_ins_feed_the_defender() {
         audit_has(&s.path, |r| r["event"] == "ban"
             && r["reason"].as_str().unwrap_or("").starts_with("console"))
         .await
+    );
+}
+
+/// The trust-network workflow in two organisations' consoles: add the
+/// partner with its e-mail domain, copy our key for them, paste theirs,
+/// "test connection" says connected on both sides; a relay that failed
+/// while the connection was half made is retried from the relay queue and
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_organisations_connect_in_their_consoles() {
+    use super::trust::{two_orgs_with, Org};
+    // A relay gives up after 1 s, so the half-made connection fails one.
+    let (a, b) = two_orgs_with("relay_max_age = \"1s\"").await;
+    let pw = "a long console password";
+    for (org, name) in [(&a, "alice"), (&b, "bruno")] {
+        let (code, out) = admins(
+            &org.gateway.config,
+            &["add", name],
+            Some(&format!("{pw}\n")),
+        );
+        assert_eq!(code, 0, "{out}");
+    }
+    let a_base = format!("http://{}", a.gateway.admin);
+    // Another host name for B: cookies are per host, not per port.
+    let b_base = format!("http://localhost:{}", b.gateway.admin.port());
+    let shots = std::env::var("MFT_CONSOLE_SCREENSHOTS").unwrap_or_else(|_| "-".to_string());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/console_trust.py");
+    let mut browser = tokio::process::Command::new(python())
+        .arg(&script)
+        .args([
+            a_base.as_str(),
+            b_base.as_str(),
+            &format!("https://{}", a.gateway.addr),
+            &format!("https://{}", b.gateway.addr),
+            pw,
+            shots.as_str(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the test venv's python (scripts/setup --test)");
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next = async || -> String {
+        tokio::time::timeout(Duration::from_secs(180), lines.next_line())
+            .await
+            .expect("the browser script answers within 3 minutes")
+            .unwrap()
+            .unwrap_or_default()
+    };
+    let line = next().await;
+    assert_eq!(line, "HALF", "{line}");
+
+    // A delivery from A to B's domain while B has not stored A's key: the
+    // relay fails for good (B answers "pending", past relay_max_age).
+    let api = a.gateway.client(&a.certs, Proto::Http1);
+    let file: serde_json::Value = api
+        .post(format!("{}/api/v1/files", a.gateway.base))
+        .header("x-filename", "figures.csv")
+        .body("q1,q2\n1,2\n")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = api
+        .post(format!("{}/api/v1/deliveries", a.gateway.base))
+        .json(&serde_json::json!({
+            "sender": "alice@acme.example",
+            "recipients": ["bob@beta.example"],
+            "subject": "figures",
+            "message": "attached",
+            "files": [file["id"]],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let delivery: serde_json::Value = r.json().await.unwrap();
+    let relays = |org: &Org| {
+        let url = format!("http://{}/admin/v1/relays", org.gateway.admin);
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(super::trust::ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["relays"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = relays(&a).await;
+        if list.iter().any(|j| j["state"] == "failed") {
+            assert_eq!(list[0]["delivery_id"], delivery["id"], "{list:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no failed relay: {list:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A retry of something that did not fail is a 404, not a 5xx.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/admin/v1/relays/no-such-delivery/beta/retry",
+            a.gateway.admin
+        ))
+        .bearer_auth(super::trust::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    stdin.write_all(b"go\n").await.unwrap();
+
+    let result = loop {
+        let line = next().await;
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            break rest.to_string();
+        }
+        assert!(!line.is_empty(), "the browser script ended early");
+    };
+    let _ = browser.wait().await;
+    let v: serde_json::Value = serde_json::from_str(&result).unwrap_or_default();
+    assert!(v.get("error").is_none(), "browser: {result}");
+    assert!(
+        v["half_test"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("not connected"),
+        "{result}"
+    );
+    assert_eq!(v["b_test"], "connected", "{result}");
+    assert_eq!(v["a_test"], "connected", "{result}");
+    assert_eq!(v["failed_relays"], 1, "{result}");
+    assert_eq!(
+        v["relay_states"],
+        serde_json::json!(["delivered"]),
+        "{result}"
+    );
+    let list = relays(&a).await;
+    assert_eq!(list[0]["state"], "delivered", "{list:?}");
+    assert!(
+        audit_has(&a.path, |r| r["event"] == "relay"
+            && r["principal"] == "console:alice"
+            && r["reason"].as_str().unwrap_or("").starts_with("retry "))
+        .await,
+        "the retry is audited with the admin's name"
     );
 }

@@ -6,7 +6,7 @@
 
 const TEXT = {
   en: {
-    skip: "Skip to content", title: "mft-gateway console", keys: "API keys",
+    skip: "Skip to content", title: "mft-gateway console", keys: "API keys", apiDocs: "Admin API",
     partners: "Trust network", language: "Language", signOut: "Sign out", signIn: "Sign in",
     name: "Name", password: "Password", code: "Code",
     codeHint: "Six digits from your authenticator app, or a recovery code. Leave empty at your first sign-in.",
@@ -26,13 +26,40 @@ const TEXT = {
     never: "never", partnersCaption: "Connections to partner organisations", url: "URL",
     domains: "E-mail domains", connection: "Connection", test: "Test connection",
     connected: "connected", notConnected: "not connected", testing: "testing…",
-    noPartners: "No partner connections yet (mft-gateway partners add).",
+    noPartners: "No partner connections yet.",
     viewer: "viewer (read only)", admin: "admin", signedOut: "Signed out.",
     expired: "Your session ended. Please sign in again.",
     status_active: "active", status_revoked: "revoked", status_expired: "expired",
+    overview: "Overview",
+    overviewHint: "The last hour from this gateway's own metrics, one point every 10 seconds; refreshed while this page is open.",
+    health: "Health", healthCaption: "Backend, bridges, partners, connectors and certificates",
+    part: "Part", detail: "Detail", chartRequests: "Requests per second", chartErrors: "Errors (5xx) per second",
+    chartBytes: "Bytes per second (in / out)", chartP99: "p99 duration (ms)", noData: "no data yet",
+    latest: "latest", part_backend: "Backend", part_bridge: "Bridge", part_partner: "Partner",
+    part_connector: "Connector", part_certificate: "Certificate", expiresIn: "expires in {d} days",
+    failedRelays: "{n} failed relays",
+    newPartner: "Connect a partner organisation", partnerUrl: "Their gateway's URL (https)",
+    partnerDomains: "Their e-mail domains (comma-separated)", addPartner: "Add partner",
+    partnerKeyOnce: "Our key for this partner, shown only now: send it to their administrator over a trusted channel. They paste it into their console.",
+    theirKey: "Their key", pasteKey: "Paste the key they sent", saveKey: "Save key",
+    keySaved: "Key for {name} stored (encrypted). Press \u201cTest connection\u201d.",
+    relays: "Relay queue", relaysCaption: "Deliveries to partner organisations, newest first",
+    delivery: "Delivery", partner: "Partner", recipients: "Recipients", attempts: "Attempts",
+    lastError: "Last error", retry: "Retry", retried: "Relay of {id} queued again.", noRelays: "No relays yet.",
+    state_queued: "queued", state_delivered: "delivered", state_failed: "failed",
+    audit: "Audit log", event: "Event", principal: "Principal", decision: "Decision", any: "any",
+    clientIp: "Client IP", since: "From (RFC 3339, e.g. 2026-01-31T12:00:00Z)", until: "Until",
+    apply: "Apply filters", export: "Export this page as JSON lines",
+    auditCaption: "Audit records, newest first", time: "Time", request: "Request", reason: "Reason",
+    newer: "Newer", older: "Older",
+    webhooks: "Webhooks", newWebhook: "New webhook", whUrl: "Target URL", events: "Events",
+    allowPrivate: "Allow a private or loopback target", addWebhook: "Add webhook",
+    whSecretOnce: "The signing secret is shown only now: give it to the receiver (Standard Webhooks).",
+    webhooksCaption: "Webhook subscriptions", whTest: "Send test event", deliveredCount: "Delivered", remove: "Remove",
+    sent: "delivered ({status})", notSent: "not delivered: {reason}", removed: "Webhook {id} removed.",
   },
   de: {
-    skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel",
+    skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
     partners: "Vertrauensnetz", language: "Sprache", signOut: "Abmelden", signIn: "Anmelden",
     name: "Name", password: "Passwort", code: "Code",
     codeHint: "Sechs Ziffern aus der Authenticator-App oder ein Wiederherstellungscode. Bei der ersten Anmeldung leer lassen.",
@@ -54,14 +81,43 @@ const TEXT = {
     partnersCaption: "Verbindungen zu Partnerorganisationen", url: "URL", domains: "E-Mail-Domains",
     connection: "Verbindung", test: "Verbindung testen", connected: "verbunden",
     notConnected: "nicht verbunden", testing: "teste…",
-    noPartners: "Noch keine Partnerverbindungen (mft-gateway partners add).",
+    noPartners: "Noch keine Partnerverbindungen.",
     viewer: "Betrachter (nur lesen)", admin: "Administrator", signedOut: "Abgemeldet.",
     expired: "Ihre Sitzung ist abgelaufen. Bitte melden Sie sich erneut an.",
     status_active: "aktiv", status_revoked: "widerrufen", status_expired: "abgelaufen",
+    overview: "Übersicht",
+    overviewHint: "Die letzte Stunde aus den eigenen Metriken dieses Gateways, ein Punkt alle 10 Sekunden; wird aktualisiert, solange diese Seite offen ist.",
+    health: "Zustand", healthCaption: "Backend, Brücken, Partner, Konnektoren und Zertifikate",
+    part: "Teil", detail: "Einzelheiten", chartRequests: "Anfragen pro Sekunde", chartErrors: "Fehler (5xx) pro Sekunde",
+    chartBytes: "Bytes pro Sekunde (ein / aus)", chartP99: "p99-Dauer (ms)", noData: "noch keine Daten",
+    latest: "zuletzt", part_backend: "Backend", part_bridge: "Brücke", part_partner: "Partner",
+    part_connector: "Konnektor", part_certificate: "Zertifikat", expiresIn: "läuft in {d} Tagen ab",
+    failedRelays: "{n} fehlgeschlagene Weiterleitungen",
+    newPartner: "Partnerorganisation verbinden", partnerUrl: "URL ihres Gateways (https)",
+    partnerDomains: "Ihre E-Mail-Domains (durch Kommas getrennt)", addPartner: "Partner hinzufügen",
+    partnerKeyOnce: "Unser Schlüssel für diesen Partner, nur jetzt angezeigt: Senden Sie ihn über einen vertrauenswürdigen Weg an deren Administrator. Er fügt ihn in seiner Konsole ein.",
+    theirKey: "Ihr Schlüssel", pasteKey: "Den erhaltenen Schlüssel einfügen", saveKey: "Schlüssel speichern",
+    keySaved: "Schlüssel für {name} gespeichert (verschlüsselt). Drücken Sie \u201eVerbindung testen\u201c.",
+    relays: "Weiterleitungen", relaysCaption: "Zustellungen an Partnerorganisationen, neueste zuerst",
+    delivery: "Zustellung", partner: "Partner", recipients: "Empfänger", attempts: "Versuche",
+    lastError: "Letzter Fehler", retry: "Erneut versuchen", retried: "Weiterleitung von {id} erneut eingereiht.",
+    noRelays: "Noch keine Weiterleitungen.",
+    state_queued: "wartend", state_delivered: "zugestellt", state_failed: "fehlgeschlagen",
+    audit: "Prüfprotokoll", event: "Ereignis", principal: "Akteur", decision: "Entscheidung", any: "alle",
+    clientIp: "Client-IP", since: "Ab (RFC 3339, z. B. 2026-01-31T12:00:00Z)", until: "Bis",
+    apply: "Filter anwenden", export: "Diese Seite als JSON Lines exportieren",
+    auditCaption: "Prüfeinträge, neueste zuerst", time: "Zeit", request: "Anfrage", reason: "Grund",
+    newer: "Neuere", older: "Ältere",
+    webhooks: "Webhooks", newWebhook: "Neuer Webhook", whUrl: "Ziel-URL", events: "Ereignisse",
+    allowPrivate: "Privates oder Loopback-Ziel erlauben", addWebhook: "Webhook hinzufügen",
+    whSecretOnce: "Das Signaturgeheimnis wird nur jetzt angezeigt: Geben Sie es dem Empfänger (Standard Webhooks).",
+    webhooksCaption: "Webhook-Abonnements", whTest: "Testereignis senden", deliveredCount: "Zugestellt", remove: "Entfernen",
+    sent: "zugestellt ({status})", notSent: "nicht zugestellt: {reason}", removed: "Webhook {id} entfernt.",
   },
 };
 
-const state = { csrf: "", role: "", name: "", scopes: [], lang: "en", view: "" };
+const state = { csrf: "", role: "", name: "", scopes: [], lang: "en", view: "", auditOffset: 0 };
+const AUDIT_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
 const t = (key, vars) => {
@@ -110,7 +166,8 @@ function problemText(r) {
 function show(view) {
   state.view = view;
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
-  const signedIn = view === "keys" || view === "partners";
+  const signedIn = ["keys", "partners", "overview", "audit", "webhooks"].includes(view);
+  if (view !== "overview" && state.overviewTimer) { clearInterval(state.overviewTimer); state.overviewTimer = 0; }
   $("nav").hidden = !signedIn;
   $("sign-out").hidden = view === "sign-in";
   for (const b of document.querySelectorAll("nav button")) {
@@ -228,16 +285,219 @@ async function loadPartners() {
       });
       result.prepend(b);
     }
-    tr.append(cell(p.name), cell(p.url), cell(p.email_domains.join(", ")), cell(p.status), result);
+    tr.dataset.name = p.name;
+    const status = cell(p.status);
+    status.className = "status";
+    tr.append(cell(p.name), cell(p.url), cell(p.email_domains.join(", ")), status);
+    if (state.role === "admin") {
+      const td = document.createElement("td");
+      td.className = "their-key";
+      const input = document.createElement("input");
+      input.type = "password"; input.autocomplete = "off"; input.className = "their-key-input";
+      input.setAttribute("aria-label", t("pasteKey") + " (" + p.name + ")");
+      input.placeholder = t("pasteKey");
+      const save = document.createElement("button");
+      save.type = "button"; save.className = "save-key"; save.textContent = t("saveKey");
+      save.setAttribute("aria-label", t("saveKey") + " " + p.name);
+      save.addEventListener("click", async () => {
+        const res = await call("PUT", "/admin/v1/partners/" + encodeURIComponent(p.name) + "/key", { key: input.value.trim() });
+        input.value = "";
+        if (res.status !== 200) return say(problemText(res));
+        say(t("keySaved", { name: p.name }), true);
+        await loadPartners();
+      });
+      td.append(input, " ", save);
+      tr.append(td);
+    }
+    tr.append(result);
     body.append(tr);
   }
+  await loadRelays();
+}
+
+async function loadRelays() {
+  const r = await call("GET", "/admin/v1/relays");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("relays-table").tBodies[0];
+  body.replaceChildren();
+  for (const j of r.data.relays) {
+    const tr = document.createElement("tr");
+    tr.dataset.delivery = j.delivery_id; tr.dataset.partner = j.partner;
+    const st = cell(t("state_" + j.state));
+    st.className = "state " + (j.state === "failed" ? "bad" : j.state === "delivered" ? "good" : "");
+    const actions = document.createElement("td");
+    if (state.role === "admin" && j.state === "failed") {
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "retry"; b.textContent = t("retry");
+      b.setAttribute("aria-label", t("retry") + " " + j.delivery_id);
+      b.addEventListener("click", async () => {
+        const res = await call("POST", "/admin/v1/relays/" + encodeURIComponent(j.delivery_id) + "/" + encodeURIComponent(j.partner) + "/retry", {});
+        if (res.status !== 200) return say(problemText(res));
+        say(t("retried", { id: j.delivery_id }), true);
+        await loadRelays();
+      });
+      actions.append(b);
+    }
+    tr.append(cell(j.delivery_id), cell(j.partner), cell(j.recipients.join(", ")), st,
+      cell(j.attempts), cell(j.last_error || ""), actions);
+    body.append(tr);
+  }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const svgEl = (name, attrs) => {
+  const el = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+  return el;
+};
+const fmt = (v) => v == null ? "–" : v >= 1e6 ? (v / 1e6).toFixed(1) + " M" : v >= 1e3 ? (v / 1e3).toFixed(1) + " k" : (Math.round(v * 100) / 100).toString();
+
+// One small line chart (inline SVG, drawn by this script): `lines` are
+// [key, css class] pairs of the points' fields; the x axis is the last hour.
+function chart(id, title, points, lines, now) {
+  const fig = document.createElement("figure");
+  fig.className = "chart"; fig.id = id;
+  const cap = document.createElement("figcaption");
+  const last = points.length ? points[points.length - 1] : null;
+  cap.textContent = t(title) + ": " + (last ? lines.map(([k]) => fmt(last[k])).join(" / ") : t("noData"));
+  const w = 320, h = 90;
+  const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", "aria-label": cap.textContent, class: "plot" });
+  svg.append(svgEl("rect", { x: 0, y: 0, width: w, height: h, class: "plot-bg" }));
+  let max = 0;
+  for (const p of points) for (const [k] of lines) max = Math.max(max, p[k] || 0);
+  max = max > 0 ? max * 1.1 : 1;
+  const x = (at) => w - ((now - at) / 3600) * w;
+  for (const [k, cls] of lines) {
+    const pts = points.filter((p) => p[k] != null).map((p) => `${x(p.at).toFixed(1)},${(h - (p[k] / max) * (h - 4) - 2).toFixed(1)}`);
+    if (!pts.length) continue;
+    svg.append(svgEl("polyline", { points: pts.join(" "), class: "line " + cls }));
+    const [cx, cy] = pts[pts.length - 1].split(",");
+    svg.append(svgEl("circle", { cx, cy, r: 2.5, class: "dot " + cls }));
+  }
+  const top = svgEl("text", { x: 4, y: 12, class: "axis" });
+  top.textContent = fmt(max);
+  svg.append(top);
+  fig.append(cap, svg);
+  return fig;
+}
+
+async function loadOverview() {
+  const r = await call("GET", "/admin/v1/overview");
+  if (r.status !== 200) return say(problemText(r));
+  const points = r.data.series;
+  const now = points.length ? points[points.length - 1].at : Date.now() / 1000;
+  $("charts").replaceChildren(
+    chart("chart-requests", "chartRequests", points, [["requests_per_s", "a"]], now),
+    chart("chart-errors", "chartErrors", points, [["errors_per_s", "bad"]], now),
+    chart("chart-bytes", "chartBytes", points, [["bytes_in_per_s", "a"], ["bytes_out_per_s", "b"]], now),
+    chart("chart-p99", "chartP99", points, [["p99_ms", "a"]], now));
+  const h = r.data.health;
+  const rows = [["backend", h.backend]];
+  for (const b of h.bridges) rows.push(["bridge", b]);
+  for (const p of h.partners) rows.push(["partner", p]);
+  for (const c of h.connectors) rows.push(["connector", c]);
+  for (const c of h.certificates) rows.push(["certificate", c]);
+  const body = $("health-table").tBodies[0];
+  body.replaceChildren();
+  for (const [part, item] of rows) {
+    const tr = document.createElement("tr");
+    tr.dataset.part = part; tr.dataset.name = item.name;
+    const st = cell(item.state);
+    st.className = "state " + (["up", "ok", "connected", "configured"].includes(item.state) ? "good" : ["unknown", "warning", "pending"].includes(item.state) ? "" : "bad");
+    let detail = item.detail || "";
+    if (part === "certificate") detail = t("expiresIn", { d: item.expires_in_days });
+    if (part === "partner" && item.failed_relays) detail = t("failedRelays", { n: item.failed_relays });
+    tr.append(cell(t("part_" + part)), cell(item.name), st, cell(detail));
+    body.append(tr);
+  }
+}
+
+async function loadWebhooks() {
+  const r = await call("GET", "/admin/v1/webhooks");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("webhooks-table").tBodies[0];
+  body.replaceChildren();
+  for (const w of r.data.webhooks) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = w.id;
+    const st = cell(w.state);
+    st.className = "state " + (w.state === "enabled" || w.state === "active" ? "good" : "bad");
+    const result = cell("");
+    result.className = "test-result";
+    const actions = document.createElement("td");
+    if (state.role === "admin") {
+      const test = document.createElement("button");
+      test.type = "button"; test.className = "wh-test"; test.textContent = t("whTest");
+      test.setAttribute("aria-label", t("whTest") + " " + w.id);
+      test.addEventListener("click", async () => {
+        const out = result.querySelector("span") || document.createElement("span");
+        out.textContent = " " + t("testing"); result.append(out);
+        const res = await call("POST", "/admin/v1/webhooks/" + encodeURIComponent(w.id) + "/test", {});
+        if (res.status !== 200) { out.textContent = " " + problemText(res); return; }
+        out.textContent = " " + (res.data.delivered ? t("sent", { status: res.data.status }) : t("notSent", { reason: res.data.reason }));
+        out.className = res.data.delivered ? "good" : "bad";
+      });
+      result.prepend(test);
+      const rm = document.createElement("button");
+      rm.type = "button"; rm.className = "wh-remove"; rm.textContent = t("remove");
+      rm.setAttribute("aria-label", t("remove") + " " + w.id);
+      rm.addEventListener("click", async () => {
+        const res = await call("DELETE", "/admin/v1/webhooks/" + encodeURIComponent(w.id));
+        if (res.status !== 200) return say(problemText(res));
+        say(t("removed", { id: w.id }), true);
+        await loadWebhooks();
+      });
+      actions.append(rm);
+    }
+    tr.append(cell(w.id), cell(w.url), cell(w.events.join(" ")), st, cell(w.delivered),
+      cell(w.last_error || ""), result, actions);
+    body.append(tr);
+  }
+}
+
+function auditQuery() {
+  const q = new URLSearchParams();
+  const put = (k, id) => { const v = $(id).value.trim(); if (v) q.set(k, v); };
+  put("event", "au-event"); put("principal", "au-principal"); put("decision", "au-decision");
+  put("client_ip", "au-ip"); put("since", "au-since"); put("until", "au-until");
+  q.set("limit", String(AUDIT_PAGE));
+  q.set("offset", String(state.auditOffset));
+  return q;
+}
+
+async function loadAudit() {
+  const q = auditQuery();
+  const r = await call("GET", "/admin/v1/audit?" + q.toString());
+  if (r.status !== 200) return say(problemText(r));
+  q.set("format", "jsonl");
+  $("au-export").href = "/admin/v1/audit?" + q.toString();
+  const body = $("audit-table").tBodies[0];
+  body.replaceChildren();
+  for (const a of r.data.records) {
+    const tr = document.createElement("tr");
+    const decision = cell(a.decision || "");
+    decision.className = "decision " + (a.decision === "deny" ? "bad" : a.decision === "allow" ? "good" : "");
+    tr.append(cell(a.time), cell(a.event), cell(a.principal || ""), cell(a.client_ip || ""),
+      cell([a.method, a.path].filter((x) => x).join(" ")), cell(a.status == null ? "" : a.status),
+      decision, cell(a.reason || ""));
+    body.append(tr);
+  }
+  $("au-newer").disabled = state.auditOffset === 0;
+  $("au-older").disabled = !r.data.more;
 }
 
 async function openView(view) {
   say("");
   show(view);
+  if (view === "overview") {
+    await loadOverview();
+    if (state.overviewTimer) clearInterval(state.overviewTimer);
+    state.overviewTimer = setInterval(() => { if (state.view === "overview") loadOverview(); }, 10000);
+  }
   if (view === "keys") await loadKeys();
   if (view === "partners") await loadPartners();
+  if (view === "audit") await loadAudit();
+  if (view === "webhooks") await loadWebhooks();
   $("h-" + view).focus();
 }
 
@@ -250,6 +510,9 @@ function wire() {
     say("");
     if (state.view === "keys") loadKeys();
     if (state.view === "partners") loadPartners();
+    if (state.view === "overview") loadOverview();
+    if (state.view === "audit") loadAudit();
+    if (state.view === "webhooks") loadWebhooks();
   });
   for (const b of document.querySelectorAll("nav button")) {
     b.addEventListener("click", () => openView(b.dataset.view));
@@ -305,6 +568,65 @@ function wire() {
     $("key-form").reset();
     $("copy-key").focus();
     await loadKeys();
+  });
+  $("webhook-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const events = [...document.querySelectorAll("#wh-events input:checked")].map((i) => i.value);
+    const body = { url: $("wh-url").value.trim(), events };
+    if ($("wh-private").checked) body.allow_private = true;
+    const r = await call("POST", "/admin/v1/webhooks", body);
+    if (r.status !== 201) { say(problemText(r)); return; }
+    say("");
+    $("wh-secret-value").textContent = r.data.secret;
+    $("wh-secret").hidden = false;
+    $("webhook-form").reset();
+    $("copy-wh-secret").focus();
+    await loadWebhooks();
+  });
+  $("copy-wh-secret").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("wh-secret-value").textContent);
+      say(t("copied"), true);
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("wh-secret-value"));
+      const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
+  });
+  $("audit-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    state.auditOffset = 0;
+    say("");
+    await loadAudit();
+  });
+  $("au-older").addEventListener("click", async () => { state.auditOffset += AUDIT_PAGE; await loadAudit(); });
+  $("au-newer").addEventListener("click", async () => {
+    state.auditOffset = Math.max(0, state.auditOffset - AUDIT_PAGE); await loadAudit();
+  });
+  $("partner-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = {
+      name: $("partner-name").value.trim(), url: $("partner-url").value.trim(),
+      email_domains: $("partner-domains").value.split(/[\s,]+/).filter((d) => d),
+    };
+    const r = await call("POST", "/admin/v1/partners", body);
+    if (r.status !== 201) { say(problemText(r)); return; }
+    say("");
+    $("partner-key-value").textContent = r.data.key;
+    $("partner-key").hidden = false;
+    $("partner-form").reset();
+    $("copy-partner-key").focus();
+    await loadPartners();
+  });
+  $("copy-partner-key").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText($("partner-key-value").textContent);
+      say(t("copied"), true);
+    } catch (_) {
+      const range = document.createRange();
+      range.selectNodeContents($("partner-key-value"));
+      const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
   });
   $("copy-key").addEventListener("click", async () => {
     try {
