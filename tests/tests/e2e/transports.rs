@@ -224,6 +224,14 @@ async fn message(admin: SocketAddr, id: &str) -> Value {
 
 async fn wait_message(admin: SocketAddr, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
+    // After a restart the admin listener may open a moment after HTTPS.
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "admin listener never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     loop {
         let m = message(admin, id).await;
         if done(&m) {
