@@ -302,7 +302,7 @@ pub fn sftp(data: &[u8]) {
         rest = tail;
         let reply = match decode_request(Bytes::copy_from_slice(frame)) {
             Ok(packet) => packet,
-            Err(refusal) => refusal,
+            Err(undecodable) => undecodable.reply(),
         };
         let _ = Bytes::try_from(reply);
     }

@@ -153,7 +153,7 @@ where
         }
         let reply = match decode_request(buf.freeze()) {
             Ok(request) => session.handle(request).await,
-            Err(refusal) => refusal,
+            Err(undecodable) => undecodable.reply(),
         };
         let out = match Bytes::try_from(reply) {
             Ok(b) => b,
@@ -168,10 +168,23 @@ where
     }
 }
 
-/// Decodes one request packet (the bytes after its length). An undecodable
-/// one gives the error reply to send instead. The pure core of the request
-/// loop, fuzzed in `fuzz/`.
-pub fn decode_request(mut bytes: Bytes) -> Result<Packet, Packet> {
+/// A request packet that did not decode: answered with `BadMessage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Undecodable {
+    /// The request id, 0 when the packet is too short to carry one.
+    pub id: u32,
+}
+
+impl Undecodable {
+    /// The answer: a `BadMessage` status for the request's id.
+    pub fn reply(self) -> Packet {
+        Packet::error(self.id, StatusCode::BadMessage)
+    }
+}
+
+/// Decodes one request packet (the bytes after its length). The pure core
+/// of the request loop, fuzzed in `fuzz/`.
+pub fn decode_request(mut bytes: Bytes) -> Result<Packet, Undecodable> {
     // Every request but INIT has its id after the type byte: a client
     // waiting for that id must get an answer even when the rest is garbage.
     let id = bytes
@@ -179,7 +192,7 @@ pub fn decode_request(mut bytes: Bytes) -> Result<Packet, Packet> {
         .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     Packet::try_from(&mut bytes).map_err(|e| {
         tracing::debug!(error = %e, "undecodable sftp request");
-        Packet::error(id, StatusCode::BadMessage)
+        Undecodable { id }
     })
 }
 
@@ -785,16 +798,19 @@ mod tests {
     fn an_undecodable_request_gets_bad_message_with_its_id() {
         // OPEN (3), id 7, then a path length that runs past the packet.
         let frame = Bytes::from_static(&[3, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, b'/']);
-        match decode_request(frame) {
-            Err(Packet::Status(s)) => {
+        let undecodable = decode_request(frame).map(|_| ()).unwrap_err();
+        assert_eq!(undecodable, Undecodable { id: 7 });
+        match undecodable.reply() {
+            Packet::Status(s) => {
                 assert_eq!(s.id, 7);
                 assert_eq!(s.status_code, StatusCode::BadMessage);
             }
             other => panic!("expected a BadMessage status, got {other:?}"),
         }
         // Too short for an id: answered with id 0, not a panic.
-        assert!(
-            matches!(decode_request(Bytes::from_static(&[4])), Err(Packet::Status(s)) if s.id == 0)
+        assert_eq!(
+            decode_request(Bytes::from_static(&[4])).map(|_| ()),
+            Err(Undecodable { id: 0 })
         );
     }
 
