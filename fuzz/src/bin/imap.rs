@@ -1,4 +1,4 @@
 //! Fuzz target `imap`: see [`mft_fuzz::imap`].
 fn main() {
-    afl::fuzz!(|data: &[u8]| mft_fuzz::imap(data));
+    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz::imap(data));
 }
