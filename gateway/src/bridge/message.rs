@@ -63,7 +63,17 @@ pub enum MessageError {
 const MAX_SUBJECT_CHARS: usize = 998;
 
 /// Parses `raw` (the message as received, CRLF line ends).
+///
+/// mail-parser 0.11.9 panics on some malformed multipart structures
+/// ("Invalid part ID, could not find multipart", found by fuzzing,
+/// docs/reliability.md). Such a message is unparseable, not the end of the
+/// SMTP session, the spool worker or a mailbox poller: the panic is caught
+/// here.
 pub fn parse(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
+    std::panic::catch_unwind(|| parse_unguarded(raw)).unwrap_or(Err(MessageError::Unparseable))
+}
+
+fn parse_unguarded(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(MessageError::Unparseable)?;
@@ -160,6 +170,16 @@ fn first_address(a: &Address<'_>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by the `mime` fuzz target: mail-parser 0.11.9 panics on it.
+    #[test]
+    fn a_mail_parser_panic_is_an_unparseable_message() {
+        let raw = include_bytes!("testdata/mail-parser-panic.eml");
+        assert!(matches!(
+            super::parse(raw),
+            Err(super::MessageError::Unparseable)
+        ));
+    }
+
     use super::*;
 
     const NESTED: &str = "From: Alice <Alice@Partner.example>\r\n\

@@ -80,7 +80,10 @@ impl Poller {
         let drain = self.ctx.drain.clone();
         while !drain.is_stopping() {
             let session = tokio::select! {
-                s = session::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()) => s,
+                s = session::guarded(
+                    "login",
+                    session::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()),
+                ) => s,
                 () = drain.stopping() => return,
             };
             let error = match session {
@@ -88,7 +91,14 @@ impl Poller {
                     self.metrics.connected.set(1);
                     tracing::info!(mailbox = %self.id, "logged in");
                     // The session is dropped with the error: it failed anyway.
-                    let e = self.serve(s, &mut backoff).await;
+                    let e = match session::guarded("poll", async {
+                        Ok(self.serve(s, &mut backoff).await)
+                    })
+                    .await
+                    {
+                        Ok(e) => e,
+                        Err(e) => Some(e),
+                    };
                     self.metrics.connected.set(0);
                     match e {
                         Some(e) => e,

@@ -199,6 +199,24 @@ fn unreachable_oauth2<T>() -> Result<T, ImapError> {
     }))
 }
 
+/// Runs `fut`, turning a panic inside it into an error. imap-proto 0.17
+/// panics on some malformed server answers (a non-ASCII byte right after a
+/// response code's `]`, found by fuzzing, docs/reliability.md): a hostile or
+/// broken mail server must cost one session and a back-off, not the poller.
+pub async fn guarded<T, F>(what: &str, fut: F) -> Result<T, ImapError>
+where
+    F: std::future::Future<Output = Result<T, ImapError>>,
+{
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(_) => Err(ImapError::Command {
+            what: format!("{what}: the server's answer broke the IMAP parser"),
+            source: async_imap::error::Error::ConnectionLost,
+        }),
+    }
+}
+
 async fn greeting<T>(client: &mut async_imap::Client<T>, limit: Duration) -> Result<(), ImapError>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + std::fmt::Debug + Send,
@@ -209,5 +227,37 @@ where
             what: "greeting".to_string(),
             source: async_imap::error::Error::ConnectionLost,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `imap` fuzz target: `OK [CAPABILITY ...]` followed by a
+    /// non-ASCII byte instead of a space panics inside imap-proto.
+    const CRASHING_ANSWER: &[u8] =
+        b"* OK ready\r\nA0001 OK [CAPABILITY IMAP4rev1]\x92 Logged in\r\n";
+
+    #[tokio::test]
+    async fn a_parser_panic_is_a_session_error() {
+        let stream = tokio::io::join(CRASHING_ANSWER, tokio::io::sink());
+        let r = guarded("login", async {
+            let mut client = async_imap::Client::new(stream);
+            let _ = client.read_response().await;
+            client
+                .login("user", "password")
+                .await
+                .map(|_| ())
+                .map_err(|(source, _)| ImapError::Command {
+                    what: "login".into(),
+                    source,
+                })
+        })
+        .await;
+        match r {
+            Err(ImapError::Command { what, .. }) => assert!(what.contains("broke"), "{what}"),
+            other => panic!("expected the guarded error, got {:?}", other.map(|_| ())),
+        }
     }
 }

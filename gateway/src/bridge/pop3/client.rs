@@ -184,6 +184,22 @@ impl Pop3 {
         }
         Ok(s)
     }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
+    /// The protocol over an already secured (or, in tests and the fuzzer,
+    /// in-memory) stream, each read and write bounded by `limit`.
+    pub fn new(stream: S, limit: Duration) -> Self {
+        Wire {
+            io: BufReader::new(stream),
+            limit,
+        }
+    }
+
+    /// Reads the server's greeting (`+OK`).
+    pub async fn greeting(&mut self) -> Result<String, Pop3Error> {
+        self.ok("greeting").await
+    }
 
     /// `STAT`: message count and total size.
     pub async fn stat(&mut self) -> Result<(u32, u64), Pop3Error> {
@@ -378,5 +394,48 @@ fn closed(what: &str) -> Pop3Error {
     Pop3Error::Io {
         what: what.into(),
         source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(script: &'static [u8]) -> Wire<tokio::io::Join<&'static [u8], tokio::io::Sink>> {
+        Wire::new(
+            tokio::io::join(script, tokio::io::sink()),
+            Duration::from_secs(5),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_poll_over_an_in_memory_server() {
+        let mut w = server(
+            b"+OK ready\r\n+OK 2 320\r\n+OK\r\n1 u1\r\n2 u2\r\n.\r\n+OK 1 120\r\n\
+              +OK\r\nSubject: x\r\n\r\n..stuffed\r\n.\r\n+OK\r\n",
+        );
+        w.greeting().await.unwrap();
+        assert_eq!(w.stat().await.unwrap(), (2, 320));
+        assert_eq!(
+            w.uidl().await.unwrap(),
+            vec![(1, "u1".to_string()), (2, "u2".to_string())]
+        );
+        assert_eq!(w.size(1).await.unwrap(), 120);
+        assert_eq!(
+            w.retr(1, 1024).await.unwrap(),
+            b"Subject: x\r\n\r\n.stuffed\r\n".to_vec()
+        );
+        w.quit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn hostile_answers_are_typed_errors() {
+        let mut w = server(b"+OK ready\r\n+OK many\r\n-ERR no\r\n+OK\r\n1\r\n.\r\n");
+        w.greeting().await.unwrap();
+        assert!(matches!(w.stat().await, Err(Pop3Error::Protocol { .. })));
+        assert!(w.size(1).await.is_err());
+        assert!(matches!(w.uidl().await, Err(Pop3Error::Protocol { .. })));
+        // The stream ended: closed, not a hang or a panic.
+        assert!(w.retr(1, 10).await.is_err());
     }
 }

@@ -82,6 +82,65 @@ impl From<Request<Cow<'_, str>>> for Cmd {
     }
 }
 
+/// Parses the next command out of `pending` (what the client sent and no
+/// command has consumed yet) and removes the bytes it used. `None`: the line
+/// is not complete yet; the receiver keeps the partial line itself and
+/// `pending` is empty. The pure core of [`Session::run`], fuzzed in `fuzz/`.
+fn next_command(
+    receiver: &mut RequestReceiver,
+    pending: &mut Vec<u8>,
+) -> Option<Result<Cmd, ProtoError>> {
+    let (parsed, consumed) = {
+        let mut iter = pending.iter();
+        let parsed = receiver.ingest(&mut iter).map(Cmd::from);
+        (parsed, pending.len() - iter.len())
+    };
+    match parsed {
+        Err(ProtoError::NeedsMoreData { .. }) => {
+            pending.clear();
+            None
+        }
+        _ => {
+            pending.drain(..consumed);
+            Some(parsed)
+        }
+    }
+}
+
+/// Feeds `input` to the command reader in pieces of `chunk` bytes, as reads
+/// from a socket would arrive, and returns how many commands and how many
+/// protocol errors it produced. For the fuzzer (`fuzz/`): nothing in here
+/// may panic or loop on any input.
+pub fn parse_command_stream(input: &[u8], chunk: usize) -> (usize, usize) {
+    let mut receiver = RequestReceiver::default();
+    let mut pending = Vec::new();
+    let (mut commands, mut errors) = (0, 0);
+    for piece in input.chunks(chunk.max(1)) {
+        pending.extend_from_slice(piece);
+        while !pending.is_empty() {
+            match next_command(&mut receiver, &mut pending) {
+                None => break,
+                Some(Ok(cmd)) => {
+                    commands += 1;
+                    if let Cmd::Auth { initial, .. } = cmd {
+                        if let Some(raw) = auth::decode_b64(&initial) {
+                            let _ = auth::decode_plain(&raw);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    errors += 1;
+                    if matches!(e, ProtoError::ResponseTooLong) {
+                        // As `protocol_error` does: the rest is garbage.
+                        pending.clear();
+                    }
+                }
+            }
+        }
+    }
+    (commands, errors)
+}
+
 /// Per-connection state.
 pub struct Session {
     shared: Arc<Shared>,
@@ -197,21 +256,9 @@ impl Session {
                     None => return Ok(self.shutting_down(conn)),
                 }
             }
-            let (parsed, consumed) = {
-                let mut iter = conn.pending.iter();
-                let parsed = receiver.ingest(&mut iter).map(Cmd::from);
-                (parsed, conn.pending.len() - iter.len())
+            let Some(parsed) = next_command(&mut receiver, &mut conn.pending) else {
+                continue;
             };
-            match parsed {
-                Err(ProtoError::NeedsMoreData { .. }) => {
-                    // The receiver keeps the partial line itself.
-                    conn.pending.clear();
-                    continue;
-                }
-                _ => {
-                    conn.pending.drain(..consumed);
-                }
-            }
             let too_many = match parsed {
                 Ok(cmd) => match self.command(conn, cmd).await? {
                     Some(exit) => return Ok(exit),
@@ -630,5 +677,41 @@ impl Session {
             }
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command_stream;
+
+    const SESSION: &[u8] = b"EHLO client.example\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n\
+        MAIL FROM:<a@beta.example> SIZE=10\r\nRCPT TO:<b@ourcorp.example>\r\nDATA\r\nQUIT\r\n";
+
+    #[test]
+    fn commands_do_not_depend_on_how_reads_cut_the_stream() {
+        for chunk in 1..=SESSION.len() {
+            assert_eq!(
+                parse_command_stream(SESSION, chunk),
+                (6, 0),
+                "chunk {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_over_long_line_is_one_error_and_the_reader_recovers() {
+        let mut input = b"HELO ".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 5000));
+        input.extend_from_slice(b"\r\nNOOP\r\nQUIT\r\n");
+        let (commands, errors) = parse_command_stream(&input, 512);
+        assert!(errors >= 1, "{errors}");
+        assert!(commands >= 1, "{commands}");
+    }
+
+    #[test]
+    fn garbage_is_refused_not_fatal() {
+        let (commands, errors) = parse_command_stream(b"\xff\xfe\r\nMAIL FROM:<<>\r\nNOOP\r\n", 3);
+        assert_eq!(commands, 1);
+        assert_eq!(errors, 2);
     }
 }
