@@ -212,12 +212,7 @@ async fn accept_loop(
                     let target = balance.place(*me);
                     let tcp = if target == *me { Ok(tcp) } else { pass(balance, target, tcp, peer) };
                     if let Ok(tcp) = tcp {
-                        let counted = Counted { balance: balance.clone(), index: *me };
-                        let serving = front.clone().serve(tcp, Some(peer), stop.clone());
-                        tokio::spawn(async move {
-                            serving.await;
-                            drop(counted);
-                        });
+                        spawn_counted(&front, tcp, peer, &stop, Counted { balance: balance.clone(), index: *me });
                     }
                 }
                 Err(e) => {
@@ -290,12 +285,24 @@ async fn serve_passed(
                 continue;
             }
         };
-        let serving = front.clone().serve(tcp, Some(peer), stop.clone());
-        tokio::spawn(async move {
-            serving.await;
-            drop(counted);
-        });
+        spawn_counted(&front, tcp, peer, &stop, counted);
     }
+}
+
+/// Serves `tcp` on this worker; `counted` keeps it in the worker's load
+/// until the connection ends.
+fn spawn_counted(
+    front: &Arc<HyperFront>,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    stop: &watch::Receiver<bool>,
+    counted: Counted,
+) {
+    let serving = front.clone().serve(tcp, Some(peer), stop.clone());
+    tokio::spawn(async move {
+        serving.await;
+        drop(counted);
+    });
 }
 
 /// Turns pingora's shutdown phases into `stop`.
