@@ -33,7 +33,7 @@ GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 # A second build measured in the same run as peer "gateway-b" (before/after).
 GATEWAY_B = os.environ.get("MFT_BENCH_GATEWAY_B")
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-percore", "gateway-pingora", "gateway-b"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-stealing", "gateway-pingora", "gateway-b"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
 # "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
@@ -42,14 +42,15 @@ PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingo
 # "hyper-percore" the same floor on one single-threaded runtime per worker
 # thread with SO_REUSEPORT sockets (nginx's model): its difference to "hyper"
 # is tokio's work-stealing scheduler.
-# "gateway" runs the default engine (hyper), "gateway-percore" the same with
-# `runtime = "per-core"`, "gateway-pingora" `http_engine = "pingora"`.
+# "gateway" runs the defaults (hyper engine, one runtime per core),
+# "gateway-stealing" the same with `runtime = "work-stealing"` (one
+# multi-threaded tokio runtime), "gateway-pingora" `http_engine = "pingora"`.
 BARE = os.path.join(REL, "examples", "bare_proxy")
 BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
 LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
           "hyper": "hyper floor", "hyper-percore": "hyper floor, runtime per core",
           "hyper-pingora": "hyper floor in pingora's Server",
-          "gateway": "mft-gateway", "gateway-percore": "mft-gateway, runtime per core",
+          "gateway": "mft-gateway", "gateway-stealing": "mft-gateway, work-stealing runtime",
           "gateway-pingora": "mft-gateway, pingora engine",
           "gateway-b": "mft-gateway, other build (MFT_BENCH_GATEWAY_B)"}
 
@@ -218,7 +219,7 @@ class Bench:
         common["APIKEY"] = self.api_key
         # Variants of the gateway: the same key store (a copy made before
         # any starts), own ports, pid file and audit trail.
-        variants = [("gateway-percore", 'runtime = "per-core"', GATEWAY),
+        variants = [("gateway-stealing", 'runtime = "work-stealing"', GATEWAY),
                     ("gateway-pingora", 'http_engine = "pingora"', GATEWAY),
                     ("gateway-b", None, GATEWAY_B)]
         for name, server_line, binary in variants:
@@ -366,7 +367,7 @@ class Bench:
         # Warm-up requests are not in "done" but use CPU: count every logged one.
         self.record(peer, "h2_cpu_us", cpu / max(len(durations), 1) * 1e6)
 
-    def transfer(self, peer, upload):
+    def transfer(self, peer, upload, http2=False):
         size = self.args.transfer_mib
         if upload:
             args = ["-X", "POST", "-T", self.src, self.url(peer, "/api/v1/files")]
@@ -375,12 +376,12 @@ class Bench:
             args = [self.url(peer, f"/api/v1/files/big/content?mib={size}")]
             fmt = "%{http_code} %{speed_download}"
         with PeakRss(self.pids[peer]) as rss:
-            out, rc = curl(["--http1.1", "-o", "/dev/null", "-w", fmt,
+            out, rc = curl(["--http2" if http2 else "--http1.1", "-o", "/dev/null", "-w", fmt,
                             "-H", f"X-API-Key: {self.api_key}", *args])
         code, speed = out.split()
         if rc != 0 or code not in ("200", "201"):
             sys.exit(f"{peer}: {'upload' if upload else 'download'} failed: {out}")
-        tag = "up" if upload else "down"
+        tag = ("up2" if http2 else "up") if upload else "down"
         self.record(peer, f"{tag}_mib_s", float(speed) / (1 << 20))
         if peer != "direct":
             self.record(peer, f"{tag}_rss_mib", rss.peak)
@@ -417,6 +418,9 @@ class Bench:
                     self.transfer(peer, True)
                 if "down" in want:
                     self.transfer(peer, False)
+                # The direct upstream speaks plain HTTP/1.1 only.
+                if peer != "direct" and "up2" in want:
+                    self.transfer(peer, True, http2=True)
         if a.idle and "idle" in want:
             for peer in a.peer_list:
                 print(f"  {peer}: {a.idle} idle TLS connections", file=sys.stderr)
@@ -488,6 +492,8 @@ ROWS = [
     ("rej_cpu_us", "  proxy CPU per rejection, µs", "", "min"),
     ("up_mib_s", "upload (curl -T, HTTP/1.1): MiB/s", "≥ previous run", "max"),
     ("up_rss_mib", "  proxy peak RSS, MiB", "gateway < 64", "min"),
+    ("up2_mib_s", "upload (curl -T, h2): MiB/s", "≥ 0.9× HTTP/1.1 upload", "max"),
+    ("up2_rss_mib", "  proxy peak RSS, MiB", "gateway < 64", "min"),
     ("down_mib_s", "download (curl, HTTP/1.1): MiB/s", "≥ previous run", "max"),
     ("down_rss_mib", "  proxy peak RSS, MiB", "gateway < 64", "min"),
     ("idle_base_rss_mib", "RSS before the idle connections, MiB", "", "min"),
@@ -576,7 +582,7 @@ def main():
     p.add_argument("--idle", type=int, default=10000, help="idle TLS connections (0 to skip)")
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
-    p.add_argument("--scenarios", default="h1,h2,rej,up,down,idle",
+    p.add_argument("--scenarios", default="h1,h2,rej,up,up2,down,idle",
                    help="comma list of h1,h2,rej,up,down,idle (default: all)")
     p.add_argument("--peers", default=",".join(PROXIES),
                    help="comma list of proxies to measure (default: " + ",".join(PROXIES) + ")")

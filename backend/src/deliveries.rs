@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mft_filters::problem_types as pt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -61,7 +62,7 @@ pub struct DeliveryList {
 
 fn invalid(field: &str, detail: String) -> ApiError {
     ApiError::bad_request(format!("{field}: {detail}"))
-        .with_type("urn:mft:problem:invalid-delivery")
+        .with_type(pt::INVALID_DELIVERY)
         .with_field(field)
 }
 
@@ -164,7 +165,7 @@ pub async fn create(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("files[{i}]: no stored file with id {:?}", request.files[i]),
         )
-        .with_type("urn:mft:problem:unknown-file")
+        .with_type(pt::UNKNOWN_FILE)
         .with_field(format!("files[{i}]")));
     }
 
@@ -222,7 +223,7 @@ async fn replay(
             StatusCode::UNPROCESSABLE_ENTITY,
             "this Idempotency-Key was already used with a different request",
         )
-        .with_type("urn:mft:problem:idempotency-key-reused")
+        .with_type(pt::IDEMPOTENCY_KEY_REUSED)
         .with_field("Idempotency-Key"));
     }
     let delivery = delivery_store::get(&state.db, &used.delivery_id)
@@ -282,7 +283,7 @@ fn number_param(
             ApiError::bad_request(format!(
                 "{name}: {raw:?} is not a whole number from {min} to {max}"
             ))
-            .with_type("urn:mft:problem:invalid-parameter")
+            .with_type(pt::INVALID_PARAMETER)
             .with_field(name)
         })
 }

@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mft_filters::problem_types as pt;
 use serde::Deserialize;
 
 /// Longest `detail`, in characters.
@@ -54,11 +55,11 @@ fn invalid(kind: &str, field: &str, detail: String) -> ApiError {
 }
 
 fn invalid_relay(field: &str, detail: String) -> ApiError {
-    invalid("urn:mft:problem:invalid-relay", field, detail)
+    invalid(pt::INVALID_RELAY, field, detail)
 }
 
 fn invalid_receipt(field: &str, detail: String) -> ApiError {
-    invalid("urn:mft:problem:invalid-receipt", field, detail)
+    invalid(pt::INVALID_RECEIPT, field, detail)
 }
 
 /// 403 unless the gateway itself is calling.
@@ -73,7 +74,7 @@ fn require_gateway(headers: &HeaderMap) -> Result<(), ApiError> {
             request_meta::GATEWAY_PRINCIPAL
         ),
     )
-    .with_type("urn:mft:problem:gateway-only"))
+    .with_type(pt::GATEWAY_ONLY))
 }
 
 /// Whether `name` can be a gateway connection name: the gateway's rule

@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine as _;
+use mft_filters::problem_types as pt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::{Deserialize, Serialize};
 use tower_http::services::ServeFile;
@@ -63,7 +64,7 @@ pub struct FileList {
 
 fn invalid_parameter(name: &str, detail: String) -> ApiError {
     ApiError::bad_request(detail)
-        .with_type("urn:mft:problem:invalid-parameter")
+        .with_type(pt::INVALID_PARAMETER)
         .with_field(name)
 }
 

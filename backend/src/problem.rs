@@ -11,6 +11,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mft_filters::problem::{Problem, CONTENT_TYPE};
+use mft_filters::problem_types as pt;
 use serde::Serialize;
 
 /// Largest framework error body read back to become a problem `detail`.
@@ -63,7 +64,7 @@ impl ApiError {
     /// 404: nothing with that id.
     pub fn not_found(what: &str, id: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("no {what} with id {id:?}"))
-            .with_type("urn:mft:problem:not-found")
+            .with_type(pt::NOT_FOUND)
     }
 
     /// 500: something on our side failed; the detail stays generic because

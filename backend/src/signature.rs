@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use mft_filters::clock::{Clock, SystemClock};
+use mft_filters::problem_types as pt;
 use mft_filters::signing::{unix_seconds, ReplayCache, RequestView, Verifier, VerifyError};
 use std::sync::{Arc, Mutex};
 
@@ -100,7 +101,7 @@ pub(crate) async fn require(
                 StatusCode::UNAUTHORIZED,
                 format!("request signature refused: {e}"),
             )
-            .with_type("urn:mft:problem:signature")
+            .with_type(pt::SIGNATURE)
             .into_response()
         }
     }

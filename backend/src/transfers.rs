@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mft_filters::problem_types as pt;
 use serde::Deserialize;
 
 /// Body of `POST /api/v1/transfers`.
@@ -46,7 +47,7 @@ pub async fn create(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("file_id: no stored file with id {:?}", request.file_id),
         )
-        .with_type("urn:mft:problem:unknown-file")
+        .with_type(pt::UNKNOWN_FILE)
         .with_field("file_id"));
     }
     let now = ids::now();

@@ -17,6 +17,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{head, post};
 use axum::{middleware, Router};
+use mft_filters::problem_types as pt;
 use std::io::SeekFrom;
 use tokio::io::AsyncSeekExt;
 
@@ -369,7 +370,7 @@ async fn write_chunk(
                 StatusCode::from_u16(460).unwrap_or(StatusCode::BAD_REQUEST),
                 "the chunk does not match Upload-Checksum; it was discarded",
             )
-            .with_type("urn:mft:problem:checksum-mismatch"),
+            .with_type(pt::CHECKSUM_MISMATCH),
         ),
         _ => None,
     };

@@ -8,6 +8,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
+use mft_filters::problem_types as pt;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -65,7 +66,7 @@ pub async fn enforce_version(req: Request, next: Next) -> Response {
             StatusCode::PRECONDITION_FAILED,
             format!("this endpoint speaks tus; send Tus-Resumable: {VERSION}"),
         )
-        .with_type("urn:mft:problem:tus-version")
+        .with_type(pt::TUS_VERSION)
         .with_header(headers::TUS_VERSION, HeaderValue::from_static(VERSION))
         .into_response()
     };

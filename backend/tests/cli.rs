@@ -1,4 +1,5 @@
 //! The `mft-backend` binary: flags, readiness line, graceful shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

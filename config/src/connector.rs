@@ -6,6 +6,7 @@
 //! connectors come and go at runtime.
 
 use crate::convert::Ctx;
+use crate::defaults::connector as D;
 use crate::error::{ConfigError, Issue};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -54,13 +55,9 @@ pub(crate) fn convert_listen(
     let handshake_timeout = ctx.duration(
         "connector.handshake_timeout",
         f.handshake_timeout,
-        Duration::from_secs(10),
+        D::HANDSHAKE_TIMEOUT,
     );
-    let ping_interval = ctx.duration(
-        "connector.ping_interval",
-        f.ping_interval,
-        Duration::from_secs(4),
-    );
+    let ping_interval = ctx.duration("connector.ping_interval", f.ping_interval, D::PING_INTERVAL);
     if ping_interval > Duration::from_secs(60) {
         ctx.error(
             "connector.ping_interval",
@@ -87,7 +84,7 @@ pub enum Via {
 
 pub(crate) fn convert_via(text: Option<&str>, ctx: &mut Ctx<'_>) -> Via {
     match text {
-        None | Some("direct") => Via::Direct,
+        None | Some(crate::defaults::backend::VIA) => Via::Direct,
         Some("connector") => Via::Connector,
         Some(other) => {
             ctx.error(
@@ -122,6 +119,11 @@ pub struct LanConnectorFile {
     pub gateway_pin_sha256: Option<String>,
     /// Secret reference of the connector key (`mgc_...`).
     pub key: Option<String>,
+    /// Client certificate (PEM chain) presented to the gateway, for a
+    /// connector pinned there (`connectors set-pin`).
+    pub client_cert: Option<String>,
+    /// Its private key (PEM).
+    pub client_key: Option<String>,
     /// The backend this connector forwards to, and only to.
     pub backend: Option<String>,
     /// Connections kept open to the gateway.
@@ -143,6 +145,15 @@ pub enum GatewayTrust {
     Pin(String),
 }
 
+/// `client_cert` and `client_key` of `connector.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
 /// `connector.toml`, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lan {
@@ -152,6 +163,8 @@ pub struct Lan {
     pub trust: GatewayTrust,
     /// The connector key.
     pub key: Secret,
+    /// Client certificate and key files presented to the gateway.
+    pub client_cert: Option<ClientCert>,
     /// The only place requests are forwarded to.
     pub backend: Url,
     /// Connections kept open (1 to 64).
@@ -283,6 +296,32 @@ fn convert_lan(file: LanFile, ctx: &mut Ctx<'_>) -> Option<Lan> {
             "not a connector key: they start with mgc_ (see `mft-gateway connectors add`)",
         );
     }
+    let client_cert = match (c.client_cert, c.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let (cert, key) = (ctx.path(&cert), ctx.path(&key));
+            for (name, path) in [
+                ("connector.client_cert", &cert),
+                ("connector.client_key", &key),
+            ] {
+                if !path.is_file() {
+                    ctx.error(name, format!("{} is not a readable file", path.display()));
+                }
+            }
+            Some(ClientCert { cert, key })
+        }
+        (Some(_), None) => {
+            ctx.error("connector.client_key", "missing: client_cert needs its key");
+            None
+        }
+        (None, Some(_)) => {
+            ctx.error(
+                "connector.client_cert",
+                "missing: client_key needs its certificate",
+            );
+            None
+        }
+    };
     let connections = match c.connections {
         None => 4,
         Some(n @ 1..=64) => n,
@@ -317,6 +356,7 @@ fn convert_lan(file: LanFile, ctx: &mut Ctx<'_>) -> Option<Lan> {
         gateway: gateway?,
         trust: trust?,
         key: key?,
+        client_cert,
         backend: backend?,
         connections,
         connect_timeout,
@@ -376,6 +416,27 @@ mod tests {
         }
         let gw = found.iter().find(|i| i.key == "connector.gateway").unwrap();
         assert_eq!(gw.line, Some(2));
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_both_files() {
+        std::env::set_var("MFT_TEST_LAN_KEY_CC", "mgc_0123456789abcdef_secret");
+        let base = format!(
+            "[connector]\ngateway = \"https://dmz.example:8444\"\ngateway_pin_sha256 = \"{PIN}\"\n\
+             key = \"env:MFT_TEST_LAN_KEY_CC\"\nbackend = \"http://mft.internal:8080\"\n"
+        );
+        let found = issues(&format!("{base}client_cert = \"/etc/mft/c.pem\"\n"));
+        assert!(
+            found.iter().any(|i| i.key == "connector.client_key"),
+            "{found:?}"
+        );
+        let found = issues(&format!(
+            "{base}client_cert = \"/nonexistent/c.pem\"\nclient_key = \"/nonexistent/c.key\"\n"
+        ));
+        let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+        assert!(keys.contains(&"connector.client_cert"), "{keys:?}");
+        assert!(keys.contains(&"connector.client_key"), "{keys:?}");
+        assert_eq!(load(&base).unwrap().config.client_cert, None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! File schema -> runtime model, collecting every error with its key and line.
 
+use crate::defaults as D;
 use crate::error::Issue;
 use crate::file::{BackendFile, FileConfig};
 use crate::locate::SpanIndex;
@@ -146,8 +147,16 @@ impl<'a> Ctx<'a> {
 
 pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Option<Config> {
     let s = file.server;
-    let https_listen = ctx.addr("server.https_listen", s.https_listen, "0.0.0.0:8443");
-    let admin_listen = ctx.addr("server.admin_listen", s.admin_listen, "127.0.0.1:9901");
+    let https_listen = ctx.addr(
+        "server.https_listen",
+        s.https_listen,
+        D::server::HTTPS_LISTEN,
+    );
+    let admin_listen = ctx.addr(
+        "server.admin_listen",
+        s.admin_listen,
+        D::server::ADMIN_LISTEN,
+    );
     let tls_cert = match s.tls_cert {
         Some(p) => Some(ctx.path(&p)),
         None => {
@@ -165,7 +174,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             None
         }
     };
-    let data_dir = ctx.path(s.data_dir.as_deref().unwrap_or("data"));
+    let data_dir = ctx.path(s.data_dir.as_deref().unwrap_or(D::server::DATA_DIR));
     let threads = match s.threads {
         Some(0) => {
             ctx.error("server.threads", "must be at least 1");
@@ -177,20 +186,20 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let tls_handshake_timeout = ctx.duration(
         "server.tls_handshake_timeout",
         s.tls_handshake_timeout,
-        Duration::from_secs(10),
+        D::server::TLS_HANDSHAKE_TIMEOUT,
     );
     let keepalive_timeout = ctx.duration(
         "server.keepalive_timeout",
         s.keepalive_timeout,
-        Duration::from_secs(60),
+        D::server::KEEPALIVE_TIMEOUT,
     );
     let shutdown_timeout = ctx.duration(
         "server.shutdown_timeout",
         s.shutdown_timeout,
-        Duration::from_secs(300),
+        D::server::SHUTDOWN_TIMEOUT,
     );
     let tls_min_version = match s.tls_min_version.as_deref() {
-        None | Some("1.2") => TlsVersion::V1_2,
+        None | Some(D::server::TLS_MIN_VERSION) => TlsVersion::V1_2,
         Some("1.3") => TlsVersion::V1_3,
         Some(other) => {
             ctx.error(
@@ -201,7 +210,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         }
     };
     let http_engine = match s.http_engine.as_deref() {
-        None | Some("hyper") => HttpEngine::Hyper,
+        None | Some(D::server::HTTP_ENGINE) => HttpEngine::Hyper,
         Some("pingora") => HttpEngine::Pingora,
         Some(other) => {
             ctx.error(
@@ -212,8 +221,11 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         }
     };
     let runtime = match s.runtime.as_deref() {
-        None | Some("work-stealing") => Runtime::WorkStealing,
-        Some("per-core") => Runtime::PerCore,
+        // Per core is the measured cheaper default (docs/benchmarks.md); the
+        // pingora engine has only the work-stealing runtime.
+        None if http_engine == HttpEngine::Pingora => Runtime::WorkStealing,
+        None | Some(D::server::RUNTIME) => Runtime::PerCore,
+        Some("work-stealing") => Runtime::WorkStealing,
         Some(other) => {
             ctx.error(
                 "server.runtime",
@@ -226,7 +238,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let certificate_watch_interval = ctx.duration(
         "server.certificate_watch_interval",
         s.certificate_watch_interval,
-        Duration::from_secs(5),
+        D::server::CERTIFICATE_WATCH_INTERVAL,
     );
     if certificate_watch_interval < Duration::from_secs(1) {
         // Every look reads every certificate and key file.
@@ -234,12 +246,10 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     }
     let tls_cipher_suites = convert_cipher_suites(s.tls_cipher_suites, tls_min_version, ctx);
     let hsts = s.hsts.map(|h| Hsts {
-        max_age: ctx.duration(
-            "server.hsts.max_age",
-            h.max_age,
-            Duration::from_secs(365 * 24 * 3600),
-        ),
-        include_subdomains: h.include_subdomains.unwrap_or(false),
+        max_age: ctx.duration("server.hsts.max_age", h.max_age, D::server::HSTS_MAX_AGE),
+        include_subdomains: h
+            .include_subdomains
+            .unwrap_or(D::server::HSTS_INCLUDE_SUBDOMAINS),
     });
     let acme = s.acme.and_then(|a| convert_acme(a, ctx));
     if hsts.is_some() && http_engine == HttpEngine::Pingora {
@@ -256,7 +266,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     }
 
     let o = file.organization;
-    let name = o.name.unwrap_or_else(|| "ourcorp".to_string());
+    let name = o.name.unwrap_or_else(|| D::organization::NAME.to_string());
     let mut email_domains = Vec::new();
     for (i, d) in o.email_domains.unwrap_or_default().into_iter().enumerate() {
         let d = d.trim().to_ascii_lowercase();
@@ -328,21 +338,31 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let auth = convert_auth(file.auth, ctx);
     let d = file.defender;
     let defender = Defender {
-        enabled: d.enabled.unwrap_or(true),
-        threshold: positive(ctx, "defender.threshold", d.threshold, 10),
-        score_per_failure: positive(ctx, "defender.score_per_failure", d.score_per_failure, 1),
+        enabled: d.enabled.unwrap_or(D::defender::ENABLED),
+        threshold: positive(
+            ctx,
+            "defender.threshold",
+            d.threshold,
+            D::defender::THRESHOLD,
+        ),
+        score_per_failure: positive(
+            ctx,
+            "defender.score_per_failure",
+            d.score_per_failure,
+            D::defender::SCORE_PER_FAILURE,
+        ),
         observation_window: ctx.duration(
             "defender.observation_window",
             d.observation_window,
-            Duration::from_secs(300),
+            D::defender::OBSERVATION_WINDOW,
         ),
-        ban_time: ctx.duration("defender.ban_time", d.ban_time, Duration::from_secs(900)),
+        ban_time: ctx.duration("defender.ban_time", d.ban_time, D::defender::BAN_TIME),
     };
     let a = file.audit;
     let audit_file = a
         .file
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("audit.jsonl"));
+        .unwrap_or_else(|| PathBuf::from(D::audit::FILE));
     let audit = Audit {
         file: if audit_file.is_absolute() {
             audit_file
@@ -355,9 +375,17 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
                 n
             }
             Some(n) => n,
-            None => 100 * 1024 * 1024,
+            None => D::audit::MAX_BYTES,
         },
-        keep: a.keep.unwrap_or(10),
+        keep: a.keep.unwrap_or(D::audit::KEEP),
+        on_failure: match a.on_failure.as_deref() {
+            None | Some(D::audit::ON_FAILURE) => AuditFailure::Deny,
+            Some("allow") => AuditFailure::Allow,
+            Some(_) => {
+                ctx.error("audit.on_failure", "must be \"deny\" or \"allow\"");
+                AuditFailure::Deny
+            }
+        },
     };
 
     let limits = crate::limits::convert(file.limits, ctx);
@@ -367,6 +395,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let sftp = crate::sftp::convert(file.sftp, ctx);
     let trust = crate::trust::convert(file.trust, ctx);
     let connector = crate::connector::convert_listen(file.connector, ctx);
+    let notify = crate::notify::convert(file.notify, ctx);
     check_dmz(
         backend.as_ref().map(|b| b.via),
         connector.as_ref(),
@@ -383,6 +412,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         sftp,
         trust,
         connector,
+        notify,
         admin,
         auth,
         defender,
@@ -606,7 +636,7 @@ fn valid_sni_name(name: &str) -> bool {
 
 pub(crate) fn convert_logging(l: crate::file::LoggingFile, ctx: &mut Ctx<'_>) -> Logging {
     let format = match l.format.as_deref() {
-        None | Some("pretty") => LogFormat::Pretty,
+        None | Some(D::logging::FORMAT) => LogFormat::Pretty,
         Some("json") => LogFormat::Json,
         Some(other) => {
             ctx.error(
@@ -618,8 +648,8 @@ pub(crate) fn convert_logging(l: crate::file::LoggingFile, ctx: &mut Ctx<'_>) ->
     };
     Logging {
         format,
-        level: l.level.unwrap_or_else(|| "info".to_string()),
-        access_log: l.access_log.unwrap_or(true),
+        level: l.level.unwrap_or_else(|| D::logging::LEVEL.to_string()),
+        access_log: l.access_log.unwrap_or(D::logging::ACCESS_LOG),
     }
 }
 
@@ -649,7 +679,7 @@ fn convert_rate_limit(
         }
     }
     let on_redis_error = match on_redis_error.as_deref() {
-        None | Some("local") => OnRedisError::Local,
+        None | Some(D::rate_limit::ON_REDIS_ERROR) => OnRedisError::Local,
         Some("deny") => OnRedisError::Deny,
         Some(other) => {
             ctx.error(
@@ -662,7 +692,7 @@ fn convert_rate_limit(
     let redis_timeout = ctx.duration(
         "rate_limit.redis_timeout",
         redis_timeout,
-        Duration::from_millis(50),
+        D::rate_limit::REDIS_TIMEOUT,
     );
     let max_tracked_keys = match max_tracked_keys {
         Some(n) if n < 100 => {
@@ -670,7 +700,7 @@ fn convert_rate_limit(
             n
         }
         Some(n) => n,
-        None => 100_000,
+        None => D::rate_limit::MAX_TRACKED_KEYS,
     };
     RateLimit {
         per_key,
@@ -708,7 +738,7 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
             );
         }
     }
-    let cache_ttl = ctx.duration("auth.cache_ttl", a.cache_ttl, Duration::from_secs(60));
+    let cache_ttl = ctx.duration("auth.cache_ttl", a.cache_ttl, D::auth::CACHE_TTL);
     let mut jwt = Vec::new();
     let several = a.jwt.len() > 1;
     let mut names: Vec<String> = Vec::new();
@@ -776,7 +806,12 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
                 },
             },
         };
-        let algorithms = j.algorithms.unwrap_or_else(|| vec!["RS256".to_string()]);
+        let algorithms = j.algorithms.unwrap_or_else(|| {
+            D::auth::JWT_ALGORITHMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        });
         for (n, alg) in algorithms.iter().enumerate() {
             if !KNOWN_ALGORITHMS.contains(&alg.as_str()) {
                 ctx.error(
@@ -791,8 +826,8 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
         if algorithms.is_empty() {
             ctx.error(&key("algorithms"), "must list at least one algorithm");
         }
-        let leeway = ctx.duration(&key("leeway"), j.leeway, Duration::from_secs(30));
-        let refresh = ctx.duration(&key("refresh"), j.refresh, Duration::from_secs(600));
+        let leeway = ctx.duration(&key("leeway"), j.leeway, D::auth::JWT_LEEWAY);
+        let refresh = ctx.duration(&key("refresh"), j.refresh, D::auth::JWT_REFRESH);
         let ca_file = j.ca_file.map(|p| ctx.path(&p));
         if let Some(jwks) = jwks {
             jwt.push(JwtIssuer {
@@ -801,7 +836,9 @@ fn convert_auth(a: crate::file::AuthFile, ctx: &mut Ctx<'_>) -> Auth {
                 audience,
                 jwks,
                 algorithms,
-                scopes_claim: j.scopes_claim.unwrap_or_else(|| "scope".to_string()),
+                scopes_claim: j
+                    .scopes_claim
+                    .unwrap_or_else(|| D::auth::JWT_SCOPES_CLAIM.to_string()),
                 leeway,
                 refresh,
                 ca_file,
@@ -873,7 +910,7 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
     let via = crate::connector::convert_via(b.via.as_deref(), ctx);
     let signing_key = ctx.secret("backend.signing_key", b.signing_key);
     let signing_algorithm = match b.signing_algorithm.as_deref() {
-        None | Some("hmac-sha256") => SigningAlgorithm::HmacSha256,
+        None | Some(D::backend::SIGNING_ALGORITHM) => SigningAlgorithm::HmacSha256,
         Some("ed25519") => SigningAlgorithm::Ed25519,
         Some(other) => {
             ctx.error(
@@ -907,7 +944,7 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
     let signature_ttl = ctx.duration(
         "backend.signature_ttl",
         b.signature_ttl,
-        Duration::from_secs(30),
+        D::backend::SIGNATURE_TTL,
     );
     if signature_ttl > Duration::from_secs(300) {
         ctx.error(
@@ -918,50 +955,46 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
     let connect_timeout = ctx.duration(
         "backend.connect_timeout",
         b.connect_timeout,
-        Duration::from_secs(5),
+        D::backend::CONNECT_TIMEOUT,
     );
     let read_timeout = ctx.duration(
         "backend.read_timeout",
         b.read_timeout,
-        Duration::from_secs(60),
+        D::backend::READ_TIMEOUT,
     );
     let write_timeout = ctx.duration(
         "backend.write_timeout",
         b.write_timeout,
-        Duration::from_secs(60),
+        D::backend::WRITE_TIMEOUT,
     );
     let idle_timeout = ctx.duration(
         "backend.idle_timeout",
         b.idle_timeout,
-        Duration::from_secs(60),
+        D::backend::IDLE_TIMEOUT,
     );
-    let pool_size = b.pool_size.unwrap_or(128);
+    let pool_size = b.pool_size.unwrap_or(D::backend::POOL_SIZE);
     let retry_attempts = match b.retry_attempts {
         Some(0) => {
             ctx.error("backend.retry_attempts", "must be at least 1");
             1
         }
         Some(n) => n,
-        None => 6,
+        None => D::backend::RETRY_ATTEMPTS,
     };
-    let retry_base = ctx.duration(
-        "backend.retry_base",
-        b.retry_base,
-        Duration::from_millis(200),
-    );
-    let retry_max = ctx.duration("backend.retry_max", b.retry_max, Duration::from_secs(10));
+    let retry_base = ctx.duration("backend.retry_base", b.retry_base, D::backend::RETRY_BASE);
+    let retry_max = ctx.duration("backend.retry_max", b.retry_max, D::backend::RETRY_MAX);
     let breaker_threshold = match b.breaker_threshold {
         Some(0) => {
             ctx.error("backend.breaker_threshold", "must be at least 1");
             1
         }
         Some(n) => n,
-        None => 5,
+        None => D::backend::BREAKER_THRESHOLD,
     };
     let breaker_cooldown = ctx.duration(
         "backend.breaker_cooldown",
         b.breaker_cooldown,
-        Duration::from_secs(5),
+        D::backend::BREAKER_COOLDOWN,
     );
     Some(Backend {
         url: url?,

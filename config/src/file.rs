@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub sftp: Option<crate::sftp::SftpFile>,
     /// `[connector]`: where DMZ-mode connectors dial in (absent: no listener).
     pub connector: Option<crate::connector::ConnectorListenFile>,
+    /// `[[notify]]`: notification rules.
+    #[serde(default)]
+    pub notify: Vec<crate::notify::NotifyFile>,
 }
 
 /// `[admin]`
@@ -146,6 +149,8 @@ pub struct AuditFile {
     pub max_bytes: Option<u64>,
     /// Rotated files kept.
     pub keep: Option<u32>,
+    /// `"deny"` or `"allow"`: what requests get while records cannot be written.
+    pub on_failure: Option<String>,
 }
 
 /// `[server]`

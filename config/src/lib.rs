@@ -10,12 +10,14 @@
 
 pub mod connector;
 mod convert;
+pub mod defaults;
 pub mod error;
 pub mod file;
 pub mod limits;
 mod locate;
 pub mod mailbox;
 pub mod model;
+pub mod notify;
 pub mod pin;
 pub mod quota;
 pub mod secret;

@@ -5,6 +5,7 @@
 //! byte-size syntax (`"10 MiB"`), which nothing else uses.
 
 use crate::convert::Ctx;
+use crate::defaults::limits as D;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -103,12 +104,12 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: None,
-            max_header_count: 100,
-            max_header_bytes: 32 * 1024,
-            max_url_bytes: 8 * 1024,
-            max_connections_per_ip: Some(512),
-            request_header_timeout: Duration::from_secs(10),
-            body_idle_timeout: Duration::from_secs(60),
+            max_header_count: D::MAX_HEADER_COUNT,
+            max_header_bytes: D::MAX_HEADER_BYTES,
+            max_url_bytes: D::MAX_URL_BYTES,
+            max_connections_per_ip: Some(D::MAX_CONNECTIONS_PER_IP),
+            request_header_timeout: D::REQUEST_HEADER_TIMEOUT,
+            body_idle_timeout: D::BODY_IDLE_TIMEOUT,
             routes: builtin_routes(),
         }
     }

@@ -6,6 +6,7 @@
 //! delivery, POP3 whether delivered messages are deleted.
 
 use crate::convert::Ctx;
+use crate::defaults::imap as D;
 use crate::limits::{parse_size, Size};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -284,12 +285,12 @@ pub struct Pop3 {
 
 /// Largest message fetched unless configured: what the backend's JSON limit
 /// does not matter for (attachments are uploads), but memory does.
-pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 50 * 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = D::MAX_MESSAGE_BYTES;
 
 /// Attachments per message unless configured (SMTP and mailboxes): each one
 /// is a backend upload, so a message of tiny parts must not fan out without
 /// bound.
-pub const DEFAULT_MAX_ATTACHMENTS: usize = 100;
+pub const DEFAULT_MAX_ATTACHMENTS: usize = D::MAX_ATTACHMENTS;
 
 const MICROSOFT_IMAP_SCOPE: &str =
     "https://outlook.office.com/IMAP.AccessAsUser.All offline_access";
@@ -405,7 +406,7 @@ fn oauth2(ctx: &mut Ctx<'_>, key: &str, f: OAuth2File, imap: bool) -> Option<OAu
 
 fn mapping(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> Mapping {
     let sender = match f.sender.as_deref() {
-        None | Some("from") => SenderMap::From,
+        None | Some(D::SENDER) => SenderMap::From,
         Some(a) if a.contains('@') => SenderMap::Fixed(a.to_string()),
         Some(a) => {
             ctx.error(
@@ -417,7 +418,7 @@ fn mapping(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> Mapping {
     };
     let recipients = match &f.recipients {
         None => RecipientsMap::To,
-        Some(RecipientsFile::Keyword(k)) if k == "to" => RecipientsMap::To,
+        Some(RecipientsFile::Keyword(k)) if k == D::RECIPIENTS => RecipientsMap::To,
         Some(RecipientsFile::Keyword(k)) if k == "to+cc" => RecipientsMap::ToCc,
         Some(RecipientsFile::Keyword(k)) => {
             ctx.error(
@@ -444,13 +445,13 @@ fn mapping(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> Mapping {
     Mapping {
         sender,
         recipients,
-        subject: text(&f.subject, "subject"),
-        message: text(&f.message, "text"),
+        subject: text(&f.subject, D::SUBJECT),
+        message: text(&f.message, D::MESSAGE),
     }
 }
 
 fn relay(ctx: &mut Ctx<'_>, key: &str, f: &ConnectionFile) -> MailboxRelay {
-    let enabled = f.relay_to_partners.unwrap_or(false);
+    let enabled = f.relay_to_partners.unwrap_or(D::RELAY_TO_PARTNERS);
     let senders: Vec<String> = f
         .relay_senders
         .iter()
@@ -518,7 +519,7 @@ fn connection(
         ctx.error(&format!("{key}.host"), "missing");
     }
     let tls = match f.tls.as_deref() {
-        None | Some("implicit") => TlsMode::Implicit,
+        None | Some(D::TLS) => TlsMode::Implicit,
         Some("starttls") => TlsMode::StartTls,
         Some(other) => {
             ctx.error(
@@ -576,15 +577,15 @@ fn connection(
     let poll_interval = match f.poll_secs {
         Some(0) => {
             ctx.error(&format!("{key}.poll_secs"), "must be at least 1");
-            Duration::from_secs(60)
+            Duration::from_secs(D::POLL_SECS)
         }
         Some(n) => Duration::from_secs(n),
-        None => Duration::from_secs(60),
+        None => Duration::from_secs(D::POLL_SECS),
     };
     let command_timeout = ctx.duration(
         &format!("{key}.command_timeout"),
         f.command_timeout.clone(),
-        Duration::from_secs(60),
+        D::COMMAND_TIMEOUT,
     );
     let max_message_bytes = match f.max_message_bytes.clone() {
         None => DEFAULT_MAX_MESSAGE_BYTES,
@@ -624,7 +625,7 @@ fn connection(
     let scopes = f
         .scopes
         .clone()
-        .unwrap_or_else(|| vec!["files:write".to_string(), "deliveries:write".to_string()]);
+        .unwrap_or_else(|| D::SCOPES.iter().map(|s| s.to_string()).collect());
     let name = name?;
     Some(Connection {
         principal: f
@@ -671,7 +672,7 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
     for (i, f) in file.into_iter().enumerate() {
         let key = format!("imap[{i}]");
         let after_upload = match f.after_upload.as_deref() {
-            None | Some("seen") => AfterUpload::Seen,
+            None | Some(D::AFTER_UPLOAD) => AfterUpload::Seen,
             Some("delete") => AfterUpload::Delete,
             Some(m) if m.starts_with("move:") && m.len() > 5 => {
                 AfterUpload::Move(m[5..].to_string())
@@ -684,7 +685,7 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
                 AfterUpload::Seen
             }
         };
-        let folder = f.folder.unwrap_or_else(|| "INBOX".to_string());
+        let folder = f.folder.unwrap_or_else(|| D::FOLDER.to_string());
         if folder.is_empty() || folder.contains(['"', '\\', '\r', '\n']) {
             ctx.error(
                 &format!("{key}.folder"),
@@ -703,7 +704,7 @@ pub(crate) fn convert_imap(file: Vec<ImapFile>, ctx: &mut Ctx<'_>) -> Vec<Imap> 
             out.push(Imap {
                 conn,
                 folder,
-                idle: f.idle.unwrap_or(true),
+                idle: f.idle.unwrap_or(D::IDLE),
                 after_upload,
             });
         }
@@ -720,7 +721,7 @@ pub(crate) fn convert_pop3(file: Vec<Pop3File>, ctx: &mut Ctx<'_>) -> Vec<Pop3> 
         if let Some(conn) = connection(ctx, &key, f.conn, false) {
             out.push(Pop3 {
                 conn,
-                delete: f.delete.unwrap_or(true),
+                delete: f.delete.unwrap_or(D::DELETE),
             });
         }
     }

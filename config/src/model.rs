@@ -44,6 +44,8 @@ pub struct Config {
     pub sftp: Option<crate::sftp::Sftp>,
     /// `[connector]`, when connectors may dial in (DMZ mode).
     pub connector: Option<crate::connector::ConnectorListen>,
+    /// `[[notify]]` rules.
+    pub notify: Vec<crate::notify::Notify>,
 }
 
 /// The admin API.
@@ -142,6 +144,19 @@ pub struct Audit {
     pub max_bytes: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// What requests get while audit records cannot be written.
+    pub on_failure: AuditFailure,
+}
+
+/// `audit.on_failure`: what happens to requests while the audit trail cannot
+/// be written (its disk is full, its file system read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditFailure {
+    /// Refuse them with 503 until records can be written again.
+    #[default]
+    Deny,
+    /// Serve them; their records wait in memory (bounded), then are dropped and counted.
+    Allow,
 }
 
 /// Listeners, TLS material and process behaviour.
@@ -247,12 +262,12 @@ pub struct Certificate {
 pub enum Runtime {
     /// One multi-threaded tokio runtime: a busy worker's tasks move to an
     /// idle one, so a few large transfers use every core.
-    #[default]
     WorkStealing,
     /// One single-threaded runtime per worker, each with its own
     /// `SO_REUSEPORT` socket and backend pool, as nginx's workers: no
-    /// wake-up crosses threads (cheaper per request), but a connection
-    /// stays on the core the kernel gave it.
+    /// wake-up crosses threads (cheaper per request); a new connection goes
+    /// to the worker holding the fewest and stays there. The default.
+    #[default]
     PerCore,
 }
 

@@ -5,6 +5,7 @@
 //! here go the shapes, the permissions and the limits.
 
 use crate::convert::Ctx;
+use crate::defaults::sftp as D;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -158,13 +159,13 @@ pub struct SftpUser {
 }
 
 /// Connections of the whole listener unless configured.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 100;
+pub const DEFAULT_MAX_CONNECTIONS: usize = D::MAX_CONNECTIONS;
 /// Connections per client unless configured: room for parallel transfers
 /// of several partner systems behind one NAT address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 32;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = D::MAX_CONNECTIONS_PER_IP;
 /// A connection that has not logged in by then is closed: key exchange
 /// and a few password prompts take seconds, not minutes.
-pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = D::LOGIN_TIMEOUT;
 
 fn count(ctx: &mut Ctx<'_>, key: &str, value: Option<u32>, default: usize) -> usize {
     match value {
@@ -177,8 +178,8 @@ fn count(ctx: &mut Ctx<'_>, key: &str, value: Option<u32>, default: usize) -> us
     }
 }
 
-const DEFAULT_CHUNK: usize = 4 << 20;
-const DEFAULT_WINDOW: usize = 4 << 20;
+const DEFAULT_CHUNK: usize = D::CHUNK_BYTES;
+const DEFAULT_WINDOW: usize = D::REORDER_WINDOW_BYTES;
 
 fn size(ctx: &mut Ctx<'_>, key: &str, value: Option<crate::limits::Size>, default: usize) -> usize {
     use crate::limits::{parse_size, Size};
@@ -201,14 +202,7 @@ fn size(ctx: &mut Ctx<'_>, key: &str, value: Option<crate::limits::Size>, defaul
 }
 
 fn permissions(ctx: &mut Ctx<'_>, key: &str, list: Option<Vec<String>>) -> Permissions {
-    let Some(list) = list else {
-        return Permissions {
-            upload: true,
-            download: true,
-            list: true,
-            delete: false,
-        };
-    };
+    let list = list.unwrap_or_else(|| D::USER_PERMISSIONS.iter().map(|s| s.to_string()).collect());
     let mut p = Permissions::default();
     for item in list {
         match item.as_str() {
@@ -284,7 +278,7 @@ fn user(ctx: &mut Ctx<'_>, i: usize, u: SftpUserFile) -> Option<SftpUser> {
             1
         }
         Some(n) => n,
-        None => 10,
+        None => D::USER_MAX_CONNECTIONS,
     };
     let deliver_to = u.on_upload.map(|o| o.deliver_to).unwrap_or_default();
     for (j, r) in deliver_to.iter().enumerate() {
@@ -310,7 +304,7 @@ fn user(ctx: &mut Ctx<'_>, i: usize, u: SftpUserFile) -> Option<SftpUser> {
 
 pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp> {
     let file = file?;
-    let listen = ctx.addr("sftp.listen", file.listen, "0.0.0.0:2222")?;
+    let listen = ctx.addr("sftp.listen", file.listen, D::LISTEN)?;
     let mut users: Vec<SftpUser> = Vec::new();
     for (i, u) in file.users.into_iter().enumerate() {
         if let Some(u) = user(ctx, i, u) {
@@ -349,11 +343,7 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
         listen,
         host_key: file.host_key.map(|p| ctx.path(&p)),
         rsa_host_key: file.rsa_host_key.map(|p| ctx.path(&p)),
-        idle_timeout: ctx.duration(
-            "sftp.idle_timeout",
-            file.idle_timeout,
-            Duration::from_secs(600),
-        ),
+        idle_timeout: ctx.duration("sftp.idle_timeout", file.idle_timeout, D::IDLE_TIMEOUT),
         chunk_bytes: size(ctx, "sftp.chunk_bytes", file.chunk_bytes, DEFAULT_CHUNK),
         reorder_window_bytes: size(
             ctx,

@@ -5,6 +5,7 @@
 //! only ever sees values it can use.
 
 use crate::convert::Ctx;
+use crate::defaults::smtp as D;
 use crate::limits::Size;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +52,8 @@ pub struct SmtpFile {
     /// Longest wait between delivery attempts of a spooled message while
     /// the backend is unavailable.
     pub retry_max_interval: Option<String>,
+    /// Spool workers delivering in parallel.
+    pub spool_workers: Option<usize>,
     /// `[[smtp.users]]`: bridge users with their own password.
     #[serde(default)]
     pub users: Vec<SmtpUserFile>,
@@ -177,20 +180,26 @@ pub struct Smtp {
     pub folder: Option<String>,
     /// Longest backoff of the spool worker.
     pub retry_max_interval: Duration,
+    /// Spool workers delivering in parallel (each entry by one of them).
+    pub spool_workers: usize,
     /// Bridge users.
     pub users: Vec<SmtpUser>,
 }
 
 /// Default SIZE: a 25 MiB attachment grows by a third in base64.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 35 << 20;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = D::MAX_MESSAGE_BYTES;
+/// Default `smtp.spool_workers`.
+pub const DEFAULT_SPOOL_WORKERS: usize = D::SPOOL_WORKERS;
+/// Largest `smtp.spool_workers`.
+pub const MAX_SPOOL_WORKERS: usize = 64;
 /// Sessions one client may hold unless configured: enough for a sending
 /// MTA's parallel connections, far from the global cap.
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 10;
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = D::MAX_CONNECTIONS_PER_IP;
 /// A session is cut after this, however active (RFC 5321 timeouts are per
 /// read; a trickling client would otherwise hold its slot for ever).
-pub const DEFAULT_MAX_SESSION_TIME: Duration = Duration::from_secs(30 * 60);
+pub const DEFAULT_MAX_SESSION_TIME: Duration = D::MAX_SESSION_TIME;
 /// One DATA transfer may take at most this long.
-pub const DEFAULT_MAX_DATA_TIME: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_MAX_DATA_TIME: Duration = D::MAX_DATA_TIME;
 
 pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp> {
     let f = file?;
@@ -208,7 +217,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         Some(l) => ctx.addr("smtp.tls_listen", Some(l), ""),
         None => None,
     };
-    let hostname = f.hostname.unwrap_or_else(|| "localhost".to_string());
+    let hostname = f.hostname.unwrap_or_else(|| D::HOSTNAME.to_string());
     if hostname.is_empty() || hostname.contains(|c: char| c.is_whitespace() || c.is_control()) {
         ctx.error("smtp.hostname", format!("not a host name: {hostname:?}"));
     }
@@ -276,24 +285,30 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         Some(n) => n,
         None => default,
     };
-    let max_recipients = positive(ctx, "smtp.max_recipients", f.max_recipients, 100);
+    let max_recipients = positive(
+        ctx,
+        "smtp.max_recipients",
+        f.max_recipients,
+        D::MAX_RECIPIENTS,
+    );
     let max_attachments = positive(
         ctx,
         "smtp.max_attachments",
         f.max_attachments,
-        crate::mailbox::DEFAULT_MAX_ATTACHMENTS,
+        D::MAX_ATTACHMENTS,
     );
-    let max_connections = positive(ctx, "smtp.max_connections", f.max_connections, 100);
+    let max_connections = positive(
+        ctx,
+        "smtp.max_connections",
+        f.max_connections,
+        D::MAX_CONNECTIONS,
+    );
     let command_timeout = ctx.duration(
         "smtp.command_timeout",
         f.command_timeout,
-        Duration::from_secs(300),
+        D::COMMAND_TIMEOUT,
     );
-    let data_timeout = ctx.duration(
-        "smtp.data_timeout",
-        f.data_timeout,
-        Duration::from_secs(180),
-    );
+    let data_timeout = ctx.duration("smtp.data_timeout", f.data_timeout, D::DATA_TIMEOUT);
     let max_connections_per_ip = positive(
         ctx,
         "smtp.max_connections_per_ip",
@@ -315,8 +330,17 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
     let retry_max_interval = ctx.duration(
         "smtp.retry_max_interval",
         f.retry_max_interval,
-        Duration::from_secs(60),
+        D::RETRY_MAX_INTERVAL,
     );
+    let spool_workers = positive(
+        ctx,
+        "smtp.spool_workers",
+        f.spool_workers,
+        DEFAULT_SPOOL_WORKERS,
+    );
+    if spool_workers > MAX_SPOOL_WORKERS {
+        ctx.error("smtp.spool_workers", format!("at most {MAX_SPOOL_WORKERS}"));
+    }
     let mut users = Vec::new();
     for (i, u) in f.users.into_iter().enumerate() {
         let key = format!("smtp.users[{i}]");
@@ -358,7 +382,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         tls_listen,
         hostname,
         max_message_bytes,
-        require_auth: f.require_auth.unwrap_or(true),
+        require_auth: f.require_auth.unwrap_or(D::REQUIRE_AUTH),
         allowed_client_networks,
         allowed_sender_domains,
         max_recipients,
@@ -371,6 +395,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         max_data_time,
         folder,
         retry_max_interval,
+        spool_workers,
         users,
     })
 }

@@ -4,6 +4,7 @@
 //! not here: they carry keys shown once and change at runtime.
 
 use crate::convert::Ctx;
+use crate::defaults::trust as D;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::time::Duration;
@@ -87,12 +88,12 @@ pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
         request_timeout: ctx.duration(
             "trust.request_timeout",
             file.request_timeout,
-            Duration::from_secs(10),
+            D::REQUEST_TIMEOUT,
         ),
         max_clock_skew: ctx.duration(
             "trust.max_clock_skew",
             file.max_clock_skew,
-            Duration::from_secs(60),
+            D::MAX_CLOCK_SKEW,
         ),
         ca_file: file.ca_file.map(|p| ctx.path(&p)),
         rate_limit: file
@@ -104,28 +105,24 @@ pub(crate) fn convert(file: TrustFile, ctx: &mut Ctx<'_>) -> Trust {
                     None
                 }
             }),
-        client_auth: file.client_auth.unwrap_or(false),
+        client_auth: file.client_auth.unwrap_or(D::CLIENT_AUTH),
         client_cert: client_cert.map(|p| ctx.path(&p)),
         client_key: client_key.map(|p| ctx.path(&p)),
         relay_poll_interval: ctx.duration(
             "trust.relay_poll_interval",
             file.relay_poll_interval,
-            Duration::from_secs(2),
+            D::RELAY_POLL_INTERVAL,
         ),
         relay_retry_base: ctx.duration(
             "trust.relay_retry_base",
             file.relay_retry_base,
-            Duration::from_secs(5),
+            D::RELAY_RETRY_BASE,
         ),
         relay_retry_max: ctx.duration(
             "trust.relay_retry_max",
             file.relay_retry_max,
-            Duration::from_secs(600),
+            D::RELAY_RETRY_MAX,
         ),
-        relay_max_age: ctx.duration(
-            "trust.relay_max_age",
-            file.relay_max_age,
-            Duration::from_secs(7 * 24 * 3600),
-        ),
+        relay_max_age: ctx.duration("trust.relay_max_age", file.relay_max_age, D::RELAY_MAX_AGE),
     }
 }

@@ -1,4 +1,5 @@
 //! Loading whole files: defaults, relative paths, and errors that name key and line.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use mft_config::{load, load_str, ConfigError};
 use std::path::Path;
@@ -397,18 +398,26 @@ fn dmz_mode_needs_the_connector_listener_and_the_hyper_engine() {
 }
 
 #[test]
-fn runtime_defaults_to_work_stealing_and_per_core_needs_hyper() {
+fn runtime_defaults_to_per_core_and_per_core_needs_hyper() {
     let loaded = load_str(MINIMAL, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert_eq!(
+        loaded.config.server.runtime,
+        mft_config::model::Runtime::PerCore
+    );
+    let stealing = MINIMAL.replace("[server]\n", "[server]\nruntime = \"work-stealing\"\n");
+    let loaded = load_str(&stealing, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert_eq!(
+        loaded.config.server.runtime,
+        mft_config::model::Runtime::WorkStealing
+    );
+    // The pingora engine has one runtime: without a choice it gets it.
+    let engine = MINIMAL.replace("[server]\n", "[server]\nhttp_engine = \"pingora\"\n");
+    let loaded = load_str(&engine, Path::new("/etc/mft/gateway.toml")).unwrap();
     assert_eq!(
         loaded.config.server.runtime,
         mft_config::model::Runtime::WorkStealing
     );
     let per_core = MINIMAL.replace("[server]\n", "[server]\nruntime = \"per-core\"\n");
-    let loaded = load_str(&per_core, Path::new("/etc/mft/gateway.toml")).unwrap();
-    assert_eq!(
-        loaded.config.server.runtime,
-        mft_config::model::Runtime::PerCore
-    );
     let bad = MINIMAL.replace("[server]\n", "[server]\nruntime = \"green-threads\"\n");
     let found = issues(&bad);
     assert!(
@@ -541,4 +550,26 @@ names = ["*.example.com"]
     ] {
         assert!(got.contains(want), "{want}\n{got}");
     }
+}
+
+#[test]
+fn notify_rules_are_checked_and_default_to_one_message_an_hour() {
+    let text = format!(
+        "{MINIMAL}\n[[notify]]\nevent = \"credit_low\"\nprovider = \"mail\"\nto = [\"ops@ourcorp.example\"]\n\n\
+         [[notify]]\nevent = \"relay_failed\"\nprovider = \"sms\"\nto = [\"+41791234567\"]\nperiod = \"10m\"\n"
+    );
+    let c = load_str(&text, Path::new("gateway.toml")).unwrap().config;
+    assert_eq!(c.notify.len(), 2);
+    assert_eq!(c.notify[0].period, Duration::from_secs(3600));
+    assert_eq!(c.notify[1].period, Duration::from_secs(600));
+    assert_eq!(c.notify[1].event, "relay_failed");
+    let bad = format!(
+        "{MINIMAL}\n[[notify]]\nevent = \"disk_full\"\nprovider = \"mail\"\nto = [\"a@b.example\"]\n\n\
+         [[notify]]\nevent = \"credit_low\"\nto = [\"a@b.example\"]\n\n\
+         [[notify]]\nevent = \"credit_low\"\nprovider = \"mail\"\n"
+    );
+    let found = issues(&bad).join("\n");
+    assert!(found.contains("notify[0].event"), "{found}");
+    assert!(found.contains("notify[1].provider"), "{found}");
+    assert!(found.contains("notify[2].to"), "{found}");
 }

@@ -6,6 +6,7 @@
 //! and constant-time verify against the cached hash, scope check, one
 //! rate-limit check on a warm key, body limit lookup, RFC 9421 signing
 //! (HMAC-SHA256, fresh nonce from the OS, `SystemTime::now()`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::clock::DefaultClock;

@@ -1,5 +1,6 @@
 //! The per-request cost of a rate-limit check on a warm key: what every
 //! proxied request pays once per limit (per IP, per principal).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::clock::{DefaultClock, FakeRelativeClock};

@@ -1,5 +1,6 @@
 //! Cost of signing one forwarded request (the gateway's hot path) and of
 //! verifying it (the backend's), per algorithm.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mft_filters::signing::keys::generate_ed25519_pem;

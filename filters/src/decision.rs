@@ -1,22 +1,9 @@
 //! The outcome of a request filter: go on, or answer the client now.
 
 use crate::problem::Problem;
+use crate::problem_types as pt;
 use crate::ratelimit::{self, Denial, Limit, Scope};
 use std::time::Duration;
-
-/// Problem type of a 401.
-pub const PROBLEM_UNAUTHENTICATED: &str = "urn:mft:problem:unauthenticated";
-/// Problem type of a 403 for a scope the credential lacks.
-pub const PROBLEM_INSUFFICIENT_SCOPE: &str = "urn:mft:problem:insufficient-scope";
-/// Problem type of a 403 for a route that no scope grants.
-pub const PROBLEM_ROUTE_NOT_GRANTED: &str = "urn:mft:problem:route-not-granted";
-/// Problem type of a 429 from the brute-force defender.
-pub const PROBLEM_BANNED: &str = "urn:mft:problem:banned";
-/// Problem type of a 429 for a request over its rate limit.
-pub const PROBLEM_RATE_LIMITED: &str = "urn:mft:problem:rate-limited";
-/// Problem type of a 503 when the shared rate-limit state cannot be reached
-/// and the operator chose to refuse rather than fall back to local limits.
-pub const PROBLEM_RATE_LIMIT_UNAVAILABLE: &str = "urn:mft:problem:rate-limit-unavailable";
 
 /// The realm every `WWW-Authenticate` challenge names.
 pub const REALM: &str = "mft-gateway";
@@ -76,12 +63,46 @@ pub struct Rejection {
 const GENERIC_401: &str = "missing or invalid credentials";
 
 impl Rejection {
+    /// Any refusal the named constructors below do not cover: `status` with
+    /// `problem_type` (`"about:blank"` when the status says it all), a
+    /// client-safe `detail` and the audit-only reason.
+    pub fn new(
+        status: u16,
+        problem_type: &'static str,
+        detail: impl Into<String>,
+        audit_reason: &'static str,
+    ) -> Self {
+        Rejection {
+            status,
+            problem_type,
+            detail: detail.into(),
+            audit_reason,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same refusal with one more response header (lower-case name).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The same refusal with `Retry-After`: whole seconds, rounded up, at
+    /// least 1 (a client told 0 would retry at once).
+    pub fn retry_after(self, after: Duration) -> Self {
+        let mut secs = after.as_secs();
+        if after.subsec_nanos() > 0 || secs == 0 {
+            secs = secs.saturating_add(1);
+        }
+        self.with_header("retry-after", secs.to_string())
+    }
+
     /// 401 with a plain `Bearer` challenge. Every authentication failure gets
     /// the same detail, so the response never tells which part was wrong.
     pub fn unauthenticated(audit_reason: &'static str) -> Self {
         Rejection {
             status: 401,
-            problem_type: PROBLEM_UNAUTHENTICATED,
+            problem_type: pt::UNAUTHENTICATED,
             detail: GENERIC_401.to_string(),
             audit_reason,
             headers: vec![("www-authenticate", format!("Bearer realm=\"{REALM}\""))],
@@ -108,7 +129,7 @@ impl Rejection {
         let quoted = quote(scope);
         Rejection {
             status: 403,
-            problem_type: PROBLEM_INSUFFICIENT_SCOPE,
+            problem_type: pt::INSUFFICIENT_SCOPE,
             detail: format!("this request needs the scope {quoted}"),
             audit_reason: "missing_scope",
             headers: vec![(
@@ -123,7 +144,7 @@ impl Rejection {
     pub fn no_scope_for_route() -> Self {
         Rejection {
             status: 403,
-            problem_type: PROBLEM_ROUTE_NOT_GRANTED,
+            problem_type: pt::ROUTE_NOT_GRANTED,
             detail: "no scope grants this route".to_string(),
             audit_reason: "no_route_scope",
             headers: Vec::new(),
@@ -133,17 +154,13 @@ impl Rejection {
     /// 429 from the brute-force defender. `retry_after` is rounded up to whole
     /// seconds (at least 1), so a client that obeys it is never still banned.
     pub fn banned(retry_after: Duration) -> Self {
-        let mut secs = retry_after.as_secs();
-        if retry_after.subsec_nanos() > 0 || secs == 0 {
-            secs = secs.saturating_add(1);
-        }
-        Rejection {
-            status: 429,
-            problem_type: PROBLEM_BANNED,
-            detail: "too many failed attempts; try again later".to_string(),
-            audit_reason: "banned",
-            headers: vec![("retry-after", secs.to_string())],
-        }
+        Rejection::new(
+            429,
+            pt::BANNED,
+            "too many failed attempts; try again later",
+            "banned",
+        )
+        .retry_after(retry_after)
     }
 
     /// 429 for a request over the `scope` limit: `Retry-After` (whole
@@ -157,7 +174,7 @@ impl Rejection {
         };
         Rejection {
             status: 429,
-            problem_type: PROBLEM_RATE_LIMITED,
+            problem_type: pt::RATE_LIMITED,
             detail: format!("rate limit exceeded for {who}; retry after {retry_after} s"),
             audit_reason: "rate_limited",
             headers: vec![
@@ -173,7 +190,7 @@ impl Rejection {
     pub fn rate_limit_unavailable(retry_after: Duration) -> Self {
         Rejection {
             status: 503,
-            problem_type: PROBLEM_RATE_LIMIT_UNAVAILABLE,
+            problem_type: pt::RATE_LIMIT_UNAVAILABLE,
             detail: "rate limiting is temporarily unavailable; retry shortly".to_string(),
             audit_reason: "rate_limit_unavailable",
             headers: vec![(
@@ -230,7 +247,7 @@ mod tests {
             Some("Bearer realm=\"mft-gateway\"")
         );
         assert_eq!(a.audit_reason, "unknown_key");
-        assert_eq!(a.problem_type, "urn:mft:problem:unauthenticated");
+        assert_eq!(a.problem_type, pt::UNAUTHENTICATED);
     }
 
     #[test]
@@ -298,7 +315,7 @@ mod tests {
         let r = Rejection::too_many_requests(Scope::Key, &limit, &denial);
         assert_eq!(r.status, 429);
         assert_eq!(r.audit_reason, "rate_limited");
-        assert_eq!(r.problem_type, PROBLEM_RATE_LIMITED);
+        assert_eq!(r.problem_type, pt::RATE_LIMITED);
         assert_eq!(header(&r, "retry-after"), Some("60"));
         assert_eq!(header(&r, "ratelimit-policy"), Some("\"key\";q=5;w=300"));
         assert_eq!(header(&r, "ratelimit"), Some("\"key\";r=0;t=300"));
@@ -317,7 +334,7 @@ mod tests {
     fn problem_body_carries_type_and_detail() {
         let p = Rejection::no_scope_for_route().to_problem();
         assert_eq!(p.status, 403);
-        assert_eq!(p.kind, PROBLEM_ROUTE_NOT_GRANTED);
+        assert_eq!(p.kind, pt::ROUTE_NOT_GRANTED);
         assert_eq!(p.detail.as_deref(), Some("no scope grants this route"));
     }
 

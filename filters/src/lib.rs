@@ -14,6 +14,7 @@ pub mod defender;
 pub mod json;
 pub mod limits;
 pub mod problem;
+pub mod problem_types;
 pub mod ratelimit;
 pub mod signing;
 pub mod trust;

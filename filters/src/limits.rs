@@ -2,13 +2,7 @@
 //! body is read (from `Content-Length`) and again while it streams.
 
 use crate::decision::Rejection;
-
-/// Problem type of a 413.
-pub const PROBLEM_TOO_LARGE: &str = "urn:mft:problem:body-too-large";
-/// Problem type of a 414 or 431.
-pub const PROBLEM_HEAD_TOO_LARGE: &str = "urn:mft:problem:request-head-too-large";
-/// Problem type of a 400 for a refused file or folder name.
-pub const PROBLEM_INVALID_NAME: &str = "urn:mft:problem:invalid-name";
+use crate::problem_types as pt;
 
 /// Limits on the request line and header fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +135,7 @@ impl Rejection {
     pub fn payload_too_large(limit: u64) -> Self {
         Rejection {
             status: 413,
-            problem_type: PROBLEM_TOO_LARGE,
+            problem_type: pt::BODY_TOO_LARGE,
             detail: format!("the request body is larger than this route allows ({limit} bytes)"),
             audit_reason: "body_too_large",
             headers: Vec::new(),
@@ -152,7 +146,7 @@ impl Rejection {
     pub fn uri_too_long(limit: usize) -> Self {
         Rejection {
             status: 414,
-            problem_type: PROBLEM_HEAD_TOO_LARGE,
+            problem_type: pt::HEAD_TOO_LARGE,
             detail: format!("the request target is longer than {limit} bytes"),
             audit_reason: "uri_too_long",
             headers: Vec::new(),
@@ -163,7 +157,7 @@ impl Rejection {
     pub fn head_too_large(detail: String) -> Self {
         Rejection {
             status: 431,
-            problem_type: PROBLEM_HEAD_TOO_LARGE,
+            problem_type: pt::HEAD_TOO_LARGE,
             detail,
             audit_reason: "header_too_large",
             headers: Vec::new(),
@@ -187,7 +181,7 @@ impl Rejection {
     pub fn invalid_name(field: &str, reason: &dyn std::fmt::Display) -> Self {
         Rejection {
             status: 400,
-            problem_type: PROBLEM_INVALID_NAME,
+            problem_type: pt::INVALID_NAME,
             detail: format!("{field}: {reason}"),
             audit_reason: "invalid_name",
             headers: Vec::new(),

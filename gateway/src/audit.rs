@@ -4,16 +4,30 @@
 //! proxy never waits on the disk. Records carry no field that could hold a
 //! credential: the principal is an id (`key:<id>`), paths are logged without
 //! their query string.
+//!
+//! The trail is a hash chain (docs/security.md#tamper-evident-audit-trail):
+//! every line starts with `"seq"` (1, 2, ... across rotated files and
+//! restarts) and `"prev"`, the hex SHA-256 of the previous line's bytes
+//! (without its newline; 64 zeros before the first). The head is recovered
+//! from the last line at start, exported as a metric, and [`verify`] checks
+//! a sequence of files.
+//!
+//! When a write fails (disk full), the lines stay in memory (bounded) and
+//! the file is cut back to its last whole line; the writer retries on every
+//! tick, and [`AuditLog::refusal`] tells the request paths to answer 503
+//! meanwhile if `audit.on_failure = "deny"`.
 
-use mft_config::model::Audit;
+use mft_config::model::{Audit, AuditFailure};
+use mft_filters::decision::Rejection;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Records that can wait in memory for the writer before new ones are dropped
@@ -22,6 +36,13 @@ const QUEUE: usize = 64 * 1024;
 
 /// How often the writer drains the queue: the most a record waits in memory.
 const TICK: Duration = Duration::from_millis(20);
+
+/// Serialized lines kept in memory while the file cannot be written; beyond
+/// this, new records are dropped (and counted) rather than chained.
+const PENDING_MAX: usize = 8 * 1024 * 1024;
+
+/// `prev` of the first record ever written.
+pub const GENESIS: [u8; 32] = [0; 32];
 
 /// One audit record.
 #[derive(Debug, Serialize)]
@@ -94,8 +115,23 @@ impl AuditRecord {
     /// ones left out: what its `Serialize` writes (see the tests), with
     /// a fraction of the instructions on a path taken per request.
     pub fn write_json(&self, out: &mut Vec<u8>) {
+        self.write_json_chained(None, out)
+    }
+
+    /// [`AuditRecord::write_json`] with `"seq"` and `"prev"` (hex) first.
+    pub fn write_json_chained(&self, chain: Option<(u64, &[u8; 32])>, out: &mut Vec<u8>) {
         use std::io::Write as _;
         let mut o = mft_filters::json::Object::new(out);
+        if let Some((seq, prev)) = chain {
+            o.uint("seq", seq).raw("prev", |out| {
+                let mut hex = [0u8; 64];
+                // 64 bytes for 32: cannot fail.
+                let _ = hex::encode_to_slice(prev, &mut hex);
+                out.push(b'"');
+                out.extend_from_slice(&hex);
+                out.push(b'"');
+            });
+        }
         o.raw("time", |out| {
             // Writing to a Vec cannot fail.
             let _ = write!(out, "\"{}\"", humantime::format_rfc3339_millis(self.time));
@@ -147,29 +183,60 @@ enum Message {
     Flush(mpsc::Sender<()>),
 }
 
+/// State the writer thread shares with the handles and the metrics.
+struct Shared {
+    dropped: AtomicU64,
+    /// The last write failed; lines wait in memory.
+    failing: AtomicBool,
+    on_failure: AuditFailure,
+    /// Sequence number and SHA-256 of the last line on disk.
+    head: Mutex<(u64, [u8; 32])>,
+}
+
 /// Handle to the audit trail; cheap to clone.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: SyncSender<Message>,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl AuditLog {
-    /// Opens (appends to) the audit file and starts its writer thread.
+    /// Opens (appends to) the audit file, recovers the chain's head from its
+    /// last line (or the last rotated file's), and starts its writer thread.
     pub fn open(config: &Audit) -> io::Result<AuditLog> {
         if let Some(dir) = config.file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = open_append(&config.file)?;
-        let size = file.metadata()?.len();
+        let mut file = open_append(&config.file)?;
+        let (size, last) = recover_tail(&mut file, &config.file)?;
+        let last = match last {
+            Some(line) => Some(line),
+            // Empty current file: rotated just before a stop.
+            None => last_line_of(&rotated_name(&config.file, 1))?,
+        };
+        let head = match &last {
+            Some(line) => (seq_of(line).unwrap_or(0), sha256(line)),
+            None => (0, GENESIS),
+        };
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
+            on_failure: config.on_failure,
+            head: Mutex::new(head),
+        });
         let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE);
         let mut writer = Writer {
             path: config.file.clone(),
-            out: BufWriter::new(file),
-            line: Vec::with_capacity(512),
+            file,
+            pending: Vec::with_capacity(64 * 1024),
             size,
             max_bytes: config.max_bytes,
             keep: config.keep,
+            seq: head.0,
+            prev: head.1,
+            pending_head: head,
+            shared: shared.clone(),
+            torn: false,
         };
         std::thread::Builder::new()
             .name("audit".into())
@@ -192,15 +259,14 @@ impl AuditLog {
                         }
                     }
                 }
-                // One flush per tick keeps the file current without a syscall per record.
-                if wrote {
+                // One write per tick keeps the file current without a
+                // syscall per record; lines a failed write left pending are
+                // retried on every tick.
+                if wrote || !writer.pending.is_empty() {
                     writer.flush();
                 }
             })?;
-        Ok(AuditLog {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-        })
+        Ok(AuditLog { tx, shared })
     }
 
     /// Queues a record; never blocks.
@@ -208,7 +274,7 @@ impl AuditLog {
         match self.tx.try_send(Message::Record(Box::new(record))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::error!(
                         dropped = n,
@@ -240,16 +306,382 @@ impl AuditLog {
             .is_ok()
     }
 
-    /// Records dropped because the writer could not keep up.
+    /// Records dropped because the writer could not keep up or could not
+    /// write them for too long.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// True while records cannot be written (they wait in memory).
+    pub fn failing(&self) -> bool {
+        self.shared.failing.load(Ordering::Relaxed)
+    }
+
+    /// The 503 to answer instead of serving a request while records cannot
+    /// be written and `audit.on_failure = "deny"`; one relaxed load otherwise.
+    pub fn refusal(&self) -> Option<Rejection> {
+        if !self.failing() || self.shared.on_failure == AuditFailure::Allow {
+            return None;
+        }
+        Some(Rejection {
+            status: 503,
+            problem_type: "about:blank",
+            detail: "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
+                .to_string(),
+            audit_reason: "audit_unavailable",
+            headers: vec![("retry-after", "30".to_string())],
+        })
+    }
+
+    /// Sequence number and hex SHA-256 of the last record on disk.
+    pub fn head(&self) -> (u64, String) {
+        let (seq, hash) = match self.shared.head.lock() {
+            Ok(h) => *h,
+            Err(poisoned) => *poisoned.into_inner(),
+        };
+        (seq, hex::encode(hash))
+    }
+
+    /// The chain's metrics, to register with the Prometheus registry:
+    /// `mft_audit_chain_records_total`, `mft_audit_chain_head_info{seq,hash}`,
+    /// `mft_audit_write_failing`, `mft_audit_dropped_records_total`.
+    pub fn collector(&self) -> prometheus::Result<AuditCollector> {
+        let desc = |(name, help): (&str, &str), labels: &[&str]| {
+            prometheus::core::Desc::new(
+                name.to_string(),
+                help.to_string(),
+                labels.iter().map(|l| l.to_string()).collect(),
+                Default::default(),
+            )
+        };
+        Ok(AuditCollector {
+            log: self.clone(),
+            descs: vec![
+                desc(RECORDS, &[])?,
+                desc(HEAD, &["seq", "hash"])?,
+                desc(FAILING, &[])?,
+                desc(DROPPED, &[])?,
+            ],
+        })
+    }
+}
+
+/// Reads the audit chain's state at scrape time.
+pub struct AuditCollector {
+    log: AuditLog,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+const RECORDS: (&str, &str) = (
+    "mft_audit_chain_records_total",
+    "Sequence number of the last audit record on disk (records in the hash chain).",
+);
+const HEAD: (&str, &str) = (
+    "mft_audit_chain_head_info",
+    "The audit chain's head: seq and hex SHA-256 of the last record on disk (anchor it with `audit verify --anchor SEQ:HASH`).",
+);
+const FAILING: (&str, &str) = (
+    "mft_audit_write_failing",
+    "1 while audit records cannot be written (they wait in memory; audit.on_failure applies).",
+);
+const DROPPED: (&str, &str) = (
+    "mft_audit_dropped_records_total",
+    "Audit records dropped: queue full, or the file unwritable for longer than memory allows.",
+);
+
+impl prometheus::core::Collector for AuditCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let (seq, hash) = self.log.head();
+        let mut out = Vec::with_capacity(4);
+        let mut push = |(name, help): (&str, &str), labels: &[(&str, &str)], value: i64| {
+            let opts = labels
+                .iter()
+                .fold(prometheus::Opts::new(name, help), |o, (k, v)| {
+                    o.const_label(*k, *v)
+                });
+            if name.ends_with("_total") {
+                if let Ok(c) = prometheus::IntCounter::with_opts(opts) {
+                    c.inc_by(u64::try_from(value).unwrap_or(0));
+                    out.extend(c.collect());
+                }
+            } else if let Ok(g) = prometheus::IntGauge::with_opts(opts) {
+                g.set(value);
+                out.extend(g.collect());
+            }
+        };
+        let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
+        push(RECORDS, &[], seq_i);
+        push(HEAD, &[("seq", &seq.to_string()), ("hash", &hash)], 1);
+        push(FAILING, &[], i64::from(self.log.failing()));
+        let dropped = i64::try_from(self.log.dropped()).unwrap_or(i64::MAX);
+        push(DROPPED, &[], dropped);
+        out
+    }
+}
+
+/// A chain that checks out.
+#[derive(Debug, PartialEq)]
+pub struct Verified {
+    /// Chained records read.
+    pub records: u64,
+    /// Lines before the chain's first record without `seq`/`prev` (written
+    /// before the chain existed).
+    pub unchained: u64,
+    /// Sequence number of the first chained record (1 unless older files
+    /// were rotated out).
+    pub first_seq: Option<u64>,
+    /// Sequence number and SHA-256 of the last record.
+    pub head: Option<(u64, [u8; 32])>,
+}
+
+/// The first record that breaks the chain.
+#[derive(Debug, PartialEq)]
+pub struct Broken {
+    /// File of the record.
+    pub file: PathBuf,
+    /// 1-based line in it (0: the file itself).
+    pub line: u64,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.why)
+    }
+}
+
+/// Checks the hash chain through `files` (oldest first) and that every
+/// anchored record (`seq`, SHA-256 taken from the head metric earlier) is
+/// there with that hash. Reads line by line: memory is one line.
+pub fn verify(files: &[PathBuf], anchors: &[(u64, [u8; 32])]) -> Result<Verified, Broken> {
+    use std::io::BufRead as _;
+    #[derive(serde::Deserialize)]
+    struct Chain {
+        seq: Option<u64>,
+        prev: Option<String>,
+    }
+    let mut v = Verified {
+        records: 0,
+        unchained: 0,
+        first_seq: None,
+        head: None,
+    };
+    // The previous chained record: seq, hash, where.
+    let mut last: Option<(u64, [u8; 32], &Path, u64)> = None;
+    let mut unchained_hash: Option<[u8; 32]> = None;
+    let mut buf = Vec::with_capacity(1024);
+    let mut end = (Path::new(""), 0u64);
+    for file in files {
+        let broken = |line: u64, why: String| Broken {
+            file: file.clone(),
+            line,
+            why,
+        };
+        let f = File::open(file).map_err(|e| broken(0, format!("cannot read: {e}")))?;
+        let mut reader = io::BufReader::new(f);
+        let mut n = 0u64;
+        loop {
+            buf.clear();
+            let read = reader
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| broken(n + 1, format!("cannot read: {e}")))?;
+            if read == 0 {
+                break;
+            }
+            n += 1;
+            let Some(line) = buf.strip_suffix(b"\n") else {
+                return Err(broken(
+                    n,
+                    "incomplete last line (a torn write or a cut file)".into(),
+                ));
+            };
+            let chain: Chain = serde_json::from_slice(line)
+                .map_err(|_| broken(n, "not a JSON audit record".into()))?;
+            let (seq, prev) = match (chain.seq, chain.prev) {
+                (Some(seq), Some(prev)) => (seq, prev),
+                (None, None) if last.is_none() => {
+                    v.unchained += 1;
+                    unchained_hash = Some(sha256(line));
+                    continue;
+                }
+                _ => {
+                    return Err(broken(
+                        n,
+                        "record without seq and prev inside the chain".into(),
+                    ))
+                }
+            };
+            let mut prev_hash = [0u8; 32];
+            hex::decode_to_slice(&prev, &mut prev_hash)
+                .map_err(|_| broken(n, "prev is not a hex SHA-256".into()))?;
+            match last {
+                None => {
+                    // The chain's start follows the older unchained lines, if any.
+                    if seq == 1 && prev_hash != unchained_hash.unwrap_or(GENESIS) {
+                        return Err(broken(
+                            n,
+                            "seq 1's prev is neither all zeros nor the SHA-256 of the line before it".into(),
+                        ));
+                    }
+                    v.first_seq = Some(seq);
+                }
+                Some((last_seq, last_hash, last_file, last_line)) => {
+                    if seq > last_seq + 1 {
+                        let missing = if seq == last_seq + 2 {
+                            format!("record seq {} is missing", last_seq + 1)
+                        } else {
+                            format!("records seq {}..{} are missing", last_seq + 1, seq - 1)
+                        };
+                        return Err(broken(
+                            n,
+                            format!("{missing} before seq {seq} (deleted, or lines moved)"),
+                        ));
+                    }
+                    if seq <= last_seq {
+                        return Err(broken(
+                            n,
+                            format!("seq {seq} after seq {last_seq}: lines moved or repeated"),
+                        ));
+                    }
+                    if prev_hash != last_hash {
+                        return Err(Broken {
+                            file: last_file.to_path_buf(),
+                            line: last_line,
+                            why: format!(
+                                "record seq {last_seq} was altered: its SHA-256 is not the prev of the next record ({}:{n}), or that prev was",
+                                file.display()
+                            ),
+                        });
+                    }
+                }
+            }
+            let hash = sha256(line);
+            if let Some((_, anchored)) = anchors.iter().find(|(s, _)| *s == seq) {
+                if *anchored != hash {
+                    return Err(broken(
+                        n,
+                        format!("record seq {seq} does not match its anchored SHA-256"),
+                    ));
+                }
+            }
+            v.records += 1;
+            last = Some((seq, hash, file.as_path(), n));
+            v.head = Some((seq, hash));
+        }
+        end = (file.as_path(), n);
+    }
+    let first = v.first_seq.unwrap_or(1);
+    let head = v.head.map_or(0, |(s, _)| s);
+    for (seq, _) in anchors {
+        if *seq > head || *seq < first {
+            return Err(Broken {
+                file: end.0.to_path_buf(),
+                line: end.1,
+                why: if *seq > head {
+                    format!("anchored record seq {seq} is missing: the trail ends at seq {head} (records cut from its end)")
+                } else {
+                    format!("anchored record seq {seq} is not in these files (they start at seq {first})")
+                },
+            });
+        }
+    }
+    Ok(v)
+}
+
+fn sha256(line: &[u8]) -> [u8; 32] {
+    Sha256::digest(line).into()
+}
+
+/// `"seq"` of a chained line.
+fn seq_of(line: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: Option<u64>,
+    }
+    serde_json::from_slice::<Seq>(line).ok()?.seq
+}
+
+/// `audit.jsonl.<n>`.
+pub fn rotated_name(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The configured trail, oldest file first: `audit.jsonl.<keep>` ...
+/// `audit.jsonl.1`, `audit.jsonl` (those that exist).
+pub fn trail_files(config: &Audit) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..=config.keep)
+        .rev()
+        .map(|n| rotated_name(&config.file, n))
+        .filter(|p| p.exists())
+        .collect();
+    if config.file.exists() {
+        files.push(config.file.clone());
+    }
+    files
+}
+
+/// How much of a file's end is read to find its last line.
+const TAIL: u64 = 256 * 1024;
+
+/// The file's size after cutting a torn last line (a crash mid-write), and
+/// its last whole line.
+fn recover_tail(file: &mut File, path: &Path) -> io::Result<(u64, Option<Vec<u8>>)> {
+    let size = file.metadata()?.len();
+    let tail = read_tail(file, size)?;
+    if tail.is_empty() || tail.ends_with(b"\n") {
+        return Ok((size, last_line(&tail)));
+    }
+    let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let cut = size - (tail.len() - whole) as u64;
+    tracing::warn!(
+        path = %path.display(),
+        bytes = size - cut,
+        "audit file ends with a torn record (a crash mid-write): cut back to its last whole line"
+    );
+    file.set_len(cut)?;
+    Ok((cut, last_line(&tail[..whole])))
+}
+
+fn read_tail(file: &mut File, size: u64) -> io::Result<Vec<u8>> {
+    let start = size.saturating_sub(TAIL);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::with_capacity((size - start) as usize);
+    file.take(TAIL).read_to_end(&mut tail)?;
+    Ok(tail)
+}
+
+fn last_line_of(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let size = f.metadata()?.len();
+            let tail = read_tail(&mut f, size)?;
+            let whole = tail.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            Ok(last_line(&tail[..whole]))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The last line of whole lines (`\n`-terminated), without its newline.
+fn last_line(whole: &[u8]) -> Option<Vec<u8>> {
+    let body = whole.strip_suffix(b"\n")?;
+    let start = body.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    Some(body[start..].to_vec())
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o600)
         .open(path)
@@ -257,12 +689,22 @@ fn open_append(path: &Path) -> io::Result<File> {
 
 struct Writer {
     path: PathBuf,
-    out: BufWriter<File>,
-    /// One record's line, reused: no allocation per record.
-    line: Vec<u8>,
+    file: File,
+    /// Whole lines not yet on disk: this tick's, or those a failed write
+    /// left. Reused: no allocation per record.
+    pending: Vec<u8>,
+    /// Bytes of whole lines in the current file.
     size: u64,
     max_bytes: u64,
     keep: u32,
+    /// Sequence number and hash of the last line serialized (pending or not).
+    seq: u64,
+    prev: [u8; 32],
+    /// Sequence number and hash of the last line in `pending`.
+    pending_head: (u64, [u8; 32]),
+    shared: Arc<Shared>,
+    /// A failed write may have left part of a line that could not be cut.
+    torn: bool,
 }
 
 impl Writer {
@@ -277,33 +719,70 @@ impl Writer {
     }
 
     fn write(&mut self, record: &AuditRecord) {
-        let line = &mut self.line;
-        line.clear();
-        record.write_json(line);
-        line.push(b'\n');
-        if let Err(e) = self.out.write_all(line) {
-            tracing::error!(error = %e, path = %self.path.display(), "cannot write audit record");
+        if self.pending.len() >= PENDING_MAX {
+            // Not chained: the chain holds only lines that reach the disk.
+            let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::error!(dropped = n, path = %self.path.display(), "audit file unwritable for too long: records dropped");
+            }
             return;
         }
-        self.size += line.len() as u64;
-        if self.size >= self.max_bytes {
+        let start = self.pending.len();
+        let seq = self.seq + 1;
+        record.write_json_chained(Some((seq, &self.prev)), &mut self.pending);
+        self.prev = sha256(&self.pending[start..]);
+        self.seq = seq;
+        self.pending.push(b'\n');
+        self.pending_head = (seq, self.prev);
+        if self.size + self.pending.len() as u64 >= self.max_bytes && self.flush() {
             if let Err(e) = self.rotate() {
                 tracing::error!(error = %e, path = %self.path.display(), "cannot rotate audit file");
             }
         }
     }
 
-    fn flush(&mut self) {
-        if let Err(e) = self.out.flush() {
-            tracing::error!(error = %e, path = %self.path.display(), "cannot flush audit file");
+    /// Writes the pending lines; true if they are all on disk.
+    fn flush(&mut self) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        if self.torn {
+            if self.file.set_len(self.size).is_err() {
+                return false;
+            }
+            self.torn = false;
+        }
+        match self.file.write_all(&self.pending) {
+            Ok(()) => {
+                self.size += self.pending.len() as u64;
+                self.pending.clear();
+                match self.shared.head.lock() {
+                    Ok(mut h) => *h = self.pending_head,
+                    Err(poisoned) => *poisoned.into_inner() = self.pending_head,
+                }
+                if self.shared.failing.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(path = %self.path.display(), "audit file writable again: pending records written");
+                }
+                true
+            }
+            Err(e) => {
+                // Part of the lines may be on disk: cut back to the last
+                // whole line, so the retry writes them once.
+                if self.file.set_len(self.size).is_err() {
+                    self.torn = true;
+                }
+                if !self.shared.failing.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, path = %self.path.display(), on_failure = ?self.shared.on_failure, "cannot write audit records: they wait in memory and are retried");
+                }
+                false
+            }
         }
     }
 
     /// `audit.jsonl` → `audit.jsonl.1` → ... → `audit.jsonl.<keep>` (oldest removed).
     fn rotate(&mut self) -> io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_all()?;
-        let name = |n: u32| PathBuf::from(format!("{}.{n}", self.path.display()));
+        self.file.sync_all()?;
+        let name = |n: u32| rotated_name(&self.path, n);
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {
@@ -316,7 +795,7 @@ impl Writer {
             }
             std::fs::rename(&self.path, name(1))?;
         }
-        self.out = BufWriter::new(open_append(&self.path)?);
+        self.file = open_append(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -371,6 +850,7 @@ mod tests {
             file: file.clone(),
             max_bytes: 1 << 20,
             keep: 2,
+            on_failure: AuditFailure::Deny,
         })
         .unwrap();
         let mut r = AuditRecord::new("auth");
@@ -395,6 +875,7 @@ mod tests {
             file: file.clone(),
             max_bytes: 1 << 20,
             keep: 1,
+            on_failure: AuditFailure::Deny,
         })
         .unwrap();
         for _ in 0..1000 {
@@ -415,6 +896,7 @@ mod tests {
             file: file.clone(),
             max_bytes: 4096,
             keep: 2,
+            on_failure: AuditFailure::Deny,
         })
         .unwrap();
         for i in 0..400 {
@@ -443,5 +925,164 @@ mod tests {
         for line in rotated.lines() {
             serde_json::from_str::<serde_json::Value>(line).expect("whole JSON lines only");
         }
+    }
+
+    fn chained_log(dir: &Path, max_bytes: u64) -> (PathBuf, AuditLog) {
+        let file = dir.join("audit.jsonl");
+        let log = AuditLog::open(&Audit {
+            file: file.clone(),
+            max_bytes,
+            keep: 5,
+            on_failure: AuditFailure::Deny,
+        })
+        .unwrap();
+        (file, log)
+    }
+
+    fn write_n(log: &AuditLog, from: usize, n: usize) {
+        for i in from..from + n {
+            let mut r = AuditRecord::new("request");
+            r.path = Some(format!("/api/v1/files/{i:08}"));
+            r.status = Some(200);
+            log.record(r);
+        }
+        assert!(log.flush_blocking(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn records_form_a_chain_across_rotation_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = chained_log(dir.path(), 4096);
+        write_n(&log, 0, 60);
+        drop(log);
+        // A restart continues from the last line.
+        let (_, log) = chained_log(dir.path(), 4096);
+        assert_eq!(log.head().0, 60);
+        write_n(&log, 60, 10);
+        let config = Audit {
+            file: file.clone(),
+            max_bytes: 4096,
+            keep: 5,
+            on_failure: AuditFailure::Deny,
+        };
+        let files = trail_files(&config);
+        assert!(files.len() >= 2, "rotated: {files:?}");
+        let v = verify(&files, &[]).unwrap();
+        assert_eq!(v.records, 70);
+        assert_eq!(v.first_seq, Some(1));
+        let (seq, hash) = log.head();
+        assert_eq!(
+            v.head.map(|(s, h)| (s, hex::encode(h))),
+            Some((seq, hash.clone()))
+        );
+        let first = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(
+            first.starts_with(&format!(
+                "{{\"seq\":1,\"prev\":\"{}\",\"time\":",
+                "0".repeat(64)
+            )),
+            "{first}"
+        );
+        // The head metric carries what an external system anchors.
+        let text = {
+            let registry = prometheus::Registry::new();
+            registry
+                .register(Box::new(log.collector().unwrap()))
+                .unwrap();
+            let mut out = String::new();
+            prometheus::TextEncoder::new()
+                .encode_utf8(&registry.gather(), &mut out)
+                .unwrap();
+            out
+        };
+        assert!(text.contains("mft_audit_chain_records_total 70"), "{text}");
+        assert!(text.contains(&format!("hash=\"{hash}\"")), "{text}");
+        assert!(text.contains("mft_audit_write_failing 0"), "{text}");
+        // The anchor holds; a wrong one or one beyond the end does not.
+        let mut h = [0u8; 32];
+        hex::decode_to_slice(&hash, &mut h).unwrap();
+        assert!(verify(&files, &[(70, h)]).is_ok());
+        assert!(verify(&files, &[(69, h)])
+            .unwrap_err()
+            .why
+            .contains("anchored"));
+        assert!(verify(&files, &[(71, h)])
+            .unwrap_err()
+            .why
+            .contains("cut from its end"));
+    }
+
+    fn rewrite(path: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+        let mut lines: Vec<String> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        edit(&mut lines);
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn verify_names_the_first_altered_missing_or_moved_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, log) = chained_log(dir.path(), 1 << 20);
+        write_n(&log, 0, 10);
+        drop(log);
+        let files = vec![file.clone()];
+        let pristine = std::fs::read(&file).unwrap();
+        assert_eq!(verify(&files, &[]).unwrap().records, 10);
+
+        rewrite(&file, |l| {
+            l[3] = l[3].replace("\"status\":200", "\"status\":404")
+        });
+        let b = verify(&files, &[]).unwrap_err();
+        assert_eq!((b.line, b.file.clone()), (4, file.clone()), "{b}");
+        assert!(b.why.contains("seq 4 was altered"), "{b}");
+
+        std::fs::write(&file, &pristine).unwrap();
+        rewrite(&file, |l| {
+            l.remove(6);
+        });
+        let b = verify(&files, &[]).unwrap_err();
+        assert_eq!(b.line, 7, "{b}");
+        assert!(b.why.contains("record seq 7 is missing"), "{b}");
+
+        std::fs::write(&file, &pristine).unwrap();
+        rewrite(&file, |l| l.swap(1, 2));
+        let b = verify(&files, &[]).unwrap_err();
+        assert_eq!(b.line, 2, "{b}");
+        assert!(b.why.contains("missing"), "{b}");
+
+        std::fs::write(&file, &pristine).unwrap();
+        rewrite(&file, |l| l[0] = "not json".into());
+        assert!(verify(&files, &[]).unwrap_err().why.contains("not a JSON"));
+
+        // A torn last line is cut at the next start, and the chain goes on.
+        std::fs::write(&file, [&pristine[..], b"{\"seq\":11,\"pr"].concat()).unwrap();
+        assert!(verify(&files, &[]).unwrap_err().why.contains("incomplete"));
+        let (_, log) = chained_log(dir.path(), 1 << 20);
+        write_n(&log, 10, 1);
+        assert_eq!(verify(&files, &[]).unwrap().records, 11);
+    }
+
+    #[test]
+    fn older_unchained_lines_are_counted_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        std::fs::write(&file, "{\"time\":\"x\",\"event\":\"auth\"}\n").unwrap();
+        let (_, log) = chained_log(dir.path(), 1 << 20);
+        write_n(&log, 0, 3);
+        let v = verify(std::slice::from_ref(&file), &[]).unwrap();
+        assert_eq!((v.unchained, v.records, v.first_seq), (1, 3, Some(1)));
+    }
+
+    #[test]
+    fn refusal_only_while_failing_and_denying() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, log) = chained_log(dir.path(), 1 << 20);
+        assert!(log.refusal().is_none());
+        log.shared.failing.store(true, Ordering::Relaxed);
+        let r = log.refusal().unwrap();
+        assert_eq!((r.status, r.audit_reason), (503, "audit_unavailable"));
     }
 }

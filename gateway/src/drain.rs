@@ -47,6 +47,11 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// How long HTTP/1.1 connections stay open at the start of a drain, each
+/// response closing its connection, before idle ones are closed; the
+/// process does not exit before it passed.
+pub const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
 /// How long the parts still busy at the shutdown timeout get to abandon
 /// their work cleanly (terminate uploads, release leases) before the exit.
 pub const ABORT_CLEANUP: Duration = Duration::from_secs(2);
@@ -165,8 +170,10 @@ pub fn exit_when_drained(
             bridge_work = drain.busy(),
             "shutdown: draining"
         );
-        let idle = || in_flight.count() == 0 && drain.busy() == 0;
-        if wait_until(Instant::now() + limit, idle) {
+        let started = Instant::now();
+        let idle =
+            || in_flight.count() == 0 && drain.busy() == 0 && started.elapsed() >= DRAIN_LINGER;
+        if wait_until(started + limit.max(DRAIN_LINGER), idle) {
             tracing::info!("all in-flight work finished; exiting");
         } else {
             tracing::warn!(

@@ -34,4 +34,5 @@ pub mod telemetry;
 pub mod tls;
 pub mod transports;
 pub mod trust;
+pub mod upgrade;
 pub mod webhooks;

@@ -18,11 +18,13 @@ use crate::proxy::accept::HyperFront;
 use crate::proxy::backend_path::BackendPath;
 use crate::proxy::forward::Forwarder;
 use crate::proxy::limits::InputLimits;
+use crate::proxy::listener::{HttpsListener, HttpsRuntime};
 use crate::proxy::service::HyperGateway;
 use crate::proxy::sign::RequestSigner;
 use crate::proxy::ProxyParts;
 use crate::ratelimit::RateLimiter;
 use crate::tls::certs::CertStore;
+use crate::upgrade::names;
 use mft_config::model::Runtime;
 use mft_config::Config;
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -72,6 +74,8 @@ impl ReloadError {
 pub struct Reloader {
     current: Mutex<Config>,
     front: Option<Arc<HyperFront>>,
+    /// The hyper engine's HTTPS workers (their address moves on reload).
+    https: Option<Mutex<HttpsRuntime>>,
     certs: Arc<CertStore>,
     control: ControlPlane,
     metrics: Arc<Metrics>,
@@ -83,18 +87,22 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    /// A reloader for a process started with `config`; `front` is the
-    /// hyper engine's listener front (`None` with `http_engine = "pingora"`,
-    /// whose request path does not reload).
+    /// A reloader for a process started with `config`; `hyper` is the
+    /// hyper engine's listener front and HTTPS workers (`None` with
+    /// `http_engine = "pingora"`, whose request path does not reload).
     pub fn new(
         config: Config,
-        front: Option<Arc<HyperFront>>,
+        hyper: Option<(Arc<HyperFront>, HttpsRuntime)>,
         certs: Arc<CertStore>,
         control: ControlPlane,
         metrics: Arc<Metrics>,
         audit: AuditLog,
         backend_pool: Option<Arc<ConnectorPool>>,
     ) -> anyhow::Result<Arc<Reloader>> {
+        let (front, https) = match hyper {
+            Some((front, https)) => (Some(front), Some(Mutex::new(https))),
+            None => (None, None),
+        };
         let counter = IntCounterVec::new(
             Opts::new(
                 "mft_config_reloads_total",
@@ -106,6 +114,7 @@ impl Reloader {
         Ok(Arc::new(Reloader {
             current: Mutex::new(config),
             front,
+            https,
             certs,
             control,
             metrics,
@@ -240,7 +249,54 @@ impl Reloader {
             }
         }
 
+        let mut rebound = Vec::new();
+        for (name, key, addr) in &diff.moved {
+            match crate::upgrade::rebind(name, *addr) {
+                Some(Ok(r)) => rebound.push(r),
+                // Dropping `rebound` closes what was bound so far.
+                Some(Err(e)) => {
+                    return Err(ReloadError::Apply(format!(
+                        "{key} {addr}: cannot listen: {e}"
+                    )))
+                }
+                None => {
+                    changed.retain(|c| c != key);
+                    needs_restart.push(key.to_string());
+                }
+            }
+        }
+
+        // Last, as nothing after it can fail: the new HTTPS address is bound
+        // before anything changes (a taken port changes nothing).
+        let mut rebind = None;
+        if diff.https_listen {
+            if let Some(https) = &self.https {
+                let https = https.lock().unwrap_or_else(|p| p.into_inner());
+                let (threads, per_core) = match https.per_core() {
+                    Some(n) => (n, true),
+                    None => (new.server.threads, false),
+                };
+                let addr = new.server.https_listen;
+                rebind = Some(HttpsListener::bind(addr, threads, per_core).map_err(|e| {
+                    // A per-core socket bound before the one that failed.
+                    crate::upgrade::forget(names::HTTPS, addr);
+                    ReloadError::Apply(format!("server.https_listen {addr}: cannot listen: {e}"))
+                })?);
+            }
+        }
+
         // Swap.
+        for r in rebound {
+            r.switch();
+        }
+        if let (Some(sockets), Some(https)) = (rebind, &self.https) {
+            let mut https = https.lock().unwrap_or_else(|p| p.into_inner());
+            let old = https.addr();
+            https.switch(sockets).map_err(|e| {
+                ReloadError::Apply(format!("server.https_listen: cannot serve: {e}"))
+            })?;
+            tracing::info!(from = ?old, to = ?https.addr(), "HTTPS listener moved; connections on the old address finish there");
+        }
         self.certs
             .replace(certs, new.server.certificate_watch_interval);
         if let Some(front) = &self.front {
@@ -362,6 +418,10 @@ pub struct Diff {
     pub backend: bool,
     /// `auth.cache_ttl`.
     pub cache_ttl: bool,
+    /// `server.https_listen`: rebound live (hyper engine).
+    pub https_listen: bool,
+    /// Bridge listeners rebound live: (socket name, config key, new address).
+    pub moved: Vec<(&'static str, &'static str, std::net::SocketAddr)>,
 }
 
 impl Diff {
@@ -402,7 +462,7 @@ impl Diff {
         );
         let hsts = live(&mut d, "server.hsts", o.hsts != n.hsts);
         restart(&mut d, "server.acme", o.acme != n.acme);
-        restart(
+        d.https_listen = live(
             &mut d,
             "server.https_listen",
             o.https_listen != n.https_listen,
@@ -489,11 +549,47 @@ impl Diff {
         restart(&mut d, "admin", old.admin != new.admin);
         restart(&mut d, "defender", old.defender != new.defender);
         restart(&mut d, "audit", old.audit != new.audit);
-        restart(&mut d, "smtp", old.smtp != new.smtp);
+        // A changed listen address alone moves the listener; anything else
+        // in the section needs a restart.
+        match (&old.smtp, &new.smtp) {
+            (Some(o), Some(n)) => {
+                let mut same = o.clone();
+                same.listen = n.listen;
+                if o.tls_listen.is_some() && n.tls_listen.is_some() {
+                    same.tls_listen = n.tls_listen;
+                }
+                restart(&mut d, "smtp", same != *n);
+                if same == *n {
+                    if o.listen != n.listen {
+                        d.live.push("smtp.listen".into());
+                        d.moved.push((names::SMTP, "smtp.listen", n.listen));
+                    }
+                    if let (Some(ot), Some(nt)) = (o.tls_listen, n.tls_listen) {
+                        if ot != nt {
+                            d.live.push("smtp.tls_listen".into());
+                            d.moved.push((names::SMTPS, "smtp.tls_listen", nt));
+                        }
+                    }
+                }
+            }
+            (o, n) => restart(&mut d, "smtp", o != n),
+        }
         restart(&mut d, "imap", old.imap != new.imap);
         restart(&mut d, "pop3", old.pop3 != new.pop3);
-        restart(&mut d, "sftp", old.sftp != new.sftp);
+        match (&old.sftp, &new.sftp) {
+            (Some(o), Some(n)) => {
+                let mut same = o.clone();
+                same.listen = n.listen;
+                restart(&mut d, "sftp", same != *n);
+                if same == *n && o.listen != n.listen {
+                    d.live.push("sftp.listen".into());
+                    d.moved.push((names::SFTP, "sftp.listen", n.listen));
+                }
+            }
+            (o, n) => restart(&mut d, "sftp", o != n),
+        }
         restart(&mut d, "connector", old.connector != new.connector);
+        restart(&mut d, "notify", old.notify != new.notify);
         d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log || hsts;
         d
     }
@@ -551,6 +647,19 @@ mod tests {
         assert!(d.backend);
         assert!(d.live.contains(&"backend".to_string()));
         assert!(!format!("{d:?}").contains("secret-value"));
+    }
+
+    #[test]
+    fn a_moved_https_listener_applies_live() {
+        let old = config("");
+        let text = "[server]\nhttps_listen = \"127.0.0.1:9443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n";
+        let new = match mft_config::load_str(text, std::path::Path::new("/tmp/gateway.toml")) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        };
+        let d = Diff::between(&old, &new);
+        assert_eq!(d.live, vec!["server.https_listen"]);
+        assert!(d.restart.is_empty() && d.https_listen && d.moved.is_empty());
     }
 
     #[test]

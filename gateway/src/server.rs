@@ -30,6 +30,7 @@ use crate::ratelimit::RateLimiter;
 use crate::reload::Reloader;
 use crate::store::KeyStore;
 use crate::tls::{self, TlsFront};
+use crate::upgrade;
 use anyhow::Context;
 use mft_config::connector::Via;
 use mft_config::model::{HttpEngine, Runtime};
@@ -39,22 +40,21 @@ use mft_filters::clock::SystemClock;
 use mft_filters::defender::{Defender, DefenderPolicy};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
-use pingora_core::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Binding once ourselves turns "address in use" into a clean startup error
-/// instead of a pingora panic inside a service thread.
-fn ensure_bindable(addr: SocketAddr, key: &str) -> anyhow::Result<()> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .with_context(|| format!("{key} {addr}: cannot listen"))
+/// Binds (or takes over, after an upgrade) a listener before anything
+/// else starts, so "address in use" is a clean startup error.
+fn bind(name: &str, addr: SocketAddr, key: &str) -> anyhow::Result<std::net::TcpListener> {
+    upgrade::listener(name, addr).with_context(|| format!("{key} {addr}: cannot listen"))
 }
 
 /// Serves until SIGTERM (drain, then exit) or SIGINT (immediate exit).
 pub fn run(config: Config) -> anyhow::Result<()> {
     let s = &config.server;
+    // First: takes the sockets an upgrade or systemd passed (clears LISTEN_*).
+    let passed = upgrade::adopt_inherited(&s.data_dir);
     std::fs::create_dir_all(&s.data_dir)
         .with_context(|| format!("server.data_dir {}: cannot create", s.data_dir.display()))?;
     let certificates = tls::certs::load_all(s)?;
@@ -66,11 +66,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Some(Upstream::new(&config.backend)?)
     };
     let signer = RequestSigner::from_config(&config.backend)?.map(Arc::new);
-    ensure_bindable(s.https_listen, "server.https_listen")?;
-    ensure_bindable(s.admin_listen, "server.admin_listen")?;
-    if let Some(c) = &config.connector {
-        ensure_bindable(c.listen, "connector.listen")?;
-    }
+    let https_listener = HttpsListener::bind(
+        s.https_listen,
+        s.threads,
+        s.runtime == Runtime::PerCore && s.http_engine == HttpEngine::Hyper,
+    )
+    .with_context(|| format!("server.https_listen {}: cannot listen", s.https_listen))?;
+    let admin_socket = bind(upgrade::names::ADMIN, s.admin_listen, "server.admin_listen")?;
+    let connector_socket = match &config.connector {
+        Some(c) => Some(bind(
+            upgrade::names::CONNECTOR,
+            c.listen,
+            "connector.listen",
+        )?),
+        None => None,
+    };
 
     let control = ControlPlane::start().context("cannot start the control-plane runtime")?;
     let store = open_store(&config, &control)?;
@@ -91,6 +101,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(
         Metrics::new(config.rate_limit.redis.is_some()).context("cannot register metrics")?,
     );
+    metrics
+        .registry()
+        .register(Box::new(
+            audit.collector().context("cannot register audit metrics")?,
+        ))
+        .context("cannot register audit metrics")?;
     // Every certificate (SNI), swapped when its files change or on reload.
     let cert_store = tls::certs::CertStore::new(
         certificates,
@@ -123,7 +139,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cert_store.resolver(),
         &tls::TlsPolicy {
             acme_tls_alpn: false,
-            ..tls::TlsPolicy::of(s, false)
+            // Client certificates offered, never required: a connector
+            // pinned to one (`connectors set-pin`) must present it.
+            ..tls::TlsPolicy::of(s, true)
         },
     )?)
     .clone();
@@ -231,6 +249,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     };
     let conns = ConnLimiter::new(config.limits.max_connections_per_ip);
     let mut reloadable_front = None;
+    let mut https_runtime = None;
     match s.http_engine {
         HttpEngine::Pingora => {
             let mut proxy =
@@ -243,9 +262,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 conns,
                 config.limits.request_header_timeout,
             );
-            let mut https = Service::new("https".to_string(), front);
-            https.add_tcp(&s.https_listen.to_string());
-            server.add_service(https);
+            let socket = https_listener
+                .into_socket()
+                .context("server.https_listen: no socket")?;
+            upgrade::serve_pingora_app(
+                "https",
+                socket,
+                Arc::new(front),
+                s.threads,
+                server.watch_execution_phase(),
+            )
+            .context("cannot start the HTTPS runtime")?;
         }
         HttpEngine::Hyper => {
             let forward = match &backend_pool {
@@ -269,13 +296,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 s.keepalive_timeout,
             ));
             reloadable_front = Some(front.clone());
-            HttpsListener::bind(s.https_listen, s.threads, s.runtime == Runtime::PerCore)
-                .with_context(|| format!("server.https_listen {}", s.https_listen))?
-                .start(front, server.watch_execution_phase())
-                .context("cannot start the HTTPS runtime")?;
+            https_runtime = Some(
+                https_listener
+                    .start(front, server.watch_execution_phase())
+                    .context("cannot start the HTTPS runtime")?,
+            );
         }
     };
-    if let (Some(pool), Some(c)) = (&pool, &config.connector) {
+    if let (Some(pool), Some(c), Some(socket)) = (&pool, &config.connector, connector_socket) {
         let listener = ConnectorListener::new(
             &tls_for_connectors,
             pool.clone(),
@@ -285,9 +313,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             c,
         );
         crate::connector::watch::start(pool.clone(), store.clone(), &control);
-        let mut service = Service::new("connector".to_string(), listener);
-        service.add_tcp(&c.listen.to_string());
-        server.add_service(service);
+        upgrade::serve_pingora_app(
+            "connector",
+            socket,
+            Arc::new(listener),
+            s.threads,
+            server.watch_execution_phase(),
+        )
+        .context("cannot start the connector runtime")?;
     }
     cert_store
         .watch()
@@ -297,7 +330,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     let reloader = Reloader::new(
         config.clone(),
-        reloadable_front,
+        reloadable_front.zip(https_runtime),
         cert_store,
         control.clone(),
         metrics.clone(),
@@ -306,6 +339,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )
     .context("cannot register reload metrics")?;
     reload_on_sighup(&reloader, &control)?;
+    let control_for_upgrade = control.clone();
     if config.admin.token.is_none() {
         tracing::info!("admin API disabled: set [admin] token to enable /admin/v1");
     }
@@ -320,9 +354,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_defender(auth_defender_admin)
     .with_reloader(reloader)
     .with_overview(overview_backend);
-    let mut admin = Service::new("admin".to_string(), admin_app);
-    admin.add_tcp(&s.admin_listen.to_string());
-    server.add_service(admin);
+    upgrade::serve_pingora_app(
+        "admin",
+        admin_socket,
+        Arc::new(admin_app),
+        s.threads,
+        server.watch_execution_phase(),
+    )
+    .context("cannot start the admin runtime")?;
+    upgrade::upgrade_on_sigusr2(&control_for_upgrade)?;
+    upgrade::close_unclaimed();
+    upgrade::start(server.watch_execution_phase());
 
     let audit_at_exit = audit.clone();
     drain::exit_when_drained(
@@ -343,6 +385,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         backend = %config.backend.url,
         threads = s.threads,
         engine = ?s.http_engine,
+        passed_sockets = passed,
         "mft-gateway starting"
     );
     server.run_forever()

@@ -48,6 +48,10 @@ pub fn start(mut phases: broadcast::Receiver<ExecutionPhase>, control: &ControlP
             Ok(ExecutionPhase::Running) => {
                 notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
             }
+            // After an upgrade the new process is the service: its
+            // predecessor's drain is not the service stopping.
+            Ok(ExecutionPhase::GracefulTerminate) | Ok(ExecutionPhase::ShutdownStarted)
+                if crate::upgrade::handed_over() => {}
             Ok(ExecutionPhase::GracefulTerminate) | Ok(ExecutionPhase::ShutdownStarted) => {
                 notify(&[
                     NotifyState::Stopping,

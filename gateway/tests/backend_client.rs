@@ -1,6 +1,7 @@
 //! The bridges' backend client against the real reference backend (in
 //! process, verifying signatures): signed calls, idempotent deliveries,
 //! retries across an outage, the circuit breaker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use mft_config::model::{Backend, SigningAlgorithm};
 use mft_config::secret::Secret;

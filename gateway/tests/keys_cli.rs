@@ -2,6 +2,7 @@
 //!
 //! The config names TLS files that do not exist: the keys commands must not
 //! load TLS material.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test and benchmark code: a failed unwrap is a failed run
 
 use mft_filters::auth::api_key;
 use serde_json::Value;

@@ -4,7 +4,9 @@
 mod e2e {
     pub mod acme;
     pub mod admin_hardening;
+    pub mod audit_chain;
     pub mod auth;
+    pub mod backup;
     pub mod bridge_drain;
     pub mod certificates;
     pub mod cli;
@@ -14,17 +16,21 @@ mod e2e {
     pub mod dmz;
     pub mod edge;
     pub mod errors;
+    pub mod faults;
     pub mod imap;
     pub mod jwt;
     pub mod limits;
     pub mod log_secrets;
     pub mod mail_pins;
     pub mod mail_spoof;
+    pub mod memory;
     pub mod package;
     pub mod pop3;
     pub mod proxy;
     pub mod ratelimit;
+    pub mod rebind;
     pub mod reload;
+    pub mod secrets_scan;
     pub mod sender_binding;
     pub mod sftp;
     pub mod sftp_attacks;
@@ -39,5 +45,6 @@ mod e2e {
     pub mod trust_limits;
     pub mod trust_relay;
     pub mod tus;
+    pub mod upgrade;
     pub mod webhooks;
 }

@@ -8,11 +8,9 @@
 //! forwarding it (bounded by [`MAX_DELIVERY_JSON`]) and asks [`check_delivery`].
 
 use crate::decision::Rejection;
+use crate::problem_types as pt;
 use serde::Deserialize;
 use thiserror::Error;
-
-/// `type` of the 403 for a sender the key may not use.
-pub const PROBLEM_SENDER_NOT_ALLOWED: &str = "urn:mft:problem:sender-not-allowed";
 
 /// Largest delivery body read for a bound key (413 beyond).
 pub const MAX_DELIVERY_JSON: usize = 64 * 1024;
@@ -165,7 +163,7 @@ struct DeliverySender {
 pub fn sender_not_allowed() -> Rejection {
     Rejection {
         status: 403,
-        problem_type: PROBLEM_SENDER_NOT_ALLOWED,
+        problem_type: pt::SENDER_NOT_ALLOWED,
         detail: "this credential may not send deliveries as this sender".to_string(),
         audit_reason: "sender_not_allowed",
         headers: Vec::new(),
@@ -249,10 +247,7 @@ mod tests {
         // Escapes decode like the backend decodes them.
         assert!(check_delivery(&b, br#"{"sender":"ops\u0040ourcorp.example"}"#).is_ok());
         let r = check_delivery(&b, br#"{"sender":"ceo@ourcorp.example"}"#).unwrap_err();
-        assert_eq!(
-            (r.status, r.problem_type),
-            (403, PROBLEM_SENDER_NOT_ALLOWED)
-        );
+        assert_eq!((r.status, r.problem_type), (403, pt::SENDER_NOT_ALLOWED));
         for bad in [
             &br#"{"recipients":[]}"#[..],
             br#"{"sender":7}"#,

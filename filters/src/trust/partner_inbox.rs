@@ -7,12 +7,8 @@
 //! a partner can never write into our users' folders.
 
 use crate::decision::Rejection;
+use crate::problem_types as pt;
 use crate::validation::folder::{validate_folder, FolderError};
-
-/// Problem type of an upload outside the partner's inbox.
-pub const PROBLEM_FOLDER_NOT_ALLOWED: &str = "urn:mft:problem:folder-not-allowed";
-/// Problem type of an upload past the partner's daily quota.
-pub const PROBLEM_QUOTA_EXCEEDED: &str = "urn:mft:problem:quota-exceeded";
 
 /// Seconds in a (UTC) day, the quota's period.
 pub const DAY_SECS: u64 = 86_400;
@@ -47,7 +43,7 @@ pub fn upload_folder(inbox: &str, requested: Option<&str>) -> Result<String, Rej
     } else {
         Err(Rejection {
             status: 403,
-            problem_type: PROBLEM_FOLDER_NOT_ALLOWED,
+            problem_type: pt::FOLDER_NOT_ALLOWED,
             detail: format!(
                 "a partner's files go to its inbox folder \"{inbox}\" (or below it); \
                  leave X-Folder out or name a folder inside it"
@@ -64,7 +60,7 @@ pub fn quota_exceeded(now: u64, bytes: u64, limit: u64, used: u64) -> Rejection 
     let retry = (now / DAY_SECS + 1) * DAY_SECS - now;
     Rejection {
         status: 429,
-        problem_type: PROBLEM_QUOTA_EXCEEDED,
+        problem_type: pt::QUOTA_EXCEEDED,
         detail: format!(
             "this upload ({bytes} bytes) would exceed the connection's quota of \
              {limit} bytes per day ({used} used today)"
@@ -132,7 +128,7 @@ mod tests {
         ] {
             let r = upload_folder(&inbox, Some(outside)).unwrap_err();
             assert_eq!(r.status, 403, "{outside}");
-            assert_eq!(r.problem_type, PROBLEM_FOLDER_NOT_ALLOWED);
+            assert_eq!(r.problem_type, pt::FOLDER_NOT_ALLOWED);
         }
         assert_eq!(inbox_of("in/acme"), "in/acme");
         assert!(super::inbox("..", None).is_err());
@@ -149,7 +145,7 @@ mod tests {
         let day = u.reserve(now, 600, 1000).unwrap();
         let r = u.reserve(now, 500, 1000).unwrap_err();
         assert_eq!(r.status, 429);
-        assert_eq!(r.problem_type, PROBLEM_QUOTA_EXCEEDED);
+        assert_eq!(r.problem_type, pt::QUOTA_EXCEEDED);
         assert_eq!(r.headers[0].1, (DAY_SECS - 100).to_string());
         u.refund(day, 600);
         u.reserve(now, 1000, 1000).unwrap();

@@ -8,14 +8,10 @@
 //! claim nobody checked would read as a checked one.
 
 use crate::decision::Rejection;
+use crate::problem_types as pt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use thiserror::Error;
-
-/// Problem type of a body that does not match its `Content-Digest`.
-pub const PROBLEM_DIGEST_MISMATCH: &str = "urn:mft:problem:digest-mismatch";
-/// Problem type of a `Content-Digest` that cannot be checked.
-pub const PROBLEM_INVALID_DIGEST: &str = "urn:mft:problem:invalid-digest";
 
 /// The digests a `Content-Digest` claims, of the algorithms we check.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,7 +44,7 @@ impl DigestFieldError {
     pub fn rejection(&self) -> Rejection {
         Rejection {
             status: 400,
-            problem_type: PROBLEM_INVALID_DIGEST,
+            problem_type: pt::INVALID_DIGEST,
             detail: format!("{self}; the gateway checks sha-256 and sha-512"),
             audit_reason: "invalid_content_digest",
             headers: Vec::new(),
@@ -60,7 +56,7 @@ impl DigestFieldError {
 pub fn mismatch() -> Rejection {
     Rejection {
         status: 400,
-        problem_type: PROBLEM_DIGEST_MISMATCH,
+        problem_type: pt::DIGEST_MISMATCH,
         detail: "the body does not match its Content-Digest".to_string(),
         audit_reason: "content_digest_mismatch",
         headers: Vec::new(),
@@ -171,10 +167,10 @@ mod tests {
 
     #[test]
     fn rejections_carry_their_problem_types() {
-        assert_eq!(mismatch().problem_type, PROBLEM_DIGEST_MISMATCH);
+        assert_eq!(mismatch().problem_type, pt::DIGEST_MISMATCH);
         assert_eq!(
             DigestFieldError::Malformed.rejection().problem_type,
-            PROBLEM_INVALID_DIGEST
+            pt::INVALID_DIGEST
         );
     }
 }

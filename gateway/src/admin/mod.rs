@@ -31,6 +31,8 @@ pub mod overview;
 mod partners;
 mod relays;
 mod reload;
+mod transports;
+mod upgrade;
 mod webhooks;
 
 tokio::task_local! {
@@ -38,6 +40,9 @@ tokio::task_local! {
     /// `console:NAME` for a session), for its audit records.
     static PRINCIPAL: String;
 }
+
+/// The API key scope that may queue messages on the admin listener.
+pub const MESSAGES_SEND: &str = "messages:send";
 
 /// Largest admin request body.
 const MAX_BODY: usize = 64 * 1024;
@@ -284,6 +289,11 @@ impl AdminApp {
             .contains_key(http::header::AUTHORIZATION);
         let cookie = console::cookie_token(session).is_some();
         if bearer || !cookie {
+            if !self.authorized(session) {
+                if let Some(principal) = self.message_sender_key(session).await {
+                    return Ok(principal);
+                }
+            }
             return if self.token.is_none() {
                 Err(problem(
                     403,
@@ -317,16 +327,52 @@ impl AdminApp {
         }
     }
 
+    /// An API key with scope `messages:send` may use `/admin/v1/messages`
+    /// (and nothing else here): its principal `key:<id>`, or `None`.
+    async fn message_sender_key(&self, session: &ServerSession) -> Option<String> {
+        let path = session.req_header().uri.path();
+        if path != "/admin/v1/messages" && !path.starts_with("/admin/v1/messages/") {
+            return None;
+        }
+        let token = session
+            .req_header()
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))?
+            .to_string();
+        let id = mft_filters::auth::api_key::parse(&token)
+            .ok()?
+            .id
+            .to_string();
+        let store = self.store.clone();
+        let record = self
+            .control
+            .run(async move { store.get_key(&id).await })
+            .await
+            .ok()?
+            .ok()??;
+        let parsed = mft_filters::auth::api_key::parse(&token).ok()?;
+        let now = std::time::SystemTime::now();
+        let usable = parsed.verify(&record.secret_hash)
+            && record.revoked_at.is_none()
+            && record.expires_at.is_none_or(|t| t > now)
+            && record.scopes.iter().any(|s| s == MESSAGES_SEND);
+        usable.then(|| format!("key:{}", record.id))
+    }
+
     /// The `/admin/v1/` resources, one file each.
     async fn admin_api(&self, session: &mut ServerSession, resource: &str) -> Reply {
         let (name, rest) = resource.split_once('/').unwrap_or((resource, ""));
         match name {
             "keys" => self.keys_api(session, rest).await,
             "partners" => self.partners_api(session, rest).await,
-            "connectors" if !rest.contains('/') => self.connectors_api(session, rest).await,
+            "connectors" => self.connectors_api(session, rest).await,
             "webhooks" => self.webhooks_api(session, rest).await,
             "messages" => self.messages_api(session, rest).await,
+            "transports" => self.transports_api(session, rest).await,
             "reload" if rest.is_empty() => self.reload_api(session).await,
+            "upgrade" if rest.is_empty() => self.upgrade_api(session).await,
             "overview" => self.overview_api(session, rest).await,
             "relays" => self.relays_api(session, rest).await,
             "audit" => self.audit_api(session, rest).await,

@@ -167,6 +167,9 @@ struct TestReport {
 #[allow(dead_code)]
 struct AddConnector {
     name: String,
+    /// SHA-256 of the client certificate it must present (64 hex digits,
+    /// `:` allowed); omitted: none required.
+    client_cert_sha256: Option<String>,
 }
 
 /// A DMZ connector.
@@ -182,6 +185,8 @@ struct Connector {
     last_seen_at: Option<String>,
     bytes_out: u64,
     bytes_in: u64,
+    /// SHA-256 of the client certificate it must present, or null.
+    client_cert_sha256: Option<String>,
     created_at: String,
 }
 
@@ -296,6 +301,13 @@ fn add_connector() {}
 #[allow(dead_code)]
 fn remove_connector() {}
 
+#[utoipa::path(put, path = "/admin/v1/connectors/{name}/client-cert", tag = "connectors",
+    params(("name" = String, Path)), request_body = Pin,
+    responses((status = 200, description = "Pinned (or unpinned with null)"), (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn set_connector_pin() {}
+
 #[utoipa::path(get, path = "/admin/v1/openapi.json", tag = "meta",
     responses((status = 200, description = "This document")))]
 #[allow(dead_code)]
@@ -390,6 +402,8 @@ struct WebhookTest {
 }
 
 /// `POST /admin/v1/messages`: `provider` or `type`, one recipient or several.
+/// Besides the admin token, an API key with scope `messages:send` may call
+/// `/admin/v1/messages` (and nothing else on the admin listener).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct SendMessage {
@@ -466,6 +480,125 @@ fn send_message() {}
 #[allow(dead_code)]
 fn get_message() {}
 
+/// `POST /admin/v1/transports`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AddTransport {
+    name: String,
+    /// `smtp`, `sms` or `threema`.
+    r#type: String,
+    /// The type's settings (docs/transports.md), e.g. smtp `host`, `port`,
+    /// `tls`, `ca_file`, `username`, `from`; sms `userkey`, `originator`,
+    /// `endpoint`; threema `gateway_id`, `endpoint`; sms and threema
+    /// `credit_threshold`, `credit_warn_via`, `credit_warn_to`.
+    settings: Option<serde_json::Value>,
+    /// The secret (SMTP or aspsms password, Threema API secret): stored
+    /// encrypted, never shown again.
+    secret: Option<String>,
+    /// Or a reference to it: `env:NAME`, `file:PATH`.
+    secret_ref: Option<String>,
+    /// threema: the gateway ID's private key (64 hex digits): stored encrypted.
+    private_key: Option<String>,
+}
+
+/// A transport provider (never a secret).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Transport {
+    name: String,
+    r#type: String,
+    settings: serde_json::Value,
+    /// `none`, `stored encrypted` or `secret reference`.
+    secret: String,
+    /// `ready` or `not ready`.
+    state: String,
+    /// Why not ready.
+    not_ready_reason: Option<String>,
+    /// Every place naming this provider.
+    used_by: Vec<String>,
+    last_used_at: Option<String>,
+    last_error: Option<String>,
+    /// sms, threema: balance at the last credit check.
+    credits: Option<String>,
+    credits_checked_at: Option<String>,
+    created_at: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TransportList {
+    transports: Vec<Transport>,
+}
+
+/// `POST /admin/v1/transports/{name}/copy`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CopyTransport {
+    /// The new provider's name.
+    name: String,
+    /// Settings to change (`null` removes one).
+    settings: Option<serde_json::Value>,
+}
+
+/// `POST /admin/v1/transports/{name}/test`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TestTransport {
+    /// E-mail address, phone number (+41...) or Threema ID.
+    to: String,
+}
+
+/// The outcome of a test message.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct TransportTest {
+    name: String,
+    sent: bool,
+    /// The provider's answer.
+    answer: Option<String>,
+    /// Why it was not sent.
+    reason: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/transports", tag = "transports",
+    responses((status = 200, description = "OK", body = TransportList)))]
+#[allow(dead_code)]
+fn list_transports() {}
+
+#[utoipa::path(post, path = "/admin/v1/transports", tag = "transports", request_body = AddTransport,
+    responses((status = 201, description = "Created", body = Transport),
+        (status = 400, description = "Invalid input (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn add_transport() {}
+
+#[utoipa::path(get, path = "/admin/v1/transports/{name}", tag = "transports",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Transport), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn get_transport() {}
+
+#[utoipa::path(delete, path = "/admin/v1/transports/{name}", tag = "transports",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "OK", body = Removed), (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn remove_transport() {}
+
+#[utoipa::path(post, path = "/admin/v1/transports/{name}/copy", tag = "transports", request_body = CopyTransport,
+    params(("name" = String, Path)),
+    responses((status = 201, description = "Created", body = Transport),
+        (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn copy_transport() {}
+
+#[utoipa::path(post, path = "/admin/v1/transports/{name}/test", tag = "transports", request_body = TestTransport,
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Sent a real test message; `sent` tells the outcome", body = TransportTest),
+        (status = 400, description = "Invalid recipient (problem details)", body = Problem),
+        (status = 404, description = "Not found", body = Problem)))]
+#[allow(dead_code)]
+fn test_transport() {}
+
 /// `200` to `POST /admin/v1/reload`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -488,6 +621,27 @@ struct Reloaded {
         (status = 422, description = "Invalid or not applicable; nothing changed (problem details with `errors`: `file:line: key: message` lines)", body = Problem)))]
 #[allow(dead_code)]
 fn reload_config() {}
+
+/// `200` to `POST /admin/v1/upgrade`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Upgraded {
+    /// `upgraded`.
+    status: String,
+    /// This process: it stops accepting, drains and exits 0.
+    old_pid: u32,
+    /// The new process: it serves on the same sockets.
+    new_pid: u32,
+    /// Listening sockets handed over.
+    sockets: u32,
+}
+
+#[utoipa::path(post, path = "/admin/v1/upgrade", tag = "upgrade",
+    responses((status = 200, description = "The new process serves; this one drains", body = Upgraded),
+        (status = 409, description = "An upgrade is running or this process drains (problem details)", body = Problem),
+        (status = 502, description = "The new process exited or was not ready in time; this process keeps serving (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn upgrade_binary() {}
 
 /// One chart point: rates over the 10 s that ended at `at`.
 #[derive(ToSchema)]
@@ -630,10 +784,13 @@ fn audit_trail() {}
         list_keys, create_key, get_key, revoke_key, set_key_senders,
         list_partners, add_partner, get_partner, remove_partner, set_partner_key,
         set_partner_pin, set_partner_inbox, test_partner,
-        list_connectors, add_connector, remove_connector,
+        list_connectors, add_connector, remove_connector, set_connector_pin,
         list_webhooks, add_webhook, get_webhook, remove_webhook, test_webhook,
         send_message, get_message,
+        list_transports, add_transport, get_transport, remove_transport, copy_transport,
+        test_transport,
         reload_config,
+        upgrade_binary,
         overview,
         list_relays, retry_relay,
         audit_trail,
@@ -695,7 +852,9 @@ mod tests {
             crate::admin::connectors::USAGE,
             crate::admin::webhooks::USAGE,
             crate::admin::messages::USAGE,
+            crate::admin::transports::USAGE,
             crate::admin::reload::USAGE,
+            crate::admin::upgrade::USAGE,
             crate::admin::overview::USAGE,
             crate::admin::relays::USAGE,
             crate::admin::audit_trail::USAGE,

@@ -15,6 +15,7 @@ use mft_filters::auth::scope::{has_scope, ScopePolicy};
 use mft_filters::clock::Clock;
 use mft_filters::decision::{Decision, Rejection};
 use mft_filters::defender::Defender;
+use mft_filters::problem_types as pt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -123,13 +124,13 @@ pub struct Authenticator {
 
 /// 503 while the key store cannot be read (API keys and partner keys alike).
 pub(crate) fn store_unavailable() -> Rejection {
-    Rejection {
-        status: 503,
-        problem_type: "urn:mft:problem:auth-unavailable",
-        detail: "authentication is temporarily unavailable; retry shortly".to_string(),
-        audit_reason: "store_unavailable",
-        headers: vec![("retry-after", "5".to_string())],
-    }
+    Rejection::new(
+        503,
+        pt::AUTH_UNAVAILABLE,
+        "authentication is temporarily unavailable; retry shortly",
+        "store_unavailable",
+    )
+    .with_header("retry-after", "5")
 }
 
 impl Authenticator {

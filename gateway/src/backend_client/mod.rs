@@ -7,6 +7,7 @@
 //! Bodies are re-creatable ([`Body`]) so a retry sends the same bytes again;
 //! deliveries carry an `Idempotency-Key` so a retry never creates a second one.
 
+pub mod base64_stream;
 pub mod breaker;
 pub mod error;
 pub mod retry;
@@ -16,7 +17,7 @@ use crate::proxy::sign::RequestSigner;
 pub use breaker::CircuitBreaker;
 use bytes::Bytes;
 pub use error::BackendError;
-use futures_util::TryStreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderName, HeaderValue, Method};
 use mft_config::model::Backend;
 pub use retry::RetryPolicy;
@@ -68,6 +69,18 @@ pub enum Body {
         /// Bytes to send.
         len: u64,
     },
+    /// The base64 text in `len` bytes of the file at `path` from `offset`,
+    /// decoded while it is sent (a spooled attachment): `decoded_len` bytes.
+    Base64File {
+        /// File to read.
+        path: PathBuf,
+        /// First encoded byte.
+        offset: u64,
+        /// Encoded bytes to read.
+        len: u64,
+        /// What they decode to, exactly (checked when the message was parsed).
+        decoded_len: u64,
+    },
 }
 
 impl Body {
@@ -76,6 +89,7 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
+            Body::Base64File { decoded_len, .. } => *decoded_len,
         }
     }
 }
@@ -421,22 +435,45 @@ impl BackendClient {
             Body::Empty => reqwest::Body::from(Bytes::new()),
             Body::Bytes(b) => reqwest::Body::from(b.clone()),
             Body::File { path, offset, len } => {
-                let mut file =
-                    tokio::fs::File::open(path)
-                        .await
-                        .map_err(|source| BackendError::Body {
-                            what: what.clone(),
-                            source,
-                        })?;
-                file.seek(std::io::SeekFrom::Start(*offset))
-                    .await
-                    .map_err(|source| BackendError::Body {
-                        what: what.clone(),
-                        source,
-                    })?;
+                let file = open_at(path, *offset, &what).await?;
                 let stream =
                     tokio_util::io::ReaderStream::with_capacity(file.take(*len), 64 * 1024);
                 reqwest::Body::wrap_stream(stream)
+            }
+            Body::Base64File {
+                path, offset, len, ..
+            } => {
+                let file = open_at(path, *offset, &what).await?;
+                let chunks =
+                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), 64 * 1024);
+                let decoded = futures_util::stream::unfold(
+                    (chunks, Some(base64_stream::Base64Stream::new())),
+                    |(mut chunks, decoder)| async move {
+                        let mut decoder = decoder?;
+                        loop {
+                            let mut out = Vec::new();
+                            match chunks.next().await {
+                                Some(Ok(chunk)) => {
+                                    decoder.push(&chunk, &mut out);
+                                    if !out.is_empty() {
+                                        return Some((
+                                            Ok(Bytes::from(out)),
+                                            (chunks, Some(decoder)),
+                                        ));
+                                    }
+                                }
+                                Some(Err(e)) => return Some((Err(e), (chunks, None))),
+                                None => {
+                                    // An unpadded last group.
+                                    decoder.flush(&mut out);
+                                    return (!out.is_empty())
+                                        .then(|| (Ok(Bytes::from(out)), (chunks, None)));
+                                }
+                            }
+                        }
+                    },
+                );
+                reqwest::Body::wrap_stream(decoded)
             }
         };
         // A stalled backend must not hold a bridge forever: allow the read
@@ -653,4 +690,21 @@ async fn status_error(what: String, response: reqwest::Response) -> BackendError
         detail: p.detail.or(p.title).unwrap_or_default(),
         retry_after,
     }
+}
+
+/// `path` opened and positioned at `offset`, for a streamed body.
+async fn open_at(
+    path: &std::path::Path,
+    offset: u64,
+    what: &str,
+) -> Result<tokio::fs::File, BackendError> {
+    let body_err = |source| BackendError::Body {
+        what: what.to_string(),
+        source,
+    };
+    let mut file = tokio::fs::File::open(path).await.map_err(body_err)?;
+    file.seek(std::io::SeekFrom::Start(offset))
+        .await
+        .map_err(body_err)?;
+    Ok(file)
 }

@@ -6,9 +6,14 @@
 //! parsed" here means the input has no header section at all or a body part
 //! we could not decode, which is what SMTP answers 554 5.6.0 for.
 
+use crate::backend_client::base64_stream::Base64Stream;
+use crate::backend_client::Body;
 use bytes::Bytes;
-use mail_parser::{Address, MessageParser, MimeHeaders};
+use mail_parser::{Address, Encoding, MessageParser, MimeHeaders};
 use mft_filters::validation::filename::sanitize_filename;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use tokio::sync::Semaphore;
 
 /// An attachment, decoded.
 #[derive(Debug, Clone)]
@@ -17,8 +22,10 @@ pub struct Attachment {
     pub name: String,
     /// `type/subtype` as declared, `application/octet-stream` if none.
     pub content_type: String,
-    /// Decoded content.
-    pub data: Bytes,
+    /// Decoded content: in memory ([`parse`]), or for a message in a file
+    /// ([`parse_file`]) the range of the file it is read (and decoded) from
+    /// while it is uploaded.
+    pub data: Body,
 }
 
 /// What a delivery is built from.
@@ -70,10 +77,146 @@ const MAX_SUBJECT_CHARS: usize = 998;
 /// SMTP session, the spool worker or a mailbox poller: the panic is caught
 /// here.
 pub fn parse(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
-    std::panic::catch_unwind(|| parse_unguarded(raw)).unwrap_or(Err(MessageError::Unparseable))
+    std::panic::catch_unwind(|| parse_unguarded(raw, None))
+        .unwrap_or(Err(MessageError::Unparseable))
 }
 
-fn parse_unguarded(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
+/// Raw message bytes being parsed at once, process wide ([`parse_file`]).
+/// mail-parser needs the whole message as one slice and decodes every part
+/// into memory, so a parse costs about twice the message; this budget bounds
+/// how many run together. A message larger than the budget parses alone.
+pub const PARSE_BUDGET_BYTES: usize = 48 << 20;
+
+static PARSE_BUDGET: Semaphore = Semaphore::const_new(PARSE_BUDGET_BYTES >> 10);
+
+/// A message in a file that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseFileError {
+    /// The file could not be read.
+    #[error("cannot read the message {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The message is not one.
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    /// The blocking task died (runtime shutting down).
+    #[error("message parse task failed: {0}")]
+    Task(String),
+}
+
+/// Parses the message stored in `path` from `offset` to the end (a spool
+/// entry, a mailbox message streamed to disk) within [`PARSE_BUDGET_BYTES`].
+/// Attachments that are the file's bytes as they are, or base64 that
+/// [`Base64Stream`] decodes exactly as mail-parser did, become
+/// [`Body::File`] / [`Body::Base64File`] ranges of the file: what the
+/// result holds afterwards is headers and text, not the attachments. Any
+/// other (quoted-printable, converted text) is kept decoded in memory.
+pub async fn parse_file(path: &Path, offset: u64) -> Result<ParsedMessage, ParseFileError> {
+    let io = |source| ParseFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    let kib = usize::try_from(size.saturating_sub(offset) >> 10)
+        .unwrap_or(usize::MAX)
+        .clamp(1, PARSE_BUDGET_BYTES >> 10);
+    let _budget = PARSE_BUDGET
+        .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+        .await
+        .map_err(|e| ParseFileError::Task(e.to_string()))?;
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let io = |source| ParseFileError::Io {
+            path: owned.clone(),
+            source,
+        };
+        let mut file = std::fs::File::open(&owned).map_err(io)?;
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut raw = Vec::with_capacity(usize::try_from(size.saturating_sub(offset)).unwrap_or(0));
+        file.read_to_end(&mut raw).map_err(io)?;
+        let source = Source {
+            path: &owned,
+            offset,
+        };
+        std::panic::catch_unwind(|| parse_unguarded(&raw, Some(source)))
+            .unwrap_or(Err(MessageError::Unparseable))
+            .map_err(ParseFileError::from)
+    })
+    .await
+    .map_err(|e| ParseFileError::Task(e.to_string()))?
+}
+
+/// Where the raw bytes being parsed are stored.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    path: &'a Path,
+    offset: u64,
+}
+
+/// How an attachment's content reaches the upload: a range of the file
+/// when that reproduces `contents` exactly, else a copy in memory.
+fn attachment_body(
+    raw: &[u8],
+    source: Option<Source<'_>>,
+    part: &mail_parser::MessagePart<'_>,
+    contents: &[u8],
+) -> Body {
+    let Some(src) = source else {
+        return Body::Bytes(Bytes::copy_from_slice(contents));
+    };
+    let base = raw.as_ptr() as usize;
+    let at = contents.as_ptr() as usize;
+    // The part's bytes as they are in the message (7bit, 8bit, binary).
+    if at >= base && at + contents.len() <= base + raw.len() && !contents.is_empty() {
+        return Body::File {
+            path: src.path.to_path_buf(),
+            offset: src.offset + (at - base) as u64,
+            len: contents.len() as u64,
+        };
+    }
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    if part.encoding == Encoding::Base64 && start <= end && end <= raw.len() {
+        let encoded = &raw[start..end];
+        if decodes_to(encoded, contents) {
+            return Body::Base64File {
+                path: src.path.to_path_buf(),
+                offset: src.offset + start as u64,
+                len: encoded.len() as u64,
+                decoded_len: contents.len() as u64,
+            };
+        }
+    }
+    Body::Bytes(Bytes::copy_from_slice(contents))
+}
+
+/// Whether [`Base64Stream`] turns `encoded` into exactly `want`, checked
+/// piece by piece (no second copy of the attachment).
+fn decodes_to(encoded: &[u8], want: &[u8]) -> bool {
+    let mut decoder = Base64Stream::new();
+    let mut out = Vec::with_capacity(48 << 10);
+    let mut matched = 0usize;
+    let mut check = |out: &mut Vec<u8>| {
+        let ok = want.get(matched..matched + out.len()) == Some(&out[..]);
+        matched += out.len();
+        out.clear();
+        ok
+    };
+    for piece in encoded.chunks(64 << 10) {
+        decoder.push(piece, &mut out);
+        if !check(&mut out) {
+            return false;
+        }
+    }
+    decoder.flush(&mut out);
+    check(&mut out) && matched == want.len()
+}
+
+fn parse_unguarded(raw: &[u8], source: Option<Source<'_>>) -> Result<ParsedMessage, MessageError> {
     let message = MessageParser::default()
         .parse(raw)
         .ok_or(MessageError::Unparseable)?;
@@ -96,7 +239,7 @@ fn parse_unguarded(raw: &[u8]) -> Result<ParsedMessage, MessageError> {
         attachments.push(Attachment {
             name,
             content_type,
-            data: Bytes::copy_from_slice(part.contents()),
+            data: attachment_body(raw, source, part, part.contents()),
         });
     }
     let subject: String = message
@@ -182,6 +325,92 @@ mod tests {
 
     use super::*;
 
+    fn in_memory(b: &Body) -> &[u8] {
+        match b {
+            Body::Bytes(b) => b,
+            other => panic!("not in memory: {other:?}"),
+        }
+    }
+
+    /// What an upload of `b` sends, read the way the backend client does.
+    fn sent(b: &Body) -> Vec<u8> {
+        match b {
+            Body::Bytes(b) => b.to_vec(),
+            Body::File { path, offset, len } => {
+                let all = std::fs::read(path).unwrap();
+                all[*offset as usize..(*offset + *len) as usize].to_vec()
+            }
+            Body::Base64File {
+                path,
+                offset,
+                len,
+                decoded_len,
+            } => {
+                let all = std::fs::read(path).unwrap();
+                let mut d = Base64Stream::new();
+                let mut out = Vec::new();
+                for piece in all[*offset as usize..(*offset + *len) as usize].chunks(7) {
+                    d.push(piece, &mut out);
+                }
+                d.flush(&mut out);
+                assert_eq!(out.len() as u64, *decoded_len);
+                out
+            }
+            Body::Empty => Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_message_in_a_file_keeps_its_attachments_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.msg");
+        let mut file = b"{\"meta\":1}\n".to_vec();
+        let offset = file.len() as u64;
+        file.extend_from_slice(NESTED.as_bytes());
+        std::fs::write(&path, &file).unwrap();
+        let m = parse_file(&path, offset).await.unwrap();
+        assert_eq!(m.subject, "Quartalsbericht überfällig");
+        assert_eq!(m.attachments.len(), 2);
+        assert!(
+            matches!(m.attachments[0].data, Body::Base64File { .. }),
+            "{:?}",
+            m.attachments[0].data
+        );
+        assert_eq!(
+            sent(&m.attachments[0].data),
+            b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n"
+        );
+        assert!(matches!(m.attachments[1].data, Body::File { .. }));
+        assert_eq!(sent(&m.attachments[1].data), b"root:x:0:0");
+        // Each equals what the in-memory parse decodes.
+        let mem = parse(NESTED.as_bytes()).unwrap();
+        for (a, b) in m.attachments.iter().zip(&mem.attachments) {
+            assert_eq!(sent(&a.data), sent(&b.data));
+        }
+    }
+
+    #[tokio::test]
+    async fn quoted_printable_and_unpadded_base64_stay_exact() {
+        let raw = "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: quoted-printable\r\n\
+Content-Disposition: attachment; filename=q.bin\r\n\r\nA=3DB=\r\nC\r\n\
+--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=u.bin\r\n\r\nYWJjZA\r\n--b--\r\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.msg");
+        std::fs::write(&path, raw).unwrap();
+        let m = parse_file(&path, 0).await.unwrap();
+        let mem = parse(raw.as_bytes()).unwrap();
+        assert_eq!(m.attachments.len(), 2);
+        assert_eq!(sent(&m.attachments[0].data), b"A=BC");
+        // Whatever mail-parser makes of an unpadded group, the upload sends the same.
+        assert!(sent(&m.attachments[1].data).starts_with(b"abc"));
+        for (a, b) in m.attachments.iter().zip(&mem.attachments) {
+            assert_eq!(sent(&a.data), sent(&b.data));
+        }
+    }
+
     const NESTED: &str = "From: Alice <Alice@Partner.example>\r\n\
 To: bob@ourcorp.example, Carol <carol@ourcorp.example>\r\n\
 Cc: dave@ourcorp.example\r\n\
@@ -225,10 +454,13 @@ root:x:0:0\r\n\
         assert_eq!(m.attachments.len(), 2);
         assert_eq!(m.attachments[0].name, "Bericht Übersicht.pdf");
         assert_eq!(m.attachments[0].content_type, "application/pdf");
-        assert_eq!(&m.attachments[0].data[..], b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n");
+        assert_eq!(
+            in_memory(&m.attachments[0].data),
+            b"%PDF-1.4\n%\xc7\xec\x8f\xa2\n"
+        );
         // The traversal attempt keeps only its last segment.
         assert_eq!(m.attachments[1].name, "passwd");
-        assert_eq!(&m.attachments[1].data[..], b"root:x:0:0");
+        assert_eq!(in_memory(&m.attachments[1].data), b"root:x:0:0");
     }
 
     #[test]

@@ -54,6 +54,15 @@ pub struct BridgeContext {
 /// Starts every configured bridge on the bridge runtime. A bridge that
 /// cannot start (port in use, unreadable host key) is a startup error.
 pub fn start_all(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
+    if !ctx.config.imap.is_empty() || !ctx.config.pop3.is_empty() {
+        let data_dir = &ctx.config.server.data_dir;
+        mailbox::tmpfile::prepare(data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot prepare {}: {e}",
+                mailbox::tmpfile::dir(data_dir).display()
+            )
+        })?;
+    }
     smtp::start(ctx)?;
     imap::start(ctx)?;
     pop3::start(ctx)?;

@@ -8,9 +8,7 @@
 //! delivery instead of creating a second one.
 
 use super::message::Attachment;
-use crate::backend_client::{
-    BackendClient, BackendError, Body, CallContext, DeliveryInfo, NewDelivery,
-};
+use crate::backend_client::{BackendClient, BackendError, CallContext, DeliveryInfo, NewDelivery};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// One delivery to make.
@@ -120,7 +118,7 @@ impl DeliveryPipeline {
                     &key,
                     req.folder.as_deref(),
                     &a.name,
-                    Body::Bytes(a.data.clone()),
+                    a.data.clone(),
                 )
                 .await
                 .map_err(|e| err(format!("upload {}", a.name), e))?;

@@ -14,11 +14,17 @@
 use bytes::Bytes;
 use prometheus::IntGauge;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
+
+/// Bytes a [`SpoolWriter`] collects before it writes them to the file.
+const WRITE_CHUNK: usize = 256 << 10;
+/// Longest metadata line read back.
+const MAX_META_LINE: u64 = 1 << 20;
 
 /// What the spool keeps next to the raw message. Never a password.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +94,8 @@ struct Inner {
     failed: PathBuf,
     notify: Notify,
     depth: IntGauge,
+    /// Entries a worker is delivering (see [`Spool::claim`]).
+    claimed: Mutex<HashSet<String>>,
 }
 
 impl Spool {
@@ -111,6 +119,7 @@ impl Spool {
                 failed,
                 notify: Notify::new(),
                 depth,
+                claimed: Mutex::new(HashSet::new()),
             }),
         };
         let n = spool.list()?.len();
@@ -123,22 +132,50 @@ impl Spool {
         uuid::Uuid::now_v7().simple().to_string()
     }
 
-    /// Writes an entry durably (file and directory fsynced) and wakes the
-    /// worker. Only an `Ok` here may be answered with 250.
-    pub async fn store(&self, meta: &SpoolMeta, raw: Bytes) -> Result<(), SpoolError> {
+    /// Starts an entry: its metadata line is written to a temp file, the
+    /// message follows through [`SpoolWriter::write`], and only
+    /// [`SpoolWriter::commit`] makes it an entry.
+    pub async fn create(&self, meta: &SpoolMeta) -> Result<SpoolWriter, SpoolError> {
         let mut line = serde_json::to_vec(meta).map_err(|e| SpoolError::Corrupt {
             path: self.inner.dir.clone(),
             reason: e.to_string(),
         })?;
         line.push(b'\n');
-        let inner = self.inner.clone();
-        let id = meta.id.clone();
-        tokio::task::spawn_blocking(move || write_entry(&inner, &id, &line, &raw))
-            .await
-            .map_err(|e| SpoolError::Task(e.to_string()))??;
-        self.inner.depth.inc();
-        self.inner.notify.notify_one();
-        Ok(())
+        let tmp = self.inner.tmp.join(format!("{}.tmp", meta.id));
+        let path = tmp.clone();
+        let file = tokio::task::spawn_blocking(move || {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io_err("create", &path))?;
+            if let Err(e) = f.write_all(&line).map_err(io_err("write", &path)) {
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+            Ok((f, line.len() as u64))
+        })
+        .await
+        .map_err(|e| SpoolError::Task(e.to_string()))??;
+        Ok(SpoolWriter {
+            spool: self.clone(),
+            id: meta.id.clone(),
+            tmp,
+            file: Some(file.0),
+            buf: Vec::new(),
+            body_offset: file.1,
+            body_len: 0,
+            synced: false,
+        })
+    }
+
+    /// Writes an entry durably (file and directory fsynced) and wakes a
+    /// worker. Only an `Ok` here may be answered with 250.
+    pub async fn store(&self, meta: &SpoolMeta, raw: Bytes) -> Result<(), SpoolError> {
+        let mut w = self.create(meta).await?;
+        w.write(&raw).await?;
+        w.finish().await?;
+        w.commit().await
     }
 
     /// Ids waiting, oldest first.
@@ -155,26 +192,66 @@ impl Spool {
         Ok(ids)
     }
 
-    /// Reads an entry.
-    pub async fn load(&self, id: &str) -> Result<(SpoolMeta, Vec<u8>), SpoolError> {
+    /// Reads an entry's metadata line; the message is the file from
+    /// `body_offset` on ([`SpoolEntry`]).
+    pub async fn entry(&self, id: &str) -> Result<SpoolEntry, SpoolError> {
         let path = self.entry_path(id);
-        let data = tokio::fs::read(&path)
-            .await
-            .map_err(io_err("read", &path))?;
-        let Some(nl) = data.iter().position(|b| *b == b'\n') else {
-            return Err(SpoolError::Corrupt {
+        tokio::task::spawn_blocking(move || {
+            let file = File::open(&path).map_err(io_err("read", &path))?;
+            let mut line = Vec::new();
+            io::BufReader::new(io::Read::take(file, MAX_META_LINE))
+                .read_until(b'\n', &mut line)
+                .map_err(io_err("read", &path))?;
+            if line.pop() != Some(b'\n') {
+                return Err(SpoolError::Corrupt {
+                    path,
+                    reason: "no metadata line".into(),
+                });
+            }
+            let meta: SpoolMeta =
+                serde_json::from_slice(&line).map_err(|e| SpoolError::Corrupt {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok(SpoolEntry {
+                meta,
+                body_offset: line.len() as u64 + 1,
                 path,
-                reason: "no metadata line".into(),
-            });
-        };
-        let meta: SpoolMeta =
-            serde_json::from_slice(&data[..nl]).map_err(|e| SpoolError::Corrupt {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let mut raw = data;
-        raw.drain(..=nl);
-        Ok((meta, raw))
+            })
+        })
+        .await
+        .map_err(|e| SpoolError::Task(e.to_string()))?
+    }
+
+    /// Reads an entry whole (metadata and message); for tests and tools,
+    /// never the delivery path.
+    pub async fn load(&self, id: &str) -> Result<(SpoolMeta, Vec<u8>), SpoolError> {
+        let entry = self.entry(id).await?;
+        let data = tokio::fs::read(&entry.path)
+            .await
+            .map_err(io_err("read", &entry.path))?;
+        let body = data
+            .get(usize::try_from(entry.body_offset).unwrap_or(usize::MAX)..)
+            .unwrap_or_default()
+            .to_vec();
+        Ok((entry.meta, body))
+    }
+
+    /// Claims entry `id` for one worker until the [`Claim`] is dropped;
+    /// `None` while another worker holds it. Claims live in this process
+    /// only: a gateway owns its data_dir alone, and after a crash nothing is
+    /// claimed, so an entry cut between claim and delivery is delivered
+    /// again after the restart under the same idempotency key.
+    pub fn claim(&self, id: &str) -> Option<Claim> {
+        let mut claimed = self
+            .inner
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        claimed.insert(id.to_string()).then(|| Claim {
+            spool: self.clone(),
+            id: id.to_string(),
+        })
     }
 
     /// Removes a delivered entry (fsyncing the directory, so a crash cannot
@@ -225,26 +302,152 @@ impl Spool {
     }
 }
 
-fn write_entry(inner: &Inner, id: &str, meta: &[u8], raw: &[u8]) -> Result<(), SpoolError> {
-    let tmp = inner.tmp.join(format!("{id}.tmp"));
-    let fin = inner.dir.join(format!("{id}{SUFFIX}"));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(meta).map_err(io_err("write", &tmp))?;
-        f.write_all(raw).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &fin).map_err(io_err("rename", &tmp))?;
-        sync_dir(&inner.dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+/// A spool entry: the message is `path` from `body_offset` to the end.
+#[derive(Debug, Clone)]
+pub struct SpoolEntry {
+    /// Its metadata.
+    pub meta: SpoolMeta,
+    /// The entry file.
+    pub path: PathBuf,
+    /// Where the raw message starts in it.
+    pub body_offset: u64,
+}
+
+/// A worker's hold on an entry ([`Spool::claim`]); released when dropped.
+pub struct Claim {
+    spool: Spool,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.spool
+            .inner
+            .claimed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
     }
-    result
+}
+
+/// An entry being written ([`Spool::create`]): the message goes to a temp
+/// file in pieces of [`WRITE_CHUNK`], never whole in memory. Dropped
+/// without [`commit`](SpoolWriter::commit), the temp file is removed.
+pub struct SpoolWriter {
+    spool: Spool,
+    id: String,
+    tmp: PathBuf,
+    file: Option<File>,
+    buf: Vec<u8>,
+    body_offset: u64,
+    body_len: u64,
+    /// Everything written is fsynced.
+    synced: bool,
+}
+
+impl SpoolWriter {
+    /// The entry id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Message bytes taken so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// The temp file (the message from [`body_offset`](Self::body_offset)),
+    /// complete after [`finish`](Self::finish).
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Where the message starts in the file.
+    pub fn body_offset(&self) -> u64 {
+        self.body_offset
+    }
+
+    /// Appends message bytes (written out in chunks).
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), SpoolError> {
+        self.body_len += data.len() as u64;
+        self.synced = false;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush(false).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered and fsyncs the file: it is now complete on
+    /// disk (and can be parsed), but not an entry yet.
+    pub async fn finish(&mut self) -> Result<(), SpoolError> {
+        self.flush(true).await
+    }
+
+    async fn flush(&mut self, sync: bool) -> Result<(), SpoolError> {
+        let Some(mut file) = self.file.take() else {
+            return Err(SpoolError::Task("spool write after a failure".into()));
+        };
+        let mut buf = std::mem::take(&mut self.buf);
+        let path = self.tmp.clone();
+        let (file, buf) = tokio::task::spawn_blocking(move || {
+            file.write_all(&buf).map_err(io_err("write", &path))?;
+            if sync {
+                file.sync_all().map_err(io_err("fsync", &path))?;
+            }
+            buf.clear();
+            Ok::<_, SpoolError>((file, buf))
+        })
+        .await
+        .map_err(|e| SpoolError::Task(e.to_string()))??;
+        self.file = Some(file);
+        self.buf = buf;
+        self.synced = sync;
+        Ok(())
+    }
+
+    /// Makes the entry: renames the finished file into place, fsyncs the
+    /// directory and wakes a worker. Only an `Ok` here may be answered 250.
+    pub async fn commit(mut self) -> Result<(), SpoolError> {
+        if !self.synced {
+            self.finish().await?;
+        }
+        let file = self.file.take();
+        let tmp = self.tmp.clone();
+        let fin = self.spool.entry_path(&self.id);
+        let inner = self.spool.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            drop(file);
+            fs::rename(&tmp, &fin).map_err(io_err("rename", &tmp))?;
+            sync_dir(&inner.dir)
+        })
+        .await
+        .map_err(|e| SpoolError::Task(e.to_string()))??;
+        // Renamed: nothing left for `drop` to remove.
+        self.tmp = PathBuf::new();
+        self.spool.inner.depth.inc();
+        self.spool.inner.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        if self.tmp.as_os_str().is_empty() {
+            return;
+        }
+        let tmp = std::mem::take(&mut self.tmp);
+        drop(self.file.take());
+        // An unlink, off the async workers when there are any.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => {
+                h.spawn_blocking(move || fs::remove_file(tmp));
+            }
+            Err(_) => {
+                let _ = fs::remove_file(tmp);
+            }
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -304,5 +507,60 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_streamed_entry_commits_once_and_an_abandoned_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let depth = IntGauge::new("d", "d").unwrap();
+        let spool = Spool::open(&dir.path().join("spool"), depth.clone()).unwrap();
+        let id = Spool::new_id();
+        let mut w = spool.create(&meta(&id)).await.unwrap();
+        let piece = vec![b'x'; WRITE_CHUNK / 3 + 7];
+        for _ in 0..5 {
+            w.write(&piece).await.unwrap();
+        }
+        assert_eq!(w.body_len(), 5 * piece.len() as u64);
+        assert!(
+            spool.list().unwrap().is_empty(),
+            "not an entry before commit"
+        );
+        w.finish().await.unwrap();
+        let on_disk = fs::read(w.path()).unwrap();
+        assert_eq!(on_disk.len() as u64, w.body_offset() + w.body_len());
+        w.commit().await.unwrap();
+        assert_eq!(spool.list().unwrap(), std::slice::from_ref(&id));
+        assert_eq!(depth.get(), 1);
+        let e = spool.entry(&id).await.unwrap();
+        assert_eq!(e.meta, meta(&id));
+        let raw = fs::read(&e.path).unwrap();
+        assert_eq!(&raw[e.body_offset as usize..], &piece.repeat(5)[..]);
+
+        // One claim at a time; released on drop.
+        let c = spool.claim(&id).unwrap();
+        assert!(spool.claim(&id).is_none());
+        drop(c);
+        assert!(spool.claim(&id).is_some());
+
+        // A writer dropped without commit removes its temp file.
+        let other = Spool::new_id();
+        let mut w = spool.create(&meta(&other)).await.unwrap();
+        w.write(b"partial").await.unwrap();
+        drop(w);
+        for _ in 0..50 {
+            if fs::read_dir(dir.path().join("spool/tmp"))
+                .unwrap()
+                .next()
+                .is_none()
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(fs::read_dir(dir.path().join("spool/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+        assert_eq!(spool.list().unwrap(), [id]);
     }
 }

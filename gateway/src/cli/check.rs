@@ -169,7 +169,41 @@ pub fn run(path: &Path, offline: bool) -> ExitCode {
         Err(detail) => r.fail("partners", detail),
     }
 
+    match transport_lines(c) {
+        Ok(lines) => {
+            for (name, result) in lines {
+                let what = format!("transport {name}");
+                match result {
+                    Ok(detail) => r.ok(&what, detail),
+                    Err(detail) => r.fail(&what, format!("not ready: {detail}")),
+                }
+            }
+        }
+        Err(detail) => r.fail("transports", detail),
+    }
+
     check_local_only(c, r)
+}
+
+/// Each transport provider's ready state (docs/transports.md), without
+/// sending anything; smtp with S/MIME names the certificate's state.
+fn transport_lines(c: &mft_config::Config) -> Result<PartnerLines, String> {
+    with_store(c, async |store| {
+        let list = store.list_transports().await.map_err(|e| error_chain(&e))?;
+        Ok(list
+            .iter()
+            .map(|t| {
+                let state = crate::transports::ready(t, c).map(|()| {
+                    let described = crate::transports::describe(t, &list, c);
+                    match described["smime"].as_str() {
+                        Some(smime) => format!("ready ({}; {smime})", t.kind),
+                        None => format!("ready ({})", t.kind),
+                    }
+                });
+                (t.name.clone(), state)
+            })
+            .collect())
+    })
 }
 
 /// The checks that dial nothing, after the others; the exit status.

@@ -8,7 +8,7 @@ use crate::store::connectors::ConnectorRecord;
 use crate::store::KeyStore;
 use clap::Subcommand;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -25,6 +25,29 @@ pub enum ConnectorsCommand {
         /// Print one JSON line {"name":..,"key_id":..,"key":..}.
         #[arg(long)]
         json: bool,
+        /// Pin it to a client certificate: SHA-256, hex (':' separators allowed).
+        #[arg(long, value_name = "HEX", conflicts_with = "client_cert")]
+        client_cert_sha256: Option<String>,
+        /// Pin it to this client certificate (PEM).
+        #[arg(long, value_name = "FILE")]
+        client_cert: Option<PathBuf>,
+    },
+    /// Pin a connector to the client certificate it must present (its
+    /// `client_cert` in connector.toml), or remove the pin. Its connections
+    /// without that certificate are refused from the next attach on.
+    Pin {
+        /// The connector's name.
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// SHA-256 of the certificate, hex (':' separators allowed).
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["client_cert", "clear"])]
+        client_cert_sha256: Option<String>,
+        /// The connector's certificate (PEM); its SHA-256 is pinned.
+        #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+        client_cert: Option<PathBuf>,
+        /// Remove the pin.
+        #[arg(long)]
+        clear: bool,
     },
     /// List connectors: state, address, connections, last seen, bytes.
     List {
@@ -57,8 +80,14 @@ pub async fn execute(
     now: SystemTime,
 ) -> anyhow::Result<ExitCode> {
     match command {
-        ConnectorsCommand::Add { name, json } => {
-            let (record, key) = store.add_connector(&name).await?;
+        ConnectorsCommand::Add {
+            name,
+            json,
+            client_cert_sha256,
+            client_cert,
+        } => {
+            let pin = pin_of(client_cert_sha256, client_cert)?;
+            let (record, key) = store.add_connector(&name, pin.as_deref()).await?;
             if json {
                 let line = serde_json::json!({
                     "name": record.name,
@@ -87,6 +116,26 @@ pub async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
+        ConnectorsCommand::Pin {
+            name,
+            client_cert_sha256,
+            client_cert,
+            clear,
+        } => {
+            let pin = pin_of(client_cert_sha256, client_cert)?;
+            if pin.is_none() && !clear {
+                anyhow::bail!("give one of --client-cert-sha256, --client-cert or --clear");
+            }
+            if !store.set_connector_pin(&name, pin.as_deref()).await? {
+                writeln!(out, "no connector named {name:?}")?;
+                return Ok(ExitCode::FAILURE);
+            }
+            match pin {
+                Some(p) => writeln!(out, "{name} pinned to client certificate sha256 {p}")?,
+                None => writeln!(out, "{name} unpinned")?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ConnectorsCommand::Remove { name } => {
             if store.remove_connector(&name).await? {
                 writeln!(
@@ -99,6 +148,19 @@ pub async fn execute(
                 Ok(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+/// The pin `--client-cert-sha256` or `--client-cert` gives, if either.
+fn pin_of(hex: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    match (hex, file) {
+        (Some(hex), _) => Ok(Some(
+            crate::store::partners::normalize_pin(&hex).ok_or_else(|| {
+                anyhow::anyhow!("--client-cert-sha256: 64 hex digits (':' separators allowed)")
+            })?,
+        )),
+        (None, Some(file)) => Ok(Some(crate::cli::partners::certificate_sha256(&file)?)),
+        (None, None) => Ok(None),
     }
 }
 

@@ -1,15 +1,20 @@
 //! Command-line interface (the CLI contract in docs/architecture.md).
 
 mod admins;
+mod audit;
+mod backup;
 mod check;
 mod connectors;
+#[cfg(feature = "demo")]
 mod demo;
 mod keys;
 mod partners;
 mod reload;
+mod running;
 mod sftp;
 mod signing;
 mod transports;
+mod upgrade;
 mod webhooks;
 
 use anyhow::Context;
@@ -50,6 +55,15 @@ pub enum Command {
     /// Validate the config like `check`, then apply it to the running
     /// gateway (`POST /admin/v1/reload`; without an admin token send SIGHUP).
     Reload {
+        /// Config file (the one the gateway runs with).
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Replace the running gateway by the binary now on disk without
+    /// refusing a connection: the new process takes over the listening
+    /// sockets, the old one drains (`POST /admin/v1/upgrade`; without an
+    /// admin token send SIGUSR2).
+    Upgrade {
         /// Config file (the one the gateway runs with).
         #[arg(long, short, default_value = "gateway.toml")]
         config: PathBuf,
@@ -103,7 +117,7 @@ pub enum Command {
     Transports {
         /// What to do with providers.
         #[command(subcommand)]
-        command: transports::TransportsCommand,
+        command: Box<transports::TransportsCommand>,
         /// Config file: the store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
@@ -133,6 +147,25 @@ pub enum Command {
         #[command(subcommand)]
         command: signing::SigningKeyCommand,
     },
+    /// The audit trail: `audit verify [FILES]` checks its hash chain.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+        /// Config file: the trail is audit.file and its rotated predecessors.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Copy the key store, the audit trail, SFTP host keys and ACME state
+    /// out of data_dir, consistently, while the gateway runs.
+    Backup {
+        /// Config file of the gateway to back up.
+        #[arg(long, short, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// New (or empty) directory for the copy.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// SFTP bridge helpers (`sftp hash-password`).
     Sftp {
         /// What to do.
@@ -155,19 +188,28 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, offline } => Ok(check::run(&config, offline)),
         Command::Reload { config } => reload::run(&config),
+        Command::Upgrade { config } => upgrade::run(&config),
+        #[cfg(feature = "demo")]
         Command::Demo { dir, listen } => {
             demo::run(&dir, listen)?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this build has no demo: it was built without the `demo` cargo feature \
+             (the reference backend); rebuild with default features"
+        ),
         Command::Keys { command, config } => keys::run(command, &config),
         Command::Partners { command, config } => partners::run(command, &config),
         Command::Admins { command, config } => admins::run(command, &config),
         Command::Connectors { command, config } => connectors::run(command, &config),
         Command::Webhooks { command, config } => webhooks::run(command, &config),
-        Command::Transports { command, config } => transports::run(command, &config),
+        Command::Transports { command, config } => transports::run(*command, &config),
         Command::Connector { config, check } => crate::connector::lan::run(&config, check),
         Command::SigningKey { command } => signing::run(command),
         Command::Sftp { command } => sftp::run(command),
+        Command::Audit { command, config } => audit::run(command, &config),
+        Command::Backup { config, out } => backup::run(&config, &out),
     }
 }
 

@@ -92,17 +92,44 @@ pub enum PartnersCommand {
         #[arg(long)]
         no_quota: bool,
     },
-    /// List relay jobs (outbound deliveries to partners), newest first.
+    /// List relay jobs (outbound deliveries to partners), newest first;
+    /// `relays retry` re-queues failed ones.
     Relays {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
+        /// What to do with relays (none: list them).
+        #[command(subcommand)]
+        command: Option<RelaysCommand>,
     },
     /// Remove a connection; its key is refused at once. Exit 1 if absent.
     Remove {
         /// Connection name.
         #[arg(value_name = "NAME")]
         name: String,
+    },
+}
+
+/// `partners relays` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RelaysCommand {
+    /// Re-queue failed relays: due now, attempts from zero, files already
+    /// sent stay sent (as `POST /admin/v1/relays/{id}/{partner}/retry`).
+    /// Exit 1 if no failed relay matched.
+    Retry {
+        /// Delivery id of the relay (`partners relays` lists them).
+        #[arg(
+            value_name = "DELIVERY_ID",
+            required_unless_present = "all_failed",
+            conflicts_with = "all_failed"
+        )]
+        delivery_id: Option<String>,
+        /// Only the relay to this partner (default: every failed relay of the delivery).
+        #[arg(value_name = "PARTNER", requires = "delivery_id")]
+        partner: Option<String>,
+        /// Every failed relay.
+        #[arg(long)]
+        all_failed: bool,
     },
 }
 
@@ -291,7 +318,40 @@ async fn execute(
             }
             Ok(ExitCode::SUCCESS)
         }
-        PartnersCommand::Relays { json } => {
+        PartnersCommand::Relays {
+            command:
+                Some(RelaysCommand::Retry {
+                    delivery_id,
+                    partner,
+                    all_failed: _,
+                }),
+            json: _,
+        } => {
+            let failed: Vec<_> = store
+                .list_relays()
+                .await?
+                .into_iter()
+                .filter(|j| j.state == crate::store::relay::RelayState::Failed)
+                .filter(|j| delivery_id.as_deref().is_none_or(|d| d == j.delivery_id))
+                .filter(|j| partner.as_deref().is_none_or(|p| p == j.partner))
+                .collect();
+            let mut queued = 0;
+            for j in &failed {
+                if store.retry_failed_relay(&j.delivery_id, &j.partner).await? {
+                    writeln!(out, "queued {} to {}", j.delivery_id, j.partner)?;
+                    queued += 1;
+                }
+            }
+            if queued == 0 {
+                writeln!(out, "no failed relay matched")?;
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PartnersCommand::Relays {
+            json,
+            command: None,
+        } => {
             let jobs = store.list_relays().await?;
             if json {
                 let v: Vec<_> = jobs
@@ -340,10 +400,103 @@ fn parse_quota(text: &str) -> anyhow::Result<u64> {
 }
 
 /// Lower-case hex SHA-256 of the first certificate in a PEM file.
-fn certificate_sha256(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn certificate_sha256(path: &Path) -> anyhow::Result<String> {
     use rustls::pki_types::pem::PemObject;
     use sha2::Digest;
     let cert = rustls::pki_types::CertificateDer::from_pem_file(path)
         .map_err(|e| anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display()))?;
     Ok(hex::encode(sha2::Sha256::digest(cert.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::relay::RelayState;
+
+    fn retry(delivery: Option<&str>, partner: Option<&str>, all_failed: bool) -> PartnersCommand {
+        PartnersCommand::Relays {
+            json: false,
+            command: Some(RelaysCommand::Retry {
+                delivery_id: delivery.map(str::to_string),
+                partner: partner.map(str::to_string),
+                all_failed,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn relays_retry_requeues_failed_relays_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let cfg = mft_config::load_str(
+            "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n",
+            &dir.path().join("gateway.toml"),
+        )
+        .unwrap()
+        .config;
+        let job = |d: &str, p: &str| (d.to_string(), p.to_string(), vec![format!("x@{p}.example")]);
+        store
+            .queue_relays(
+                &[job("d1", "beta"), job("d1", "gamma"), job("d2", "beta")],
+                1,
+            )
+            .await
+            .unwrap();
+        for j in store
+            .claim_due_relays(10, std::time::Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
+            let state = if j.delivery_id == "d1" && j.partner == "gamma" {
+                RelayState::Delivered
+            } else {
+                RelayState::Failed
+            };
+            store
+                .relay_finish(&j, state, None, Some("refused"))
+                .await
+                .unwrap();
+        }
+        let state = |d: &'static str, p: &'static str| {
+            let store = store.clone();
+            async move { store.relay_job(d, p).await.unwrap().unwrap().state }
+        };
+        let mut out = Vec::new();
+        let code = execute(&store, &cfg, retry(Some("d1"), None, false), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(String::from_utf8_lossy(&out), "queued d1 to beta\n");
+        assert_eq!(state("d1", "beta").await, RelayState::Queued);
+        assert_eq!(
+            state("d1", "gamma").await,
+            RelayState::Delivered,
+            "a delivered relay stays"
+        );
+        assert_eq!(state("d2", "beta").await, RelayState::Failed);
+        let mut out = Vec::new();
+        let code = execute(
+            &store,
+            &cfg,
+            retry(Some("d1"), Some("gamma"), false),
+            &mut out,
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, ExitCode::FAILURE, "{}", String::from_utf8_lossy(&out));
+        let mut out = Vec::new();
+        let code = execute(&store, &cfg, retry(None, None, true), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(code, ExitCode::SUCCESS);
+        assert_eq!(String::from_utf8_lossy(&out), "queued d2 to beta\n");
+        let again = store.relay_job("d2", "beta").await.unwrap().unwrap();
+        assert_eq!((again.state, again.attempts), (RelayState::Queued, 0));
+        let mut out = Vec::new();
+        let code = execute(&store, &cfg, retry(None, None, true), &mut out)
+            .await
+            .unwrap();
+        assert_eq!(code, ExitCode::FAILURE);
+        store.close().await;
+    }
 }

@@ -5,59 +5,17 @@
 //! restart, or why nothing changed). Needs `[admin] token`; without one,
 //! send the process SIGHUP instead (docs/operations.md).
 
-use anyhow::Context;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 /// Runs the command.
 pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
-    let loaded = match mft_config::load(path) {
-        Ok(l) => l,
-        Err(e) => {
-            for line in e.to_string().lines() {
-                println!("FAIL  config: {line}");
-            }
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    println!("ok    config: {} is valid", path.display());
-    for w in &loaded.warnings {
-        println!("warn  config: {}", w.display_in(path));
-    }
-    let c = &loaded.config;
-    let Some(token) = &c.admin.token else {
-        println!(
-            "FAIL  reload: [admin] token is not set, so the admin API cannot be asked; send SIGHUP to the gateway process instead"
-        );
-        return Ok(ExitCode::FAILURE);
-    };
-    let url = format!("http://{}/admin/v1/reload", local(c.server.admin_listen));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let answer = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .no_proxy()
-            .build()?;
-        let response = client.post(&url).bearer_auth(token.expose()).send().await?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Ok::<_, reqwest::Error>((status, body))
-    });
-    let (status, body) = match answer {
-        Ok(a) => a,
-        Err(e) => {
-            println!(
-                "FAIL  reload: cannot reach the running gateway at {url}: {}",
-                crate::error_chain::error_chain(&e)
-            );
-            return Ok(ExitCode::FAILURE);
-        }
-    };
+    let super::running::Answer { status, body } =
+        match super::running::ask(path, "reload", "SIGHUP", Duration::from_secs(120))? {
+            Ok(a) => a,
+            Err(code) => return Ok(code),
+        };
     let strings = |key: &str| -> Vec<String> {
         body[key]
             .as_array()
@@ -96,20 +54,6 @@ pub fn run(path: &Path) -> anyhow::Result<ExitCode> {
         println!("warn  reload: {section} changed but takes effect only after a restart");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The admin listener as seen from this host: a wildcard address is
-/// reached through loopback.
-fn local(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
-    }
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

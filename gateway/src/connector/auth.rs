@@ -24,6 +24,10 @@ pub enum Refusal {
     /// Right id, wrong secret.
     #[error("wrong connector key")]
     Wrong,
+    /// The key is right, but the connector is pinned to a client
+    /// certificate it did not present (another one, or none).
+    #[error("client certificate does not match the connector's pin")]
+    Certificate,
     /// The store could not be asked.
     #[error("key store unavailable")]
     Store,
@@ -37,6 +41,7 @@ impl Refusal {
             Refusal::Malformed => "malformed_key",
             Refusal::Unknown => "unknown_key",
             Refusal::Wrong => "wrong_key",
+            Refusal::Certificate => "certificate",
             Refusal::Store => "store_unavailable",
         }
     }
@@ -45,6 +50,7 @@ impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::Store => 503,
+            Refusal::Certificate => 403,
             _ => 401,
         }
     }
@@ -64,11 +70,13 @@ pub fn bearer(headers: &http::HeaderMap) -> Result<&str, Refusal> {
 }
 
 /// Checks `token` against the store (on the control plane, where the
-/// store's pool lives).
+/// store's pool lives), then the client certificate's SHA-256 (`presented`,
+/// lower-case hex) against the connector's pin, if it has one.
 pub async fn verify(
     store: &KeyStore,
     control: &ControlPlane,
     token: &str,
+    presented: Option<&str>,
 ) -> Result<ConnectorRecord, Refusal> {
     let parsed = connector_key::parse(token).map_err(|_| Refusal::Malformed)?;
     let id = parsed.id.to_string();
@@ -79,10 +87,25 @@ pub async fn verify(
         .map_err(|_| Refusal::Store)?
         .map_err(|_| Refusal::Store)?
         .ok_or(Refusal::Unknown)?;
-    if parsed.verify(&record.key_hash) {
+    if !parsed.verify(&record.key_hash) {
+        return Err(Refusal::Wrong);
+    }
+    if pin_matches(record.client_cert_sha256.as_deref(), presented) {
         Ok(record)
     } else {
-        Err(Refusal::Wrong)
+        Err(Refusal::Certificate)
+    }
+}
+
+/// No pin: any certificate or none. A pin: exactly that certificate
+/// (compared in constant time, like the partners' pins).
+pub fn pin_matches(pin: Option<&str>, presented: Option<&str>) -> bool {
+    match (pin, presented) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(pin), Some(got)) => {
+            subtle::ConstantTimeEq::ct_eq(pin.as_bytes(), got.as_bytes()).into()
+        }
     }
 }
 
@@ -118,5 +141,17 @@ mod tests {
             assert_eq!(r.status(), 401);
         }
         assert_eq!(Refusal::Store.status(), 503);
+        assert_eq!(Refusal::Certificate.status(), 403);
+        assert_eq!(Refusal::Certificate.reason(), "certificate");
+    }
+
+    #[test]
+    fn a_pin_wants_exactly_its_certificate() {
+        let pin = "ab".repeat(32);
+        assert!(pin_matches(None, None));
+        assert!(pin_matches(None, Some(&pin)));
+        assert!(pin_matches(Some(&pin), Some(&pin)));
+        assert!(!pin_matches(Some(&pin), None));
+        assert!(!pin_matches(Some(&pin), Some(&"cd".repeat(32))));
     }
 }

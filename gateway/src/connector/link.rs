@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 /// connections for `connectors list` and `/metrics`.
 #[derive(Default)]
 pub struct Totals {
-    /// Request body bytes sent through it.
+    /// Bytes sent to it (h2 frames after TLS: bodies, headers, framing).
     pub bytes_out: Arc<AtomicU64>,
-    /// Declared response body bytes received through it.
-    pub bytes_in: AtomicU64,
+    /// Bytes received from it, counted as they stream in.
+    pub bytes_in: Arc<AtomicU64>,
     /// Peer address of its most recent connection.
     pub address: Mutex<Option<String>>,
 }

@@ -7,6 +7,7 @@
 
 use super::auth::{self, Refusal};
 use super::body::UpBody;
+use super::counted_io::CountedIo;
 use super::link::Link;
 use super::pool::ConnectorPool;
 use super::wire;
@@ -54,6 +55,10 @@ impl ConnectorListener {
     ) -> ConnectorListener {
         let mut tls = tls.clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Both ends are ours: follow the connector's order of suites, which
+        // puts AES-128-GCM first (every transferred byte is sealed on one
+        // side and opened on the other).
+        tls.ignore_client_order = false;
         ConnectorListener {
             tls: tokio_rustls::TlsAcceptor::from(Arc::new(tls)),
             pool,
@@ -98,13 +103,26 @@ impl ConnectorListener {
                 return None;
             }
         };
+        // A client certificate is optional at the TLS layer (any one is
+        // accepted there): a pinned connector's is checked after its key.
+        let presented: Option<Arc<str>> = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|der| Arc::from(crate::tls::pin::cert_sha256(der.as_ref())));
         let slot: Arc<Mutex<Option<Attached>>> = Arc::new(Mutex::new(None));
         let me = self.clone();
         let found = slot.clone();
         let service = hyper::service::service_fn(move |req| {
             let me = me.clone();
             let found = found.clone();
-            async move { Ok::<_, std::convert::Infallible>(me.answer(req, peer, &found).await) }
+            let presented = presented.clone();
+            async move {
+                Ok::<_, std::convert::Infallible>(
+                    me.answer(req, peer, presented.as_deref(), &found).await,
+                )
+            }
         });
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -131,6 +149,7 @@ impl ConnectorListener {
         &self,
         mut req: http::Request<hyper::body::Incoming>,
         peer: Option<SocketAddr>,
+        presented: Option<&str>,
         found: &Mutex<Option<Attached>>,
     ) -> http::Response<Full<Bytes>> {
         let upgrade_asked = req.headers().get(http::header::UPGRADE).is_some_and(|v| {
@@ -145,7 +164,7 @@ impl ConnectorListener {
             );
         }
         let verified = match auth::bearer(req.headers()) {
-            Ok(token) => auth::verify(&self.store, &self.control, token).await,
+            Ok(token) => auth::verify(&self.store, &self.control, token, presented).await,
             Err(r) => Err(r),
         };
         match verified {
@@ -175,6 +194,9 @@ impl ConnectorListener {
                 tracing::warn!(peer = ?peer, reason = refusal.reason(), "connector refused");
                 let detail = match refusal {
                     Refusal::Store => "the gateway's key store is unavailable; try again",
+                    Refusal::Certificate => {
+                        "this connector must present the client certificate it is pinned to"
+                    }
                     _ => "connector key refused",
                 };
                 problem(refusal.status(), detail, refusal == Refusal::Store)
@@ -190,6 +212,14 @@ impl ConnectorListener {
         record: ConnectorRecord,
         peer: Option<SocketAddr>,
     ) {
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        let totals = self.pool.totals(&name);
+        // Counted on the stream: what really crossed, streamed or not.
+        let io = TokioIo::new(CountedIo::new(
+            TokioIo::new(upgraded),
+            totals.bytes_in.clone(),
+            totals.bytes_out.clone(),
+        ));
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(wire::STREAM_WINDOW)
@@ -198,7 +228,7 @@ impl ConnectorListener {
             .keep_alive_interval(self.ping_interval)
             .keep_alive_timeout(wire::ping_timeout(self.ping_interval))
             .keep_alive_while_idle(true)
-            .handshake::<_, UpBody>(upgraded)
+            .handshake::<_, UpBody>(io)
             .await;
         let (sender, conn) = match handshake {
             Ok(pair) => pair,
@@ -207,8 +237,6 @@ impl ConnectorListener {
                 return;
             }
         };
-        let name: Arc<str> = Arc::from(record.name.as_str());
-        let totals = self.pool.totals(&name);
         if let Some(p) = peer {
             *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
         }

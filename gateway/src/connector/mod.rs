@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod counted_io;
 pub mod lan;
 pub mod link;
 pub mod listener;

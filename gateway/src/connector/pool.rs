@@ -1,7 +1,7 @@
 //! The gateway's side of DMZ mode: every live connector connection, and
 //! "send this request to the backend" over the least busy of them.
 
-use super::body::{self, Counted, UpBody};
+use super::body::{self, UpBody};
 use super::link::{Link, Totals};
 use super::metrics::ConnectorMetrics;
 use http_body::Body as _;
@@ -53,6 +53,11 @@ pub struct ConnectorPool {
 }
 
 impl ConnectorPool {
+    /// `[backend] read_timeout`.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
     /// An empty pool; `read_timeout` bounds the wait for a response header.
     pub fn new(read_timeout: Duration, metrics: ConnectorMetrics) -> ConnectorPool {
         ConnectorPool {
@@ -186,19 +191,11 @@ impl ConnectorPool {
         req: http::Request<UpBody>,
     ) -> Result<http::Response<Incoming>, PoolError> {
         let _in_flight = link.enter();
-        let req = req.map(|b| body::boxed(Counted::new(b, link.totals.bytes_out.clone())));
         let mut sender = link.sender();
         let outcome = tokio::time::timeout(self.read_timeout, sender.send_request(req)).await;
         let name = &*link.name;
         match outcome {
             Ok(Ok(response)) => {
-                let declared = response
-                    .headers()
-                    .get(http::header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-                link.totals.bytes_in.fetch_add(declared, Ordering::Relaxed);
                 self.metrics.requests.with_label_values(&[name, "ok"]).inc();
                 Ok(response)
             }

@@ -146,6 +146,7 @@ impl HyperFront {
             http2,
             phase: AtomicU8::new(if http2 { OFF } else { IDLE }),
             length_and_chunked: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         });
         let io = TokioIo::new(ConnIo::new(
             tls,
@@ -155,6 +156,7 @@ impl HyperFront {
             slot,
         ));
         let front = self.clone();
+        let this_conn = conn.clone();
         let service = hyper::service::service_fn(move |req| {
             // One atomic load per request: the snapshot a reload swaps.
             let gateway = front.gateway.load_full();
@@ -164,8 +166,15 @@ impl HyperFront {
             // one allocation per request instead.
             let hsts = gateway.p.hsts.clone();
             let serving = Box::pin(gateway.serve(req, conn.clone()));
+            let conn = conn.clone();
             async move {
                 let mut response = serving.await;
+                if conn.closing.load(Ordering::Relaxed) {
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
                 if let Some(hsts) = hsts {
                     response
                         .headers_mut()
@@ -180,14 +189,32 @@ impl HyperFront {
         let result = tokio::select! {
             r = served.as_mut() => r,
             () = stopped(&mut shutdown) => {
+                if !http2 {
+                    // A kept-alive HTTP/1.1 connection closed under a client
+                    // that is sending its next request fails that request.
+                    // For DRAIN_LINGER every response closes its connection
+                    // instead, so a busy client moves on cleanly; only then
+                    // is an idle one closed.
+                    this_conn.closing.store(true, Ordering::Relaxed);
+                    let linger = tokio::time::sleep(crate::drain::DRAIN_LINGER);
+                    tokio::pin!(linger);
+                    tokio::select! {
+                        r = served.as_mut() => return log_end(peer, r),
+                        () = linger => {}
+                    }
+                }
                 // Finish what is in flight (h2: GOAWAY), accept nothing new.
                 served.as_mut().graceful_shutdown();
                 served.await
             }
         };
-        if let Err(e) = result {
-            tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
-        }
+        log_end(peer, result);
+    }
+}
+
+fn log_end(peer: Option<SocketAddr>, result: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    if let Err(e) = result {
+        tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
     }
 }
 
@@ -214,6 +241,8 @@ pub struct ConnInfo {
     pub http2: bool,
     phase: AtomicU8,
     length_and_chunked: AtomicBool,
+    /// The process drains: every HTTP/1.1 response says `Connection: close`.
+    closing: AtomicBool,
 }
 
 impl ConnInfo {

@@ -43,6 +43,15 @@ impl BackendPath {
     }
 
     /// Where requests go.
+    /// `[backend] read_timeout`: the longest silence of the backend, for
+    /// the response head and between pieces of its body.
+    pub fn read_timeout(&self) -> std::time::Duration {
+        match self {
+            BackendPath::Direct(f) => f.read_timeout(),
+            BackendPath::Connectors { pool, .. } => pool.read_timeout(),
+        }
+    }
+
     pub fn target(&self) -> &Target {
         match self {
             BackendPath::Direct(f) => &f.target,

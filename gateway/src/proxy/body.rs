@@ -334,8 +334,28 @@ pub trait OnFinish: Send {
 
 enum Kind {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(Upstream),
 }
+
+/// The backend's body and the bound on its silences.
+struct Upstream {
+    body: Incoming,
+    /// `[backend] read_timeout`.
+    idle: Duration,
+    /// Armed on the first wait for the backend (a body that comes in one
+    /// piece never allocates it), re-armed after each piece.
+    deadline: Option<Pin<Box<Sleep>>>,
+    /// A piece came since the deadline was armed.
+    progress: bool,
+}
+
+/// The backend fell silent mid-body for longer than `read_timeout`.
+#[derive(Debug, Error)]
+#[error("the backend sent nothing for {0:?} in the middle of a response body")]
+pub struct BackendStalled(Duration);
+
+/// Errors of a response body toward the client.
+pub type RespError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response toward the client.
 pub struct RespBody {
@@ -365,11 +385,24 @@ impl RespBody {
 
     /// The backend's body, streamed; `checkin` is the pooled connection
     /// it comes on.
-    pub fn upstream(body: Incoming, checkin: Option<Checkin>, finish: Box<dyn OnFinish>) -> Self {
+    /// A backend silent for longer than `idle` mid-body ends the body with
+    /// an error (the client's transfer fails visibly; the connection is
+    /// dropped, not returned to the pool).
+    pub fn upstream(
+        body: Incoming,
+        checkin: Option<Checkin>,
+        finish: Box<dyn OnFinish>,
+        idle: Duration,
+    ) -> Self {
         let completed = body.is_end_stream();
         let mut resp = RespBody {
             completed,
-            kind: Kind::Upstream(body),
+            kind: Kind::Upstream(Upstream {
+                body,
+                idle,
+                deadline: None,
+                progress: false,
+            }),
             checkin,
             linger: None,
             finish: Some(finish),
@@ -412,12 +445,12 @@ impl Drop for RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = RespError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, RespError>>> {
         let this = self.get_mut();
         match &mut this.kind {
             Kind::Full(data) => {
@@ -434,8 +467,25 @@ impl Body for RespBody {
                 this.completed = true;
                 Poll::Ready(None)
             }
-            Kind::Upstream(body) => {
-                let polled = ready!(Pin::new(&mut *body).poll_frame(cx));
+            Kind::Upstream(up) => {
+                let polled = match Pin::new(&mut up.body).poll_frame(cx) {
+                    Poll::Ready(polled) => {
+                        up.progress = true;
+                        polled
+                    }
+                    Poll::Pending => {
+                        let idle = up.idle;
+                        let deadline = up
+                            .deadline
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                        if std::mem::take(&mut up.progress) {
+                            deadline.as_mut().reset(tokio::time::Instant::now() + idle);
+                        }
+                        ready!(deadline.as_mut().poll(cx));
+                        return Poll::Ready(Some(Err(Box::new(BackendStalled(idle)))));
+                    }
+                };
+                let body = &up.body;
                 match &polled {
                     Some(Ok(frame)) => {
                         if let Some(data) = frame.data_ref() {
@@ -449,7 +499,7 @@ impl Body for RespBody {
                 if this.completed {
                     this.release_connection();
                 }
-                Poll::Ready(polled)
+                Poll::Ready(polled.map(|r| r.map_err(RespError::from)))
             }
         }
     }
@@ -458,7 +508,7 @@ impl Body for RespBody {
         match &self.kind {
             // h2 keeps the refused body only to drop it after END_STREAM.
             Kind::Full(data) => data.is_none() && self.linger.as_ref().is_none_or(|l| l.http2),
-            Kind::Upstream(body) => body.is_end_stream(),
+            Kind::Upstream(up) => up.body.is_end_stream(),
         }
     }
 
@@ -467,7 +517,7 @@ impl Body for RespBody {
             // An HTTP/1.1 answer that lingers is sent chunked (see `answer`).
             Kind::Full(_) if self.linger.as_ref().is_some_and(|l| !l.http2) => SizeHint::default(),
             Kind::Full(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
-            Kind::Upstream(body) => body.size_hint(),
+            Kind::Upstream(up) => up.body.size_hint(),
         }
     }
 }

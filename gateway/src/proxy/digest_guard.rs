@@ -134,6 +134,7 @@ pub fn for_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mft_filters::problem_types as pt;
 
     fn run(chunks: &[&[u8]], expected: [u8; 32]) -> Result<Vec<u8>, Rejection> {
         let mut g = DigestGuard::new(expected);
@@ -177,7 +178,7 @@ mod tests {
         let mut body = Some(Bytes::from_static(b"ccc"));
         let r = g.feed(&mut body, true).unwrap_err();
         assert_eq!(r.status, 400);
-        assert_eq!(r.problem_type, content_digest::PROBLEM_DIGEST_MISMATCH);
+        assert_eq!(r.problem_type, pt::DIGEST_MISMATCH);
         assert_eq!(sent, b"aaa", "only bytes before the held chunk left");
     }
 

@@ -148,13 +148,12 @@ async fn upload(
     expected: [u8; 32],
 ) -> Result<http::Response<hyper::body::Incoming>, Stop> {
     if !x.head.headers.contains_key(http::header::CONTENT_LENGTH) {
-        return Err(Stop::Reject(Rejection {
-            status: 411,
-            problem_type: "about:blank",
-            detail: "a federation file upload needs a Content-Length".into(),
-            audit_reason: "length_required",
-            headers: Vec::new(),
-        }));
+        return Err(Stop::Reject(Rejection::new(
+            411,
+            "about:blank",
+            "a federation file upload needs a Content-Length",
+            "length_required",
+        )));
     }
     x.ctx.identity = Some(crate::auth::Identity {
         principal,

@@ -105,6 +105,11 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
+    /// `[backend] read_timeout`.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
+    }
+
     /// A pool toward `[backend] url` with its timeouts and pool size, in
     /// `shards` (one per per-core worker, else one).
     pub fn new(backend: &Backend, shards: usize) -> Result<Self, ForwardError> {

@@ -34,14 +34,14 @@ impl HttpsListener {
     /// with `per_core` one `SO_REUSEPORT` socket per worker.
     pub fn bind(addr: SocketAddr, threads: usize, per_core: bool) -> std::io::Result<Self> {
         let threads = threads.max(1);
+        // Passed in by an upgrade or systemd when there are (upgrade.rs).
+        let https = crate::upgrade::names::HTTPS;
         let sockets = if per_core {
             (0..threads)
-                .map(|_| reuseport_socket(addr))
+                .map(|_| crate::upgrade::listener_with(https, addr, reuseport_socket))
                 .collect::<std::io::Result<Vec<_>>>()?
         } else {
-            let socket = std::net::TcpListener::bind(addr)?;
-            socket.set_nonblocking(true)?;
-            vec![socket]
+            vec![crate::upgrade::listener(https, addr)?]
         };
         Ok(HttpsListener {
             sockets,
@@ -50,47 +50,139 @@ impl HttpsListener {
         })
     }
 
+    /// The one socket (without `per_core`), for the pingora engine.
+    pub fn into_socket(self) -> Option<std::net::TcpListener> {
+        self.sockets.into_iter().next()
+    }
+
+    /// The address the sockets are bound to.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self.sockets.first() {
+            Some(s) => s.local_addr(),
+            None => Err(std::io::Error::other("no socket")),
+        }
+    }
+
     /// Starts the workers named `https` and their accept loops; returns at
-    /// once. `phases` is pingora's execution phase feed.
+    /// once. `phases` is pingora's execution phase feed. The answer moves
+    /// the accepting to another address later ([`HttpsRuntime::switch`]).
     pub fn start(
         self,
         front: Arc<HyperFront>,
         phases: broadcast::Receiver<ExecutionPhase>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<HttpsRuntime> {
+        let (stop_tx, stop) = watch::channel(false);
+        let mut handles = Vec::new();
+        let mut balance = None;
         if self.per_core {
-            let (balance, mut inboxes) = Balance::new(self.sockets.len());
-            for (index, socket) in self.sockets.into_iter().enumerate() {
+            let (shared, mut inboxes) = Balance::new(self.threads);
+            for index in 0..self.threads {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
-                let (front, phases) = (front.clone(), phases.resubscribe());
-                let worker = Worker {
+                handles.push(runtime.handle().clone());
+                let passed = serve_passed(
+                    inboxes.remove(0),
+                    front.clone(),
+                    shared.clone(),
                     index,
-                    balance: balance.clone(),
-                    inbox: inboxes.remove(0),
-                };
+                    stop.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("https-{index}"))
                     .spawn(move || {
                         super::pool::set_worker(index);
-                        runtime.block_on(accept_loop(socket, front, phases, Some(worker)))
+                        // The worker lives as long as the process; its
+                        // accept loops come and go with the address.
+                        runtime.block_on(passed)
                     })?;
             }
-            return Ok(());
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(self.threads)
-            .thread_name("https")
-            .enable_all()
-            .build()?;
-        // One socket without `per_core`. The thread keeps the runtime (and
-        // so its workers) alive: the accept loop never returns.
-        if let Some(socket) = self.sockets.into_iter().next() {
+            balance = Some(shared);
+        } else {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(self.threads)
+                .thread_name("https")
+                .enable_all()
+                .build()?;
+            handles.push(runtime.handle().clone());
+            // The thread keeps the runtime (and so its workers) alive.
             std::thread::Builder::new()
                 .name("https-accept".into())
-                .spawn(move || runtime.block_on(accept_loop(socket, front, phases, None)))?;
+                .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        }
+        let running = HttpsRuntime {
+            handles,
+            front,
+            balance,
+            stop,
+            accepting: None,
+            addr: None,
+        };
+        let mut running = running;
+        running.switch(self)?;
+        // pingora's shutdown phases end every accept loop and tell open
+        // connections to finish.
+        std::thread::Builder::new()
+            .name("phases-https".into())
+            .spawn(move || follow_shutdown(phases, stop_tx))?;
+        Ok(running)
+    }
+}
+
+/// The running HTTPS workers and the address they accept on.
+pub struct HttpsRuntime {
+    /// One runtime, or one per per-core worker.
+    handles: Vec<tokio::runtime::Handle>,
+    front: Arc<HyperFront>,
+    balance: Option<Arc<Balance>>,
+    /// pingora's graceful shutdown.
+    stop: watch::Receiver<bool>,
+    /// Ends the current accept loops.
+    accepting: Option<watch::Sender<bool>>,
+    addr: Option<SocketAddr>,
+}
+
+impl HttpsRuntime {
+    /// Accepts on `sockets` from now on (bound before: a bind error changed
+    /// nothing). The previous sockets close: new connections there are
+    /// refused, connections already accepted finish on the workers.
+    pub fn switch(&mut self, sockets: HttpsListener) -> std::io::Result<()> {
+        let addr = sockets.local_addr()?;
+        let (done_tx, done) = watch::channel(false);
+        for (index, socket) in sockets.sockets.into_iter().enumerate() {
+            let handle = self
+                .handles
+                .get(index)
+                .or(self.handles.first())
+                .ok_or_else(|| std::io::Error::other("no HTTPS runtime"))?;
+            let worker = self.balance.clone().map(|b| (index, b));
+            handle.spawn(accept_loop(
+                socket,
+                self.front.clone(),
+                self.stop.clone(),
+                done.clone(),
+                worker,
+            ));
+        }
+        if let Some(previous) = self.accepting.replace(done_tx) {
+            let _ = previous.send(true);
+        }
+        if let Some(old) = self.addr.replace(addr) {
+            if old != addr {
+                crate::upgrade::forget(crate::upgrade::names::HTTPS, old);
+            }
         }
         Ok(())
+    }
+
+    /// The address accepted on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addr
+    }
+
+    /// Whether the workers run per core (a rebind needs as many sockets).
+    pub fn per_core(&self) -> Option<usize> {
+        self.balance.as_ref().map(|_| self.handles.len())
     }
 }
 
@@ -152,13 +244,6 @@ impl Balance {
     }
 }
 
-/// A per-core worker's place among the others.
-struct Worker {
-    index: usize,
-    balance: Arc<Balance>,
-    inbox: Inbox,
-}
-
 /// One connection counted on worker `index` until the connection ends.
 struct Counted {
     balance: Arc<Balance>,
@@ -176,8 +261,9 @@ impl Drop for Counted {
 async fn accept_loop(
     socket: std::net::TcpListener,
     front: Arc<HyperFront>,
-    phases: broadcast::Receiver<ExecutionPhase>,
-    worker: Option<Worker>,
+    stop: watch::Receiver<bool>,
+    done: watch::Receiver<bool>,
+    worker: Option<(usize, Arc<Balance>)>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(socket) {
         Ok(l) => l,
@@ -186,26 +272,14 @@ async fn accept_loop(
             return;
         }
     };
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(follow_shutdown(phases, stop_tx));
-    let balance = worker.map(|w| {
-        tokio::spawn(serve_passed(
-            w.inbox,
-            front.clone(),
-            w.balance.clone(),
-            w.index,
-            stop.clone(),
-        ));
-        (w.index, w.balance)
-    });
-    let mut stopping = stop.clone();
+    let (mut stopping, mut moved) = (stop.clone(), done);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
                     // Responses are written whole; Nagle would only delay them.
                     let _ = tcp.set_nodelay(true);
-                    let Some((me, balance)) = &balance else {
+                    let Some((me, balance)) = &worker else {
                         tokio::spawn(front.clone().serve(tcp, Some(peer), stop.clone()));
                         continue;
                     };
@@ -221,12 +295,11 @@ async fn accept_loop(
                 }
             },
             () = super::accept::stopped(&mut stopping) => break,
+            () = super::accept::stopped(&mut moved) => break,
         }
     }
     // Closing the socket refuses new connections; the ones open finish on
-    // the workers until the drain watcher ends the process.
-    drop(listener);
-    std::future::pending::<()>().await;
+    // the workers (until the drain watcher ends the process at shutdown).
 }
 
 /// Hands `tcp` to worker `target`, already counted there. Gives the
@@ -305,13 +378,10 @@ fn spawn_counted(
     });
 }
 
-/// Turns pingora's shutdown phases into `stop`.
-async fn follow_shutdown(
-    mut phases: broadcast::Receiver<ExecutionPhase>,
-    stop: watch::Sender<bool>,
-) {
+/// Turns pingora's shutdown phases into `stop` (on a plain thread).
+fn follow_shutdown(mut phases: broadcast::Receiver<ExecutionPhase>, stop: watch::Sender<bool>) {
     loop {
-        match phases.recv().await {
+        match phases.blocking_recv() {
             Ok(
                 ExecutionPhase::GracefulTerminate
                 | ExecutionPhase::GracefulUpgradeCloseTimeout

@@ -210,13 +210,12 @@ impl GatewayProxy {
             .get(http::header::CONTENT_LENGTH)
             .is_none()
         {
-            let r = Rejection {
-                status: 411,
-                problem_type: "about:blank",
-                detail: "a federation file upload needs a Content-Length".into(),
-                audit_reason: "length_required",
-                headers: Vec::new(),
-            };
+            let r = Rejection::new(
+                411,
+                "about:blank",
+                "a federation file upload needs a Content-Length",
+                "length_required",
+            );
             return self.refuse(session, ctx, &r).await;
         }
         ctx.identity = Some(crate::auth::Identity {
@@ -359,6 +358,13 @@ impl ProxyHttp for GatewayProxy {
         }
         let header = session.req_header();
         ctx.route = routes::classify(&header.method, header.uri.path());
+        // audit.on_failure = "deny": nothing is served while its record
+        // could not be written.
+        if ctx.route != Route::Health {
+            if let Some(rejection) = self.audit.refusal() {
+                return self.refuse(session, ctx, &rejection).await;
+            }
+        }
         // Before authentication, so unauthenticated floods are cheap to refuse;
         // health checks are exempt (load balancers poll them).
         if ctx.route != Route::Health {

@@ -12,14 +12,20 @@ pub use super::rescue::detail_for;
 
 /// Adds our request id and, with `rate`, what the client's limits left.
 pub fn add_common(headers: &mut http::HeaderMap, ctx: &RequestCtx, rate: bool) {
-    if let Ok(id) = HeaderValue::from_str(&ctx.id) {
+    // Values new on every response are sent "never indexed" over h2: put in
+    // the HPACK dynamic table they would only evict what repeats (measured:
+    // hpack's table search was the largest h2-only cost per request).
+    if let Ok(mut id) = HeaderValue::from_str(&ctx.id) {
+        id.set_sensitive(true);
         headers.insert(names::X_REQUEST_ID, id);
     }
     if !rate {
         return;
     }
     if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
-        if let (Ok(p), Ok(s)) = (HeaderValue::from_str(policy), HeaderValue::from_str(state)) {
+        if let (Ok(p), Ok(mut s)) = (HeaderValue::from_str(policy), HeaderValue::from_str(state)) {
+            // The policy repeats per key and stays indexable; the state moves.
+            s.set_sensitive(true);
             headers.insert(names::RATELIMIT_POLICY, p);
             headers.insert(names::RATELIMIT, s);
         }

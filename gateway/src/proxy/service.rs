@@ -140,6 +140,13 @@ impl HyperGateway {
         )
         .map_err(Stop::Reject)?;
         x.ctx.route = routes::classify(&x.head.method, x.head.uri.path());
+        // audit.on_failure = "deny": nothing is served while its record
+        // could not be written.
+        if x.ctx.route != Route::Health {
+            if let Some(rejection) = self.p.audit.refusal() {
+                return Err(Stop::Reject(rejection));
+            }
+        }
         // Before authentication, so unauthenticated floods are cheap to
         // refuse; health checks are exempt (load balancers poll them).
         if x.ctx.route != Route::Health {
@@ -325,8 +332,9 @@ impl HyperGateway {
         respond::add_common(&mut parts.headers, &x.ctx, true);
         let status = parts.status.as_u16();
         let checkin = x.checkin.take();
+        let idle = self.forward.read_timeout();
         let finish = Box::new(Done::new(self, x, status));
-        http::Response::from_parts(parts, RespBody::upstream(body, checkin, finish))
+        http::Response::from_parts(parts, RespBody::upstream(body, checkin, finish, idle))
     }
 
     /// The one place a stop becomes a response.
@@ -419,17 +427,16 @@ impl HyperGateway {
 /// DMZ mode with no connector connected: the backend is not down, only
 /// out of reach for a moment; connectors reconnect within seconds.
 fn no_connector() -> Rejection {
-    Rejection {
-        status: 503,
-        problem_type: "about:blank",
-        detail: "the backend is not reachable right now (no connector is connected); retry shortly"
-            .to_string(),
-        audit_reason: "no_connector",
-        headers: vec![(
-            "retry-after",
-            crate::connector::pool::RETRY_AFTER_SECS.to_string(),
-        )],
-    }
+    Rejection::new(
+        503,
+        "about:blank",
+        "the backend is not reachable right now (no connector is connected); retry shortly",
+        "no_connector",
+    )
+    .with_header(
+        "retry-after",
+        crate::connector::pool::RETRY_AFTER_SECS.to_string(),
+    )
 }
 
 /// The logging phase of one request: runs when hyper drops the response body.

@@ -27,6 +27,8 @@ pub struct ConnectorRecord {
     pub bytes_out: u64,
     /// Bytes it sent back (responses).
     pub bytes_in: u64,
+    /// SHA-256 (lower-case hex) of the client certificate it must present.
+    pub client_cert_sha256: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectorRecord {
@@ -66,6 +68,7 @@ impl ConnectorRecord {
             "last_seen_at": self.last_seen_at.map(super::rfc3339),
             "bytes_out": self.bytes_out,
             "bytes_in": self.bytes_in,
+            "client_cert_sha256": self.client_cert_sha256,
             "created_at": super::rfc3339(self.created_at),
         })
     }
@@ -85,7 +88,7 @@ pub struct ConnectorReport {
 }
 
 const COLUMNS: &str = "name, key_id, key_hash, created_at, last_seen_at, address, connections, \
-    bytes_in, bytes_out";
+    bytes_in, bytes_out, client_cert_sha256";
 
 type Raw = (
     String,
@@ -97,6 +100,7 @@ type Raw = (
     i64,
     i64,
     i64,
+    Option<String>,
 );
 
 /// Whether `name` can name a connector: 1 to 64 letters, digits, `-`, `_`, `.`.
@@ -107,7 +111,13 @@ pub fn valid_name(name: &str) -> bool {
 impl KeyStore {
     /// Adds a connector and returns it with its key (`mgc_...`), which
     /// exists only in the return value.
-    pub async fn add_connector(&self, name: &str) -> Result<(ConnectorRecord, String), StoreError> {
+    /// `pin`: the SHA-256 (lower-case hex) of the client certificate it
+    /// must present, if any.
+    pub async fn add_connector(
+        &self,
+        name: &str,
+        pin: Option<&str>,
+    ) -> Result<(ConnectorRecord, String), StoreError> {
         if !valid_name(name) {
             return Err(StoreError::Connector {
                 name: name.chars().take(80).collect(),
@@ -121,13 +131,14 @@ impl KeyStore {
         let now = self.now_ms();
         let inserted = on_pool!(self, |pool, _e| {
             sqlx::query(
-                "INSERT INTO connectors (name, key_id, key_hash, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO connectors (name, key_id, key_hash, created_at, client_cert_sha256) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
             )
             .bind(name)
             .bind(generated.id.as_str())
             .bind(&generated.secret_hash[..])
             .bind(now)
+            .bind(pin)
             .execute(pool)
             .await
             .map_err(self.query_err(format!("add connector {name}")))?
@@ -149,8 +160,29 @@ impl KeyStore {
             connections: 0,
             bytes_out: 0,
             bytes_in: 0,
+            client_cert_sha256: pin.map(str::to_string),
         };
         Ok((record, generated.token))
+    }
+
+    /// Pins connector `name` to a client certificate (lower-case hex
+    /// SHA-256), or unpins it; `false` if there is no such connector. Its
+    /// next connection must present that certificate.
+    pub async fn set_connector_pin(
+        &self,
+        name: &str,
+        sha256: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE connectors SET client_cert_sha256 = $1 WHERE name = $2"
+        )
+        .bind(sha256)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("pin connector {name}")))?
+        .rows_affected());
+        Ok(n == 1)
     }
 
     /// Every connector, by name.
@@ -231,5 +263,6 @@ fn decode(r: Raw) -> Result<ConnectorRecord, StoreError> {
         connections: unsigned(r.6),
         bytes_in: unsigned(r.7),
         bytes_out: unsigned(r.8),
+        client_cert_sha256: r.9,
     })
 }

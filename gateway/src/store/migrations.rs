@@ -63,6 +63,16 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "key_senders",
         include_str!("../../migrations/sqlite/0009_key_senders.sql"),
     ),
+    (
+        10,
+        "connector_pin",
+        include_str!("../../migrations/sqlite/0010_connector_pin.sql"),
+    ),
+    (
+        11,
+        "transport_credits",
+        include_str!("../../migrations/sqlite/0011_transport_credits.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -112,6 +122,16 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "key_senders",
         include_str!("../../migrations/postgres/0009_key_senders.sql"),
     ),
+    (
+        10,
+        "connector_pin",
+        include_str!("../../migrations/postgres/0010_connector_pin.sql"),
+    ),
+    (
+        11,
+        "transport_credits",
+        include_str!("../../migrations/postgres/0011_transport_credits.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -150,7 +170,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 11;
 
 #[cfg(test)]
 mod tests {

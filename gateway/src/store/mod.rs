@@ -439,6 +439,23 @@ impl KeyStore {
         to_ms((self.clock)())
     }
 
+    /// Writes a consistent copy of a SQLite store to `dest`, a file that
+    /// must not exist yet (SQLite's `VACUUM INTO`: one read transaction, so
+    /// it is safe while the gateway runs and writes). A PostgreSQL store is
+    /// backed up with PostgreSQL's own tools (`pg_dump`): `Ok(false)`.
+    pub async fn backup_sqlite(&self, dest: &Path) -> Result<bool, StoreError> {
+        let Pool::Sqlite(pool) = &self.pool else {
+            return Ok(false);
+        };
+        let dest_text = dest.to_string_lossy().into_owned();
+        sqlx::query("VACUUM INTO ?")
+            .bind(&dest_text)
+            .execute(pool)
+            .await
+            .map_err(self.query_err(format!("write a backup to {dest_text}")))?;
+        Ok(true)
+    }
+
     fn query_err(&self, action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
         let action = action.into();
         move |source| StoreError::Query {

@@ -161,16 +161,46 @@ async fn transports_and_message_queue(store: KeyStore, clock: FakeClock) {
     let settings = serde_json::json!({"host": "smtp.example", "from": "a@b.example"});
     let sealed = TransportSecret::Sealed(b"sealed".to_vec());
     assert!(store
-        .add_transport("mail", "smtp", &settings, &sealed)
+        .add_transport("mail", "smtp", &settings, &sealed, None)
         .await
         .unwrap());
     assert!(!store
-        .add_transport("mail", "smtp", &settings, &TransportSecret::None)
+        .add_transport("mail", "smtp", &settings, &TransportSecret::None, None)
         .await
         .unwrap());
     let reference = TransportSecret::Reference("env:X".into());
     assert!(store
-        .add_transport("alt", "smtp", &settings, &reference)
+        .add_transport("alt", "threema", &settings, &reference, Some(b"key"))
+        .await
+        .unwrap());
+    let alt = store.get_transport("alt").await.unwrap().unwrap();
+    assert_eq!(alt.key_sealed.as_deref(), Some(&b"key"[..]));
+    assert!(alt.credits.is_none());
+    store.transport_credits("alt", "42.5").await.unwrap();
+    let alt = store.get_transport("alt").await.unwrap().unwrap();
+    assert_eq!(alt.credits.as_deref(), Some("42.5"));
+    assert!(alt.credits_checked_at.is_some());
+    let day = Duration::from_secs(86_400);
+    assert!(store.claim_credit_warning("alt", day).await.unwrap());
+    assert!(!store.claim_credit_warning("alt", day).await.unwrap());
+    clock.advance(day + Duration::from_secs(1));
+    assert!(store.claim_credit_warning("alt", day).await.unwrap());
+    let hour = Duration::from_secs(3600);
+    assert!(store
+        .claim_notification("credit_low|m|a", hour)
+        .await
+        .unwrap());
+    assert!(!store
+        .claim_notification("credit_low|m|a", hour)
+        .await
+        .unwrap());
+    assert!(store
+        .claim_notification("relay_failed|m|a", hour)
+        .await
+        .unwrap());
+    clock.advance(hour);
+    assert!(store
+        .claim_notification("credit_low|m|a", hour)
         .await
         .unwrap());
     let t = store.get_transport("mail").await.unwrap().unwrap();
@@ -1131,7 +1161,7 @@ fn rfc3339_whole_seconds() {
 async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
     use super::connectors::ConnectorReport;
     use mft_filters::auth::connector_key;
-    let (record, token) = store.add_connector("lan-1").await.unwrap();
+    let (record, token) = store.add_connector("lan-1", None).await.unwrap();
     assert!(token.starts_with("mgc_"));
     let parsed = connector_key::parse(&token).unwrap();
     assert_eq!(parsed.id, record.key_id);
@@ -1139,14 +1169,20 @@ async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
     assert!(parsed.verify(&found.key_hash));
     assert_eq!(found.name, "lan-1");
     assert!(matches!(
-        store.add_connector("lan-1").await,
+        store.add_connector("lan-1", None).await,
         Err(StoreError::Connector { .. })
     ));
     assert!(matches!(
-        store.add_connector("bad name").await,
+        store.add_connector("bad name", None).await,
         Err(StoreError::Connector { .. })
     ));
     assert_eq!(found.state(clock.now()), "disconnected");
+    assert_eq!(found.client_cert_sha256, None);
+    let pin = "ab".repeat(32);
+    assert!(store.set_connector_pin("lan-1", Some(&pin)).await.unwrap());
+    let pinned = store.connector_by_key_id(parsed.id).await.unwrap().unwrap();
+    assert_eq!(pinned.client_cert_sha256.as_deref(), Some(pin.as_str()));
+    assert!(!store.set_connector_pin("nobody", None).await.unwrap());
     let report = ConnectorReport {
         address: Some("10.0.0.2:5000".into()),
         connections: 3,

@@ -33,6 +33,14 @@ pub struct TransportRecord {
     pub last_error: Option<String>,
     /// Created.
     pub created_at: SystemTime,
+    /// A second sealed secret (threema: the private key).
+    pub key_sealed: Option<Vec<u8>>,
+    /// The balance at the last credit check, as the provider reported it.
+    pub credits: Option<String>,
+    /// When credits were last checked.
+    pub credits_checked_at: Option<SystemTime>,
+    /// The last low-credit warning.
+    pub credit_warned_at: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for TransportRecord {
@@ -59,12 +67,14 @@ impl TransportRecord {
             "last_used_at": self.last_used_at.map(super::rfc3339),
             "last_error": self.last_error,
             "created_at": super::rfc3339(self.created_at),
+            "credits": self.credits,
+            "credits_checked_at": self.credits_checked_at.map(super::rfc3339),
         })
     }
 }
 
 const COLUMNS: &str = "name, kind, settings, secret_sealed, secret_ref, last_used_at, \
-    last_error, created_at";
+    last_error, created_at, key_sealed, credits, credits_checked_at, credit_warned_at";
 
 type Raw = (
     String,
@@ -75,6 +85,10 @@ type Raw = (
     Option<i64>,
     Option<String>,
     i64,
+    Option<Vec<u8>>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
 );
 
 fn decode(r: Raw) -> Result<TransportRecord, StoreError> {
@@ -93,6 +107,10 @@ fn decode(r: Raw) -> Result<TransportRecord, StoreError> {
         last_used_at: r.5.map(from_ms),
         last_error: r.6,
         created_at: from_ms(r.7),
+        key_sealed: r.8,
+        credits: r.9,
+        credits_checked_at: r.10.map(from_ms),
+        credit_warned_at: r.11.map(from_ms),
     })
 }
 
@@ -104,6 +122,7 @@ impl KeyStore {
         kind: &str,
         settings: &serde_json::Value,
         secret: &TransportSecret,
+        key_sealed: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let (sealed, reference): (Option<&[u8]>, Option<&str>) = match secret {
             TransportSecret::None => (None, None),
@@ -114,7 +133,7 @@ impl KeyStore {
         let text = settings.to_string();
         let n = on_pool!(self, |pool, _e| sqlx::query(
             "INSERT INTO transports (name, kind, settings, secret_sealed, secret_ref, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             created_at, updated_at, key_sealed) VALUES ($1, $2, $3, $4, $5, $6, $6, $7) \
              ON CONFLICT (name) DO NOTHING"
         )
         .bind(name)
@@ -123,6 +142,7 @@ impl KeyStore {
         .bind(sealed)
         .bind(reference)
         .bind(now)
+        .bind(key_sealed)
         .execute(pool)
         .await
         .map_err(self.query_err(format!("add transport {name}")))?
@@ -182,6 +202,72 @@ impl KeyStore {
             .map_err(self.query_err(format!("record use of transport {name}")))?
             .rows_affected());
         Ok(())
+    }
+}
+
+impl KeyStore {
+    /// Records a credit check's result.
+    pub async fn transport_credits(&self, name: &str, credits: &str) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE transports SET credits = $1, credits_checked_at = $2 WHERE name = $3"
+        )
+        .bind(credits)
+        .bind(now)
+        .bind(name)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("record credits of transport {name}")))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// Takes the right to send the low-credit warning for `name`: `true` at
+    /// most once per `period` (across gateways sharing the store).
+    pub async fn claim_credit_warning(
+        &self,
+        name: &str,
+        period: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let before = now.saturating_sub(ms(period));
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE transports SET credit_warned_at = $1 WHERE name = $2 \
+             AND (credit_warned_at IS NULL OR credit_warned_at <= $3)"
+        )
+        .bind(now)
+        .bind(name)
+        .bind(before)
+        .execute(pool)
+        .await
+        .map_err(self.query_err(format!("claim the credit warning of transport {name}")))?
+        .rows_affected());
+        Ok(n == 1)
+    }
+}
+
+impl KeyStore {
+    /// Takes the right to send for notification rule `rule`: `true` at
+    /// most once per `period` (across gateways and restarts).
+    pub async fn claim_notification(
+        &self,
+        rule: &str,
+        period: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now_ms();
+        let before = now.saturating_sub(ms(period));
+        let n = on_pool!(self, |pool, _e| sqlx::query(
+            "INSERT INTO notify_sent (rule, sent_at) VALUES ($1, $2) \
+             ON CONFLICT (rule) DO UPDATE SET sent_at = $2 WHERE notify_sent.sent_at <= $3"
+        )
+        .bind(rule)
+        .bind(now)
+        .bind(before)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("claim a notification"))?
+        .rows_affected());
+        Ok(n == 1)
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn accept(
         return Err(invalid("to: 1 to 100 recipients".into()));
     }
     for to in &content.to {
-        super::smtp::check_address(to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
+        super::check_address(&record.kind, to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
     }
     if content.subject.len() > 998 || content.subject.contains(['\r', '\n']) {
         return Err(invalid("subject: one line of at most 998 bytes".into()));

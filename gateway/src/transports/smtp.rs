@@ -5,7 +5,8 @@
 
 use super::{OutboundMessage, TransportError};
 use crate::store::transports::TransportRecord;
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentDisposition, ContentTransferEncoding, ContentType};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -56,6 +57,12 @@ pub struct SmtpSettings {
     /// EHLO name; default this host's name.
     #[serde(default)]
     pub ehlo_name: Option<String>,
+    /// S/MIME: the From address's certificate (PEM, chain after it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime_cert: Option<PathBuf>,
+    /// S/MIME: its private key (PEM; RSA or ECDSA P-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime_key: Option<PathBuf>,
 }
 
 fn default_tls() -> TlsMode {
@@ -110,7 +117,33 @@ pub fn check_settings(
     if let Some(ca) = &s.ca_file {
         load_ca(ca, base)?;
     }
+    if s.smime_cert.is_some() || s.smime_key.is_some() {
+        smime_state(&s, base).map_err(|e| invalid(format!("S/MIME: {e}")))?;
+    }
     serde_json::to_value(&s).map_err(|e| invalid(format!("smtp settings: {e}")))
+}
+
+fn from_address(s: &SmtpSettings) -> Result<String, String> {
+    s.from
+        .parse::<Mailbox>()
+        .map(|m| m.email.to_string())
+        .map_err(|e| format!("from: {e}"))
+}
+
+/// The S/MIME certificate's state: "certificate ready ..." or why not.
+pub fn smime_state(s: &SmtpSettings, base: &Path) -> Result<String, String> {
+    super::smime::check(
+        s.smime_cert.as_deref(),
+        s.smime_key.as_deref(),
+        base,
+        &from_address(s)?,
+    )
+}
+
+/// The stored settings' S/MIME state, `None` without S/MIME.
+pub fn smime_of(settings: &serde_json::Value, base: &Path) -> Option<Result<String, String>> {
+    let s: SmtpSettings = serde_json::from_value(settings.clone()).ok()?;
+    (s.smime_cert.is_some() || s.smime_key.is_some()).then(|| smime_state(&s, base))
 }
 
 /// Whether `address` is a valid recipient mailbox.
@@ -142,7 +175,7 @@ pub async fn send(
 ) -> Result<String, TransportError> {
     let s: SmtpSettings = serde_json::from_value(record.settings.clone())
         .map_err(|e| invalid(format!("stored smtp settings: {e}")))?;
-    let mail = build(&s, message)?;
+    let mail = build(&s, message, base)?;
     let tls = match s.tls {
         TlsMode::None => Tls::None,
         mode => {
@@ -195,21 +228,20 @@ fn error_text(e: &lettre::transport::smtp::Error) -> String {
     e.to_string()
 }
 
-fn build(s: &SmtpSettings, m: &OutboundMessage<'_>) -> Result<Message, TransportError> {
-    let from: Mailbox = s.from.parse().map_err(|e| invalid(format!("from: {e}")))?;
-    let mut b = Message::builder().from(from).subject(m.subject);
-    if let Some(r) = &s.reply_to {
-        b = b.reply_to(r.parse().map_err(|e| invalid(format!("reply_to: {e}")))?);
-    }
-    if m.to.is_empty() {
-        return Err(invalid("to: at least one recipient"));
-    }
-    for to in m.to {
-        b = b.to(to.parse().map_err(|e| invalid(format!("to {to:?}: {e}")))?);
-    }
-    let built = match m.html {
-        None => b.header(ContentType::TEXT_PLAIN).body(m.text.to_string()),
-        Some(html) => b.multipart(
+/// The body: text, or text and HTML as multipart/alternative.
+enum Body {
+    Single(SinglePart),
+    Multi(MultiPart),
+}
+
+fn body_of(m: &OutboundMessage<'_>) -> Body {
+    match m.html {
+        None => Body::Single(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(m.text.to_string()),
+        ),
+        Some(html) => Body::Multi(
             MultiPart::alternative()
                 .singlepart(
                     SinglePart::builder()
@@ -222,6 +254,72 @@ fn build(s: &SmtpSettings, m: &OutboundMessage<'_>) -> Result<Message, Transport
                         .body(html.to_string()),
                 ),
         ),
+    }
+}
+
+/// `body` wrapped in multipart/signed (RFC 8551 §3.5.3): the signature
+/// covers the first part exactly as it is sent, headers included, up to
+/// the CRLF before the boundary (lettre writes CRLF line ends and a 7-bit
+/// safe transfer encoding).
+fn signed(body: Body, signer: &super::smime::Signer) -> Result<MultiPart, TransportError> {
+    let mut content = match &body {
+        Body::Single(p) => p.formatted(),
+        Body::Multi(p) => p.formatted(),
+    };
+    if content.ends_with(b"\r\n") {
+        content.truncate(content.len() - 2);
+    }
+    let cms = signer.sign(&content)?;
+    let signature = SinglePart::builder()
+        .header(
+            ContentType::parse("application/pkcs7-signature; name=\"smime.p7s\"")
+                .map_err(|e| TransportError::Send(format!("S/MIME: {e}")))?,
+        )
+        .header(ContentTransferEncoding::Base64)
+        .header(ContentDisposition::attachment("smime.p7s"))
+        .body(cms);
+    let outer = MultiPart::signed(
+        "application/pkcs7-signature".to_string(),
+        "sha-256".to_string(),
+    );
+    Ok(match body {
+        Body::Single(p) => outer.singlepart(p),
+        Body::Multi(p) => outer.multipart(p),
+    }
+    .singlepart(signature))
+}
+
+fn build(
+    s: &SmtpSettings,
+    m: &OutboundMessage<'_>,
+    base: &Path,
+) -> Result<Message, TransportError> {
+    let from: Mailbox = s.from.parse().map_err(|e| invalid(format!("from: {e}")))?;
+    let mut b = Message::builder().from(from).subject(m.subject);
+    if let Some(r) = &s.reply_to {
+        b = b.reply_to(r.parse().map_err(|e| invalid(format!("reply_to: {e}")))?);
+    }
+    if m.to.is_empty() {
+        return Err(invalid("to: at least one recipient"));
+    }
+    for to in m.to {
+        b = b.to(to.parse().map_err(|e| invalid(format!("to {to:?}: {e}")))?);
+    }
+    let body = body_of(m);
+    let built = match (&s.smime_cert, &s.smime_key) {
+        (Some(cert), Some(key)) => {
+            let from = from_address(s).map_err(invalid)?;
+            // Checked at every send: an expired certificate or a replaced
+            // key stops the message (retried) instead of sending it unsigned.
+            let (signer, _) =
+                super::smime::load(cert, key, base, &from, std::time::SystemTime::now())
+                    .map_err(|e| TransportError::Send(format!("S/MIME: {e}")))?;
+            b.multipart(signed(body, &signer)?)
+        }
+        _ => match body {
+            Body::Single(p) => b.singlepart(p),
+            Body::Multi(p) => b.multipart(p),
+        },
     };
     built.map_err(|e| invalid(format!("message: {e}")))
 }

@@ -14,6 +14,7 @@ use crate::store::KeyStore;
 use http::Method;
 use mft_config::Config;
 use mft_filters::problem::Problem;
+use mft_filters::problem_types as pt;
 use mft_filters::trust::domain_rules::{check_inbound, RuleViolation};
 use serde::Deserialize;
 use std::net::IpAddr;
@@ -88,7 +89,7 @@ fn backend_reply(e: &BackendError) -> Reply {
         }
         _ => problem(
             503,
-            "urn:mft:problem:backend-unavailable",
+            pt::BACKEND_UNAVAILABLE,
             "our backend is unavailable; try again later".into(),
         ),
     }
@@ -160,7 +161,7 @@ impl FederationApi {
             Err(e) => {
                 return problem(
                     400,
-                    "urn:mft:problem:invalid-delivery",
+                    pt::INVALID_DELIVERY,
                     format!("not a federation delivery: {e}"),
                 )
             }
@@ -171,7 +172,7 @@ impl FederationApi {
         {
             return problem(
                 400,
-                "urn:mft:problem:invalid-delivery",
+                pt::INVALID_DELIVERY,
                 format!("relay_id: 1 to {MAX_RELAY_ID} printable ASCII characters"),
             );
         }
@@ -180,11 +181,11 @@ impl FederationApi {
         if let Err(v) = check_inbound(&d.sender, &d.recipients, &partner.email_domains, ours) {
             return match v {
                 RuleViolation::Malformed { .. } | RuleViolation::NoRecipients => {
-                    problem(400, "urn:mft:problem:invalid-delivery", v.to_string())
+                    problem(400, pt::INVALID_DELIVERY, v.to_string())
                 }
                 _ => problem(
                     403,
-                    "urn:mft:problem:domain-rule",
+                    pt::DOMAIN_RULE,
                     format!("domain rule {}: {v}", v.rule()),
                 ),
             };
@@ -231,11 +232,7 @@ impl FederationApi {
             // The delivery exists; the partner's retry replays it (same
             // idempotency key) and records the files then.
             tracing::warn!(error = %e, "cannot record a partner's files for receipts");
-            return problem(
-                503,
-                "urn:mft:problem:store-unavailable",
-                "try again later".into(),
-            );
+            return problem(503, pt::STORE_UNAVAILABLE, "try again later".into());
         }
         tracing::info!(partner = %partner.name, relay_id = %d.relay_id, delivery_id = %created.id,
             recipients = d.recipients.len(), files = d.files.len(), "partner delivery accepted");
@@ -261,7 +258,7 @@ impl FederationApi {
         let unknown = || {
             problem(
                 422,
-                "urn:mft:problem:unknown-file",
+                pt::UNKNOWN_FILE,
                 format!("files[{i}]: no file {id:?} sent over this connection"),
             )
         };
@@ -288,7 +285,7 @@ impl FederationApi {
         if !stored.sha256.eq_ignore_ascii_case(sha256) {
             return Some(problem(
                 422,
-                "urn:mft:problem:digest-mismatch",
+                pt::DIGEST_MISMATCH,
                 format!("files[{i}]: sha256 differs from the file stored"),
             ));
         }
@@ -314,18 +311,12 @@ impl FederationApi {
     async fn record_receipt(&self, call: &InboundCall<'_>, body: &[u8]) -> Reply {
         let r: Receipt = match serde_json::from_slice(body) {
             Ok(r) => r,
-            Err(e) => {
-                return problem(
-                    400,
-                    "urn:mft:problem:invalid-receipt",
-                    format!("not a receipt: {e}"),
-                )
-            }
+            Err(e) => return problem(400, pt::INVALID_RECEIPT, format!("not a receipt: {e}")),
         };
         if humantime::parse_rfc3339_weak(&r.downloaded_at).is_err() {
             return problem(
                 400,
-                "urn:mft:problem:invalid-receipt",
+                pt::INVALID_RECEIPT,
                 "downloaded_at: not an RFC 3339 time".into(),
             );
         }
@@ -333,25 +324,21 @@ impl FederationApi {
             Ok(j) => j,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read a relay for a receipt");
-                return problem(
-                    503,
-                    "urn:mft:problem:store-unavailable",
-                    "try again later".into(),
-                );
+                return problem(503, pt::STORE_UNAVAILABLE, "try again later".into());
             }
         };
         // Only the partner a delivery was relayed to may confirm it.
         let Some(job) = job else {
             return problem(
                 404,
-                "urn:mft:problem:unknown-relay",
+                pt::UNKNOWN_RELAY,
                 format!("relay_id: no delivery {:?} was relayed to you", r.relay_id),
             );
         };
         if !job.files_sent.contains_key(&r.file_id) {
             return problem(
                 422,
-                "urn:mft:problem:unknown-file",
+                pt::UNKNOWN_FILE,
                 format!("file_id: {:?} was not relayed to you", r.file_id),
             );
         }

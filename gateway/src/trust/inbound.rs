@@ -10,6 +10,7 @@ use mft_filters::auth::credential::{self, Credential};
 use mft_filters::auth::partner_key;
 use mft_filters::decision::Rejection;
 use mft_filters::defender::Defender;
+use mft_filters::problem_types as pt;
 use mft_filters::signing::{unix_seconds, ReplayCache, RequestView};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -239,13 +240,13 @@ impl PartnerGate {
             // flood, answered like a rate limit (not a credential failure,
             // so the defender does not count it).
             Err(mft_filters::signing::verify::VerifyError::ReplayCacheFull) => {
-                let r = Rejection {
-                    status: 429,
-                    problem_type: "urn:mft:problem:rate-limited",
-                    detail: "too many requests from this partner; retry shortly".into(),
-                    audit_reason: "replay_cache_full",
-                    headers: vec![("retry-after", "5".to_string())],
-                };
+                let r = Rejection::new(
+                    429,
+                    pt::RATE_LIMITED,
+                    "too many requests from this partner; retry shortly",
+                    "replay_cache_full",
+                )
+                .with_header("retry-after", "5");
                 Err(self.refused(req, name, r))
             }
             Err(_) => {
@@ -330,15 +331,13 @@ impl PartnerGate {
             // (receipts, relays): the connection is not up on our side yet.
             return Err((
                 name,
-                Rejection {
-                    status: 403,
-                    problem_type: "urn:mft:problem:partner-pending",
-                    detail: "this connection is not complete on our side yet: our admin has \
-                             not stored your key for us (partners set-key)"
-                        .into(),
-                    audit_reason: "connection_pending",
-                    headers: Vec::new(),
-                },
+                Rejection::new(
+                    403,
+                    pt::PARTNER_PENDING,
+                    "this connection is not complete on our side yet: our admin has \
+                     not stored your key for us (partners set-key)",
+                    "connection_pending",
+                ),
             ));
         }
         // The nonce is remembered only by [`PartnerGate::admit`], after the

@@ -16,6 +16,7 @@ use crate::store::partners::PartnerRecord;
 use http::header::HeaderValue;
 use mft_config::model::OnRedisError;
 use mft_filters::decision::Rejection;
+use mft_filters::problem_types as pt;
 use mft_filters::trust::partner_inbox::{self, DailyUse, DAY_SECS};
 use mft_filters::validation::upload_names::header_folder;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -136,13 +137,12 @@ impl PartnerInboxes {
                     .starts_with("multipart/")
             });
         if multipart {
-            return Err(Rejection {
-                status: 415,
-                problem_type: "about:blank",
-                detail: "a partner upload is a raw body named by X-Filename".into(),
-                audit_reason: "partner_multipart",
-                headers: Vec::new(),
-            });
+            return Err(Rejection::new(
+                415,
+                "about:blank",
+                "a partner upload is a raw body named by X-Filename",
+                "partner_multipart",
+            ));
         }
         let Some(inbox) = partner.inbox() else {
             return Err(no_inbox(&partner.name));
@@ -233,14 +233,13 @@ impl PartnerInboxes {
 }
 
 fn no_inbox(name: &str) -> Rejection {
-    Rejection {
-        status: 403,
-        problem_type: partner_inbox::PROBLEM_FOLDER_NOT_ALLOWED,
-        detail: format!(
+    Rejection::new(
+        403,
+        pt::FOLDER_NOT_ALLOWED,
+        format!(
             "the connection {name:?} has no usable inbox folder; our admin sets one \
              (partners set-inbox)"
         ),
-        audit_reason: "no_inbox_folder",
-        headers: Vec::new(),
-    }
+        "no_inbox_folder",
+    )
 }

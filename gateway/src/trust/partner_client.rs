@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use mft_config::Config;
 use mft_filters::auth::partner_key;
+use mft_filters::problem_types as pt;
 use mft_filters::signing::RequestView;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,7 +55,7 @@ impl PartnerCallError {
 
     fn is_pending(&self) -> bool {
         matches!(self, PartnerCallError::Status { problem_type, .. }
-            if problem_type == "urn:mft:problem:partner-pending")
+            if problem_type == pt::PARTNER_PENDING)
     }
 }
 
@@ -403,11 +404,11 @@ mod tests {
         for s in [401, 408, 429, 500, 502, 503] {
             assert!(status(s, "about:blank").is_transient(), "{s}");
         }
-        assert!(status(403, "urn:mft:problem:partner-pending").is_transient());
+        assert!(status(403, pt::PARTNER_PENDING).is_transient());
         for s in [400, 404, 413, 422] {
             assert!(!status(s, "about:blank").is_transient(), "{s}");
         }
-        assert!(!status(403, "urn:mft:problem:domain-rule").is_transient());
+        assert!(!status(403, pt::DOMAIN_RULE).is_transient());
     }
 
     #[test]

@@ -169,6 +169,7 @@ pub struct Relay {
     retry: RetryPolicy,
     metrics: super::metrics::FederationMetrics,
     webhooks: Option<Arc<crate::webhooks::Webhooks>>,
+    notifier: Option<Arc<crate::transports::notify::Notifier>>,
 }
 
 fn gateway_ctx() -> CallContext {
@@ -196,7 +197,14 @@ impl Relay {
             retry,
             metrics,
             webhooks: None,
+            notifier: None,
         }
+    }
+
+    /// Relays failed for good raise `relay_failed` (`[[notify]]`).
+    pub fn with_notifier(mut self, notifier: Arc<crate::transports::notify::Notifier>) -> Relay {
+        self.notifier = Some(notifier);
+        self
     }
 
     /// Relays delivered become `delivery.relayed` webhook events.
@@ -432,6 +440,17 @@ impl Relay {
             tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, error = %f.message, "relay failed for good");
             self.audit_outcome(job, "deny", Some(&f.message));
             self.metrics.relay(&job.partner, "failed");
+            if let Some(n) = &self.notifier {
+                n.raise(
+                    "relay_failed",
+                    &format!("relay to {} failed for good", job.partner),
+                    &format!(
+                        "Delivery {} to partner {} failed for good after {attempts} attempt(s): {}\n",
+                        job.delivery_id, job.partner, f.message
+                    ),
+                )
+                .await;
+            }
         } else {
             let delay = self.retry.next_delay(attempts, Some(self.retry.base));
             self.store.relay_retry_later(job, delay, &f.message).await?;

@@ -136,6 +136,21 @@ impl Federation {
         let backend = BackendClient::new_via(&config.backend, signer, connectors)?;
         let client = PartnerClient::new(&config)?;
         let store_for_outbox = store.clone();
+        let notifier = Arc::new(crate::transports::notify::Notifier::new(
+            store.clone(),
+            config.clone(),
+            audit.clone(),
+        ));
+        let credit_check = Arc::new(
+            crate::transports::credits::CreditCheck::new(
+                store.clone(),
+                config.clone(),
+                audit.clone(),
+                registry,
+            )
+            .context("cannot register transport credit metrics")?
+            .with_notifier(notifier.clone()),
+        );
         let webhooks = Arc::new(
             Webhooks::new(store.clone(), backend.clone(), &config, audit.clone())
                 .context("cannot start webhooks")?,
@@ -159,7 +174,8 @@ impl Federation {
                 audit.clone(),
                 metrics.clone(),
             )
-            .with_webhooks(webhooks.clone()),
+            .with_webhooks(webhooks.clone())
+            .with_notifier(notifier),
         );
         let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit, metrics));
         runtime.spawn(relay.clone().run(drain.clone()));
@@ -170,8 +186,9 @@ impl Federation {
                 store_for_outbox,
                 config.clone(),
             ))
-            .run(drain),
+            .run(drain.clone()),
         );
+        runtime.spawn(credit_check.run(drain));
         let rate_limit = config
             .trust
             .rate_limit

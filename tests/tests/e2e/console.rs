@@ -678,9 +678,13 @@ async fn the_openapi_document_is_valid_and_behind_the_token() {
                 .replace("{id}", "0123456789abcdef")
                 .replace("{name}", "nobody");
             let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let r = http
-                .request(m, format!("http://{}{concrete}", s.gw.admin))
-                .bearer_auth(ADMIN_TOKEN)
+            let mut request = http.request(m, format!("http://{}{concrete}", s.gw.admin));
+            // With the token, the upgrade would really start a new gateway
+            // process that outlives the test: the 401 shows it is routed.
+            if path != "/admin/v1/upgrade" {
+                request = request.bearer_auth(ADMIN_TOKEN);
+            }
+            let r = request
                 .header("Content-Type", "application/json")
                 .body("{}")
                 .send()

@@ -174,6 +174,7 @@ async fn the_backend_is_reached_only_through_the_connector_and_a_removed_one_is_
         if a["state"] == "connected"
             && a["connections"] == 2
             && a["bytes_out"].as_u64().unwrap_or(0) >= 64 << 20
+            && a["bytes_in"].as_u64().unwrap_or(0) >= 64 << 20
         {
             assert!(a.get("key").is_none() && a.get("key_hash").is_none(), "{a}");
             break;
@@ -436,6 +437,48 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
     assert!(key.starts_with("mgc_"));
     let r = admin.post(&url).json(&added).send().await.unwrap();
     assert_eq!(r.status(), 401, "no token, no enrolment");
+    // Pinning over the admin API: a bad pin is a 400, an unknown name a 404.
+    let pin_url = format!("{url}/lan-1/client-cert");
+    let pin = "AB:".repeat(31) + "AB";
+    for (target, body, want) in [
+        (&pin_url, serde_json::json!({"sha256": "nope"}), 400),
+        (
+            &format!("{url}/nobody/client-cert"),
+            serde_json::json!({"sha256": pin}),
+            404,
+        ),
+        (&pin_url, serde_json::json!({"sha256": pin}), 200),
+    ] {
+        let r = admin
+            .put(target)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "PUT {target} {body}");
+    }
+    let listed: serde_json::Value = admin
+        .get(&url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["connectors"][0]["client_cert_sha256"],
+        "ab".repeat(32)
+    );
+    let r = admin
+        .put(&pin_url)
+        .bearer_auth(token)
+        .json(&serde_json::json!({"sha256": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     let gateway = format!("https://{listen}");
     let ca = format!("ca_file = \"{}\"", certs.ca.display());
@@ -547,4 +590,88 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn a_pinned_connector_attaches_only_with_its_client_certificate() {
+    let d = dmz("").await;
+    let key = add_connector(&d.gw.config, "lan-p");
+    // Two client certificates; the connector is pinned to the first.
+    let (dir_right, dir_wrong) = (d.dir.join("client-right"), d.dir.join("client-wrong"));
+    std::fs::create_dir_all(&dir_right).unwrap();
+    std::fs::create_dir_all(&dir_wrong).unwrap();
+    let right = make_certs(&dir_right);
+    let wrong = make_certs(&dir_wrong);
+    let out = Command::new(bin("mft-gateway"))
+        .args(["connectors", "pin", "lan-p", "--client-cert"])
+        .arg(&right.cert)
+        .arg("--config")
+        .arg(&d.gw.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = list_connectors(&d.gw.config);
+    assert_eq!(list[0]["client_cert_sha256"], cert_pin(&right.cert));
+
+    let config = |name: &str, client: Option<&Certs>| {
+        let mut trust = format!("gateway_pin_sha256 = \"{}\"", cert_pin(&d.certs.cert));
+        if let Some(c) = client {
+            trust.push_str(&format!(
+                "\nclient_cert = \"{}\"\nclient_key = \"{}\"",
+                c.cert.display(),
+                c.key.display()
+            ));
+        }
+        connector_config(
+            &d.dir,
+            name,
+            &key,
+            &format!("https://{}", d.connector_listen),
+            &trust,
+            &format!("http://127.0.0.1:{LAN_BACKEND_PORT}"),
+            1,
+        )
+    };
+    // Another certificate, or none: refused with the reason named.
+    for (name, client) in [("lan-p-wrong", Some(&wrong)), ("lan-p-none", None)] {
+        let (ok, report) = d.check_inside(&config(name, client));
+        assert!(!ok, "{name}: {report}");
+        assert!(
+            report.contains("FAIL  client certificate refused"),
+            "{name}: {report}"
+        );
+    }
+    // The pinned certificate: attached, and requests go through.
+    let config_right = config("lan-p-right", Some(&right));
+    let (ok, report) = d.check_inside(&config_right);
+    assert!(ok, "{report}");
+    let _connector = d.start_connector("connector-p", &config_right);
+    wait_connections(d.gw.admin, "lan-p", 1.0, LONG).await;
+    let r = d
+        .client()
+        .get(format!("{}/api/v1/files", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The refusals are audited with reason `certificate`.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit =
+            std::fs::read_to_string(d.dir.join("gateway-data/audit.jsonl")).unwrap_or_default();
+        let refused = audit
+            .lines()
+            .filter(|l| l.contains("\"connector_refused\"") && l.contains("\"certificate\""))
+            .count();
+        if refused >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refusals not audited: {audit}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -468,8 +468,10 @@ fn check(config: &std::path::Path) -> (bool, String) {
 async fn the_script_is_reloaded_after_a_redis_script_flush_and_check_probes_redis() {
     let dir = tempfile::tempdir().unwrap();
     let redis = start_redis(dir.path());
+    // A generous Redis timeout: under a loaded CI machine the default 50 ms
+    // could send a request to the local fallback, which this test is not about.
     let tables = format!(
-        "[rate_limit]\nper_key = \"1/m burst 10\"\nredis = \"{}\"\n",
+        "[rate_limit]\nper_key = \"1/m burst 10\"\nredis = \"{}\"\nredis_timeout = \"5s\"\n",
         redis.url
     );
     let s = setup_in(dir, &tables).await;

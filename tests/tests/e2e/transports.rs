@@ -367,3 +367,666 @@ async fn queued_messages_survive_sigkill_and_are_sent_once() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+const ASPSMS_USER: &str = "ASPUSERKEY01";
+const ASPSMS_PASSWORD: &str = "aspsms-password-0815-secret";
+const THREEMA_ID: &str = "*MFTGW01";
+const THREEMA_SECRET: &str = "threema-api-secret-4711";
+/// The gateway ID's private key, and the recipient's.
+const THREEMA_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const ECHO_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn start_standin(dir: &Path, addr: SocketAddr, log: &Path) -> Proc {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/provider_standin.py");
+    let port = addr.port().to_string();
+    let recipient = format!("ECHOECHO:{ECHO_KEY}");
+    let mut proc = Proc::spawn(
+        "provider-standin",
+        &python(),
+        &[
+            script.to_str().unwrap(),
+            "--port",
+            &port,
+            "--log",
+            log.to_str().unwrap(),
+            "--aspsms-user",
+            ASPSMS_USER,
+            "--aspsms-password",
+            ASPSMS_PASSWORD,
+            "--aspsms-credits",
+            "5",
+            "--threema-id",
+            THREEMA_ID,
+            "--threema-secret",
+            THREEMA_SECRET,
+            "--threema-gateway-key",
+            THREEMA_KEY,
+            "--threema-credits",
+            "1234",
+            "--recipient",
+            &recipient,
+        ],
+        dir,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !proc.stdout().contains("ready") {
+        proc.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "stand-in not ready: {}",
+            proc.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc
+}
+
+/// The stand-in's log lines of `api` (`aspsms`, `threema`) matching `f`.
+fn standin_log(log: &Path, f: impl Fn(&Value) -> bool) -> Vec<Value> {
+    received(log).into_iter().filter(|v| f(v)).collect()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn sms_and_threema_providers_admin_api_and_credit_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\n\
+         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n\n\
+         [[notify]]\nevent = \"credit_low\"\nprovider = \"threema\"\nto = [\"ECHOECHO\"]\nperiod = \"1h\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display()
+    );
+    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let config = gateway.config.clone();
+    let standin = free_addr();
+    let log = path.join("standin.jsonl");
+    let _standin = start_standin(&path, standin, &log);
+    let endpoint = format!("http://{standin}/");
+    let api = reqwest::Client::new();
+    let admin = gateway.admin;
+    let url = |rest: &str| format!("http://{admin}/admin/v1/{rest}");
+
+    // threema through the admin API: the secrets go in and never come out.
+    let r = api
+        .post(url("transports"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "threema", "type": "threema",
+            "settings": {"gateway_id": THREEMA_ID, "endpoint": endpoint},
+            "secret": THREEMA_SECRET, "private_key": format!("private:{THREEMA_KEY}"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body = r.text().await.unwrap();
+    assert!(
+        !body.contains(THREEMA_SECRET) && !body.contains(THREEMA_KEY),
+        "{body}"
+    );
+    let created: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["state"], "ready", "{created}");
+    // Bad input: 400 problem+json.
+    for bad in [
+        serde_json::json!({"name": "t2", "type": "threema", "settings": {"gateway_id": "NOSTAR1"}, "secret": "x", "private_key": THREEMA_KEY}),
+        serde_json::json!({"name": "t2", "type": "threema", "settings": {"gateway_id": THREEMA_ID}, "secret": "x"}),
+        serde_json::json!({"name": "t2", "type": "threema", "settings": {"gateway_id": THREEMA_ID, "endpoint": "http://example.com/"}, "secret": "x", "private_key": THREEMA_KEY}),
+        serde_json::json!({"name": "t2", "type": "fax", "settings": {}}),
+        serde_json::json!({"name": "threema", "type": "threema", "settings": {"gateway_id": THREEMA_ID}, "secret": "x", "private_key": THREEMA_KEY}),
+    ] {
+        let r = api
+            .post(url("transports"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+    }
+
+    // sms through the CLI, with a credit threshold warned through threema.
+    std::fs::write(path.join("aspsms.pw"), format!("{ASPSMS_PASSWORD}\n")).unwrap();
+    let (code, out, err) = transports(
+        &config,
+        &[
+            "add",
+            "sms",
+            "--type",
+            "sms",
+            "--userkey",
+            ASPSMS_USER,
+            "--originator",
+            "ACME",
+            "--endpoint",
+            &endpoint,
+            "--secret-file",
+            path.join("aspsms.pw").to_str().unwrap(),
+            "--credit-threshold",
+            "100",
+            "--credit-warn-via",
+            "threema",
+            "--credit-warn-to",
+            "ECHOECHO",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Test messages: the stand-ins see what the documentation describes.
+    let (code, out, err) = transports(&config, &["test", "sms", "--to", "+41791234567"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("sent: OK; reference "), "{out}");
+    let reference = out.trim().rsplit(' ').next().unwrap().to_string();
+    let sent = standin_log(&log, |v| v["method"] == "SendSimpleTextSMS");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["body"]["UserName"], ASPSMS_USER);
+    assert_eq!(sent[0]["body"]["Originator"], "ACME");
+    assert_eq!(
+        sent[0]["body"]["Recipients"],
+        serde_json::json!([format!("+41791234567:{reference}")])
+    );
+    assert!(sent[0]["body"]["MessageText"]
+        .as_str()
+        .unwrap()
+        .contains("through transport sms"));
+    let (code, out, _) = transports(&config, &["delivery", "sms", "--reference", &reference]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), format!("{reference}: Delivered"));
+    let (code, out, _) = transports(&config, &["test", "sms", "--to", "0791234567"]);
+    assert_ne!(code, 0, "a number without +: {out}");
+
+    let (code, out, err) = transports(&config, &["test", "threema", "--to", "ECHOECHO"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("sent: message id ECHOECHO: "), "{out}");
+    let boxes = standin_log(&log, |v| v["path"] == "/send_e2e");
+    assert_eq!(boxes.len(), 1, "{boxes:?}");
+    assert_eq!(boxes[0]["type"], 1, "{:?}", boxes[0]);
+    assert_eq!(boxes[0]["padding_ok"], true, "{:?}", boxes[0]);
+    assert!(boxes[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("through transport threema"));
+    let (code, out, err) = transports(&config, &["test", "threema", "--to", "NOBODY00"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("no such Threema ID"), "{out}{err}");
+    let (code, out, _) = transports(&config, &["credits", "threema"]);
+    assert_eq!((code, out.trim()), (0, "credits: 1234"));
+
+    // copy: the secrets are sealed again for the new name and work.
+    let (code, out, err) = transports(&config, &["copy", "threema", "threema2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = transports(&config, &["test", "threema2", "--to", "ECHOECHO"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r = api
+        .post(url("transports/sms/copy"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "sms-b", "settings": {"originator": "BETA", "credit_threshold": null, "credit_warn_via": null, "credit_warn_to": null}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let copied: Value = r.json().await.unwrap();
+    assert_eq!(copied["settings"]["originator"], "BETA");
+    let r = api
+        .post(url("transports/sms-b/test"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"to": "+41790000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tested: Value = r.json().await.unwrap();
+    assert_eq!(tested["sent"], true, "{tested}");
+
+    // A provider whose secret reference no longer resolves is not ready.
+    std::fs::write(path.join("gone.pw"), "x\n").unwrap();
+    let gone = format!("file:{}", path.join("gone.pw").display());
+    let (code, out, err) = transports(
+        &config,
+        &[
+            "add",
+            "sms-gone",
+            "--type",
+            "sms",
+            "--userkey",
+            ASPSMS_USER,
+            "--originator",
+            "ACME",
+            "--endpoint",
+            &endpoint,
+            "--secret-ref",
+            &gone,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_file(path.join("gone.pw")).unwrap();
+
+    // list: state and used by, in the CLI and the admin API.
+    let r = api
+        .get(url("transports"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for secret in [THREEMA_SECRET, THREEMA_KEY, ASPSMS_PASSWORD] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    let list: Value = serde_json::from_str(&text).unwrap();
+    let by_name = |n: &str| {
+        list["transports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by_name("threema")["used_by"],
+        serde_json::json!(["transport sms: credit warnings", "notify[0] (credit_low)"])
+    );
+    assert_eq!(by_name("sms")["state"], "ready");
+    assert_eq!(by_name("sms-gone")["state"], "not ready");
+    assert!(
+        by_name("sms-gone")["not_ready_reason"]
+            .as_str()
+            .unwrap()
+            .contains("gone.pw"),
+        "{}",
+        by_name("sms-gone")
+    );
+    let (code, out, _) = transports(&config, &["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("transport sms: credit warnings"), "{out}");
+    assert!(out.contains("NOT READY"), "{out}");
+    let r = api
+        .get(url("transports/nope"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = api
+        .delete(url("transports/sms-gone"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // An API key with messages:send may queue messages, and nothing else.
+    let (_, sender) = create_key(&config, "notifier", "messages:send");
+    let (_, other) = create_key(&config, "reader", "files:read");
+    let msg = serde_json::json!({"provider": "threema", "to": "ECHOECHO", "subject": "", "text": "from the backend"});
+    let r = api
+        .post(url("messages"))
+        .bearer_auth(&sender)
+        .json(&msg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    let id = queued["id"].as_str().unwrap().to_string();
+    let r = api
+        .get(url(&format!("messages/{id}")))
+        .bearer_auth(&sender)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (key, path) in [
+        (&sender, "transports"),
+        (&other, "messages/x"),
+        (&sender, "keys"),
+    ] {
+        let r = api.get(url(path)).bearer_auth(key).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+    }
+    wait_for("the backend's message sent", || {
+        !standin_log(&log, |v| v["text"] == "from the backend").is_empty()
+    })
+    .await;
+
+    // Restart: the credit check at start finds sms below its threshold and
+    // warns once through threema; the next start, within the day, does not.
+    let Gateway {
+        mut proc,
+        key,
+        addr,
+        admin,
+        config,
+        ..
+    } = gateway;
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(30)).expect("stopped");
+    let warned = |log: &Path| {
+        standin_log(log, |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("mft-gateway: transport sms credit low"))
+        })
+        .len()
+    };
+    // The [[notify]] rule for credit_low, once per hour.
+    let notified = |log: &Path| {
+        standin_log(log, |v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("mft-gateway (acme): transport sms credit low"))
+        })
+        .len()
+    };
+    let audit_path = path.join("gateway-data/audit.jsonl");
+    let audited = |what: &str| {
+        std::fs::read_to_string(&audit_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"transport_credits\"") && l.contains(what))
+            .count()
+    };
+    let gateway = launch_gateway(&path, &certs, config.clone(), addr, admin, key.clone()).await;
+    wait_for("one credit warning", || warned(&log) == 1).await;
+    wait_for("one notification", || notified(&log) == 1).await;
+    let w = standin_log(&log, |v| {
+        v["text"].as_str().is_some_and(|t| t.contains("credit low"))
+    });
+    assert!(
+        w[0]["text"].as_str().unwrap().contains("5 credits left"),
+        "{w:?}"
+    );
+    wait_for("the check audited", || audited("warning queued") == 1).await;
+    let metrics = api
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("mft_transport_credits{provider=\"sms\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mft_transport_credits{provider=\"threema\"} 1234"),
+        "{metrics}"
+    );
+    let Gateway { mut proc, .. } = gateway;
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(30)).expect("stopped");
+    let _gateway = launch_gateway(&path, &certs, config, addr, admin, key).await;
+    wait_for("the second check audited", || {
+        audited("warned already today") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(warned(&log), 1, "exactly one warning in a day");
+    assert_eq!(
+        notified(&log),
+        1,
+        "one notification per period, across restarts"
+    );
+    let audit_text = std::fs::read_to_string(&audit_path).unwrap();
+    assert!(
+        audit_text.contains("notify[0] credit_low: queued as msg_"),
+        "{audit_text}"
+    );
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    for secret in [THREEMA_SECRET, THREEMA_KEY, ASPSMS_PASSWORD] {
+        assert!(!audit.contains(secret));
+    }
+    drop(backend);
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> std::process::Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A test CA and a leaf for `email` signed by it (`kind`: `rsa:2048` or
+/// `ec`), as `<name>.crt` / `<name>.key` in `dir`.
+fn smime_cert(dir: &Path, name: &str, email: &str, kind: &str) {
+    if !dir.join("smime-ca.crt").exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "smime-ca.key",
+                "-out",
+                "smime-ca.crt",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Test S-MIME CA",
+            ],
+        );
+    }
+    let mut newkey = vec!["-newkey", kind];
+    if kind == "ec" {
+        newkey.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]);
+    }
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    let crt = format!("{name}.crt");
+    let mut args = vec!["req", "-new"];
+    args.extend(newkey);
+    args.extend([
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=MFT Gateway",
+    ]);
+    openssl(dir, &args);
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!("subjectAltName=email:{email}\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=emailProtection\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "smime-ca.crt",
+            "-CAkey",
+            "smime-ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// `openssl cms -verify` of a received message against the test CA.
+fn cms_verify(dir: &Path, data: &str) -> (bool, String) {
+    let file = dir.join("received.eml");
+    std::fs::write(&file, data).unwrap();
+    let out = Command::new("openssl")
+        .args(["cms", "-verify", "-in"])
+        .arg(&file)
+        .args(["-CAfile", "smime-ca.crt", "-purpose", "smimesign"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\n",
+        path.join("trust.key").display()
+    );
+    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let config = &gateway.config;
+    let smtp = free_addr();
+    let log = path.join("smtp.jsonl");
+    let _server = start_smtp(&path, &certs, smtp, &log);
+    std::fs::write(path.join("smtp.password"), format!("{SMTP_PASSWORD}\n")).unwrap();
+    smime_cert(&path, "rsa", "mft@acme.example", "rsa:2048");
+    smime_cert(&path, "ec", "mft@acme.example", "ec");
+    smime_cert(&path, "other", "someone@acme.example", "ec");
+    let port = smtp.port().to_string();
+    let ca = certs.ca.to_str().unwrap().to_string();
+    let pw = path.join("smtp.password").to_str().unwrap().to_string();
+    let add = |name: &str, cert: &str, key: &str| {
+        transports(
+            config,
+            &[
+                "add",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--username",
+                SMTP_USER,
+                "--password-file",
+                &pw,
+                "--ca-file",
+                &ca,
+                "--from",
+                "MFT Gateway <mft@acme.example>",
+                "--smime-cert",
+                path.join(cert).to_str().unwrap(),
+                "--smime-key",
+                path.join(key).to_str().unwrap(),
+            ],
+        )
+    };
+    // Refused: a certificate for another address, a key of another certificate.
+    let (code, _, err) = add("wrong", "other.crt", "other.key");
+    assert_ne!(code, 0);
+    assert!(err.contains("wrong address"), "{err}");
+    let (code, _, err) = add("mismatch", "rsa.crt", "ec.key");
+    assert_ne!(code, 0);
+    assert!(err.contains("key mismatch"), "{err}");
+
+    for (i, kind) in ["rsa", "ec"].iter().enumerate() {
+        let name = format!("signed-{kind}");
+        let (code, out, err) = add(&name, &format!("{kind}.crt"), &format!("{kind}.key"));
+        assert_eq!(code, 0, "{out}{err}");
+        let (code, out, _) = transports(config, &["show", &name]);
+        assert_eq!(code, 0);
+        let shown: Value = serde_json::from_str(&out).unwrap();
+        assert!(
+            shown["smime"]
+                .as_str()
+                .unwrap()
+                .starts_with("certificate ready for mft@acme.example"),
+            "{shown}"
+        );
+        assert_eq!(shown["state"], "ready");
+        let (code, out, err) = transports(config, &["test", &name, "--to", "bob@beta.example"]);
+        assert_eq!(code, 0, "{out}{err}");
+        let got = received(&log);
+        assert_eq!(got.len(), i + 1);
+        let data = got[i]["data"].as_str().unwrap().to_string();
+        assert!(data.contains("multipart/signed"), "{data}");
+        assert!(data.contains("micalg=\"sha-256\""), "{data}");
+        let (ok, why) = cms_verify(&path, &data);
+        assert!(ok, "{kind}: {why}\n{data}");
+        assert!(why.contains("through transport"), "the signed text: {why}");
+        // One byte changed in the signed text: no longer verifies.
+        let tampered = data.replacen("through transport", "through transpOrt", 1);
+        assert_ne!(tampered, data);
+        let (ok, why) = cms_verify(&path, &tampered);
+        assert!(!ok, "a changed byte must fail: {why}");
+    }
+
+    // `mft-gateway check` names the certificate's state.
+    let check = |config: &Path| {
+        let out = Command::new(bin("mft-gateway"))
+            .args(["check", "--config"])
+            .arg(config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let out = check(config);
+    assert!(
+        out.contains(
+            "ok    transport signed-ec: ready (smtp; certificate ready for mft@acme.example"
+        ),
+        "{out}"
+    );
+
+    // The certificate file gone: not ready, and why.
+    std::fs::remove_file(path.join("ec.crt")).unwrap();
+    let out = check(config);
+    assert!(
+        out.contains("FAIL  transport signed-ec: not ready: S/MIME: smime_cert"),
+        "{out}"
+    );
+    let (code, out, _) = transports(config, &["list", "--json"]);
+    assert_eq!(code, 0);
+    let list: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    let ec = list.iter().find(|t| t["name"] == "signed-ec").unwrap();
+    assert_eq!(ec["state"], "not ready", "{ec}");
+    assert!(
+        ec["not_ready_reason"].as_str().unwrap().contains("ec.crt"),
+        "{ec}"
+    );
+    drop(gateway);
+}

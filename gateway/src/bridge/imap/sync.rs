@@ -2,11 +2,16 @@
 
 use super::session::{timed, ImapError, Session};
 use super::Poller;
+use crate::bridge::mailbox::tmpfile::MessageFile;
 use crate::bridge::mailbox::{audit, mapping, relay_gate};
 use crate::bridge::message;
 use crate::store::mailbox_state::ImapPosition;
 use futures_util::TryStreamExt;
 use mft_config::mailbox::AfterUpload;
+use tokio::io::AsyncWriteExt;
+
+/// Bytes of a message fetched per request (partial FETCH).
+const FETCH_CHUNK: u64 = 1 << 20;
 
 /// What the server offers after login.
 pub(crate) struct Caps {
@@ -157,11 +162,25 @@ async fn process(
             format!("{size} bytes, more than max_message_bytes {max}"),
         ));
     }
-    let raw = {
+    let data_dir = p.ctx.config.server.data_dir.clone();
+    let (tmp, mut file) = match MessageFile::create(&data_dir).await {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(mailbox = %p.id, uid, error = %e, "cannot create a temporary message file; will retry");
+            return Ok(Step::Retry);
+        }
+    };
+    // In pieces (RFC 3501 partial FETCH) straight to the file: the IMAP
+    // client buffers one response, never the message.
+    let mut offset: u64 = 0;
+    loop {
         let stream = timed(
             limit,
             "UID FETCH BODY.PEEK[]",
-            s.uid_fetch(uid.to_string(), "(UID BODY.PEEK[])"),
+            s.uid_fetch(
+                uid.to_string(),
+                format!("(UID BODY.PEEK[]<{offset}.{FETCH_CHUNK}>)"),
+            ),
         )
         .await?;
         let fetched: Vec<_> = timed(
@@ -170,19 +189,47 @@ async fn process(
             stream.try_collect::<Vec<_>>(),
         )
         .await?;
-        fetched
+        let Some(piece) = fetched
             .iter()
             .find(|f| f.uid == Some(uid))
-            .and_then(|f| f.body().map(|b| b.to_vec()))
-    };
-    let Some(raw) = raw else {
-        // Expunged by someone else between the listing and now.
-        tracing::info!(mailbox = %p.id, uid, "message gone before it was fetched");
-        return Ok(Step::Skipped);
-    };
-    let parsed = match message::parse(&raw) {
+            .and_then(|f| f.body())
+        else {
+            if offset == 0 {
+                // Expunged by someone else between the listing and now.
+                tracing::info!(mailbox = %p.id, uid, "message gone before it was fetched");
+                return Ok(Step::Skipped);
+            }
+            // Past the end: some servers answer with no section at all.
+            break;
+        };
+        if let Err(e) = file.write_all(piece).await {
+            tracing::error!(mailbox = %p.id, uid, error = %e, "cannot write a temporary message file; will retry");
+            return Ok(Step::Retry);
+        }
+        offset += piece.len() as u64;
+        if offset > max {
+            return Ok(skip(p, uid, format!("more than max_message_bytes {max}")));
+        }
+        // A short piece is the last; a longer one means the server sent
+        // the whole message (it ignored the partial request).
+        if piece.len() as u64 != FETCH_CHUNK {
+            break;
+        }
+    }
+    if let Err(e) = file.flush().await {
+        tracing::error!(mailbox = %p.id, uid, error = %e, "cannot write a temporary message file; will retry");
+        return Ok(Step::Retry);
+    }
+    drop(file);
+    let parsed = match message::parse_file(tmp.path(), 0).await {
         Ok(m) => m,
-        Err(e) => return Ok(skip(p, uid, format!("cannot be parsed: {e}"))),
+        Err(message::ParseFileError::Message(e)) => {
+            return Ok(skip(p, uid, format!("cannot be parsed: {e}")))
+        }
+        Err(e) => {
+            tracing::error!(mailbox = %p.id, uid, error = %e, "will retry");
+            return Ok(Step::Retry);
+        }
     };
     // Each attachment is an upload: no fan-out without bound.
     let (n, max) = (parsed.attachments.len(), p.mailbox.conn.max_attachments);

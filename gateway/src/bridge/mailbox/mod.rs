@@ -1,6 +1,6 @@
 //! What the IMAP and POP3 pollers share: TLS to the mail server, the field
-//! mapping from a parsed message to a delivery, metrics, audit records and
-//! the reconnect backoff.
+//! mapping from a parsed message to a delivery, metrics, audit records,
+//! the reconnect backoff and the temporary message files.
 
 pub mod backoff;
 pub mod connect;
@@ -8,6 +8,7 @@ pub mod mapping;
 pub mod metrics;
 pub mod relay_gate;
 pub mod tls;
+pub mod tmpfile;
 
 use crate::audit::{AuditLog, AuditRecord};
 

@@ -19,6 +19,10 @@ use tokio::net::TcpStream;
 
 /// Longest status or listing line accepted.
 const MAX_LINE: usize = 4096;
+/// Most bytes of a multi-line listing (UIDL) kept: ~200,000 messages.
+const MAX_LISTING_BYTES: usize = 16 << 20;
+/// Most bytes of a message read at once by `RETR`.
+pub const RETR_CHUNK: usize = 64 << 10;
 
 /// What went wrong talking POP3.
 #[derive(Debug, thiserror::Error)]
@@ -236,16 +240,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
             .ok_or_else(|| protocol("LIST", &line))
     }
 
-    /// `RETR n`, dot-unstuffed, CRLF line ends; refuses past `max` bytes.
+    /// `RETR n` in memory (tests and the fuzzer; the poller uses
+    /// [`retr_to`](Self::retr_to) with a file).
     pub async fn retr(&mut self, n: u32, max: u64) -> Result<Vec<u8>, Pop3Error> {
-        self.command(&format!("RETR {n}"), "RETR").await?;
         let mut out = Vec::new();
-        let mut line = Vec::new();
+        self.retr_to(n, max, &mut out).await?;
+        Ok(out)
+    }
+
+    /// `RETR n` into `out`, dot-unstuffed, CRLF line ends; refuses past
+    /// `max` bytes. Read and written in pieces of at most [`RETR_CHUNK`]
+    /// (a line longer than that is passed on in parts), so the message is
+    /// never whole in memory. Returns the bytes written.
+    pub async fn retr_to<W>(&mut self, n: u32, max: u64, out: &mut W) -> Result<u64, Pop3Error>
+    where
+        W: AsyncWrite + Unpin,
+    {
+        self.command(&format!("RETR {n}"), "RETR").await?;
+        let mut written: u64 = 0;
+        let mut piece = Vec::with_capacity(RETR_CHUNK);
+        let mut line_start = true;
         loop {
-            line.clear();
+            piece.clear();
             let read = tokio::time::timeout(
                 self.limit,
-                (&mut self.io).take(max + 3).read_until(b'\n', &mut line),
+                (&mut self.io)
+                    .take(RETR_CHUNK as u64)
+                    .read_until(b'\n', &mut piece),
             )
             .await;
             match read {
@@ -259,21 +280,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 Ok(Ok(0)) => return Err(closed("RETR")),
                 Ok(Ok(_)) => {}
             }
-            if !line.ends_with(b"\n") {
-                return Err(Pop3Error::TooLarge { n, max });
+            if line_start && (piece == b".\r\n" || piece == b".\n") {
+                out.flush().await.map_err(|source| Pop3Error::Io {
+                    what: "RETR (temporary file)".into(),
+                    source,
+                })?;
+                return Ok(written);
             }
-            if line == b".\r\n" || line == b".\n" {
-                return Ok(out);
-            }
-            let body: &[u8] = if line.starts_with(b"..") {
-                &line[1..]
+            let body: &[u8] = if line_start && piece.starts_with(b"..") {
+                &piece[1..]
             } else {
-                &line
+                &piece
             };
-            out.extend_from_slice(body);
-            if out.len() as u64 > max + 2 {
+            written += body.len() as u64;
+            if written > max + 2 {
                 return Err(Pop3Error::TooLarge { n, max });
             }
+            out.write_all(body).await.map_err(|source| Pop3Error::Io {
+                what: "RETR (temporary file)".into(),
+                source,
+            })?;
+            line_start = piece.ends_with(b"\n");
         }
     }
 
@@ -349,10 +376,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
 
     async fn multiline_lines(&mut self, what: &str) -> Result<Vec<String>, Pop3Error> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let line = self.line(what).await?;
             if line == "." {
                 return Ok(out);
+            }
+            // A hostile server could otherwise send ~4 GiB of lines.
+            bytes += line.len() + 2;
+            if bytes > MAX_LISTING_BYTES {
+                return Err(protocol(what, "listing too long"));
             }
             // Dot-stuffing: a line starting with '.' was sent with one more.
             out.push(match line.strip_prefix("..") {
@@ -437,5 +470,46 @@ mod tests {
         assert!(matches!(w.uidl().await, Err(Pop3Error::Protocol { .. })));
         // The stream ended: closed, not a hang or a panic.
         assert!(w.retr(1, 10).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn retr_streams_lines_longer_than_a_chunk_and_unstuffs_only_line_starts() {
+        let long = "a".repeat(RETR_CHUNK * 2 + 5);
+        let script = format!(
+            "+OK ready\r\n+OK\r\nSubject: x\r\n\r\n{long}..not-stuffed\r\n..stuffed\r\n.\r\n"
+        );
+        let mut w = server(script.leak().as_bytes());
+        w.greeting().await.unwrap();
+        let mut out = Vec::new();
+        let n = w.retr_to(1, 1 << 20, &mut out).await.unwrap();
+        let want = format!("Subject: x\r\n\r\n{long}..not-stuffed\r\n.stuffed\r\n");
+        assert_eq!(n, want.len() as u64);
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[tokio::test]
+    async fn a_message_past_the_cap_is_refused_while_streaming() {
+        let long = "b".repeat(RETR_CHUNK * 3);
+        let script = format!("+OK ready\r\n+OK\r\nSubject: x\r\n\r\n{long}\r\n.\r\n");
+        let mut w = server(script.leak().as_bytes());
+        w.greeting().await.unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            w.retr_to(1, RETR_CHUNK as u64, &mut out).await,
+            Err(Pop3Error::TooLarge { .. })
+        ));
+        assert!(out.len() <= RETR_CHUNK * 2, "{}", out.len());
+    }
+
+    #[tokio::test]
+    async fn a_listing_without_end_is_cut_at_its_byte_bound() {
+        let mut script = b"+OK ready\r\n+OK\r\n".to_vec();
+        let line = format!("1 {}\r\n", "u".repeat(MAX_LINE - 8));
+        while script.len() < MAX_LISTING_BYTES + 2 * MAX_LINE {
+            script.extend_from_slice(line.as_bytes());
+        }
+        let mut w = server(script.leak());
+        w.greeting().await.unwrap();
+        assert!(matches!(w.uidl().await, Err(Pop3Error::Protocol { .. })));
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
+use super::mailbox::tmpfile::MessageFile;
 use super::mailbox::{audit, mapping, relay_gate, token_source};
 use super::message;
 use super::oauth2::TokenSource;
@@ -160,8 +161,17 @@ impl Poller {
                 format!("{size} bytes, more than max_message_bytes {max}"),
             ));
         }
-        let raw = match s.retr(n, max).await {
-            Ok(raw) => raw,
+        let data_dir = &self.ctx.config.server.data_dir;
+        let (tmp, mut file) = match MessageFile::create(data_dir).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(mailbox = %self.id, uidl, error = %e, "cannot create a temporary message file; will retry");
+                return Ok(Step::Retry);
+            }
+        };
+        let mut out = tokio::io::BufWriter::with_capacity(client::RETR_CHUNK, &mut file);
+        match s.retr_to(n, max, &mut out).await {
+            Ok(_) => {}
             // The LIST size was too small a claim; the cap is what counts.
             // The rest of the message is unread, so the session must end.
             Err(Pop3Error::TooLarge { .. }) => {
@@ -171,9 +181,17 @@ impl Poller {
             }
             Err(e) => return Err(e.into()),
         };
-        let parsed = match message::parse(&raw) {
+        drop(out);
+        drop(file);
+        let parsed = match message::parse_file(tmp.path(), 0).await {
             Ok(m) => m,
-            Err(e) => return Ok(self.skip(uidl, format!("cannot be parsed: {e}"))),
+            Err(message::ParseFileError::Message(e)) => {
+                return Ok(self.skip(uidl, format!("cannot be parsed: {e}")))
+            }
+            Err(e) => {
+                tracing::error!(mailbox = %self.id, uidl, error = %e, "will retry");
+                return Ok(Step::Retry);
+            }
         };
         // Each attachment is an upload: no fan-out without bound.
         let (n, max) = (parsed.attachments.len(), self.mailbox.conn.max_attachments);

@@ -88,17 +88,31 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         sender_domain,
     });
     let config = Arc::new(server::ssh_config(keys, cfg.idle_timeout));
-    // Bound here so a busy port is a startup error, not a log line.
-    let listener = std::net::TcpListener::bind(cfg.listen)
-        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-        .map_err(|e| anyhow::anyhow!("sftp: cannot listen on {}: {e}", cfg.listen))?;
+    // Bound here so a busy port is a startup error, not a log line; a
+    // reload that changes the address rebinds it (upgrade.rs).
+    let conns = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
+    let runtime = ctx.runtime.handle().clone();
+    crate::upgrade::serve_movable(
+        crate::upgrade::names::SFTP,
+        cfg.listen,
+        move |socket, moved| {
+            let _guard = runtime.enter();
+            match tokio::net::TcpListener::from_std(socket) {
+                Ok(l) => {
+                    runtime.spawn(accept_loop(
+                        l,
+                        config.clone(),
+                        shared.clone(),
+                        conns.clone(),
+                        moved,
+                    ));
+                }
+                Err(e) => tracing::error!(error = %e, "sftp listener unusable"),
+            }
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("sftp: cannot listen on {}: {e}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, users = cfg.users.len(), "sftp bridge listening");
-    ctx.runtime.spawn(async move {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(l) => accept_loop(l, config, shared).await,
-            Err(e) => tracing::error!(error = %e, "sftp listener unusable"),
-        }
-    });
     Ok(())
 }
 
@@ -110,14 +124,18 @@ async fn accept_loop(
     listener: tokio::net::TcpListener,
     config: Arc<russh::server::Config>,
     shared: Arc<server::Shared>,
+    // Shared by the accept loops before and after a move.
+    conns: Arc<tokio::sync::Semaphore>,
+    mut moved: crate::upgrade::Moved,
 ) {
-    let conns = Arc::new(tokio::sync::Semaphore::new(shared.max_connections));
     let drain = shared.ctx.drain.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             // Dropping the listener closes the port: new clients are refused.
             () = drain.stopping() => return,
+            // A reload moved the listener; sessions accepted here go on.
+            () = moved.wait() => return,
         };
         let (stream, peer) = match accepted {
             Ok(s) => s,

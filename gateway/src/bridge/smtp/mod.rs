@@ -54,7 +54,7 @@ pub struct Shared {
     pub handshake_timeout: Duration,
 }
 
-/// Starts the listeners and the spool worker when `[smtp]` is configured.
+/// Starts the listeners and the spool workers when `[smtp]` is configured.
 /// Binding happens here, so a port in use is a startup error.
 pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     let Some(cfg) = ctx.config.smtp.clone() else {
@@ -87,21 +87,34 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         listeners.push((addr, true));
     }
     for (addr, implicit_tls) in listeners {
-        let listener = bind(ctx, addr).with_context(|| format!("smtp: cannot listen on {addr}"))?;
+        let name = if implicit_tls {
+            crate::upgrade::names::SMTPS
+        } else {
+            crate::upgrade::names::SMTP
+        };
+        let (shared, runtime) = (shared.clone(), ctx.runtime.handle().clone());
+        // Movable: a reload that changes the address rebinds it (upgrade.rs).
+        crate::upgrade::serve_movable(name, addr, move |socket, moved| {
+            let _guard = runtime.enter();
+            match TcpListener::from_std(socket) {
+                Ok(l) => {
+                    runtime.spawn(accept_loop(shared.clone(), l, implicit_tls, moved));
+                }
+                Err(e) => tracing::error!(error = %e, "smtp listener unusable"),
+            }
+        })
+        .with_context(|| format!("smtp: cannot listen on {addr}"))?;
         tracing::info!(%addr, implicit_tls, "smtp listener started");
-        ctx.runtime
-            .spawn(accept_loop(shared.clone(), listener, implicit_tls));
     }
-    ctx.runtime
-        .spawn(worker::run(ctx.clone(), spool, cfg, shared.metrics.clone()));
+    for _ in 0..cfg.spool_workers {
+        ctx.runtime.spawn(worker::run(
+            ctx.clone(),
+            spool.clone(),
+            cfg.clone(),
+            shared.metrics.clone(),
+        ));
+    }
     Ok(())
-}
-
-fn bind(ctx: &BridgeContext, addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let std = std::net::TcpListener::bind(addr)?;
-    std.set_nonblocking(true)?;
-    let _guard = ctx.runtime.handle().enter();
-    TcpListener::from_std(std)
 }
 
 /// The HTTPS certificate without ALPN (SMTP negotiates no application protocol).
@@ -116,13 +129,20 @@ fn tls_acceptor(ctx: &BridgeContext) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, implicit_tls: bool) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    implicit_tls: bool,
+    mut moved: crate::upgrade::Moved,
+) {
     let drain = shared.ctx.drain.clone();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             // Dropping the listener closes the port: new clients are refused.
             () = drain.stopping() => return,
+            // A reload moved the listener; sessions accepted here go on.
+            () = moved.wait() => return,
         };
         match accepted {
             Ok((tcp, peer)) => {

@@ -11,7 +11,6 @@ use super::reply;
 use super::{policy, Shared};
 use crate::bridge::message;
 use crate::bridge::spool::{Spool, SpoolMeta};
-use bytes::Bytes;
 use mft_filters::auth::scope::has_scope;
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
 use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
@@ -524,20 +523,46 @@ impl Session {
         Ok(None)
     }
 
-    /// Receives the message (dot-unstuffed, bounded by SIZE), parses it,
-    /// spools it durably and answers.
+    /// Receives the message (dot-unstuffed, bounded by SIZE) straight into
+    /// a spool temp file, parses it from there, commits the entry durably and
+    /// answers. What is in memory at once is one read and one write chunk.
     async fn data<S>(&mut self, conn: &mut Conn<S>) -> io::Result<Option<Exit>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let cfg = self.shared.cfg.clone();
-        let max = cfg.max_message_bytes;
+        let max = cfg.max_message_bytes as u64;
+        let principal = self.identity.clone().unwrap_or_else(|| Principal {
+            principal: "smtp:anonymous".into(),
+            scopes: "files:write deliveries:write".into(),
+            senders: None,
+        });
+        let meta = SpoolMeta {
+            id: Spool::new_id(),
+            received: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            sender: self.mail_from.take().unwrap_or_default(),
+            recipients: std::mem::take(&mut self.rcpts),
+            principal: principal.principal.clone(),
+            scopes: principal.scopes.clone(),
+            client_ip: Some(self.peer.ip().to_string()),
+        };
+        // A spool that cannot take the message still reads it to the final
+        // dot (the client is in DATA) and then answers 451.
+        let mut spool_error = None;
+        let mut writer = match self.shared.spool.create(&meta).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                spool_error = Some(e);
+                None
+            }
+        };
         let mut receiver = DataReceiver::new();
-        let mut message = Vec::new();
+        let mut chunk = Vec::new();
         // The CRLF ending the DATA command starts the first line, so a
         // leading "." is unstuffed (or ends an empty message) correctly.
-        receiver.ingest(&mut b"\r\n".iter(), &mut message);
-        message.clear();
+        receiver.ingest(&mut b"\r\n".iter(), &mut chunk);
+        chunk.clear();
+        let mut received: u64 = 0;
         let mut discard: Option<DummyDataReceiver> = None;
         let data_deadline = self
             .deadline
@@ -547,9 +572,10 @@ impl Session {
             if conn.pending.is_empty() {
                 match conn.fill(cfg.data_timeout).await? {
                     Read::Data => {}
+                    // Nothing of the message is kept: no 250 was sent, and
+                    // the writer's drop removes the temp file.
                     Read::Eof => return Ok(Some(Exit::Close)),
                     Read::Timeout => {
-                        // Nothing of the message is kept: no 250 was sent.
                         conn.send(self.timed_out(conn.past_deadline()));
                         return Ok(Some(Exit::Close));
                     }
@@ -559,23 +585,30 @@ impl Session {
                 let mut iter = conn.pending.iter();
                 let done = match &mut discard {
                     Some(d) => d.ingest(&mut iter),
-                    None => receiver.ingest(&mut iter, &mut message),
+                    None => receiver.ingest(&mut iter, &mut chunk),
                 };
                 (done, conn.pending.len() - iter.len())
             };
             conn.pending.drain(..consumed);
-            if discard.is_none() && message.len() > max {
-                // Past SIZE: keep reading to the final dot, keep nothing.
-                discard = Some(DummyDataReceiver::new_data(&receiver));
-                message = Vec::new();
+            if discard.is_none() {
+                received += chunk.len() as u64;
+                if received > max {
+                    // Past SIZE: keep reading to the final dot, keep nothing.
+                    discard = Some(DummyDataReceiver::new_data(&receiver));
+                    writer = None;
+                } else if let Some(w) = writer.as_mut() {
+                    if let Err(e) = w.write(&chunk).await {
+                        spool_error = Some(e);
+                        writer = None;
+                    }
+                }
+                chunk.clear();
             }
             if done {
                 break;
             }
         }
         conn.set_deadline(session_deadline);
-        let sender = self.mail_from.take().unwrap_or_default();
-        let recipients = std::mem::take(&mut self.rcpts);
         if discard.is_some() {
             self.shared
                 .metrics
@@ -585,17 +618,16 @@ impl Session {
             self.refuse(conn, "too_big", reply::MESSAGE_TOO_BIG);
             return Ok(None);
         }
-        let raw = Bytes::from(message);
-        let check = raw.clone();
-        // Parsing a large message is CPU work: off the async workers.
-        let parsed = tokio::task::spawn_blocking(move || {
-            message::parse(&check).map(|m| m.attachments.len())
-        })
-        .await
-        .map_err(|e| io::Error::other(e.to_string()))?;
+        let Some(mut writer) = writer else {
+            return Ok(self.spool_failed(conn, spool_error));
+        };
+        if let Err(e) = writer.finish().await {
+            return Ok(self.spool_failed(conn, Some(e)));
+        }
+        let parsed = message::parse_file(writer.path(), writer.body_offset()).await;
         let attachments = match parsed {
-            Ok(n) => n,
-            Err(e) => {
+            Ok(m) => m.attachments.len(),
+            Err(message::ParseFileError::Message(e)) => {
                 tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
                 self.shared
                     .metrics
@@ -604,6 +636,10 @@ impl Session {
                     .inc();
                 self.refuse(conn, "unparseable", reply::UNPARSEABLE);
                 return Ok(None);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "smtp spooled message unreadable; answered 451");
+                return Ok(self.spool_failed(conn, None));
             }
         };
         if attachments > cfg.max_attachments {
@@ -627,11 +663,6 @@ impl Session {
                 return Ok(Some(Exit::Close));
             }
         }
-        let principal = self.identity.clone().unwrap_or_else(|| Principal {
-            principal: "smtp:anonymous".into(),
-            scopes: "files:write deliveries:write".into(),
-            senders: None,
-        });
         // What the message makes the backend do must be within the
         // credential's scopes: a delivery always, an upload per attachment.
         let granted: Vec<String> = principal
@@ -644,17 +675,8 @@ impl Session {
             self.refuse(conn, "insufficient_scope", reply::INSUFFICIENT_SCOPE);
             return Ok(None);
         }
-        let meta = SpoolMeta {
-            id: Spool::new_id(),
-            received: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            sender,
-            recipients,
-            principal: principal.principal,
-            scopes: principal.scopes,
-            client_ip: Some(self.peer.ip().to_string()),
-        };
-        let size = raw.len();
-        match self.shared.spool.store(&meta, raw).await {
+        let size = writer.body_len();
+        match writer.commit().await {
             Ok(()) => {
                 tracing::info!(id = %meta.id, size, recipients = meta.recipients.len(),
                     principal = %meta.principal, "smtp message spooled");
@@ -664,19 +686,32 @@ impl Session {
                     .with_label_values(&["accepted"])
                     .inc();
                 conn.send(&reply::queued(&meta.id));
+                Ok(None)
             }
-            Err(e) => {
-                tracing::error!(error = %e, "smtp spool write failed; answered 451");
-                self.shared
-                    .metrics
-                    .messages
-                    .with_label_values(&["spool_error"])
-                    .inc();
-                self.shared.metrics.reject("spool_error");
-                conn.send(reply::SPOOL_FAILED);
-            }
+            Err(e) => Ok(self.spool_failed(conn, Some(e))),
         }
-        Ok(None)
+    }
+
+    /// The spool could not take a message: 451, the session goes on.
+    fn spool_failed<S>(
+        &mut self,
+        conn: &mut Conn<S>,
+        error: Option<crate::bridge::spool::SpoolError>,
+    ) -> Option<Exit>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if let Some(e) = error {
+            tracing::error!(error = %e, "smtp spool write failed; answered 451");
+        }
+        self.shared
+            .metrics
+            .messages
+            .with_label_values(&["spool_error"])
+            .inc();
+        self.shared.metrics.reject("spool_error");
+        conn.send(reply::SPOOL_FAILED);
+        None
     }
 }
 

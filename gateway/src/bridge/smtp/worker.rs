@@ -1,5 +1,11 @@
-//! The spool worker: delivers spooled messages through the pipeline,
-//! oldest first, and removes an entry only after the backend confirmed.
+//! The spool workers: deliver spooled messages through the pipeline,
+//! oldest first, and remove an entry only after the backend confirmed.
+//!
+//! `smtp.spool_workers` of them run in parallel; each entry is delivered by
+//! the one worker that claimed it ([`Spool::claim`]). A message is parsed
+//! from its spool file and its attachments are uploaded from there
+//! ([`message::parse_file`]), so a worker holds headers and text, never
+//! the message.
 //!
 //! A transient failure (backend down, 5xx, timeout, open breaker) stops the
 //! pass and retries after an exponential backoff with full jitter, capped at
@@ -28,9 +34,9 @@ enum Attempt {
     Retry,
 }
 
-/// Runs on the bridge runtime until the shutdown starts; a delivery under
-/// way then finishes (one cut by the exit stays spooled and is delivered,
-/// under the same idempotency key, after the restart).
+/// One worker; runs on the bridge runtime until the shutdown starts; a
+/// delivery under way then finishes (one cut by the exit stays spooled and
+/// is delivered, under the same idempotency key, after the restart).
 pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics: SmtpMetrics) {
     let mut backoff = FIRST_BACKOFF;
     let drain = ctx.drain.clone();
@@ -43,10 +49,16 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
             }
         };
         let mut retry = false;
+        let mut worked = false;
         for id in ids {
             if drain.is_stopping() {
                 return;
             }
+            // Another worker has it.
+            let Some(_claim) = spool.claim(&id) else {
+                continue;
+            };
+            worked = true;
             let _working = drain.work();
             if let Attempt::Retry = deliver(&ctx, &spool, &cfg, &metrics, &id).await {
                 retry = true;
@@ -63,12 +75,17 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
                 return;
             }
             backoff = (backoff * 2).min(cfg.retry_max_interval);
-        } else {
+        } else if !worked {
+            // Nothing this worker could take: wait for news. (After a pass
+            // that delivered, look again at once: entries stored meanwhile
+            // woke at most one worker.)
             backoff = FIRST_BACKOFF;
             tokio::select! {
                 () = spool.wait_new(IDLE_RESCAN) => {}
                 () = drain.stopping() => return,
             }
+        } else {
+            backoff = FIRST_BACKOFF;
         }
     }
 }
@@ -88,22 +105,28 @@ async fn deliver(
     metrics: &SmtpMetrics,
     id: &str,
 ) -> Attempt {
-    let (meta, raw) = match spool.load(id).await {
+    let entry = match spool.entry(id).await {
         Ok(e) => e,
         Err(crate::bridge::spool::SpoolError::Corrupt { reason, .. }) => {
             fail(ctx, spool, metrics, id, None, "corrupt", &reason).await;
             return Attempt::Done;
         }
+        Err(crate::bridge::spool::SpoolError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            // Delivered by another worker since this one listed the spool.
+            return Attempt::Done;
+        }
         Err(e) => {
-            // Gone (already handled) or unreadable: the next pass sees it again.
+            // Unreadable: the next pass sees it again.
             tracing::warn!(error = %e, "smtp spool entry unreadable");
             return Attempt::Retry;
         }
     };
-    let parsed = tokio::task::spawn_blocking(move || message::parse(&raw)).await;
-    let parsed = match parsed {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => {
+    let meta = entry.meta;
+    let parsed = match message::parse_file(&entry.path, entry.body_offset).await {
+        Ok(p) => p,
+        Err(message::ParseFileError::Message(e)) => {
             fail(
                 ctx,
                 spool,
@@ -116,7 +139,10 @@ async fn deliver(
             .await;
             return Attempt::Done;
         }
-        Err(_) => return Attempt::Retry,
+        Err(e) => {
+            tracing::warn!(error = %e, "smtp spool entry unreadable");
+            return Attempt::Retry;
+        }
     };
     let request = DeliveryRequest {
         ctx: CallContext::new(meta.principal.clone(), &meta.scopes, Some("smtp")),
@@ -182,8 +208,8 @@ async fn deliver(
 /// The backend's 422 for an idempotency key already used with another body.
 fn already_delivered(e: &crate::bridge::pipeline::PipelineError) -> bool {
     e.stage == "delivery"
-        && matches!(&e.source, BackendError::Status { status: 422, detail, .. }
-            if detail.contains("Idempotency-Key"))
+        && matches!(&e.source, BackendError::Status { status: 422, problem_type, .. }
+            if problem_type == mft_filters::problem_types::IDEMPOTENCY_KEY_REUSED)
 }
 
 async fn fail(
@@ -213,5 +239,42 @@ async fn fail(
     ctx.audit.record(r);
     if let Err(e) = spool.fail(id, &format!("{stage}: {reason}")).await {
         tracing::error!(error = %e, "cannot move a failed spool entry");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bridge::pipeline::PipelineError;
+
+    fn answer(stage: &str, status: u16, problem_type: &str, detail: &str) -> PipelineError {
+        PipelineError {
+            key: "smtp:x".into(),
+            stage: stage.into(),
+            source: BackendError::Status {
+                what: "POST /api/v1/deliveries".into(),
+                status,
+                problem_type: problem_type.into(),
+                detail: detail.into(),
+                retry_after: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_reused_key_is_told_by_its_problem_type_not_its_detail() {
+        let reused = mft_filters::problem_types::IDEMPOTENCY_KEY_REUSED;
+        assert!(already_delivered(&answer("delivery", 422, reused, "")));
+        // The detail is for people: another wording changes nothing.
+        assert!(already_delivered(&answer(
+            "delivery", 422, reused, "anders"
+        )));
+        assert!(!already_delivered(&answer(
+            "delivery",
+            422,
+            "urn:mft:problem:invalid-delivery",
+            "Idempotency-Key"
+        )));
+        assert!(!already_delivered(&answer("upload a.pdf", 422, reused, "")));
     }
 }

@@ -49,6 +49,7 @@ pub fn run(path: &Path) -> ExitCode {
                 DialError::Unreachable { .. } => "gateway unreachable",
                 DialError::Untrusted(_) => "gateway certificate not trusted",
                 DialError::KeyRefused => "connector key refused",
+                DialError::CertificateRefused => "client certificate refused",
                 _ => "gateway",
             };
             println!("FAIL  {what}: {e}");

@@ -34,6 +34,10 @@ pub enum DialError {
     /// The gateway refused the key (401): wrong, unknown or removed.
     #[error("connector key refused by the gateway (it is unknown there or was removed)")]
     KeyRefused,
+    /// The key is right but the gateway wants the client certificate this
+    /// connector is pinned to (403): `client_cert` missing or another one.
+    #[error("the gateway refused this connector's client certificate (it is pinned to another one, or client_cert is missing)")]
+    CertificateRefused,
     /// Any other answer to the attach request.
     #[error("the gateway answered {status} to the attach request: {detail}")]
     Refused {
@@ -52,7 +56,10 @@ impl DialError {
     /// setting) before a retry can succeed; logged as an error then. The
     /// connector keeps retrying anyway: the fix may be on the gateway side.
     pub fn is_config_problem(&self) -> bool {
-        matches!(self, DialError::KeyRefused | DialError::Untrusted(_))
+        matches!(
+            self,
+            DialError::KeyRefused | DialError::CertificateRefused | DialError::Untrusted(_)
+        )
     }
 }
 
@@ -158,6 +165,9 @@ impl Dialer {
         driver.abort();
         if status == http::StatusCode::UNAUTHORIZED {
             return Err(DialError::KeyRefused);
+        }
+        if status == http::StatusCode::FORBIDDEN {
+            return Err(DialError::CertificateRefused);
         }
         Err(DialError::Refused {
             status: status.as_u16(),

@@ -38,9 +38,7 @@ pub fn run(config: &Path, check: bool) -> anyhow::Result<ExitCode> {
     for w in &loaded.warnings {
         tracing::warn!("{}", w.display_in(config));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("connector")
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -61,7 +59,7 @@ pub struct Parts {
 impl Parts {
     /// Builds the dialer and the backend client from `config`.
     pub fn new(config: &Lan) -> anyhow::Result<Parts> {
-        let tls = trust::client_config(&config.trust)?;
+        let tls = trust::client_config(&config.trust, config.client_cert.as_ref())?;
         Ok(Parts {
             dialer: Dialer::new(config, tls)?,
             backend: BackendLink::new(&config.backend, config.connect_timeout)?,
@@ -74,16 +72,35 @@ impl Parts {
     }
 }
 
+/// Starts one thread per connection slot, then waits for SIGTERM or ^C.
+///
+/// Each slot runs on its own single-threaded runtime with its own backend
+/// client, like the gateway's per-core workers: the h2 connection, the
+/// request tasks and the backend connections of one slot never hand a
+/// chunk to another thread, which costs a wake-up per chunk (the download
+/// direction measured 0.5-0.6x the direct path with one shared runtime).
 async fn serve(config: Lan) -> anyhow::Result<()> {
-    let parts = Arc::new(Parts::new(&config)?);
+    let first = Parts::new(&config)?;
     tracing::info!(
-        gateway = %parts.dialer.target(),
-        backend = %parts.backend.authority,
+        gateway = %first.dialer.target(),
+        backend = %first.backend.authority,
         connections = config.connections,
         "mft-gateway connector starting"
     );
+    let mut first = Some(first);
     for slot in 0..config.connections {
-        tokio::spawn(keep_connected(parts.clone(), slot));
+        let parts = match first.take() {
+            Some(p) => p,
+            None => Parts::new(&config)?,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        std::thread::Builder::new()
+            .name(format!("connector-{slot}"))
+            .spawn(move || runtime.block_on(keep_connected(Arc::new(parts), slot)))
+            .context("cannot start a connector thread")?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot watch SIGTERM")?;

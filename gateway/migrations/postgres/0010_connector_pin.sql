@@ -1,0 +1,6 @@
+-- Client-certificate pin per DMZ connector (postgres). Keep in step with
+-- ../sqlite/0010_connector_pin.sql.
+
+-- SHA-256 of the certificate the connector must present, lower-case hex;
+-- NULL = none required (the connector key alone authenticates it).
+ALTER TABLE connectors ADD COLUMN client_cert_sha256 TEXT;

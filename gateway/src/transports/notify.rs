@@ -1,0 +1,69 @@
+//! `[[notify]]` rules: the gateway's own events (`credit_low`,
+//! `relay_failed`) queued as messages through a transport provider, at most
+//! one per rule and event kind per the rule's `period`, also across
+//! restarts and gateways sharing the store.
+
+use super::outbox::Content;
+use crate::audit::{AuditLog, AuditRecord};
+use crate::store::KeyStore;
+use mft_config::Config;
+use std::sync::Arc;
+
+/// Raises events; cheap to share.
+pub struct Notifier {
+    store: KeyStore,
+    config: Arc<Config>,
+    audit: AuditLog,
+}
+
+impl Notifier {
+    /// A notifier over the rules of `config`.
+    pub fn new(store: KeyStore, config: Arc<Config>, audit: AuditLog) -> Notifier {
+        Notifier {
+            store,
+            config,
+            audit,
+        }
+    }
+
+    /// Raises `event`: every rule for it whose period has passed queues one
+    /// message; each is audited (`event` `notify`).
+    pub async fn raise(&self, event: &str, subject: &str, text: &str) {
+        for (i, rule) in self.config.notify.iter().enumerate() {
+            if rule.event != event {
+                continue;
+            }
+            let key = format!("{event}|{}|{}", rule.provider, rule.to.join(","));
+            match self.store.claim_notification(&key, rule.period).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(rule = i, event, error = %e, "cannot claim a notification");
+                    continue;
+                }
+            }
+            let content = Content {
+                to: rule.to.clone(),
+                subject: format!("mft-gateway ({}): {subject}", self.config.organization.name),
+                text: text.to_string(),
+                html: None,
+            };
+            let queued =
+                super::outbox::accept(&self.store, Some(&rule.provider), None, content).await;
+            let mut record = AuditRecord::new("notify");
+            record.principal = Some(format!("transport:{}", rule.provider));
+            match queued {
+                Ok(id) => {
+                    record.decision = Some("allow");
+                    record.reason = Some(format!("notify[{i}] {event}: queued as {id}"));
+                }
+                Err(e) => {
+                    tracing::warn!(rule = i, event, error = %e, "notification not queued");
+                    record.decision = Some("deny");
+                    record.reason = Some(format!("notify[{i}] {event}: not queued: {e}"));
+                }
+            }
+            self.audit.record(record);
+        }
+    }
+}
