@@ -252,13 +252,13 @@ async fn a_reload_moves_the_smtp_listeners_and_open_sessions_go_on() {
         "the new listener does not serve"
     );
     assert!(
-        tokio::net::TcpStream::connect(s.smtp).await.is_err(),
+        refused_soon(s.smtp).await,
         "the old SMTP address still accepts"
     );
     let tls = tokio::net::TcpStream::connect(smtps).await;
     assert!(tls.is_ok(), "the new SMTPS address does not accept");
     assert!(
-        tokio::net::TcpStream::connect(s.smtps).await.is_err(),
+        refused_soon(s.smtps).await,
         "the old SMTPS address still accepts"
     );
     // The session opened on the old address before the move goes on.
@@ -266,6 +266,19 @@ async fn a_reload_moves_the_smtp_listeners_and_open_sessions_go_on() {
     let ehlo = session.reply().await;
     assert!(ehlo.last().unwrap().starts_with("250"), "{ehlo:?}");
     let _ = &backend;
+}
+
+/// True once `addr` refuses connections. A reload reports success when the
+/// new listener is bound; the old accept loop lets go of its socket on its
+/// next poll, a moment later.
+async fn refused_soon(addr: SocketAddr) -> bool {
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// The SSH identification line a server sends first.
@@ -306,7 +319,7 @@ async fn a_reload_moves_the_sftp_listener() {
         .expect("the new address does not serve");
     assert!(banner.starts_with("SSH-2.0-"), "{banner}");
     assert!(
-        tokio::net::TcpStream::connect(env.sftp).await.is_err(),
+        refused_soon(env.sftp).await,
         "the old SFTP address still accepts"
     );
 }
