@@ -26,6 +26,17 @@ struct Pebble {
 /// Starts challtestsrv (DNS only: every name is 127.0.0.1) and Pebble, whose
 /// TLS-ALPN-01 validator dials `tls_port`.
 async fn start_pebble(dir: &Path, certs: &Certs, tls_port: u16, validity_secs: u64) -> Pebble {
+    start_pebble_with(dir, certs, tls_port, free_addr().port(), validity_secs).await
+}
+
+/// [`start_pebble`] whose HTTP-01 validator dials `http_port`.
+async fn start_pebble_with(
+    dir: &Path,
+    certs: &Certs,
+    tls_port: u16,
+    http_port: u16,
+    validity_secs: u64,
+) -> Pebble {
     let dns = free_addr();
     let dns_proc = Proc::spawn(
         "challtestsrv",
@@ -56,7 +67,7 @@ async fn start_pebble(dir: &Path, certs: &Certs, tls_port: u16, validity_secs: u
             "managementListenAddress": management.to_string(),
             "certificate": certs.cert,
             "privateKey": certs.key,
-            "httpPort": free_addr().port(),
+            "httpPort": http_port,
             "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
@@ -387,4 +398,64 @@ async fn an_unreachable_ca_is_logged_counted_and_retried_while_the_default_certi
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// `challenge = "http-01"`: Pebble's validator fetches the key
+/// authorization from the gateway's plain-HTTP listener (its `httpPort`);
+/// that listener answers nothing else; the certificate is renewed too.
+#[tokio::test]
+async fn http01_certificate_from_pebble_is_served_and_renewed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let certs = make_certs(d);
+    let backend = start_backend(d).await;
+    let http = free_addr();
+    // Pebble's TLS-ALPN-01 validator would find nothing at this port: only
+    // HTTP-01 can succeed.
+    let pebble = start_pebble_with(d, &certs, free_addr().port(), http.port(), 30).await;
+    let tables = format!(
+        "[server.acme]\ndirectory = \"{}\"\nnames = [\"{NAME}\"]\nca_file = \"{}\"\nchallenge = \"http-01\"\nhttp_listen = \"{http}\"\n",
+        pebble.directory,
+        certs.ca.display()
+    );
+    let mut gw = start_gateway_with(
+        d,
+        &certs,
+        &backend.url,
+        &format!(
+            "signing_key = \"file:{}\"",
+            default_signing_key(d).display()
+        ),
+        &tables,
+    )
+    .await;
+    let root = pebble_root(&pebble, &certs, d).await;
+    let first = wait_acme_cert(&mut gw, &root, None).await;
+    assert!(first.contains(&format!("DNS:{NAME}")), "{first}");
+    let renewed = wait_acme_cert(&mut gw, &root, Some(&first)).await;
+    assert!(renewed.contains(&format!("DNS:{NAME}")), "{renewed}");
+    let page = metrics(gw.admin).await;
+    let ok = metric(&page, "mft_acme_renewals_total{result=\"success\"}").unwrap_or(0.0);
+    assert!(ok >= 2.0, "{page}");
+
+    // The plain-HTTP listener exposes nothing but challenges in progress.
+    let plain = reqwest::Client::new();
+    for path in [
+        "/api/v1/files",
+        "/healthz",
+        "/.well-known/acme-challenge/not-a-token",
+    ] {
+        let r = plain
+            .get(format!("http://{http}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{path}"
+        );
+    }
+    drop(pebble.proc);
 }
