@@ -601,7 +601,8 @@ impl Diff {
                 restart(&mut d, "connector", same != *n);
                 if same == *n && o.listen != n.listen {
                     d.live.push("connector.listen".into());
-                    d.moved.push((names::CONNECTOR, "connector.listen", n.listen));
+                    d.moved
+                        .push((names::CONNECTOR, "connector.listen", n.listen));
                 }
             }
             (o, n) => restart(&mut d, "connector", o != n),
@@ -669,17 +670,13 @@ mod tests {
     #[test]
     fn moved_admin_and_connector_listeners_apply_live() {
         let old = config("[connector]\nlisten = \"127.0.0.1:8444\"\n");
-        let moved = config(
-            "[connector]\nlisten = \"127.0.0.1:8445\"\n"
-        );
+        let moved = config("[connector]\nlisten = \"127.0.0.1:8445\"\n");
         let d = Diff::between(&old, &moved);
         assert_eq!(d.live, vec!["connector.listen"]);
         assert!(d.restart.is_empty());
         assert_eq!(d.moved.len(), 1);
         // Another connector setting with it: a restart, not a move.
-        let changed = config(
-            "[connector]\nlisten = \"127.0.0.1:8445\"\nping_interval = \"9s\"\n",
-        );
+        let changed = config("[connector]\nlisten = \"127.0.0.1:8445\"\nping_interval = \"9s\"\n");
         let d = Diff::between(&old, &changed);
         assert_eq!(d.restart, vec!["connector"]);
         assert!(d.moved.is_empty());

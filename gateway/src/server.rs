@@ -334,8 +334,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .watch()
         .context("cannot start the certificate watcher")?;
     // OCSP stapling for the certificates that name a responder (ocsp.rs).
-    let ocsp_metrics = tls::ocsp::OcspMetrics::new(metrics.registry())
-        .context("cannot register OCSP metrics")?;
+    let ocsp_metrics =
+        tls::ocsp::OcspMetrics::new(metrics.registry()).context("cannot register OCSP metrics")?;
     control.spawn(tls::ocsp::run(Arc::downgrade(&cert_store), ocsp_metrics));
     if let Some((manager, stored)) = acme {
         if let Some(socket) = acme_http_socket {

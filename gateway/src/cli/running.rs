@@ -121,8 +121,8 @@ fn admin_addr_file(data_dir: &Path) -> std::path::PathBuf {
 pub(crate) fn record_admin_addr(data_dir: &Path, addr: SocketAddr) {
     let path = admin_addr_file(data_dir);
     let tmp = path.with_extension("addr.tmp");
-    let written = std::fs::write(&tmp, local(addr).to_string())
-        .and_then(|()| std::fs::rename(&tmp, &path));
+    let written =
+        std::fs::write(&tmp, local(addr).to_string()).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         tracing::warn!(file = %path.display(), error = %e, "cannot record the admin address");
     }

@@ -9,13 +9,13 @@
 //! into the resolver (connections in flight keep theirs). A failed order is
 //! logged and retried with exponential backoff.
 
+use super::acme_http::Http01Tokens;
 use super::certs::CertStore;
 use super::TlsError;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
-use super::acme_http::Http01Tokens;
 use mft_config::model::{Acme, AcmeChallenge};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rustls::pki_types::PrivateKeyDer;
@@ -469,13 +469,12 @@ impl AcmeManager {
                 AcmeChallenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
                 AcmeChallenge::Http01 { .. } => (ChallengeType::Http01, "http-01"),
             };
-            let mut challenge =
-                authz
-                    .challenge(kind)
-                    .ok_or_else(|| AcmeError::Authorization {
-                        name: name.clone(),
-                        status: format!("the CA offers no {label} challenge"),
-                    })?;
+            let mut challenge = authz
+                .challenge(kind)
+                .ok_or_else(|| AcmeError::Authorization {
+                    name: name.clone(),
+                    status: format!("the CA offers no {label} challenge"),
+                })?;
             match self.config.challenge {
                 AcmeChallenge::TlsAlpn01 => {
                     let digest = challenge.key_authorization().digest();

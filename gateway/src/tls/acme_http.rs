@@ -98,7 +98,9 @@ impl ServeHttp for Http01App {
             response.headers_mut().insert(http::header::CONTENT_TYPE, v);
         }
         if let Ok(v) = http::HeaderValue::from_str(&response.body().len().to_string()) {
-            response.headers_mut().insert(http::header::CONTENT_LENGTH, v);
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_LENGTH, v);
         }
         response
     }
@@ -115,10 +117,22 @@ mod tests {
         let app = Http01App::new(tokens.clone());
         let (s, _, body) = app.answer(&http::Method::GET, "/.well-known/acme-challenge/abc");
         assert_eq!((s, body.as_slice()), (200, b"abc.thumb".as_slice()));
-        assert_eq!(app.answer(&http::Method::GET, "/.well-known/acme-challenge/x").0, 404);
+        assert_eq!(
+            app.answer(&http::Method::GET, "/.well-known/acme-challenge/x")
+                .0,
+            404
+        );
         assert_eq!(app.answer(&http::Method::GET, "/api/v1/files").0, 404);
-        assert_eq!(app.answer(&http::Method::POST, "/.well-known/acme-challenge/abc").0, 405);
+        assert_eq!(
+            app.answer(&http::Method::POST, "/.well-known/acme-challenge/abc")
+                .0,
+            405
+        );
         tokens.remove("abc");
-        assert_eq!(app.answer(&http::Method::GET, "/.well-known/acme-challenge/abc").0, 404);
+        assert_eq!(
+            app.answer(&http::Method::GET, "/.well-known/acme-challenge/abc")
+                .0,
+            404
+        );
     }
 }

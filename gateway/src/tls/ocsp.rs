@@ -238,10 +238,7 @@ impl OcspTarget {
             .signature_algorithm
             .to_der()
             .map_err(parse("OCSP signature algorithm"))?;
-        let sig_der = basic
-            .signature
-            .to_der()
-            .map_err(parse("OCSP signature"))?;
+        let sig_der = basic.signature.to_der().map_err(parse("OCSP signature"))?;
         let bad = |what: &'static str| OcspError::Parse {
             what,
             detail: "invalid DER".into(),
@@ -269,7 +266,9 @@ impl OcspTarget {
                 .flatten()
                 .is_some_and(|eku| eku.value.ocsp_signing);
             if delegated
-                && responder.verify_signature(Some(issuer.public_key())).is_ok()
+                && responder
+                    .verify_signature(Some(issuer.public_key()))
+                    .is_ok()
                 && verify(responder.public_key())
             {
                 return Ok(());
@@ -304,7 +303,9 @@ impl OcspTarget {
             .map_err(|e| fail(crate::error_chain::error_chain(&e)))?
         {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(fail(format!("answer larger than {MAX_RESPONSE_BYTES} bytes")));
+                return Err(fail(format!(
+                    "answer larger than {MAX_RESPONSE_BYTES} bytes"
+                )));
             }
             body.extend_from_slice(&chunk);
         }
@@ -340,11 +341,10 @@ impl Validity {
 /// `leaf`'s AIA OCSP URL (http or https), if any.
 fn ocsp_url(leaf: &[u8]) -> Result<Option<String>, OcspError> {
     use x509_parser::extensions::{GeneralName, ParsedExtension};
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(leaf).map_err(|e| OcspError::Parse {
-            what: "certificate",
-            detail: e.to_string(),
-        })?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).map_err(|e| OcspError::Parse {
+        what: "certificate",
+        detail: e.to_string(),
+    })?;
     for ext in cert.extensions() {
         if let ParsedExtension::AuthorityInfoAccess(aia) = ext.parsed_extension() {
             for desc in &aia.accessdescs {

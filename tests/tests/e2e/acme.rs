@@ -561,9 +561,8 @@ async fn an_upload_survives_a_reload_and_an_acme_renewal() {
 
     // A third in: reload a changed config.
     at(reached.next().unwrap()).await;
-    let reloads = |page: &str| {
-        metric(page, "mft_config_reloads_total{result=\"success\"}").unwrap_or(0.0)
-    };
+    let reloads =
+        |page: &str| metric(page, "mft_config_reloads_total{result=\"success\"}").unwrap_or(0.0);
     let before = reloads(&metrics(gw.admin).await);
     let text = std::fs::read_to_string(&gw.config).unwrap();
     std::fs::write(

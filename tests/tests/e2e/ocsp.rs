@@ -28,16 +28,38 @@ fn make_ocsp_certs(dir: &Path, responder: std::net::SocketAddr) -> Certs {
     openssl(
         dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-days", "30", "-subj", "/CN=mft OCSP test CA", "-keyout", "ocsp-ca.key", "-out",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=mft OCSP test CA",
+            "-keyout",
+            "ocsp-ca.key",
+            "-out",
             "ocsp-ca.pem",
         ],
     );
     openssl(
         dir,
         &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
-            "/CN=localhost", "-keyout", "leaf.key", "-out", "leaf.csr",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
         ],
     );
     std::fs::write(
@@ -53,8 +75,22 @@ fn make_ocsp_certs(dir: &Path, responder: std::net::SocketAddr) -> Certs {
     openssl(
         dir,
         &[
-            "x509", "-req", "-in", "leaf.csr", "-CA", "ocsp-ca.pem", "-CAkey", "ocsp-ca.key",
-            "-set_serial", "0x4d4654", "-days", "10", "-extfile", "leaf.ext", "-out", "leaf.pem",
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ocsp-ca.pem",
+            "-CAkey",
+            "ocsp-ca.key",
+            "-set_serial",
+            "0x4d4654",
+            "-days",
+            "10",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "leaf.pem",
         ],
     );
     let ca_pem = std::fs::read_to_string(dir.join("ocsp-ca.pem")).unwrap();
@@ -79,8 +115,19 @@ fn start_responder(dir: &Path, at: std::net::SocketAddr) -> Proc {
         "ocsp-responder",
         Path::new("/usr/bin/openssl"),
         &[
-            "ocsp", "-index", "index.txt", "-port", &at.port().to_string(), "-rsigner",
-            "ocsp-ca.pem", "-rkey", "ocsp-ca.key", "-CA", "ocsp-ca.pem", "-nmin", "1",
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-port",
+            &at.port().to_string(),
+            "-rsigner",
+            "ocsp-ca.pem",
+            "-rkey",
+            "ocsp-ca.key",
+            "-CA",
+            "ocsp-ca.pem",
+            "-nmin",
+            "1",
             "-ignore_err",
         ],
         dir,
@@ -90,7 +137,15 @@ fn start_responder(dir: &Path, at: std::net::SocketAddr) -> Proc {
 /// What `openssl s_client -status` prints about the stapled response.
 fn s_client_status(addr: std::net::SocketAddr, ca: &Path) -> String {
     let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-servername", "localhost", "-status", "-CAfile"])
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+            "-status",
+            "-CAfile",
+        ])
         .arg(ca)
         .stdin(std::process::Stdio::null())
         .output()
@@ -133,9 +188,15 @@ async fn the_responders_answer_is_stapled_and_a_failing_responder_costs_only_the
     })
     .await
     .unwrap();
-    assert!(status.contains("OCSP response: no response sent"), "{status}");
+    assert!(
+        status.contains("OCSP response: no response sent"),
+        "{status}"
+    );
     assert!(status.contains("Verify return code: 0 (ok)"), "{status}");
-    assert_eq!(series(gw.admin, "mft_tls_ocsp_stapled{name=\"default\"}").await, 0.0);
+    assert_eq!(
+        series(gw.admin, "mft_tls_ocsp_stapled{name=\"default\"}").await,
+        0.0
+    );
 
     // The responder comes up: the next retry staples its answer.
     let responder = start_responder(path, responder_addr);
@@ -153,13 +214,20 @@ async fn the_responders_answer_is_stapled_and_a_failing_responder_costs_only_the
     })
     .await
     .unwrap();
-    assert!(status.contains("OCSP Response Status: successful"), "{status}\n{}", gw.proc.stderr());
+    assert!(
+        status.contains("OCSP Response Status: successful"),
+        "{status}\n{}",
+        gw.proc.stderr()
+    );
     assert!(status.contains("Cert Status: good"), "{status}");
     assert!(status.contains("Serial Number: 4D4654"), "{status}");
     assert!(status.contains("Next Update:"), "{status}");
     assert!(
-        metric(&metrics(gw.admin).await, "mft_tls_ocsp_fetches_total{result=\"success\"}")
-            .unwrap_or(0.0)
+        metric(
+            &metrics(gw.admin).await,
+            "mft_tls_ocsp_fetches_total{result=\"success\"}"
+        )
+        .unwrap_or(0.0)
             >= 1.0
     );
 

@@ -327,7 +327,12 @@ async fn reinstall_while_serving(deb: &str) {
         path,
     );
     let base = format!("https://{addr}");
-    wait_ready(&mut old, &client(&certs, Proto::Http1), &format!("{base}/healthz")).await;
+    wait_ready(
+        &mut old,
+        &client(&certs, Proto::Http1),
+        &format!("{base}/healthz"),
+    )
+    .await;
 
     // A paced upload, in flight while dpkg runs.
     let size: u64 = 64 << 20;
@@ -335,16 +340,16 @@ async fn reinstall_while_serving(deb: &str) {
     let sent = Arc::new(AtomicUsize::new(0));
     let body = {
         let (content, sent) = (content.clone(), sent.clone());
-        reqwest::Body::wrap_stream(futures_util::stream::iter(0..content.chunks()).then(
-            move |i| {
+        reqwest::Body::wrap_stream(
+            futures_util::stream::iter(0..content.chunks()).then(move |i| {
                 let (content, sent) = (content.clone(), sent.clone());
                 async move {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     Ok::<_, std::io::Error>(content.chunk(i))
                 }
-            },
-        ))
+            }),
+        )
     };
     let upload = {
         let client = client_with_key(&certs, Proto::Http1, &key);
@@ -416,8 +421,14 @@ async fn reinstall_while_serving(deb: &str) {
     let deadline = Instant::now() + Duration::from_secs(40);
     // Gone, or a zombie nobody reaps (its parent, the old process, is gone).
     let alive = || {
-        std::fs::read_to_string(format!("/proc/{new_pid}/stat"))
-            .is_ok_and(|stat| !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        std::fs::read_to_string(format!("/proc/{new_pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
     };
     while alive() {
         assert!(Instant::now() < deadline, "the new process did not stop");
