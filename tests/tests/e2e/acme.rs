@@ -484,17 +484,24 @@ async fn an_upload_survives_a_reload_and_an_acme_renewal() {
         pebble.directory,
         certs.ca.display()
     );
-    let mut gw = start_gateway_with(
-        d,
-        &certs,
-        &backend.url,
-        &format!(
-            "signing_key = \"file:{}\"",
-            default_signing_key(d).display()
+    let (admin, config) = (free_addr(), d.join("gateway.toml"));
+    std::fs::write(
+        &config,
+        gateway_config(
+            &certs,
+            addr,
+            admin,
+            &backend.url,
+            &format!(
+                "signing_key = \"file:{}\"",
+                default_signing_key(d).display()
+            ),
+            &tables,
         ),
-        &tables,
     )
-    .await;
+    .unwrap();
+    let (_, key) = create_key(&config, "e2e", ALL_SCOPES);
+    let mut gw = launch_gateway(d, &certs, config, addr, admin, key).await;
     let root = pebble_root(&pebble, &certs, d).await;
     let first = wait_acme_cert(&mut gw, &root, None).await;
 
