@@ -237,7 +237,8 @@ impl Moved {
 type Serve = std::sync::Arc<dyn Fn(TcpListener, Moved) + Send + Sync>;
 
 /// A listener a reload can move (`smtp.listen`, `smtp.tls_listen`,
-/// `sftp.listen`, `server.admin_listen`, `connector.listen`): how to serve a socket, and how to end the current loop.
+/// `sftp.listen`, `server.admin_listen`, `connector.listen`): how to serve
+/// a socket, and how to end the current loop.
 struct Movable {
     name: String,
     addr: SocketAddr,

@@ -117,21 +117,26 @@ fn admin_addr_file(data_dir: &Path) -> std::path::PathBuf {
 }
 
 /// Records the admin listener's address for `reload`/`upgrade` (best
-/// effort: without the file they use the config's address).
+/// effort: without the file they use the config's address), with this
+/// process's id, so a file left by a process that is gone is not used.
 pub(crate) fn record_admin_addr(data_dir: &Path, addr: SocketAddr) {
     let path = admin_addr_file(data_dir);
     let tmp = path.with_extension("addr.tmp");
-    let written =
-        std::fs::write(&tmp, local(addr).to_string()).and_then(|()| std::fs::rename(&tmp, &path));
+    let line = format!("{} {}\n", local(addr), std::process::id());
+    let written = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
         tracing::warn!(file = %path.display(), error = %e, "cannot record the admin address");
     }
 }
 
+/// The recorded admin address, if the process that recorded it is still a
+/// running mft-gateway: the admin token must not be sent to whatever
+/// listens at an address a crashed gateway once had.
 fn recorded_admin_addr(data_dir: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(admin_addr_file(data_dir))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let text = std::fs::read_to_string(admin_addr_file(data_dir)).ok()?;
+    let mut parts = text.split_whitespace();
+    let addr = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "mft-gateway").then_some(addr)
 }
