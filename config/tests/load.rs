@@ -563,7 +563,9 @@ fn acme_challenge_defaults_to_tls_alpn_and_http01_needs_its_listener() {
             ),
         )
     };
-    let c = load_str(&acme(""), Path::new("gateway.toml")).unwrap().config;
+    let c = load_str(&acme(""), Path::new("gateway.toml"))
+        .unwrap()
+        .config;
     assert_eq!(c.server.acme.unwrap().challenge, AcmeChallenge::TlsAlpn01);
     let c = load_str(
         &acme("challenge = \"http-01\"\nhttp_listen = \"0.0.0.0:80\"\n"),
@@ -578,9 +580,18 @@ fn acme_challenge_defaults_to_tls_alpn_and_http01_needs_its_listener() {
         }
     );
     for (extra, want) in [
-        ("challenge = \"http-01\"\n", "server.acme.http_listen: missing"),
-        ("challenge = \"dns-01\"\n", "server.acme.challenge: expected"),
-        ("http_listen = \"0.0.0.0:80\"\n", "server.acme.http_listen: only used with"),
+        (
+            "challenge = \"http-01\"\n",
+            "server.acme.http_listen: missing",
+        ),
+        (
+            "challenge = \"dns-01\"\n",
+            "server.acme.challenge: expected",
+        ),
+        (
+            "http_listen = \"0.0.0.0:80\"\n",
+            "server.acme.http_listen: only used with",
+        ),
         (
             "challenge = \"http-01\"\nhttp_listen = \"port 80\"\n",
             "server.acme.http_listen: expected IP:PORT",
