@@ -546,11 +546,46 @@ fn convert_acme(a: crate::file::AcmeFile, ctx: &mut Ctx<'_>) -> Option<Acme> {
         }
     }
     let ca_file = a.ca_file.map(|p| ctx.path(&p));
+    let challenge = match a
+        .challenge
+        .as_deref()
+        .unwrap_or(crate::defaults::server::ACME_CHALLENGE)
+    {
+        "tls-alpn-01" => {
+            if a.http_listen.is_some() {
+                ctx.error(
+                    "server.acme.http_listen",
+                    "only used with challenge = \"http-01\"",
+                );
+            }
+            Some(AcmeChallenge::TlsAlpn01)
+        }
+        "http-01" => match a.http_listen {
+            Some(text) => ctx
+                .addr("server.acme.http_listen", Some(text), "")
+                .map(|listen| AcmeChallenge::Http01 { listen }),
+            None => {
+                ctx.error(
+                    "server.acme.http_listen",
+                    "missing: challenge = \"http-01\" needs a plain-HTTP listener that the CA reaches as port 80 of each name (e.g. \"0.0.0.0:80\")",
+                );
+                None
+            }
+        },
+        other => {
+            ctx.error(
+                "server.acme.challenge",
+                format!("expected \"tls-alpn-01\" or \"http-01\", got {other:?}"),
+            );
+            None
+        }
+    };
     Some(Acme {
         directory: directory?,
         contact,
         names,
         ca_file,
+        challenge: challenge?,
     })
 }
 

@@ -70,6 +70,8 @@ pub mod server {
     pub const HSTS_INCLUDE_SUBDOMAINS: bool = false;
     /// `server.acme.contact`.
     pub const ACME_CONTACT: &[&str] = &[];
+    /// `server.acme.challenge`.
+    pub const ACME_CHALLENGE: &str = "tls-alpn-01";
 }
 
 /// Defaults of `[organization]`.
@@ -390,6 +392,7 @@ pub const TABLE: &[(&str, Value)] = &[
         Value::Bool(server::HSTS_INCLUDE_SUBDOMAINS),
     ),
     ("server.acme.contact", Value::List(server::ACME_CONTACT)),
+    ("server.acme.challenge", Value::Str(server::ACME_CHALLENGE)),
     ("organization.name", Value::Str(organization::NAME)),
     (
         "organization.email_domains",

@@ -216,6 +216,10 @@ pub struct AcmeFile {
     pub names: Option<Vec<String>>,
     /// Extra CA (PEM) that signs the directory's own HTTPS certificate.
     pub ca_file: Option<String>,
+    /// `"tls-alpn-01"` or `"http-01"`.
+    pub challenge: Option<String>,
+    /// Plain-HTTP listener for HTTP-01 (`/.well-known/acme-challenge/`).
+    pub http_listen: Option<String>,
 }
 
 /// `[[server.certificates]]`

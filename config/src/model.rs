@@ -230,6 +230,22 @@ pub struct Acme {
     pub names: Vec<String>,
     /// Extra CA for the directory's own TLS (absolute path).
     pub ca_file: Option<PathBuf>,
+    /// How the CA validates the names.
+    pub challenge: AcmeChallenge,
+}
+
+/// `server.acme.challenge`: how the CA checks that the gateway answers for
+/// its names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// RFC 8737 on the HTTPS listener itself.
+    TlsAlpn01,
+    /// RFC 8555 §8.3 on a plain-HTTP listener (`server.acme.http_listen`)
+    /// that serves only `/.well-known/acme-challenge/`.
+    Http01 {
+        /// `server.acme.http_listen` (port 80 of each name, as the CA sees it).
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// The cipher suites `server.tls_cipher_suites` accepts: every suite of

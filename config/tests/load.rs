@@ -553,6 +553,56 @@ names = ["*.example.com"]
 }
 
 #[test]
+fn acme_challenge_defaults_to_tls_alpn_and_http01_needs_its_listener() {
+    use mft_config::model::AcmeChallenge;
+    let acme = |extra: &str| {
+        MINIMAL.replace(
+            "[backend]",
+            &format!(
+                "[server.acme]\ndirectory = \"https://ca.example/dir\"\nnames = [\"gw.example.com\"]\n{extra}\n[backend]"
+            ),
+        )
+    };
+    let c = load_str(&acme(""), Path::new("gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.server.acme.unwrap().challenge, AcmeChallenge::TlsAlpn01);
+    let c = load_str(
+        &acme("challenge = \"http-01\"\nhttp_listen = \"0.0.0.0:80\"\n"),
+        Path::new("gateway.toml"),
+    )
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.server.acme.unwrap().challenge,
+        AcmeChallenge::Http01 {
+            listen: "0.0.0.0:80".parse().unwrap()
+        }
+    );
+    for (extra, want) in [
+        (
+            "challenge = \"http-01\"\n",
+            "server.acme.http_listen: missing",
+        ),
+        (
+            "challenge = \"dns-01\"\n",
+            "server.acme.challenge: expected",
+        ),
+        (
+            "http_listen = \"0.0.0.0:80\"\n",
+            "server.acme.http_listen: only used with",
+        ),
+        (
+            "challenge = \"http-01\"\nhttp_listen = \"port 80\"\n",
+            "server.acme.http_listen: expected IP:PORT",
+        ),
+    ] {
+        let got = issues(&acme(extra)).join("\n");
+        assert!(got.contains(want), "{want}\n{got}");
+    }
+}
+
+#[test]
 fn notify_rules_are_checked_and_default_to_one_message_an_hour() {
     let text = format!(
         "{MINIMAL}\n[[notify]]\nevent = \"credit_low\"\nprovider = \"mail\"\nto = [\"ops@ourcorp.example\"]\n\n\

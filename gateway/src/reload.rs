@@ -287,6 +287,9 @@ impl Reloader {
 
         // Swap.
         for r in rebound {
+            if r.name() == names::ADMIN {
+                crate::cli::running::record_admin_addr(&current.server.data_dir, r.addr());
+            }
             r.switch();
         }
         if let (Some(sockets), Some(https)) = (rebind, &self.https) {
@@ -420,7 +423,7 @@ pub struct Diff {
     pub cache_ttl: bool,
     /// `server.https_listen`: rebound live (hyper engine).
     pub https_listen: bool,
-    /// Bridge listeners rebound live: (socket name, config key, new address).
+    /// Listeners other than HTTPS rebound live: (socket name, config key, new address).
     pub moved: Vec<(&'static str, &'static str, std::net::SocketAddr)>,
 }
 
@@ -467,11 +470,14 @@ impl Diff {
             "server.https_listen",
             o.https_listen != n.https_listen,
         );
-        restart(
+        if live(
             &mut d,
             "server.admin_listen",
             o.admin_listen != n.admin_listen,
-        );
+        ) {
+            d.moved
+                .push((names::ADMIN, "server.admin_listen", n.admin_listen));
+        }
         restart(&mut d, "server.data_dir", o.data_dir != n.data_dir);
         restart(&mut d, "server.threads", o.threads != n.threads);
         restart(&mut d, "server.http_engine", o.http_engine != n.http_engine);
@@ -588,7 +594,19 @@ impl Diff {
             }
             (o, n) => restart(&mut d, "sftp", o != n),
         }
-        restart(&mut d, "connector", old.connector != new.connector);
+        match (&old.connector, &new.connector) {
+            (Some(o), Some(n)) => {
+                let mut same = o.clone();
+                same.listen = n.listen;
+                restart(&mut d, "connector", same != *n);
+                if same == *n && o.listen != n.listen {
+                    d.live.push("connector.listen".into());
+                    d.moved
+                        .push((names::CONNECTOR, "connector.listen", n.listen));
+                }
+            }
+            (o, n) => restart(&mut d, "connector", o != n),
+        }
         restart(&mut d, "notify", old.notify != new.notify);
         d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log || hsts;
         d
@@ -647,6 +665,31 @@ mod tests {
         assert!(d.backend);
         assert!(d.live.contains(&"backend".to_string()));
         assert!(!format!("{d:?}").contains("secret-value"));
+    }
+
+    #[test]
+    fn moved_admin_and_connector_listeners_apply_live() {
+        let old = config("[connector]\nlisten = \"127.0.0.1:8444\"\n");
+        let moved = config("[connector]\nlisten = \"127.0.0.1:8445\"\n");
+        let d = Diff::between(&old, &moved);
+        assert_eq!(d.live, vec!["connector.listen"]);
+        assert!(d.restart.is_empty());
+        assert_eq!(d.moved.len(), 1);
+        // Another connector setting with it: a restart, not a move.
+        let changed = config("[connector]\nlisten = \"127.0.0.1:8445\"\nping_interval = \"9s\"\n");
+        let d = Diff::between(&old, &changed);
+        assert_eq!(d.restart, vec!["connector"]);
+        assert!(d.moved.is_empty());
+
+        let text = "[server]\nadmin_listen = \"127.0.0.1:9902\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n";
+        let admin = match mft_config::load_str(text, std::path::Path::new("/tmp/gateway.toml")) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        };
+        let d = Diff::between(&config(""), &admin);
+        assert_eq!(d.live, vec!["server.admin_listen"]);
+        assert!(d.restart.is_empty());
+        assert_eq!(d.moved[0].0, names::ADMIN);
     }
 
     #[test]

@@ -81,6 +81,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let acme_http_socket = match s.acme.as_ref().map(|a| a.challenge) {
+        Some(mft_config::model::AcmeChallenge::Http01 { listen }) => Some(bind(
+            upgrade::names::ACME_HTTP,
+            listen,
+            "server.acme.http_listen",
+        )?),
+        _ => None,
+    };
 
     let control = ControlPlane::start().context("cannot start the control-plane runtime")?;
     let store = open_store(&config, &control)?;
@@ -313,8 +321,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             c,
         );
         crate::connector::watch::start(pool.clone(), store.clone(), &control);
-        upgrade::serve_pingora_app(
-            "connector",
+        upgrade::serve_pingora_app_movable(
+            upgrade::names::CONNECTOR,
             socket,
             Arc::new(listener),
             s.threads,
@@ -325,7 +333,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     cert_store
         .watch()
         .context("cannot start the certificate watcher")?;
+    // OCSP stapling for the certificates that name a responder (ocsp.rs).
+    let ocsp_metrics =
+        tls::ocsp::OcspMetrics::new(metrics.registry()).context("cannot register OCSP metrics")?;
+    control.spawn(tls::ocsp::run(Arc::downgrade(&cert_store), ocsp_metrics));
     if let Some((manager, stored)) = acme {
+        if let Some(socket) = acme_http_socket {
+            upgrade::serve_pingora_app(
+                upgrade::names::ACME_HTTP,
+                socket,
+                Arc::new(tls::acme_http::Http01App::new(manager.http01_tokens())),
+                1,
+                server.watch_execution_phase(),
+            )
+            .context("cannot start the ACME HTTP-01 listener")?;
+        }
         control.spawn(manager.run(stored));
     }
     let reloader = Reloader::new(
@@ -354,14 +376,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_defender(auth_defender_admin)
     .with_reloader(reloader)
     .with_overview(overview_backend);
-    upgrade::serve_pingora_app(
-        "admin",
+    let admin_addr = admin_socket.local_addr().ok();
+    upgrade::serve_pingora_app_movable(
+        upgrade::names::ADMIN,
         admin_socket,
         Arc::new(admin_app),
         s.threads,
         server.watch_execution_phase(),
     )
     .context("cannot start the admin runtime")?;
+    if let Some(addr) = admin_addr {
+        crate::cli::running::record_admin_addr(&s.data_dir, addr);
+    }
     upgrade::upgrade_on_sigusr2(&control_for_upgrade)?;
     upgrade::close_unclaimed();
     upgrade::start(server.watch_execution_phase());

@@ -42,6 +42,8 @@ pub mod names {
     pub const SFTP: &str = "sftp";
     /// `connector.listen`.
     pub const CONNECTOR: &str = "connector";
+    /// `server.acme.http_listen` (HTTP-01).
+    pub const ACME_HTTP: &str = "acme-http";
 }
 
 /// The environment variable naming the new process's readiness socket.
@@ -235,7 +237,8 @@ impl Moved {
 type Serve = std::sync::Arc<dyn Fn(TcpListener, Moved) + Send + Sync>;
 
 /// A listener a reload can move (`smtp.listen`, `smtp.tls_listen`,
-/// `sftp.listen`): how to serve a socket, and how to end the current loop.
+/// `sftp.listen`, `server.admin_listen`, `connector.listen`): how to serve
+/// a socket, and how to end the current loop.
 struct Movable {
     name: String,
     addr: SocketAddr,
@@ -258,6 +261,16 @@ pub fn serve_movable(
     serve: impl Fn(TcpListener, Moved) + Send + Sync + 'static,
 ) -> std::io::Result<()> {
     let socket = listener(name, addr)?;
+    serve_movable_bound(name, socket, serve)
+}
+
+/// [`serve_movable`] for a socket already bound with [`listener`] (bound
+/// early, so a taken port is a startup error before anything starts).
+pub fn serve_movable_bound(
+    name: &str,
+    socket: TcpListener,
+    serve: impl Fn(TcpListener, Moved) + Send + Sync + 'static,
+) -> std::io::Result<()> {
     let bound = socket.local_addr()?;
     let (moved, rx) = tokio::sync::watch::channel(false);
     let serve: Serve = std::sync::Arc::new(serve);
@@ -296,6 +309,16 @@ pub fn rebind(name: &str, addr: SocketAddr) -> Option<std::io::Result<Rebound>> 
 }
 
 impl Rebound {
+    /// The listener's name ([`names`]).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The address it is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Serves the new socket, then ends the old accept loop (its socket
     /// closes; connections it accepted finish).
     pub fn switch(mut self) {
@@ -573,8 +596,41 @@ where
         .build()?;
     std::thread::Builder::new()
         .name(format!("{name}-accept"))
-        .spawn(move || runtime.block_on(accept_app(name, socket, app, phases)))?;
+        .spawn(move || runtime.block_on(accept_app(name, socket, app, phases, None)))?;
     Ok(())
+}
+
+/// [`serve_pingora_app`] for a listener a reload can move to another
+/// address ([`rebind`]; `server.admin_listen`, `connector.listen`): the
+/// connections the old socket accepted finish on the same runtime.
+pub fn serve_pingora_app_movable<A>(
+    name: &'static str,
+    socket: TcpListener,
+    app: std::sync::Arc<A>,
+    threads: usize,
+    phases: broadcast::Receiver<ExecutionPhase>,
+) -> std::io::Result<()>
+where
+    A: pingora_core::apps::ServerApp + Send + Sync + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name(format!("{name}-runtime"))
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+    serve_movable_bound(name, socket, move |socket, moved| {
+        handle.spawn(accept_app(
+            name,
+            socket,
+            app.clone(),
+            phases.resubscribe(),
+            Some(moved),
+        ));
+    })
 }
 
 async fn accept_app<A>(
@@ -582,6 +638,7 @@ async fn accept_app<A>(
     socket: TcpListener,
     app: std::sync::Arc<A>,
     mut phases: broadcast::Receiver<ExecutionPhase>,
+    mut moved: Option<Moved>,
 ) where
     A: pingora_core::apps::ServerApp + Send + Sync + 'static,
 {
@@ -594,6 +651,14 @@ async fn accept_app<A>(
         }
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let moved_away = async {
+        match moved.as_mut() {
+            Some(m) => m.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(moved_away);
+    let mut shutting_down = false;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -612,18 +677,33 @@ async fn accept_app<A>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            phase = phases.recv() => match phase {
-                Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted)
-                | Err(broadcast::error::RecvError::Closed) => break,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            () = &mut moved_away => break,
+            phase = phases.recv() => if is_shutdown(phase) {
+                shutting_down = true;
+                break;
             },
         }
     }
     // Closing the socket refuses new connections (or leaves them to the
-    // new process after an upgrade); open ones finish.
+    // new process after an upgrade, or to the new address after a move);
+    // open ones finish.
     drop(listener);
+    // Moved: the connections this socket accepted go on as usual until
+    // the process shuts down.
+    while !shutting_down {
+        shutting_down = is_shutdown(phases.recv().await);
+    }
     let _ = stop_tx.send(true);
     std::future::pending::<()>().await;
+}
+
+/// Whether `phase` means this process stops serving.
+fn is_shutdown(phase: Result<ExecutionPhase, broadcast::error::RecvError>) -> bool {
+    matches!(
+        phase,
+        Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted)
+            | Err(broadcast::error::RecvError::Closed)
+    )
 }
 
 #[cfg(test)]

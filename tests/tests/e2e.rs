@@ -24,6 +24,7 @@ mod e2e {
     pub mod mail_pins;
     pub mod mail_spoof;
     pub mod memory;
+    pub mod ocsp;
     pub mod package;
     pub mod pop3;
     pub mod proxy;

@@ -10,7 +10,7 @@ mod demo;
 mod keys;
 mod partners;
 mod reload;
-mod running;
+pub(crate) mod running;
 mod sftp;
 mod signing;
 mod transports;

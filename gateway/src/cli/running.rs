@@ -46,21 +46,44 @@ pub(crate) fn ask(
         );
         return Ok(Err(ExitCode::FAILURE));
     };
-    let url = format!("http://{}/admin/v1/{action}", local(c.server.admin_listen));
+    // The running process's admin address first: a reload that moves
+    // `admin_listen` must be asked at the address it has now.
+    let mut targets: Vec<SocketAddr> = recorded_admin_addr(&c.server.data_dir)
+        .into_iter()
+        .collect();
+    let configured = local(c.server.admin_listen);
+    if !targets.contains(&configured) {
+        targets.push(configured);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let answer = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .no_proxy()
-            .build()?;
-        let response = client.post(&url).bearer_auth(token.expose()).send().await?;
-        let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        Ok::<_, reqwest::Error>(Answer { status, body })
-    });
+    let mut url = String::new();
+    let mut answer = None;
+    for (i, target) in targets.iter().enumerate() {
+        url = format!("http://{target}/admin/v1/{action}");
+        let result = runtime.block_on(async {
+            let client = reqwest::Client::builder()
+                .timeout(timeout)
+                .no_proxy()
+                .build()?;
+            let response = client.post(&url).bearer_auth(token.expose()).send().await?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            Ok::<_, reqwest::Error>(Answer { status, body })
+        });
+        // Only a refused connection tries the next address: a request
+        // that reached a gateway must not be sent twice.
+        let refused = matches!(&result, Err(e) if e.is_connect());
+        answer = Some(result);
+        if !refused || i + 1 == targets.len() {
+            break;
+        }
+    }
+    let Some(answer) = answer else {
+        return Ok(Err(ExitCode::FAILURE));
+    };
     match answer {
         Ok(a) => Ok(Ok(a)),
         Err(e) => {
@@ -85,4 +108,35 @@ pub(crate) fn local(addr: SocketAddr) -> SocketAddr {
         }
         _ => addr,
     }
+}
+
+/// Where the running gateway records the address its admin listener has
+/// now (written at start and when a reload moves it).
+fn admin_addr_file(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("admin.addr")
+}
+
+/// Records the admin listener's address for `reload`/`upgrade` (best
+/// effort: without the file they use the config's address), with this
+/// process's id, so a file left by a process that is gone is not used.
+pub(crate) fn record_admin_addr(data_dir: &Path, addr: SocketAddr) {
+    let path = admin_addr_file(data_dir);
+    let tmp = path.with_extension("addr.tmp");
+    let line = format!("{} {}\n", local(addr), std::process::id());
+    let written = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record the admin address");
+    }
+}
+
+/// The recorded admin address, if the process that recorded it is still a
+/// running mft-gateway: the admin token must not be sent to whatever
+/// listens at an address a crashed gateway once had.
+fn recorded_admin_addr(data_dir: &Path) -> Option<SocketAddr> {
+    let text = std::fs::read_to_string(admin_addr_file(data_dir)).ok()?;
+    let mut parts = text.split_whitespace();
+    let addr = parts.next()?.parse().ok()?;
+    let pid: u32 = parts.next()?.parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "mft-gateway").then_some(addr)
 }

@@ -1,6 +1,7 @@
 //! `[server.acme]`: certificates from an ACME CA (RFC 8555, instant-acme),
 //! validated with TLS-ALPN-01 (RFC 8737) on the public HTTPS listener, so no
-//! port 80 is needed.
+//! port 80 is needed; or with HTTP-01 on a plain-HTTP listener of its own
+//! (`challenge = "http-01"`, acme_http.rs).
 //!
 //! One task on the control plane: at start it serves the certificate stored
 //! in `data_dir/acme/` if it covers the configured names, else orders one;
@@ -8,13 +9,14 @@
 //! into the resolver (connections in flight keep theirs). A failed order is
 //! logged and retried with exponential backoff.
 
+use super::acme_http::Http01Tokens;
 use super::certs::CertStore;
 use super::TlsError;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
 };
-use mft_config::model::Acme;
+use mft_config::model::{Acme, AcmeChallenge};
 use prometheus::{IntCounterVec, Opts, Registry};
 use rustls::pki_types::PrivateKeyDer;
 use rustls::sign::CertifiedKey;
@@ -221,6 +223,8 @@ pub struct AcmeManager {
     /// The HTTPS listener, awaited before the first order (the CA's
     /// validator connects to it).
     https: SocketAddr,
+    /// HTTP-01 answers in progress (served by `acme_http::Http01App`).
+    http01: Arc<Http01Tokens>,
 }
 
 impl AcmeManager {
@@ -249,7 +253,13 @@ impl AcmeManager {
             certs,
             renewals,
             https,
+            http01: Arc::new(Http01Tokens::default()),
         })
+    }
+
+    /// The tokens the HTTP-01 listener answers (`challenge = "http-01"`).
+    pub fn http01_tokens(&self) -> Arc<Http01Tokens> {
+        self.http01.clone()
     }
 
     /// Serves the stored certificate (blocking read, before the listener
@@ -407,7 +417,10 @@ impl AcmeManager {
         let mut challenged = Vec::new();
         let result = self.answer(&mut order, &mut challenged).await;
         for name in &challenged {
-            self.certs.set_acme_challenge(name, None);
+            match self.config.challenge {
+                AcmeChallenge::TlsAlpn01 => self.certs.set_acme_challenge(name, None),
+                AcmeChallenge::Http01 { .. } => self.http01.remove(name),
+            }
         }
         result?;
         let key_pem = order.finalize().await.map_err(self.ca())?;
@@ -452,16 +465,31 @@ impl AcmeManager {
                     })
                 }
             }
-            let mut challenge = authz.challenge(ChallengeType::TlsAlpn01).ok_or_else(|| {
-                AcmeError::Authorization {
+            let (kind, label) = match self.config.challenge {
+                AcmeChallenge::TlsAlpn01 => (ChallengeType::TlsAlpn01, "tls-alpn-01"),
+                AcmeChallenge::Http01 { .. } => (ChallengeType::Http01, "http-01"),
+            };
+            let mut challenge = authz
+                .challenge(kind)
+                .ok_or_else(|| AcmeError::Authorization {
                     name: name.clone(),
-                    status: "the CA offers no tls-alpn-01 challenge".into(),
+                    status: format!("the CA offers no {label} challenge"),
+                })?;
+            match self.config.challenge {
+                AcmeChallenge::TlsAlpn01 => {
+                    let digest = challenge.key_authorization().digest();
+                    self.certs
+                        .set_acme_challenge(&name, Some(challenge_cert(&name, digest.as_ref())?));
+                    challenged.push(name);
                 }
-            })?;
-            let digest = challenge.key_authorization().digest();
-            self.certs
-                .set_acme_challenge(&name, Some(challenge_cert(&name, digest.as_ref())?));
-            challenged.push(name);
+                AcmeChallenge::Http01 { .. } => {
+                    let token = challenge.token.clone();
+                    self.http01
+                        .insert(&token, challenge.key_authorization().as_str().to_string());
+                    // Removed by token after the order (see `obtain`).
+                    challenged.push(token);
+                }
+            }
             challenge.set_ready().await.map_err(self.ca())?;
         }
         let status = order

@@ -7,6 +7,7 @@
 //! not matching yet) keeps the certificate served now; the watcher logs why
 //! and tries again at its next look.
 
+use super::ocsp::{Due, OcspTarget};
 use super::{load_certified_key, TlsError};
 use arc_swap::ArcSwap;
 use mft_config::model::Server;
@@ -101,6 +102,10 @@ struct Entry {
     loaded: Arc<CertifiedKey>,
     /// notAfter of the leaf, seconds since the epoch.
     not_after: i64,
+    /// SHA-256 of the leaf: the key of its OCSP staple.
+    fingerprint: [u8; 32],
+    /// Its OCSP responder, if the certificate names one.
+    ocsp: Option<Arc<OcspTarget>>,
 }
 
 /// Certificates loaded and checked, not yet served.
@@ -138,6 +143,18 @@ fn load_entry(
     let loaded = load_certified_key(cert, key)?;
     let not_after =
         not_after(&loaded).ok_or_else(|| TlsError::NoCertificate(cert.to_path_buf()))?;
+    let fingerprint = loaded
+        .cert
+        .first()
+        .map(|leaf| Sha256::digest(leaf.as_ref()).into())
+        .unwrap_or_default();
+    let ocsp = match OcspTarget::of(&loaded.cert) {
+        Ok(t) => t.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(certificate = %label, error = %e, "certificate is served without OCSP stapling");
+            None
+        }
+    };
     Ok(Entry {
         label,
         names,
@@ -147,6 +164,8 @@ fn load_entry(
         refused: None,
         loaded,
         not_after,
+        fingerprint,
+        ocsp,
     })
 }
 
@@ -165,15 +184,30 @@ pub fn load_all(server: &Server) -> Result<LoadedCerts, TlsError> {
     Ok(LoadedCerts { entries })
 }
 
-fn build_set(entries: &[Entry]) -> Option<CertSet> {
-    let default = entries.first()?.loaded.clone();
+/// What an entry serves: its certificate with its OCSP staple, if any.
+fn served(e: &Entry, staples: &Staples) -> Arc<CertifiedKey> {
+    match staples.get(&e.fingerprint) {
+        Some(der) => Arc::new(CertifiedKey {
+            ocsp: Some(der.clone()),
+            ..(*e.loaded).clone()
+        }),
+        None => e.loaded.clone(),
+    }
+}
+
+/// Checked OCSP responses by leaf SHA-256.
+type Staples = HashMap<[u8; 32], Vec<u8>>;
+
+fn build_set(entries: &[Entry], staples: &Staples) -> Option<CertSet> {
+    let default = served(entries.first()?, staples);
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
     for e in entries.iter().skip(1) {
+        let key = served(e, staples);
         for name in &e.names {
             match name.strip_prefix("*.") {
-                Some(parent) => wildcard.insert(parent.to_string(), e.loaded.clone()),
-                None => exact.insert(name.clone(), e.loaded.clone()),
+                Some(parent) => wildcard.insert(parent.to_string(), key.clone()),
+                None => exact.insert(name.clone(), key.clone()),
             };
         }
     }
@@ -197,6 +231,8 @@ pub struct CertStore {
 struct WatchState {
     entries: Vec<Entry>,
     interval: Duration,
+    /// OCSP staples (ocsp.rs), applied whenever the set is built.
+    staples: Staples,
 }
 
 impl CertStore {
@@ -206,7 +242,7 @@ impl CertStore {
         interval: Duration,
         registry: &Registry,
     ) -> anyhow::Result<Arc<CertStore>> {
-        let set = build_set(&loaded.entries)
+        let set = build_set(&loaded.entries, &Staples::new())
             .ok_or_else(|| anyhow::anyhow!("server.tls_cert: no certificate"))?;
         let expiry = GaugeVec::new(
             Opts::new(
@@ -224,6 +260,7 @@ impl CertStore {
             state: Mutex::new(WatchState {
                 entries: loaded.entries,
                 interval,
+                staples: Staples::new(),
             }),
             expiry,
             acme_not_after: Mutex::new(None),
@@ -239,10 +276,10 @@ impl CertStore {
 
     /// Serves `loaded` from the next handshake on (a reload).
     pub fn replace(&self, loaded: LoadedCerts, interval: Duration) {
-        let Some(set) = build_set(&loaded.entries) else {
+        let Ok(mut state) = self.state.lock() else {
             return;
         };
-        let Ok(mut state) = self.state.lock() else {
+        let Some(set) = build_set(&loaded.entries, &state.staples) else {
             return;
         };
         self.resolver.set.store(Arc::new(set));
@@ -255,6 +292,44 @@ impl CertStore {
         state.interval = interval;
         drop(state);
         self.update_expiry();
+    }
+
+    /// The served certificates that name an OCSP responder.
+    pub fn ocsp_targets(&self) -> Vec<Due> {
+        let Ok(state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state
+            .entries
+            .iter()
+            .filter_map(|e| {
+                e.ocsp.as_ref().map(|t| Due {
+                    label: e.label.clone(),
+                    fingerprint: e.fingerprint,
+                    target: t.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Staples `response` (checked) to the certificate whose leaf has
+    /// `fingerprint` from the next handshake on; `None` removes it.
+    pub fn set_staple(&self, fingerprint: [u8; 32], response: Option<Vec<u8>>) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        match response {
+            Some(der) => state.staples.insert(fingerprint, der),
+            None => state.staples.remove(&fingerprint),
+        };
+        // Staples of certificates no longer served go with them.
+        let WatchState {
+            entries, staples, ..
+        } = &mut *state;
+        staples.retain(|fp, _| entries.iter().any(|e| e.fingerprint == *fp));
+        if let Some(set) = build_set(&state.entries, &state.staples) {
+            self.resolver.set.store(Arc::new(set));
+        }
     }
 
     /// Serves `key` for `names` from the next handshake on (an ACME
@@ -343,7 +418,7 @@ impl CertStore {
             }
         }
         if changed {
-            if let Some(set) = build_set(&state.entries) {
+            if let Some(set) = build_set(&state.entries, &state.staples) {
                 self.resolver.set.store(Arc::new(set));
             }
         }

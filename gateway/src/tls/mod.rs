@@ -6,8 +6,10 @@
 //! handshake throughput for clients that reconnect.
 
 pub mod acme;
+pub mod acme_http;
 pub mod certs;
 mod client_auth;
+pub mod ocsp;
 pub mod pin;
 
 use crate::conn_guard::{ConnLimiter, GuardedStream};

@@ -151,6 +151,12 @@ fn the_deb_installs_checks_verifies_and_purges() {
     ]));
     assert!(!out.status.success(), "{}", text(&out));
 
+    // Installing the package again while a gateway runs upgrades that
+    // gateway in place: no transfer is cut.
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(reinstall_while_serving(&deb));
+
     if run(Command::new("sh").args(["-c", "command -v systemd-analyze"]))
         .status
         .success()
@@ -252,4 +258,188 @@ async fn recv_until(
             .unwrap();
         seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
     }
+}
+
+/// Writes `bytes` as root:mft-gateway 0640 (what the service user reads).
+fn install_for_service(path: &str, bytes: &[u8]) {
+    std::fs::write(path, bytes).unwrap();
+    let out = run(Command::new("chown").args(["root:mft-gateway", path]));
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(Command::new("chmod").args(["0640", path]));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A gateway runs from the installed binary and config (data_dir
+/// /var/lib/mft-gateway) with an upload in flight; `dpkg --install` of the
+/// package again runs its postinst, which (no systemd here) finds the
+/// running gateway by `data_dir/admin.addr` and runs `mft-gateway upgrade`
+/// as the service user: the new process takes the sockets, the old one
+/// finishes the upload and exits 0.
+async fn reinstall_while_serving(deb: &str) {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const TOKEN: &str = "package-upgrade-admin-token-0123456789abcdef";
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let certs = make_certs(path);
+    let backend = start_backend(path).await;
+    let signing = default_signing_key(path);
+    install_for_service(
+        "/etc/mft-gateway/tls/e2e.pem",
+        &std::fs::read(&certs.cert).unwrap(),
+    );
+    install_for_service(
+        "/etc/mft-gateway/tls/e2e.key",
+        &std::fs::read(&certs.key).unwrap(),
+    );
+    install_for_service(
+        "/etc/mft-gateway/backend-signing.key",
+        &std::fs::read(&signing).unwrap(),
+    );
+    install_for_service("/etc/mft-gateway/admin.token", TOKEN.as_bytes());
+    let installed = Certs {
+        ca_pem: certs.ca_pem.clone(),
+        ca: certs.ca.clone(),
+        cert: "/etc/mft-gateway/tls/e2e.pem".into(),
+        key: "/etc/mft-gateway/tls/e2e.key".into(),
+    };
+    let (addr, admin) = (free_addr(), free_addr());
+    let config = gateway_config(
+        &installed,
+        addr,
+        admin,
+        &backend.url,
+        "signing_key = \"file:/etc/mft-gateway/backend-signing.key\"",
+        "[admin]\ntoken = \"file:/etc/mft-gateway/admin.token\"\n",
+    )
+    .replace(
+        "data_dir = \"gateway-data\"",
+        "data_dir = \"/var/lib/mft-gateway\"",
+    );
+    install_for_service("/etc/mft-gateway/gateway.toml", config.as_bytes());
+    let config_path = Path::new("/etc/mft-gateway/gateway.toml");
+    let (_, key) = create_key(config_path, "e2e", ALL_SCOPES);
+    let mut old = Proc::spawn(
+        "installed-gateway",
+        Path::new("/usr/bin/mft-gateway"),
+        &["run", "--config", "/etc/mft-gateway/gateway.toml"],
+        path,
+    );
+    let base = format!("https://{addr}");
+    wait_ready(
+        &mut old,
+        &client(&certs, Proto::Http1),
+        &format!("{base}/healthz"),
+    )
+    .await;
+
+    // A paced upload, in flight while dpkg runs.
+    let size: u64 = 64 << 20;
+    let content = Arc::new(Content::new(size, 41));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let body = {
+        let (content, sent) = (content.clone(), sent.clone());
+        reqwest::Body::wrap_stream(
+            futures_util::stream::iter(0..content.chunks()).then(move |i| {
+                let (content, sent) = (content.clone(), sent.clone());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(content.chunk(i))
+                }
+            }),
+        )
+    };
+    let upload = {
+        let client = client_with_key(&certs, Proto::Http1, &key);
+        let url = format!("{base}/api/v1/files");
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-Filename", "package-upgrade.bin")
+                .header("Content-Length", size)
+                .body(body)
+                .send()
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sent.load(Ordering::Relaxed) < 16 {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let deb = deb.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("dpkg").args(["--force-confold", "--install", &deb]))
+    })
+    .await
+    .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "dpkg --install again: {said}");
+    assert!(
+        said.contains("ok    upgrade: new process"),
+        "{said}\n{}",
+        old.stderr()
+    );
+    assert!(
+        (sent.load(Ordering::Relaxed) as u64) < content.chunks(),
+        "the upload finished before the upgrade"
+    );
+    let new_pid: i32 = said
+        .split("new process ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no new pid in: {said}"));
+
+    // The upload in flight on the old process finished, whole.
+    let response = upload.await.unwrap().expect("upload cut by the upgrade");
+    assert_eq!(response.status(), 201);
+    let meta: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(meta["sha256"], content.sha256().as_str());
+    // The old process drained and exited 0; the new one serves.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = old.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the old process did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "old process: {status}\n{}", old.stderr());
+    let r = client(&certs, Proto::Http1)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("nothing serves after the upgrade");
+    assert_eq!(r.status(), 200);
+    // The new process is not our child: stop it by its pid before purging.
+    let out = run(Command::new("kill").args(["-TERM", &new_pid.to_string()]));
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // Gone, or a zombie nobody reaps (its parent, the old process, is gone).
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{new_pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while alive() {
+        assert!(Instant::now() < deadline, "the new process did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not the package's: purge would leave /etc/mft-gateway behind.
+    for f in [
+        "/etc/mft-gateway/admin.token",
+        "/etc/mft-gateway/backend-signing.key",
+    ] {
+        let _ = std::fs::remove_file(f);
+    }
+    let _ = &backend;
 }

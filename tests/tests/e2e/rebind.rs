@@ -323,3 +323,113 @@ async fn a_reload_moves_the_sftp_listener() {
         "the old SFTP address still accepts"
     );
 }
+
+/// `server.admin_listen` and `connector.listen` move on reload too; the
+/// `reload` command finds the process at the admin address it has now
+/// (recorded in `data_dir/admin.addr`), not the one the edited file names.
+#[tokio::test]
+async fn a_reload_moves_the_admin_and_connector_listeners() {
+    use mft_e2e::dmz::{connector_config, gateway_tables, VIA_CONNECTOR};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let certs = make_certs(path);
+    let backend = start_backend(path).await;
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let old_connector = free_addr();
+    let mut gw = start_gateway_with(
+        path,
+        &certs,
+        "http://mft.internal:8080",
+        VIA_CONNECTOR,
+        &format!(
+            "{}\n[admin]\ntoken = \"file:{}\"\n",
+            gateway_tables(old_connector),
+            path.join("admin.token").display()
+        ),
+    )
+    .await;
+    let healthz = |admin: SocketAddr| async move {
+        reqwest::Client::new()
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(healthz(gw.admin).await.unwrap(), 200);
+    let (new_admin, new_connector) = (free_addr(), free_addr());
+    let text = std::fs::read_to_string(&gw.config).unwrap();
+    let moved = text
+        .replace(
+            &format!("admin_listen = \"{}\"", gw.admin),
+            &format!("admin_listen = \"{new_admin}\""),
+        )
+        .replace(
+            &format!("listen = \"{old_connector}\""),
+            &format!("listen = \"{new_connector}\""),
+        );
+    assert_ne!(moved, text);
+    std::fs::write(&gw.config, moved).unwrap();
+    let (code, stdout) = tokio::task::spawn_blocking({
+        let config = gw.config.clone();
+        move || reload(&config)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}\n{}", gw.proc.stderr());
+    assert!(stdout.contains("server.admin_listen"), "{stdout}");
+    assert!(stdout.contains("connector.listen"), "{stdout}");
+    assert!(!stdout.contains("after a restart"), "{stdout}");
+
+    assert_eq!(healthz(new_admin).await.unwrap(), 200);
+    assert!(
+        tokio::net::TcpStream::connect(gw.admin).await.is_err(),
+        "the old admin address still accepts"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(old_connector).await.is_err(),
+        "the old connector address still accepts"
+    );
+    // The admin API works at the new address; a connector enrolled there
+    // authenticates at the new connector address.
+    let r = reqwest::Client::new()
+        .post(format!("http://{new_admin}/admin/v1/connectors"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"name": "lan-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let added: serde_json::Value = r.json().await.unwrap();
+    let key = added["key"].as_str().unwrap().to_string();
+    let ca = format!("ca_file = \"{}\"", certs.ca.display());
+    let connector = connector_config(
+        path,
+        "lan-1",
+        &key,
+        &format!("https://{new_connector}"),
+        &ca,
+        &backend.url,
+        1,
+    );
+    let out = Command::new(bin("mft-gateway"))
+        .args(["connector", "--check", "--config"])
+        .arg(&connector)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A second reload finds the process at its new admin address.
+    let (code, stdout) = tokio::task::spawn_blocking({
+        let config = gw.config.clone();
+        move || reload(&config)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}");
+    gw.proc.assert_running();
+}
