@@ -73,6 +73,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "transport_credits",
         include_str!("../../migrations/sqlite/0011_transport_credits.sql"),
     ),
+    (
+        12,
+        "relay_receipts",
+        include_str!("../../migrations/sqlite/0012_relay_receipts.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -131,6 +136,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         11,
         "transport_credits",
         include_str!("../../migrations/postgres/0011_transport_credits.sql"),
+    ),
+    (
+        12,
+        "relay_receipts",
+        include_str!("../../migrations/postgres/0012_relay_receipts.sql"),
     ),
 ];
 

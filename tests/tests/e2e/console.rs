@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
-const ALICE_PW: &str = "alice's long password";
-const BOB_PW: &str = "bob's long password!";
+pub const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
+pub const ALICE_PW: &str = "alice's long password";
+pub const BOB_PW: &str = "bob's long password!";
 
-fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+pub fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(bin("mft-gateway"))
         .arg("admins")
@@ -75,11 +75,11 @@ async fn audit_has(dir: &Path, pred: impl Fn(&serde_json::Value) -> bool) -> boo
     false
 }
 
-struct Console {
+pub struct Console {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    certs: Certs,
-    gw: Gateway,
+    pub path: PathBuf,
+    pub certs: Certs,
+    pub gw: Gateway,
     _backend: Backend,
 }
 
@@ -87,7 +87,7 @@ async fn setup() -> Console {
     setup_with("").await
 }
 
-async fn setup_with(extra: &str) -> Console {
+pub async fn setup_with(extra: &str) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
