@@ -90,11 +90,8 @@ fn url_with_password(value: &str) -> bool {
 fn redact_value(value: &mut toml::Value, full: &str, name: &str, secrets: &[String]) {
     let secret = is_secret(full, name, secrets);
     match value {
-        toml::Value::String(s) => {
-            if secret || url_with_password(s) {
-                *s = redact_string(s);
-            }
-        }
+        toml::Value::String(s) if secret || url_with_password(s) => *s = redact_string(s),
+        toml::Value::String(_) => {}
         toml::Value::Table(t) => redact_table(t, full, secrets),
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
