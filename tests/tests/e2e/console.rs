@@ -914,6 +914,38 @@ async fn two_organisations_connect_in_their_consoles() {
     assert_eq!(r.status(), 404);
     stdin.write_all(b"go\n").await.unwrap();
 
+    // Once the browser saw the relay delivered, bob downloads the file at
+    // B: B's gateway sends A the signed receipt, and A's relay queue shows it.
+    let line = loop {
+        let line = next().await;
+        if line == "DELIVERED" || line.starts_with("RESULT ") || line.is_empty() {
+            break line;
+        }
+    };
+    assert_eq!(line, "DELIVERED", "{line}");
+    let b_api = b.gateway.client(&b.certs, Proto::Http1);
+    let got: serde_json::Value = b_api
+        .get(format!("{}/api/v1/deliveries", b.gateway.base))
+        .query(&[("recipient", "bob@beta.example")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b_file = got["deliveries"][0]["files"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_string();
+    let r = b_api
+        .get(format!("{}/api/v1/files/{b_file}/content", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"q1,q2\n1,2\n");
+    stdin.write_all(b"go\n").await.unwrap();
+
     let result = loop {
         let line = next().await;
         if let Some(rest) = line.strip_prefix("RESULT ") {
@@ -939,8 +971,24 @@ async fn two_organisations_connect_in_their_consoles() {
         serde_json::json!(["delivered"]),
         "{result}"
     );
+    assert_eq!(
+        v["receipts_before"],
+        serde_json::json!(["none yet"]),
+        "{result}"
+    );
+    assert_eq!(
+        v["receipts_after"],
+        serde_json::json!(["1 of 1 files confirmed"]),
+        "{result}"
+    );
     let list = relays(&a).await;
     assert_eq!(list[0]["state"], "delivered", "{list:?}");
+    assert_eq!(
+        list[0]["receipts"].as_array().map(Vec::len),
+        Some(1),
+        "{list:?}"
+    );
+    assert_eq!(list[0]["receipts"][0]["file_id"], file["id"], "{list:?}");
     assert!(
         audit_has(&a.path, |r| r["event"] == "relay"
             && r["principal"] == "console:alice"
