@@ -180,7 +180,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 #[cfg(test)]
 mod tests {
