@@ -16,6 +16,8 @@ pub(crate) struct Ctx<'a> {
     index: &'a SpanIndex,
     pub(crate) errors: Vec<Issue>,
     pub(crate) warnings: Vec<Issue>,
+    /// Keys read as secret references, for [`crate::redact`].
+    pub(crate) secret_keys: Vec<String>,
 }
 
 impl<'a> Ctx<'a> {
@@ -25,6 +27,7 @@ impl<'a> Ctx<'a> {
             index,
             errors: Vec::new(),
             warnings: Vec::new(),
+            secret_keys: Vec::new(),
         }
     }
 
@@ -106,6 +109,7 @@ impl<'a> Ctx<'a> {
     /// without a password is not a secret); warns only if it embeds a password.
     pub(crate) fn secret_quiet(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
         let reference = reference?;
+        self.secret_keys.push(key.to_string());
         match secret::resolve(&reference, self.base) {
             Ok((secret, source)) => {
                 if source == SecretSource::Literal
@@ -127,6 +131,7 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn secret(&mut self, key: &str, reference: Option<String>) -> Option<Secret> {
         let reference = reference?;
+        self.secret_keys.push(key.to_string());
         match secret::resolve(&reference, self.base) {
             Ok((secret, source)) => {
                 if source == SecretSource::Literal {

@@ -20,6 +20,7 @@ pub mod model;
 pub mod notify;
 pub mod pin;
 pub mod quota;
+pub mod redact;
 pub mod secret;
 pub mod sftp;
 pub mod smtp;

@@ -125,6 +125,11 @@ impl Reloader {
         }))
     }
 
+    /// The config in force now; `None` while a reload holds it.
+    pub fn running(&self) -> Option<Config> {
+        self.current.try_lock().ok().map(|c| c.clone())
+    }
+
     /// Reloads on a thread of its own (reading files and starting JWKS
     /// fetches block) and waits for the result without blocking the
     /// caller's runtime. `trigger` (`SIGHUP`, `admin`, `console:NAME`) goes

@@ -167,6 +167,20 @@ try:
     WebDriverWait(driver, 60, poll_frequency=1,
                   ignored_exceptions=[StaleElementReferenceException]).until(delivered)
     shot("relay-queue")
+    result["receipts_before"] = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#relays-table td.receipts")]
+    # The test downloads the file at B; B's gateway sends A the receipt.
+    say("DELIVERED")
+    sys.stdin.readline()
+
+    def confirmed(d):
+        d.find_element(By.ID, "nav-partners").click()
+        cells = [c.text for c in d.find_elements(By.CSS_SELECTOR, "#relays-table td.receipts")]
+        result["receipts_after"] = cells
+        return cells and all("confirmed" in c for c in cells)
+
+    WebDriverWait(driver, 60, poll_frequency=1,
+                  ignored_exceptions=[StaleElementReferenceException]).until(confirmed)
+    shot("relay-receipts")
 except Exception as e:  # noqa: BLE001 - the test prints it with the page
     result["error"] = f"{type(e).__name__}: {e}"
     try:

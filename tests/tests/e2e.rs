@@ -11,6 +11,7 @@ mod e2e {
     pub mod certificates;
     pub mod cli;
     pub mod console;
+    pub mod console_screens;
     pub mod content_digest;
     pub mod curl;
     pub mod dmz;

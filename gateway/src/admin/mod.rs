@@ -22,6 +22,8 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 mod audit_trail;
+mod bridges;
+mod config_view;
 mod connectors;
 pub mod console;
 mod keys;
@@ -374,6 +376,8 @@ impl AdminApp {
             "reload" if rest.is_empty() => self.reload_api(session).await,
             "upgrade" if rest.is_empty() => self.upgrade_api(session).await,
             "overview" => self.overview_api(session, rest).await,
+            "bridges" => self.bridges_api(session, rest).await,
+            "config" => self.config_api(session, rest).await,
             "relays" => self.relays_api(session, rest).await,
             "audit" => self.audit_api(session, rest).await,
             "openapi.json" if rest.is_empty() => openapi::document_reply(),

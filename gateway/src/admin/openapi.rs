@@ -716,6 +716,20 @@ struct Relay {
     files_sent: u64,
     remote_delivery_id: Option<String>,
     created_at: String,
+    /// The partner's signed download receipts for files of this relay.
+    receipts: Vec<RelayReceipt>,
+}
+
+/// A partner's signed receipt: their recipient downloaded the file.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RelayReceipt {
+    /// Our file id.
+    file_id: String,
+    /// As the partner signed it (RFC 3339).
+    downloaded_at: String,
+    /// When we recorded it.
+    recorded_at: String,
 }
 
 #[derive(ToSchema)]
@@ -774,6 +788,112 @@ struct AuditPage {
 #[allow(dead_code)]
 fn audit_trail() {}
 
+/// `GET /admin/v1/bridges`: SMTP, mailboxes, SFTP.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Bridges {
+    /// `{"enabled", "listen", "tls_listen", "spool_depth", "sessions": {outcome: n},
+    /// "messages": {outcome: n}, "refusals": {reason: n}}` (counts since the start).
+    smtp: serde_json::Value,
+    mailboxes: Vec<Mailbox>,
+    sftp: SftpBridge,
+}
+
+/// One `[[imap]]` or `[[pop3]]` mailbox.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Mailbox {
+    name: String,
+    /// `imap` or `pop3`.
+    protocol: String,
+    /// `host:port`.
+    server: String,
+    /// Logged in now.
+    connected: bool,
+    /// `ok`, `failing` (the last poll failed) or `waiting` (no poll yet).
+    state: String,
+    polls: u64,
+    delivered: u64,
+    failed: u64,
+    last_poll: Option<String>,
+    last_success: Option<String>,
+    last_error_at: Option<String>,
+    /// The last failure's text (since the start).
+    last_error: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SftpBridge {
+    enabled: bool,
+    listen: Option<String>,
+    open_sessions: Option<u64>,
+    auth_failures: Option<u64>,
+    /// `[[sftp.users]]` of the running config (never a key or hash).
+    users: Vec<SftpUser>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SftpUser {
+    name: String,
+    folder: String,
+    /// Any of `public key`, `password`, `api key`.
+    login: Vec<String>,
+    permissions: Vec<String>,
+    max_connections: u32,
+    open_sessions: u64,
+}
+
+#[utoipa::path(get, path = "/admin/v1/bridges", tag = "bridges",
+    responses((status = 200, description = "The bridges from the gateway's own metrics and running config", body = Bridges)))]
+#[allow(dead_code)]
+fn bridges() {}
+
+/// `GET /admin/v1/config`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct RunningConfig {
+    /// The config file the gateway was started with.
+    source: String,
+    /// That file as TOML with every secret replaced by `<redacted>`
+    /// (`env:`/`file:` references are shown as written, never their targets).
+    config: Option<String>,
+    /// Whether the file still says what runs (false: edited since the last
+    /// reload; null: a reload is running).
+    matches_running: Option<bool>,
+    /// Why the file cannot be shown.
+    error: Option<String>,
+}
+
+/// `POST /admin/v1/config/validate`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CandidateConfig {
+    /// TOML text, checked as if it were the running config's file.
+    config: String,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Validation {
+    valid: bool,
+    /// `file:line: key: message`, as `mft-gateway check` prints them.
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/config", tag = "config",
+    responses((status = 200, description = "The running config, secrets redacted", body = RunningConfig)))]
+#[allow(dead_code)]
+fn running_config() {}
+
+#[utoipa::path(post, path = "/admin/v1/config/validate", tag = "config", request_body = CandidateConfig,
+    responses((status = 200, description = "The verdict (nothing is written or applied)", body = Validation),
+        (status = 400, description = "Not JSON with `config` (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn validate_config() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -794,6 +914,8 @@ fn audit_trail() {}
         overview,
         list_relays, retry_relay,
         audit_trail,
+        bridges,
+        running_config, validate_config,
         openapi_json
     ),
     components(schemas(Problem)),
@@ -858,6 +980,8 @@ mod tests {
             crate::admin::overview::USAGE,
             crate::admin::relays::USAGE,
             crate::admin::audit_trail::USAGE,
+            crate::admin::bridges::USAGE,
+            crate::admin::config_view::USAGE,
         ];
         let mut n = 0;
         for usage in usages {

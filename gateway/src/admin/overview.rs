@@ -298,7 +298,10 @@ impl Overview {
 }
 
 /// Gauges and counters by name and labels, from a `gather()`.
-fn series_values(families: &[MetricFamily], name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+pub(crate) fn series_values(
+    families: &[MetricFamily],
+    name: &str,
+) -> Vec<(Vec<(String, String)>, f64)> {
     families
         .iter()
         .filter(|f| f.name() == name)
@@ -320,7 +323,7 @@ fn series_values(families: &[MetricFamily], name: &str) -> Vec<(Vec<(String, Str
         .collect()
 }
 
-fn label<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
+pub(crate) fn label<'a>(labels: &'a [(String, String)], name: &str) -> &'a str {
     labels
         .iter()
         .find(|(k, _)| k == name)

@@ -20,12 +20,25 @@ impl AdminApp {
         match (method.as_str(), parts.as_slice()) {
             ("GET", []) => match self
                 .control
-                .run(async move { store.list_relays().await })
+                .run(async move {
+                    let jobs = store.list_relays().await?;
+                    let receipts = store.list_relay_receipts().await?;
+                    Ok::<_, crate::store::StoreError>((jobs, receipts))
+                })
                 .await
             {
-                Ok(Ok(jobs)) => json_reply(
+                Ok(Ok((jobs, receipts))) => json_reply(
                     200,
-                    json!({"relays": jobs.iter().map(|j| j.to_json()).collect::<Vec<_>>()}),
+                    json!({"relays": jobs.iter().map(|j| {
+                        // Which files the partner's signed receipts confirmed.
+                        let got = receipts
+                            .get(&(j.delivery_id.clone(), j.partner.clone()))
+                            .map(Vec::as_slice)
+                            .unwrap_or_default();
+                        let mut v = j.to_json();
+                        v["receipts"] = got.iter().map(|r| r.to_json()).collect();
+                        v
+                    }).collect::<Vec<_>>()}),
                 ),
                 _ => problem(503, "key store unavailable"),
             },

@@ -73,6 +73,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "transport_credits",
         include_str!("../../migrations/sqlite/0011_transport_credits.sql"),
     ),
+    (
+        12,
+        "relay_receipts",
+        include_str!("../../migrations/sqlite/0012_relay_receipts.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -132,6 +137,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "transport_credits",
         include_str!("../../migrations/postgres/0011_transport_credits.sql"),
     ),
+    (
+        12,
+        "relay_receipts",
+        include_str!("../../migrations/postgres/0012_relay_receipts.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -170,7 +180,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 #[cfg(test)]
 mod tests {

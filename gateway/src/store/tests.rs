@@ -458,6 +458,21 @@ async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
     assert!(store.claim_due_relays(10, lease).await.unwrap().is_empty());
     assert!(store.relay_job("d1", "other").await.unwrap().is_none());
 
+    // The partner's receipt for the relayed file: kept once, listed per relay.
+    assert!(store.list_relay_receipts().await.unwrap().is_empty());
+    for _ in 0..2 {
+        store
+            .record_relay_receipt("d1", "beta", "f1", "2026-01-31T12:00:00Z")
+            .await
+            .unwrap();
+    }
+    let receipts = store.list_relay_receipts().await.unwrap();
+    let got = &receipts[&("d1".to_string(), "beta".to_string())];
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].file_id, "f1");
+    assert_eq!(got[0].downloaded_at, "2026-01-31T12:00:00Z");
+    assert_eq!(got[0].to_json()["file_id"], "f1");
+
     let file = InboundFile {
         file_id: "ours-1".into(),
         partner: "acme".into(),

@@ -362,6 +362,20 @@ impl FederationApi {
             return backend_reply(&e);
         }
         tracing::info!(partner = %call.partner.name, delivery_id = %job.delivery_id, file_id = %r.file_id, "download receipt recorded");
+        // Our own copy for the console's relay queue; the backend's record
+        // above is the one that counts, so a failure here only logs.
+        if let Err(e) = self
+            .store
+            .record_relay_receipt(
+                &job.delivery_id,
+                &call.partner.name,
+                &r.file_id,
+                &r.downloaded_at,
+            )
+            .await
+        {
+            tracing::warn!(relay_id = %r.relay_id, error = %e, "receipt not kept for the console");
+        }
         if let Some(webhooks) = &self.webhooks {
             webhooks
                 .emit_one(

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
-const ALICE_PW: &str = "alice's long password";
-const BOB_PW: &str = "bob's long password!";
+pub const ADMIN_TOKEN: &str = "console-admin-token-0123456789abcdef";
+pub const ALICE_PW: &str = "alice's long password";
+pub const BOB_PW: &str = "bob's long password!";
 
-fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
+pub fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(bin("mft-gateway"))
         .arg("admins")
@@ -75,11 +75,11 @@ async fn audit_has(dir: &Path, pred: impl Fn(&serde_json::Value) -> bool) -> boo
     false
 }
 
-struct Console {
+pub struct Console {
     _dir: tempfile::TempDir,
-    path: PathBuf,
-    certs: Certs,
-    gw: Gateway,
+    pub path: PathBuf,
+    pub certs: Certs,
+    pub gw: Gateway,
     _backend: Backend,
 }
 
@@ -87,7 +87,7 @@ async fn setup() -> Console {
     setup_with("").await
 }
 
-async fn setup_with(extra: &str) -> Console {
+pub async fn setup_with(extra: &str) -> Console {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -914,6 +914,38 @@ async fn two_organisations_connect_in_their_consoles() {
     assert_eq!(r.status(), 404);
     stdin.write_all(b"go\n").await.unwrap();
 
+    // Once the browser saw the relay delivered, bob downloads the file at
+    // B: B's gateway sends A the signed receipt, and A's relay queue shows it.
+    let line = loop {
+        let line = next().await;
+        if line == "DELIVERED" || line.starts_with("RESULT ") || line.is_empty() {
+            break line;
+        }
+    };
+    assert_eq!(line, "DELIVERED", "{line}");
+    let b_api = b.gateway.client(&b.certs, Proto::Http1);
+    let got: serde_json::Value = b_api
+        .get(format!("{}/api/v1/deliveries", b.gateway.base))
+        .query(&[("recipient", "bob@beta.example")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let b_file = got["deliveries"][0]["files"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_string();
+    let r = b_api
+        .get(format!("{}/api/v1/files/{b_file}/content", b.gateway.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), b"q1,q2\n1,2\n");
+    stdin.write_all(b"go\n").await.unwrap();
+
     let result = loop {
         let line = next().await;
         if let Some(rest) = line.strip_prefix("RESULT ") {
@@ -939,8 +971,24 @@ async fn two_organisations_connect_in_their_consoles() {
         serde_json::json!(["delivered"]),
         "{result}"
     );
+    assert_eq!(
+        v["receipts_before"],
+        serde_json::json!(["none yet"]),
+        "{result}"
+    );
+    assert_eq!(
+        v["receipts_after"],
+        serde_json::json!(["1 of 1 files confirmed"]),
+        "{result}"
+    );
     let list = relays(&a).await;
     assert_eq!(list[0]["state"], "delivered", "{list:?}");
+    assert_eq!(
+        list[0]["receipts"].as_array().map(Vec::len),
+        Some(1),
+        "{list:?}"
+    );
+    assert_eq!(list[0]["receipts"][0]["file_id"], file["id"], "{list:?}");
     assert!(
         audit_has(&a.path, |r| r["event"] == "relay"
             && r["principal"] == "console:alice"

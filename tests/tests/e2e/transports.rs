@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const SMTP_USER: &str = "mft-sender";
-const SMTP_PASSWORD: &str = "s3cret-smtp-password-4711";
+pub const SMTP_USER: &str = "mft-sender";
+pub const SMTP_PASSWORD: &str = "s3cret-smtp-password-4711";
 
-fn transports(config: &Path, args: &[&str]) -> (i32, String, String) {
+pub fn transports(config: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin("mft-gateway"))
         .arg("transports")
         .args(args)
@@ -27,7 +27,7 @@ fn transports(config: &Path, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn start_smtp(dir: &Path, certs: &Certs, addr: SocketAddr, log: &Path) -> Proc {
+pub fn start_smtp(dir: &Path, certs: &Certs, addr: SocketAddr, log: &Path) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/smtp_server.py");
     let port = addr.port().to_string();
     let mut proc = Proc::spawn(
@@ -63,7 +63,7 @@ fn start_smtp(dir: &Path, certs: &Certs, addr: SocketAddr, log: &Path) -> Proc {
     proc
 }
 
-fn received(log: &Path) -> Vec<Value> {
+pub fn received(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()

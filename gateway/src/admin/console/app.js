@@ -57,6 +57,33 @@ const TEXT = {
     whSecretOnce: "The signing secret is shown only now: give it to the receiver (Standard Webhooks).",
     webhooksCaption: "Webhook subscriptions", whTest: "Send test event", deliveredCount: "Delivered", remove: "Remove",
     sent: "delivered ({status})", notSent: "not delivered: {reason}", removed: "Webhook {id} removed.",
+    receipts: "Receipts", receiptsOf: "{n} of {m} files confirmed", receiptNone: "none yet",
+    bridges: "Bridges", smtpCaption: "SMTP sessions, messages and refusals since the start",
+    kind: "Kind", outcome: "Outcome", count: "Count", kind_session: "session", kind_message: "message", kind_refusal: "refusal",
+    smtpRecent: "Recent SMTP sessions (sign-ins and deliveries from the audit trail)",
+    smtpOff: "SMTP bridge not configured.", smtpOn: "Listening on {listen}; spool depth {depth} (messages waiting for the backend).",
+    mailboxes: "Mailboxes", mailboxesCaption: "IMAP and POP3 mailboxes polled by this gateway",
+    protocol: "Protocol", server: "Server", lastPoll: "Last poll", lastSuccess: "Last success",
+    noMailboxes: "No mailboxes configured.", mb_ok: "ok", mb_failing: "failing", mb_waiting: "waiting",
+    connectedNow: "connected",
+    sftpCaption: "SFTP users ([[sftp.users]] of the running config) and their open sessions",
+    sftpOff: "SFTP bridge not configured.", sftpOn: "Listening on {listen}; {open} open sessions; {failures} refused sign-ins since the start.",
+    sftpHint: "SFTP users are [[sftp.users]] in the config file (a password hash from mft-gateway sftp hash-password); a change applies at the next restart.",
+    folder: "Folder", login: "Sign-in", permissions: "Permissions", openSessions: "Open sessions",
+    transports: "Transport providers", transportsHint: "Providers that send notifications (docs/transports.md). Add and remove them with mft-gateway transports or the admin API.",
+    transportsCaption: "Transport providers, where they are used and their credit",
+    type: "Type", usedBy: "Used by", credit: "Credit", tpTest: "Test", tpTo: "Recipient", tpSend: "Send test",
+    tpSent: "sent: {answer}", tpNotSent: "not sent: {reason}", noTransports: "No transport providers yet.",
+    notUsed: "not used", checkedAt: "checked {at}", tp_ready: "ready", "tp_not ready": "not ready",
+    config: "Configuration", cfgSource: "Running config from",
+    cfgDrift: "The file was edited since the gateway last loaded it: what runs differs from what is shown. Reload to apply it.",
+    cfgRedacted: "Every secret is shown as <redacted>; env: and file: references are shown as written.",
+    cfgValidate: "Validate a candidate config",
+    cfgPaste: "Paste the TOML here (it is checked as if it replaced the running file; nothing is written)",
+    cfgCheck: "Validate", cfgValid: "Valid: the gateway would start with this config.", cfgInvalid: "Invalid:",
+    warnings: "Warnings:", reload: "Reload", reloadHint: "Reads the config file again and applies it; an invalid file changes nothing.",
+    reloaded: "Reloaded.", changed: "In force now:", needsRestart: "Needs a restart:", nothingChanged: "nothing changed",
+    reloadFailed: "Not reloaded:",
   },
   de: {
     skip: "Zum Inhalt springen", title: "mft-gateway Konsole", keys: "API-Schlüssel", apiDocs: "Admin-API",
@@ -113,6 +140,33 @@ const TEXT = {
     whSecretOnce: "Das Signaturgeheimnis wird nur jetzt angezeigt: Geben Sie es dem Empfänger (Standard Webhooks).",
     webhooksCaption: "Webhook-Abonnements", whTest: "Testereignis senden", deliveredCount: "Zugestellt", remove: "Entfernen",
     sent: "zugestellt ({status})", notSent: "nicht zugestellt: {reason}", removed: "Webhook {id} entfernt.",
+    receipts: "Empfangsbestätigungen", receiptsOf: "{n} von {m} Dateien bestätigt", receiptNone: "noch keine",
+    bridges: "Brücken", smtpCaption: "SMTP-Sitzungen, Nachrichten und Ablehnungen seit dem Start",
+    kind: "Art", outcome: "Ergebnis", count: "Anzahl", kind_session: "Sitzung", kind_message: "Nachricht", kind_refusal: "Ablehnung",
+    smtpRecent: "Letzte SMTP-Sitzungen (Anmeldungen und Zustellungen aus dem Prüfprotokoll)",
+    smtpOff: "SMTP-Brücke nicht eingerichtet.", smtpOn: "Lauscht auf {listen}; Warteschlange {depth} (Nachrichten, die auf das Backend warten).",
+    mailboxes: "Postfächer", mailboxesCaption: "IMAP- und POP3-Postfächer, die dieses Gateway abruft",
+    protocol: "Protokoll", server: "Server", lastPoll: "Letzter Abruf", lastSuccess: "Letzter Erfolg",
+    noMailboxes: "Keine Postfächer eingerichtet.", mb_ok: "in Ordnung", mb_failing: "gestört", mb_waiting: "wartet",
+    connectedNow: "verbunden",
+    sftpCaption: "SFTP-Benutzer ([[sftp.users]] der laufenden Konfiguration) und ihre offenen Sitzungen",
+    sftpOff: "SFTP-Brücke nicht eingerichtet.", sftpOn: "Lauscht auf {listen}; {open} offene Sitzungen; {failures} abgelehnte Anmeldungen seit dem Start.",
+    sftpHint: "SFTP-Benutzer sind [[sftp.users]] in der Konfigurationsdatei (ein Passwort-Hash von mft-gateway sftp hash-password); eine Änderung gilt ab dem nächsten Neustart.",
+    folder: "Ordner", login: "Anmeldung", permissions: "Rechte", openSessions: "Offene Sitzungen",
+    transports: "Versanddienste", transportsHint: "Dienste, die Benachrichtigungen versenden (docs/transports.md). Hinzufügen und Entfernen mit mft-gateway transports oder der Admin-API.",
+    transportsCaption: "Versanddienste, wo sie verwendet werden, und ihr Guthaben",
+    type: "Typ", usedBy: "Verwendet von", credit: "Guthaben", tpTest: "Test", tpTo: "Empfänger", tpSend: "Test senden",
+    tpSent: "gesendet: {answer}", tpNotSent: "nicht gesendet: {reason}", noTransports: "Noch keine Versanddienste.",
+    notUsed: "nicht verwendet", checkedAt: "geprüft {at}", tp_ready: "bereit", "tp_not ready": "nicht bereit",
+    config: "Konfiguration", cfgSource: "Laufende Konfiguration aus",
+    cfgDrift: "Die Datei wurde geändert, seit das Gateway sie geladen hat: Was läuft, weicht vom Angezeigten ab. Neu laden, um sie anzuwenden.",
+    cfgRedacted: "Jedes Geheimnis wird als <redacted> angezeigt; env:- und file:-Verweise so, wie sie geschrieben sind.",
+    cfgValidate: "Eine Konfiguration prüfen",
+    cfgPaste: "TOML hier einfügen (geprüft, als ersetzte sie die laufende Datei; nichts wird geschrieben)",
+    cfgCheck: "Prüfen", cfgValid: "Gültig: Das Gateway würde mit dieser Konfiguration starten.", cfgInvalid: "Ungültig:",
+    warnings: "Warnungen:", reload: "Neu laden", reloadHint: "Liest die Konfigurationsdatei erneut und wendet sie an; eine ungültige Datei ändert nichts.",
+    reloaded: "Neu geladen.", changed: "Jetzt in Kraft:", needsRestart: "Braucht einen Neustart:", nothingChanged: "nichts geändert",
+    reloadFailed: "Nicht neu geladen:",
   },
 };
 
@@ -166,7 +220,7 @@ function problemText(r) {
 function show(view) {
   state.view = view;
   for (const s of document.querySelectorAll("main > section")) s.hidden = s.id !== "view-" + view;
-  const signedIn = ["keys", "partners", "overview", "audit", "webhooks"].includes(view);
+  const signedIn = ["keys", "partners", "overview", "audit", "webhooks", "bridges", "transports", "config"].includes(view);
   if (view !== "overview" && state.overviewTimer) { clearInterval(state.overviewTimer); state.overviewTimer = 0; }
   $("nav").hidden = !signedIn;
   $("sign-out").hidden = view === "sign-in";
@@ -338,8 +392,12 @@ async function loadRelays() {
       });
       actions.append(b);
     }
+    const got = (j.receipts || []).length;
+    const receipts = cell(got ? t("receiptsOf", { n: got, m: Math.max(got, j.files_sent) }) : t("receiptNone"));
+    receipts.className = "receipts " + (got && got >= j.files_sent ? "good" : "");
+    if (got) receipts.title = j.receipts.map((x) => x.file_id + ": " + x.downloaded_at).join("\n");
     tr.append(cell(j.delivery_id), cell(j.partner), cell(j.recipients.join(", ")), st,
-      cell(j.attempts), cell(j.last_error || ""), actions);
+      cell(j.attempts), cell(j.last_error || ""), receipts, actions);
     body.append(tr);
   }
 }
@@ -455,6 +513,129 @@ async function loadWebhooks() {
   }
 }
 
+const list = (items) => {
+  const ul = document.createElement("ul");
+  for (const i of items) { const li = document.createElement("li"); li.textContent = i; ul.append(li); }
+  return ul;
+};
+
+async function loadBridges() {
+  const r = await call("GET", "/admin/v1/bridges");
+  if (r.status !== 200) return say(problemText(r));
+  const { smtp, mailboxes, sftp } = r.data;
+  $("smtp-summary").textContent = smtp.enabled
+    ? t("smtpOn", { listen: smtp.listen, depth: smtp.spool_depth }) : t("smtpOff");
+  $("smtp-summary").dataset.depth = smtp.enabled ? String(smtp.spool_depth) : "";
+  const counts = $("smtp-table").tBodies[0];
+  counts.replaceChildren();
+  for (const [kind, map] of [["session", smtp.sessions], ["message", smtp.messages], ["refusal", smtp.refusals]]) {
+    for (const [what, n] of Object.entries(map || {})) {
+      const tr = document.createElement("tr");
+      tr.dataset.kind = kind; tr.dataset.outcome = what;
+      tr.append(cell(t("kind_" + kind)), cell(what), cell(n));
+      counts.append(tr);
+    }
+  }
+  $("smtp-table").hidden = !smtp.enabled;
+  $("smtp-recent").hidden = !smtp.enabled;
+  if (smtp.enabled) {
+    const recent = [];
+    for (const event of ["smtp_auth", "smtp_delivery"]) {
+      const a = await call("GET", "/admin/v1/audit?limit=10&event=" + event);
+      if (a.status === 200) recent.push(...a.data.records);
+    }
+    recent.sort((x, y) => (x.time < y.time ? 1 : -1));
+    const body = $("smtp-recent").tBodies[0];
+    body.replaceChildren();
+    for (const a of recent.slice(0, 10)) {
+      const tr = document.createElement("tr");
+      const decision = cell(a.decision || "");
+      decision.className = "decision " + (a.decision === "deny" ? "bad" : a.decision === "allow" ? "good" : "");
+      tr.append(cell(a.time), cell(a.event), cell(a.principal || ""), cell(a.client_ip || ""), decision, cell(a.reason || ""));
+      body.append(tr);
+    }
+  }
+  const mb = $("mailboxes-table").tBodies[0];
+  mb.replaceChildren();
+  for (const m of mailboxes) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = m.name; tr.dataset.state = m.state;
+    const st = cell(t("mb_" + m.state) + (m.connected ? " (" + t("connectedNow") + ")" : ""));
+    st.className = "state " + (m.state === "ok" ? "good" : m.state === "failing" ? "bad" : "");
+    const err = cell(m.last_error ? m.last_error + (m.last_error_at ? " (" + m.last_error_at + ")" : "") : "");
+    err.className = "last-error";
+    tr.append(cell(m.name), cell(m.protocol), cell(m.server), st, cell(m.last_poll || t("never")),
+      cell(m.last_success || t("never")), err);
+    mb.append(tr);
+  }
+  $("mailboxes-table").hidden = !mailboxes.length;
+  $("no-mailboxes").hidden = mailboxes.length > 0;
+  $("sftp-summary").textContent = sftp.enabled
+    ? t("sftpOn", { listen: sftp.listen, open: sftp.open_sessions, failures: sftp.auth_failures }) : t("sftpOff");
+  const users = $("sftp-users-table").tBodies[0];
+  users.replaceChildren();
+  for (const u of sftp.users) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = u.name;
+    const open = cell(u.open_sessions);
+    open.className = "open-sessions";
+    tr.append(cell(u.name), cell(u.folder || "/"), cell(u.login.join(", ")), cell(u.permissions.join(", ")), open);
+    users.append(tr);
+  }
+  $("sftp-users-table").hidden = !sftp.enabled;
+}
+
+async function loadTransports() {
+  const r = await call("GET", "/admin/v1/transports");
+  if (r.status !== 200) return say(problemText(r));
+  const body = $("transports-table").tBodies[0];
+  body.replaceChildren();
+  for (const p of r.data.transports) {
+    const tr = document.createElement("tr");
+    tr.dataset.name = p.name;
+    const st = cell(t("tp_" + p.state) + (p.not_ready_reason ? ": " + p.not_ready_reason : ""));
+    st.className = "state " + (p.state === "ready" ? "good" : "bad");
+    const credit = cell(p.credits == null ? "–" : p.credits + (p.credits_checked_at ? " (" + t("checkedAt", { at: p.credits_checked_at }) + ")" : ""));
+    credit.className = "credit";
+    const test = document.createElement("td");
+    if (state.role === "admin") {
+      const box = document.createElement("div");
+      box.className = "tp-test";
+      const id = "tp-to-" + p.name.replace(/[^a-z0-9]/gi, "-");
+      const label = document.createElement("label");
+      label.htmlFor = id; label.className = "sr"; label.textContent = t("tpTo") + " " + p.name;
+      const to = document.createElement("input");
+      to.id = id; to.placeholder = t("tpTo"); to.className = "tp-to";
+      const b = document.createElement("button");
+      b.type = "button"; b.className = "tp-send"; b.textContent = t("tpSend");
+      b.setAttribute("aria-label", t("tpSend") + " " + p.name);
+      const out = document.createElement("span");
+      out.className = "tp-result"; out.setAttribute("role", "status");
+      b.addEventListener("click", async () => {
+        out.textContent = t("testing"); out.className = "tp-result";
+        const res = await call("POST", "/admin/v1/transports/" + encodeURIComponent(p.name) + "/test", { to: to.value.trim() });
+        if (res.status !== 200) { out.textContent = problemText(res); out.className = "tp-result bad"; return; }
+        out.textContent = res.data.sent ? t("tpSent", { answer: res.data.answer || "" }) : t("tpNotSent", { reason: res.data.reason });
+        out.className = "tp-result " + (res.data.sent ? "good" : "bad");
+      });
+      box.append(label, to, b, out);
+      test.append(box);
+    }
+    tr.append(cell(p.name), cell(p.type), st, cell(p.used_by.length ? p.used_by.join(", ") : t("notUsed")),
+      credit, cell(p.last_used_at || t("never")), cell(p.last_error || ""), test);
+    body.append(tr);
+  }
+  $("no-transports").hidden = r.data.transports.length > 0;
+}
+
+async function loadConfig() {
+  const r = await call("GET", "/admin/v1/config");
+  if (r.status !== 200) return say(problemText(r));
+  $("cfg-source").textContent = r.data.source;
+  $("cfg-text").textContent = r.data.config == null ? (r.data.error || "") : r.data.config;
+  $("cfg-drift").hidden = r.data.matches_running !== false;
+}
+
 function auditQuery() {
   const q = new URLSearchParams();
   const put = (k, id) => { const v = $(id).value.trim(); if (v) q.set(k, v); };
@@ -498,6 +679,9 @@ async function openView(view) {
   if (view === "partners") await loadPartners();
   if (view === "audit") await loadAudit();
   if (view === "webhooks") await loadWebhooks();
+  if (view === "bridges") await loadBridges();
+  if (view === "transports") await loadTransports();
+  if (view === "config") await loadConfig();
   $("h-" + view).focus();
 }
 
@@ -513,6 +697,9 @@ function wire() {
     if (state.view === "overview") loadOverview();
     if (state.view === "audit") loadAudit();
     if (state.view === "webhooks") loadWebhooks();
+    if (state.view === "bridges") loadBridges();
+    if (state.view === "transports") loadTransports();
+    if (state.view === "config") loadConfig();
   });
   for (const b of document.querySelectorAll("nav button")) {
     b.addEventListener("click", () => openView(b.dataset.view));
@@ -591,6 +778,44 @@ function wire() {
       const range = document.createRange();
       range.selectNodeContents($("wh-secret-value"));
       const sel = window.getSelection(); sel.removeAllRanges(); sel.addRange(range);
+    }
+  });
+  $("cfg-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const out = $("cfg-result");
+    out.replaceChildren();
+    const r = await call("POST", "/admin/v1/config/validate", { config: $("cfg-candidate").value });
+    if (r.status !== 200) { say(problemText(r)); return; }
+    const head = document.createElement("p");
+    head.className = r.data.valid ? "good" : "bad";
+    head.textContent = r.data.valid ? t("cfgValid") : t("cfgInvalid");
+    out.append(head);
+    if (r.data.errors.length) out.append(list(r.data.errors));
+    if (r.data.warnings.length) {
+      const w = document.createElement("p"); w.textContent = t("warnings"); out.append(w, list(r.data.warnings));
+    }
+  });
+  $("cfg-reload").addEventListener("click", async () => {
+    const out = $("reload-result");
+    out.replaceChildren();
+    const r = await call("POST", "/admin/v1/reload", {});
+    const head = document.createElement("p");
+    if (r.status === 200) {
+      head.className = "good"; head.textContent = t("reloaded");
+      out.append(head);
+      const p1 = document.createElement("p");
+      p1.textContent = t("changed") + " " + (r.data.changed.length ? r.data.changed.join(", ") : t("nothingChanged"));
+      out.append(p1);
+      if (r.data.needs_restart.length) {
+        const p2 = document.createElement("p");
+        p2.textContent = t("needsRestart") + " " + r.data.needs_restart.join(", ");
+        out.append(p2);
+      }
+      await loadConfig();
+    } else {
+      head.className = "bad"; head.textContent = t("reloadFailed") + " " + problemText(r);
+      out.append(head);
+      if (r.data && r.data.errors && r.data.errors.length) out.append(list(r.data.errors));
     }
   });
   $("audit-form").addEventListener("submit", async (e) => {

@@ -110,6 +110,7 @@ impl Poller {
                 }
                 Err(e) => e,
             };
+            self.metrics.poll_failed(&error);
             let delay = backoff.next_delay();
             tracing::warn!(mailbox = %self.id, error = %error, retry_in_ms = delay.as_millis() as u64, "IMAP session ended");
             if !drain.sleep(delay).await {

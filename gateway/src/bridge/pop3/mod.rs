@@ -81,6 +81,7 @@ impl Poller {
                     }
                 }
                 Err(e) => {
+                    self.metrics.poll_failed(&e);
                     let delay = backoff.next_delay().max(std::cmp::min(
                         self.mailbox.conn.poll_interval,
                         super::mailbox::backoff::INITIAL,

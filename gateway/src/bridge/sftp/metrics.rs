@@ -1,11 +1,13 @@
 //! The SFTP bridge's Prometheus series.
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Sessions, failed logins, bytes and upload outcomes.
 pub struct SftpMetrics {
     sessions: IntCounter,
     active: IntGauge,
+    /// Open sessions per user (users come from the config: few series).
+    per_user: IntGaugeVec,
     auth_failures: IntCounter,
     bytes: IntCounterVec,
     uploads: IntCounterVec,
@@ -63,11 +65,20 @@ impl SftpMetrics {
             &["reason"],
         )?;
         registry.register(Box::new(refused_vec.clone()))?;
+        let per_user = IntGaugeVec::new(
+            Opts::new(
+                "mft_sftp_user_sessions_active",
+                "SFTP sessions open now per user",
+            ),
+            &["user"],
+        )?;
+        registry.register(Box::new(per_user.clone()))?;
         let refused = ["banned", "per_ip", "busy", "login_timeout"]
             .map(|r| refused_vec.with_label_values(&[r]));
         Ok(SftpMetrics {
             sessions,
             active,
+            per_user,
             auth_failures,
             bytes,
             uploads,
@@ -86,6 +97,13 @@ impl SftpMetrics {
         self.sessions.inc();
         self.active.inc();
         ActiveGuard(self.active.clone())
+    }
+
+    /// `user` holds `open` sessions now (the admin console's bridges screen).
+    pub fn user_sessions(&self, user: &str, open: u32) {
+        self.per_user
+            .with_label_values(&[user])
+            .set(i64::from(open));
     }
 
     /// A connection closed by a listener limit.

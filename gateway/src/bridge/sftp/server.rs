@@ -117,6 +117,7 @@ impl Drop for Slot {
         if let Ok(mut open) = self.shared.open.lock() {
             if let Some(n) = open.get_mut(&self.user) {
                 *n = n.saturating_sub(1);
+                self.shared.metrics.user_sessions(&self.user, *n);
             }
         }
     }
@@ -269,6 +270,7 @@ impl Conn {
                 return Auth::reject();
             }
             *n += 1;
+            self.shared.metrics.user_sessions(&name, *n);
         }
         if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
             d.record_success_for(p.ip(), &name);
