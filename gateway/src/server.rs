@@ -193,7 +193,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     partners.start(&control);
     let trust = Arc::new(crate::trust::services::Federation::start(
         shared_config.clone(),
-        store.clone(),
         partners.clone(),
         signer.clone(),
         audit.clone(),

@@ -97,6 +97,11 @@ impl PartnerDirectory {
         }))
     }
 
+    /// The store the connections are read from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Whether no connection exists (as of the last reload).
     pub fn is_empty(&self) -> bool {
         self.snapshot.load().partners.is_empty()

@@ -12,7 +12,6 @@ use crate::audit::AuditLog;
 use crate::backend_client::BackendClient;
 use crate::bridge::runtime::BridgeRuntime;
 use crate::proxy::sign::RequestSigner;
-use crate::store::Store;
 use crate::webhooks::Webhooks;
 use anyhow::Context;
 use mft_config::Config;
@@ -121,10 +120,10 @@ impl Federation {
         }
     }
 
-    /// Builds the services and starts the relay and receipt workers.
+    /// Builds the services (over the directory's store) and starts the
+    /// relay and receipt workers.
     pub fn start(
         config: Arc<Config>,
-        store: Store,
         partners: Arc<super::directory::PartnerDirectory>,
         signer: Option<Arc<RequestSigner>>,
         audit: AuditLog,
@@ -132,6 +131,7 @@ impl Federation {
         connectors: Option<Arc<crate::connector::ConnectorPool>>,
         drain: crate::drain::Drain,
     ) -> anyhow::Result<Federation> {
+        let store = partners.store().clone();
         let metrics = super::metrics::FederationMetrics::new(registry)
             .context("cannot register federation metrics")?;
         let runtime = BridgeRuntime::start_named(2, "federation")
