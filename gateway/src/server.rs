@@ -28,8 +28,9 @@ use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::ratelimit::RateLimiter;
 use crate::reload::Reloader;
-use crate::store::KeyStore;
+use crate::store::Store;
 use crate::tls::{self, TlsFront};
+use crate::trust::directory::PartnerDirectory;
 use crate::upgrade;
 use anyhow::Context;
 use mft_config::connector::Via;
@@ -189,9 +190,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     )?;
     let auth_defender = auth.defender().cloned();
     let auth_defender_admin = auth.defender().cloned();
+    let partners = {
+        let store = store.clone();
+        let checks = crate::trust::directory::checks_counter(metrics.registry())
+            .context("cannot register partner cache metrics")?;
+        control
+            .block_on(async move { PartnerDirectory::load(store, checks).await })?
+            .context("cannot read the partner connections")?
+    };
+    partners.start(&control);
     let trust = Arc::new(crate::trust::services::Federation::start(
         shared_config.clone(),
-        store.clone(),
+        partners.clone(),
         signer.clone(),
         audit.clone(),
         metrics.registry(),
@@ -247,6 +257,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             crate::trust::inbound::PartnerGate::new(
                 store.clone(),
                 control.clone(),
+                partners,
                 &config,
                 auth_defender,
                 audit.clone(),
@@ -457,7 +468,7 @@ fn start_bridges(
     drain: &Drain,
     backend: BackendClient,
     auth: &Arc<crate::auth::Authenticator>,
-    store: &KeyStore,
+    store: &Store,
     audit: &AuditLog,
     metrics: &Arc<Metrics>,
     certificates: Arc<crate::tls::certs::CertResolver>,
@@ -490,11 +501,11 @@ fn start_bridges(
 }
 
 /// Opens the key store (SQLite under `data_dir`, or PostgreSQL) on the control plane.
-pub fn open_store(config: &Config, control: &ControlPlane) -> anyhow::Result<KeyStore> {
+pub fn open_store(config: &Config, control: &ControlPlane) -> anyhow::Result<Store> {
     let url = config.auth.store.as_ref().map(|s| s.expose().to_string());
     let data_dir = config.server.data_dir.clone();
     control
-        .block_on(async move { KeyStore::open(url.as_deref(), &data_dir).await })?
+        .block_on(async move { Store::open(url.as_deref(), &data_dir).await })?
         .context("auth.store: cannot open the key store")
 }
 

@@ -11,7 +11,8 @@
 //! console's own calls and for `/admin/v1/*` reached with the cookie.
 
 use crate::admin::{json_reply, problem, read_body, AdminApp, Reply};
-use crate::store::admins::{AdminRecord, Role, SessionRecord};
+use crate::store::admin_sessions::SessionRecord;
+use crate::store::admins::{AdminRecord, Role};
 use crate::trust::seal::Sealer;
 use serde::Deserialize;
 use serde_json::json;

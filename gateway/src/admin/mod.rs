@@ -10,7 +10,7 @@
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
 use crate::metrics::Metrics;
-use crate::store::KeyStore;
+use crate::store::Store;
 use async_trait::async_trait;
 use mft_config::Secret;
 use mft_filters::problem::{Problem, CONTENT_TYPE};
@@ -52,7 +52,7 @@ const MAX_BODY: usize = 64 * 1024;
 /// The admin application.
 pub struct AdminApp {
     token: Option<Secret>,
-    pub(crate) store: KeyStore,
+    pub(crate) store: Store,
     pub(crate) control: ControlPlane,
     audit: AuditLog,
     metrics: Arc<Metrics>,
@@ -80,7 +80,7 @@ impl AdminApp {
     /// The admin app; without a token the key API answers 403.
     pub fn new(
         token: Option<Secret>,
-        store: KeyStore,
+        store: Store,
         control: ControlPlane,
         audit: AuditLog,
         metrics: Arc<Metrics>,

@@ -9,7 +9,7 @@
 
 use super::Identity;
 use crate::control::ControlPlane;
-use crate::store::{KeyRecord, KeyStore};
+use crate::store::{KeyRecord, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +122,7 @@ struct Fresh {
 /// checked on the hit, which is all a TTL cache of a few thousand keys needs.
 #[derive(Clone)]
 pub struct KeyCache {
-    store: KeyStore,
+    store: Store,
     control: ControlPlane,
     found: Arc<quick_cache::sync::Cache<String, Fresh>>,
     /// Unknown ids, until when they stay unknown.
@@ -156,7 +156,7 @@ pub struct LookupError(String);
 
 impl KeyCache {
     /// A cache over `store`; call [`KeyCache::start_maintenance`] once.
-    pub fn new(store: KeyStore, control: ControlPlane, ttl: Duration) -> KeyCache {
+    pub fn new(store: Store, control: ControlPlane, ttl: Duration) -> KeyCache {
         KeyCache {
             store,
             control,

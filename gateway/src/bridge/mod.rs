@@ -21,7 +21,7 @@ use crate::audit::AuditLog;
 use crate::auth::Authenticator;
 use crate::backend_client::BackendClient;
 use crate::metrics::Metrics;
-use crate::store::KeyStore;
+use crate::store::Store;
 use mft_config::Config;
 use pipeline::DeliveryPipeline;
 use std::sync::Arc;
@@ -37,7 +37,7 @@ pub struct BridgeContext {
     /// API keys (service accounts may log in to SMTP/SFTP with a key).
     pub auth: Arc<Authenticator>,
     /// Key store, for state the bridges keep (e.g. IMAP UIDs).
-    pub store: KeyStore,
+    pub store: Store,
     /// Audit trail.
     pub audit: AuditLog,
     /// Prometheus registry and the gateway's series.

@@ -178,7 +178,16 @@ impl Spool {
         w.commit().await
     }
 
-    /// Ids waiting, oldest first.
+    /// Ids waiting, oldest first, listed off the runtime: what a worker
+    /// calls each pass (a large spool directory takes a while to read).
+    pub async fn pending(&self) -> Result<Vec<String>, SpoolError> {
+        let spool = self.clone();
+        tokio::task::spawn_blocking(move || spool.list())
+            .await
+            .map_err(|e| SpoolError::Task(e.to_string()))?
+    }
+
+    /// Ids waiting, oldest first (blocking: start-up, tests).
     pub fn list(&self) -> Result<Vec<String>, SpoolError> {
         let dir = &self.inner.dir;
         let mut ids = Vec::new();

@@ -5,7 +5,7 @@
 //! argon2id hash; TOTP is enrolled at the first sign-in in the console.
 
 use crate::store::admins::{AdminRecord, Role};
-use crate::store::KeyStore;
+use crate::store::Store;
 use anyhow::Context;
 use clap::Subcommand;
 use std::io::{BufRead, Write};
@@ -80,7 +80,7 @@ pub fn read_password_hash(input: &mut dyn BufRead) -> anyhow::Result<String> {
 /// Runs `command` against `store`, writing to `out`; `password_hash` is
 /// the hashed stdin password of `add`.
 pub async fn execute(
-    store: &KeyStore,
+    store: &Store,
     command: AdminsCommand,
     password_hash: Option<&str>,
     out: &mut dyn Write,

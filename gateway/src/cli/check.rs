@@ -353,11 +353,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// with it, and closes it whatever `work` returned.
 fn with_store<T>(
     c: &mft_config::Config,
-    work: impl AsyncFnOnce(&crate::store::KeyStore) -> Result<T, String>,
+    work: impl AsyncFnOnce(&crate::store::Store) -> Result<T, String>,
 ) -> Result<T, String> {
     runtime()?.block_on(async {
         let url = c.auth.store.as_ref().map(|s| s.expose());
-        let store = crate::store::KeyStore::open(url, &c.server.data_dir)
+        let store = crate::store::Store::open(url, &c.server.data_dir)
             .await
             .map_err(|e| error_chain(&e))?;
         let result = work(&store).await;

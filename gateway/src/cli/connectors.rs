@@ -5,7 +5,7 @@
 //! within seconds (it re-reads the store every two seconds).
 
 use crate::store::connectors::ConnectorRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use clap::Subcommand;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -74,7 +74,7 @@ pub fn run(command: ConnectorsCommand, config: &Path) -> anyhow::Result<ExitCode
 
 /// Runs `command` against `store`, writing to `out`.
 pub async fn execute(
-    store: &KeyStore,
+    store: &Store,
     command: ConnectorsCommand,
     out: &mut dyn Write,
     now: SystemTime,

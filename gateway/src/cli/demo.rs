@@ -118,7 +118,7 @@ fn create_demo_key(config: &mft_config::Config) -> anyhow::Result<String> {
         .build()?;
     let data_dir = config.server.data_dir.clone();
     runtime.block_on(async move {
-        let store = crate::store::KeyStore::open(None, &data_dir).await?;
+        let store = crate::store::Store::open(None, &data_dir).await?;
         let scopes: Vec<String> = [
             "files:read",
             "files:write",

@@ -4,7 +4,7 @@
 //! under `server.data_dir` by default) and the gateway notices revocations
 //! through the store's change log within seconds (see docs/keys.md).
 
-use crate::store::{rfc3339, KeyRecord, KeyStore};
+use crate::store::{rfc3339, KeyRecord, Store};
 use clap::Subcommand;
 use mft_filters::auth::api_key;
 use std::io::Write;
@@ -84,7 +84,7 @@ pub fn run(command: KeysCommand, config: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_command(
-    store: &KeyStore,
+    store: &Store,
     command: KeysCommand,
     out: &mut dyn Write,
     now: SystemTime,
@@ -330,7 +330,7 @@ mod tests {
     #[tokio::test]
     async fn table_and_json_never_show_the_secret_or_hash() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
         let (record, token) = store
             .create_key("ci-bot", &["files:read".to_string()], None)
             .await
@@ -368,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn create_human_output_shows_key_once_with_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
         let mut out = Vec::new();
         let command = KeysCommand::Create {
             name: "ops".into(),

@@ -223,7 +223,7 @@ pub fn load_config(path: &std::path::Path) -> anyhow::Result<mft_config::Loaded>
 /// runtime, runs `work` with both, and closes the store.
 pub fn with_store<T>(
     config: &std::path::Path,
-    work: impl AsyncFnOnce(&crate::store::KeyStore, &mft_config::Config) -> anyhow::Result<T>,
+    work: impl AsyncFnOnce(&crate::store::Store, &mft_config::Config) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let loaded = load_config(config)?;
     for w in &loaded.warnings {
@@ -237,7 +237,7 @@ pub fn with_store<T>(
     runtime.block_on(async {
         // `[auth] store = "postgres://..."`; `None` = SQLite under data_dir.
         let store_url = cfg.auth.store.as_ref().map(|s| s.expose());
-        let store = crate::store::KeyStore::open(store_url, &cfg.server.data_dir).await?;
+        let store = crate::store::Store::open(store_url, &cfg.server.data_dir).await?;
         let result = work(&store, &cfg).await;
         store.close().await;
         result

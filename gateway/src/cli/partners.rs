@@ -5,7 +5,7 @@
 //! federation request looks its key up in the store.
 
 use crate::store::partners::PartnerRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use crate::trust::connections::{self, KeyInput};
 use anyhow::Context;
 use clap::Subcommand;
@@ -142,7 +142,7 @@ pub fn run(command: PartnersCommand, config: &Path) -> anyhow::Result<ExitCode> 
 }
 
 async fn execute(
-    store: &KeyStore,
+    store: &Store,
     cfg: &Config,
     command: PartnersCommand,
     out: &mut dyn Write,
@@ -427,7 +427,7 @@ mod tests {
     #[tokio::test]
     async fn relays_retry_requeues_failed_relays_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::open(None, dir.path()).await.unwrap();
+        let store = Store::open(None, dir.path()).await.unwrap();
         let cfg = mft_config::load_str(
             "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:1\"\n",
             &dir.path().join("gateway.toml"),

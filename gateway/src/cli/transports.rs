@@ -1,7 +1,7 @@
 //! `mft-gateway transports ...`: outbound transport providers
 //! (docs/transports.md). Works on the store, with or without a running gateway.
 
-use crate::store::KeyStore;
+use crate::store::Store;
 use crate::transports::{self, OutboundMessage, SecretInput, TransportError};
 use anyhow::Context;
 use clap::Subcommand;
@@ -154,7 +154,7 @@ pub fn run(command: TransportsCommand, config: &Path) -> anyhow::Result<ExitCode
 }
 
 async fn execute(
-    store: &KeyStore,
+    store: &Store,
     cfg: &Config,
     command: TransportsCommand,
     out: &mut dyn Write,

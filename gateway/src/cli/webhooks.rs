@@ -5,7 +5,7 @@
 //! its next round and stops sending to a removed one at once.
 
 use crate::store::webhooks::{WebhookRecord, WebhookState};
-use crate::store::KeyStore;
+use crate::store::Store;
 use crate::webhooks::subscriptions::{self, AddError};
 use clap::Subcommand;
 use mft_config::Config;
@@ -63,7 +63,7 @@ pub fn run(command: WebhooksCommand, config: &Path) -> anyhow::Result<ExitCode> 
 }
 
 async fn execute(
-    store: &KeyStore,
+    store: &Store,
     cfg: &Config,
     command: WebhooksCommand,
     out: &mut dyn Write,

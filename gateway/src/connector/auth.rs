@@ -4,7 +4,7 @@
 
 use crate::control::ControlPlane;
 use crate::store::connectors::ConnectorRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use mft_filters::auth::connector_key;
 use thiserror::Error;
 
@@ -73,7 +73,7 @@ pub fn bearer(headers: &http::HeaderMap) -> Result<&str, Refusal> {
 /// store's pool lives), then the client certificate's SHA-256 (`presented`,
 /// lower-case hex) against the connector's pin, if it has one.
 pub async fn verify(
-    store: &KeyStore,
+    store: &Store,
     control: &ControlPlane,
     token: &str,
     presented: Option<&str>,

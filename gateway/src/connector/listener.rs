@@ -14,7 +14,7 @@ use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
 use crate::store::connectors::ConnectorRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub struct ConnectorListener {
     tls: tokio_rustls::TlsAcceptor,
     pool: Arc<ConnectorPool>,
-    store: KeyStore,
+    store: Store,
     control: ControlPlane,
     audit: AuditLog,
     handshake_timeout: Duration,
@@ -48,7 +48,7 @@ impl ConnectorListener {
     pub fn new(
         tls: &rustls::ServerConfig,
         pool: Arc<ConnectorPool>,
-        store: KeyStore,
+        store: Store,
         control: ControlPlane,
         audit: AuditLog,
         config: &mft_config::connector::ConnectorListen,

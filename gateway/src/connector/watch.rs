@@ -5,7 +5,7 @@
 use super::pool::ConnectorPool;
 use crate::control::ControlPlane;
 use crate::store::connectors::ConnectorReport;
-use crate::store::KeyStore;
+use crate::store::Store;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use std::time::Duration;
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
 /// Starts the watch on the control plane.
-pub fn start(pool: Arc<ConnectorPool>, store: KeyStore, control: &ControlPlane) {
+pub fn start(pool: Arc<ConnectorPool>, store: Store, control: &ControlPlane) {
     control.spawn(async move {
         let mut reported: HashMap<Arc<str>, (u64, u64, u64)> = HashMap::new();
         let mut tick = tokio::time::interval(INTERVAL);
@@ -29,7 +29,7 @@ pub fn start(pool: Arc<ConnectorPool>, store: KeyStore, control: &ControlPlane) 
 
 async fn once(
     pool: &ConnectorPool,
-    store: &KeyStore,
+    store: &Store,
     reported: &mut HashMap<Arc<str>, (u64, u64, u64)>,
 ) {
     let enrolled = match store.list_connectors().await {

@@ -266,8 +266,8 @@ pub fn trust_hooks(
             .and_then(|rest| rest.strip_suffix("/content"))
             .filter(|id| !id.is_empty() && !id.contains('/'));
         if let (Some(id), false) = (file, partner) {
-            let principal = ctx.identity.as_ref().map(|i| i.principal.to_string());
-            trust.file_downloaded(id.to_string(), principal);
+            let principal = ctx.identity.as_ref().map(|i| &*i.principal);
+            trust.file_downloaded(id, principal);
         }
     }
 }

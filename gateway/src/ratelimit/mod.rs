@@ -126,11 +126,6 @@ impl RateLimiter {
             .map(|r| (r.clone(), self.on_redis_error))
     }
 
-    /// Whether a per-IP limit is configured.
-    pub fn limits_ips(&self) -> bool {
-        self.per_ip.is_some()
-    }
-
     /// The per-IP limit, before authentication.
     pub async fn check_ip(&self, ip: IpAddr, headers: &mut RateHeaders) -> Result<(), Rejection> {
         let Some(limit) = self.per_ip else {

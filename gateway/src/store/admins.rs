@@ -3,7 +3,7 @@
 //! the TOTP secret sealed by the caller, SHA-256 of the unused recovery
 //! codes and SHA-256 of each session token: never a secret in the clear.
 
-use super::{from_ms, Engine, KeyStore, Pool, StoreError};
+use super::{from_ms, Engine, Pool, Store, StoreError};
 use std::time::SystemTime;
 
 /// What an administrator may do.
@@ -79,47 +79,38 @@ impl AdminRecord {
     }
 }
 
-/// A session as stored, with its administrator's role.
-#[derive(Debug, Clone)]
-pub struct SessionRecord {
-    /// The administrator's name.
-    pub admin: String,
-    /// Their role now (a role change applies to open sessions).
-    pub role: Role,
-    /// `false` while the TOTP enrolment is not confirmed.
-    pub full: bool,
-    /// Created (absolute timeout).
-    pub created_at: SystemTime,
-    /// Last request (idle timeout).
-    pub last_seen_at: SystemTime,
-}
-
 const COLUMNS: &str = "name, role, password_hash, totp_sealed, totp_enabled, recovery_hashes, \
     created_at, last_sign_in_at";
 
-type Raw = (
-    String,
-    String,
-    String,
-    Option<Vec<u8>>,
-    i64,
-    String,
-    i64,
-    Option<i64>,
-);
+/// One row as selected by [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct AdminRow {
+    name: String,
+    role: String,
+    password_hash: String,
+    totp_sealed: Option<Vec<u8>>,
+    totp_enabled: i64,
+    recovery_hashes: String,
+    created_at: i64,
+    last_sign_in_at: Option<i64>,
+}
 
-fn decode(r: Raw) -> Result<AdminRecord, StoreError> {
+fn decode(r: AdminRow) -> Result<AdminRecord, StoreError> {
     Ok(AdminRecord {
-        role: Role::parse(&r.1).ok_or_else(|| StoreError::CorruptPartner {
+        role: Role::parse(&r.role).ok_or_else(|| StoreError::CorruptPartner {
             what: "admin role".to_string(),
         })?,
-        name: r.0,
-        password_hash: r.2,
-        totp_sealed: r.3,
-        totp_enabled: r.4 != 0,
-        recovery_hashes: r.5.split_whitespace().map(str::to_string).collect(),
-        created_at: from_ms(r.6),
-        last_sign_in_at: r.7.map(from_ms),
+        name: r.name,
+        password_hash: r.password_hash,
+        totp_sealed: r.totp_sealed,
+        totp_enabled: r.totp_enabled != 0,
+        recovery_hashes: r
+            .recovery_hashes
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        created_at: from_ms(r.created_at),
+        last_sign_in_at: r.last_sign_in_at.map(from_ms),
     })
 }
 
@@ -129,7 +120,7 @@ pub fn valid_name(name: &str) -> bool {
     super::partners::valid_name(name)
 }
 
-impl KeyStore {
+impl Store {
     /// Adds an administrator with an argon2id `password_hash`; TOTP is
     /// enrolled at the first sign-in.
     pub async fn add_admin(
@@ -180,7 +171,7 @@ impl KeyStore {
     /// Every administrator, by name.
     pub async fn list_admins(&self) -> Result<Vec<AdminRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM admins ORDER BY name");
-        let raw: Vec<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Vec<AdminRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .fetch_all(pool)
             .await
             .map_err(self.query_err("list admins"))?);
@@ -190,7 +181,7 @@ impl KeyStore {
     /// The administrator named `name`.
     pub async fn get_admin(&self, name: &str) -> Result<Option<AdminRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM admins WHERE name = $1");
-        let raw: Option<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Option<AdminRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(name)
             .fetch_optional(pool)
             .await
@@ -325,105 +316,6 @@ impl KeyStore {
         .execute(pool)
         .await
         .map_err(self.query_err(format!("record sign-in of admin {name}")))?
-        .rows_affected());
-        Ok(())
-    }
-
-    /// Opens a session whose token has SHA-256 `id_hash`.
-    pub async fn create_admin_session(
-        &self,
-        id_hash: &[u8; 32],
-        admin: &str,
-        full: bool,
-    ) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        on_pool!(self, |pool, _e| sqlx::query(
-            "INSERT INTO admin_sessions (id_hash, admin, stage, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $4)"
-        )
-        .bind(&id_hash[..])
-        .bind(admin)
-        .bind(if full { "full" } else { "enrol" })
-        .bind(now)
-        .execute(pool)
-        .await
-        .map_err(self.query_err("open an admin session"))?
-        .rows_affected());
-        Ok(())
-    }
-
-    /// The session whose token has SHA-256 `id_hash`.
-    pub async fn admin_session(
-        &self,
-        id_hash: &[u8; 32],
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let raw: Option<(String, String, String, i64, i64)> = on_pool!(self, |pool, _e| {
-            sqlx::query_as(
-                "SELECT s.admin, a.role, s.stage, s.created_at, s.last_seen_at \
-                 FROM admin_sessions s JOIN admins a ON a.name = s.admin WHERE s.id_hash = $1",
-            )
-            .bind(&id_hash[..])
-            .fetch_optional(pool)
-            .await
-            .map_err(self.query_err("look up an admin session"))?
-        });
-        raw.map(|(admin, role, stage, created, seen)| {
-            Ok(SessionRecord {
-                role: Role::parse(&role).ok_or_else(|| StoreError::CorruptPartner {
-                    what: "admin role".to_string(),
-                })?,
-                admin,
-                full: stage == "full",
-                created_at: from_ms(created),
-                last_seen_at: from_ms(seen),
-            })
-        })
-        .transpose()
-    }
-
-    /// Marks the session used now (idle timeout), or complete (`full`).
-    pub async fn touch_admin_session(
-        &self,
-        id_hash: &[u8; 32],
-        full: bool,
-    ) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        let sql = if full {
-            "UPDATE admin_sessions SET last_seen_at = $1, stage = 'full' WHERE id_hash = $2"
-        } else {
-            "UPDATE admin_sessions SET last_seen_at = $1 WHERE id_hash = $2"
-        };
-        on_pool!(self, |pool, _e| sqlx::query(sql)
-            .bind(now)
-            .bind(&id_hash[..])
-            .execute(pool)
-            .await
-            .map_err(self.query_err("touch an admin session"))?
-            .rows_affected());
-        Ok(())
-    }
-
-    /// Ends one session (sign-out, timeout).
-    pub async fn end_admin_session(&self, id_hash: &[u8; 32]) -> Result<(), StoreError> {
-        on_pool!(self, |pool, _e| sqlx::query(
-            "DELETE FROM admin_sessions WHERE id_hash = $1"
-        )
-        .bind(&id_hash[..])
-        .execute(pool)
-        .await
-        .map_err(self.query_err("end an admin session"))?
-        .rows_affected());
-        Ok(())
-    }
-
-    async fn end_sessions_of(&self, name: &str) -> Result<(), StoreError> {
-        on_pool!(self, |pool, _e| sqlx::query(
-            "DELETE FROM admin_sessions WHERE admin = $1"
-        )
-        .bind(name)
-        .execute(pool)
-        .await
-        .map_err(self.query_err(format!("end the sessions of admin {name}")))?
         .rows_affected());
         Ok(())
     }

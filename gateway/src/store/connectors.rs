@@ -2,7 +2,7 @@
 //! id and SHA-256 of the connector key's secret, and the live state the
 //! gateway holding the connections writes every few seconds.
 
-use super::{from_ms, Engine, KeyStore, Pool, StoreError};
+use super::{from_ms, Engine, Pool, Store, StoreError};
 use mft_filters::auth::{api_key::RANDOM_LEN, connector_key};
 use std::time::{Duration, SystemTime};
 
@@ -90,25 +90,27 @@ pub struct ConnectorReport {
 const COLUMNS: &str = "name, key_id, key_hash, created_at, last_seen_at, address, connections, \
     bytes_in, bytes_out, client_cert_sha256";
 
-type Raw = (
-    String,
-    String,
-    Vec<u8>,
-    i64,
-    Option<i64>,
-    Option<String>,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-);
+/// One row as selected by [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct ConnectorRow {
+    name: String,
+    key_id: String,
+    key_hash: Vec<u8>,
+    created_at: i64,
+    last_seen_at: Option<i64>,
+    address: Option<String>,
+    connections: i64,
+    bytes_in: i64,
+    bytes_out: i64,
+    client_cert_sha256: Option<String>,
+}
 
 /// Whether `name` can name a connector: 1 to 64 letters, digits, `-`, `_`, `.`.
 pub fn valid_name(name: &str) -> bool {
     super::partners::valid_name(name)
 }
 
-impl KeyStore {
+impl Store {
     /// Adds a connector and returns it with its key (`mgc_...`), which
     /// exists only in the return value.
     /// `pin`: the SHA-256 (lower-case hex) of the client certificate it
@@ -188,7 +190,7 @@ impl KeyStore {
     /// Every connector, by name.
     pub async fn list_connectors(&self) -> Result<Vec<ConnectorRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM connectors ORDER BY name");
-        let raw: Vec<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Vec<ConnectorRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .fetch_all(pool)
             .await
             .map_err(self.query_err("list connectors"))?);
@@ -201,7 +203,7 @@ impl KeyStore {
         key_id: &str,
     ) -> Result<Option<ConnectorRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM connectors WHERE key_id = $1");
-        let raw: Option<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Option<ConnectorRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(key_id)
             .fetch_optional(pool)
             .await
@@ -249,20 +251,23 @@ impl KeyStore {
     }
 }
 
-fn decode(r: Raw) -> Result<ConnectorRecord, StoreError> {
+fn decode(r: ConnectorRow) -> Result<ConnectorRecord, StoreError> {
     let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
     Ok(ConnectorRecord {
-        name: r.0,
-        key_id: r.1,
-        key_hash: r.2.try_into().map_err(|_| StoreError::CorruptPartner {
-            what: "connector key_hash".to_string(),
-        })?,
-        created_at: from_ms(r.3),
-        last_seen_at: r.4.map(from_ms),
-        address: r.5,
-        connections: unsigned(r.6),
-        bytes_in: unsigned(r.7),
-        bytes_out: unsigned(r.8),
-        client_cert_sha256: r.9,
+        name: r.name,
+        key_id: r.key_id,
+        key_hash: r
+            .key_hash
+            .try_into()
+            .map_err(|_| StoreError::CorruptPartner {
+                what: "connector key_hash".to_string(),
+            })?,
+        created_at: from_ms(r.created_at),
+        last_seen_at: r.last_seen_at.map(from_ms),
+        address: r.address,
+        connections: unsigned(r.connections),
+        bytes_in: unsigned(r.bytes_in),
+        bytes_out: unsigned(r.bytes_out),
+        client_cert_sha256: r.client_cert_sha256,
     })
 }

@@ -3,7 +3,7 @@
 //! message. Tables from migration 0002; tested on both engines in
 //! `store/tests.rs`, reopened across a gateway restart in the e2e tests.
 
-use super::{Engine, KeyStore, Pool, StoreError};
+use super::{Engine, Pool, Store, StoreError};
 use std::collections::HashSet;
 
 /// An IMAP folder's position: its UIDVALIDITY and the highest UID done.
@@ -15,7 +15,7 @@ pub struct ImapPosition {
     pub last_uid: u32,
 }
 
-impl KeyStore {
+impl Store {
     /// The stored position of `mailbox` (`imap:<name>`), if any.
     pub async fn imap_position(&self, mailbox: &str) -> Result<Option<ImapPosition>, StoreError> {
         let row: Option<(i64, i64)> = on_pool!(self, |pool, _e| sqlx::query_as(

@@ -1,22 +1,16 @@
-//! The service-account API-key store: SQLite (one file in `data_dir`) by
-//! default, PostgreSQL when several gateway instances share keys.
+//! The gateway's database: SQLite (one file in `data_dir`) by default,
+//! PostgreSQL when several gateway instances share it. One [`Store`] handle
+//! holds API keys, trust partners, the relay queue and inbound files, the
+//! mailbox pollers' positions, DMZ connectors, webhooks, outbound transports
+//! and admins; one file per table (or pair of tables that only make sense
+//! together), each adding its methods to [`Store`].
 //!
 //! Only runtime queries (`sqlx::query`), never the compile-time checked
 //! macros, so building needs no database. Both engines get the same schema
 //! (see [`migrations`]) and the same SQL: `$1`-style parameters work in both,
-//! and every column is an integer, text or bytes.
-//!
-//! Keys are generated and verified by [`mft_filters::auth::api_key`]: the
-//! store sees the public id and the SHA-256 of the secret, never the secret.
-//!
-//! # Revocation reaching running gateways
-//!
-//! Every write that a gateway's key cache must notice (creation, revocation)
-//! appends a row to `key_changes` in the same transaction. Rows get a
-//! monotonically increasing `seq`; a gateway remembers the highest `seq` it
-//! has seen and calls [`KeyStore::changes_since`] every second to evict the
-//! changed ids. This works across processes (the `keys` CLI writes, the
-//! gateway reads) and across hosts with PostgreSQL. See docs/keys.md.
+//! and every column is an integer, text or bytes. Rows are read into
+//! `sqlx::FromRow` structs by column name, then turned into the public
+//! records.
 
 mod error;
 pub mod migrations;
@@ -27,7 +21,6 @@ pub use validate::{
     validate_account, validate_scopes, validate_senders, MAX_ACCOUNT_LEN, MAX_SCOPES, MAX_SCOPE_LEN,
 };
 
-use mft_filters::auth::api_key;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -35,6 +28,7 @@ use sqlx::sqlite::{
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,130 +39,8 @@ pub const SQLITE_FILE: &str = "keys.sqlite";
 /// CLI and a running gateway share the file) before failing.
 pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Most change rows one [`KeyStore::changes_since`] call returns; the caller
-/// simply polls again with the new cursor.
-pub const CHANGES_BATCH: i64 = 1000;
-
 /// Where "now" comes from; tests inject a fake one.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// One API key as stored (never its secret).
-#[derive(Clone, PartialEq, Eq)]
-pub struct KeyRecord {
-    /// Public id: the `<id>` in `mgw_<id>_<secret>`.
-    pub id: String,
-    /// Service account that owns the key.
-    pub account: String,
-    /// Granted scopes, e.g. `files:read`.
-    pub scopes: Vec<String>,
-    /// Creation time (millisecond precision).
-    pub created_at: SystemTime,
-    /// When the key stops working; `None` = never.
-    pub expires_at: Option<SystemTime>,
-    /// When the key was revoked; `None` = not revoked.
-    pub revoked_at: Option<SystemTime>,
-    /// Last successful use as reported by gateways (batched, so a little late).
-    pub last_used_at: Option<SystemTime>,
-    /// SHA-256 of the secret, for `ParsedKey::verify`.
-    pub secret_hash: [u8; 32],
-    /// Per-key rate limit override such as `"50/s burst 100"`.
-    pub rate_limit: Option<String>,
-    /// Senders the key may name in a delivery, canonical and
-    /// comma-separated; `None`: any sender (not bound).
-    pub allowed_senders: Option<String>,
-}
-
-impl fmt::Debug for KeyRecord {
-    // The hash is not the secret, but it has no business in logs either.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRecord")
-            .field("id", &self.id)
-            .field("account", &self.account)
-            .field("scopes", &self.scopes)
-            .field("created_at", &self.created_at)
-            .field("expires_at", &self.expires_at)
-            .field("revoked_at", &self.revoked_at)
-            .field("last_used_at", &self.last_used_at)
-            .field("secret_hash", &"<redacted>")
-            .field("rate_limit", &self.rate_limit)
-            .field("allowed_senders", &self.allowed_senders)
-            .finish()
-    }
-}
-
-/// Whether a key can be used at a given time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStatus {
-    /// Neither revoked nor expired.
-    Active,
-    /// Revoked (wins over expired).
-    Revoked,
-    /// Past its expiry time.
-    Expired,
-}
-
-impl KeyStatus {
-    /// `active`, `revoked` or `expired`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Revoked => "revoked",
-            KeyStatus::Expired => "expired",
-        }
-    }
-}
-
-impl fmt::Display for KeyStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl KeyRecord {
-    /// The key's status at `now`: a key expires at the instant `expires_at`.
-    pub fn status(&self, now: SystemTime) -> KeyStatus {
-        if self.revoked_at.is_some() {
-            KeyStatus::Revoked
-        } else if self.expires_at.is_some_and(|e| now >= e) {
-            KeyStatus::Expired
-        } else {
-            KeyStatus::Active
-        }
-    }
-
-    /// Whether the key may authenticate a request at `now`.
-    pub fn is_active(&self, now: SystemTime) -> bool {
-        self.status(now) == KeyStatus::Active
-    }
-
-    /// The allowed senders as a list (`None`: the key is not bound).
-    pub fn allowed_senders_list(&self) -> Option<Vec<String>> {
-        self.allowed_senders.as_deref().map(|l| {
-            l.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-    }
-
-    /// The public view of a key, shared by `keys list --json` and the admin
-    /// API: never the hash.
-    pub fn to_json(&self, now: SystemTime) -> serde_json::Value {
-        let time = |t: Option<SystemTime>| t.map_or(serde_json::Value::Null, |t| rfc3339(t).into());
-        serde_json::json!({
-            "id": self.id,
-            "account": self.account,
-            "scopes": self.scopes,
-            "created_at": rfc3339(self.created_at),
-            "expires_at": time(self.expires_at),
-            "revoked_at": time(self.revoked_at),
-            "last_used_at": time(self.last_used_at),
-            "status": self.status(now).as_str(),
-            "rate_limit": self.rate_limit,
-            "allowed_senders": self.allowed_senders_list(),
-        })
-    }
-}
 
 /// `2025-01-31T12:00:00Z`, whole seconds, as key times are shown everywhere.
 pub fn rfc3339(t: SystemTime) -> String {
@@ -213,8 +85,10 @@ impl Engine {
 
 /// Runs `$body` with `$pool` bound to the concrete pool and `$engine` to its
 /// [`Engine`]: the SQL is the same for both, only the Rust types differ.
+/// Every store operation passes here once, which [`Store::operations`] counts.
 macro_rules! on_pool {
-    ($store:expr, |$pool:ident, $engine:ident| $body:expr) => {
+    ($store:expr, |$pool:ident, $engine:ident| $body:expr) => {{
+        $store.counters.operation();
         match &$store.pool {
             Pool::Sqlite($pool) => {
                 #[allow(unused_variables)]
@@ -227,54 +101,52 @@ macro_rules! on_pool {
                 $body
             }
         }
-    };
+    }};
 }
 
-// After the macro: textual scope.
-pub mod partners;
+/// Counters shared by every clone of one [`Store`] handle.
+#[derive(Default)]
+struct Counters {
+    /// Operations (one `on_pool!` each) since the store was opened.
+    operations: AtomicU64,
+    /// Writes to `partners` through this handle since it was opened.
+    partner_writes: AtomicU64,
+    /// Subscriptions added through this handle since it was opened.
+    webhook_adds: AtomicU64,
+}
 
-/// `id, account, scopes, secret_hash, created_at, expires_at, revoked_at,
-/// last_used_at, rate_limit, allowed_senders` — the order of [`RawKey`].
-const KEY_COLUMNS: &str =
-    "id, account, scopes, secret_hash, created_at, expires_at, revoked_at, last_used_at, rate_limit, allowed_senders";
+impl Counters {
+    fn operation(&self) {
+        self.operations.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
-type RawKey = (
-    String,
-    String,
-    String,
-    Vec<u8>,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-);
-
-/// Handle on the key store; cheap to clone (the pool is shared).
+/// Handle on the gateway's database; cheap to clone (the pool and the
+/// counters are shared).
 #[derive(Clone)]
-pub struct KeyStore {
+pub struct Store {
     pool: Pool,
     /// Human description of the store without any password, for errors.
     target: Arc<str>,
     clock: Clock,
+    counters: Arc<Counters>,
 }
 
-impl fmt::Debug for KeyStore {
+impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyStore")
+        f.debug_struct("Store")
             .field("target", &self.target)
             .finish_non_exhaustive()
     }
 }
 
-impl KeyStore {
+impl Store {
     /// Opens the store and brings its schema up to date.
     ///
     /// `url`: `None` → SQLite file `data_dir/keys.sqlite` (directory and file
     /// created if missing); `Some("postgres://...")` (or `postgresql://`) →
     /// a PostgreSQL pool; `Some("sqlite:PATH")` → that SQLite file.
-    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<KeyStore, StoreError> {
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Store, StoreError> {
         match url {
             None => Self::open_sqlite_file(&data_dir.join(SQLITE_FILE)).await,
             Some(url) => match url.split_once(':').map(|(scheme, _)| scheme) {
@@ -295,7 +167,7 @@ impl KeyStore {
     }
 
     /// Opens (creating it if needed) the SQLite store at `path`.
-    pub async fn open_sqlite_file(path: &Path) -> Result<KeyStore, StoreError> {
+    pub async fn open_sqlite_file(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
                 path: dir.to_path_buf(),
@@ -306,7 +178,7 @@ impl KeyStore {
         Self::open_sqlite(SqliteConnectOptions::new().filename(path)).await
     }
 
-    async fn open_sqlite(options: SqliteConnectOptions) -> Result<KeyStore, StoreError> {
+    async fn open_sqlite(options: SqliteConnectOptions) -> Result<Store, StoreError> {
         let target = format!("sqlite {}", options.get_filename().display());
         let options = options
             .create_if_missing(true)
@@ -372,7 +244,7 @@ impl KeyStore {
         Ok(Self::with_pool(Pool::Sqlite(pool), target))
     }
 
-    async fn open_postgres(url: &str) -> Result<KeyStore, StoreError> {
+    async fn open_postgres(url: &str) -> Result<Store, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(|source| StoreError::Open {
             target: "postgres (URL)".to_string(),
             source,
@@ -404,16 +276,23 @@ impl KeyStore {
         Ok(Self::with_pool(Pool::Postgres(pool), target))
     }
 
-    fn with_pool(pool: Pool, target: String) -> KeyStore {
-        KeyStore {
+    fn with_pool(pool: Pool, target: String) -> Store {
+        Store {
             pool,
             target: target.into(),
             clock: Arc::new(SystemTime::now),
+            counters: Arc::default(),
         }
     }
 
+    /// Store operations (queries or transactions) made through this handle
+    /// and its clones: lets tests prove a path never reaches the database.
+    pub fn operations(&self) -> u64 {
+        self.counters.operations.load(Ordering::Relaxed)
+    }
+
     /// Replaces the clock (tests).
-    pub fn with_clock(mut self, clock: Clock) -> KeyStore {
+    pub fn with_clock(mut self, clock: Clock) -> Store {
         self.clock = clock;
         self
     }
@@ -464,335 +343,7 @@ impl KeyStore {
             source,
         }
     }
-
-    /// Creates a key for `account` (creating the account if it does not
-    /// exist) and returns its record and the token `mgw_<id>_<secret>`. The
-    /// token exists only in the return value: show it once, do not log it.
-    pub async fn create_key(
-        &self,
-        account: &str,
-        scopes: &[String],
-        expires_in: Option<Duration>,
-    ) -> Result<(KeyRecord, String), StoreError> {
-        self.create_key_with_limit(account, scopes, expires_in, None)
-            .await
-    }
-
-    /// Like [`KeyStore::create_key`], with the account's own rate limit
-    /// (`"10/s burst 20"`, checked by the caller with the config's quota
-    /// parser) instead of `[rate_limit] per_key`.
-    pub async fn create_key_with_limit(
-        &self,
-        account: &str,
-        scopes: &[String],
-        expires_in: Option<Duration>,
-        rate_limit: Option<&str>,
-    ) -> Result<(KeyRecord, String), StoreError> {
-        self.create_key_bound(account, scopes, expires_in, rate_limit, None)
-            .await
-    }
-
-    /// Like [`KeyStore::create_key_with_limit`], bound to `allowed_senders`
-    /// (a list [`validate_senders`] accepts; `None`: any sender).
-    pub async fn create_key_bound(
-        &self,
-        account: &str,
-        scopes: &[String],
-        expires_in: Option<Duration>,
-        rate_limit: Option<&str>,
-        allowed_senders: Option<&str>,
-    ) -> Result<(KeyRecord, String), StoreError> {
-        validate_account(account)?;
-        let allowed_senders = allowed_senders.map(validate_senders).transpose()?;
-        let scopes = validate_scopes(scopes)?;
-        let now = self.now_ms();
-        let expires_at = match expires_in {
-            None => None,
-            Some(d) if d.is_zero() => return Err(StoreError::InvalidExpiry("it must be positive")),
-            Some(d) => Some(
-                i64::try_from(d.as_millis())
-                    .ok()
-                    .and_then(|ms| now.checked_add(ms))
-                    .filter(|&t| t <= MAX_TIME_MS)
-                    .ok_or(StoreError::InvalidExpiry("it is too far in the future"))?,
-            ),
-        };
-        let scope_text = scopes.join(" ");
-        const ATTEMPTS: u32 = 3;
-        for _ in 0..ATTEMPTS {
-            let mut random = [0u8; 40];
-            getrandom::fill(&mut random).map_err(StoreError::Random)?;
-            let generated = api_key::generate(&random);
-            random.fill(0);
-            let id = generated.id.clone();
-            let inserted = on_pool!(self, |pool, engine| {
-                let err = || self.query_err(format!("create key for account {account}"));
-                let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
-                if let Some(lock) = engine.lock_changes() {
-                    sqlx::query(lock).execute(&mut *tx).await.map_err(err())?;
-                }
-                sqlx::query(
-                    "INSERT INTO service_accounts (name, created_at) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(account)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(err())?;
-                let done = sqlx::query(
-                    "INSERT INTO api_keys (id, account, scopes, secret_hash, created_at, expires_at, rate_limit, allowed_senders) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(id.as_str())
-                .bind(account)
-                .bind(&scope_text)
-                .bind(&generated.secret_hash[..])
-                .bind(now)
-                .bind(expires_at)
-                .bind(rate_limit)
-                .bind(allowed_senders.as_deref())
-                .execute(&mut *tx)
-                .await
-                .map_err(err())?;
-                if done.rows_affected() == 1 {
-                    sqlx::query(INSERT_CHANGE)
-                        .bind(id.as_str())
-                        .bind("created")
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(err())?;
-                    tx.commit().await.map_err(err())?;
-                    true
-                } else {
-                    // The id exists already: draw a new key.
-                    tx.rollback().await.map_err(err())?;
-                    false
-                }
-            });
-            if inserted {
-                let record = KeyRecord {
-                    id,
-                    account: account.to_string(),
-                    scopes,
-                    created_at: from_ms(now),
-                    expires_at: expires_at.map(from_ms),
-                    revoked_at: None,
-                    last_used_at: None,
-                    secret_hash: generated.secret_hash,
-                    rate_limit: rate_limit.map(str::to_string),
-                    allowed_senders,
-                };
-                return Ok((record, generated.token));
-            }
-        }
-        Err(StoreError::IdCollision(ATTEMPTS))
-    }
-
-    /// Looks a key up by its public id (the proxy's cache-miss path).
-    /// Revoked and expired keys are returned too: check [`KeyRecord::status`].
-    pub async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        if !validate::plausible_key_id(id) {
-            return Ok(None);
-        }
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
-        let raw: Option<RawKey> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(self.query_err(format!("read key {id}")))?);
-        raw.map(|r| self.decode(r)).transpose()
-    }
-
-    /// Every key, oldest first.
-    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
-        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id");
-        let raw: Vec<RawKey> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
-            .fetch_all(pool)
-            .await
-            .map_err(self.query_err("list keys"))?);
-        raw.into_iter().map(|r| self.decode(r)).collect()
-    }
-
-    /// Revokes a key now. `Ok(false)` if no key has this id; revoking a
-    /// revoked key again is `Ok(true)` and keeps the first revocation time.
-    pub async fn revoke_key(&self, id: &str) -> Result<bool, StoreError> {
-        if !validate::plausible_key_id(id) {
-            return Ok(false);
-        }
-        let now = self.now_ms();
-        on_pool!(self, |pool, engine| {
-            let err = || self.query_err(format!("revoke key {id}"));
-            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
-            if let Some(lock) = engine.lock_changes() {
-                sqlx::query(lock).execute(&mut *tx).await.map_err(err())?;
-            }
-            let done = sqlx::query(
-                "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(err())?;
-            let known = if done.rows_affected() == 1 {
-                sqlx::query(INSERT_CHANGE)
-                    .bind(id)
-                    .bind("revoked")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err())?;
-                true
-            } else {
-                let row: Option<(String,)> =
-                    sqlx::query_as("SELECT id FROM api_keys WHERE id = $1")
-                        .bind(id)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(err())?;
-                row.is_some()
-            };
-            tx.commit().await.map_err(err())?;
-            Ok(known)
-        })
-    }
-
-    /// Binds key `id` to `allowed_senders` (canonicalised by
-    /// [`validate_senders`]; `None` unbinds it). Running gateways see the
-    /// change through the change feed within seconds. `Ok(false)` if no key
-    /// has this id.
-    pub async fn set_allowed_senders(
-        &self,
-        id: &str,
-        allowed_senders: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let canonical = allowed_senders.map(validate_senders).transpose()?;
-        if !validate::plausible_key_id(id) {
-            return Ok(false);
-        }
-        let now = self.now_ms();
-        on_pool!(self, |pool, engine| {
-            let err = || self.query_err(format!("set the allowed senders of key {id}"));
-            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
-            if let Some(lock) = engine.lock_changes() {
-                sqlx::query(lock).execute(&mut *tx).await.map_err(err())?;
-            }
-            let done = sqlx::query("UPDATE api_keys SET allowed_senders = $1 WHERE id = $2")
-                .bind(canonical.as_deref())
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err())?;
-            let known = done.rows_affected() == 1;
-            if known {
-                sqlx::query(INSERT_CHANGE)
-                    .bind(id)
-                    .bind("senders")
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(err())?;
-            }
-            tx.commit().await.map_err(err())?;
-            Ok(known)
-        })
-    }
-
-    /// Records when keys were last used (the proxy batches these). Unknown
-    /// ids are ignored; a time older than the stored one does not win.
-    pub async fn touch_last_used(
-        &self,
-        ids_and_times: &[(String, SystemTime)],
-    ) -> Result<(), StoreError> {
-        if ids_and_times.is_empty() {
-            return Ok(());
-        }
-        on_pool!(self, |pool, engine| {
-            let err = || self.query_err(format!("record last use of {} keys", ids_and_times.len()));
-            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
-            for (id, at) in ids_and_times {
-                sqlx::query(
-                    "UPDATE api_keys SET last_used_at = $1 \
-                     WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
-                )
-                .bind(to_ms(*at))
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(err())?;
-            }
-            tx.commit().await.map_err(err())?;
-            Ok(())
-        })
-    }
-
-    /// Ids of keys created or revoked after `cursor`, and the new cursor
-    /// (unchanged when nothing happened). Start with [`Self::change_cursor`]
-    /// (or 0 to see everything); poll about once a second and evict the
-    /// returned ids from any cache. At most [`CHANGES_BATCH`] changes per
-    /// call; an id appears once even if it changed several times.
-    pub async fn changes_since(&self, cursor: i64) -> Result<(i64, Vec<String>), StoreError> {
-        let rows: Vec<(i64, String)> = on_pool!(self, |pool, _e| sqlx::query_as(
-            "SELECT seq, key_id FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2"
-        )
-        .bind(cursor)
-        .bind(CHANGES_BATCH)
-        .fetch_all(pool)
-        .await
-        .map_err(self.query_err("read key changes"))?);
-        let next = rows.last().map_or(cursor, |(seq, _)| *seq);
-        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
-        for (_, id) in rows {
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok((next, ids))
-    }
-
-    /// The newest change's cursor (0 if none): where a gateway that has just
-    /// loaded nothing into its cache starts polling.
-    pub async fn change_cursor(&self) -> Result<i64, StoreError> {
-        let (max,): (Option<i64>,) = on_pool!(self, |pool, _e| sqlx::query_as(
-            "SELECT MAX(seq) FROM key_changes"
-        )
-        .fetch_one(pool)
-        .await
-        .map_err(self.query_err("read key change cursor"))?);
-        Ok(max.unwrap_or(0))
-    }
-
-    fn decode(&self, raw: RawKey) -> Result<KeyRecord, StoreError> {
-        let (id, account, scopes, hash, created, expires, revoked, last_used, rate_limit, senders) =
-            raw;
-        let secret_hash: [u8; 32] =
-            hash.as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt {
-                    target: self.target.to_string(),
-                    id: id.clone(),
-                    field: "secret_hash",
-                })?;
-        Ok(KeyRecord {
-            scopes: scopes.split_whitespace().map(str::to_string).collect(),
-            created_at: from_ms(created),
-            expires_at: expires.map(from_ms),
-            revoked_at: revoked.map(from_ms),
-            last_used_at: last_used.map(from_ms),
-            secret_hash,
-            rate_limit,
-            allowed_senders: senders,
-            id,
-            account,
-        })
-    }
 }
-
-/// Appends one row to `key_changes`; run inside the writer's transaction.
-const INSERT_CHANGE: &str =
-    "INSERT INTO key_changes (key_id, change, changed_at) VALUES ($1, $2, $3)";
 
 /// SQLITE_BUSY or one of its extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...).
 fn is_sqlite_busy(e: &sqlx::Error) -> bool {
@@ -815,6 +366,11 @@ fn to_ms(t: SystemTime) -> i64 {
             .min(MAX_TIME_MS),
         Err(_) => 0,
     }
+}
+
+/// A duration in whole milliseconds, as the store keeps delays.
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn from_ms(ms: i64) -> SystemTime {
@@ -849,14 +405,22 @@ fn create_private_file(path: &Path) {
         .open(path);
 }
 
-// After `on_pool!`, which the tests use too.
-// After `on_pool!`, which it uses.
+// After `on_pool!`, which they use (textual macro scope).
+pub mod admin_sessions;
 pub mod admins;
 pub mod connectors;
+pub mod inbound_files;
+pub mod keys;
 pub mod mailbox_state;
+pub mod outbound_messages;
+pub mod partners;
 pub mod relay;
+pub mod relay_receipts;
 pub mod transports;
+pub mod webhook_messages;
 pub mod webhooks;
+
+pub use keys::{KeyRecord, KeyStatus, CHANGES_BATCH};
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@
 //! must be usable, so it is kept sealed (see `trust::seal`) or as a secret
 //! reference; this module stores whatever bytes or reference it is given.
 
-use super::{from_ms, Engine, KeyStore, Pool, StoreError};
+use super::{from_ms, Engine, Pool, Store, StoreError};
 use mft_filters::auth::{api_key::RANDOM_LEN, partner_key};
 use std::time::SystemTime;
 
@@ -102,21 +102,23 @@ const COLUMNS: &str = "name, url, email_domains, inbound_key_id, inbound_key_has
     inbound_signing_key, outbound_key_sealed, outbound_key_ref, client_cert_sha256, \
     created_at, updated_at, inbox_folder, quota_bytes_per_day";
 
-type Raw = (
-    String,
-    String,
-    String,
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
-);
+/// One row as selected by [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct PartnerRow {
+    name: String,
+    url: String,
+    email_domains: String,
+    inbound_key_id: String,
+    inbound_key_hash: Vec<u8>,
+    inbound_signing_key: Vec<u8>,
+    outbound_key_sealed: Option<Vec<u8>>,
+    outbound_key_ref: Option<String>,
+    client_cert_sha256: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    inbox_folder: Option<String>,
+    quota_bytes_per_day: Option<i64>,
+}
 
 /// Longest connection name; also its alphabet: letters, digits, `-`, `_`, `.`.
 pub const MAX_NAME_LEN: usize = 64;
@@ -138,7 +140,42 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-impl KeyStore {
+/// A cheap fingerprint of the `partners` table: any insert, update (each
+/// sets `updated_at`) or delete changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct PartnersVersion {
+    /// Connections.
+    pub count: i64,
+    /// Newest `updated_at` (ms), 0 without connections.
+    pub newest: i64,
+}
+
+impl Store {
+    /// The table's fingerprint: what a running gateway polls to notice a
+    /// connection added, changed or removed by another process.
+    pub async fn partners_version(&self) -> Result<PartnersVersion, StoreError> {
+        Ok(on_pool!(self, |pool, _e| sqlx::query_as(
+            "SELECT COUNT(*) AS count, COALESCE(MAX(updated_at), 0) AS newest FROM partners"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(self.query_err("read the partners' version"))?))
+    }
+
+    /// Writes to `partners` made through this handle: a cache in the same
+    /// process compares it to know its copy is stale without a query.
+    pub fn partner_writes(&self) -> u64 {
+        self.counters
+            .partner_writes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn partner_written(&self) {
+        self.counters
+            .partner_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
     /// Adds a connection and returns it with the key generated for the
     /// partner (`mgp_...`), which exists only in the return value.
     pub async fn add_partner(
@@ -202,6 +239,7 @@ impl KeyStore {
             created_at: from_ms(now),
             updated_at: from_ms(now),
         };
+        self.partner_written();
         Ok((record, generated.token))
     }
 
@@ -227,6 +265,7 @@ impl KeyStore {
         .map_err(self.query_err(format!("set the key of partner {name}")))?
         .rows_affected()
         });
+        self.partner_written();
         Ok(n == 1)
     }
 
@@ -248,6 +287,7 @@ impl KeyStore {
         .await
         .map_err(self.query_err(format!("pin partner {name}")))?
         .rows_affected());
+        self.partner_written();
         Ok(n == 1)
     }
 
@@ -274,13 +314,14 @@ impl KeyStore {
         .await
         .map_err(self.query_err(format!("set the inbox of partner {name}")))?
         .rows_affected());
+        self.partner_written();
         Ok(n == 1)
     }
 
     /// Every connection, by name.
     pub async fn list_partners(&self) -> Result<Vec<PartnerRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM partners ORDER BY name");
-        let raw: Vec<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Vec<PartnerRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .fetch_all(pool)
             .await
             .map_err(self.query_err("list partners"))?);
@@ -290,7 +331,7 @@ impl KeyStore {
     /// The connection called `name`.
     pub async fn get_partner(&self, name: &str) -> Result<Option<PartnerRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM partners WHERE name = $1");
-        let raw: Option<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Option<PartnerRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(name)
             .fetch_optional(pool)
             .await
@@ -304,7 +345,7 @@ impl KeyStore {
         key_id: &str,
     ) -> Result<Option<PartnerRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM partners WHERE inbound_key_id = $1");
-        let raw: Option<Raw> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Option<PartnerRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(key_id)
             .fetch_optional(pool)
             .await
@@ -322,6 +363,7 @@ impl KeyStore {
         .await
         .map_err(self.query_err(format!("remove partner {name}")))?
         .rows_affected());
+        self.partner_written();
         Ok(n == 1)
     }
 }
@@ -332,24 +374,28 @@ fn bytes32(v: Vec<u8>, what: &str) -> Result<[u8; 32], StoreError> {
     })
 }
 
-fn decode(r: Raw) -> Result<PartnerRecord, StoreError> {
-    let outbound_key = match (r.6, r.7) {
+fn decode(r: PartnerRow) -> Result<PartnerRecord, StoreError> {
+    let outbound_key = match (r.outbound_key_sealed, r.outbound_key_ref) {
         (Some(sealed), _) => OutboundKey::Sealed(sealed),
         (None, Some(reference)) => OutboundKey::Reference(reference),
         (None, None) => OutboundKey::Missing,
     };
     Ok(PartnerRecord {
-        name: r.0,
-        url: r.1,
-        email_domains: r.2.split_whitespace().map(str::to_string).collect(),
-        inbound_key_id: r.3,
-        inbound_key_hash: bytes32(r.4, "inbound_key_hash")?,
-        inbound_signing_key: bytes32(r.5, "inbound_signing_key")?,
+        name: r.name,
+        url: r.url,
+        email_domains: r
+            .email_domains
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        inbound_key_id: r.inbound_key_id,
+        inbound_key_hash: bytes32(r.inbound_key_hash, "inbound_key_hash")?,
+        inbound_signing_key: bytes32(r.inbound_signing_key, "inbound_signing_key")?,
         outbound_key,
-        client_cert_sha256: r.8,
-        created_at: from_ms(r.9),
-        updated_at: from_ms(r.10),
-        inbox_folder: r.11,
-        quota_bytes_per_day: r.12.and_then(|q| u64::try_from(q).ok()),
+        client_cert_sha256: r.client_cert_sha256,
+        created_at: from_ms(r.created_at),
+        updated_at: from_ms(r.updated_at),
+        inbox_folder: r.inbox_folder,
+        quota_bytes_per_day: r.quota_bytes_per_day.and_then(|q| u64::try_from(q).ok()),
     })
 }

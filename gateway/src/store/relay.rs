@@ -5,7 +5,7 @@
 //! Everything that must survive a restart lives here, so a relay or a
 //! receipt interrupted by a crash or a partner outage resumes where it was.
 
-use super::{from_ms, to_ms, Engine, KeyStore, Pool, StoreError};
+use super::{from_ms, Engine, Pool, Store, StoreError};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -80,47 +80,6 @@ impl RelayJob {
     }
 }
 
-/// A partner's signed receipt for one file of a delivery we relayed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayReceipt {
-    /// Our file id.
-    pub file_id: String,
-    /// When their recipient downloaded it (their RFC 3339 text).
-    pub downloaded_at: String,
-    /// When we recorded the receipt.
-    pub recorded_at: SystemTime,
-}
-
-impl RelayReceipt {
-    /// As the relay list shows it.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "file_id": self.file_id,
-            "downloaded_at": self.downloaded_at,
-            "recorded_at": super::rfc3339(self.recorded_at),
-        })
-    }
-}
-
-/// A file a partner delivered to us.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundFile {
-    /// Our file id.
-    pub file_id: String,
-    /// Connection name.
-    pub partner: String,
-    /// The partner's delivery id.
-    pub relay_id: String,
-    /// The partner's id of the file.
-    pub source_file_id: String,
-    /// Our delivery carrying it.
-    pub delivery_id: String,
-    /// First download, if any.
-    pub downloaded_at: Option<SystemTime>,
-    /// Receipt attempts so far.
-    pub receipt_attempts: u32,
-}
-
 fn corrupt(what: String) -> StoreError {
     StoreError::CorruptPartner { what }
 }
@@ -140,47 +99,32 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 const JOB_COLUMNS: &str = "delivery_id, partner, recipients, state, attempts, last_error, \
     files_sent, remote_delivery_id, created_at";
 
-type RawJob = (
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-    String,
-    Option<String>,
-    i64,
-);
-
-fn decode_job(r: RawJob) -> Result<RelayJob, StoreError> {
-    Ok(RelayJob {
-        delivery_id: r.0,
-        partner: r.1,
-        recipients: json_list(&r.2)?,
-        state: RelayState::parse(&r.3)?,
-        attempts: u32::try_from(r.4).unwrap_or(u32::MAX),
-        last_error: r.5,
-        files_sent: json_map(&r.6)?,
-        remote_delivery_id: r.7,
-        created_at: from_ms(r.8),
-    })
+/// One row as selected by [`JOB_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    delivery_id: String,
+    partner: String,
+    recipients: String,
+    state: String,
+    attempts: i64,
+    last_error: Option<String>,
+    files_sent: String,
+    remote_delivery_id: Option<String>,
+    created_at: i64,
 }
 
-const INBOUND_COLUMNS: &str = "file_id, partner, relay_id, source_file_id, delivery_id, \
-    downloaded_at, receipt_attempts";
-
-type RawInbound = (String, String, String, String, String, Option<i64>, i64);
-
-fn decode_inbound(r: RawInbound) -> InboundFile {
-    InboundFile {
-        file_id: r.0,
-        partner: r.1,
-        relay_id: r.2,
-        source_file_id: r.3,
-        delivery_id: r.4,
-        downloaded_at: r.5.map(from_ms),
-        receipt_attempts: u32::try_from(r.6).unwrap_or(u32::MAX),
-    }
+fn decode_job(r: JobRow) -> Result<RelayJob, StoreError> {
+    Ok(RelayJob {
+        delivery_id: r.delivery_id,
+        partner: r.partner,
+        recipients: json_list(&r.recipients)?,
+        state: RelayState::parse(&r.state)?,
+        attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+        last_error: r.last_error,
+        files_sent: json_map(&r.files_sent)?,
+        remote_delivery_id: r.remote_delivery_id,
+        created_at: from_ms(r.created_at),
+    })
 }
 
 /// A job to queue: (delivery id, partner, recipients).
@@ -189,7 +133,7 @@ pub type NewRelay = (String, String, Vec<String>);
 /// Name of the delivery-feed position in `gateway_state`.
 const FEED_CURSOR: &str = "relay.feed_after_seq";
 
-impl KeyStore {
+impl Store {
     /// The backend delivery-feed position the relay has read up to.
     pub async fn relay_cursor(&self) -> Result<Option<i64>, StoreError> {
         let row: Option<(String,)> = on_pool!(self, |pool, _e| sqlx::query_as(
@@ -255,7 +199,7 @@ impl KeyStore {
              ORDER BY next_attempt_at LIMIT $2"
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let candidates: Vec<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let candidates: Vec<JobRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(now)
             .bind(limit)
             .fetch_all(pool)
@@ -269,8 +213,8 @@ impl KeyStore {
                  WHERE delivery_id = $2 AND partner = $3 AND state = 'queued' AND lease_until <= $4"
             )
             .bind(until)
-            .bind(&raw.0)
-            .bind(&raw.1)
+            .bind(&raw.delivery_id)
+            .bind(&raw.partner)
             .bind(now)
             .execute(pool)
             .await
@@ -331,7 +275,7 @@ impl KeyStore {
     ) -> Result<Option<RelayJob>, StoreError> {
         let sql =
             format!("SELECT {JOB_COLUMNS} FROM relay_jobs WHERE delivery_id = $1 AND partner = $2");
-        let raw: Option<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Option<JobRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .bind(delivery_id)
             .bind(partner)
             .fetch_optional(pool)
@@ -343,7 +287,7 @@ impl KeyStore {
     /// Every job, newest first (for operators and tests).
     pub async fn list_relays(&self) -> Result<Vec<RelayJob>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM relay_jobs ORDER BY created_at DESC");
-        let raw: Vec<RawJob> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
+        let raw: Vec<JobRow> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
             .fetch_all(pool)
             .await
             .map_err(self.query_err("list relays"))?);
@@ -453,176 +397,5 @@ impl KeyStore {
         .map_err(self.query_err("finish a relay"))?
         .rows_affected());
         Ok(())
-    }
-
-    /// Remembers the files of an accepted partner delivery (a replay of the
-    /// same delivery changes nothing).
-    pub async fn record_inbound_files(&self, files: &[InboundFile]) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        on_pool!(self, |pool, engine| {
-            let err = || self.query_err("record inbound files");
-            let mut tx = pool.begin_with(engine.begin()).await.map_err(err())?;
-            for f in files {
-                sqlx::query(
-                    "INSERT INTO inbound_files (file_id, partner, relay_id, source_file_id, \
-                     delivery_id, received_at) VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (file_id) DO NOTHING",
-                )
-                .bind(&f.file_id)
-                .bind(&f.partner)
-                .bind(&f.relay_id)
-                .bind(&f.source_file_id)
-                .bind(&f.delivery_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(err())?;
-            }
-            tx.commit().await.map_err(err())?;
-        });
-        Ok(())
-    }
-
-    /// The inbound file `file_id`, if a partner delivered it.
-    pub async fn inbound_file(&self, file_id: &str) -> Result<Option<InboundFile>, StoreError> {
-        let sql = format!("SELECT {INBOUND_COLUMNS} FROM inbound_files WHERE file_id = $1");
-        let raw: Option<RawInbound> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
-            .bind(file_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(self.query_err("read an inbound file"))?);
-        Ok(raw.map(decode_inbound))
-    }
-
-    /// Records the first download of an inbound file and queues its receipt;
-    /// `true` only for the first download.
-    pub async fn mark_downloaded(&self, file_id: &str, at: SystemTime) -> Result<bool, StoreError> {
-        let at = to_ms(at);
-        let n = on_pool!(self, |pool, _e| sqlx::query(
-            "UPDATE inbound_files SET downloaded_at = $1, receipt_state = 'queued', \
-             receipt_next_at = $1 WHERE file_id = $2 AND downloaded_at IS NULL"
-        )
-        .bind(at)
-        .bind(file_id)
-        .execute(pool)
-        .await
-        .map_err(self.query_err("record a download"))?
-        .rows_affected());
-        Ok(n == 1)
-    }
-
-    /// Receipts due now, at most `limit`.
-    pub async fn due_receipts(&self, limit: usize) -> Result<Vec<InboundFile>, StoreError> {
-        let now = self.now_ms();
-        let sql = format!(
-            "SELECT {INBOUND_COLUMNS} FROM inbound_files WHERE receipt_state = 'queued' \
-             AND receipt_next_at <= $1 ORDER BY receipt_next_at LIMIT $2"
-        );
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let raw: Vec<RawInbound> = on_pool!(self, |pool, _e| sqlx::query_as(&sql)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-            .map_err(self.query_err("read due receipts"))?);
-        Ok(raw.into_iter().map(decode_inbound).collect())
-    }
-
-    /// After a receipt attempt: `None` delay marks it done (`sent`, or
-    /// `failed` with an error), `Some` schedules a retry.
-    pub async fn receipt_outcome(
-        &self,
-        file_id: &str,
-        retry_in: Option<Duration>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        let (state, next) = match retry_in {
-            Some(d) => (
-                "queued",
-                now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-            ),
-            None if error.is_some() => ("failed", now),
-            None => ("sent", now),
-        };
-        on_pool!(self, |pool, _e| sqlx::query(
-            "UPDATE inbound_files SET receipt_state = $1, receipt_next_at = $2, \
-             receipt_attempts = receipt_attempts + 1, receipt_error = $3 WHERE file_id = $4"
-        )
-        .bind(state)
-        .bind(next)
-        .bind(error)
-        .bind(file_id)
-        .execute(pool)
-        .await
-        .map_err(self.query_err("record a receipt attempt"))?
-        .rows_affected());
-        Ok(())
-    }
-
-    /// The receipt state of an inbound file (`none`, `queued`, `sent`, `failed`).
-    pub async fn receipt_state(&self, file_id: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> = on_pool!(self, |pool, _e| sqlx::query_as(
-            "SELECT receipt_state FROM inbound_files WHERE file_id = $1"
-        )
-        .bind(file_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(self.query_err("read a receipt state"))?);
-        Ok(row.map(|(s,)| s))
-    }
-
-    /// Records a partner's receipt for `file_id` of our `delivery_id`
-    /// relayed to `partner` (once; a repeat keeps the first).
-    pub async fn record_relay_receipt(
-        &self,
-        delivery_id: &str,
-        partner: &str,
-        file_id: &str,
-        downloaded_at: &str,
-    ) -> Result<(), StoreError> {
-        let now = self.now_ms();
-        on_pool!(self, |pool, _e| {
-            sqlx::query(
-            "INSERT INTO relay_receipts (delivery_id, partner, file_id, downloaded_at, recorded_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (delivery_id, partner, file_id) DO NOTHING"
-        )
-        .bind(delivery_id)
-        .bind(partner)
-        .bind(file_id)
-        .bind(downloaded_at)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map_err(self.query_err("record a partner's receipt"))?
-        .rows_affected()
-        });
-        Ok(())
-    }
-
-    /// Every receipt partners sent us, by (delivery, partner), oldest first.
-    pub async fn list_relay_receipts(
-        &self,
-    ) -> Result<BTreeMap<(String, String), Vec<RelayReceipt>>, StoreError> {
-        let rows: Vec<(String, String, String, String, i64)> = on_pool!(self, |pool, _e| {
-            sqlx::query_as(
-            "SELECT delivery_id, partner, file_id, downloaded_at, recorded_at FROM relay_receipts \
-             ORDER BY recorded_at"
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(self.query_err("list partners' receipts"))?
-        });
-        let mut out: BTreeMap<(String, String), Vec<RelayReceipt>> = BTreeMap::new();
-        for (delivery_id, partner, file_id, downloaded_at, recorded_at) in rows {
-            out.entry((delivery_id, partner))
-                .or_default()
-                .push(RelayReceipt {
-                    file_id,
-                    downloaded_at,
-                    recorded_at: super::from_ms(recorded_at),
-                });
-        }
-        Ok(out)
     }
 }

@@ -3,6 +3,7 @@
 //! each in a schema of its own so they can run in parallel.
 
 use super::*;
+use mft_filters::auth::api_key;
 use std::sync::Mutex;
 
 fn scopes(list: &[&str]) -> Vec<String> {
@@ -37,17 +38,15 @@ impl FakeClock {
     }
 }
 
-async fn sqlite_store() -> (KeyStore, tempfile::TempDir) {
+async fn sqlite_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(None, &dir.path().join("data"))
-        .await
-        .unwrap();
+    let store = Store::open(None, &dir.path().join("data")).await.unwrap();
     (store, dir)
 }
 
 /// A store in a fresh schema of the test PostgreSQL, or `None` (with a note)
 /// when `MFT_TEST_POSTGRES_URL` is not set.
-async fn postgres_store(test: &str) -> Option<(KeyStore, PgSchema)> {
+async fn postgres_store(test: &str) -> Option<(Store, PgSchema)> {
     let Ok(url) = std::env::var("MFT_TEST_POSTGRES_URL") else {
         eprintln!("skipped {test} on PostgreSQL: MFT_TEST_POSTGRES_URL is not set");
         return None;
@@ -71,7 +70,7 @@ async fn postgres_store(test: &str) -> Option<(KeyStore, PgSchema)> {
     admin.close().await;
     let sep = if url.contains('?') { '&' } else { '?' };
     let schema_url = format!("{url}{sep}options[search_path]={schema}");
-    let store = KeyStore::open(Some(&schema_url), Path::new("/nonexistent"))
+    let store = Store::open(Some(&schema_url), Path::new("/nonexistent"))
         .await
         .unwrap();
     assert!(store.is_postgres());
@@ -154,9 +153,54 @@ on_both_engines!(
     admins_and_sessions,
     webhook_outbox_and_disabling,
     transports_and_message_queue,
+    partners_version_moves_with_every_write,
 );
 
-async fn transports_and_message_queue(store: KeyStore, clock: FakeClock) {
+/// What the partner cache polls: every add, change and removal moves the
+/// fingerprint (and this handle's write count), and each read is one
+/// counted operation.
+async fn partners_version_moves_with_every_write(store: Store, clock: FakeClock) {
+    use super::partners::{OutboundKey, PartnersVersion};
+    let empty = store.partners_version().await.unwrap();
+    assert_eq!(
+        empty,
+        PartnersVersion {
+            count: 0,
+            newest: 0
+        }
+    );
+    let before = store.operations();
+    store.partners_version().await.unwrap();
+    assert_eq!(store.operations(), before + 1);
+
+    let writes = store.partner_writes();
+    store
+        .add_partner("beta", "https://beta.example", &["beta.example".into()])
+        .await
+        .unwrap();
+    let added = store.partners_version().await.unwrap();
+    assert_eq!(added.count, 1);
+    assert_ne!(added, empty);
+    assert_eq!(store.partner_writes(), writes + 1);
+
+    clock.advance(Duration::from_millis(5));
+    store
+        .set_partner_key("beta", &OutboundKey::Reference("env:K".into()))
+        .await
+        .unwrap();
+    let keyed = store.partners_version().await.unwrap();
+    assert_eq!(keyed.count, 1);
+    assert!(
+        keyed.newest > added.newest,
+        "an update moves the newest time"
+    );
+
+    assert!(store.remove_partner("beta").await.unwrap());
+    assert_eq!(store.partners_version().await.unwrap(), empty);
+    assert_eq!(store.partner_writes(), writes + 3);
+}
+
+async fn transports_and_message_queue(store: Store, clock: FakeClock) {
     use super::transports::TransportSecret;
     let settings = serde_json::json!({"host": "smtp.example", "from": "a@b.example"});
     let sealed = TransportSecret::Sealed(b"sealed".to_vec());
@@ -266,8 +310,9 @@ async fn transports_and_message_queue(store: KeyStore, clock: FakeClock) {
     assert!(!store.remove_transport("alt").await.unwrap());
 }
 
-async fn webhook_outbox_and_disabling(store: KeyStore, clock: FakeClock) {
-    use super::webhooks::{NewEvent, NewWebhook, WebhookState};
+async fn webhook_outbox_and_disabling(store: Store, clock: FakeClock) {
+    use super::webhook_messages::NewEvent;
+    use super::webhooks::{NewWebhook, WebhookState};
     let event = |id: &str, kind: &str, at: SystemTime| NewEvent {
         msg_id: id.to_string(),
         event_type: kind.to_string(),
@@ -406,8 +451,9 @@ async fn webhook_outbox_and_disabling(store: KeyStore, clock: FakeClock) {
     assert_eq!(store.list_webhooks().await.unwrap().len(), 1);
 }
 
-async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
-    use super::relay::{InboundFile, RelayState};
+async fn relay_queue_and_receipts(store: Store, clock: FakeClock) {
+    use super::inbound_files::InboundFile;
+    use super::relay::RelayState;
     assert_eq!(store.relay_cursor().await.unwrap(), None);
     let job = (
         "d1".to_string(),
@@ -517,7 +563,7 @@ async fn relay_queue_and_receipts(store: KeyStore, clock: FakeClock) {
     assert!(store.due_receipts(10).await.unwrap().is_empty());
 }
 
-async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
+async fn partners_round_trip(store: Store, _clock: FakeClock) {
     use super::partners::OutboundKey;
     use mft_filters::auth::partner_key;
     let domains = vec!["beta.example".to_string(), "beta.test".to_string()];
@@ -571,7 +617,7 @@ async fn partners_round_trip(store: KeyStore, _clock: FakeClock) {
     assert!(store.partner_by_key_id(parsed.id).await.unwrap().is_none());
 }
 
-async fn mailbox_positions_and_uidls(store: KeyStore, _clock: FakeClock) {
+async fn mailbox_positions_and_uidls(store: Store, _clock: FakeClock) {
     use super::mailbox_state::ImapPosition;
     use std::collections::HashSet;
     assert_eq!(store.imap_position("imap:a").await.unwrap(), None);
@@ -598,7 +644,7 @@ async fn mailbox_positions_and_uidls(store: KeyStore, _clock: FakeClock) {
     assert!(store.pop3_seen("pop3:c").await.unwrap().is_empty());
 }
 
-async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {
+async fn rate_limit_override_is_stored(store: Store, _clock: FakeClock) {
     let (record, _) = store
         .create_key_with_limit(
             "partner",
@@ -617,7 +663,7 @@ async fn rate_limit_override_is_stored(store: KeyStore, _clock: FakeClock) {
     );
 }
 
-async fn allowed_senders_are_stored_changed_and_fed(store: KeyStore, _clock: FakeClock) {
+async fn allowed_senders_are_stored_changed_and_fed(store: Store, _clock: FakeClock) {
     let (record, _) = store
         .create_key_bound(
             "ops",
@@ -680,7 +726,7 @@ async fn allowed_senders_are_stored_changed_and_fed(store: KeyStore, _clock: Fak
         .unwrap());
 }
 
-async fn create_then_get_verifies_token(store: KeyStore, clock: FakeClock) {
+async fn create_then_get_verifies_token(store: Store, clock: FakeClock) {
     let (record, token) = store
         .create_key("ci-bot", &scopes(&["files:read", "files:write"]), None)
         .await
@@ -717,7 +763,7 @@ async fn create_then_get_verifies_token(store: KeyStore, clock: FakeClock) {
     assert_eq!(store.get_key("not a key id!").await.unwrap(), None);
 }
 
-async fn list_returns_every_key_oldest_first(store: KeyStore, clock: FakeClock) {
+async fn list_returns_every_key_oldest_first(store: Store, clock: FakeClock) {
     assert!(store.list_keys().await.unwrap().is_empty());
     let mut ids = Vec::new();
     for (i, account) in ["alpha", "beta", "alpha"].iter().enumerate() {
@@ -736,7 +782,7 @@ async fn list_returns_every_key_oldest_first(store: KeyStore, clock: FakeClock) 
     assert_eq!(accounts, ["alpha", "beta", "alpha"]);
 }
 
-async fn revoke_is_seen_through_changes_since(store: KeyStore, clock: FakeClock) {
+async fn revoke_is_seen_through_changes_since(store: Store, clock: FakeClock) {
     let (kept, _) = store
         .create_key("ci-bot", &scopes(&["files:read"]), None)
         .await
@@ -780,7 +826,7 @@ async fn revoke_is_seen_through_changes_since(store: KeyStore, clock: FakeClock)
     assert!(all.contains(&kept.id) && all.contains(&gone.id));
 }
 
-async fn revoking_unknown_id_is_false(store: KeyStore, _clock: FakeClock) {
+async fn revoking_unknown_id_is_false(store: Store, _clock: FakeClock) {
     let cursor = store.change_cursor().await.unwrap();
     assert!(!store.revoke_key("0123456789abcdef").await.unwrap());
     assert!(!store.revoke_key("").await.unwrap());
@@ -792,7 +838,7 @@ async fn revoking_unknown_id_is_false(store: KeyStore, _clock: FakeClock) {
     assert!(store.list_keys().await.unwrap().is_empty());
 }
 
-async fn expiry_is_stored_and_reported(store: KeyStore, clock: FakeClock) {
+async fn expiry_is_stored_and_reported(store: Store, clock: FakeClock) {
     let day = Duration::from_secs(86_400);
     let created = clock.now();
     let (record, _) = store
@@ -825,7 +871,7 @@ async fn expiry_is_stored_and_reported(store: KeyStore, clock: FakeClock) {
     ));
 }
 
-async fn invalid_names_and_scopes_are_refused(store: KeyStore, _clock: FakeClock) {
+async fn invalid_names_and_scopes_are_refused(store: Store, _clock: FakeClock) {
     let ok = scopes(&["files:read"]);
     for name in [
         "",
@@ -888,7 +934,7 @@ async fn invalid_names_and_scopes_are_refused(store: KeyStore, _clock: FakeClock
     assert_eq!(store.list_keys().await.unwrap().len(), 3);
 }
 
-async fn touch_last_used_keeps_newest(store: KeyStore, clock: FakeClock) {
+async fn touch_last_used_keeps_newest(store: Store, clock: FakeClock) {
     let (a, _) = store.create_key("a", &scopes(&["x"]), None).await.unwrap();
     let (b, _) = store.create_key("b", &scopes(&["x"]), None).await.unwrap();
     let t1 = clock.now() + Duration::from_secs(10);
@@ -914,7 +960,7 @@ async fn touch_last_used_keeps_newest(store: KeyStore, clock: FakeClock) {
     );
 }
 
-async fn accounts_are_created_once(store: KeyStore, _clock: FakeClock) {
+async fn accounts_are_created_once(store: Store, _clock: FakeClock) {
     store
         .create_key("ci-bot", &scopes(&["x"]), None)
         .await
@@ -937,7 +983,7 @@ async fn accounts_are_created_once(store: KeyStore, _clock: FakeClock) {
 #[tokio::test]
 async fn sqlite_file_never_contains_the_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
     let mut secrets = Vec::new();
     for i in 0..5 {
         let (record, token) = store
@@ -975,10 +1021,7 @@ async fn sqlite_file_never_contains_the_secret() {
 async fn two_handles_on_one_file_see_each_others_writes() {
     // Like the CLI and a running gateway: separate pools on the same file.
     let dir = tempfile::tempdir().unwrap();
-    let (cli, gateway) = tokio::join!(
-        KeyStore::open(None, dir.path()),
-        KeyStore::open(None, dir.path())
-    );
+    let (cli, gateway) = tokio::join!(Store::open(None, dir.path()), Store::open(None, dir.path()));
     let (cli, gateway) = (cli.unwrap(), gateway.unwrap());
     let mut cursor = gateway.change_cursor().await.unwrap();
 
@@ -1038,7 +1081,7 @@ async fn postgres_instances_see_each_others_changes() {
     else {
         return;
     };
-    let second = KeyStore::open(Some(&schema.schema_url), Path::new("/nonexistent"))
+    let second = Store::open(Some(&schema.schema_url), Path::new("/nonexistent"))
         .await
         .unwrap();
     let cursor = second.change_cursor().await.unwrap();
@@ -1077,13 +1120,13 @@ async fn postgres_instances_see_each_others_changes() {
 #[tokio::test]
 async fn reopening_keeps_keys_and_schema_version() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
     let (record, _) = store
         .create_key("ci-bot", &scopes(&["files:read"]), None)
         .await
         .unwrap();
     store.close().await;
-    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
     assert_eq!(store.get_key(&record.id).await.unwrap(), Some(record));
     let (version,): (i64,) = on_pool!(store, |pool, _e| sqlx::query_as(
         "SELECT MAX(version) FROM _sqlx_migrations WHERE success"
@@ -1101,7 +1144,7 @@ async fn concurrent_first_opens_of_a_new_file_all_succeed() {
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let path = dir.path().to_path_buf();
-            tokio::spawn(async move { KeyStore::open(None, &path).await })
+            tokio::spawn(async move { Store::open(None, &path).await })
         })
         .collect();
     for task in tasks {
@@ -1113,7 +1156,7 @@ async fn concurrent_first_opens_of_a_new_file_all_succeed() {
 #[tokio::test]
 async fn a_schema_newer_than_the_binary_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::open(None, dir.path()).await.unwrap();
+    let store = Store::open(None, dir.path()).await.unwrap();
     on_pool!(store, |pool, _e| sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99, 'from the future', TRUE, X'00', 0)"
@@ -1124,7 +1167,7 @@ async fn a_schema_newer_than_the_binary_is_refused_at_once() {
     .unwrap());
     store.close().await;
     let started = std::time::Instant::now();
-    let err = KeyStore::open(None, dir.path()).await.unwrap_err();
+    let err = Store::open(None, dir.path()).await.unwrap_err();
     assert!(matches!(err, StoreError::Migrate { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2), "no retrying");
 }
@@ -1132,7 +1175,7 @@ async fn a_schema_newer_than_the_binary_is_refused_at_once() {
 #[tokio::test]
 async fn unsupported_urls_are_refused_without_echoing_them() {
     let dir = tempfile::tempdir().unwrap();
-    let err = KeyStore::open(Some("mysql://root:hunter2@db/keys"), dir.path())
+    let err = Store::open(Some("mysql://root:hunter2@db/keys"), dir.path())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::UnsupportedUrl { .. }), "{err}");
@@ -1173,7 +1216,7 @@ fn rfc3339_whole_seconds() {
     assert_eq!(super::rfc3339(t), "2023-11-14T22:13:20Z");
 }
 
-async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
+async fn connectors_round_trip(store: Store, clock: FakeClock) {
     use super::connectors::ConnectorReport;
     use mft_filters::auth::connector_key;
     let (record, token) = store.add_connector("lan-1", None).await.unwrap();
@@ -1223,7 +1266,7 @@ async fn connectors_round_trip(store: KeyStore, clock: FakeClock) {
         .is_none());
 }
 
-async fn admins_and_sessions(store: KeyStore, clock: FakeClock) {
+async fn admins_and_sessions(store: Store, clock: FakeClock) {
     use super::admins::Role;
     let added = store
         .add_admin("alice", Role::Admin, "$argon2id$x")

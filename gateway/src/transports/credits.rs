@@ -7,7 +7,7 @@
 use super::outbox::Content;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::store::transports::TransportRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use mft_config::Config;
 use prometheus::{GaugeVec, Opts};
 use std::sync::Arc;
@@ -20,7 +20,7 @@ pub const WARN_PERIOD: Duration = Duration::from_secs(24 * 3600);
 
 /// The worker; one per gateway process.
 pub struct CreditCheck {
-    store: KeyStore,
+    store: Store,
     config: Arc<Config>,
     audit: AuditLog,
     gauge: GaugeVec,
@@ -41,7 +41,7 @@ pub enum Outcome {
 impl CreditCheck {
     /// A worker; registers the gauge on `registry`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
         config: Arc<Config>,
         audit: AuditLog,
         registry: &prometheus::Registry,

@@ -13,7 +13,7 @@ pub mod smtp;
 pub mod threema;
 
 use crate::store::transports::{TransportRecord, TransportSecret};
-use crate::store::KeyStore;
+use crate::store::Store;
 use crate::trust::seal::Sealer;
 use mft_config::secret::Secret;
 use std::path::Path;
@@ -143,7 +143,7 @@ pub struct NewTransport<'a> {
 
 /// Checks and stores a new provider.
 pub async fn add(
-    store: &KeyStore,
+    store: &Store,
     config: &mft_config::Config,
     new: NewTransport<'_>,
 ) -> Result<TransportRecord, TransportError> {
@@ -211,7 +211,7 @@ pub async fn add(
 }
 
 async fn store_new(
-    store: &KeyStore,
+    store: &Store,
     name: &str,
     kind: &str,
     settings: &serde_json::Value,
@@ -236,7 +236,7 @@ async fn store_new(
 /// name -> value) applied to its settings; the secrets are sealed again for
 /// the new name.
 pub async fn copy(
-    store: &KeyStore,
+    store: &Store,
     config: &mft_config::Config,
     from: &str,
     to: &str,
@@ -437,7 +437,7 @@ pub struct OutboundMessage<'a> {
 /// Sends `message` through `record` now; the provider's answer. Records
 /// the outcome on the provider (last use, last error).
 pub async fn send(
-    store: &KeyStore,
+    store: &Store,
     config: &mft_config::Config,
     record: &TransportRecord,
     message: &OutboundMessage<'_>,

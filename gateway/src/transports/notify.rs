@@ -5,20 +5,20 @@
 
 use super::outbox::Content;
 use crate::audit::{AuditLog, AuditRecord};
-use crate::store::KeyStore;
+use crate::store::Store;
 use mft_config::Config;
 use std::sync::Arc;
 
 /// Raises events; cheap to share.
 pub struct Notifier {
-    store: KeyStore,
+    store: Store,
     config: Arc<Config>,
     audit: AuditLog,
 }
 
 impl Notifier {
     /// A notifier over the rules of `config`.
-    pub fn new(store: KeyStore, config: Arc<Config>, audit: AuditLog) -> Notifier {
+    pub fn new(store: Store, config: Arc<Config>, audit: AuditLog) -> Notifier {
         Notifier {
             store,
             config,

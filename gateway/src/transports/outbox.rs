@@ -7,8 +7,8 @@
 
 use super::{OutboundMessage, TransportError};
 use crate::backend_client::RetryPolicy;
-use crate::store::transports::QueuedMessage;
-use crate::store::KeyStore;
+use crate::store::outbound_messages::QueuedMessage;
+use crate::store::Store;
 use futures_util::StreamExt;
 use mft_config::Config;
 use std::sync::Arc;
@@ -36,14 +36,14 @@ pub struct Content {
 
 /// The worker; one per gateway process.
 pub struct Outbox {
-    store: KeyStore,
+    store: Store,
     config: Arc<Config>,
     retry: RetryPolicy,
 }
 
 impl Outbox {
     /// A worker over `store`.
-    pub fn new(store: KeyStore, config: Arc<Config>) -> Outbox {
+    pub fn new(store: Store, config: Arc<Config>) -> Outbox {
         let retry = crate::trust::retry_policy(&config.trust);
         Outbox {
             store,
@@ -152,7 +152,7 @@ impl Outbox {
 
 /// Checks a message for `POST /admin/v1/messages` and queues it; its id.
 pub async fn accept(
-    store: &KeyStore,
+    store: &Store,
     provider: Option<&str>,
     kind: Option<&str>,
     content: Content,

@@ -4,7 +4,7 @@
 use super::outbound::{self, PingError, PingReport};
 use super::seal::Sealer;
 use crate::store::partners::{OutboundKey, PartnerRecord};
-use crate::store::KeyStore;
+use crate::store::Store;
 use anyhow::Context;
 use mft_config::Config;
 use mft_filters::auth::partner_key;
@@ -13,7 +13,7 @@ use std::path::Path;
 /// Adds a connection after checking its URL and domains; returns the record
 /// and the key for the partner (shown once).
 pub async fn add(
-    store: &KeyStore,
+    store: &Store,
     cfg: &Config,
     name: &str,
     url: &str,

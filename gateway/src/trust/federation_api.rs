@@ -8,9 +8,9 @@ use super::messages::{DeliveryAccepted, Receipt, ReceiptRecorded, RelayedDeliver
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::{BackendClient, BackendError, Call, CallContext, NewDelivery};
+use crate::store::inbound_files::InboundFile;
 use crate::store::partners::PartnerRecord;
-use crate::store::relay::InboundFile;
-use crate::store::KeyStore;
+use crate::store::Store;
 use http::Method;
 use mft_config::Config;
 use mft_filters::problem::Problem;
@@ -63,7 +63,7 @@ struct StoredFile {
 
 /// Handlers of the locally answered federation endpoints.
 pub struct FederationApi {
-    store: KeyStore,
+    store: Store,
     backend: BackendClient,
     config: Arc<Config>,
     audit: AuditLog,
@@ -98,7 +98,7 @@ fn backend_reply(e: &BackendError) -> Reply {
 impl FederationApi {
     /// Handlers over `store` and `backend`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
         backend: BackendClient,
         config: Arc<Config>,
         audit: AuditLog,

@@ -5,7 +5,7 @@ use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
 use crate::store::partners::PartnerRecord;
-use crate::store::KeyStore;
+use crate::store::Store;
 use mft_filters::auth::credential::{self, Credential};
 use mft_filters::auth::partner_key;
 use mft_filters::decision::Rejection;
@@ -115,8 +115,10 @@ fn nonces_per_partner(config: &mft_config::Config) -> usize {
 
 /// Checks partner requests; one per gateway.
 pub struct PartnerGate {
-    store: KeyStore,
+    store: Store,
     control: ControlPlane,
+    /// Connections cached: a known partner's request costs no query.
+    partners: Arc<super::directory::PartnerDirectory>,
     /// Nonces per partner: one partner filling its cache refuses only its
     /// own requests, never another partner's.
     replay: Mutex<HashMap<String, ReplayCache>>,
@@ -161,8 +163,9 @@ impl PartnerGate {
 
     /// A gate over the connections in `store`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
         control: ControlPlane,
+        partners: Arc<super::directory::PartnerDirectory>,
         config: &mft_config::Config,
         defender: Option<Arc<Defender>>,
         audit: AuditLog,
@@ -170,6 +173,7 @@ impl PartnerGate {
         PartnerGate {
             store,
             control,
+            partners,
             replay: Mutex::new(HashMap::new()),
             nonces_per_partner: nonces_per_partner(config),
             skew: config.trust.max_clock_skew,
@@ -272,20 +276,9 @@ impl PartnerGate {
         };
         let parsed =
             partner_key::parse(token).map_err(|_| no_partner(reject("malformed_credential")))?;
-        let id = parsed.id.to_string();
-        let store = self.store.clone();
-        let found = self
-            .control
-            .run(async move { store.partner_by_key_id(&id).await })
-            .await;
-        let partner = match found {
-            Ok(Ok(Some(p))) => p,
-            Ok(Ok(None)) => return Err(no_partner(reject("unknown_key"))),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "partner lookup failed");
-                return Err(no_partner(crate::auth::store_unavailable()));
-            }
-            Err(_) => return Err(no_partner(reject("store_unavailable"))),
+        let partner = match self.partners.cached(parsed.id) {
+            Some(cached) => PartnerRecord::clone(&cached),
+            None => self.lookup(parsed.id).await?,
         };
         let name = Some(partner.name.clone());
         if !parsed.verify(&partner.inbound_key_hash) {
@@ -349,6 +342,30 @@ impl PartnerGate {
             nonce: verified.nonce,
             forget_after,
         })
+    }
+
+    /// The connection with inbound key id `id`, from the store: the
+    /// directory does not know it (yet), or it is pending.
+    async fn lookup(&self, id: &str) -> Result<PartnerRecord, (Option<String>, Rejection)> {
+        let no_partner = |r| (None, r);
+        let id = id.to_string();
+        let store = self.store.clone();
+        let found = self
+            .control
+            .run(async move { store.partner_by_key_id(&id).await })
+            .await;
+        match found {
+            Ok(Ok(Some(p))) => {
+                self.partners.refresh_soon(&self.control);
+                Ok(p)
+            }
+            Ok(Ok(None)) => Err(no_partner(reject("unknown_key"))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "partner lookup failed");
+                Err(no_partner(crate::auth::store_unavailable()))
+            }
+            Err(_) => Err(no_partner(reject("store_unavailable"))),
+        }
     }
 
     fn refused(&self, req: &InboundRequest<'_>, partner: Option<&str>, r: Rejection) -> Rejection {

@@ -10,6 +10,7 @@
 //! from the holder of that connection.
 
 pub mod connections;
+pub mod directory;
 pub mod federation_api;
 pub mod inbound;
 pub mod inbox;

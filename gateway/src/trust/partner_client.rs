@@ -4,6 +4,7 @@
 
 use super::wire;
 use crate::store::partners::PartnerRecord;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use mft_config::Config;
@@ -11,8 +12,9 @@ use mft_filters::auth::partner_key;
 use mft_filters::problem_types as pt;
 use mft_filters::signing::RequestView;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Why a call to a partner did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -65,10 +67,17 @@ const MAX_ANSWER: usize = 256 * 1024;
 /// Lowest rate a file upload may fall to before it times out.
 const MIN_RATE: u64 = 512 * 1024;
 
+/// How often `ca_file` is looked at for a change (one `stat` off the
+/// runtime at most this often, not one per call).
+const CA_RECHECK: Duration = Duration::from_secs(2);
+
 /// Calls partner gateways; cheap to clone.
 #[derive(Clone)]
 pub struct PartnerClient {
-    http: Arc<Mutex<Http>>,
+    http: Arc<ArcSwap<Http>>,
+    /// When `ca_file` is due to be looked at again, in ms since `origin`.
+    ca_next_check: Arc<AtomicU64>,
+    origin: Instant,
     tls: TlsFiles,
     timeout: Duration,
     skew: Duration,
@@ -147,10 +156,12 @@ impl PartnerClient {
         let ca_modified = tls.ca_file.as_deref().and_then(modified);
         let client = builder(trust.request_timeout, &tls)?.build()?;
         Ok(PartnerClient {
-            http: Arc::new(Mutex::new(Http {
+            http: Arc::new(ArcSwap::from_pointee(Http {
                 client,
                 ca_modified,
             })),
+            ca_next_check: Arc::new(AtomicU64::new(millis(CA_RECHECK))),
+            origin: Instant::now(),
             tls,
             timeout: trust.request_timeout,
             skew: trust.max_clock_skew,
@@ -159,22 +170,57 @@ impl PartnerClient {
 
     /// The HTTP client, rebuilt when `ca_file` changed since: an admin
     /// adding a partner's private CA should not have to restart the gateway.
-    fn http(&self) -> reqwest::Client {
-        let now = self.tls.ca_file.as_deref().and_then(modified);
-        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
-        if now != http.ca_modified {
-            match builder(self.timeout, &self.tls).and_then(|b| Ok(b.build()?)) {
-                Ok(client) => {
-                    tracing::info!("trust.ca_file changed; partner connections use it now");
-                    http.client = client;
-                    http.ca_modified = now;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "trust.ca_file changed but cannot be used; keeping the previous one")
-                }
+    /// The file is looked at every [`CA_RECHECK`] at most, off the runtime;
+    /// every other call is one atomic load.
+    async fn http(&self) -> reqwest::Client {
+        if let Some(ca) = &self.tls.ca_file {
+            let now = millis(self.origin.elapsed());
+            let due = self.ca_next_check.load(Ordering::Relaxed);
+            // One caller per interval wins the check; the others go on.
+            if now >= due
+                && self
+                    .ca_next_check
+                    .compare_exchange(
+                        due,
+                        now + millis(CA_RECHECK),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                self.reload_if_changed(ca.clone()).await;
             }
         }
-        http.client.clone()
+        self.http.load().client.clone()
+    }
+
+    async fn reload_if_changed(&self, ca: PathBuf) {
+        let modified = tokio::fs::metadata(&ca)
+            .await
+            .and_then(|m| m.modified())
+            .ok();
+        if modified == self.http.load().ca_modified {
+            return;
+        }
+        let (timeout, tls) = (self.timeout, self.tls.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            builder(timeout, &tls).and_then(|b| Ok(b.build()?))
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
+        match built {
+            Ok(client) => {
+                tracing::info!("trust.ca_file changed; partner connections use it now");
+                self.http.store(Arc::new(Http {
+                    client,
+                    ca_modified: modified,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "trust.ca_file changed but cannot be used; keeping the previous one")
+            }
+        }
     }
 
     fn prepare(&self, target: &Target<'_>, path: &str) -> Result<Prepared, PartnerCallError> {
@@ -239,6 +285,7 @@ impl PartnerClient {
             .to_string();
         let mut request = self
             .http()
+            .await
             .post(p.url.clone())
             .timeout(self.timeout)
             .bearer_auth(target.key)
@@ -284,6 +331,7 @@ impl PartnerClient {
         let timeout = self.timeout + Duration::from_secs(file.size / MIN_RATE);
         let response = self
             .http()
+            .await
             .post(p.url.clone())
             .timeout(timeout)
             .bearer_auth(target.key)
@@ -309,6 +357,10 @@ impl PartnerClient {
         }
         Ok(answer)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

@@ -13,8 +13,8 @@ use super::partner_client::{PartnerClient, Target};
 use super::wire;
 use crate::audit::AuditLog;
 use crate::backend_client::RetryPolicy;
-use crate::store::relay::InboundFile;
-use crate::store::KeyStore;
+use crate::store::inbound_files::InboundFile;
+use crate::store::Store;
 use mft_config::Config;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,7 +25,8 @@ const BATCH: usize = 16;
 
 /// The receipt sender; one per gateway process.
 pub struct Receipts {
-    store: KeyStore,
+    store: Store,
+    partners: Arc<super::directory::PartnerDirectory>,
     client: PartnerClient,
     config: Arc<Config>,
     audit: AuditLog,
@@ -37,7 +38,8 @@ pub struct Receipts {
 impl Receipts {
     /// A sender over `store`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
+        partners: Arc<super::directory::PartnerDirectory>,
         client: PartnerClient,
         config: Arc<Config>,
         audit: AuditLog,
@@ -46,6 +48,7 @@ impl Receipts {
         let retry = super::retry_policy(&config.trust);
         Receipts {
             store,
+            partners,
             client,
             config,
             audit,
@@ -84,6 +87,13 @@ impl Receipts {
     pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
         let interval = self.config.trust.relay_poll_interval;
         while !drain.is_stopping() {
+            // No connection, no receipt to send: wait without polling.
+            if self.partners.is_empty() {
+                tokio::select! {
+                    () = self.partners.wait_for_partners() => continue,
+                    () = drain.stopping() => return,
+                }
+            }
             match self.store.due_receipts(BATCH).await {
                 Ok(due) => {
                     for file in due {

@@ -26,7 +26,7 @@ use crate::backend_client::{
 };
 use crate::store::partners::PartnerRecord;
 use crate::store::relay::{NewRelay, RelayJob, RelayState};
-use crate::store::KeyStore;
+use crate::store::Store;
 use futures_util::StreamExt;
 use http::Method;
 use mft_config::Config;
@@ -160,7 +160,8 @@ impl From<PartnerCallError> for Failure {
 
 /// The relay worker; one per gateway process.
 pub struct Relay {
-    store: KeyStore,
+    store: Store,
+    partners: Arc<super::directory::PartnerDirectory>,
     backend: BackendClient,
     client: PartnerClient,
     config: Arc<Config>,
@@ -179,7 +180,8 @@ fn gateway_ctx() -> CallContext {
 impl Relay {
     /// A relay over `store` and `backend`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
+        partners: Arc<super::directory::PartnerDirectory>,
         backend: BackendClient,
         client: PartnerClient,
         config: Arc<Config>,
@@ -189,6 +191,7 @@ impl Relay {
         let retry = super::retry_policy(&config.trust);
         Relay {
             store,
+            partners,
             backend,
             client,
             config,
@@ -223,6 +226,15 @@ impl Relay {
     pub async fn run(self: Arc<Self>, drain: crate::drain::Drain) {
         let interval = self.config.trust.relay_poll_interval;
         while !drain.is_stopping() {
+            // No connection, nothing to relay: wait without polling. The
+            // feed position stays, so deliveries made meanwhile are read
+            // once a connection appears (and skipped if made before it).
+            if self.partners.is_empty() {
+                tokio::select! {
+                    () = self.partners.wait_for_partners() => continue,
+                    () = drain.stopping() => return,
+                }
+            }
             if let Err(e) = self.round(&drain).await {
                 tracing::warn!(error = %e, "relay round failed; trying again");
             }
@@ -235,6 +247,8 @@ impl Relay {
 
     /// One pass: read new deliveries, then work what is due.
     async fn round(&self, drain: &crate::drain::Drain) -> anyhow::Result<()> {
+        // Fresh from the store, not the directory's copy: a connection
+        // added a moment ago must not have its deliveries skipped.
         let partners = self.store.list_partners().await?;
         if partners.is_empty() {
             return Ok(());

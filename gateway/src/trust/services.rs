@@ -12,7 +12,6 @@ use crate::audit::AuditLog;
 use crate::backend_client::BackendClient;
 use crate::bridge::runtime::BridgeRuntime;
 use crate::proxy::sign::RequestSigner;
-use crate::store::KeyStore;
 use crate::webhooks::Webhooks;
 use anyhow::Context;
 use mft_config::Config;
@@ -52,6 +51,8 @@ pub struct LocalCall<'a> {
 
 /// Federation services shared by the proxy and the workers.
 pub struct Federation {
+    /// The connections, cached: with none, the hooks below cost one atomic load.
+    pub partners: Arc<super::directory::PartnerDirectory>,
     /// `/federation/v1/deliveries` and `/receipts`.
     pub api: Arc<FederationApi>,
     /// Outbound relays.
@@ -119,16 +120,18 @@ impl Federation {
         }
     }
 
-    /// Builds the services and starts the relay and receipt workers.
+    /// Builds the services (over the directory's store) and starts the
+    /// relay and receipt workers.
     pub fn start(
         config: Arc<Config>,
-        store: KeyStore,
+        partners: Arc<super::directory::PartnerDirectory>,
         signer: Option<Arc<RequestSigner>>,
         audit: AuditLog,
         registry: &prometheus::Registry,
         connectors: Option<Arc<crate::connector::ConnectorPool>>,
         drain: crate::drain::Drain,
     ) -> anyhow::Result<Federation> {
+        let store = partners.store().clone();
         let metrics = super::metrics::FederationMetrics::new(registry)
             .context("cannot register federation metrics")?;
         let runtime = BridgeRuntime::start_named(2, "federation")
@@ -168,6 +171,7 @@ impl Federation {
         let relay = Arc::new(
             Relay::new(
                 store.clone(),
+                partners.clone(),
                 backend,
                 client.clone(),
                 config.clone(),
@@ -177,7 +181,14 @@ impl Federation {
             .with_webhooks(webhooks.clone())
             .with_notifier(notifier),
         );
-        let receipts = Arc::new(Receipts::new(store, client, config.clone(), audit, metrics));
+        let receipts = Arc::new(Receipts::new(
+            store,
+            partners.clone(),
+            client,
+            config.clone(),
+            audit,
+            metrics,
+        ));
         runtime.spawn(relay.clone().run(drain.clone()));
         runtime.spawn(receipts.clone().run(drain.clone()));
         runtime.spawn(webhooks.clone().run(drain.clone()));
@@ -195,6 +206,7 @@ impl Federation {
             .as_ref()
             .and_then(crate::ratelimit::limit_of);
         Ok(Federation {
+            partners,
             api,
             relay,
             receipts,
@@ -204,21 +216,38 @@ impl Federation {
         })
     }
 
-    /// A local delivery was just created: read the feed now.
+    /// A local delivery was just created: read the feed now (the relay
+    /// only when a connection exists).
     pub fn delivery_created(&self) {
-        self.relay.nudge();
+        if !self.partners.is_empty() {
+            self.relay.nudge();
+        }
         self.webhooks.nudge();
     }
 
-    /// A local user (`principal`) downloaded `file_id` in full.
-    pub fn file_downloaded(&self, file_id: String, principal: Option<String>) {
-        let receipts = self.receipts.clone();
-        let webhooks = self.webhooks.clone();
+    /// A local user (`principal`) downloaded `file_id` in full. Only a
+    /// gateway with a connection (a partner's file owes a receipt) or a
+    /// webhook wanting `file.downloaded` spawns work and asks the store;
+    /// the others stop here, without a query.
+    pub fn file_downloaded(&self, file_id: &str, principal: Option<&str>) {
+        let receipts = (!self.partners.is_empty()).then(|| self.receipts.clone());
+        let webhooks = self
+            .webhooks
+            .wants_downloads()
+            .then(|| self.webhooks.clone());
+        if receipts.is_none() && webhooks.is_none() {
+            return;
+        }
+        let (file_id, principal) = (file_id.to_string(), principal.map(str::to_string));
         self.runtime.spawn(async move {
-            receipts.downloaded(&file_id).await;
-            webhooks
-                .file_downloaded(&file_id, principal.as_deref())
-                .await;
+            if let Some(receipts) = receipts {
+                receipts.downloaded(&file_id).await;
+            }
+            if let Some(webhooks) = webhooks {
+                webhooks
+                    .file_downloaded(&file_id, principal.as_deref())
+                    .await;
+            }
         });
     }
 }

@@ -22,14 +22,15 @@ pub mod subscriptions;
 
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::{BackendClient, Call, CallContext, RetryPolicy};
-use crate::store::webhooks::{NewEvent, WebhookMessage};
-use crate::store::KeyStore;
+use crate::store::webhook_messages::{NewEvent, WebhookMessage};
+use crate::store::Store;
 use crate::trust::relay::FeedDelivery;
 use crate::trust::seal::Sealer;
 use base64::Engine as _;
 use futures_util::StreamExt;
 use http::Method;
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -288,7 +289,7 @@ struct FeedPage {
 
 /// The webhook worker and event intake; one per gateway process.
 pub struct Webhooks {
-    store: KeyStore,
+    store: Store,
     backend: BackendClient,
     sender: Sender,
     sealer: Option<Sealer>,
@@ -296,13 +297,19 @@ pub struct Webhooks {
     nudge: Notify,
     retry: RetryPolicy,
     poll: Duration,
+    /// Whether an enabled subscription wants `file.downloaded`, as of the
+    /// last check (every worker round); only a gateway where one does pays
+    /// a query per download.
+    downloads_wanted: AtomicBool,
+    /// [`Store::webhook_adds`] at that check; `u64::MAX` before the first.
+    downloads_checked: AtomicU64,
 }
 
 impl Webhooks {
     /// The worker over `store`; retries follow `[trust] relay_retry_base`
     /// and `relay_retry_max`, polling `relay_poll_interval`.
     pub fn new(
-        store: KeyStore,
+        store: Store,
         backend: BackendClient,
         config: &mft_config::Config,
         audit: AuditLog,
@@ -316,7 +323,28 @@ impl Webhooks {
             nudge: Notify::new(),
             retry: crate::trust::retry_policy(&config.trust),
             poll: config.trust.relay_poll_interval,
+            downloads_wanted: AtomicBool::new(false),
+            downloads_checked: AtomicU64::new(u64::MAX),
         })
+    }
+
+    /// Whether a complete download may be a `file.downloaded` event: `false`
+    /// only when the last check found no subscription wanting it and no
+    /// subscription was added through this process since (one added by the
+    /// CLI is seen at the worker's next round).
+    pub fn wants_downloads(&self) -> bool {
+        self.downloads_checked.load(Ordering::Acquire) != self.store.webhook_adds()
+            || self.downloads_wanted.load(Ordering::Relaxed)
+    }
+
+    /// Asks the store whether a subscription wants `file.downloaded` and
+    /// remembers the answer for [`Webhooks::wants_downloads`].
+    async fn check_downloads_wanted(&self) -> Result<bool, crate::store::StoreError> {
+        let adds = self.store.webhook_adds();
+        let wanted = self.store.webhooks_want("file.downloaded").await?;
+        self.downloads_wanted.store(wanted, Ordering::Relaxed);
+        self.downloads_checked.store(adds, Ordering::Release);
+        Ok(wanted)
     }
 
     /// Work now (a delivery was created, an event queued).
@@ -354,7 +382,7 @@ impl Webhooks {
     /// A local user downloaded `file_id` in full: a `file.downloaded` event
     /// (each download its own event), if any subscription wants it.
     pub async fn file_downloaded(&self, file_id: &str, principal: Option<&str>) {
-        match self.store.webhooks_want("file.downloaded").await {
+        match self.check_downloads_wanted().await {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -392,6 +420,7 @@ impl Webhooks {
 
     /// One pass: queue new deliveries from the feed, then send what is due.
     async fn round(&self, drain: &crate::drain::Drain) -> anyhow::Result<()> {
+        self.check_downloads_wanted().await?;
         if self.sealer.is_none() {
             return Ok(());
         }

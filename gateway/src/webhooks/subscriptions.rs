@@ -3,7 +3,7 @@
 
 use super::{ssrf, WebhookError, EVENT_TYPES, TEST_EVENT};
 use crate::store::webhooks::{NewWebhook, WebhookRecord};
-use crate::store::KeyStore;
+use crate::store::Store;
 use std::time::SystemTime;
 
 /// Why a subscription could not be added. The caller's fault unless `Store`.
@@ -91,7 +91,7 @@ pub fn check_events(events: &[String]) -> Result<Vec<String>, AddError> {
 /// Adds a subscription; returns it and its signing secret (`whsec_...`),
 /// which exists only in the return value: show it once.
 pub async fn add(
-    store: &KeyStore,
+    store: &Store,
     config: &mft_config::Config,
     url: &str,
     events: &[String],

@@ -368,7 +368,7 @@ async fn a_gateway_on_the_postgresql_key_store_sees_cli_changes() {
 async fn an_expired_key_is_refused_even_when_it_was_cached() {
     let s = setup("").await;
     // `keys create --expires` counts days; the store itself takes any duration.
-    let store = mft_gateway::store::KeyStore::open(None, &s.dir.path().join("gateway-data"))
+    let store = mft_gateway::store::Store::open(None, &s.dir.path().join("gateway-data"))
         .await
         .unwrap();
     let (_, key) = store

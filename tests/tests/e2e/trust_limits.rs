@@ -181,14 +181,16 @@ async fn a_partner_cannot_choose_where_its_files_go_and_is_held_to_its_daily_quo
     assert!(!all.contains("evil.txt"), "{all}");
 
     // The admin moves the inbox and sets a quota of 1000 bytes a day.
-    let (code, out, err) = b.partners(&[
-        "set-inbox",
-        "acme",
-        "--folder",
-        "inbound/acme",
-        "--quota-bytes-per-day",
-        "1000",
-    ]);
+    let (code, out, err) = b
+        .partners_live(&[
+            "set-inbox",
+            "acme",
+            "--folder",
+            "inbound/acme",
+            "--quota-bytes-per-day",
+            "1000",
+        ])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     let (_, out, _) = b.partners(&["list", "--json"]);
     assert!(out.contains("\"inbox_folder\":\"inbound/acme\""), "{out}");

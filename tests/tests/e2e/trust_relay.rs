@@ -566,8 +566,8 @@ async fn partner_deliveries_break_no_rule() {
     .await;
     assert_eq!(p["type"], "urn:mft:problem:unknown-file");
 
-    // A removed connection is refused at once.
-    assert_eq!(b.partners(&["remove", "acme"]).0, 0);
+    // A removed connection is refused once B's partner cache has it.
+    assert_eq!(b.partners_live(&["remove", "acme"]).await.0, 0);
     let r = acme
         .delivery(&base("anna@acme.example", "bob@beta.example", "r7", &fid))
         .await;
@@ -581,7 +581,9 @@ async fn a_pinned_connection_needs_the_partners_client_certificate() {
 
     // Pinned to some other certificate: A's requests are refused.
     let other = "AB:".repeat(31) + "AB";
-    let (code, out, err) = b.partners(&["pin", "acme", "--client-cert-sha256", &other]);
+    let (code, out, err) = b
+        .partners_live(&["pin", "acme", "--client-cert-sha256", &other])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, _) = a.partners(&["test", "beta"]);
     assert_eq!(code, 1, "{out}");
@@ -590,7 +592,9 @@ async fn a_pinned_connection_needs_the_partners_client_certificate() {
 
     // Pinned to A's certificate (the one its gateway presents): connected.
     let cert = a.certs.cert.to_str().unwrap();
-    let (code, out, err) = b.partners(&["pin", "acme", "--client-cert", cert]);
+    let (code, out, err) = b
+        .partners_live(&["pin", "acme", "--client-cert", cert])
+        .await;
     assert_eq!(code, 0, "{out}{err}");
     let (code, out, err) = a.partners(&["test", "beta"]);
     assert_eq!(code, 0, "{out}{err}");

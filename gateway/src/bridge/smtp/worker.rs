@@ -41,7 +41,7 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
     let mut backoff = FIRST_BACKOFF;
     let drain = ctx.drain.clone();
     while !drain.is_stopping() {
-        let ids = match spool.list() {
+        let ids = match spool.pending().await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list the SMTP spool");
