@@ -2,7 +2,7 @@
 //! `relay_receipts`, migration 0012): kept so the console can show, per
 //! relay, which files the partner's recipient has downloaded.
 
-use super::{from_ms, Store, StoreError};
+use super::{from_ms, Engine, Pool, Store, StoreError};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
