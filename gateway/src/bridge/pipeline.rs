@@ -8,7 +8,9 @@
 //! delivery instead of creating a second one.
 
 use super::message::Attachment;
-use crate::backend_client::{BackendClient, BackendError, CallContext, DeliveryInfo, NewDelivery};
+use crate::backend_client::{
+    paths, BackendClient, BackendError, CallContext, Delivery, NewDelivery,
+};
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// One delivery to make.
@@ -81,7 +83,7 @@ impl DeliveryPipeline {
 
     /// Uploads every attachment (or reuses this key's earlier uploads), then
     /// creates the delivery under the idempotency key.
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<DeliveryInfo, PipelineError> {
+    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivery, PipelineError> {
         let bridge = req
             .ctx
             .origin
@@ -99,10 +101,7 @@ impl DeliveryPipeline {
         result
     }
 
-    async fn deliver_inner(
-        &self,
-        req: &DeliveryRequest<'_>,
-    ) -> Result<DeliveryInfo, PipelineError> {
+    async fn deliver_inner(&self, req: &DeliveryRequest<'_>) -> Result<Delivery, PipelineError> {
         let err = |stage: String, source| PipelineError {
             key: req.idempotency_key.clone(),
             stage,
@@ -110,7 +109,7 @@ impl DeliveryPipeline {
         };
         let mut files = Vec::with_capacity(req.attachments.len());
         for (i, a) in req.attachments.iter().enumerate() {
-            let key = format!("{}:file:{i}", req.idempotency_key);
+            let key = paths::file_idempotency_key(&req.idempotency_key, i);
             let file = self
                 .backend
                 .upload_file_idempotent(

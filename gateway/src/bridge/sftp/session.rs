@@ -7,11 +7,12 @@
 
 use super::auth::User;
 use super::download::Download;
-use super::fs::{Entry, Fs, LIST_PAGE};
+use super::fs::{Fs, LIST_PAGE};
 use super::metrics::SftpMetrics;
 use super::paths::VPath;
 use super::upload::{Upload, UploadLimits};
 use crate::audit::{AuditLog, AuditRecord};
+use crate::backend_client::FileInfo;
 use crate::backend_client::NewDelivery;
 use bytes::{Buf, Bytes, BytesMut};
 use mft_config::sftp::Permissions;
@@ -60,7 +61,7 @@ struct Dir {
 
 impl Dir {
     /// Queues a page's files (sorted by name, the newest first per name).
-    fn take_page(&mut self, files: Vec<Entry>) {
+    fn take_page(&mut self, files: Vec<FileInfo>) {
         for e in files {
             if self.last_name.as_deref() == Some(e.name.as_str()) {
                 continue;
@@ -228,7 +229,7 @@ fn dir_attrs() -> FileAttributes {
     }
 }
 
-fn file_attrs(e: &Entry) -> FileAttributes {
+fn file_attrs(e: &FileInfo) -> FileAttributes {
     let mtime = e.mtime();
     FileAttributes {
         size: Some(e.size),
@@ -329,7 +330,7 @@ impl Session {
     }
 
     /// A file (the newest of its name) or a folder at `p`.
-    async fn lookup(&self, p: &VPath) -> Result<Option<Result<Entry, ()>>, Fail> {
+    async fn lookup(&self, p: &VPath) -> Result<Option<Result<FileInfo, ()>>, Fail> {
         if p.is_root() {
             return Ok(Some(Err(())));
         }
@@ -421,7 +422,7 @@ impl Session {
         } else {
             // A backend without paging sent the whole folder in upload
             // order: a later file of the same name wins.
-            let newest: BTreeMap<String, Entry> = page
+            let newest: BTreeMap<String, FileInfo> = page
                 .files
                 .into_iter()
                 .map(|e| (e.name.clone(), e))
@@ -593,7 +594,7 @@ impl Session {
         }
     }
 
-    fn audit_upload(&self, path: &VPath, entry: Option<&Entry>, error: Option<String>) {
+    fn audit_upload(&self, path: &VPath, entry: Option<&FileInfo>, error: Option<String>) {
         let mut r = AuditRecord::new("sftp_upload");
         r.principal = Some(format!("sftp:{}", self.ctx.user.config.name));
         r.credential = self.ctx.credential.clone();
@@ -606,7 +607,7 @@ impl Session {
     }
 
     /// A file is complete: audit it and make the configured delivery.
-    async fn uploaded(&self, path: &VPath, entry: &Entry) {
+    async fn uploaded(&self, path: &VPath, entry: &FileInfo) {
         self.audit_upload(path, Some(entry), None);
         let user = &self.ctx.user.config;
         if user.deliver_to.is_empty() {
@@ -743,7 +744,7 @@ impl Session {
         if !to.parent().is_root() && !fs.folder_exists(&to_folder).await.map_err(backend_fail)? {
             return Err(fail(StatusCode::NoSuchFile, "no such target folder"));
         }
-        let targets: Vec<Entry> = fs
+        let targets: Vec<FileInfo> = fs
             .all_named(&to_folder, to_name)
             .await
             .map_err(backend_fail)?

@@ -209,7 +209,7 @@ async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outc
         .authorize(&AuthRequest {
             request_id: &request_id,
             method: "POST",
-            path: "/api/v1/deliveries",
+            path: crate::backend_client::paths::DELIVERIES,
             client_ip: Some(ip),
             authorization: None,
             x_api_key: Some(password.as_bytes()),
