@@ -16,6 +16,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod backend_client;
+pub mod backoff;
 pub mod bridge;
 pub mod cli;
 pub mod conn_guard;

@@ -1,6 +1,6 @@
 //! The one client the bridges (and the proxy's side calls) use to reach the
 //! backend: every request is signed (RFC 9421) like proxied ones, bounded by
-//! timeouts, retried with exponential backoff and full jitter when the
+//! timeouts, retried per the gateway's one policy ([`crate::backoff`]) when the
 //! failure is transient, and refused fast by a circuit breaker while the
 //! backend is down, so callers keep their work queued instead of piling up.
 //!
@@ -13,8 +13,8 @@ pub mod endpoints;
 pub mod error;
 pub mod model;
 pub mod paths;
-pub mod retry;
 
+pub use crate::backoff::RetryPolicy;
 use crate::connector::ConnectorPool;
 use crate::proxy::sign::RequestSigner;
 pub use breaker::CircuitBreaker;
@@ -27,7 +27,6 @@ use mft_config::model::Backend;
 pub use model::{
     Delivery, DeliveryPage, FileInfo, FileList, FileQuery, NewDelivery, NewReceipt, RelayStatus,
 };
-pub use retry::RetryPolicy;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
