@@ -24,7 +24,7 @@ use mft_config::smtp::Smtp;
 use session::{Exit, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -176,11 +176,15 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
         m.sessions.with_label_values(&["refused_network"]).inc();
         return refuse(tcp, reply::ACCESS_DENIED).await;
     }
-    if let Some(d) = shared.ctx.auth.defender() {
-        if d.check(ip, SystemTime::now()).is_some() {
-            m.sessions.with_label_values(&["refused_banned"]).inc();
-            return refuse(tcp, reply::ACCESS_DENIED).await;
-        }
+    let gate = crate::auth::LoginGate::new(
+        shared.ctx.auth.defender(),
+        &shared.ctx.audit,
+        Some(ip),
+        "SMTP",
+    );
+    if gate.is_banned() {
+        m.sessions.with_label_values(&["refused_banned"]).inc();
+        return refuse(tcp, reply::ACCESS_DENIED).await;
     }
     // Per client first: one address filling every slot is refused alone,
     // before it can take the global ones.
