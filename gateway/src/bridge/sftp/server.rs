@@ -363,6 +363,7 @@ impl Conn {
             audit: shared.ctx.audit.clone(),
             client_ip: self.peer.map(|p| p.ip()),
             drain: shared.ctx.drain.clone(),
+            pipeline: shared.ctx.pipeline.clone(),
         }
     }
 }

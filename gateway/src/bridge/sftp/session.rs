@@ -13,7 +13,7 @@ use super::paths::VPath;
 use super::upload::{Upload, UploadLimits};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::FileInfo;
-use crate::backend_client::NewDelivery;
+use crate::bridge::pipeline::{DeliveryRequest, Retried};
 use bytes::{Buf, Bytes, BytesMut};
 use mft_config::sftp::Permissions;
 use russh_sftp::protocol::{
@@ -98,6 +98,8 @@ pub struct SessionCtx {
     pub drain: crate::drain::Drain,
     /// A sender-bound key's allowed senders (API-key logins only).
     pub senders: Option<std::sync::Arc<mft_filters::auth::senders::SenderBinding>>,
+    /// Where on_upload deliveries go.
+    pub pipeline: Arc<crate::bridge::pipeline::DeliveryPipeline>,
 }
 
 /// One SFTP session.
@@ -628,25 +630,40 @@ impl Session {
                 return;
             }
         }
-        let delivery = NewDelivery {
+        let request = DeliveryRequest {
+            ctx: self.ctx.fs.ctx.clone(),
+            idempotency_key: format!("sftp:{}:{}", user.name, entry.id),
             sender: self.ctx.sender.clone(),
             recipients: user.deliver_to.clone(),
             subject: format!("SFTP upload {}", path.display()),
             message: format!("{} uploaded {} over SFTP.", user.name, path.display()),
-            files: vec![entry.id.clone()],
+            stored_files: vec![entry.id.clone()],
+            attachments: &[],
+            folder: None,
         };
-        let key = format!("sftp:{}:{}", user.name, entry.id);
-        if let Err(e) = self
+        let (decision, reason) = match self
             .ctx
-            .fs
-            .backend
-            .create_delivery(&self.ctx.fs.ctx, &key, &delivery)
+            .pipeline
+            .deliver_retrying(request, &self.ctx.drain)
             .await
         {
+            Retried::Delivered(d) => ("allow", format!("delivery:{}", d.id)),
+            Retried::Retrying => ("retry", "backend_unavailable".to_string()),
             // The file is stored; the delivery is the follow-up that failed.
-            tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
-                "on_upload delivery failed");
-        }
+            Retried::Failed(e) => {
+                tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
+                    "on_upload delivery failed");
+                ("fail", e.to_string())
+            }
+        };
+        let mut r = AuditRecord::new("sftp_delivery");
+        r.principal = Some(format!("sftp:{}", user.name));
+        r.credential = self.ctx.credential.clone();
+        r.client_ip = self.ctx.client_ip;
+        r.path = Some(path.display());
+        r.decision = Some(decision);
+        r.reason = Some(reason);
+        self.ctx.audit.record(r);
     }
 
     async fn remove(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {

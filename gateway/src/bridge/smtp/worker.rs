@@ -145,6 +145,7 @@ async fn deliver(
         recipients: meta.recipients.clone(),
         subject: parsed.subject.clone(),
         message: parsed.text.clone(),
+        stored_files: Vec::new(),
         attachments: &parsed.attachments,
         folder: cfg.folder.clone(),
     };
