@@ -173,7 +173,7 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
     let ip = peer.ip();
     let m = &shared.metrics;
     if !policy::client_allowed(&shared.cfg.allowed_client_networks, ip) {
-        m.sessions.with_label_values(&["refused_network"]).inc();
+        m.session.refused_network.inc();
         return refuse(tcp, reply::ACCESS_DENIED).await;
     }
     let gate = crate::auth::LoginGate::new(
@@ -183,20 +183,20 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
         "SMTP",
     );
     if gate.is_banned() {
-        m.sessions.with_label_values(&["refused_banned"]).inc();
+        m.session.refused_banned.inc();
         return refuse(tcp, reply::ACCESS_DENIED).await;
     }
     // Per client first: one address filling every slot is refused alone,
     // before it can take the global ones.
     let Some(_client_slot) = shared.per_client.acquire(ip) else {
-        m.sessions.with_label_values(&["refused_per_ip"]).inc();
+        m.session.refused_per_ip.inc();
         return refuse(tcp, reply::BUSY_CLIENT).await;
     };
     let Ok(_permit) = shared.conns.clone().try_acquire_owned() else {
-        m.sessions.with_label_values(&["refused_busy"]).inc();
+        m.session.refused_busy.inc();
         return refuse(tcp, reply::BUSY).await;
     };
-    m.sessions.with_label_values(&["accepted"]).inc();
+    m.session.accepted.inc();
     // The process waits for the session (a DATA transfer finishes); one
     // idle between messages ends at once with 421.
     let _working = shared.ctx.drain.work();
