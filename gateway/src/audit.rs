@@ -323,14 +323,8 @@ impl AuditLog {
         if !self.failing() || self.shared.on_failure == AuditFailure::Allow {
             return None;
         }
-        Some(Rejection {
-            status: 503,
-            problem_type: "about:blank",
-            detail: "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
-                .to_string(),
-            audit_reason: "audit_unavailable",
-            headers: vec![("retry-after", "30".to_string())],
-        })
+        Some(Rejection::new(503, "about:blank", "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
+                .to_string(), "audit_unavailable").with_header("retry-after", "30"))
     }
 
     /// Sequence number and hex SHA-256 of the last record on disk.
