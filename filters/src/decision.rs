@@ -100,13 +100,13 @@ impl Rejection {
     /// 401 with a plain `Bearer` challenge. Every authentication failure gets
     /// the same detail, so the response never tells which part was wrong.
     pub fn unauthenticated(audit_reason: &'static str) -> Self {
-        Rejection {
-            status: 401,
-            problem_type: pt::UNAUTHENTICATED,
-            detail: GENERIC_401.to_string(),
+        Rejection::new(
+            401,
+            pt::UNAUTHENTICATED,
+            GENERIC_401.to_string(),
             audit_reason,
-            headers: vec![("www-authenticate", format!("Bearer realm=\"{REALM}\""))],
-        }
+        )
+        .with_header("www-authenticate", format!("Bearer realm=\"{REALM}\""))
     }
 
     /// 401 for a bearer token that was presented but is not valid (a JWT that
@@ -127,28 +127,27 @@ impl Rejection {
     /// integrator fix their key and tells an attacker nothing the route does not.
     pub fn forbidden_scope(scope: &str) -> Self {
         let quoted = quote(scope);
-        Rejection {
-            status: 403,
-            problem_type: pt::INSUFFICIENT_SCOPE,
-            detail: format!("this request needs the scope {quoted}"),
-            audit_reason: "missing_scope",
-            headers: vec![(
-                "www-authenticate",
-                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope={quoted}"),
-            )],
-        }
+        Rejection::new(
+            403,
+            pt::INSUFFICIENT_SCOPE,
+            format!("this request needs the scope {quoted}"),
+            "missing_scope",
+        )
+        .with_header(
+            "www-authenticate",
+            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope={quoted}"),
+        )
     }
 
     /// 403 for a route that no rule of the scope policy covers: deny by
     /// default, so a backend route added later is closed until a rule opens it.
     pub fn no_scope_for_route() -> Self {
-        Rejection {
-            status: 403,
-            problem_type: pt::ROUTE_NOT_GRANTED,
-            detail: "no scope grants this route".to_string(),
-            audit_reason: "no_route_scope",
-            headers: Vec::new(),
-        }
+        Rejection::new(
+            403,
+            pt::ROUTE_NOT_GRANTED,
+            "no scope grants this route",
+            "no_route_scope",
+        )
     }
 
     /// 429 from the brute-force defender. `retry_after` is rounded up to whole
@@ -172,32 +171,30 @@ impl Rejection {
             Scope::Ip => "this client address",
             Scope::Key => "this credential",
         };
-        Rejection {
-            status: 429,
-            problem_type: pt::RATE_LIMITED,
-            detail: format!("rate limit exceeded for {who}; retry after {retry_after} s"),
-            audit_reason: "rate_limited",
-            headers: vec![
-                ("retry-after", retry_after.to_string()),
-                ("ratelimit-policy", ratelimit::policy_item(scope, limit)),
-                ("ratelimit", ratelimit::state_item(scope, 0, denial.reset)),
-            ],
-        }
+        Rejection::new(
+            429,
+            pt::RATE_LIMITED,
+            format!("rate limit exceeded for {who}; retry after {retry_after} s"),
+            "rate_limited",
+        )
+        .with_header("retry-after", retry_after.to_string())
+        .with_header("ratelimit-policy", ratelimit::policy_item(scope, limit))
+        .with_header("ratelimit", ratelimit::state_item(scope, 0, denial.reset))
     }
 
     /// 503 when the cluster-wide rate-limit store is unreachable and the
     /// configured policy is to refuse (`on_redis_error = "deny"`).
     pub fn rate_limit_unavailable(retry_after: Duration) -> Self {
-        Rejection {
-            status: 503,
-            problem_type: pt::RATE_LIMIT_UNAVAILABLE,
-            detail: "rate limiting is temporarily unavailable; retry shortly".to_string(),
-            audit_reason: "rate_limit_unavailable",
-            headers: vec![(
-                "retry-after",
-                ratelimit::retry_after_secs(retry_after).to_string(),
-            )],
-        }
+        Rejection::new(
+            503,
+            pt::RATE_LIMIT_UNAVAILABLE,
+            "rate limiting is temporarily unavailable; retry shortly",
+            "rate_limit_unavailable",
+        )
+        .with_header(
+            "retry-after",
+            ratelimit::retry_after_secs(retry_after).to_string(),
+        )
     }
 
     /// The RFC 9457 body for this rejection.

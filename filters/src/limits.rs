@@ -133,59 +133,44 @@ pub fn check_declared(content_length: Option<u64>, limit: Option<u64>) -> Result
 impl Rejection {
     /// 413 for a body over `limit` bytes.
     pub fn payload_too_large(limit: u64) -> Self {
-        Rejection {
-            status: 413,
-            problem_type: pt::BODY_TOO_LARGE,
-            detail: format!("the request body is larger than this route allows ({limit} bytes)"),
-            audit_reason: "body_too_large",
-            headers: Vec::new(),
-        }
+        Rejection::new(
+            413,
+            pt::BODY_TOO_LARGE,
+            format!("the request body is larger than this route allows ({limit} bytes)"),
+            "body_too_large",
+        )
     }
 
     /// 414 for a request target over `limit` bytes.
     pub fn uri_too_long(limit: usize) -> Self {
-        Rejection {
-            status: 414,
-            problem_type: pt::HEAD_TOO_LARGE,
-            detail: format!("the request target is longer than {limit} bytes"),
-            audit_reason: "uri_too_long",
-            headers: Vec::new(),
-        }
+        Rejection::new(
+            414,
+            pt::HEAD_TOO_LARGE,
+            format!("the request target is longer than {limit} bytes"),
+            "uri_too_long",
+        )
     }
 
     /// 431 for too many or too large header fields.
     pub fn head_too_large(detail: String) -> Self {
-        Rejection {
-            status: 431,
-            problem_type: pt::HEAD_TOO_LARGE,
-            detail,
-            audit_reason: "header_too_large",
-            headers: Vec::new(),
-        }
+        Rejection::new(431, pt::HEAD_TOO_LARGE, detail, "header_too_large")
     }
 
     /// 400 for a request that cannot be processed as sent (a malformed
     /// length or multipart body); `audit_reason` names the check.
     pub fn bad_request(detail: String, audit_reason: &'static str) -> Self {
-        Rejection {
-            status: 400,
-            problem_type: "about:blank",
-            detail,
-            audit_reason,
-            headers: Vec::new(),
-        }
+        Rejection::new(400, "about:blank", detail, audit_reason)
     }
 
     /// 400 for a file or folder name that could change directories or is
     /// otherwise unsafe; `field` names where it came from.
     pub fn invalid_name(field: &str, reason: &dyn std::fmt::Display) -> Self {
-        Rejection {
-            status: 400,
-            problem_type: pt::INVALID_NAME,
-            detail: format!("{field}: {reason}"),
-            audit_reason: "invalid_name",
-            headers: Vec::new(),
-        }
+        Rejection::new(
+            400,
+            pt::INVALID_NAME,
+            format!("{field}: {reason}"),
+            "invalid_name",
+        )
     }
 }
 

@@ -323,14 +323,8 @@ impl AuditLog {
         if !self.failing() || self.shared.on_failure == AuditFailure::Allow {
             return None;
         }
-        Some(Rejection {
-            status: 503,
-            problem_type: "about:blank",
-            detail: "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
-                .to_string(),
-            audit_reason: "audit_unavailable",
-            headers: vec![("retry-after", "30".to_string())],
-        })
+        Some(Rejection::new(503, "about:blank", "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
+                .to_string(), "audit_unavailable").with_header("retry-after", "30"))
     }
 
     /// Sequence number and hex SHA-256 of the last record on disk.
@@ -813,7 +807,7 @@ mod tests {
         full.credential = Some("key:abc".into());
         full.client_ip = "203.0.113.9".parse().ok();
         full.method = Some("GET".into());
-        full.path = Some("/api/v1/files/\"odd\"\n".into());
+        full.path = Some(format!("{}/\"odd\"\n", crate::backend_client::paths::FILES));
         full.status = Some(200);
         full.bytes_in = Some(0);
         full.bytes_out = Some(1 << 40);
@@ -901,7 +895,7 @@ mod tests {
         .unwrap();
         for i in 0..400 {
             let mut r = AuditRecord::new("request");
-            r.path = Some(format!("/api/v1/files/{i:08}"));
+            r.path = Some(crate::backend_client::paths::file(&format!("{i:08}")));
             log.record(r);
         }
         // The writer drains on a tick; wait for it rather than polling, since
@@ -910,8 +904,8 @@ mod tests {
         let current = std::fs::read_to_string(&file).unwrap_or_default();
         let previous = std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap();
         assert!(
-            current.contains("/api/v1/files/00000399")
-                || previous.contains("/api/v1/files/00000399"),
+            current.contains(&crate::backend_client::paths::file("00000399"))
+                || previous.contains(&crate::backend_client::paths::file("00000399")),
             "the last record is on disk"
         );
         assert!(dir.path().join("audit.jsonl.1").exists());
@@ -942,7 +936,7 @@ mod tests {
     fn write_n(log: &AuditLog, from: usize, n: usize) {
         for i in from..from + n {
             let mut r = AuditRecord::new("request");
-            r.path = Some(format!("/api/v1/files/{i:08}"));
+            r.path = Some(crate::backend_client::paths::file(&format!("{i:08}")));
             r.status = Some(200);
             log.record(r);
         }

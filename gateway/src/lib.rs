@@ -16,6 +16,7 @@ pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub mod backend_client;
+pub mod backoff;
 pub mod bridge;
 pub mod cli;
 pub mod conn_guard;

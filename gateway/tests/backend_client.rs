@@ -217,6 +217,7 @@ Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain
         recipients: m.to.clone(),
         subject: m.subject.clone(),
         message: m.text.clone(),
+        stored_files: Vec::new(),
         attachments: &m.attachments,
         folder: Some("mail".into()),
     };

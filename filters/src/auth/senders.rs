@@ -161,13 +161,12 @@ struct DeliverySender {
 
 /// 403 `sender-not-allowed`.
 pub fn sender_not_allowed() -> Rejection {
-    Rejection {
-        status: 403,
-        problem_type: pt::SENDER_NOT_ALLOWED,
-        detail: "this credential may not send deliveries as this sender".to_string(),
-        audit_reason: "sender_not_allowed",
-        headers: Vec::new(),
-    }
+    Rejection::new(
+        403,
+        pt::SENDER_NOT_ALLOWED,
+        "this credential may not send deliveries as this sender",
+        "sender_not_allowed",
+    )
 }
 
 /// Checks a delivery's JSON body against `binding`: 400 when the body is

@@ -41,16 +41,15 @@ pub fn upload_folder(inbox: &str, requested: Option<&str>) -> Result<String, Rej
     if inside {
         Ok(requested.to_string())
     } else {
-        Err(Rejection {
-            status: 403,
-            problem_type: pt::FOLDER_NOT_ALLOWED,
-            detail: format!(
+        Err(Rejection::new(
+            403,
+            pt::FOLDER_NOT_ALLOWED,
+            format!(
                 "a partner's files go to its inbox folder \"{inbox}\" (or below it); \
                  leave X-Folder out or name a folder inside it"
             ),
-            audit_reason: "folder_outside_inbox",
-            headers: Vec::new(),
-        })
+            "folder_outside_inbox",
+        ))
     }
 }
 
@@ -58,16 +57,16 @@ pub fn upload_folder(inbox: &str, requested: Option<&str>) -> Result<String, Rej
 /// already counted today would take past `limit`; retry at the next day.
 pub fn quota_exceeded(now: u64, bytes: u64, limit: u64, used: u64) -> Rejection {
     let retry = (now / DAY_SECS + 1) * DAY_SECS - now;
-    Rejection {
-        status: 429,
-        problem_type: pt::QUOTA_EXCEEDED,
-        detail: format!(
+    Rejection::new(
+        429,
+        pt::QUOTA_EXCEEDED,
+        format!(
             "this upload ({bytes} bytes) would exceed the connection's quota of \
              {limit} bytes per day ({used} used today)"
         ),
-        audit_reason: "partner_quota_exceeded",
-        headers: vec![("retry-after", retry.max(1).to_string())],
-    }
+        "partner_quota_exceeded",
+    )
+    .with_header("retry-after", retry.max(1).to_string())
 }
 
 /// Bytes one partner uploaded on one UTC day.

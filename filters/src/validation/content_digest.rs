@@ -42,25 +42,23 @@ pub enum DigestFieldError {
 impl DigestFieldError {
     /// The 400 answer.
     pub fn rejection(&self) -> Rejection {
-        Rejection {
-            status: 400,
-            problem_type: pt::INVALID_DIGEST,
-            detail: format!("{self}; the gateway checks sha-256 and sha-512"),
-            audit_reason: "invalid_content_digest",
-            headers: Vec::new(),
-        }
+        Rejection::new(
+            400,
+            pt::INVALID_DIGEST,
+            format!("{self}; the gateway checks sha-256 and sha-512"),
+            "invalid_content_digest",
+        )
     }
 }
 
 /// The 400 answer to a body whose bytes do not match its `Content-Digest`.
 pub fn mismatch() -> Rejection {
-    Rejection {
-        status: 400,
-        problem_type: pt::DIGEST_MISMATCH,
-        detail: "the body does not match its Content-Digest".to_string(),
-        audit_reason: "content_digest_mismatch",
-        headers: Vec::new(),
-    }
+    Rejection::new(
+        400,
+        pt::DIGEST_MISMATCH,
+        "the body does not match its Content-Digest",
+        "content_digest_mismatch",
+    )
 }
 
 /// Parses a `Content-Digest` value (all field lines joined by `, `).

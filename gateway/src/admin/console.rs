@@ -535,31 +535,25 @@ impl AdminApp {
         }
     }
 
+    fn gate(&self, ip: Option<std::net::IpAddr>) -> crate::auth::LoginGate<'_> {
+        crate::auth::LoginGate::new(self.defender.as_ref(), &self.audit, ip, "console")
+    }
+
     fn feed_defender(&self, session: &ServerSession, name: &str) {
-        if let (Some(d), Some(ip)) = (&self.defender, Self::client_ip(session)) {
-            crate::auth::record_failure(
-                d,
-                &self.audit,
-                ip,
-                Some(name),
-                SystemTime::now(),
-                "console",
-            );
-        }
+        self.gate(Self::client_ip(session))
+            .failed(Some(name), SystemTime::now());
     }
 
     async fn sign_in(&self, session: &mut ServerSession) -> ConsoleReply {
         let ip = Self::client_ip(session);
-        if let (Some(d), Some(ip)) = (&self.defender, ip) {
-            if d.check(ip, SystemTime::now()).is_some() {
-                return (
-                    problem(
-                        429,
-                        "too many failed sign-ins from this address: try again later",
-                    ),
-                    None,
-                );
-            }
+        if self.gate(ip).is_banned() {
+            return (
+                problem(
+                    429,
+                    "too many failed sign-ins from this address: try again later",
+                ),
+                None,
+            );
         }
         let body = match read_body(session).await {
             Ok(b) => b,
@@ -581,7 +575,7 @@ impl AdminApp {
             _ => return (problem(503, "key store unavailable"), None),
         };
         let phc = admin.as_ref().map(|a| a.password_hash.clone());
-        let password_ok = crate::bridge::password::verify_blocking(phc, &req.password).await;
+        let password_ok = crate::auth::password::verify_blocking(phc, &req.password).await;
         let fail = |this: &Self, session: &ServerSession, why: &str| {
             this.feed_defender(session, &name);
             this.audit_console(session, &name, why, 401);
@@ -680,9 +674,7 @@ impl AdminApp {
         if !matches!(opened, Ok(Ok(()))) {
             return (problem(503, "key store unavailable"), None);
         }
-        if let (Some(d), Some(ip)) = (&self.defender, ip) {
-            d.record_success_for(ip, &name);
-        }
+        self.gate(ip).succeeded(&name);
         self.audit_console(
             session,
             &name,

@@ -13,7 +13,8 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use async_trait::async_trait;
 use mft_config::Secret;
-use mft_filters::problem::{Problem, CONTENT_TYPE};
+use mft_filters::decision::Rejection;
+use mft_filters::problem::CONTENT_TYPE;
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
@@ -64,11 +65,18 @@ pub struct AdminApp {
 
 pub(crate) type Reply = (u16, &'static str, Vec<u8>);
 
+/// A refusal of the admin listener: `status` with a client-safe `detail`.
 pub(crate) fn problem(status: u16, detail: &str) -> Reply {
+    rejected(&Rejection::new(status, "about:blank", detail, "admin"))
+}
+
+/// Writes `rejection` as problem+json, through the same
+/// [`Rejection::to_problem`] as the proxy's refusals.
+pub(crate) fn rejected(rejection: &Rejection) -> Reply {
     (
-        status,
+        rejection.status,
         CONTENT_TYPE,
-        Problem::new(status, Some(detail.to_string())).to_json(),
+        rejection.to_problem().to_json(),
     )
 }
 

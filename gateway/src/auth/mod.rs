@@ -5,6 +5,8 @@
 
 pub mod jwks;
 pub mod keys;
+pub mod login;
+pub mod password;
 
 use crate::audit::{AuditLog, AuditRecord};
 use jwks::IssuerSet;
@@ -37,28 +39,7 @@ pub struct Identity {
     pub senders: Option<Arc<mft_filters::auth::senders::SenderBinding>>,
 }
 
-/// Feeds one failed authentication (HTTPS, SMTP, SFTP, federation: `what`)
-/// to the defender; a resulting ban is logged and audited.
-pub fn record_failure(
-    defender: &Defender,
-    audit: &AuditLog,
-    ip: std::net::IpAddr,
-    user: Option<&str>,
-    now: SystemTime,
-    what: &str,
-) {
-    if let Some(ban) = defender.record_failure_for(ip, user, now) {
-        tracing::warn!(client = %ip, score = ban.score, via = what, "client banned after repeated authentication failures");
-        let mut r = AuditRecord::new("ban");
-        r.client_ip = Some(ip);
-        r.reason = Some(format!(
-            "{what}: score {} until {}",
-            ban.score,
-            humantime::format_rfc3339_seconds(ban.until)
-        ));
-        audit.record(r);
-    }
-}
+pub use login::{record_failure, LoginGate};
 
 /// What the decision needs from a request.
 pub struct AuthRequest<'a> {
@@ -198,10 +179,8 @@ impl Authenticator {
     /// Decides on one request.
     pub async fn authorize(&self, req: &AuthRequest<'_>) -> Decision<Identity> {
         let now = self.clock.now();
-        if let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) {
-            if let Some(left) = defender.check(ip, now) {
-                return self.deny(req, None, Rejection::banned(left));
-            }
+        if let Some(left) = self.gate(req).banned_for(now) {
+            return self.deny(req, None, Rejection::banned(left));
         }
         let identity = match self.authenticate(req, now).await {
             Ok(identity) => identity,
@@ -351,11 +330,12 @@ impl Authenticator {
         Ok(identity)
     }
 
+    fn gate(&self, req: &AuthRequest<'_>) -> LoginGate<'_> {
+        LoginGate::new(self.defender.as_ref(), &self.audit, req.client_ip, "HTTPS")
+    }
+
     fn failed(&self, req: &AuthRequest<'_>, now: SystemTime) {
-        let (Some(defender), Some(ip)) = (&self.defender, req.client_ip) else {
-            return;
-        };
-        record_failure(defender, &self.audit, ip, None, now, "HTTPS");
+        self.gate(req).failed(None, now);
     }
 
     fn record(

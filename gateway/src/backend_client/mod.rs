@@ -1,6 +1,6 @@
 //! The one client the bridges (and the proxy's side calls) use to reach the
 //! backend: every request is signed (RFC 9421) like proxied ones, bounded by
-//! timeouts, retried with exponential backoff and full jitter when the
+//! timeouts, retried per the gateway's one policy ([`crate::backoff`]) when the
 //! failure is transient, and refused fast by a circuit breaker while the
 //! backend is down, so callers keep their work queued instead of piling up.
 //!
@@ -9,18 +9,24 @@
 
 pub mod base64_stream;
 pub mod breaker;
+pub mod endpoints;
 pub mod error;
-pub mod retry;
+pub mod model;
+pub mod paths;
 
+pub use crate::backoff::RetryPolicy;
 use crate::connector::ConnectorPool;
 use crate::proxy::sign::RequestSigner;
 pub use breaker::CircuitBreaker;
 use bytes::Bytes;
+pub use endpoints::TusPatched;
 pub use error::BackendError;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderName, HeaderValue, Method};
 use mft_config::model::Backend;
-pub use retry::RetryPolicy;
+pub use model::{
+    Delivery, DeliveryPage, FileInfo, FileList, FileQuery, NewDelivery, NewReceipt, RelayStatus,
+};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,50 +174,6 @@ impl Call {
         let path = self.path.split('?').next().unwrap_or("");
         format!("{} {}", self.method, path)
     }
-}
-
-/// A stored file, as `POST /api/v1/files` and `GET /api/v1/files/{id}` return it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct FileInfo {
-    /// File id.
-    pub id: String,
-    /// File name.
-    pub name: String,
-    /// Folder (`""` for the root).
-    #[serde(default)]
-    pub folder: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Lower-case hex SHA-256.
-    pub sha256: String,
-}
-
-/// Body of `POST /api/v1/deliveries`.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewDelivery {
-    /// Sender address.
-    pub sender: String,
-    /// Recipient addresses.
-    pub recipients: Vec<String>,
-    /// Subject.
-    pub subject: String,
-    /// Message text.
-    pub message: String,
-    /// File ids.
-    pub files: Vec<String>,
-}
-
-/// A created delivery (the fields the bridges use).
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeliveryInfo {
-    /// Delivery id.
-    pub id: String,
-    /// File ids.
-    #[serde(default)]
-    pub files: Vec<String>,
-    /// Origin as recorded.
-    #[serde(default)]
-    pub origin: String,
 }
 
 /// Longest error body read to extract a problem's `type` and `detail`.
@@ -497,83 +459,6 @@ impl BackendClient {
         }
         Err(status_error(what, response).await)
     }
-
-    /// `POST /api/v1/files` with a raw body.
-    pub async fn upload_file(
-        &self,
-        ctx: &CallContext,
-        folder: Option<&str>,
-        name: &str,
-        body: Body,
-    ) -> Result<FileInfo, BackendError> {
-        self.upload(ctx, None, folder, name, body).await
-    }
-
-    /// `POST /api/v1/files` under `idempotency_key`: a retry after a lost
-    /// answer, or after a crash, gets the file the first attempt stored.
-    pub async fn upload_file_idempotent(
-        &self,
-        ctx: &CallContext,
-        idempotency_key: &str,
-        folder: Option<&str>,
-        name: &str,
-        body: Body,
-    ) -> Result<FileInfo, BackendError> {
-        self.upload(ctx, Some(idempotency_key), folder, name, body)
-            .await
-    }
-
-    async fn upload(
-        &self,
-        ctx: &CallContext,
-        idempotency_key: Option<&str>,
-        folder: Option<&str>,
-        name: &str,
-        body: Body,
-    ) -> Result<FileInfo, BackendError> {
-        let mut call = Call::new(Method::POST, "/api/v1/files")
-            .header(HeaderName::from_static("x-filename"), encoded_header(name))
-            .header(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            )
-            .body(body);
-        if let Some(folder) = folder.filter(|f| !f.is_empty()) {
-            call = call.header(HeaderName::from_static("x-folder"), encoded_header(folder));
-        }
-        if let Some(key) = idempotency_key {
-            call = call.header(
-                HeaderName::from_static("idempotency-key"),
-                key_header(key, "POST /api/v1/files")?,
-            );
-        }
-        let response = self.send(ctx, &call).await?;
-        decode(&call, response).await
-    }
-
-    /// `POST /api/v1/deliveries` under `idempotency_key`: a retry, or a
-    /// second call with the same key and body, returns the first delivery.
-    pub async fn create_delivery(
-        &self,
-        ctx: &CallContext,
-        idempotency_key: &str,
-        delivery: &NewDelivery,
-    ) -> Result<DeliveryInfo, BackendError> {
-        let key = key_header(idempotency_key, "POST /api/v1/deliveries")?;
-        let call = Call::new(Method::POST, "/api/v1/deliveries")
-            .header(HeaderName::from_static("idempotency-key"), key)
-            .json(delivery)?;
-        let response = self.send(ctx, &call).await?;
-        decode(&call, response).await
-    }
-
-    /// `GET /healthz`, once, through the breaker.
-    pub async fn health(&self) -> Result<(), BackendError> {
-        let ctx = CallContext::new("gateway", "", None);
-        self.send_once(&ctx, &Call::new(Method::GET, "/healthz"))
-            .await
-            .map(drop)
-    }
 }
 
 /// Percent-encodes a UTF-8 value for `X-Filename`/`X-Folder` (the backend
@@ -589,13 +474,6 @@ pub(crate) fn encoded_header(value: &str) -> HeaderValue {
     let text = percent_encoding::utf8_percent_encode(value, SET).to_string();
     // Only visible ASCII and spaces remain, which is always a valid value.
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
-}
-
-fn key_header(key: &str, what: &str) -> Result<HeaderValue, BackendError> {
-    HeaderValue::from_str(key).map_err(|_| BackendError::Sign {
-        what: what.into(),
-        reason: "Idempotency-Key is not a valid header value".into(),
-    })
 }
 
 /// Decodes a 2xx JSON answer.

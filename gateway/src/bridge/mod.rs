@@ -9,7 +9,6 @@ pub mod imap;
 pub mod mailbox;
 pub mod message;
 pub mod oauth2;
-pub mod password;
 pub mod pipeline;
 pub mod pop3;
 pub mod runtime;

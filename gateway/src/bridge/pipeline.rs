@@ -1,15 +1,31 @@
-//! The delivery pipeline: a parsed message becomes one upload per attachment
-//! plus one delivery, shared by the SMTP listener and the mailbox pollers.
+//! The delivery pipeline, the one way a bridge makes a delivery: a parsed
+//! message becomes one upload per attachment plus one delivery (the SMTP
+//! listener, the mailbox pollers), or files already stored become one
+//! delivery (an SFTP upload with `deliver_to`).
 //!
 //! Exactly-once rests on the caller's idempotency key: attachment `i` is
-//! uploaded under `<key>:file:<i>` and the delivery is created under `<key>`,
-//! so repeating `deliver` after a crash or a lost answer gets the same file
-//! ids back, sends a byte-identical delivery request and receives the first
-//! delivery instead of creating a second one.
+//! uploaded under `<key>:file:<i>` ([`paths::file_idempotency_key`]) and
+//! the delivery is created under `<key>`, so repeating `deliver` after a
+//! crash or a lost answer gets the same file ids back, sends a
+//! byte-identical delivery request and receives the first delivery instead
+//! of creating a second one. Retrying is the caller's: the SMTP spool
+//! workers retry from the durable spool; the mailbox pollers leave the mail
+//! on the server; [`DeliveryPipeline::deliver_retrying`] retries in the
+//! background per the gateway's backoff while the process runs.
 
 use super::message::Attachment;
-use crate::backend_client::{BackendClient, BackendError, CallContext, DeliveryInfo, NewDelivery};
+use crate::backend_client::{
+    paths, BackendClient, BackendError, CallContext, Delivery, NewDelivery,
+};
+use crate::backoff::Backoff;
 use prometheus::{IntCounterVec, Opts, Registry};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Cap of the first background retry of a delivery.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Largest cap of the background retries.
+const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// One delivery to make.
 #[derive(Debug, Clone)]
@@ -26,6 +42,8 @@ pub struct DeliveryRequest<'a> {
     pub subject: String,
     /// Message text.
     pub message: String,
+    /// Files already in the backend, attached first (an SFTP upload).
+    pub stored_files: Vec<String>,
     /// Files to upload and attach.
     pub attachments: &'a [Attachment],
     /// Backend folder for the uploads (`None`: the root).
@@ -51,6 +69,17 @@ impl PipelineError {
     pub fn is_transient(&self) -> bool {
         self.source.is_transient()
     }
+}
+
+/// What [`DeliveryPipeline::deliver_retrying`] did.
+#[derive(Debug)]
+pub enum Retried {
+    /// Made at the first attempt.
+    Delivered(Delivery),
+    /// The first attempt failed transiently; retried in the background.
+    Retrying,
+    /// Refused for good (the backend will not take it as it is).
+    Failed(PipelineError),
 }
 
 /// Shared by every bridge; cheap to call concurrently.
@@ -79,9 +108,51 @@ impl DeliveryPipeline {
         &self.backend
     }
 
+    /// [`DeliveryPipeline::deliver`]; a transient failure is retried in the
+    /// background under the same idempotency key, per the gateway's backoff
+    /// ([`crate::backoff`]), until it succeeds, fails for good or the
+    /// process stops. The first attempt is awaited.
+    pub async fn deliver_retrying(
+        self: &Arc<Self>,
+        req: DeliveryRequest<'static>,
+        drain: &crate::drain::Drain,
+    ) -> Retried {
+        let e = match self.deliver(&req).await {
+            Ok(d) => return Retried::Delivered(d),
+            Err(e) if e.is_transient() => e,
+            Err(e) => return Retried::Failed(e),
+        };
+        tracing::warn!(key = %req.idempotency_key, error = %e, "delivery failed; retrying in the background");
+        let me = self.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX, RETRY_FIRST / 2);
+            loop {
+                if !drain.sleep(backoff.next_delay()).await {
+                    tracing::warn!(key = %req.idempotency_key, "shutdown: delivery not made");
+                    return;
+                }
+                match me.deliver(&req).await {
+                    Ok(d) => {
+                        tracing::info!(key = %req.idempotency_key, delivery = %d.id, "delivery made on retry");
+                        return;
+                    }
+                    Err(e) if e.is_transient() => {
+                        tracing::info!(key = %req.idempotency_key, error = %e, "delivery still failing; retrying");
+                    }
+                    Err(e) => {
+                        tracing::error!(key = %req.idempotency_key, error = %e, "delivery failed for good");
+                        return;
+                    }
+                }
+            }
+        });
+        Retried::Retrying
+    }
+
     /// Uploads every attachment (or reuses this key's earlier uploads), then
     /// creates the delivery under the idempotency key.
-    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<DeliveryInfo, PipelineError> {
+    pub async fn deliver(&self, req: &DeliveryRequest<'_>) -> Result<Delivery, PipelineError> {
         let bridge = req
             .ctx
             .origin
@@ -99,18 +170,16 @@ impl DeliveryPipeline {
         result
     }
 
-    async fn deliver_inner(
-        &self,
-        req: &DeliveryRequest<'_>,
-    ) -> Result<DeliveryInfo, PipelineError> {
+    async fn deliver_inner(&self, req: &DeliveryRequest<'_>) -> Result<Delivery, PipelineError> {
         let err = |stage: String, source| PipelineError {
             key: req.idempotency_key.clone(),
             stage,
             source,
         };
-        let mut files = Vec::with_capacity(req.attachments.len());
+        let mut files = Vec::with_capacity(req.stored_files.len() + req.attachments.len());
+        files.extend(req.stored_files.iter().cloned());
         for (i, a) in req.attachments.iter().enumerate() {
-            let key = format!("{}:file:{i}", req.idempotency_key);
+            let key = paths::file_idempotency_key(&req.idempotency_key, i);
             let file = self
                 .backend
                 .upload_file_idempotent(

@@ -74,7 +74,7 @@ pub fn read_password_hash(input: &mut dyn BufRead) -> anyhow::Result<String> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         anyhow::bail!("the password on stdin must have at least {MIN_PASSWORD_CHARS} characters");
     }
-    crate::bridge::password::hash(password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
+    crate::auth::password::hash(password).map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }
 
 /// Runs `command` against `store`, writing to `out`; `password_hash` is

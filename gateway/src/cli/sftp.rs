@@ -26,7 +26,7 @@ pub fn run(command: SftpCommand) -> anyhow::Result<ExitCode> {
             if password.is_empty() {
                 anyhow::bail!("empty password on stdin");
             }
-            let phc = crate::bridge::password::hash(password)
+            let phc = crate::auth::password::hash(password)
                 .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))?;
             println!("{phc}");
             Ok(ExitCode::SUCCESS)

@@ -162,7 +162,7 @@ async fn upload(
         rate_limit: None,
         senders: None,
     });
-    x.head.uri = http::Uri::from_static("/api/v1/files");
+    x.head.uri = http::Uri::from_static(crate::backend_client::paths::FILES);
     x.ctx.body =
         gw.p.limits
             .check_request(&x.head.method, &x.head.uri, &x.head.headers)
@@ -254,7 +254,10 @@ pub fn trust_hooks(
     ctx: &RequestCtx,
 ) {
     let path = path.strip_suffix('/').unwrap_or(path);
-    if status == 201 && method == http::Method::POST && path == "/api/v1/deliveries" {
+    if status == 201
+        && method == http::Method::POST
+        && path == crate::backend_client::paths::DELIVERIES
+    {
         trust.delivery_created();
     } else if status == 200 && method == http::Method::GET {
         let partner = ctx
@@ -262,7 +265,8 @@ pub fn trust_hooks(
             .as_ref()
             .is_some_and(|i| i.principal.starts_with("partner:"));
         let file = path
-            .strip_prefix("/api/v1/files/")
+            .strip_prefix(crate::backend_client::paths::FILES)
+            .and_then(|rest| rest.strip_prefix('/'))
             .and_then(|rest| rest.strip_suffix("/content"))
             .filter(|id| !id.is_empty() && !id.contains('/'));
         if let (Some(id), false) = (file, partner) {

@@ -88,7 +88,7 @@ impl InputLimits {
             meter: limit.filter(|_| declared.is_none()).map(BodyMeter::new),
             multipart: None,
         };
-        if method == "POST" && trimmed(path) == "/api/v1/files" {
+        if method == "POST" && trimmed(path) == crate::backend_client::paths::FILES {
             if let Some(v) = headers.get(super::names::X_FILENAME) {
                 header_filename(v.as_bytes())
                     .map_err(|e| Rejection::invalid_name("X-Filename", &e))?;
@@ -112,7 +112,7 @@ impl InputLimits {
                 watch.multipart = Some(MultipartGuard::start(boundary?));
             }
         }
-        if method == "POST" && trimmed(path) == "/api/v1/uploads" {
+        if method == "POST" && trimmed(path) == crate::backend_client::paths::UPLOADS {
             if let Some(v) = headers.get(super::names::UPLOAD_METADATA) {
                 tus_metadata(v.as_bytes())
                     .map_err(|(field, e)| Rejection::invalid_name(field, &e))?;

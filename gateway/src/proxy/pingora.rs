@@ -227,7 +227,7 @@ impl GatewayProxy {
         });
         session
             .req_header_mut()
-            .set_uri(http::Uri::from_static("/api/v1/files"));
+            .set_uri(http::Uri::from_static(crate::backend_client::paths::FILES));
         let h = session.req_header();
         let checked = self.limits.check_request(&h.method, &h.uri, &h.headers);
         match checked {

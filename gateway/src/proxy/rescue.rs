@@ -54,9 +54,7 @@ pub async fn reject(
     ctx: &RequestCtx,
     rejection: &Rejection,
 ) -> pingora_core::Result<()> {
-    let problem = Problem::new(rejection.status, Some(rejection.detail.clone()))
-        .with_type(rejection.problem_type);
-    write_problem(session, ctx, problem, &rejection.headers).await
+    write_problem(session, ctx, rejection.to_problem(), &rejection.headers).await
 }
 
 async fn write_problem(

@@ -18,7 +18,10 @@ pub enum Route {
 pub fn classify(method: &http::Method, path: &str) -> Route {
     if path == "/healthz" && (method == http::Method::GET || method == http::Method::HEAD) {
         Route::Health
-    } else if path == "/api/v1" || path.starts_with("/api/v1/") {
+    } else if path
+        .strip_prefix(crate::backend_client::paths::API)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         Route::Api
     } else if path.starts_with("/federation/v1/") {
         Route::Federation
@@ -36,9 +39,13 @@ mod tests {
     fn routes() {
         assert_eq!(classify(&Method::GET, "/healthz"), Route::Health);
         assert_eq!(classify(&Method::POST, "/healthz"), Route::NotFound);
-        assert_eq!(classify(&Method::GET, "/api/v1/files"), Route::Api);
-        assert_eq!(classify(&Method::GET, "/api/v1"), Route::Api);
-        assert_eq!(classify(&Method::GET, "/api/v10/files"), Route::NotFound);
+        let api = crate::backend_client::paths::API;
+        assert_eq!(classify(&Method::GET, &format!("{api}/files")), Route::Api);
+        assert_eq!(classify(&Method::GET, api), Route::Api);
+        assert_eq!(
+            classify(&Method::GET, &format!("{api}0/files")),
+            Route::NotFound
+        );
         assert_eq!(classify(&Method::GET, "/"), Route::NotFound);
         assert_eq!(
             classify(&Method::GET, "/federation/v1/ping"),

@@ -31,7 +31,8 @@ pub fn binding_for(
 ) -> Option<Arc<SenderBinding>> {
     let senders = identity?.senders.as_ref()?;
     let path = path.strip_suffix('/').unwrap_or(path);
-    (method == http::Method::POST && path == "/api/v1/deliveries").then(|| senders.clone())
+    (method == http::Method::POST && path == crate::backend_client::paths::DELIVERIES)
+        .then(|| senders.clone())
 }
 
 fn too_large() -> Rejection {

@@ -228,7 +228,12 @@ mod tests {
     }
 
     fn upstream() -> RequestHeader {
-        let mut h = RequestHeader::build("POST", b"/api/v1/files?folder=in", None).unwrap();
+        let mut h = RequestHeader::build(
+            "POST",
+            format!("{}?folder=in", crate::backend_client::paths::FILES).as_bytes(),
+            None,
+        )
+        .unwrap();
         for (n, v) in [
             ("host", "Backend:8080"),
             ("x-request-id", "0192-1"),

@@ -37,9 +37,9 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
     limit_of(&q).ok_or_else(|| format!("rate {text:?} is too fast to enforce"))
 }
 
-/// The key of a client address for the per-IP limit (IPv6 by /64), the
-/// same as the defender's.
-pub use mft_filters::client_key::client_key as ip_key;
+/// The key of a client address for the per-IP limit (IPv6 by /64): the
+/// one `client_key` the defender and the connection cap use too.
+use mft_filters::client_key::client_key;
 
 /// `RateLimit-Policy` and `RateLimit` values for an allowed response: one
 /// list member per limit that applied.
@@ -131,7 +131,7 @@ impl RateLimiter {
         let Some(limit) = self.per_ip else {
             return Ok(());
         };
-        let ip = ip_key(ip);
+        let ip = client_key(ip);
         let entry = self.ips.entry(&ip, limit);
         self.check(
             Scope::Ip,
@@ -248,14 +248,17 @@ mod tests {
     #[test]
     fn ipv6_clients_are_keyed_by_their_64_prefix() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(ip_key(ip("203.0.113.7")), ip("203.0.113.7"));
-        assert_eq!(ip_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_key(ip("203.0.113.7")), ip("203.0.113.7"));
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
         assert_eq!(
-            ip_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
-            ip_key(ip("2001:db8:1:2::5"))
+            client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            client_key(ip("2001:db8:1:2::5"))
         );
-        assert_ne!(ip_key(ip("2001:db8:1:3::1")), ip_key(ip("2001:db8:1:2::1")));
-        assert_eq!(ip_key(ip("::ffff:198.51.100.9")), ip("198.51.100.9"));
+        assert_ne!(
+            client_key(ip("2001:db8:1:3::1")),
+            client_key(ip("2001:db8:1:2::1"))
+        );
+        assert_eq!(client_key(ip("::ffff:198.51.100.9")), ip("198.51.100.9"));
     }
 
     #[test]

@@ -30,7 +30,8 @@ use thiserror::Error;
 /// The ALPN protocol of TLS-ALPN-01 (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
-/// First wait after a failed order; doubled per failure up to [`BACKOFF_MAX`].
+/// First wait after a failed order, and the least one; the cap doubles per
+/// failure up to [`BACKOFF_MAX`] ([`crate::backoff`]).
 const BACKOFF_MIN: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(3600);
 
@@ -288,7 +289,7 @@ impl AcmeManager {
     /// The renewal loop; runs until the process ends.
     pub async fn run(self, mut current: Option<Stored>) {
         self.wait_for_listener().await;
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX, BACKOFF_MIN);
         loop {
             if let Some(s) = &current {
                 let wait = (s.renew_at() - now()).max(0) as u64;
@@ -306,14 +307,14 @@ impl AcmeManager {
                     tracing::info!(names = ?self.config.names, not_after = s.not_after,
                         renew_at = s.renew_at(), "ACME certificate obtained; serving it to new connections");
                     current = Some(s);
-                    backoff = BACKOFF_MIN;
+                    backoff.reset();
                 }
                 Err(e) => {
                     self.renewals.with_label_values(&["failure"]).inc();
+                    let delay = backoff.next_delay();
                     tracing::error!(names = ?self.config.names, error = %e,
-                        retry_in_secs = backoff.as_secs(), "ACME order failed; the current certificate stays served");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                        retry_in_secs = delay.as_secs(), "ACME order failed; the current certificate stays served");
+                    tokio::time::sleep(delay).await;
                     // Retry now, whatever the stored certificate's schedule says.
                     if let Some(s) = &mut current {
                         s.not_before = 0;

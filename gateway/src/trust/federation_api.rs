@@ -7,16 +7,14 @@
 use super::messages::{DeliveryAccepted, Receipt, ReceiptRecorded, RelayedDelivery};
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
-use crate::backend_client::{BackendClient, BackendError, Call, CallContext, NewDelivery};
+use crate::backend_client::{BackendClient, BackendError, CallContext, NewDelivery, NewReceipt};
 use crate::store::inbound_files::InboundFile;
 use crate::store::partners::PartnerRecord;
 use crate::store::Store;
-use http::Method;
 use mft_config::Config;
 use mft_filters::problem::Problem;
 use mft_filters::problem_types as pt;
 use mft_filters::trust::domain_rules::{check_inbound, RuleViolation};
-use serde::Deserialize;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -51,14 +49,6 @@ pub struct InboundCall<'a> {
     pub request_id: &'a str,
     /// Their address.
     pub client_ip: Option<IpAddr>,
-}
-
-/// A stored file as the ownership check needs it.
-#[derive(Deserialize)]
-struct StoredFile {
-    sha256: String,
-    #[serde(default)]
-    created_by: Option<String>,
 }
 
 /// Handlers of the locally answered federation endpoints.
@@ -268,12 +258,8 @@ impl FederationApi {
         {
             return Some(unknown());
         }
-        let call = Call::new(Method::GET, format!("/api/v1/files/{id}"));
-        let stored: StoredFile = match self.backend.send(ctx, &call).await {
-            Ok(r) => match crate::backend_client::decode(&call, r).await {
-                Ok(s) => s,
-                Err(e) => return Some(backend_reply(&e)),
-            },
+        let stored = match self.backend.file(ctx, id).await {
+            Ok(s) => s,
             Err(BackendError::Status { status: 404, .. }) => return Some(unknown()),
             Err(e) => return Some(backend_reply(&e)),
         };
@@ -342,22 +328,17 @@ impl FederationApi {
                 format!("file_id: {:?} was not relayed to you", r.file_id),
             );
         }
-        let body = serde_json::json!({
-            "partner": call.partner.name,
-            "file_id": r.file_id,
-            "downloaded_at": r.downloaded_at,
-        });
-        let backend_call = match Call::new(
-            Method::POST,
-            format!("/api/v1/deliveries/{}/receipts", job.delivery_id),
-        )
-        .json(&body)
-        {
-            Ok(c) => c,
-            Err(e) => return backend_reply(&e),
+        let receipt = NewReceipt {
+            partner: &call.partner.name,
+            file_id: &r.file_id,
+            downloaded_at: &r.downloaded_at,
         };
         let ctx = CallContext::new("gateway", "", None);
-        if let Err(e) = self.backend.send(&ctx, &backend_call).await {
+        if let Err(e) = self
+            .backend
+            .record_receipt(&ctx, &job.delivery_id, &receipt)
+            .await
+        {
             tracing::warn!(relay_id = %r.relay_id, error = %e, "receipt not recorded");
             return backend_reply(&e);
         }

@@ -185,6 +185,16 @@ impl PartnerGate {
         }
     }
 
+    /// The defender's gate for this request's source.
+    fn gate(&self, req: &InboundRequest<'_>) -> crate::auth::LoginGate<'_> {
+        crate::auth::LoginGate::new(
+            self.defender.as_ref(),
+            &self.audit,
+            req.client_ip,
+            "federation",
+        )
+    }
+
     /// Authenticates `req`: a banned address, a missing, unknown or wrong
     /// key, a connection without their key yet, a bad or expired signature
     /// all get 401 (one generic detail; the audit record says which). The
@@ -192,10 +202,9 @@ impl PartnerGate {
     /// partner's rate limit.
     pub async fn authenticate(&self, req: &InboundRequest<'_>) -> Result<Authenticated, Rejection> {
         let now = SystemTime::now();
-        if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-            if let Some(left) = d.check(ip, now) {
-                return Err(self.refused(req, None, Rejection::banned(left)));
-            }
+        let gate = self.gate(req);
+        if let Some(left) = gate.banned_for(now) {
+            return Err(self.refused(req, None, Rejection::banned(left)));
         }
         match self.check(req).await {
             // A success counts for the defender only once the nonce is
@@ -203,16 +212,7 @@ impl PartnerGate {
             Ok(ok) => Ok(ok),
             Err((partner, rejection)) => {
                 if rejection.status == 401 && rejection.audit_reason != "missing_credential" {
-                    if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                        crate::auth::record_failure(
-                            d,
-                            &self.audit,
-                            ip,
-                            partner.as_deref(),
-                            now,
-                            "federation",
-                        );
-                    }
+                    gate.failed(partner.as_deref(), now);
                 }
                 Err(self.refused(req, partner.as_deref(), rejection))
             }
@@ -235,9 +235,7 @@ impl PartnerGate {
         let name = Some(ok.partner.name.as_str());
         match fresh {
             Ok(()) => {
-                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                    d.record_success_for(ip, &ok.partner.name);
-                }
+                self.gate(req).succeeded(&ok.partner.name);
                 Ok(())
             }
             // More live nonces than the partner's rate allows: its own
@@ -254,9 +252,7 @@ impl PartnerGate {
                 Err(self.refused(req, name, r))
             }
             Err(_) => {
-                if let (Some(d), Some(ip)) = (&self.defender, req.client_ip) {
-                    crate::auth::record_failure(d, &self.audit, ip, name, now, "federation");
-                }
+                self.gate(req).failed(name, now);
                 Err(self.refused(req, name, reject("replayed")))
             }
         }

@@ -22,17 +22,15 @@ use super::partner_client::{FileUpload, PartnerCallError, PartnerClient, Target}
 use super::wire;
 use crate::audit::AuditLog;
 use crate::backend_client::{
-    BackendClient, BackendError, Call, CallContext, FileInfo, RetryPolicy,
+    paths, BackendClient, BackendError, CallContext, Delivery, FileInfo, RelayStatus, RetryPolicy,
 };
 use crate::store::partners::PartnerRecord;
 use crate::store::relay::{NewRelay, RelayJob, RelayState};
 use crate::store::Store;
 use futures_util::StreamExt;
-use http::Method;
 use mft_config::Config;
 use mft_filters::trust::domain_rules::split_recipients;
 use mft_filters::trust::mail_sender::{sender_listed, RelayRefusal};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -47,45 +45,10 @@ const LEASE: Duration = Duration::from_secs(120);
 /// How often a lease is renewed.
 const LEASE_RENEWAL: Duration = Duration::from_secs(30);
 
-/// A delivery as the feed and `GET /api/v1/deliveries/{id}` return it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct FeedDelivery {
-    /// Id.
-    pub id: String,
-    /// Feed position.
-    #[serde(default)]
-    pub seq: i64,
-    /// Sender.
-    pub sender: String,
-    /// Recipients.
-    pub recipients: Vec<String>,
-    /// Subject.
-    #[serde(default)]
-    pub subject: String,
-    /// Message.
-    #[serde(default)]
-    pub message: String,
-    /// File ids.
-    #[serde(default)]
-    pub files: Vec<String>,
-    /// Origin.
-    #[serde(default)]
-    pub origin: String,
-    /// RFC 3339.
-    #[serde(default)]
-    pub created_at: String,
-}
-
-#[derive(Deserialize)]
-struct FeedPage {
-    deliveries: Vec<FeedDelivery>,
-    next_after_seq: Option<i64>,
-}
-
 /// Why a delivery made by a mailbox poller (origin `imap:<name>` or
 /// `pop3:<name>`) may not leave for a partner, judged on the mailbox's
 /// settings alone (the poller also checked our MX's verdict).
-fn mailbox_refusal(config: &Config, d: &FeedDelivery) -> Option<RelayRefusal> {
+fn mailbox_refusal(config: &Config, d: &Delivery) -> Option<RelayRefusal> {
     let (proto, name) = d.origin.split_once(':')?;
     let conn = match proto {
         "imap" => config.imap.iter().map(|m| &m.conn).find(|c| c.name == name),
@@ -103,19 +66,6 @@ fn mailbox_refusal(config: &Config, d: &FeedDelivery) -> Option<RelayRefusal> {
         return Some(RelayRefusal::SenderNotAllowed);
     }
     None
-}
-
-/// Body of `PUT /api/v1/deliveries/{id}/relay`.
-#[derive(Serialize)]
-struct RelayStatus<'a> {
-    partner: &'a str,
-    recipients: &'a [String],
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    detail: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    remote_delivery_id: Option<&'a str>,
-    attempts: u32,
 }
 
 /// Why an attempt failed, and whether to try again.
@@ -286,12 +236,10 @@ impl Relay {
         let ours = &self.config.organization.email_domains;
         let mut cursor = self.store.relay_cursor().await?.unwrap_or(0);
         loop {
-            let call = Call::new(
-                Method::GET,
-                format!("/api/v1/deliveries?after_seq={cursor}&limit={PAGE}"),
-            );
-            let response = self.backend.send(&gateway_ctx(), &call).await?;
-            let page: FeedPage = crate::backend_client::decode(&call, response).await?;
+            let page = self
+                .backend
+                .delivery_feed(&gateway_ctx(), cursor, PAGE)
+                .await?;
             let count = page.deliveries.len();
             let mut jobs: Vec<NewRelay> = Vec::new();
             let mut last = cursor;
@@ -349,9 +297,9 @@ impl Relay {
     }
 
     async fn report(&self, delivery: &str, status: &RelayStatus<'_>) -> Result<(), BackendError> {
-        let call =
-            Call::new(Method::PUT, format!("/api/v1/deliveries/{delivery}/relay")).json(status)?;
-        self.backend.send(&gateway_ctx(), &call).await.map(drop)
+        self.backend
+            .put_relay_status(&gateway_ctx(), delivery, status)
+            .await
     }
 
     async fn work(&self, job: RelayJob, drain: &crate::drain::Drain) {
@@ -499,12 +447,10 @@ impl Relay {
             partner: &partner,
             key: &key,
         };
-        let call = Call::new(
-            Method::GET,
-            format!("/api/v1/deliveries/{}", job.delivery_id),
-        );
-        let response = self.backend.send(&gateway_ctx(), &call).await?;
-        let delivery: FeedDelivery = crate::backend_client::decode(&call, response).await?;
+        let delivery = self
+            .backend
+            .delivery(&gateway_ctx(), &job.delivery_id)
+            .await?;
         let mut sent = job.files_sent.clone();
         let mut files = Vec::with_capacity(delivery.files.len());
         for (i, file_id) in delivery.files.iter().enumerate() {
@@ -546,9 +492,8 @@ impl Relay {
     }
 
     async fn file_info(&self, file_id: &str) -> Result<FileInfo, Failure> {
-        let call = Call::new(Method::GET, format!("/api/v1/files/{file_id}"));
-        match self.backend.send(&gateway_ctx(), &call).await {
-            Ok(response) => Ok(crate::backend_client::decode(&call, response).await?),
+        match self.backend.file(&gateway_ctx(), file_id).await {
+            Ok(info) => Ok(info),
             Err(BackendError::Status { status: 404, .. }) => Err(Failure::permanent(format!(
                 "file {file_id} of the delivery no longer exists"
             ))),
@@ -564,19 +509,25 @@ impl Relay {
         index: usize,
         info: &FileInfo,
     ) -> Result<String, Failure> {
-        let call = Call::new(Method::GET, format!("/api/v1/files/{}/content", info.id))
-            .expect_response_bytes(info.size);
-        let response = self.backend.send(&gateway_ctx(), &call).await?;
+        let response = self
+            .backend
+            .file_content(&gateway_ctx(), &info.id, 0, info.size)
+            .await?;
         let upload = FileUpload {
             name: info.name.clone(),
             size: info.size,
             sha256: info.sha256.clone(),
-            idempotency_key: format!("{}:file:{index}", job.delivery_id),
+            idempotency_key: paths::file_idempotency_key(&job.delivery_id, index),
             body: reqwest::Body::wrap_stream(response.bytes_stream()),
         };
         let answer = self.client.post_file(target, upload).await?;
         let stored: FileInfo = serde_json::from_slice(&answer)
             .map_err(|e| Failure::transient(format!("the partner's answer: {e}")))?;
+        if stored.sha256.is_empty() {
+            return Err(Failure::transient(
+                "the partner's answer: missing field `sha256`",
+            ));
+        }
         if !stored.sha256.eq_ignore_ascii_case(&info.sha256) || stored.size != info.size {
             return Err(Failure::permanent(format!(
                 "the partner stored {} with another size or SHA-256",

@@ -21,14 +21,12 @@ pub mod ssrf;
 pub mod subscriptions;
 
 use crate::audit::{AuditLog, AuditRecord};
-use crate::backend_client::{BackendClient, Call, CallContext, RetryPolicy};
+use crate::backend_client::{BackendClient, CallContext, Delivery, RetryPolicy};
 use crate::store::webhook_messages::{NewEvent, WebhookMessage};
 use crate::store::Store;
-use crate::trust::relay::FeedDelivery;
 use crate::trust::seal::Sealer;
 use base64::Engine as _;
 use futures_util::StreamExt;
-use http::Method;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -281,12 +279,6 @@ impl Sender {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct FeedPage {
-    deliveries: Vec<FeedDelivery>,
-    next_after_seq: Option<i64>,
-}
-
 /// The webhook worker and event intake; one per gateway process.
 pub struct Webhooks {
     store: Store,
@@ -468,12 +460,7 @@ impl Webhooks {
         let mut cursor = self.store.webhook_cursor().await?.unwrap_or(0);
         let ctx = CallContext::new("gateway", "", None);
         loop {
-            let call = Call::new(
-                Method::GET,
-                format!("/api/v1/deliveries?after_seq={cursor}&limit={PAGE}"),
-            );
-            let response = self.backend.send(&ctx, &call).await?;
-            let page: FeedPage = crate::backend_client::decode(&call, response).await?;
+            let page = self.backend.delivery_feed(&ctx, cursor, PAGE).await?;
             let count = page.deliveries.len();
             let mut last = cursor;
             let events: Vec<NewEvent> = page
@@ -547,7 +534,7 @@ impl Webhooks {
 }
 
 /// The `delivery.created` event of a feed delivery.
-fn delivery_created(d: &FeedDelivery) -> NewEvent {
+fn delivery_created(d: &Delivery) -> NewEvent {
     let at = humantime::parse_rfc3339_weak(&d.created_at).unwrap_or_else(|_| SystemTime::now());
     NewEvent {
         msg_id: msg_id(&["delivery.created", &d.id]),

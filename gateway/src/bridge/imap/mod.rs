@@ -17,12 +17,12 @@
 pub mod session;
 mod sync;
 
-use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
 use super::mailbox::token_source;
 use super::oauth2::TokenSource;
 use super::BridgeContext;
+use crate::backoff::Backoff;
 use mft_config::mailbox::Imap;
 use session::{timed, ImapError, Session};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Poller {
     /// Polls until the shutdown starts; a message being fetched and
     /// delivered then is finished first.
     async fn run(mut self) {
-        let mut backoff = Backoff::default();
+        let mut backoff = super::mailbox::reconnect_backoff();
         let drain = self.ctx.drain.clone();
         while !drain.is_stopping() {
             let session = tokio::select! {

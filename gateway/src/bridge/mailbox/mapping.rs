@@ -55,6 +55,7 @@ pub fn request<'a>(
         recipients,
         subject: text(&m.subject, &msg.subject),
         message: text(&m.message, &msg.text),
+        stored_files: Vec::new(),
         attachments: &msg.attachments,
         folder: conn.upload_folder.clone(),
     })

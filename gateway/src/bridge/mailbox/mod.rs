@@ -2,13 +2,23 @@
 //! mapping from a parsed message to a delivery, metrics, audit records,
 //! the reconnect backoff and the temporary message files.
 
-pub mod backoff;
 pub mod connect;
 pub mod mapping;
 pub mod metrics;
 pub mod relay_gate;
 pub mod tls;
 pub mod tmpfile;
+
+/// First reconnect delay after a failed session.
+pub const RECONNECT_INITIAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Longest reconnect delay: a restarted mail server is found again within it.
+pub const RECONNECT_MAX: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A poller's reconnect delays ([`crate::backoff`]): a mail server that is
+/// down is not hammered, and never less than half the first delay apart.
+pub fn reconnect_backoff() -> crate::backoff::Backoff {
+    crate::backoff::Backoff::new(RECONNECT_INITIAL, RECONNECT_MAX, RECONNECT_INITIAL / 2)
+}
 
 use crate::audit::{AuditLog, AuditRecord};
 

@@ -10,7 +10,6 @@
 
 pub mod client;
 
-use super::mailbox::backoff::Backoff;
 use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
 use super::mailbox::tmpfile::MessageFile;
@@ -69,7 +68,7 @@ impl Poller {
     /// Polls until the shutdown starts; the message being delivered then
     /// is finished, and QUIT commits the deletions made so far.
     async fn run(mut self) {
-        let mut backoff = Backoff::default();
+        let mut backoff = super::mailbox::reconnect_backoff();
         let drain = self.ctx.drain.clone();
         while !drain.is_stopping() {
             match self.pass().await {
@@ -84,7 +83,7 @@ impl Poller {
                     self.metrics.poll_failed(&e);
                     let delay = backoff.next_delay().max(std::cmp::min(
                         self.mailbox.conn.poll_interval,
-                        super::mailbox::backoff::INITIAL,
+                        super::mailbox::RECONNECT_INITIAL,
                     ));
                     tracing::warn!(mailbox = %self.id, error = %e, retry_in_ms = delay.as_millis() as u64, "POP3 session failed");
                     if !drain.sleep(delay).await {

@@ -1,8 +1,8 @@
 //! Who may log in: `[[sftp.users]]` with public keys, an argon2id password
 //! hash, or (opt-in per user) a service-account API key as the password.
 
+use crate::auth::password;
 use crate::auth::Authenticator;
-use crate::bridge::password;
 use mft_config::sftp::{AuthorizedKeys, Permissions, SftpUser};
 use mft_filters::auth::api_key;
 use mft_filters::auth::scope::has_scope;

@@ -2,20 +2,20 @@
 //! the client reads on in order (clients pipeline READs at increasing
 //! offsets); a READ elsewhere (a seek, `reget`) reopens it with a Range.
 
-use super::fs::{Entry, Fs};
+use super::fs::Fs;
 use super::metrics::SftpMetrics;
-use crate::backend_client::{BackendError, Call};
+use crate::backend_client::BackendError;
+use crate::backend_client::FileInfo;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
-use http::{HeaderValue, Method};
 use std::sync::{Arc, Mutex};
 
 /// An open file for reading.
 pub struct Download {
     fs: Fs,
     /// The file.
-    pub entry: Entry,
+    pub entry: FileInfo,
     // In a Mutex only to be Sync (the session is borrowed across awaits);
     // always reached through `get_mut`, never locked.
     stream: Option<Mutex<BoxStream<'static, reqwest::Result<Bytes>>>>,
@@ -27,7 +27,7 @@ pub struct Download {
 
 impl Download {
     /// Opens `entry` for reading; nothing is fetched until the first READ.
-    pub fn new(fs: Fs, entry: Entry, metrics: Arc<SftpMetrics>) -> Download {
+    pub fn new(fs: Fs, entry: FileInfo, metrics: Arc<SftpMetrics>) -> Download {
         Download {
             fs,
             entry,
@@ -39,16 +39,11 @@ impl Download {
     }
 
     async fn open_at(&mut self, offset: u64) -> Result<(), BackendError> {
-        let mut call = Call::new(
-            Method::GET,
-            format!("/api/v1/files/{}/content", self.entry.id),
-        );
-        if offset > 0 {
-            let range = HeaderValue::from_str(&format!("bytes={offset}-"))
-                .unwrap_or(HeaderValue::from_static("bytes=0-"));
-            call = call.header(http::header::RANGE, range);
-        }
-        let resp = self.fs.backend.send(&self.fs.ctx, &call).await?;
+        let resp = self
+            .fs
+            .backend
+            .file_content(&self.fs.ctx, &self.entry.id, offset, 0)
+            .await?;
         self.stream = Some(Mutex::new(resp.bytes_stream().boxed()));
         self.position = offset;
         self.leftover = Bytes::new();

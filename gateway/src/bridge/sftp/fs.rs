@@ -2,62 +2,9 @@
 //! stored files (plus folders made with `mkdir`, kept in memory per user),
 //! a name in a folder is its newest file of that name.
 
-use crate::backend_client::{decode, BackendClient, BackendError, Call, CallContext};
-use http::Method;
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use serde::Deserialize;
+use crate::backend_client::{BackendClient, BackendError, CallContext, FileInfo, FileQuery};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
-
-/// A stored file as the list returns it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Entry {
-    /// File id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Canonical folder.
-    #[serde(default)]
-    pub folder: String,
-    /// Bytes.
-    pub size: u64,
-    /// Hex SHA-256.
-    #[serde(default)]
-    pub sha256: String,
-    /// RFC 3339.
-    #[serde(default)]
-    pub created_at: String,
-}
-
-impl Entry {
-    /// Seconds since the epoch of the upload (the file's mtime).
-    pub fn mtime(&self) -> u32 {
-        humantime::parse_rfc3339_weak(self.created_at.trim_end_matches('Z'))
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| u32::try_from(d.as_secs()).ok())
-            .unwrap_or(0)
-    }
-}
-
-#[derive(Deserialize)]
-struct FileList {
-    files: Vec<Entry>,
-    /// Present when the backend honours `subfolders=true`.
-    #[serde(default)]
-    folders: Option<Vec<String>>,
-    /// Present (a cursor or null) when the backend honours `limit`.
-    #[serde(default, deserialize_with = "present")]
-    next_cursor: Option<Option<String>>,
-}
-
-/// `Some(value)` for a field that is there, even as `null`.
-fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    Option::<String>::deserialize(d).map(Some)
-}
 
 /// Files per folder page a listing reads (`GET /api/v1/files?limit=`).
 pub const LIST_PAGE: usize = 100;
@@ -66,7 +13,7 @@ pub const LIST_PAGE: usize = 100;
 pub struct Page {
     /// Paged: by name, the newest first per name. Whole (a backend without
     /// paging): every file of the folder, in upload order.
-    pub files: Vec<Entry>,
+    pub files: Vec<FileInfo>,
     /// Sub-folder names; with the first page only.
     pub folders: Vec<String>,
     /// Where the next page starts; `None` on the last page.
@@ -137,20 +84,14 @@ impl Fs {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Page, BackendError> {
-        let mut path = format!(
-            "/api/v1/files?folder={}&limit={limit}",
-            utf8_percent_encode(folder, NON_ALPHANUMERIC)
-        );
-        match cursor {
-            Some(c) => {
-                path.push_str("&cursor=");
-                path.extend(utf8_percent_encode(c, NON_ALPHANUMERIC));
-            }
-            None => path.push_str("&subfolders=true"),
-        }
-        let call = Call::new(Method::GET, path);
-        let resp = self.backend.send(&self.ctx, &call).await?;
-        let list: FileList = decode(&call, resp).await?;
+        let query = FileQuery {
+            folder: Some(folder),
+            limit: Some(limit),
+            cursor,
+            subfolders: cursor.is_none(),
+            ..FileQuery::default()
+        };
+        let list = self.backend.list_files(&self.ctx, &query).await?;
         let (paged, next) = match list.next_cursor {
             Some(next) => (true, next),
             None => (false, None),
@@ -193,10 +134,11 @@ impl Fs {
 
     /// Every file under the user's root: only for a backend without
     /// `subfolders=true`.
-    async fn all(&self) -> Result<Vec<Entry>, BackendError> {
-        let call = Call::new(Method::GET, "/api/v1/files");
-        let resp = self.backend.send(&self.ctx, &call).await?;
-        let list: FileList = decode(&call, resp).await?;
+    async fn all(&self) -> Result<Vec<FileInfo>, BackendError> {
+        let list = self
+            .backend
+            .list_files(&self.ctx, &FileQuery::default())
+            .await?;
         Ok(list
             .files
             .into_iter()
@@ -207,25 +149,23 @@ impl Fs {
     /// The files called `name` in `folder`, in upload order: only those
     /// with a backend that honours `name=`; filtered here from the whole
     /// folder with one that does not.
-    async fn named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
-        let path = format!(
-            "/api/v1/files?folder={}&name={}",
-            utf8_percent_encode(folder, NON_ALPHANUMERIC),
-            utf8_percent_encode(name, NON_ALPHANUMERIC)
-        );
-        let call = Call::new(Method::GET, path);
-        let resp = self.backend.send(&self.ctx, &call).await?;
-        let list: FileList = decode(&call, resp).await?;
+    async fn named(&self, folder: &str, name: &str) -> Result<Vec<FileInfo>, BackendError> {
+        let query = FileQuery {
+            folder: Some(folder),
+            name: Some(name),
+            ..FileQuery::default()
+        };
+        let list = self.backend.list_files(&self.ctx, &query).await?;
         Ok(list.files.into_iter().filter(|e| e.name == name).collect())
     }
 
     /// The newest file called `name` in `folder`.
-    pub async fn find(&self, folder: &str, name: &str) -> Result<Option<Entry>, BackendError> {
+    pub async fn find(&self, folder: &str, name: &str) -> Result<Option<FileInfo>, BackendError> {
         Ok(self.named(folder, name).await?.into_iter().next_back())
     }
 
     /// Every file called `name` in `folder` (an overwrite replaces them all).
-    pub async fn all_named(&self, folder: &str, name: &str) -> Result<Vec<Entry>, BackendError> {
+    pub async fn all_named(&self, folder: &str, name: &str) -> Result<Vec<FileInfo>, BackendError> {
         self.named(folder, name).await
     }
 
@@ -244,15 +184,12 @@ impl Fs {
 
     /// Deletes one file.
     pub async fn delete(&self, id: &str) -> Result<(), BackendError> {
-        let call = Call::new(Method::DELETE, format!("/api/v1/files/{id}"));
-        self.backend.send(&self.ctx, &call).await.map(drop)
+        self.backend.delete_file(&self.ctx, id).await
     }
 
     /// Moves or renames one file (`PATCH /api/v1/files/{id}`).
     pub async fn rename(&self, id: &str, folder: &str, name: &str) -> Result<(), BackendError> {
-        let body = serde_json::json!({ "folder": folder, "name": name });
-        let call = Call::new(Method::PATCH, format!("/api/v1/files/{id}")).json(&body)?;
-        self.backend.send(&self.ctx, &call).await.map(drop)
+        self.backend.move_file(&self.ctx, id, folder, name).await
     }
 }
 

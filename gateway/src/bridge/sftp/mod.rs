@@ -152,11 +152,15 @@ async fn accept_loop(
             shared.metrics.refused(why);
             tracing::debug!(%peer, ?why, "sftp connection refused");
         };
-        if let Some(d) = shared.ctx.auth.defender() {
-            if d.check(peer.ip(), std::time::SystemTime::now()).is_some() {
-                refused(Refusal::Banned);
-                continue;
-            }
+        let gate = crate::auth::LoginGate::new(
+            shared.ctx.auth.defender(),
+            &shared.ctx.audit,
+            Some(peer.ip()),
+            "SFTP",
+        );
+        if gate.is_banned() {
+            refused(Refusal::Banned);
+            continue;
         }
         let Some(client_slot) = shared.per_client.acquire(peer.ip()) else {
             refused(Refusal::PerIp);

@@ -195,11 +195,17 @@ impl Conn {
         self.shared.ctx.audit.record(r);
     }
 
+    fn gate(&self) -> crate::auth::LoginGate<'_> {
+        crate::auth::LoginGate::new(
+            self.shared.ctx.auth.defender(),
+            &self.shared.ctx.audit,
+            self.peer.map(|p| p.ip()),
+            "SFTP",
+        )
+    }
+
     fn banned(&self) -> bool {
-        match (self.shared.ctx.auth.defender(), self.peer) {
-            (Some(d), Some(p)) => d.check(p.ip(), SystemTime::now()).is_some(),
-            _ => false,
-        }
+        self.gate().is_banned()
     }
 
     /// A refused login: counted, audited (never the secret), fed to the defender.
@@ -214,17 +220,8 @@ impl Conn {
     /// that exists, against the user (names that exist nowhere would only
     /// fill the defender's user table).
     fn strike(&self, user: &str) {
-        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
-            let known = self.shared.users.contains_key(user).then_some(user);
-            crate::auth::record_failure(
-                d,
-                &self.shared.ctx.audit,
-                p.ip(),
-                known,
-                SystemTime::now(),
-                "SFTP",
-            );
-        }
+        let known = self.shared.users.contains_key(user).then_some(user);
+        self.gate().failed(known, SystemTime::now());
     }
 
     /// A valid API key used for a user it does not belong to: refused like
@@ -272,9 +269,7 @@ impl Conn {
             *n += 1;
             self.shared.metrics.user_sessions(&name, *n);
         }
-        if let (Some(d), Some(p)) = (self.shared.ctx.auth.defender(), self.peer) {
-            d.record_success_for(p.ip(), &name);
-        }
+        self.gate().succeeded(&name);
         self.audit_as("sftp_login", &name, credential.as_deref(), method, None);
         self.rights = Some((rights, credential));
         self.logged_in.store(true, Ordering::Release);
@@ -370,6 +365,7 @@ impl Conn {
             audit: shared.ctx.audit.clone(),
             client_ip: self.peer.map(|p| p.ip()),
             drain: shared.ctx.drain.clone(),
+            pipeline: shared.ctx.pipeline.clone(),
         }
     }
 }
@@ -422,7 +418,7 @@ impl russh::server::Handler for Conn {
         }
         let Some(u) = self.shared.users.get(user).cloned() else {
             // As slow as a wrong password: no user enumeration by timing.
-            crate::bridge::password::verify_blocking(None, password).await;
+            crate::auth::password::verify_blocking(None, password).await;
             return Ok(self.refuse(user, "password", "unknown_user"));
         };
         let ip = self.peer.map(|p| p.ip());

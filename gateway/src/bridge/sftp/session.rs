@@ -7,12 +7,13 @@
 
 use super::auth::User;
 use super::download::Download;
-use super::fs::{Entry, Fs, LIST_PAGE};
+use super::fs::{Fs, LIST_PAGE};
 use super::metrics::SftpMetrics;
 use super::paths::VPath;
 use super::upload::{Upload, UploadLimits};
 use crate::audit::{AuditLog, AuditRecord};
-use crate::backend_client::NewDelivery;
+use crate::backend_client::FileInfo;
+use crate::bridge::pipeline::{DeliveryRequest, Retried};
 use bytes::{Buf, Bytes, BytesMut};
 use mft_config::sftp::Permissions;
 use russh_sftp::protocol::{
@@ -60,7 +61,7 @@ struct Dir {
 
 impl Dir {
     /// Queues a page's files (sorted by name, the newest first per name).
-    fn take_page(&mut self, files: Vec<Entry>) {
+    fn take_page(&mut self, files: Vec<FileInfo>) {
         for e in files {
             if self.last_name.as_deref() == Some(e.name.as_str()) {
                 continue;
@@ -97,6 +98,8 @@ pub struct SessionCtx {
     pub drain: crate::drain::Drain,
     /// A sender-bound key's allowed senders (API-key logins only).
     pub senders: Option<std::sync::Arc<mft_filters::auth::senders::SenderBinding>>,
+    /// Where on_upload deliveries go.
+    pub pipeline: Arc<crate::bridge::pipeline::DeliveryPipeline>,
 }
 
 /// One SFTP session.
@@ -228,7 +231,7 @@ fn dir_attrs() -> FileAttributes {
     }
 }
 
-fn file_attrs(e: &Entry) -> FileAttributes {
+fn file_attrs(e: &FileInfo) -> FileAttributes {
     let mtime = e.mtime();
     FileAttributes {
         size: Some(e.size),
@@ -329,7 +332,7 @@ impl Session {
     }
 
     /// A file (the newest of its name) or a folder at `p`.
-    async fn lookup(&self, p: &VPath) -> Result<Option<Result<Entry, ()>>, Fail> {
+    async fn lookup(&self, p: &VPath) -> Result<Option<Result<FileInfo, ()>>, Fail> {
         if p.is_root() {
             return Ok(Some(Err(())));
         }
@@ -421,7 +424,7 @@ impl Session {
         } else {
             // A backend without paging sent the whole folder in upload
             // order: a later file of the same name wins.
-            let newest: BTreeMap<String, Entry> = page
+            let newest: BTreeMap<String, FileInfo> = page
                 .files
                 .into_iter()
                 .map(|e| (e.name.clone(), e))
@@ -593,7 +596,7 @@ impl Session {
         }
     }
 
-    fn audit_upload(&self, path: &VPath, entry: Option<&Entry>, error: Option<String>) {
+    fn audit_upload(&self, path: &VPath, entry: Option<&FileInfo>, error: Option<String>) {
         let mut r = AuditRecord::new("sftp_upload");
         r.principal = Some(format!("sftp:{}", self.ctx.user.config.name));
         r.credential = self.ctx.credential.clone();
@@ -606,7 +609,7 @@ impl Session {
     }
 
     /// A file is complete: audit it and make the configured delivery.
-    async fn uploaded(&self, path: &VPath, entry: &Entry) {
+    async fn uploaded(&self, path: &VPath, entry: &FileInfo) {
         self.audit_upload(path, Some(entry), None);
         let user = &self.ctx.user.config;
         if user.deliver_to.is_empty() {
@@ -627,25 +630,40 @@ impl Session {
                 return;
             }
         }
-        let delivery = NewDelivery {
+        let request = DeliveryRequest {
+            ctx: self.ctx.fs.ctx.clone(),
+            idempotency_key: format!("sftp:{}:{}", user.name, entry.id),
             sender: self.ctx.sender.clone(),
             recipients: user.deliver_to.clone(),
             subject: format!("SFTP upload {}", path.display()),
             message: format!("{} uploaded {} over SFTP.", user.name, path.display()),
-            files: vec![entry.id.clone()],
+            stored_files: vec![entry.id.clone()],
+            attachments: &[],
+            folder: None,
         };
-        let key = format!("sftp:{}:{}", user.name, entry.id);
-        if let Err(e) = self
+        let (decision, reason) = match self
             .ctx
-            .fs
-            .backend
-            .create_delivery(&self.ctx.fs.ctx, &key, &delivery)
+            .pipeline
+            .deliver_retrying(request, &self.ctx.drain)
             .await
         {
+            Retried::Delivered(d) => ("allow", format!("delivery:{}", d.id)),
+            Retried::Retrying => ("retry", "backend_unavailable".to_string()),
             // The file is stored; the delivery is the follow-up that failed.
-            tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
-                "on_upload delivery failed");
-        }
+            Retried::Failed(e) => {
+                tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
+                    "on_upload delivery failed");
+                ("fail", e.to_string())
+            }
+        };
+        let mut r = AuditRecord::new("sftp_delivery");
+        r.principal = Some(format!("sftp:{}", user.name));
+        r.credential = self.ctx.credential.clone();
+        r.client_ip = self.ctx.client_ip;
+        r.path = Some(path.display());
+        r.decision = Some(decision);
+        r.reason = Some(reason);
+        self.ctx.audit.record(r);
     }
 
     async fn remove(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
@@ -743,7 +761,7 @@ impl Session {
         if !to.parent().is_root() && !fs.folder_exists(&to_folder).await.map_err(backend_fail)? {
             return Err(fail(StatusCode::NoSuchFile, "no such target folder"));
         }
-        let targets: Vec<Entry> = fs
+        let targets: Vec<FileInfo> = fs
             .all_named(&to_folder, to_name)
             .await
             .map_err(backend_fail)?

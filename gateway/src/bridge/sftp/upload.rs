@@ -5,12 +5,11 @@
 //! only counts as done once the backend's SHA-256 equals ours. An upload
 //! dropped without [`Upload::finish`] (client gone) is terminated.
 
-use super::fs::{Entry, Fs};
+use super::fs::Fs;
 use super::metrics::SftpMetrics;
-use crate::backend_client::{decode, BackendError, Body, Call};
-use base64::Engine as _;
+use crate::backend_client::BackendError;
+use crate::backend_client::FileInfo;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +32,7 @@ enum Msg {
     Finish {
         length: u64,
         sha256: String,
-        reply: oneshot::Sender<Result<Entry, UploadError>>,
+        reply: oneshot::Sender<Result<FileInfo, UploadError>>,
     },
 }
 
@@ -104,16 +103,6 @@ pub struct Upload {
     limits: UploadLimits,
 }
 
-const TUS: HeaderName = HeaderName::from_static("tus-resumable");
-
-fn tus_call(method: Method, path: impl Into<String>) -> Call {
-    Call::new(method, path).header(TUS, HeaderValue::from_static("1.0.0"))
-}
-
-fn b64(text: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(text.as_bytes())
-}
-
 impl Upload {
     /// Creates the tus upload for `name` in `folder`, starting empty.
     /// `replace` are the files this one replaces once it is complete.
@@ -121,28 +110,16 @@ impl Upload {
         fs: Fs,
         folder: &str,
         name: &str,
-        replace: Vec<Entry>,
+        replace: Vec<FileInfo>,
         limits: UploadLimits,
         metrics: Arc<SftpMetrics>,
         working: crate::drain::WorkGuard,
     ) -> Result<Upload, UploadError> {
-        let metadata = format!("filename {},folder {}", b64(name), b64(folder));
-        let meta = HeaderValue::from_str(&metadata)
-            .map_err(|_| UploadError::Order("file name not representable".into()))?;
-        let call = tus_call(Method::POST, "/api/v1/uploads")
-            .header(
-                HeaderName::from_static("upload-defer-length"),
-                HeaderValue::from_static("1"),
-            )
-            .header(HeaderName::from_static("upload-metadata"), meta);
-        let resp = fs.backend.send(&fs.ctx, &call).await.map_err(backend)?;
-        let location = resp
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .filter(|l| l.starts_with("/api/v1/uploads/"))
-            .map(str::to_string)
-            .ok_or_else(|| UploadError::Backend("tus creation without Location".into()))?;
+        let location = fs
+            .backend
+            .tus_create(&fs.ctx, folder, name)
+            .await
+            .map_err(backend)?;
         let (tx, rx) = mpsc::channel(2);
         let failed = Arc::new(Mutex::new(None));
         let task = Task {
@@ -302,7 +279,7 @@ impl Upload {
 
     /// CLOSE: sends the rest, declares the length, and waits until the
     /// backend holds the complete file with our SHA-256.
-    pub async fn finish(mut self) -> Result<Entry, UploadError> {
+    pub async fn finish(mut self) -> Result<FileInfo, UploadError> {
         if let Some(e) = self.failure() {
             return Err(e);
         }
@@ -345,7 +322,7 @@ struct Task {
     location: String,
     offset: u64,
     failed: Arc<Mutex<Option<UploadError>>>,
-    replace: Vec<Entry>,
+    replace: Vec<FileInfo>,
     metrics: Arc<SftpMetrics>,
     /// The process waits for this task (publish or terminate) at shutdown.
     _working: crate::drain::WorkGuard,
@@ -398,24 +375,13 @@ impl Task {
         length: Option<u64>,
     ) -> Result<Option<String>, UploadError> {
         let len = bytes.len() as u64;
-        let mut call = tus_call(Method::PATCH, self.location.clone())
-            .header(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/offset+octet-stream"),
-            )
-            .header(
-                HeaderName::from_static("upload-offset"),
-                HeaderValue::from(self.offset),
-            )
-            .body(Body::Bytes(bytes));
-        if let Some(length) = length {
-            call = call.header(
-                HeaderName::from_static("upload-length"),
-                HeaderValue::from(length),
-            );
-        }
-        let resp = match self.fs.backend.send(&self.fs.ctx, &call).await {
-            Ok(resp) => resp,
+        let patched = match self
+            .fs
+            .backend
+            .tus_patch(&self.fs.ctx, &self.location, self.offset, bytes, length)
+            .await
+        {
+            Ok(patched) => patched,
             // A retried PATCH whose first attempt was stored answers 409:
             // the backend's offset tells whether our bytes are in.
             Err(BackendError::Status { status: 409, .. })
@@ -428,37 +394,31 @@ impl Task {
         };
         self.offset += len;
         self.metrics.bytes("up", len);
-        Ok(resp
-            .headers()
-            .get("x-file-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string))
+        Ok(patched.file_id)
     }
 
     async fn stored_offset(&self) -> Option<u64> {
-        let call = tus_call(Method::HEAD, self.location.clone());
-        let resp = self.fs.backend.send(&self.fs.ctx, &call).await.ok()?;
-        resp.headers()
-            .get("upload-offset")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
+        self.fs
+            .backend
+            .tus_offset(&self.fs.ctx, &self.location)
+            .await
+            .ok()
+            .flatten()
     }
 
-    async fn finish(&mut self, length: u64, sha256: &str) -> Result<Entry, UploadError> {
+    async fn finish(&mut self, length: u64, sha256: &str) -> Result<FileInfo, UploadError> {
         let file_id = self
             .patch(Bytes::new(), Some(length))
             .await?
             .ok_or_else(|| {
                 UploadError::Backend("the last PATCH did not complete the upload".into())
             })?;
-        let call = Call::new(Method::GET, format!("/api/v1/files/{file_id}"));
-        let resp = self
+        let stored = self
             .fs
             .backend
-            .send(&self.fs.ctx, &call)
+            .file(&self.fs.ctx, &file_id)
             .await
             .map_err(backend)?;
-        let stored: Entry = decode(&call, resp).await.map_err(backend)?;
         if stored.size != length || !stored.sha256.eq_ignore_ascii_case(sha256) {
             // Never leave a file that differs from what the client sent.
             let _ = self.fs.delete(&stored.id).await;
@@ -478,8 +438,12 @@ impl Task {
     }
 
     async fn terminate(&self) {
-        let call = tus_call(Method::DELETE, self.location.clone());
-        if let Err(e) = self.fs.backend.send(&self.fs.ctx, &call).await {
+        if let Err(e) = self
+            .fs
+            .backend
+            .tus_terminate(&self.fs.ctx, &self.location)
+            .await
+        {
             tracing::warn!(upload = %self.location, error = %e, "cannot terminate the tus upload");
         }
     }

@@ -8,8 +8,10 @@
 //! name the user and outcome, never the password.
 
 use crate::audit::AuditRecord;
+use crate::auth::login::{LoginGate, PasswordLogin};
+use crate::auth::password;
 use crate::auth::AuthRequest;
-use crate::bridge::{password, BridgeContext};
+use crate::bridge::BridgeContext;
 use argon2::password_hash::PasswordHash;
 use base64::Engine;
 use mft_config::smtp::SmtpUser;
@@ -17,7 +19,6 @@ use mft_filters::auth::senders::SenderBinding;
 use mft_filters::decision::Decision;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Who the session acts for once AUTH succeeded (or, without
 /// `require_auth`, the anonymous sender).
@@ -171,34 +172,16 @@ async fn check_user(
     ip: IpAddr,
     password: String,
 ) -> Outcome {
-    let defender = ctx.auth.defender().cloned();
-    if let Some(d) = &defender {
-        if d.check(ip, SystemTime::now()).is_some() {
-            return Outcome::Invalid;
-        }
-    }
-    let verified = password::verify_blocking(Some(user.password_hash.clone()), &password).await;
-    if verified {
-        if let Some(d) = &defender {
-            d.record_success_for(ip, &user.name);
-        }
-        return Outcome::Ok(Principal {
+    let gate = LoginGate::new(ctx.auth.defender(), &ctx.audit, Some(ip), "SMTP");
+    let phc = Some(user.password_hash.clone());
+    match gate.password(&user.name, true, phc, &password).await {
+        PasswordLogin::Accepted => Outcome::Ok(Principal {
             principal: format!("smtp:{}", user.name),
             scopes: user.scopes.join(" "),
             senders,
-        });
+        }),
+        PasswordLogin::Banned | PasswordLogin::Wrong => Outcome::Invalid,
     }
-    if let Some(d) = &defender {
-        crate::auth::record_failure(
-            d,
-            &ctx.audit,
-            ip,
-            Some(&user.name),
-            SystemTime::now(),
-            "SMTP",
-        );
-    }
-    Outcome::Invalid
 }
 
 async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outcome {
@@ -209,7 +192,7 @@ async fn check_key(ctx: &Arc<BridgeContext>, ip: IpAddr, password: &str) -> Outc
         .authorize(&AuthRequest {
             request_id: &request_id,
             method: "POST",
-            path: "/api/v1/deliveries",
+            path: crate::backend_client::paths::DELIVERIES,
             client_ip: Some(ip),
             authorization: None,
             x_api_key: Some(password.as_bytes()),

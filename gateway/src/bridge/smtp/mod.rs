@@ -24,7 +24,7 @@ use mft_config::smtp::Smtp;
 use session::{Exit, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -173,26 +173,30 @@ async fn handle(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, implicit_
     let ip = peer.ip();
     let m = &shared.metrics;
     if !policy::client_allowed(&shared.cfg.allowed_client_networks, ip) {
-        m.sessions.with_label_values(&["refused_network"]).inc();
+        m.session.refused_network.inc();
         return refuse(tcp, reply::ACCESS_DENIED).await;
     }
-    if let Some(d) = shared.ctx.auth.defender() {
-        if d.check(ip, SystemTime::now()).is_some() {
-            m.sessions.with_label_values(&["refused_banned"]).inc();
-            return refuse(tcp, reply::ACCESS_DENIED).await;
-        }
+    let gate = crate::auth::LoginGate::new(
+        shared.ctx.auth.defender(),
+        &shared.ctx.audit,
+        Some(ip),
+        "SMTP",
+    );
+    if gate.is_banned() {
+        m.session.refused_banned.inc();
+        return refuse(tcp, reply::ACCESS_DENIED).await;
     }
     // Per client first: one address filling every slot is refused alone,
     // before it can take the global ones.
     let Some(_client_slot) = shared.per_client.acquire(ip) else {
-        m.sessions.with_label_values(&["refused_per_ip"]).inc();
+        m.session.refused_per_ip.inc();
         return refuse(tcp, reply::BUSY_CLIENT).await;
     };
     let Ok(_permit) = shared.conns.clone().try_acquire_owned() else {
-        m.sessions.with_label_values(&["refused_busy"]).inc();
+        m.session.refused_busy.inc();
         return refuse(tcp, reply::BUSY).await;
     };
-    m.sessions.with_label_values(&["accepted"]).inc();
+    m.session.accepted.inc();
     // The process waits for the session (a DATA transfer finishes); one
     // idle between messages ends at once with 421.
     let _working = shared.ctx.drain.work();

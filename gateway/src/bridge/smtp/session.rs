@@ -177,11 +177,7 @@ impl Session {
     /// (counted apart, so an operator sees trickling clients).
     fn timed_out(&self, past_deadline: bool) -> &'static str {
         if past_deadline {
-            self.shared
-                .metrics
-                .sessions
-                .with_label_values(&["cut_deadline"])
-                .inc();
+            self.shared.metrics.session.cut_deadline.inc();
             reply::TIME_LIMIT
         } else {
             reply::TIMEOUT
@@ -193,11 +189,7 @@ impl Session {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        self.shared
-            .metrics
-            .sessions
-            .with_label_values(&["cut_shutdown"])
-            .inc();
+        self.shared.metrics.session.cut_shutdown.inc();
         conn.send(&reply::shutting_down(&self.shared.cfg.hostname));
         Exit::Close
     }
@@ -610,11 +602,7 @@ impl Session {
         }
         conn.set_deadline(session_deadline);
         if discard.is_some() {
-            self.shared
-                .metrics
-                .messages
-                .with_label_values(&["too_big"])
-                .inc();
+            self.shared.metrics.message.too_big.inc();
             self.refuse(conn, "too_big", reply::MESSAGE_TOO_BIG);
             return Ok(None);
         }
@@ -629,11 +617,7 @@ impl Session {
             Ok(m) => m.attachments.len(),
             Err(message::ParseFileError::Message(e)) => {
                 tracing::info!(client = %self.peer.ip(), error = %e, "smtp message refused");
-                self.shared
-                    .metrics
-                    .messages
-                    .with_label_values(&["unparseable"])
-                    .inc();
+                self.shared.metrics.message.unparseable.inc();
                 self.refuse(conn, "unparseable", reply::UNPARSEABLE);
                 return Ok(None);
             }
@@ -643,11 +627,7 @@ impl Session {
             }
         };
         if attachments > cfg.max_attachments {
-            self.shared
-                .metrics
-                .messages
-                .with_label_values(&["too_many_attachments"])
-                .inc();
+            self.shared.metrics.message.too_many_attachments.inc();
             self.refuse(conn, "too_many_attachments", reply::TOO_MANY_ATTACHMENTS);
             return Ok(None);
         }
@@ -680,11 +660,7 @@ impl Session {
             Ok(()) => {
                 tracing::info!(id = %meta.id, size, recipients = meta.recipients.len(),
                     principal = %meta.principal, "smtp message spooled");
-                self.shared
-                    .metrics
-                    .messages
-                    .with_label_values(&["accepted"])
-                    .inc();
+                self.shared.metrics.message.accepted.inc();
                 conn.send(&reply::queued(&meta.id));
                 Ok(None)
             }
@@ -704,11 +680,7 @@ impl Session {
         if let Some(e) = error {
             tracing::error!(error = %e, "smtp spool write failed; answered 451");
         }
-        self.shared
-            .metrics
-            .messages
-            .with_label_values(&["spool_error"])
-            .inc();
+        self.shared.metrics.message.spool_error.inc();
         self.shared.metrics.reject("spool_error");
         conn.send(reply::SPOOL_FAILED);
         None

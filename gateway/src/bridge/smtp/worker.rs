@@ -8,14 +8,15 @@
 //! the message.
 //!
 //! A transient failure (backend down, 5xx, timeout, open breaker) stops the
-//! pass and retries after an exponential backoff with full jitter, capped at
-//! `retry_max_interval`; the idempotency key `smtp:<id>` makes a repeated
+//! pass and retries after the gateway's backoff ([`crate::backoff`]) from
+//! 500 ms, capped at `retry_max_interval`; the idempotency key `smtp:<id>` makes a repeated
 //! attempt return the first delivery. A permanent refusal moves the entry to
 //! `spool/failed/` with the reason, audited, for an operator to look at.
 
 use super::metrics::SmtpMetrics;
 use crate::audit::AuditRecord;
 use crate::backend_client::{BackendError, CallContext};
+use crate::backoff::Backoff;
 use crate::bridge::message;
 use crate::bridge::pipeline::DeliveryRequest;
 use crate::bridge::spool::{Spool, SpoolMeta};
@@ -24,8 +25,10 @@ use mft_config::smtp::Smtp;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// First retry delay after a transient failure.
+/// Cap of the first retry delay after a transient failure.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Least retry delay: a failing pass never spins.
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
 /// How often the spool is rescanned without news (a safety net only).
 const IDLE_RESCAN: Duration = Duration::from_secs(30);
 
@@ -38,7 +41,7 @@ enum Attempt {
 /// delivery under way then finishes (one cut by the exit stays spooled and
 /// is delivered, under the same idempotency key, after the restart).
 pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics: SmtpMetrics) {
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, cfg.retry_max_interval, MIN_BACKOFF);
     let drain = ctx.drain.clone();
     while !drain.is_stopping() {
         let ids = match spool.pending().await {
@@ -66,7 +69,7 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
             }
         }
         if retry {
-            let wait = jitter(backoff);
+            let wait = backoff.next_delay();
             tracing::info!(
                 retry_in_ms = wait.as_millis() as u64,
                 "smtp spool: backend unavailable"
@@ -74,28 +77,19 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
             if !drain.sleep(wait).await {
                 return;
             }
-            backoff = (backoff * 2).min(cfg.retry_max_interval);
         } else if !worked {
             // Nothing this worker could take: wait for news. (After a pass
             // that delivered, look again at once: entries stored meanwhile
             // woke at most one worker.)
-            backoff = FIRST_BACKOFF;
+            backoff.reset();
             tokio::select! {
                 () = spool.wait_new(IDLE_RESCAN) => {}
                 () = drain.stopping() => return,
             }
         } else {
-            backoff = FIRST_BACKOFF;
+            backoff.reset();
         }
     }
-}
-
-/// Full jitter: uniformly in `[0, cap]`, at least a few milliseconds.
-fn jitter(cap: Duration) -> Duration {
-    let mut b = [0u8; 8];
-    let r = getrandom::fill(&mut b).map_or(u64::MAX / 2, |_| u64::from_le_bytes(b));
-    let ms = cap.as_millis().max(1) as u64;
-    Duration::from_millis((r % ms).max(10))
 }
 
 async fn deliver(
@@ -151,6 +145,7 @@ async fn deliver(
         recipients: meta.recipients.clone(),
         subject: parsed.subject.clone(),
         message: parsed.text.clone(),
+        stored_files: Vec::new(),
         attachments: &parsed.attachments,
         folder: cfg.folder.clone(),
     };
