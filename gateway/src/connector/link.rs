@@ -1,6 +1,7 @@
 //! One live connector connection as the gateway's pool sees it.
 
 use super::body::UpBody;
+use super::metrics::Outcomes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,8 +29,12 @@ pub struct Link {
     pub key_id: String,
     /// Where the connection came from.
     pub peer: Option<SocketAddr>,
+    /// The per-core HTTPS worker whose runtime drives the connection.
+    pub home: Option<usize>,
     /// Its connector's totals.
     pub totals: Arc<Totals>,
+    /// Its connector's request counters.
+    pub outcomes: Outcomes,
     sender: hyper::client::conn::http2::SendRequest<UpBody>,
     in_flight: AtomicUsize,
     close: CancellationToken,
@@ -42,7 +47,9 @@ impl Link {
         name: Arc<str>,
         key_id: String,
         peer: Option<SocketAddr>,
+        home: Option<usize>,
         totals: Arc<Totals>,
+        outcomes: Outcomes,
         sender: hyper::client::conn::http2::SendRequest<UpBody>,
         close: CancellationToken,
     ) -> Link {
@@ -51,7 +58,9 @@ impl Link {
             name,
             key_id,
             peer,
+            home,
             totals,
+            outcomes,
             sender,
             in_flight: AtomicUsize::new(0),
             close,
@@ -71,6 +80,11 @@ impl Link {
     /// A handle to send one request (h2 handles are cheap clones).
     pub fn sender(&self) -> hyper::client::conn::http2::SendRequest<UpBody> {
         self.sender.clone()
+    }
+
+    /// Whether the connection is driven by per-core worker `worker`.
+    pub fn is_home(&self, worker: Option<usize>) -> bool {
+        self.home.is_some() && self.home == worker
     }
 
     /// Counts a request as in flight until the guard drops.
