@@ -40,19 +40,34 @@ pub struct Link {
     close: CancellationToken,
 }
 
+/// Whose connection a [`Link`] is and where it runs.
+pub struct Origin {
+    /// The connector's name.
+    pub name: Arc<str>,
+    /// Its key's public id.
+    pub key_id: String,
+    /// Where the connection came from.
+    pub peer: Option<SocketAddr>,
+    /// The per-core HTTPS worker whose runtime drives the connection.
+    pub home: Option<usize>,
+}
+
 impl Link {
     /// A link over `sender`; cancelling `close` ends the connection.
     pub fn new(
         id: u64,
-        name: Arc<str>,
-        key_id: String,
-        peer: Option<SocketAddr>,
-        home: Option<usize>,
+        origin: Origin,
         totals: Arc<Totals>,
         outcomes: Outcomes,
         sender: hyper::client::conn::http2::SendRequest<UpBody>,
         close: CancellationToken,
     ) -> Link {
+        let Origin {
+            name,
+            key_id,
+            peer,
+            home,
+        } = origin;
         Link {
             id,
             name,

@@ -11,7 +11,7 @@
 use super::auth::{self, Refusal};
 use super::body::UpBody;
 use super::counted_io::CountedIo;
-use super::link::Link;
+use super::link::{Link, Origin};
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -252,10 +252,12 @@ impl ConnectorListener {
         let close = CancellationToken::new();
         let link = Arc::new(Link::new(
             self.pool.next_id(),
-            name.clone(),
-            record.key_id.clone(),
-            peer,
-            home,
+            Origin {
+                name: name.clone(),
+                key_id: record.key_id.clone(),
+                peer,
+                home,
+            },
             totals,
             self.pool.metrics.outcomes(&name),
             sender,

@@ -256,6 +256,7 @@ impl ConnectorPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connector::link::Origin;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio_util::sync::CancellationToken;
 
@@ -279,10 +280,12 @@ mod tests {
         let name: Arc<str> = Arc::from("lan");
         Arc::new(Link::new(
             pool.next_id(),
-            name.clone(),
-            "k".to_string(),
-            None,
-            home,
+            Origin {
+                name: name.clone(),
+                key_id: "k".to_string(),
+                peer: None,
+                home,
+            },
             pool.totals(&name),
             pool.metrics.outcomes(&name),
             sender,
