@@ -351,8 +351,11 @@ impl ConnectorListener {
             }
         }
         // Closing the socket refuses new connectors (or leaves them to the
-        // new process after an upgrade); attached ones stay until they end.
+        // new process after an upgrade); attached ones stay until they end,
+        // so this runtime (which drives them without per-core workers) must
+        // not be dropped: the thread waits until the process ends.
         drop(listener);
+        std::future::pending::<()>().await;
     }
 
     /// Serves `tcp` here, or on the per-core worker with the fewest links.
