@@ -323,6 +323,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     if let (Some(pool), Some(c), Some(socket)) = (&pool, &config.connector, connector_socket) {
+        // Per-core workers drive the connector connections themselves, so
+        // a proxied request goes out and comes back on its own thread.
+        let homes = https_runtime
+            .as_ref()
+            .map(|r| r.worker_handles())
+            .unwrap_or_default();
         let listener = ConnectorListener::new(
             &tls_for_connectors,
             pool.clone(),
@@ -330,16 +336,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             control.clone(),
             audit.clone(),
             c,
+            homes,
         );
         crate::connector::watch::start(pool.clone(), store.clone(), &control);
-        upgrade::serve_pingora_app_movable(
-            upgrade::names::CONNECTOR,
-            socket,
-            Arc::new(listener),
-            s.threads,
-            server.watch_execution_phase(),
-        )
-        .context("cannot start the connector runtime")?;
+        Arc::new(listener)
+            .start(socket, s.threads, server.watch_execution_phase())
+            .context("cannot start the connector runtime")?;
     }
     cert_store
         .watch()

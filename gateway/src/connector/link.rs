@@ -1,6 +1,7 @@
 //! One live connector connection as the gateway's pool sees it.
 
 use super::body::UpBody;
+use super::metrics::Outcomes;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,30 +29,53 @@ pub struct Link {
     pub key_id: String,
     /// Where the connection came from.
     pub peer: Option<SocketAddr>,
+    /// The per-core HTTPS worker whose runtime drives the connection.
+    pub home: Option<usize>,
     /// Its connector's totals.
     pub totals: Arc<Totals>,
+    /// Its connector's request counters.
+    pub outcomes: Outcomes,
     sender: hyper::client::conn::http2::SendRequest<UpBody>,
     in_flight: AtomicUsize,
     close: CancellationToken,
+}
+
+/// Whose connection a [`Link`] is and where it runs.
+pub struct Origin {
+    /// The connector's name.
+    pub name: Arc<str>,
+    /// Its key's public id.
+    pub key_id: String,
+    /// Where the connection came from.
+    pub peer: Option<SocketAddr>,
+    /// The per-core HTTPS worker whose runtime drives the connection.
+    pub home: Option<usize>,
 }
 
 impl Link {
     /// A link over `sender`; cancelling `close` ends the connection.
     pub fn new(
         id: u64,
-        name: Arc<str>,
-        key_id: String,
-        peer: Option<SocketAddr>,
+        origin: Origin,
         totals: Arc<Totals>,
+        outcomes: Outcomes,
         sender: hyper::client::conn::http2::SendRequest<UpBody>,
         close: CancellationToken,
     ) -> Link {
+        let Origin {
+            name,
+            key_id,
+            peer,
+            home,
+        } = origin;
         Link {
             id,
             name,
             key_id,
             peer,
+            home,
             totals,
+            outcomes,
             sender,
             in_flight: AtomicUsize::new(0),
             close,
@@ -71,6 +95,11 @@ impl Link {
     /// A handle to send one request (h2 handles are cheap clones).
     pub fn sender(&self) -> hyper::client::conn::http2::SendRequest<UpBody> {
         self.sender.clone()
+    }
+
+    /// Whether the connection is driven by per-core worker `worker`.
+    pub fn is_home(&self, worker: Option<usize>) -> bool {
+        self.home.is_some() && self.home == worker
     }
 
     /// Counts a request as in flight until the guard drops.

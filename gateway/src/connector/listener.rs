@@ -1,32 +1,33 @@
 //! `[connector] listen`: TLS, the attach request, then the gateway becomes
 //! the HTTP/2 client on the connection the connector opened.
 //!
-//! A pingora service like the public listener, so the socket takes part in
-//! graceful upgrade and each connection's h2 work runs on that service's
-//! workers.
+//! The socket takes part in graceful upgrade like the other listeners. With
+//! per-core HTTPS workers each attached connection's HTTP/2 client runs on
+//! one of those workers ([`ConnectorListener::start`]), and the pool sends a
+//! request over a connection of the worker it arrived on: the request and
+//! its response then never change thread in the gateway (on the listener's
+//! own threads every small request cost two cross-thread wake-ups).
 
 use super::auth::{self, Refusal};
 use super::body::UpBody;
 use super::counted_io::CountedIo;
-use super::link::Link;
+use super::link::{Link, Origin};
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
 use crate::control::ControlPlane;
 use crate::store::connectors::ConnectorRecord;
 use crate::store::Store;
-use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mft_filters::problem::Problem;
-use pingora_core::apps::ServerApp;
-use pingora_core::protocols::Stream;
-use pingora_core::server::ShutdownWatch;
+use pingora_core::server::ExecutionPhase;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 /// Accepts connectors.
@@ -38,13 +39,18 @@ pub struct ConnectorListener {
     audit: AuditLog,
     handshake_timeout: Duration,
     ping_interval: Duration,
+    /// The per-core HTTPS workers' runtimes (empty: connections stay on
+    /// the listener's runtime).
+    homes: Vec<tokio::runtime::Handle>,
 }
 
 type Attached = (OnUpgrade, ConnectorRecord);
 
 impl ConnectorListener {
     /// A listener with the gateway's certificate (`tls`, ALPN narrowed to
-    /// HTTP/1.1 for the attach request) feeding `pool`.
+    /// HTTP/1.1 for the attach request) feeding `pool`. `homes` are the
+    /// per-core HTTPS workers' runtimes that drive the attached connections
+    /// (none with the work-stealing runtime).
     pub fn new(
         tls: &rustls::ServerConfig,
         pool: Arc<ConnectorPool>,
@@ -52,6 +58,7 @@ impl ConnectorListener {
         control: ControlPlane,
         audit: AuditLog,
         config: &mft_config::connector::ConnectorListen,
+        homes: Vec<tokio::runtime::Handle>,
     ) -> ConnectorListener {
         let mut tls = tls.clone();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -67,6 +74,7 @@ impl ConnectorListener {
             audit,
             handshake_timeout: config.handshake_timeout,
             ping_interval: config.ping_interval,
+            homes,
         }
     }
 
@@ -93,7 +101,7 @@ impl ConnectorListener {
     /// TLS plus the attach request; the upgraded stream of an accepted connector.
     async fn attach(
         self: &Arc<Self>,
-        stream: Stream,
+        stream: tokio::net::TcpStream,
         peer: Option<SocketAddr>,
     ) -> Option<(Upgraded, ConnectorRecord)> {
         let tls = match self.tls.accept(stream).await {
@@ -211,6 +219,7 @@ impl ConnectorListener {
         upgraded: Upgraded,
         record: ConnectorRecord,
         peer: Option<SocketAddr>,
+        home: Option<usize>,
     ) {
         let name: Arc<str> = Arc::from(record.name.as_str());
         let totals = self.pool.totals(&name);
@@ -243,10 +252,14 @@ impl ConnectorListener {
         let close = CancellationToken::new();
         let link = Arc::new(Link::new(
             self.pool.next_id(),
-            name.clone(),
-            record.key_id.clone(),
-            peer,
+            Origin {
+                name: name.clone(),
+                key_id: record.key_id.clone(),
+                peer,
+                home,
+            },
             totals,
+            self.pool.metrics.outcomes(&name),
             sender,
             close.clone(),
         ));
@@ -284,23 +297,124 @@ fn problem(status: u16, detail: &str, retry: bool) -> http::Response<Full<Bytes>
     response
 }
 
-#[async_trait]
-impl ServerApp for ConnectorListener {
-    async fn process_new(
-        self: &Arc<Self>,
-        stream: Stream,
-        _shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        let peer = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
-        let attached =
-            tokio::time::timeout(self.handshake_timeout, self.attach(stream, peer)).await;
+impl ConnectorListener {
+    /// Accepts connectors on `socket` from a runtime of `threads` threads
+    /// until pingora's shutdown phases say stop. With per-core workers
+    /// (`homes`) each accepted connection moves to the worker with the
+    /// fewest connector connections and lives there.
+    pub fn start(
+        self: Arc<Self>,
+        socket: std::net::TcpListener,
+        threads: usize,
+        phases: broadcast::Receiver<ExecutionPhase>,
+    ) -> std::io::Result<()> {
+        socket.set_nonblocking(true)?;
+        // Only accepting and attaching when the links live on the workers.
+        let threads = if self.homes.is_empty() { threads } else { 1 };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("connector")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        // Attached links outlive a moved or closed socket: the runtime that
+        // drives them (without per-core workers) lives until the process ends.
+        std::thread::Builder::new()
+            .name("connector-accept".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        // A reload that changes `connector.listen` hands a new socket to a
+        // new accept loop; the old loop ends (upgrade.rs).
+        crate::upgrade::serve_movable_bound(
+            crate::upgrade::names::CONNECTOR,
+            socket,
+            move |socket, moved| {
+                let _ = socket.set_nonblocking(true);
+                handle.spawn(
+                    self.clone()
+                        .accept_loop(socket, phases.resubscribe(), moved),
+                );
+            },
+        )
+    }
+
+    async fn accept_loop(
+        self: Arc<Self>,
+        socket: std::net::TcpListener,
+        mut phases: broadcast::Receiver<ExecutionPhase>,
+        mut moved: crate::upgrade::Moved,
+    ) {
+        let listener = match tokio::net::TcpListener::from_std(socket) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "connector listener cannot join the runtime");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => self.place(tcp, peer),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "connector accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                // A reload moved the listener; links accepted here go on.
+                () = moved.wait() => break,
+                phase = phases.recv() => match phase {
+                    Ok(ExecutionPhase::GracefulTerminate | ExecutionPhase::ShutdownStarted)
+                    | Err(broadcast::error::RecvError::Closed) => break,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                },
+            }
+        }
+        // Closing the socket refuses new connectors (or leaves them to the
+        // new process after an upgrade, or to the new address after a
+        // move); attached ones stay until they end.
+        drop(listener);
+    }
+
+    /// Serves `tcp` here, or on the per-core worker with the fewest links.
+    fn place(self: &Arc<Self>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
+        // Small requests must not wait for Nagle's timer.
+        let _ = tcp.set_nodelay(true);
+        let home = self.pool.quietest_home(self.homes.len());
+        let Some((index, handle)) = home.and_then(|i| Some((i, self.homes.get(i)?))) else {
+            tokio::spawn(self.clone().process(tcp, Some(peer), None));
+            return;
+        };
+        // Leaves this runtime's reactor; the worker registers it with its own.
+        let std_tcp = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot move a connector connection to a worker");
+                return;
+            }
+        };
+        let me = self.clone();
+        handle.spawn(async move {
+            match tokio::net::TcpStream::from_std(std_tcp) {
+                Ok(tcp) => me.process(tcp, Some(peer), Some(index)).await,
+                Err(e) => {
+                    tracing::debug!(error = %e, "a connector connection cannot join a worker")
+                }
+            }
+        });
+    }
+
+    /// One connection: attach within the handshake timeout, then carry
+    /// requests until it ends.
+    async fn process(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        peer: Option<SocketAddr>,
+        home: Option<usize>,
+    ) {
+        let attached = tokio::time::timeout(self.handshake_timeout, self.attach(tcp, peer)).await;
         match attached {
-            Ok(Some((upgraded, record))) => self.serve_link(upgraded, record, peer).await,
+            Ok(Some((upgraded, record))) => self.serve_link(upgraded, record, peer, home).await,
             Ok(None) => {}
             Err(_) => tracing::info!(peer = ?peer, "connector attach timed out"),
         }
-        None
     }
 }

@@ -18,7 +18,28 @@ pub struct ConnectorMetrics {
     pub unavailable: prometheus::IntCounter,
 }
 
+/// One connector's `mft_connector_requests_total` series, looked up once
+/// per connection rather than by label on every request.
+#[derive(Clone)]
+pub struct Outcomes {
+    /// `outcome="ok"`.
+    pub ok: prometheus::IntCounter,
+    /// `outcome="failed"`.
+    pub failed: prometheus::IntCounter,
+    /// `outcome="retried"`.
+    pub retried: prometheus::IntCounter,
+}
+
 impl ConnectorMetrics {
+    /// The request counters of connector `name`.
+    pub fn outcomes(&self, name: &str) -> Outcomes {
+        Outcomes {
+            ok: self.requests.with_label_values(&[name, "ok"]),
+            failed: self.requests.with_label_values(&[name, "failed"]),
+            retried: self.requests.with_label_values(&[name, "retried"]),
+        }
+    }
+
     /// Registers the series in `registry`.
     pub fn new(registry: &Registry) -> prometheus::Result<ConnectorMetrics> {
         let connections = IntGaugeVec::new(

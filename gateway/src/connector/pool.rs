@@ -120,23 +120,55 @@ impl ConnectorPool {
         self.links.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The per-core worker (of `homes`) driving the fewest connections,
+    /// for a connection that is attaching; `None` without workers.
+    pub fn quietest_home(&self, homes: usize) -> Option<usize> {
+        if homes == 0 {
+            return None;
+        }
+        let links = self.links.read().unwrap_or_else(|p| p.into_inner());
+        let mut count = vec![0usize; homes];
+        for home in links.iter().filter_map(|l| l.home) {
+            if let Some(c) = count.get_mut(home) {
+                *c += 1;
+            }
+        }
+        // Rotate the start so a burst of attaches spreads over the workers.
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % homes;
+        (0..homes)
+            .map(|i| (start + i) % homes)
+            .min_by_key(|&i| count[i])
+    }
+
     /// The usable connection with the fewest requests in flight, rotating
-    /// among equals so a quiet pool still uses every connector; never `avoid`.
+    /// among equals so a quiet pool still uses every connector; never
+    /// `avoid`. A connection driven by the calling per-core worker comes
+    /// first: sending on it wakes no other thread.
     fn pick(&self, avoid: Option<u64>) -> Option<Arc<Link>> {
         let links = self.links.read().unwrap_or_else(|p| p.into_inner());
         let n = links.len();
         if n == 0 {
             return None;
         }
+        let here = crate::proxy::pool::worker();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut best: Option<&Arc<Link>> = None;
+        let mut best_home = false;
         for i in 0..n {
             let link = &links[(start + i) % n];
             if !link.is_usable() || Some(link.id) == avoid {
                 continue;
             }
-            if best.is_none_or(|b| link.in_flight() < b.in_flight()) {
+            let home = link.is_home(here);
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    (home && !best_home) || (home == best_home && link.in_flight() < b.in_flight())
+                }
+            };
+            if better {
                 best = Some(link);
+                best_home = home;
             }
         }
         best.cloned()
@@ -173,10 +205,7 @@ impl ConnectorPool {
                     return Err(PoolError::Lost { name, source });
                 }
                 tracing::info!(connector = %name, error = %source, retry_on = %second.name, "request lost with its connector connection; retrying once");
-                self.metrics
-                    .requests
-                    .with_label_values(&[&*name, "retried"])
-                    .inc();
+                first.outcomes.retried.inc();
                 let (parts, ()) = copy.into_parts();
                 self.send_on(&second, http::Request::from_parts(parts, body::empty()))
                     .await
@@ -193,27 +222,20 @@ impl ConnectorPool {
         let _in_flight = link.enter();
         let mut sender = link.sender();
         let outcome = tokio::time::timeout(self.read_timeout, sender.send_request(req)).await;
-        let name = &*link.name;
         match outcome {
             Ok(Ok(response)) => {
-                self.metrics.requests.with_label_values(&[name, "ok"]).inc();
+                link.outcomes.ok.inc();
                 Ok(response)
             }
             Ok(Err(source)) => {
-                self.metrics
-                    .requests
-                    .with_label_values(&[name, "failed"])
-                    .inc();
+                link.outcomes.failed.inc();
                 Err(PoolError::Lost {
                     name: link.name.clone(),
                     source,
                 })
             }
             Err(_) => {
-                self.metrics
-                    .requests
-                    .with_label_values(&[name, "failed"])
-                    .inc();
+                link.outcomes.failed.inc();
                 Err(PoolError::Timeout(link.name.clone()))
             }
         }
@@ -228,5 +250,88 @@ impl ConnectorPool {
             closed += 1;
         }
         closed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::link::Origin;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_util::sync::CancellationToken;
+
+    /// A link over an in-memory HTTP/2 connection, driven by `home`.
+    async fn link(pool: &ConnectorPool, home: Option<usize>) -> Arc<Link> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(|_req| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                bytes::Bytes,
+            >::new()))
+        });
+        tokio::spawn(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, UpBody>(TokioIo::new(client))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let name: Arc<str> = Arc::from("lan");
+        Arc::new(Link::new(
+            pool.next_id(),
+            Origin {
+                name: name.clone(),
+                key_id: "k".to_string(),
+                peer: None,
+                home,
+            },
+            pool.totals(&name),
+            pool.metrics.outcomes(&name),
+            sender,
+            CancellationToken::new(),
+        ))
+    }
+
+    fn pool() -> ConnectorPool {
+        let metrics = ConnectorMetrics::new(&prometheus::Registry::new()).unwrap();
+        ConnectorPool::new(Duration::from_secs(5), metrics)
+    }
+
+    #[tokio::test]
+    async fn a_worker_sends_on_its_own_connections_first_and_new_ones_spread_over_workers() {
+        let pool = pool();
+        assert_eq!(pool.quietest_home(0), None);
+        let on0 = link(&pool, Some(0)).await;
+        pool.add(on0.clone());
+        // Worker 0 drives one: the next connection goes to worker 1.
+        assert_eq!(pool.quietest_home(2), Some(1));
+        let on1 = link(&pool, Some(1)).await;
+        pool.add(on1.clone());
+
+        // Worker 1's own connection wins although it is the busier one.
+        let _busy = on1.enter();
+        crate::proxy::pool::set_worker(1);
+        for _ in 0..4 {
+            assert_eq!(pool.pick(None).map(|l| l.id), Some(on1.id));
+        }
+        // Not its own when told to avoid it (the retry of a lost request).
+        assert_eq!(pool.pick(Some(on1.id)).map(|l| l.id), Some(on0.id));
+        // Its own closed: another worker's is used.
+        on1.close();
+        assert_eq!(pool.pick(None).map(|l| l.id), Some(on0.id));
+
+        // A request through the chosen connection gets its answer.
+        let mut req = http::Request::new(body::empty());
+        *req.uri_mut() = http::Uri::from_static("http://backend.internal/healthz");
+        let response = pool.send(req, &|_| true).await.unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(
+            pool.metrics
+                .requests
+                .with_label_values(&["lan", "ok"])
+                .get(),
+            1
+        );
     }
 }

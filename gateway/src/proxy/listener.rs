@@ -180,6 +180,16 @@ impl HttpsRuntime {
         self.addr
     }
 
+    /// The per-core workers' runtimes, in worker order (none with the
+    /// work-stealing runtime): other listeners hand them connections whose
+    /// requests those workers send.
+    pub fn worker_handles(&self) -> Vec<tokio::runtime::Handle> {
+        match self.balance {
+            Some(_) => self.handles.clone(),
+            None => Vec::new(),
+        }
+    }
+
     /// Whether the workers run per core (a rebind needs as many sockets).
     pub fn per_core(&self) -> Option<usize> {
         self.balance.as_ref().map(|_| self.handles.len())

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tower_service::Service;
 
 type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
-type Sender = http1::SendRequest<GuardedBody>;
+type Sender<B> = http1::SendRequest<B>;
 
 /// Why no connection could be had or used.
 #[derive(Debug, thiserror::Error)]
@@ -36,14 +36,14 @@ pub enum PoolError {
     Http(#[from] hyper::Error),
 }
 
-struct Idle {
-    sender: Sender,
+struct Idle<B> {
+    sender: Sender<B>,
     since: Instant,
 }
 
-struct Shared {
+struct Shared<B> {
     /// A stack: pushed and popped at the end.
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Idle<B>>>,
     max_idle: usize,
     idle_timeout: Duration,
     /// The sweeper starts with the first connection, on the runtime that
@@ -52,24 +52,29 @@ struct Shared {
 }
 
 thread_local! {
-    /// The per-core worker this thread is ([`set_worker`]); 0 elsewhere.
-    static WORKER: Cell<usize> = const { Cell::new(0) };
+    /// The per-core worker this thread is ([`set_worker`]); none elsewhere.
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// Marks the current thread as per-core worker `index`: its requests use
 /// the pool shard of that index, whose connections' tasks run on the same
 /// thread, so sending a request wakes no other thread.
 pub fn set_worker(index: usize) {
-    WORKER.with(|w| w.set(index));
+    WORKER.with(|w| w.set(Some(index)));
 }
 
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+/// The per-core worker the current thread is, if it is one.
+pub fn worker() -> Option<usize> {
+    WORKER.with(Cell::get)
+}
+
+impl<B> Shared<B> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle<B>>> {
         // A panic while the lock was held leaves a valid Vec behind.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn put(&self, sender: Sender) {
+    fn put(&self, sender: Sender<B>) {
         if sender.is_closed() {
             return;
         }
@@ -83,7 +88,7 @@ impl Shared {
     }
 
     /// The most recently used connection that is still open and fresh.
-    fn take(&self) -> Option<Sender> {
+    fn take(&self) -> Option<Sender<B>> {
         let mut idle = self.lock();
         while let Some(c) = idle.pop() {
             if !c.sender.is_closed() && c.since.elapsed() < self.idle_timeout {
@@ -96,12 +101,12 @@ impl Shared {
 
 /// A connection lent to one request; [`Checkin::release`] gives it back
 /// once the response body has been read to its end.
-pub struct Checkin {
-    sender: Sender,
-    shared: Arc<Shared>,
+pub struct Checkin<B = GuardedBody> {
+    sender: Sender<B>,
+    shared: Arc<Shared<B>>,
 }
 
-impl Checkin {
+impl<B: Send + 'static> Checkin<B> {
     /// Back into the pool, now if the connection can take the next request,
     /// else as soon as it can. Dropping a `Checkin` instead closes the
     /// connection: that is right when the response was not read to its end.
@@ -126,15 +131,21 @@ impl Checkin {
 }
 
 /// Idle connections toward `[backend] url`: one shard, or one per per-core
-/// worker.
-pub struct UpstreamPool {
-    shards: Box<[Arc<Shared>]>,
+/// worker. `B` is the request body type (the connector forwards its
+/// HTTP/2 streams' bodies, the gateway its guarded ones).
+pub struct UpstreamPool<B = GuardedBody> {
+    shards: Box<[Arc<Shared<B>>]>,
     connector: Connector,
     /// What the connector dials (scheme and authority only matter).
     dial: http::Uri,
 }
 
-impl UpstreamPool {
+impl<B> UpstreamPool<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     /// A pool of at most `max_idle` idle connections in all, in `shards`
     /// shards, each connection dropped after `idle_timeout` unused.
     pub fn new(
@@ -162,8 +173,8 @@ impl UpstreamPool {
         }
     }
 
-    fn shard(&self) -> &Arc<Shared> {
-        let index = WORKER.with(Cell::get) % self.shards.len();
+    fn shard(&self) -> &Arc<Shared<B>> {
+        let index = worker().unwrap_or(0) % self.shards.len();
         &self.shards[index]
     }
 
@@ -171,8 +182,8 @@ impl UpstreamPool {
     /// the response head. The [`Checkin`] goes with the response body.
     pub async fn send(
         &self,
-        mut req: http::Request<GuardedBody>,
-    ) -> Result<(http::Response<Incoming>, Checkin), PoolError> {
+        mut req: http::Request<B>,
+    ) -> Result<(http::Response<Incoming>, Checkin<B>), PoolError> {
         // The request line carries the origin form (RFC 9112 §3.2.1); the
         // absolute URI was only for signing, `Host` names the authority.
         if req.uri().scheme().is_some() {
@@ -204,7 +215,7 @@ impl UpstreamPool {
         Ok((response, checkin(sender, shard)))
     }
 
-    async fn connect(&self, shard: &Arc<Shared>) -> Result<Sender, PoolError> {
+    async fn connect(&self, shard: &Arc<Shared<B>>) -> Result<Sender<B>, PoolError> {
         if !shard.sweeping.swap(true, Ordering::Relaxed) {
             start_sweeper(shard);
         }
@@ -224,7 +235,7 @@ impl UpstreamPool {
     }
 }
 
-fn checkin(sender: Sender, shard: &Arc<Shared>) -> Checkin {
+fn checkin<B>(sender: Sender<B>, shard: &Arc<Shared<B>>) -> Checkin<B> {
     Checkin {
         sender,
         shared: shard.clone(),
@@ -233,7 +244,7 @@ fn checkin(sender: Sender, shard: &Arc<Shared>) -> Checkin {
 
 /// Drops a shard's idle connections unused for longer than the idle
 /// timeout, so that a quiet gateway does not hold the backend's sockets.
-fn start_sweeper(shard: &Arc<Shared>) {
+fn start_sweeper<B: Send + 'static>(shard: &Arc<Shared<B>>) {
     let shared = Arc::downgrade(shard);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
