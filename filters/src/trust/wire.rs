@@ -11,7 +11,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use mft_filters::signing::{
+use crate::signing::{
     RequestView, SignError, SignatureHeaders, Signer, SigningKey, Verified, Verifier, VerifyError,
     VerifyPolicy,
 };
@@ -167,7 +167,7 @@ pub fn verify(
     signature_input: Option<&str>,
     signature: Option<&str>,
 ) -> Result<Verified, VerifyError> {
-    let verifying = mft_filters::signing::VerifyingKey::hmac(key, Some(key_id))
+    let verifying = crate::signing::VerifyingKey::hmac(key, Some(key_id))
         .map_err(|_| VerifyError::Malformed("unusable partner key"))?;
     let verifier = Verifier::new(
         vec![verifying],
