@@ -9,12 +9,12 @@
 //! answer's `x-request-id`, `x-mft-request-nonce` (the request signature's
 //! nonce, echoed) and `content-digest` of the answer.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use crate::signing::{
     RequestView, SignError, SignatureHeaders, Signer, SigningKey, Verified, Verifier, VerifyError,
     VerifyPolicy,
 };
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 
