@@ -23,6 +23,8 @@ pub struct SpoolSpace {
 }
 
 /// Free bytes an unprivileged process may use on `dir`'s file system.
+// The statvfs fields are u64 on 64-bit Linux, narrower elsewhere.
+#[allow(clippy::useless_conversion)]
 fn measure(dir: &Path) -> u64 {
     match statvfs(dir) {
         Ok(s) => u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size())),
