@@ -210,6 +210,10 @@ pub mod limits {
     pub const REQUEST_HEADER_TIMEOUT: Duration = secs(10);
     /// `limits.body_idle_timeout`.
     pub const BODY_IDLE_TIMEOUT: Duration = secs(60);
+    /// `limits.min_body_rate`, bytes per second (Apache's `MinRate`).
+    pub const MIN_BODY_RATE: u64 = 500;
+    /// `limits.min_body_rate_window`.
+    pub const MIN_BODY_RATE_WINDOW: Duration = secs(60);
 }
 
 /// Defaults of `[trust]`.
@@ -266,6 +270,8 @@ pub mod smtp {
     pub const RETRY_MAX_INTERVAL: Duration = mins(1);
     /// `smtp.spool_workers`.
     pub const SPOOL_WORKERS: usize = 4;
+    /// `smtp.spool_min_free`.
+    pub const SPOOL_MIN_FREE: u64 = 64 << 20;
 }
 
 /// Defaults of `[imap]`.
@@ -502,6 +508,11 @@ pub const TABLE: &[(&str, Value)] = &[
         "limits.body_idle_timeout",
         Value::Duration(limits::BODY_IDLE_TIMEOUT),
     ),
+    ("limits.min_body_rate", Value::Size(limits::MIN_BODY_RATE)),
+    (
+        "limits.min_body_rate_window",
+        Value::Duration(limits::MIN_BODY_RATE_WINDOW),
+    ),
     (
         "trust.request_timeout",
         Value::Duration(trust::REQUEST_TIMEOUT),
@@ -561,6 +572,7 @@ pub const TABLE: &[(&str, Value)] = &[
         Value::Duration(smtp::RETRY_MAX_INTERVAL),
     ),
     ("smtp.spool_workers", Value::Int(smtp::SPOOL_WORKERS as u64)),
+    ("smtp.spool_min_free", Value::Size(smtp::SPOOL_MIN_FREE)),
     ("imap.tls", Value::Str(imap::TLS)),
     ("imap.poll_secs", Value::Int(imap::POLL_SECS)),
     (

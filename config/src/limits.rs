@@ -27,6 +27,10 @@ pub struct LimitsFile {
     pub request_header_timeout: Option<String>,
     /// Longest pause while a client sends a request body.
     pub body_idle_timeout: Option<String>,
+    /// Slowest body a client may send, bytes per second; `0` disables.
+    pub min_body_rate: Option<Size>,
+    /// Time spent waiting on the client over which `min_body_rate` is measured.
+    pub min_body_rate_window: Option<String>,
     /// `[[limits.routes]]` body limits per path prefix.
     #[serde(default)]
     pub routes: Vec<RouteLimitFile>,
@@ -71,6 +75,11 @@ pub struct Limits {
     pub request_header_timeout: Duration,
     /// Longest pause between body reads.
     pub body_idle_timeout: Duration,
+    /// Slowest accepted body, bytes per second over
+    /// [`Limits::min_body_rate_window`]; `None` when disabled.
+    pub min_body_rate: Option<u64>,
+    /// Waiting time over which the body rate is measured.
+    pub min_body_rate_window: Duration,
     /// Per-route body limits: the operator's first, then the built-in ones.
     pub routes: Vec<RouteLimit>,
 }
@@ -110,6 +119,8 @@ impl Default for Limits {
             max_connections_per_ip: Some(D::MAX_CONNECTIONS_PER_IP),
             request_header_timeout: D::REQUEST_HEADER_TIMEOUT,
             body_idle_timeout: D::BODY_IDLE_TIMEOUT,
+            min_body_rate: Some(D::MIN_BODY_RATE),
+            min_body_rate_window: D::MIN_BODY_RATE_WINDOW,
             routes: builtin_routes(),
         }
     }
@@ -235,6 +246,16 @@ pub(crate) fn convert(file: LimitsFile, ctx: &mut Ctx<'_>) -> Limits {
             "limits.body_idle_timeout",
             file.body_idle_timeout,
             d.body_idle_timeout,
+        ),
+        min_body_rate: match size(ctx, "limits.min_body_rate", file.min_body_rate) {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.min_body_rate,
+        },
+        min_body_rate_window: ctx.duration(
+            "limits.min_body_rate_window",
+            file.min_body_rate_window,
+            d.min_body_rate_window,
         ),
         routes,
     }

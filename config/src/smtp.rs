@@ -54,6 +54,9 @@ pub struct SmtpFile {
     pub retry_max_interval: Option<String>,
     /// Spool workers delivering in parallel.
     pub spool_workers: Option<usize>,
+    /// Free space the spool's file system must keep: below it, MAIL and
+    /// RCPT get 452 (insufficient system storage); `0` disables.
+    pub spool_min_free: Option<Size>,
     /// `[[smtp.users]]`: bridge users with their own password.
     #[serde(default)]
     pub users: Vec<SmtpUserFile>,
@@ -182,6 +185,9 @@ pub struct Smtp {
     pub retry_max_interval: Duration,
     /// Spool workers delivering in parallel (each entry by one of them).
     pub spool_workers: usize,
+    /// Free bytes the spool's file system must keep before a transaction
+    /// starts (MAIL, RCPT answer 452 below it); `None` when disabled.
+    pub spool_min_free: Option<u64>,
     /// Bridge users.
     pub users: Vec<SmtpUser>,
 }
@@ -341,6 +347,18 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
     if spool_workers > MAX_SPOOL_WORKERS {
         ctx.error("smtp.spool_workers", format!("at most {MAX_SPOOL_WORKERS}"));
     }
+    let spool_min_free = match f.spool_min_free {
+        None => Some(D::SPOOL_MIN_FREE),
+        Some(Size::Bytes(n)) => Some(n),
+        Some(Size::Text(t)) => match crate::limits::parse_size(&t) {
+            Ok(n) => Some(n),
+            Err(m) => {
+                ctx.error("smtp.spool_min_free", m);
+                Some(D::SPOOL_MIN_FREE)
+            }
+        },
+    }
+    .filter(|n| *n > 0);
     let mut users = Vec::new();
     for (i, u) in f.users.into_iter().enumerate() {
         let key = format!("smtp.users[{i}]");
@@ -396,6 +414,7 @@ pub(crate) fn convert(file: Option<SmtpFile>, ctx: &mut Ctx<'_>) -> Option<Smtp>
         folder,
         retry_max_interval,
         spool_workers,
+        spool_min_free,
         users,
     })
 }

@@ -199,6 +199,27 @@ fn a_minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.defender.ban_time, d::defender::BAN_TIME);
     assert_eq!(c.audit.keep, d::audit::KEEP);
     assert_eq!(c.limits.max_header_bytes, d::limits::MAX_HEADER_BYTES);
+    assert_eq!(c.limits.min_body_rate, Some(d::limits::MIN_BODY_RATE));
+    assert_eq!(
+        c.limits.min_body_rate_window,
+        d::limits::MIN_BODY_RATE_WINDOW
+    );
     assert_eq!(c.trust.relay_max_age, d::trust::RELAY_MAX_AGE);
     assert_eq!(c.rate_limit.redis_timeout, d::rate_limit::REDIS_TIMEOUT);
+}
+
+#[test]
+fn zero_disables_the_body_rate_floor_and_the_spool_floor() {
+    let text = "[server]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[backend]\nurl = \"http://127.0.0.1:8080\"\n[limits]\nmin_body_rate = 0\nmin_body_rate_window = \"5s\"\n[organization]\nname = \"o\"\nemail_domains = [\"o.example\"]\n[smtp]\nlisten = \"127.0.0.1:2525\"\nspool_min_free = \"0\"\n";
+    let c = mft_config::load_str(text, std::path::Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.limits.min_body_rate, None);
+    assert_eq!(
+        c.limits.min_body_rate_window,
+        std::time::Duration::from_secs(5)
+    );
+    assert_eq!(c.smtp.unwrap().spool_min_free, None);
+    let bad = text.replace("spool_min_free = \"0\"", "spool_min_free = \"lots\"");
+    assert!(mft_config::load_str(&bad, std::path::Path::new("/etc/mft/gateway.toml")).is_err());
 }

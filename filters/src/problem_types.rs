@@ -25,6 +25,8 @@ pub const DIGEST_MISMATCH: &str = "urn:mft:problem:digest-mismatch";
 pub const INVALID_DIGEST: &str = "urn:mft:problem:invalid-digest";
 /// 413: a body over its limit.
 pub const BODY_TOO_LARGE: &str = "urn:mft:problem:body-too-large";
+/// 408: a request body sent more slowly than `[limits] min_body_rate`.
+pub const BODY_TOO_SLOW: &str = "urn:mft:problem:body-too-slow";
 /// 414 or 431: request line or header fields over their limits.
 pub const HEAD_TOO_LARGE: &str = "urn:mft:problem:request-head-too-large";
 /// 400: a refused file or folder name (gateway).
@@ -83,6 +85,7 @@ pub const ALL: &[&str] = &[
     DIGEST_MISMATCH,
     INVALID_DIGEST,
     BODY_TOO_LARGE,
+    BODY_TOO_SLOW,
     HEAD_TOO_LARGE,
     INVALID_NAME,
     FOLDER_NOT_ALLOWED,

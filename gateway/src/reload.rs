@@ -525,6 +525,8 @@ impl Diff {
             || ol.max_header_bytes != nl.max_header_bytes
             || ol.max_url_bytes != nl.max_url_bytes
             || ol.body_idle_timeout != nl.body_idle_timeout
+            || ol.min_body_rate != nl.min_body_rate
+            || ol.min_body_rate_window != nl.min_body_rate_window
             || ol.routes != nl.routes;
         let limits = live(&mut d, "limits", request_limits);
         restart(

@@ -5,3 +5,4 @@ pub mod filename;
 pub mod folder;
 pub mod request_head;
 pub mod upload_names;
+pub mod virtual_path;

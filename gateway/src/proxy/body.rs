@@ -2,8 +2,9 @@
 //! checked chunk by chunk by the guards, and the response body, which ends
 //! the request's bookkeeping when hyper drops it.
 
+use super::body_rate::RateFloor;
 use super::digest_guard::DigestGuard;
-use super::limits::BodyWatch;
+use super::limits::{BodyWatch, MinBodyRate};
 use super::multipart_guard::MultipartGuard;
 use super::pool::Checkin;
 use bytes::Bytes;
@@ -61,8 +62,9 @@ type Feeding =
 
 /// The client's body as it goes upstream: counted against the route's
 /// limit, its multipart part headers checked before each chunk is released,
-/// its digest checked before the last chunk is released, and each read
-/// bounded by the body idle timeout.
+/// its digest checked before the last chunk is released, each read
+/// bounded by the body idle timeout and the whole under the minimum body
+/// rate's floor.
 pub struct GuardedBody {
     /// `None` once handed back to [`BodyStats`] after a refusal.
     inner: Option<Incoming>,
@@ -72,6 +74,7 @@ pub struct GuardedBody {
     feeding: Option<Feeding>,
     idle: Duration,
     stall: Option<Pin<Box<Sleep>>>,
+    rate: Option<RateFloor>,
     stats: Arc<BodyStats>,
     ended: bool,
     /// A body read ahead whole (sender binding): released first, through
@@ -86,6 +89,7 @@ impl GuardedBody {
         watch: BodyWatch,
         digest: Option<DigestGuard>,
         idle: Duration,
+        min_rate: Option<MinBodyRate>,
         stats: Arc<BodyStats>,
     ) -> Self {
         GuardedBody {
@@ -96,6 +100,7 @@ impl GuardedBody {
             feeding: None,
             idle,
             stall: None,
+            rate: min_rate.map(RateFloor::new),
             stats,
             ended: false,
             read_ahead: None,
@@ -201,6 +206,11 @@ impl Body for GuardedBody {
                             "body_stalled",
                         ));
                     }
+                    if let Some(rate) = this.rate.as_mut() {
+                        if let Err(r) = rate.poll_waiting(cx) {
+                            return this.refuse(r);
+                        }
+                    }
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -225,6 +235,11 @@ impl Body for GuardedBody {
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     if let Some(meter) = this.meter.as_mut() {
                         if let Err(r) = meter.add(chunk.len()) {
+                            return this.refuse(r);
+                        }
+                    }
+                    if let Some(rate) = this.rate.as_mut() {
+                        if let Err(r) = rate.arrived(chunk.len()) {
                             return this.refuse(r);
                         }
                     }

@@ -14,6 +14,27 @@ pub struct InputLimits {
     body: BodyLimits,
     /// Longest pause while reading a request body.
     pub body_idle_timeout: Duration,
+    /// Slowest accepted request body (`[limits] min_body_rate`).
+    pub min_body_rate: Option<MinBodyRate>,
+}
+
+/// `[limits] min_body_rate` over `min_body_rate_window`: a body that,
+/// over a window of time spent waiting on the client, brings fewer than
+/// `rate × window` bytes is cut off with 408.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinBodyRate {
+    /// Bytes per second.
+    pub bytes_per_sec: u64,
+    /// The waiting time the rate is measured over.
+    pub window: Duration,
+}
+
+impl MinBodyRate {
+    /// The bytes a window must bring.
+    pub fn bytes_per_window(&self) -> u64 {
+        let bytes = u128::from(self.bytes_per_sec) * self.window.as_millis() / 1000;
+        u64::try_from(bytes).unwrap_or(u64::MAX)
+    }
 }
 
 /// What to watch while the body streams.
@@ -46,6 +67,10 @@ impl InputLimits {
                     .collect(),
             ),
             body_idle_timeout: l.body_idle_timeout,
+            min_body_rate: l.min_body_rate.map(|bytes_per_sec| MinBodyRate {
+                bytes_per_sec,
+                window: l.min_body_rate_window,
+            }),
         }
     }
 

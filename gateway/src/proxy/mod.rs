@@ -15,6 +15,7 @@
 pub mod accept;
 pub mod backend_path;
 pub mod body;
+pub mod body_rate;
 pub mod ctx;
 pub mod digest_guard;
 pub mod federation;

@@ -244,6 +244,7 @@ impl HyperGateway {
             std::mem::take(&mut x.ctx.body),
             digest,
             self.p.limits.body_idle_timeout,
+            self.p.limits.min_body_rate,
             stats.clone(),
         );
         if let Some(read) = x.read_ahead.take() {

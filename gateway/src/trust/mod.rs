@@ -14,7 +14,6 @@ pub mod directory;
 pub mod federation_api;
 pub mod inbound;
 pub mod inbox;
-pub mod messages;
 pub mod metrics;
 pub mod outbound;
 pub mod partner_client;
@@ -22,7 +21,10 @@ pub mod receipts;
 pub mod relay;
 pub mod seal;
 pub mod services;
-pub mod wire;
+
+// Pure wire formats, in mft-filters so the fuzz targets build without the
+// gateway (docs/reliability.md).
+pub use mft_filters::trust::{messages, wire};
 
 /// How relays and receipts retry: from `relay_retry_base`, doubling up to
 /// `relay_retry_max`, for as long as it takes.

@@ -372,7 +372,9 @@ async fn a_full_spool_refuses_mail_before_accepting_it_and_recovers() {
     };
     let certs = make_certs(dir.path());
     let backend = start_backend(dir.path()).await;
-    let s = start_smtp_gateway(dir.path(), &certs, &backend.url, "").await;
+    // No free-space floor: this is the refusal at the end of DATA (the
+    // 452 at MAIL/RCPT is the next test).
+    let s = start_smtp_gateway(dir.path(), &certs, &backend.url, "spool_min_free = 0").await;
     let ca = certs.ca.display().to_string();
     let (file, _) = attachment(dir.path(), "a.bin", 200 * 1024, 5);
     let file = file.display().to_string();
@@ -415,6 +417,132 @@ async fn a_full_spool_refuses_mail_before_accepting_it_and_recovers() {
                 .map(|m| m.is_dir())
                 .unwrap_or(false)),
         "{left:?}"
+    );
+}
+
+/// Sends one message with smtplib over implicit TLS, declaring `SIZE=`.
+fn send_mail_sized(
+    s: &mft_e2e::smtp::SmtpGateway,
+    ca: &str,
+    subject: &str,
+    attach: &str,
+    size: u64,
+) -> serde_json::Value {
+    mft_e2e::smtp::smtplib(&[
+        "--port",
+        &s.smtps.port().to_string(),
+        "--ssl",
+        "--cafile",
+        ca,
+        "--user",
+        mft_e2e::smtp::BRIDGE_USER,
+        "--password",
+        mft_e2e::smtp::BRIDGE_PASSWORD,
+        "--to",
+        "carol@ourcorp.example",
+        "--subject",
+        subject,
+        "--attach",
+        attach,
+        "--size",
+        &size.to_string(),
+    ])
+}
+
+#[tokio::test]
+async fn a_nearly_full_spool_answers_452_at_mail_and_rcpt_and_recovers() {
+    use mft_e2e::smtp::*;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(fs) = super::audit_chain::Tmpfs::mount(&dir.path().join("gateway-data/spool"), "8m")
+    else {
+        return;
+    };
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    let s = start_smtp_gateway(
+        dir.path(),
+        &certs,
+        &backend.url,
+        r#"spool_min_free = "2 MiB""#,
+    )
+    .await;
+    let ca = certs.ca.display().to_string();
+    let (file, _) = attachment(dir.path(), "a.bin", 200 * 1024, 5);
+    let file = file.display().to_string();
+
+    // A declared size the floor cannot take: 452 at MAIL, no data sent.
+    let r = send_mail_sized(&s, &ca, "declared-too-big", &file, 7 << 20);
+    assert_eq!(code(&r, "mail"), 452, "{r}");
+    assert!(r["mail"][1].as_str().unwrap().starts_with("4.3.1"), "{r}");
+    assert!(r.get("data").is_none(), "{r}");
+
+    let r = send_mail(&s, &ca, "before-full", &file);
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    wait_delivery(&s.gw, &certs, "before-full", Duration::from_secs(30)).await;
+    wait_spool_depth(s.gw.admin, 0.0, Duration::from_secs(30)).await;
+
+    // A transaction open when the disk fills: its next RCPT gets 452.
+    let tcp = TcpStream::connect(s.smtps).await.unwrap();
+    let mut raw = RawSmtp::new(starttls(&certs, tcp).await);
+    assert!(raw.reply().await[0].starts_with("220"));
+    raw.send("EHLO client.example\r\n").await;
+    raw.reply().await;
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD
+        .encode(format!("\0{BRIDGE_USER}\0{BRIDGE_PASSWORD}"));
+    raw.send(&format!("AUTH PLAIN {token}\r\n")).await;
+    assert!(raw.reply().await[0].starts_with("235"));
+    raw.send("MAIL FROM:<alice@partner.example>\r\n").await;
+    assert!(raw.reply().await[0].starts_with("250"));
+
+    let filler = fs.fill("filler");
+    // Free space is measured about once a second: wait for the condition.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let rcpt = loop {
+        raw.send("RCPT TO:<carol@ourcorp.example>\r\n").await;
+        let reply = raw.reply().await.join("\n");
+        if !reply.starts_with("250") || Instant::now() > deadline {
+            break reply;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(rcpt.starts_with("452 4.3.1"), "{rcpt}");
+    raw.send("QUIT\r\n").await;
+
+    let r = send_mail(&s, &ca, "while-full", &file);
+    assert_eq!(code(&r, "mail"), 452, "{r}");
+    assert!(r.get("data").is_none(), "refused before DATA: {r}");
+
+    std::fs::remove_file(&filler).unwrap();
+    // Recovers without a restart once a measurement sees the space.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = send_mail(&s, &ca, "after-full", &file);
+        if code(&r, "mail") != 452 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(code(&r, "data"), 250, "{r}");
+    wait_delivery(&s.gw, &certs, "after-full", Duration::from_secs(30)).await;
+    wait_spool_depth(s.gw.admin, 0.0, Duration::from_secs(30)).await;
+    // Nothing twice, nothing refused delivered.
+    for (subject, n) in [
+        ("declared-too-big", 0),
+        ("before-full", 1),
+        ("while-full", 0),
+        ("after-full", 1),
+    ] {
+        assert_eq!(
+            deliveries_with_subject(&s.gw, &certs, subject).await.len(),
+            n,
+            "{subject}"
+        );
+    }
+    let m = metrics(s.gw.admin).await;
+    assert!(
+        m.contains(r#"mft_smtp_rejections_total{reason="spool_full"}"#),
+        "the refusals are counted"
     );
 }
 

@@ -380,3 +380,78 @@ async fn connections_per_ip_are_capped() {
             .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A body of `bytes` bytes, `chunk` at a time with a pause of `every`
+/// before each piece.
+fn paced_body(bytes: usize, chunk: usize, every: Duration) -> reqwest::Body {
+    let s = futures_util::stream::unfold(0usize, move |sent| async move {
+        if sent >= bytes {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+        let n = chunk.min(bytes - sent);
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; n])),
+            sent + n,
+        ))
+    });
+    reqwest::Body::wrap_stream(s)
+}
+
+#[tokio::test]
+async fn a_trickled_body_under_the_minimum_rate_gets_408_over_h1_and_h2() {
+    // Each byte comes well inside body_idle_timeout (60 s), but 1 byte per
+    // 300 ms is far under 1 KiB/s over a 2 s window.
+    let s = setup(
+        r#"
+[limits]
+min_body_rate = "1 KiB"
+min_body_rate_window = "2s"
+"#,
+    )
+    .await;
+    for proto in [Proto::Http1, Proto::Http2] {
+        let c = s.gw.client(&s.certs, proto);
+        let started = Instant::now();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            c.post(format!("{}/api/v1/files", s.gw.base))
+                .header("x-filename", format!("trickle-{proto:?}.bin"))
+                .body(paced_body(1000, 1, Duration::from_millis(300)))
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{proto:?}: the trickle was not cut off within 30 s"));
+        let r = sent.unwrap_or_else(|e| panic!("{proto:?}: no answer: {e}"));
+        let body = problem(r, 408).await;
+        assert_eq!(body["type"], "urn:mft:problem:body-too-slow", "{proto:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{proto:?}: cut before a window of waiting: {:?}",
+            started.elapsed()
+        );
+    }
+    // A body above the rate (4 KiB every 100 ms) passes window after window.
+    for proto in [Proto::Http1, Proto::Http2] {
+        let r =
+            s.gw.client(&s.certs, proto)
+                .post(format!("{}/api/v1/files", s.gw.base))
+                .header("x-filename", format!("paced-{proto:?}.bin"))
+                .body(paced_body(240 * 1024, 4096, Duration::from_millis(100)))
+                .send()
+                .await
+                .unwrap();
+        assert_eq!(r.status(), 201, "{proto:?}");
+    }
+    let mut names: Vec<String> = stored_files(&s)
+        .await
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["paced-Http1.bin".to_string(), "paced-Http2.bin".to_string()],
+        "nothing of the trickled bodies is stored"
+    );
+}

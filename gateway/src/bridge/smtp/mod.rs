@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod policy;
 pub mod reply;
 pub mod session;
+pub mod space;
 pub mod worker;
 
 use super::spool::Spool;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub email_domains: Vec<String>,
     /// The durable spool.
     pub spool: Spool,
+    /// Free space on the spool's file system (`smtp.spool_min_free`).
+    pub space: Arc<space::SpoolSpace>,
     /// Series.
     pub metrics: SmtpMetrics,
     /// Bridge users.
@@ -72,6 +75,11 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         email_domains: ctx.config.organization.email_domains.clone(),
         spool: spool.clone(),
+        space: space::SpoolSpace::watch(
+            spool_dir.clone(),
+            cfg.spool_min_free,
+            ctx.runtime.handle(),
+        ),
         metrics,
         users,
         tls,

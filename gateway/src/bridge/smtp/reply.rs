@@ -26,6 +26,7 @@ pub const BUSY_CLIENT: &str =
     "421 4.7.0 Too many connections from your address, try again later\r\n";
 pub const TOO_MANY_ERRORS: &str = "421 4.7.0 Too many errors, closing connection\r\n";
 pub const TOO_MANY_AUTH_FAILURES: &str = "421 4.7.0 Too many failed authentications\r\n";
+pub const INSUFFICIENT_STORAGE: &str = "452 4.3.1 Insufficient system storage\r\n";
 pub const TOO_MANY_RECIPIENTS: &str = "452 4.5.3 Too many recipients\r\n";
 pub const AUTH_TEMPFAIL: &str = "454 4.7.0 Temporary authentication failure\r\n";
 pub const TLS_UNAVAILABLE: &str = "454 4.7.0 TLS not available\r\n";

@@ -387,6 +387,9 @@ impl Session {
         {
             // The credential is bound to its senders (docs/smtp.md).
             self.refuse(conn, "sender_not_bound", reply::SENDER_NOT_BOUND);
+        } else if !self.shared.space.room_for(size as u64) {
+            // Before the client sends a message the spool could not take.
+            self.refuse(conn, "spool_full", reply::INSUFFICIENT_STORAGE);
         } else {
             self.mail_from = Some(from);
             conn.send(reply::SENDER_OK);
@@ -403,6 +406,8 @@ impl Session {
             self.refuse(conn, "too_many_recipients", reply::TOO_MANY_RECIPIENTS);
         } else if !policy::recipient_local(&self.shared.email_domains, &to) {
             self.refuse(conn, "recipient_domain", reply::RECIPIENT_NOT_LOCAL);
+        } else if !self.shared.space.room_for(0) {
+            self.refuse(conn, "spool_full", reply::INSUFFICIENT_STORAGE);
         } else {
             let to = to.to_lowercase();
             if !self.rcpts.contains(&to) {

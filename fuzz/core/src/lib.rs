@@ -1,30 +1,19 @@
-//! The fuzz targets' bodies: one function per parser that sees outside
-//! bytes. Each `src/bin/<target>.rs` hands AFL++'s input to one of them;
-//! `tests/corpus.rs`-style replay is `scripts/fuzz --replay`. Nothing in here
-//! may panic, hang or allocate without bound on any input; a panic is a
-//! finding (docs/reliability.md).
+//! The fuzz targets over `mft-filters` and `mft-config` only: one function
+//! per parser that sees outside bytes. This crate does not depend on the
+//! gateway, so its instrumented build is short enough for CI
+//! (docs/reliability.md, "In CI"). Each `src/bin/<target>.rs` hands AFL++'s
+//! input to one of them; `scripts/fuzz --replay` runs a corpus once. Nothing
+//! in here may panic, hang or allocate without bound on any input; a panic
+//! is a finding.
 
-use bytes::Bytes;
 use mft_filters::auth::{api_key, connector_key, credential, jwt, partner_key, senders};
 use mft_filters::signing::{RequestView, Verifier, VerifyPolicy, VerifyingKey};
-use mft_filters::validation::{content_digest, filename, folder, request_head, upload_names};
+use mft_filters::trust::wire;
+use mft_filters::validation::{
+    content_digest, filename, folder, request_head, upload_names, virtual_path,
+};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
-
-/// One current-thread runtime for the async targets (made once per process:
-/// AFL++'s persistent mode runs many inputs in one process).
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-        {
-            Ok(rt) => rt,
-            Err(e) => panic!("fuzz harness: cannot build a tokio runtime: {e}"),
-        }
-    })
-}
 
 /// `data` as text, lossily: the parsers that take `&str` see what a
 /// header or line decoder in front of them would hand over.
@@ -133,7 +122,7 @@ pub fn signature(data: &[u8]) {
         fields: &fields,
     };
     if let Some(i) = input {
-        let _ = mft_gateway::trust::wire::nonce_of(i);
+        let _ = wire::nonce_of(i);
     }
     let _ = verifier.verify(&req, input, sig, now());
 }
@@ -143,8 +132,8 @@ pub fn signature(data: &[u8]) {
 pub fn content_digest(data: &[u8]) {
     let t = text(data);
     let _ = content_digest::parse(&t);
-    let _ = mft_gateway::trust::wire::sha256_of_digest(&t);
-    let _ = mft_gateway::trust::wire::content_digest_of_hex(&t);
+    let _ = wire::sha256_of_digest(&t);
+    let _ = wire::content_digest_of_hex(&t);
 }
 
 /// Upload and folder names wherever they come from: X-Filename/X-Folder,
@@ -166,7 +155,7 @@ pub fn names(data: &[u8]) {
     }
     let _ = folder::validate_folder(&t);
     let _ = request_head::check_path(&t);
-    if let Ok(p) = mft_gateway::bridge::sftp::paths::VPath::parse(&t) {
+    if let Ok(p) = virtual_path::VPath::parse(&t) {
         let _ = p.display();
         let _ = p.name();
         let _ = p.parent();
@@ -178,150 +167,11 @@ pub fn names(data: &[u8]) {
     }
 }
 
-/// Multipart part headers (names, RFC 8187 `filename*`, the folder field)
-/// as the proxy's guard checks them while a body streams. Input: the
-/// boundary line, then the body, fed in pieces sized by the first byte.
-pub fn multipart(data: &[u8]) {
-    let (size, rest) = split_first(data);
-    let (boundary, body) = match rest.iter().position(|b| *b == b'\n') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, &[][..]),
-    };
-    let boundary = text(boundary).into_owned();
-    let body = Bytes::copy_from_slice(body);
-    let piece = usize::from(size).max(1);
-    runtime().block_on(async move {
-        let mut guard = mft_gateway::proxy::multipart_guard::MultipartGuard::start(boundary);
-        let mut at = 0;
-        while at < body.len() {
-            let end = (at + piece).min(body.len());
-            let chunk = body.slice(at..end);
-            if guard.feed(Some(&chunk), end == body.len()).await.is_err() {
-                return;
-            }
-            at = end;
-        }
-        let _ = guard.feed(None, true).await;
-    });
-}
-
-/// The MIME → delivery pipeline's input: a mail as received (SMTP DATA,
-/// IMAP FETCH, POP3 RETR) parsed into sender, recipients and attachments;
-/// and an Authentication-Results header.
-pub fn mime(data: &[u8]) {
-    if let Ok(m) = mft_gateway::bridge::message::parse(data) {
-        for a in &m.attachments {
-            if filename::validate_filename(&a.name).is_err() {
-                panic!("attachment name the upload rule refuses: {:?}", a.name);
-            }
-        }
-    }
-    let _ = mft_filters::trust::mail_sender::parse(&text(data));
-}
-
-/// SMTP command parsing as the session reads it, the stream cut into
-/// socket-sized reads (first byte), and AUTH PLAIN initial responses.
-pub fn smtp(data: &[u8]) {
-    let (chunk, rest) = split_first(data);
-    let _ = mft_gateway::bridge::smtp::session::parse_command_stream(rest, usize::from(chunk));
-    let _ = mft_gateway::bridge::smtp::policy::domain_of(&text(rest));
-}
-
-/// A duplex stream over fixed server bytes: reads give `data`, writes go
-/// nowhere. What a hostile mail server sends, without a socket.
-fn server_stream(
-    data: &[u8],
-) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + std::fmt::Debug {
-    tokio::io::join(std::io::Cursor::new(data.to_vec()), tokio::io::sink())
-}
-
-/// POP3 response handling: a server's whole side of a poll (greeting,
-/// STAT, UIDL, LIST, RETR, DELE, QUIT).
-pub fn pop3(data: &[u8]) {
-    use mft_gateway::bridge::pop3::client::Wire;
-    runtime().block_on(async {
-        let mut w = Wire::new(server_stream(data), Duration::from_secs(5));
-        let _ = w.greeting().await;
-        let _ = w.stat().await;
-        let _ = w.uidl().await;
-        let _ = w.size(1).await;
-        let _ = w.retr(1, 64 * 1024).await;
-        let _ = w.dele(1).await;
-        let _ = w.quit().await;
-    });
-}
-
-/// IMAP response handling (async-imap / imap-proto as the poller drives
-/// them): greeting, LOGIN, CAPABILITY, SELECT, UID FETCH, UID STORE.
-pub fn imap(data: &[u8]) {
-    // As the poller runs a session: a panic inside imap-proto (known, see
-    // docs/reliability.md) is caught by `guarded` and is a session error.
-    let _ = runtime().block_on(mft_gateway::bridge::imap::session::guarded("fuzz", async {
-        imap_session(data).await;
-        Ok(())
-    }));
-}
-
-async fn imap_session(data: &[u8]) {
-    use futures_util::StreamExt;
-    {
-        let mut client = async_imap::Client::new(server_stream(data));
-        if !matches!(client.read_response().await, Ok(Some(_))) {
-            return;
-        }
-        let Ok(mut s) = client.login("user", "password").await else {
-            return;
-        };
-        let _ = s.capabilities().await;
-        if let Ok(mb) = s.select("INBOX").await {
-            let _ = mb.uid_validity;
-        }
-        if let Ok(stream) = s.uid_fetch("1:*", "(UID RFC822.SIZE)").await {
-            let fetched: Vec<_> = stream.take(1000).collect().await;
-            for f in fetched.into_iter().flatten() {
-                let _ = (f.uid, f.size, f.body().map(<[u8]>::len));
-            }
-        }
-        if let Ok(stream) = s.uid_fetch("1", "(UID BODY.PEEK[])").await {
-            let fetched: Vec<_> = stream.take(1000).collect().await;
-            for f in fetched.into_iter().flatten() {
-                if let Some(body) = f.body() {
-                    let _ = mft_gateway::bridge::message::parse(body);
-                }
-            }
-        }
-        if let Ok(stream) = s.uid_store("1", "+FLAGS.SILENT (\\Seen)").await {
-            let _: Vec<_> = stream.take(1000).collect().await;
-        };
-    }
-}
-
-/// SFTP request packets as the session loop frames and decodes them.
-/// Input: what the client writes into the channel (u32 length + packet ...).
-pub fn sftp(data: &[u8]) {
-    use mft_gateway::bridge::sftp::session::{decode_request, MAX_REQUEST};
-    let mut rest = data;
-    while rest.len() >= 4 {
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        rest = &rest[4..];
-        if len == 0 || len > MAX_REQUEST || len > rest.len() {
-            return;
-        }
-        let (frame, tail) = rest.split_at(len);
-        rest = tail;
-        let reply = match decode_request(Bytes::copy_from_slice(frame)) {
-            Ok(packet) => packet,
-            Err(undecodable) => undecodable.reply(),
-        };
-        let _ = Bytes::try_from(reply);
-    }
-}
-
 /// Federation JSON from a partner's gateway: deliveries and receipts
 /// (inbound) and the answers to ours, with the checks run before any
 /// backend call.
 pub fn federation(data: &[u8]) {
-    use mft_gateway::trust::messages::{DeliveryAccepted, Receipt, RelayedDelivery};
+    use mft_filters::trust::messages::{DeliveryAccepted, Receipt, RelayedDelivery};
     if let Ok(d) = serde_json::from_slice::<RelayedDelivery>(data) {
         let partner = ["beta.example".to_string()];
         let ours = ["ourcorp.example".to_string()];
@@ -337,7 +187,7 @@ pub fn federation(data: &[u8]) {
             &[("beta".to_string(), partner.to_vec())],
         );
         for f in &d.files {
-            let _ = mft_gateway::trust::wire::content_digest_of_hex(&f.sha256);
+            let _ = wire::content_digest_of_hex(&f.sha256);
         }
     }
     if let Ok(r) = serde_json::from_slice::<Receipt>(data) {
@@ -359,19 +209,13 @@ pub fn config(data: &[u8]) {
     let _ = mft_config::smtp::Cidr::parse(&t);
 }
 
-/// Every target by name, for the bins and for replaying a corpus.
+/// Every target of this crate by name.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("credential", credential),
     ("jwt", jwt),
     ("signature", signature),
     ("content_digest", content_digest),
     ("names", names),
-    ("multipart", multipart),
-    ("mime", mime),
-    ("smtp", smtp),
-    ("pop3", pop3),
-    ("imap", imap),
-    ("sftp", sftp),
     ("federation", federation),
     ("config", config),
 ];

@@ -1,10 +1,11 @@
-//! Client paths -> places in the user's root. The user sees `/` as their
-//! folder in the backend: `..` at the root stays at the root, absolute
-//! paths are taken inside the root, and every segment passes the same
-//! file-name validation as HTTP uploads. Symlinks do not exist here.
+//! SFTP client paths -> places in the user's root (the SFTP bridge's
+//! chroot). The user sees `/` as their folder in the backend: `..` at the
+//! root stays at the root, absolute paths are taken inside the root, and
+//! every segment passes the same file-name validation as HTTP uploads.
+//! Symlinks do not exist here.
 
-use mft_filters::validation::filename::validate_filename;
-use mft_filters::validation::folder::validate_folder;
+use crate::validation::filename::validate_filename;
+use crate::validation::folder::validate_folder;
 
 /// A normalised path inside the user's root.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,12 +9,12 @@
 //! answer's `x-request-id`, `x-mft-request-nonce` (the request signature's
 //! nonce, echoed) and `content-digest` of the answer.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use mft_filters::signing::{
+use crate::signing::{
     RequestView, SignError, SignatureHeaders, Signer, SigningKey, Verified, Verifier, VerifyError,
     VerifyPolicy,
 };
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 
@@ -167,7 +167,7 @@ pub fn verify(
     signature_input: Option<&str>,
     signature: Option<&str>,
 ) -> Result<Verified, VerifyError> {
-    let verifying = mft_filters::signing::VerifyingKey::hmac(key, Some(key_id))
+    let verifying = crate::signing::VerifyingKey::hmac(key, Some(key_id))
         .map_err(|_| VerifyError::Malformed("unusable partner key"))?;
     let verifier = Verifier::new(
         vec![verifying],

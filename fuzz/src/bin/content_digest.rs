@@ -1,4 +1,0 @@
-//! Fuzz target `content_digest`: see [`mft_fuzz::content_digest`].
-fn main() {
-    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz::content_digest(data));
-}
