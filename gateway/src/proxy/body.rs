@@ -74,7 +74,9 @@ pub struct GuardedBody {
     feeding: Option<Feeding>,
     idle: Duration,
     stall: Option<Pin<Box<Sleep>>>,
-    rate: Option<RateFloor>,
+    /// Boxed, and only for a body still to come: most requests (GETs) have
+    /// none, and this struct stays small on every request.
+    rate: Option<Box<RateFloor>>,
     stats: Arc<BodyStats>,
     ended: bool,
     /// A body read ahead whole (sender binding): released first, through
@@ -92,6 +94,10 @@ impl GuardedBody {
         min_rate: Option<MinBodyRate>,
         stats: Arc<BodyStats>,
     ) -> Self {
+        let rate = match min_rate {
+            Some(r) if !Body::is_end_stream(&inner) => Some(Box::new(RateFloor::new(r))),
+            _ => None,
+        };
         GuardedBody {
             inner: Some(inner),
             meter: watch.meter,
@@ -100,7 +106,7 @@ impl GuardedBody {
             feeding: None,
             idle,
             stall: None,
-            rate: min_rate.map(RateFloor::new),
+            rate,
             stats,
             ended: false,
             read_ahead: None,
