@@ -409,6 +409,7 @@ fn create_private_file(path: &Path) {
 pub mod admin_sessions;
 pub mod admins;
 pub mod connectors;
+mod gateway_state;
 pub mod inbound_files;
 pub mod keys;
 pub mod mailbox_state;

@@ -136,14 +136,8 @@ const FEED_CURSOR: &str = "relay.feed_after_seq";
 impl Store {
     /// The backend delivery-feed position the relay has read up to.
     pub async fn relay_cursor(&self) -> Result<Option<i64>, StoreError> {
-        let row: Option<(String,)> = on_pool!(self, |pool, _e| sqlx::query_as(
-            "SELECT value FROM gateway_state WHERE name = $1"
-        )
-        .bind(FEED_CURSOR)
-        .fetch_optional(pool)
-        .await
-        .map_err(self.query_err("read the relay feed position"))?);
-        Ok(row.and_then(|(v,)| v.parse().ok()))
+        self.feed_position(FEED_CURSOR, "read the relay feed position")
+            .await
     }
 
     /// Queues `jobs` (a job already queued is left as it is) and moves the
@@ -168,17 +162,13 @@ impl Store {
                 .await
                 .map_err(err())?;
             }
-            sqlx::query(
-                "INSERT INTO gateway_state (name, value, updated_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(FEED_CURSOR)
-            .bind(cursor.to_string())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(err())?;
+            sqlx::query(super::gateway_state::SET_POSITION)
+                .bind(FEED_CURSOR)
+                .bind(cursor.to_string())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err())?;
             tx.commit().await.map_err(err())?;
         });
         Ok(())
