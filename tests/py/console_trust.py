@@ -167,7 +167,10 @@ try:
     WebDriverWait(driver, 60, poll_frequency=1,
                   ignored_exceptions=[StaleElementReferenceException]).until(delivered)
     shot("relay-queue")
-    result["receipts_before"] = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#relays-table td.receipts")]
+    # Read again if the table is redrawn between finding a cell and reading it.
+    result["receipts_before"] = WebDriverWait(
+        driver, 10, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: [c.text for c in d.find_elements(By.CSS_SELECTOR, "#relays-table td.receipts")] or None)
     # The test downloads the file at B; B's gateway sends A the receipt.
     say("DELIVERED")
     sys.stdin.readline()
