@@ -205,7 +205,9 @@ class Bench:
         self.pids = {"direct": [p.pid]}
         workers = self.args.workers
         common = {"WORK": w, "UPSTREAM": self.upstream, "CERT": self.cert, "KEY": self.key_file,
-                  "WORKERS": workers, "PEM": f"{w}/haproxy.pem"}
+                  "WORKERS": workers, "PEM": f"{w}/haproxy.pem",
+                  # The same idle upstream connections as nginx's 256 per worker.
+                  "POOL": 256 * int(workers)}
 
         # The gateway's key store makes the key; the peers check the same string.
         subprocess.run([GATEWAY, "signing-key", "generate", "--algorithm",
