@@ -401,6 +401,13 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
     let trust = crate::trust::convert(file.trust, ctx);
     let connector = crate::connector::convert_listen(file.connector, ctx);
     let notify = crate::notify::convert(file.notify, ctx);
+    if acme.is_some() && trust.encryption_key.is_none() {
+        ctx.warn(
+            "server.acme",
+            "the ACME account's private key is stored unsealed (file mode 0600) in \
+             data_dir/acme/account.json; set [trust] encryption_key to seal it",
+        );
+    }
     check_dmz(
         backend.as_ref().map(|b| b.via),
         connector.as_ref(),

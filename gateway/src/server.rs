@@ -127,12 +127,21 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     // handshake on; the task that orders and renews starts below.
     let acme = match &s.acme {
         Some(a) => {
+            // The account key is sealed like partner keys when there is a key to seal with.
+            let sealer = config
+                .trust
+                .encryption_key
+                .as_ref()
+                .map(crate::trust::seal::Sealer::new)
+                .transpose()
+                .context("trust.encryption_key")?;
             let manager = tls::acme::AcmeManager::new(
                 a.clone(),
                 &s.data_dir,
                 cert_store.clone(),
                 metrics.registry(),
                 s.https_listen,
+                sealer,
             )
             .context("cannot register ACME metrics")?;
             let stored = manager.serve_stored();

@@ -12,6 +12,7 @@
 use super::acme_http::Http01Tokens;
 use super::certs::CertStore;
 use super::TlsError;
+use crate::trust::seal::{SealError, Sealer};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,
@@ -70,6 +71,14 @@ pub enum AcmeError {
         /// The JSON error.
         source: serde_json::Error,
     },
+    /// The stored account's credentials cannot be sealed or opened.
+    #[error("{}: {source}", path.display())]
+    AccountSeal {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: AccountSealError,
+    },
     /// The challenge certificate cannot be made.
     #[error("TLS-ALPN-01 challenge certificate: {0}")]
     Challenge(#[from] rcgen::Error),
@@ -78,11 +87,91 @@ pub enum AcmeError {
     Issued(#[from] TlsError),
 }
 
-/// `data_dir/acme/account.json`: the account and the directory it belongs to.
+/// `data_dir/acme/account.json`: the account and the directory it belongs
+/// to. The credentials hold the account's private key: sealed under
+/// `[trust] encryption_key` when one is configured (like partner keys and
+/// webhook secrets), else readable by the gateway's user only (0600).
 #[derive(Serialize, Deserialize)]
-struct StoredAccount {
-    directory: String,
-    credentials: AccountCredentials,
+#[serde(untagged)]
+enum StoredAccount {
+    /// AES-256-GCM of the credentials' JSON, base64.
+    Sealed { directory: String, sealed: String },
+    /// As written before sealing existed, or without an encryption key.
+    Plain {
+        directory: String,
+        credentials: Box<AccountCredentials>,
+    },
+}
+
+/// What the sealed account credentials are bound to (AEAD associated data).
+const ACCOUNT_SEAL_NAME: &str = "acme-account";
+
+impl StoredAccount {
+    fn directory(&self) -> &str {
+        match self {
+            StoredAccount::Sealed { directory, .. } | StoredAccount::Plain { directory, .. } => {
+                directory
+            }
+        }
+    }
+
+    fn is_sealed(&self) -> bool {
+        matches!(self, StoredAccount::Sealed { .. })
+    }
+
+    /// The file's form of `credentials`: sealed when `sealer` is given.
+    fn new(
+        directory: String,
+        credentials: AccountCredentials,
+        sealer: Option<&Sealer>,
+    ) -> Result<StoredAccount, AccountSealError> {
+        use base64::Engine as _;
+        let Some(sealer) = sealer else {
+            return Ok(StoredAccount::Plain {
+                directory,
+                credentials: Box::new(credentials),
+            });
+        };
+        let json = serde_json::to_vec(&credentials).map_err(AccountSealError::Json)?;
+        let sealed = sealer
+            .seal(ACCOUNT_SEAL_NAME, &json)
+            .map_err(AccountSealError::Seal)?;
+        Ok(StoredAccount::Sealed {
+            directory,
+            sealed: base64::engine::general_purpose::STANDARD.encode(sealed),
+        })
+    }
+
+    fn credentials(self, sealer: Option<&Sealer>) -> Result<AccountCredentials, AccountSealError> {
+        use base64::Engine as _;
+        match self {
+            StoredAccount::Plain { credentials, .. } => Ok(*credentials),
+            StoredAccount::Sealed { sealed, .. } => {
+                let sealer = sealer.ok_or(AccountSealError::NoKey)?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(sealed)
+                    .map_err(|_| AccountSealError::Seal(SealError::Open))?;
+                let json = sealer
+                    .open(ACCOUNT_SEAL_NAME, &bytes)
+                    .map_err(AccountSealError::Seal)?;
+                serde_json::from_str(&json).map_err(AccountSealError::Json)
+            }
+        }
+    }
+}
+
+/// Why the stored account's credentials cannot be sealed or opened.
+#[derive(Debug, Error)]
+pub enum AccountSealError {
+    /// The file is sealed and no `[trust] encryption_key` is configured.
+    #[error("the account is sealed and [trust] encryption_key is not set")]
+    NoKey,
+    /// Wrong key or damaged file (never any key material).
+    #[error("{0}")]
+    Seal(SealError),
+    /// The credentials are not the JSON instant-acme writes.
+    #[error("credentials: {0}")]
+    Json(serde_json::Error),
 }
 
 /// Where the ACME state lives.
@@ -226,6 +315,8 @@ pub struct AcmeManager {
     https: SocketAddr,
     /// HTTP-01 answers in progress (served by `acme_http::Http01App`).
     http01: Arc<Http01Tokens>,
+    /// Seals the stored account (`[trust] encryption_key`), if configured.
+    sealer: Option<Sealer>,
 }
 
 impl AcmeManager {
@@ -236,6 +327,7 @@ impl AcmeManager {
         certs: Arc<CertStore>,
         registry: &Registry,
         https: SocketAddr,
+        sealer: Option<Sealer>,
     ) -> prometheus::Result<AcmeManager> {
         let renewals = IntCounterVec::new(
             Opts::new(
@@ -255,6 +347,7 @@ impl AcmeManager {
             renewals,
             https,
             http01: Arc::new(Http01Tokens::default()),
+            sealer,
         })
     }
 
@@ -355,16 +448,34 @@ impl AcmeManager {
             None => Account::builder(),
         };
         let path = self.paths.account();
+        let sealer = self.sealer.as_ref();
+        let seal_error = |source| AcmeError::AccountSeal {
+            path: path.clone(),
+            source,
+        };
         if let Ok(text) = tokio::fs::read(&path).await {
             let stored: StoredAccount =
                 serde_json::from_slice(&text).map_err(|source| AcmeError::Account {
                     path: path.clone(),
                     source,
                 })?;
-            if stored.directory == self.config.directory {
+            if stored.directory() == self.config.directory {
+                let reseal = sealer.is_some() && !stored.is_sealed();
+                let credentials = stored.credentials(sealer).map_err(seal_error)?;
+                if reseal {
+                    // Written before an encryption key was configured: seal it now.
+                    let copy = serde_json::to_value(&credentials)
+                        .and_then(serde_json::from_value)
+                        .map_err(|source| AcmeError::Account {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    self.store_account(copy).await?;
+                    tracing::info!("the stored ACME account is now sealed");
+                }
                 return builder()
                     .map_err(self.ca())?
-                    .from_credentials(stored.credentials)
+                    .from_credentials(credentials)
                     .await
                     .map_err(self.ca());
             }
@@ -384,10 +495,23 @@ impl AcmeManager {
             )
             .await
             .map_err(self.ca())?;
-        let stored = StoredAccount {
-            directory: self.config.directory.clone(),
+        self.store_account(credentials).await?;
+        tracing::info!(account = account.id(), "ACME account registered");
+        Ok(account)
+    }
+
+    /// Writes the account file (0600), sealed when a sealer is configured.
+    async fn store_account(&self, credentials: AccountCredentials) -> Result<(), AcmeError> {
+        let path = self.paths.account();
+        let stored = StoredAccount::new(
+            self.config.directory.clone(),
             credentials,
-        };
+            self.sealer.as_ref(),
+        )
+        .map_err(|source| AcmeError::AccountSeal {
+            path: path.clone(),
+            source,
+        })?;
         let bytes = serde_json::to_vec(&stored).map_err(|source| AcmeError::Account {
             path: path.clone(),
             source,
@@ -397,9 +521,7 @@ impl AcmeManager {
             create_dir(&dir)?;
             write_atomic(&path, &bytes, 0o600)
         })
-        .await?;
-        tracing::info!(account = account.id(), "ACME account registered");
-        Ok(account)
+        .await
     }
 
     /// One order: TLS-ALPN-01 for every name, finalize, store, serve.
@@ -534,6 +656,72 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn credentials() -> AccountCredentials {
+        use base64::Engine as _;
+        let key = rcgen::KeyPair::generate().expect("key");
+        let json = serde_json::json!({
+            "id": "https://ca.example/acct/1",
+            "key_pkcs8": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.serialize_der()),
+            "directory": "https://ca.example/dir",
+        });
+        serde_json::from_value(json).expect("credentials")
+    }
+
+    fn sealer(secret: &str) -> Sealer {
+        Sealer::new(&mft_config::secret::Secret::new(secret.to_string())).expect("sealer")
+    }
+
+    #[test]
+    fn the_account_file_holds_no_private_key_in_the_clear_when_sealed() {
+        let creds = credentials();
+        let plain_json = serde_json::to_string(&creds).expect("json");
+        let key_b64 = serde_json::from_str::<serde_json::Value>(&plain_json).expect("value")
+            ["key_pkcs8"]
+            .as_str()
+            .expect("key")
+            .to_string();
+        let s = sealer("an encryption key of at least thirty-two bytes");
+        let stored =
+            StoredAccount::new("https://ca.example/dir".into(), creds, Some(&s)).expect("sealed");
+        let file = serde_json::to_string(&stored).expect("file");
+        assert!(
+            !file.contains(&key_b64),
+            "the key must not be in the file: {file}"
+        );
+        let back: StoredAccount = serde_json::from_str(&file).expect("parse");
+        assert!(back.is_sealed());
+        assert_eq!(back.directory(), "https://ca.example/dir");
+        let opened = back.credentials(Some(&s)).expect("opens with the key");
+        assert_eq!(serde_json::to_string(&opened).expect("json"), plain_json);
+    }
+
+    #[test]
+    fn a_sealed_account_does_not_open_without_or_with_another_key() {
+        let s = sealer("an encryption key of at least thirty-two bytes");
+        let stored = StoredAccount::new("d".into(), credentials(), Some(&s)).expect("sealed");
+        let file = serde_json::to_string(&stored).expect("file");
+        let parse = || serde_json::from_str::<StoredAccount>(&file).expect("parse");
+        assert!(matches!(
+            parse().credentials(None),
+            Err(AccountSealError::NoKey)
+        ));
+        let other = sealer("another encryption key, also thirty-two bytes");
+        assert!(matches!(
+            parse().credentials(Some(&other)),
+            Err(AccountSealError::Seal(SealError::Open))
+        ));
+    }
+
+    #[test]
+    fn an_account_written_before_sealing_still_reads() {
+        let creds = credentials();
+        let old = serde_json::json!({ "directory": "d", "credentials": creds });
+        let stored: StoredAccount = serde_json::from_value(old).expect("old format");
+        assert!(!stored.is_sealed());
+        let creds = stored.credentials(None).expect("plain credentials");
+        assert!(!creds.private_key().secret_pkcs8_der().is_empty());
+    }
 
     #[test]
     fn challenge_certificate_carries_the_critical_acme_identifier() {

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NAME: &str = "gw.acme.test";
+/// `[trust] encryption_key` for the test that seals the ACME account.
+const ENCRYPTION_KEY: &str = "acme-e2e-encryption-key-of-32-bytes-or-more";
 
 struct Pebble {
     _dns: Proc,
@@ -248,6 +250,12 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
         stdout.contains("acme: no certificate obtained yet"),
         "{stdout}"
     );
+    // Without [trust] encryption_key the account key cannot be sealed: said.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        format!("{stdout}{stderr}").contains("stored unsealed"),
+        "{stdout}{stderr}"
+    );
     let (_, key) = create_key(&config, "e2e", ALL_SCOPES);
     let mut gw = launch_gateway(d, &certs, config.clone(), addr, admin, key.clone()).await;
 
@@ -414,7 +422,8 @@ async fn http01_certificate_from_pebble_is_served_and_renewed() {
     // HTTP-01 can succeed.
     let pebble = start_pebble_with(d, &certs, free_addr().port(), http.port(), 30).await;
     let tables = format!(
-        "[server.acme]\ndirectory = \"{}\"\nnames = [\"{NAME}\"]\nca_file = \"{}\"\nchallenge = \"http-01\"\nhttp_listen = \"{http}\"\n",
+        "[server.acme]\ndirectory = \"{}\"\nnames = [\"{NAME}\"]\nca_file = \"{}\"\nchallenge = \"http-01\"\nhttp_listen = \"{http}\"\n\
+         [trust]\nencryption_key = \"{ENCRYPTION_KEY}\"\n",
         pebble.directory,
         certs.ca.display()
     );
@@ -434,6 +443,11 @@ async fn http01_certificate_from_pebble_is_served_and_renewed() {
     assert!(first.contains(&format!("DNS:{NAME}")), "{first}");
     let renewed = wait_acme_cert(&mut gw, &root, Some(&first)).await;
     assert!(renewed.contains(&format!("DNS:{NAME}")), "{renewed}");
+    // With an encryption key the account's private key is sealed at rest.
+    let account = std::fs::read_to_string(d.join("gateway-data/acme/account.json")).unwrap();
+    let account: serde_json::Value = serde_json::from_str(&account).unwrap();
+    assert!(account["sealed"].is_string(), "{account}");
+    assert!(account.get("credentials").is_none(), "{account}");
     let page = metrics(gw.admin).await;
     let ok = metric(&page, "mft_acme_renewals_total{result=\"success\"}").unwrap_or(0.0);
     assert!(ok >= 2.0, "{page}");
