@@ -318,9 +318,8 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
             users.push(u);
         }
     }
-    if users.is_empty() {
-        ctx.error("sftp.users", "at least one [[sftp.users]] is needed");
-    }
+    // No [[sftp.users]] is fine: users may be added at run time (admin
+    // API, console, `mft-gateway sftp users add`), stored in the database.
     let max_connections = count(
         ctx,
         "sftp.max_connections",

@@ -5,6 +5,7 @@ download) for tests/tests/e2e/console_screens.rs.
 usage: console_screens.py SCREEN ADMIN_BASE SCREENSHOT_DIR|- ALICE_PW BOB_PW [ARG]
   SCREEN bridges:    waits for the failing mailbox, the open SFTP session and
                      the SMTP session the test made
+  SCREEN sftp-users: ARG is a public key line; adds user acme with it
   SCREEN transports: ARG is the recipient of the test message
   SCREEN config:     ARG is the config file (pasted as a valid candidate)
 
@@ -154,6 +155,32 @@ try:
         wait.until(lambda d: d.find_element(By.ID, "h-bridges").text == "Brücken")
         result["german_heading"] = driver.find_element(By.ID, "h-bridges").text
         shot("bridges-de")
+
+    elif screen == "sftp-users":
+        open_screen("bridges")
+        visible("sftp-user-form")
+        # Keyboard only: Tab from field to field, Enter on the button.
+        fill("su-name", "acme")
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        driver.switch_to.active_element.send_keys("partners/acme")
+        driver.switch_to.active_element.send_keys(Keys.TAB)  # password: empty
+        driver.switch_to.active_element.send_keys(Keys.TAB)
+        driver.switch_to.active_element.send_keys(arg)
+        keys_box = driver.find_element(By.ID, "su-keys")
+        result["keys_filled"] = keys_box.get_attribute("value") == arg
+        shot("sftp-user-form")
+        visible("su-add").send_keys(Keys.ENTER)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sftp-users-table tr[data-name='acme']"))
+        wait.until(lambda d: d.find_element(By.ID, "message").text.strip() != "")
+        result["message"] = driver.find_element(By.ID, "message").text
+        row = driver.find_element(By.CSS_SELECTOR, "#sftp-users-table tr[data-name='acme']")
+        result["row"] = row.text
+        result["removable"] = bool(row.find_elements(By.CSS_SELECTOR, ".su-remove"))
+        result["page"] = driver.find_element(By.ID, "view-bridges").text
+        shot("sftp-users")
+        driver.find_element(By.ID, "lang").send_keys("Deutsch")
+        wait.until(lambda d: d.find_element(By.ID, "h-bridges").text == "Brücken")
+        result["german_legend"] = driver.find_element(By.CSS_SELECTOR, "#sftp-user-form legend").text
 
     elif screen == "transports":
         open_screen("transports")

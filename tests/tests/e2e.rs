@@ -36,6 +36,7 @@ mod e2e {
     pub mod sender_binding;
     pub mod sftp;
     pub mod sftp_attacks;
+    pub mod sftp_users;
     pub mod shutdown;
     pub mod signing;
     pub mod smtp;

@@ -2,8 +2,9 @@
 //! bridges screen shows them. Nothing is kept here: the numbers come from
 //! the gateway's own registry (the series the bridges count anyway), the
 //! mailboxes' last error texts from their pollers' metrics, and the lists
-//! of mailboxes and SFTP users from the running config (bridges change
-//! only with a restart). Never a password, hash or key.
+//! of mailboxes from the running config (bridges change only with a
+//! restart), the SFTP users from the running config and the store (users
+//! added at run time, sftp_users.rs). Never a password, hash or key.
 
 use crate::admin::overview::{label, series_values};
 use crate::admin::{json_reply, problem, AdminApp, Reply};
@@ -97,48 +98,14 @@ fn mailboxes(cfg: &mft_config::Config, families: &[MetricFamily]) -> Vec<Value> 
         .collect()
 }
 
-fn sftp(cfg: &mft_config::Config, families: &[MetricFamily]) -> Value {
+/// The SFTP bridge; `users`: config users, then stored users.
+fn sftp(cfg: &mft_config::Config, families: &[MetricFamily], users: Vec<Value>) -> Value {
     let Some(sftp) = &cfg.sftp else {
         return json!({"enabled": false, "users": []});
     };
     let active = series_values(families, "mft_sftp_sessions_active")
         .first()
         .map_or(0, |(_, v)| *v as u64);
-    let users: Vec<Value> = sftp
-        .users
-        .iter()
-        .map(|u| {
-            let mut login = Vec::new();
-            if u.authorized_keys.is_some() {
-                login.push("public key");
-            }
-            if u.password_hash.is_some() {
-                login.push("password");
-            }
-            if u.api_key_login {
-                login.push("api key");
-            }
-            let p = u.permissions;
-            let permissions: Vec<&str> = [
-                ("upload", p.upload),
-                ("download", p.download),
-                ("list", p.list),
-                ("delete", p.delete),
-            ]
-            .into_iter()
-            .filter_map(|(n, on)| on.then_some(n))
-            .collect();
-            json!({
-                "name": u.name,
-                "folder": u.folder,
-                "login": login,
-                "permissions": permissions,
-                "max_connections": u.max_connections,
-                "open_sessions": one(families, "mft_sftp_user_sessions_active", "user", &u.name)
-                    .unwrap_or(0.0) as u64,
-            })
-        })
-        .collect();
     json!({
         "enabled": true,
         "listen": sftp.listen.to_string(),
@@ -159,6 +126,14 @@ impl AdminApp {
         if session.req_header().method != http::Method::GET {
             return problem(405, USAGE);
         }
+        let users = if self.config.sftp.is_some() {
+            match self.sftp_users_json().await {
+                Ok(users) => users,
+                Err(_) => return problem(503, "key store unavailable"),
+            }
+        } else {
+            Vec::new()
+        };
         let families = self.metrics.registry().gather();
         let cfg = &self.config;
         json_reply(
@@ -166,7 +141,7 @@ impl AdminApp {
             json!({
                 "smtp": smtp(cfg, &families),
                 "mailboxes": mailboxes(cfg, &families),
-                "sftp": sftp(cfg, &families),
+                "sftp": sftp(cfg, &families, users),
             }),
         )
     }

@@ -34,6 +34,8 @@ pub mod overview;
 mod partners;
 mod relays;
 mod reload;
+mod sftp_users;
+pub(crate) use sftp_users::{config_user_json, stored_user_json};
 mod transports;
 mod upgrade;
 mod webhooks;
@@ -385,6 +387,7 @@ impl AdminApp {
             "upgrade" if rest.is_empty() => self.upgrade_api(session).await,
             "overview" => self.overview_api(session, rest).await,
             "bridges" => self.bridges_api(session, rest).await,
+            "sftp" => self.sftp_api(session, rest).await,
             "config" => self.config_api(session, rest).await,
             "relays" => self.relays_api(session, rest).await,
             "audit" => self.audit_api(session, rest).await,

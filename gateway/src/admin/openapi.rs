@@ -829,21 +829,83 @@ struct SftpBridge {
     listen: Option<String>,
     open_sessions: Option<u64>,
     auth_failures: Option<u64>,
-    /// `[[sftp.users]]` of the running config (never a key or hash).
+    /// `[[sftp.users]]` of the running config, then the users added at
+    /// run time (never a key or hash).
     users: Vec<SftpUser>,
 }
 
+/// An SFTP user (never a password, hash or key).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct SftpUser {
     name: String,
+    /// `config` (`[[sftp.users]]`, changed in the file) or `store` (added
+    /// at run time, removable here).
+    source: String,
     folder: String,
     /// Any of `public key`, `password`, `api key`.
     login: Vec<String>,
     permissions: Vec<String>,
     max_connections: u32,
+    /// Recipients of the delivery made per completed upload.
+    deliver_to: Vec<String>,
+    /// `store` users: SHA-256 fingerprints of their public keys.
+    public_keys: Option<Vec<String>>,
+    /// `store` users.
+    created_at: Option<String>,
+    /// `store` users: last successful login (recorded about once a second).
+    last_login_at: Option<String>,
     open_sessions: u64,
 }
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct SftpUserList {
+    users: Vec<SftpUser>,
+}
+
+/// `POST /admin/v1/sftp/users`: a password and/or public keys.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct AddSftpUser {
+    /// 1 to 64 letters, digits, `-`, `_`, `.`; not a `[[sftp.users]]` name.
+    name: String,
+    /// At least 12 characters; stored as its argon2id hash only.
+    password: Option<String>,
+    /// Or an argon2id PHC string (`mft-gateway sftp hash-password`).
+    password_hash: Option<String>,
+    /// OpenSSH `authorized_keys` lines (no options); at most 32.
+    authorized_keys: Option<Vec<String>>,
+    /// The user's root folder in the backend (`""` = the backend root).
+    folder: String,
+    /// Any of `upload`, `download`, `list`, `delete`; absent:
+    /// `upload`, `download`, `list`.
+    permissions: Option<Vec<String>>,
+    /// Concurrent sessions; absent: 10.
+    max_connections: Option<u32>,
+    /// A delivery (origin `sftp:<user>`) to these recipients per completed file.
+    deliver_to: Option<Vec<String>>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/sftp/users", tag = "sftp",
+    responses((status = 200, description = "Config users, then users added at run time", body = SftpUserList)))]
+#[allow(dead_code)]
+fn list_sftp_users() {}
+
+#[utoipa::path(post, path = "/admin/v1/sftp/users", tag = "sftp", request_body = AddSftpUser,
+    responses((status = 201, description = "Added; it can log in at once", body = SftpUser),
+        (status = 400, description = "Invalid input (problem details)", body = Problem),
+        (status = 409, description = "The name is taken, in the store or in the config file (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn add_sftp_user() {}
+
+#[utoipa::path(delete, path = "/admin/v1/sftp/users/{name}", tag = "sftp",
+    params(("name" = String, Path)),
+    responses((status = 200, description = "Removed; its next login is refused and its open sessions are closed", body = Removed),
+        (status = 404, description = "Not found", body = Problem),
+        (status = 409, description = "A `[[sftp.users]]` user: remove it in the config file (problem details)", body = Problem)))]
+#[allow(dead_code)]
+fn remove_sftp_user() {}
 
 #[utoipa::path(get, path = "/admin/v1/bridges", tag = "bridges",
     responses((status = 200, description = "The bridges from the gateway's own metrics and running config", body = Bridges)))]
@@ -915,6 +977,7 @@ fn validate_config() {}
         list_relays, retry_relay,
         audit_trail,
         bridges,
+        list_sftp_users, add_sftp_user, remove_sftp_user,
         running_config, validate_config,
         openapi_json
     ),
@@ -981,6 +1044,7 @@ mod tests {
             crate::admin::relays::USAGE,
             crate::admin::audit_trail::USAGE,
             crate::admin::bridges::USAGE,
+            crate::admin::sftp_users::USAGE,
             crate::admin::config_view::USAGE,
         ];
         let mut n = 0;

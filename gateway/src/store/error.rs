@@ -112,6 +112,17 @@ pub enum StoreError {
         /// Why.
         reason: &'static str,
     },
+    /// An SFTP user could not be added.
+    #[error("sftp user {name:?}: {reason}")]
+    SftpUser {
+        /// The name as given.
+        name: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// An SFTP user of this name is stored already.
+    #[error("sftp user {0:?} exists already")]
+    SftpUserExists(String),
     /// A stored partner row that does not make sense.
     #[error("key store: partner row has an invalid {what}")]
     CorruptPartner {

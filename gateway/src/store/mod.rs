@@ -1,8 +1,8 @@
 //! The gateway's database: SQLite (one file in `data_dir`) by default,
 //! PostgreSQL when several gateway instances share it. One [`Store`] handle
 //! holds API keys, trust partners, the relay queue and inbound files, the
-//! mailbox pollers' positions, DMZ connectors, webhooks, outbound transports
-//! and admins; one file per table (or pair of tables that only make sense
+//! mailbox pollers' positions, DMZ connectors, webhooks, outbound transports,
+//! admins and SFTP users added at run time; one file per table (or pair of tables that only make sense
 //! together), each adding its methods to [`Store`].
 //!
 //! Only runtime queries (`sqlx::query`), never the compile-time checked
@@ -113,6 +113,8 @@ struct Counters {
     partner_writes: AtomicU64,
     /// Subscriptions added through this handle since it was opened.
     webhook_adds: AtomicU64,
+    /// SFTP users added or removed through this handle since it was opened.
+    sftp_user_writes: AtomicU64,
 }
 
 impl Counters {
@@ -417,6 +419,7 @@ pub mod outbound_messages;
 pub mod partners;
 pub mod relay;
 pub mod relay_receipts;
+pub mod sftp_users;
 pub mod transports;
 pub mod webhook_messages;
 pub mod webhooks;

@@ -154,6 +154,7 @@ on_both_engines!(
     webhook_outbox_and_disabling,
     transports_and_message_queue,
     partners_version_moves_with_every_write,
+    sftp_users_round_trip,
 );
 
 /// What the partner cache polls: every add, change and removal moves the
@@ -1376,4 +1377,123 @@ async fn admins_and_sessions(store: Store, clock: FakeClock) {
     assert!(!store.remove_admin("bob").await.unwrap());
     assert!(store.admin_session(&other).await.unwrap().is_none());
     assert!(!store.reset_admin_totp("bob").await.unwrap());
+}
+
+/// SFTP users added at run time: stored as given (hash, never a password),
+/// refused when invalid or taken, listed by name, removed once; their
+/// logins are recorded in a batch; the fingerprint the bridge polls moves
+/// with every add and removal, but not with a login.
+async fn sftp_users_round_trip(store: Store, clock: FakeClock) {
+    use super::sftp_users::NewSftpUser;
+    use mft_config::sftp::Permissions;
+    let key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl e2e";
+    let user = |name: &str| NewSftpUser {
+        name: name.to_string(),
+        password_hash: None,
+        authorized_keys: vec![key.to_string()],
+        folder: format!("partners/{name}"),
+        permissions: Permissions {
+            upload: true,
+            list: true,
+            ..Permissions::default()
+        },
+        max_connections: 3,
+        deliver_to: vec!["ops@ourcorp.example".to_string()],
+    };
+    let empty = store.sftp_users_version().await.unwrap();
+    assert_eq!((empty.count, empty.newest, empty.total), (0, 0, 0));
+    let writes = store.sftp_user_writes();
+
+    let added = store.add_sftp_user(&user("zeta")).await.unwrap();
+    assert_eq!(added.created_at, clock.now());
+    assert_eq!(store.sftp_user_writes(), writes + 1);
+    let mut with_password = user("acme");
+    with_password.authorized_keys.clear();
+    with_password.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string());
+    clock.advance(Duration::from_secs(1));
+    store.add_sftp_user(&with_password).await.unwrap();
+
+    // Refused: taken, no way to log in, not argon2id, bad name, bad address.
+    assert!(matches!(
+        store.add_sftp_user(&user("zeta")).await,
+        Err(StoreError::SftpUserExists(_))
+    ));
+    let mut no_login = user("nologin");
+    no_login.authorized_keys.clear();
+    let mut plain = user("plain");
+    plain.password_hash = Some("hunter2".to_string());
+    let mut bad_to = user("badto");
+    bad_to.deliver_to = vec!["nobody".to_string()];
+    let mut zero = user("zero");
+    zero.max_connections = 0;
+    for bad in [no_login, plain, user("bad name"), user(""), bad_to, zero] {
+        assert!(
+            matches!(
+                store.add_sftp_user(&bad).await,
+                Err(StoreError::SftpUser { .. })
+            ),
+            "{} accepted",
+            bad.name
+        );
+    }
+    assert_eq!(
+        store.sftp_user_writes(),
+        writes + 2,
+        "refusals write nothing"
+    );
+
+    let all = store.list_sftp_users().await.unwrap();
+    let names: Vec<&str> = all.iter().map(|u| u.user.name.as_str()).collect();
+    assert_eq!(names, ["acme", "zeta"]);
+    let zeta = store.get_sftp_user("zeta").await.unwrap().unwrap();
+    assert_eq!(zeta.user.authorized_keys, [key]);
+    assert_eq!(zeta.user.folder, "partners/zeta");
+    assert_eq!(zeta.user.permissions, user("x").permissions);
+    assert_eq!(zeta.user.max_connections, 3);
+    assert_eq!(zeta.user.deliver_to, ["ops@ourcorp.example"]);
+    assert!(zeta.user.password_hash.is_none() && zeta.last_login_at.is_none());
+    let acme = store.get_sftp_user("acme").await.unwrap().unwrap();
+    assert!(acme
+        .user
+        .password_hash
+        .as_deref()
+        .unwrap()
+        .starts_with("$argon2id$"));
+    assert!(acme.user.authorized_keys.is_empty());
+    assert!(
+        !format!("{acme:?}").contains("argon2"),
+        "Debug hides the hash"
+    );
+    let config = acme.to_config();
+    assert!(config.authorized_keys.is_none() && !config.api_key_login);
+    assert!(store.get_sftp_user("nobody").await.unwrap().is_none());
+
+    let two = store.sftp_users_version().await.unwrap();
+    assert_eq!(two.count, 2);
+    assert_ne!(two, empty);
+
+    // Logins: one batch; an older time does not win; the version stays.
+    clock.advance(Duration::from_secs(10));
+    let later = clock.now();
+    store
+        .record_sftp_logins(&[("zeta".to_string(), later), ("nobody".to_string(), later)])
+        .await
+        .unwrap();
+    store
+        .record_sftp_logins(&[("zeta".to_string(), later - Duration::from_secs(5))])
+        .await
+        .unwrap();
+    let zeta = store.get_sftp_user("zeta").await.unwrap().unwrap();
+    assert_eq!(zeta.last_login_at, Some(later));
+    assert_eq!(store.sftp_users_version().await.unwrap(), two);
+
+    // One removed and one added: same count, another fingerprint.
+    assert!(store.remove_sftp_user("zeta").await.unwrap());
+    assert!(!store.remove_sftp_user("zeta").await.unwrap());
+    store.add_sftp_user(&user("beta")).await.unwrap();
+    let after = store.sftp_users_version().await.unwrap();
+    assert_eq!(after.count, 2);
+    assert_ne!(after, two);
+    assert_eq!(store.sftp_user_writes(), writes + 4);
 }

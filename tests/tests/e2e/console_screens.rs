@@ -274,6 +274,82 @@ token = "file:{token}"
     .await;
 }
 
+/// An SFTP user added on the bridges screen (keyboard only: Tab through
+/// the form, Enter) logs in with OpenSSH `sftp` at once and uploads; a
+/// viewer's add and an add without the CSRF token are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_adds_an_sftp_user_who_then_logs_in_with_sftp() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    // No [[sftp.users]] at all: every user comes from the console.
+    let tables = format!(
+        "[trust]\nencryption_key = \"file:{}\"\n\n[admin]\ntoken = \"file:{}\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display(),
+    );
+    let env = mft_e2e::sftp::start(path, &tables, "").await;
+    add_admins(&env.gateway.config);
+    let acme_key = path.join("acme_key");
+    let acme_public = mft_e2e::sftp::keygen(&acme_key);
+
+    let b = drive("sftp-users", env.gateway.admin, &acme_public).await;
+    let r = &b.result;
+    let row = r["row"].as_str().unwrap();
+    assert!(
+        row.contains("acme") && row.contains("partners/acme"),
+        "{r:#}"
+    );
+    assert!(r["message"].as_str().unwrap().contains("acme"), "{r:#}");
+    assert_eq!(r["german_legend"], "Neuer SFTP-Benutzer", "{r:#}");
+    assert_eq!(
+        r["keys_filled"], true,
+        "the key reached its field by keyboard"
+    );
+    assert_eq!(r["removable"], true, "a stored user has a remove button");
+    assert!(
+        !r["page"].as_str().unwrap().contains("AAAA"),
+        "no key on the page"
+    );
+
+    // The user the browser added logs in with the real sftp client.
+    std::fs::write(path.join("hello.txt"), b"added in the console").unwrap();
+    mft_e2e::sftp::ok(&env.batch_with_key("acme", &acme_key, "put hello.txt\nls\n"));
+    let stored = env
+        .file("partners/acme", "hello.txt")
+        .await
+        .expect("the upload reached the backend");
+    assert_eq!(stored["size"], 20);
+    common(&b);
+    changes_refused(
+        env.gateway.admin,
+        &b,
+        "/admin/v1/sftp/users",
+        serde_json::json!({"name": "mallory", "password": "mallory's password", "folder": "m"}),
+    )
+    .await;
+    // Neither refusal stored a user.
+    let out = env.batch_with_password("mallory", "mallory's password", "ls\n");
+    assert!(!out.status.success());
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/admin/v1/sftp/users", env.gateway.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme"], "{list}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_transports_screen_tests_a_provider() {
     let s = setup_with("").await;

@@ -66,9 +66,16 @@ const TEXT = {
     protocol: "Protocol", server: "Server", lastPoll: "Last poll", lastSuccess: "Last success",
     noMailboxes: "No mailboxes configured.", mb_ok: "ok", mb_failing: "failing", mb_waiting: "waiting",
     connectedNow: "connected",
-    sftpCaption: "SFTP users ([[sftp.users]] of the running config) and their open sessions",
+    sftpCaption: "SFTP users and their open sessions",
     sftpOff: "SFTP bridge not configured.", sftpOn: "Listening on {listen}; {open} open sessions; {failures} refused sign-ins since the start.",
-    sftpHint: "SFTP users are [[sftp.users]] in the config file (a password hash from mft-gateway sftp hash-password); a change applies at the next restart.",
+    sftpHint: "Users added here are stored in the gateway's database and can log in at once; removing one refuses its next login and closes its sessions. Users from the config file ([[sftp.users]]) change with the file and a restart.",
+    newSftpUser: "New SFTP user", suFolder: "Folder in the backend (the user's root)",
+    suPassword: "Password (at least 12 characters; empty: public key only)",
+    suKeys: "Public keys (OpenSSH, one per line; empty: password only)", addSftpUser: "Add SFTP user",
+    perm_upload: "upload", perm_download: "download", perm_list: "list", perm_delete: "delete",
+    source: "Source", source_config: "config file", source_store: "added here", lastLogin: "Last login",
+    sftpAdded: "SFTP user {name} added; it can log in now.", sftpRemoved: "SFTP user {name} removed; its sessions are closed.",
+    login_publickey: "public key", login_password: "password", login_apikey: "api key",
     folder: "Folder", login: "Sign-in", permissions: "Permissions", openSessions: "Open sessions",
     transports: "Transport providers", transportsHint: "Providers that send notifications (docs/transports.md). Add and remove them with mft-gateway transports or the admin API.",
     transportsCaption: "Transport providers, where they are used and their credit",
@@ -149,9 +156,16 @@ const TEXT = {
     protocol: "Protokoll", server: "Server", lastPoll: "Letzter Abruf", lastSuccess: "Letzter Erfolg",
     noMailboxes: "Keine Postfächer eingerichtet.", mb_ok: "in Ordnung", mb_failing: "gestört", mb_waiting: "wartet",
     connectedNow: "verbunden",
-    sftpCaption: "SFTP-Benutzer ([[sftp.users]] der laufenden Konfiguration) und ihre offenen Sitzungen",
+    sftpCaption: "SFTP-Benutzer und ihre offenen Sitzungen",
     sftpOff: "SFTP-Brücke nicht eingerichtet.", sftpOn: "Lauscht auf {listen}; {open} offene Sitzungen; {failures} abgelehnte Anmeldungen seit dem Start.",
-    sftpHint: "SFTP-Benutzer sind [[sftp.users]] in der Konfigurationsdatei (ein Passwort-Hash von mft-gateway sftp hash-password); eine Änderung gilt ab dem nächsten Neustart.",
+    sftpHint: "Hier hinzugefügte Benutzer werden in der Datenbank des Gateways gespeichert und können sich sofort anmelden; das Entfernen lehnt die nächste Anmeldung ab und schließt offene Sitzungen. Benutzer aus der Konfigurationsdatei ([[sftp.users]]) ändern sich mit der Datei und einem Neustart.",
+    newSftpUser: "Neuer SFTP-Benutzer", suFolder: "Ordner im Backend (Wurzel des Benutzers)",
+    suPassword: "Passwort (mindestens 12 Zeichen; leer: nur öffentlicher Schlüssel)",
+    suKeys: "Öffentliche Schlüssel (OpenSSH, einer pro Zeile; leer: nur Passwort)", addSftpUser: "SFTP-Benutzer hinzufügen",
+    perm_upload: "hochladen", perm_download: "herunterladen", perm_list: "auflisten", perm_delete: "löschen",
+    source: "Herkunft", source_config: "Konfigurationsdatei", source_store: "hier hinzugefügt", lastLogin: "Letzte Anmeldung",
+    sftpAdded: "SFTP-Benutzer {name} hinzugefügt; er kann sich jetzt anmelden.", sftpRemoved: "SFTP-Benutzer {name} entfernt; seine Sitzungen sind geschlossen.",
+    login_publickey: "öffentlicher Schlüssel", login_password: "Passwort", login_apikey: "API-Schlüssel",
     folder: "Ordner", login: "Anmeldung", permissions: "Rechte", openSessions: "Offene Sitzungen",
     transports: "Versanddienste", transportsHint: "Dienste, die Benachrichtigungen versenden (docs/transports.md). Hinzufügen und Entfernen mit mft-gateway transports oder der Admin-API.",
     transportsCaption: "Versanddienste, wo sie verwendet werden, und ihr Guthaben",
@@ -576,13 +590,33 @@ async function loadBridges() {
   users.replaceChildren();
   for (const u of sftp.users) {
     const tr = document.createElement("tr");
-    tr.dataset.name = u.name;
+    tr.dataset.name = u.name; tr.dataset.source = u.source;
     const open = cell(u.open_sessions);
     open.className = "open-sessions";
-    tr.append(cell(u.name), cell(u.folder || "/"), cell(u.login.join(", ")), cell(u.permissions.join(", ")), open);
+    const actions = document.createElement("td");
+    if (state.role === "admin" && u.source === "store") {
+      const rm = document.createElement("button");
+      rm.type = "button"; rm.className = "su-remove"; rm.textContent = t("remove");
+      rm.setAttribute("aria-label", t("remove") + " " + u.name);
+      rm.addEventListener("click", () => removeSftpUser(u.name));
+      actions.append(rm);
+    }
+    tr.append(cell(u.name), cell(t("source_" + u.source)), cell(u.folder || "/"),
+      cell(u.login.map((l) => t("login_" + l.replace(" ", ""))).join(", ")),
+      cell(u.permissions.map((p) => t("perm_" + p)).join(", ")),
+      cell(u.source === "store" ? (u.last_login_at || t("never")) : ""), open, actions);
     users.append(tr);
   }
   $("sftp-users-table").hidden = !sftp.enabled;
+  $("sftp-user-form").hidden = !sftp.enabled || state.role !== "admin";
+}
+
+async function removeSftpUser(name) {
+  const r = await call("DELETE", "/admin/v1/sftp/users/" + encodeURIComponent(name));
+  if (r.status !== 200) return say(problemText(r));
+  await loadBridges();
+  say(t("sftpRemoved", { name }), true);
+  $("h-sftp").focus();
 }
 
 async function loadTransports() {
@@ -686,7 +720,7 @@ async function openView(view) {
 }
 
 function wire() {
-  for (const h of document.querySelectorAll("h2")) h.tabIndex = -1;
+  for (const h of document.querySelectorAll("h2, #h-sftp")) h.tabIndex = -1;
   $("lang").addEventListener("change", () => {
     state.lang = $("lang").value;
     try { localStorage.setItem("mft-console-lang", state.lang); } catch (_) { /* private mode */ }
@@ -755,6 +789,22 @@ function wire() {
     $("key-form").reset();
     $("copy-key").focus();
     await loadKeys();
+  });
+  $("sftp-user-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const permissions = [...document.querySelectorAll("#su-permissions input:checked")].map((i) => i.value);
+    const name = $("su-name").value.trim();
+    const body = { name, folder: $("su-folder").value.trim(), permissions };
+    if ($("su-password").value) body.password = $("su-password").value;
+    const keys = $("su-keys").value.split("\n").map((l) => l.trim()).filter((l) => l);
+    if (keys.length) body.authorized_keys = keys;
+    const r = await call("POST", "/admin/v1/sftp/users", body);
+    $("su-password").value = "";
+    if (r.status !== 201) { say(problemText(r)); $("su-name").focus(); return; }
+    $("sftp-user-form").reset();
+    await loadBridges();
+    say(t("sftpAdded", { name }), true);
+    $("su-name").focus();
   });
   $("webhook-form").addEventListener("submit", async (e) => {
     e.preventDefault();

@@ -7,8 +7,12 @@
 //! - [`upload`] / [`download`]: the streams to and from the backend
 //! - [`fs`]: the backend seen as folders and files; [`paths`]: the chroot
 //! - [`auth`]: users, keys, password hashes; [`hostkey`]: the host key
+//! - [`directory`]: config users, then users stored at run time (cached);
+//!   [`accounts`]: the rules for adding one
 
+pub mod accounts;
 pub mod auth;
+pub mod directory;
 pub mod download;
 pub mod fs;
 pub mod hostkey;
@@ -53,13 +57,20 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     for k in &keys {
         tracing::info!(fingerprint = %hostkey::fingerprint(k), "sftp host key");
     }
-    let mut users = HashMap::new();
-    let mut made = HashMap::new();
+    let mut config_users = HashMap::new();
     for u in cfg.users.iter().cloned() {
         let user = auth::User::new(u)?;
-        made.insert(user.config.name.clone(), Arc::default());
-        users.insert(user.config.name.clone(), Arc::new(user));
+        config_users.insert(user.config.name.clone(), Arc::new(user));
     }
+    let users = ctx
+        .runtime
+        .block_on(directory::UserDirectory::load(
+            config_users,
+            ctx.store.clone(),
+        ))
+        .map_err(|e| anyhow::anyhow!("sftp: cannot read the stored users: {e}"))?;
+    users.start(ctx.runtime.handle());
+    let stored = users.stored_count();
     let metrics = Arc::new(metrics::SftpMetrics::new(ctx.metrics.registry())?);
     let sender_domain = ctx
         .config
@@ -71,7 +82,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     let shared = Arc::new(server::Shared {
         ctx: ctx.clone(),
         users,
-        made,
+        made: Mutex::new(HashMap::new()),
         open: Mutex::new(HashMap::new()),
         metrics,
         per_client: crate::conn_guard::ConnLimiter::new(Some(
@@ -114,7 +125,12 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         },
     )
     .map_err(|e| anyhow::anyhow!("sftp: cannot listen on {}: {e}", cfg.listen))?;
-    tracing::info!(listen = %cfg.listen, users = cfg.users.len(), "sftp bridge listening");
+    tracing::info!(
+        listen = %cfg.listen,
+        users = cfg.users.len(),
+        stored_users = stored,
+        "sftp bridge listening"
+    );
     Ok(())
 }
 

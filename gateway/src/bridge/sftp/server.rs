@@ -4,6 +4,7 @@
 //! (clients otherwise wait ~30 s for them).
 
 use super::auth::{PasswordCheck, Rights, User};
+use super::directory::UserDirectory;
 use super::fs::{Fs, MadeFolders};
 use super::metrics::{ActiveGuard, SftpMetrics};
 use super::session::{self, SessionCtx};
@@ -25,10 +26,10 @@ use std::time::{Duration, SystemTime};
 pub struct Shared {
     /// Gateway services.
     pub ctx: Arc<BridgeContext>,
-    /// Users by name.
-    pub users: HashMap<String, Arc<User>>,
-    /// mkdir'd folders per user.
-    pub made: HashMap<String, Arc<MadeFolders>>,
+    /// Config users, then stored users.
+    pub users: Arc<UserDirectory>,
+    /// mkdir'd folders per user, shared by the user's sessions.
+    pub made: Mutex<HashMap<String, Arc<MadeFolders>>>,
     /// Open sessions per user.
     pub open: Mutex<HashMap<String, u32>>,
     /// Series.
@@ -140,6 +141,9 @@ pub struct Conn {
     /// Dropped with the connection: ends the revocation watcher of an
     /// API-key login.
     watch_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Dropped with the connection: ends the removal watcher of a stored
+    /// user's login.
+    removal_stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Channels (pending or running SFTP sessions) per connection: each session
@@ -162,6 +166,7 @@ impl Conn {
             logged_in,
             running: Arc::new(AtomicUsize::new(0)),
             watch_stop: None,
+            removal_stop: None,
             shared,
             peer,
             user: None,
@@ -208,20 +213,20 @@ impl Conn {
         self.gate().is_banned()
     }
 
-    /// A refused login: counted, audited (never the secret), fed to the defender.
-    fn refuse(&self, user: &str, method: &str, reason: &str) -> Auth {
+    /// A refused login: counted, audited (never the secret), fed to the
+    /// defender; `known` if the user exists.
+    fn refuse(&self, user: &str, known: bool, method: &str, reason: &str) -> Auth {
         self.shared.metrics.auth_failure();
         self.audit("sftp_login", user, method, Some(reason));
-        self.strike(user);
+        self.strike(user, known);
         Auth::reject()
     }
 
     /// One failure for the defender: against the source and, for a user
     /// that exists, against the user (names that exist nowhere would only
     /// fill the defender's user table).
-    fn strike(&self, user: &str) {
-        let known = self.shared.users.contains_key(user).then_some(user);
-        self.gate().failed(known, SystemTime::now());
+    fn strike(&self, user: &str, known: bool) {
+        self.gate().failed(known.then_some(user), SystemTime::now());
     }
 
     /// A valid API key used for a user it does not belong to: refused like
@@ -235,7 +240,7 @@ impl Conn {
             "api_key",
             Some(reason),
         );
-        self.strike(user);
+        self.strike(user, true);
         Auth::reject()
     }
 
@@ -270,6 +275,7 @@ impl Conn {
             self.shared.metrics.user_sessions(&name, *n);
         }
         self.gate().succeeded(&name);
+        self.shared.users.logged_in(&name);
         self.audit_as("sftp_login", &name, credential.as_deref(), method, None);
         self.rights = Some((rights, credential));
         self.logged_in.store(true, Ordering::Release);
@@ -339,6 +345,63 @@ impl Conn {
         });
     }
 
+    /// For a stored user's login: closes the connection, with everything
+    /// open on it, once the user is removed (the admin API at once, the CLI
+    /// or another instance within about a second).
+    fn watch_removal(&mut self, session: &Session) {
+        let Some(user) = &self.user else {
+            return;
+        };
+        let name = user.config.name.clone();
+        if self.removal_stop.is_some() || !self.shared.users.is_stored(&name) {
+            return;
+        }
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        self.removal_stop = Some(stop);
+        let mut removals = self.shared.users.removals();
+        let users = self.shared.users.clone();
+        let handle = session.handle();
+        let audit = self.shared.ctx.audit.clone();
+        let peer = self.peer;
+        tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            // A removal between the login and the subscription.
+            let mut recheck = true;
+            loop {
+                if recheck && !users.is_stored(&name) {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    removed = removals.recv() => match removed {
+                        Ok(gone) => {
+                            if *gone == *name {
+                                break;
+                            }
+                            recheck = false;
+                        }
+                        Err(RecvError::Lagged(_)) => recheck = true,
+                        Err(RecvError::Closed) => return,
+                    },
+                }
+            }
+            let mut r = AuditRecord::new("sftp_session");
+            r.principal = Some(format!("sftp:{name}"));
+            r.client_ip = peer.map(|p| p.ip());
+            r.decision = Some("deny");
+            r.reason = Some("user_removed".into());
+            audit.record(r);
+            tracing::info!(user = %name, "sftp connection closed: its user was removed");
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ByApplication,
+                    "this SFTP user was removed".into(),
+                    "en".into(),
+                )
+                .await;
+        });
+    }
+
     fn session_ctx(&self, user: Arc<User>) -> SessionCtx {
         let name = &user.config.name;
         let principal = format!("sftp:{name}");
@@ -351,7 +414,11 @@ impl Conn {
             backend: shared.ctx.backend.clone(),
             ctx: CallContext::new(principal.clone(), &rights.scopes, Some(&principal)),
             root: user.root.clone(),
-            made: shared.made.get(name).cloned().unwrap_or_default(),
+            made: shared
+                .made
+                .lock()
+                .map(|mut made| made.entry(name.clone()).or_default().clone())
+                .unwrap_or_default(),
         };
         SessionCtx {
             fs,
@@ -384,6 +451,7 @@ impl russh::server::Handler for Conn {
             .shared
             .users
             .get(user)
+            .await
             .is_some_and(|u| u.accepts_key(offer.public_key.key_data()));
         if known && !self.banned() {
             return Ok(Auth::Accept);
@@ -400,26 +468,28 @@ impl russh::server::Handler for Conn {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        let found = self.shared.users.get(user).await;
         if self.banned() {
-            return Ok(self.refuse(user, "publickey", "banned"));
+            return Ok(self.refuse(user, found.is_some(), "publickey", "banned"));
         }
-        match self.shared.users.get(user).cloned() {
+        match found {
             Some(u) if u.accepts_key(key.public_key.key_data()) => {
                 let rights = u.own_rights();
                 Ok(self.admit(u, "publickey", rights, None))
             }
-            _ => Ok(self.refuse(user, "publickey", "unknown_key")),
+            found => Ok(self.refuse(user, found.is_some(), "publickey", "unknown_key")),
         }
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let found = self.shared.users.get(user).await;
         if self.banned() {
-            return Ok(self.refuse(user, "password", "banned"));
+            return Ok(self.refuse(user, found.is_some(), "password", "banned"));
         }
-        let Some(u) = self.shared.users.get(user).cloned() else {
+        let Some(u) = found else {
             // As slow as a wrong password: no user enumeration by timing.
             crate::auth::password::verify_blocking(None, password).await;
-            return Ok(self.refuse(user, "password", "unknown_user"));
+            return Ok(self.refuse(user, false, "password", "unknown_user"));
         };
         let ip = self.peer.map(|p| p.ip());
         match u.check_password(password, &self.shared.ctx.auth, ip).await {
@@ -436,7 +506,7 @@ impl russh::server::Handler for Conn {
             PasswordCheck::KeyWithoutRights(credential) => {
                 Ok(self.refuse_key(user, &credential, "key_scopes_allow_nothing"))
             }
-            PasswordCheck::Wrong => Ok(self.refuse(user, "password", "bad_password")),
+            PasswordCheck::Wrong => Ok(self.refuse(user, true, "password", "bad_password")),
             PasswordCheck::KeyRefused => {
                 // The authenticator audited it and struck the address already.
                 self.shared.metrics.auth_failure();
@@ -452,6 +522,7 @@ impl russh::server::Handler for Conn {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.watch_key(session);
+        self.watch_removal(session);
         let open = self.channels.len() + self.running.load(Ordering::Acquire);
         if self.user.is_none() || open >= MAX_SESSIONS_PER_CONNECTION {
             return Ok(());
