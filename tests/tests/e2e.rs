@@ -4,6 +4,7 @@
 mod e2e {
     pub mod acme;
     pub mod admin_hardening;
+    pub mod audit_bridges;
     pub mod audit_chain;
     pub mod auth;
     pub mod backup;
