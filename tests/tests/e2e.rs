@@ -32,6 +32,7 @@ mod e2e {
     pub mod proxy;
     pub mod ratelimit;
     pub mod rebind;
+    pub mod relay_outage;
     pub mod reload;
     pub mod secrets_scan;
     pub mod sender_binding;

@@ -81,6 +81,17 @@ impl Org {
 
 /// An organisation; `other_ca` is the CA the partner's certificate chains to.
 pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path, trust_extra: &str) -> Org {
+    org_with(name, domain, other_ca, trust_extra, "").await
+}
+
+/// [`org`] with more config tables (e.g. `[auth]` with a PostgreSQL store).
+pub(crate) async fn org_with(
+    name: &str,
+    domain: &str,
+    other_ca: &Path,
+    trust_extra: &str,
+    tables: &str,
+) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -91,7 +102,7 @@ pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path, trust_extra: 
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
          [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
          relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n{}\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
+         [admin]\ntoken = \"file:{}\"\n\n{tables}\n",
         path.join("trust.key").display(),
         other_ca.display(),
         trust_extra,
