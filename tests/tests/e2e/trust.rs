@@ -9,11 +9,13 @@ use std::process::Command;
 pub(crate) const ADMIN_TOKEN: &str = "an admin token for the trust tests 0123456789";
 
 pub(crate) struct Org {
-    pub(crate) _dir: tempfile::TempDir,
     pub(crate) path: PathBuf,
     pub(crate) certs: Certs,
     pub(crate) gateway: Gateway,
     pub(crate) _backend: Backend,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Org {
@@ -69,6 +71,7 @@ impl Org {
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         let key = v["key"].as_str().unwrap().to_string();
         assert!(key.starts_with("mgp_"), "{key}");
+        record_secret("partner key", &key);
         key
     }
 
@@ -98,6 +101,8 @@ pub(crate) async fn org_with(
     let backend = start_backend(&path).await;
     std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    record_secret("trust encryption key", "0123456789abcdef0123456789abcdef");
+    record_secret("admin token", ADMIN_TOKEN);
     let tables = format!(
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
          [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
