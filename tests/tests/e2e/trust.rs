@@ -130,6 +130,11 @@ pub(crate) async fn two_orgs() -> (Org, Org) {
 
 /// [`two_orgs`] with `trust_extra` lines in both `[trust]` tables.
 pub(crate) async fn two_orgs_with(trust_extra: &str) -> (Org, Org) {
+    two_orgs_with_tables(trust_extra, "").await
+}
+
+/// [`two_orgs_with`] with more config tables in both gateways.
+pub(crate) async fn two_orgs_with_tables(trust_extra: &str, tables: &str) -> (Org, Org) {
     // Each side must trust the other's CA, which exists only once the other
     // side made its certificates: write both CAs into a shared place first.
     let shared = tempfile::tempdir().unwrap();
@@ -138,8 +143,8 @@ pub(crate) async fn two_orgs_with(trust_extra: &str) -> (Org, Org) {
     // Placeholders, replaced below before anyone connects.
     std::fs::write(&ca_a, "").unwrap();
     std::fs::write(&ca_b, "").unwrap();
-    let a = org("acme", "acme.example", &ca_b, trust_extra).await;
-    let b = org("beta", "beta.example", &ca_a, trust_extra).await;
+    let a = org_with("acme", "acme.example", &ca_b, trust_extra, tables).await;
+    let b = org_with("beta", "beta.example", &ca_a, trust_extra, tables).await;
     std::fs::write(&ca_a, &a.certs.ca_pem).unwrap();
     std::fs::write(&ca_b, &b.certs.ca_pem).unwrap();
     // The CLI reads ca_file at each call; keep the files alive with the orgs.
