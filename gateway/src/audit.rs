@@ -317,10 +317,17 @@ impl AuditLog {
         self.shared.failing.load(Ordering::Relaxed)
     }
 
-    /// The 503 to answer instead of serving a request while records cannot
-    /// be written and `audit.on_failure = "deny"`; one relaxed load otherwise.
+    /// True while records cannot be written and `audit.on_failure =
+    /// "deny"`: nothing may be served or taken in (the bridges refuse, the
+    /// pollers leave messages in the mailbox); one relaxed load otherwise.
+    pub fn denying(&self) -> bool {
+        self.failing() && self.shared.on_failure == AuditFailure::Deny
+    }
+
+    /// The 503 to answer instead of serving a request while
+    /// [`AuditLog::denying`].
     pub fn refusal(&self) -> Option<Rejection> {
-        if !self.failing() || self.shared.on_failure == AuditFailure::Allow {
+        if !self.denying() {
             return None;
         }
         Some(Rejection::new(503, "about:blank", "the gateway cannot write its audit trail right now, so it serves no requests; retry later"

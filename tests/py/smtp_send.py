@@ -6,7 +6,8 @@ codes without parsing smtplib's exceptions.
   smtp_send.py --host H --port P [--starttls|--ssl] [--cafile PEM]
                [--user U --password PW [--mech PLAIN|LOGIN]] [--raw-auth]
                [--from A] [--to B ...] [--size N]
-               [--attach PATH [--attach-name NAME]] [--raw FILE]
+               [--attach PATH [--attach-name NAME] [--attach-type T/S]
+                [--attach-cte quoted-printable|base64]] [--raw FILE]
 
 --raw-auth sends "AUTH PLAIN <initial response>" as a raw command (smtplib
 itself refuses to send AUTH when the server does not advertise it, which is
@@ -37,6 +38,8 @@ def main():
     p.add_argument("--size", type=int)
     p.add_argument("--attach")
     p.add_argument("--attach-name")
+    p.add_argument("--attach-type", default="application/octet-stream")
+    p.add_argument("--attach-cte")
     p.add_argument("--raw")
     p.add_argument("--subject", default="Files from smtplib")
     a = p.parse_args()
@@ -104,8 +107,10 @@ def main():
                 with open(a.attach, "rb") as f:
                     data = f.read()
                 # A non-ASCII name is written as RFC 2231 filename*=utf-8''...
-                m.add_attachment(data, maintype="application", subtype="octet-stream",
-                                 filename=a.attach_name or "file.bin")
+                maintype, subtype = a.attach_type.split("/", 1)
+                extra = {"cte": a.attach_cte} if a.attach_cte else {}
+                m.add_attachment(data, maintype=maintype, subtype=subtype,
+                                 filename=a.attach_name or "file.bin", **extra)
             body = m.as_bytes()
         try:
             code, msg = s.data(body)

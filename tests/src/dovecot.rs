@@ -510,7 +510,15 @@ pub async fn start_oauth() -> OAuthServer {
                             r#"{"access_token":"revoked-access","expires_in":3600}"#.to_string(),
                         )
                     } else if ok {
-                        let token = format!("access-{}", log.issued.len() + 1);
+                        // Numbered, and unique to this server so the
+                        // suite-wide secrets scan can tell it from other bytes.
+                        let token = format!(
+                            "access-{}-{}-{}",
+                            log.issued.len() + 1,
+                            std::process::id(),
+                            addr.port()
+                        );
+                        crate::record_secret("OAuth access token", &token);
                         log.issued.push(token.clone());
                         (
                             "200 OK",

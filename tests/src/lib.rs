@@ -8,8 +8,11 @@
 
 pub mod dmz;
 pub mod dovecot;
+pub mod run;
 pub mod sftp;
 pub mod smtp;
+
+pub use run::record_secret;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use sha2::{Digest, Sha256};
@@ -123,12 +126,17 @@ pub fn make_certs(dir: &Path) -> Certs {
 }
 
 /// A child process that is killed when dropped; its output goes to files.
+/// With `MFT_E2E_RUN_DIR` set, what it wrote (its output, and a gateway's
+/// data_dir) is kept there for the suite-wide secrets scan ([`run`]).
 pub struct Proc {
     /// The child.
     pub child: Child,
     name: String,
     stdout: PathBuf,
     stderr: PathBuf,
+    program: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
 }
 
 impl Proc {
@@ -163,6 +171,9 @@ impl Proc {
             name: name.to_string(),
             stdout,
             stderr,
+            program: program.to_path_buf(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            cwd: dir.to_path_buf(),
         }
     }
 
@@ -215,6 +226,13 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        run::keep_outputs(
+            &self.name,
+            &self.program,
+            &self.args,
+            &self.cwd,
+            &[&self.stdout, &self.stderr],
+        );
     }
 }
 
@@ -253,6 +271,7 @@ pub fn default_signing_key(dir: &Path) -> PathBuf {
     let path = dir.join("backend-signing.key");
     if !path.exists() {
         let secret = mft_filters::signing::keys::generate_hmac_secret().unwrap();
+        record_secret("backend signing key", &secret);
         std::fs::write(&path, format!("{secret}\n")).unwrap();
     }
     path
@@ -423,10 +442,10 @@ pub fn create_key_with(
         "--json prints one line: {stdout}"
     );
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
-    (
-        v["id"].as_str().unwrap().to_string(),
-        v["key"].as_str().unwrap().to_string(),
-    )
+    let key = v["key"].as_str().unwrap().to_string();
+    record_secret("API key", &key);
+    record_secret("API key secret", key_secret(&key));
+    (v["id"].as_str().unwrap().to_string(), key)
 }
 
 /// Starts `mft-gateway run` in front of `backend_url`; `backend_extra` adds lines to `[backend]`.

@@ -43,6 +43,7 @@ pub fn keygen(path: &Path) -> String {
 
 /// Argon2id hash made with the gateway's own CLI.
 pub fn hash_password(password: &str) -> String {
+    crate::record_secret("SFTP password", password);
     use std::io::Write;
     let mut child = Command::new(crate::bin("mft-gateway"))
         .args(["sftp", "hash-password"])

@@ -4,6 +4,7 @@
 mod e2e {
     pub mod acme;
     pub mod admin_hardening;
+    pub mod audit_bridges;
     pub mod audit_chain;
     pub mod auth;
     pub mod backup;
@@ -31,6 +32,7 @@ mod e2e {
     pub mod proxy;
     pub mod ratelimit;
     pub mod rebind;
+    pub mod relay_outage;
     pub mod reload;
     pub mod secrets_scan;
     pub mod sender_binding;

@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod error;
 pub mod model;
 pub mod paths;
+pub mod qp_stream;
 
 pub use crate::backoff::RetryPolicy;
 use crate::connector::ConnectorPool;
@@ -87,6 +88,87 @@ pub enum Body {
         /// What they decode to, exactly (checked when the message was parsed).
         decoded_len: u64,
     },
+    /// The quoted-printable text in `len` bytes of the file at `path` from
+    /// `offset`, decoded while it is sent (a spooled attachment):
+    /// `decoded_len` bytes.
+    QuotedPrintableFile {
+        /// File to read.
+        path: PathBuf,
+        /// First encoded byte.
+        offset: u64,
+        /// Encoded bytes to read.
+        len: u64,
+        /// What they decode to, exactly (checked when the message was parsed).
+        decoded_len: u64,
+    },
+}
+
+/// A decoder fed a file's bytes as they are read ([`Body::Base64File`],
+/// [`Body::QuotedPrintableFile`]).
+trait StreamDecoder: Send + 'static {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()>;
+    fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()>;
+}
+
+impl StreamDecoder for base64_stream::Base64Stream {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        base64_stream::Base64Stream::push(self, input, out);
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        // An unpadded last group.
+        self.flush(out);
+        Ok(())
+    }
+}
+
+impl StreamDecoder for qp_stream::QpStream {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
+        qp_stream::QpStream::push(self, input, out).map_err(std::io::Error::other)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        qp_stream::QpStream::finish(self, out).map_err(std::io::Error::other)
+    }
+}
+
+/// `len` bytes of `file` decoded by `decoder` as they are read, in pieces
+/// of about 64 KiB.
+fn decoded_stream<D: StreamDecoder>(
+    file: tokio::io::Take<tokio::fs::File>,
+    decoder: D,
+) -> reqwest::Body {
+    let chunks = tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024);
+    let decoded = futures_util::stream::unfold(
+        (chunks, Some(decoder)),
+        |(mut chunks, decoder)| async move {
+            let mut decoder = decoder?;
+            loop {
+                let mut out = Vec::new();
+                match chunks.next().await {
+                    Some(Ok(chunk)) => {
+                        if let Err(e) = decoder.push(&chunk, &mut out) {
+                            return Some((Err(e), (chunks, None)));
+                        }
+                        if !out.is_empty() {
+                            return Some((Ok(Bytes::from(out)), (chunks, Some(decoder))));
+                        }
+                    }
+                    Some(Err(e)) => return Some((Err(e), (chunks, None))),
+                    None => {
+                        return match decoder.finish(&mut out) {
+                            Err(e) => Some((Err(e), (chunks, None))),
+                            Ok(()) => {
+                                (!out.is_empty()).then(|| (Ok(Bytes::from(out)), (chunks, None)))
+                            }
+                        };
+                    }
+                }
+            }
+        },
+    );
+    reqwest::Body::wrap_stream(decoded)
 }
 
 impl Body {
@@ -95,7 +177,8 @@ impl Body {
             Body::Empty => 0,
             Body::Bytes(b) => b.len() as u64,
             Body::File { len, .. } => *len,
-            Body::Base64File { decoded_len, .. } => *decoded_len,
+            Body::Base64File { decoded_len, .. }
+            | Body::QuotedPrintableFile { decoded_len, .. } => *decoded_len,
         }
     }
 }
@@ -406,36 +489,13 @@ impl BackendClient {
                 path, offset, len, ..
             } => {
                 let file = open_at(path, *offset, &what).await?;
-                let chunks =
-                    tokio_util::io::ReaderStream::with_capacity(file.take(*len), 64 * 1024);
-                let decoded = futures_util::stream::unfold(
-                    (chunks, Some(base64_stream::Base64Stream::new())),
-                    |(mut chunks, decoder)| async move {
-                        let mut decoder = decoder?;
-                        loop {
-                            let mut out = Vec::new();
-                            match chunks.next().await {
-                                Some(Ok(chunk)) => {
-                                    decoder.push(&chunk, &mut out);
-                                    if !out.is_empty() {
-                                        return Some((
-                                            Ok(Bytes::from(out)),
-                                            (chunks, Some(decoder)),
-                                        ));
-                                    }
-                                }
-                                Some(Err(e)) => return Some((Err(e), (chunks, None))),
-                                None => {
-                                    // An unpadded last group.
-                                    decoder.flush(&mut out);
-                                    return (!out.is_empty())
-                                        .then(|| (Ok(Bytes::from(out)), (chunks, None)));
-                                }
-                            }
-                        }
-                    },
-                );
-                reqwest::Body::wrap_stream(decoded)
+                decoded_stream(file.take(*len), base64_stream::Base64Stream::new())
+            }
+            Body::QuotedPrintableFile {
+                path, offset, len, ..
+            } => {
+                let file = open_at(path, *offset, &what).await?;
+                decoded_stream(file.take(*len), qp_stream::QpStream::new())
             }
         };
         // A stalled backend must not hold a bridge forever: allow the read

@@ -7,6 +7,7 @@
 //! we could not decode, which is what SMTP answers 554 5.6.0 for.
 
 use crate::backend_client::base64_stream::Base64Stream;
+use crate::backend_client::qp_stream::QpStream;
 use crate::backend_client::Body;
 use bytes::Bytes;
 use mail_parser::{Address, Encoding, MessageParser, MimeHeaders};
@@ -111,11 +112,13 @@ pub enum ParseFileError {
 
 /// Parses the message stored in `path` from `offset` to the end (a spool
 /// entry, a mailbox message streamed to disk) within [`PARSE_BUDGET_BYTES`].
-/// Attachments that are the file's bytes as they are, or base64 that
-/// [`Base64Stream`] decodes exactly as mail-parser did, become
-/// [`Body::File`] / [`Body::Base64File`] ranges of the file: what the
-/// result holds afterwards is headers and text, not the attachments. Any
-/// other (quoted-printable, converted text) is kept decoded in memory.
+/// Attachments that are the file's bytes as they are, or base64 or
+/// quoted-printable that [`Base64Stream`] / [`QpStream`] decode exactly as
+/// mail-parser did, become [`Body::File`] / [`Body::Base64File`] /
+/// [`Body::QuotedPrintableFile`] ranges of the file: what the result holds
+/// afterwards is headers and text, not the attachments. Any other (text
+/// converted from another charset, an encoding the streaming decoders do
+/// not reproduce exactly) is kept decoded in memory.
 pub async fn parse_file(path: &Path, offset: u64) -> Result<ParsedMessage, ParseFileError> {
     let io = |source| ParseFileError::Io {
         path: path.to_path_buf(),
@@ -180,23 +183,60 @@ fn attachment_body(
         };
     }
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
-    if part.encoding == Encoding::Base64 && start <= end && end <= raw.len() {
+    if start <= end && end <= raw.len() {
         let encoded = &raw[start..end];
-        if decodes_to(encoded, contents) {
-            return Body::Base64File {
-                path: src.path.to_path_buf(),
-                offset: src.offset + start as u64,
-                len: encoded.len() as u64,
-                decoded_len: contents.len() as u64,
-            };
+        let (path, offset, len, decoded_len) = (
+            src.path.to_path_buf(),
+            src.offset + start as u64,
+            encoded.len() as u64,
+            contents.len() as u64,
+        );
+        match part.encoding {
+            Encoding::Base64 if base64_decodes_to(encoded, contents) => {
+                return Body::Base64File {
+                    path,
+                    offset,
+                    len,
+                    decoded_len,
+                };
+            }
+            Encoding::QuotedPrintable if qp_decodes_to(encoded, contents) => {
+                return Body::QuotedPrintableFile {
+                    path,
+                    offset,
+                    len,
+                    decoded_len,
+                };
+            }
+            _ => {}
         }
     }
     Body::Bytes(Bytes::copy_from_slice(contents))
 }
 
+/// Whether [`QpStream`] turns `encoded` into exactly `want`, checked piece
+/// by piece (no second copy of the attachment).
+fn qp_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
+    let mut decoder = QpStream::new();
+    let mut out = Vec::with_capacity(96 << 10);
+    let mut matched = 0usize;
+    let mut check = |out: &mut Vec<u8>| {
+        let ok = want.get(matched..matched + out.len()) == Some(&out[..]);
+        matched += out.len();
+        out.clear();
+        ok
+    };
+    for piece in encoded.chunks(64 << 10) {
+        if decoder.push(piece, &mut out).is_err() || !check(&mut out) {
+            return false;
+        }
+    }
+    decoder.finish(&mut out).is_ok() && check(&mut out) && matched == want.len()
+}
+
 /// Whether [`Base64Stream`] turns `encoded` into exactly `want`, checked
 /// piece by piece (no second copy of the attachment).
-fn decodes_to(encoded: &[u8], want: &[u8]) -> bool {
+fn base64_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
     let mut decoder = Base64Stream::new();
     let mut out = Vec::with_capacity(48 << 10);
     let mut matched = 0usize;
@@ -356,6 +396,22 @@ mod tests {
                 assert_eq!(out.len() as u64, *decoded_len);
                 out
             }
+            Body::QuotedPrintableFile {
+                path,
+                offset,
+                len,
+                decoded_len,
+            } => {
+                let all = std::fs::read(path).unwrap();
+                let mut d = QpStream::new();
+                let mut out = Vec::new();
+                for piece in all[*offset as usize..(*offset + *len) as usize].chunks(7) {
+                    d.push(piece, &mut out).unwrap();
+                }
+                d.finish(&mut out).unwrap();
+                assert_eq!(out.len() as u64, *decoded_len);
+                out
+            }
             Body::Empty => Vec::new(),
         }
     }
@@ -404,6 +460,12 @@ Content-Disposition: attachment; filename=u.bin\r\n\r\nYWJjZA\r\n--b--\r\n";
         let mem = parse(raw.as_bytes()).unwrap();
         assert_eq!(m.attachments.len(), 2);
         assert_eq!(sent(&m.attachments[0].data), b"A=BC");
+        // Sent from the file, decoded on the way, not held in memory.
+        assert!(
+            matches!(m.attachments[0].data, Body::QuotedPrintableFile { .. }),
+            "{:?}",
+            m.attachments[0].data
+        );
         // Whatever mail-parser makes of an unpadded group, the upload sends the same.
         assert!(sent(&m.attachments[1].data).starts_with(b"abc"));
         for (a, b) in m.attachments.iter().zip(&mem.attachments) {
@@ -461,6 +523,46 @@ root:x:0:0\r\n\
         // The traversal attempt keeps only its last segment.
         assert_eq!(m.attachments[1].name, "passwd");
         assert_eq!(in_memory(&m.attachments[1].data), b"root:x:0:0");
+    }
+
+    #[tokio::test]
+    async fn a_large_quoted_printable_attachment_is_sent_from_the_file() {
+        // Text with non-ASCII, `=`, trailing blanks and soft breaks, as a
+        // mail client writes a CSV export: 2 MiB encoded.
+        let mut body = String::new();
+        let mut decoded = Vec::new();
+        let mut i = 0u32;
+        while body.len() < 2 << 20 {
+            let line = format!("{i};Gr=C3=BC=C3=9Fe;a=3Db;");
+            body.push_str(&line);
+            body.push_str("padding-to-a-soft-break=\r\n");
+            body.push_str(&format!("end {i}\r\n"));
+            decoded.extend_from_slice(
+                format!("{i};Grüße;a=b;padding-to-a-soft-breakend {i}\r\n").as_bytes(),
+            );
+            i += 1;
+        }
+        let raw = format!(
+            "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: text/csv; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\
+Content-Disposition: attachment; filename=export.csv\r\n\r\n{body}--b--\r\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.msg");
+        std::fs::write(&path, &raw).unwrap();
+        let m = parse_file(&path, 0).await.unwrap();
+        assert_eq!(m.attachments.len(), 1);
+        assert!(
+            matches!(m.attachments[0].data, Body::QuotedPrintableFile { .. }),
+            "{:?}",
+            m.attachments[0].data
+        );
+        let mem = parse(raw.as_bytes()).unwrap();
+        let want = in_memory(&mem.attachments[0].data);
+        assert_eq!(sent(&m.attachments[0].data), want);
+        // mail-parser drops the line break before the boundary.
+        assert_eq!(want, &decoded[..decoded.len() - 2]);
     }
 
     #[test]

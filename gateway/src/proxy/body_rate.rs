@@ -105,6 +105,50 @@ impl RateFloor {
     }
 }
 
+/// Why [`next_frame`] gave up waiting on the client.
+#[derive(Debug)]
+pub enum Waited {
+    /// Nothing came within the body idle timeout.
+    Idle,
+    /// Bytes came, but under `min_body_rate` (the 408 to answer).
+    TooSlow(Rejection),
+}
+
+/// The next frame of a body read outside [`super::body::GuardedBody`] (the
+/// sender-binding read-ahead, federation deliveries and receipts), under
+/// the same two bounds: each wait within `idle`, and the whole body at no
+/// less than the floor's rate (`None`: `min_body_rate` is off).
+pub async fn next_frame<B>(
+    body: &mut B,
+    idle: Duration,
+    mut floor: Option<&mut RateFloor>,
+) -> Result<Option<Result<http_body::Frame<B::Data>, B::Error>>, Waited>
+where
+    B: http_body::Body + Unpin,
+{
+    use bytes::Buf as _;
+    use std::task::Poll;
+    let read = std::future::poll_fn(|cx| match Pin::new(&mut *body).poll_frame(cx) {
+        Poll::Pending => match floor.as_deref_mut().map(|f| f.poll_waiting(cx)) {
+            Some(Err(r)) => Poll::Ready(Err(r)),
+            _ => Poll::Pending,
+        },
+        Poll::Ready(Some(Ok(frame))) => {
+            let n = frame.data_ref().map_or(0, |d| d.remaining());
+            match floor.as_deref_mut().map(|f| f.arrived(n)) {
+                Some(Err(r)) => Poll::Ready(Err(r)),
+                _ => Poll::Ready(Ok(Some(Ok(frame)))),
+            }
+        }
+        Poll::Ready(other) => Poll::Ready(Ok(other)),
+    });
+    match tokio::time::timeout(idle, read).await {
+        Err(_) => Err(Waited::Idle),
+        Ok(Err(r)) => Err(Waited::TooSlow(r)),
+        Ok(Ok(frame)) => Ok(frame),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,13 +8,13 @@
 //!
 //! Also the trust hooks both engines call from their logging phase.
 
+use super::body_rate::{next_frame, RateFloor, Waited};
 use super::ctx::RequestCtx;
 use super::digest_guard::DigestGuard;
 use super::service::{Exchange, HyperGateway, Stop};
 use crate::trust::inbound::{Authenticated, InboundRequest};
 use crate::trust::services::{Federation, LocalAnswer, LocalCall};
 use crate::trust::wire;
-use http_body_util::BodyExt;
 use mft_filters::decision::Rejection;
 use mft_filters::problem::Problem;
 use std::sync::Arc;
@@ -188,10 +188,16 @@ async fn local_call(gw: &HyperGateway, x: &mut Exchange, gate: Gate, expected: [
     let mut body = Vec::new();
     let mut meter = mft_filters::limits::BodyMeter::new(MAX_FEDERATION_JSON);
     let idle = gw.p.limits.body_idle_timeout;
+    let mut floor = gw.p.limits.min_body_rate.map(RateFloor::new);
     loop {
-        let frame = match tokio::time::timeout(idle, incoming.frame()).await {
+        let frame = match next_frame(&mut incoming, idle, floor.as_mut()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(None) => break,
+            Err(Waited::TooSlow(r)) => {
+                x.error = Some("client_body_too_slow");
+                x.body = Some(incoming);
+                return Stop::Reject(r);
+            }
             Ok(Some(Err(e))) => {
                 tracing::debug!(request_id = %x.ctx.id, error = %e, "federation body failed");
                 x.error = Some("client_body");
@@ -200,7 +206,7 @@ async fn local_call(gw: &HyperGateway, x: &mut Exchange, gate: Gate, expected: [
                     Some(super::rescue::detail_for(400).into()),
                 ));
             }
-            Err(_) => {
+            Err(Waited::Idle) => {
                 x.error = Some("client_body_stalled");
                 return Stop::Problem(Problem::new(
                     400,

@@ -13,10 +13,11 @@
 //! [`SenderGuard`] until it is complete, so a refused body never completes
 //! upstream (the backend stores nothing, as with the digest guard).
 
+use super::body_rate::{next_frame, RateFloor, Waited};
+use super::limits::MinBodyRate;
 use super::service::{Exchange, Stop};
 use crate::auth::Identity;
 use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
 use mft_filters::auth::senders::{check_delivery, SenderBinding, MAX_DELIVERY_JSON};
 use mft_filters::decision::Rejection;
 use std::sync::Arc;
@@ -40,13 +41,14 @@ fn too_large() -> Rejection {
 }
 
 /// Hyper engine: reads the delivery whole (bounded, each read within
-/// `idle`), checks its sender and returns the bytes to forward. On a
-/// refusal the rest of the body stays in `x.body`, so the answer lingers
-/// or closes as for any other refusal.
+/// `idle`, the whole at no less than `min_rate`), checks its sender and
+/// returns the bytes to forward. On a refusal the rest of the body stays
+/// in `x.body`, so the answer lingers or closes as for any other refusal.
 pub async fn read_ahead(
     x: &mut Exchange,
     binding: &SenderBinding,
     idle: Duration,
+    min_rate: Option<MinBodyRate>,
 ) -> Result<Bytes, Stop> {
     let declared = x
         .head
@@ -64,13 +66,18 @@ pub async fn read_ahead(
         )));
     };
     let mut read = BytesMut::with_capacity(declared.map_or(4096, |n| n as usize));
+    let mut floor = min_rate.map(RateFloor::new);
     let outcome = loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => {
+        let frame = match next_frame(&mut body, idle, floor.as_mut()).await {
+            Err(Waited::Idle) => {
                 break Err(Rejection::bad_request(
                     "the request body stalled longer than the body idle timeout".into(),
                     "body_stalled",
                 ))
+            }
+            Err(Waited::TooSlow(r)) => {
+                x.error = Some("client_body_too_slow");
+                break Err(r);
             }
             Ok(None) => break Ok(()),
             Ok(Some(Err(e))) => {

@@ -199,7 +199,8 @@ impl HyperGateway {
                 );
                 if let Some(binding) = bound {
                     let idle = self.p.limits.body_idle_timeout;
-                    x.read_ahead = Some(sender_binding::read_ahead(x, &binding, idle).await?);
+                    let rate = self.p.limits.min_body_rate;
+                    x.read_ahead = Some(sender_binding::read_ahead(x, &binding, idle, rate).await?);
                 }
                 self.forward(x, digest).await
             }

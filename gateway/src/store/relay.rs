@@ -7,7 +7,31 @@
 
 use super::{from_ms, Engine, Pool, Store, StoreError};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+/// The lease a worker holds on a job: the `lease_until` (ms) it last wrote.
+///
+/// It doubles as a fencing token: every write a worker makes about its job
+/// (renew, release, retry later, finish) only applies while the row still
+/// carries this value. Once a lease ran out and another gateway claimed the
+/// job (writing its own, later `lease_until`), the first worker's writes
+/// match nothing, so it learns it lost the job instead of overwriting the
+/// new owner's state. `0` for a job read without claiming it.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseToken(Arc<AtomicI64>);
+
+impl LeaseToken {
+    /// The `lease_until` this worker last wrote.
+    pub fn until(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, until: i64) {
+        self.0.store(until, Ordering::Relaxed)
+    }
+}
 
 /// State of a relay job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +85,8 @@ pub struct RelayJob {
     pub remote_delivery_id: Option<String>,
     /// Queued at.
     pub created_at: SystemTime,
+    /// The lease this worker holds, from [`Store::claim_due_relays`].
+    pub lease: LeaseToken,
 }
 
 impl RelayJob {
@@ -124,6 +150,7 @@ fn decode_job(r: JobRow) -> Result<RelayJob, StoreError> {
         files_sent: json_map(&r.files_sent)?,
         remote_delivery_id: r.remote_delivery_id,
         created_at: from_ms(r.created_at),
+        lease: LeaseToken::default(),
     })
 }
 
@@ -208,37 +235,57 @@ impl Store {
             .bind(now)
             .execute(pool)
             .await
-            .map_err(self.query_err("lease a relay"))?
-            .rows_affected()
+            .map_err(self.query_err("lease a relay"))
+            .map(|r| r.rows_affected())
             });
-            if taken == 1 {
-                claimed.push(decode_job(raw)?);
+            match taken {
+                Ok(1) => {
+                    let job = decode_job(raw)?;
+                    job.lease.set(until);
+                    claimed.push(job);
+                }
+                Ok(_) => {}
+                // The store went away midway: the jobs leased so far are
+                // worked rather than left leased by nobody until they expire.
+                Err(e) if !claimed.is_empty() => {
+                    tracing::warn!(error = %e, claimed = claimed.len(), "relay claim cut short");
+                    break;
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(claimed)
     }
 
-    /// Keeps a job leased for another `lease` while it is worked.
+    /// Keeps a job leased for another `lease` while it is worked; `false`
+    /// if the lease is no longer this worker's (it ran out and another
+    /// gateway claimed the job): the worker must stop.
     pub async fn renew_relay_lease(
         &self,
         job: &RelayJob,
         lease: Duration,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let until = self
             .now_ms()
-            .saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        on_pool!(self, |pool, _e| sqlx::query(
+            .saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+            // Always a new value, so the token changes with every renewal.
+            .max(job.lease.until().saturating_add(1));
+        let n = on_pool!(self, |pool, _e| sqlx::query(
             "UPDATE relay_jobs SET lease_until = $1 \
-             WHERE delivery_id = $2 AND partner = $3 AND state = 'queued'"
+             WHERE delivery_id = $2 AND partner = $3 AND state = 'queued' AND lease_until = $4"
         )
         .bind(until)
         .bind(&job.delivery_id)
         .bind(&job.partner)
+        .bind(job.lease.until())
         .execute(pool)
         .await
         .map_err(self.query_err("renew a relay lease"))?
         .rows_affected());
-        Ok(())
+        if n == 1 {
+            job.lease.set(until);
+        }
+        Ok(n == 1)
     }
 
     /// Gives a claimed job back at once (shutdown): another gateway, or
@@ -246,10 +293,11 @@ impl Store {
     pub async fn release_relay_lease(&self, job: &RelayJob) -> Result<(), StoreError> {
         on_pool!(self, |pool, _e| sqlx::query(
             "UPDATE relay_jobs SET lease_until = 0 \
-             WHERE delivery_id = $1 AND partner = $2 AND state = 'queued'"
+             WHERE delivery_id = $1 AND partner = $2 AND state = 'queued' AND lease_until = $3"
         )
         .bind(&job.delivery_id)
         .bind(&job.partner)
+        .bind(job.lease.until())
         .execute(pool)
         .await
         .map_err(self.query_err("release a relay lease"))?
@@ -335,46 +383,50 @@ impl Store {
         Ok(())
     }
 
-    /// After a failed attempt: count it and schedule the next one after `delay`.
+    /// After a failed attempt: count it and schedule the next one after
+    /// `delay`; `false` if the job's lease is no longer this worker's.
     pub async fn relay_retry_later(
         &self,
         job: &RelayJob,
         delay: Duration,
         error: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = self.now_ms();
         let next = now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
-        on_pool!(self, |pool, _e| {
+        let n = on_pool!(self, |pool, _e| {
             sqlx::query(
             "UPDATE relay_jobs SET attempts = attempts + 1, next_attempt_at = $1, lease_until = 0, \
-             last_error = $2, updated_at = $3 WHERE delivery_id = $4 AND partner = $5"
+             last_error = $2, updated_at = $3 WHERE delivery_id = $4 AND partner = $5 \
+             AND lease_until = $6"
         )
         .bind(next)
         .bind(error)
         .bind(now)
         .bind(&job.delivery_id)
         .bind(&job.partner)
+        .bind(job.lease.until())
         .execute(pool)
         .await
         .map_err(self.query_err("reschedule a relay"))?
         .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
-    /// Ends a job: delivered (with the partner's delivery id) or failed.
+    /// Ends a job: delivered (with the partner's delivery id) or failed;
+    /// `false` if the job's lease is no longer this worker's.
     pub async fn relay_finish(
         &self,
         job: &RelayJob,
         state: RelayState,
         remote_delivery_id: Option<&str>,
         error: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let now = self.now_ms();
-        on_pool!(self, |pool, _e| sqlx::query(
+        let n = on_pool!(self, |pool, _e| sqlx::query(
             "UPDATE relay_jobs SET state = $1, attempts = attempts + 1, lease_until = 0, \
              remote_delivery_id = $2, last_error = $3, updated_at = $4 \
-             WHERE delivery_id = $5 AND partner = $6"
+             WHERE delivery_id = $5 AND partner = $6 AND lease_until = $7"
         )
         .bind(state.as_str())
         .bind(remote_delivery_id)
@@ -382,10 +434,11 @@ impl Store {
         .bind(now)
         .bind(&job.delivery_id)
         .bind(&job.partner)
+        .bind(job.lease.until())
         .execute(pool)
         .await
         .map_err(self.query_err("finish a relay"))?
         .rows_affected());
-        Ok(())
+        Ok(n == 1)
     }
 }

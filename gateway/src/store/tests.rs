@@ -149,6 +149,7 @@ on_both_engines!(
     partners_round_trip,
     mailbox_positions_and_uidls,
     relay_queue_and_receipts,
+    a_relay_lease_run_out_and_taken_over_fences_its_first_holder,
     connectors_round_trip,
     admins_and_sessions,
     webhook_outbox_and_disabling,
@@ -450,6 +451,56 @@ async fn webhook_outbox_and_disabling(store: Store, clock: FakeClock) {
     assert!(!store.remove_webhook(&w.id).await.unwrap());
     assert!(store.webhook_messages(&w.id).await.unwrap().is_empty());
     assert_eq!(store.list_webhooks().await.unwrap().len(), 1);
+}
+
+/// A lease that ran out (the store was away longer than it lasts) and was
+/// claimed by another gateway: the first holder's writes match nothing, so
+/// it learns it lost the job and cannot overwrite the new owner's state.
+async fn a_relay_lease_run_out_and_taken_over_fences_its_first_holder(
+    store: Store,
+    clock: FakeClock,
+) {
+    use super::relay::RelayState;
+    let job = (
+        "d9".to_string(),
+        "beta".to_string(),
+        vec!["b@beta.example".to_string()],
+    );
+    store.queue_relays(&[job], 1).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let first = store.claim_due_relays(10, lease).await.unwrap().remove(0);
+    assert!(first.lease.until() > 0);
+    // Renewed while ours: the token moves with it.
+    let before = first.lease.until();
+    clock.advance(Duration::from_secs(10));
+    assert!(store.renew_relay_lease(&first, lease).await.unwrap());
+    assert!(first.lease.until() > before);
+
+    // The lease runs out; another gateway claims the job.
+    clock.advance(Duration::from_secs(61));
+    let second = store.claim_due_relays(10, lease).await.unwrap().remove(0);
+    assert_ne!(second.lease.until(), first.lease.until());
+    assert!(!store.renew_relay_lease(&first, lease).await.unwrap());
+    assert!(!store
+        .relay_retry_later(&first, Duration::from_secs(1), "late")
+        .await
+        .unwrap());
+    assert!(!store
+        .relay_finish(&first, RelayState::Failed, None, Some("late"))
+        .await
+        .unwrap());
+    store.release_relay_lease(&first).await.unwrap();
+    // Still the second's: not claimable, and its own writes apply.
+    assert!(store.claim_due_relays(10, lease).await.unwrap().is_empty());
+    let row = store.relay_job("d9", "beta").await.unwrap().unwrap();
+    assert_eq!((row.state, row.attempts), (RelayState::Queued, 0));
+    assert!(store
+        .relay_finish(&second, RelayState::Delivered, Some("remote-9"), None)
+        .await
+        .unwrap());
+    let row = store.relay_job("d9", "beta").await.unwrap().unwrap();
+    assert_eq!(row.state, RelayState::Delivered);
+    assert_eq!(row.remote_delivery_id.as_deref(), Some("remote-9"));
 }
 
 async fn relay_queue_and_receipts(store: Store, clock: FakeClock) {

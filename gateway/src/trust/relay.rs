@@ -44,6 +44,9 @@ const PARALLEL: usize = 4;
 const LEASE: Duration = Duration::from_secs(120);
 /// How often a lease is renewed.
 const LEASE_RENEWAL: Duration = Duration::from_secs(30);
+/// First and longest wait between tries to record an outcome while the
+/// store is unreachable.
+const RECORD_RETRY: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(5));
 
 /// Why a delivery made by a mailbox poller (origin `imap:<name>` or
 /// `pop3:<name>`) may not leave for a partner, judged on the mailbox's
@@ -303,6 +306,9 @@ impl Relay {
     }
 
     async fn work(&self, job: RelayJob, drain: &crate::drain::Drain) {
+        // Until when the job is surely ours: the lease written at the claim
+        // or the last renewal, measured on our clock.
+        let mut held_until = tokio::time::Instant::now() + LEASE;
         let attempt = self.attempt(&job);
         tokio::pin!(attempt);
         let mut renewal = tokio::time::interval(LEASE_RENEWAL);
@@ -318,19 +324,53 @@ impl Relay {
                     return;
                 }
                 _ = renewal.tick() => {
-                    if let Err(e) = self.store.renew_relay_lease(&job, LEASE).await {
-                        tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot renew a relay lease");
+                    match self.store.renew_relay_lease(&job, LEASE).await {
+                        Ok(true) => held_until = tokio::time::Instant::now() + LEASE,
+                        Ok(false) => {
+                            // Another gateway holds it now: it sends, we stop.
+                            tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, "relay lease lost to another gateway; this attempt stops");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot renew a relay lease");
+                            // The store is away and the lease would run out
+                            // before the next renewal: stop before another
+                            // gateway may claim the job, so it is never sent
+                            // by two at once (the next owner repeats the
+                            // steps, idempotently at the partner).
+                            if tokio::time::Instant::now() + LEASE_RENEWAL >= held_until {
+                                tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, "relay lease about to run out with the store unreachable; this attempt stops");
+                                return;
+                            }
+                        }
                     }
                 }
             }
         };
         let attempts = job.attempts.saturating_add(1);
-        let result = match outcome {
-            Ok(remote) => self.delivered(&job, &remote, attempts).await,
-            Err(f) => self.failed(&job, f, attempts).await,
-        };
-        if let Err(e) = result {
-            tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, error = %e, "cannot record relay outcome; the job stays queued");
+        // The outcome is recorded while the lease lasts, retried while the
+        // store is unreachable: the job is then neither sent again after
+        // the outage (delivered) nor left leased by nobody until it expires.
+        let mut backoff =
+            crate::backoff::Backoff::new(RECORD_RETRY.0, RECORD_RETRY.1, RECORD_RETRY.0);
+        loop {
+            let result = match &outcome {
+                Ok(remote) => self.delivered(&job, remote, attempts).await,
+                Err(f) => self.failed(&job, f, attempts).await,
+            };
+            let e = match result {
+                Ok(()) => return,
+                Err(e) => e,
+            };
+            let wait = backoff.next_delay();
+            if drain.is_stopping()
+                || tokio::time::Instant::now() + wait + RECORD_RETRY.1 >= held_until
+            {
+                tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, error = %e, "cannot record relay outcome; the job is repeated once its lease runs out");
+                return;
+            }
+            tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, error = %e, retry_in_ms = wait.as_millis() as u64, "cannot record relay outcome; trying again");
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -348,9 +388,13 @@ impl Relay {
             // job stays queued, and the next attempt (an idempotent replay
             // at the partner) writes the status again.
             let delay = self.retry.next_delay(attempts, Some(self.retry.base));
-            self.store
+            if !self
+                .store
                 .relay_retry_later(job, delay, &format!("recording the status: {e}"))
-                .await?;
+                .await?
+            {
+                self.lease_lost(job);
+            }
             return Ok(());
         }
         // Queued before the job is finished: a crash in between repeats the
@@ -369,16 +413,27 @@ impl Relay {
                 )
                 .await;
         }
-        self.store
+        if !self
+            .store
             .relay_finish(job, RelayState::Delivered, Some(remote), None)
-            .await?;
+            .await?
+        {
+            self.lease_lost(job);
+            return Ok(());
+        }
         tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, remote_delivery_id = %remote, attempts, "delivery relayed");
         self.metrics.relay(&job.partner, "delivered");
         self.audit_outcome(job, "allow", None);
         Ok(())
     }
 
-    async fn failed(&self, job: &RelayJob, f: Failure, attempts: u32) -> anyhow::Result<()> {
+    /// The job's lease ran out and another gateway claimed it: its outcome
+    /// is that gateway's to record.
+    fn lease_lost(&self, job: &RelayJob) {
+        tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, "relay lease lost to another gateway; its outcome is not recorded here");
+    }
+
+    async fn failed(&self, job: &RelayJob, f: &Failure, attempts: u32) -> anyhow::Result<()> {
         let age = SystemTime::now()
             .duration_since(job.created_at)
             .unwrap_or_default();
@@ -396,9 +451,14 @@ impl Relay {
             tracing::warn!(delivery_id = %job.delivery_id, error = %e, "cannot record relay status in the backend");
         }
         if give_up {
-            self.store
+            if !self
+                .store
                 .relay_finish(job, RelayState::Failed, None, Some(&f.message))
-                .await?;
+                .await?
+            {
+                self.lease_lost(job);
+                return Ok(());
+            }
             tracing::warn!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, error = %f.message, "relay failed for good");
             self.audit_outcome(job, "deny", Some(&f.message));
             self.metrics.relay(&job.partner, "failed");
@@ -415,7 +475,10 @@ impl Relay {
             }
         } else {
             let delay = self.retry.next_delay(attempts, Some(self.retry.base));
-            self.store.relay_retry_later(job, delay, &f.message).await?;
+            if !self.store.relay_retry_later(job, delay, &f.message).await? {
+                self.lease_lost(job);
+                return Ok(());
+            }
             self.metrics.relay(&job.partner, "retry");
             tracing::info!(delivery_id = %job.delivery_id, partner = %job.partner, attempts, ?delay, error = %f.message, "relay failed; will retry");
         }

@@ -7,10 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 struct Setup {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";

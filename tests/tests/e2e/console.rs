@@ -15,6 +15,10 @@ pub const BOB_PW: &str = "bob's long password!";
 
 pub fn admins(config: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String) {
     use std::io::Write;
+    record_secret("admin token", ADMIN_TOKEN);
+    for pw in [ALICE_PW, BOB_PW] {
+        record_secret("console password", pw);
+    }
     let mut child = std::process::Command::new(bin("mft-gateway"))
         .arg("admins")
         .args(args)
@@ -76,11 +80,13 @@ async fn audit_has(dir: &Path, pred: impl Fn(&serde_json::Value) -> bool) -> boo
 }
 
 pub struct Console {
-    _dir: tempfile::TempDir,
     pub path: PathBuf,
     pub certs: Certs,
     pub gw: Gateway,
     _backend: Backend,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 async fn setup() -> Console {

@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 const LONG: Duration = Duration::from_secs(60);
 
 struct Dmz {
-    _dir: tempfile::TempDir,
     dir: PathBuf,
     certs: Certs,
     lan: Lan,
     _backend: Proc,
     gw: Gateway,
     connector_listen: SocketAddr,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 /// A LAN namespace with the backend, and a DMZ-mode gateway outside whose

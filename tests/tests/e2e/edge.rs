@@ -21,10 +21,12 @@ max_body_bytes = "1 MiB"
 "#;
 
 struct Setup {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Option<Backend>,
     gw: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 async fn setup(engine: &str, tables: &str) -> Setup {

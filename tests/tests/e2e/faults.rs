@@ -547,14 +547,14 @@ async fn a_nearly_full_spool_answers_452_at_mail_and_rcpt_and_recovers() {
 }
 
 /// A PostgreSQL of this test's own (scripts/start-postgres), to kill.
-struct OwnPostgres {
+pub(crate) struct OwnPostgres {
     dir: std::path::PathBuf,
-    url: String,
+    pub(crate) url: String,
     port: u16,
 }
 
 impl OwnPostgres {
-    fn start(state: &std::path::Path) -> Option<OwnPostgres> {
+    pub(crate) fn start(state: &std::path::Path) -> Option<OwnPostgres> {
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/start-postgres");
         let out = std::process::Command::new(script)
@@ -603,10 +603,7 @@ impl OwnPostgres {
         c.status().unwrap()
     }
 
-    /// Makes every commit so far durable: the throwaway cluster runs with
-    /// `synchronous_commit=off`, so a kill could otherwise lose the last
-    /// commits (the test's new key), which is not the fault under test.
-    fn checkpoint(&self) {
+    fn psql(&self, sql: &str) {
         let ok = std::process::Command::new(Self::bin().join("psql"))
             .args([
                 "-h",
@@ -617,7 +614,7 @@ impl OwnPostgres {
                 "mft",
                 "mft",
                 "-c",
-                "CHECKPOINT",
+                sql,
             ])
             .output()
             .unwrap();
@@ -628,9 +625,24 @@ impl OwnPostgres {
         );
     }
 
+    /// Makes every commit so far durable: the throwaway cluster runs with
+    /// `synchronous_commit=off`, so a kill could otherwise lose the last
+    /// commits (the test's new key), which is not the fault under test.
+    fn checkpoint(&self) {
+        self.psql("CHECKPOINT");
+    }
+
+    /// Every commit from now on durable before it is acknowledged (for the
+    /// sessions opened after this), as on a real server: with the cluster's
+    /// `synchronous_commit=off` a kill would lose acknowledged commits, a
+    /// fault of the test's setup, not of the gateway.
+    pub(crate) fn durable_commits(&self) {
+        self.psql("ALTER DATABASE mft SET synchronous_commit = on");
+    }
+
     /// SIGQUIT to the postmaster: every server process exits at once, no
     /// checkpoint (what `pg_ctl stop -m immediate` sends; a crash for clients).
-    fn kill(&self) {
+    pub(crate) fn kill(&self) {
         let pid = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
         let pid = pid.lines().next().unwrap().trim().to_string();
         assert!(std::process::Command::new("kill")
@@ -645,7 +657,7 @@ impl OwnPostgres {
         }
     }
 
-    fn restart(&self) {
+    pub(crate) fn restart(&self) {
         let bin = Self::bin().join("pg_ctl");
         let data = self.dir.join("data");
         let log = self.dir.join("server.log");

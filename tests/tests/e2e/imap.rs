@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 /// Backend, Dovecot and a gateway polling `tables`.
 pub struct MailStack {
-    pub dir: tempfile::TempDir,
     pub certs: Certs,
     pub backend: Backend,
     pub dovecot: Dovecot,
     pub gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    pub dir: tempfile::TempDir,
 }
 
 /// Writes the mailbox password to a file and returns its `file:` reference.

@@ -21,10 +21,12 @@ max_body_bytes = "1 MiB"
 "#;
 
 struct Setup {
-    _dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     gw: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 async fn setup(tables: &str) -> Setup {
@@ -428,6 +430,35 @@ min_body_rate_window = "2s"
         assert!(
             started.elapsed() >= Duration::from_millis(1500),
             "{proto:?}: cut before a window of waiting: {:?}",
+            started.elapsed()
+        );
+    }
+    // A sender-bound key's delivery is read ahead (its sender checked
+    // before it goes on): that read is held to the same floor.
+    let (_, bound) = create_key_with(
+        &s.gw.config,
+        "bound",
+        ALL_SCOPES,
+        &["--allowed-senders", "ops@ourcorp.example"],
+    );
+    for proto in [Proto::Http1, Proto::Http2] {
+        let started = Instant::now();
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            client_with_key(&s.certs, proto, &bound)
+                .post(format!("{}/api/v1/deliveries", s.gw.base))
+                .header("content-type", "application/json")
+                .body(paced_body(1000, 1, Duration::from_millis(300)))
+                .send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{proto:?}: the read-ahead was not cut off within 30 s"))
+        .unwrap_or_else(|e| panic!("{proto:?}: no answer: {e}"));
+        let body = problem(r, 408).await;
+        assert_eq!(body["type"], "urn:mft:problem:body-too-slow", "{proto:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(1500),
+            "{proto:?}: {:?}",
             started.elapsed()
         );
     }

@@ -5,11 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Stack {
-    pub dir: tempfile::TempDir,
     pub certs: Certs,
     /// Kept so the backend lives as long as the stack (dropping it stops the process).
     pub _backend: Backend,
     pub gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    pub dir: tempfile::TempDir,
 }
 
 pub async fn stack() -> Stack {

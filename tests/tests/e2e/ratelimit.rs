@@ -7,10 +7,12 @@ use mft_e2e::*;
 use std::time::{Duration, Instant};
 
 struct Setup {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 async fn setup_in(dir: tempfile::TempDir, tables: &str) -> Setup {

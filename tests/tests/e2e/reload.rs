@@ -38,7 +38,6 @@ max_body_bytes = "1 MiB"
 "#;
 
 struct Env {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     backend_url: String,
@@ -46,6 +45,9 @@ struct Env {
     admin: SocketAddr,
     config: PathBuf,
     gateway: Option<Gateway>,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 impl Env {

@@ -173,6 +173,14 @@ async fn no_secret_reaches_a_log_the_audit_trail_or_the_spool() {
         audit_text.contains("\"event\":\"auth\""),
         "the scan saw the refusals: {audit_text}"
     );
+    for (what, secret) in [
+        ("admin token", admin_token),
+        ("trust encryption key", sealing_key),
+        ("webhook secret", webhook_secret.as_str()),
+        ("partner key", partner_key.as_str()),
+    ] {
+        record_secret(what, secret);
+    }
     let secrets = [
         ("API key secret", key_secret_part.as_str()),
         ("wrong secret", &wrong[wrong.len() - 20..]),

@@ -18,10 +18,12 @@ const BOUND: &str = "ops@ourcorp.example,*@billing.ourcorp.example";
 const ADMIN_TOKEN: &str = "an admin token for the sender binding tests 0123";
 
 struct Stack {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 async fn stack() -> Stack {

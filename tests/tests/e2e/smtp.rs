@@ -7,11 +7,13 @@ use mft_e2e::*;
 use std::time::Duration;
 
 struct Stack {
-    _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
     certs: Certs,
     backend: Backend,
     smtp: SmtpGateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 async fn stack(extra: &str) -> Stack {

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpSocket, TcpStream};
 
 struct Stack {
-    _dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     smtp: SmtpGateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 async fn stack(extra: &str) -> Stack {

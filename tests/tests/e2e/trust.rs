@@ -9,11 +9,13 @@ use std::process::Command;
 pub(crate) const ADMIN_TOKEN: &str = "an admin token for the trust tests 0123456789";
 
 pub(crate) struct Org {
-    pub(crate) _dir: tempfile::TempDir,
     pub(crate) path: PathBuf,
     pub(crate) certs: Certs,
     pub(crate) gateway: Gateway,
     pub(crate) _backend: Backend,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 impl Org {
@@ -69,6 +71,7 @@ impl Org {
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         let key = v["key"].as_str().unwrap().to_string();
         assert!(key.starts_with("mgp_"), "{key}");
+        record_secret("partner key", &key);
         key
     }
 
@@ -81,17 +84,30 @@ impl Org {
 
 /// An organisation; `other_ca` is the CA the partner's certificate chains to.
 pub(crate) async fn org(name: &str, domain: &str, other_ca: &Path, trust_extra: &str) -> Org {
+    org_with(name, domain, other_ca, trust_extra, "").await
+}
+
+/// [`org`] with more config tables (e.g. `[auth]` with a PostgreSQL store).
+pub(crate) async fn org_with(
+    name: &str,
+    domain: &str,
+    other_ca: &Path,
+    trust_extra: &str,
+    tables: &str,
+) -> Org {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
     let backend = start_backend(&path).await;
     std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    record_secret("trust encryption key", "0123456789abcdef0123456789abcdef");
+    record_secret("admin token", ADMIN_TOKEN);
     let tables = format!(
         "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
          [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
          relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n{}\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
+         [admin]\ntoken = \"file:{}\"\n\n{tables}\n",
         path.join("trust.key").display(),
         other_ca.display(),
         trust_extra,
@@ -114,6 +130,11 @@ pub(crate) async fn two_orgs() -> (Org, Org) {
 
 /// [`two_orgs`] with `trust_extra` lines in both `[trust]` tables.
 pub(crate) async fn two_orgs_with(trust_extra: &str) -> (Org, Org) {
+    two_orgs_with_tables(trust_extra, "").await
+}
+
+/// [`two_orgs_with`] with more config tables in both gateways.
+pub(crate) async fn two_orgs_with_tables(trust_extra: &str, tables: &str) -> (Org, Org) {
     // Each side must trust the other's CA, which exists only once the other
     // side made its certificates: write both CAs into a shared place first.
     let shared = tempfile::tempdir().unwrap();
@@ -122,8 +143,8 @@ pub(crate) async fn two_orgs_with(trust_extra: &str) -> (Org, Org) {
     // Placeholders, replaced below before anyone connects.
     std::fs::write(&ca_a, "").unwrap();
     std::fs::write(&ca_b, "").unwrap();
-    let a = org("acme", "acme.example", &ca_b, trust_extra).await;
-    let b = org("beta", "beta.example", &ca_a, trust_extra).await;
+    let a = org_with("acme", "acme.example", &ca_b, trust_extra, tables).await;
+    let b = org_with("beta", "beta.example", &ca_a, trust_extra, tables).await;
     std::fs::write(&ca_a, &a.certs.ca_pem).unwrap();
     std::fs::write(&ca_b, &b.certs.ca_pem).unwrap();
     // The CLI reads ca_file at each call; keep the files alive with the orgs.

@@ -3,7 +3,7 @@
 //! fills no replay cache, and leaves every other partner's nonces alone;
 //! its uploads go to its inbox folder, within its daily quota.
 
-use super::trust::{two_orgs_with, ADMIN_TOKEN};
+use super::trust::{two_orgs_with, two_orgs_with_tables, ADMIN_TOKEN};
 use super::trust_relay::{connect, PartnerCaller};
 use mft_e2e::Proto;
 use mft_gateway::trust::wire;
@@ -364,4 +364,80 @@ async fn a_partners_daily_quota_holds_across_gateways_sharing_redis() {
         .unwrap();
     assert!(ttl > 0 && ttl <= 86_400 + 3600, "{ttl}");
     drop(b2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_trickling_a_delivery_body_gets_408_from_the_minimum_body_rate() {
+    // Federation deliveries and receipts are read whole before they are
+    // handled: that read is held to `min_body_rate` like any proxied body.
+    let (a, b) = two_orgs_with_tables(
+        "",
+        "[limits]\nmin_body_rate = \"1 KiB\"\nmin_body_rate_window = \"2s\"\n",
+    )
+    .await;
+    let (_, key_for_a) = connect(&a, &b);
+    let acme = PartnerCaller::new(&b, &key_for_a);
+    let json = serde_json::to_vec(&serde_json::json!({
+        "relay_id": "trickled-delivery-0001",
+        "sender": "anna@acme.example",
+        "recipients": ["bob@beta.example"],
+        "subject": "trickled",
+        "message": "one byte every 300 ms",
+        "files": [],
+    }))
+    .unwrap();
+    let paced = {
+        let data = json.clone();
+        let s = futures_util::stream::unfold(0usize, move |at| {
+            let data = data.clone();
+            async move {
+                if at >= data.len() {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Some((
+                    Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(&data[at..at + 1])),
+                    at + 1,
+                ))
+            }
+        });
+        reqwest::Body::wrap_stream(s)
+    };
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        Duration::from_secs(30),
+        acme.request(
+            wire::DELIVERIES_PATH,
+            json.clone(),
+            &json,
+            &[("content-type", "application/json")],
+        )
+        .body(paced)
+        .send(),
+    )
+    .await
+    .expect("the trickle was not cut off within 30 s")
+    .unwrap();
+    assert_eq!(r.status(), 408);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:mft:problem:body-too-slow");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "cut before a window of waiting: {:?}",
+        started.elapsed()
+    );
+    // The same delivery at full speed is read and judged (not 408).
+    let r = acme
+        .request(
+            wire::DELIVERIES_PATH,
+            json.clone(),
+            &json,
+            &[("content-type", "application/json")],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 408);
+    assert!(r.status().as_u16() < 500, "{}", r.status());
 }

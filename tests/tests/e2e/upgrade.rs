@@ -20,12 +20,14 @@ use std::time::{Duration, Instant};
 const ADMIN_TOKEN: &str = "upgrade-test-admin-token-0123456789abcdef";
 
 struct Env {
-    dir: tempfile::TempDir,
     certs: Certs,
     _backend: Backend,
     gateway: Gateway,
     /// What the gateways told "systemd" (`NOTIFY_SOCKET`).
     notify: std::os::unix::net::UnixDatagram,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    dir: tempfile::TempDir,
 }
 
 /// Kills a process that is not our child (the new gateway) when dropped.

@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 const ADMIN_TOKEN: &str = "webhook-admin-token-0123456789abcdef";
 
 struct Setup {
-    _dir: tempfile::TempDir,
     path: PathBuf,
     certs: Certs,
     _backend: Backend,
     gateway: Gateway,
+    /// Last: fields drop in order, and the processes above keep their
+    /// output in this directory until they are dropped (tests/src/run.rs).
+    _dir: tempfile::TempDir,
 }
 
 /// Backend + gateway with a sealing key, fast retries and an admin token.
@@ -81,6 +83,7 @@ fn add(config: &Path, addr: SocketAddr, events: &str) -> (String, String) {
     assert_eq!(code, 0, "{out}{err}");
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     let secret = v["secret"].as_str().unwrap().to_string();
+    record_secret("webhook secret", &secret);
     assert!(secret.starts_with("whsec_"), "{v}");
     (v["id"].as_str().unwrap().to_string(), secret)
 }
@@ -447,6 +450,7 @@ async fn private_targets_are_refused_unless_allowed() {
     let added: Value = r.json().await.unwrap();
     let id = added["id"].as_str().unwrap().to_string();
     let secret = added["secret"].as_str().unwrap().to_string();
+    record_secret("webhook secret", &secret);
     assert!(secret.starts_with("whsec_"));
     let r = admin
         .get(&base)
@@ -553,7 +557,6 @@ async fn sigkill_with_events_queued_delivers_each_after_restart() {
         assert!(start.elapsed() < Duration::from_secs(10), "{l:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(_dir);
 }
 
 #[tokio::test]
@@ -713,5 +716,4 @@ async fn sigterm_mid_send_releases_the_lease_so_the_restart_sends_at_once() {
     assert_eq!(attempts.len(), 2, "{attempts:#?}");
     assert_eq!(attempts[0]["webhook_id"], attempts[1]["webhook_id"]);
     assert_eq!(attempts[1]["status"], 204);
-    drop(_dir);
 }

@@ -155,6 +155,13 @@ async fn process(
 ) -> Result<Step, ImapError> {
     let limit = p.mailbox.conn.command_timeout;
     let max = p.mailbox.conn.max_message_bytes;
+    if p.ctx.audit.denying() {
+        // audit.on_failure = "deny": the message stays in the mailbox
+        // (UID not advanced) until the trail is writable again.
+        p.metrics.retried.inc();
+        tracing::warn!(mailbox = %p.id, uid, "the audit trail cannot be written (audit.on_failure = \"deny\"); the message stays for the next poll");
+        return Ok(Step::Retry);
+    }
     if u64::from(size) > max {
         return Ok(skip(
             p,

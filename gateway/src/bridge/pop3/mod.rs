@@ -154,6 +154,13 @@ impl Poller {
 
     async fn process(&mut self, s: &mut Pop3, n: u32, uidl: &str) -> Result<Step, PassError> {
         let max = self.mailbox.conn.max_message_bytes;
+        if self.ctx.audit.denying() {
+            // audit.on_failure = "deny": left on the server, not recorded
+            // as seen, taken again by the next poll.
+            self.metrics.retried.inc();
+            tracing::warn!(mailbox = %self.id, uidl, "the audit trail cannot be written (audit.on_failure = \"deny\"); the message stays for the next poll");
+            return Ok(Step::Retry);
+        }
         let size = s.size(n).await?;
         if size > max {
             return Ok(self.skip(

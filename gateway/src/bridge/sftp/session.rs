@@ -254,9 +254,38 @@ fn ssh_string(data: &mut Bytes) -> Option<String> {
     String::from_utf8(data.split_to(n).to_vec()).ok()
 }
 
+/// Whether `packet` starts something new at the backend (opens, lists,
+/// looks up or changes files) rather than going on with an open handle.
+fn starts_an_operation(packet: &Packet) -> bool {
+    match packet {
+        Packet::Open(_)
+        | Packet::OpenDir(_)
+        | Packet::Stat(_)
+        | Packet::Lstat(_)
+        | Packet::Remove(_)
+        | Packet::MkDir(_)
+        | Packet::RmDir(_)
+        | Packet::Rename(_) => true,
+        Packet::Extended(x) => x.request == "posix-rename@openssh.com",
+        _ => false,
+    }
+}
+
+/// The status text of an operation refused while the audit trail cannot be
+/// written and `audit.on_failure = "deny"`.
+pub const AUDIT_UNAVAILABLE: &str =
+    "the gateway cannot write its audit trail right now, so it starts no file operation; try again later";
+
 impl Session {
     async fn handle(&mut self, packet: Packet) -> Packet {
         let id = packet.get_request_id();
+        // audit.on_failure = "deny": nothing new starts while its records
+        // cannot be written; transfers already open go on (their records
+        // wait in memory), as a request under way does on HTTPS.
+        if self.ctx.audit.denying() && starts_an_operation(&packet) {
+            tracing::warn!(user = %self.ctx.user.config.name, "sftp operation refused: the audit trail cannot be written (audit.on_failure = \"deny\")");
+            return status(id, fail(StatusCode::Failure, AUDIT_UNAVAILABLE));
+        }
         let result = match packet {
             Packet::Init(_) => {
                 let mut v = Version::new();

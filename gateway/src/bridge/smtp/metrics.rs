@@ -42,6 +42,7 @@ pub struct MessageCounters {
 /// Every reason the session refuses a command with; their counters are
 /// resolved at start (another reason still counts, through a lookup).
 const REJECT_REASONS: &[&str] = &[
+    "audit_unavailable",
     "auth_cancelled",
     "auth_failed",
     "auth_mechanism",

@@ -31,6 +31,9 @@ pub const TOO_MANY_RECIPIENTS: &str = "452 4.5.3 Too many recipients\r\n";
 pub const AUTH_TEMPFAIL: &str = "454 4.7.0 Temporary authentication failure\r\n";
 pub const TLS_UNAVAILABLE: &str = "454 4.7.0 TLS not available\r\n";
 pub const SPOOL_FAILED: &str = "451 4.3.0 Message could not be queued, try again later\r\n";
+/// `audit.on_failure = "deny"` while the audit trail cannot be written.
+pub const AUDIT_UNAVAILABLE: &str =
+    "451 4.3.0 Audit trail unavailable, message not accepted, try again later\r\n";
 
 pub const UNKNOWN_COMMAND: &str = "500 5.5.2 Command not recognised\r\n";
 pub const LINE_TOO_LONG: &str = "500 5.5.6 Line too long\r\n";

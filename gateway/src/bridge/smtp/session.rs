@@ -387,6 +387,10 @@ impl Session {
         {
             // The credential is bound to its senders (docs/smtp.md).
             self.refuse(conn, "sender_not_bound", reply::SENDER_NOT_BOUND);
+        } else if self.shared.ctx.audit.denying() {
+            // audit.on_failure = "deny": no transaction while its records
+            // cannot be written.
+            self.refuse(conn, "audit_unavailable", reply::AUDIT_UNAVAILABLE);
         } else if !self.shared.space.room_for(size as u64) {
             // Before the client sends a message the spool could not take.
             self.refuse(conn, "spool_full", reply::INSUFFICIENT_STORAGE);
@@ -406,6 +410,8 @@ impl Session {
             self.refuse(conn, "too_many_recipients", reply::TOO_MANY_RECIPIENTS);
         } else if !policy::recipient_local(&self.shared.email_domains, &to) {
             self.refuse(conn, "recipient_domain", reply::RECIPIENT_NOT_LOCAL);
+        } else if self.shared.ctx.audit.denying() {
+            self.refuse(conn, "audit_unavailable", reply::AUDIT_UNAVAILABLE);
         } else if !self.shared.space.room_for(0) {
             self.refuse(conn, "spool_full", reply::INSUFFICIENT_STORAGE);
         } else {
@@ -658,6 +664,13 @@ impl Session {
         let needs_files = attachments > 0 && !has_scope(&granted, "files:write");
         if needs_files || !has_scope(&granted, "deliveries:write") {
             self.refuse(conn, "insufficient_scope", reply::INSUFFICIENT_SCOPE);
+            return Ok(None);
+        }
+        // The trail may have started failing while the message came in:
+        // still before the 250, so the client keeps the message (dropping
+        // the writer removes the temp file).
+        if self.shared.ctx.audit.denying() {
+            self.refuse(conn, "audit_unavailable", reply::AUDIT_UNAVAILABLE);
             return Ok(None);
         }
         let size = writer.body_len();

@@ -57,6 +57,14 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
             if drain.is_stopping() {
                 return;
             }
+            // audit.on_failure = "deny": a delivery is not made while its
+            // record cannot be written; the entry stays spooled (durable)
+            // and is delivered once the trail is writable again.
+            if ctx.audit.denying() {
+                tracing::warn!("smtp spool: the audit trail cannot be written (audit.on_failure = \"deny\"); deliveries wait");
+                retry = true;
+                break;
+            }
             // Another worker has it.
             let Some(_claim) = spool.claim(&id) else {
                 continue;
@@ -72,7 +80,7 @@ pub async fn run(ctx: Arc<BridgeContext>, spool: Spool, cfg: Arc<Smtp>, metrics:
             let wait = backoff.next_delay();
             tracing::info!(
                 retry_in_ms = wait.as_millis() as u64,
-                "smtp spool: backend unavailable"
+                "smtp spool: delivery postponed"
             );
             if !drain.sleep(wait).await {
                 return;
