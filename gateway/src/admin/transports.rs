@@ -2,7 +2,8 @@
 //! operations as `mft-gateway transports ...` (docs/transports.md). Secrets
 //! go in (`secret`, `secret_ref`, `private_key`) and never come out.
 
-use crate::admin::{json_reply, problem, read_body, AdminApp, Reply};
+use crate::admin::{json_reply, problem, read_body, rejected, AdminApp, Reply};
+use mft_filters::decision::Rejection;
 use crate::transports::{self, NewTransport, OutboundMessage, SecretInput, TransportError};
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
@@ -43,6 +44,12 @@ fn error_reply(e: TransportError) -> Reply {
     match e {
         TransportError::Invalid(reason) => problem(400, &reason),
         TransportError::Store(_) => problem(503, "key store unavailable"),
+        e @ TransportError::Recipient { .. } => rejected(&Rejection::new(
+            400,
+            mft_filters::problem_types::INVALID_RECIPIENT,
+            e.to_string(),
+            "admin",
+        )),
         other => problem(400, &other.to_string()),
     }
 }
@@ -194,18 +201,22 @@ impl AdminApp {
                         let Some(t) = store.get_transport(&n).await? else {
                             return Ok(None);
                         };
-                        transports::check_address(&t.kind, &req.to).map_err(|e| {
-                            TransportError::Invalid(format!("to {:?}: {e}", req.to))
-                        })?;
+                        let to = transports::normalize_address(&t.kind, &req.to).map_err(
+                            |reason| TransportError::Recipient {
+                                to: req.to.clone(),
+                                reason,
+                            },
+                        )?;
                         let text = format!(
                             "This is a test message from mft-gateway ({}) through transport {n}.\n",
                             cfg.organization.name
                         );
                         let message = OutboundMessage {
-                            to: std::slice::from_ref(&req.to),
+                            to: std::slice::from_ref(&to),
                             subject: "mft-gateway transport test",
                             text: &text,
                             html: None,
+                            progress: None,
                         };
                         Ok::<_, TransportError>(Some(
                             transports::send(&store, &cfg, &t, &message).await,

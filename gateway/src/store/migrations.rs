@@ -78,6 +78,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "relay_receipts",
         include_str!("../../migrations/sqlite/0012_relay_receipts.sql"),
     ),
+    (
+        13,
+        "outbound_recipients",
+        include_str!("../../migrations/sqlite/0013_outbound_recipients.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -142,6 +147,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "relay_receipts",
         include_str!("../../migrations/postgres/0012_relay_receipts.sql"),
     ),
+    (
+        13,
+        "outbound_recipients",
+        include_str!("../../migrations/postgres/0013_outbound_recipients.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -180,7 +190,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 #[cfg(test)]
 mod tests {
