@@ -129,8 +129,10 @@ impl Outbox {
             }
             Err(e) => {
                 let reason = e.to_string();
-                let permanent = matches!(e, TransportError::Invalid(_) | TransportError::Recipient { .. })
-                    || age > self.config.trust.relay_max_age;
+                let permanent = matches!(
+                    e,
+                    TransportError::Invalid(_) | TransportError::Recipient { .. }
+                ) || age > self.config.trust.relay_max_age;
                 if permanent {
                     tracing::warn!(message_id = %m.id, transport = %m.transport, error = %reason, "message failed for good");
                     self.store.message_outcome(&m.id, None, &reason, true).await

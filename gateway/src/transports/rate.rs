@@ -29,12 +29,14 @@ pub fn of(settings: &serde_json::Value) -> Option<&str> {
     settings.get("rate").and_then(|r| r.as_str())
 }
 
+/// A provider's bucket with the rate text it was made for: a provider
+/// removed and added again with another rate gets a new bucket.
+type Bucket = (String, Arc<KeyLimiter<DefaultClock>>);
+
 /// The buckets of every provider with a rate, by provider name.
 #[derive(Default)]
 pub struct Rates {
-    // The rate text is kept with its bucket: a provider removed and added
-    // again with another rate gets a new bucket.
-    buckets: Mutex<HashMap<String, (String, Arc<KeyLimiter<DefaultClock>>)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
 }
 
 impl Rates {

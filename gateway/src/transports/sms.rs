@@ -99,7 +99,10 @@ pub fn normalize_address(to: &str) -> Result<String, String> {
             "{FORM}, without \":\" (the gateway adds the transaction reference)"
         ));
     }
-    let compact: String = trimmed.chars().filter(|c| !SEPARATORS.contains(c)).collect();
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !SEPARATORS.contains(c))
+        .collect();
     let digits = if let Some(rest) = compact.strip_prefix('+') {
         rest
     } else if let Some(rest) = compact.strip_prefix("00") {
@@ -112,7 +115,9 @@ pub fn normalize_address(to: &str) -> Result<String, String> {
         return Err(format!("{FORM}: {trimmed:?} starts with neither + nor 00"));
     };
     if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{FORM}: {trimmed:?} has other characters than digits"));
+        return Err(format!(
+            "{FORM}: {trimmed:?} has other characters than digits"
+        ));
     }
     if digits.starts_with('0') {
         return Err(format!("{FORM}: no country code starts with 0"));
@@ -124,11 +129,6 @@ pub fn normalize_address(to: &str) -> Result<String, String> {
         ));
     }
     Ok(format!("+{digits}"))
-}
-
-/// Whether `to` is a phone number aspsms takes (see [`normalize_address`]).
-pub fn check_address(to: &str) -> Result<(), String> {
-    normalize_address(to).map(drop)
 }
 
 fn settings(record: &TransportRecord) -> Result<SmsSettings, TransportError> {

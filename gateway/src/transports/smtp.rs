@@ -222,10 +222,7 @@ pub fn smime_of(settings: &serde_json::Value, base: &Path) -> Option<Result<Stri
 
 /// When the stored settings' S/MIME certificate ends; `None` without one
 /// (or when it cannot be read: `ready` tells why).
-pub fn smime_not_after(
-    settings: &serde_json::Value,
-    base: &Path,
-) -> Option<std::time::SystemTime> {
+pub fn smime_not_after(settings: &serde_json::Value, base: &Path) -> Option<std::time::SystemTime> {
     let s: SmtpSettings = serde_json::from_value(settings.clone()).ok()?;
     if !s.smime_wanted() {
         return None;

@@ -386,28 +386,27 @@ fn start_standin_with(dir: &Path, addr: SocketAddr, log: &Path, extra: &[&str]) 
     let port = addr.port().to_string();
     let recipient = format!("ECHOECHO:{ECHO_KEY}");
     let mut args = vec![
-
-            script.to_str().unwrap(),
-            "--port",
-            &port,
-            "--log",
-            log.to_str().unwrap(),
-            "--aspsms-user",
-            ASPSMS_USER,
-            "--aspsms-password",
-            ASPSMS_PASSWORD,
-            "--aspsms-credits",
-            "5",
-            "--threema-id",
-            THREEMA_ID,
-            "--threema-secret",
-            THREEMA_SECRET,
-            "--threema-gateway-key",
-            THREEMA_KEY,
-            "--threema-credits",
-            "1234",
-            "--recipient",
-            &recipient,
+        script.to_str().unwrap(),
+        "--port",
+        &port,
+        "--log",
+        log.to_str().unwrap(),
+        "--aspsms-user",
+        ASPSMS_USER,
+        "--aspsms-password",
+        ASPSMS_PASSWORD,
+        "--aspsms-credits",
+        "5",
+        "--threema-id",
+        THREEMA_ID,
+        "--threema-secret",
+        THREEMA_SECRET,
+        "--threema-gateway-key",
+        THREEMA_KEY,
+        "--threema-credits",
+        "1234",
+        "--recipient",
+        &recipient,
     ];
     args.extend_from_slice(extra);
     let mut proc = Proc::spawn("provider-standin", &python(), &args, dir);
@@ -1051,18 +1050,42 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
     openssl(
         &path,
         &[
-            "pkcs12", "-export", "-in", "rsa.crt", "-inkey", "rsa.key", "-certfile",
-            "smime-ca.crt", "-out", "rsa.p12", "-passout", "pass:p12-secret-0815",
+            "pkcs12",
+            "-export",
+            "-in",
+            "rsa.crt",
+            "-inkey",
+            "rsa.key",
+            "-certfile",
+            "smime-ca.crt",
+            "-out",
+            "rsa.p12",
+            "-passout",
+            "pass:p12-secret-0815",
         ],
     );
     let add_p12 = |name: &str, password: &str| {
         transports(
             config,
             &[
-                "add", name, "--host", "127.0.0.1", "--port", &port, "--username", SMTP_USER,
-                "--password-file", &pw, "--ca-file", &ca, "--from",
-                "MFT Gateway <mft@acme.example>", "--smime-p12",
-                path.join("rsa.p12").to_str().unwrap(), "--smime-p12-password", password,
+                "add",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--username",
+                SMTP_USER,
+                "--password-file",
+                &pw,
+                "--ca-file",
+                &ca,
+                "--from",
+                "MFT Gateway <mft@acme.example>",
+                "--smime-p12",
+                path.join("rsa.p12").to_str().unwrap(),
+                "--smime-p12-password",
+                password,
             ],
         )
     };
@@ -1092,7 +1115,10 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
     assert!(data.contains("multipart/signed"), "{data}");
     let (ok, why) = cms_verify(&path, &data);
     assert!(ok, "p12: {why}\n{data}");
-    let (ok, _) = cms_verify(&path, &data.replacen("through transport", "through transpOrt", 1));
+    let (ok, _) = cms_verify(
+        &path,
+        &data.replacen("through transport", "through transpOrt", 1),
+    );
     assert!(!ok, "a changed byte must fail");
 
     // `mft-gateway check` names the certificate's state.
@@ -1187,8 +1213,10 @@ async fn threema_to_several_recipients_reaches_each_once_across_retries_and_rest
     let r = api
         .post(format!("http://{admin}/admin/v1/messages"))
         .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"provider": "threema", "to": ["ECHOECHO", SECOND_ID],
-                                  "subject": "", "text": "for both of you"}))
+        .json(
+            &serde_json::json!({"provider": "threema", "to": ["ECHOECHO", SECOND_ID],
+                                  "subject": "", "text": "for both of you"}),
+        )
         .send()
         .await
         .unwrap();
@@ -1316,8 +1344,10 @@ async fn smtp_provider_sends_from_its_source_address_at_its_rate() {
         let r = api
             .post(format!("http://{}/admin/v1/messages", gateway.admin))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({"provider": "mail", "to": "bob@beta.example",
-                                      "subject": format!("paced {i}"), "text": "t"}))
+            .json(
+                &serde_json::json!({"provider": "mail", "to": "bob@beta.example",
+                                      "subject": format!("paced {i}"), "text": "t"}),
+            )
             .send()
             .await
             .unwrap();
@@ -1354,9 +1384,10 @@ fn notified_about(log: &Path, what: &str) -> Vec<Value> {
     received(log)
         .into_iter()
         .filter(|g| {
-            g["data"]
-                .as_str()
-                .is_some_and(|d| d.lines().any(|l| l.starts_with("Subject: ") && l.contains(what)))
+            g["data"].as_str().is_some_and(|d| {
+                d.lines()
+                    .any(|l| l.starts_with("Subject: ") && l.contains(what))
+            })
         })
         .collect()
 }
@@ -1434,7 +1465,10 @@ async fn notify_rules_report_a_stale_mailbox_an_expiring_certificate_a_ban_storm
     // The test certificate ends within ten years.
     text.push_str(&rule("certificate_expiring", "expires_within = \"3650d\""));
     text.push_str(&rule("ban_storm", "bans = 3\nwindow = \"1m\""));
-    text.push_str(&rule("spool_growing", "spool_depth = 2\ngrowing_for = \"1h\""));
+    text.push_str(&rule(
+        "spool_growing",
+        "spool_depth = 2\ngrowing_for = \"1h\"",
+    ));
     std::fs::write(&config, text).unwrap();
     let gateway = launch_gateway(&path, &certs, config, addr, admin, key).await;
 
@@ -1447,7 +1481,10 @@ async fn notify_rules_report_a_stale_mailbox_an_expiring_certificate_a_ban_storm
     })
     .await;
     let stale = notified_about(&log, "mailbox imap:inbox");
-    assert_eq!(stale[0]["rcpt_tos"], serde_json::json!(["ops@ourcorp.example"]));
+    assert_eq!(
+        stale[0]["rcpt_tos"],
+        serde_json::json!(["ops@ourcorp.example"])
+    );
     assert!(
         stale[0]["data"]
             .as_str()

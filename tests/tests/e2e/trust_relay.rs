@@ -762,14 +762,21 @@ async fn relays_that_fail_for_good_send_one_relay_failed_notification() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let got = notices();
-    assert_eq!(got.len(), 1, "one notification for two failed relays: {got:#?}");
+    assert_eq!(
+        got.len(),
+        1,
+        "one notification for two failed relays: {got:#?}"
+    );
     assert_eq!(got[0]["rcpt_tos"], json!(["ops@acme.example"]));
     let text = got[0]["data"].as_str().unwrap();
     assert!(
         ids.iter().any(|id| text.contains(id.as_str())),
         "names a delivery: {text}"
     );
-    let audit = audit_with(&a, 1, |l| l.contains("notify[0] relay_failed: queued as msg_")).await;
+    let audit = audit_with(&a, 1, |l| {
+        l.contains("notify[0] relay_failed: queued as msg_")
+    })
+    .await;
     assert_eq!(
         audit
             .lines()

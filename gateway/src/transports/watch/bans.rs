@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(b.within(Duration::from_secs(60)), 4);
         assert_eq!(b.within(Duration::from_secs(10)), 2);
         b.sample(s(75), 9);
-        assert_eq!(b.within(Duration::from_secs(60)), 2, "from the sample at 10 s");
+        assert_eq!(
+            b.within(Duration::from_secs(60)),
+            2,
+            "from the sample at 10 s"
+        );
         b.sample(s(200), 9);
         assert_eq!(b.within(Duration::from_secs(60)), 0, "a quiet minute");
         assert!(b.samples.len() <= 3, "old samples dropped");

@@ -61,7 +61,11 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|c| c.what.as_str()).collect();
         assert_eq!(names, ["gone", "soon"]);
         assert!(describe(&found[0], now).starts_with("gone expired on "));
-        assert!(describe(&found[1], now).ends_with("(in 3days)"), "{}", describe(&found[1], now));
+        assert!(
+            describe(&found[1], now).ends_with("(in 3days)"),
+            "{}",
+            describe(&found[1], now)
+        );
         assert!(expiring(&certs, now, day / 2).len() == 1);
     }
 }

@@ -66,6 +66,10 @@ mod tests {
         assert_eq!(names, ["imap:old", "pop3:never"]);
         assert_eq!(found[0].for_, Duration::from_secs(90));
         assert_eq!(found[1].last_success, None);
-        assert_eq!(found[1].for_, Duration::from_secs(100), "counted from the start");
+        assert_eq!(
+            found[1].for_,
+            Duration::from_secs(100),
+            "counted from the start"
+        );
     }
 }

@@ -139,7 +139,11 @@ impl Watcher {
             .notify
             .iter()
             .any(|r| matches!(r.trigger, Trigger::CertificateExpiring { .. }));
-        if wants_certs && state.smime_read.is_none_or(|t| t.elapsed() >= SMIME_INTERVAL) {
+        if wants_certs
+            && state
+                .smime_read
+                .is_none_or(|t| t.elapsed() >= SMIME_INTERVAL)
+        {
             state.smime = self.smime_certs().await;
             state.smime_read = Some(tick);
         }
@@ -181,7 +185,10 @@ impl Watcher {
                     let n = state.bans.within(window);
                     (bans_now.is_some() && n >= u64::from(bans)).then(|| {
                         (
-                            format!("{n} clients banned within {}", humantime::format_duration(window)),
+                            format!(
+                                "{n} clients banned within {}",
+                                humantime::format_duration(window)
+                            ),
                             format!(
                                 "The defender banned {n} client addresses within the last {} \
                                  (this rule warns at {bans}): repeated failed logins, probably \
@@ -348,7 +355,10 @@ mod tests {
         }];
         let (subject, text) = stale_message(&stale, Duration::from_secs(120)).unwrap();
         assert_eq!(subject, "mailbox imap:inbox not polled for 2m");
-        assert!(text.contains("no successful poll since the gateway started, 2m 5s ago"), "{text}");
+        assert!(
+            text.contains("no successful poll since the gateway started, 2m 5s ago"),
+            "{text}"
+        );
         assert!(stale_message(&[], Duration::from_secs(1)).is_none());
         let (subject, text) = spool_message(
             &spool::SpoolState {
@@ -358,6 +368,9 @@ mod tests {
             5,
         );
         assert_eq!(subject, "SMTP spool holds 7 messages");
-        assert!(text.contains("grew by 4 without shrinking in the last 1m 30s"), "{text}");
+        assert!(
+            text.contains("grew by 4 without shrinking in the last 1m 30s"),
+            "{text}"
+        );
     }
 }

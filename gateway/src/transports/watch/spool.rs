@@ -64,7 +64,10 @@ mod tests {
         // The backend takes some: the growth starts over.
         assert_eq!(t.sample(s(80), 4).growing, None);
         assert!(!t.sample(s(100), 6).fires(100, min));
-        assert!(t.sample(s(110), 6).fires(6, Duration::from_secs(3600)), "deep enough");
+        assert!(
+            t.sample(s(110), 6).fires(6, Duration::from_secs(3600)),
+            "deep enough"
+        );
         assert_eq!(t.sample(s(120), 0).growing, None);
     }
 }
