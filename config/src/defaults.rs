@@ -313,13 +313,25 @@ pub mod imap {
     pub const AFTER_UPLOAD: &str = "seen";
 }
 
-/// Defaults of `[notify]`.
+/// Defaults of `[[notify]]`.
 pub mod notify {
-    use super::mins;
+    use super::{days, mins};
     use std::time::Duration;
 
     /// `notify.period`.
     pub const PERIOD: Duration = mins(60);
+    /// `notify.stale_after` (`mailbox_stale`).
+    pub const STALE_AFTER: Duration = mins(30);
+    /// `notify.expires_within` (`certificate_expiring`).
+    pub const EXPIRES_WITHIN: Duration = days(14);
+    /// `notify.bans` (`ban_storm`).
+    pub const BANS: u32 = 20;
+    /// `notify.window` (`ban_storm`).
+    pub const WINDOW: Duration = mins(5);
+    /// `notify.spool_depth` (`spool_growing`).
+    pub const SPOOL_DEPTH: u64 = 100;
+    /// `notify.growing_for` (`spool_growing`).
+    pub const GROWING_FOR: Duration = mins(15);
 }
 
 /// Defaults of `[logging]`.
@@ -602,6 +614,15 @@ pub const TABLE: &[(&str, Value)] = &[
     ("imap.message", Value::Str(imap::MESSAGE)),
     ("imap.after_upload", Value::Str(imap::AFTER_UPLOAD)),
     ("notify.period", Value::Duration(notify::PERIOD)),
+    ("notify.stale_after", Value::Duration(notify::STALE_AFTER)),
+    (
+        "notify.expires_within",
+        Value::Duration(notify::EXPIRES_WITHIN),
+    ),
+    ("notify.bans", Value::Int(notify::BANS as u64)),
+    ("notify.window", Value::Duration(notify::WINDOW)),
+    ("notify.spool_depth", Value::Int(notify::SPOOL_DEPTH)),
+    ("notify.growing_for", Value::Duration(notify::GROWING_FOR)),
     ("logging.format", Value::Str(logging::FORMAT)),
     ("logging.level", Value::Str(logging::LEVEL)),
     ("logging.access_log", Value::Bool(logging::ACCESS_LOG)),

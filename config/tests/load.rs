@@ -623,3 +623,57 @@ fn notify_rules_are_checked_and_default_to_one_message_an_hour() {
     assert!(found.contains("notify[1].provider"), "{found}");
     assert!(found.contains("notify[2].to"), "{found}");
 }
+
+#[test]
+fn watched_notify_events_carry_their_thresholds() {
+    use mft_config::notify::Trigger;
+    let rule = |event: &str, extra: &str| {
+        format!("[[notify]]\nevent = \"{event}\"\nprovider = \"mail\"\nto = [\"ops@ourcorp.example\"]\n{extra}\n")
+    };
+    let text = format!(
+        "{MINIMAL}\n{}{}{}{}{}",
+        rule("mailbox_stale", ""),
+        rule("mailbox_stale", "stale_after = \"2m\""),
+        rule("certificate_expiring", "expires_within = \"30d\""),
+        rule("ban_storm", "bans = 3\nwindow = \"1m\""),
+        rule("spool_growing", "spool_depth = 7\ngrowing_for = \"90s\""),
+    );
+    let c = load_str(&text, Path::new("gateway.toml")).unwrap().config;
+    let triggers: Vec<Trigger> = c.notify.iter().map(|n| n.trigger).collect();
+    assert_eq!(
+        triggers,
+        [
+            Trigger::MailboxStale {
+                after: Duration::from_secs(30 * 60)
+            },
+            Trigger::MailboxStale {
+                after: Duration::from_secs(120)
+            },
+            Trigger::CertificateExpiring {
+                within: Duration::from_secs(30 * 86_400)
+            },
+            Trigger::BanStorm {
+                bans: 3,
+                window: Duration::from_secs(60)
+            },
+            Trigger::SpoolGrowing {
+                depth: 7,
+                growing_for: Duration::from_secs(90)
+            },
+        ]
+    );
+    // A threshold of another event, or a zero, is an error naming the key.
+    let bad = format!(
+        "{MINIMAL}\n{}{}{}",
+        rule("ban_storm", "stale_after = \"5m\""),
+        rule("credit_low", "spool_depth = 3"),
+        rule("ban_storm", "bans = 0"),
+    );
+    let found = issues(&bad).join("\n");
+    assert!(
+        found.contains("notify[0].stale_after") && found.contains("only for event mailbox_stale"),
+        "{found}"
+    );
+    assert!(found.contains("notify[1].spool_depth"), "{found}");
+    assert!(found.contains("notify[2].bans"), "{found}");
+}

@@ -27,6 +27,7 @@ use std::collections::hash_map::{Entry as MapEntry, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -119,6 +120,8 @@ pub struct Defender {
     // Randomly keyed, so an attacker who picks many IPv6 addresses cannot aim
     // them all at one shard or one hash bucket.
     hasher: RandomState,
+    /// Bans issued since start: watchers sample it for a ban storm.
+    bans: AtomicU64,
 }
 
 /// Addresses per shard before the table is split further.
@@ -143,6 +146,7 @@ impl Defender {
             shard_capacity,
             users: Mutex::new(HashMap::new()),
             hasher: RandomState::new(),
+            bans: AtomicU64::new(0),
         }
     }
 
@@ -228,7 +232,14 @@ impl Defender {
         let score = count.saturating_mul(self.policy.score_per_failure);
         let until = now.checked_add(self.policy.ban_time).unwrap_or(now);
         *entry = Entry::Banned { until };
+        self.bans.fetch_add(1, Ordering::Relaxed);
         Some(BanEvent { ip, until, score })
+    }
+
+    /// How many bans this defender issued since it was made (a counter
+    /// that only grows; a lifted ban does not take one off).
+    pub fn bans_issued(&self) -> u64 {
+        self.bans.load(Ordering::Relaxed)
     }
 
     /// Forgets the failures of `ip` against `user` after `user` logged in
@@ -380,6 +391,9 @@ mod tests {
         assert_eq!(d.check(ip(1), clock.now()), Some(15 * MIN));
         clock.advance(MIN);
         assert_eq!(d.check(ip(1), clock.now()), Some(14 * MIN));
+        assert_eq!(d.bans_issued(), 1, "one ban counted");
+        assert_eq!(d.record_failure(ip(1), clock.now()), None);
+        assert_eq!(d.bans_issued(), 1, "a failure while banned is no new ban");
     }
 
     #[test]

@@ -72,6 +72,10 @@ pub const INVALID_FOLDER: &str = "urn:mft:problem:invalid-folder";
 /// 401: the backend refused the gateway's RFC 9421 signature.
 pub const SIGNATURE: &str = "urn:mft:problem:signature";
 
+/// 400: a message recipient the transport provider does not take
+/// (`POST /admin/v1/messages`, docs/transports.md).
+pub const INVALID_RECIPIENT: &str = "urn:mft:problem:invalid-recipient";
+
 /// Every problem type above (documented in docs/; see the test).
 pub const ALL: &[&str] = &[
     UNAUTHENTICATED,
@@ -108,6 +112,7 @@ pub const ALL: &[&str] = &[
     INVALID_FILENAME,
     INVALID_FOLDER,
     SIGNATURE,
+    INVALID_RECIPIENT,
 ];
 
 #[cfg(test)]

@@ -218,6 +218,19 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         bridge_drain.clone(),
     )?);
 
+    // [[notify]] rules for watched events (a mailbox not polled, a
+    // certificate expiring, a ban storm, a growing spool).
+    control.spawn(
+        crate::transports::watch::Watcher::new(
+            trust.notifier.clone(),
+            shared_config.clone(),
+            store.clone(),
+            metrics.registry().clone(),
+            auth_defender_admin.clone(),
+        )
+        .run(bridge_drain.clone()),
+    );
+
     let conf = ServerConf {
         threads: s.threads,
         pid_file: s

@@ -11,11 +11,14 @@ tests, built from their published documentation:
 For send_e2e the box is opened with PyNaCl (an independent NaCl
 implementation) with the recipient's private key, and the plaintext is
 checked: type 0x01, UTF-8 text, then PKCS#7-style padding of 1..255 bytes,
-at least 32 bytes in all. Every request is logged as one JSON line.
+at least 32 bytes in all. Every request is logged as one JSON line. With
+--fail-recipient ID --fail-while FILE, send_e2e to ID answers 500 (a
+temporary failure) while FILE exists.
 """
 
 import argparse
 import json
+import os
 import sys
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +36,8 @@ p.add_argument("--threema-secret", required=True)
 p.add_argument("--threema-gateway-key", required=True, help="the gateway ID's private key (hex), to know its public key")
 p.add_argument("--threema-credits", default="1000")
 p.add_argument("--recipient", action="append", default=[], help="ID:private key hex")
+p.add_argument("--fail-recipient", help="send_e2e to this ID answers 500 (temporary) ...")
+p.add_argument("--fail-while", help="... while this file exists")
 args = p.parse_args()
 
 gateway_public = PrivateKey(bytes.fromhex(args.threema_gateway_key)).public_key
@@ -113,6 +118,9 @@ class Handler(BaseHTTPRequestHandler):
         rid = form.get("to", "")
         if rid not in recipients:
             return self.reply(400, "", "text/plain")
+        if rid == args.fail_recipient and args.fail_while and os.path.exists(args.fail_while):
+            log({"api": "threema", "path": "/send_e2e_refused", "to": rid})
+            return self.reply(500, "", "text/plain")
         entry = {"api": "threema", "path": "/send_e2e", "to": rid}
         try:
             nonce = bytes.fromhex(form["nonce"])

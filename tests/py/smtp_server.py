@@ -2,7 +2,8 @@
 """A real SMTP server (PyPI aiosmtpd) for the outbound transport tests
 (tests/tests/e2e/transports.rs): STARTTLS required, AUTH required (only
 after TLS), one user. Every accepted message is appended to --log as one
-JSON line {"mail_from", "rcpt_tos", "data", "login", "tls"}.
+JSON line {"mail_from", "rcpt_tos", "data", "login", "tls", "peer" (the
+client's address), "time" (Unix time of the end of DATA)}.
 
   smtp_server.py --port P --cert PEM --key PEM --user U --password PW --log FILE
 
@@ -13,6 +14,7 @@ import json
 import ssl
 import sys
 import threading
+import time
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -38,6 +40,8 @@ def main():
                 "login": (session.auth_data.login.decode()
                           if isinstance(session.auth_data, LoginPassword) else None),
                 "tls": session.ssl is not None,
+                "peer": session.peer[0] if session.peer else None,
+                "time": time.time(),
             }
             with lock:
                 with open(args.log, "a") as f:

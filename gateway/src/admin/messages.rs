@@ -2,9 +2,11 @@
 //! transport provider (docs/transports.md). `POST` queues it durably and
 //! answers 202 with its id; `GET /admin/v1/messages/{id}` tells where it is.
 
-use crate::admin::{json_reply, problem, read_body, AdminApp, Reply};
+use crate::admin::{json_reply, problem, read_body, rejected, AdminApp, Reply};
 use crate::transports::outbox::{self, Content};
 use crate::transports::TransportError;
+use mft_filters::decision::Rejection;
+use mft_filters::problem_types;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
@@ -70,6 +72,12 @@ impl AdminApp {
                 match accepted {
                     Ok(Ok(id)) => json_reply(202, json!({"id": id, "state": "queued"})),
                     Ok(Err(TransportError::Invalid(reason))) => problem(400, &reason),
+                    Ok(Err(e @ TransportError::Recipient { .. })) => rejected(&Rejection::new(
+                        400,
+                        problem_types::INVALID_RECIPIENT,
+                        e.to_string(),
+                        "admin",
+                    )),
                     _ => problem(503, "key store unavailable"),
                 }
             }

@@ -2,8 +2,9 @@
 //! operations as `mft-gateway transports ...` (docs/transports.md). Secrets
 //! go in (`secret`, `secret_ref`, `private_key`) and never come out.
 
-use crate::admin::{json_reply, problem, read_body, AdminApp, Reply};
+use crate::admin::{json_reply, problem, read_body, rejected, AdminApp, Reply};
 use crate::transports::{self, NewTransport, OutboundMessage, SecretInput, TransportError};
+use mft_filters::decision::Rejection;
 use pingora_core::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::json;
@@ -43,6 +44,12 @@ fn error_reply(e: TransportError) -> Reply {
     match e {
         TransportError::Invalid(reason) => problem(400, &reason),
         TransportError::Store(_) => problem(503, "key store unavailable"),
+        e @ TransportError::Recipient { .. } => rejected(&Rejection::new(
+            400,
+            mft_filters::problem_types::INVALID_RECIPIENT,
+            e.to_string(),
+            "admin",
+        )),
         other => problem(400, &other.to_string()),
     }
 }
@@ -188,30 +195,34 @@ impl AdminApp {
                     Err(e) => return problem(400, &format!("invalid JSON: {e}")),
                 };
                 let n = n.to_string();
-                let tested = self
-                    .control
-                    .run(async move {
-                        let Some(t) = store.get_transport(&n).await? else {
-                            return Ok(None);
-                        };
-                        transports::check_address(&t.kind, &req.to).map_err(|e| {
-                            TransportError::Invalid(format!("to {:?}: {e}", req.to))
-                        })?;
-                        let text = format!(
+                let tested =
+                    self.control
+                        .run(async move {
+                            let Some(t) = store.get_transport(&n).await? else {
+                                return Ok(None);
+                            };
+                            let to = transports::normalize_address(&t.kind, &req.to).map_err(
+                                |reason| TransportError::Recipient {
+                                    to: req.to.clone(),
+                                    reason,
+                                },
+                            )?;
+                            let text = format!(
                             "This is a test message from mft-gateway ({}) through transport {n}.\n",
                             cfg.organization.name
                         );
-                        let message = OutboundMessage {
-                            to: std::slice::from_ref(&req.to),
-                            subject: "mft-gateway transport test",
-                            text: &text,
-                            html: None,
-                        };
-                        Ok::<_, TransportError>(Some(
-                            transports::send(&store, &cfg, &t, &message).await,
-                        ))
-                    })
-                    .await;
+                            let message = OutboundMessage {
+                                to: std::slice::from_ref(&to),
+                                subject: "mft-gateway transport test",
+                                text: &text,
+                                html: None,
+                                progress: None,
+                            };
+                            Ok::<_, TransportError>(Some(
+                                transports::send(&store, &cfg, &t, &message).await,
+                            ))
+                        })
+                        .await;
                 match tested {
                     Ok(Ok(Some(Ok(answer)))) => {
                         json_reply(200, json!({"name": name, "sent": true, "answer": answer}))

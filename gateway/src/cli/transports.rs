@@ -64,6 +64,18 @@ pub enum TransportsCommand {
         /// smtp: its private key (PEM, RSA or ECDSA P-256).
         #[arg(long, value_name = "FILE", requires = "smime_cert")]
         smime_key: Option<PathBuf>,
+        /// smtp: S/MIME key, certificate and chain from one PKCS#12 file (instead of --smime-cert/--smime-key).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["smime_cert", "smime_key"])]
+        smime_p12: Option<PathBuf>,
+        /// smtp: the PKCS#12 file's password as a reference, env:NAME or file:PATH (none: no password).
+        #[arg(long, value_name = "REF", requires = "smime_p12")]
+        smime_p12_password: Option<String>,
+        /// smtp: connect from this local address (an address of this host).
+        #[arg(long, value_name = "IP")]
+        source_address: Option<String>,
+        /// Any type: at most this many messages, e.g. 2/s, 30/m, 500/h (optionally "burst N").
+        #[arg(long, value_name = "RATE")]
+        rate: Option<String>,
         /// sms: the aspsms user key.
         #[arg(long, value_name = "KEY")]
         userkey: Option<String>,
@@ -175,6 +187,10 @@ async fn execute(
             ehlo_name,
             smime_cert,
             smime_key,
+            smime_p12,
+            smime_p12_password,
+            source_address,
+            rate,
             userkey,
             originator,
             gateway_id,
@@ -213,6 +229,8 @@ async fn execute(
                 "gateway_id": gateway_id, "endpoint": endpoint,
                 "credit_threshold": credit_threshold, "credit_warn_via": credit_warn_via,
                 "credit_warn_to": credit_warn_to,
+                "source_address": source_address, "rate": rate,
+                "smime_p12": smime_p12, "smime_p12_password": smime_p12_password,
             });
             // Only the options given: a type's settings refuse the others by name.
             let settings: serde_json::Map<String, serde_json::Value> = all
@@ -364,6 +382,8 @@ async fn execute(
             let Some(t) = store.get_transport(&name).await? else {
                 anyhow::bail!("no transport named {name:?}");
             };
+            let to = transports::normalize_address(&t.kind, &to)
+                .map_err(|reason| anyhow::anyhow!("to {to:?}: {reason}"))?;
             let message = OutboundMessage {
                 to: std::slice::from_ref(&to),
                 subject: "mft-gateway transport test",
@@ -372,6 +392,7 @@ async fn execute(
                     cfg.organization.name
                 ),
                 html: None,
+                progress: None,
             };
             match transports::send(store, cfg, &t, &message).await {
                 Ok(answer) => {

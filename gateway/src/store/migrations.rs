@@ -83,6 +83,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "sftp_users",
         include_str!("../../migrations/sqlite/0013_sftp_users.sql"),
     ),
+    (
+        14,
+        "outbound_recipients",
+        include_str!("../../migrations/sqlite/0014_outbound_recipients.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -152,6 +157,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "sftp_users",
         include_str!("../../migrations/postgres/0013_sftp_users.sql"),
     ),
+    (
+        14,
+        "outbound_recipients",
+        include_str!("../../migrations/postgres/0014_outbound_recipients.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -190,7 +200,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 #[cfg(test)]
 mod tests {

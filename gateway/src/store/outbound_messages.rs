@@ -1,5 +1,7 @@
 //! The durable queue of outbound messages (table `outbound_messages`,
-//! migration 0007): accepted once written, sent by the outbox worker.
+//! migration 0007): accepted once written, sent by the outbox worker; and
+//! which recipients got a message already (`outbound_message_recipients`,
+//! migration 0014), for providers that send to each on its own.
 
 use super::{from_ms, ms, Engine, Pool, Store, StoreError};
 use std::time::SystemTime;
@@ -151,6 +153,27 @@ impl Store {
         Ok(())
     }
 
+    /// Puts a claimed message back for `delay` without an attempt (its
+    /// provider's rate says not yet).
+    pub async fn postpone_message(
+        &self,
+        id: &str,
+        delay: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let next = self.now_ms().saturating_add(ms(delay));
+        on_pool!(self, |pool, _e| sqlx::query(
+            "UPDATE outbound_messages SET next_attempt_at = $1, lease_until = 0 \
+             WHERE id = $2 AND state = 'queued'"
+        )
+        .bind(next)
+        .bind(id)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("postpone a message"))?
+        .rows_affected());
+        Ok(())
+    }
+
     /// After an attempt: `retry_in` = `Some` schedules another one, `None`
     /// ends the message as `sent` (no `error`) or `failed`.
     pub async fn message_outcome(
@@ -179,6 +202,46 @@ impl Store {
         .execute(pool)
         .await
         .map_err(self.query_err("record a message attempt"))?
+        .rows_affected());
+        Ok(())
+    }
+
+    /// The recipients of message `id` that got it already, with the
+    /// provider's answer for each.
+    pub async fn message_recipients_sent(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> = on_pool!(self, |pool, _e| sqlx::query_as(
+            "SELECT recipient, answer FROM outbound_message_recipients WHERE message_id = $1"
+        )
+        .bind(id)
+        .fetch_all(pool)
+        .await
+        .map_err(self.query_err("read a message's recipients"))?);
+        Ok(rows)
+    }
+
+    /// Records that `recipient` got message `id` (`answer`: the provider's).
+    pub async fn message_recipient_sent(
+        &self,
+        id: &str,
+        recipient: &str,
+        answer: &str,
+    ) -> Result<(), StoreError> {
+        let now = self.now_ms();
+        let answer: String = answer.chars().take(200).collect();
+        on_pool!(self, |pool, _e| sqlx::query(
+            "INSERT INTO outbound_message_recipients (message_id, recipient, answer, sent_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (message_id, recipient) DO NOTHING"
+        )
+        .bind(id)
+        .bind(recipient)
+        .bind(&answer)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(self.query_err("record a message's recipient"))?
         .rows_affected());
         Ok(())
     }

@@ -7,10 +7,12 @@ pub mod credits;
 mod http;
 pub mod notify;
 pub mod outbox;
+pub mod rate;
 pub mod smime;
 pub mod sms;
 pub mod smtp;
 pub mod threema;
+pub mod watch;
 
 use crate::store::transports::{TransportRecord, TransportSecret};
 use crate::store::Store;
@@ -27,6 +29,14 @@ pub enum TransportError {
     /// Bad settings: the caller's fault.
     #[error("{0}")]
     Invalid(String),
+    /// A recipient the provider's type does not take (the caller's fault).
+    #[error("to {to:?}: {reason}")]
+    Recipient {
+        /// The recipient as given.
+        to: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// No `[trust] encryption_key` to seal or open the secret.
     #[error("[trust] encryption_key is not set: transport secrets are stored encrypted with it (or give the secret as a reference, env:NAME|file:PATH)")]
     NoEncryptionKey,
@@ -67,7 +77,7 @@ pub enum SecretInput<'a> {
     Reference(&'a str),
 }
 
-fn config_base(config: &mft_config::Config) -> &Path {
+pub(crate) fn config_base(config: &mft_config::Config) -> &Path {
     config.source.parent().unwrap_or(Path::new("."))
 }
 
@@ -118,12 +128,13 @@ pub(crate) fn check_credit_settings(
     Ok(())
 }
 
-/// Whether `to` is a recipient address for a provider of type `kind`.
-pub fn check_address(kind: &str, to: &str) -> Result<(), String> {
+/// `to` as a recipient of a provider of type `kind`, in the form the
+/// provider takes it (sms: `+` and digits), or why it is not one.
+pub fn normalize_address(kind: &str, to: &str) -> Result<String, String> {
     match kind {
-        "sms" => sms::check_address(to),
-        "threema" => threema::check_address(to),
-        _ => smtp::check_address(to),
+        "sms" => sms::normalize_address(to),
+        "threema" => threema::check_address(to).map(|()| to.to_string()),
+        _ => smtp::check_address(to).map(|()| to.to_string()),
     }
 }
 
@@ -422,6 +433,36 @@ pub fn secret_of(
     }
 }
 
+/// Which recipients of a queued message got it already, for a provider
+/// that sends to each recipient on its own (threema): read before sending,
+/// written right after each recipient's send, so a retry or a restart
+/// skips them. A crash between the provider's answer and the write sends
+/// that one recipient's message again (at least once, as for the queue).
+pub struct Progress<'a> {
+    store: &'a Store,
+    message_id: &'a str,
+}
+
+impl<'a> Progress<'a> {
+    /// The progress of queued message `message_id`.
+    pub fn new(store: &'a Store, message_id: &'a str) -> Progress<'a> {
+        Progress { store, message_id }
+    }
+
+    /// The recipients that got the message, with the provider's answers.
+    pub async fn done(&self) -> Result<Vec<(String, String)>, TransportError> {
+        Ok(self.store.message_recipients_sent(self.message_id).await?)
+    }
+
+    /// Records that `recipient` got it.
+    pub async fn sent(&self, recipient: &str, answer: &str) -> Result<(), TransportError> {
+        Ok(self
+            .store
+            .message_recipient_sent(self.message_id, recipient, answer)
+            .await?)
+    }
+}
+
 /// A message to send.
 pub struct OutboundMessage<'a> {
     /// Recipients.
@@ -432,6 +473,8 @@ pub struct OutboundMessage<'a> {
     pub text: &'a str,
     /// Optional HTML alternative.
     pub html: Option<&'a str>,
+    /// A queued message's per-recipient progress; `None` for a test send.
+    pub progress: Option<Progress<'a>>,
 }
 
 /// Sends `message` through `record` now; the provider's answer. Records

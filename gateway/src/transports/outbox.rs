@@ -39,6 +39,7 @@ pub struct Outbox {
     store: Store,
     config: Arc<Config>,
     retry: RetryPolicy,
+    rates: super::rate::Rates,
 }
 
 impl Outbox {
@@ -49,6 +50,7 @@ impl Outbox {
             store,
             config,
             retry,
+            rates: super::rate::Rates::default(),
         }
     }
 
@@ -98,7 +100,22 @@ impl Outbox {
     }
 
     async fn work(&self, m: &QueuedMessage) {
-        let outcome = self.attempt(m).await;
+        let record = match self.store.get_transport(&m.transport).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(message_id = %m.id, error = %e, "cannot read a message's provider; it is tried again after its lease");
+                return;
+            }
+        };
+        let rate = record.as_ref().and_then(|r| super::rate::of(&r.settings));
+        if let Some(wait) = self.rates.wait(&m.transport, rate) {
+            tracing::debug!(message_id = %m.id, transport = %m.transport, ?wait, "provider rate: message waits");
+            if let Err(e) = self.store.postpone_message(&m.id, wait).await {
+                tracing::warn!(message_id = %m.id, error = %e, "cannot postpone a message; it is tried again after its lease");
+            }
+            return;
+        }
+        let outcome = self.attempt(m, record).await;
         let attempts = m.attempts.saturating_add(1);
         let age = SystemTime::now()
             .duration_since(m.created_at)
@@ -112,8 +129,10 @@ impl Outbox {
             }
             Err(e) => {
                 let reason = e.to_string();
-                let permanent = matches!(e, TransportError::Invalid(_))
-                    || age > self.config.trust.relay_max_age;
+                let permanent = matches!(
+                    e,
+                    TransportError::Invalid(_) | TransportError::Recipient { .. }
+                ) || age > self.config.trust.relay_max_age;
                 if permanent {
                     tracing::warn!(message_id = %m.id, transport = %m.transport, error = %reason, "message failed for good");
                     self.store.message_outcome(&m.id, None, &reason, true).await
@@ -131,10 +150,14 @@ impl Outbox {
         }
     }
 
-    async fn attempt(&self, m: &QueuedMessage) -> Result<String, TransportError> {
+    async fn attempt(
+        &self,
+        m: &QueuedMessage,
+        record: Option<crate::store::transports::TransportRecord>,
+    ) -> Result<String, TransportError> {
         let content: Content = serde_json::from_str(&m.content)
             .map_err(|e| TransportError::Invalid(format!("stored message: {e}")))?;
-        let Some(record) = self.store.get_transport(&m.transport).await? else {
+        let Some(record) = record else {
             return Err(TransportError::Invalid(format!(
                 "no transport named {:?} (removed?)",
                 m.transport
@@ -145,6 +168,7 @@ impl Outbox {
             subject: &content.subject,
             text: &content.text,
             html: content.html.as_deref(),
+            progress: Some(super::Progress::new(&self.store, &m.id)),
         };
         super::send(&self.store, &self.config, &record, &message).await
     }
@@ -178,9 +202,23 @@ pub async fn accept(
     if content.to.is_empty() || content.to.len() > 100 {
         return Err(invalid("to: 1 to 100 recipients".into()));
     }
+    let mut normalized: Vec<String> = Vec::with_capacity(content.to.len());
     for to in &content.to {
-        super::check_address(&record.kind, to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
+        let address = super::normalize_address(&record.kind, to).map_err(|reason| {
+            TransportError::Recipient {
+                to: to.clone(),
+                reason,
+            }
+        })?;
+        // Two spellings of one number are one recipient.
+        if !normalized.contains(&address) {
+            normalized.push(address);
+        }
     }
+    let content = Content {
+        to: normalized,
+        ..content
+    };
     if content.subject.len() > 998 || content.subject.contains(['\r', '\n']) {
         return Err(invalid("subject: one line of at most 998 bytes".into()));
     }

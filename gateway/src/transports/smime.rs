@@ -67,6 +67,66 @@ impl Key {
     }
 }
 
+/// The key in PKCS#8 DER (a PKCS#12 file's key bag holds it so).
+fn load_key_der(der: &[u8]) -> Result<Key, String> {
+    use p256::pkcs8::DecodePrivateKey;
+    if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
+        return Ok(Key::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(k))));
+    }
+    if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
+        return Ok(Key::P256(k.into()));
+    }
+    Err("not an RSA or ECDSA P-256 private key".into())
+}
+
+/// Where the certificate and its key come from.
+pub enum Identity<'a> {
+    /// PEM files: the certificate (chain after it) and the key.
+    Pem {
+        /// `smime_cert`.
+        cert: &'a Path,
+        /// `smime_key`.
+        key: &'a Path,
+    },
+    /// One PKCS#12 file (`.p12`, `.pfx`) and its password ("" for none).
+    Pkcs12 {
+        /// `smime_p12`.
+        file: &'a Path,
+        /// Its password, resolved from `smime_p12_password` for this use.
+        password: &'a str,
+    },
+}
+
+/// The key and the certificates (the key's first) of a PKCS#12 file.
+fn load_p12(file: &Path, base: &Path, password: &str) -> Result<(Vec<Certificate>, Key), String> {
+    use x509_cert::der::Decode;
+    let full = base.join(file);
+    let what = format!("smime_p12 {}", full.display());
+    let data = std::fs::read(&full).map_err(|e| format!("{what}: {e}"))?;
+    let store = p12_keystore::KeyStore::from_pkcs12(
+        &data,
+        password,
+        p12_keystore::Pkcs12ImportPolicy::Strict,
+    )
+    .map_err(|e| match e {
+        p12_keystore::error::Error::MacError(_) => {
+            format!("{what}: wrong password (or a damaged file)")
+        }
+        other => format!("{what}: not a PKCS#12 file this gateway reads: {other}"),
+    })?;
+    let (_, chain) = store
+        .private_key_chain()
+        .ok_or_else(|| format!("{what}: no private key with its certificate"))?;
+    let certs = chain
+        .certs()
+        .iter()
+        .map(|c| Certificate::from_der(c.as_der()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what}: certificate: {e}"))?;
+    let key = load_key_der(chain.key().as_der()).map_err(|e| format!("{what}: {e}"))?;
+    Ok((certs, key))
+}
+
 /// The e-mail addresses a certificate is for (SAN rfc822Name, else the
 /// subject's emailAddress), lower case.
 fn addresses(der: &[u8]) -> Result<(Vec<String>, SystemTime, SystemTime), String> {
@@ -98,30 +158,49 @@ fn addresses(der: &[u8]) -> Result<(Vec<String>, SystemTime, SystemTime), String
     ))
 }
 
+/// When the identity's certificate ends.
+pub fn not_after(identity: &Identity<'_>, base: &Path) -> Result<SystemTime, String> {
+    let (chain, _) = load_identity(identity, base)?;
+    let der = chain
+        .first()
+        .ok_or("no certificate")?
+        .to_der()
+        .map_err(|e| format!("certificate: {e}"))?;
+    addresses(&der).map(|(_, _, not_after)| not_after)
+}
+
+fn load_identity(identity: &Identity<'_>, base: &Path) -> Result<(Vec<Certificate>, Key), String> {
+    match identity {
+        Identity::Pem { cert, key } => {
+            let cert_pem = read(cert, base, "smime_cert")?;
+            let chain = Certificate::load_pem_chain(cert_pem.as_bytes())
+                .map_err(|e| format!("smime_cert: not PEM certificates: {e}"))?;
+            let key =
+                load_key(&read(key, base, "smime_key")?).map_err(|e| format!("smime_key: {e}"))?;
+            Ok((chain, key))
+        }
+        Identity::Pkcs12 { file, password } => load_p12(file, base, password),
+    }
+}
+
 /// Loads and checks certificate and key for `from` (the bare address) at
 /// `now`: `Ok` with "certificate ready (...)", or why not.
 pub fn load(
-    cert: &Path,
-    key: &Path,
+    identity: &Identity<'_>,
     base: &Path,
     from: &str,
     now: SystemTime,
 ) -> Result<(Signer, String), String> {
-    let cert_pem = read(cert, base, "smime_cert")?;
-    let chain = Certificate::load_pem_chain(cert_pem.as_bytes())
-        .map_err(|e| format!("smime_cert: not PEM certificates: {e}"))?;
-    let first = chain
-        .first()
-        .ok_or("smime_cert: no certificate in the file")?;
-    let der = first.to_der().map_err(|e| format!("smime_cert: {e}"))?;
-    let key = load_key(&read(key, base, "smime_key")?).map_err(|e| format!("smime_key: {e}"))?;
+    let (chain, key) = load_identity(identity, base)?;
+    let first = chain.first().ok_or("no certificate in the file")?;
+    let der = first.to_der().map_err(|e| format!("certificate: {e}"))?;
     let spki = first
         .tbs_certificate
         .subject_public_key_info
         .to_der()
         .map_err(|e| format!("smime_cert: {e}"))?;
     if key.public_der().as_deref() != Some(spki.as_slice()) {
-        return Err("smime_key does not belong to smime_cert (key mismatch)".into());
+        return Err("the private key does not belong to the certificate (key mismatch)".into());
     }
     let (names, not_before, not_after) = addresses(&der)?;
     let from = from.to_ascii_lowercase();
@@ -202,16 +281,8 @@ impl Signer {
     }
 }
 
-/// Checks the settings' certificate for `from`; the "ready" text or why not.
-pub fn check(
-    cert: Option<&Path>,
-    key: Option<&Path>,
-    base: &Path,
-    from: &str,
-) -> Result<String, String> {
-    match (cert, key) {
-        (Some(c), Some(k)) => load(c, k, base, from, SystemTime::now()).map(|(_, ready)| ready),
-        (None, None) => Err("certificate missing".into()),
-        _ => Err("smime_cert and smime_key go together".into()),
-    }
+/// Checks the identity's certificate for `from`; the "ready" text or why
+/// not.
+pub fn check(identity: &Identity<'_>, base: &Path, from: &str) -> Result<String, String> {
+    load(identity, base, from, SystemTime::now()).map(|(_, ready)| ready)
 }

@@ -37,6 +37,9 @@ pub struct SmsSettings {
     /// Its recipient.
     #[serde(default)]
     pub credit_warn_to: Option<String>,
+    /// At most this many messages (`"10/m"`; see `super::rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 fn default_endpoint() -> String {
@@ -54,7 +57,13 @@ pub fn check_settings(value: serde_json::Value) -> Result<serde_json::Value, Tra
     if s.userkey.is_empty() || !s.userkey.chars().all(|c| c.is_ascii_alphanumeric()) {
         return Err(invalid("userkey: the aspsms user key (letters and digits)"));
     }
-    let numeric = check_address(&s.originator).is_ok();
+    let numeric = match normalize_address(&s.originator) {
+        Ok(number) => {
+            s.originator = number;
+            true
+        }
+        Err(_) => false,
+    };
     let alpha = !s.originator.is_empty()
         && s.originator.len() <= 11
         && s.originator
@@ -67,20 +76,59 @@ pub fn check_settings(value: serde_json::Value) -> Result<serde_json::Value, Tra
     }
     s.endpoint = http::check_endpoint(&s.endpoint)?;
     super::check_credit_settings(s.credit_threshold, &s.credit_warn_via, &s.credit_warn_to)?;
+    super::rate::check(s.rate.as_deref())?;
     serde_json::to_value(&s).map_err(|e| invalid(format!("sms settings: {e}")))
 }
 
-/// Whether `to` is a phone number in international format (`+` and 6 to
-/// 15 digits).
-pub fn check_address(to: &str) -> Result<(), String> {
-    let digits = to
-        .strip_prefix('+')
-        .ok_or("a phone number in international format, +41791234567")?;
-    if (6..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err("a phone number in international format, +41791234567".into())
+/// Characters people write inside phone numbers to group digits; dropped.
+const SEPARATORS: &[char] = &[' ', '-', '.', '/', '(', ')'];
+
+/// `to` as aspsms takes a recipient (`Recipients` of SendSimpleTextSMS,
+/// documented as an MSISDN in international format, `+41790000000`, which
+/// aspsms's other interfaces also accept as `0041790000000`): `+` and the
+/// country code and number, 6 to 15 digits (ITU-T E.164), the first not
+/// `0`. `00` before the country code becomes `+`; spaces, `-`, `.`, `/` and
+/// parentheses between digits are dropped. A national number (`079...`)
+/// has no country code and is refused, as is a `:` (the gateway appends
+/// the transaction reference itself).
+pub fn normalize_address(to: &str) -> Result<String, String> {
+    const FORM: &str = "a phone number in international format, +41791234567 or 0041791234567";
+    let trimmed = to.trim();
+    if trimmed.contains(':') {
+        return Err(format!(
+            "{FORM}, without \":\" (the gateway adds the transaction reference)"
+        ));
     }
+    let compact: String = trimmed
+        .chars()
+        .filter(|c| !SEPARATORS.contains(c))
+        .collect();
+    let digits = if let Some(rest) = compact.strip_prefix('+') {
+        rest
+    } else if let Some(rest) = compact.strip_prefix("00") {
+        rest
+    } else if compact.starts_with('0') {
+        return Err(format!(
+            "{FORM}: {trimmed:?} is a national number (no country code)"
+        ));
+    } else {
+        return Err(format!("{FORM}: {trimmed:?} starts with neither + nor 00"));
+    };
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{FORM}: {trimmed:?} has other characters than digits"
+        ));
+    }
+    if digits.starts_with('0') {
+        return Err(format!("{FORM}: no country code starts with 0"));
+    }
+    if !(6..=15).contains(&digits.len()) {
+        return Err(format!(
+            "{FORM}: {} digits after the +, not 6 to 15",
+            digits.len()
+        ));
+    }
+    Ok(format!("+{digits}"))
 }
 
 fn settings(record: &TransportRecord) -> Result<SmsSettings, TransportError> {
@@ -171,7 +219,7 @@ pub async fn send(
     let mut recipients = Vec::with_capacity(message.to.len());
     let mut references = Vec::with_capacity(message.to.len());
     for to in message.to {
-        check_address(to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
+        let to = normalize_address(to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
         // The documented "number:TransactionReferenceNumber" form, so the
         // delivery status can be asked for later.
         let reference = reference();
@@ -265,4 +313,36 @@ pub async fn delivery(
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_address;
+
+    #[test]
+    fn recipients_are_normalized_to_the_international_form() {
+        for (given, want) in [
+            ("+41791234567", "+41791234567"),
+            ("0041791234567", "+41791234567"),
+            ("+41 79 123 45 67", "+41791234567"),
+            (" +41 (0)79-123.45/67 ", "+410791234567"),
+            ("+1 (415) 555-0100", "+14155550100"),
+        ] {
+            assert_eq!(normalize_address(given).as_deref(), Ok(want), "{given}");
+        }
+        for (bad, why) in [
+            ("0791234567", "national number"),
+            ("41791234567", "neither + nor 00"),
+            ("+41 79 123 45 67:4711", "transaction reference"),
+            ("+4179123456x", "other characters"),
+            ("+0791234567", "no country code starts with 0"),
+            ("+12345", "not 6 to 15"),
+            ("+1234567890123456", "not 6 to 15"),
+            ("", "neither + nor 00"),
+            ("+", "not 6 to 15"),
+        ] {
+            let err = normalize_address(bad).expect_err(bad);
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }

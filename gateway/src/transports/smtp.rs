@@ -1,18 +1,20 @@
 //! The `smtp` provider: a submission server reached with implicit TLS or
 //! STARTTLS (required, never opportunistic), optional AUTH, certificates
 //! checked against the system roots plus an optional `ca_file`. Plain text
-//! only toward a loopback host. Sent with lettre.
+//! only toward a loopback host. Optionally from a chosen local address and
+//! at a limited rate. Sent with lettre.
 
 use super::{OutboundMessage, TransportError};
 use crate::store::transports::TransportRecord;
 use lettre::message::header::{ContentDisposition, ContentTransferEncoding, ContentType};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use mft_config::secret::Secret;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,6 +65,20 @@ pub struct SmtpSettings {
     /// S/MIME: its private key (PEM; RSA or ECDSA P-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smime_key: Option<PathBuf>,
+    /// S/MIME instead from one PKCS#12 file (key, certificate, chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime_p12: Option<PathBuf>,
+    /// Its password as a secret reference (`env:NAME`, `file:PATH`),
+    /// resolved at every use; none: a file without a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smime_p12_password: Option<String>,
+    /// The local address connections are made from (an address of this
+    /// host), for a server that admits only known senders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<IpAddr>,
+    /// At most this many messages (`"10/m"`; see `super::rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 fn default_tls() -> TlsMode {
@@ -117,7 +133,32 @@ pub fn check_settings(
     if let Some(ca) = &s.ca_file {
         load_ca(ca, base)?;
     }
-    if s.smime_cert.is_some() || s.smime_key.is_some() {
+    if let Some(ip) = s.source_address {
+        // Binding a socket is the one sure test that the address is ours
+        // (UDP: no port is held beyond this call).
+        std::net::UdpSocket::bind((ip, 0)).map_err(|e| {
+            invalid(format!(
+                "source_address {ip}: not an address of this host ({e})"
+            ))
+        })?;
+    }
+    super::rate::check(s.rate.as_deref())?;
+    if let Some(r) = &s.smime_p12_password {
+        if !(r.starts_with("env:") || r.starts_with("file:")) {
+            return Err(invalid(
+                "smime_p12_password: a secret reference, env:NAME or file:PATH (never the password itself)",
+            ));
+        }
+    }
+    if s.smime_p12.is_some() && (s.smime_cert.is_some() || s.smime_key.is_some()) {
+        return Err(invalid(
+            "S/MIME: smime_p12, or smime_cert with smime_key, not both",
+        ));
+    }
+    if s.smime_p12_password.is_some() && s.smime_p12.is_none() {
+        return Err(invalid("smime_p12_password: only with smime_p12"));
+    }
+    if s.smime_wanted() {
         smime_state(&s, base).map_err(|e| invalid(format!("S/MIME: {e}")))?;
     }
     serde_json::to_value(&s).map_err(|e| invalid(format!("smtp settings: {e}")))
@@ -130,20 +171,64 @@ fn from_address(s: &SmtpSettings) -> Result<String, String> {
         .map_err(|e| format!("from: {e}"))
 }
 
+impl SmtpSettings {
+    fn smime_wanted(&self) -> bool {
+        self.smime_cert.is_some() || self.smime_key.is_some() || self.smime_p12.is_some()
+    }
+
+    /// Runs `f` with the S/MIME identity of these settings (the PKCS#12
+    /// password resolved for this use only).
+    fn with_identity<T>(
+        &self,
+        base: &Path,
+        f: impl FnOnce(&super::smime::Identity<'_>) -> Result<T, String>,
+    ) -> Result<T, String> {
+        use super::smime::Identity;
+        match (&self.smime_p12, &self.smime_cert, &self.smime_key) {
+            (Some(file), None, None) => {
+                let password = match &self.smime_p12_password {
+                    Some(r) => Some(
+                        mft_config::secret::resolve(r, base)
+                            .map_err(|e| format!("smime_p12_password: {e}"))?
+                            .0,
+                    ),
+                    None => None,
+                };
+                let password = password
+                    .as_ref()
+                    .map(|p| p.expose().trim_end_matches(['\r', '\n']))
+                    .unwrap_or("");
+                f(&Identity::Pkcs12 { file, password })
+            }
+            (None, Some(cert), Some(key)) => f(&Identity::Pem { cert, key }),
+            (None, None, None) => Err("certificate missing".into()),
+            (None, _, _) => Err("smime_cert and smime_key go together".into()),
+            (Some(_), _, _) => Err("smime_p12, or smime_cert with smime_key, not both".into()),
+        }
+    }
+}
+
 /// The S/MIME certificate's state: "certificate ready ..." or why not.
 pub fn smime_state(s: &SmtpSettings, base: &Path) -> Result<String, String> {
-    super::smime::check(
-        s.smime_cert.as_deref(),
-        s.smime_key.as_deref(),
-        base,
-        &from_address(s)?,
-    )
+    let from = from_address(s)?;
+    s.with_identity(base, |id| super::smime::check(id, base, &from))
 }
 
 /// The stored settings' S/MIME state, `None` without S/MIME.
 pub fn smime_of(settings: &serde_json::Value, base: &Path) -> Option<Result<String, String>> {
     let s: SmtpSettings = serde_json::from_value(settings.clone()).ok()?;
-    (s.smime_cert.is_some() || s.smime_key.is_some()).then(|| smime_state(&s, base))
+    s.smime_wanted().then(|| smime_state(&s, base))
+}
+
+/// When the stored settings' S/MIME certificate ends; `None` without one
+/// (or when it cannot be read: `ready` tells why).
+pub fn smime_not_after(settings: &serde_json::Value, base: &Path) -> Option<std::time::SystemTime> {
+    let s: SmtpSettings = serde_json::from_value(settings.clone()).ok()?;
+    if !s.smime_wanted() {
+        return None;
+    }
+    s.with_identity(base, |id| super::smime::not_after(id, base))
+        .ok()
 }
 
 /// Whether `address` is a valid recipient mailbox.
@@ -167,6 +252,8 @@ fn load_ca(path: &Path, base: &Path) -> Result<Certificate, TransportError> {
 }
 
 /// Sends `message` through the provider; the server's final answer.
+/// One connection per message, from `source_address` when set (which
+/// lettre's pooled transport cannot bind, hence its connection directly).
 pub async fn send(
     record: &TransportRecord,
     secret: Option<&Secret>,
@@ -176,49 +263,65 @@ pub async fn send(
     let s: SmtpSettings = serde_json::from_value(record.settings.clone())
         .map_err(|e| invalid(format!("stored smtp settings: {e}")))?;
     let mail = build(&s, message, base)?;
-    let tls = match s.tls {
-        TlsMode::None => Tls::None,
-        mode => {
-            let mut params = TlsParameters::builder(
-                s.host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            );
+    let host = s.host.trim_start_matches('[').trim_end_matches(']');
+    let params = match s.tls {
+        TlsMode::None => None,
+        _ => {
+            let mut params = TlsParameters::builder(host.to_string());
             if let Some(ca) = &s.ca_file {
                 params = params.add_root_certificate(load_ca(ca, base)?);
             }
-            let params = params
-                .build_rustls()
-                .map_err(|e| TransportError::Send(format!("TLS setup: {e}")))?;
-            if mode == TlsMode::Implicit {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Required(params)
-            }
+            Some(
+                params
+                    .build_rustls()
+                    .map_err(|e| TransportError::Send(format!("TLS setup: {e}")))?,
+            )
         }
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(s.host.as_str())
-        .port(s.port())
-        .tls(tls)
-        .timeout(Some(TIMEOUT));
-    if let Some(name) = &s.ehlo_name {
-        builder = builder.hello_name(ClientId::Domain(name.clone()));
-    }
-    match (&s.username, secret) {
-        (Some(user), Some(password)) => {
-            builder = builder.credentials(Credentials::new(
-                user.clone(),
-                password.expose().to_string(),
-            ));
-        }
+    let (wrapper, starttls) = match s.tls {
+        TlsMode::Implicit => (params, None),
+        _ => (None, params),
+    };
+    let credentials = match (&s.username, secret) {
+        (Some(user), Some(password)) => Some(Credentials::new(
+            user.clone(),
+            password.expose().to_string(),
+        )),
         (Some(_), None) => return Err(invalid("username set but no password stored")),
-        _ => {}
-    }
-    let transport = builder.build();
-    let response = transport.send(mail).await.map_err(|e| {
+        _ => None,
+    };
+    let hello = s
+        .ehlo_name
+        .clone()
+        .map(ClientId::Domain)
+        .unwrap_or_default();
+    let failed = |e: lettre::transport::smtp::Error| {
         TransportError::Send(format!("{}:{}: {}", s.host, s.port(), error_text(&e)))
-    })?;
+    };
+    let mut conn = AsyncSmtpConnection::connect_tokio1(
+        (host, s.port()),
+        Some(TIMEOUT),
+        &hello,
+        wrapper,
+        s.source_address,
+    )
+    .await
+    .map_err(failed)?;
+    // STARTTLS is required, never opportunistic: a server without it fails.
+    if let Some(params) = starttls {
+        conn.starttls(params, &hello).await.map_err(failed)?;
+    }
+    if let Some(credentials) = &credentials {
+        conn.auth(DEFAULT_MECHANISMS, credentials)
+            .await
+            .map_err(failed)?;
+    }
+    let response = conn
+        .send(mail.envelope(), &mail.formatted())
+        .await
+        .map_err(failed)?;
+    // The message is accepted; a failed QUIT changes nothing.
+    let _ = conn.quit().await;
     let text: Vec<&str> = response.message().collect();
     Ok(format!("{} {}", response.code(), text.join(" ")))
 }
@@ -306,20 +409,21 @@ fn build(
         b = b.to(to.parse().map_err(|e| invalid(format!("to {to:?}: {e}")))?);
     }
     let body = body_of(m);
-    let built = match (&s.smime_cert, &s.smime_key) {
-        (Some(cert), Some(key)) => {
-            let from = from_address(s).map_err(invalid)?;
-            // Checked at every send: an expired certificate or a replaced
-            // key stops the message (retried) instead of sending it unsigned.
-            let (signer, _) =
-                super::smime::load(cert, key, base, &from, std::time::SystemTime::now())
-                    .map_err(|e| TransportError::Send(format!("S/MIME: {e}")))?;
-            b.multipart(signed(body, &signer)?)
-        }
-        _ => match body {
+    let built = if s.smime_wanted() {
+        let from = from_address(s).map_err(invalid)?;
+        // Checked at every send: an expired certificate or a replaced key
+        // stops the message (retried) instead of sending it unsigned.
+        let (signer, _) = s
+            .with_identity(base, |id| {
+                super::smime::load(id, base, &from, std::time::SystemTime::now())
+            })
+            .map_err(|e| TransportError::Send(format!("S/MIME: {e}")))?;
+        b.multipart(signed(body, &signer)?)
+    } else {
+        match body {
             Body::Single(p) => b.singlepart(p),
             Body::Multi(p) => b.multipart(p),
-        },
+        }
     };
     built.map_err(|e| invalid(format!("message: {e}")))
 }

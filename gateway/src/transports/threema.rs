@@ -45,6 +45,9 @@ pub struct ThreemaSettings {
     /// Its recipient.
     #[serde(default)]
     pub credit_warn_to: Option<String>,
+    /// At most this many messages (`"10/m"`; see `super::rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 fn default_endpoint() -> String {
@@ -71,6 +74,7 @@ pub fn check_settings(value: serde_json::Value) -> Result<serde_json::Value, Tra
     }
     s.endpoint = http::check_endpoint(&s.endpoint)?;
     super::check_credit_settings(s.credit_threshold, &s.credit_warn_via, &s.credit_warn_to)?;
+    super::rate::check(s.rate.as_deref())?;
     serde_json::to_value(&s).map_err(|e| invalid(format!("threema settings: {e}")))
 }
 
@@ -229,9 +233,19 @@ pub async fn send(
     if message.to.is_empty() {
         return Err(invalid("to: at least one recipient"));
     }
+    // Recipients that got this message in an earlier attempt are not sent
+    // it again; their earlier answers stay in the result.
+    let done = match &message.progress {
+        Some(p) => p.done().await?,
+        None => Vec::new(),
+    };
     let mut ids = Vec::with_capacity(message.to.len());
     for to in message.to {
         check_address(to).map_err(|e| invalid(format!("to {to:?}: {e}")))?;
+        if let Some((_, earlier)) = done.iter().find(|(r, _)| r == to) {
+            ids.push(format!("{to}: {earlier}"));
+            continue;
+        }
         let public = public_key(&s, api_secret, to).await?;
         let mut random = [0u8; 1];
         getrandom::fill(&mut random)
@@ -264,7 +278,11 @@ pub async fn send(
         let id = response.text().await.map_err(|e| {
             TransportError::Send(format!("threema send_e2e: {}", http::error_text(e)))
         })?;
-        ids.push(format!("{to}: {}", id.trim()));
+        let id = id.trim();
+        if let Some(p) = &message.progress {
+            p.sent(to, id).await?;
+        }
+        ids.push(format!("{to}: {id}"));
     }
     Ok(format!("message id {}", ids.join(", ")))
 }

@@ -65,6 +65,8 @@ pub struct Federation {
     pub rate_limit: Option<Limit>,
     /// Webhook intake and worker (runs on the same runtime).
     pub webhooks: Arc<Webhooks>,
+    /// `[[notify]]` rules' sender, shared with the watcher of server.rs.
+    pub notifier: Arc<crate::transports::notify::Notifier>,
 }
 
 impl Federation {
@@ -179,7 +181,7 @@ impl Federation {
                 metrics.clone(),
             )
             .with_webhooks(webhooks.clone())
-            .with_notifier(notifier),
+            .with_notifier(notifier.clone()),
         );
         let receipts = Arc::new(Receipts::new(
             store,
@@ -213,6 +215,7 @@ impl Federation {
             runtime,
             rate_limit,
             webhooks,
+            notifier,
         })
     }
 

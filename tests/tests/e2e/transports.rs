@@ -377,37 +377,39 @@ const THREEMA_KEY: &str = "11111111111111111111111111111111111111111111111111111
 const ECHO_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
 
 fn start_standin(dir: &Path, addr: SocketAddr, log: &Path) -> Proc {
+    start_standin_with(dir, addr, log, &[])
+}
+
+/// The stand-in with `extra` arguments (more `--recipient`s, `--fail-*`).
+fn start_standin_with(dir: &Path, addr: SocketAddr, log: &Path, extra: &[&str]) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/provider_standin.py");
     let port = addr.port().to_string();
     let recipient = format!("ECHOECHO:{ECHO_KEY}");
-    let mut proc = Proc::spawn(
-        "provider-standin",
-        &python(),
-        &[
-            script.to_str().unwrap(),
-            "--port",
-            &port,
-            "--log",
-            log.to_str().unwrap(),
-            "--aspsms-user",
-            ASPSMS_USER,
-            "--aspsms-password",
-            ASPSMS_PASSWORD,
-            "--aspsms-credits",
-            "5",
-            "--threema-id",
-            THREEMA_ID,
-            "--threema-secret",
-            THREEMA_SECRET,
-            "--threema-gateway-key",
-            THREEMA_KEY,
-            "--threema-credits",
-            "1234",
-            "--recipient",
-            &recipient,
-        ],
-        dir,
-    );
+    let mut args = vec![
+        script.to_str().unwrap(),
+        "--port",
+        &port,
+        "--log",
+        log.to_str().unwrap(),
+        "--aspsms-user",
+        ASPSMS_USER,
+        "--aspsms-password",
+        ASPSMS_PASSWORD,
+        "--aspsms-credits",
+        "5",
+        "--threema-id",
+        THREEMA_ID,
+        "--threema-secret",
+        THREEMA_SECRET,
+        "--threema-gateway-key",
+        THREEMA_KEY,
+        "--threema-credits",
+        "1234",
+        "--recipient",
+        &recipient,
+    ];
+    args.extend_from_slice(extra);
+    let mut proc = Proc::spawn("provider-standin", &python(), &args, dir);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !proc.stdout().contains("ready") {
         proc.assert_running();
@@ -595,6 +597,53 @@ async fn sms_and_threema_providers_admin_api_and_credit_warnings() {
     assert_eq!(r.status(), 200);
     let tested: Value = r.json().await.unwrap();
     assert_eq!(tested["sent"], true, "{tested}");
+
+    // sms recipients: refused unless in international format (a clear
+    // 400 naming the recipient), normalized as aspsms documents them.
+    for (bad, why) in [
+        ("079 123 45 67", "national number"),
+        ("41791234567", "neither + nor 00"),
+        ("+41791234567:99", "transaction reference"),
+        ("+41 79 ABC", "other characters"),
+    ] {
+        let r = api
+            .post(url("messages"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"provider": "sms", "to": ["+41790000001", bad], "subject": "", "text": "never sent"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let p: Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "urn:mft:problem:invalid-recipient", "{p}");
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(bad) && detail.contains(why), "{bad}: {p}");
+    }
+    let r = api
+        .post(url("messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({"provider": "sms", "to": ["0041 79 555 00 11", "+41 (79) 555-00-11", "+1 415 555 0100"], "subject": "", "text": "normalized numbers"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for("the normalized sms sent", || {
+        !standin_log(&log, |v| v["body"]["MessageText"] == "normalized numbers").is_empty()
+    })
+    .await;
+    let sent = standin_log(&log, |v| v["body"]["MessageText"] == "normalized numbers");
+    let numbers: Vec<&str> = sent[0]["body"]["Recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().split(':').next().unwrap())
+        .collect();
+    assert_eq!(numbers, ["+41795550011", "+14155550100"], "{sent:?}");
+    assert!(
+        standin_log(&log, |v| v["body"]["MessageText"] == "never sent").is_empty(),
+        "nothing of a refused message was queued"
+    );
 
     // A provider whose secret reference no longer resolves is not ready.
     std::fs::write(path.join("gone.pw"), "x\n").unwrap();
@@ -995,6 +1044,83 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
         assert!(!ok, "a changed byte must fail: {why}");
     }
 
+    // The same identity from a PKCS#12 file made by `openssl pkcs12
+    // -export` (key, certificate and CA), its password from a file.
+    std::fs::write(path.join("p12.pw"), "p12-secret-0815\n").unwrap();
+    openssl(
+        &path,
+        &[
+            "pkcs12",
+            "-export",
+            "-in",
+            "rsa.crt",
+            "-inkey",
+            "rsa.key",
+            "-certfile",
+            "smime-ca.crt",
+            "-out",
+            "rsa.p12",
+            "-passout",
+            "pass:p12-secret-0815",
+        ],
+    );
+    let add_p12 = |name: &str, password: &str| {
+        transports(
+            config,
+            &[
+                "add",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port,
+                "--username",
+                SMTP_USER,
+                "--password-file",
+                &pw,
+                "--ca-file",
+                &ca,
+                "--from",
+                "MFT Gateway <mft@acme.example>",
+                "--smime-p12",
+                path.join("rsa.p12").to_str().unwrap(),
+                "--smime-p12-password",
+                password,
+            ],
+        )
+    };
+    std::fs::write(path.join("wrong.pw"), "not-it\n").unwrap();
+    let wrong = format!("file:{}", path.join("wrong.pw").display());
+    let (code, _, err) = add_p12("p12-wrong", &wrong);
+    assert_ne!(code, 0);
+    assert!(err.contains("wrong password"), "{err}");
+    let right = format!("file:{}", path.join("p12.pw").display());
+    let (code, out, err) = add_p12("signed-p12", &right);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = transports(config, &["show", "signed-p12"]);
+    assert_eq!(code, 0);
+    assert!(!out.contains("p12-secret-0815"), "{out}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        shown["smime"]
+            .as_str()
+            .unwrap()
+            .starts_with("certificate ready for mft@acme.example"),
+        "{shown}"
+    );
+    let (code, out, err) = transports(config, &["test", "signed-p12", "--to", "bob@beta.example"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let got = received(&log);
+    let data = got.last().unwrap()["data"].as_str().unwrap().to_string();
+    assert!(data.contains("multipart/signed"), "{data}");
+    let (ok, why) = cms_verify(&path, &data);
+    assert!(ok, "p12: {why}\n{data}");
+    let (ok, _) = cms_verify(
+        &path,
+        &data.replacen("through transport", "through transpOrt", 1),
+    );
+    assert!(!ok, "a changed byte must fail");
+
     // `mft-gateway check` names the certificate's state.
     let check = |config: &Path| {
         let out = Command::new(bin("mft-gateway"))
@@ -1029,4 +1155,443 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
         "{ec}"
     );
     drop(gateway);
+}
+
+/// A second Threema recipient, refused by the stand-in while a file exists.
+const SECOND_ID: &str = "SECOND01";
+const SECOND_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+
+#[tokio::test]
+async fn threema_to_several_recipients_reaches_each_once_across_retries_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\n\
+         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"500ms\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display()
+    );
+    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let standin = free_addr();
+    let log = path.join("standin.jsonl");
+    let hold = path.join("second-refused");
+    std::fs::write(&hold, "").unwrap();
+    let second = format!("{SECOND_ID}:{SECOND_KEY}");
+    let _standin = start_standin_with(
+        &path,
+        standin,
+        &log,
+        &[
+            "--recipient",
+            &second,
+            "--fail-recipient",
+            SECOND_ID,
+            "--fail-while",
+            hold.to_str().unwrap(),
+        ],
+    );
+    let api = reqwest::Client::new();
+    let admin = gateway.admin;
+    let r = api
+        .post(format!("http://{admin}/admin/v1/transports"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "threema", "type": "threema",
+            "settings": {"gateway_id": THREEMA_ID, "endpoint": format!("http://{standin}/")},
+            "secret": THREEMA_SECRET, "private_key": THREEMA_KEY,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = api
+        .post(format!("http://{admin}/admin/v1/messages"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &serde_json::json!({"provider": "threema", "to": ["ECHOECHO", SECOND_ID],
+                                  "subject": "", "text": "for both of you"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    let id = queued["id"].as_str().unwrap().to_string();
+    let boxes = |to: &str| {
+        standin_log(&log, |v| {
+            v["path"] == "/send_e2e" && v["to"] == to && v["text"] == "for both of you"
+        })
+        .len()
+    };
+    let refusals = || standin_log(&log, |v| v["path"] == "/send_e2e_refused").len();
+
+    // The second recipient is refused: retried, the first is not sent again.
+    wait_for("three refusals", || refusals() >= 3).await;
+    let m = message(admin, &id).await;
+    assert_eq!(m["state"], "queued", "{m}");
+    assert_eq!(boxes("ECHOECHO"), 1, "the first recipient once");
+
+    // A crash with the message half sent: the restart does not resend it.
+    let Gateway {
+        mut proc,
+        key,
+        addr,
+        config,
+        ..
+    } = gateway;
+    proc.signal("KILL");
+    proc.wait_exit(Duration::from_secs(10)).expect("killed");
+    let before = refusals();
+    let _gateway = launch_gateway(&path, &certs, config, addr, admin, key).await;
+    wait_for("refusals after the restart", || refusals() >= before + 2).await;
+    assert_eq!(boxes("ECHOECHO"), 1, "the first recipient still once");
+
+    std::fs::remove_file(&hold).unwrap();
+    let m = wait_message(admin, &id, |m| m["state"] == "sent").await;
+    let answer = m["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("ECHOECHO: ") && answer.contains(&format!("{SECOND_ID}: ")),
+        "{m}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(boxes("ECHOECHO"), 1, "{:?}", received(&log));
+    assert_eq!(boxes(SECOND_ID), 1, "{:?}", received(&log));
+    drop(backend);
+}
+
+#[tokio::test]
+async fn smtp_provider_sends_from_its_source_address_at_its_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let tables = format!(
+        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
+         [trust]\nencryption_key = \"file:{}\"\n\
+         relay_poll_interval = \"100ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display()
+    );
+    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let config = &gateway.config;
+    let smtp = free_addr();
+    let log = path.join("smtp.jsonl");
+    let _server = start_smtp(&path, &certs, smtp, &log);
+    std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
+    let port = smtp.port().to_string();
+    let ca = certs.ca.to_str().unwrap().to_string();
+    let pw = path.join("smtp.password").to_str().unwrap().to_string();
+    let add = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            &ca,
+            "--username",
+            SMTP_USER,
+            "--password-file",
+            &pw,
+            "--from",
+            "mft@acme.example",
+        ];
+        args.extend_from_slice(extra);
+        transports(config, &args)
+    };
+    // Refused: an address that is not this host's, a rate that does not parse.
+    let (code, _, err) = add("elsewhere", &["--source-address", "192.0.2.1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not an address of this host"), "{err}");
+    let (code, _, err) = add("too-fast", &["--rate", "fast"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("rate:"), "{err}");
+    let (code, out, err) = add(
+        "mail",
+        &["--source-address", "127.0.0.2", "--rate", "2/s burst 1"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The server sees the connection come from the source address.
+    let (code, out, err) = transports(config, &["test", "mail", "--to", "bob@beta.example"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let got = received(&log);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["peer"], "127.0.0.2", "{:?}", got[0]);
+    assert_eq!(got[0]["tls"], true);
+    let (code, out, _) = transports(config, &["show", "mail"]);
+    assert_eq!(code, 0);
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["settings"]["source_address"], "127.0.0.2", "{shown}");
+    assert_eq!(shown["settings"]["rate"], "2/s burst 1", "{shown}");
+
+    // Six messages queued at once leave at most two per second, every one
+    // of them, each in one attempt (waiting for the rate is no attempt).
+    let api = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let r = api
+            .post(format!("http://{}/admin/v1/messages", gateway.admin))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(
+                &serde_json::json!({"provider": "mail", "to": "bob@beta.example",
+                                      "subject": format!("paced {i}"), "text": "t"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let m = wait_message(gateway.admin, id, |m| m["state"] == "sent").await;
+        assert_eq!(m["attempts"], 1, "{m}");
+    }
+    let mut times: Vec<f64> = received(&log)
+        .iter()
+        .filter(|g| g["data"].as_str().unwrap().contains("Subject: paced "))
+        .map(|g| {
+            assert_eq!(g["peer"], "127.0.0.2");
+            g["time"].as_f64().unwrap()
+        })
+        .collect();
+    assert_eq!(times.len(), 6, "each message once");
+    times.sort_by(f64::total_cmp);
+    // GCRA at 2/s with a burst of 1: one every 0.5 s at the earliest, so
+    // three span at least 1 s; the margins allow for the time each SMTP
+    // conversation takes (the receiver notes the end of DATA).
+    for three in times.windows(3) {
+        assert!(three[2] - three[0] > 0.6, "{times:?}");
+    }
+    assert!(times[5] - times[0] > 2.0, "{times:?}");
+    drop(backend);
+}
+
+/// The messages aiosmtpd got whose subject contains `what`.
+fn notified_about(log: &Path, what: &str) -> Vec<Value> {
+    received(log)
+        .into_iter()
+        .filter(|g| {
+            g["data"].as_str().is_some_and(|d| {
+                d.lines()
+                    .any(|l| l.starts_with("Subject: ") && l.contains(what))
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn notify_rules_report_a_stale_mailbox_an_expiring_certificate_a_ban_storm_and_a_growing_spool(
+) {
+    use mft_e2e::smtp::{smtp_tables, smtplib, wait_spool_depth};
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().to_path_buf();
+    let certs = make_certs(&path);
+    let mut backend = start_backend(&path).await;
+    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    std::fs::write(path.join("imap.pw"), "imap-password\n").unwrap();
+    let (smtp_in, smtps_in) = (free_addr(), free_addr());
+    // A mailbox whose server is not there: no poll ever succeeds.
+    let nobody = free_addr();
+    let tables = format!(
+        "{}\n[trust]\nencryption_key = \"file:{}\"\n\
+         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
+         [admin]\ntoken = \"file:{}\"\n\n\
+         [defender]\nthreshold = 1\n\n\
+         [[imap]]\nname = \"inbox\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u\"\n\
+         password = \"file:{}\"\npoll_secs = 1\n",
+        smtp_tables(smtp_in, smtps_in, ""),
+        path.join("trust.key").display(),
+        path.join("admin.token").display(),
+        nobody.port(),
+        path.join("imap.pw").display(),
+    );
+    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let smtp = free_addr();
+    let log = path.join("smtp.jsonl");
+    let _server = start_smtp(&path, &certs, smtp, &log);
+    std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
+    let port = smtp.port().to_string();
+    let (code, out, err) = transports(
+        &gateway.config,
+        &[
+            "add",
+            "mail",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            certs.ca.to_str().unwrap(),
+            "--username",
+            SMTP_USER,
+            "--password-file",
+            path.join("smtp.password").to_str().unwrap(),
+            "--from",
+            "mft@ourcorp.example",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The rules, from the next start on (the provider exists by then).
+    let Gateway {
+        mut proc,
+        key,
+        addr,
+        admin,
+        config,
+        ..
+    } = gateway;
+    proc.signal("TERM");
+    proc.wait_exit(Duration::from_secs(30)).expect("stopped");
+    let rule = |event: &str, extra: &str| {
+        format!("\n[[notify]]\nevent = \"{event}\"\nprovider = \"mail\"\nto = [\"ops@ourcorp.example\"]\nperiod = \"1h\"\n{extra}\n")
+    };
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&rule("mailbox_stale", "stale_after = \"2s\""));
+    // The test certificate ends within ten years.
+    text.push_str(&rule("certificate_expiring", "expires_within = \"3650d\""));
+    text.push_str(&rule("ban_storm", "bans = 3\nwindow = \"1m\""));
+    text.push_str(&rule(
+        "spool_growing",
+        "spool_depth = 2\ngrowing_for = \"1h\"",
+    ));
+    std::fs::write(&config, text).unwrap();
+    let gateway = launch_gateway(&path, &certs, config, addr, admin, key).await;
+
+    wait_for("the stale mailbox reported", || {
+        !notified_about(&log, "mailbox imap:inbox not polled for 2s").is_empty()
+    })
+    .await;
+    wait_for("the expiring certificate reported", || {
+        !notified_about(&log, "TLS certificate").is_empty()
+    })
+    .await;
+    let stale = notified_about(&log, "mailbox imap:inbox");
+    assert_eq!(
+        stale[0]["rcpt_tos"],
+        serde_json::json!(["ops@ourcorp.example"])
+    );
+    assert!(
+        stale[0]["data"]
+            .as_str()
+            .unwrap()
+            .contains("no successful poll since the gateway started"),
+        "{stale:?}"
+    );
+    let cert = notified_about(&log, "TLS certificate");
+    assert!(
+        cert[0]["data"].as_str().unwrap().contains(" expires on "),
+        "{cert:?}"
+    );
+    assert!(
+        notified_about(&log, "clients banned").is_empty()
+            && notified_about(&log, "SMTP spool").is_empty(),
+        "nothing else happened yet"
+    );
+
+    // Three clients banned (the defender bans at the first failure).
+    for ip in ["127.0.0.2", "127.0.0.3", "127.0.0.4"] {
+        let client = reqwest::Client::builder()
+            .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(certs.ca_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let r = client
+            .get(format!("{}/api/v1/files", gateway.base))
+            .bearer_auth("mgw_0000000000000000_notakeynotakeynotakeynotakeynotakey")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{ip}");
+    }
+    wait_for("the ban storm reported", || {
+        !notified_about(&log, "3 clients banned within 1m").is_empty()
+    })
+    .await;
+
+    // The backend goes away while mail keeps coming: the spool grows.
+    backend.proc.signal("KILL");
+    backend.proc.wait_exit(Duration::from_secs(10)).unwrap();
+    let smtp_port = smtp_in.port().to_string();
+    let ca = certs.ca.display().to_string();
+    for i in 0..2 {
+        let subject = format!("held {i}");
+        let r = smtplib(&[
+            "--port",
+            &smtp_port,
+            "--starttls",
+            "--cafile",
+            &ca,
+            "--user",
+            "any",
+            "--password",
+            &gateway.key,
+            "--subject",
+            &subject,
+            "--to",
+            "bob@ourcorp.example",
+        ]);
+        assert_eq!(mft_e2e::smtp::code(&r, "data"), 250, "{r}");
+    }
+    wait_spool_depth(gateway.admin, 2.0, Duration::from_secs(30)).await;
+    wait_for("the spool reported", || {
+        !notified_about(&log, "SMTP spool holds 2 messages").is_empty()
+    })
+    .await;
+
+    // Each once in its period, though every condition still holds; each
+    // audited with the message it queued.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for what in [
+        "mailbox imap:inbox",
+        "TLS certificate",
+        "clients banned",
+        "SMTP spool",
+    ] {
+        assert_eq!(notified_about(&log, what).len(), 1, "{what}");
+    }
+    let audit = std::fs::read_to_string(path.join("gateway-data/audit.jsonl")).unwrap();
+    for (i, event) in [
+        "mailbox_stale",
+        "certificate_expiring",
+        "ban_storm",
+        "spool_growing",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let wanted = format!("notify[{i}] {event}: queued as msg_");
+        assert_eq!(
+            audit.lines().filter(|l| l.contains(&wanted)).count(),
+            1,
+            "{wanted}"
+        );
+    }
+    let (code, out, _) = transports(&gateway.config, &["list", "--json"]);
+    assert_eq!(code, 0);
+    let list: Vec<Value> = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        list[0]["used_by"],
+        serde_json::json!([
+            "notify[0] (mailbox_stale)",
+            "notify[1] (certificate_expiring)",
+            "notify[2] (ban_storm)",
+            "notify[3] (spool_growing)"
+        ])
+    );
+    drop(backend);
 }

@@ -691,3 +691,98 @@ async fn sigterm_mid_relay_releases_the_lease_so_the_restart_relays_at_once() {
     let at_b = deliveries_for(&b, "bob@beta.example").await;
     assert_eq!(at_b.len(), 1, "{at_b:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_that_fail_for_good_send_one_relay_failed_notification() {
+    use super::transports::{received, start_smtp, transports, SMTP_PASSWORD, SMTP_USER};
+    let (a, mut b) = two_orgs_with(
+        "relay_max_age = \"3s\"\n\n\
+         [[notify]]\nevent = \"relay_failed\"\nprovider = \"mail\"\n\
+         to = [\"ops@acme.example\"]\nperiod = \"1h\"\n",
+    )
+    .await;
+    connect(&a, &b);
+    let smtp = free_addr();
+    let log = a.path.join("smtp.jsonl");
+    let _server = start_smtp(&a.path, &a.certs, smtp, &log);
+    std::fs::write(a.path.join("smtp.password"), SMTP_PASSWORD).unwrap();
+    let port = smtp.port().to_string();
+    let (code, out, err) = transports(
+        &a.gateway.config,
+        &[
+            "add",
+            "mail",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--ca-file",
+            a.certs.ca.to_str().unwrap(),
+            "--username",
+            SMTP_USER,
+            "--password-file",
+            a.path.join("smtp.password").to_str().unwrap(),
+            "--from",
+            "mft@acme.example",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+
+    // The partner refuses every connection until both relays give up.
+    b.gateway.proc.signal("KILL");
+    b.gateway.proc.wait_exit(Duration::from_secs(10));
+    let mut ids = Vec::new();
+    for name in ["one.txt", "two.txt"] {
+        let file = upload(&a, name, reqwest::Body::from("never arrives")).await;
+        let file_id = file["id"].as_str().unwrap().to_string();
+        let sent = deliver(&a, "anna@acme.example", &["bob@beta.example"], &[&file_id]).await;
+        ids.push(sent["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let d = wait_for(&a, id, Duration::from_secs(30), |d| {
+            relay_status(d, "bob@beta.example").as_deref() == Some("failed")
+        })
+        .await;
+        assert!(d["relay"][0]["attempts"].as_u64().unwrap() >= 2, "{d:#}");
+    }
+    let notices = || {
+        received(&log)
+            .into_iter()
+            .filter(|g| {
+                g["data"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("relay to beta failed for good"))
+            })
+            .collect::<Vec<_>>()
+    };
+    let start = Instant::now();
+    while notices().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "no notification");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = notices();
+    assert_eq!(
+        got.len(),
+        1,
+        "one notification for two failed relays: {got:#?}"
+    );
+    assert_eq!(got[0]["rcpt_tos"], json!(["ops@acme.example"]));
+    let text = got[0]["data"].as_str().unwrap();
+    assert!(
+        ids.iter().any(|id| text.contains(id.as_str())),
+        "names a delivery: {text}"
+    );
+    let audit = audit_with(&a, 1, |l| {
+        l.contains("notify[0] relay_failed: queued as msg_")
+    })
+    .await;
+    assert_eq!(
+        audit
+            .lines()
+            .filter(|l| l.contains("notify[0] relay_failed: queued as msg_"))
+            .count(),
+        1,
+        "{audit}"
+    );
+}
