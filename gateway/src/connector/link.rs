@@ -23,8 +23,9 @@ pub enum LinkSender {
 /// Why an exchange on a link gave no response.
 pub enum Exchange {
     /// Nothing was sent (the HTTP/1.1 link was busy or had just closed):
-    /// the request comes back to go on another link.
-    Unsent(http::Request<UpBody>),
+    /// the request comes back to go on another link (boxed: rare, and the
+    /// other variants are small).
+    Unsent(Box<http::Request<UpBody>>),
     /// The connection or the stream failed after the request was handed over.
     Lost(hyper::Error),
     /// No response head within `[backend] read_timeout`.
@@ -151,12 +152,12 @@ impl Link {
                 let sent = {
                     let mut sender = lock(s);
                     if !sender.is_ready() {
-                        return Err(Exchange::Unsent(req));
+                        return Err(Exchange::Unsent(Box::new(req)));
                     }
                     sender.try_send_request(req)
                 };
                 sent.await.map_err(|mut e| match e.take_message() {
-                    Some(req) => Exchange::Unsent(req),
+                    Some(req) => Exchange::Unsent(Box::new(req)),
                     None => Exchange::Lost(e.into_error()),
                 })
             }

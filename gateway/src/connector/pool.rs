@@ -228,7 +228,7 @@ impl ConnectorPool {
         let mut best_home = false;
         for i in 0..n {
             let link = &links[(start + i) % n];
-            if !link.is_usable() || Some(link.id) == avoid {
+            if Some(link.id) == avoid {
                 continue;
             }
             let home = link.is_home(here);
@@ -238,10 +238,17 @@ impl ConnectorPool {
                     (home && !best_home) || (home == best_home && link.in_flight() < b.in_flight())
                 }
             };
-            if better {
-                best = Some(link);
-                best_home = home;
+            // Whether it can take a request is asked last: on an HTTP/1.1
+            // link that takes its lock.
+            if !better || !link.is_usable() {
+                continue;
             }
+            // Nothing beats an idle connection of this worker's.
+            if home && link.in_flight() == 0 {
+                return Some(link.clone());
+            }
+            best = Some(link);
+            best_home = home;
         }
         best.cloned()
     }
@@ -254,16 +261,19 @@ impl ConnectorPool {
         req: http::Request<UpBody>,
         resign: Resign<'_>,
     ) -> Result<http::Response<Incoming>, PoolError> {
+        // The copy for the retry costs a header map clone per request:
+        // made only when another connection could take the retry.
         let again = (matches!(*req.method(), http::Method::GET | http::Method::HEAD)
-            && req.body().is_end_stream())
-        .then(|| {
-            let mut copy = http::Request::new(());
-            *copy.method_mut() = req.method().clone();
-            *copy.uri_mut() = req.uri().clone();
-            *copy.version_mut() = req.version();
-            *copy.headers_mut() = req.headers().clone();
-            copy
-        });
+            && req.body().is_end_stream()
+            && self.links.read().unwrap_or_else(|p| p.into_inner()).len() > 1)
+            .then(|| {
+                let mut copy = http::Request::new(());
+                *copy.method_mut() = req.method().clone();
+                *copy.uri_mut() = req.uri().clone();
+                *copy.version_mut() = req.version();
+                *copy.headers_mut() = req.headers().clone();
+                copy
+            });
         let (first, outcome) = match self.send_somewhere(req, None).await {
             Ok(sent) => sent,
             Err(e) => {
@@ -322,7 +332,7 @@ impl ConnectorPool {
                     // Taken by another worker a moment ago, or closed:
                     // nothing was sent, another link takes it.
                     Err(Exchange::Unsent(back)) => {
-                        req = back;
+                        req = *back;
                         tokio::task::yield_now().await;
                         continue;
                     }
