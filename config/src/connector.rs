@@ -7,6 +7,7 @@
 
 use crate::convert::Ctx;
 use crate::defaults::connector as D;
+use crate::defaults::lan as L;
 use crate::error::{ConfigError, Issue};
 use crate::secret::Secret;
 use serde::Deserialize;
@@ -23,8 +24,41 @@ pub struct ConnectorListenFile {
     pub listen: Option<String>,
     /// Longest time a connector has to finish TLS and authenticate.
     pub handshake_timeout: Option<String>,
-    /// Interval of the HTTP/2 PINGs that detect a dead connection.
+    /// Interval of the HTTP/2 PINGs (or HTTP/1.1 heartbeats) that detect a
+    /// dead connection.
     pub ping_interval: Option<String>,
+    /// `"h2"` or `"http1"`: the protocol on each connector connection.
+    pub link: Option<String>,
+}
+
+/// The protocol the gateway speaks as the client on a connector connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkMode {
+    /// HTTP/2: many requests at once per connection, PINGs find a dead one.
+    #[default]
+    H2,
+    /// HTTP/1.1: one exchange at a time per connection; the connector keeps
+    /// `connections` idle ones ready and opens more under load.
+    Http1,
+}
+
+impl LinkMode {
+    /// The name used in the config file and on the wire (`x-mft-link`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMode::H2 => "h2",
+            LinkMode::Http1 => "http1",
+        }
+    }
+
+    /// The mode named `text`, if any.
+    pub fn parse(text: &str) -> Option<LinkMode> {
+        match text.trim() {
+            "h2" => Some(LinkMode::H2),
+            "http1" => Some(LinkMode::Http1),
+            _ => None,
+        }
+    }
 }
 
 /// `[connector]` of `gateway.toml`, validated.
@@ -37,6 +71,8 @@ pub struct ConnectorListen {
     /// A connection that does not answer a PING within this is dead; with
     /// the PING sent after this much silence, death is seen within twice it.
     pub ping_interval: Duration,
+    /// The protocol on each connection.
+    pub link: LinkMode,
 }
 
 pub(crate) fn convert_listen(
@@ -64,10 +100,21 @@ pub(crate) fn convert_listen(
             "at most 60s: a dead connector would hold requests that long",
         );
     }
+    let link = match f.link.as_deref() {
+        None => LinkMode::parse(D::LINK).unwrap_or_default(),
+        Some(text) => LinkMode::parse(text).unwrap_or_else(|| {
+            ctx.error(
+                "connector.link",
+                format!("expected \"h2\" or \"http1\", got {text:?}"),
+            );
+            LinkMode::default()
+        }),
+    };
     Some(ConnectorListen {
         listen,
         handshake_timeout,
         ping_interval,
+        link,
     })
 }
 
@@ -126,8 +173,11 @@ pub struct LanConnectorFile {
     pub client_key: Option<String>,
     /// The backend this connector forwards to, and only to.
     pub backend: Option<String>,
-    /// Connections kept open to the gateway.
+    /// Connections kept open to the gateway (with an HTTP/1.1 link: idle
+    /// ones kept ready).
     pub connections: Option<u32>,
+    /// With an HTTP/1.1 link: most connections open at once, busy and idle.
+    pub max_connections: Option<u32>,
     /// Connect (TCP + TLS) timeout toward the gateway and the backend.
     pub connect_timeout: Option<String>,
     /// First reconnect delay; doubled per failure, with full jitter.
@@ -167,8 +217,11 @@ pub struct Lan {
     pub client_cert: Option<ClientCert>,
     /// The only place requests are forwarded to.
     pub backend: Url,
-    /// Connections kept open (1 to 64).
+    /// Connections kept open (1 to 64); with an HTTP/1.1 link, idle ones
+    /// kept ready for the gateway.
     pub connections: u32,
+    /// With an HTTP/1.1 link: most connections at once (`connections` to 1024).
+    pub max_connections: u32,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// First reconnect delay.
@@ -323,28 +376,35 @@ fn convert_lan(file: LanFile, ctx: &mut Ctx<'_>) -> Option<Lan> {
         }
     };
     let connections = match c.connections {
-        None => 4,
+        None => L::CONNECTIONS,
         Some(n @ 1..=64) => n,
         Some(_) => {
             ctx.error("connector.connections", "must be 1 to 64");
-            4
+            L::CONNECTIONS
+        }
+    };
+    let max_connections = match c.max_connections {
+        None => L::MAX_CONNECTIONS.max(connections),
+        Some(n) if n >= connections && n <= 1024 => n,
+        Some(_) => {
+            ctx.error(
+                "connector.max_connections",
+                "must be at least `connections` and at most 1024",
+            );
+            L::MAX_CONNECTIONS.max(connections)
         }
     };
     let connect_timeout = ctx.duration(
         "connector.connect_timeout",
         c.connect_timeout,
-        Duration::from_secs(5),
+        L::CONNECT_TIMEOUT,
     );
     let reconnect_base = ctx.duration(
         "connector.reconnect_base",
         c.reconnect_base,
-        Duration::from_millis(250),
+        L::RECONNECT_BASE,
     );
-    let reconnect_max = ctx.duration(
-        "connector.reconnect_max",
-        c.reconnect_max,
-        Duration::from_secs(30),
-    );
+    let reconnect_max = ctx.duration("connector.reconnect_max", c.reconnect_max, L::RECONNECT_MAX);
     if reconnect_max < reconnect_base {
         ctx.error(
             "connector.reconnect_max",
@@ -359,6 +419,7 @@ fn convert_lan(file: LanFile, ctx: &mut Ctx<'_>) -> Option<Lan> {
         client_cert,
         backend: backend?,
         connections,
+        max_connections,
         connect_timeout,
         reconnect_base,
         reconnect_max,
@@ -392,7 +453,9 @@ mod tests {
         );
         let loaded = load(&text).unwrap();
         let c = loaded.config;
-        assert_eq!(c.connections, 4);
+        assert_eq!(c.connections, crate::defaults::lan::CONNECTIONS);
+        assert_eq!(c.max_connections, crate::defaults::lan::MAX_CONNECTIONS);
+        assert_eq!(c.connect_timeout, crate::defaults::lan::CONNECT_TIMEOUT);
         assert_eq!(c.gateway.as_str(), "https://dmz.example:8444/");
         assert_eq!(c.backend.port(), Some(8080));
         assert!(matches!(c.trust, GatewayTrust::Pin(ref p) if p.len() == 64 && !p.contains(':')));
@@ -416,6 +479,37 @@ mod tests {
         }
         let gw = found.iter().find(|i| i.key == "connector.gateway").unwrap();
         assert_eq!(gw.line, Some(2));
+    }
+
+    #[test]
+    fn max_connections_may_not_be_below_connections() {
+        std::env::set_var("MFT_TEST_LAN_KEY_MAX", "mgc_0123456789abcdef_secret");
+        let base = format!(
+            "[connector]\ngateway = \"https://dmz.example:8444\"\ngateway_pin_sha256 = \"{PIN}\"\n\
+             key = \"env:MFT_TEST_LAN_KEY_MAX\"\nbackend = \"http://mft.internal:8080\"\n"
+        );
+        let found = issues(&format!("{base}connections = 8\nmax_connections = 4\n"));
+        assert!(
+            found.iter().any(|i| i.key == "connector.max_connections"),
+            "{found:?}"
+        );
+        let c = load(&format!("{base}connections = 8\nmax_connections = 20\n"))
+            .unwrap()
+            .config;
+        assert_eq!((c.connections, c.max_connections), (8, 20));
+    }
+
+    #[test]
+    fn the_link_mode_is_h2_or_http1() {
+        assert_eq!(LinkMode::parse("http1"), Some(LinkMode::Http1));
+        assert_eq!(
+            LinkMode::parse(crate::defaults::connector::LINK),
+            Some(LinkMode::H2)
+        );
+        assert_eq!(LinkMode::parse("h3"), None);
+        for mode in [LinkMode::H2, LinkMode::Http1] {
+            assert_eq!(LinkMode::parse(mode.as_str()), Some(mode));
+        }
     }
 
     #[test]

@@ -125,6 +125,28 @@ pub mod connector {
     pub const HANDSHAKE_TIMEOUT: Duration = secs(10);
     /// `connector.ping_interval`.
     pub const PING_INTERVAL: Duration = secs(4);
+    /// `connector.link`: the protocol on each connector connection.
+    pub const LINK: &str = "h2";
+}
+
+/// Defaults of the connector's own file (`connector.toml`, its
+/// `[connector]` table; docs/configuration.md documents them under that
+/// heading, so [`TABLE`] names them `connector.KEY` like the gateway's
+/// `[connector]` keys, whose names they do not share).
+pub mod lan {
+    use super::secs;
+    use std::time::Duration;
+
+    /// `connections`.
+    pub const CONNECTIONS: u32 = 4;
+    /// `max_connections`.
+    pub const MAX_CONNECTIONS: u32 = 64;
+    /// `connect_timeout`.
+    pub const CONNECT_TIMEOUT: Duration = secs(5);
+    /// `reconnect_base`.
+    pub const RECONNECT_BASE: Duration = Duration::from_millis(250);
+    /// `reconnect_max`.
+    pub const RECONNECT_MAX: Duration = secs(30);
 }
 
 /// Defaults of `[admin]`.
@@ -463,6 +485,24 @@ pub const TABLE: &[(&str, Value)] = &[
     (
         "connector.ping_interval",
         Value::Duration(connector::PING_INTERVAL),
+    ),
+    ("connector.link", Value::Str(connector::LINK)),
+    ("connector.connections", Value::Int(lan::CONNECTIONS as u64)),
+    (
+        "connector.max_connections",
+        Value::Int(lan::MAX_CONNECTIONS as u64),
+    ),
+    (
+        "connector.connect_timeout",
+        Value::Duration(lan::CONNECT_TIMEOUT),
+    ),
+    (
+        "connector.reconnect_base",
+        Value::Duration(lan::RECONNECT_BASE),
+    ),
+    (
+        "connector.reconnect_max",
+        Value::Duration(lan::RECONNECT_MAX),
     ),
     ("admin.allowed_hosts", Value::List(admin::ALLOWED_HOSTS)),
     ("auth.cache_ttl", Value::Duration(auth::CACHE_TTL)),

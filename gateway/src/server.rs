@@ -172,6 +172,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let pool = match &config.connector {
         Some(_) => Some(Arc::new(ConnectorPool::new(
             config.backend.read_timeout,
+            config.backend.connect_timeout,
             ConnectorMetrics::new(metrics.registry())
                 .context("cannot register connector metrics")?,
         ))),

@@ -574,7 +574,10 @@ async fn via_connector(
     // No retry inside the pool: `send` retries with a fresh signature.
     match pool.send(req, &|_| false).await {
         Ok(response) => Ok(reqwest::Response::from(response.map(reqwest::Body::wrap))),
-        Err(crate::connector::pool::PoolError::NoConnector) => Err(BackendError::NoConnector {
+        Err(
+            crate::connector::pool::PoolError::NoConnector
+            | crate::connector::pool::PoolError::Busy,
+        ) => Err(BackendError::NoConnector {
             what: what.to_string(),
         }),
         Err(crate::connector::pool::PoolError::Timeout(_)) => Err(BackendError::Timeout {

@@ -2,10 +2,35 @@
 
 use super::body::UpBody;
 use super::metrics::Outcomes;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio_util::sync::CancellationToken;
+
+/// The gateway's client half of a connection, by link protocol.
+pub enum LinkSender {
+    /// HTTP/2: handles are cheap clones; many streams at once.
+    H2(http2::SendRequest<UpBody>),
+    /// HTTP/1.1: one exchange at a time. The handle never leaves the
+    /// link: a request is handed to the connection under the lock only
+    /// when the previous exchange is over (`is_ready`), so two workers
+    /// never race for it, and nothing has to be given back afterwards.
+    Http1(Mutex<http1::SendRequest<UpBody>>),
+}
+
+/// Why an exchange on a link gave no response.
+pub enum Exchange {
+    /// Nothing was sent (the HTTP/1.1 link was busy or had just closed):
+    /// the request comes back to go on another link (boxed: rare, and the
+    /// other variants are small).
+    Unsent(Box<http::Request<UpBody>>),
+    /// The connection or the stream failed after the request was handed over.
+    Lost(hyper::Error),
+    /// No response head within `[backend] read_timeout`.
+    Timeout,
+}
 
 /// Byte totals and last address of one connector, kept across its
 /// connections for `connectors list` and `/metrics`.
@@ -19,7 +44,7 @@ pub struct Totals {
     pub address: Mutex<Option<String>>,
 }
 
-/// One HTTP/2 connection on which the gateway is the client.
+/// One connection on which the gateway is the client.
 pub struct Link {
     /// Unique in this process, to tell connections apart.
     pub id: u64,
@@ -35,7 +60,7 @@ pub struct Link {
     pub totals: Arc<Totals>,
     /// Its connector's request counters.
     pub outcomes: Outcomes,
-    sender: hyper::client::conn::http2::SendRequest<UpBody>,
+    sender: LinkSender,
     in_flight: AtomicUsize,
     close: CancellationToken,
 }
@@ -59,7 +84,7 @@ impl Link {
         origin: Origin,
         totals: Arc<Totals>,
         outcomes: Outcomes,
-        sender: hyper::client::conn::http2::SendRequest<UpBody>,
+        sender: LinkSender,
         close: CancellationToken,
     ) -> Link {
         let Origin {
@@ -82,9 +107,28 @@ impl Link {
         }
     }
 
-    /// Whether a request can go out on it now.
+    /// Whether the connection is still open (busy or not).
+    pub fn is_alive(&self) -> bool {
+        !self.close.is_cancelled()
+            && match &self.sender {
+                LinkSender::H2(s) => !s.is_closed(),
+                LinkSender::Http1(s) => !lock(s).is_closed(),
+            }
+    }
+
+    /// Whether a request can go out on it now: an HTTP/1.1 link only when
+    /// its previous exchange is over.
     pub fn is_usable(&self) -> bool {
-        !self.close.is_cancelled() && !self.sender.is_closed()
+        !self.close.is_cancelled()
+            && match &self.sender {
+                LinkSender::H2(s) => !s.is_closed(),
+                LinkSender::Http1(s) => s.try_lock().is_ok_and(|s| s.is_ready()),
+            }
+    }
+
+    /// Whether this is an HTTP/1.1 link.
+    pub fn is_http1(&self) -> bool {
+        matches!(self.sender, LinkSender::Http1(_))
     }
 
     /// Requests on it right now.
@@ -92,9 +136,32 @@ impl Link {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// A handle to send one request (h2 handles are cheap clones).
-    pub fn sender(&self) -> hyper::client::conn::http2::SendRequest<UpBody> {
-        self.sender.clone()
+    /// Sends `req` and waits for the response head. On an HTTP/1.1 link
+    /// that is busy (another worker took it a moment ago) or closed before
+    /// taking the request, the request comes back unsent.
+    pub async fn exchange(
+        &self,
+        req: http::Request<UpBody>,
+    ) -> Result<http::Response<Incoming>, Exchange> {
+        match &self.sender {
+            LinkSender::H2(s) => s.clone().send_request(req).await.map_err(Exchange::Lost),
+            LinkSender::Http1(s) => {
+                let req = origin_form(req);
+                // Handed over synchronously, under the lock; the future
+                // then holds no borrow of the handle.
+                let sent = {
+                    let mut sender = lock(s);
+                    if !sender.is_ready() {
+                        return Err(Exchange::Unsent(Box::new(req)));
+                    }
+                    sender.try_send_request(req)
+                };
+                sent.await.map_err(|mut e| match e.take_message() {
+                    Some(req) => Exchange::Unsent(Box::new(req)),
+                    None => Exchange::Lost(e.into_error()),
+                })
+            }
+        }
     }
 
     /// Whether the connection is driven by per-core worker `worker`.
@@ -112,6 +179,33 @@ impl Link {
     pub fn close(&self) {
         self.close.cancel();
     }
+}
+
+/// HTTP/1.1 carries the authority in `Host` and the target in origin form
+/// (RFC 9112 §3.2.1); HTTP/2 took both from the absolute URI.
+fn origin_form(mut req: http::Request<UpBody>) -> http::Request<UpBody> {
+    if req.uri().scheme().is_none() {
+        return req;
+    }
+    if !req.headers().contains_key(http::header::HOST) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+        {
+            req.headers_mut().insert(http::header::HOST, host);
+        }
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.path_and_query = req.uri().path_and_query().cloned();
+    if let Ok(origin) = http::Uri::from_parts(parts) {
+        *req.uri_mut() = origin;
+    }
+    req
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A request in flight on a [`Link`].

@@ -1,5 +1,6 @@
 //! `[connector] listen`: TLS, the attach request, then the gateway becomes
-//! the HTTP/2 client on the connection the connector opened.
+//! the HTTP/2 (or, with `[connector] link = "http1"`, HTTP/1.1) client on
+//! the connection the connector opened.
 //!
 //! The socket takes part in graceful upgrade like the other listeners. With
 //! per-core HTTPS workers each attached connection's HTTP/2 client runs on
@@ -9,9 +10,9 @@
 //! own threads every small request cost two cross-thread wake-ups).
 
 use super::auth::{self, Refusal};
-use super::body::UpBody;
+use super::body::{self as up_body, UpBody};
 use super::counted_io::CountedIo;
-use super::link::{Link, Origin};
+use super::link::{Exchange, Link, LinkSender, Origin};
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -22,6 +23,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mft_config::connector::LinkMode;
 use mft_filters::problem::Problem;
 use pingora_core::server::ExecutionPhase;
 use std::net::SocketAddr;
@@ -39,12 +41,16 @@ pub struct ConnectorListener {
     audit: AuditLog,
     handshake_timeout: Duration,
     ping_interval: Duration,
+    link: LinkMode,
     /// The per-core HTTPS workers' runtimes (empty: connections stay on
     /// the listener's runtime).
     homes: Vec<tokio::runtime::Handle>,
 }
 
-type Attached = (OnUpgrade, ConnectorRecord);
+type Attached = (OnUpgrade, ConnectorRecord, LinkMode);
+
+/// An attached connection's stream, its bytes counted.
+type LinkIo = TokioIo<CountedIo<TokioIo<Upgraded>>>;
 
 impl ConnectorListener {
     /// A listener with the gateway's certificate (`tls`, ALPN narrowed to
@@ -74,6 +80,7 @@ impl ConnectorListener {
             audit,
             handshake_timeout: config.handshake_timeout,
             ping_interval: config.ping_interval,
+            link: config.link,
             homes,
         }
     }
@@ -103,7 +110,7 @@ impl ConnectorListener {
         self: &Arc<Self>,
         stream: tokio::net::TcpStream,
         peer: Option<SocketAddr>,
-    ) -> Option<(Upgraded, ConnectorRecord)> {
+    ) -> Option<(Upgraded, ConnectorRecord, LinkMode)> {
         let tls = match self.tls.accept(stream).await {
             Ok(tls) => tls,
             Err(e) => {
@@ -142,9 +149,9 @@ impl ConnectorListener {
         if let Err(e) = served {
             tracing::debug!(peer = ?peer, error = %e, "connector attach request failed");
         }
-        let (on_upgrade, record) = slot.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let (on_upgrade, record, mode) = slot.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         match on_upgrade.await {
-            Ok(upgraded) => Some((upgraded, record)),
+            Ok(upgraded) => Some((upgraded, record, mode)),
             Err(e) => {
                 tracing::info!(peer = ?peer, connector = %record.name, error = %e, "connector upgrade failed");
                 None
@@ -177,8 +184,9 @@ impl ConnectorListener {
         };
         match verified {
             Ok(record) => {
+                let mode = self.choose_link(req.headers());
                 let on_upgrade = hyper::upgrade::on(&mut req);
-                *found.lock().unwrap_or_else(|p| p.into_inner()) = Some((on_upgrade, record));
+                *found.lock().unwrap_or_else(|p| p.into_inner()) = Some((on_upgrade, record, mode));
                 let mut response = http::Response::new(Full::new(Bytes::new()));
                 *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
                 let h = response.headers_mut();
@@ -190,6 +198,16 @@ impl ConnectorListener {
                     http::header::UPGRADE,
                     http::HeaderValue::from_static(wire::UPGRADE_TOKEN),
                 );
+                h.insert(
+                    wire::LINK_HEADER,
+                    http::HeaderValue::from_static(mode.as_str()),
+                );
+                if mode == LinkMode::Http1 {
+                    h.insert(
+                        wire::HEARTBEAT_HEADER,
+                        http::HeaderValue::from(self.ping_interval.as_secs().max(1)),
+                    );
+                }
                 response
             }
             Err(refusal) => {
@@ -212,12 +230,27 @@ impl ConnectorListener {
         }
     }
 
-    /// Runs the gateway's HTTP/2 client on an attached connection until it
-    /// dies or is closed.
+    /// `[connector] link` if the connector offers it, else HTTP/2 (a
+    /// connector that names no protocol speaks only that).
+    fn choose_link(&self, headers: &http::HeaderMap) -> LinkMode {
+        let offered = headers
+            .get(wire::LINK_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|m| LinkMode::parse(m) == Some(self.link)));
+        if offered {
+            self.link
+        } else {
+            LinkMode::H2
+        }
+    }
+
+    /// Runs the gateway's client on an attached connection until it dies
+    /// or is closed.
     async fn serve_link(
         &self,
         upgraded: Upgraded,
         record: ConnectorRecord,
+        mode: LinkMode,
         peer: Option<SocketAddr>,
         home: Option<usize>,
     ) {
@@ -229,6 +262,9 @@ impl ConnectorListener {
             totals.bytes_in.clone(),
             totals.bytes_out.clone(),
         ));
+        if mode == LinkMode::Http1 {
+            return self.serve_http1(io, record, name, peer, home).await;
+        }
         let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .initial_stream_window_size(wire::STREAM_WINDOW)
@@ -260,12 +296,10 @@ impl ConnectorListener {
             },
             totals,
             self.pool.metrics.outcomes(&name),
-            sender,
+            LinkSender::H2(sender),
             close.clone(),
         ));
-        self.pool.add(link.clone());
-        self.audit("connector_connect", Some(&name), peer, "attached");
-        tracing::info!(connector = %name, peer = ?peer, "connector connected");
+        self.attached(&link);
         let reason = tokio::select! {
             ended = conn => match ended {
                 Ok(()) => "closed by the connector".to_string(),
@@ -273,9 +307,111 @@ impl ConnectorListener {
             },
             () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
         };
+        self.detached(&link, &reason);
+    }
+
+    /// An HTTP/1.1 link: one exchange at a time; a heartbeat on it while
+    /// idle proves it alive, and each finished exchange wakes a request
+    /// waiting for a free link.
+    async fn serve_http1(
+        &self,
+        io: LinkIo,
+        record: ConnectorRecord,
+        name: Arc<str>,
+        peer: Option<SocketAddr>,
+        home: Option<usize>,
+    ) {
+        let handshake = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, UpBody>(io)
+            .await;
+        let (sender, conn) = match handshake {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::info!(connector = %record.name, error = %e, "connector HTTP/1.1 handshake failed");
+                return;
+            }
+        };
+        let totals = self.pool.totals(&name);
+        if let Some(p) = peer {
+            *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
+        }
+        let close = CancellationToken::new();
+        let link = Arc::new(Link::new(
+            self.pool.next_id(),
+            Origin {
+                name: name.clone(),
+                key_id: record.key_id.clone(),
+                peer,
+                home,
+            },
+            totals,
+            self.pool.metrics.outcomes(&name),
+            LinkSender::Http1(Mutex::new(sender)),
+            close.clone(),
+        ));
+        self.attached(&link);
+        let driven = self.pool.drive_http1(&link, Box::pin(conn));
+        let reason = tokio::select! {
+            ended = driven => match ended {
+                Ok(()) => "closed by the connector".to_string(),
+                Err(e) => format!("connection failed: {e}"),
+            },
+            reason = heartbeat(&link, self.ping_interval) => reason,
+            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
+        };
+        self.detached(&link, &reason);
+    }
+
+    fn attached(&self, link: &Arc<Link>) {
+        self.pool.add(link.clone());
+        self.audit("connector_connect", Some(&link.name), link.peer, "attached");
+        tracing::info!(connector = %link.name, peer = ?link.peer, "connector connected");
+    }
+
+    fn detached(&self, link: &Link, reason: &str) {
         self.pool.remove(link.id);
-        self.audit("connector_disconnect", Some(&name), peer, &reason);
-        tracing::info!(connector = %name, peer = ?peer, reason = %reason, "connector disconnected");
+        self.audit("connector_disconnect", Some(&link.name), link.peer, reason);
+        tracing::info!(connector = %link.name, peer = ?link.peer, reason = %reason, "connector disconnected");
+    }
+}
+
+/// Proves an idle HTTP/1.1 link alive every `interval` (HTTP/1.1 has no
+/// PING): the connector must answer within `interval`, so a link whose
+/// path went silent is found dead within twice it. Busy links are left
+/// alone: their exchange shows whether they live (`[backend] read_timeout`).
+/// Returns why the link ends.
+async fn heartbeat(link: &Link, interval: Duration) -> String {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if !link.is_usable() {
+            continue;
+        }
+        let mut req = http::Request::new(up_body::empty());
+        *req.uri_mut() = http::Uri::from_static(wire::HEARTBEAT_PATH);
+        req.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("connector"),
+        );
+        match tokio::time::timeout(interval, link.exchange(req)).await {
+            Ok(Ok(answer)) => {
+                let retired = answer
+                    .headers()
+                    .get(http::header::CONNECTION)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                if retired {
+                    return "retired by the connector (more idle connections than it keeps)"
+                        .to_string();
+                }
+            }
+            Ok(Err(Exchange::Unsent(_))) => {}
+            Ok(Err(Exchange::Lost(e))) => return format!("heartbeat failed: {e}"),
+            Ok(Err(Exchange::Timeout)) | Err(_) => {
+                return format!("no answer to the heartbeat within {interval:?}")
+            }
+        }
     }
 }
 
@@ -412,7 +548,9 @@ impl ConnectorListener {
     ) {
         let attached = tokio::time::timeout(self.handshake_timeout, self.attach(tcp, peer)).await;
         match attached {
-            Ok(Some((upgraded, record))) => self.serve_link(upgraded, record, peer, home).await,
+            Ok(Some((upgraded, record, mode))) => {
+                self.serve_link(upgraded, record, mode, peer, home).await
+            }
             Ok(None) => {}
             Err(_) => tracing::info!(peer = ?peer, "connector attach timed out"),
         }

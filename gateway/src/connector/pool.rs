@@ -2,7 +2,7 @@
 //! "send this request to the backend" over the least busy of them.
 
 use super::body::{self, UpBody};
-use super::link::{Link, Totals};
+use super::link::{Exchange, Link, Totals};
 use super::metrics::ConnectorMetrics;
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use thiserror::Error;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// What a client is told to wait before it tries again when no connector
 /// is connected: a connector reconnects within seconds.
@@ -22,6 +24,11 @@ pub enum PoolError {
     /// No connector is connected: nothing was sent.
     #[error("no connector is connected")]
     NoConnector,
+    /// Every connector connection stayed busy (HTTP/1.1 links, at the
+    /// connectors' `max_connections`) for as long as a request may wait
+    /// for one: nothing was sent.
+    #[error("every connector connection is busy")]
+    Busy,
     /// No response header within `backend.read_timeout`.
     #[error("the backend did not answer in time (through connector {0})")]
     Timeout(Arc<str>),
@@ -48,8 +55,32 @@ pub struct ConnectorPool {
     next: AtomicUsize,
     next_id: AtomicU64,
     read_timeout: Duration,
+    /// How long a request waits for a free HTTP/1.1 link.
+    link_wait: Duration,
+    /// Requests waiting for a free link right now; only then do links
+    /// that finish an exchange say so ([`ConnectorPool::link_freed`]).
+    waiting: AtomicUsize,
+    freed: Notify,
     /// Metrics per connector.
     pub metrics: ConnectorMetrics,
+}
+
+/// An HTTP/1.1 link's connection, boxed as a `Send` future where its type
+/// is concrete: held inside a generic async fn's state, rustc cannot prove
+/// it `Send` (its body error's `Into<BoxError>` bound is checked for every
+/// lifetime).
+pub type Http1Conn = std::pin::Pin<Box<dyn std::future::Future<Output = hyper::Result<()>> + Send>>;
+
+/// The link a request went out on, and what came of it.
+type Sent = (Arc<Link>, Result<http::Response<Incoming>, PoolError>);
+
+/// Counts a request as waiting for a link until dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl ConnectorPool {
@@ -58,16 +89,45 @@ impl ConnectorPool {
         self.read_timeout
     }
 
-    /// An empty pool; `read_timeout` bounds the wait for a response header.
-    pub fn new(read_timeout: Duration, metrics: ConnectorMetrics) -> ConnectorPool {
+    /// An empty pool; `read_timeout` bounds the wait for a response
+    /// header, `link_wait` the wait for a free HTTP/1.1 link when every
+    /// one is busy (`[backend] connect_timeout`: what dialling a new
+    /// connection may take on the direct path).
+    pub fn new(
+        read_timeout: Duration,
+        link_wait: Duration,
+        metrics: ConnectorMetrics,
+    ) -> ConnectorPool {
         ConnectorPool {
             links: RwLock::new(Vec::new()),
             totals: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             read_timeout,
+            link_wait,
+            waiting: AtomicUsize::new(0),
+            freed: Notify::new(),
             metrics,
         }
+    }
+
+    /// Whether a request is waiting for a free link.
+    fn has_waiters(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// Drives `conn`, the connection of HTTP/1.1 link `link`: its task is
+    /// where an exchange ends, so each time it has run while a request
+    /// waits for a free link and the link is free, one such request wakes.
+    pub async fn drive_http1(&self, link: &Link, mut conn: Http1Conn) -> hyper::Result<()> {
+        std::future::poll_fn(|cx| {
+            let polled = conn.as_mut().poll(cx);
+            if self.has_waiters() && link.is_usable() {
+                self.freed.notify_one();
+            }
+            polled
+        })
+        .await
     }
 
     /// A fresh link id.
@@ -88,6 +148,7 @@ impl ConnectorPool {
             .with_label_values(&[&*link.name])
             .inc();
         self.write().push(link);
+        self.freed.notify_waiters();
     }
 
     /// Removes a connection that ended.
@@ -100,6 +161,9 @@ impl ConnectorPool {
                 .with_label_values(&[&*link.name])
                 .dec();
         }
+        drop(links);
+        // Waiting requests look again: with no connection left they get 503 now.
+        self.freed.notify_waiters();
     }
 
     /// A snapshot of the live connections.
@@ -107,13 +171,21 @@ impl ConnectorPool {
         self.links.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether any connection can take a request now.
+    /// Whether any connection is open (busy or not).
     pub fn is_connected(&self) -> bool {
         self.links
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|l| l.is_usable())
+            .any(|l| l.is_alive())
+    }
+
+    fn is_connected_but(&self, avoid: Option<u64>) -> bool {
+        self.links
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|l| l.is_alive() && Some(l.id) != avoid)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Arc<Link>>> {
@@ -156,7 +228,7 @@ impl ConnectorPool {
         let mut best_home = false;
         for i in 0..n {
             let link = &links[(start + i) % n];
-            if !link.is_usable() || Some(link.id) == avoid {
+            if Some(link.id) == avoid {
                 continue;
             }
             let home = link.is_home(here);
@@ -166,10 +238,17 @@ impl ConnectorPool {
                     (home && !best_home) || (home == best_home && link.in_flight() < b.in_flight())
                 }
             };
-            if better {
-                best = Some(link);
-                best_home = home;
+            // Whether it can take a request is asked last: on an HTTP/1.1
+            // link that takes its lock.
+            if !better || !link.is_usable() {
+                continue;
             }
+            // Nothing beats an idle connection of this worker's.
+            if home && link.in_flight() == 0 {
+                return Some(link.clone());
+            }
+            best = Some(link);
+            best_home = home;
         }
         best.cloned()
     }
@@ -182,61 +261,136 @@ impl ConnectorPool {
         req: http::Request<UpBody>,
         resign: Resign<'_>,
     ) -> Result<http::Response<Incoming>, PoolError> {
-        let Some(first) = self.pick(None) else {
-            self.metrics.unavailable.inc();
-            return Err(PoolError::NoConnector);
-        };
+        // The copy for the retry costs a header map clone per request:
+        // made only when another connection could take the retry.
         let again = (matches!(*req.method(), http::Method::GET | http::Method::HEAD)
-            && req.body().is_end_stream())
-        .then(|| {
-            let mut copy = http::Request::new(());
-            *copy.method_mut() = req.method().clone();
-            *copy.uri_mut() = req.uri().clone();
-            *copy.version_mut() = req.version();
-            *copy.headers_mut() = req.headers().clone();
-            copy
-        });
-        match self.send_on(&first, req).await {
+            && req.body().is_end_stream()
+            && self.links.read().unwrap_or_else(|p| p.into_inner()).len() > 1)
+            .then(|| {
+                let mut copy = http::Request::new(());
+                *copy.method_mut() = req.method().clone();
+                *copy.uri_mut() = req.uri().clone();
+                *copy.version_mut() = req.version();
+                *copy.headers_mut() = req.headers().clone();
+                copy
+            });
+        let (first, outcome) = match self.send_somewhere(req, None).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.metrics.unavailable.inc();
+                return Err(e);
+            }
+        };
+        match outcome {
             Err(PoolError::Lost { name, source }) => {
-                let (Some(mut copy), Some(second)) = (again, self.pick(Some(first.id))) else {
+                let Some(mut copy) = again.filter(|_| self.is_connected_but(Some(first.id))) else {
                     return Err(PoolError::Lost { name, source });
                 };
                 if !resign(&mut copy) {
                     return Err(PoolError::Lost { name, source });
                 }
-                tracing::info!(connector = %name, error = %source, retry_on = %second.name, "request lost with its connector connection; retrying once");
                 first.outcomes.retried.inc();
                 let (parts, ()) = copy.into_parts();
-                self.send_on(&second, http::Request::from_parts(parts, body::empty()))
-                    .await
+                let retry = http::Request::from_parts(parts, body::empty());
+                match self.send_somewhere(retry, Some(first.id)).await {
+                    Ok((second, outcome)) => {
+                        tracing::info!(connector = %name, error = %source, retry_on = %second.name, "request lost with its connector connection; retried once");
+                        outcome
+                    }
+                    // Nowhere to retry: the first failure is the one to tell.
+                    Err(_) => Err(PoolError::Lost { name, source }),
+                }
             }
             other => other,
         }
+    }
+
+    /// Sends `req` on the best link (never `avoid`), waiting for an HTTP/1.1
+    /// link to come free when all are busy; the link used and its outcome.
+    /// `Err` only when nothing was sent.
+    async fn send_somewhere(
+        &self,
+        mut req: http::Request<UpBody>,
+        avoid: Option<u64>,
+    ) -> Result<Sent, PoolError> {
+        let mut deadline = None;
+        loop {
+            if let Some(link) = self.pick(avoid) {
+                match self.send_on(&link, req).await {
+                    Ok(response) => return Ok((link, Ok(response))),
+                    Err(Exchange::Lost(source)) => {
+                        let lost = PoolError::Lost {
+                            name: link.name.clone(),
+                            source,
+                        };
+                        return Ok((link, Err(lost)));
+                    }
+                    Err(Exchange::Timeout) => {
+                        let name = link.name.clone();
+                        return Ok((link, Err(PoolError::Timeout(name))));
+                    }
+                    // Taken by another worker a moment ago, or closed:
+                    // nothing was sent, another link takes it.
+                    Err(Exchange::Unsent(back)) => {
+                        req = *back;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                }
+            }
+            self.wait_for_link(&mut deadline, avoid).await?;
+        }
+    }
+
+    /// Waits until a link may be free (one finished its exchange, attached
+    /// or went away), at most until `deadline` (set on the first wait).
+    async fn wait_for_link(
+        &self,
+        deadline: &mut Option<Instant>,
+        avoid: Option<u64>,
+    ) -> Result<(), PoolError> {
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.link_wait);
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        let notified = self.freed.notified();
+        tokio::pin!(notified);
+        // Registered before looking again, so a link freed in between wakes us.
+        notified.as_mut().enable();
+        if !self.is_connected_but(avoid) {
+            return Err(PoolError::NoConnector);
+        }
+        if self.pick(avoid).is_some() {
+            return Ok(());
+        }
+        tokio::time::timeout_at(deadline, notified)
+            .await
+            .map_err(|_| PoolError::Busy)
     }
 
     async fn send_on(
         &self,
         link: &Arc<Link>,
         req: http::Request<UpBody>,
-    ) -> Result<http::Response<Incoming>, PoolError> {
+    ) -> Result<http::Response<Incoming>, Exchange> {
         let _in_flight = link.enter();
-        let mut sender = link.sender();
-        let outcome = tokio::time::timeout(self.read_timeout, sender.send_request(req)).await;
-        match outcome {
+        match tokio::time::timeout(self.read_timeout, link.exchange(req)).await {
             Ok(Ok(response)) => {
                 link.outcomes.ok.inc();
                 Ok(response)
             }
-            Ok(Err(source)) => {
+            Ok(Err(Exchange::Unsent(req))) => Err(Exchange::Unsent(req)),
+            Ok(Err(lost)) => {
                 link.outcomes.failed.inc();
-                Err(PoolError::Lost {
-                    name: link.name.clone(),
-                    source,
-                })
+                Err(lost)
             }
             Err(_) => {
                 link.outcomes.failed.inc();
-                Err(PoolError::Timeout(link.name.clone()))
+                // An HTTP/1.1 connection with an exchange left half done
+                // cannot carry the next one.
+                if link.is_http1() {
+                    link.close();
+                }
+                Err(Exchange::Timeout)
             }
         }
     }
@@ -256,7 +410,7 @@ impl ConnectorPool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connector::link::Origin;
+    use crate::connector::link::{LinkSender, Origin};
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio_util::sync::CancellationToken;
 
@@ -288,14 +442,14 @@ mod tests {
             },
             pool.totals(&name),
             pool.metrics.outcomes(&name),
-            sender,
+            LinkSender::H2(sender),
             CancellationToken::new(),
         ))
     }
 
     fn pool() -> ConnectorPool {
         let metrics = ConnectorMetrics::new(&prometheus::Registry::new()).unwrap();
-        ConnectorPool::new(Duration::from_secs(5), metrics)
+        ConnectorPool::new(Duration::from_secs(5), Duration::from_secs(1), metrics)
     }
 
     #[tokio::test]
@@ -332,6 +486,113 @@ mod tests {
                 .with_label_values(&["lan", "ok"])
                 .get(),
             1
+        );
+    }
+
+    /// An HTTP/1.1 link whose connector answers a request only once `gate`
+    /// gives it a permit.
+    async fn http1_link(pool: &Arc<ConnectorPool>, gate: Arc<tokio::sync::Semaphore>) -> Arc<Link> {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let service = hyper::service::service_fn(move |_req| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                    bytes::Bytes,
+                >::new()))
+            }
+        });
+        tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(server), service),
+        );
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake::<_, UpBody>(TokioIo::new(client))
+                .await
+                .unwrap();
+        let name: Arc<str> = Arc::from("lan");
+        let link = Arc::new(Link::new(
+            pool.next_id(),
+            Origin {
+                name: name.clone(),
+                key_id: "k".to_string(),
+                peer: None,
+                home: None,
+            },
+            pool.totals(&name),
+            pool.metrics.outcomes(&name),
+            LinkSender::Http1(Mutex::new(sender)),
+            CancellationToken::new(),
+        ));
+        let (p, l) = (pool.clone(), link.clone());
+        tokio::spawn(async move { p.drive_http1(&l, Box::pin(conn)).await });
+        link
+    }
+
+    fn get(pool: &Arc<ConnectorPool>) -> tokio::task::JoinHandle<Result<u16, String>> {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut req = http::Request::new(body::empty());
+            *req.uri_mut() = http::Uri::from_static("http://backend.internal/healthz");
+            pool.send(req, &|_| true)
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("condition not reached");
+    }
+
+    #[tokio::test]
+    async fn an_http1_link_carries_one_exchange_at_a_time_and_requests_wait_for_it() {
+        let pool = Arc::new(pool());
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let link = http1_link(&pool, gate.clone()).await;
+        pool.add(link.clone());
+        assert!(pool.is_connected());
+
+        // The first request holds the link; the second waits for it
+        // rather than failing or going out on the busy connection.
+        let first = get(&pool);
+        until(|| link.in_flight() == 1).await;
+        assert!(link.is_alive() && !link.is_usable());
+        let second = get(&pool);
+        until(|| pool.has_waiters()).await;
+        assert!(!second.is_finished());
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap(), Ok(200));
+        assert_eq!(second.await.unwrap(), Ok(200));
+        until(|| link.is_usable()).await;
+
+        // Held longer than a request may wait: 503's error, nothing sent.
+        let held = get(&pool);
+        until(|| link.in_flight() == 1).await;
+        let refused = get(&pool).await.unwrap();
+        assert_eq!(refused, Err(PoolError::Busy.to_string()));
+        gate.add_permits(1);
+        assert_eq!(held.await.unwrap(), Ok(200));
+        assert_eq!(
+            pool.metrics
+                .requests
+                .with_label_values(&["lan", "ok"])
+                .get(),
+            3
+        );
+
+        // Gone: no connector at all.
+        link.close();
+        pool.remove(link.id);
+        assert_eq!(
+            get(&pool).await.unwrap(),
+            Err(PoolError::NoConnector.to_string())
         );
     }
 }

@@ -46,7 +46,7 @@ async fn once(
         tracing::info!(closed, "closed connections of removed connectors");
     }
     let mut now: HashMap<Arc<str>, ConnectorReport> = HashMap::new();
-    for link in pool.links().iter().filter(|l| l.is_usable()) {
+    for link in pool.links().iter().filter(|l| l.is_alive()) {
         let entry = now.entry(link.name.clone()).or_default();
         entry.connections += 1;
     }

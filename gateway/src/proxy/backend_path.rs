@@ -103,7 +103,9 @@ impl BackendPath {
 /// The pool's errors in the proxy's terms: 503, 504 or 502.
 pub fn failure(e: PoolError) -> UpstreamFailure {
     match e {
-        PoolError::NoConnector => UpstreamFailure::NoConnector,
+        // Every connection busy for as long as one may be waited for:
+        // as good as none, and as transient (503 with Retry-After).
+        PoolError::NoConnector | PoolError::Busy => UpstreamFailure::NoConnector,
         PoolError::Timeout(_) => UpstreamFailure::Timeout,
         lost @ PoolError::Lost { .. } => UpstreamFailure::Failed(Box::new(lost)),
     }

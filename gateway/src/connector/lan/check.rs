@@ -42,7 +42,10 @@ pub fn run(path: &Path) -> ExitCode {
     let mut failed = false;
     let gateway = parts.dialer.target().to_string();
     match runtime.block_on(parts.dialer.dial()) {
-        Ok(_) => println!("ok    gateway: {gateway} reachable, certificate trusted, key accepted"),
+        Ok(attached) => println!(
+            "ok    gateway: {gateway} reachable, certificate trusted, key accepted (link {})",
+            attached.mode.as_str()
+        ),
         Err(e) => {
             failed = true;
             let what = match e {

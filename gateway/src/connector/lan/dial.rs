@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use mft_config::connector::Lan;
+use mft_config::connector::{Lan, LinkMode};
 use mft_config::Secret;
 use rustls::pki_types::ServerName;
 use std::sync::Arc;
@@ -63,6 +63,16 @@ impl DialError {
     }
 }
 
+/// An attached connection and the protocol the gateway chose for it.
+pub struct Attached {
+    /// The stream, after the `101`.
+    pub stream: Upgraded,
+    /// The link protocol the gateway speaks on it.
+    pub mode: LinkMode,
+    /// With HTTP/1.1: the gateway's heartbeat interval on idle links.
+    pub heartbeat: Duration,
+}
+
 /// Everything needed to open one attached connection.
 pub struct Dialer {
     tls: tokio_rustls::TlsConnector,
@@ -104,7 +114,7 @@ impl Dialer {
     }
 
     /// Opens one connection and attaches it.
-    pub async fn dial(&self) -> Result<Upgraded, DialError> {
+    pub async fn dial(&self) -> Result<Attached, DialError> {
         let unreachable = |reason: String| DialError::Unreachable {
             addr: self.authority.clone(),
             reason,
@@ -145,6 +155,10 @@ impl Dialer {
             http::header::UPGRADE,
             http::HeaderValue::from_static(wire::UPGRADE_TOKEN),
         );
+        h.insert(
+            wire::LINK_HEADER,
+            http::HeaderValue::from_static(wire::OFFERED_LINKS),
+        );
         let mut bearer =
             http::HeaderValue::from_str(&format!("Bearer {}", self.key.expose().trim()))
                 .map_err(|_| DialError::KeyRefused)?;
@@ -156,11 +170,32 @@ impl Dialer {
             .map_err(|e| DialError::Http(e.to_string()))?;
         let status = response.status();
         if status == http::StatusCode::SWITCHING_PROTOCOLS {
+            let header = |name: &str| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            };
+            // A gateway that names no protocol speaks HTTP/2.
+            let mode = match header(wire::LINK_HEADER) {
+                None => LinkMode::H2,
+                Some(m) => LinkMode::parse(&m).ok_or_else(|| {
+                    DialError::Http(format!("the gateway chose an unknown link protocol {m:?}"))
+                })?,
+            };
+            let heartbeat = header(wire::HEARTBEAT_HEADER)
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map_or(Duration::from_secs(60), Duration::from_secs);
             let upgraded = hyper::upgrade::on(response)
                 .await
                 .map_err(|e| DialError::Http(e.to_string()));
             drop(driver);
-            return upgraded;
+            return upgraded.map(|stream| Attached {
+                stream,
+                mode,
+                heartbeat,
+            });
         }
         driver.abort();
         if status == http::StatusCode::UNAUTHORIZED {

@@ -1,31 +1,24 @@
 //! `mft-gateway connector`: the LAN side of DMZ mode. It dials out to the
 //! gateway ([`dial`]), keeps `connections` attached connections with
-//! reconnect, backoff and jitter, and serves HTTP/2 on each, forwarding
-//! every request to its own backend ([`backend`]) and nowhere else.
+//! reconnect, backoff and jitter ([`slot`]), and serves HTTP/2 or HTTP/1.1
+//! on each, as the gateway chose ([`serve`]), forwarding every request to
+//! its own backend ([`backend`]) and nowhere else.
 
 pub mod backend;
 pub mod check;
 pub mod dial;
+pub mod serve;
+pub mod slot;
 pub mod trust;
 
 use crate::backend_client::RetryPolicy;
-use crate::connector::wire;
 use anyhow::Context;
 use backend::BackendLink;
 use dial::Dialer;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use mft_config::connector::Lan;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Interval of the connector's own PINGs, so it notices a dead gateway
-/// (or a dropped path through the firewall) and reconnects.
-const PING_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A connection that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// Loads `config`, then runs the connector (or, with `check`, checks it).
 pub fn run(config: &Path, check: bool) -> anyhow::Result<ExitCode> {
@@ -75,10 +68,12 @@ impl Parts {
 /// Starts one thread per connection slot, then waits for SIGTERM or ^C.
 ///
 /// Each slot runs on its own single-threaded runtime with its own backend
-/// client, like the gateway's per-core workers: the h2 connection, the
+/// client, like the gateway's per-core workers: the connection, the
 /// request tasks and the backend connections of one slot never hand a
 /// chunk to another thread, which costs a wake-up per chunk (the download
 /// direction measured 0.5-0.6x the direct path with one shared runtime).
+/// With an HTTP/1.1 link a slot keeps one idle connection ready and opens
+/// more under load, up to its share of `max_connections` ([`slot`]).
 async fn serve(config: Lan) -> anyhow::Result<()> {
     let first = Parts::new(&config)?;
     tracing::info!(
@@ -88,7 +83,8 @@ async fn serve(config: Lan) -> anyhow::Result<()> {
         "mft-gateway connector starting"
     );
     let mut first = Some(first);
-    for slot in 0..config.connections {
+    let shares = slot::shares(config.max_connections, config.connections);
+    for (index, max) in (0..config.connections).zip(shares) {
         let parts = match first.take() {
             Some(p) => p,
             None => Parts::new(&config)?,
@@ -98,8 +94,8 @@ async fn serve(config: Lan) -> anyhow::Result<()> {
             .build()
             .context("cannot start the async runtime")?;
         std::thread::Builder::new()
-            .name(format!("connector-{slot}"))
-            .spawn(move || runtime.block_on(keep_connected(Arc::new(parts), slot)))
+            .name(format!("connector-{index}"))
+            .spawn(move || runtime.block_on(slot::keep_connected(Arc::new(parts), index, max)))
             .context("cannot start a connector thread")?;
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -110,55 +106,4 @@ async fn serve(config: Lan) -> anyhow::Result<()> {
     }
     tracing::info!("connector stopping");
     Ok(())
-}
-
-/// One slot: dial, serve until the connection ends, back off, dial again.
-async fn keep_connected(parts: Arc<Parts>, slot: u32) {
-    let mut failures: u32 = 0;
-    loop {
-        match parts.dialer.dial().await {
-            Ok(upgraded) => {
-                tracing::info!(slot, gateway = %parts.dialer.target(), "connected to the gateway");
-                let started = Instant::now();
-                let ended = serve_connection(&parts, upgraded).await;
-                tracing::info!(slot, reason = %ended, "disconnected from the gateway");
-                if started.elapsed() >= STABLE_AFTER {
-                    failures = 0;
-                }
-            }
-            Err(e) => {
-                if e.is_config_problem() {
-                    tracing::error!(slot, error = %e, "gateway refused this connector");
-                } else {
-                    tracing::warn!(slot, error = %e, "cannot connect to the gateway");
-                }
-            }
-        }
-        failures = failures.saturating_add(1);
-        let delay = parts.backoff.next_delay(failures, None);
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// Serves the gateway's requests on one attached connection until it ends.
-async fn serve_connection(parts: &Arc<Parts>, upgraded: hyper::upgrade::Upgraded) -> String {
-    let me = parts.clone();
-    let service = hyper::service::service_fn(move |req| {
-        let me = me.clone();
-        async move { Ok::<_, std::convert::Infallible>(me.backend.forward(req).await) }
-    });
-    let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .initial_stream_window_size(wire::STREAM_WINDOW)
-        .initial_connection_window_size(wire::CONNECTION_WINDOW)
-        .max_frame_size(wire::MAX_FRAME)
-        .max_concurrent_streams(wire::MAX_STREAMS)
-        .keep_alive_interval(PING_INTERVAL)
-        .keep_alive_timeout(wire::ping_timeout(PING_INTERVAL))
-        .serve_connection(upgraded, service)
-        .await;
-    match served {
-        Ok(()) => "closed by the gateway".to_string(),
-        Err(e) => format!("connection failed: {e}"),
-    }
 }
