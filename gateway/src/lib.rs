@@ -24,6 +24,7 @@ pub(crate) mod connector;
 pub(crate) mod control;
 pub(crate) mod drain;
 mod error_chain;
+pub(crate) mod listeners;
 pub(crate) mod metrics;
 pub mod proxy;
 pub(crate) mod ratelimit;

@@ -291,10 +291,8 @@ impl Reloader {
         }
 
         // Swap.
+        let moved_any = !rebound.is_empty() || rebind.is_some();
         for r in rebound {
-            if r.name() == names::ADMIN {
-                crate::cli::running::record_admin_addr(&current.server.data_dir, r.addr());
-            }
             r.switch();
         }
         if let (Some(sockets), Some(https)) = (rebind, &self.https) {
@@ -304,6 +302,9 @@ impl Reloader {
                 ReloadError::Apply(format!("server.https_listen: cannot serve: {e}"))
             })?;
             tracing::info!(from = ?old, to = ?https.addr(), "HTTPS listener moved; connections on the old address finish there");
+        }
+        if moved_any {
+            crate::listeners::record(&current.server.data_dir);
         }
         self.certs
             .replace(certs, new.server.certificate_watch_interval);

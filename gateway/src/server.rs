@@ -132,7 +132,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 &s.data_dir,
                 cert_store.clone(),
                 metrics.registry(),
-                s.https_listen,
+                // The port bound, which port 0 in the config leaves to the kernel.
+                https_listener.local_addr().unwrap_or(s.https_listen),
             )
             .context("cannot register ACME metrics")?;
             let stored = manager.serve_stored();
@@ -389,7 +390,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_defender(auth_defender_admin)
     .with_reloader(reloader)
     .with_overview(overview_backend);
-    let admin_addr = admin_socket.local_addr().ok();
     upgrade::serve_pingora_app_movable(
         upgrade::names::ADMIN,
         admin_socket,
@@ -398,9 +398,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         server.watch_execution_phase(),
     )
     .context("cannot start the admin runtime")?;
-    if let Some(addr) = admin_addr {
-        crate::cli::running::record_admin_addr(&s.data_dir, addr);
-    }
+    // Every listener is bound now (bridges, connector and ACME included).
+    crate::listeners::record(&s.data_dir);
     upgrade::upgrade_on_sigusr2(&control_for_upgrade)?;
     upgrade::close_unclaimed();
     upgrade::start(server.watch_execution_phase());

@@ -213,6 +213,18 @@ pub fn listener_with(
     Ok(socket)
 }
 
+/// The address each listener serves now, by name (the per-core HTTPS
+/// sockets share one), for `data_dir/listeners.json` (listeners.rs).
+pub fn serving_addresses() -> std::collections::BTreeMap<String, SocketAddr> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, socket) in &registry().serving {
+        if let Ok(addr) = socket.local_addr() {
+            out.entry(name.clone()).or_insert(addr);
+        }
+    }
+    out
+}
+
 /// Lets go of this process's copy of the sockets `name` on `addr` (a
 /// listener moved to another address): the next upgrade does not pass them.
 pub fn forget(name: &str, addr: SocketAddr) {

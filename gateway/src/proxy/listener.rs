@@ -37,9 +37,18 @@ impl HttpsListener {
         // Passed in by an upgrade or systemd when there are (upgrade.rs).
         let https = crate::upgrade::names::HTTPS;
         let sockets = if per_core {
-            (0..threads)
-                .map(|_| crate::upgrade::listener_with(https, addr, reuseport_socket))
-                .collect::<std::io::Result<Vec<_>>>()?
+            let first = crate::upgrade::listener_with(https, addr, reuseport_socket)?;
+            // Port 0: the others share the port the kernel gave the first.
+            let addr = first.local_addr()?;
+            let mut sockets = vec![first];
+            for _ in 1..threads {
+                sockets.push(crate::upgrade::listener_with(
+                    https,
+                    addr,
+                    reuseport_socket,
+                )?);
+            }
+            sockets
         } else {
             vec![crate::upgrade::listener(https, addr)?]
         };

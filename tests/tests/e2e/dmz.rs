@@ -352,8 +352,8 @@ async fn a_connector_whose_path_goes_silent_is_found_dead_by_ping_within_10_s() 
 
 #[tokio::test]
 async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_one_connects() {
-    let (smtp, smtps) = (free_addr(), free_addr());
-    let d = dmz(&smtp_tables(smtp, smtps, "")).await;
+    let d = dmz(&smtp_tables(ephemeral(), ephemeral(), "")).await;
+    let smtp = d.gw.listeners.get("smtp");
     let (attachment, sha) = mft_e2e::smtp::attachment(&d.dir, "report.pdf", 300_000, 9);
     let port = smtp.port().to_string();
     let ca = d.certs.ca.display().to_string();
@@ -408,7 +408,6 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
     let backend = start_backend(path).await;
     let token = "dmz-admin-token-0123456789abcdefghijkl";
     std::fs::write(path.join("admin.token"), token).unwrap();
-    let listen = free_addr();
     // The gateway's config never names the backend's real address.
     let gw = start_gateway_with(
         path,
@@ -417,11 +416,12 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
         VIA_CONNECTOR,
         &format!(
             "{}\n[admin]\ntoken = \"file:{}\"\n",
-            gateway_tables(listen),
+            gateway_tables(ephemeral()),
             path.join("admin.token").display()
         ),
     )
     .await;
+    let listen = gw.listeners.get("connector");
     let admin = reqwest::Client::new();
     let url = format!("http://{}/admin/v1/connectors", gw.admin);
     let r = admin

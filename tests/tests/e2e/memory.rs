@@ -177,8 +177,13 @@ async fn pollers_stream_a_30_mib_message_through_a_file_with_bounded_rss() {
             "{subject}"
         );
     }
-    // Nothing delivered twice, and no temporary file left behind.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing delivered twice (each poller completed a whole pass that
+    // started after the deliveries: the one running when they were seen
+    // may be the one that made them), and no temporary file left behind.
+    for mailbox in ["imap:legacy-imap", "pop3:legacy-pop"] {
+        let seen = super::imap::polls(&s, mailbox).await;
+        super::imap::wait_polls(&s, mailbox, seen + 2.0).await;
+    }
     assert_eq!(deliveries(&s).await.len(), 2);
     let tmp = s.dir.path().join("gateway-data/mailbox-tmp");
     let left: Vec<_> = std::fs::read_dir(&tmp)
