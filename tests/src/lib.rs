@@ -8,6 +8,7 @@
 
 pub mod dmz;
 pub mod dovecot;
+pub mod outbox;
 pub mod sftp;
 pub mod smtp;
 pub mod trust;
@@ -662,10 +663,7 @@ pub fn data_dir_of(config: &Path) -> PathBuf {
         .and_then(|s| s.get("data_dir"))
         .and_then(|d| d.as_str())
         .unwrap_or("data");
-    config
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(data_dir)
+    config.parent().unwrap_or(Path::new(".")).join(data_dir)
 }
 
 impl Gateway {
@@ -981,6 +979,21 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .trim()
             .parse()
             .ok()
+    })
+}
+
+/// The value of the sample of metric `name` whose labels include every
+/// pair of `labels`, whatever order the page prints them in; `None` if
+/// absent.
+pub fn metric_with(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let prefix = format!("{name}{{");
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(&prefix)?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
     })
 }
 

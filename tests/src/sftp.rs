@@ -82,8 +82,8 @@ pub async fn start_with(
     let public = keygen(&key);
     let tables = format!(
         "[organization]\nname = \"ourcorp\"\nemail_domains = [\"ourcorp.example\"]\n\n[sftp]\nlisten = \"{sftp}\"\n{sftp_extra}\n\n{}",
+        users.replace("{KEY}", &public),
         sftp = ephemeral(),
-        users.replace("{KEY}", &public)
     );
     let (addr, admin) = (ephemeral(), ephemeral());
     let config = dir.join("gateway.toml");

@@ -3,8 +3,7 @@
 //! partners with `mft-gateway partners ...` exactly as two admins would.
 
 use crate::{
-    launch_gateway, make_certs, metric, metrics, start_backend, start_gateway_with, bin, Backend,
-    Certs, Gateway,
+    bin, make_certs, metric, metrics, start_backend, start_gateway_with, Backend, Certs, Gateway,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,8 +40,7 @@ impl Org {
     /// second, so two checks counted after the command are enough.
     pub async fn partners_live(&self, args: &[&str]) -> (i32, String, String) {
         let out = self.partners(args);
-        let checks =
-            |page: &str| metric(page, "mft_trust_partner_checks_total").unwrap_or(0.0);
+        let checks = |page: &str| metric(page, "mft_trust_partner_checks_total").unwrap_or(0.0);
         let start = checks(&metrics(self.gateway.admin).await);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while checks(&metrics(self.gateway.admin).await) < start + 2.0 {

@@ -57,6 +57,13 @@ pub(crate) fn ask(
     if !targets.contains(&configured) && configured.port() != 0 {
         targets.push(configured);
     }
+    if targets.is_empty() {
+        println!(
+            "FAIL  {action}: server.admin_listen has port 0 and no running gateway recorded its address in {}",
+            crate::listeners::path(&c.server.data_dir).display()
+        );
+        return Ok(Err(ExitCode::FAILURE));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

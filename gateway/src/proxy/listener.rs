@@ -420,6 +420,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn per_core_sockets_on_port_0_share_the_port_the_kernel_gave_the_first() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = HttpsListener::bind(any, 3, true).unwrap();
+        let ports: Vec<u16> = listener
+            .sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert_ne!(ports[0], 0);
+        assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+    }
+
+    #[test]
     fn a_worker_passes_connections_only_to_one_with_fewer() {
         let (balance, _inboxes) = Balance::new(2);
         // Even: kept.

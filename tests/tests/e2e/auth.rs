@@ -237,13 +237,20 @@ async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
     assert!((1..=2).contains(&retry), "retry-after {retry}");
     assert!(audit_has(&s, |r| r["event"] == "ban").await);
     // Refused until ban_time (2 s) has passed, then served.
-    eventually(Duration::from_secs(10), "ban lifted after ban_time", || async {
-        let status = good.get(&url).send().await.unwrap().status();
-        assert!(status == 429 || status == 200, "{status}");
-        status == 200
-    })
+    eventually(
+        Duration::from_secs(10),
+        "ban lifted after ban_time",
+        || async {
+            let status = good.get(&url).send().await.unwrap().status();
+            assert!(status == 429 || status == 200, "{status}");
+            status == 200
+        },
+    )
     .await;
-    assert!(banned_at.elapsed() >= Duration::from_secs(1), "lifted early");
+    assert!(
+        banned_at.elapsed() >= Duration::from_secs(1),
+        "lifted early"
+    );
 }
 
 #[tokio::test]
@@ -392,9 +399,11 @@ async fn an_expired_key_is_refused_even_when_it_was_cached() {
         "valid before expiry (and now cached)"
     );
     // Served from the cache until it expires (2 s after creation), then refused.
-    eventually(Duration::from_secs(10), "the cached key expired", || async {
-        c.get(&url).send().await.unwrap().status() == 401
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the cached key expired",
+        || async { c.get(&url).send().await.unwrap().status() == 401 },
+    )
     .await;
     assert!(created.elapsed() >= Duration::from_secs(1), "refused early");
     assert_401(c.get(&url).send().await.unwrap()).await;

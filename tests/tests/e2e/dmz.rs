@@ -376,9 +376,14 @@ async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_o
         &path,
     ]);
     assert_eq!(code(&report, "data"), 250, "{report}");
-    // Held in the spool while no connector can carry it.
+    // Held in the spool while no connector can carry it: the worker tried,
+    // was told to retry, and kept the message.
     mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, LONG).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    mft_e2e::wait_metrics(d.gw.admin, LONG, "a delivery attempt to retry", |p| {
+        let labels = [("bridge", "smtp"), ("outcome", "retry")];
+        mft_e2e::metric_with(p, "mft_bridge_deliveries_total", &labels).unwrap_or(0.0) >= 1.0
+    })
+    .await;
     mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, Duration::from_secs(1)).await;
 
     let (config, _) = d.enrol("lan-a", 1);

@@ -139,7 +139,11 @@ async fn rebind(per_core: bool) {
     let data_dir = data_dir_of(&config);
     let record = Listeners::read(&data_dir).expect("listeners.json");
     assert_eq!(record.pid, gateway.proc.child.id());
-    assert_eq!(record.get("https"), new_addr, "listeners.json after the move");
+    assert_eq!(
+        record.get("https"),
+        new_addr,
+        "listeners.json after the move"
+    );
     assert_eq!(record.get("admin"), gateway.admin);
     assert!(
         (sent.load(Ordering::Relaxed) as u64) < content.chunks(),

@@ -87,7 +87,9 @@ async fn testssl_finds_nothing_high_or_critical() {
         &["run", "--config", config.to_str().unwrap()],
         d,
     );
-    let addr = Listeners::wait(&mut gw, &data_dir_of(&config)).await.get("https");
+    let addr = Listeners::wait(&mut gw, &data_dir_of(&config))
+        .await
+        .get("https");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
         gw.assert_running();

@@ -25,19 +25,7 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let (certs, backend, gateway) = mft_e2e::outbox::start(&path, ADMIN_TOKEN, "").await;
     Setup {
         _dir: dir,
         path,
