@@ -73,51 +73,35 @@ async fn a_partner_flooding_past_its_rate_gets_429_and_spares_other_partners_non
     // rate allows, the very same signed request is served (once). Each
     // try until then is refused by the rate limit again, storing nothing.
     let limited = limited.unwrap();
-    let replay = limited.try_clone().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let r = loop {
-        let r = acme
-            .client
-            .execute(limited.try_clone().unwrap())
-            .await
-            .unwrap();
-        if r.status() != 429 {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "still rate-limited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let r = once_the_rate_allows(&acme.client, &limited).await;
     assert_eq!(
         r.status(),
         200,
         "the nonce of a rate-limited request was stored"
     );
     // Its replay, once the rate lets it reach the nonce check, is refused.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let r = loop {
-        let r = acme
-            .client
-            .execute(replay.try_clone().unwrap())
-            .await
-            .unwrap();
-        if r.status() != 429 {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "still rate-limited");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let r = once_the_rate_allows(&acme.client, &limited).await;
     assert_eq!(r.status(), 401, "a served request's replay is refused");
     // Acme was limited, not banned: served again once the rate allows.
+    let r = once_the_rate_allows(&acme.client, &acme.ping()).await;
+    assert_eq!(r.status(), 200);
+}
+
+/// Sends `request` until the partner's rate limit lets it through (each
+/// 429 before leaves nothing behind), at most 10 s; the first other answer.
+async fn once_the_rate_allows(
+    client: &reqwest::Client,
+    request: &reqwest::Request,
+) -> reqwest::Response {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let r = loop {
-        let r = acme.client.execute(acme.ping()).await.unwrap();
+    loop {
+        let r = client.execute(request.try_clone().unwrap()).await.unwrap();
         if r.status() != 429 {
-            break r;
+            return r;
         }
         assert!(Instant::now() < deadline, "still rate-limited");
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(r.status(), 200);
+    }
 }
 
 /// A partner file upload with `extra` headers.
