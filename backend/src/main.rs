@@ -129,6 +129,15 @@ async fn main() -> ExitCode {
     // /healthz to learn when requests are answered.
     println!("mft-backend listening on http://{shown}");
     let _ = std::io::stdout().flush();
+    if let Ok(addr) = listener.local_addr() {
+        if let Err(e) = record_listener(&config.data_dir, addr) {
+            eprintln!(
+                "mft-backend: cannot write {}: {e}",
+                config.data_dir.join(LISTENERS_FILE).display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
 
     match serve(listener, config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +147,21 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Where the backend records its address, in the gateway's format
+/// (docs/operations.md, "Where the gateway listens").
+const LISTENERS_FILE: &str = "listeners.json";
+
+/// Writes `data_dir/listeners.json` atomically: with `--listen` port 0
+/// the kernel chose the port, and this is how scripts and tests learn it.
+fn record_listener(data_dir: &std::path::Path, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let pid = std::process::id();
+    let record = serde_json::json!({ "pid": pid, "listeners": { "http": addr.to_string() } });
+    let tmp = data_dir.join(format!("{LISTENERS_FILE}.{pid}.tmp"));
+    std::fs::write(&tmp, format!("{record:#}\n"))?;
+    std::fs::rename(&tmp, data_dir.join(LISTENERS_FILE))
 }
 
 /// Completes on Ctrl+C or SIGTERM.

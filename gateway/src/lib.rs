@@ -21,13 +21,15 @@ pub mod bridge;
 pub mod cli;
 pub mod conn_guard;
 pub(crate) mod connector;
-pub(crate) mod control;
+
 pub(crate) mod drain;
 mod error_chain;
+pub(crate) mod listeners;
 pub(crate) mod metrics;
 pub mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod reload;
+pub mod runtime;
 pub(crate) mod server;
 pub(crate) mod service;
 pub mod store;

@@ -12,7 +12,6 @@
 use crate::audit::{AuditLog, AuditRecord};
 use crate::auth::jwks::IssuerSet;
 use crate::connector::ConnectorPool;
-use crate::control::ControlPlane;
 use crate::metrics::Metrics;
 use crate::proxy::accept::HyperFront;
 use crate::proxy::backend_path::BackendPath;
@@ -23,6 +22,7 @@ use crate::proxy::service::HyperGateway;
 use crate::proxy::sign::RequestSigner;
 use crate::proxy::ProxyParts;
 use crate::ratelimit::RateLimiter;
+use crate::runtime::ServiceRuntime;
 use crate::tls::certs::CertStore;
 use crate::upgrade::names;
 use mft_config::model::Runtime;
@@ -77,7 +77,7 @@ pub struct Reloader {
     /// The hyper engine's HTTPS workers (their address moves on reload).
     https: Option<Mutex<HttpsRuntime>>,
     certs: Arc<CertStore>,
-    control: ControlPlane,
+    control: ServiceRuntime,
     metrics: Arc<Metrics>,
     audit: AuditLog,
     /// The connector pool in DMZ mode (the backend path goes through it).
@@ -94,7 +94,7 @@ impl Reloader {
         config: Config,
         hyper: Option<(Arc<HyperFront>, HttpsRuntime)>,
         certs: Arc<CertStore>,
-        control: ControlPlane,
+        control: ServiceRuntime,
         metrics: Arc<Metrics>,
         audit: AuditLog,
         backend_pool: Option<Arc<ConnectorPool>>,
@@ -291,10 +291,8 @@ impl Reloader {
         }
 
         // Swap.
+        let moved_any = !rebound.is_empty() || rebind.is_some();
         for r in rebound {
-            if r.name() == names::ADMIN {
-                crate::cli::running::record_admin_addr(&current.server.data_dir, r.addr());
-            }
             r.switch();
         }
         if let (Some(sockets), Some(https)) = (rebind, &self.https) {
@@ -304,6 +302,9 @@ impl Reloader {
                 ReloadError::Apply(format!("server.https_listen: cannot serve: {e}"))
             })?;
             tracing::info!(from = ?old, to = ?https.addr(), "HTTPS listener moved; connections on the old address finish there");
+        }
+        if moved_any {
+            crate::listeners::record(&current.server.data_dir);
         }
         self.certs
             .replace(certs, new.server.certificate_watch_interval);

@@ -8,13 +8,11 @@ use crate::auth::keys::KeyCache;
 use crate::auth::Authenticator;
 use crate::backend_client::BackendClient;
 use crate::bridge::pipeline::DeliveryPipeline;
-use crate::bridge::runtime::BridgeRuntime;
 use crate::bridge::BridgeContext;
 use crate::conn_guard::ConnLimiter;
 use crate::connector::listener::ConnectorListener;
 use crate::connector::metrics::ConnectorMetrics;
 use crate::connector::ConnectorPool;
-use crate::control::ControlPlane;
 use crate::drain::{self, Drain, InFlight};
 use crate::metrics::Metrics;
 use crate::proxy::accept::HyperFront;
@@ -28,6 +26,7 @@ use crate::proxy::upstream::Upstream;
 use crate::proxy::{GatewayProxy, ProxyParts};
 use crate::ratelimit::RateLimiter;
 use crate::reload::Reloader;
+use crate::runtime::ServiceRuntime;
 use crate::store::Store;
 use crate::tls::{self, TlsFront};
 use crate::trust::directory::PartnerDirectory;
@@ -91,7 +90,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         _ => None,
     };
 
-    let control = ControlPlane::start().context("cannot start the control-plane runtime")?;
+    let control =
+        ServiceRuntime::start("control", 1).context("cannot start the control-plane runtime")?;
     let store = open_store(&config, &control)?;
     let audit = AuditLog::open(&config.audit)
         .with_context(|| format!("audit.file {}: cannot open", config.audit.file.display()))?;
@@ -140,7 +140,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 &s.data_dir,
                 cert_store.clone(),
                 metrics.registry(),
-                s.https_listen,
+                // The port bound, which port 0 in the config leaves to the kernel.
+                https_listener.local_addr().unwrap_or(s.https_listen),
                 sealer,
             )
             .context("cannot register ACME metrics")?;
@@ -412,7 +413,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     .with_defender(auth_defender_admin)
     .with_reloader(reloader)
     .with_overview(overview_backend);
-    let admin_addr = admin_socket.local_addr().ok();
     upgrade::serve_pingora_app_movable(
         upgrade::names::ADMIN,
         admin_socket,
@@ -421,9 +421,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         server.watch_execution_phase(),
     )
     .context("cannot start the admin runtime")?;
-    if let Some(addr) = admin_addr {
-        crate::cli::running::record_admin_addr(&s.data_dir, addr);
-    }
+    // Every listener is bound now (bridges, connector and ACME included).
+    crate::listeners::record(&s.data_dir);
     upgrade::upgrade_on_sigusr2(&control_for_upgrade)?;
     upgrade::close_unclaimed();
     upgrade::start(server.watch_execution_phase());
@@ -455,7 +454,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 /// SIGHUP reloads the config file the process was started with. Registered
 /// before serving: SIGHUP's default action would end the process.
-fn reload_on_sighup(reloader: &Arc<Reloader>, control: &ControlPlane) -> anyhow::Result<()> {
+fn reload_on_sighup(reloader: &Arc<Reloader>, control: &ServiceRuntime) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = control
         .block_on(async { signal(SignalKind::hangup()) })
@@ -509,7 +508,7 @@ fn start_bridges(
         DeliveryPipeline::new(backend.clone(), metrics.registry())
             .context("cannot register bridge metrics")?,
     );
-    let runtime = BridgeRuntime::start(2).context("cannot start the bridge runtime")?;
+    let runtime = ServiceRuntime::start("bridge", 2).context("cannot start the bridge runtime")?;
     let ctx = Arc::new(BridgeContext {
         config: config.clone(),
         backend,
@@ -526,7 +525,7 @@ fn start_bridges(
 }
 
 /// Opens the key store (SQLite under `data_dir`, or PostgreSQL) on the control plane.
-pub fn open_store(config: &Config, control: &ControlPlane) -> anyhow::Result<Store> {
+pub fn open_store(config: &Config, control: &ServiceRuntime) -> anyhow::Result<Store> {
     let url = config.auth.store.as_ref().map(|s| s.expose().to_string());
     let data_dir = config.server.data_dir.clone();
     control

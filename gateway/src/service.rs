@@ -5,7 +5,7 @@
 //! when the graceful shutdown starts. Outside systemd (no `NOTIFY_SOCKET`)
 //! every notification is a no-op.
 
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use pingora_core::server::ExecutionPhase;
 use sd_notify::NotifyState;
 use std::time::Duration;
@@ -26,7 +26,7 @@ fn watchdog_interval() -> Option<Duration> {
 
 /// Starts the notifications: a thread following pingora's phases and, when
 /// systemd wants one, the watchdog ping on `control`.
-pub fn start(mut phases: broadcast::Receiver<ExecutionPhase>, control: &ControlPlane) {
+pub fn start(mut phases: broadcast::Receiver<ExecutionPhase>, control: &ServiceRuntime) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }

@@ -213,6 +213,18 @@ pub fn listener_with(
     Ok(socket)
 }
 
+/// The address each listener serves now, by name (the per-core HTTPS
+/// sockets share one), for `data_dir/listeners.json` (listeners.rs).
+pub fn serving_addresses() -> std::collections::BTreeMap<String, SocketAddr> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, socket) in &registry().serving {
+        if let Ok(addr) = socket.local_addr() {
+            out.entry(name.clone()).or_insert(addr);
+        }
+    }
+    out
+}
+
 /// Lets go of this process's copy of the sockets `name` on `addr` (a
 /// listener moved to another address): the next upgrade does not pass them.
 pub fn forget(name: &str, addr: SocketAddr) {
@@ -309,16 +321,6 @@ pub fn rebind(name: &str, addr: SocketAddr) -> Option<std::io::Result<Rebound>> 
 }
 
 impl Rebound {
-    /// The listener's name ([`names`]).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The address it is bound to.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// Serves the new socket, then ends the old accept loop (its socket
     /// closes; connections it accepted finish).
     pub fn switch(mut self) {
@@ -558,7 +560,7 @@ impl Drop for RemoveOnDrop {
 
 /// SIGUSR2 upgrades, like `mft-gateway upgrade`. Registered before serving:
 /// SIGUSR2's default action would end the process.
-pub fn upgrade_on_sigusr2(control: &crate::control::ControlPlane) -> anyhow::Result<()> {
+pub fn upgrade_on_sigusr2(control: &crate::runtime::ServiceRuntime) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
     let mut usr2 = control

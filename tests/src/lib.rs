@@ -8,9 +8,11 @@
 
 pub mod dmz;
 pub mod dovecot;
+pub mod outbox;
 pub mod run;
 pub mod sftp;
 pub mod smtp;
+pub mod trust;
 
 pub use run::record_secret;
 
@@ -70,9 +72,90 @@ pub fn key_secret(key: &str) -> &str {
     &key[PREFIX.len() + ID_LEN + 1..]
 }
 
+/// `127.0.0.1:0`: our binaries bind it, the kernel picks a free port, and
+/// the process reports it in `data_dir/listeners.json` ([`Listeners`]).
+/// No race with another test for a port, unlike [`free_addr`].
+pub fn ephemeral() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// The addresses a process recorded in `data_dir/listeners.json`
+/// (docs/operations.md, "Where the gateway listens"), read here as any
+/// script would read them.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// The process that wrote the file.
+    pub pid: u32,
+    /// Listener name (`https`, `admin`, `smtp`, `smtps`, `sftp`,
+    /// `connector`, `acme-http`; `http` for the backend) to its address.
+    pub addrs: std::collections::BTreeMap<String, SocketAddr>,
+}
+
+impl Listeners {
+    /// The file in `data_dir`, if there is a complete one.
+    pub fn read(data_dir: &Path) -> Option<Listeners> {
+        let text = std::fs::read_to_string(data_dir.join("listeners.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let pid = u32::try_from(v["pid"].as_u64()?).ok()?;
+        let addrs = v["listeners"]
+            .as_object()?
+            .iter()
+            .map(|(name, addr)| Some((name.clone(), addr.as_str()?.parse().ok()?)))
+            .collect::<Option<_>>()?;
+        Some(Listeners { pid, addrs })
+    }
+
+    /// Waits until the process `proc` wrote its file in `data_dir` (a file
+    /// of an earlier process there does not count), at most 30 s.
+    pub async fn wait(proc: &mut Proc, data_dir: &Path) -> Listeners {
+        let pid = proc.child.id();
+        Listeners::wait_for(data_dir, |l| l.pid == pid, || proc.assert_running()).await
+    }
+
+    /// Waits until the file in `data_dir` satisfies `done`, calling
+    /// `alive` between looks (it panics when the writer died), at most 30 s.
+    pub async fn wait_for(
+        data_dir: &Path,
+        done: impl Fn(&Listeners) -> bool,
+        mut alive: impl FnMut(),
+    ) -> Listeners {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            alive();
+            if let Some(l) = Listeners::read(data_dir).filter(&done) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not written after 30 s (last: {:?})",
+                data_dir.join("listeners.json").display(),
+                Listeners::read(data_dir)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The address of listener `name`, reached through loopback when it is
+    /// bound to a wildcard address.
+    pub fn get(&self, name: &str) -> SocketAddr {
+        let addr = *self
+            .addrs
+            .get(name)
+            .unwrap_or_else(|| panic!("no listener {name} in {:?}", self.addrs));
+        if addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+        } else {
+            addr
+        }
+    }
+}
+
 /// A loopback address that was free a moment ago, never one this process
 /// handed out before: the kernel may give a just-released port again, and
 /// two listeners of one test (Dovecot's IMAP and POP3) must not collide.
+/// Only for servers that cannot report the port they bound (Redis, Dovecot,
+/// Pebble, test peers): another test process may take it in between; our
+/// binaries bind [`ephemeral`] instead.
 pub fn free_addr() -> SocketAddr {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
@@ -261,6 +344,8 @@ pub struct Backend {
     pub proc: Proc,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// Its address (from its `listeners.json`).
+    pub addr: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
 }
@@ -280,17 +365,19 @@ pub fn default_signing_key(dir: &Path) -> PathBuf {
 /// Starts `mft-backend` with data under `dir/backend-data`, verifying
 /// signatures with [`default_signing_key`].
 pub async fn start_backend(dir: &Path) -> Backend {
-    start_backend_at(dir, free_addr()).await
+    start_backend_at(dir, ephemeral()).await
 }
 
-/// Starts `mft-backend` on `addr` (to restart one on the same address).
+/// Starts `mft-backend` on `addr` ([`ephemeral`], or the address of one
+/// that ran before, to restart it where it was).
 pub async fn start_backend_at(dir: &Path, addr: SocketAddr) -> Backend {
     let key = format!("file:{}", default_signing_key(dir).display());
     start_backend_with(dir, addr, &["--signing-key", &key]).await
 }
 
 /// Starts `mft-backend` on `addr` with `extra` flags (signature keys of the
-/// test's choosing; none for an unsigned backend).
+/// test's choosing; none for an unsigned backend); its address is what it
+/// reports in `listeners.json`.
 pub async fn start_backend_with(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Backend {
     let data_dir = dir.join("backend-data");
     let addr_s = addr.to_string();
@@ -302,6 +389,7 @@ pub async fn start_backend_with(dir: &Path, addr: SocketAddr, extra: &[&str]) ->
     ];
     args.extend_from_slice(extra);
     let mut proc = Proc::spawn("backend", &bin("mft-backend"), &args, dir);
+    let addr = Listeners::wait(&mut proc, &data_dir).await.get("http");
     let url = format!("http://{addr}");
     wait_ready(
         &mut proc,
@@ -312,6 +400,7 @@ pub async fn start_backend_with(dir: &Path, addr: SocketAddr, extra: &[&str]) ->
     Backend {
         proc,
         url,
+        addr,
         data_dir,
     }
 }
@@ -334,6 +423,8 @@ pub struct Gateway {
     pub admin: SocketAddr,
     /// The config file.
     pub config: PathBuf,
+    /// Every listener's address, as the process reported them.
+    pub listeners: Listeners,
 }
 
 /// The HTTP engine test gateways run on: `MFT_TEST_HTTP_ENGINE` (`pingora`
@@ -466,8 +557,8 @@ pub async fn start_gateway_with(
     backend_extra: &str,
     tables: &str,
 ) -> Gateway {
-    let addr = free_addr();
-    let admin = free_addr();
+    let addr = ephemeral();
+    let admin = ephemeral();
     let config = dir.join("gateway.toml");
     // Sign with the default test key unless the test chose its own, so every
     // suite runs through signing like a real deployment.
@@ -489,8 +580,12 @@ pub async fn start_gateway_with(
     launch_gateway(dir, certs, config, addr, admin, key).await
 }
 
-/// Runs `mft-gateway run` with an existing `config` (listening on `addr` and
-/// `admin`) and waits until it is ready; `key` is what [`Gateway::client`] sends.
+/// Runs `mft-gateway run` with an existing `config` and waits until it is
+/// ready; `key` is what [`Gateway::client`] sends. `addr` and `admin`:
+/// [`ephemeral`] keeps what the config names; a concrete address (of a
+/// gateway that ran before, to restart it where partners and clients know
+/// it) is written into the config's `https_listen`/`admin_listen` first.
+/// The [`Gateway`] holds the addresses the process reports.
 pub async fn launch_gateway(
     dir: &Path,
     certs: &Certs,
@@ -512,6 +607,16 @@ pub async fn launch_gateway_env(
     key: String,
     env: &[(&str, &str)],
 ) -> Gateway {
+    let text = std::fs::read_to_string(&config).expect("read the gateway config");
+    let mut pinned = text.clone();
+    for (key, named) in [("https_listen", addr), ("admin_listen", admin)] {
+        if named.port() != 0 {
+            pinned = set_key(&pinned, key, &named.to_string());
+        }
+    }
+    if pinned != text {
+        std::fs::write(&config, pinned).expect("write the gateway config");
+    }
     let mut proc = Proc::spawn_with_env(
         "gateway",
         &bin("mft-gateway"),
@@ -519,6 +624,15 @@ pub async fn launch_gateway_env(
         dir,
         env,
     );
+    let listeners = Listeners::wait(&mut proc, &data_dir_of(&config)).await;
+    let (named, named_admin) = (addr, admin);
+    let (addr, admin) = (listeners.get("https"), listeners.get("admin"));
+    for (name, named, got) in [("https", named, addr), ("admin", named_admin, admin)] {
+        assert!(
+            named.port() == 0 || named.port() == got.port(),
+            "{name}: the config names {named}, the gateway reports {got}"
+        );
+    }
     let base = format!("https://{addr}");
     wait_ready(
         &mut proc,
@@ -533,10 +647,60 @@ pub async fn launch_gateway_env(
         addr,
         admin,
         config,
+        listeners,
     }
 }
 
+/// `text` (a config file) with its one line `key = ...` made `key =
+/// "value"`: a listener's line, whatever address it names (port 0 in
+/// most tests), without touching `tls_listen` when `key` is `listen`.
+pub fn set_key(text: &str, key: &str, value: &str) -> String {
+    let prefix = format!("{key} = ");
+    let mut found = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if line.starts_with(&prefix) {
+                found += 1;
+                format!("{key} = \"{value}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(found, 1, "want one line {prefix}... in\n{text}");
+    lines.join("\n") + "\n"
+}
+
+/// `[server] data_dir` of the gateway config file `config`, resolved
+/// against the file's folder as the gateway does.
+pub fn data_dir_of(config: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(config).expect("read the gateway config");
+    let table: toml::Table = text.parse().expect("the gateway config is TOML");
+    let data_dir = table
+        .get("server")
+        .and_then(|s| s.get("data_dir"))
+        .and_then(|d| d.as_str())
+        .unwrap_or("data");
+    config.parent().unwrap_or(Path::new(".")).join(data_dir)
+}
+
 impl Gateway {
+    /// Starts this gateway's config again in `dir` once it stopped: at the
+    /// HTTPS and admin addresses it had (partners and clients know them),
+    /// with its data_dir and key.
+    pub async fn relaunch(&self, dir: &Path, certs: &Certs) -> Gateway {
+        launch_gateway(
+            dir,
+            certs,
+            self.config.clone(),
+            self.addr,
+            self.admin,
+            self.key.clone(),
+        )
+        .await
+    }
+
     /// A client that sends this gateway's all-scopes key as a Bearer token.
     pub fn client(&self, certs: &Certs, proto: Proto) -> reqwest::Client {
         client_with_key(certs, proto, &self.key)
@@ -788,6 +952,43 @@ pub async fn metrics(admin: SocketAddr) -> String {
     r.text().await.unwrap()
 }
 
+/// Polls the admin listener's `/metrics` until `done(page)` holds, at most
+/// `limit`; returns that page. Waits on what the gateway reports instead of
+/// sleeping for a time that is too long on a fast machine and too short on
+/// a loaded one.
+pub async fn wait_metrics(
+    admin: SocketAddr,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let page = metrics(admin).await;
+        if done(&page) {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not seen within {limit:?}\n{page}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds, at most `limit`; panics naming `what`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The value of the sample `series` (name with labels, as printed) on a
 /// `/metrics` page; `None` if absent.
 pub fn metric(page: &str, series: &str) -> Option<f64> {
@@ -797,6 +998,21 @@ pub fn metric(page: &str, series: &str) -> Option<f64> {
             .trim()
             .parse()
             .ok()
+    })
+}
+
+/// The value of the sample of metric `name` whose labels include every
+/// pair of `labels`, whatever order the page prints them in; `None` if
+/// absent.
+pub fn metric_with(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let prefix = format!("{name}{{");
+    page.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let rest = l.strip_prefix(&prefix)?;
+        let (set, value) = rest.split_once("} ")?;
+        labels
+            .iter()
+            .all(|(k, v)| set.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
+            .then(|| value.trim().parse().ok())?
     })
 }
 

@@ -3,7 +3,7 @@
 //! client in batch mode.
 
 use crate::{
-    create_key, free_addr, launch_gateway, make_certs, start_backend, Backend, Certs, Gateway,
+    create_key, ephemeral, launch_gateway, make_certs, start_backend, Backend, Certs, Gateway,
     Proto,
 };
 use std::net::SocketAddr;
@@ -81,13 +81,12 @@ pub async fn start_with(
     let backend = start_backend(dir).await;
     let key = dir.join("id_ed25519");
     let public = keygen(&key);
-    let sftp = free_addr();
     let tables = format!(
         "[organization]\nname = \"ourcorp\"\nemail_domains = [\"ourcorp.example\"]\n\n[sftp]\nlisten = \"{sftp}\"\n{sftp_extra}\n\n{}",
-        users.replace("{KEY}", &public)
+        users.replace("{KEY}", &public),
+        sftp = ephemeral(),
     );
-    let addr = free_addr();
-    let admin = free_addr();
+    let (addr, admin) = (ephemeral(), ephemeral());
     let config = dir.join("gateway.toml");
     let signing = format!(
         "signing_key = \"file:{}\"",
@@ -108,7 +107,8 @@ pub async fn start_with(
         std::fs::write(&config, text).unwrap();
     }
     let gateway = launch_gateway(dir, &certs, config, addr, admin, api_key).await;
-    wait_listening(sftp);
+    // Bound before the file was written: it accepts from now on.
+    let sftp = gateway.listeners.get("sftp");
     SftpEnv {
         dir: dir.to_path_buf(),
         certs,
@@ -116,17 +116,6 @@ pub async fn start_with(
         gateway,
         sftp,
         key,
-    }
-}
-
-fn wait_listening(addr: SocketAddr) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "sftp not listening on {addr}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

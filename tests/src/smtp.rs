@@ -1,7 +1,7 @@
 //! Helpers for the SMTP listener tests: a gateway with `[smtp]`, the Python
 //! smtplib client (tests/py/smtp_send.py), swaks, and backend queries.
 
-use crate::{free_addr, launch_gateway, Certs, Gateway};
+use crate::{ephemeral, Certs, Gateway};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,34 +65,24 @@ pub async fn start_smtp_gateway(
     backend_url: &str,
     extra: &str,
 ) -> SmtpGateway {
-    let (smtp, smtps) = (free_addr(), free_addr());
     let gw = crate::start_gateway_with(
         dir,
         certs,
         backend_url,
         "",
-        &smtp_tables(smtp, smtps, extra),
+        &smtp_tables(ephemeral(), ephemeral(), extra),
     )
     .await;
+    let (smtp, smtps) = (gw.listeners.get("smtp"), gw.listeners.get("smtps"));
     SmtpGateway { gw, smtp, smtps }
 }
 
-/// Starts the gateway again with its existing config (same ports, same spool).
+/// Starts the gateway again with its existing config (same spool; the
+/// listeners' ports are whatever the config names: the kernel's choice again).
 pub async fn restart(dir: &Path, certs: &Certs, old: &SmtpGateway) -> SmtpGateway {
-    let gw = launch_gateway(
-        dir,
-        certs,
-        old.gw.config.clone(),
-        old.gw.addr,
-        old.gw.admin,
-        old.gw.key.clone(),
-    )
-    .await;
-    SmtpGateway {
-        gw,
-        smtp: old.smtp,
-        smtps: old.smtps,
-    }
+    let gw = old.gw.relaunch(dir, certs).await;
+    let (smtp, smtps) = (gw.listeners.get("smtp"), gw.listeners.get("smtps"));
+    SmtpGateway { gw, smtp, smtps }
 }
 
 /// Runs tests/py/smtp_send.py with `args`; returns its JSON report.

@@ -8,6 +8,7 @@
 
 use crate::admin::overview::{label, series_values};
 use crate::admin::{json_reply, problem, AdminApp, Reply};
+use crate::upgrade::names;
 use pingora_core::protocols::http::ServerSession;
 use prometheus::proto::MetricFamily;
 use serde_json::{json, Map, Value};
@@ -41,6 +42,17 @@ fn at(seconds: Option<f64>) -> Value {
     }
 }
 
+/// Where listener `name` accepts now: the address bound (port 0 in the
+/// config is the kernel's choice, data_dir/listeners.json), else the
+/// configured one.
+fn bound(name: &str, configured: std::net::SocketAddr) -> String {
+    crate::upgrade::serving_addresses()
+        .get(name)
+        .copied()
+        .unwrap_or(configured)
+        .to_string()
+}
+
 fn smtp(cfg: &mft_config::Config, families: &[MetricFamily]) -> Value {
     let Some(smtp) = &cfg.smtp else {
         return json!({"enabled": false});
@@ -50,8 +62,8 @@ fn smtp(cfg: &mft_config::Config, families: &[MetricFamily]) -> Value {
         .map_or(0, |(_, v)| *v as u64);
     json!({
         "enabled": true,
-        "listen": smtp.listen.to_string(),
-        "tls_listen": smtp.tls_listen.map(|a| a.to_string()),
+        "listen": bound(names::SMTP, smtp.listen),
+        "tls_listen": smtp.tls_listen.map(|a| bound(names::SMTPS, a)),
         "spool_depth": depth,
         "sessions": by_label(families, "mft_smtp_sessions_total", "outcome"),
         "messages": by_label(families, "mft_smtp_messages_total", "outcome"),
@@ -108,7 +120,7 @@ fn sftp(cfg: &mft_config::Config, families: &[MetricFamily], users: Vec<Value>) 
         .map_or(0, |(_, v)| *v as u64);
     json!({
         "enabled": true,
-        "listen": sftp.listen.to_string(),
+        "listen": bound(names::SFTP, sftp.listen),
         "open_sessions": active,
         "auth_failures": series_values(families, "mft_sftp_auth_failures_total")
             .first()

@@ -8,8 +8,8 @@
 //! reach them, and they reveal counts, never keys or secrets.
 
 use crate::audit::{AuditLog, AuditRecord};
-use crate::control::ControlPlane;
 use crate::metrics::Metrics;
+use crate::runtime::ServiceRuntime;
 use crate::store::Store;
 use async_trait::async_trait;
 use mft_config::Secret;
@@ -56,7 +56,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct AdminApp {
     token: Option<Secret>,
     pub(crate) store: Store,
-    pub(crate) control: ControlPlane,
+    pub(crate) control: ServiceRuntime,
     audit: AuditLog,
     metrics: Arc<Metrics>,
     pub(crate) config: Arc<mft_config::Config>,
@@ -91,7 +91,7 @@ impl AdminApp {
     pub fn new(
         token: Option<Secret>,
         store: Store,
-        control: ControlPlane,
+        control: ServiceRuntime,
         audit: AuditLog,
         metrics: Arc<Metrics>,
         config: Arc<mft_config::Config>,

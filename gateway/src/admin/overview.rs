@@ -241,7 +241,7 @@ impl Overview {
     /// life of the process; `backend` is the client of [`Self::probe`].
     pub fn start(
         self: &Arc<Self>,
-        control: &crate::control::ControlPlane,
+        control: &crate::runtime::ServiceRuntime,
         registry: prometheus::Registry,
         backend: Option<BackendClient>,
     ) {
@@ -266,7 +266,7 @@ impl Overview {
     /// Probes the backend's `/healthz` if the last probe started more than
     /// [`INTERVAL`] ago: in the background, or (the first time, when
     /// nothing is known yet) waiting for its answer.
-    async fn probe(self: &Arc<Self>, control: &crate::control::ControlPlane) {
+    async fn probe(self: &Arc<Self>, control: &crate::runtime::ServiceRuntime) {
         let Some(client) = self.backend.get().cloned() else {
             return;
         };

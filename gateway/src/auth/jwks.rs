@@ -2,7 +2,7 @@
 //! background, and refetched at once (rate-limited) when a token names a key
 //! id we do not know yet, so an identity provider's key rotation needs no restart.
 
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use arc_swap::ArcSwapOption;
 use mft_config::model::{JwksSource, JwtIssuer};
 use mft_filters::auth::jwt::{self, JwksKeys, JwtError, JwtIdentity, JwtIssuerPolicy};
@@ -112,14 +112,14 @@ impl Issuer {
 #[derive(Clone)]
 pub struct IssuerSet {
     issuers: Arc<Vec<Arc<Issuer>>>,
-    control: ControlPlane,
+    control: ServiceRuntime,
 }
 
 impl IssuerSet {
     /// Builds the issuers and fetches their keys once. A file that cannot be
     /// read is a startup error; an unreachable URL is logged and retried, so a
     /// brief identity-provider outage does not keep API-key users out.
-    pub fn start(config: &[JwtIssuer], control: &ControlPlane) -> anyhow::Result<IssuerSet> {
+    pub fn start(config: &[JwtIssuer], control: &ServiceRuntime) -> anyhow::Result<IssuerSet> {
         let mut issuers = Vec::new();
         for (i, c) in config.iter().enumerate() {
             let algorithms = c

@@ -8,7 +8,7 @@
 //! here within about a second, far inside the 5 s promise.
 
 use super::Identity;
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::{KeyRecord, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -123,7 +123,7 @@ struct Fresh {
 #[derive(Clone)]
 pub struct KeyCache {
     store: Store,
-    control: ControlPlane,
+    control: ServiceRuntime,
     found: Arc<quick_cache::sync::Cache<String, Fresh>>,
     /// Unknown ids, until when they stay unknown.
     missing: Arc<quick_cache::sync::Cache<String, Instant>>,
@@ -156,7 +156,7 @@ pub struct LookupError(String);
 
 impl KeyCache {
     /// A cache over `store`; call [`KeyCache::start_maintenance`] once.
-    pub fn new(store: Store, control: ControlPlane, ttl: Duration) -> KeyCache {
+    pub fn new(store: Store, control: ServiceRuntime, ttl: Duration) -> KeyCache {
         KeyCache {
             store,
             control,

@@ -1,8 +1,8 @@
 //! Protocol bridges: legacy inputs (SMTP, IMAP, POP3, SFTP) that reach the
 //! backend through the shared [`BackendClient`], never through the proxy.
 //!
-//! Every bridge runs on the bridge runtime ([`runtime::BridgeRuntime`]) so a
-//! slow mailbox or a stalled SFTP client cannot take worker threads from the
+//! Every bridge runs on the bridge runtime (a
+//! [`crate::runtime::ServiceRuntime`] named `bridge`) so a slow mailbox or a stalled SFTP client cannot take worker threads from the
 //! HTTPS proxy, and the backend client's connection pool lives on one runtime.
 
 pub mod imap;
@@ -11,7 +11,6 @@ pub mod message;
 pub mod oauth2;
 pub mod pipeline;
 pub mod pop3;
-pub mod runtime;
 pub mod sftp;
 pub mod smtp;
 pub mod spool;
@@ -45,7 +44,7 @@ pub struct BridgeContext {
     /// running), reused for STARTTLS and implicit TLS.
     pub certificates: Arc<crate::tls::certs::CertResolver>,
     /// The runtime the bridges run on.
-    pub runtime: runtime::BridgeRuntime,
+    pub runtime: crate::runtime::ServiceRuntime,
     /// SIGTERM: stop taking work, finish what was taken (drain.rs).
     pub drain: crate::drain::Drain,
 }

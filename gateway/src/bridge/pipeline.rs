@@ -103,11 +103,6 @@ impl DeliveryPipeline {
         Ok(DeliveryPipeline { backend, outcomes })
     }
 
-    /// The backend client.
-    pub fn backend(&self) -> &BackendClient {
-        &self.backend
-    }
-
     /// [`DeliveryPipeline::deliver`]; a transient failure is retried in the
     /// background under the same idempotency key, per the gateway's backoff
     /// ([`crate::backoff`]), until it succeeds, fails for good or the

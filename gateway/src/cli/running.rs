@@ -46,14 +46,23 @@ pub(crate) fn ask(
         );
         return Ok(Err(ExitCode::FAILURE));
     };
-    // The running process's admin address first: a reload that moves
-    // `admin_listen` must be asked at the address it has now.
-    let mut targets: Vec<SocketAddr> = recorded_admin_addr(&c.server.data_dir)
+    // The running process's admin address first (data_dir/listeners.json):
+    // a reload that moves `admin_listen`, or port 0 in it, means the
+    // process must be asked at the address it has now.
+    let mut targets: Vec<SocketAddr> = crate::listeners::running_admin(&c.server.data_dir)
+        .map(local)
         .into_iter()
         .collect();
     let configured = local(c.server.admin_listen);
-    if !targets.contains(&configured) {
+    if !targets.contains(&configured) && configured.port() != 0 {
         targets.push(configured);
+    }
+    if targets.is_empty() {
+        println!(
+            "FAIL  {action}: server.admin_listen has port 0 and no running gateway recorded its address in {}",
+            crate::listeners::path(&c.server.data_dir).display()
+        );
+        return Ok(Err(ExitCode::FAILURE));
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,35 +117,4 @@ pub(crate) fn local(addr: SocketAddr) -> SocketAddr {
         }
         _ => addr,
     }
-}
-
-/// Where the running gateway records the address its admin listener has
-/// now (written at start and when a reload moves it).
-fn admin_addr_file(data_dir: &Path) -> std::path::PathBuf {
-    data_dir.join("admin.addr")
-}
-
-/// Records the admin listener's address for `reload`/`upgrade` (best
-/// effort: without the file they use the config's address), with this
-/// process's id, so a file left by a process that is gone is not used.
-pub(crate) fn record_admin_addr(data_dir: &Path, addr: SocketAddr) {
-    let path = admin_addr_file(data_dir);
-    let tmp = path.with_extension("addr.tmp");
-    let line = format!("{} {}\n", local(addr), std::process::id());
-    let written = std::fs::write(&tmp, line).and_then(|()| std::fs::rename(&tmp, &path));
-    if let Err(e) = written {
-        tracing::warn!(file = %path.display(), error = %e, "cannot record the admin address");
-    }
-}
-
-/// The recorded admin address, if the process that recorded it is still a
-/// running mft-gateway: the admin token must not be sent to whatever
-/// listens at an address a crashed gateway once had.
-fn recorded_admin_addr(data_dir: &Path) -> Option<SocketAddr> {
-    let text = std::fs::read_to_string(admin_addr_file(data_dir)).ok()?;
-    let mut parts = text.split_whitespace();
-    let addr = parts.next()?.parse().ok()?;
-    let pid: u32 = parts.next()?.parse().ok()?;
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    (comm.trim() == "mft-gateway").then_some(addr)
 }

@@ -2,7 +2,7 @@
 //! by its public id and its secret's SHA-256 compared in constant time; the
 //! key itself never reaches a log line, an error or the audit trail.
 
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::connectors::ConnectorRecord;
 use crate::store::Store;
 use mft_filters::auth::connector_key;
@@ -74,7 +74,7 @@ pub fn bearer(headers: &http::HeaderMap) -> Result<&str, Refusal> {
 /// lower-case hex) against the connector's pin, if it has one.
 pub async fn verify(
     store: &Store,
-    control: &ControlPlane,
+    control: &ServiceRuntime,
     token: &str,
     presented: Option<&str>,
 ) -> Result<ConnectorRecord, Refusal> {

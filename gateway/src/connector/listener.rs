@@ -16,7 +16,7 @@ use super::link::{Exchange, Link, LinkSender, Origin};
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::connectors::ConnectorRecord;
 use crate::store::Store;
 use bytes::Bytes;
@@ -37,7 +37,7 @@ pub struct ConnectorListener {
     tls: tokio_rustls::TlsAcceptor,
     pool: Arc<ConnectorPool>,
     store: Store,
-    control: ControlPlane,
+    control: ServiceRuntime,
     audit: AuditLog,
     handshake_timeout: Duration,
     ping_interval: Duration,
@@ -61,7 +61,7 @@ impl ConnectorListener {
         tls: &rustls::ServerConfig,
         pool: Arc<ConnectorPool>,
         store: Store,
-        control: ControlPlane,
+        control: ServiceRuntime,
         audit: AuditLog,
         config: &mft_config::connector::ConnectorListen,
         homes: Vec<tokio::runtime::Handle>,

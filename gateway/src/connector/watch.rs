@@ -3,7 +3,7 @@
 //! report each connector's state to the store and `/metrics`.
 
 use super::pool::ConnectorPool;
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::connectors::ConnectorReport;
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
@@ -15,7 +15,7 @@ use std::time::Duration;
 pub const INTERVAL: Duration = Duration::from_secs(2);
 
 /// Starts the watch on the control plane.
-pub fn start(pool: Arc<ConnectorPool>, store: Store, control: &ControlPlane) {
+pub fn start(pool: Arc<ConnectorPool>, store: Store, control: &ServiceRuntime) {
     control.spawn(async move {
         let mut reported: HashMap<Arc<str>, (u64, u64, u64)> = HashMap::new();
         let mut tick = tokio::time::interval(INTERVAL);

@@ -37,9 +37,18 @@ impl HttpsListener {
         // Passed in by an upgrade or systemd when there are (upgrade.rs).
         let https = crate::upgrade::names::HTTPS;
         let sockets = if per_core {
-            (0..threads)
-                .map(|_| crate::upgrade::listener_with(https, addr, reuseport_socket))
-                .collect::<std::io::Result<Vec<_>>>()?
+            let first = crate::upgrade::listener_with(https, addr, reuseport_socket)?;
+            // Port 0: the others share the port the kernel gave the first.
+            let addr = first.local_addr()?;
+            let mut sockets = vec![first];
+            for _ in 1..threads {
+                sockets.push(crate::upgrade::listener_with(
+                    https,
+                    addr,
+                    reuseport_socket,
+                )?);
+            }
+            sockets
         } else {
             vec![crate::upgrade::listener(https, addr)?]
         };
@@ -409,6 +418,20 @@ fn follow_shutdown(mut phases: broadcast::Receiver<ExecutionPhase>, stop: watch:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_core_sockets_on_port_0_share_the_port_the_kernel_gave_the_first() {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listener = HttpsListener::bind(any, 3, true).unwrap();
+        let ports: Vec<u16> = listener
+            .sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert_ne!(ports[0], 0);
+        assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+    }
 
     #[test]
     fn a_worker_passes_connections_only_to_one_with_fewer() {

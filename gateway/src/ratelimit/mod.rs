@@ -15,8 +15,8 @@
 pub mod local;
 pub mod redis;
 
-use crate::control::ControlPlane;
 use crate::metrics::Metrics;
+use crate::runtime::ServiceRuntime;
 use local::{Entry, LocalStore};
 use mft_config::model::{OnRedisError, RateLimit as RateLimitConfig};
 use mft_config::quota::Quota;
@@ -91,7 +91,7 @@ impl RateLimiter {
     pub fn from_config(
         config: &RateLimitConfig,
         metrics: Arc<Metrics>,
-        control: &ControlPlane,
+        control: &ServiceRuntime,
     ) -> anyhow::Result<RateLimiter> {
         let limit = |key: &str, q: &Option<Quota>| -> anyhow::Result<Option<Limit>> {
             q.as_ref()

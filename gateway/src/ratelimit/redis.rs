@@ -9,8 +9,8 @@
 //! Every call runs under `rate_limit.redis_timeout`: a hung Redis costs a
 //! request at most that long, then `on_redis_error` decides.
 
-use crate::control::ControlPlane;
 use crate::metrics::Metrics;
+use crate::runtime::ServiceRuntime;
 use mft_filters::ratelimit::{Allowance, Denial, Limit, Verdict};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -107,7 +107,7 @@ impl RedisLimiter {
         url: &str,
         timeout: Duration,
         metrics: Arc<Metrics>,
-        control: &ControlPlane,
+        control: &ServiceRuntime,
     ) -> anyhow::Result<Arc<RedisLimiter>> {
         // The error would not name the URL's password, but say nothing of the URL at all.
         let client = redis::Client::open(url)

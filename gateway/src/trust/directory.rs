@@ -15,7 +15,7 @@
 //! own store handle (the admin API) makes the copy stale at once: until the
 //! next reload, lookups go to the store as before.
 
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::partners::{OutboundKey, PartnerRecord, PartnersVersion};
 use crate::store::{Store, StoreError};
 use arc_swap::ArcSwap;
@@ -151,7 +151,7 @@ impl PartnerDirectory {
     /// Reloads soon, on the control plane: a partner the store knows but
     /// this copy does not has just authenticated, and its deliveries' first
     /// downloads must find it here (their receipts depend on it).
-    pub fn refresh_soon(self: &Arc<Self>, control: &ControlPlane) {
+    pub fn refresh_soon(self: &Arc<Self>, control: &ServiceRuntime) {
         let directory = self.clone();
         control.spawn(async move {
             if let Err(e) = directory.refresh().await {
@@ -162,7 +162,7 @@ impl PartnerDirectory {
 
     /// Polls the store every [`REFRESH`] on the control plane, for as long
     /// as the process runs.
-    pub fn start(self: &Arc<Self>, control: &ControlPlane) {
+    pub fn start(self: &Arc<Self>, control: &ServiceRuntime) {
         let directory = Arc::downgrade(self);
         control.spawn(async move {
             loop {
@@ -260,7 +260,7 @@ mod tests {
         let directory = PartnerDirectory::load(store.clone(), counter())
             .await
             .unwrap();
-        let control = ControlPlane::start().unwrap();
+        let control = ServiceRuntime::start("control", 1).unwrap();
         directory.start(&control);
         let cli = Store::open(None, dir.path()).await.unwrap();
         cli.add_partner("beta", "https://beta.example", &["beta.example".into()])

@@ -3,7 +3,7 @@
 
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
-use crate::control::ControlPlane;
+use crate::runtime::ServiceRuntime;
 use crate::store::partners::PartnerRecord;
 use crate::store::Store;
 use mft_filters::auth::credential::{self, Credential};
@@ -116,7 +116,7 @@ fn nonces_per_partner(config: &mft_config::Config) -> usize {
 /// Checks partner requests; one per gateway.
 pub struct PartnerGate {
     store: Store,
-    control: ControlPlane,
+    control: ServiceRuntime,
     /// Connections cached: a known partner's request costs no query.
     partners: Arc<super::directory::PartnerDirectory>,
     /// Nonces per partner: one partner filling its cache refuses only its
@@ -164,7 +164,7 @@ impl PartnerGate {
     /// A gate over the connections in `store`.
     pub fn new(
         store: Store,
-        control: ControlPlane,
+        control: ServiceRuntime,
         partners: Arc<super::directory::PartnerDirectory>,
         config: &mft_config::Config,
         defender: Option<Arc<Defender>>,

@@ -10,8 +10,8 @@
 //! `rate_limit.on_redis_error` decides, as for the rate limits: `local`
 //! counts in this process, `deny` answers 503.
 
-use crate::control::ControlPlane;
 use crate::ratelimit::redis::RedisLimiter;
+use crate::runtime::ServiceRuntime;
 use crate::store::partners::PartnerRecord;
 use http::header::HeaderValue;
 use mft_config::model::OnRedisError;
@@ -42,7 +42,7 @@ pub struct SharedQuota {
     /// `rate_limit.on_redis_error`.
     pub on_error: OnRedisError,
     /// Where a refund runs (it outlives the request).
-    pub control: ControlPlane,
+    pub control: ServiceRuntime,
 }
 
 /// Today's uploaded bytes per partner.

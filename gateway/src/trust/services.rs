@@ -10,8 +10,8 @@ use super::receipts::Receipts;
 use super::relay::Relay;
 use crate::audit::AuditLog;
 use crate::backend_client::BackendClient;
-use crate::bridge::runtime::BridgeRuntime;
 use crate::proxy::sign::RequestSigner;
+use crate::runtime::ServiceRuntime;
 use crate::webhooks::Webhooks;
 use anyhow::Context;
 use mft_config::Config;
@@ -60,7 +60,7 @@ pub struct Federation {
     /// Outbound receipts.
     pub receipts: Arc<Receipts>,
     /// Where their I/O runs.
-    pub runtime: BridgeRuntime,
+    pub runtime: ServiceRuntime,
     /// Requests per partner connection.
     pub rate_limit: Option<Limit>,
     /// Webhook intake and worker (runs on the same runtime).
@@ -136,7 +136,7 @@ impl Federation {
         let store = partners.store().clone();
         let metrics = super::metrics::FederationMetrics::new(registry)
             .context("cannot register federation metrics")?;
-        let runtime = BridgeRuntime::start_named(2, "federation")
+        let runtime = ServiceRuntime::start("federation", 2)
             .context("cannot start the federation runtime")?;
         let backend = BackendClient::new_via(&config.backend, signer, connectors)?;
         let client = PartnerClient::new(&config)?;

@@ -215,7 +215,7 @@ async fn acme_certificate_from_pebble_is_served_and_renewed_during_an_upload() {
     let certs = make_certs(d);
     let backend = start_backend(d).await;
     let addr = free_addr();
-    let admin = free_addr();
+    let admin = ephemeral();
     let pebble = start_pebble(d, &certs, addr.port(), 30).await;
     let tables = format!(
         "[server.acme]\ndirectory = \"{}\"\ncontact = [\"mailto:ops@acme.test\"]\nnames = [\"{NAME}\"]\nca_file = \"{}\"\n",
@@ -498,7 +498,7 @@ async fn an_upload_survives_a_reload_and_an_acme_renewal() {
         pebble.directory,
         certs.ca.display()
     );
-    let (admin, config) = (free_addr(), d.join("gateway.toml"));
+    let (admin, config) = (ephemeral(), d.join("gateway.toml"));
     std::fs::write(
         &config,
         gateway_config(

@@ -13,8 +13,8 @@ fn run_with(tables: &str) -> (i32, String) {
     std::fs::write(dir.path().join("secret"), "s3cret").unwrap();
     let text = gateway_config(
         &certs,
-        free_addr(),
-        free_addr(),
+        ephemeral(),
+        ephemeral(),
         "http://127.0.0.1:1",
         "",
         tables,

@@ -80,9 +80,12 @@ async fn audit_verify_names_the_first_altered_missing_or_moved_record() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    // The head metric, once the records are on disk (one writer tick).
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let page = metrics(gw.admin).await;
+    // The head metric, once the records are on disk (one writer tick):
+    // 5 requests before the restart and 5 after.
+    let page = wait_metrics(gw.admin, Duration::from_secs(10), "10 records", |p| {
+        metric(p, "mft_audit_chain_records_total").unwrap_or(0.0) >= 10.0
+    })
+    .await;
     let head_line = page
         .lines()
         .find(|l| l.starts_with("mft_audit_chain_head_info{"))
@@ -314,13 +317,10 @@ async fn a_full_data_dir_denies_requests_with_503_until_space_returns() {
         assert_eq!(get_status(&c, &url).await.0, 200);
         served += 1;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let page = metrics(gw.admin).await;
-    assert_eq!(
-        metric(&page, "mft_audit_write_failing"),
-        Some(0.0),
-        "{page}"
-    );
+    let page = wait_metrics(gw.admin, Duration::from_secs(10), "writes again", |p| {
+        metric(p, "mft_audit_write_failing") == Some(0.0)
+    })
+    .await;
     assert_eq!(
         metric(&page, "mft_audit_dropped_records_total"),
         Some(0.0),

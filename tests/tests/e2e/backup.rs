@@ -82,7 +82,7 @@ async fn a_backup_taken_while_serving_restores_into_a_gateway_whose_keys_work() 
     let b = dir.path().join("b");
     std::fs::create_dir_all(b.join("gateway-data")).unwrap();
     std::fs::copy(&keys, b.join("gateway-data").join("keys.sqlite")).unwrap();
-    let (addr, admin) = (free_addr(), free_addr());
+    let (addr, admin) = (ephemeral(), ephemeral());
     let signing = format!(
         "signing_key = \"file:{}\"",
         dir.path().join("backend-signing.key").display()

@@ -129,14 +129,6 @@ folder = "partners/alice"
 permissions = ["upload", "download", "list", "delete"]
 "#;
 
-fn wait_port(addr: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Restarts the SFTP environment's gateway with `shutdown_timeout`.
 async fn relaunch(env: &mut mft_e2e::sftp::SftpEnv, shutdown_timeout: &str) {
     if env.gateway.proc.child.try_wait().unwrap().is_none() {
@@ -155,17 +147,9 @@ async fn relaunch(env: &mut mft_e2e::sftp::SftpEnv, shutdown_timeout: &str) {
         })
         .collect();
     std::fs::write(&env.gateway.config, text).unwrap();
-    let g = &env.gateway;
-    env.gateway = launch_gateway(
-        &env.dir,
-        &env.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
-    wait_port(env.sftp);
+    env.gateway = env.gateway.relaunch(&env.dir, &env.certs).await;
+    // Bound before the gateway recorded it: it accepts already.
+    env.sftp = env.gateway.listeners.get("sftp");
 }
 
 fn sftp_client(env: &mft_e2e::sftp::SftpEnv, name: &str, size: u64) -> Scripted {
@@ -297,16 +281,7 @@ async fn mailbox_drain(pop3: bool) {
         assert_eq!(left + first_run, usize::from(N), "QUIT committed the DELEs");
     }
 
-    let g = &s.gateway;
-    s.gateway = launch_gateway(
-        s.dir.path(),
-        &s.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
+    s.gateway = s.gateway.relaunch(s.dir.path(), &s.certs).await;
     let deadline = Instant::now() + LONG;
     let all = loop {
         let d = deliveries(&s).await;

@@ -253,8 +253,8 @@ fn check_warns_about_a_certificate_expiring_within_14_days() {
         &config,
         gateway_config(
             &certs,
-            free_addr(),
-            free_addr(),
+            ephemeral(),
+            ephemeral(),
             "http://127.0.0.1:9",
             "",
             &tables,

@@ -23,8 +23,8 @@ fn malformed_config_is_a_named_error_with_line_and_key() {
     let certs = make_certs(dir.path());
     let text = gateway_config(
         &certs,
-        free_addr(),
-        free_addr(),
+        ephemeral(),
+        ephemeral(),
         "backend.local/api",
         "",
         "",
@@ -48,8 +48,8 @@ fn unknown_key_is_refused() {
     let certs = make_certs(dir.path());
     let text = gateway_config(
         &certs,
-        free_addr(),
-        free_addr(),
+        ephemeral(),
+        ephemeral(),
         "http://127.0.0.1:1",
         "",
         "",
@@ -73,8 +73,8 @@ fn key_that_does_not_match_the_certificate_is_a_clean_startup_error() {
     std::fs::copy(&other_certs.key, &certs.key).unwrap();
     let text = gateway_config(
         &certs,
-        free_addr(),
-        free_addr(),
+        ephemeral(),
+        ephemeral(),
         "http://127.0.0.1:1",
         "",
         "",
@@ -98,7 +98,7 @@ async fn check_reports_each_connection_and_fails_when_the_backend_is_down() {
     let backend = start_backend(dir.path()).await;
     std::fs::write(
         dir.path().join("gateway.toml"),
-        gateway_config(&certs, free_addr(), free_addr(), &backend.url, "", ""),
+        gateway_config(&certs, ephemeral(), ephemeral(), &backend.url, "", ""),
     )
     .unwrap();
     let (code, stdout, _) = run_gateway(&["check", "--config", "gateway.toml"], dir.path());

@@ -150,7 +150,6 @@ async fn console_bridges_screen_shows_smtp_mailboxes_and_sftp() {
     std::fs::write(path.join("mailbox.password"), "mailbox-password\n").unwrap();
     std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let smtp = free_addr();
     let tables = format!(
         r#"
 [[sftp.users]]
@@ -183,11 +182,13 @@ encryption_key = "file:{trust}"
 [admin]
 token = "file:{token}"
 "#,
+        smtp = ephemeral(),
         pw = path.join("mailbox.password").display(),
         trust = path.join("trust.key").display(),
         token = path.join("admin.token").display(),
     );
     let env = mft_e2e::sftp::start(path, &tables, "").await;
+    let smtp = env.gateway.listeners.get("smtp");
     add_admins(&env.gateway.config);
 
     // One SFTP session held open by the real OpenSSH client.

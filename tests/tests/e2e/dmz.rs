@@ -395,8 +395,8 @@ async fn found_dead_when_silent(link: &str) {
 
 #[tokio::test]
 async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_one_connects() {
-    let (smtp, smtps) = (free_addr(), free_addr());
-    let d = dmz(&smtp_tables(smtp, smtps, "")).await;
+    let d = dmz(&smtp_tables(ephemeral(), ephemeral(), "")).await;
+    let smtp = d.gw.listeners.get("smtp");
     let (attachment, sha) = mft_e2e::smtp::attachment(&d.dir, "report.pdf", 300_000, 9);
     let port = smtp.port().to_string();
     let ca = d.certs.ca.display().to_string();
@@ -419,9 +419,14 @@ async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_o
         &path,
     ]);
     assert_eq!(code(&report, "data"), 250, "{report}");
-    // Held in the spool while no connector can carry it.
+    // Held in the spool while no connector can carry it: the worker tried,
+    // was told to retry, and kept the message.
     mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, LONG).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    mft_e2e::wait_metrics(d.gw.admin, LONG, "a delivery attempt to retry", |p| {
+        let labels = [("bridge", "smtp"), ("outcome", "retry")];
+        mft_e2e::metric_with(p, "mft_bridge_deliveries_total", &labels).unwrap_or(0.0) >= 1.0
+    })
+    .await;
     mft_e2e::smtp::wait_spool_depth(d.gw.admin, 1.0, Duration::from_secs(1)).await;
 
     let (config, _) = d.enrol("lan-a", 1);
@@ -451,7 +456,6 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
     let backend = start_backend(path).await;
     let token = "dmz-admin-token-0123456789abcdefghijkl";
     std::fs::write(path.join("admin.token"), token).unwrap();
-    let listen = free_addr();
     // The gateway's config never names the backend's real address.
     let gw = start_gateway_with(
         path,
@@ -460,11 +464,12 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
         VIA_CONNECTOR,
         &format!(
             "{}\n[admin]\ntoken = \"file:{}\"\n",
-            gateway_tables(listen),
+            gateway_tables(ephemeral()),
             path.join("admin.token").display()
         ),
     )
     .await;
+    let listen = gw.listeners.get("connector");
     let admin = reqwest::Client::new();
     let url = format!("http://{}/admin/v1/connectors", gw.admin);
     let r = admin

@@ -243,16 +243,7 @@ async fn imap_delivers_attachments_and_a_restart_neither_skips_nor_repeats() {
         .expect("gateway killed");
     s.dovecot
         .save("INBOX", &dovecot::message("fourth", "d.bin", b"dddd"));
-    let g = &s.gateway;
-    s.gateway = launch_gateway(
-        s.dir.path(),
-        &s.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
+    s.gateway = s.gateway.relaunch(s.dir.path(), &s.certs).await;
     wait_deliveries(&s, "the fourth delivery", |d| d.len() == 4).await;
     // The first pass after the restart is complete and delivered only the
     // new message: the stored UID kept the first three from being fetched

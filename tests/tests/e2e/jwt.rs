@@ -275,7 +275,7 @@ async fn the_same_subject_from_two_issuers_is_two_principals() {
     };
     // Unnamed, both: a startup error naming the key.
     let unnamed = format!("{}{}", issuer(None, ISSUER), issuer(None, OTHER));
-    let text = gateway_config(&certs, free_addr(), free_addr(), &backend.url, "", &unnamed);
+    let text = gateway_config(&certs, ephemeral(), ephemeral(), &backend.url, "", &unnamed);
     std::fs::write(dir.path().join("unnamed.toml"), text).unwrap();
     let out = std::process::Command::new(bin("mft-gateway"))
         .args(["check", "--config", "unnamed.toml"])

@@ -12,7 +12,7 @@ async fn a_malformed_request_carrying_a_key_does_not_put_the_key_in_debug_logs()
         let dir = tempfile::tempdir().unwrap();
         let certs = make_certs(dir.path());
         let backend = start_backend(dir.path()).await;
-        let (addr, admin) = (free_addr(), free_addr());
+        let (addr, admin) = (ephemeral(), ephemeral());
         let config = dir.path().join("gateway.toml");
         let default_key = dir.path().join("backend-signing.key");
         let signing = format!("signing_key = \"file:{}\"", default_key.display());

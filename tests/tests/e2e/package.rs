@@ -212,7 +212,7 @@ async fn run_tells_systemd_ready_watchdog_and_stopping() {
     let backend = start_backend(dir.path()).await;
     let socket_path = dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
-    let (addr, admin) = (free_addr(), free_addr());
+    let (addr, admin) = (ephemeral(), ephemeral());
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
@@ -272,7 +272,7 @@ fn install_for_service(path: &str, bytes: &[u8]) {
 /// A gateway runs from the installed binary and config (data_dir
 /// /var/lib/mft-gateway) with an upload in flight; `dpkg --install` of the
 /// package again runs its postinst, which (no systemd here) finds the
-/// running gateway by `data_dir/admin.addr` and runs `mft-gateway upgrade`
+/// running gateway by `data_dir/listeners.json` and runs `mft-gateway upgrade`
 /// as the service user: the new process takes the sockets, the old one
 /// finishes the upload and exits 0.
 async fn reinstall_while_serving(deb: &str) {
@@ -304,7 +304,7 @@ async fn reinstall_while_serving(deb: &str) {
         cert: "/etc/mft-gateway/tls/e2e.pem".into(),
         key: "/etc/mft-gateway/tls/e2e.key".into(),
     };
-    let (addr, admin) = (free_addr(), free_addr());
+    let (addr, admin) = (ephemeral(), ephemeral());
     let config = gateway_config(
         &installed,
         addr,
@@ -326,6 +326,9 @@ async fn reinstall_while_serving(deb: &str) {
         &["run", "--config", "/etc/mft-gateway/gateway.toml"],
         path,
     );
+    let addr = Listeners::wait(&mut old, Path::new("/var/lib/mft-gateway"))
+        .await
+        .get("https");
     let base = format!("https://{addr}");
     wait_ready(
         &mut old,

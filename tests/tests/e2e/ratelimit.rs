@@ -290,7 +290,7 @@ async fn two_gateways_sharing_redis_enforce_one_limit() {
     );
     let mut configs = Vec::new();
     for d in [&dir_a, &dir_b] {
-        let (addr, admin) = (free_addr(), free_addr());
+        let (addr, admin) = (ephemeral(), ephemeral());
         let config = d.join("gateway.toml");
         std::fs::write(
             &config,

@@ -55,12 +55,13 @@ async fn rebind(per_core: bool) {
     let certs = make_certs(dir.path());
     let backend = start_backend(dir.path()).await;
     std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-    let (old_addr, admin) = (free_addr(), free_addr());
+    let (old_addr, admin) = (ephemeral(), ephemeral());
     write_config(dir.path(), &certs, old_addr, admin, &backend.url);
     let config = dir.path().join("gateway.toml");
     let (_, key) = create_key(&config, "e2e", ALL_SCOPES);
     let mut gateway =
         launch_gateway(dir.path(), &certs, config.clone(), old_addr, admin, key).await;
+    let old_addr = gateway.addr;
     let client = gateway.client(&certs, Proto::Http1);
 
     // A paced upload on the old address, in flight during the reload.
@@ -123,6 +124,7 @@ async fn rebind(per_core: bool) {
     drop(taken);
 
     // A free port: served at once; the old address refuses new connections.
+    // (A named port is the case under test, so it comes from free_addr.)
     let new_addr = free_addr();
     write_config(dir.path(), &certs, new_addr, admin, &backend.url);
     let (code, stdout) = tokio::task::spawn_blocking({
@@ -134,6 +136,15 @@ async fn rebind(per_core: bool) {
     assert_eq!(code, 0, "{stdout}\n{}", gateway.proc.stderr());
     assert!(stdout.contains("server.https_listen"), "{stdout}");
     assert!(!stdout.contains("after a restart"), "{stdout}");
+    let data_dir = data_dir_of(&config);
+    let record = Listeners::read(&data_dir).expect("listeners.json");
+    assert_eq!(record.pid, gateway.proc.child.id());
+    assert_eq!(
+        record.get("https"),
+        new_addr,
+        "listeners.json after the move"
+    );
+    assert_eq!(record.get("admin"), gateway.admin);
     assert!(
         (sent.load(Ordering::Relaxed) as u64) < content.chunks(),
         "the upload finished before the rebind"
@@ -215,10 +226,7 @@ async fn a_reload_moves_the_smtp_listeners_and_open_sessions_go_on() {
     let text = std::fs::read_to_string(&s.gw.config).unwrap();
     std::fs::write(
         &s.gw.config,
-        text.replace(
-            &format!("listen = \"{}\"", s.smtp),
-            &format!("listen = \"{taken_addr}\""),
-        ),
+        set_key(&text, "listen", &taken_addr.to_string()),
     )
     .unwrap();
     sighup(&s.gw, "failure").await;
@@ -230,20 +238,17 @@ async fn a_reload_moves_the_smtp_listeners_and_open_sessions_go_on() {
     assert!(greeting(s.smtp).await.is_some(), "the old listener stopped");
     drop(taken);
 
+    // Named ports are the case under test.
     let (smtp, smtps) = (free_addr(), free_addr());
+    let moved = set_key(&text, "listen", &smtp.to_string());
     std::fs::write(
         &s.gw.config,
-        text.replace(
-            &format!("listen = \"{}\"", s.smtp),
-            &format!("listen = \"{smtp}\""),
-        )
-        .replace(
-            &format!("tls_listen = \"{}\"", s.smtps),
-            &format!("tls_listen = \"{smtps}\""),
-        ),
+        set_key(&moved, "tls_listen", &smtps.to_string()),
     )
     .unwrap();
     sighup(&s.gw, "success").await;
+    let record = Listeners::read(&data_dir_of(&s.gw.config)).expect("listeners.json");
+    assert_eq!((record.get("smtp"), record.get("smtps")), (smtp, smtps));
     let log = s.gw.proc.stderr();
     assert!(log.contains("smtp.listen,smtp.tls_listen"), "{log}");
     assert!(!log.contains("take effect only after a restart"), "{log}");
@@ -304,10 +309,7 @@ async fn a_reload_moves_the_sftp_listener() {
     let text = std::fs::read_to_string(&env.gateway.config).unwrap();
     std::fs::write(
         &env.gateway.config,
-        text.replace(
-            &format!("listen = \"{}\"", env.sftp),
-            &format!("listen = \"{moved}\""),
-        ),
+        set_key(&text, "listen", &moved.to_string()),
     )
     .unwrap();
     sighup(&env.gateway, "success").await;
@@ -326,7 +328,7 @@ async fn a_reload_moves_the_sftp_listener() {
 
 /// `server.admin_listen` and `connector.listen` move on reload too; the
 /// `reload` command finds the process at the admin address it has now
-/// (recorded in `data_dir/admin.addr`), not the one the edited file names.
+/// (recorded in `data_dir/listeners.json`), not the one the edited file names.
 #[tokio::test]
 async fn a_reload_moves_the_admin_and_connector_listeners() {
     use mft_e2e::dmz::{connector_config, gateway_tables, VIA_CONNECTOR};
@@ -335,7 +337,6 @@ async fn a_reload_moves_the_admin_and_connector_listeners() {
     let certs = make_certs(path);
     let backend = start_backend(path).await;
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let old_connector = free_addr();
     let mut gw = start_gateway_with(
         path,
         &certs,
@@ -343,11 +344,12 @@ async fn a_reload_moves_the_admin_and_connector_listeners() {
         VIA_CONNECTOR,
         &format!(
             "{}\n[admin]\ntoken = \"file:{}\"\n",
-            gateway_tables(old_connector),
+            gateway_tables(ephemeral()),
             path.join("admin.token").display()
         ),
     )
     .await;
+    let old_connector = gw.listeners.get("connector");
     let healthz = |admin: SocketAddr| async move {
         reqwest::Client::new()
             .get(format!("http://{admin}/healthz"))
@@ -358,15 +360,11 @@ async fn a_reload_moves_the_admin_and_connector_listeners() {
     assert_eq!(healthz(gw.admin).await.unwrap(), 200);
     let (new_admin, new_connector) = (free_addr(), free_addr());
     let text = std::fs::read_to_string(&gw.config).unwrap();
-    let moved = text
-        .replace(
-            &format!("admin_listen = \"{}\"", gw.admin),
-            &format!("admin_listen = \"{new_admin}\""),
-        )
-        .replace(
-            &format!("listen = \"{old_connector}\""),
-            &format!("listen = \"{new_connector}\""),
-        );
+    let moved = set_key(
+        &set_key(&text, "admin_listen", &new_admin.to_string()),
+        "listen",
+        &new_connector.to_string(),
+    );
     assert_ne!(moved, text);
     std::fs::write(&gw.config, moved).unwrap();
     let (code, stdout) = tokio::task::spawn_blocking({

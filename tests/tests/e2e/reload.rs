@@ -68,8 +68,9 @@ impl Env {
             dir,
             certs,
             _backend: backend,
-            addr: free_addr(),
-            admin: free_addr(),
+            // Port 0 in the file: the gateway reports what it bound.
+            addr: ephemeral(),
+            admin: ephemeral(),
             gateway: None,
         };
         env.write(tables);
@@ -270,7 +271,7 @@ async fn reload_applies_new_limits_while_an_upload_started_before_finishes() {
     assert_eq!(stored["size"], content.size);
     assert_eq!(stored["sha256"], content.sha256());
 
-    assert_eq!(reloads(env.admin, "success").await, 1.0);
+    assert_eq!(reloads(env.gateway().admin, "success").await, 1.0);
     let records = reload_records(env.dir.path(), 1).await;
     let reason = records[0]["reason"].as_str().unwrap();
     assert!(
@@ -314,7 +315,7 @@ async fn an_invalid_file_changes_nothing_by_cli_or_sighup() {
 
     // The same file by SIGHUP: refused in the process, logged, counted.
     env.gateway().proc.signal("HUP");
-    wait_reloads(env.admin, "failure", 1.0).await;
+    wait_reloads(env.gateway().admin, "failure", 1.0).await;
     // The log line may reach the pipe a moment after the counter moved.
     let mut stderr = env.gateway().proc.stderr();
     for _ in 0..50 {
@@ -336,7 +337,7 @@ async fn an_invalid_file_changes_nothing_by_cli_or_sighup() {
 
     // Old behaviour: the running limit (burst 3) still holds, the process runs.
     assert_eq!(admitted(&env, 5).await, 3);
-    assert_eq!(reloads(env.admin, "success").await, 0.0);
+    assert_eq!(reloads(env.gateway().admin, "success").await, 0.0);
     std::fs::write(&env.config, good).unwrap();
     let records = reload_records(env.dir.path(), 1).await;
     assert_eq!(records[0]["decision"], "deny");
@@ -348,7 +349,7 @@ async fn sighup_reloads_like_the_cli() {
     assert_eq!(admitted(&env, 5).await, 5);
     env.write(AFTER);
     env.gateway().proc.signal("HUP");
-    wait_reloads(env.admin, "success", 1.0).await;
+    wait_reloads(env.gateway().admin, "success", 1.0).await;
     assert_eq!(admitted(&env, 5).await, 3);
     let r = upload(&env, 2 << 20, 9).await;
     assert!(r.status() == 413 || r.status() == 429, "{}", r.status());
@@ -453,8 +454,8 @@ async fn reload_switches_backend_and_scope_rules_and_refuses_what_cannot_apply()
     assert!(stdout.contains("does not match certificate"), "{stdout}");
     let (status, _) = list(client).await;
     assert_eq!(status, 403, "still the rules of the last good reload");
-    assert_eq!(reloads(env.admin, "failure").await, 1.0);
-    assert_eq!(reloads(env.admin, "success").await, 1.0);
+    assert_eq!(reloads(env.gateway().admin, "failure").await, 1.0);
+    assert_eq!(reloads(env.gateway().admin, "success").await, 1.0);
 }
 
 #[tokio::test]

@@ -48,14 +48,14 @@ async fn no_secret_reaches_a_log_the_audit_trail_or_the_spool() {
     std::fs::write(dir.path().join("admin.token"), admin_token).unwrap();
     let certs = make_certs(dir.path());
     let backend = start_backend(dir.path()).await;
-    let (smtp, smtps) = (free_addr(), free_addr());
     let sealing_key = "seal-0123456789abcdef0123456789abcdef";
     std::fs::write(dir.path().join("trust.key"), sealing_key).unwrap();
     let tables = format!(
         "[admin]\ntoken = \"file:admin.token\"\n\n[trust]\nencryption_key = \"file:trust.key\"\n\n{}",
-        smtp_tables(smtp, smtps, "")
+        smtp_tables(ephemeral(), ephemeral(), "")
     );
     let gw = start_gateway_with(dir.path(), &certs, &backend.url, "", &tables).await;
+    let (smtp, smtps) = (gw.listeners.get("smtp"), gw.listeners.get("smtps"));
     let s = SmtpGateway { gw, smtp, smtps };
     let key = s.gw.key.clone();
     let key_secret_part = key_secret(&key).to_string();

@@ -29,14 +29,14 @@ async fn sigterm_drains_an_in_flight_download_then_exits() {
     hasher.update(&first);
 
     s.gateway.proc.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // New connections are refused while the old one drains.
+    // New connections are refused while the old one drains (as soon as
+    // the listener has closed).
     let fresh = mft_e2e::client(&s.certs, Proto::Http1);
-    assert!(fresh
-        .get(format!("{}/healthz", s.gateway.base))
-        .send()
-        .await
-        .is_err());
+    let healthz = format!("{}/healthz", s.gateway.base);
+    mft_e2e::eventually(Duration::from_secs(10), "listener closed", || async {
+        fresh.get(&healthz).send().await.is_err()
+    })
+    .await;
 
     while let Some(chunk) = body.next().await {
         let chunk = chunk.expect("download cut during graceful shutdown");

@@ -220,7 +220,7 @@ async fn gateway_signs_with_ed25519_for_a_backend_holding_only_the_public_key() 
     let key = dir.path().join("gw-ed25519.pem");
     let key_id = generate_key(dir.path(), "ed25519", &key);
     let public = format!("file:{}.pub", key.display());
-    let backend = start_backend_with(dir.path(), free_addr(), &["--verify-key", &public]).await;
+    let backend = start_backend_with(dir.path(), ephemeral(), &["--verify-key", &public]).await;
     let extra = format!(
         "signing_algorithm = \"ed25519\"\nsigning_key = \"file:{}\"",
         key.display()
@@ -259,7 +259,7 @@ async fn rotation_backend_accepts_old_and_new_key_and_refuses_a_third() {
     );
     let backend = start_backend_with(
         dir.path(),
-        free_addr(),
+        ephemeral(),
         &["--signing-key", &old, "--signing-key", &new],
     )
     .await;
@@ -405,8 +405,8 @@ async fn an_unusable_signing_key_is_a_startup_error_that_names_the_key_not_the_s
         dir.path().join("gateway.toml"),
         gateway_config(
             &certs,
-            free_addr(),
-            free_addr(),
+            ephemeral(),
+            ephemeral(),
             "http://127.0.0.1:9",
             "signing_key = \"file:short.key\"",
             "",

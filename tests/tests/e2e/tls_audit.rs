@@ -64,8 +64,7 @@ async fn testssl_finds_nothing_high_or_critical() {
     let backend = start_backend(d).await;
     add_server_line(SUITES);
     // Readiness is probed with the test CA; this gateway serves another.
-    let addr = free_addr();
-    let admin = free_addr();
+    let (addr, admin) = (ephemeral(), ephemeral());
     let config = d.join("gateway.toml");
     std::fs::write(
         &config,
@@ -88,6 +87,9 @@ async fn testssl_finds_nothing_high_or_critical() {
         &["run", "--config", config.to_str().unwrap()],
         d,
     );
+    let addr = Listeners::wait(&mut gw, &data_dir_of(&config))
+        .await
+        .get("https");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
         gw.assert_running();

@@ -8,7 +8,7 @@ use super::trust_relay::{connect, PartnerCaller};
 use mft_e2e::Proto;
 use mft_gateway::trust::wire;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_flooding_past_its_rate_gets_429_and_spares_other_partners_nonces() {
@@ -70,22 +70,38 @@ async fn a_partner_flooding_past_its_rate_gets_429_and_spares_other_partners_non
     assert_eq!(r.status(), 200);
 
     // A request refused by the rate limit left no nonce behind: once the
-    // rate allows, the very same signed request is served (once).
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // rate allows, the very same signed request is served (once). Each
+    // try until then is refused by the rate limit again, storing nothing.
     let limited = limited.unwrap();
-    let replay = limited.try_clone().unwrap();
-    let r = acme.client.execute(limited).await.unwrap();
+    let r = once_the_rate_allows(&acme.client, &limited).await;
     assert_eq!(
         r.status(),
         200,
         "the nonce of a rate-limited request was stored"
     );
-    let r = acme.client.execute(replay).await.unwrap();
+    // Its replay, once the rate lets it reach the nonce check, is refused.
+    let r = once_the_rate_allows(&acme.client, &limited).await;
     assert_eq!(r.status(), 401, "a served request's replay is refused");
-    // Acme was limited, not banned.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let r = acme.client.execute(acme.ping()).await.unwrap();
+    // Acme was limited, not banned: served again once the rate allows.
+    let r = once_the_rate_allows(&acme.client, &acme.ping()).await;
     assert_eq!(r.status(), 200);
+}
+
+/// Sends `request` until the partner's rate limit lets it through (each
+/// 429 before leaves nothing behind), at most 10 s; the first other answer.
+async fn once_the_rate_allows(
+    client: &reqwest::Client,
+    request: &reqwest::Request,
+) -> reqwest::Response {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = client.execute(request.try_clone().unwrap()).await.unwrap();
+        if r.status() != 429 {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "still rate-limited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A partner file upload with `extra` headers.
@@ -289,20 +305,12 @@ async fn a_partners_daily_quota_holds_across_gateways_sharing_redis() {
             std::fs::copy(entry.path(), data.join(name)).unwrap();
         }
     }
-    b.gateway = mft_e2e::launch_gateway(
-        &b.path,
-        &b.certs,
-        b.gateway.config.clone(),
-        b.gateway.addr,
-        b.gateway.admin,
-        b.gateway.key.clone(),
-    )
-    .await;
-    let (addr, admin) = (mft_e2e::free_addr(), mft_e2e::free_addr());
-    let config = std::fs::read_to_string(&b.gateway.config)
-        .unwrap()
-        .replace(&b.gateway.addr.to_string(), &addr.to_string())
-        .replace(&b.gateway.admin.to_string(), &admin.to_string());
+    b.gateway = b.gateway.relaunch(&b.path, &b.certs).await;
+    // Another instance: b's config on ports of its own.
+    let (addr, admin) = (mft_e2e::ephemeral(), mft_e2e::ephemeral());
+    let config = std::fs::read_to_string(&b.gateway.config).unwrap();
+    let config = mft_e2e::set_key(&config, "https_listen", &addr.to_string());
+    let config = mft_e2e::set_key(&config, "admin_listen", &admin.to_string());
     let config_path = b2_dir.path().join("gateway.toml");
     std::fs::write(&config_path, config).unwrap();
     let b2 = mft_e2e::launch_gateway(

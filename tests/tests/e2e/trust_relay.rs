@@ -3,7 +3,8 @@
 //! comes back as a receipt, and every rule of the federation API holds
 //! against hand-made partner requests.
 
-use super::trust::{two_orgs, two_orgs_with, Org};
+pub(crate) use mft_e2e::trust::connect;
+use mft_e2e::trust::{two_orgs, two_orgs_with, Org};
 use mft_e2e::*;
 use mft_filters::auth::partner_key;
 use mft_filters::signing::RequestView;
@@ -11,18 +12,6 @@ use mft_gateway::trust::wire;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Connects both ways; returns (A's key for B, B's key for A).
-pub(crate) fn connect(a: &Org, b: &Org) -> (String, String) {
-    let key_for_b = a.add("beta", b, "beta.example");
-    let key_for_a = b.add("acme", a, "acme.example");
-    assert_eq!(a.set_key("beta", &key_for_a).0, 0);
-    assert_eq!(b.set_key("acme", &key_for_b).0, 0);
-    let (code, out, err) = a.partners(&["test", "beta"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("connected: beta"), "{out}");
-    (key_for_b, key_for_a)
-}
 
 fn api(org: &Org) -> reqwest::Client {
     org.gateway.client(&org.certs, Proto::Http1)
@@ -240,33 +229,25 @@ async fn a_relay_waits_for_a_partner_that_is_down_and_delivers_once() {
     // A restarts while the relay is pending: the queue is on disk.
     a.gateway.proc.signal("KILL");
     a.gateway.proc.wait_exit(Duration::from_secs(10));
-    let g = &a.gateway;
-    a.gateway = launch_gateway(
-        &a.path,
-        &a.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
+    a.gateway = a.gateway.relaunch(&a.path, &a.certs).await;
+    // The restarted A took the job from its queue and tried again.
+    wait_metrics(
+        a.gateway.admin,
+        Duration::from_secs(30),
+        "a relay attempt after the restart",
+        |p| {
+            let labels = [("partner", "beta"), ("outcome", "retry")];
+            metric_with(p, "mft_federation_relay_attempts_total", &labels).unwrap_or(0.0) >= 1.0
+        },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         relay_status(&delivery(&a, &id).await, "bob@beta.example").as_deref(),
         Some("retrying")
     );
 
     // B comes back: delivered, exactly once.
-    let g = &b.gateway;
-    b.gateway = launch_gateway(
-        &b.path,
-        &b.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
+    b.gateway = b.gateway.relaunch(&b.path, &b.certs).await;
     let d = wait_for(&a, &id, Duration::from_secs(60), |d| {
         relay_status(d, "bob@beta.example").as_deref() == Some("delivered")
     })
@@ -624,16 +605,7 @@ async fn sigterm_mid_relay_releases_the_lease_so_the_restart_relays_at_once() {
         .unwrap()
         .replace(r#"shutdown_timeout = "20s""#, r#"shutdown_timeout = "1s""#);
     std::fs::write(&a.gateway.config, text).unwrap();
-    let g = &a.gateway;
-    a.gateway = launch_gateway(
-        &a.path,
-        &a.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
+    a.gateway = a.gateway.relaunch(&a.path, &a.certs).await;
 
     // B hangs (stopped, its sockets still accept): A's attempt gets stuck.
     b.gateway.proc.signal("STOP");
@@ -674,16 +646,7 @@ async fn sigterm_mid_relay_releases_the_lease_so_the_restart_relays_at_once() {
     // B resumes, A restarts: the 120 s lease was given back, so the job
     // is taken at once, and B keeps one delivery.
     b.gateway.proc.signal("CONT");
-    let g = &a.gateway;
-    a.gateway = launch_gateway(
-        &a.path,
-        &a.certs,
-        g.config.clone(),
-        g.addr,
-        g.admin,
-        g.key.clone(),
-    )
-    .await;
+    a.gateway = a.gateway.relaunch(&a.path, &a.certs).await;
     wait_for(&a, &id, Duration::from_secs(30), |d| {
         relay_status(d, "bob@beta.example").as_deref() == Some("delivered")
     })

@@ -69,7 +69,8 @@ async fn start() -> Env {
     let certs = make_certs(dir.path());
     let backend = start_backend(dir.path()).await;
     std::fs::write(dir.path().join("admin.token"), ADMIN_TOKEN).unwrap();
-    let (addr, admin) = (free_addr(), free_addr());
+    // Port 0: the new process must serve the ports the kernel gave the old.
+    let (addr, admin) = (ephemeral(), ephemeral());
     let config = dir.path().join("gateway.toml");
     std::fs::write(
         &config,
@@ -275,6 +276,10 @@ async fn upgrade_under_load(per_core: bool) {
         "{log}"
     );
     assert!(log.contains("listening on a passed socket"), "{log}");
+    // The new process recorded the same addresses under its own pid.
+    let data_dir = data_dir_of(&env.gateway.config);
+    let record = Listeners::wait_for(&data_dir, |l| l.pid == new_pid, || {}).await;
+    assert_eq!(record.addrs, env.gateway.listeners.addrs);
 
     // systemd follows the new process and never hears the old one stop.
     let mut said = Vec::new();

@@ -68,6 +68,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
             config_users,
             ctx.store.clone(),
         ))
+        .map_err(|e| anyhow::anyhow!("sftp: the stored users' task failed: {e}"))?
         .map_err(|e| anyhow::anyhow!("sftp: cannot read the stored users: {e}"))?;
     users.start(ctx.runtime.handle());
     let stored = users.stored_count();
