@@ -132,13 +132,30 @@ async fn unsigned_calls_are_refused_and_not_retried() {
     assert!(!c.is_circuit_open());
 }
 
+/// A loopback port held by a socket that is bound but not listening:
+/// connections to it are refused, and no other test process can take it
+/// (binding a port, closing it and binding it again later races them).
+fn reserved_port() -> (socket2::Socket, SocketAddr) {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    (socket, addr)
+}
+
+/// The backend comes up on the port [`reserved_port`] held.
+fn listen_on(socket: socket2::Socket) -> tokio::net::TcpListener {
+    socket.listen(128).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    tokio::net::TcpListener::from_std(socket.into()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_until_the_backend_comes_back() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (reserved, addr) = reserved_port();
     let mut config = backend_config(addr, true);
     // Enough attempts and a breaker that does not give up first.
     config.breaker_threshold = 100;
@@ -155,8 +172,7 @@ async fn retries_until_the_backend_comes_back() {
         !call.is_finished(),
         "still retrying while the backend is down"
     );
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    serve(listener, dir.path());
+    serve(listen_on(reserved), dir.path());
     let file = call.await.unwrap().unwrap();
     assert_eq!(file.name, "late.txt");
 }
@@ -164,10 +180,7 @@ async fn retries_until_the_backend_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn breaker_opens_on_an_outage_and_closes_after_a_probe() {
     let dir = tempfile::tempdir().unwrap();
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (reserved, addr) = reserved_port();
     let mut config = backend_config(addr, true);
     config.retry_attempts = 1;
     let c = client(&config);
@@ -186,8 +199,7 @@ async fn breaker_opens_on_an_outage_and_closes_after_a_probe() {
     assert!(e.is_transient());
     assert!(c.is_circuit_open());
 
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    serve(listener, dir.path());
+    serve(listen_on(reserved), dir.path());
     tokio::time::sleep(Duration::from_millis(350)).await;
     c.health().await.unwrap();
     assert!(!c.is_circuit_open());

@@ -150,6 +150,34 @@ impl Listeners {
     }
 }
 
+/// A loopback port where nothing listens, for as long as this lives: a
+/// socket bound to it but not listening holds it, so connections are
+/// refused and no other test (in any process) can start a server there,
+/// unlike a port [`free_addr`] found free a moment ago.
+pub struct Refused {
+    _held: socket2::Socket,
+    /// The address.
+    pub addr: SocketAddr,
+}
+
+/// A [`Refused`] loopback port.
+pub fn refused() -> Refused {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .expect("bind 127.0.0.1:0");
+    let addr = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("an IPv4 address");
+    Refused {
+        _held: socket,
+        addr,
+    }
+}
+
 /// A loopback address that was free a moment ago, never one this process
 /// handed out before: the kernel may give a just-released port again, and
 /// two listeners of one test (Dovecot's IMAP and POP3) must not collide.

@@ -369,7 +369,9 @@ async fn an_unreachable_ca_is_logged_counted_and_retried_while_the_default_certi
     let certs = make_certs(d);
     let backend = start_backend(d).await;
     // Nothing listens there: every order fails at the directory.
-    let nowhere = free_addr();
+    // Held until the test ends: nothing can listen there meanwhile.
+    let held = refused();
+    let nowhere = held.addr;
     let tables = format!(
         "[server.acme]\ndirectory = \"https://{nowhere}/dir\"\nnames = [\"{NAME}\"]\nca_file = \"{}\"\n",
         certs.ca.display()

@@ -144,9 +144,8 @@ async fn console_bridges_screen_shows_smtp_mailboxes_and_sftp() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
     // A mailbox whose server is not there: the poller's error shows.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = refused();
+    let closed_port = closed.addr.port();
     std::fs::write(path.join("mailbox.password"), "mailbox-password\n").unwrap();
     std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
@@ -423,9 +422,8 @@ async fn console_transports_screen_tests_a_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_configuration_screen_redacts_validates_and_reloads() {
     // A secret written in clear (a warning, but it runs) must not show.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed_port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let closed = refused();
+    let closed_port = closed.addr.port();
     let literal = "pop3-literal-password-4711";
     let s = setup_with(&format!(
         "[[pop3]]\nname = \"legacy\"\nhost = \"127.0.0.1\"\nport = {closed_port}\n\

@@ -548,6 +548,7 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
     let mut wrong_key = key.clone();
     let last = wrong_key.pop();
     wrong_key.push(if last == Some('A') { 'B' } else { 'A' });
+    let nowhere = refused();
     let cases = [
         (
             connector_config(path, "k", &wrong_key, &gateway, &ca, &backend.url, 1),
@@ -558,7 +559,7 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
                 path,
                 "u",
                 &key,
-                &format!("https://{}", free_addr()),
+                &format!("https://{}", nowhere.addr),
                 &ca,
                 &backend.url,
                 1,
@@ -584,7 +585,7 @@ async fn admin_api_enrols_and_removes_and_check_names_what_is_wrong() {
                 &key,
                 &gateway,
                 &ca,
-                &format!("http://{}", free_addr()),
+                &format!("http://{}", nowhere.addr),
                 1,
             ),
             "FAIL  backend unreachable from the connector",

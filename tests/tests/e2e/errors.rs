@@ -18,7 +18,9 @@ async fn assert_problem(r: reqwest::Response, status: u16) {
 async fn backend_down_gives_502_problem_json() {
     let dir = tempfile::tempdir().unwrap();
     let certs = make_certs(dir.path());
-    let nowhere = free_addr();
+    // Held until the test ends: nothing can listen there meanwhile.
+    let held = refused();
+    let nowhere = held.addr;
     let gw = start_gateway(dir.path(), &certs, &format!("http://{nowhere}"), "").await;
     for proto in [Proto::Http1, Proto::Http2] {
         let r = gw

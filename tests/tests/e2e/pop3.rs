@@ -158,7 +158,9 @@ async fn check_reports_every_mailbox_on_its_own_line() {
     // A wrong password and a closed port: each fails on its own line, exit 1.
     let wrong = s.dir.path().join("wrong-password");
     std::fs::write(&wrong, "not-the-password").unwrap();
-    let closed = free_addr().port();
+    // Held until the test ends: nothing can listen there meanwhile.
+    let held = refused();
+    let closed = held.addr.port();
     let mut config = std::fs::read_to_string(&s.gateway.config).unwrap();
     config.push_str(&format!(
         "\n[[imap]]\nname = \"bad-login\"\nhost = \"127.0.0.1\"\nport = {port}\nca_file = \"{ca}\"\nusername = \"{user}\"\npassword = \"file:{wrong}\"\ncommand_timeout = \"5s\"\n\

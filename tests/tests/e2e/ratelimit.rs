@@ -422,7 +422,9 @@ async fn without_redis_local_policy_keeps_serving_within_local_limits() {
 #[tokio::test]
 async fn without_redis_deny_policy_answers_503() {
     // Nothing listens on this port.
-    let dead = free_addr();
+    // Held until the test ends: nothing can listen there meanwhile.
+    let held = refused();
+    let dead = held.addr;
     let tables = format!(
         "[rate_limit]\nper_key = \"1/m burst 3\"\nredis = \"redis://{dead}/0\"\non_redis_error = \"deny\"\n"
     );

@@ -60,7 +60,8 @@ async fn no_secret_reaches_a_log_the_audit_trail_or_the_spool() {
     let key = s.gw.key.clone();
     let key_secret_part = key_secret(&key).to_string();
     // An internal receiver where nothing listens: the signed sends fail and are retried.
-    let hook_url = format!("http://{}/in", free_addr());
+    let nowhere = refused();
+    let hook_url = format!("http://{}/in", nowhere.addr);
     let webhook = cli_json(
         &s.gw.config,
         &[
