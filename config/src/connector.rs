@@ -34,11 +34,13 @@ pub struct ConnectorListenFile {
 /// The protocol the gateway speaks as the client on a connector connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LinkMode {
-    /// HTTP/2: many requests at once per connection, PINGs find a dead one.
+    /// HTTP/2: many requests at once per connection, PINGs find a dead
+    /// one. What a connector that names no protocol at attach speaks.
     #[default]
     H2,
     /// HTTP/1.1: one exchange at a time per connection; the connector keeps
-    /// `connections` idle ones ready and opens more under load.
+    /// `connections` idle ones ready and opens more under load. The
+    /// default of `[connector] link`.
     Http1,
 }
 
@@ -504,7 +506,7 @@ mod tests {
         assert_eq!(LinkMode::parse("http1"), Some(LinkMode::Http1));
         assert_eq!(
             LinkMode::parse(crate::defaults::connector::LINK),
-            Some(LinkMode::H2)
+            Some(LinkMode::Http1)
         );
         assert_eq!(LinkMode::parse("h3"), None);
         for mode in [LinkMode::H2, LinkMode::Http1] {

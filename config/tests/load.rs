@@ -374,14 +374,14 @@ fn dmz_mode_needs_the_connector_listener_and_the_hyper_engine() {
     let listen = c.connector.expect("[connector] is kept");
     assert_eq!(listen.listen.to_string(), "0.0.0.0:8444");
     assert_eq!(listen.ping_interval, Duration::from_secs(4));
-    assert_eq!(listen.link, mft_config::connector::LinkMode::H2);
-    let http1 = both.replace("[connector]\n", "[connector]\nlink = \"http1\"\n");
-    let c = load_str(&http1, Path::new("/etc/mft/gateway.toml"))
+    assert_eq!(listen.link, mft_config::connector::LinkMode::Http1);
+    let h2 = both.replace("[connector]\n", "[connector]\nlink = \"h2\"\n");
+    let c = load_str(&h2, Path::new("/etc/mft/gateway.toml"))
         .unwrap()
         .config;
     assert_eq!(
         c.connector.map(|l| l.link),
-        Some(mft_config::connector::LinkMode::Http1)
+        Some(mft_config::connector::LinkMode::H2)
     );
     let h3 = both.replace("[connector]\n", "[connector]\nlink = \"h3\"\n");
     assert!(

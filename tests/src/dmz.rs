@@ -292,8 +292,5 @@ pub fn gateway_tables_with_link(listen: SocketAddr, link: &str) -> String {
     format!("{}link = \"{link}\"\n", gateway_tables(listen))
 }
 
-/// The link protocols DMZ tests run over.
-pub const LINKS: [&str; 2] = ["h2", "http1"];
-
 /// The `[backend]` lines of a DMZ-mode gateway.
 pub const VIA_CONNECTOR: &str = "via = \"connector\"";

@@ -27,12 +27,17 @@ struct Dmz {
 
 /// A LAN namespace with the backend, and a DMZ-mode gateway outside whose
 /// `[backend] url` is the backend's real (unreachable) address.
+/// The link protocol is the default one.
 async fn dmz(tables: &str) -> Dmz {
-    dmz_over("h2", tables).await
+    dmz_over(None, tables).await
 }
 
 /// [`dmz`] with the gateway's `[connector] link = LINK`.
-async fn dmz_over(link: &str, tables: &str) -> Dmz {
+async fn dmz_with(link: &str, tables: &str) -> Dmz {
+    dmz_over(Some(link), tables).await
+}
+
+async fn dmz_over(link: Option<&str>, tables: &str) -> Dmz {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -46,7 +51,10 @@ async fn dmz_over(link: &str, tables: &str) -> Dmz {
         VIA_CONNECTOR,
         &format!(
             "{}\n{tables}",
-            gateway_tables_with_link(connector_listen, link)
+            match link {
+                Some(link) => gateway_tables_with_link(connector_listen, link),
+                None => gateway_tables(connector_listen),
+            }
         ),
     )
     .await;
@@ -132,7 +140,7 @@ async fn over_http1_links_the_backend_is_reached_only_through_the_connector_and_
 }
 
 async fn reached_only_through_the_connector(link: &str) {
-    let d = dmz_over(link, "").await;
+    let d = dmz_with(link, "").await;
     // The firewall works: the backend answers inside the LAN, but a
     // connection from the DMZ side is dropped.
     let inside_url = format!("http://{}/healthz", d.lan.backend_addr());
@@ -259,7 +267,7 @@ async fn over_http1_links_two_connectors_one_sigkilled_under_load_only_its_reque
 }
 
 async fn one_sigkilled_under_load(link: &str) {
-    let d = dmz_over(link, "").await;
+    let d = dmz_with(link, "").await;
     let (config_a, _) = d.enrol("lan-a", 2);
     let (config_b, _) = d.enrol("lan-b", 2);
     let a = d.start_connector("connector-a", &config_a);
@@ -383,7 +391,7 @@ async fn over_http1_links_a_connector_whose_path_goes_silent_is_found_dead_by_he
 }
 
 async fn found_dead_when_silent(link: &str) {
-    let d = dmz_over(link, "").await;
+    let d = dmz_with(link, "").await;
     let (config, _) = d.enrol("lan-a", 2);
     let _a = d.start_connector("connector-a", &config);
     wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
