@@ -2,8 +2,9 @@
 //! PostgreSQL when several gateway instances share it. One [`Store`] handle
 //! holds API keys, trust partners, the relay queue and inbound files, the
 //! mailbox pollers' positions, DMZ connectors, webhooks, outbound transports,
-//! admins and SFTP users added at run time; one file per table (or pair of tables that only make sense
-//! together), each adding its methods to [`Store`].
+//! admins and SFTP users added at run time; one file per table (or pair of
+//! tables that only make sense together), each adding its methods to
+//! [`Store`].
 //!
 //! Only runtime queries (`sqlx::query`), never the compile-time checked
 //! macros, so building needs no database. Both engines get the same schema
