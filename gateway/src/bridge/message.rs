@@ -214,10 +214,16 @@ fn attachment_body(
     Body::Bytes(Bytes::copy_from_slice(contents))
 }
 
-/// Whether [`QpStream`] turns `encoded` into exactly `want`, checked piece
-/// by piece (no second copy of the attachment).
-fn qp_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
-    let mut decoder = QpStream::new();
+/// Whether a streaming decoder turns `encoded` into exactly `want`,
+/// checked piece by piece (no second copy of the attachment): `push`
+/// decodes one piece, `finish` what the decoder held back; each says
+/// whether the input was valid.
+fn decodes_to(
+    encoded: &[u8],
+    want: &[u8],
+    mut push: impl FnMut(&[u8], &mut Vec<u8>) -> bool,
+    finish: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
     let mut out = Vec::with_capacity(96 << 10);
     let mut matched = 0usize;
     let mut check = |out: &mut Vec<u8>| {
@@ -227,33 +233,39 @@ fn qp_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
         ok
     };
     for piece in encoded.chunks(64 << 10) {
-        if decoder.push(piece, &mut out).is_err() || !check(&mut out) {
+        if !push(piece, &mut out) || !check(&mut out) {
             return false;
         }
     }
-    decoder.finish(&mut out).is_ok() && check(&mut out) && matched == want.len()
+    finish(&mut out) && check(&mut out) && matched == want.len()
 }
 
-/// Whether [`Base64Stream`] turns `encoded` into exactly `want`, checked
-/// piece by piece (no second copy of the attachment).
+/// [`decodes_to`] with [`QpStream`].
+fn qp_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
+    let decoder = std::cell::RefCell::new(QpStream::new());
+    decodes_to(
+        encoded,
+        want,
+        |piece, out| decoder.borrow_mut().push(piece, out).is_ok(),
+        |out| decoder.borrow_mut().finish(out).is_ok(),
+    )
+}
+
+/// [`decodes_to`] with [`Base64Stream`].
 fn base64_decodes_to(encoded: &[u8], want: &[u8]) -> bool {
-    let mut decoder = Base64Stream::new();
-    let mut out = Vec::with_capacity(48 << 10);
-    let mut matched = 0usize;
-    let mut check = |out: &mut Vec<u8>| {
-        let ok = want.get(matched..matched + out.len()) == Some(&out[..]);
-        matched += out.len();
-        out.clear();
-        ok
-    };
-    for piece in encoded.chunks(64 << 10) {
-        decoder.push(piece, &mut out);
-        if !check(&mut out) {
-            return false;
-        }
-    }
-    decoder.flush(&mut out);
-    check(&mut out) && matched == want.len()
+    let decoder = std::cell::RefCell::new(Base64Stream::new());
+    decodes_to(
+        encoded,
+        want,
+        |piece, out| {
+            decoder.borrow_mut().push(piece, out);
+            true
+        },
+        |out| {
+            decoder.borrow_mut().flush(out);
+            true
+        },
+    )
 }
 
 fn parse_unguarded(raw: &[u8], source: Option<Source<'_>>) -> Result<ParsedMessage, MessageError> {
