@@ -110,7 +110,11 @@ impl HyperFront {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // Refused before the handshake: a client at its cap costs us no crypto.
+        // Refused before the handshake: a client at its cap, or one the
+        // defender banned, costs us no crypto.
+        if self.banned(peer) {
+            return;
+        }
         let Ok(slot) = self.conns.admit(peer) else {
             return;
         };
@@ -147,6 +151,7 @@ impl HyperFront {
             phase: AtomicU8::new(if http2 { OFF } else { IDLE }),
             length_and_chunked: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            shed: tokio::sync::Notify::new(),
         });
         let io = TokioIo::new(ConnIo::new(
             tls,
@@ -188,6 +193,14 @@ impl HyperFront {
         tokio::pin!(served);
         let result = tokio::select! {
             r = served.as_mut() => r,
+            // A banned client's connection: the answer in flight goes out,
+            // then the connection closes (h2: GOAWAY), so a flood has to
+            // reconnect, and is refused at accept, instead of getting cheap
+            // refusals over one kept-alive connection.
+            () = this_conn.shed.notified() => {
+                served.as_mut().graceful_shutdown();
+                served.await
+            }
             () = stopped(&mut shutdown) => {
                 if !http2 {
                     // A kept-alive HTTP/1.1 connection closed under a client
@@ -209,6 +222,25 @@ impl HyperFront {
             }
         };
         log_end(peer, result);
+    }
+}
+
+impl HyperFront {
+    /// Whether the defender bans `peer` now (one shard lookup; false
+    /// without a defender or an address).
+    fn banned(&self, peer: Option<SocketAddr>) -> bool {
+        let (Some(addr), gateway) = (peer, self.gateway.load()) else {
+            return false;
+        };
+        let banned = gateway
+            .p
+            .auth
+            .defender()
+            .is_some_and(|d| d.check(addr.ip(), std::time::SystemTime::now()).is_some());
+        if banned {
+            tracing::debug!(peer = %addr, "connection refused: client banned");
+        }
+        banned
     }
 }
 
@@ -243,6 +275,8 @@ pub struct ConnInfo {
     length_and_chunked: AtomicBool,
     /// The process drains: every HTTP/1.1 response says `Connection: close`.
     closing: AtomicBool,
+    /// Woken to close the connection once the answer in flight is out.
+    shed: tokio::sync::Notify,
 }
 
 impl ConnInfo {
@@ -254,6 +288,15 @@ impl ConnInfo {
             self.phase
                 .compare_exchange(HEADER, IN_REQUEST, Ordering::AcqRel, Ordering::Acquire);
         self.length_and_chunked.swap(false, Ordering::AcqRel)
+    }
+
+    /// Closes the connection after the answer in flight (the client is
+    /// banned): HTTP/1.1 says `Connection: close`, h2 sends GOAWAY.
+    pub fn close_after_this(&self) {
+        if !self.http2 {
+            self.closing.store(true, Ordering::Relaxed);
+        }
+        self.shed.notify_one();
     }
 
     /// The response is finished: the next bytes start a new header deadline.

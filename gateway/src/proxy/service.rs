@@ -151,11 +151,16 @@ impl HyperGateway {
         // refuse; health checks are exempt (load balancers poll them).
         if x.ctx.route != Route::Health {
             if let Some(ip) = x.ctx.client.map(|a| a.ip()) {
-                self.p
+                if let Err(limited) = self
+                    .p
                     .rate_limiter
                     .check_ip(ip, &mut x.ctx.rate_headers)
                     .await
-                    .map_err(Stop::Reject)?;
+                {
+                    // Only on the refusal path: a limited address the
+                    // defender banned gets the ban (its connection closes).
+                    return Err(Stop::Reject(self.banned(ip).unwrap_or(limited)));
+                }
             }
         }
         match x.ctx.route {
@@ -205,6 +210,16 @@ impl HyperGateway {
                 self.forward(x, digest).await
             }
         }
+    }
+
+    /// The defender's ban on `ip`, if there is one now.
+    fn banned(&self, ip: std::net::IpAddr) -> Option<Rejection> {
+        let left = self
+            .p
+            .auth
+            .defender()?
+            .check(ip, std::time::SystemTime::now())?;
+        Some(Rejection::banned(left))
     }
 
     /// Sends the request on, its body through the guards; `digest` checks
@@ -361,6 +376,9 @@ impl HyperGateway {
                 ),
                 Stop::Reject(rejection) => {
                     x.ctx.reject_reason = Some(rejection.audit_reason);
+                    if rejection.problem_type == mft_filters::problem_types::BANNED {
+                        x.conn.close_after_this();
+                    }
                     let problem = Problem::new(rejection.status, Some(rejection.detail))
                         .with_type(rejection.problem_type);
                     (

@@ -215,6 +215,9 @@ async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
     let url = format!("{}/api/v1/files", s.gateway.base);
     let anon = client(&s.certs, Proto::Http1);
     let good = s.gateway.client(&s.certs, Proto::Http1);
+    // Connected before the ban: a new connection from a banned address is
+    // dropped at accept, an open one gets the ban's 429.
+    assert_eq!(good.get(&url).send().await.unwrap().status(), 200);
     let bad = format!("mgw_0123456789abcdef_{}A", "C".repeat(42));
     for _ in 0..3 {
         assert_eq!(
@@ -231,6 +234,9 @@ async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
     // Banned: even the valid key is refused without a credential check.
     let r = good.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 429);
+    // The ban's answer closes its connection, and the address's new
+    // connections are dropped before the TLS handshake.
+    assert_eq!(r.headers()["connection"], "close");
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -243,9 +249,15 @@ async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
         Duration::from_secs(10),
         "ban lifted after ban_time",
         || async {
-            let status = good.get(&url).send().await.unwrap().status();
-            assert!(status == 429 || status == 200, "{status}");
-            status == 200
+            match good.get(&url).send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    assert!(status == 429 || status == 200, "{status}");
+                    status == 200
+                }
+                // Refused at accept while banned.
+                Err(_) => false,
+            }
         },
     )
     .await;
@@ -253,6 +265,54 @@ async fn the_defender_bans_an_ip_after_repeated_failures_and_lifts_the_ban() {
         banned_at.elapsed() >= Duration::from_secs(1),
         "lifted early"
     );
+}
+
+#[tokio::test]
+async fn a_banned_client_loses_its_connections_over_h1_and_h2_and_new_ones_are_refused() {
+    let s = setup("[defender]\nthreshold = 3\nban_time = \"60s\"\n").await;
+    let url = format!("{}/api/v1/files", s.gateway.base);
+    let bad = format!("mgw_0123456789abcdef_{}A", "C".repeat(42));
+    // Opened before the ban: one h1 and one h2 connection that work.
+    let h1 = s.gateway.client(&s.certs, Proto::Http1);
+    let h2 = s.gateway.client(&s.certs, Proto::Http2);
+    for c in [&h1, &h2] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let h2_version = h2.get(&url).send().await.unwrap().version();
+    assert_eq!(h2_version, reqwest::Version::HTTP_2);
+    let anon = client(&s.certs, Proto::Http1);
+    for _ in 0..3 {
+        let r = anon
+            .get(&url)
+            .header("X-API-Key", &bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // h1: the ban's 429 says the connection closes.
+    let r = h1.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["connection"], "close");
+    // h2: the 429, then GOAWAY; the client's next request needs a new
+    // connection, which is dropped before the handshake.
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    eventually(
+        Duration::from_secs(10),
+        "the banned h2 client's next request fails to connect",
+        || async { h2.get(&url).send().await.is_err() },
+    )
+    .await;
+    // A new connection of either kind: refused, no HTTP answer at all.
+    for proto in [Proto::Http1, Proto::Http2] {
+        let fresh = s.gateway.client(&s.certs, proto);
+        let e = fresh.get(&url).send().await.unwrap_err();
+        assert!(e.is_connect() || e.is_request(), "{e:?}");
+    }
+    // The refusals at accept cost no audit records; the ban itself is there.
+    assert!(audit_has(&s, |r| r["event"] == "ban").await);
 }
 
 #[tokio::test]
