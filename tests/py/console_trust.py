@@ -100,9 +100,17 @@ def add_partner(name, url, domain):
 
 def paste_key(name, key):
     row = f'#partners-table tr[data-name="{name}"]'
-    field = driver.find_element(By.CSS_SELECTOR, row + " input.their-key-input")
-    field.send_keys(key)
-    driver.find_element(By.CSS_SELECTOR, row + " button.save-key").click()
+    # The partners table is redrawn when its data arrives: wait for the
+    # field, and start over if the row was redrawn under us.
+    for attempt in range(5):
+        try:
+            field = wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, row + " input.their-key-input")))
+            field.send_keys(key)
+            driver.find_element(By.CSS_SELECTOR, row + " button.save-key").click()
+            break
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
     wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, row + " td.status"), "configured"))
 
 
