@@ -111,7 +111,7 @@ impl ConnectorListener {
         stream: tokio::net::TcpStream,
         peer: Option<SocketAddr>,
     ) -> Option<(Upgraded, ConnectorRecord, LinkMode)> {
-        let tls = match self.tls.accept(super::wire::buffered(stream)).await {
+        let tls = match self.tls.accept(stream).await {
             Ok(tls) => tls,
             Err(e) => {
                 tracing::info!(peer = ?peer, error = %e, "connector TLS handshake failed");

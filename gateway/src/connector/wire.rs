@@ -55,16 +55,3 @@ pub const MAX_STREAMS: u32 = 256;
 pub fn ping_timeout(interval: Duration) -> Duration {
     interval
 }
-
-/// Read buffer under each side's TLS on a link. rustls asks the socket for
-/// one record (~16 KiB) at a time, so a 1 GiB upload cost the connector
-/// ~74,000 `recvfrom` calls, each with its share of loopback/TCP work
-/// (measured: docs/benchmarks.md, DMZ mode); one read of up to this much
-/// serves the next records from memory. Links are few (`connections`, at
-/// most `max_connections`), so the memory is bounded.
-pub const LINK_READ_BUFFER: usize = 128 * 1024;
-
-/// A link's TCP stream with [`LINK_READ_BUFFER`] under its TLS.
-pub fn buffered(tcp: tokio::net::TcpStream) -> tokio::io::BufReader<tokio::net::TcpStream> {
-    tokio::io::BufReader::with_capacity(LINK_READ_BUFFER, tcp)
-}

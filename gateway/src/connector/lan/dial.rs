@@ -130,10 +130,7 @@ impl Dialer {
         let _ = tcp.set_nodelay(true);
         let tls = tokio::time::timeout(
             self.connect_timeout,
-            self.tls.connect(
-                self.server_name.clone(),
-                crate::connector::wire::buffered(tcp),
-            ),
+            self.tls.connect(self.server_name.clone(), tcp),
         )
         .await
         .map_err(|_| DialError::Tls("handshake timed out".to_string()))?
