@@ -53,6 +53,7 @@ fn bind(name: &str, addr: SocketAddr, key: &str) -> anyhow::Result<std::net::Tcp
 /// Serves until SIGTERM (drain, then exit) or SIGINT (immediate exit).
 pub fn run(config: Config) -> anyhow::Result<()> {
     let s = &config.server;
+    crate::purge_freed_memory_in_background();
     // First: takes the sockets an upgrade or systemd passed (clears LISTEN_*).
     let passed = upgrade::adopt_inherited(&s.data_dir);
     std::fs::create_dir_all(&s.data_dir)
