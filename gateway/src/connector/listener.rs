@@ -13,6 +13,7 @@ use super::auth::{self, Refusal};
 use super::body::{self as up_body, UpBody};
 use super::counted_io::CountedIo;
 use super::link::{Exchange, Link, LinkSender, Origin};
+use super::liveness::TcpLiveness;
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -41,6 +42,8 @@ pub struct ConnectorListener {
     audit: AuditLog,
     handshake_timeout: Duration,
     ping_interval: Duration,
+    /// Keepalive and user timeout of each accepted socket.
+    liveness: TcpLiveness,
     link: LinkMode,
     /// The per-core HTTPS workers' runtimes (empty: connections stay on
     /// the listener's runtime).
@@ -80,6 +83,7 @@ impl ConnectorListener {
             audit,
             handshake_timeout: config.handshake_timeout,
             ping_interval: config.ping_interval,
+            liveness: TcpLiveness::gateway(config.ping_interval),
             link: config.link,
             homes,
         }
@@ -378,7 +382,8 @@ impl ConnectorListener {
 /// Proves an idle HTTP/1.1 link alive every `interval` (HTTP/1.1 has no
 /// PING): the connector must answer within `interval`, so a link whose
 /// path went silent is found dead within twice it. Busy links are left
-/// alone: their exchange shows whether they live (`[backend] read_timeout`).
+/// alone: a silent path under them ends them by TCP keepalive and the user
+/// timeout ([`super::liveness`]), within about the same bound.
 /// Returns why the link ends.
 async fn heartbeat(link: &Link, interval: Duration) -> String {
     let mut tick = tokio::time::interval(interval);
@@ -514,6 +519,10 @@ impl ConnectorListener {
     fn place(self: &Arc<Self>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         // Small requests must not wait for Nagle's timer.
         let _ = tcp.set_nodelay(true);
+        // A busy HTTP/1.1 link has no heartbeat: the kernel watches its path.
+        if let Err(e) = self.liveness.apply(&tcp) {
+            tracing::warn!(peer = %peer, error = %e, "cannot set keepalive on a connector connection");
+        }
         let home = self.pool.quietest_home(self.homes.len());
         let Some((index, handle)) = home.and_then(|i| Some((i, self.homes.get(i)?))) else {
             tokio::spawn(self.clone().process(tcp, Some(peer), None));
