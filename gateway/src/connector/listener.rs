@@ -286,30 +286,10 @@ impl ConnectorListener {
                 return;
             }
         };
-        if let Some(p) = peer {
-            *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
-        }
-        let close = CancellationToken::new();
-        let link = Arc::new(Link::new(
-            self.pool.next_id(),
-            Origin {
-                name: name.clone(),
-                key_id: record.key_id.clone(),
-                peer,
-                home,
-            },
-            totals,
-            self.pool.metrics.outcomes(&name),
-            LinkSender::H2(sender),
-            close.clone(),
-        ));
-        self.attached(&link);
+        let (link, close) = self.attached(&record, &name, peer, home, LinkSender::H2(sender));
         let reason = tokio::select! {
-            ended = conn => match ended {
-                Ok(()) => "closed by the connector".to_string(),
-                Err(e) => format!("connection failed: {e}"),
-            },
-            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
+            ended = conn => why_ended(ended),
+            () = close.cancelled() => REMOVED.to_string(),
         };
         self.detached(&link, &reason);
     }
@@ -335,7 +315,29 @@ impl ConnectorListener {
                 return;
             }
         };
-        let totals = self.pool.totals(&name);
+        let sender = LinkSender::Http1(Mutex::new(sender));
+        let (link, close) = self.attached(&record, &name, peer, home, sender);
+        let driven = self.pool.drive_http1(&link, Box::pin(conn));
+        let reason = tokio::select! {
+            ended = driven => why_ended(ended),
+            reason = heartbeat(&link, self.ping_interval) => reason,
+            () = close.cancelled() => REMOVED.to_string(),
+        };
+        self.detached(&link, &reason);
+    }
+
+    /// A connection past its handshake joins the pool as a [`Link`] over
+    /// `sender`, its address goes to `connectors list`, and it is audited;
+    /// cancelling the token ends it.
+    fn attached(
+        &self,
+        record: &ConnectorRecord,
+        name: &Arc<str>,
+        peer: Option<SocketAddr>,
+        home: Option<usize>,
+        sender: LinkSender,
+    ) -> (Arc<Link>, CancellationToken) {
+        let totals = self.pool.totals(name);
         if let Some(p) = peer {
             *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
         }
@@ -349,33 +351,31 @@ impl ConnectorListener {
                 home,
             },
             totals,
-            self.pool.metrics.outcomes(&name),
-            LinkSender::Http1(Mutex::new(sender)),
+            self.pool.metrics.outcomes(name),
+            sender,
             close.clone(),
         ));
-        self.attached(&link);
-        let driven = self.pool.drive_http1(&link, Box::pin(conn));
-        let reason = tokio::select! {
-            ended = driven => match ended {
-                Ok(()) => "closed by the connector".to_string(),
-                Err(e) => format!("connection failed: {e}"),
-            },
-            reason = heartbeat(&link, self.ping_interval) => reason,
-            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
-        };
-        self.detached(&link, &reason);
-    }
-
-    fn attached(&self, link: &Arc<Link>) {
         self.pool.add(link.clone());
         self.audit("connector_connect", Some(&link.name), link.peer, "attached");
         tracing::info!(connector = %link.name, peer = ?link.peer, "connector connected");
+        (link, close)
     }
 
     fn detached(&self, link: &Link, reason: &str) {
         self.pool.remove(link.id);
         self.audit("connector_disconnect", Some(&link.name), link.peer, reason);
         tracing::info!(connector = %link.name, peer = ?link.peer, reason = %reason, "connector disconnected");
+    }
+}
+
+/// The disconnect reason of a link the gateway closed.
+const REMOVED: &str = "closed by the gateway (connector removed)";
+
+/// The disconnect reason of a link whose connection ended by itself.
+fn why_ended(ended: hyper::Result<()>) -> String {
+    match ended {
+        Ok(()) => "closed by the connector".to_string(),
+        Err(e) => format!("connection failed: {e}"),
     }
 }
 
