@@ -6,7 +6,7 @@
 //! HTTP/1.1 heartbeats prove an idle link alive, but a busy HTTP/1.1 link
 //! carries no heartbeat, and one waiting for a response head, streaming an
 //! upload or a download would otherwise wait for `[backend] read_timeout`
-//! (or, mid-body, for the kernel's retransmission limit, about 15 minutes).
+//! (60 s by default).
 //! The kernel sees every state:
 //!
 //! - nothing unacknowledged (idle, waiting for the head, receiving a body
