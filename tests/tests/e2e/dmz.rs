@@ -570,6 +570,78 @@ async fn silent_mid_transfer(link: &str) {
     assert_eq!(sha256_of(r).await, (64 << 20, content.sha256()));
 }
 
+/// Issue 17, the other kind of silence: the connector process hangs (SIGSTOP)
+/// while its host's kernel keeps acknowledging. An upload in flight fills
+/// the windows; the gateway's user timeout then ends the link, well before
+/// the 60 s `[backend] read_timeout`. After SIGCONT it reattaches.
+#[tokio::test]
+async fn over_http1_links_an_upload_to_a_hung_connector_fails_within_10_s_once_the_windows_fill() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let d = dmz_full(
+        Some("http1"),
+        &format!("{VIA_CONNECTOR}\nread_timeout = \"60s\""),
+        "",
+    )
+    .await;
+    let (config, _) = d.enrol("lan-a", 1);
+    let a = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 1.0, LONG).await;
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = {
+        let (client, base, sent) = (d.client(), d.gw.base.clone(), sent.clone());
+        let content = Arc::new(Content::new(1 << 20, 29));
+        tokio::spawn(async move {
+            let chunks = futures_util::stream::iter(0..).map(move |i| {
+                let chunk = content.chunk(i % content.chunks());
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(chunk)
+            });
+            let r = client
+                .post(format!("{base}/api/v1/files"))
+                .header("x-filename", "endless.bin")
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await;
+            let answered = Instant::now();
+            let outcome = r.map_err(|e| e.to_string()).map(|r| {
+                let problem = r
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v == "application/problem+json");
+                (r.status().as_u16(), problem)
+            });
+            (answered, outcome)
+        })
+    };
+    while sent.load(Ordering::Relaxed) < 4 << 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.signal("STOP");
+    let stopped = Instant::now();
+    let (answered, outcome) = tokio::time::timeout(Duration::from_secs(40), upload)
+        .await
+        .expect("the upload still hangs")
+        .unwrap();
+    let after = answered - stopped;
+    eprintln!("hung connector: upload answered after {after:?}");
+    assert_eq!(outcome, Ok((502, true)), "upload outcome");
+    assert!(after < Duration::from_secs(20), "answered after {after:?}");
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
+
+    a.signal("CONT");
+    wait_connections(d.gw.admin, "lan-a", 1.0, LONG).await;
+    let r = d
+        .client()
+        .get(format!("{}/api/v1/files", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn mail_accepted_while_no_connector_is_connected_is_delivered_once_after_one_connects() {
     let d = dmz(&smtp_tables(ephemeral(), ephemeral(), "")).await;
