@@ -124,6 +124,11 @@ impl Lan {
         ]);
     }
 
+    /// Undoes [`Lan::go_silent`]: packets leave the namespace again.
+    pub fn speak_again(&self) {
+        self.exec_ok(&["nft", "delete chain inet lan output"]);
+    }
+
     /// The backend's address as seen from outside (unreachable by design).
     pub fn backend_addr(&self) -> SocketAddr {
         SocketAddr::from((self.inside, LAN_BACKEND_PORT))

@@ -529,6 +529,23 @@ format = "json"
     )
 }
 
+/// The sealing key every test gateway with stored secrets uses.
+pub const TRUST_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// Writes `path/trust.key` ([`TRUST_KEY`]) and `path/admin.token`
+/// (`admin_token`); returns the `[trust]` table sealing stored secrets with
+/// that key (`trust_lines` appended to it) and the `[admin]` table taking
+/// that token.
+pub fn sealed_admin_tables(path: &Path, admin_token: &str, trust_lines: &str) -> String {
+    std::fs::write(path.join("trust.key"), format!("{TRUST_KEY}\n")).unwrap();
+    std::fs::write(path.join("admin.token"), admin_token).unwrap();
+    format!(
+        "[trust]\nencryption_key = \"file:{}\"\n{trust_lines}\n\n[admin]\ntoken = \"file:{}\"\n",
+        path.join("trust.key").display(),
+        path.join("admin.token").display()
+    )
+}
+
 /// Runs `mft-gateway keys create --json` against `config`; returns (id, key).
 pub fn create_key(config: &Path, name: &str, scopes: &str) -> (String, String) {
     create_key_with(config, name, scopes, &[])

@@ -3,8 +3,8 @@
 //! partners with `mft-gateway partners ...` exactly as two admins would.
 
 use crate::{
-    bin, make_certs, metric, metrics, record_secret, start_backend, start_gateway_with, Backend,
-    Certs, Gateway,
+    bin, make_certs, metric, metrics, record_secret, sealed_admin_tables, start_backend,
+    start_gateway_with, Backend, Certs, Gateway, TRUST_KEY,
 };
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -101,19 +101,19 @@ pub async fn org_with(
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
     let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    record_secret("trust encryption key", "0123456789abcdef0123456789abcdef");
+    record_secret("trust encryption key", TRUST_KEY);
     record_secret("admin token", ADMIN_TOKEN);
+    let sealed = sealed_admin_tables(
+        &path,
+        ADMIN_TOKEN,
+        &format!(
+            "ca_file = \"{}\"\n\
+             relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n{trust_extra}",
+            other_ca.display()
+        ),
+    );
     let tables = format!(
-        "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\
-         relay_poll_interval = \"500ms\"\nrelay_retry_base = \"300ms\"\nrelay_retry_max = \"2s\"\n{}\n\n\
-         [admin]\ntoken = \"file:{}\"\n\n{tables}\n",
-        path.join("trust.key").display(),
-        other_ca.display(),
-        trust_extra,
-        path.join("admin.token").display()
+        "[organization]\nname = \"{name}\"\nemail_domains = [\"{domain}\"]\n\n{sealed}\n{tables}\n"
     );
     let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
     Org {

@@ -13,6 +13,7 @@ use super::auth::{self, Refusal};
 use super::body::{self as up_body, UpBody};
 use super::counted_io::CountedIo;
 use super::link::{Exchange, Link, LinkSender, Origin};
+use super::liveness::TcpLiveness;
 use super::pool::ConnectorPool;
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
@@ -41,6 +42,8 @@ pub struct ConnectorListener {
     audit: AuditLog,
     handshake_timeout: Duration,
     ping_interval: Duration,
+    /// Keepalive and user timeout of each accepted socket.
+    liveness: TcpLiveness,
     link: LinkMode,
     /// The per-core HTTPS workers' runtimes (empty: connections stay on
     /// the listener's runtime).
@@ -80,6 +83,7 @@ impl ConnectorListener {
             audit,
             handshake_timeout: config.handshake_timeout,
             ping_interval: config.ping_interval,
+            liveness: TcpLiveness::gateway(config.ping_interval),
             link: config.link,
             homes,
         }
@@ -282,30 +286,10 @@ impl ConnectorListener {
                 return;
             }
         };
-        if let Some(p) = peer {
-            *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
-        }
-        let close = CancellationToken::new();
-        let link = Arc::new(Link::new(
-            self.pool.next_id(),
-            Origin {
-                name: name.clone(),
-                key_id: record.key_id.clone(),
-                peer,
-                home,
-            },
-            totals,
-            self.pool.metrics.outcomes(&name),
-            LinkSender::H2(sender),
-            close.clone(),
-        ));
-        self.attached(&link);
+        let (link, close) = self.attached(&record, &name, peer, home, LinkSender::H2(sender));
         let reason = tokio::select! {
-            ended = conn => match ended {
-                Ok(()) => "closed by the connector".to_string(),
-                Err(e) => format!("connection failed: {e}"),
-            },
-            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
+            ended = conn => why_ended(ended),
+            () = close.cancelled() => REMOVED.to_string(),
         };
         self.detached(&link, &reason);
     }
@@ -331,7 +315,29 @@ impl ConnectorListener {
                 return;
             }
         };
-        let totals = self.pool.totals(&name);
+        let sender = LinkSender::Http1(Mutex::new(sender));
+        let (link, close) = self.attached(&record, &name, peer, home, sender);
+        let driven = self.pool.drive_http1(&link, Box::pin(conn));
+        let reason = tokio::select! {
+            ended = driven => why_ended(ended),
+            reason = heartbeat(&link, self.ping_interval) => reason,
+            () = close.cancelled() => REMOVED.to_string(),
+        };
+        self.detached(&link, &reason);
+    }
+
+    /// A connection past its handshake joins the pool as a [`Link`] over
+    /// `sender`, its address goes to `connectors list`, and it is audited;
+    /// cancelling the token ends it.
+    fn attached(
+        &self,
+        record: &ConnectorRecord,
+        name: &Arc<str>,
+        peer: Option<SocketAddr>,
+        home: Option<usize>,
+        sender: LinkSender,
+    ) -> (Arc<Link>, CancellationToken) {
+        let totals = self.pool.totals(name);
         if let Some(p) = peer {
             *totals.address.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.to_string());
         }
@@ -345,27 +351,14 @@ impl ConnectorListener {
                 home,
             },
             totals,
-            self.pool.metrics.outcomes(&name),
-            LinkSender::Http1(Mutex::new(sender)),
+            self.pool.metrics.outcomes(name),
+            sender,
             close.clone(),
         ));
-        self.attached(&link);
-        let driven = self.pool.drive_http1(&link, Box::pin(conn));
-        let reason = tokio::select! {
-            ended = driven => match ended {
-                Ok(()) => "closed by the connector".to_string(),
-                Err(e) => format!("connection failed: {e}"),
-            },
-            reason = heartbeat(&link, self.ping_interval) => reason,
-            () = close.cancelled() => "closed by the gateway (connector removed)".to_string(),
-        };
-        self.detached(&link, &reason);
-    }
-
-    fn attached(&self, link: &Arc<Link>) {
         self.pool.add(link.clone());
         self.audit("connector_connect", Some(&link.name), link.peer, "attached");
         tracing::info!(connector = %link.name, peer = ?link.peer, "connector connected");
+        (link, close)
     }
 
     fn detached(&self, link: &Link, reason: &str) {
@@ -375,10 +368,22 @@ impl ConnectorListener {
     }
 }
 
+/// The disconnect reason of a link the gateway closed.
+const REMOVED: &str = "closed by the gateway (connector removed)";
+
+/// The disconnect reason of a link whose connection ended by itself.
+fn why_ended(ended: hyper::Result<()>) -> String {
+    match ended {
+        Ok(()) => "closed by the connector".to_string(),
+        Err(e) => format!("connection failed: {e}"),
+    }
+}
+
 /// Proves an idle HTTP/1.1 link alive every `interval` (HTTP/1.1 has no
 /// PING): the connector must answer within `interval`, so a link whose
 /// path went silent is found dead within twice it. Busy links are left
-/// alone: their exchange shows whether they live (`[backend] read_timeout`).
+/// alone: a silent path under them ends them by TCP keepalive and the user
+/// timeout ([`super::liveness`]), within about the same bound.
 /// Returns why the link ends.
 async fn heartbeat(link: &Link, interval: Duration) -> String {
     let mut tick = tokio::time::interval(interval);
@@ -514,6 +519,10 @@ impl ConnectorListener {
     fn place(self: &Arc<Self>, tcp: tokio::net::TcpStream, peer: SocketAddr) {
         // Small requests must not wait for Nagle's timer.
         let _ = tcp.set_nodelay(true);
+        // A busy HTTP/1.1 link has no heartbeat: the kernel watches its path.
+        if let Err(e) = self.liveness.apply(&tcp) {
+            tracing::warn!(peer = %peer, error = %e, "cannot set keepalive on a connector connection");
+        }
         let home = self.pool.quietest_home(self.homes.len());
         let Some((index, handle)) = home.and_then(|i| Some((i, self.homes.get(i)?))) else {
             tokio::spawn(self.clone().process(tcp, Some(peer), None));

@@ -14,7 +14,9 @@
 //!    client, the connector the HTTP/2 server that forwards every request to
 //!    its own configured backend and nowhere else.
 //! 4. The gateway's [`pool`] spreads requests over every live connection
-//!    ([`link`]); PINGs find a dead one, [`watch`] closes the connections of
+//!    ([`link`]); PINGs or heartbeats find a dead idle one, TCP keepalive
+//!    and a user timeout ([`liveness`]) a busy one whose path went silent;
+//!    [`watch`] closes the connections of
 //!    a removed connector and reports state to the store and `/metrics`.
 
 pub mod auth;
@@ -23,6 +25,7 @@ pub mod counted_io;
 pub mod lan;
 pub mod link;
 pub mod listener;
+pub mod liveness;
 pub mod metrics;
 pub mod pool;
 pub mod watch;

@@ -98,15 +98,11 @@ pub async fn setup_with(extra: &str) -> Console {
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
     let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
+    let ca_file = format!("ca_file = \"{}\"", certs.ca.display());
     let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\nca_file = \"{}\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n\n{extra}",
-        path.join("trust.key").display(),
-        certs.ca.display(),
-        path.join("admin.token").display()
+        "{}\n{}\n{extra}",
+        mft_e2e::outbox::ORGANIZATION,
+        sealed_admin_tables(&path, ADMIN_TOKEN, &ca_file)
     );
     let gw = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
     Console {

@@ -147,8 +147,6 @@ async fn console_bridges_screen_shows_smtp_mailboxes_and_sftp() {
     let closed = refused();
     let closed_port = closed.addr.port();
     std::fs::write(path.join("mailbox.password"), "mailbox-password\n").unwrap();
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
     let tables = format!(
         r#"
 [[sftp.users]]
@@ -175,16 +173,10 @@ username = "ops"
 password = "file:{pw}"
 command_timeout = "2s"
 
-[trust]
-encryption_key = "file:{trust}"
-
-[admin]
-token = "file:{token}"
-"#,
+{sealed}"#,
         smtp = ephemeral(),
         pw = path.join("mailbox.password").display(),
-        trust = path.join("trust.key").display(),
-        token = path.join("admin.token").display(),
+        sealed = sealed_admin_tables(path, ADMIN_TOKEN, ""),
     );
     let env = mft_e2e::sftp::start(path, &tables, "").await;
     let smtp = env.gateway.listeners.get("smtp");
@@ -281,14 +273,8 @@ token = "file:{token}"
 async fn console_adds_an_sftp_user_who_then_logs_in_with_sftp() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
     // No [[sftp.users]] at all: every user comes from the console.
-    let tables = format!(
-        "[trust]\nencryption_key = \"file:{}\"\n\n[admin]\ntoken = \"file:{}\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display(),
-    );
+    let tables = sealed_admin_tables(path, ADMIN_TOKEN, "");
     let env = mft_e2e::sftp::start(path, &tables, "").await;
     add_admins(&env.gateway.config);
     let acme_key = path.join("acme_key");

@@ -38,6 +38,11 @@ async fn dmz_with(link: &str, tables: &str) -> Dmz {
 }
 
 async fn dmz_over(link: Option<&str>, tables: &str) -> Dmz {
+    dmz_full(link, VIA_CONNECTOR, tables).await
+}
+
+/// [`dmz_over`] with `backend_lines` as the `[backend]` lines besides `url`.
+async fn dmz_full(link: Option<&str>, backend_lines: &str, tables: &str) -> Dmz {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_path_buf();
     let certs = make_certs(&path);
@@ -48,7 +53,7 @@ async fn dmz_over(link: Option<&str>, tables: &str) -> Dmz {
         &path,
         &certs,
         &format!("http://{}", lan.backend_addr()),
-        VIA_CONNECTOR,
+        backend_lines,
         &format!(
             "{}\n{tables}",
             match link {
@@ -399,6 +404,242 @@ async fn found_dead_when_silent(link: &str) {
     // Nothing closes the connections: only the unanswered PINGs tell.
     wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
     assert_no_connector_503(&d).await;
+}
+
+#[tokio::test]
+async fn a_busy_connection_whose_path_goes_silent_fails_its_transfers_within_10_s() {
+    silent_mid_transfer("h2").await;
+}
+
+#[tokio::test]
+async fn over_http1_links_a_busy_connection_whose_path_goes_silent_fails_its_transfers_within_10_s()
+{
+    silent_mid_transfer("http1").await;
+}
+
+/// Issue 17: a download and an upload are streaming (and an idle link
+/// waits) when every packet from the connector's side starts being dropped.
+/// `[backend] read_timeout` is 60 s, and busy HTTP/1.1 links get no
+/// heartbeat: only the link sockets' keepalive and user timeout can end the
+/// transfers this soon.
+async fn silent_mid_transfer(link: &str) {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let d = dmz_full(
+        Some(link),
+        &format!("{VIA_CONNECTOR}\nread_timeout = \"60s\""),
+        "",
+    )
+    .await;
+    let (config, _) = d.enrol("lan-a", 2);
+    let _a = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+
+    // Larger than every buffer on the way, so the transfers are mid-body.
+    let content = Arc::new(Content::new(64 << 20, 23));
+    let r = d
+        .client()
+        .post(format!("{}/api/v1/files", d.gw.base))
+        .header("x-filename", "big.bin")
+        .body(content.body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut download = d
+        .client()
+        .get(format!("{}/api/v1/files/{id}/content", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    let mut received = 0usize;
+    while received < 1 << 20 {
+        received += download.chunk().await.unwrap().unwrap().len();
+    }
+
+    // An upload that streams until the path goes silent, then waits on
+    // the gateway's backpressure.
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = {
+        let (client, base, content, sent) =
+            (d.client(), d.gw.base.clone(), content.clone(), sent.clone());
+        tokio::spawn(async move {
+            let chunks = futures_util::stream::iter(0..).map(move |i| {
+                let chunk = content.chunk(i % content.chunks());
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(chunk)
+            });
+            let r = client
+                .post(format!("{base}/api/v1/files"))
+                .header("x-filename", "endless.bin")
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await;
+            let answered = Instant::now();
+            let r = match r {
+                Ok(r) => r,
+                Err(e) => return (answered, Err(e.to_string())),
+            };
+            let status = r.status().as_u16();
+            let problem = r
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v == "application/problem+json");
+            (answered, Ok((status, problem)))
+        })
+    };
+    while sent.load(Ordering::Relaxed) < 4 << 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    d.lan.go_silent();
+    let silenced = Instant::now();
+    // Generous against the ~9 s bound, and far below the 60 s read_timeout.
+    let bound = Duration::from_secs(20);
+
+    let cut = tokio::time::timeout(bound + Duration::from_secs(10), async {
+        loop {
+            match download.chunk().await {
+                Ok(Some(c)) => received += c.len(),
+                Ok(None) => return Ok(received),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the download still hangs");
+    assert!(
+        cut.is_err(),
+        "the download completed ({received} bytes) with its path silent"
+    );
+    assert!(received < 64 << 20);
+    let download_failed = silenced.elapsed();
+
+    let (answered, outcome) = upload.await.unwrap();
+    let upload_failed = answered - silenced;
+    eprintln!("silent path: download cut after {download_failed:?}, upload answered after {upload_failed:?}");
+    // Lost with its connection before any answer: 502 problem+json.
+    assert_eq!(outcome, Ok((502, true)), "upload outcome");
+    assert!(
+        download_failed < bound && upload_failed < bound,
+        "download failed after {download_failed:?}, upload after {upload_failed:?}"
+    );
+
+    // Every link (the idle one too) is gone and the connector is
+    // reported disconnected.
+    wait_connections(
+        d.gw.admin,
+        "lan-a",
+        0.0,
+        bound.saturating_sub(silenced.elapsed()),
+    )
+    .await;
+    assert_no_connector_503(&d).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = list_connectors(&d.gw.config);
+        if list[0]["state"] == "disconnected" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "connectors list: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The path comes back: the connector reattaches and requests go through.
+    d.lan.speak_again();
+    let back = Instant::now();
+    wait_connections(d.gw.admin, "lan-a", 2.0, LONG).await;
+    eprintln!(
+        "silent path: reattached {:?} after the path came back",
+        back.elapsed()
+    );
+    let r = d
+        .client()
+        .get(format!("{}/api/v1/files/{id}/content", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256_of(r).await, (64 << 20, content.sha256()));
+}
+
+/// Issue 17, the other kind of silence: the connector process hangs (SIGSTOP)
+/// while its host's kernel keeps acknowledging. An upload in flight fills
+/// the windows; the gateway's user timeout then ends the link, well before
+/// the 60 s `[backend] read_timeout`. After SIGCONT it reattaches.
+#[tokio::test]
+async fn over_http1_links_an_upload_to_a_hung_connector_fails_within_10_s_once_the_windows_fill() {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let d = dmz_full(
+        Some("http1"),
+        &format!("{VIA_CONNECTOR}\nread_timeout = \"60s\""),
+        "",
+    )
+    .await;
+    let (config, _) = d.enrol("lan-a", 1);
+    let a = d.start_connector("connector-a", &config);
+    wait_connections(d.gw.admin, "lan-a", 1.0, LONG).await;
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let upload = {
+        let (client, base, sent) = (d.client(), d.gw.base.clone(), sent.clone());
+        let content = Arc::new(Content::new(1 << 20, 29));
+        tokio::spawn(async move {
+            let chunks = futures_util::stream::iter(0..).map(move |i| {
+                let chunk = content.chunk(i % content.chunks());
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(chunk)
+            });
+            let r = client
+                .post(format!("{base}/api/v1/files"))
+                .header("x-filename", "endless.bin")
+                .body(reqwest::Body::wrap_stream(chunks))
+                .send()
+                .await;
+            let answered = Instant::now();
+            let outcome = r.map_err(|e| e.to_string()).map(|r| {
+                let problem = r
+                    .headers()
+                    .get("content-type")
+                    .is_some_and(|v| v == "application/problem+json");
+                (r.status().as_u16(), problem)
+            });
+            (answered, outcome)
+        })
+    };
+    while sent.load(Ordering::Relaxed) < 4 << 20 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.signal("STOP");
+    let stopped = Instant::now();
+    let (answered, outcome) = tokio::time::timeout(Duration::from_secs(40), upload)
+        .await
+        .expect("the upload still hangs")
+        .unwrap();
+    let after = answered - stopped;
+    eprintln!("hung connector: upload answered after {after:?}");
+    assert_eq!(outcome, Ok((502, true)), "upload outcome");
+    assert!(after < Duration::from_secs(20), "answered after {after:?}");
+    wait_connections(d.gw.admin, "lan-a", 0.0, Duration::from_secs(10)).await;
+
+    a.signal("CONT");
+    wait_connections(d.gw.admin, "lan-a", 1.0, LONG).await;
+    let r = d
+        .client()
+        .get(format!("{}/api/v1/files", d.gw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]

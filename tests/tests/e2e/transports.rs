@@ -2,6 +2,7 @@
 //! a real SMTP server (PyPI aiosmtpd, tests/py/smtp_server.py) that requires
 //! STARTTLS and AUTH.
 
+use mft_e2e::outbox;
 use mft_e2e::*;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -71,19 +72,45 @@ pub fn received(log: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// `transports add NAME` of an `smtp` provider for the aiosmtpd at `smtp`
+/// (certificate from `certs`' CA, password in `dir/smtp.password`) sending
+/// as `from`; `extra` arguments appended.
+pub fn add_smtp(
+    config: &Path,
+    dir: &Path,
+    certs: &Certs,
+    smtp: SocketAddr,
+    name: &str,
+    from: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let port = smtp.port().to_string();
+    let password = dir.join("smtp.password");
+    let mut args = vec![
+        "add",
+        name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--ca-file",
+        certs.ca.to_str().unwrap(),
+        "--username",
+        SMTP_USER,
+        "--password-file",
+        password.to_str().unwrap(),
+        "--from",
+        from,
+    ];
+    args.extend_from_slice(extra);
+    transports(config, &args)
+}
+
 #[tokio::test]
 async fn smtp_provider_sends_through_starttls_and_auth_into_aiosmtpd() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n",
-        path.join("trust.key").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let (certs, _backend, gateway) = outbox::start(&path, ADMIN_TOKEN, "").await;
     let config = &gateway.config;
     let smtp = free_addr();
     let log = path.join("smtp.jsonl");
@@ -246,40 +273,17 @@ async fn wait_message(admin: SocketAddr, id: &str, done: impl Fn(&Value) -> bool
 async fn queued_messages_survive_sigkill_and_are_sent_once() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let _backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &_backend.url, "", &tables).await;
+    let (certs, _backend, gateway) = outbox::start(&path, ADMIN_TOKEN, "").await;
     let smtp = free_addr();
     std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
-    let port = smtp.port().to_string();
-    let (code, out, err) = transports(
+    let (code, out, err) = add_smtp(
         &gateway.config,
-        &[
-            "add",
-            "mail",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--ca-file",
-            certs.ca.to_str().unwrap(),
-            "--username",
-            SMTP_USER,
-            "--password-file",
-            path.join("smtp.password").to_str().unwrap(),
-            "--from",
-            "mft@acme.example",
-        ],
+        &path,
+        &certs,
+        smtp,
+        "mail",
+        "mft@acme.example",
+        &[],
     );
     assert_eq!(code, 0, "{out}{err}");
 
@@ -443,20 +447,12 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 async fn sms_and_threema_providers_admin_api_and_credit_warnings() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n\n\
-         [[notify]]\nevent = \"credit_low\"\nprovider = \"threema\"\nto = [\"ECHOECHO\"]\nperiod = \"1h\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let (certs, backend, gateway) = outbox::start(
+        &path,
+        ADMIN_TOKEN,
+        "[[notify]]\nevent = \"credit_low\"\nprovider = \"threema\"\nto = [\"ECHOECHO\"]\nperiod = \"1h\"\n",
+    )
+    .await;
     let config = gateway.config.clone();
     let standin = free_addr();
     let log = path.join("standin.jsonl");
@@ -959,15 +955,7 @@ fn cms_verify(dir: &Path, data: &str) -> (bool, String) {
 async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n",
-        path.join("trust.key").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let (certs, _backend, gateway) = outbox::start(&path, ADMIN_TOKEN, "").await;
     let config = &gateway.config;
     let smtp = free_addr();
     let log = path.join("smtp.jsonl");
@@ -976,27 +964,15 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
     smime_cert(&path, "rsa", "mft@acme.example", "rsa:2048");
     smime_cert(&path, "ec", "mft@acme.example", "ec");
     smime_cert(&path, "other", "someone@acme.example", "ec");
-    let port = smtp.port().to_string();
-    let ca = certs.ca.to_str().unwrap().to_string();
-    let pw = path.join("smtp.password").to_str().unwrap().to_string();
     let add = |name: &str, cert: &str, key: &str| {
-        transports(
+        add_smtp(
             config,
+            &path,
+            &certs,
+            smtp,
+            name,
+            "MFT Gateway <mft@acme.example>",
             &[
-                "add",
-                name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--username",
-                SMTP_USER,
-                "--password-file",
-                &pw,
-                "--ca-file",
-                &ca,
-                "--from",
-                "MFT Gateway <mft@acme.example>",
                 "--smime-cert",
                 path.join(cert).to_str().unwrap(),
                 "--smime-key",
@@ -1065,23 +1041,14 @@ async fn smtp_smime_signed_messages_verify_with_openssl_cms() {
         ],
     );
     let add_p12 = |name: &str, password: &str| {
-        transports(
+        add_smtp(
             config,
+            &path,
+            &certs,
+            smtp,
+            name,
+            "MFT Gateway <mft@acme.example>",
             &[
-                "add",
-                name,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port,
-                "--username",
-                SMTP_USER,
-                "--password-file",
-                &pw,
-                "--ca-file",
-                &ca,
-                "--from",
-                "MFT Gateway <mft@acme.example>",
                 "--smime-p12",
                 path.join("rsa.p12").to_str().unwrap(),
                 "--smime-p12-password",
@@ -1165,19 +1132,11 @@ const SECOND_KEY: &str = "333333333333333333333333333333333333333333333333333333
 async fn threema_to_several_recipients_reaches_each_once_across_retries_and_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"500ms\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let queue = outbox::Queue {
+        retry_max: "500ms",
+        ..outbox::FAST
+    };
+    let (certs, backend, gateway) = outbox::start_queue(&path, ADMIN_TOKEN, &queue, "").await;
     let standin = free_addr();
     let log = path.join("standin.jsonl");
     let hold = path.join("second-refused");
@@ -1269,46 +1228,18 @@ async fn threema_to_several_recipients_reaches_each_once_across_retries_and_rest
 async fn smtp_provider_sends_from_its_source_address_at_its_rate() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
-    let tables = format!(
-        "[organization]\nname = \"acme\"\nemail_domains = [\"acme.example\"]\n\n\
-         [trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"100ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n",
-        path.join("trust.key").display(),
-        path.join("admin.token").display()
-    );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let queue = outbox::Queue {
+        poll: "100ms",
+        ..outbox::FAST
+    };
+    let (certs, backend, gateway) = outbox::start_queue(&path, ADMIN_TOKEN, &queue, "").await;
     let config = &gateway.config;
     let smtp = free_addr();
     let log = path.join("smtp.jsonl");
     let _server = start_smtp(&path, &certs, smtp, &log);
     std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
-    let port = smtp.port().to_string();
-    let ca = certs.ca.to_str().unwrap().to_string();
-    let pw = path.join("smtp.password").to_str().unwrap().to_string();
     let add = |name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "add",
-            name,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--ca-file",
-            &ca,
-            "--username",
-            SMTP_USER,
-            "--password-file",
-            &pw,
-            "--from",
-            "mft@acme.example",
-        ];
-        args.extend_from_slice(extra);
-        transports(config, &args)
+        add_smtp(config, &path, &certs, smtp, name, "mft@acme.example", extra)
     };
     // Refused: an address that is not this host's, a rate that does not parse.
     let (code, _, err) = add("elsewhere", &["--source-address", "192.0.2.1"]);
@@ -1398,51 +1329,34 @@ async fn notify_rules_report_a_stale_mailbox_an_expiring_certificate_a_ban_storm
     use mft_e2e::smtp::{smtp_tables, smtplib, wait_spool_depth};
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().to_path_buf();
-    let certs = make_certs(&path);
-    let mut backend = start_backend(&path).await;
-    std::fs::write(path.join("trust.key"), "0123456789abcdef0123456789abcdef\n").unwrap();
-    std::fs::write(path.join("admin.token"), ADMIN_TOKEN).unwrap();
     std::fs::write(path.join("imap.pw"), "imap-password\n").unwrap();
     let (smtp_in, smtps_in) = (free_addr(), free_addr());
     // A mailbox whose server is not there: no poll ever succeeds.
     let nobody = free_addr();
+    // The SMTP bridge's organisation (ourcorp), not the outbound tests' acme.
     let tables = format!(
-        "{}\n[trust]\nencryption_key = \"file:{}\"\n\
-         relay_poll_interval = \"200ms\"\nrelay_retry_base = \"200ms\"\nrelay_retry_max = \"1s\"\n\n\
-         [admin]\ntoken = \"file:{}\"\n\n\
+        "{}\n{}\n\
          [defender]\nthreshold = 1\n\n\
          [[imap]]\nname = \"inbox\"\nhost = \"127.0.0.1\"\nport = {}\nusername = \"u\"\n\
          password = \"file:{}\"\npoll_secs = 1\n",
         smtp_tables(smtp_in, smtps_in, ""),
-        path.join("trust.key").display(),
-        path.join("admin.token").display(),
+        outbox::sealed_tables(&path, ADMIN_TOKEN, &outbox::FAST),
         nobody.port(),
         path.join("imap.pw").display(),
     );
-    let gateway = start_gateway_with(&path, &certs, &backend.url, "", &tables).await;
+    let (certs, mut backend, gateway) = outbox::start_tables(&path, &tables).await;
     let smtp = free_addr();
     let log = path.join("smtp.jsonl");
     let _server = start_smtp(&path, &certs, smtp, &log);
     std::fs::write(path.join("smtp.password"), SMTP_PASSWORD).unwrap();
-    let port = smtp.port().to_string();
-    let (code, out, err) = transports(
+    let (code, out, err) = add_smtp(
         &gateway.config,
-        &[
-            "add",
-            "mail",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--ca-file",
-            certs.ca.to_str().unwrap(),
-            "--username",
-            SMTP_USER,
-            "--password-file",
-            path.join("smtp.password").to_str().unwrap(),
-            "--from",
-            "mft@ourcorp.example",
-        ],
+        &path,
+        &certs,
+        smtp,
+        "mail",
+        "mft@ourcorp.example",
+        &[],
     );
     assert_eq!(code, 0, "{out}{err}");
 

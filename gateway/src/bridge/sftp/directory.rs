@@ -229,19 +229,24 @@ mod tests {
         HashMap::from([(name.to_string(), Arc::new(user))])
     }
 
-    async fn store() -> (Store, tempfile::TempDir) {
+    /// A fresh store holding the users named `stored`, and a directory
+    /// over it with the `config` users.
+    async fn directory(
+        config: HashMap<String, Arc<User>>,
+        stored: &[&str],
+    ) -> (Store, Arc<UserDirectory>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(None, dir.path()).await.unwrap();
-        (store, dir)
+        for name in stored {
+            store.add_sftp_user(&new_user(name)).await.unwrap();
+        }
+        let directory = UserDirectory::load(config, store.clone()).await.unwrap();
+        (store, directory, dir)
     }
 
     #[tokio::test]
     async fn lookups_of_cached_users_never_reach_the_store() {
-        let (store, _dir) = store().await;
-        store.add_sftp_user(&new_user("acme")).await.unwrap();
-        let directory = UserDirectory::load(config_user("alice"), store.clone())
-            .await
-            .unwrap();
+        let (store, directory, _dir) = directory(config_user("alice"), &["acme"]).await;
         let before = store.operations();
         for _ in 0..100 {
             assert_eq!(directory.get("alice").await.unwrap().root, "config");
@@ -253,21 +258,14 @@ mod tests {
 
     #[tokio::test]
     async fn config_users_come_first() {
-        let (store, _dir) = store().await;
-        store.add_sftp_user(&new_user("alice")).await.unwrap();
-        let directory = UserDirectory::load(config_user("alice"), store.clone())
-            .await
-            .unwrap();
+        let (_store, directory, _dir) = directory(config_user("alice"), &["alice"]).await;
         assert_eq!(directory.get("alice").await.unwrap().root, "config");
         assert!(!directory.is_stored("alice"));
     }
 
     #[tokio::test]
     async fn a_change_through_this_process_is_seen_at_the_next_lookup() {
-        let (store, _dir) = store().await;
-        let directory = UserDirectory::load(HashMap::new(), store.clone())
-            .await
-            .unwrap();
+        let (store, directory, _dir) = directory(HashMap::new(), &[]).await;
         let mut removals = directory.removals();
         store.add_sftp_user(&new_user("acme")).await.unwrap();
         assert!(
@@ -284,10 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn another_process_s_change_arrives_with_the_next_refresh() {
-        let (store, dir) = store().await;
-        let directory = UserDirectory::load(HashMap::new(), store.clone())
-            .await
-            .unwrap();
+        let (_store, directory, dir) = directory(HashMap::new(), &[]).await;
         let cli = Store::open(None, dir.path()).await.unwrap();
         cli.add_sftp_user(&new_user("acme")).await.unwrap();
         assert!(
@@ -307,11 +302,7 @@ mod tests {
 
     #[tokio::test]
     async fn logins_are_written_in_one_batch() {
-        let (store, _dir) = store().await;
-        store.add_sftp_user(&new_user("acme")).await.unwrap();
-        let directory = UserDirectory::load(config_user("alice"), store.clone())
-            .await
-            .unwrap();
+        let (store, directory, _dir) = directory(config_user("alice"), &["acme"]).await;
         let before = store.operations();
         directory.logged_in("acme");
         directory.logged_in("acme");

@@ -2,6 +2,7 @@
 //! stream the connector then serves HTTP/2 on. Each failure is typed so the
 //! log and `connector --check` say what is wrong.
 
+use crate::connector::liveness::TcpLiveness;
 use crate::connector::wire;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
@@ -128,6 +129,10 @@ impl Dialer {
         .map_err(|e| unreachable(e.to_string()))?;
         // Small requests must not wait for Nagle's timer.
         let _ = tcp.set_nodelay(true);
+        // A silent path ends the link in every state, not only when idle.
+        if let Err(e) = TcpLiveness::connector().apply(&tcp) {
+            tracing::warn!(error = %e, "cannot set keepalive on the gateway connection");
+        }
         let tls = tokio::time::timeout(
             self.connect_timeout,
             self.tls.connect(self.server_name.clone(), tcp),
