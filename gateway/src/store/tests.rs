@@ -526,7 +526,11 @@ async fn sftp_delivery_jobs_are_leased_fenced_and_finished(store: Store, clock: 
         .expect("queued");
     assert!(first.lease.until() > 0);
     // The same key again (a file closed twice) is not a second job.
-    assert!(store.queue_sftp_delivery(&new, lease).await.unwrap().is_none());
+    assert!(store
+        .queue_sftp_delivery(&new, lease)
+        .await
+        .unwrap()
+        .is_none());
     // Leased by the close: due now, but nobody else may claim it.
     assert!(store
         .claim_due_sftp_deliveries(10, lease)
@@ -566,7 +570,13 @@ async fn sftp_delivery_jobs_are_leased_fenced_and_finished(store: Store, clock: 
         .await
         .unwrap());
     assert!(!store
-        .sftp_delivery_finish(&first, SftpDeliveryState::Delivered, Some("d-x"), None, true)
+        .sftp_delivery_finish(
+            &first,
+            SftpDeliveryState::Delivered,
+            Some("d-x"),
+            None,
+            true
+        )
         .await
         .unwrap());
     // A renewal moves the token.
@@ -645,7 +655,11 @@ async fn sftp_delivery_jobs_are_leased_fenced_and_finished(store: Store, clock: 
     assert_eq!(list.len(), 2);
     assert_eq!(list[0].id, c.id, "newest first");
     assert_eq!(
-        (list[0].state, list[0].attempts, list[0].last_error.as_deref()),
+        (
+            list[0].state,
+            list[0].attempts,
+            list[0].last_error.as_deref()
+        ),
         (SftpDeliveryState::Failed, 0, Some("too old"))
     );
 }

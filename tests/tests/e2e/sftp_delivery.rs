@@ -163,7 +163,10 @@ async fn an_upload_delivery_outlives_a_backend_outage_and_a_killed_gateway_exact
         let backend = table["backend"]["url"].as_str().unwrap().to_string();
         let addr: SocketAddr = backend.trim_start_matches("http://").parse().unwrap();
         let g = gate(addr);
-        let replace = (format!("url = \"{backend}\""), format!("url = \"{}\"", g.url));
+        let replace = (
+            format!("url = \"{backend}\""),
+            format!("url = \"{}\"", g.url),
+        );
         proxy = Some(g);
         vec![replace]
     })
@@ -189,11 +192,15 @@ async fn an_upload_delivery_outlives_a_backend_outage_and_a_killed_gateway_exact
         first[0]["idempotency_key"],
         format!("sftp:bob:{}", stored["id"].as_str().unwrap())
     );
-    eventually(Duration::from_secs(10), "the first attempt audited as a retry", || async {
-        audit_deliveries(&config)
-            .iter()
-            .any(|r| r["decision"] == "retry" && r["path"] == "/inv.pdf")
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the first attempt audited as a retry",
+        || async {
+            audit_deliveries(&config)
+                .iter()
+                .any(|r| r["decision"] == "retry" && r["path"] == "/inv.pdf")
+        },
+    )
     .await;
     // The worker retries in the background.
     eventually(Duration::from_secs(30), "a background retry", || async {
@@ -204,7 +211,11 @@ async fn an_upload_delivery_outlives_a_backend_outage_and_a_killed_gateway_exact
 
     // Killed while the delivery is pending: nothing in memory survives.
     env.gateway.proc.signal("KILL");
-    assert!(env.gateway.proc.wait_exit(Duration::from_secs(10)).is_some());
+    assert!(env
+        .gateway
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .is_some());
     let pending = jobs(&config);
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["state"], "queued", "{pending:?}");
@@ -214,9 +225,11 @@ async fn an_upload_delivery_outlives_a_backend_outage_and_a_killed_gateway_exact
     // at start (a lease the killed process held runs out first).
     gate.down.store(false, Ordering::SeqCst);
     env.gateway = env.gateway.relaunch(dir.path(), &env.certs).await;
-    eventually(Duration::from_secs(90), "the delivery after the restart", || async {
-        jobs(&config)[0]["state"] == "delivered"
-    })
+    eventually(
+        Duration::from_secs(90),
+        "the delivery after the restart",
+        || async { jobs(&config)[0]["state"] == "delivered" },
+    )
     .await;
     let made = sftp_deliveries(&env).await;
     assert_eq!(made.len(), 1, "exactly one delivery: {made:?}");

@@ -401,7 +401,13 @@ impl SftpDeliveries {
         tracing::error!(key = %job.idempotency_key, error = %reason, "sftp delivery failed for good");
         match self
             .store
-            .sftp_delivery_finish(job, SftpDeliveryState::Failed, None, Some(reason.as_str()), false)
+            .sftp_delivery_finish(
+                job,
+                SftpDeliveryState::Failed,
+                None,
+                Some(reason.as_str()),
+                false,
+            )
             .await
         {
             Ok(_) => {

@@ -91,8 +91,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
     )?);
     // One look at the queue at start (jobs a restart or a crash left),
     // then asleep until an upload queues one.
-    ctx.runtime
-        .spawn(deliveries.clone().run(ctx.drain.clone()));
+    ctx.runtime.spawn(deliveries.clone().run(ctx.drain.clone()));
     let shared = Arc::new(server::Shared {
         ctx: ctx.clone(),
         users,
