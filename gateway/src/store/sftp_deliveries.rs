@@ -174,9 +174,8 @@ impl Store {
         let now = self.now_ms();
         let until = now.saturating_add(ms(lease));
         let id = format!("sd_{}", uuid::Uuid::now_v7().simple());
-        let n =
-            on_pool!(self, |pool, _e| {
-                sqlx::query(
+        let n = on_pool!(self, |pool, _e| {
+            sqlx::query(
             "INSERT INTO sftp_deliveries (id, sftp_user, path, file_id, idempotency_key, request, \
              state, next_attempt_at, lease_until, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, 'queued', $7, $8, $7, $7) \
@@ -194,7 +193,7 @@ impl Store {
         .await
         .map_err(self.query_err("queue an sftp delivery"))?
         .rows_affected()
-            });
+        });
         if n == 0 {
             return Ok(None);
         }
@@ -356,9 +355,8 @@ impl Store {
         attempted: bool,
     ) -> Result<bool, StoreError> {
         let now = self.now_ms();
-        let n =
-            on_pool!(self, |pool, _e| {
-                sqlx::query(
+        let n = on_pool!(self, |pool, _e| {
+            sqlx::query(
             "UPDATE sftp_deliveries SET state = $1, attempts = attempts + $2, lease_until = 0, \
              delivery_id = $3, last_error = $4, updated_at = $5 \
              WHERE id = $6 AND state = 'queued' AND lease_until = $7"
@@ -374,7 +372,7 @@ impl Store {
         .await
         .map_err(self.query_err("finish an sftp delivery"))?
         .rows_affected()
-            });
+        });
         Ok(n == 1)
     }
 

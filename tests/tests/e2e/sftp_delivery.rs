@@ -262,3 +262,58 @@ async fn an_upload_delivery_outlives_a_backend_outage_and_a_killed_gateway_exact
         Some(0.0)
     );
 }
+
+/// A delivery the backend never takes is given up once
+/// `sftp.delivery_max_age` passed: `failed`, audited `fail` saying why,
+/// counted in `mft_sftp_delivery_jobs{state="failed"}`; no delivery made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_not_made_within_delivery_max_age_is_given_up_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut proxy = None;
+    let env = sftp::start_with(dir.path(), BOB, "delivery_max_age = \"2s\"", |config| {
+        let text = std::fs::read_to_string(config).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        let backend = table["backend"]["url"].as_str().unwrap().to_string();
+        let addr: SocketAddr = backend.trim_start_matches("http://").parse().unwrap();
+        let g = gate(addr);
+        let replace = (
+            format!("url = \"{backend}\""),
+            format!("url = \"{}\"", g.url),
+        );
+        proxy = Some(g);
+        vec![replace]
+    })
+    .await;
+    let gate = proxy.expect("the gate runs");
+    let config = env.gateway.config.clone();
+    gate.down.store(true, Ordering::SeqCst);
+    std::fs::write(dir.path().join("late.pdf"), b"%PDF-1.7 late").unwrap();
+    ok(&env.batch("bob", "put late.pdf\n"));
+    eventually(Duration::from_secs(30), "the job given up", || async {
+        jobs(&config)[0]["state"] == "failed"
+    })
+    .await;
+    let job = &jobs(&config)[0];
+    let error = job["last_error"].as_str().unwrap();
+    assert!(error.contains("sftp.delivery_max_age"), "{error}");
+    assert!(job["attempts"].as_u64().unwrap() >= 1, "{job}");
+    eventually(Duration::from_secs(10), "the audited give-up", || async {
+        audit_deliveries(&config).iter().any(|r| {
+            r["decision"] == "fail"
+                && r["path"] == "/late.pdf"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("sftp.delivery_max_age"))
+        })
+    })
+    .await;
+    wait_metrics(
+        env.gateway.admin,
+        Duration::from_secs(10),
+        "one failed job",
+        |p| metric(p, "mft_sftp_delivery_jobs{state=\"failed\"}") == Some(1.0),
+    )
+    .await;
+    assert_eq!(gate.passed.load(Ordering::SeqCst), 0);
+    assert!(sftp_deliveries(&env).await.is_empty());
+}
