@@ -481,3 +481,103 @@ fn delivery_request(
         folder: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend_client::BackendClient;
+    use mft_config::model::{Audit, AuditFailure};
+
+    /// A worker over a fresh SQLite store, delivering to a backend address
+    /// nothing listens on (every attempt fails transiently).
+    async fn worker(dir: &tempfile::TempDir) -> (Arc<SftpDeliveries>, Store) {
+        let store = Store::open(None, &dir.path().join("data")).await.unwrap();
+        let config = mft_config::load_str(
+            "[server]\ntls_cert = \"c.pem\"\ntls_key = \"c.key\"\n\
+             [backend]\nurl = \"http://127.0.0.1:9\"\nretry_attempts = 1\n",
+            &dir.path().join("gateway.toml"),
+        )
+        .unwrap()
+        .config;
+        let registry = Registry::new();
+        let backend = BackendClient::new(&config.backend, None).unwrap();
+        let pipeline = Arc::new(DeliveryPipeline::new(backend, &registry).unwrap());
+        let audit = AuditLog::open(&Audit {
+            file: dir.path().join("audit.jsonl"),
+            max_bytes: 1 << 20,
+            keep: 2,
+            on_failure: AuditFailure::Deny,
+        })
+        .unwrap();
+        let deliveries = SftpDeliveries::new(
+            store.clone(),
+            pipeline,
+            audit,
+            Duration::from_secs(3600),
+            &registry,
+        )
+        .unwrap();
+        (Arc::new(deliveries), store)
+    }
+
+    async fn settled(store: &Store) -> u64 {
+        let mut last = store.operations();
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = store.operations();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// With no job queued the worker looks once at start and then costs no
+    /// store operation; a job written by an upload wakes it, and it retries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_empty_queue_costs_no_query_and_an_upload_wakes_the_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (deliveries, store) = worker(&dir).await;
+        let before = store.operations();
+        let drain = Drain::new();
+        tokio::spawn(deliveries.clone().run(drain.clone()));
+        let idle = settled(&store).await;
+        assert!(idle > before, "one look at start");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(store.operations(), idle, "no query while nothing is queued");
+
+        deliveries
+            .submit(
+                CompletedUpload {
+                    user: "bob".into(),
+                    path: "/inv.pdf".into(),
+                    file_id: "f1".into(),
+                    scopes: "files:read files:write".into(),
+                    sender: "bob@ourcorp.example".into(),
+                    recipients: vec!["ops@ourcorp.example".into()],
+                    credential: None,
+                    client_ip: None,
+                },
+                &drain,
+            )
+            .await;
+        let job = store.list_sftp_deliveries(1).await.unwrap().remove(0);
+        assert_eq!(job.idempotency_key, "sftp:bob:f1");
+        assert_eq!(job.state, SftpDeliveryState::Queued);
+        assert!(job.attempts >= 1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let job = store.sftp_delivery(&job.id).await.unwrap().unwrap();
+            if job.attempts >= 2 {
+                assert_eq!(job.state, SftpDeliveryState::Queued);
+                assert!(job.last_error.is_some());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not retry"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
