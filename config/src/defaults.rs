@@ -371,7 +371,7 @@ pub mod logging {
 
 /// Defaults of `[sftp]` and its sub-tables.
 pub mod sftp {
-    use super::{mins, secs};
+    use super::{days, mins, secs};
     use std::time::Duration;
 
     /// `sftp.listen`.
@@ -388,6 +388,8 @@ pub mod sftp {
     pub const MAX_CONNECTIONS_PER_IP: usize = 32;
     /// `sftp.login_timeout`.
     pub const LOGIN_TIMEOUT: Duration = secs(30);
+    /// `sftp.delivery_max_age`.
+    pub const DELIVERY_MAX_AGE: Duration = days(1);
     /// `sftp.users.api_key_login`.
     pub const USER_API_KEY_LOGIN: bool = false;
     /// `sftp.users.api_key_ids`.
@@ -680,6 +682,10 @@ pub const TABLE: &[(&str, Value)] = &[
         Value::Int(sftp::MAX_CONNECTIONS as u64),
     ),
     ("sftp.login_timeout", Value::Duration(sftp::LOGIN_TIMEOUT)),
+    (
+        "sftp.delivery_max_age",
+        Value::Duration(sftp::DELIVERY_MAX_AGE),
+    ),
     (
         "sftp.users.api_key_login",
         Value::Bool(sftp::USER_API_KEY_LOGIN),

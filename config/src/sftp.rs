@@ -37,6 +37,9 @@ pub struct SftpFile {
     pub max_connections_per_ip: Option<u32>,
     /// Time from connect to a successful login (default 30s).
     pub login_timeout: Option<String>,
+    /// How long an on_upload delivery is retried before it is given up
+    /// (default 1d).
+    pub delivery_max_age: Option<String>,
     /// `[[sftp.users]]`.
     #[serde(default)]
     pub users: Vec<SftpUserFile>,
@@ -109,6 +112,9 @@ pub struct Sftp {
     pub max_connections_per_ip: usize,
     /// Deadline of the login after connect.
     pub login_timeout: Duration,
+    /// An on_upload delivery not made within this long after the upload is
+    /// given up (`failed`).
+    pub delivery_max_age: Duration,
     /// Users by login name.
     pub users: Vec<SftpUser>,
 }
@@ -356,6 +362,11 @@ pub(crate) fn convert(file: Option<SftpFile>, ctx: &mut Ctx<'_>) -> Option<Sftp>
             "sftp.login_timeout",
             file.login_timeout,
             DEFAULT_LOGIN_TIMEOUT,
+        ),
+        delivery_max_age: ctx.duration(
+            "sftp.delivery_max_age",
+            file.delivery_max_age,
+            D::DELIVERY_MAX_AGE,
         ),
         users,
     })

@@ -38,6 +38,7 @@ mod e2e {
     pub mod sender_binding;
     pub mod sftp;
     pub mod sftp_attacks;
+    pub mod sftp_delivery;
     pub mod sftp_users;
     pub mod shutdown;
     pub mod signing;

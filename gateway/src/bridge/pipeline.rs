@@ -8,24 +8,16 @@
 //! the delivery is created under `<key>`, so repeating `deliver` after a
 //! crash or a lost answer gets the same file ids back, sends a
 //! byte-identical delivery request and receives the first delivery instead
-//! of creating a second one. Retrying is the caller's: the SMTP spool
-//! workers retry from the durable spool; the mailbox pollers leave the mail
-//! on the server; [`DeliveryPipeline::deliver_retrying`] retries in the
-//! background per the gateway's backoff while the process runs.
+//! of creating a second one. Retrying is the caller's, always from durable
+//! state: the SMTP spool workers retry from the spool; the mailbox pollers
+//! leave the mail on the server; the SFTP bridge retries from its job table
+//! ([`super::sftp::delivery`]).
 
 use super::message::Attachment;
 use crate::backend_client::{
     paths, BackendClient, BackendError, CallContext, Delivery, NewDelivery,
 };
-use crate::backoff::Backoff;
 use prometheus::{IntCounterVec, Opts, Registry};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Cap of the first background retry of a delivery.
-const RETRY_FIRST: Duration = Duration::from_secs(1);
-/// Largest cap of the background retries.
-const RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// One delivery to make.
 #[derive(Debug, Clone)]
@@ -71,17 +63,6 @@ impl PipelineError {
     }
 }
 
-/// What [`DeliveryPipeline::deliver_retrying`] did.
-#[derive(Debug)]
-pub enum Retried {
-    /// Made at the first attempt.
-    Delivered(Delivery),
-    /// The first attempt failed transiently; retried in the background.
-    Retrying,
-    /// Refused for good (the backend will not take it as it is).
-    Failed(PipelineError),
-}
-
 /// Shared by every bridge; cheap to call concurrently.
 pub struct DeliveryPipeline {
     backend: BackendClient,
@@ -101,48 +82,6 @@ impl DeliveryPipeline {
         )?;
         registry.register(Box::new(outcomes.clone()))?;
         Ok(DeliveryPipeline { backend, outcomes })
-    }
-
-    /// [`DeliveryPipeline::deliver`]; a transient failure is retried in the
-    /// background under the same idempotency key, per the gateway's backoff
-    /// ([`crate::backoff`]), until it succeeds, fails for good or the
-    /// process stops. The first attempt is awaited.
-    pub async fn deliver_retrying(
-        self: &Arc<Self>,
-        req: DeliveryRequest<'static>,
-        drain: &crate::drain::Drain,
-    ) -> Retried {
-        let e = match self.deliver(&req).await {
-            Ok(d) => return Retried::Delivered(d),
-            Err(e) if e.is_transient() => e,
-            Err(e) => return Retried::Failed(e),
-        };
-        tracing::warn!(key = %req.idempotency_key, error = %e, "delivery failed; retrying in the background");
-        let me = self.clone();
-        let drain = drain.clone();
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX, RETRY_FIRST / 2);
-            loop {
-                if !drain.sleep(backoff.next_delay()).await {
-                    tracing::warn!(key = %req.idempotency_key, "shutdown: delivery not made");
-                    return;
-                }
-                match me.deliver(&req).await {
-                    Ok(d) => {
-                        tracing::info!(key = %req.idempotency_key, delivery = %d.id, "delivery made on retry");
-                        return;
-                    }
-                    Err(e) if e.is_transient() => {
-                        tracing::info!(key = %req.idempotency_key, error = %e, "delivery still failing; retrying");
-                    }
-                    Err(e) => {
-                        tracing::error!(key = %req.idempotency_key, error = %e, "delivery failed for good");
-                        return;
-                    }
-                }
-            }
-        });
-        Retried::Retrying
     }
 
     /// Uploads every attachment (or reuses this key's earlier uploads), then

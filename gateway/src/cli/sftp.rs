@@ -1,9 +1,11 @@
 //! `mft-gateway sftp ...`: `hash-password` reads a password from stdin and
 //! prints the argon2id PHC string for `[[sftp.users]] password_hash`;
 //! `users add/list/remove` manage the SFTP users stored in the database
-//! (docs/sftp.md), with or without a running gateway, like `keys`.
+//! (docs/sftp.md), with or without a running gateway, like `keys`;
+//! `deliveries list` shows the on_upload delivery jobs.
 
 use crate::bridge::sftp::accounts::{self, AddUser, AddUserError};
+use crate::store::sftp_deliveries::SftpDeliveryState;
 use crate::store::sftp_users::{permission_words, SftpUserRecord};
 use crate::store::{rfc3339, Store};
 use anyhow::Context;
@@ -26,6 +28,29 @@ pub enum SftpCommand {
         /// Config file: the store is auth.store, or SQLite in server.data_dir.
         #[arg(long, short, global = true, default_value = "gateway.toml")]
         config: PathBuf,
+    },
+    /// The on_upload delivery jobs in the database (queued, delivered, failed).
+    Deliveries {
+        /// What to do with the jobs.
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+        /// Config file: the store is auth.store, or SQLite in server.data_dir.
+        #[arg(long, short, global = true, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+}
+
+/// `sftp deliveries` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List the newest jobs, newest first.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
 }
 
@@ -91,7 +116,60 @@ pub fn run(command: SftpCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SftpCommand::Users { command, config } => users(command, &config),
+        SftpCommand::Deliveries { command, config } => {
+            crate::cli::with_store(&config, async |store, _cfg| {
+                let stdout = std::io::stdout();
+                deliveries(store, command, &mut stdout.lock()).await
+            })
+        }
     }
+}
+
+/// Runs `sftp deliveries ...` against `store`, writing to `out`.
+pub async fn deliveries(
+    store: &Store,
+    command: DeliveriesCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let DeliveriesCommand::List { json, limit } = command;
+    let jobs = store.list_sftp_deliveries(limit).await?;
+    if json {
+        let list: Vec<serde_json::Value> = jobs.iter().map(|j| j.to_json()).collect();
+        writeln!(out, "{}", serde_json::Value::from(list))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if jobs.is_empty() {
+        writeln!(out, "no SFTP deliveries")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<20} {:<16} {:<9} {:>8} {:<20} {:<30} PATH",
+        "CREATED", "USER", "STATE", "ATTEMPTS", "NEXT ATTEMPT", "DELIVERY / LAST ERROR"
+    )?;
+    for j in &jobs {
+        let next = match j.state {
+            SftpDeliveryState::Queued => rfc3339(j.next_attempt_at),
+            _ => "-".to_string(),
+        };
+        let outcome = j
+            .delivery_id
+            .clone()
+            .or_else(|| j.last_error.clone())
+            .unwrap_or_else(|| "-".to_string());
+        writeln!(
+            out,
+            "{:<20} {:<16} {:<9} {:>8} {:<20} {:<30} {}",
+            rfc3339(j.created_at),
+            j.user,
+            j.state.as_str(),
+            j.attempts,
+            next,
+            outcome.chars().take(60).collect::<String>(),
+            j.path,
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn users(command: UsersCommand, config: &Path) -> anyhow::Result<ExitCode> {

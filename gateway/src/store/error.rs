@@ -129,6 +129,12 @@ pub enum StoreError {
         /// The column.
         what: String,
     },
+    /// A stored SFTP delivery job that does not make sense.
+    #[error("key store: sftp delivery row has an invalid {what}")]
+    CorruptSftpDelivery {
+        /// The column.
+        what: String,
+    },
     /// The operating system's random number generator failed.
     #[error("cannot read operating system randomness for a new key")]
     Random(#[source] getrandom::Error),

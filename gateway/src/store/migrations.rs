@@ -88,6 +88,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "outbound_recipients",
         include_str!("../../migrations/sqlite/0014_outbound_recipients.sql"),
     ),
+    (
+        15,
+        "sftp_deliveries",
+        include_str!("../../migrations/sqlite/0015_sftp_deliveries.sql"),
+    ),
 ];
 
 /// `(version, description, sql)` of each PostgreSQL migration, oldest first.
@@ -162,6 +167,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "outbound_recipients",
         include_str!("../../migrations/postgres/0014_outbound_recipients.sql"),
     ),
+    (
+        15,
+        "sftp_deliveries",
+        include_str!("../../migrations/postgres/0015_sftp_deliveries.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -200,7 +210,7 @@ pub(crate) async fn postgres() -> Result<Migrator, sqlx::migrate::MigrateError> 
 }
 
 /// The newest schema version this binary knows (the same for both engines).
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 #[cfg(test)]
 mod tests {

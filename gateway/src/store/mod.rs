@@ -317,6 +317,12 @@ impl Store {
         on_pool!(self, |pool, _e| pool.close().await)
     }
 
+    /// Now, on the store's clock (tests move it): what job ages and due
+    /// times are measured against.
+    pub fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
     fn now_ms(&self) -> i64 {
         to_ms((self.clock)())
     }
@@ -415,11 +421,13 @@ pub mod connectors;
 mod gateway_state;
 pub mod inbound_files;
 pub mod keys;
+pub mod lease;
 pub mod mailbox_state;
 pub mod outbound_messages;
 pub mod partners;
 pub mod relay;
 pub mod relay_receipts;
+pub mod sftp_deliveries;
 pub mod sftp_users;
 pub mod transports;
 pub mod webhook_messages;

@@ -5,33 +5,10 @@
 //! Everything that must survive a restart lives here, so a relay or a
 //! receipt interrupted by a crash or a partner outage resumes where it was.
 
+pub use super::lease::LeaseToken;
 use super::{from_ms, Engine, Pool, Store, StoreError};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// The lease a worker holds on a job: the `lease_until` (ms) it last wrote.
-///
-/// It doubles as a fencing token: every write a worker makes about its job
-/// (renew, release, retry later, finish) only applies while the row still
-/// carries this value. Once a lease ran out and another gateway claimed the
-/// job (writing its own, later `lease_until`), the first worker's writes
-/// match nothing, so it learns it lost the job instead of overwriting the
-/// new owner's state. `0` for a job read without claiming it.
-#[derive(Debug, Clone, Default)]
-pub struct LeaseToken(Arc<AtomicI64>);
-
-impl LeaseToken {
-    /// The `lease_until` this worker last wrote.
-    pub fn until(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn set(&self, until: i64) {
-        self.0.store(until, Ordering::Relaxed)
-    }
-}
 
 /// State of a relay job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -156,6 +156,7 @@ on_both_engines!(
     transports_and_message_queue,
     partners_version_moves_with_every_write,
     sftp_users_round_trip,
+    sftp_delivery_jobs_are_leased_fenced_and_finished,
 );
 
 /// What the partner cache polls: every add, change and removal moves the
@@ -501,6 +502,166 @@ async fn a_relay_lease_run_out_and_taken_over_fences_its_first_holder(
     let row = store.relay_job("d9", "beta").await.unwrap().unwrap();
     assert_eq!(row.state, RelayState::Delivered);
     assert_eq!(row.remote_delivery_id.as_deref(), Some("remote-9"));
+}
+
+/// The SFTP delivery queue (migration 0015): a job is written leased by
+/// the close that makes its first attempt; nobody else claims it before
+/// its lease runs out; a lease taken over fences the first holder's writes;
+/// `next_sftp_delivery_due` is what the worker sleeps until.
+async fn sftp_delivery_jobs_are_leased_fenced_and_finished(store: Store, clock: FakeClock) {
+    use super::sftp_deliveries::{NewSftpDelivery, SftpDeliveryCounts, SftpDeliveryState};
+    assert_eq!(store.next_sftp_delivery_due().await.unwrap(), None);
+    let new = NewSftpDelivery {
+        user: "bob".into(),
+        path: "/inv.pdf".into(),
+        file_id: "f1".into(),
+        idempotency_key: "sftp:bob:f1".into(),
+        request: "{}".into(),
+    };
+    let lease = Duration::from_secs(30);
+    let first = store
+        .queue_sftp_delivery(&new, lease)
+        .await
+        .unwrap()
+        .expect("queued");
+    assert!(first.lease.until() > 0);
+    // The same key again (a file closed twice) is not a second job.
+    assert!(store
+        .queue_sftp_delivery(&new, lease)
+        .await
+        .unwrap()
+        .is_none());
+    // Leased by the close: due now, but nobody else may claim it.
+    assert!(store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.next_sftp_delivery_due().await.unwrap(),
+        Some(clock.now() + lease)
+    );
+    // The first attempt failed transiently: due again after the delay.
+    assert!(store
+        .sftp_delivery_retry_later(&first, Duration::from_secs(4), "503")
+        .await
+        .unwrap());
+    assert_eq!(
+        store.next_sftp_delivery_due().await.unwrap(),
+        Some(clock.now() + Duration::from_secs(4))
+    );
+    assert!(store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    clock.advance(Duration::from_secs(4));
+    let a = store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((a.attempts, a.last_error.as_deref()), (1, Some("503")));
+    assert_eq!(a.request, "{}");
+    // The first holder's lease is fenced: its writes match nothing once the
+    // row moved on.
+    assert!(!store
+        .sftp_delivery_retry_later(&first, Duration::ZERO, "late")
+        .await
+        .unwrap());
+    assert!(!store
+        .sftp_delivery_finish(
+            &first,
+            SftpDeliveryState::Delivered,
+            Some("d-x"),
+            None,
+            true
+        )
+        .await
+        .unwrap());
+    // A renewal moves the token.
+    let before = a.lease.until();
+    clock.advance(Duration::from_secs(10));
+    assert!(store.renew_sftp_delivery_lease(&a, lease).await.unwrap());
+    assert!(a.lease.until() > before);
+    // A's lease runs out (the store was away); gateway B takes the job.
+    clock.advance(Duration::from_secs(31));
+    let b = store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(b.lease.until(), a.lease.until());
+    assert!(!store.renew_sftp_delivery_lease(&a, lease).await.unwrap());
+    assert!(!store
+        .sftp_delivery_finish(&a, SftpDeliveryState::Delivered, Some("d-a"), None, true)
+        .await
+        .unwrap());
+    store.release_sftp_delivery_lease(&a).await.unwrap();
+    // Still B's: not claimable, and B's outcome is the one recorded.
+    assert!(store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.sftp_delivery_counts().await.unwrap(),
+        SftpDeliveryCounts {
+            queued: 1,
+            failed: 0
+        }
+    );
+    assert!(store
+        .sftp_delivery_finish(&b, SftpDeliveryState::Delivered, Some("d-1"), None, true)
+        .await
+        .unwrap());
+    let row = store.sftp_delivery(&first.id).await.unwrap().unwrap();
+    assert_eq!(row.state, SftpDeliveryState::Delivered);
+    assert_eq!(row.delivery_id.as_deref(), Some("d-1"));
+    assert_eq!(row.attempts, 2);
+    // Nothing queued: the worker sleeps until a new job is written.
+    assert_eq!(store.next_sftp_delivery_due().await.unwrap(), None);
+
+    // A second job, released at shutdown: claimable at once, then given
+    // up without an attempt (too old), which is not counted as one.
+    let new2 = NewSftpDelivery {
+        file_id: "f2".into(),
+        idempotency_key: "sftp:bob:f2".into(),
+        ..new
+    };
+    let c = store
+        .queue_sftp_delivery(&new2, lease)
+        .await
+        .unwrap()
+        .unwrap();
+    store.release_sftp_delivery_lease(&c).await.unwrap();
+    let c = store
+        .claim_due_sftp_deliveries(10, lease)
+        .await
+        .unwrap()
+        .remove(0);
+    assert!(store
+        .sftp_delivery_finish(&c, SftpDeliveryState::Failed, None, Some("too old"), false)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.sftp_delivery_counts().await.unwrap(),
+        SftpDeliveryCounts {
+            queued: 0,
+            failed: 1
+        }
+    );
+    let list = store.list_sftp_deliveries(10).await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].id, c.id, "newest first");
+    assert_eq!(
+        (
+            list[0].state,
+            list[0].attempts,
+            list[0].last_error.as_deref()
+        ),
+        (SftpDeliveryState::Failed, 0, Some("too old"))
+    );
 }
 
 async fn relay_queue_and_receipts(store: Store, clock: FakeClock) {

@@ -7,11 +7,13 @@
 //! - [`upload`] / [`download`]: the streams to and from the backend
 //! - [`fs`]: the backend seen as folders and files; [`paths`]: the chroot
 //! - [`auth`]: users, keys, password hashes; [`hostkey`]: the host key
+//! - [`delivery`]: on_upload deliveries, durable in the store and retried
 //! - [`directory`]: config users, then users stored at run time (cached);
 //!   [`accounts`]: the rules for adding one
 
 pub mod accounts;
 pub mod auth;
+pub mod delivery;
 pub mod directory;
 pub mod download;
 pub mod fs;
@@ -80,6 +82,16 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
         .first()
         .cloned()
         .unwrap_or_else(|| "sftp.invalid".to_string());
+    let deliveries = Arc::new(delivery::SftpDeliveries::new(
+        ctx.store.clone(),
+        ctx.pipeline.clone(),
+        ctx.audit.clone(),
+        cfg.delivery_max_age,
+        ctx.metrics.registry(),
+    )?);
+    // One look at the queue at start (jobs a restart or a crash left),
+    // then asleep until an upload queues one.
+    ctx.runtime.spawn(deliveries.clone().run(ctx.drain.clone()));
     let shared = Arc::new(server::Shared {
         ctx: ctx.clone(),
         users,
@@ -100,6 +112,7 @@ pub fn start(ctx: &Arc<BridgeContext>) -> anyhow::Result<()> {
             ),
         },
         sender_domain,
+        deliveries,
     });
     let config = Arc::new(server::ssh_config(keys, cfg.idle_timeout));
     // Bound here so a busy port is a startup error, not a log line; a

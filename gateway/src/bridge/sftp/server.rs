@@ -44,6 +44,8 @@ pub struct Shared {
     pub limits: UploadLimits,
     /// Sender of on_upload deliveries is `<user>@<this>`.
     pub sender_domain: String,
+    /// on_upload deliveries: durable jobs, first attempt, retries.
+    pub deliveries: Arc<super::delivery::SftpDeliveries>,
 }
 
 /// Only modern algorithms: curve25519 (and its ML-KEM hybrid) key
@@ -432,7 +434,7 @@ impl Conn {
             audit: shared.ctx.audit.clone(),
             client_ip: self.peer.map(|p| p.ip()),
             drain: shared.ctx.drain.clone(),
-            pipeline: shared.ctx.pipeline.clone(),
+            deliveries: shared.deliveries.clone(),
         }
     }
 }

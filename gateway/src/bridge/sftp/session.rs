@@ -6,6 +6,7 @@
 //! backpressure (we stop reading the channel, the SSH window closes).
 
 use super::auth::User;
+use super::delivery::CompletedUpload;
 use super::download::Download;
 use super::fs::{Fs, LIST_PAGE};
 use super::metrics::SftpMetrics;
@@ -13,7 +14,6 @@ use super::paths::VPath;
 use super::upload::{Upload, UploadLimits};
 use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::FileInfo;
-use crate::bridge::pipeline::{DeliveryRequest, Retried};
 use bytes::{Buf, Bytes, BytesMut};
 use mft_config::sftp::Permissions;
 use russh_sftp::protocol::{
@@ -98,8 +98,8 @@ pub struct SessionCtx {
     pub drain: crate::drain::Drain,
     /// A sender-bound key's allowed senders (API-key logins only).
     pub senders: Option<std::sync::Arc<mft_filters::auth::senders::SenderBinding>>,
-    /// Where on_upload deliveries go.
-    pub pipeline: Arc<crate::bridge::pipeline::DeliveryPipeline>,
+    /// Where on_upload deliveries go (durably, retried).
+    pub deliveries: Arc<super::delivery::SftpDeliveries>,
 }
 
 /// One SFTP session.
@@ -659,40 +659,17 @@ impl Session {
                 return;
             }
         }
-        let request = DeliveryRequest {
-            ctx: self.ctx.fs.ctx.clone(),
-            idempotency_key: format!("sftp:{}:{}", user.name, entry.id),
+        let upload = CompletedUpload {
+            user: user.name.clone(),
+            path: path.display(),
+            file_id: entry.id.clone(),
+            scopes: self.ctx.fs.ctx.scopes.clone(),
             sender: self.ctx.sender.clone(),
             recipients: user.deliver_to.clone(),
-            subject: format!("SFTP upload {}", path.display()),
-            message: format!("{} uploaded {} over SFTP.", user.name, path.display()),
-            stored_files: vec![entry.id.clone()],
-            attachments: &[],
-            folder: None,
+            credential: self.ctx.credential.clone(),
+            client_ip: self.ctx.client_ip,
         };
-        let (decision, reason) = match self
-            .ctx
-            .pipeline
-            .deliver_retrying(request, &self.ctx.drain)
-            .await
-        {
-            Retried::Delivered(d) => ("allow", format!("delivery:{}", d.id)),
-            Retried::Retrying => ("retry", "backend_unavailable".to_string()),
-            // The file is stored; the delivery is the follow-up that failed.
-            Retried::Failed(e) => {
-                tracing::error!(user = %user.name, file_id = %entry.id, error = %e,
-                    "on_upload delivery failed");
-                ("fail", e.to_string())
-            }
-        };
-        let mut r = AuditRecord::new("sftp_delivery");
-        r.principal = Some(format!("sftp:{}", user.name));
-        r.credential = self.ctx.credential.clone();
-        r.client_ip = self.ctx.client_ip;
-        r.path = Some(path.display());
-        r.decision = Some(decision);
-        r.reason = Some(reason);
-        self.ctx.audit.record(r);
+        self.ctx.deliveries.submit(upload, &self.ctx.drain).await;
     }
 
     async fn remove(&mut self, id: u32, raw: &str) -> Result<Packet, Fail> {
