@@ -15,7 +15,11 @@
 //! When a write fails (disk full), the lines stay in memory (bounded) and
 //! the file is cut back to its last whole line; the writer retries on every
 //! tick, and [`AuditLog::refusal`] tells the request paths to answer 503
-//! meanwhile if `audit.on_failure = "deny"`.
+//! meanwhile if `audit.on_failure = "deny"`. At exit, lines that still
+//! cannot be written go to the shutdown reserve ([`reserve`]), and the next
+//! start appends them first.
+
+pub mod reserve;
 
 use mft_config::model::{Audit, AuditFailure};
 use mft_filters::decision::Rejection;
@@ -28,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Records that can wait in memory for the writer before new ones are dropped
 /// (and counted) rather than stalling request handling.
@@ -37,9 +41,15 @@ const QUEUE: usize = 64 * 1024;
 /// How often the writer drains the queue: the most a record waits in memory.
 const TICK: Duration = Duration::from_millis(20);
 
+/// Pause between write attempts while the exit flush retries.
+const EXIT_RETRY: Duration = Duration::from_millis(100);
+
 /// Serialized lines kept in memory while the file cannot be written; beyond
 /// this, new records are dropped (and counted) rather than chained.
 const PENDING_MAX: usize = 8 * 1024 * 1024;
+
+/// Sequence number and SHA-256 of a chain's last line.
+type Head = (u64, [u8; 32]);
 
 /// `prev` of the first record ever written.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -179,8 +189,38 @@ fn rfc3339_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
 enum Message {
     /// Boxed: the bounded channel preallocates every slot, so slots stay small.
     Record(Box<AuditRecord>),
-    /// Write out everything queued before this, then acknowledge.
-    Flush(mpsc::Sender<()>),
+    /// Write out everything queued before this, then answer whether all of
+    /// it is on disk.
+    Flush(mpsc::Sender<bool>),
+    /// The exit flush: retry until the instant, then use the reserve.
+    Exit(mpsc::Sender<ExitFlush>, Instant),
+    /// Tests: every later write fails as on a full disk.
+    #[cfg(test)]
+    FailWrites,
+}
+
+/// What became of the records still in memory at exit.
+#[derive(Debug, PartialEq)]
+pub enum ExitFlush {
+    /// All on disk in the trail.
+    Written,
+    /// The trail could not be written: `records` lines are in the shutdown
+    /// reserve at `path`, appended by the next start.
+    Reserved {
+        /// Lines kept.
+        records: usize,
+        /// The reserve file.
+        path: PathBuf,
+    },
+    /// Neither the trail nor the reserve could be written: lost.
+    Lost {
+        /// Lines lost.
+        records: usize,
+        /// Why the reserve failed.
+        error: String,
+    },
+    /// The writer did not answer in time.
+    NoAnswer,
 }
 
 /// State the writer thread shares with the handles and the metrics.
@@ -218,6 +258,14 @@ impl AuditLog {
             Some(line) => (seq_of(line).unwrap_or(0), sha256(line)),
             None => (0, GENESIS),
         };
+        let reserve = reserve::path_of(&config.file);
+        let (pending, pending_head) = take_reserved(&reserve, head)?;
+        let reserve_dirty = !pending.is_empty();
+        if !reserve_dirty {
+            if let Err(e) = reserve::prepare(&reserve, reserve::size(PENDING_MAX)) {
+                tracing::error!(error = %e, path = %reserve.display(), "cannot allocate the audit shutdown reserve: records still unwritable at a stop (disk full) would be lost");
+            }
+        }
         let shared = Arc::new(Shared {
             dropped: AtomicU64::new(0),
             failing: AtomicBool::new(false),
@@ -228,15 +276,17 @@ impl AuditLog {
         let mut writer = Writer {
             path: config.file.clone(),
             file,
-            pending: Vec::with_capacity(64 * 1024),
+            pending,
             size,
             max_bytes: config.max_bytes,
             keep: config.keep,
-            seq: head.0,
-            prev: head.1,
-            pending_head: head,
+            seq: pending_head.0,
+            prev: pending_head.1,
+            pending_head,
             shared: shared.clone(),
             torn: false,
+            reserve,
+            reserve_dirty,
         };
         std::thread::Builder::new()
             .name("audit".into())
@@ -254,7 +304,7 @@ impl AuditLog {
                         }
                         Err(TryRecvError::Empty) => break,
                         Err(TryRecvError::Disconnected) => {
-                            writer.flush();
+                            writer.exit(Instant::now()).log();
                             return;
                         }
                     }
@@ -285,25 +335,44 @@ impl AuditLog {
         }
     }
 
-    /// Blocks until every record queued so far is written and flushed, or
-    /// `limit` passes; for the last moment before the process exits.
+    /// Blocks until every record queued so far is written, or `limit`
+    /// passes; true if they are all on disk.
     pub fn flush_blocking(&self, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
+        let deadline = Instant::now() + limit;
         let (ack_tx, ack_rx) = mpsc::channel();
-        let mut message = Message::Flush(ack_tx);
+        self.send_by(Message::Flush(ack_tx), deadline)
+            && ack_rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or(false)
+    }
+
+    /// The last flush before the process exits: writes every record queued
+    /// so far, retrying for `retry` while the disk is full, then puts what
+    /// still waits into the shutdown reserve. Returns within `limit`.
+    pub fn flush_at_exit(&self, retry: Duration, limit: Duration) -> ExitFlush {
+        let now = Instant::now();
+        let deadline = now + limit;
+        let (ack_tx, ack_rx) = mpsc::channel();
+        if !self.send_by(Message::Exit(ack_tx, now + retry.min(limit)), deadline) {
+            return ExitFlush::NoAnswer;
+        }
+        ack_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or(ExitFlush::NoAnswer)
+    }
+
+    /// Queues a control message, waiting for room until `deadline`.
+    fn send_by(&self, mut message: Message, deadline: Instant) -> bool {
         loop {
             match self.tx.try_send(message) {
-                Ok(()) => break,
-                Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                Ok(()) => return true,
+                Err(TrySendError::Full(m)) if Instant::now() < deadline => {
                     message = m;
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(_) => return false,
             }
         }
-        ack_rx
-            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            .is_ok()
     }
 
     /// Records dropped because the writer could not keep up or could not
@@ -607,6 +676,13 @@ fn seq_of(line: &[u8]) -> Option<u64> {
     serde_json::from_slice::<Seq>(line).ok()?.seq
 }
 
+/// Lines a stop on a full disk left in the shutdown reserve, which the
+/// next start appends to the trail (some may be in it already).
+pub fn reserved_records(config: &Audit) -> usize {
+    reserve::read(&reserve::path_of(&config.file), reserve::size(PENDING_MAX))
+        .map_or(0, |lines| lines.iter().filter(|b| **b == b'\n').count())
+}
+
 /// `audit.jsonl.<n>`.
 pub fn rotated_name(path: &Path, n: u32) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -678,6 +754,64 @@ fn last_line(whole: &[u8]) -> Option<Vec<u8>> {
     Some(body[start..].to_vec())
 }
 
+/// The lines a stopped process left in the shutdown reserve that continue
+/// the trail from `head`, and the head after them. Lines already in the
+/// trail (a stop between appending them and emptying the reserve) are
+/// skipped; a reserve that does not continue the trail is set aside,
+/// kept for the operator, rather than chained after the wrong record.
+fn take_reserved(path: &Path, head: Head) -> io::Result<(Vec<u8>, Head)> {
+    #[derive(serde::Deserialize)]
+    struct Chain {
+        seq: Option<u64>,
+        prev: Option<String>,
+    }
+    let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let content = reserve::read(path, reserve::size(PENDING_MAX)).map_err(context)?;
+    let mut lines = Vec::with_capacity(content.len());
+    let mut last = head;
+    let mut skipped = 0usize;
+    let mut chained = true;
+    for line in content.split_inclusive(|b| *b == b'\n') {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let Ok(Chain {
+            seq: Some(seq),
+            prev: Some(prev),
+        }) = serde_json::from_slice::<Chain>(body)
+        else {
+            chained = false;
+            break;
+        };
+        if lines.is_empty() && seq <= head.0 {
+            skipped += 1;
+            continue;
+        }
+        if seq != last.0 + 1 || prev != hex::encode(last.1) {
+            chained = false;
+            break;
+        }
+        lines.extend_from_slice(line);
+        last = (seq, sha256(body));
+    }
+    if !chained {
+        let kept = reserve::set_aside(path).map_err(context)?;
+        tracing::error!(
+            path = %kept.display(),
+            head = head.0,
+            "the audit shutdown reserve does not continue the trail (edited, or left by another process): kept aside, not appended"
+        );
+        return Ok((Vec::new(), head));
+    }
+    if !lines.is_empty() {
+        tracing::warn!(
+            records = last.0 - head.0,
+            already_in_trail = skipped,
+            path = %path.display(),
+            "audit records a stop could not write (disk full) are appended from the shutdown reserve"
+        );
+    }
+    Ok((lines, last))
+}
+
 fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
@@ -706,6 +840,32 @@ struct Writer {
     shared: Arc<Shared>,
     /// A failed write may have left part of a line that could not be cut.
     torn: bool,
+    /// The shutdown reserve.
+    reserve: PathBuf,
+    /// The reserve holds lines: emptied once they are in the trail.
+    reserve_dirty: bool,
+}
+
+impl ExitFlush {
+    /// Says what happened, at the level it deserves.
+    pub fn log(&self) {
+        match self {
+            ExitFlush::Written => {}
+            ExitFlush::Reserved { records, path } => tracing::warn!(
+                records,
+                path = %path.display(),
+                "audit file unwritable at exit: the records waiting in memory are in the shutdown reserve; the next start appends them"
+            ),
+            ExitFlush::Lost { records, error } => tracing::error!(
+                records,
+                error = %error,
+                "audit file and shutdown reserve unwritable at exit: records lost"
+            ),
+            ExitFlush::NoAnswer => {
+                tracing::error!("audit trail could not be flushed before exit")
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -713,9 +873,45 @@ impl Writer {
         match message {
             Message::Record(record) => self.write(&record),
             Message::Flush(ack) => {
-                self.flush();
-                let _ = ack.send(());
+                let _ = ack.send(self.flush());
             }
+            Message::Exit(ack, retry_until) => {
+                let _ = ack.send(self.exit(retry_until));
+            }
+            #[cfg(test)]
+            Message::FailWrites => {
+                if let Ok(full) = OpenOptions::new().append(true).open("/dev/full") {
+                    self.file = full;
+                }
+            }
+        }
+    }
+
+    /// Writes the pending lines, retrying until `retry_until` while the
+    /// disk is full, then stores them in the shutdown reserve.
+    fn exit(&mut self, retry_until: Instant) -> ExitFlush {
+        loop {
+            if self.flush() {
+                return ExitFlush::Written;
+            }
+            if Instant::now() >= retry_until {
+                break;
+            }
+            std::thread::sleep(EXIT_RETRY);
+        }
+        let records = self.pending.iter().filter(|b| **b == b'\n').count();
+        match reserve::store(&self.reserve, &self.pending) {
+            Ok(()) => {
+                self.reserve_dirty = true;
+                ExitFlush::Reserved {
+                    records,
+                    path: self.reserve.clone(),
+                }
+            }
+            Err(e) => ExitFlush::Lost {
+                records,
+                error: e.to_string(),
+            },
         }
     }
 
@@ -764,6 +960,9 @@ impl Writer {
                 if self.shared.failing.swap(false, Ordering::Relaxed) {
                     tracing::warn!(path = %self.path.display(), "audit file writable again: pending records written");
                 }
+                if self.reserve_dirty {
+                    self.empty_reserve();
+                }
                 true
             }
             Err(e) => {
@@ -776,6 +975,22 @@ impl Writer {
                     tracing::error!(error = %e, path = %self.path.display(), on_failure = ?self.shared.on_failure, "cannot write audit records: they wait in memory and are retried");
                 }
                 false
+            }
+        }
+    }
+
+    /// The reserve's lines are in the trail now: once they are on the disk
+    /// for good, the reserve is emptied (and allocated again if it was
+    /// not). Should this fail, the next start skips them by their `seq`.
+    fn empty_reserve(&mut self) {
+        let done = self
+            .file
+            .sync_data()
+            .and_then(|()| reserve::prepare(&self.reserve, reserve::size(PENDING_MAX)));
+        match done {
+            Ok(()) => self.reserve_dirty = false,
+            Err(e) => {
+                tracing::warn!(error = %e, path = %self.reserve.display(), "cannot empty the audit shutdown reserve yet")
             }
         }
     }
@@ -1075,6 +1290,102 @@ mod tests {
         write_n(&log, 0, 3);
         let v = verify(std::slice::from_ref(&file), &[]).unwrap();
         assert_eq!((v.unchained, v.records, v.first_seq), (1, 3, Some(1)));
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_stop_on_a_full_disk_keeps_the_records_for_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, first) = chained_log(dir.path(), 1 << 20);
+        let reserve = reserve::path_of(&file);
+        let meta = std::fs::metadata(&reserve).unwrap();
+        assert!(meta.len() >= PENDING_MAX as u64, "allocated at start");
+        write_n(&first, 0, 5);
+        first.tx.send(Message::FailWrites).unwrap();
+        for i in 5..12 {
+            let mut r = AuditRecord::new("request");
+            r.path = Some(format!("/after/{i}"));
+            r.status = Some(200);
+            first.record(r);
+        }
+        assert!(!first.flush_blocking(Duration::from_secs(5)));
+        assert!(first.failing());
+        let started = Instant::now();
+        let out = first.flush_at_exit(Duration::from_millis(300), Duration::from_secs(5));
+        assert!(started.elapsed() >= Duration::from_millis(300), "retried");
+        assert_eq!(
+            out,
+            ExitFlush::Reserved {
+                records: 7,
+                path: reserve.clone()
+            }
+        );
+        assert_eq!(lines(&file).len(), 5);
+        let kept = reserve::read(&reserve, reserve::size(PENDING_MAX)).unwrap();
+        assert_eq!(kept.iter().filter(|b| **b == b'\n').count(), 7);
+        // The first process's writer is left running (its drop would store
+        // the reserve again, concurrently with the next start's read).
+
+        // The next start appends them before its own records.
+        let (_, second) = chained_log(dir.path(), 1 << 20);
+        write_n(&second, 12, 3);
+        let all = lines(&file);
+        assert_eq!(all.len(), 15);
+        assert!(all[5].contains("/after/5") && all[11].contains("/after/11"));
+        let v = verify(std::slice::from_ref(&file), &[]).unwrap();
+        assert_eq!((v.records, v.head.map(|h| h.0)), (15, Some(15)));
+        assert!(
+            reserve::read(&reserve, reserve::size(PENDING_MAX))
+                .unwrap()
+                .is_empty(),
+            "emptied once they are in the trail"
+        );
+        assert_eq!(
+            second.flush_at_exit(Duration::ZERO, Duration::from_secs(5)),
+            ExitFlush::Written
+        );
+        drop(second);
+
+        // A stop between appending and emptying: the lines are not
+        // appended twice.
+        reserve::store(&reserve, (all[5..12].join("\n") + "\n").as_bytes()).unwrap();
+        let (_, third) = chained_log(dir.path(), 1 << 20);
+        write_n(&third, 15, 1);
+        assert_eq!(
+            verify(std::slice::from_ref(&file), &[]).unwrap().records,
+            16
+        );
+        drop(third);
+
+        // A reserve that does not continue the trail is kept aside.
+        let forged = all[0].replacen("\"seq\":1,", "\"seq\":17,", 1);
+        reserve::store(&reserve, (forged + "\n").as_bytes()).unwrap();
+        let (_, fourth) = chained_log(dir.path(), 1 << 20);
+        write_n(&fourth, 16, 1);
+        assert_eq!(
+            verify(std::slice::from_ref(&file), &[]).unwrap().records,
+            17
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains(".pending.unchained-")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "kept for the operator");
+        assert!(reserve::read(&reserve, reserve::size(PENDING_MAX))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

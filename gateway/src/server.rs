@@ -44,6 +44,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long the exit flush retries audit records the disk refuses before
+/// it puts them in the shutdown reserve, and how long it may take at most.
+const AUDIT_EXIT_RETRY: Duration = Duration::from_secs(3);
+const AUDIT_EXIT_LIMIT: Duration = Duration::from_secs(5);
+
 /// Binds (or takes over, after an upgrade) a listener before anything
 /// else starts, so "address in use" is a clean startup error.
 fn bind(name: &str, addr: SocketAddr, key: &str) -> anyhow::Result<std::net::TcpListener> {
@@ -435,10 +440,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         bridge_drain,
         s.shutdown_timeout,
         move || {
-            // The last requests' audit records must reach the disk before exit.
-            if !audit_at_exit.flush_blocking(Duration::from_secs(5)) {
-                tracing::error!("audit trail could not be flushed before exit");
-            }
+            // The last requests' audit records must reach the disk before
+            // exit: on a full disk, retried for a while, then kept in the
+            // shutdown reserve for the next start (docs/reliability.md).
+            audit_at_exit
+                .flush_at_exit(AUDIT_EXIT_RETRY, AUDIT_EXIT_LIMIT)
+                .log();
         },
     );
     tracing::info!(

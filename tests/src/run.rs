@@ -157,12 +157,36 @@ fn copy_file(from: &Path, to: &Path, manifest: &mut String) {
     if !meta.is_file() {
         return;
     }
+    if from.extension().is_some_and(|e| e == "pending") {
+        return copy_reserve(from, to, manifest);
+    }
     if meta.len() > KEEP_MAX_BYTES {
         manifest.push_str(&format!("skipped {} {}\n", meta.len(), from.display()));
         return;
     }
     if std::fs::copy(from, to).is_ok() {
         manifest.push_str(&format!("kept {}\n", from.display()));
+    }
+}
+
+/// The audit shutdown reserve (`<audit file>.pending`) is megabytes of
+/// allocated zeros: only what it holds, the bytes before its first NUL,
+/// can carry anything to scan.
+fn copy_reserve(from: &Path, to: &Path, manifest: &mut String) {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(from) else {
+        return;
+    };
+    let mut content = Vec::new();
+    if f.take(KEEP_MAX_BYTES).read_to_end(&mut content).is_err() {
+        return;
+    }
+    let end = content
+        .iter()
+        .position(|b| *b == 0)
+        .unwrap_or(content.len());
+    if std::fs::write(to, &content[..end]).is_ok() {
+        manifest.push_str(&format!("kept {} (up to its first NUL)\n", from.display()));
     }
 }
 

@@ -23,6 +23,7 @@ mod e2e {
     pub mod jwt;
     pub mod limits;
     pub mod log_secrets;
+    pub mod mail_bytes;
     pub mod mail_pins;
     pub mod mail_spoof;
     pub mod memory;

@@ -10,8 +10,10 @@ use crate::backend_client::base64_stream::Base64Stream;
 use crate::backend_client::qp_stream::QpStream;
 use crate::backend_client::Body;
 use bytes::Bytes;
-use mail_parser::{Address, Encoding, MessageParser, MimeHeaders};
+use mail_parser::parsers::MessageStream;
+use mail_parser::{Address, Encoding, MessageParser, MimeHeaders, PartType};
 use mft_filters::validation::filename::sanitize_filename;
+use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use tokio::sync::Semaphore;
@@ -161,57 +163,108 @@ struct Source<'a> {
     offset: u64,
 }
 
-/// How an attachment's content reaches the upload: a range of the file
-/// when that reproduces `contents` exactly, else a copy in memory.
+/// How an attachment's content reaches the upload: the sender's bytes with
+/// only the transfer encoding undone, from a range of the file when that
+/// reproduces them exactly, else a copy in memory.
+///
+/// mail-parser's `contents()` of a text part is its text converted to UTF-8
+/// from the declared charset (or lossily): an ISO-8859-1 file, or a CSV cut
+/// inside a UTF-8 character, would arrive altered. A text part is therefore
+/// taken from its raw range ([`transfer_decoded`]) unless its text is
+/// already those very bytes (UTF-8 that needed no change: the usual case,
+/// checked without a copy).
 fn attachment_body(
     raw: &[u8],
     source: Option<Source<'_>>,
     part: &mail_parser::MessagePart<'_>,
-    contents: &[u8],
 ) -> Body {
+    let is_text = matches!(part.body, PartType::Text(_) | PartType::Html(_));
     let Some(src) = source else {
-        return Body::Bytes(Bytes::copy_from_slice(contents));
+        if is_text {
+            return Body::Bytes(Bytes::from(transfer_decoded(raw, part).into_owned()));
+        }
+        return Body::Bytes(Bytes::copy_from_slice(part.contents()));
     };
+    if let Some(body) = file_body(raw, src, part, part.contents()) {
+        return body;
+    }
+    if is_text {
+        let bytes = transfer_decoded(raw, part);
+        return file_body(raw, src, part, &bytes)
+            .unwrap_or_else(|| Body::Bytes(Bytes::from(bytes.into_owned())));
+    }
+    Body::Bytes(Bytes::copy_from_slice(part.contents()))
+}
+
+/// A text part's bytes with its transfer encoding undone by mail-parser's
+/// own decoders over the part's raw range (which ends before the line break
+/// that precedes the next boundary, as mail-parser's decoding does), and
+/// no charset conversion.
+fn transfer_decoded<'x>(raw: &'x [u8], part: &mail_parser::MessagePart<'_>) -> Cow<'x, [u8]> {
+    let (start, end) = (part.offset_body as usize, part.offset_end as usize);
+    let Some(encoded) = raw.get(start..end) else {
+        return Cow::Owned(part.contents().to_vec());
+    };
+    let (decoded_to, bytes) = match part.encoding {
+        Encoding::Base64 => MessageStream::new(encoded).decode_base64_mime(b""),
+        Encoding::QuotedPrintable => MessageStream::new(encoded).decode_quoted_printable_mime(b""),
+        // 7bit, 8bit, binary; and a part mail-parser could not decode,
+        // which it keeps as it is.
+        _ => return Cow::Borrowed(encoded),
+    };
+    if decoded_to == usize::MAX {
+        return Cow::Borrowed(encoded);
+    }
+    bytes
+}
+
+/// `contents` as a range of the file: the bytes as they are (7bit, 8bit,
+/// binary), or base64 or quoted-printable that the streaming decoders turn
+/// into exactly `contents`.
+fn file_body(
+    raw: &[u8],
+    src: Source<'_>,
+    part: &mail_parser::MessagePart<'_>,
+    contents: &[u8],
+) -> Option<Body> {
     let base = raw.as_ptr() as usize;
     let at = contents.as_ptr() as usize;
     // The part's bytes as they are in the message (7bit, 8bit, binary).
     if at >= base && at + contents.len() <= base + raw.len() && !contents.is_empty() {
-        return Body::File {
+        return Some(Body::File {
             path: src.path.to_path_buf(),
             offset: src.offset + (at - base) as u64,
             len: contents.len() as u64,
-        };
+        });
     }
     let (start, end) = (part.offset_body as usize, part.offset_end as usize);
-    if start <= end && end <= raw.len() {
-        let encoded = &raw[start..end];
-        let (path, offset, len, decoded_len) = (
-            src.path.to_path_buf(),
-            src.offset + start as u64,
-            encoded.len() as u64,
-            contents.len() as u64,
-        );
-        match part.encoding {
-            Encoding::Base64 if base64_decodes_to(encoded, contents) => {
-                return Body::Base64File {
-                    path,
-                    offset,
-                    len,
-                    decoded_len,
-                };
-            }
-            Encoding::QuotedPrintable if qp_decodes_to(encoded, contents) => {
-                return Body::QuotedPrintableFile {
-                    path,
-                    offset,
-                    len,
-                    decoded_len,
-                };
-            }
-            _ => {}
-        }
+    if start > end || end > raw.len() {
+        return None;
     }
-    Body::Bytes(Bytes::copy_from_slice(contents))
+    let encoded = &raw[start..end];
+    let (path, offset, len, decoded_len) = (
+        src.path.to_path_buf(),
+        src.offset + start as u64,
+        encoded.len() as u64,
+        contents.len() as u64,
+    );
+    match part.encoding {
+        Encoding::Base64 if base64_decodes_to(encoded, contents) => Some(Body::Base64File {
+            path,
+            offset,
+            len,
+            decoded_len,
+        }),
+        Encoding::QuotedPrintable if qp_decodes_to(encoded, contents) => {
+            Some(Body::QuotedPrintableFile {
+                path,
+                offset,
+                len,
+                decoded_len,
+            })
+        }
+        _ => None,
+    }
 }
 
 /// Whether a streaming decoder turns `encoded` into exactly `want`,
@@ -291,7 +344,7 @@ fn parse_unguarded(raw: &[u8], source: Option<Source<'_>>) -> Result<ParsedMessa
         attachments.push(Attachment {
             name,
             content_type,
-            data: attachment_body(raw, source, part, part.contents()),
+            data: attachment_body(raw, source, part),
         });
     }
     let subject: String = message
@@ -575,6 +628,73 @@ Content-Disposition: attachment; filename=export.csv\r\n\r\n{body}--b--\r\n"
         assert_eq!(sent(&m.attachments[0].data), want);
         // mail-parser drops the line break before the boundary.
         assert_eq!(want, &decoded[..decoded.len() - 2]);
+    }
+
+    /// Text attachments arrive as the sender's bytes after transfer
+    /// decoding, never converted from their charset: an ISO-8859-1 file
+    /// sent 8bit and quoted-printable, a UTF-8 CSV cut inside a character
+    /// (base64), and one declared UTF-8 that is not.
+    #[tokio::test]
+    async fn text_attachments_keep_the_senders_bytes() {
+        use base64::Engine as _;
+        let latin1: &[u8] = b"Gr\xfc\xdfe aus K\xf6ln;Preis=5\xa4\r\nZeile 2\r\n";
+        let latin1_qp = "Gr=FC=DFe aus K=F6ln;Preis=3D5=A4\r\nZeile 2\r\n";
+        // "Grüße" cut after the first byte of "ü".
+        let cut: &[u8] = &"id;name\r\n1;Grüße\r\n".as_bytes()[..14];
+        assert_eq!(cut.last(), Some(&0xc3), "cut inside the \"ü\"");
+        let cut_b64 = base64::engine::general_purpose::STANDARD.encode(cut);
+        let not_utf8: &[u8] = b"caf\xe9\r\n";
+        let mut raw = b"From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\
+Content-Disposition: attachment; filename=latin1.txt\r\n\r\n"
+            .to_vec();
+        raw.extend_from_slice(latin1);
+        raw.extend_from_slice(
+            b"\r\n--b\r\nContent-Type: text/csv; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+Content-Disposition: attachment; filename=latin1-qp.csv\r\n\r\n",
+        );
+        raw.extend_from_slice(latin1_qp.as_bytes());
+        raw.extend_from_slice(
+            b"\r\n--b\r\nContent-Type: text/csv; charset=utf-8\r\n\
+Content-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=cut.csv\r\n\r\n",
+        );
+        raw.extend_from_slice(cut_b64.as_bytes());
+        raw.extend_from_slice(
+            b"\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Disposition: attachment; filename=not-utf8.txt\r\n\r\n",
+        );
+        raw.extend_from_slice(not_utf8);
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+        // Each part is followed by the line break that belongs to the boundary.
+        let want: [&[u8]; 4] = [latin1, latin1, cut, not_utf8];
+        let mem = parse(&raw).unwrap();
+        let names: Vec<&str> = mem.attachments.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["latin1.txt", "latin1-qp.csv", "cut.csv", "not-utf8.txt"]
+        );
+        assert_eq!(mem.text.trim(), "hi", "the body stays the message text");
+        for (a, want) in mem.attachments.iter().zip(want) {
+            assert_eq!(in_memory(&a.data), want, "{}", a.name);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.msg");
+        std::fs::write(&path, &raw).unwrap();
+        let m = parse_file(&path, 0).await.unwrap();
+        for (a, want) in m.attachments.iter().zip(want) {
+            assert_eq!(sent(&a.data), want, "{}", a.name);
+        }
+        // Sent from the file, decoded on the way, not held in memory.
+        assert!(matches!(m.attachments[0].data, Body::File { .. }));
+        assert!(matches!(
+            m.attachments[1].data,
+            Body::QuotedPrintableFile { .. }
+        ));
+        assert!(matches!(m.attachments[2].data, Body::Base64File { .. }));
+        assert!(matches!(m.attachments[3].data, Body::File { .. }));
     }
 
     #[test]

@@ -34,8 +34,13 @@ pub fn run(command: AuditCommand, config: &Path) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("--anchor {a}: expected SEQ:SHA256 (64 hex digits)"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut reserved = None;
     let files = if files.is_empty() {
         let loaded = super::load_config(config)?;
+        reserved = Some((
+            crate::audit::reserved_records(&loaded.config.audit),
+            crate::audit::reserve::path_of(&loaded.config.audit.file),
+        ));
         let files = crate::audit::trail_files(&loaded.config.audit);
         if files.is_empty() {
             println!(
@@ -66,6 +71,12 @@ pub fn run(command: AuditCommand, config: &Path) -> anyhow::Result<ExitCode> {
                 );
             }
             println!();
+            if let Some((n @ 1.., path)) = reserved {
+                println!(
+                    "note  audit: {n} more record(s) in {} (a stop while the disk was full) are appended at the next start",
+                    path.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(broken) => {

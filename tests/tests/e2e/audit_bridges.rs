@@ -105,7 +105,7 @@ async fn files_named(gw: &Gateway, certs: &Certs, name: &str) -> usize {
 #[tokio::test]
 async fn bridges_take_nothing_in_while_the_audit_trail_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(disk) = Tmpfs::mount(&dir.path().join("audit-disk"), "1m") else {
+    let Some(disk) = Tmpfs::mount(&dir.path().join("audit-disk"), "16m") else {
         return;
     };
     let certs = make_certs(dir.path());

@@ -1,7 +1,8 @@
 //! The tamper-evident audit trail (issue 21): the hash chain across
 //! restarts, `mft-gateway audit verify` naming the first altered, missing
-//! or moved record, the head metric as an anchor, and
-//! `audit.on_failure = "deny"` when the data_dir's disk is full.
+//! or moved record, the head metric as an anchor,
+//! `audit.on_failure = "deny"` when the data_dir's disk is full, and a
+//! stop on a full disk keeping its records for the next start.
 
 use mft_e2e::*;
 use std::path::{Path, PathBuf};
@@ -257,7 +258,7 @@ async fn get_status(c: &reqwest::Client, url: &str) -> (u16, String, String) {
 #[tokio::test]
 async fn a_full_data_dir_denies_requests_with_503_until_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(fs) = Tmpfs::mount(&dir.path().join("gateway-data"), "4m") else {
+    let Some(fs) = Tmpfs::mount(&dir.path().join("gateway-data"), "16m") else {
         return;
     };
     let certs = make_certs(dir.path());
@@ -345,4 +346,97 @@ async fn a_full_data_dir_denies_requests_with_503_until_space_returns() {
             .count()
     };
     assert_eq!(count(200), served, "{text}");
+}
+
+/// The `request` records with `status` in the trail's current file.
+fn records_with_status(data_dir: &Path, status: u64) -> usize {
+    std::fs::read_to_string(data_dir.join("audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "request" && r["status"] == status)
+        .count()
+}
+
+#[tokio::test]
+async fn a_stop_while_the_data_dir_is_full_loses_no_audited_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("gateway-data");
+    // Room for the shutdown reserve (9 MiB) and the rest of a start.
+    let Some(fs) = Tmpfs::mount(&data_dir, "16m") else {
+        return;
+    };
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    // "allow": requests are served (and answered 200) while their records
+    // can only wait in memory.
+    let mut gw = start_gateway_with(
+        dir.path(),
+        &certs,
+        &backend.url,
+        "",
+        "[audit]\non_failure = \"allow\"\n",
+    )
+    .await;
+    let c = gw.client(&certs, Proto::Http1);
+    let url = format!("{}/api/v1/files", gw.base);
+    let mut served = 0;
+    for _ in 0..3 {
+        assert_eq!(get_status(&c, &url).await.0, 200);
+        served += 1;
+    }
+    let filler = fs.fill("filler");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(get_status(&c, &url).await.0, 200, "allow keeps serving");
+        served += 1;
+        let page = metrics(gw.admin).await;
+        if metric(&page, "mft_audit_write_failing") == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes never failed: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(get_status(&c, &url).await.0, 200);
+        served += 1;
+    }
+    let page = metrics(gw.admin).await;
+    assert_eq!(
+        metric(&page, "mft_audit_dropped_records_total"),
+        Some(0.0),
+        "{page}"
+    );
+
+    // SIGTERM while the disk is still full.
+    gw.proc.signal("TERM");
+    assert!(gw.proc.wait_exit(Duration::from_secs(30)).is_some());
+    let stderr = gw.proc.stderr();
+    assert!(stderr.contains("shutdown reserve"), "{stderr}");
+    let on_disk = records_with_status(&data_dir, 200);
+    assert!(
+        on_disk + 20 <= served,
+        "the last records were only in memory: {on_disk} of {served} on disk"
+    );
+    // What is on disk verifies; verify names what waits in the reserve.
+    let (ok, out) = verify(&dir.path().join("gateway.toml"), &[]);
+    assert!(ok && out.contains("more record(s) in"), "{out}");
+
+    // Space returns; the next start appends the reserved records first.
+    std::fs::remove_file(&filler).unwrap();
+    // The same address: relaunch names it in the config.
+    let gw = gw.relaunch(dir.path(), &certs).await;
+    let c = gw.client(&certs, Proto::Http1);
+    assert_eq!(url, format!("{}/api/v1/files", gw.base));
+    for _ in 0..3 {
+        assert_eq!(get_status(&c, &url).await.0, 200);
+        served += 1;
+    }
+    stop(gw).await;
+
+    let (ok, out) = verify(&dir.path().join("gateway.toml"), &[]);
+    assert!(ok, "{out}");
+    assert_eq!(records_with_status(&data_dir, 200), served);
+    let reserve = std::fs::read(data_dir.join("audit.jsonl.pending")).unwrap();
+    assert_eq!(reserve.first(), Some(&0), "the reserve is empty again");
 }
