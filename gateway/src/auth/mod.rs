@@ -176,6 +176,13 @@ impl Authenticator {
         self.defender.as_ref()
     }
 
+    /// How long `ip` stays banned, if the defender bans it now (one shard
+    /// lookup; `None` without a defender). For refusals before any
+    /// credential is looked at: at accept, and on the per-IP limit's.
+    pub fn banned_for(&self, ip: std::net::IpAddr) -> Option<std::time::Duration> {
+        self.defender.as_ref()?.check(ip, self.clock.now())
+    }
+
     /// Decides on one request.
     pub async fn authorize(&self, req: &AuthRequest<'_>) -> Decision<Identity> {
         let now = self.clock.now();

@@ -229,14 +229,10 @@ impl HyperFront {
     /// Whether the defender bans `peer` now (one shard lookup; false
     /// without a defender or an address).
     fn banned(&self, peer: Option<SocketAddr>) -> bool {
-        let (Some(addr), gateway) = (peer, self.gateway.load()) else {
+        let Some(addr) = peer else {
             return false;
         };
-        let banned = gateway
-            .p
-            .auth
-            .defender()
-            .is_some_and(|d| d.check(addr.ip(), std::time::SystemTime::now()).is_some());
+        let banned = self.gateway.load().p.auth.banned_for(addr.ip()).is_some();
         if banned {
             tracing::debug!(peer = %addr, "connection refused: client banned");
         }

@@ -159,7 +159,12 @@ impl HyperGateway {
                 {
                     // Only on the refusal path: a limited address the
                     // defender banned gets the ban (its connection closes).
-                    return Err(Stop::Reject(self.banned(ip).unwrap_or(limited)));
+                    return Err(Stop::Reject(
+                        self.p
+                            .auth
+                            .banned_for(ip)
+                            .map_or(limited, Rejection::banned),
+                    ));
                 }
             }
         }
@@ -210,16 +215,6 @@ impl HyperGateway {
                 self.forward(x, digest).await
             }
         }
-    }
-
-    /// The defender's ban on `ip`, if there is one now.
-    fn banned(&self, ip: std::net::IpAddr) -> Option<Rejection> {
-        let left = self
-            .p
-            .auth
-            .defender()?
-            .check(ip, std::time::SystemTime::now())?;
-        Some(Rejection::banned(left))
     }
 
     /// Sends the request on, its body through the guards; `digest` checks
