@@ -18,7 +18,12 @@
 //! meanwhile if `audit.on_failure = "deny"`. At exit, lines that still
 //! cannot be written go to the shutdown reserve ([`reserve`]), and the next
 //! start appends them first.
+//!
+//! Two processes may append to one trail (the old one draining during a
+//! binary upgrade): every write happens under a lock and continues the
+//! chain from the last line on disk ([`handover`]).
 
+pub mod handover;
 pub mod reserve;
 
 use mft_config::model::{Audit, AuditFailure};
@@ -50,6 +55,12 @@ const PENDING_MAX: usize = 8 * 1024 * 1024;
 
 /// Sequence number and SHA-256 of a chain's last line.
 type Head = (u64, [u8; 32]);
+
+/// How long a write waits for the other process appending to the trail.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
+
+/// How long a start waits for it.
+const OPEN_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// `prev` of the first record ever written.
 pub const GENESIS: [u8; 32] = [0; 32];
@@ -247,17 +258,21 @@ impl AuditLog {
         if let Some(dir) = config.file.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        let lock = handover::TrailLock::open(&config.file)?;
+        if !lock.acquire(OPEN_LOCK_WAIT)? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{}: another process has held the audit trail's lock for {OPEN_LOCK_WAIT:?}",
+                    handover::lock_path(&config.file).display()
+                ),
+            ));
+        }
+        // Under the lock: another writer's line being appended is not a torn one.
         let mut file = open_append(&config.file)?;
-        let (size, last) = recover_tail(&mut file, &config.file)?;
-        let last = match last {
-            Some(line) => Some(line),
-            // Empty current file: rotated just before a stop.
-            None => last_line_of(&rotated_name(&config.file, 1))?,
-        };
-        let head = match &last {
-            Some(line) => (seq_of(line).unwrap_or(0), sha256(line)),
-            None => (0, GENESIS),
-        };
+        let recovered = recover_head(&mut file, &config.file);
+        lock.release();
+        let (size, head) = recovered?;
         let reserve = reserve::path_of(&config.file);
         let (pending, pending_head) = take_reserved(&reserve, head)?;
         let reserve_dirty = !pending.is_empty();
@@ -287,6 +302,9 @@ impl AuditLog {
             torn: false,
             reserve,
             reserve_dirty,
+            lock,
+            #[cfg(test)]
+            fail_writes: false,
         };
         std::thread::Builder::new()
             .name("audit".into())
@@ -704,6 +722,22 @@ pub fn trail_files(config: &Audit) -> Vec<PathBuf> {
     files
 }
 
+/// The size of the trail's current file (cut back to its last whole line)
+/// and the head of the chain: its last line, or the last rotated file's
+/// when it is empty (rotated just before a stop, or by the other writer).
+fn recover_head(file: &mut File, path: &Path) -> io::Result<(u64, Head)> {
+    let (size, last) = recover_tail(file, path)?;
+    let last = match last {
+        Some(line) => Some(line),
+        None => last_line_of(&rotated_name(path, 1))?,
+    };
+    let head = match &last {
+        Some(line) => (seq_of(line).unwrap_or(0), sha256(line)),
+        None => (0, GENESIS),
+    };
+    Ok((size, head))
+}
+
 /// How much of a file's end is read to find its last line.
 const TAIL: u64 = 256 * 1024;
 
@@ -844,6 +878,11 @@ struct Writer {
     reserve: PathBuf,
     /// The reserve holds lines: emptied once they are in the trail.
     reserve_dirty: bool,
+    /// Taken around each append ([`handover`]).
+    lock: handover::TrailLock,
+    /// Tests: writes go to /dev/full and the file is not reopened.
+    #[cfg(test)]
+    fail_writes: bool,
 }
 
 impl ExitFlush {
@@ -882,6 +921,7 @@ impl Writer {
             Message::FailWrites => {
                 if let Ok(full) = OpenOptions::new().append(true).open("/dev/full") {
                     self.file = full;
+                    self.fail_writes = true;
                 }
             }
         }
@@ -931,24 +971,109 @@ impl Writer {
         self.seq = seq;
         self.pending.push(b'\n');
         self.pending_head = (seq, self.prev);
-        if self.size + self.pending.len() as u64 >= self.max_bytes && self.flush() {
-            if let Err(e) = self.rotate() {
-                tracing::error!(error = %e, path = %self.path.display(), "cannot rotate audit file");
-            }
+        if self.size + self.pending.len() as u64 >= self.max_bytes {
+            // Rotates once they are on disk.
+            self.flush();
         }
     }
 
-    /// Writes the pending lines; true if they are all on disk.
+    /// Writes the pending lines, under the trail's lock, continuing the
+    /// chain from the last line on disk, and rotates the file when it is
+    /// full; true if they are all on disk.
     fn flush(&mut self) -> bool {
         if self.pending.is_empty() {
             return true;
         }
+        #[cfg(test)]
+        if self.fail_writes {
+            return self.write_pending();
+        }
+        match self.lock.acquire(LOCK_WAIT) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.failed(&format!(
+                    "{} held by another process for {LOCK_WAIT:?}",
+                    handover::lock_path(&self.path).display()
+                ));
+                return false;
+            }
+            Err(e) => {
+                self.failed(&e);
+                return false;
+            }
+        }
+        let written = self.flush_locked();
+        // A write that failed and could not be cut back keeps the lock, so
+        // the other writer appends after whole lines only.
+        if !self.torn {
+            self.lock.release();
+        }
+        written
+    }
+
+    fn flush_locked(&mut self) -> bool {
         if self.torn {
             if self.file.set_len(self.size).is_err() {
                 return false;
             }
             self.torn = false;
         }
+        if let Err(e) = self.follow_other_writer() {
+            self.failed(&e);
+            return false;
+        }
+        if !self.write_pending() {
+            return false;
+        }
+        if self.size >= self.max_bytes {
+            if let Err(e) = self.rotate() {
+                tracing::error!(error = %e, path = %self.path.display(), "cannot rotate audit file");
+            }
+        }
+        true
+    }
+
+    /// If another process appended to the trail or rotated it since this
+    /// writer's last append, reopens the current file and chains the
+    /// pending lines after the last line on disk.
+    fn follow_other_writer(&mut self) -> io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let ours = self.file.metadata()?;
+        let rotated = match std::fs::metadata(&self.path) {
+            Ok(named) => (named.dev(), named.ino()) != (ours.dev(), ours.ino()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Err(e) => return Err(e),
+        };
+        if rotated {
+            self.file = open_append(&self.path)?;
+        } else if ours.len() == self.size {
+            return Ok(());
+        }
+        let (size, head) = recover_head(&mut self.file, &self.path)?;
+        self.size = size;
+        let mut rechained = Vec::with_capacity(self.pending.len() + 64);
+        match handover::rechain(&self.pending, head, &mut rechained) {
+            Ok(last) => {
+                self.pending = rechained;
+                (self.seq, self.prev) = last;
+                self.pending_head = last;
+            }
+            // Cannot happen (the writer made every pending line); written
+            // as they are, `audit verify` shows where.
+            Err(e) => tracing::error!(error = %e, "audit lines not rechained"),
+        }
+        Ok(())
+    }
+
+    /// Marks the trail failing (logged once until it recovers).
+    fn failed(&self, why: &dyn std::fmt::Display) {
+        if !self.shared.failing.swap(true, Ordering::Relaxed) {
+            tracing::error!(error = %why, path = %self.path.display(), on_failure = ?self.shared.on_failure, "cannot write audit records: they wait in memory and are retried");
+        }
+    }
+
+    /// Appends the pending lines; true if they are all on disk.
+    fn write_pending(&mut self) -> bool {
         match self.file.write_all(&self.pending) {
             Ok(()) => {
                 self.size += self.pending.len() as u64;
@@ -971,9 +1096,7 @@ impl Writer {
                 if self.file.set_len(self.size).is_err() {
                     self.torn = true;
                 }
-                if !self.shared.failing.swap(true, Ordering::Relaxed) {
-                    tracing::error!(error = %e, path = %self.path.display(), on_failure = ?self.shared.on_failure, "cannot write audit records: they wait in memory and are retried");
-                }
+                self.failed(&e);
                 false
             }
         }
@@ -1386,6 +1509,43 @@ mod tests {
         assert!(reserve::read(&reserve, reserve::size(PENDING_MAX))
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn two_processes_appending_to_one_trail_keep_one_chain() {
+        // The old process draining during an upgrade and the new one
+        // serving: two writers, each with its own open file, interleaving
+        // and rotating (4 KiB files: about 20 records each).
+        let dir = tempfile::tempdir().unwrap();
+        let config = Audit {
+            file: dir.path().join("audit.jsonl"),
+            max_bytes: 4096,
+            keep: 50,
+            on_failure: AuditFailure::Deny,
+        };
+        let old = AuditLog::open(&config).unwrap();
+        write_n(&old, 0, 7);
+        let new = AuditLog::open(&config).unwrap();
+        assert_eq!(new.head().0, 7);
+        for round in 0..10 {
+            write_n(&old, 1000 + round * 3, 3);
+            write_n(&new, 2000 + round * 5, 5);
+        }
+        drop(old);
+        write_n(&new, 3000, 4);
+        let files = trail_files(&config);
+        assert!(files.len() >= 3, "rotated by both writers: {files:?}");
+        let v = verify(&files, &[]).unwrap_or_else(|b| panic!("{b}"));
+        assert_eq!(v.head.map(|h| h.0), Some(7 + 30 + 50 + 4));
+        assert_eq!(new.head().0, 7 + 30 + 50 + 4);
+        let all: String = files
+            .iter()
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .collect();
+        for i in (1000..1030).chain(2000..2050).chain(3000..3004) {
+            let path = crate::backend_client::paths::file(&format!("{i:08}"));
+            assert_eq!(all.matches(&path).count(), 1, "{path} once");
+        }
     }
 
     #[test]

@@ -242,6 +242,23 @@ async fn upgrade_under_load(per_core: bool) {
         upload_in_flight(&sent, &content),
         "the upload finished before the upgrade: make it larger"
     );
+    // Audited requests on new connections, once the old process stopped
+    // accepting: the new process writes to the audit trail while the old
+    // one still has the upload's record to write.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let audited = env.gateway.client(&env.certs, Proto::Http1);
+    for _ in 0..10 {
+        let r = audited
+            .get(format!("{}/api/v1/files", env.gateway.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert!(
+        upload_in_flight(&sent, &content),
+        "the upload finished before the new process audited: make it larger"
+    );
 
     // The upload finishes on the old process, as the backend stored it.
     let response = upload.await.unwrap().expect("upload cut by the upgrade");
@@ -264,6 +281,27 @@ async fn upgrade_under_load(per_core: bool) {
         assert_eq!(failed, 0, "load {i}: {failed} failed requests: {why:?}");
         assert!(ok > 20, "load {i}: only {ok} requests");
     }
+    // Both processes appended to one audit trail (the old one the upload's
+    // record, after the new one had started): still one chain.
+    let verify = Command::new(bin("mft-gateway"))
+        .args(["audit", "verify", "--config"])
+        .arg(&env.gateway.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "audit verify: {said}");
+    let trail = std::fs::read_to_string(data_dir_of(&env.gateway.config).join("audit.jsonl"))
+        .unwrap_or_default();
+    let uploads = trail
+        .lines()
+        .filter(|l| l.contains("\"method\":\"POST\"") && l.contains("\"status\":201"))
+        .count();
+    assert_eq!(uploads, 1, "the upload's record once, from the old process");
+    let listed = trail
+        .lines()
+        .filter(|l| l.contains("\"method\":\"GET\"") && l.contains("\"status\":200"))
+        .count();
+    assert_eq!(listed, 10, "the new process's records");
     let admin = reqwest::Client::new()
         .get(format!("http://{}/metrics", env.gateway.admin))
         .send()
