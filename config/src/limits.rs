@@ -23,6 +23,8 @@ pub struct LimitsFile {
     pub max_url_bytes: Option<Size>,
     /// Open connections per client IP; 0 disables the cap.
     pub max_connections_per_ip: Option<u32>,
+    /// Open HTTPS connections in all; 0 disables the cap.
+    pub max_connections: Option<u32>,
     /// Time a client has to send a complete request header.
     pub request_header_timeout: Option<String>,
     /// Longest pause while a client sends a request body.
@@ -71,6 +73,8 @@ pub struct Limits {
     pub max_url_bytes: usize,
     /// Connection cap per client IP; `None` when disabled.
     pub max_connections_per_ip: Option<u32>,
+    /// Cap on the HTTPS connections served at once; `None` when disabled.
+    pub max_connections: Option<u32>,
     /// Deadline for a complete request header from its first byte.
     pub request_header_timeout: Duration,
     /// Longest pause between body reads.
@@ -117,6 +121,7 @@ impl Default for Limits {
             max_header_bytes: D::MAX_HEADER_BYTES,
             max_url_bytes: D::MAX_URL_BYTES,
             max_connections_per_ip: Some(D::MAX_CONNECTIONS_PER_IP),
+            max_connections: Some(D::MAX_CONNECTIONS),
             request_header_timeout: D::REQUEST_HEADER_TIMEOUT,
             body_idle_timeout: D::BODY_IDLE_TIMEOUT,
             min_body_rate: Some(D::MIN_BODY_RATE),
@@ -236,6 +241,11 @@ pub(crate) fn convert(file: LimitsFile, ctx: &mut Ctx<'_>) -> Limits {
             Some(0) => None,
             Some(n) => Some(n),
             None => d.max_connections_per_ip,
+        },
+        max_connections: match file.max_connections {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => d.max_connections,
         },
         request_header_timeout: ctx.duration(
             "limits.request_header_timeout",

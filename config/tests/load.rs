@@ -264,6 +264,7 @@ fn limits_have_defaults_and_route_rules_come_before_built_ins() {
     assert_eq!(c.limits.max_body_bytes, None);
     assert_eq!(c.limits.request_header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.max_connections_per_ip, Some(512));
+    assert_eq!(c.limits.max_connections, Some(16_384));
     assert!(c
         .limits
         .routes
@@ -271,7 +272,7 @@ fn limits_have_defaults_and_route_rules_come_before_built_ins() {
         .any(|r| r.path_prefix == "/api/v1/deliveries" && r.max_body_bytes == Some(1 << 20)));
 
     let text = format!(
-        "{MINIMAL}\n[limits]\nmax_body_bytes = \"5 GiB\"\nmax_connections_per_ip = 0\n\
+        "{MINIMAL}\n[limits]\nmax_body_bytes = \"5 GiB\"\nmax_connections_per_ip = 0\nmax_connections = 0\n\
          request_header_timeout = \"3s\"\n\n[[limits.routes]]\npath_prefix = \"/api/v1/deliveries\"\n\
          methods = [\"post\"]\nmax_body_bytes = 4096\n"
     );
@@ -280,6 +281,7 @@ fn limits_have_defaults_and_route_rules_come_before_built_ins() {
         .config;
     assert_eq!(c.limits.max_body_bytes, Some(5 << 30));
     assert_eq!(c.limits.max_connections_per_ip, None);
+    assert_eq!(c.limits.max_connections, None);
     assert_eq!(c.limits.request_header_timeout, Duration::from_secs(3));
     let first = &c.limits.routes[0];
     assert_eq!(first.path_prefix, "/api/v1/deliveries");

@@ -537,6 +537,11 @@ impl Diff {
         );
         restart(
             &mut d,
+            "limits.max_connections",
+            ol.max_connections != nl.max_connections,
+        );
+        restart(
+            &mut d,
             "limits.request_header_timeout",
             ol.request_header_timeout != nl.request_header_timeout,
         );

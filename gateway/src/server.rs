@@ -58,7 +58,7 @@ fn bind(name: &str, addr: SocketAddr, key: &str) -> anyhow::Result<std::net::Tcp
 /// Serves until SIGTERM (drain, then exit) or SIGINT (immediate exit).
 pub fn run(config: Config) -> anyhow::Result<()> {
     let s = &config.server;
-    crate::purge_freed_memory_in_background();
+    crate::memory::purge_freed_memory_in_background();
     // First: takes the sockets an upgrade or systemd passed (clears LISTEN_*).
     let passed = upgrade::adopt_inherited(&s.data_dir);
     std::fs::create_dir_all(&s.data_dir)
@@ -122,6 +122,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             audit.collector().context("cannot register audit metrics")?,
         ))
         .context("cannot register audit metrics")?;
+    metrics
+        .registry()
+        .register(Box::new(
+            crate::memory::MemoryCollector::new().context("cannot register memory metrics")?,
+        ))
+        .context("cannot register memory metrics")?;
     // Every certificate (SNI), swapped when its files change or on reload.
     let cert_store = tls::certs::CertStore::new(
         certificates,
@@ -347,7 +353,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             reloadable_front = Some(front.clone());
             https_runtime = Some(
                 https_listener
-                    .start(front, server.watch_execution_phase())
+                    .start(
+                        front,
+                        crate::proxy::listener::ConnectionCap::new(config.limits.max_connections),
+                        server.watch_execution_phase(),
+                    )
                     .context("cannot start the HTTPS runtime")?,
             );
         }

@@ -11,14 +11,82 @@
 use super::accept::HyperFront;
 use pingora_core::server::ExecutionPhase;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// How long the loop waits after a failed `accept` (e.g. out of file
 /// descriptors) before trying again, so a full table does not spin a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How often, at most, the cap on connections is logged while reached.
+const AT_CAP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// `limits.max_connections`: the HTTPS connections served at once, over
+/// every worker. At the cap an accept loop holds the connection it just
+/// accepted, before any TLS work, and accepts nothing more until a
+/// connection ends (HAProxy's `maxconn`, nginx's `worker_connections`):
+/// further clients wait in the kernel's listen queue, and memory stays
+/// bounded however many addresses an attack comes from.
+#[derive(Clone)]
+pub struct ConnectionCap {
+    slots: Option<Arc<Semaphore>>,
+    max: u32,
+    /// When the cap was last logged: seconds after the instant, plus one period.
+    logged: Arc<(Instant, AtomicU64)>,
+}
+
+/// A connection's place under the cap, given back when it is dropped.
+type Slot = Option<OwnedSemaphorePermit>;
+
+impl ConnectionCap {
+    /// `None`: no cap.
+    pub fn new(max: Option<u32>) -> ConnectionCap {
+        ConnectionCap {
+            slots: max.map(|n| Arc::new(Semaphore::new(n as usize))),
+            max: max.unwrap_or(0),
+            logged: Arc::new((Instant::now(), AtomicU64::new(0))),
+        }
+    }
+
+    /// A slot at once, or `None` at the cap.
+    fn try_slot(&self) -> Option<Slot> {
+        let Some(slots) = &self.slots else {
+            return Some(None);
+        };
+        match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(Some(permit)),
+            Err(TryAcquireError::NoPermits) => None,
+            // Never closed.
+            Err(TryAcquireError::Closed) => Some(None),
+        }
+    }
+
+    /// Waits for a connection to end.
+    async fn slot(&self) -> Slot {
+        match &self.slots {
+            Some(slots) => slots.clone().acquire_owned().await.ok(),
+            None => None,
+        }
+    }
+
+    fn log_reached(&self) {
+        let (start, last) = &*self.logged;
+        let now = start.elapsed().as_secs() + AT_CAP_LOG_EVERY.as_secs();
+        let before = last.load(Ordering::Relaxed);
+        if now >= before + AT_CAP_LOG_EVERY.as_secs()
+            && last
+                .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max = self.max,
+                "HTTPS connections at limits.max_connections: new connections wait until one closes"
+            );
+        }
+    }
+}
 
 /// The bound HTTPS socket(s), not yet accepting.
 pub struct HttpsListener {
@@ -78,6 +146,7 @@ impl HttpsListener {
     pub fn start(
         self,
         front: Arc<HyperFront>,
+        cap: ConnectionCap,
         phases: broadcast::Receiver<ExecutionPhase>,
     ) -> std::io::Result<HttpsRuntime> {
         let (stop_tx, stop) = watch::channel(false);
@@ -122,6 +191,7 @@ impl HttpsListener {
         let running = HttpsRuntime {
             handles,
             front,
+            cap,
             balance,
             stop,
             accepting: None,
@@ -143,6 +213,7 @@ pub struct HttpsRuntime {
     /// One runtime, or one per per-core worker.
     handles: Vec<tokio::runtime::Handle>,
     front: Arc<HyperFront>,
+    cap: ConnectionCap,
     balance: Option<Arc<Balance>>,
     /// pingora's graceful shutdown.
     stop: watch::Receiver<bool>,
@@ -168,6 +239,7 @@ impl HttpsRuntime {
             handle.spawn(accept_loop(
                 socket,
                 self.front.clone(),
+                self.cap.clone(),
                 self.stop.clone(),
                 done.clone(),
                 worker,
@@ -232,10 +304,13 @@ pub fn reuseport_socket(addr: SocketAddr) -> std::io::Result<std::net::TcpListen
 /// passed connection, nothing per request.
 struct Balance {
     open: Vec<AtomicUsize>,
-    inboxes: Vec<mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>>,
+    inboxes: Vec<mpsc::UnboundedSender<Passed>>,
 }
 
-type Inbox = mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>;
+/// A connection handed to another worker, with its place under the cap.
+type Passed = (std::net::TcpStream, SocketAddr, Slot);
+
+type Inbox = mpsc::UnboundedReceiver<Passed>;
 
 impl Balance {
     fn new(workers: usize) -> (Arc<Balance>, Vec<Inbox>) {
@@ -269,6 +344,13 @@ struct Counted {
     index: usize,
 }
 
+/// What a connection holds while it is served.
+struct Held {
+    /// Per-core: its worker's count.
+    _counted: Option<Counted>,
+    _slot: Slot,
+}
+
 impl Drop for Counted {
     fn drop(&mut self) {
         if let Some(n) = self.balance.open.get(self.index) {
@@ -280,6 +362,7 @@ impl Drop for Counted {
 async fn accept_loop(
     socket: std::net::TcpListener,
     front: Arc<HyperFront>,
+    cap: ConnectionCap,
     stop: watch::Receiver<bool>,
     done: watch::Receiver<bool>,
     worker: Option<(usize, Arc<Balance>)>,
@@ -296,16 +379,28 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
+                    let slot = match cap.try_slot() {
+                        Some(slot) => slot,
+                        None => {
+                            cap.log_reached();
+                            tokio::select! {
+                                slot = cap.slot() => slot,
+                                () = super::accept::stopped(&mut stopping) => break,
+                                () = super::accept::stopped(&mut moved) => break,
+                            }
+                        }
+                    };
                     // Responses are written whole; Nagle would only delay them.
                     let _ = tcp.set_nodelay(true);
                     let Some((me, balance)) = &worker else {
-                        tokio::spawn(front.clone().serve(tcp, Some(peer), stop.clone()));
+                        spawn_held(&front, tcp, peer, &stop, Held { _counted: None, _slot: slot });
                         continue;
                     };
                     let target = balance.place(*me);
-                    let tcp = if target == *me { Ok(tcp) } else { pass(balance, target, tcp, peer) };
-                    if let Ok(tcp) = tcp {
-                        spawn_counted(&front, tcp, peer, &stop, Counted { balance: balance.clone(), index: *me });
+                    let tcp = if target == *me { Ok((tcp, slot)) } else { pass(balance, target, tcp, peer, slot) };
+                    if let Ok((tcp, slot)) = tcp {
+                        let counted = Counted { balance: balance.clone(), index: *me };
+                        spawn_held(&front, tcp, peer, &stop, Held { _counted: Some(counted), _slot: slot });
                     }
                 }
                 Err(e) => {
@@ -328,7 +423,8 @@ fn pass(
     target: usize,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-) -> Result<tokio::net::TcpStream, ()> {
+    slot: Slot,
+) -> Result<(tokio::net::TcpStream, Slot), ()> {
     let uncount = || {
         if let Some(n) = balance.open.get(target) {
             n.fetch_sub(1, Ordering::Relaxed);
@@ -345,13 +441,17 @@ fn pass(
     };
     let Some(inbox) = balance.inboxes.get(target) else {
         uncount();
-        return tokio::net::TcpStream::from_std(std_tcp).map_err(|_| ());
+        return tokio::net::TcpStream::from_std(std_tcp)
+            .map(|tcp| (tcp, slot))
+            .map_err(|_| ());
     };
-    match inbox.send((std_tcp, peer)) {
+    match inbox.send((std_tcp, peer, slot)) {
         Ok(()) => Err(()),
-        Err(mpsc::error::SendError((std_tcp, _))) => {
+        Err(mpsc::error::SendError((std_tcp, _, slot))) => {
             uncount();
-            tokio::net::TcpStream::from_std(std_tcp).map_err(|_| ())
+            tokio::net::TcpStream::from_std(std_tcp)
+                .map(|tcp| (tcp, slot))
+                .map_err(|_| ())
         }
     }
 }
@@ -364,7 +464,7 @@ async fn serve_passed(
     index: usize,
     stop: watch::Receiver<bool>,
 ) {
-    while let Some((std_tcp, peer)) = inbox.recv().await {
+    while let Some((std_tcp, peer, slot)) = inbox.recv().await {
         // Counted by the worker that passed it.
         let counted = Counted {
             balance: balance.clone(),
@@ -377,23 +477,27 @@ async fn serve_passed(
                 continue;
             }
         };
-        spawn_counted(&front, tcp, peer, &stop, counted);
+        let held = Held {
+            _counted: Some(counted),
+            _slot: slot,
+        };
+        spawn_held(&front, tcp, peer, &stop, held);
     }
 }
 
-/// Serves `tcp` on this worker; `counted` keeps it in the worker's load
-/// until the connection ends.
-fn spawn_counted(
+/// Serves `tcp` on this worker; `held` (its worker's count, its place
+/// under the cap) is given back when the connection ends.
+fn spawn_held(
     front: &Arc<HyperFront>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     stop: &watch::Receiver<bool>,
-    counted: Counted,
+    held: Held,
 ) {
     let serving = front.clone().serve(tcp, Some(peer), stop.clone());
     tokio::spawn(async move {
         serving.await;
-        drop(counted);
+        drop(held);
     });
 }
 

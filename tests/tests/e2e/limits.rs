@@ -383,6 +383,60 @@ async fn connections_per_ip_are_capped() {
     assert_eq!(r.status(), 200);
 }
 
+#[tokio::test]
+async fn at_max_connections_new_connections_wait_for_a_slot_instead_of_being_served() {
+    const MAX: usize = 4;
+    // Per IP uncapped: every connection here comes from 127.0.0.1.
+    let s = setup("[limits]\nmax_connections = 4\nmax_connections_per_ip = 0\n").await;
+    // The harness's readiness probe may still hold a pooled connection.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut held = Vec::new();
+    let mut waiting = loop {
+        let mut connecting = Box::pin(tls_connect(&s.certs, s.gw.addr));
+        match tokio::time::timeout(Duration::from_secs(1), connecting.as_mut()).await {
+            Ok(Ok(tls)) => held.push(tls),
+            Ok(Err(e)) => panic!(
+                "connection {} refused instead of waiting: {e}",
+                held.len() + 1
+            ),
+            // TCP is up (the kernel's queue, or held by the accept loop),
+            // but no TLS handshake: not served.
+            Err(_) => break connecting,
+        }
+        assert!(held.len() <= MAX, "{} connections served", held.len());
+    };
+    assert!(held.len() >= MAX - 1, "only {} served", held.len());
+    // A second one waits too.
+    let mut second = Box::pin(tls_connect(&s.certs, s.gw.addr));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), second.as_mut())
+            .await
+            .is_err(),
+        "served past the cap"
+    );
+    // Each connection that ends lets one waiting connection in, in turn.
+    for next in [&mut waiting, &mut second] {
+        drop(held.pop());
+        let mut tls = tokio::time::timeout(Duration::from_secs(10), next.as_mut())
+            .await
+            .expect("a waiting connection was not served after a slot freed")
+            .unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        held.push(tls);
+    }
+    assert!(held.len() <= MAX);
+    let log = s.gw.proc.stderr();
+    assert!(
+        log.contains("HTTPS connections at limits.max_connections"),
+        "{log}"
+    );
+}
+
 /// A body of `bytes` bytes, `chunk` at a time with a pause of `every`
 /// before each piece.
 fn paced_body(bytes: usize, chunk: usize, every: Duration) -> reqwest::Body {

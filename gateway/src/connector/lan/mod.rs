@@ -28,7 +28,7 @@ pub fn run(config: &Path, check: bool) -> anyhow::Result<ExitCode> {
     let loaded = mft_config::connector::load_lan(config)
         .with_context(|| format!("invalid configuration {}", config.display()))?;
     crate::telemetry::init(&loaded.config.logging);
-    crate::purge_freed_memory_in_background();
+    crate::memory::purge_freed_memory_in_background();
     for w in &loaded.warnings {
         tracing::warn!("{}", w.display_in(config));
     }
