@@ -198,6 +198,21 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         s.keepalive_timeout,
         D::server::KEEPALIVE_TIMEOUT,
     );
+    let h2_window = match crate::limits::size(ctx, "server.h2_window", s.h2_window) {
+        None => D::server::H2_WINDOW,
+        Some(n) if (D::server::H2_WINDOW_MIN..=D::server::H2_WINDOW_MAX).contains(&n) => n,
+        Some(_) => {
+            ctx.error(
+                "server.h2_window",
+                format!(
+                    "must be between {} and {} bytes (64 KiB and 1 GiB)",
+                    D::server::H2_WINDOW_MIN,
+                    D::server::H2_WINDOW_MAX
+                ),
+            );
+            D::server::H2_WINDOW
+        }
+    };
     let shutdown_timeout = ctx.duration(
         "server.shutdown_timeout",
         s.shutdown_timeout,
@@ -438,6 +453,8 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             threads,
             tls_handshake_timeout,
             keepalive_timeout,
+            // At most H2_WINDOW_MAX (1 GiB): fits.
+            h2_window: u32::try_from(h2_window).unwrap_or(u32::MAX >> 1),
             shutdown_timeout,
             tls_min_version,
             http_engine,

@@ -56,6 +56,14 @@ pub mod server {
     pub const TLS_HANDSHAKE_TIMEOUT: Duration = secs(10);
     /// `server.keepalive_timeout`.
     pub const KEEPALIVE_TIMEOUT: Duration = secs(60);
+    /// `server.h2_window`: a 1 GiB h2 upload kept 0.80x the HTTP/1.1
+    /// upload's rate with 1 MiB on a quiet machine, and 0.4x with the
+    /// cores shared; 16 MiB kept 0.94x shared (docs/benchmarks.md).
+    pub const H2_WINDOW: u64 = 16 << 20;
+    /// Smallest `server.h2_window`: h2's own default (RFC 9113 6.9.2), rounded.
+    pub const H2_WINDOW_MIN: u64 = 64 << 10;
+    /// Largest `server.h2_window`, under h2's 2^31 - 1.
+    pub const H2_WINDOW_MAX: u64 = 1 << 30;
     /// `server.shutdown_timeout`.
     pub const SHUTDOWN_TIMEOUT: Duration = secs(300);
     /// `server.tls_min_version`.
@@ -423,6 +431,7 @@ pub const TABLE: &[(&str, Value)] = &[
         "server.keepalive_timeout",
         Value::Duration(server::KEEPALIVE_TIMEOUT),
     ),
+    ("server.h2_window", Value::Size(server::H2_WINDOW)),
     (
         "server.shutdown_timeout",
         Value::Duration(server::SHUTDOWN_TIMEOUT),

@@ -173,6 +173,8 @@ pub struct ServerFile {
     pub tls_handshake_timeout: Option<String>,
     /// How long an idle HTTP/1.1 keep-alive connection is kept.
     pub keepalive_timeout: Option<String>,
+    /// h2 flow-control window per stream and per connection.
+    pub h2_window: Option<crate::limits::Size>,
     /// After SIGTERM: how long in-flight requests may take to finish.
     pub shutdown_timeout: Option<String>,
     /// Lowest TLS version of the public listener: "1.2" or "1.3".

@@ -154,7 +154,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-fn size(ctx: &mut Ctx<'_>, key: &str, value: Option<Size>) -> Option<u64> {
+pub(crate) fn size(ctx: &mut Ctx<'_>, key: &str, value: Option<Size>) -> Option<u64> {
     match value? {
         Size::Bytes(n) => Some(n),
         Size::Text(text) => match parse_size(&text) {

@@ -178,6 +178,8 @@ pub struct Server {
     pub tls_handshake_timeout: Duration,
     /// Idle HTTP/1.1 keep-alive time.
     pub keepalive_timeout: Duration,
+    /// h2 flow-control window per stream and per connection, in bytes.
+    pub h2_window: u32,
     /// Drain time for in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
     /// Lowest TLS version the public listener accepts.

@@ -48,6 +48,23 @@ fn relative_url_is_named_with_file_line_and_key() {
 }
 
 #[test]
+fn h2_window_takes_a_size_within_h2s_range() {
+    let with = |v: &str| MINIMAL.replace("[server]\n", &format!("[server]\nh2_window = {v}\n"));
+    let c = load_str(&with("\"4 MiB\""), Path::new("/etc/mft/gateway.toml"))
+        .unwrap()
+        .config;
+    assert_eq!(c.server.h2_window, 4 << 20);
+    for bad in ["1024", "\"2 GiB\""] {
+        let found = issues(&with(bad));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("server.h2_window: must be between 65536 and 1073741824"),
+            "{found:?}"
+        );
+    }
+}
+
+#[test]
 fn unknown_key_is_an_error_with_its_line() {
     let text = MINIMAL.replace("[backend]\n", "[backend]\nurll = \"x\"\n");
     let found = issues(&text);
@@ -265,6 +282,7 @@ fn limits_have_defaults_and_route_rules_come_before_built_ins() {
     assert_eq!(c.limits.request_header_timeout, Duration::from_secs(10));
     assert_eq!(c.limits.max_connections_per_ip, Some(512));
     assert_eq!(c.limits.max_connections, Some(16_384));
+    assert_eq!(c.server.h2_window, 16 << 20);
     assert!(c
         .limits
         .routes

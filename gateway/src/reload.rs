@@ -503,6 +503,7 @@ impl Diff {
             "server.keepalive_timeout",
             o.keepalive_timeout != n.keepalive_timeout,
         );
+        restart(&mut d, "server.h2_window", o.h2_window != n.h2_window);
 
         let (oa, na) = (&old.auth, &new.auth);
         let jwt = live(&mut d, "auth.jwt", oa.jwt != na.jwt);

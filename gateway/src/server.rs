@@ -349,6 +349,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 conns,
                 config.limits.request_header_timeout,
                 s.keepalive_timeout,
+                s.h2_window,
             ));
             reloadable_front = Some(front.clone());
             https_runtime = Some(

@@ -29,12 +29,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-/// The h2 flow-control window per stream and per connection. With h2's
-/// default 64 KiB an upload waits for a WINDOW_UPDATE every 64 KiB (a 1 GiB
-/// h2 upload ran at a third of the HTTP/1.1 rate); equal windows bound what
-/// one connection buffers to 1 MiB however many streams it opens.
-const H2_WINDOW: u32 = 1024 * 1024;
-
 /// TLS, then HTTP on hyper, for each accepted connection.
 pub struct HyperFront {
     /// Swapped by a reload (TLS settings); read once per connection.
@@ -53,7 +47,8 @@ pub struct HyperFront {
 impl HyperFront {
     /// Serves `gateway` behind TLS with `config`; `conns` caps connections
     /// per client IP, `header_timeout` bounds each HTTP/1.1 request header,
-    /// `keepalive_timeout` an idle HTTP/1.1 connection.
+    /// `keepalive_timeout` an idle HTTP/1.1 connection; `h2_window` is the
+    /// h2 flow-control window.
     pub fn new(
         config: Arc<ServerConfig>,
         gateway: Arc<HyperGateway>,
@@ -61,16 +56,20 @@ impl HyperFront {
         conns: Arc<ConnLimiter>,
         header_timeout: Duration,
         keepalive_timeout: Duration,
+        h2_window: u32,
     ) -> Self {
         let mut h1 =
             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
         h1.http1().timer(TokioTimer::new()).keep_alive(true);
         let mut h2 =
             hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http2_only();
+        // Equal windows per stream and per connection: one upload gets the
+        // whole window, and a connection buffers at most that much however
+        // many streams it opens (`server.h2_window`, configuration.md).
         h2.http2()
             .timer(TokioTimer::new())
-            .initial_stream_window_size(H2_WINDOW)
-            .initial_connection_window_size(H2_WINDOW);
+            .initial_stream_window_size(h2_window)
+            .initial_connection_window_size(h2_window);
         HyperFront {
             tls: ArcSwap::new(config),
             gateway: ArcSwap::new(gateway),
