@@ -434,14 +434,7 @@ impl AuditLog {
     /// `mft_audit_chain_records_total`, `mft_audit_chain_head_info{seq,hash}`,
     /// `mft_audit_write_failing`, `mft_audit_dropped_records_total`.
     pub fn collector(&self) -> prometheus::Result<AuditCollector> {
-        let desc = |(name, help): (&str, &str), labels: &[&str]| {
-            prometheus::core::Desc::new(
-                name.to_string(),
-                help.to_string(),
-                labels.iter().map(|l| l.to_string()).collect(),
-                Default::default(),
-            )
-        };
+        let desc = crate::metrics::scrape_desc;
         Ok(AuditCollector {
             log: self.clone(),
             descs: vec![

@@ -35,16 +35,9 @@ pub(crate) struct MemoryCollector {
 
 impl MemoryCollector {
     pub(crate) fn new() -> prometheus::Result<MemoryCollector> {
-        let desc = |(name, help): (&str, &str)| {
-            prometheus::core::Desc::new(
-                name.to_string(),
-                help.to_string(),
-                Vec::new(),
-                Default::default(),
-            )
-        };
+        let desc = crate::metrics::scrape_desc;
         Ok(MemoryCollector {
-            descs: vec![desc(ALLOCATED)?, desc(RESIDENT)?],
+            descs: vec![desc(ALLOCATED, &[])?, desc(RESIDENT, &[])?],
         })
     }
 }

@@ -12,6 +12,20 @@ use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 
+/// The description of a series read at scrape time by a collector of its
+/// own (`(name, help)`, label names).
+pub(crate) fn scrape_desc(
+    (name, help): (&str, &str),
+    labels: &[&str],
+) -> prometheus::Result<prometheus::core::Desc> {
+    prometheus::core::Desc::new(
+        name.to_string(),
+        help.to_string(),
+        labels.iter().map(|l| l.to_string()).collect(),
+        Default::default(),
+    )
+}
+
 /// Upper bounds of the request-duration histogram, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,

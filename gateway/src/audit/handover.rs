@@ -117,12 +117,21 @@ mod tests {
     use super::*;
     use crate::audit::{AuditRecord, GENESIS};
 
-    fn chained(from: Head, n: usize) -> (Vec<u8>, Head) {
+    fn records(n: usize) -> Vec<AuditRecord> {
+        (0..n)
+            .map(|i| {
+                let mut r = AuditRecord::new("request");
+                r.path = Some(format!("/p/{i}"));
+                r
+            })
+            .collect()
+    }
+
+    /// `records` chained after `from`.
+    fn chained(from: Head, records: &[AuditRecord]) -> (Vec<u8>, Head) {
         let mut out = Vec::new();
         let mut head = from;
-        for i in 0..n {
-            let mut r = AuditRecord::new("request");
-            r.path = Some(format!("/p/{i}"));
+        for r in records {
             let start = out.len();
             r.write_json_chained(Some((head.0 + 1, &head.1)), &mut out);
             head = (head.0 + 1, sha256(&out[start..]));
@@ -133,12 +142,13 @@ mod tests {
 
     #[test]
     fn rechained_lines_equal_lines_chained_from_that_head_in_the_first_place() {
-        let (pending, _) = chained((0, GENESIS), 3);
+        // The same records (their times included) both ways.
+        let records = records(3);
+        let (pending, _) = chained((0, GENESIS), &records);
         let other = (41, [7u8; 32]);
         let mut out = Vec::new();
         let head = rechain(&pending, other, &mut out).unwrap();
-        // Chained from `other` directly, with the same records.
-        let (expected, expected_head) = chained(other, 3);
+        let (expected, expected_head) = chained(other, &records);
         assert_eq!(
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(&expected)

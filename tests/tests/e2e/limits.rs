@@ -42,6 +42,16 @@ async fn setup(tables: &str) -> Setup {
     }
 }
 
+/// `GET /healthz` on an open connection answers 200.
+async fn healthz_answers<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(tls: &mut S) {
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+}
+
 async fn problem(r: reqwest::Response, status: u16) -> serde_json::Value {
     assert_eq!(r.status(), status);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -315,19 +325,11 @@ async fn slowloris_header_is_cut_off_after_request_header_timeout() {
     // A keep-alive connection gets a fresh deadline per request: a fast
     // request, then a slow one on the same connection.
     let mut tls = tls_connect(&s.certs, s.gw.addr).await.unwrap();
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    healthz_answers(&mut tls).await;
     let mut buf = vec![0u8; 4096];
-    let n = tls.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // Idle time between requests does not count against the next header.
-    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let n = tls.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    healthz_answers(&mut tls).await;
     tls.write_all(b"GET /healthz HTTP/1.1\r\n").await.unwrap();
     let started = Instant::now();
     let n = tokio::time::timeout(Duration::from_secs(10), async {
@@ -421,12 +423,7 @@ async fn at_max_connections_new_connections_wait_for_a_slot_instead_of_being_ser
             .await
             .expect("a waiting connection was not served after a slot freed")
             .unwrap();
-        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = tls.read(&mut buf).await.unwrap();
-        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        healthz_answers(&mut tls).await;
         held.push(tls);
     }
     assert!(held.len() <= MAX);
