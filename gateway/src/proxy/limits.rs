@@ -130,8 +130,17 @@ impl InputLimits {
                         .starts_with("multipart/form-data")
                 })
                 .map(|ct| {
-                    multer::parse_boundary(ct)
-                        .map_err(|_| bad_request("multipart/form-data without a valid boundary"))
+                    let boundary = multer::parse_boundary(ct)
+                        .map_err(|_| bad_request("multipart/form-data without a valid boundary"))?;
+                    // RFC 2046 5.1.1. A longer one made the boundary search
+                    // quadratic in body bytes fed one at a time (fuzzing,
+                    // docs/reliability.md finding 3).
+                    if boundary.len() > MAX_BOUNDARY {
+                        return Err(bad_request(
+                            "multipart/form-data boundary longer than 70 characters (RFC 2046)",
+                        ));
+                    }
+                    Ok(boundary)
                 });
             if let Some(boundary) = boundary {
                 watch.multipart = Some(MultipartGuard::start(boundary?));
@@ -146,6 +155,9 @@ impl InputLimits {
         Ok(watch)
     }
 }
+
+/// Longest multipart boundary RFC 2046 allows.
+const MAX_BOUNDARY: usize = 70;
 
 fn trimmed(path: &str) -> &str {
     path.strip_suffix('/').unwrap_or(path)

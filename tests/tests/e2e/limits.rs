@@ -170,6 +170,39 @@ fn multipart(filename: &str, folder: Option<&str>) -> (String, Vec<u8>) {
 }
 
 #[tokio::test]
+async fn a_multipart_boundary_longer_than_rfc_2046_allows_gets_400() {
+    let s = setup(LIMITS).await;
+    let c = s.gw.client(&s.certs, Proto::Http1);
+    let url = format!("{}/api/v1/files", s.gw.base);
+    for (len, status) in [(70, 201), (71, 400), (8_392, 400)] {
+        let boundary = "b".repeat(len);
+        let body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b{len}.txt\"\r\n\
+             Content-Type: text/plain\r\n\r\nhello\r\n--{boundary}--\r\n"
+        );
+        let r = c
+            .post(&url)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        if status == 400 {
+            let p = problem(r, 400).await;
+            assert!(
+                p["detail"].as_str().unwrap_or("").contains("70 characters"),
+                "{p}"
+            );
+        } else {
+            assert_eq!(r.status(), status, "boundary of {len}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn traversal_and_unsafe_upload_names_are_refused_with_400() {
     let s = setup(LIMITS).await;
     let c = s.gw.client(&s.certs, Proto::Http1);
