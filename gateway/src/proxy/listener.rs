@@ -33,8 +33,8 @@ const AT_CAP_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct ConnectionCap {
     slots: Option<Arc<Semaphore>>,
     max: u32,
-    /// When the cap was last logged: seconds after the instant, plus one period.
-    logged: Arc<(Instant, AtomicU64)>,
+    /// Seconds after the instant from which the cap may be logged again.
+    next_log: Arc<(Instant, AtomicU64)>,
 }
 
 /// A connection's place under the cap, given back when it is dropped.
@@ -46,7 +46,7 @@ impl ConnectionCap {
         ConnectionCap {
             slots: max.map(|n| Arc::new(Semaphore::new(n as usize))),
             max: max.unwrap_or(0),
-            logged: Arc::new((Instant::now(), AtomicU64::new(0))),
+            next_log: Arc::new((Instant::now(), AtomicU64::new(0))),
         }
     }
 
@@ -72,12 +72,18 @@ impl ConnectionCap {
     }
 
     fn log_reached(&self) {
-        let (start, last) = &*self.logged;
-        let now = start.elapsed().as_secs() + AT_CAP_LOG_EVERY.as_secs();
-        let before = last.load(Ordering::Relaxed);
-        if now >= before + AT_CAP_LOG_EVERY.as_secs()
-            && last
-                .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+        let (start, next) = &*self.next_log;
+        let now = start.elapsed().as_secs();
+        let due = next.load(Ordering::Relaxed);
+        // One of the accept loops logs; the others see the moved mark.
+        if now >= due
+            && next
+                .compare_exchange(
+                    due,
+                    now + AT_CAP_LOG_EVERY.as_secs(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             tracing::warn!(
