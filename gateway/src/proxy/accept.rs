@@ -13,6 +13,7 @@
 //! request head carried both `Content-Length` and `Transfer-Encoding`, which
 //! hyper resolves silently (it drops `Content-Length`) and we refuse.
 
+use super::lingering_close::Lingering;
 use super::service::HyperGateway;
 use crate::conn_guard::{ConnLimiter, ConnSlot};
 use arc_swap::ArcSwap;
@@ -151,6 +152,7 @@ impl HyperFront {
             length_and_chunked: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             shed: tokio::sync::Notify::new(),
+            unread_body: AtomicBool::new(false),
         });
         let io = TokioIo::new(ConnIo::new(
             tls,
@@ -272,6 +274,9 @@ pub struct ConnInfo {
     closing: AtomicBool,
     /// Woken to close the connection once the answer in flight is out.
     shed: tokio::sync::Notify,
+    /// A request body was dropped before its end (HTTP/1.1): the client
+    /// may still be sending it, so the close lingers.
+    unread_body: AtomicBool,
 }
 
 impl ConnInfo {
@@ -292,6 +297,14 @@ impl ConnInfo {
             self.closing.store(true, Ordering::Relaxed);
         }
         self.shed.notify_one();
+    }
+
+    /// A request body was left unread: the connection's close lingers
+    /// (see [`super::lingering_close`]). HTTP/2 resets the stream instead.
+    pub fn body_left_unread(&self) {
+        if !self.http2 {
+            self.unread_body.store(true, Ordering::Relaxed);
+        }
     }
 
     /// The response is finished: the next bytes start a new header deadline.
@@ -354,6 +367,7 @@ pub struct ConnIo<S> {
     /// The deadline currently armed is the idle one.
     idle_armed: bool,
     scan: HeadScan,
+    lingering: Lingering,
     _slot: Option<ConnSlot>,
 }
 
@@ -373,6 +387,7 @@ impl<S> ConnIo<S> {
             deadline: Box::pin(tokio::time::sleep(keepalive_timeout)),
             idle_armed: true,
             scan: HeadScan::default(),
+            lingering: Lingering::default(),
             _slot: slot,
         }
     }
@@ -426,7 +441,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -440,7 +455,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ConnIo<S> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        let linger = this.conn.unread_body.load(Ordering::Relaxed);
+        this.lingering
+            .poll_shutdown(&mut this.inner, linger, &mut this.deadline, cx)
     }
 
     fn poll_write_vectored(

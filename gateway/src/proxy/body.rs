@@ -2,6 +2,7 @@
 //! checked chunk by chunk by the guards, and the response body, which ends
 //! the request's bookkeeping when hyper drops it.
 
+use super::accept::ConnInfo;
 use super::body_rate::RateFloor;
 use super::digest_guard::DigestGuard;
 use super::limits::{BodyWatch, MinBodyRate};
@@ -82,6 +83,9 @@ pub struct GuardedBody {
     /// A body read ahead whole (sender binding): released first, through
     /// the digest guard; `inner` is then at its end.
     read_ahead: Option<Bytes>,
+    /// Told when this body is dropped before its end (the upstream call
+    /// failed or answered early), so the connection's close lingers.
+    conn: Option<Arc<ConnInfo>>,
 }
 
 impl GuardedBody {
@@ -110,7 +114,14 @@ impl GuardedBody {
             stats,
             ended: false,
             read_ahead: None,
+            conn: None,
         }
+    }
+
+    /// `conn` learns if this body is dropped before the client sent all of it.
+    pub fn on_connection(mut self, conn: Arc<ConnInfo>) -> Self {
+        self.conn = Some(conn);
+        self
     }
 
     /// The body was read ahead whole (`inner` is at its end): `read` goes
@@ -156,6 +167,15 @@ impl GuardedBody {
             return self.refuse(r);
         }
         Poll::Ready(body.filter(|b| !b.is_empty()).map(|b| Ok(Frame::data(b))))
+    }
+}
+
+impl Drop for GuardedBody {
+    fn drop(&mut self) {
+        let unread = !self.ended && self.inner.as_ref().is_some_and(|b| !b.is_end_stream());
+        if let (true, Some(conn)) = (unread, self.conn.as_ref()) {
+            conn.body_left_unread();
+        }
     }
 }
 

@@ -23,6 +23,7 @@ pub mod forward;
 pub mod head_checks;
 pub mod identity;
 pub mod limits;
+pub mod lingering_close;
 pub mod listener;
 pub mod multipart_guard;
 pub mod names;

@@ -257,7 +257,8 @@ impl HyperGateway {
             self.p.limits.body_idle_timeout,
             self.p.limits.min_body_rate,
             stats.clone(),
-        );
+        )
+        .on_connection(x.conn.clone());
         if let Some(read) = x.read_ahead.take() {
             body = body.with_read_ahead(read);
         }
@@ -422,6 +423,11 @@ impl HyperGateway {
             .and_then(|s| s.take_leftover())
             .and_then(|b| Linger::new(b, x.conn.http2));
         let cut = x.stats.is_some() && status >= 400;
+        if cut {
+            // The body may still be coming (the backend failed mid-upload):
+            // the close lingers rather than reset the client's writes.
+            x.conn.body_left_unread();
+        }
         let linger = unread.or(leftover);
         if !x.conn.http2 && (pending || linger.is_some() || x.ambiguous_framing || cut) {
             h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -22,6 +22,9 @@ enum Fault {
     TrickleHead,
     /// The whole head (Content-Length 100000), 1000 bytes of body, silence.
     StallInBody,
+    /// Reads 256 KiB of the request body, then closes with the rest unread
+    /// (the kernel resets the connection), without answering.
+    ResetInUpload,
 }
 
 /// Reads a request head; false if the peer went away first.
@@ -51,6 +54,12 @@ async fn faulty_backend(fault: Fault) -> (SocketAddr, Arc<AtomicU64>) {
                 if !read_head(&mut s).await {
                     return;
                 }
+                if let Fault::ResetInUpload = fault {
+                    let mut b = vec![0u8; 256 * 1024];
+                    let _ = s.read_exact(&mut b).await;
+                    c.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
                 let head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n";
                 match fault {
                     Fault::StallInHead => {
@@ -68,6 +77,7 @@ async fn faulty_backend(fault: Fault) -> (SocketAddr, Arc<AtomicU64>) {
                         let _ = s.write_all(head).await;
                         let _ = s.write_all(&[b'x'; 1000]).await;
                     }
+                    Fault::ResetInUpload => {}
                 }
                 // Silence until the gateway lets go.
                 let mut b = [0u8; 256];
@@ -334,6 +344,80 @@ async fn a_backend_reset_mid_download_fails_visibly_and_a_range_resume_completes
             );
         }
     }
+}
+
+/// The backend dies while a client streams an upload over HTTP/1.1: the
+/// gateway answers 502 problem+json, and then keeps reading (and
+/// discarding) what the client still sends for a while before it closes.
+/// Closing at once with the client's bytes unread would make the kernel
+/// reset the connection, and a client whose next write fails on that reset
+/// (hyper's, reqwest's) reports "error sending request" instead of the 502.
+#[tokio::test]
+async fn a_backend_lost_mid_upload_answers_502_and_the_close_lingers_so_the_client_sees_it() {
+    use_engine("hyper");
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let (backend, _) = faulty_backend(Fault::ResetInUpload).await;
+    let gw = start_gateway(dir.path(), &certs, &format!("http://{backend}"), "").await;
+
+    let tls = tls_connect(&certs, gw.addr).await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let head = format!(
+        "POST /api/v1/files HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         X-Filename: lost.bin\r\nContent-Length: {}\r\n\r\n",
+        gw.key,
+        1u64 << 30
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    // The client streams its body until the answer comes, and on after it.
+    let answered = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let answered = answered.clone();
+        tokio::spawn(async move {
+            let chunk = vec![b'u'; 16 * 1024];
+            let mut after = 0usize;
+            while after < 1 << 20 {
+                wr.write_all(&chunk).await?;
+                if answered.load(Ordering::SeqCst) {
+                    after += chunk.len();
+                }
+            }
+            wr.flush().await?;
+            // Done sending (short of its Content-Length): our end, so the
+            // gateway's lingering read sees it.
+            wr.shutdown().await?;
+            Ok::<usize, std::io::Error>(after)
+        })
+    };
+    let mut got = Vec::new();
+    let mut b = [0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let n = rd.read(&mut b).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            got.extend_from_slice(&b[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                answered.store(true, Ordering::SeqCst);
+            }
+        }
+    })
+    .await
+    .expect("the connection neither answered nor closed");
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 502"), "answer: {text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "answer: {text}"
+    );
+    let sent_after = writer.await.unwrap();
+    assert!(
+        matches!(sent_after, Ok(n) if n >= 1 << 20),
+        "writes after the answer failed (the gateway closed on unread bytes): {sent_after:?}"
+    );
+    assert!(read.is_ok(), "the connection ended in an error: {read:?}");
 }
 
 /// Sends one message with smtplib over implicit TLS; its report.
