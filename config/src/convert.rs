@@ -356,6 +356,12 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
             .collect(),
     };
     let auth = convert_auth(file.auth, ctx);
+    let retention = Retention {
+        finished: match file.retention.finished {
+            Some(never) if never.trim() == "never" => None,
+            text => Some(ctx.duration("retention.finished", text, D::retention::FINISHED)),
+        },
+    };
     let d = file.defender;
     let defender = Defender {
         enabled: d.enabled.unwrap_or(D::defender::ENABLED),
@@ -440,6 +446,7 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         trust,
         connector,
         notify,
+        retention,
         admin,
         auth,
         defender,

@@ -200,6 +200,15 @@ pub mod defender {
     pub const BAN_TIME: Duration = mins(15);
 }
 
+/// Defaults of `[retention]`.
+pub mod retention {
+    use super::days;
+    use std::time::Duration;
+
+    /// `retention.finished`.
+    pub const FINISHED: Duration = days(30);
+}
+
 /// Defaults of `[audit]`.
 pub mod audit {
 
@@ -683,6 +692,7 @@ pub const TABLE: &[(&str, Value)] = &[
     ("notify.window", Value::Duration(notify::WINDOW)),
     ("notify.spool_depth", Value::Int(notify::SPOOL_DEPTH)),
     ("notify.growing_for", Value::Duration(notify::GROWING_FOR)),
+    ("retention.finished", Value::Duration(retention::FINISHED)),
     ("logging.format", Value::Str(logging::FORMAT)),
     ("logging.level", Value::Str(logging::LEVEL)),
     ("logging.access_log", Value::Bool(logging::ACCESS_LOG)),

@@ -57,6 +57,17 @@ pub struct FileConfig {
     /// `[[notify]]`: notification rules.
     #[serde(default)]
     pub notify: Vec<crate::notify::NotifyFile>,
+    /// `[retention]`
+    #[serde(default)]
+    pub retention: RetentionFile,
+}
+
+/// `[retention]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionFile {
+    /// How long finished work stays in the store: a duration or `"never"`.
+    pub finished: Option<String>,
 }
 
 /// `[admin]`

@@ -46,6 +46,17 @@ pub struct Config {
     pub connector: Option<crate::connector::ConnectorListen>,
     /// `[[notify]]` rules.
     pub notify: Vec<crate::notify::Notify>,
+    /// `[retention]`
+    pub retention: Retention,
+}
+
+/// How long the store keeps history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retention {
+    /// Rows of work that ended successfully (delivered relays, sent
+    /// receipts and messages, delivered webhook messages and SFTP uploads)
+    /// are deleted this long after they ended; `None`: kept for ever.
+    pub finished: Option<Duration>,
 }
 
 /// The admin API.

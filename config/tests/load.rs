@@ -65,6 +65,26 @@ fn h2_window_takes_a_size_within_h2s_range() {
 }
 
 #[test]
+fn retention_of_finished_work_is_a_duration_or_never() {
+    let load = |text: &str| {
+        load_str(text, Path::new("/etc/mft/gateway.toml"))
+            .unwrap()
+            .config
+            .retention
+            .finished
+    };
+    assert_eq!(load(MINIMAL), Some(Duration::from_secs(30 * 86_400)));
+    let with = |v: &str| format!("{MINIMAL}\n[retention]\nfinished = {v}\n");
+    assert_eq!(load(&with("\"7d\"")), Some(Duration::from_secs(7 * 86_400)));
+    assert_eq!(load(&with("\"never\"")), None);
+    for bad in ["\"0s\"", "\"soon\""] {
+        let found = issues(&with(bad));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("retention.finished"), "{found:?}");
+    }
+}
+
+#[test]
 fn unknown_key_is_an_error_with_its_line() {
     let text = MINIMAL.replace("[backend]\n", "[backend]\nurll = \"x\"\n");
     let found = issues(&text);

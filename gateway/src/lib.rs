@@ -30,6 +30,7 @@ pub(crate) mod metrics;
 pub mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod reload;
+pub(crate) mod retention;
 pub mod runtime;
 pub(crate) mod server;
 pub(crate) mod service;

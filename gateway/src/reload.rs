@@ -622,6 +622,7 @@ impl Diff {
             (o, n) => restart(&mut d, "connector", o != n),
         }
         restart(&mut d, "notify", old.notify != new.notify);
+        restart(&mut d, "retention", old.retention != new.retention);
         d.request_path = d.auth || d.rate_limit || d.backend || limits || access_log || hsts;
         d
     }

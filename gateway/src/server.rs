@@ -245,6 +245,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .run(bridge_drain.clone()),
     );
 
+    // [retention]: finished queue rows do not pile up for ever.
+    if let Some(finished) = config.retention.finished {
+        let pruned = crate::retention::pruned_counter(metrics.registry())?;
+        control.spawn(crate::retention::run(store.clone(), finished, pruned));
+    }
+
     let conf = ServerConf {
         threads: s.threads,
         pid_file: s

@@ -427,6 +427,7 @@ pub mod outbound_messages;
 pub mod partners;
 pub mod relay;
 pub mod relay_receipts;
+pub mod retention;
 pub mod sftp_deliveries;
 pub mod sftp_users;
 pub mod transports;

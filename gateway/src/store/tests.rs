@@ -157,7 +157,200 @@ on_both_engines!(
     partners_version_moves_with_every_write,
     sftp_users_round_trip,
     sftp_delivery_jobs_are_leased_fenced_and_finished,
+    finished_work_older_than_the_retention_is_pruned_and_nothing_else,
 );
+
+/// Runs `sql` with `$1` bound to `at` (ms on the store's clock).
+async fn exec_at(store: &Store, sql: &str, at: i64) {
+    on_pool!(store, |pool, _e| {
+        sqlx::query(sql).bind(at).execute(pool).await.unwrap();
+    });
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) FROM {table}");
+    let (n,): (i64,) = on_pool!(store, |pool, _e| sqlx::query_as(&sql)
+        .fetch_one(pool)
+        .await
+        .unwrap());
+    n
+}
+
+/// Only rows that ended successfully longer ago than the retention go;
+/// failed, queued and recent ones stay, children go with their parents,
+/// and more rows than one batch all go.
+async fn finished_work_older_than_the_retention_is_pruned_and_nothing_else(
+    store: Store,
+    _clock: FakeClock,
+) {
+    use super::retention::Pruned;
+    let day = 86_400_000i64;
+    let now = store.now_ms();
+    let (old, recent) = (now - 40 * day, now - day);
+    for (id, state, at) in [
+        ("d-old", "delivered", old),
+        ("d-failed", "failed", old),
+        ("d-queued", "queued", old),
+        ("d-recent", "delivered", recent),
+        ("d-bare", "delivered", old),
+    ] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO relay_jobs (delivery_id, partner, recipients, state, \
+                 next_attempt_at, created_at, updated_at) \
+                 VALUES ('{id}', 'p', '[]', '{state}', $1, $1, $1)"
+            ),
+            at,
+        )
+        .await;
+    }
+    for (id, file) in [("d-old", "f1"), ("d-old", "f2"), ("d-recent", "f3")] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO relay_receipts (delivery_id, partner, file_id, downloaded_at, \
+                 recorded_at) VALUES ('{id}', 'p', '{file}', 'x', $1)"
+            ),
+            old,
+        )
+        .await;
+    }
+    for (id, state, at) in [
+        ("i-old", "sent", old),
+        ("i-none", "none", old),
+        ("i-recent", "sent", recent),
+    ] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO inbound_files (file_id, partner, relay_id, source_file_id, \
+                 delivery_id, received_at, receipt_state, receipt_next_at) \
+                 VALUES ('{id}', 'p', 'r', 's', 'd', $1, '{state}', $1)"
+            ),
+            at,
+        )
+        .await;
+    }
+    exec_at(
+        &store,
+        "INSERT INTO webhooks (id, url, events, secret_sealed, created_at, updated_at) \
+         VALUES ('wh_1', 'https://x.example', 'a', 'x', $1, $1)",
+        old,
+    )
+    .await;
+    // Three batches' worth of old delivered messages, plus one of each other kind.
+    exec_at(
+        &store,
+        "INSERT INTO webhook_messages (msg_id, webhook_id, event_type, payload, state, \
+         next_attempt_at, created_at, updated_at) \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1200) \
+         SELECT 'm' || i, 'wh_1', 'a', '{}', 'delivered', $1, $1, $1 FROM n",
+        old,
+    )
+    .await;
+    for (id, state, at) in [("q", "queued", old), ("r", "delivered", recent)] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO webhook_messages (msg_id, webhook_id, event_type, payload, state, \
+                 next_attempt_at, created_at, updated_at) \
+                 VALUES ('{id}', 'wh_1', 'a', '{{}}', '{state}', $1, $1, $1)"
+            ),
+            at,
+        )
+        .await;
+    }
+    for (id, state, at) in [
+        ("o-old", "sent", old),
+        ("o-failed", "failed", old),
+        ("o-recent", "sent", recent),
+    ] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO outbound_messages (id, transport, content, state, next_attempt_at, \
+                 created_at, updated_at) VALUES ('{id}', 't', '{{}}', '{state}', $1, $1, $1)"
+            ),
+            at,
+        )
+        .await;
+    }
+    for (id, to) in [("o-old", "a"), ("o-old", "b"), ("o-recent", "c")] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO outbound_message_recipients (message_id, recipient, answer, sent_at) \
+                 VALUES ('{id}', '{to}', 'ok', $1)"
+            ),
+            old,
+        )
+        .await;
+    }
+    for (id, state) in [
+        ("s-old", "delivered"),
+        ("s-failed", "failed"),
+        ("s-queued", "queued"),
+    ] {
+        exec_at(
+            &store,
+            &format!(
+                "INSERT INTO sftp_deliveries (id, sftp_user, path, file_id, idempotency_key, \
+                 request, state, next_attempt_at, created_at, updated_at) \
+                 VALUES ('{id}', 'u', '/a', 'f', '{id}', '{{}}', '{state}', $1, $1, $1)"
+            ),
+            old,
+        )
+        .await;
+    }
+
+    let pruned = store
+        .prune_finished(Duration::from_secs(30 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned,
+        Pruned {
+            relays: 2,
+            relay_receipts: 2,
+            inbound_files: 1,
+            webhook_messages: 1200,
+            outbound_messages: 1,
+            sftp_deliveries: 1,
+        }
+    );
+    assert_eq!(pruned.total(), 1207);
+    for (table, left) in [
+        ("relay_jobs", 3),
+        ("relay_receipts", 1),
+        ("inbound_files", 2),
+        ("webhook_messages", 2),
+        ("outbound_messages", 2),
+        ("outbound_message_recipients", 1),
+        ("sftp_deliveries", 2),
+    ] {
+        assert_eq!(count(&store, table).await, left, "{table}");
+    }
+    // Nothing more to prune; a shorter retention reaches the recent rows.
+    assert_eq!(
+        store
+            .prune_finished(Duration::from_secs(30 * 86_400))
+            .await
+            .unwrap()
+            .total(),
+        0
+    );
+    let pruned = store
+        .prune_finished(Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        (pruned.relays, pruned.relay_receipts, pruned.inbound_files),
+        (1, 1, 1)
+    );
+    assert_eq!((pruned.webhook_messages, pruned.outbound_messages), (1, 1));
+    assert_eq!(count(&store, "outbound_message_recipients").await, 0);
+}
 
 /// What the partner cache polls: every add, change and removal moves the
 /// fingerprint (and this handle's write count), and each read is one

@@ -709,3 +709,69 @@ async fn sigterm_mid_send_releases_the_lease_so_the_restart_sends_at_once() {
     drop(_receiver);
     drop(proc);
 }
+
+/// `[retention] finished`: a delivered message is history, deleted by the
+/// sweep once older than the retention and counted in
+/// `mft_store_pruned_rows_total`; a message still queued (its receiver
+/// down) stays, however old.
+#[tokio::test]
+async fn delivered_messages_older_than_the_retention_are_pruned_queued_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let (certs, _backend, gateway) =
+        mft_e2e::outbox::start(&path, ADMIN_TOKEN, "[retention]\nfinished = \"8s\"\n").await;
+    let s = Setup {
+        path,
+        certs,
+        _backend,
+        gateway,
+        _dir: dir,
+    };
+    let config = &s.gateway.config;
+    let addr = free_addr();
+    let (id, secret) = add(config, addr, "delivery.created");
+    let log = s.path.join("received.jsonl");
+    let receiver = start_receiver(&s.path, addr, &secret, &log, 0);
+    let first = deliver(&s, "kept for a while").await;
+    wait_log(&log, Duration::from_secs(30), |e| {
+        delivered(e, std::slice::from_ref(&first))
+    })
+    .await;
+    let counts = |config: &Path| {
+        let l = list(config);
+        let w = l.iter().find(|w| w["id"] == id.as_str()).unwrap().clone();
+        (
+            w["delivered"].as_u64().unwrap(),
+            w["queued"].as_u64().unwrap(),
+        )
+    };
+    // Within its retention the delivered message is still on record.
+    assert_eq!(counts(config), (1, 0));
+
+    // The receiver goes away: the next event waits in the outbox.
+    drop(receiver);
+    deliver(&s, "waits").await;
+    let started = Instant::now();
+    loop {
+        let (delivered, queued) = counts(config);
+        if delivered == 0 {
+            assert_eq!(queued, 1, "the queued message was pruned");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the delivered message outlived its retention: {:?}",
+            counts(config)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = metrics(s.gateway.admin).await;
+    assert_eq!(
+        metric(
+            &page,
+            "mft_store_pruned_rows_total{table=\"webhook_messages\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+}
