@@ -74,7 +74,20 @@ impl Lingering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// Shuts `ours` as a connection does, lingering or not; how long it took.
+    async fn close(ours: &mut DuplexStream, linger: bool) -> Duration {
+        let mut state = Lingering::default();
+        let mut deadline = Box::pin(tokio::time::sleep(LINGER));
+        let started = Instant::now();
+        std::future::poll_fn(|cx| state.poll_shutdown(ours, linger, &mut deadline, cx))
+            .await
+            .unwrap();
+        assert!(matches!(state, Lingering::Closed));
+        started.elapsed()
+    }
 
     /// The peer keeps writing after our answer: a plain close would reset
     /// the connection; lingering reads until the peer is done, so the peer
@@ -93,15 +106,8 @@ mod tests {
             theirs.read_to_end(&mut answer).await.unwrap();
             answer
         });
-        let mut state = Lingering::default();
-        let mut deadline = Box::pin(tokio::time::sleep(LINGER));
-        let started = Instant::now();
-        std::future::poll_fn(|cx| state.poll_shutdown(&mut ours, true, &mut deadline, cx))
-            .await
-            .unwrap();
-        assert!(matches!(state, Lingering::Closed));
         assert!(
-            started.elapsed() < LINGER,
+            close(&mut ours, true).await < LINGER,
             "ended at the peer's end, not the deadline"
         );
         assert_eq!(peer.await.unwrap(), b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
@@ -115,18 +121,12 @@ mod tests {
             let mut sent = 0usize;
             while theirs.write_all(&chunk).await.is_ok() {
                 sent += chunk.len();
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             sent
         });
-        let mut state = Lingering::default();
-        let mut deadline = Box::pin(tokio::time::sleep(LINGER));
-        let started = Instant::now();
-        std::future::poll_fn(|cx| state.poll_shutdown(&mut ours, true, &mut deadline, cx))
-            .await
-            .unwrap();
-        let took = started.elapsed();
-        assert!(took >= LINGER && took < LINGER + std::time::Duration::from_millis(50));
+        let took = close(&mut ours, true).await;
+        assert!(took >= LINGER && took < LINGER + Duration::from_millis(50));
         drop(ours);
         // Read while lingering: ~20 chunks in 2 s, far more than the pipe holds.
         assert!(peer.await.unwrap() > 4 * 1024);
@@ -136,11 +136,7 @@ mod tests {
     async fn without_linger_shutdown_does_not_read() {
         let (mut ours, mut theirs) = tokio::io::duplex(1024);
         theirs.write_all(b"unread").await.unwrap();
-        let mut state = Lingering::default();
-        let mut deadline = Box::pin(tokio::time::sleep(LINGER));
-        std::future::poll_fn(|cx| state.poll_shutdown(&mut ours, false, &mut deadline, cx))
-            .await
-            .unwrap();
+        close(&mut ours, false).await;
         let mut left = [0u8; 6];
         ours.read_exact(&mut left).await.unwrap();
         assert_eq!(&left, b"unread");

@@ -187,6 +187,8 @@ async fn finished_work_older_than_the_retention_is_pruned_and_nothing_else(
     let day = 86_400_000i64;
     let now = store.now_ms();
     let (old, recent) = (now - 40 * day, now - day);
+    // (statement, the time bound to its $1)
+    let mut rows: Vec<(String, i64)> = Vec::new();
     for (id, state, at) in [
         ("d-old", "delivered", old),
         ("d-failed", "failed", old),
@@ -194,43 +196,37 @@ async fn finished_work_older_than_the_retention_is_pruned_and_nothing_else(
         ("d-recent", "delivered", recent),
         ("d-bare", "delivered", old),
     ] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO relay_jobs (delivery_id, partner, recipients, state, \
                  next_attempt_at, created_at, updated_at) \
                  VALUES ('{id}', 'p', '[]', '{state}', $1, $1, $1)"
             ),
             at,
-        )
-        .await;
+        ));
     }
     for (id, file) in [("d-old", "f1"), ("d-old", "f2"), ("d-recent", "f3")] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO relay_receipts (delivery_id, partner, file_id, downloaded_at, \
                  recorded_at) VALUES ('{id}', 'p', '{file}', 'x', $1)"
             ),
             old,
-        )
-        .await;
+        ));
     }
     for (id, state, at) in [
         ("i-old", "sent", old),
         ("i-none", "none", old),
         ("i-recent", "sent", recent),
     ] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO inbound_files (file_id, partner, relay_id, source_file_id, \
                  delivery_id, received_at, receipt_state, receipt_next_at) \
                  VALUES ('{id}', 'p', 'r', 's', 'd', $1, '{state}', $1)"
             ),
             at,
-        )
-        .await;
+        ));
     }
     exec_at(
         &store,
@@ -250,58 +246,53 @@ async fn finished_work_older_than_the_retention_is_pruned_and_nothing_else(
     )
     .await;
     for (id, state, at) in [("q", "queued", old), ("r", "delivered", recent)] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO webhook_messages (msg_id, webhook_id, event_type, payload, state, \
                  next_attempt_at, created_at, updated_at) \
                  VALUES ('{id}', 'wh_1', 'a', '{{}}', '{state}', $1, $1, $1)"
             ),
             at,
-        )
-        .await;
+        ));
     }
     for (id, state, at) in [
         ("o-old", "sent", old),
         ("o-failed", "failed", old),
         ("o-recent", "sent", recent),
     ] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO outbound_messages (id, transport, content, state, next_attempt_at, \
                  created_at, updated_at) VALUES ('{id}', 't', '{{}}', '{state}', $1, $1, $1)"
             ),
             at,
-        )
-        .await;
+        ));
     }
     for (id, to) in [("o-old", "a"), ("o-old", "b"), ("o-recent", "c")] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO outbound_message_recipients (message_id, recipient, answer, sent_at) \
                  VALUES ('{id}', '{to}', 'ok', $1)"
             ),
             old,
-        )
-        .await;
+        ));
     }
     for (id, state) in [
         ("s-old", "delivered"),
         ("s-failed", "failed"),
         ("s-queued", "queued"),
     ] {
-        exec_at(
-            &store,
-            &format!(
+        rows.push((
+            format!(
                 "INSERT INTO sftp_deliveries (id, sftp_user, path, file_id, idempotency_key, \
                  request, state, next_attempt_at, created_at, updated_at) \
                  VALUES ('{id}', 'u', '/a', 'f', '{id}', '{{}}', '{state}', $1, $1, $1)"
             ),
             old,
-        )
-        .await;
+        ));
+    }
+    for (sql, at) in &rows {
+        exec_at(&store, sql, *at).await;
     }
 
     let pruned = store
