@@ -150,6 +150,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Longest path a Unix socket address holds on Linux (`sun_path` is 108
+/// bytes with its terminating NUL).
+const MAX_UNIX_SOCKET_PATH: usize = 107;
+
 pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Option<Config> {
     let s = file.server;
     let https_listen = ctx.addr(
@@ -180,6 +184,21 @@ pub(crate) fn convert(file: FileConfig, source: &Path, ctx: &mut Ctx<'_>) -> Opt
         }
     };
     let data_dir = ctx.path(s.data_dir.as_deref().unwrap_or(D::server::DATA_DIR));
+    // The longest Unix socket made under data_dir: the new process's
+    // readiness socket of an upgrade, `upgrade-<pid>.sock` (pid ≤ 4194304).
+    let longest_socket = data_dir.join("upgrade-4194304.sock");
+    if longest_socket.as_os_str().len() > MAX_UNIX_SOCKET_PATH {
+        ctx.warn(
+            "server.data_dir",
+            format!(
+                "{} is too long for the Unix sockets made in it ({} bytes at most for \
+                 upgrade-<pid>.sock under it): `mft-gateway upgrade` will fail; choose a \
+                 shorter path",
+                data_dir.display(),
+                MAX_UNIX_SOCKET_PATH
+            ),
+        );
+    }
     let threads = match s.threads {
         Some(0) => {
             ctx.error("server.threads", "must be at least 1");

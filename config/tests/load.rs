@@ -65,6 +65,28 @@ fn h2_window_takes_a_size_within_h2s_range() {
 }
 
 #[test]
+fn a_data_dir_too_long_for_the_upgrade_socket_is_warned_about() {
+    let long = format!("/srv/{}", "d".repeat(90));
+    let text = MINIMAL.replace("[server]\n", &format!("[server]\ndata_dir = \"{long}\"\n"));
+    let loaded = load_str(&text, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    let w = loaded.warnings[0]
+        .display_in(Path::new("gateway.toml"))
+        .to_string();
+    assert!(
+        w.contains("server.data_dir") && w.contains("upgrade"),
+        "{w}"
+    );
+    // 80 bytes: room left.
+    let text = MINIMAL.replace(
+        "[server]\n",
+        &format!("[server]\ndata_dir = \"/srv/{}\"\n", "d".repeat(75)),
+    );
+    let loaded = load_str(&text, Path::new("/etc/mft/gateway.toml")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
 fn retention_of_finished_work_is_a_duration_or_never() {
     let load = |text: &str| {
         load_str(text, Path::new("/etc/mft/gateway.toml"))
