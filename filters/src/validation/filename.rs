@@ -10,6 +10,10 @@ use unicode_normalization::UnicodeNormalization;
 /// Longest accepted name in bytes (after NFC normalisation), as most file systems allow.
 pub const MAX_FILENAME_BYTES: usize = 255;
 
+/// The longest raw name that NFC could bring under [`MAX_FILENAME_BYTES`],
+/// with room to spare (see [`validate_filename`]).
+const MAX_RAW_FILENAME_BYTES: usize = 4 * MAX_FILENAME_BYTES;
+
 /// Why a file name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FilenameError {
@@ -35,6 +39,13 @@ pub enum FilenameError {
 /// Normalising first means two spellings of the same visible name map to one
 /// stored name, and the checks run on what will actually be stored.
 pub fn validate_filename(raw: &str) -> Result<String, FilenameError> {
+    // Refused before the normalization, whose cost grows with the input (a
+    // header value may be 32 KiB of combining marks): NFC shortens a string
+    // at most threefold (three Hangul jamo compose into one syllable), so a
+    // raw name this long cannot fit after it.
+    if raw.len() > MAX_RAW_FILENAME_BYTES {
+        return Err(FilenameError::TooLong);
+    }
     let name: String = raw.nfc().collect();
     if name.trim().is_empty() {
         return Err(FilenameError::Empty);
@@ -116,6 +127,22 @@ mod tests {
         let s = sanitize_filename(&long).unwrap();
         assert!(s.len() <= MAX_FILENAME_BYTES && s.ends_with(".pdf"));
         assert!(validate_filename(&s).is_ok());
+    }
+
+    #[test]
+    fn a_raw_name_too_long_to_fit_after_nfc_is_refused_before_it() {
+        // 765 bytes of conjoining jamo compose into 255 bytes of syllables.
+        let jamo = "\u{1100}\u{1161}\u{11A8}".repeat(85);
+        assert_eq!(jamo.len(), 765);
+        assert_eq!(validate_filename(&jamo).unwrap().len(), MAX_FILENAME_BYTES);
+        assert_eq!(
+            validate_filename(&"\u{0301}".repeat(16 * 1024)),
+            Err(FilenameError::TooLong)
+        );
+        assert_eq!(
+            validate_filename(&"a".repeat(MAX_RAW_FILENAME_BYTES + 1)),
+            Err(FilenameError::TooLong)
+        );
     }
 
     #[test]
