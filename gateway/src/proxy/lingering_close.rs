@@ -16,7 +16,7 @@ use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-pub use super::body::LINGER;
+use super::body::LINGER;
 
 /// Where a lingering close is.
 #[derive(Default)]

@@ -57,9 +57,12 @@ impl Pruned {
 /// child step picks only parents that still have children (each batch of
 /// parents then deletes at least as many children, so "fewer than a
 /// batch" means done), the parent step only parents without.
-const STEPS: &[(&str, &str)] = &[
+/// Where a step's deleted rows are counted (`None`: not reported apart).
+type Counter = Option<fn(&mut Pruned) -> &mut u64>;
+
+const STEPS: &[(Counter, &str)] = &[
     (
-        "relay_receipts",
+        Some(|p| &mut p.relay_receipts),
         "DELETE FROM relay_receipts WHERE (delivery_id, partner) IN \
          (SELECT j.delivery_id, j.partner FROM relay_jobs j \
           WHERE j.state = 'delivered' AND j.updated_at < $1 AND EXISTS \
@@ -68,7 +71,7 @@ const STEPS: &[(&str, &str)] = &[
           LIMIT $2)",
     ),
     (
-        "relay_jobs",
+        Some(|p| &mut p.relays),
         "DELETE FROM relay_jobs WHERE (delivery_id, partner) IN \
          (SELECT j.delivery_id, j.partner FROM relay_jobs j \
           WHERE j.state = 'delivered' AND j.updated_at < $1 AND NOT EXISTS \
@@ -77,19 +80,19 @@ const STEPS: &[(&str, &str)] = &[
           LIMIT $2)",
     ),
     (
-        "inbound_files",
+        Some(|p| &mut p.inbound_files),
         "DELETE FROM inbound_files WHERE file_id IN \
          (SELECT file_id FROM inbound_files \
           WHERE receipt_state = 'sent' AND receipt_next_at < $1 LIMIT $2)",
     ),
     (
-        "webhook_messages",
+        Some(|p| &mut p.webhook_messages),
         "DELETE FROM webhook_messages WHERE (msg_id, webhook_id) IN \
          (SELECT msg_id, webhook_id FROM webhook_messages \
           WHERE state = 'delivered' AND updated_at < $1 LIMIT $2)",
     ),
     (
-        "outbound_message_recipients",
+        None,
         "DELETE FROM outbound_message_recipients WHERE message_id IN \
          (SELECT m.id FROM outbound_messages m \
           WHERE m.state = 'sent' AND m.updated_at < $1 AND EXISTS \
@@ -97,7 +100,7 @@ const STEPS: &[(&str, &str)] = &[
           LIMIT $2)",
     ),
     (
-        "outbound_messages",
+        Some(|p| &mut p.outbound_messages),
         "DELETE FROM outbound_messages WHERE id IN \
          (SELECT m.id FROM outbound_messages m \
           WHERE m.state = 'sent' AND m.updated_at < $1 AND NOT EXISTS \
@@ -105,7 +108,7 @@ const STEPS: &[(&str, &str)] = &[
           LIMIT $2)",
     ),
     (
-        "sftp_deliveries",
+        Some(|p| &mut p.sftp_deliveries),
         "DELETE FROM sftp_deliveries WHERE id IN \
          (SELECT id FROM sftp_deliveries \
           WHERE state = 'delivered' AND updated_at < $1 LIMIT $2)",
@@ -118,7 +121,7 @@ impl Store {
     pub async fn prune_finished(&self, age: Duration) -> Result<Pruned, StoreError> {
         let cutoff = self.now_ms().saturating_sub(ms(age));
         let mut pruned = Pruned::default();
-        for (table, sql) in STEPS {
+        for (counter, sql) in STEPS {
             loop {
                 let n = on_pool!(self, |pool, _e| sqlx::query(sql)
                     .bind(cutoff)
@@ -127,14 +130,8 @@ impl Store {
                     .await
                     .map_err(self.query_err("prune finished work"))?
                     .rows_affected());
-                match *table {
-                    "relay_receipts" => pruned.relay_receipts += n,
-                    "relay_jobs" => pruned.relays += n,
-                    "inbound_files" => pruned.inbound_files += n,
-                    "webhook_messages" => pruned.webhook_messages += n,
-                    "outbound_messages" => pruned.outbound_messages += n,
-                    "sftp_deliveries" => pruned.sftp_deliveries += n,
-                    _ => {}
+                if let Some(count) = counter {
+                    *count(&mut pruned) += n;
                 }
                 if n < BATCH as u64 {
                     break;
