@@ -207,8 +207,8 @@ async fn breaker_opens_on_an_outage_and_closes_after_a_probe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_repeated_after_a_crash_delivers_once() {
-    use mft_gateway::bridge::message;
     use mft_gateway::bridge::pipeline::{DeliveryPipeline, DeliveryRequest};
+    use mft_protocols::mime as message;
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -218,8 +218,11 @@ pub fn config(data: &[u8]) {
     let _ = mft_config::smtp::Cidr::parse(&t);
 }
 
+/// A target: its name and the function AFL++'s input goes to.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target of this crate by name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("credential", credential),
     ("jwt", jwt),
     ("signature", signature),

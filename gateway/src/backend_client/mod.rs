@@ -7,13 +7,11 @@
 //! Bodies are re-creatable ([`Body`]) so a retry sends the same bytes again;
 //! deliveries carry an `Idempotency-Key` so a retry never creates a second one.
 
-pub mod base64_stream;
 pub mod breaker;
 pub mod endpoints;
 pub mod error;
 pub mod model;
 pub mod paths;
-pub mod qp_stream;
 
 pub use crate::backoff::RetryPolicy;
 use crate::connector::ConnectorPool;
@@ -25,11 +23,12 @@ pub use error::BackendError;
 use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderName, HeaderValue, Method};
 use mft_config::model::Backend;
+pub use mft_protocols::mime::Body;
+use mft_protocols::mime::{base64_stream, qp_stream};
 pub use model::{
     Delivery, DeliveryPage, FileInfo, FileList, FileQuery, NewDelivery, NewReceipt, RelayStatus,
 };
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -58,49 +57,6 @@ impl CallContext {
             request_id: None,
         }
     }
-}
-
-/// A request body that can be sent again on retry.
-#[derive(Debug, Clone)]
-pub enum Body {
-    /// No body.
-    Empty,
-    /// Bytes in memory.
-    Bytes(Bytes),
-    /// `len` bytes of the file at `path` from `offset` (a spooled message part).
-    File {
-        /// File to read.
-        path: PathBuf,
-        /// First byte.
-        offset: u64,
-        /// Bytes to send.
-        len: u64,
-    },
-    /// The base64 text in `len` bytes of the file at `path` from `offset`,
-    /// decoded while it is sent (a spooled attachment): `decoded_len` bytes.
-    Base64File {
-        /// File to read.
-        path: PathBuf,
-        /// First encoded byte.
-        offset: u64,
-        /// Encoded bytes to read.
-        len: u64,
-        /// What they decode to, exactly (checked when the message was parsed).
-        decoded_len: u64,
-    },
-    /// The quoted-printable text in `len` bytes of the file at `path` from
-    /// `offset`, decoded while it is sent (a spooled attachment):
-    /// `decoded_len` bytes.
-    QuotedPrintableFile {
-        /// File to read.
-        path: PathBuf,
-        /// First encoded byte.
-        offset: u64,
-        /// Encoded bytes to read.
-        len: u64,
-        /// What they decode to, exactly (checked when the message was parsed).
-        decoded_len: u64,
-    },
 }
 
 /// A decoder fed a file's bytes as they are read ([`Body::Base64File`],
@@ -169,18 +125,6 @@ fn decoded_stream<D: StreamDecoder>(
         },
     );
     reqwest::Body::wrap_stream(decoded)
-}
-
-impl Body {
-    fn len(&self) -> u64 {
-        match self {
-            Body::Empty => 0,
-            Body::Bytes(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
-            Body::Base64File { decoded_len, .. }
-            | Body::QuotedPrintableFile { decoded_len, .. } => *decoded_len,
-        }
-    }
 }
 
 /// One request to the backend.

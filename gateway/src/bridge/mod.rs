@@ -7,7 +7,6 @@
 
 pub mod imap;
 pub mod mailbox;
-pub mod message;
 pub mod oauth2;
 pub mod pipeline;
 pub mod pop3;

@@ -13,10 +13,10 @@
 //! leave the mail on the server; the SFTP bridge retries from its job table
 //! ([`super::sftp::delivery`]).
 
-use super::message::Attachment;
 use crate::backend_client::{
     paths, BackendClient, BackendError, CallContext, Delivery, NewDelivery,
 };
+use mft_protocols::mime::Attachment;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// One delivery to make.

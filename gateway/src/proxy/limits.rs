@@ -1,11 +1,11 @@
 //! Input limits of the public listener: the request head before
 //! authentication, then body size and the file names an upload carries.
 
-use super::multipart_guard::MultipartGuard;
 use mft_config::limits::Limits;
 use mft_filters::decision::Rejection;
 use mft_filters::limits::{check_declared, BodyLimits, BodyMeter, BodyRule, HeadLimits};
 use mft_filters::validation::upload_names::{header_filename, header_folder, tus_metadata};
+use mft_protocols::multipart::MultipartGuard;
 use std::time::Duration;
 
 /// The configured limits, ready for per-request use.
@@ -130,8 +130,10 @@ impl InputLimits {
                         .starts_with("multipart/form-data")
                 })
                 .map(|ct| {
-                    let boundary = multer::parse_boundary(ct)
-                        .map_err(|_| bad_request("multipart/form-data without a valid boundary"))?;
+                    let boundary =
+                        mft_protocols::multipart::parse_boundary(ct).ok_or_else(|| {
+                            bad_request("multipart/form-data without a valid boundary")
+                        })?;
                     // RFC 2046 5.1.1. A longer one made the boundary search
                     // quadratic in body bytes fed one at a time (fuzzing,
                     // docs/reliability.md finding 3).

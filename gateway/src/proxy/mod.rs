@@ -6,7 +6,8 @@
 //! [`head_checks`] → [`routes`] → [`identity`] (or [`federation`]) →
 //! [`limits`] → [`sign`] → [`forward`] (bodies through [`body`]) →
 //! [`respond`]. Shared by both engines: [`ctx`], [`limits`],
-//! [`multipart_guard`], [`digest_guard`], [`sign`].
+//! the multipart guard (`mft_protocols::multipart`), [`digest_guard`],
+//! [`sign`].
 //!
 //! [`pingora`]: the previous engine, pingora's `ProxyHttp` phases
 //! (`http_engine = "pingora"`, kept for one release), with [`upstream`] and
@@ -25,7 +26,6 @@ pub mod identity;
 pub mod limits;
 pub mod lingering_close;
 pub mod listener;
-pub mod multipart_guard;
 pub mod names;
 pub mod pingora;
 pub mod pool;

@@ -199,16 +199,14 @@ fn unreachable_oauth2<T>() -> Result<T, ImapError> {
     }))
 }
 
-/// Runs `fut`, turning a panic inside it into an error. imap-proto 0.17
-/// panics on some malformed server answers (a non-ASCII byte right after a
-/// response code's `]`, found by fuzzing, docs/reliability.md): a hostile or
-/// broken mail server must cost one session and a back-off, not the poller.
+/// Runs `fut`, turning a panic inside it into an error: a hostile or
+/// broken mail server costs one session and a back-off, not the poller
+/// (`mft_protocols::panic_guard`).
 pub async fn guarded<T, F>(what: &str, fut: F) -> Result<T, ImapError>
 where
     F: std::future::Future<Output = Result<T, ImapError>>,
 {
-    use futures_util::FutureExt;
-    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+    match mft_protocols::panic_guard::caught(fut).await {
         Ok(r) => r,
         Err(_) => Err(ImapError::Command {
             what: format!("{what}: the server's answer broke the IMAP parser"),

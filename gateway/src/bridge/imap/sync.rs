@@ -4,10 +4,10 @@ use super::session::{timed, ImapError, Session};
 use super::Poller;
 use crate::bridge::mailbox::tmpfile::MessageFile;
 use crate::bridge::mailbox::{audit, mapping, relay_gate};
-use crate::bridge::message;
 use crate::store::mailbox_state::ImapPosition;
 use futures_util::TryStreamExt;
 use mft_config::mailbox::AfterUpload;
+use mft_protocols::mime as message;
 use tokio::io::AsyncWriteExt;
 
 /// Bytes of a message fetched per request (partial FETCH).

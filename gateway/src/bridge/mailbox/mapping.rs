@@ -1,9 +1,9 @@
 //! Parsed message → delivery fields, as `[[imap]]` / `[[pop3]]` configure.
 
 use crate::backend_client::CallContext;
-use crate::bridge::message::ParsedMessage;
 use crate::bridge::pipeline::DeliveryRequest;
 use mft_config::mailbox::{Connection, RecipientsMap, SenderMap, TextMap};
+use mft_protocols::mime::ParsedMessage;
 
 /// A message the mapping cannot turn into a delivery (skipped for good).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

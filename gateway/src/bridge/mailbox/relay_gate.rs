@@ -9,12 +9,12 @@
 //! checks the mailbox setting again when it reads the feed.
 
 use crate::audit::AuditRecord;
-use crate::bridge::message::ParsedMessage;
 use crate::bridge::pipeline::DeliveryRequest;
 use crate::bridge::BridgeContext;
 use mft_config::mailbox::Connection;
 use mft_filters::trust::domain_rules::split_recipients;
 use mft_filters::trust::mail_sender::{self, MailboxRelayPolicy, RelayRefusal};
+use mft_protocols::mime::ParsedMessage;
 
 /// Why the gate could not decide or left nothing to deliver.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,6 @@
 //! Where the pollers put a message while it is delivered: a file under
 //! `data_dir/mailbox-tmp/`, written as the server sends it, parsed and
-//! uploaded from there ([`crate::bridge::message::parse_file`]) and
+//! uploaded from there ([`mft_protocols::mime::parse_file`]) and
 //! removed afterwards, so a large message is never whole in memory.
 //!
 //! Nothing here is durable: the mail server keeps the message until it was

@@ -1,28 +1,17 @@
-//! A small POP3 client (RFC 1939, STLS from RFC 2595, SASL XOAUTH2 from
-//! RFC 5034): only what the poller needs, every read and write under the
-//! command timeout, replies and messages size-capped.
+//! Connecting to a POP3 server and logging in: TCP, TLS (implicit or STLS,
+//! RFC 2595), USER/PASS or SASL XOAUTH2 (RFC 5034), each step under the
+//! command timeout. The line protocol itself is `mft_protocols::pop3`.
 //!
-//! Hand-rolled instead of async-pop 1.1.3: the protocol subset is small,
-//! and owning the line reader gives us the per-command timeout, the cap on
-//! RETR (a hostile server cannot make us buffer without bound) and the
-//! XOAUTH2 failure continuation (`+ <base64 JSON>` must be answered with an
-//! empty line and must not be taken for `+OK`) without wrapping another
-//! crate's state machine.
+//! The XOAUTH2 failure continuation (`+ <base64 JSON>`) must be answered
+//! with an empty line and must not be taken for `+OK`.
 
 use crate::bridge::mailbox::connect::{self, ConnectFailure};
 use crate::bridge::mailbox::tls::MailTls;
 use crate::bridge::oauth2::{xoauth2_base64, OAuth2Error, TokenSource};
 use mft_config::mailbox::{Connection, MailboxAuth, TlsMode};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use mft_protocols::pop3::{protocol, status_error};
+pub use mft_protocols::pop3::{Wire, WireError, RETR_CHUNK};
 use tokio::net::TcpStream;
-
-/// Longest status or listing line accepted.
-const MAX_LINE: usize = 4096;
-/// Most bytes of a multi-line listing (UIDL) kept: ~200,000 messages.
-const MAX_LISTING_BYTES: usize = 16 << 20;
-/// Most bytes of a message read at once by `RETR`.
-pub const RETR_CHUNK: usize = 64 << 10;
 
 /// What went wrong talking POP3.
 #[derive(Debug, thiserror::Error)]
@@ -43,15 +32,7 @@ pub enum Pop3Error {
         /// The failure.
         source: std::io::Error,
     },
-    /// Read or write failed, or the server closed the connection.
-    #[error("{what}: {source}")]
-    Io {
-        /// The command.
-        what: String,
-        /// The failure.
-        source: std::io::Error,
-    },
-    /// No answer in time.
+    /// No connection or TLS handshake in time.
     #[error("{what}: no answer within {secs} s")]
     Timeout {
         /// The command.
@@ -59,457 +40,93 @@ pub enum Pop3Error {
         /// The timeout.
         secs: u64,
     },
-    /// `-ERR` (the server's text, which never echoes our credentials).
-    #[error("{what}: server answered -ERR {text}")]
-    Refused {
-        /// The command.
-        what: String,
-        /// The server's text.
-        text: String,
-    },
-    /// Something that is not POP3.
-    #[error("{what}: unexpected answer {line:?}")]
-    Protocol {
-        /// The command.
-        what: String,
-        /// The line, cut to 100 characters.
-        line: String,
-    },
-    /// A message bigger than allowed.
-    #[error("message {n} is larger than {max} bytes")]
-    TooLarge {
-        /// Message number.
-        n: u32,
-        /// The cap.
-        max: u64,
-    },
+    /// The POP3 exchange failed (I/O, timeout, -ERR, not POP3, too large).
+    #[error(transparent)]
+    Wire(#[from] WireError),
     /// No access token.
     #[error(transparent)]
     OAuth2(#[from] OAuth2Error),
 }
 
-/// The line-level protocol over any stream (plain before STLS, TLS after).
-pub struct Wire<S> {
-    io: BufReader<S>,
-    limit: Duration,
-}
-
 /// A logged-in POP3 session (TRANSACTION state).
 pub type Pop3 = Wire<tokio_rustls::client::TlsStream<TcpStream>>;
 
-impl Pop3 {
-    /// Connects, secures, logs in.
-    pub async fn open(
-        conn: &Connection,
-        tls: &MailTls,
-        tokens: Option<&mut TokenSource>,
-    ) -> Result<Pop3, Pop3Error> {
-        let limit = conn.command_timeout;
-        let addr = format!("{}:{}", conn.host, conn.port);
-        let tcp = connect::tcp(conn, limit).await.map_err(|f| match f {
-            ConnectFailure::Io { addr, source } => Pop3Error::Connect { addr, source },
-            ConnectFailure::Timeout { what, secs } => Pop3Error::Timeout { what, secs },
-        })?;
-        let tcp = match conn.tls {
-            TlsMode::Implicit => tcp,
-            TlsMode::StartTls => {
-                let mut plain = Wire {
-                    io: BufReader::new(tcp),
-                    limit,
-                };
-                plain.ok("greeting").await?;
-                plain.command("STLS", "STLS").await?;
-                // Nothing may be buffered past the +OK: the TLS hello follows.
-                if !plain.io.buffer().is_empty() {
-                    return Err(Pop3Error::Protocol {
-                        what: "STLS".into(),
-                        line: "data after +OK".into(),
-                    });
-                }
-                plain.io.into_inner()
-            }
-        };
-        let stream =
-            match tokio::time::timeout(limit, tls.connector.connect(tls.server_name.clone(), tcp))
-                .await
-            {
-                Ok(Ok(s)) => s,
-                Ok(Err(source)) => return Err(Pop3Error::Tls { addr, source }),
-                Err(_) => {
-                    return Err(Pop3Error::Timeout {
-                        what: format!("TLS handshake with {addr}"),
-                        secs: limit.as_secs(),
-                    })
-                }
-            };
-        let mut s = Wire {
-            io: BufReader::new(stream),
-            limit,
-        };
-        if conn.tls == TlsMode::Implicit {
-            s.ok("greeting").await?;
+/// Connects, secures, logs in.
+pub async fn open(
+    conn: &Connection,
+    tls: &MailTls,
+    tokens: Option<&mut TokenSource>,
+) -> Result<Pop3, Pop3Error> {
+    let limit = conn.command_timeout;
+    let addr = format!("{}:{}", conn.host, conn.port);
+    let tcp = connect::tcp(conn, limit).await.map_err(|f| match f {
+        ConnectFailure::Io { addr, source } => Pop3Error::Connect { addr, source },
+        ConnectFailure::Timeout { what, secs } => Pop3Error::Timeout { what, secs },
+    })?;
+    let tcp = match conn.tls {
+        TlsMode::Implicit => tcp,
+        TlsMode::StartTls => {
+            let mut plain = Wire::new(tcp, limit);
+            plain.ok("greeting").await?;
+            plain.command("STLS", "STLS").await?;
+            plain.into_inner("STLS")?
         }
-        let unsafe_text = |t: &str| t.contains(['\r', '\n']);
-        match (&conn.auth, tokens) {
-            (MailboxAuth::Password(p), _) => {
-                if unsafe_text(&conn.username) || unsafe_text(p.expose()) {
-                    return Err(protocol(
-                        "USER/PASS",
-                        "user name or password contains a line break",
-                    ));
-                }
-                s.command(&format!("USER {}", conn.username), "USER")
-                    .await?;
-                s.command(&format!("PASS {}", p.expose()), "PASS").await?;
-            }
-            (MailboxAuth::OAuth2(_), Some(tokens)) => {
-                let token = tokens.access_token().await?;
-                let initial = xoauth2_base64(&conn.username, &token);
-                s.send(&format!("AUTH XOAUTH2 {initial}"), "AUTH XOAUTH2")
-                    .await?;
-                let line = s.line("AUTH XOAUTH2").await?;
-                if line.starts_with("+ ") || line == "+" {
-                    // The failure continuation: answer empty, then -ERR follows.
-                    s.send("", "AUTH XOAUTH2").await?;
-                    tokens.invalidate();
-                    let end = s.line("AUTH XOAUTH2").await?;
-                    return Err(status_error("AUTH XOAUTH2", &end));
-                }
-                if !line.starts_with("+OK") {
-                    tokens.invalidate();
-                    return Err(status_error("AUTH XOAUTH2", &line));
-                }
-            }
-            (MailboxAuth::OAuth2(_), None) => {
-                return Err(Pop3Error::OAuth2(OAuth2Error::Malformed {
-                    url: "(no token source configured)".into(),
-                }))
-            }
-        }
-        Ok(s)
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    /// The protocol over an already secured (or, in tests and the fuzzer,
-    /// in-memory) stream, each read and write bounded by `limit`.
-    pub fn new(stream: S, limit: Duration) -> Self {
-        Wire {
-            io: BufReader::new(stream),
-            limit,
-        }
-    }
-
-    /// Reads the server's greeting (`+OK`).
-    pub async fn greeting(&mut self) -> Result<String, Pop3Error> {
-        self.ok("greeting").await
-    }
-
-    /// `STAT`: message count and total size.
-    pub async fn stat(&mut self) -> Result<(u32, u64), Pop3Error> {
-        let line = self.command("STAT", "STAT").await?;
-        let mut it = line.split_whitespace().skip(1);
-        let n = it.next().and_then(|v| v.parse().ok());
-        let size = it.next().and_then(|v| v.parse().ok());
-        match (n, size) {
-            (Some(n), Some(size)) => Ok((n, size)),
-            _ => Err(protocol("STAT", &line)),
-        }
-    }
-
-    /// `UIDL`: (message number, unique id) of every message.
-    pub async fn uidl(&mut self) -> Result<Vec<(u32, String)>, Pop3Error> {
-        self.command("UIDL", "UIDL").await?;
-        let mut out = Vec::new();
-        for line in self.multiline_lines("UIDL").await? {
-            let mut it = line.split_whitespace();
-            match (it.next().and_then(|n| n.parse().ok()), it.next()) {
-                (Some(n), Some(uid)) => out.push((n, uid.to_string())),
-                _ => return Err(protocol("UIDL", &line)),
-            }
-        }
-        Ok(out)
-    }
-
-    /// `LIST n`: the size of message `n`.
-    pub async fn size(&mut self, n: u32) -> Result<u64, Pop3Error> {
-        let line = self.command(&format!("LIST {n}"), "LIST").await?;
-        line.split_whitespace()
-            .nth(2)
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| protocol("LIST", &line))
-    }
-
-    /// `RETR n` in memory (tests and the fuzzer; the poller uses
-    /// [`retr_to`](Self::retr_to) with a file).
-    pub async fn retr(&mut self, n: u32, max: u64) -> Result<Vec<u8>, Pop3Error> {
-        let mut out = Vec::new();
-        self.retr_to(n, max, &mut out).await?;
-        Ok(out)
-    }
-
-    /// `RETR n` into `out`, dot-unstuffed, CRLF line ends; refuses past
-    /// `max` bytes. Read and written in pieces of at most [`RETR_CHUNK`]
-    /// (a line longer than that is passed on in parts), so the message is
-    /// never whole in memory. Returns the bytes written.
-    pub async fn retr_to<W>(&mut self, n: u32, max: u64, out: &mut W) -> Result<u64, Pop3Error>
-    where
-        W: AsyncWrite + Unpin,
+    };
+    let stream = match tokio::time::timeout(
+        limit,
+        tls.connector.connect(tls.server_name.clone(), tcp),
+    )
+    .await
     {
-        self.command(&format!("RETR {n}"), "RETR").await?;
-        let mut written: u64 = 0;
-        let mut piece = Vec::with_capacity(RETR_CHUNK);
-        let mut line_start = true;
-        loop {
-            piece.clear();
-            let read = tokio::time::timeout(
-                self.limit,
-                (&mut self.io)
-                    .take(RETR_CHUNK as u64)
-                    .read_until(b'\n', &mut piece),
-            )
-            .await;
-            match read {
-                Err(_) => return Err(timeout("RETR", self.limit)),
-                Ok(Err(source)) => {
-                    return Err(Pop3Error::Io {
-                        what: "RETR".into(),
-                        source,
-                    })
-                }
-                Ok(Ok(0)) => return Err(closed("RETR")),
-                Ok(Ok(_)) => {}
-            }
-            if line_start && (piece == b".\r\n" || piece == b".\n") {
-                out.flush().await.map_err(|source| Pop3Error::Io {
-                    what: "RETR (temporary file)".into(),
-                    source,
-                })?;
-                return Ok(written);
-            }
-            let body: &[u8] = if line_start && piece.starts_with(b"..") {
-                &piece[1..]
-            } else {
-                &piece
-            };
-            written += body.len() as u64;
-            if written > max + 2 {
-                return Err(Pop3Error::TooLarge { n, max });
-            }
-            out.write_all(body).await.map_err(|source| Pop3Error::Io {
-                what: "RETR (temporary file)".into(),
-                source,
-            })?;
-            line_start = piece.ends_with(b"\n");
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(Pop3Error::Tls { addr, source }),
+        Err(_) => {
+            return Err(Pop3Error::Timeout {
+                what: format!("TLS handshake with {addr}"),
+                secs: limit.as_secs(),
+            })
         }
+    };
+    let mut s = Wire::new(stream, limit);
+    if conn.tls == TlsMode::Implicit {
+        s.ok("greeting").await?;
     }
-
-    /// `DELE n` (takes effect at QUIT).
-    pub async fn dele(&mut self, n: u32) -> Result<(), Pop3Error> {
-        self.command(&format!("DELE {n}"), "DELE").await.map(|_| ())
-    }
-
-    /// `QUIT`: commits the deletions (UPDATE state).
-    pub async fn quit(mut self) -> Result<(), Pop3Error> {
-        self.command("QUIT", "QUIT").await.map(|_| ())
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
-    async fn send(&mut self, line: &str, what: &str) -> Result<(), Pop3Error> {
-        let data = format!("{line}\r\n");
-        let io = self.io.get_mut();
-        match tokio::time::timeout(self.limit, async {
-            io.write_all(data.as_bytes()).await?;
-            io.flush().await
-        })
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(Pop3Error::Io {
-                what: what.into(),
-                source,
-            }),
-            Err(_) => Err(timeout(what, self.limit)),
-        }
-    }
-
-    async fn line(&mut self, what: &str) -> Result<String, Pop3Error> {
-        let mut buf = Vec::new();
-        let read = tokio::time::timeout(
-            self.limit,
-            (&mut self.io)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut buf),
-        )
-        .await;
-        match read {
-            Err(_) => Err(timeout(what, self.limit)),
-            Ok(Err(source)) => Err(Pop3Error::Io {
-                what: what.into(),
-                source,
-            }),
-            Ok(Ok(0)) => Err(closed(what)),
-            Ok(Ok(_)) if !buf.ends_with(b"\n") => {
-                Err(protocol(what, &String::from_utf8_lossy(&buf)))
+    let unsafe_text = |t: &str| t.contains(['\r', '\n']);
+    match (&conn.auth, tokens) {
+        (MailboxAuth::Password(p), _) => {
+            if unsafe_text(&conn.username) || unsafe_text(p.expose()) {
+                return Err(Pop3Error::Wire(protocol(
+                    "USER/PASS",
+                    "user name or password contains a line break",
+                )));
             }
-            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\r', '\n'])
-                .to_string()),
+            s.command(&format!("USER {}", conn.username), "USER")
+                .await?;
+            s.command(&format!("PASS {}", p.expose()), "PASS").await?;
         }
-    }
-
-    /// Reads one status line and requires `+OK`.
-    async fn ok(&mut self, what: &str) -> Result<String, Pop3Error> {
-        let line = self.line(what).await?;
-        if line.starts_with("+OK") {
-            Ok(line)
-        } else {
-            Err(status_error(what, &line))
-        }
-    }
-
-    async fn command(&mut self, line: &str, what: &str) -> Result<String, Pop3Error> {
-        self.send(line, what).await?;
-        self.ok(what).await
-    }
-
-    async fn multiline_lines(&mut self, what: &str) -> Result<Vec<String>, Pop3Error> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        loop {
-            let line = self.line(what).await?;
-            if line == "." {
-                return Ok(out);
+        (MailboxAuth::OAuth2(_), Some(tokens)) => {
+            let token = tokens.access_token().await?;
+            let initial = xoauth2_base64(&conn.username, &token);
+            s.send(&format!("AUTH XOAUTH2 {initial}"), "AUTH XOAUTH2")
+                .await?;
+            let line = s.line("AUTH XOAUTH2").await?;
+            if line.starts_with("+ ") || line == "+" {
+                // The failure continuation: answer empty, then -ERR follows.
+                s.send("", "AUTH XOAUTH2").await?;
+                tokens.invalidate();
+                let end = s.line("AUTH XOAUTH2").await?;
+                return Err(status_error("AUTH XOAUTH2", &end).into());
             }
-            // A hostile server could otherwise send ~4 GiB of lines.
-            bytes += line.len() + 2;
-            if bytes > MAX_LISTING_BYTES {
-                return Err(protocol(what, "listing too long"));
-            }
-            // Dot-stuffing: a line starting with '.' was sent with one more.
-            out.push(match line.strip_prefix("..") {
-                Some(rest) => format!(".{rest}"),
-                None => line,
-            });
-            if out.len() > 1_000_000 {
-                return Err(protocol(what, "too many lines"));
+            if !line.starts_with("+OK") {
+                tokens.invalidate();
+                return Err(status_error("AUTH XOAUTH2", &line).into());
             }
         }
-    }
-}
-
-fn status_error(what: &str, line: &str) -> Pop3Error {
-    match line.strip_prefix("-ERR") {
-        Some(text) => Pop3Error::Refused {
-            what: what.into(),
-            text: text.trim().chars().take(200).collect(),
-        },
-        None => protocol(what, line),
-    }
-}
-
-fn protocol(what: &str, line: &str) -> Pop3Error {
-    Pop3Error::Protocol {
-        what: what.into(),
-        line: line.chars().take(100).collect(),
-    }
-}
-
-fn timeout(what: &str, limit: Duration) -> Pop3Error {
-    Pop3Error::Timeout {
-        what: what.into(),
-        secs: limit.as_secs(),
-    }
-}
-
-fn closed(what: &str) -> Pop3Error {
-    Pop3Error::Io {
-        what: what.into(),
-        source: std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn server(script: &'static [u8]) -> Wire<tokio::io::Join<&'static [u8], tokio::io::Sink>> {
-        Wire::new(
-            tokio::io::join(script, tokio::io::sink()),
-            Duration::from_secs(5),
-        )
-    }
-
-    #[tokio::test]
-    async fn a_poll_over_an_in_memory_server() {
-        let mut w = server(
-            b"+OK ready\r\n+OK 2 320\r\n+OK\r\n1 u1\r\n2 u2\r\n.\r\n+OK 1 120\r\n\
-              +OK\r\nSubject: x\r\n\r\n..stuffed\r\n.\r\n+OK\r\n",
-        );
-        w.greeting().await.unwrap();
-        assert_eq!(w.stat().await.unwrap(), (2, 320));
-        assert_eq!(
-            w.uidl().await.unwrap(),
-            vec![(1, "u1".to_string()), (2, "u2".to_string())]
-        );
-        assert_eq!(w.size(1).await.unwrap(), 120);
-        assert_eq!(
-            w.retr(1, 1024).await.unwrap(),
-            b"Subject: x\r\n\r\n.stuffed\r\n".to_vec()
-        );
-        w.quit().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn hostile_answers_are_typed_errors() {
-        let mut w = server(b"+OK ready\r\n+OK many\r\n-ERR no\r\n+OK\r\n1\r\n.\r\n");
-        w.greeting().await.unwrap();
-        assert!(matches!(w.stat().await, Err(Pop3Error::Protocol { .. })));
-        assert!(w.size(1).await.is_err());
-        assert!(matches!(w.uidl().await, Err(Pop3Error::Protocol { .. })));
-        // The stream ended: closed, not a hang or a panic.
-        assert!(w.retr(1, 10).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn retr_streams_lines_longer_than_a_chunk_and_unstuffs_only_line_starts() {
-        let long = "a".repeat(RETR_CHUNK * 2 + 5);
-        let script = format!(
-            "+OK ready\r\n+OK\r\nSubject: x\r\n\r\n{long}..not-stuffed\r\n..stuffed\r\n.\r\n"
-        );
-        let mut w = server(script.leak().as_bytes());
-        w.greeting().await.unwrap();
-        let mut out = Vec::new();
-        let n = w.retr_to(1, 1 << 20, &mut out).await.unwrap();
-        let want = format!("Subject: x\r\n\r\n{long}..not-stuffed\r\n.stuffed\r\n");
-        assert_eq!(n, want.len() as u64);
-        assert_eq!(String::from_utf8(out).unwrap(), want);
-    }
-
-    #[tokio::test]
-    async fn a_message_past_the_cap_is_refused_while_streaming() {
-        let long = "b".repeat(RETR_CHUNK * 3);
-        let script = format!("+OK ready\r\n+OK\r\nSubject: x\r\n\r\n{long}\r\n.\r\n");
-        let mut w = server(script.leak().as_bytes());
-        w.greeting().await.unwrap();
-        let mut out = Vec::new();
-        assert!(matches!(
-            w.retr_to(1, RETR_CHUNK as u64, &mut out).await,
-            Err(Pop3Error::TooLarge { .. })
-        ));
-        assert!(out.len() <= RETR_CHUNK * 2, "{}", out.len());
-    }
-
-    #[tokio::test]
-    async fn a_listing_without_end_is_cut_at_its_byte_bound() {
-        let mut script = b"+OK ready\r\n+OK\r\n".to_vec();
-        let line = format!("1 {}\r\n", "u".repeat(MAX_LINE - 8));
-        while script.len() < MAX_LISTING_BYTES + 2 * MAX_LINE {
-            script.extend_from_slice(line.as_bytes());
+        (MailboxAuth::OAuth2(_), None) => {
+            return Err(Pop3Error::OAuth2(OAuth2Error::Malformed {
+                url: "(no token source configured)".into(),
+            }))
         }
-        let mut w = server(script.leak());
-        w.greeting().await.unwrap();
-        assert!(matches!(w.uidl().await, Err(Pop3Error::Protocol { .. })));
     }
+    Ok(s)
 }

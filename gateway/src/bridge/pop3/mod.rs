@@ -14,11 +14,11 @@ use super::mailbox::metrics::{Handles, MailboxMetrics};
 use super::mailbox::tls::{self, MailTls};
 use super::mailbox::tmpfile::MessageFile;
 use super::mailbox::{audit, mapping, relay_gate, token_source};
-use super::message;
 use super::oauth2::TokenSource;
 use super::BridgeContext;
-use client::{Pop3, Pop3Error};
+use client::{Pop3, Pop3Error, WireError};
 use mft_config::mailbox::Pop3 as Pop3Config;
+use mft_protocols::mime as message;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -47,6 +47,12 @@ enum PassError {
     Pop3(#[from] Pop3Error),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+impl From<WireError> for PassError {
+    fn from(e: WireError) -> Self {
+        PassError::Pop3(e.into())
+    }
 }
 
 impl Poller {
@@ -96,7 +102,7 @@ impl Poller {
 
     /// One session: deliver what is new, DELE what is delivered, QUIT.
     async fn pass(&mut self) -> Result<(), PassError> {
-        let mut s = Pop3::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()).await?;
+        let mut s = client::open(&self.mailbox.conn, &self.tls, self.tokens.as_mut()).await?;
         self.metrics.connected.set(1);
         let result = self.transact(&mut s).await;
         self.metrics.connected.set(0);
@@ -181,10 +187,10 @@ impl Poller {
             Ok(_) => {}
             // The LIST size was too small a claim; the cap is what counts.
             // The rest of the message is unread, so the session must end.
-            Err(Pop3Error::TooLarge { .. }) => {
+            Err(WireError::TooLarge { .. }) => {
                 self.skip(uidl, format!("more than max_message_bytes {max}"));
                 self.ctx.store.mark_pop3_seen(&self.id, uidl).await?;
-                return Err(PassError::Pop3(Pop3Error::TooLarge { n, max }));
+                return Err(WireError::TooLarge { n, max }.into());
             }
             Err(e) => return Err(e.into()),
         };
@@ -267,7 +273,7 @@ enum Step {
 pub async fn probe(mailbox: &Pop3Config) -> Result<u32, String> {
     let tls = tls::client(&mailbox.conn).map_err(|e| e.to_string())?;
     let mut tokens = token_source(&mailbox.conn)?;
-    let mut s = Pop3::open(&mailbox.conn, &tls, tokens.as_mut())
+    let mut s = client::open(&mailbox.conn, &tls, tokens.as_mut())
         .await
         .map_err(|e| e.to_string())?;
     let (n, _) = s.stat().await.map_err(|e| e.to_string())?;

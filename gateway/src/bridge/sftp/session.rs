@@ -16,6 +16,7 @@ use crate::audit::{AuditLog, AuditRecord};
 use crate::backend_client::FileInfo;
 use bytes::{Buf, Bytes, BytesMut};
 use mft_config::sftp::Permissions;
+use mft_protocols::sftp::{decode_request, MAX_REQUEST};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle as HandleReply, Name, OpenFlags, Packet, Status,
     StatusCode, Version,
@@ -25,8 +26,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest request accepted (a 256 KiB WRITE plus its header).
-const MAX_PACKET: usize = 256 * 1024 + 1024;
 /// Names per READDIR reply.
 const DIR_BATCH: usize = 100;
 /// Open handles per session.
@@ -146,7 +145,7 @@ where
 {
     while let Ok(len) = reader.read_u32().await {
         let len = len as usize;
-        if len == 0 || len > MAX_PACKET {
+        if len == 0 || len > MAX_REQUEST {
             tracing::info!(len, "sftp packet too large; closing the session");
             break;
         }
@@ -170,37 +169,6 @@ where
         }
     }
 }
-
-/// A request packet that did not decode: answered with `BadMessage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Undecodable {
-    /// The request id, 0 when the packet is too short to carry one.
-    pub id: u32,
-}
-
-impl Undecodable {
-    /// The answer: a `BadMessage` status for the request's id.
-    pub fn reply(self) -> Packet {
-        Packet::error(self.id, StatusCode::BadMessage)
-    }
-}
-
-/// Decodes one request packet (the bytes after its length). The pure core
-/// of the request loop, fuzzed in `fuzz/`.
-pub fn decode_request(mut bytes: Bytes) -> Result<Packet, Undecodable> {
-    // Every request but INIT has its id after the type byte: a client
-    // waiting for that id must get an answer even when the rest is garbage.
-    let id = bytes
-        .get(1..5)
-        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
-    Packet::try_from(&mut bytes).map_err(|e| {
-        tracing::debug!(error = %e, "undecodable sftp request");
-        Undecodable { id }
-    })
-}
-
-/// Largest request packet the loop reads.
-pub const MAX_REQUEST: usize = MAX_PACKET;
 
 fn status(id: u32, (code, msg): Fail) -> Packet {
     Packet::Status(Status {
@@ -810,44 +778,6 @@ impl Session {
                 StatusCode::OpUnsupported,
                 format!("{other} is not supported"),
             )),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_undecodable_request_gets_bad_message_with_its_id() {
-        // OPEN (3), id 7, then a path length that runs past the packet.
-        let frame = Bytes::from_static(&[3, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff, b'/']);
-        let undecodable = decode_request(frame).map(|_| ()).unwrap_err();
-        assert_eq!(undecodable, Undecodable { id: 7 });
-        match undecodable.reply() {
-            Packet::Status(s) => {
-                assert_eq!(s.id, 7);
-                assert_eq!(s.status_code, StatusCode::BadMessage);
-            }
-            other => panic!("expected a BadMessage status, got {other:?}"),
-        }
-        // Too short for an id: answered with id 0, not a panic.
-        assert_eq!(
-            decode_request(Bytes::from_static(&[4])).map(|_| ()),
-            Err(Undecodable { id: 0 })
-        );
-    }
-
-    #[test]
-    fn a_well_formed_request_decodes() {
-        let mut frame = vec![16, 0, 0, 0, 9, 0, 0, 0, 1];
-        frame.push(b'.');
-        match decode_request(Bytes::from(frame)) {
-            Ok(Packet::RealPath(r)) => {
-                assert_eq!(r.id, 9);
-                assert_eq!(r.path, ".");
-            }
-            other => panic!("expected REALPATH, got {other:?}"),
         }
     }
 }

@@ -5,16 +5,17 @@
 //! before forgotten (RFC 3207 4.2). Nothing here calls the backend: a
 //! message is parsed, spooled durably and only then answered with 250.
 
-use super::auth::{self, Credentials, Outcome, Principal};
+use super::auth::{self, Outcome, Principal};
 use super::conn::{Conn, Read};
 use super::reply;
 use super::{policy, Shared};
-use crate::bridge::message;
 use crate::bridge::spool::{Spool, SpoolMeta};
 use mft_filters::auth::scope::has_scope;
+use mft_protocols::mime as message;
+use mft_protocols::smtp::command::{next_command, Cmd};
+use mft_protocols::smtp::sasl::{self, Credentials};
 use smtp_proto::request::receiver::{DataReceiver, DummyDataReceiver, RequestReceiver};
-use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
-use std::borrow::Cow;
+use smtp_proto::{Error as ProtoError, AUTH_LOGIN, AUTH_PLAIN};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,112 +33,6 @@ pub enum Exit {
     Close,
     /// STARTTLS was accepted: the caller upgrades the stream.
     StartTls,
-}
-
-/// A command, owned (smtp-proto's borrows the read buffer).
-enum Cmd {
-    Ehlo(String),
-    Helo(String),
-    Mail { from: String, size: usize },
-    Rcpt(String),
-    Data,
-    Auth { mechanism: u64, initial: String },
-    Noop,
-    Vrfy,
-    Help,
-    StartTls,
-    Rset,
-    Quit,
-    Unsupported,
-}
-
-impl From<Request<Cow<'_, str>>> for Cmd {
-    fn from(r: Request<Cow<'_, str>>) -> Self {
-        match r {
-            Request::Ehlo { host } => Cmd::Ehlo(host.into_owned()),
-            Request::Helo { host } => Cmd::Helo(host.into_owned()),
-            Request::Mail { from } => Cmd::Mail {
-                from: from.address.into_owned(),
-                size: from.size,
-            },
-            Request::Rcpt { to } => Cmd::Rcpt(to.address.into_owned()),
-            Request::Data => Cmd::Data,
-            Request::Auth {
-                mechanism,
-                initial_response,
-            } => Cmd::Auth {
-                mechanism,
-                initial: initial_response.into_owned(),
-            },
-            Request::Noop { .. } => Cmd::Noop,
-            Request::Vrfy { .. } => Cmd::Vrfy,
-            Request::Help { .. } => Cmd::Help,
-            Request::StartTls => Cmd::StartTls,
-            Request::Rset => Cmd::Rset,
-            Request::Quit => Cmd::Quit,
-            // LHLO (LMTP), BDAT (CHUNKING is not offered), EXPN, ETRN, ATRN, BURL.
-            _ => Cmd::Unsupported,
-        }
-    }
-}
-
-/// Parses the next command out of `pending` (what the client sent and no
-/// command has consumed yet) and removes the bytes it used. `None`: the line
-/// is not complete yet; the receiver keeps the partial line itself and
-/// `pending` is empty. The pure core of [`Session::run`], fuzzed in `fuzz/`.
-fn next_command(
-    receiver: &mut RequestReceiver,
-    pending: &mut Vec<u8>,
-) -> Option<Result<Cmd, ProtoError>> {
-    let (parsed, consumed) = {
-        let mut iter = pending.iter();
-        let parsed = receiver.ingest(&mut iter).map(Cmd::from);
-        (parsed, pending.len() - iter.len())
-    };
-    match parsed {
-        Err(ProtoError::NeedsMoreData { .. }) => {
-            pending.clear();
-            None
-        }
-        _ => {
-            pending.drain(..consumed);
-            Some(parsed)
-        }
-    }
-}
-
-/// Feeds `input` to the command reader in pieces of `chunk` bytes, as reads
-/// from a socket would arrive, and returns how many commands and how many
-/// protocol errors it produced. For the fuzzer (`fuzz/`): nothing in here
-/// may panic or loop on any input.
-pub fn parse_command_stream(input: &[u8], chunk: usize) -> (usize, usize) {
-    let mut receiver = RequestReceiver::default();
-    let mut pending = Vec::new();
-    let (mut commands, mut errors) = (0, 0);
-    for piece in input.chunks(chunk.max(1)) {
-        pending.extend_from_slice(piece);
-        while !pending.is_empty() {
-            match next_command(&mut receiver, &mut pending) {
-                None => break,
-                Some(Ok(cmd)) => {
-                    commands += 1;
-                    if let Cmd::Auth { initial, .. } = cmd {
-                        if let Some(raw) = auth::decode_b64(&initial) {
-                            let _ = auth::decode_plain(&raw);
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    errors += 1;
-                    if matches!(e, ProtoError::ResponseTooLong) {
-                        // As `protocol_error` does: the rest is garbage.
-                        pending.clear();
-                    }
-                }
-            }
-        }
-    }
-    (commands, errors)
 }
 
 /// Per-connection state.
@@ -461,7 +356,7 @@ impl Session {
             }
             (
                 "PLAIN",
-                auth::decode_b64(&response).and_then(|r| auth::decode_plain(&r)),
+                sasl::decode_b64(&response).and_then(|r| sasl::decode_plain(&r)),
             )
         } else if mechanism == AUTH_LOGIN {
             let user = if initial.is_empty() {
@@ -486,7 +381,7 @@ impl Session {
                 self.refuse(conn, "auth_cancelled", reply::AUTH_CANCELLED);
                 return Ok(None);
             }
-            let decode = |t: &str| auth::decode_b64(t).and_then(|b| String::from_utf8(b).ok());
+            let decode = |t: &str| sasl::decode_b64(t).and_then(|b| String::from_utf8(b).ok());
             let creds = match (decode(&user), decode(&password)) {
                 (Some(user), Some(password)) if !password.is_empty() => {
                     Some(Credentials { user, password })
@@ -702,41 +597,5 @@ impl Session {
         self.shared.metrics.reject("spool_error");
         conn.send(reply::SPOOL_FAILED);
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_command_stream;
-
-    const SESSION: &[u8] = b"EHLO client.example\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n\
-        MAIL FROM:<a@beta.example> SIZE=10\r\nRCPT TO:<b@ourcorp.example>\r\nDATA\r\nQUIT\r\n";
-
-    #[test]
-    fn commands_do_not_depend_on_how_reads_cut_the_stream() {
-        for chunk in 1..=SESSION.len() {
-            assert_eq!(
-                parse_command_stream(SESSION, chunk),
-                (6, 0),
-                "chunk {chunk}"
-            );
-        }
-    }
-
-    #[test]
-    fn an_over_long_line_is_one_error_and_the_reader_recovers() {
-        let mut input = b"HELO ".to_vec();
-        input.extend(std::iter::repeat_n(b'a', 5000));
-        input.extend_from_slice(b"\r\nNOOP\r\nQUIT\r\n");
-        let (commands, errors) = parse_command_stream(&input, 512);
-        assert!(errors >= 1, "{errors}");
-        assert!(commands >= 1, "{commands}");
-    }
-
-    #[test]
-    fn garbage_is_refused_not_fatal() {
-        let (commands, errors) = parse_command_stream(b"\xff\xfe\r\nMAIL FROM:<<>\r\nNOOP\r\n", 3);
-        assert_eq!(commands, 1);
-        assert_eq!(errors, 2);
     }
 }

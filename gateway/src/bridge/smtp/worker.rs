@@ -17,11 +17,11 @@ use super::metrics::SmtpMetrics;
 use crate::audit::AuditRecord;
 use crate::backend_client::{BackendError, CallContext};
 use crate::backoff::Backoff;
-use crate::bridge::message;
 use crate::bridge::pipeline::DeliveryRequest;
 use crate::bridge::spool::{Spool, SpoolMeta};
 use crate::bridge::BridgeContext;
 use mft_config::smtp::Smtp;
+use mft_protocols::mime as message;
 use std::sync::Arc;
 use std::time::Duration;
 

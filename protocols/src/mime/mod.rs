@@ -6,13 +6,17 @@
 //! parsed" here means the input has no header section at all or a body part
 //! we could not decode, which is what SMTP answers 554 5.6.0 for.
 
-use crate::backend_client::base64_stream::Base64Stream;
-use crate::backend_client::qp_stream::QpStream;
-use crate::backend_client::Body;
+pub mod base64_stream;
+pub mod body;
+pub mod qp_stream;
+
+use base64_stream::Base64Stream;
+pub use body::Body;
 use bytes::Bytes;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, Encoding, MessageParser, MimeHeaders, PartType};
 use mft_filters::validation::filename::sanitize_filename;
+use qp_stream::QpStream;
 use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! Lenient like mail-parser's MIME decoder: line breaks, blanks and bytes
 //! outside the alphabet are skipped, `=` ends a group. The message parser
 //! checks once that this decoder yields exactly what mail-parser decoded
-//! before a part is sent this way (`bridge::message`).
+//! before a part is sent this way ([`super::parse_file`]).
 
 const INVALID: u8 = 0xff;
 

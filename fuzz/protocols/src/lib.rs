@@ -1,9 +1,8 @@
-//! The fuzz targets that need the gateway's own code (MIME pipeline, SMTP
-//! command reader, POP3/IMAP clients, SFTP framing, the multipart guard):
-//! their instrumented build compiles the gateway's whole dependency tree,
-//! so they are not in CI's short run (docs/reliability.md). The targets over
-//! `mft-filters`/`mft-config` only are in `fuzz/core`. Nothing in here may
-//! panic, hang or allocate without bound on any input; a panic is a finding.
+//! The fuzz targets over `mft-protocols`: the MIME pipeline's parser, the
+//! SMTP command reader, the POP3 wire, IMAP as the poller drives it, SFTP
+//! framing, the multipart guard. The targets over `mft-filters` and
+//! `mft-config` are in `fuzz/core`. Nothing in here may panic, hang or
+//! allocate without bound on any input; a panic is a finding.
 
 use bytes::Bytes;
 use mft_filters::validation::filename;
@@ -57,7 +56,7 @@ pub fn multipart(data: &[u8]) {
     let body = Bytes::copy_from_slice(body);
     let piece = usize::from(size).max(1);
     runtime().block_on(async move {
-        let mut guard = mft_gateway::proxy::multipart_guard::MultipartGuard::start(boundary);
+        let mut guard = mft_protocols::multipart::MultipartGuard::start(boundary);
         let mut at = 0;
         while at < body.len() {
             let end = (at + piece).min(body.len());
@@ -75,7 +74,7 @@ pub fn multipart(data: &[u8]) {
 /// IMAP FETCH, POP3 RETR) parsed into sender, recipients and attachments;
 /// and an Authentication-Results header.
 pub fn mime(data: &[u8]) {
-    if let Ok(m) = mft_gateway::bridge::message::parse(data) {
+    if let Ok(m) = mft_protocols::mime::parse(data) {
         for a in &m.attachments {
             if filename::validate_filename(&a.name).is_err() {
                 panic!("attachment name the upload rule refuses: {:?}", a.name);
@@ -89,8 +88,7 @@ pub fn mime(data: &[u8]) {
 /// socket-sized reads (first byte), and AUTH PLAIN initial responses.
 pub fn smtp(data: &[u8]) {
     let (chunk, rest) = split_first(data);
-    let _ = mft_gateway::bridge::smtp::session::parse_command_stream(rest, usize::from(chunk));
-    let _ = mft_gateway::bridge::smtp::policy::domain_of(&text(rest));
+    let _ = mft_protocols::smtp::command::parse_command_stream(rest, usize::from(chunk));
 }
 
 /// A duplex stream over fixed server bytes: reads give `data`, writes go
@@ -104,7 +102,7 @@ fn server_stream(
 /// POP3 response handling: a server's whole side of a poll (greeting,
 /// STAT, UIDL, LIST, RETR, DELE, QUIT).
 pub fn pop3(data: &[u8]) {
-    use mft_gateway::bridge::pop3::client::Wire;
+    use mft_protocols::pop3::Wire;
     runtime().block_on(async {
         let mut w = Wire::new(server_stream(data), Duration::from_secs(5));
         let _ = w.greeting().await;
@@ -121,11 +119,8 @@ pub fn pop3(data: &[u8]) {
 /// them): greeting, LOGIN, CAPABILITY, SELECT, UID FETCH, UID STORE.
 pub fn imap(data: &[u8]) {
     // As the poller runs a session: a panic inside imap-proto (known, see
-    // docs/reliability.md) is caught by `guarded` and is a session error.
-    let _ = runtime().block_on(mft_gateway::bridge::imap::session::guarded("fuzz", async {
-        imap_session(data).await;
-        Ok(())
-    }));
+    // docs/reliability.md) is caught and is a session error.
+    let _ = runtime().block_on(mft_protocols::panic_guard::caught(imap_session(data)));
 }
 
 async fn imap_session(data: &[u8]) {
@@ -152,7 +147,7 @@ async fn imap_session(data: &[u8]) {
             let fetched: Vec<_> = stream.take(1000).collect().await;
             for f in fetched.into_iter().flatten() {
                 if let Some(body) = f.body() {
-                    let _ = mft_gateway::bridge::message::parse(body);
+                    let _ = mft_protocols::mime::parse(body);
                 }
             }
         }
@@ -165,7 +160,7 @@ async fn imap_session(data: &[u8]) {
 /// SFTP request packets as the session loop frames and decodes them.
 /// Input: what the client writes into the channel (u32 length + packet ...).
 pub fn sftp(data: &[u8]) {
-    use mft_gateway::bridge::sftp::session::{decode_request, MAX_REQUEST};
+    use mft_protocols::sftp::{decode_request, MAX_REQUEST};
     let mut rest = data;
     while rest.len() >= 4 {
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -183,8 +178,11 @@ pub fn sftp(data: &[u8]) {
     }
 }
 
+/// A target: its name and the function AFL++'s input goes to.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// Every target of this crate by name.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("multipart", multipart),
     ("mime", mime),
     ("smtp", smtp),

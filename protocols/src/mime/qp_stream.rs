@@ -9,7 +9,7 @@
 //! and no run of blanks. Where the segments lie depends on the content
 //! only, never on how reads cut it, so the bytes sent are the bytes the
 //! message parser checked once against what mail-parser decoded before a
-//! part is sent this way (`bridge::message`); a part whose decoding does
+//! part is sent this way ([`super::parse_file`]); a part whose decoding does
 //! not match exactly is kept in memory as before.
 
 use mail_parser::decoders::quoted_printable::quoted_printable_decode;

@@ -16,6 +16,12 @@ use tokio::sync::{mpsc, oneshot};
 /// The longest `folder` field read into memory.
 const MAX_FOLDER_FIELD: usize = 4096;
 
+/// The boundary of a `multipart/form-data` Content-Type, `None` when it
+/// has none or one that is not valid.
+pub fn parse_boundary(content_type: &str) -> Option<String> {
+    multer::parse_boundary(content_type).ok()
+}
+
 /// The side task checking one multipart body.
 pub struct MultipartGuard {
     tx: Option<mpsc::Sender<Bytes>>,

@@ -1,4 +1,0 @@
-//! Fuzz target `mime`: see [`mft_fuzz_gateway::mime`].
-fn main() {
-    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz_gateway::mime(data));
-}

@@ -1,4 +1,0 @@
-//! Fuzz target `multipart`: see [`mft_fuzz_gateway::multipart`].
-fn main() {
-    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz_gateway::multipart(data));
-}

@@ -1,4 +1,0 @@
-//! Fuzz target `pop3`: see [`mft_fuzz_gateway::pop3`].
-fn main() {
-    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz_gateway::pop3(data));
-}

@@ -1,4 +1,0 @@
-//! Fuzz target `sftp`: see [`mft_fuzz_gateway::sftp`].
-fn main() {
-    afl::fuzz_nohook!(|data: &[u8]| mft_fuzz_gateway::sftp(data));
-}
