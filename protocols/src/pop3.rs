@@ -151,24 +151,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
         let mut line_start = true;
         loop {
             piece.clear();
-            let read = tokio::time::timeout(
-                self.limit,
-                (&mut self.io)
-                    .take(RETR_CHUNK as u64)
-                    .read_until(b'\n', &mut piece),
-            )
-            .await;
-            match read {
-                Err(_) => return Err(timeout("RETR", self.limit)),
-                Ok(Err(source)) => {
-                    return Err(WireError::Io {
-                        what: "RETR".into(),
-                        source,
-                    })
-                }
-                Ok(Ok(0)) => return Err(closed("RETR")),
-                Ok(Ok(_)) => {}
-            }
+            self.read_line_into(&mut piece, RETR_CHUNK, "RETR").await?;
             if line_start && (piece == b".\r\n" || piece == b".\n") {
                 out.flush().await.map_err(|source| WireError::Io {
                     what: "RETR (temporary file)".into(),
@@ -227,11 +210,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
     /// Reads one line (without its end), at most 4 KiB.
     pub async fn line(&mut self, what: &str) -> Result<String, WireError> {
         let mut buf = Vec::new();
+        self.read_line_into(&mut buf, MAX_LINE, what).await?;
+        if !buf.ends_with(b"\n") {
+            return Err(protocol(what, &String::from_utf8_lossy(&buf)));
+        }
+        Ok(String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\r', '\n'])
+            .to_string())
+    }
+
+    /// Appends to `buf` up to `cap` bytes through the next line break,
+    /// under the command timeout; the server closing is an error.
+    async fn read_line_into(
+        &mut self,
+        buf: &mut Vec<u8>,
+        cap: usize,
+        what: &str,
+    ) -> Result<(), WireError> {
         let read = tokio::time::timeout(
             self.limit,
-            (&mut self.io)
-                .take(MAX_LINE as u64)
-                .read_until(b'\n', &mut buf),
+            (&mut self.io).take(cap as u64).read_until(b'\n', buf),
         )
         .await;
         match read {
@@ -241,12 +239,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Wire<S> {
                 source,
             }),
             Ok(Ok(0)) => Err(closed(what)),
-            Ok(Ok(_)) if !buf.ends_with(b"\n") => {
-                Err(protocol(what, &String::from_utf8_lossy(&buf)))
-            }
-            Ok(Ok(_)) => Ok(String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\r', '\n'])
-                .to_string()),
+            Ok(Ok(_)) => Ok(()),
         }
     }
 

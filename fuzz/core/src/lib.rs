@@ -16,13 +16,15 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// `data` as text, lossily: the parsers that take `&str` see what a
-/// header or line decoder in front of them would hand over.
-fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
+/// header or line decoder in front of them would hand over. Shared with
+/// `fuzz/protocols`.
+pub fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
     String::from_utf8_lossy(data)
 }
 
-/// The first byte (a selector or chunk size) and the rest.
-fn split_first(data: &[u8]) -> (u8, &[u8]) {
+/// The first byte (a selector or chunk size) and the rest. Shared with
+/// `fuzz/protocols`.
+pub fn split_first(data: &[u8]) -> (u8, &[u8]) {
     match data.split_first() {
         Some((b, rest)) => (*b, rest),
         None => (0, data),

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use mft_filters::validation::filename;
+use mft_fuzz_core::{split_first, text};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -22,20 +23,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
             Err(e) => panic!("fuzz harness: cannot build a tokio runtime: {e}"),
         }
     })
-}
-
-/// `data` as text, lossily: the parsers that take `&str` see what a
-/// header or line decoder in front of them would hand over.
-fn text(data: &[u8]) -> std::borrow::Cow<'_, str> {
-    String::from_utf8_lossy(data)
-}
-
-/// The first byte (a selector or chunk size) and the rest.
-fn split_first(data: &[u8]) -> (u8, &[u8]) {
-    match data.split_first() {
-        Some((b, rest)) => (*b, rest),
-        None => (0, data),
-    }
 }
 
 /// Multipart part headers (names, RFC 8187 `filename*`, the folder field)
