@@ -1063,6 +1063,11 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         D::backend::IDLE_TIMEOUT,
     );
     let pool_size = b.pool_size.unwrap_or(D::backend::POOL_SIZE);
+    let pool_purge_delay = ctx.duration(
+        "backend.pool_purge_delay",
+        b.pool_purge_delay,
+        D::backend::POOL_PURGE_DELAY,
+    );
     let retry_attempts = match b.retry_attempts {
         Some(0) => {
             ctx.error("backend.retry_attempts", "must be at least 1");
@@ -1098,6 +1103,7 @@ fn convert_backend(b: BackendFile, ctx: &mut Ctx<'_>) -> Option<Backend> {
         write_timeout,
         idle_timeout,
         pool_size,
+        pool_purge_delay,
         retry_attempts,
         retry_base,
         retry_max,

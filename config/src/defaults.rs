@@ -112,6 +112,8 @@ pub mod backend {
     pub const IDLE_TIMEOUT: Duration = secs(60);
     /// `backend.pool_size`.
     pub const POOL_SIZE: usize = 128;
+    /// `backend.pool_purge_delay`: HAProxy's `pool-purge-delay` default.
+    pub const POOL_PURGE_DELAY: Duration = secs(5);
     /// `backend.retry_attempts`.
     pub const RETRY_ATTEMPTS: u32 = 6;
     /// `backend.retry_base`.
@@ -489,6 +491,10 @@ pub const TABLE: &[(&str, Value)] = &[
         Value::Duration(backend::IDLE_TIMEOUT),
     ),
     ("backend.pool_size", Value::Int(backend::POOL_SIZE as u64)),
+    (
+        "backend.pool_purge_delay",
+        Value::Duration(backend::POOL_PURGE_DELAY),
+    ),
     (
         "backend.retry_attempts",
         Value::Int(backend::RETRY_ATTEMPTS as u64),

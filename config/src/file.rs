@@ -283,6 +283,9 @@ pub struct BackendFile {
     pub idle_timeout: Option<String>,
     /// Idle upstream connections kept per worker pool.
     pub pool_size: Option<usize>,
+    /// Idle connections unused this long are surplus: half of them close
+    /// every period.
+    pub pool_purge_delay: Option<String>,
     /// Attempts per bridge call to the backend, the first included.
     pub retry_attempts: Option<u32>,
     /// First retry delay; doubled per attempt, with full jitter.

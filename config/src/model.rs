@@ -357,6 +357,9 @@ pub struct Backend {
     pub idle_timeout: Duration,
     /// Idle connections kept.
     pub pool_size: usize,
+    /// Idle connections unused this long are surplus: half of those close
+    /// every `pool_purge_delay`, so a burst's extra connections drain.
+    pub pool_purge_delay: Duration,
     /// Attempts per bridge call, the first included (at least 1).
     pub retry_attempts: u32,
     /// First retry delay; doubled per attempt, full jitter.

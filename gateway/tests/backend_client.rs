@@ -26,6 +26,7 @@ fn backend_config(addr: SocketAddr, signed: bool) -> Backend {
         write_timeout: Duration::from_secs(5),
         idle_timeout: Duration::from_secs(30),
         pool_size: 4,
+        pool_purge_delay: Duration::from_secs(5),
         retry_attempts: 8,
         retry_base: Duration::from_millis(50),
         retry_max: Duration::from_millis(400),

@@ -133,7 +133,7 @@ impl Forwarder {
             connector,
             dial,
             backend.pool_size,
-            backend.idle_timeout,
+            (backend.idle_timeout, backend.pool_purge_delay),
             shards,
         );
         Ok(Forwarder {

@@ -410,3 +410,99 @@ async fn per_core_workers_share_connections_by_load() {
         "each worker did at least a fifth of the work: {used:?} ticks"
     );
 }
+
+/// Established TCP connections toward `port` on loopback (the gateway's
+/// side of its backend connections), from /proc/net/tcp.
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let remote = format!(":{port:04X} 01 ");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            // Fields: sl local rem st ...; `rem` then `st` = 01 (ESTABLISHED).
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && format!(":{} {} ", &fields[2][9..], fields[3]) == remote
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_bursts_backend_connections_drain_by_halves_after_pool_purge_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = make_certs(dir.path());
+    let backend = start_backend(dir.path()).await;
+    let port: u16 = backend.url.rsplit(':').next().unwrap().parse().unwrap();
+    let gateway = start_gateway(
+        dir.path(),
+        &certs,
+        &backend.url,
+        "pool_size = 64\npool_purge_delay = \"1s\"",
+    )
+    .await;
+    let client = gateway.client(&certs, Proto::Http1);
+    let base = format!("https://{}", gateway.addr);
+    // 24 uploads at once whose bodies pause half a second: each holds its
+    // own backend connection, which goes back to the pool at the end.
+    let uploads = (0..24).map(|i| {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let body = futures_util::stream::unfold(0u8, |step| async move {
+                match step {
+                    0 => Some((
+                        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"first half ")),
+                        1,
+                    )),
+                    1 => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        Some((Ok(bytes::Bytes::from_static(b"second half")), 2))
+                    }
+                    _ => None,
+                }
+            });
+            let r = client
+                .post(format!("{base}/api/v1/files"))
+                .header("X-Filename", format!("burst-{i}.txt"))
+                .header("Content-Length", "22")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        })
+    });
+    for upload in uploads.collect::<Vec<_>>() {
+        upload.await.unwrap();
+    }
+    let first = connections_to(port);
+    assert!(
+        first >= 20,
+        "only {first} backend connections after the burst"
+    );
+    // Idle for a purge delay, half of them close per delay: the count goes
+    // down in steps, not all at once, and not to zero.
+    let mut seen = vec![first];
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = connections_to(port);
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+    }
+    let last = *seen.last().unwrap();
+    assert!(
+        last <= 4 && last >= 1,
+        "idle backend connections over 6 s: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|&n| n < first && n > last),
+        "no intermediate step, so not halved: {seen:?}"
+    );
+    // The pool still serves.
+    let r = client
+        .get(format!("{base}/api/v1/files"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -73,7 +73,16 @@ impl BackendLink {
             .parse()
             .map_err(|e| anyhow::anyhow!("connector.backend {backend}: {e}"))?;
         Ok(BackendLink {
-            pool: UpstreamPool::new(connector, dial, MAX_IDLE, IDLE_TIMEOUT, 1),
+            pool: UpstreamPool::new(
+                connector,
+                dial,
+                MAX_IDLE,
+                (
+                    IDLE_TIMEOUT,
+                    mft_config::defaults::backend::POOL_PURGE_DELAY,
+                ),
+                1,
+            ),
             probe,
             base,
             authority,
