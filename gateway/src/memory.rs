@@ -39,7 +39,10 @@ fn return_freed_memory_after(ms: isize) {
     }
     let arenas = tikv_jemalloc_ctl::arenas::narenas::read().unwrap_or(0);
     for i in 0..arenas {
-        let _ = format!("arena.{i}.dirty_decay_ms\0").as_str().name().write(ms);
+        let _ = format!("arena.{i}.dirty_decay_ms\0")
+            .as_str()
+            .name()
+            .write(ms);
     }
 }
 

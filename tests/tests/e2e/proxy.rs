@@ -491,7 +491,7 @@ async fn a_bursts_backend_connections_drain_by_halves_after_pool_purge_delay() {
     }
     let last = *seen.last().unwrap();
     assert!(
-        last <= 4 && last >= 1,
+        (1..=4).contains(&last),
         "idle backend connections over 6 s: {seen:?}"
     );
     assert!(
