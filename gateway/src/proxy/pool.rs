@@ -184,7 +184,8 @@ where
     }
 
     /// Idle connections in all shards.
-    pub fn idle_count(&self) -> usize {
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
         self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
@@ -262,12 +263,9 @@ fn start_sweeper<B: Send + 'static>(shard: &Arc<Shared<B>>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    let (period, purging) = sweep_period(shard.idle_timeout, shard.purge_delay);
     runtime.spawn(async move {
         loop {
-            let (period, purging) = match shared.upgrade() {
-                Some(s) => sweep_period(s.idle_timeout, s.purge_delay),
-                None => return,
-            };
             tokio::time::sleep(period).await;
             let Some(s) = shared.upgrade() else { return };
             let mut idle = s.lock();

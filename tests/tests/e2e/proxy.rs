@@ -415,14 +415,14 @@ async fn per_core_workers_share_connections_by_load() {
 /// side of its backend connections), from /proc/net/tcp.
 fn connections_to(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let remote = format!(":{port:04X} 01 ");
+    let remote = format!(":{port:04X}");
     table
         .lines()
         .skip(1)
         .filter(|line| {
-            // Fields: sl local rem st ...; `rem` then `st` = 01 (ESTABLISHED).
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            fields.len() > 3 && format!(":{} {} ", &fields[2][9..], fields[3]) == remote
+            // Fields: sl local rem st ...; `st` 01 is ESTABLISHED.
+            let mut fields = line.split_whitespace().skip(2);
+            fields.next().is_some_and(|rem| rem.ends_with(&remote)) && fields.next() == Some("01")
         })
         .count()
 }
