@@ -277,7 +277,7 @@ fn install_for_service(path: &str, bytes: &[u8]) {
 /// finishes the upload and exits 0.
 async fn reinstall_while_serving(deb: &str) {
     use futures_util::StreamExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     const TOKEN: &str = "package-upgrade-admin-token-0123456789abcdef";
     let dir = tempfile::tempdir().unwrap();
@@ -337,18 +337,24 @@ async fn reinstall_while_serving(deb: &str) {
     )
     .await;
 
-    // A paced upload, in flight while dpkg runs.
+    // An upload in flight while dpkg runs: after its first chunks it trickles
+    // (one 64 KiB chunk per 40 ms, well inside the body idle timeout) until
+    // dpkg has returned, so however slow the machine, the upgrade happens
+    // mid-body; then it goes at full speed.
     let size: u64 = 64 << 20;
     let content = Arc::new(Content::new(size, 41));
     let sent = Arc::new(AtomicUsize::new(0));
+    let upgraded = Arc::new(AtomicBool::new(false));
     let body = {
-        let (content, sent) = (content.clone(), sent.clone());
+        let (content, sent, upgraded) = (content.clone(), sent.clone(), upgraded.clone());
         reqwest::Body::wrap_stream(
             futures_util::stream::iter(0..content.chunks()).then(move |i| {
-                let (content, sent) = (content.clone(), sent.clone());
+                let (content, sent, upgraded) = (content.clone(), sent.clone(), upgraded.clone());
                 async move {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= 16 && !upgraded.load(Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(40)).await;
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
                     Ok::<_, std::io::Error>(content.chunk(i))
                 }
             }),
@@ -390,6 +396,7 @@ async fn reinstall_while_serving(deb: &str) {
         (sent.load(Ordering::Relaxed) as u64) < content.chunks(),
         "the upload finished before the upgrade"
     );
+    upgraded.store(true, Ordering::Release);
     let new_pid: i32 = said
         .split("new process ")
         .nth(1)
