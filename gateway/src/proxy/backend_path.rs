@@ -9,8 +9,10 @@ use super::pool::Checkin;
 use super::sign::RequestSigner;
 use crate::connector::pool::PoolError;
 use crate::connector::{body as up_body, ConnectorPool};
+use futures_util::future::{Either, FutureExt as _};
 use hyper::body::Incoming;
 use mft_config::model::Backend;
+use std::future::Future;
 use std::sync::Arc;
 
 /// How requests reach the backend.
@@ -75,26 +77,35 @@ impl BackendPath {
     /// Sends `req` and waits for the response header. A direct connection
     /// comes with its [`Checkin`]: it goes back to the pool once the
     /// response body was read to its end.
-    pub async fn send(
+    ///
+    /// Not an async fn, for the reason given at [`Forwarder::send`].
+    pub fn send(
         &self,
         req: http::Request<GuardedBody>,
-    ) -> Result<(http::Response<Incoming>, Option<Checkin>), UpstreamFailure> {
+    ) -> impl Future<Output = Result<(http::Response<Incoming>, Option<Checkin>), UpstreamFailure>>
+           + Send
+           + '_ {
         match self {
-            BackendPath::Direct(f) => f.send(req).await.map(|(r, c)| (r, Some(c))),
+            BackendPath::Direct(f) => {
+                Either::Left(f.send(req).map(|sent| sent.map(|(r, c)| (r, Some(c)))))
+            }
             BackendPath::Connectors { pool, signer, .. } => {
-                let resign = |copy: &mut http::Request<()>| match signer {
-                    None => true,
-                    Some(signer) => {
-                        let (method, uri) = (copy.method().clone(), copy.uri().clone());
-                        signer.sign_map(&method, &uri, copy.headers_mut()).is_ok()
-                    }
-                };
+                let signer = signer.as_ref();
                 // Boxed: the connector path's state would otherwise sit inline
                 // in every direct request's future too.
-                Box::pin(pool.send(req.map(up_body::boxed), &resign))
-                    .await
-                    .map(|r| (r, None))
-                    .map_err(failure)
+                Either::Right(Box::pin(async move {
+                    let resign = |copy: &mut http::Request<()>| match signer {
+                        None => true,
+                        Some(signer) => {
+                            let (method, uri) = (copy.method().clone(), copy.uri().clone());
+                            signer.sign_map(&method, &uri, copy.headers_mut()).is_ok()
+                        }
+                    };
+                    pool.send(req.map(up_body::boxed), &resign)
+                        .await
+                        .map(|r| (r, None))
+                        .map_err(failure)
+                }))
             }
         }
     }

@@ -3,7 +3,9 @@
 //! streamed through the guards.
 
 use super::body::GuardedBody;
+use futures_util::FutureExt as _;
 use mft_config::model::Backend;
+use std::future::Future;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -146,17 +148,27 @@ impl Forwarder {
     /// Sends `req` and waits for the response header; the connection goes
     /// back to the pool through the [`Checkin`](super::pool::Checkin) once
     /// the response body was read to its end.
-    pub async fn send(
+    ///
+    /// Not an async fn: one would keep its own copy of `req` (480 bytes)
+    /// beside the pool's for the whole exchange, and copy it once more.
+    pub fn send(
         &self,
         req: http::Request<GuardedBody>,
-    ) -> Result<(http::Response<hyper::body::Incoming>, super::pool::Checkin), UpstreamFailure>
-    {
-        match tokio::time::timeout(self.read_timeout, self.pool.send(req)).await {
+    ) -> impl Future<
+        Output = Result<
+            (http::Response<hyper::body::Incoming>, super::pool::Checkin),
+            UpstreamFailure,
+        >,
+    > + Send
+           + '_ {
+        // A combinator, not an async block: awaiting a captured future
+        // moves it into a second slot of the block.
+        tokio::time::timeout(self.read_timeout, self.pool.send(req)).map(|sent| match sent {
             Err(_) => Err(UpstreamFailure::Timeout),
             Ok(Ok(sent)) => Ok(sent),
             Ok(Err(e)) if timed_out(&e) => Err(UpstreamFailure::Timeout),
             Ok(Err(e)) => Err(UpstreamFailure::Failed(Box::new(e))),
-        }
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 //! connection finish what is in flight.
 
 use super::accept::HyperFront;
+use futures_util::FutureExt as _;
 use pingora_core::server::ExecutionPhase;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -501,10 +502,8 @@ fn spawn_held(
     held: Held,
 ) {
     let serving = front.clone().serve(tcp, Some(peer), stop.clone());
-    tokio::spawn(async move {
-        serving.await;
-        drop(held);
-    });
+    // A combinator, not an async block, which would keep `serving` twice.
+    tokio::spawn(serving.map(move |()| drop(held)));
 }
 
 /// Turns pingora's shutdown phases into `stop` (on a plain thread).

@@ -14,9 +14,11 @@
 //! watcher.
 
 use super::body::GuardedBody;
+use futures_util::FutureExt as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -191,10 +193,14 @@ where
 
     /// Sends `req` on an idle connection, or on a new one, and waits for
     /// the response head. The [`Checkin`] goes with the response body.
-    pub async fn send(
+    ///
+    /// Not an async fn: one keeps a parameter twice (as passed, and as its
+    /// local), and this one is 480 bytes in every request's future.
+    pub fn send(
         &self,
         mut req: http::Request<B>,
-    ) -> Result<(http::Response<Incoming>, Checkin<B>), PoolError> {
+    ) -> impl Future<Output = Result<(http::Response<Incoming>, Checkin<B>), PoolError>> + Send + '_
+    {
         // The request line carries the origin form (RFC 9112 §3.2.1); the
         // absolute URI was only for signing, `Host` names the authority.
         if req.uri().scheme().is_some() {
@@ -204,26 +210,28 @@ where
                 *req.uri_mut() = origin;
             }
         }
-        // A pooled connection the backend closed in the meantime gives the
-        // request back unsent: it then goes on the next one.
         let shard = self.shard();
-        while let Some(mut sender) = shard.take() {
-            if sender.ready().await.is_err() {
-                continue;
+        async move {
+            // A pooled connection the backend closed in the meantime gives
+            // the request back unsent: it then goes on the next one.
+            while let Some(mut sender) = shard.take() {
+                if sender.ready().await.is_err() {
+                    continue;
+                }
+                match sender.try_send_request(req).await {
+                    Ok(response) => return Ok((response, checkin(sender, shard))),
+                    Err(mut failed) => match failed.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(failed.into_error().into()),
+                    },
+                }
             }
-            match sender.try_send_request(req).await {
-                Ok(response) => return Ok((response, checkin(sender, shard))),
-                Err(mut failed) => match failed.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(failed.into_error().into()),
-                },
-            }
+            // Boxed: a new connection is rare next to a pooled one, and its
+            // state (dial, handshake) would otherwise be inline in every request.
+            let mut sender = Box::pin(self.connect(shard)).await?;
+            let response = sender.send_request(req).await?;
+            Ok((response, checkin(sender, shard)))
         }
-        // Boxed: a new connection is rare next to a pooled one, and its
-        // state (dial, handshake) would otherwise be inline in every request.
-        let mut sender = Box::pin(self.connect(shard)).await?;
-        let response = sender.send_request(req).await?;
-        Ok((response, checkin(sender, shard)))
     }
 
     async fn connect(&self, shard: &Arc<Shared<B>>) -> Result<Sender<B>, PoolError> {
@@ -237,11 +245,13 @@ where
             .await
             .map_err(PoolError::Connect)?;
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
+        // A combinator, not an async block: awaiting the captured
+        // connection would keep it twice in the task (3.5 KiB, not 1.7).
+        tokio::spawn(connection.map(|ended| {
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "backend connection ended");
             }
-        });
+        }));
         Ok(sender)
     }
 }

@@ -85,11 +85,15 @@ impl HyperGateway {
     }
 
     /// Serves one request.
-    pub async fn serve(
+    ///
+    /// Not an async fn: the request and its head would each keep a slot
+    /// (~0.5 KiB) in this future, which is allocated and written per
+    /// request; only the [`Exchange`] built from them is kept.
+    pub fn serve(
         self: Arc<Self>,
         req: http::Request<Incoming>,
         conn: Arc<ConnInfo>,
-    ) -> http::Response<RespBody> {
+    ) -> impl std::future::Future<Output = http::Response<RespBody>> + Send {
         let ambiguous_framing = conn.header_done();
         let (head, body) = req.into_parts();
         let expects_continue = head
@@ -124,9 +128,11 @@ impl HyperGateway {
             checkin: None,
             read_ahead: None,
         };
-        match self.steps(&mut x).await {
-            Ok(upstream) => self.respond_upstream(x, upstream),
-            Err(stop) => self.answer(x, stop),
+        async move {
+            match self.steps(&mut x).await {
+                Ok(upstream) => self.respond_upstream(x, upstream),
+                Err(stop) => self.answer(x, stop),
+            }
         }
     }
 
@@ -224,6 +230,58 @@ impl HyperGateway {
         x: &mut Exchange,
         digest: Option<DigestGuard>,
     ) -> Result<http::Response<Incoming>, Stop> {
+        // Built by a plain function and moved straight into the send: a
+        // request that were a local here would keep its 480 bytes in this
+        // future for the whole exchange, beside the pool's copy.
+        let (req, stats) = self.upstream_request(x, digest)?;
+        x.ctx.upstream_started = Some(Instant::now());
+        let sent = self.forward.send(req).await;
+        x.ctx.upstream_time = x.ctx.upstream_started.map(|t| t.elapsed());
+        match sent {
+            Ok((response, checkin)) => {
+                x.checkin = checkin;
+                Ok(response)
+            }
+            Err(failure) => {
+                // Nothing was stored: a quota reservation goes back now,
+                // before the client can see the answer and try again.
+                x.ctx.quota = None;
+                if let Some(rejection) = stats.rejection.get() {
+                    // The header went upstream already; the cut-off body is
+                    // discarded by the backend.
+                    return Err(Stop::Reject(rejection.clone()));
+                }
+                let status = match failure {
+                    UpstreamFailure::NoConnector => {
+                        x.error = Some("no_connector");
+                        return Err(Stop::Reject(no_connector()));
+                    }
+                    UpstreamFailure::Timeout => 504,
+                    UpstreamFailure::Failed(ref e) => {
+                        tracing::debug!(request_id = %x.ctx.id, error = %e, "upstream failed");
+                        502
+                    }
+                };
+                x.error = Some(if status == 504 {
+                    "upstream_timeout"
+                } else {
+                    "upstream_failed"
+                });
+                Err(Stop::Problem(Problem::new(
+                    status,
+                    Some(respond::detail_for(status).to_string()),
+                )))
+            }
+        }
+    }
+
+    /// The request as it goes upstream: URI, header fields (signed last),
+    /// and the client's body behind its guards.
+    fn upstream_request(
+        &self,
+        x: &mut Exchange,
+        digest: Option<DigestGuard>,
+    ) -> Result<(http::Request<GuardedBody>, Arc<BodyStats>), Stop> {
         let uri = self
             .forward
             .uri(x.head.uri.path_and_query())
@@ -266,45 +324,7 @@ impl HyperGateway {
         *req.method_mut() = x.head.method.clone();
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
-        x.ctx.upstream_started = Some(Instant::now());
-        let sent = self.forward.send(req).await;
-        x.ctx.upstream_time = x.ctx.upstream_started.map(|t| t.elapsed());
-        match sent {
-            Ok((response, checkin)) => {
-                x.checkin = checkin;
-                Ok(response)
-            }
-            Err(failure) => {
-                // Nothing was stored: a quota reservation goes back now,
-                // before the client can see the answer and try again.
-                x.ctx.quota = None;
-                if let Some(rejection) = stats.rejection.get() {
-                    // The header went upstream already; the cut-off body is
-                    // discarded by the backend.
-                    return Err(Stop::Reject(rejection.clone()));
-                }
-                let status = match failure {
-                    UpstreamFailure::NoConnector => {
-                        x.error = Some("no_connector");
-                        return Err(Stop::Reject(no_connector()));
-                    }
-                    UpstreamFailure::Timeout => 504,
-                    UpstreamFailure::Failed(ref e) => {
-                        tracing::debug!(request_id = %x.ctx.id, error = %e, "upstream failed");
-                        502
-                    }
-                };
-                x.error = Some(if status == 504 {
-                    "upstream_timeout"
-                } else {
-                    "upstream_failed"
-                });
-                Err(Stop::Problem(Problem::new(
-                    status,
-                    Some(respond::detail_for(status).to_string()),
-                )))
-            }
-        }
+        Ok((req, stats))
     }
 
     /// The request's header fields as they go upstream: the client's
