@@ -507,19 +507,6 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    fn future_size3<A, B, C, F: Future>(_: impl FnOnce(A, B, C) -> F) -> usize {
-        std::mem::size_of::<F>()
-    }
-
-    #[test]
-    fn a_requests_future_keeps_no_second_copy_of_the_request() {
-        // Allocated and written for every request, and moved level by
-        // level on its way to the pool: each copy of the request (~0.5
-        // KiB) kept at a level is work per request.
-        let size = future_size3(HyperGateway::serve);
-        assert!(size <= 2800, "HyperGateway::serve is {size} bytes");
-    }
-
     #[test]
     fn a_connections_task_keeps_only_what_it_needs_across_awaits() {
         // Every connection's task is this future, for as long as the
