@@ -33,7 +33,7 @@ GATEWAY = os.environ.get("MFT_BENCH_GATEWAY", os.path.join(REL, "mft-gateway"))
 # A second build measured in the same run as peer "gateway-b" (before/after).
 GATEWAY_B = os.environ.get("MFT_BENCH_GATEWAY_B")
 CLK = os.sysconf("SC_CLK_TCK")
-PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingora", "gateway", "gateway-stealing", "gateway-pingora", "gateway-b"]
+PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-driven", "hyper-pingora", "gateway", "gateway-stealing", "gateway-pingora", "gateway-b"]
 # "pingora" is gateway/examples/bare_proxy.rs: the gateway's TLS front and
 # pingora proxy doing only the peers' work, i.e. the framework's floor;
 # "hyper" is gateway/examples/bare_hyper.rs, the same floor on hyper (plain
@@ -41,7 +41,9 @@ PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-pingo
 # gateway's hyper engine runs: their difference is pingora as the runtime;
 # "hyper-percore" the same floor on one single-threaded runtime per worker
 # thread with SO_REUSEPORT sockets (nginx's model): its difference to "hyper"
-# is tokio's work-stealing scheduler.
+# is tokio's work-stealing scheduler. "hyper-driven" is "hyper-percore" with
+# no task per upstream connection (the request's task drives it): its
+# difference to "hyper-percore" is the hop between the two tasks.
 # "gateway" runs the defaults (hyper engine, one runtime per core),
 # "gateway-stealing" the same with `runtime = "work-stealing"` (one
 # multi-threaded tokio runtime), "gateway-pingora" `http_engine = "pingora"`.
@@ -49,6 +51,7 @@ BARE = os.path.join(REL, "examples", "bare_proxy")
 BARE_HYPER = os.path.join(REL, "examples", "bare_hyper")
 LABELS = {"nginx": "nginx", "haproxy": "haproxy", "pingora": "pingora floor",
           "hyper": "hyper floor", "hyper-percore": "hyper floor, runtime per core",
+          "hyper-driven": "hyper floor, per core, upstream driven by the request",
           "hyper-pingora": "hyper floor in pingora's Server",
           "gateway": "mft-gateway", "gateway-stealing": "mft-gateway, work-stealing runtime",
           "gateway-pingora": "mft-gateway, pingora engine",
@@ -277,6 +280,14 @@ class Bench:
                            env={**os.environ, "BARE_HYPER_PER_CORE": "1"})
             wait_port(yport, p, "hyper-percore (bare_hyper, runtime per core)")
             self.ports["hyper-percore"], self.pids["hyper-percore"] = yport, [p.pid]
+
+        if "hyper-driven" in self.args.peer_list:
+            yport = free_port()
+            p = self.spawn("hyper-driven", [BARE_HYPER, f"127.0.0.1:{yport}", self.upstream,
+                                            self.cert, self.key_file, str(workers), self.api_key],
+                           env={**os.environ, "BARE_HYPER_PER_CORE": "1", "BARE_HYPER_DRIVEN": "1"})
+            wait_port(yport, p, "hyper-driven (bare_hyper, upstream driven by the request)")
+            self.ports["hyper-driven"], self.pids["hyper-driven"] = yport, [p.pid]
 
         if "hyper-pingora" in self.args.peer_list:
             yport = free_port()

@@ -18,6 +18,12 @@
 //! own upstream pool, as nginx's workers do: no work stealing, no wake-up
 //! crosses a thread. The difference to plain tokio is what the
 //! work-stealing scheduler costs per request.
+//!
+//! With `BARE_HYPER_DRIVEN=1` as well, the upstream connections have no
+//! task of their own: the request's task drives its pooled connection while
+//! it waits for the response head and while the response body streams, and
+//! puts it back when the body ends. The difference is what the hop from the
+//! request's task to the connection's task and back costs per request.
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
@@ -25,7 +31,10 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use mft_gateway::tls;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 type RespBody = UnsyncBoxBody<Bytes, hyper::Error>;
 
@@ -35,6 +44,108 @@ struct Bare {
     client: Client<HttpConnector, Incoming>,
     upstream: String,
     api_key: http::HeaderValue,
+    driven: Option<Arc<Driven>>,
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Incoming>;
+type Conn =
+    Pin<Box<hyper::client::conn::http1::Connection<TokioIo<tokio::net::TcpStream>, Incoming>>>;
+
+/// Idle upstream connections, each with the future that drives it: no task.
+struct Driven {
+    addr: String,
+    idle: std::sync::Mutex<Vec<(Sender, Conn)>>,
+}
+
+impl Driven {
+    fn take(&self) -> Option<(Sender, Conn)> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn put(&self, link: (Sender, Conn)) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < 256 {
+                idle.push(link);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Option<(Sender, Conn)> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .ok()?;
+        Some((sender, Box::pin(conn)))
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> Option<http::Response<RespBody>> {
+        let (mut sender, mut conn) = match self.take() {
+            Some(link) => link,
+            None => self.connect().await?,
+        };
+        let mut response = std::pin::pin!(sender.send_request(req));
+        let mut open = true;
+        let head = std::future::poll_fn(|cx| {
+            if open && conn.as_mut().poll(cx).is_ready() {
+                open = false;
+            }
+            response.as_mut().poll(cx)
+        })
+        .await
+        .ok()?;
+        let link = open.then_some((sender, conn));
+        Some(head.map(|body| {
+            DrivenBody {
+                body,
+                link,
+                pool: self,
+            }
+            .boxed_unsync()
+        }))
+    }
+}
+
+/// The response body, driving the connection it comes from.
+struct DrivenBody {
+    body: Incoming,
+    link: Option<(Sender, Conn)>,
+    pool: Arc<Driven>,
+}
+
+impl http_body::Body for DrivenBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some((_, conn)) = &mut this.link {
+            if conn.as_mut().poll(cx).is_ready() {
+                this.link = None;
+            }
+        }
+        let frame = std::task::ready!(Pin::new(&mut this.body).poll_frame(cx));
+        if frame.is_none() || this.body.is_end_stream() {
+            if let Some((sender, mut conn)) = this.link.take() {
+                // One more turn lets the connection take in the end of the
+                // exchange and ask for the next request.
+                if conn.as_mut().poll(cx).is_pending() && sender.is_ready() {
+                    this.pool.put((sender, conn));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream() && self.link.is_none()
+    }
 }
 
 impl Bare {
@@ -67,9 +178,16 @@ impl Bare {
             "x-mft-principal",
             http::HeaderValue::from_static("key:bench"),
         );
-        match self.client.request(req).await {
-            Ok(resp) => resp.map(|b| b.boxed_unsync()),
-            Err(_) => {
+        let sent = match &self.driven {
+            Some(driven) => driven.clone().send(req).await.ok_or(()),
+            None => match self.client.request(req).await {
+                Ok(resp) => Ok(resp.map(|b| b.boxed_unsync())),
+                Err(_) => Err(()),
+            },
+        };
+        match sent {
+            Ok(resp) => resp,
+            Err(()) => {
                 let mut resp = http::Response::new(
                     Full::new(Bytes::new())
                         .map_err(|never| match never {})
@@ -104,6 +222,12 @@ fn bare(upstream: &str, api_key: &str) -> Result<Arc<Bare>, Box<dyn std::error::
             .build(connector),
         upstream: format!("http://{upstream}"),
         api_key: http::HeaderValue::from_str(api_key)?,
+        driven: std::env::var_os("BARE_HYPER_DRIVEN").map(|_| {
+            Arc::new(Driven {
+                addr: upstream.to_string(),
+                idle: std::sync::Mutex::new(Vec::new()),
+            })
+        }),
     }))
 }
 
