@@ -42,8 +42,11 @@ PROXIES = ["nginx", "haproxy", "pingora", "hyper", "hyper-percore", "hyper-drive
 # "hyper-percore" the same floor on one single-threaded runtime per worker
 # thread with SO_REUSEPORT sockets (nginx's model): its difference to "hyper"
 # is tokio's work-stealing scheduler. "hyper-driven" is "hyper-percore" with
-# no task per upstream connection (the request's task drives it): its
-# difference to "hyper-percore" is the hop between the two tasks.
+# no task per upstream connection (the request's task drives it) and a plain
+# stack of idle connections instead of hyper-util's pooled Client: its
+# difference to "hyper-percore" is that Client plus the hop between the two
+# tasks (the gateway, which has its own pool, gained nothing from the hop
+# alone: docs/benchmarks.md, ninth round).
 # "gateway" runs the defaults (hyper engine, one runtime per core),
 # "gateway-stealing" the same with `runtime = "work-stealing"` (one
 # multi-threaded tokio runtime), "gateway-pingora" `http_engine = "pingora"`.

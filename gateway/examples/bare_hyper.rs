@@ -22,8 +22,11 @@
 //! With `BARE_HYPER_DRIVEN=1` as well, the upstream connections have no
 //! task of their own: the request's task drives its pooled connection while
 //! it waits for the response head and while the response body streams, and
-//! puts it back when the body ends. The difference is what the hop from the
-//! request's task to the connection's task and back costs per request.
+//! puts it back when the body ends; idle connections are a plain stack, not
+//! hyper-util's pooled `Client`. The difference is that `Client` plus the
+//! hop from the request's task to the connection's task and back (the
+//! gateway, with its own pool already, gained nothing from the hop alone:
+//! docs/benchmarks.md, ninth round).
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
@@ -179,15 +182,17 @@ impl Bare {
             http::HeaderValue::from_static("key:bench"),
         );
         let sent = match &self.driven {
-            Some(driven) => driven.clone().send(req).await.ok_or(()),
-            None => match self.client.request(req).await {
-                Ok(resp) => Ok(resp.map(|b| b.boxed_unsync())),
-                Err(_) => Err(()),
-            },
+            Some(driven) => driven.clone().send(req).await,
+            None => self
+                .client
+                .request(req)
+                .await
+                .ok()
+                .map(|r| r.map(|b| b.boxed_unsync())),
         };
         match sent {
-            Ok(resp) => resp,
-            Err(()) => {
+            Some(resp) => resp,
+            None => {
                 let mut resp = http::Response::new(
                     Full::new(Bytes::new())
                         .map_err(|never| match never {})

@@ -273,18 +273,16 @@ impl HyperFront {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// A client connection's HTTP, each protocol's in a box of its own size.
-pub(super) enum Served<H1, H2> {
+enum Served<H1, H2> {
     H1(Pin<Box<H1>>),
     H2(Pin<Box<H2>>),
 }
 
 impl<H1, H2> Served<H1, H2>
 where
-    H1: GracefulConnection,
-    H2: GracefulConnection,
+    H1: GracefulConnection<Error = hyper::Error>,
+    H2: GracefulConnection<Error = hyper::Error>,
 {
     /// Finishes what is in flight (h2: GOAWAY), then ends.
     fn graceful_shutdown(self: Pin<&mut Self>) {
@@ -297,25 +295,23 @@ where
 
 impl<H1, H2> Future for Served<H1, H2>
 where
-    H1: GracefulConnection,
-    H2: GracefulConnection,
-    H1::Error: Into<BoxError>,
-    H2::Error: Into<BoxError>,
+    H1: GracefulConnection<Error = hyper::Error>,
+    H2: GracefulConnection<Error = hyper::Error>,
 {
-    type Output = Result<(), BoxError>;
+    type Output = Result<(), hyper::Error>;
 
     fn poll(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         match self.get_mut() {
-            Served::H1(c) => c.as_mut().poll(cx).map_err(Into::into),
-            Served::H2(c) => c.as_mut().poll(cx).map_err(Into::into),
+            Served::H1(c) => c.as_mut().poll(cx),
+            Served::H2(c) => c.as_mut().poll(cx),
         }
     }
 }
 
-fn log_end(peer: Option<SocketAddr>, result: Result<(), BoxError>) {
+fn log_end(peer: Option<SocketAddr>, result: Result<(), hyper::Error>) {
     if let Err(e) = result {
         tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
     }
