@@ -380,6 +380,10 @@ async fn per_core_runtime_serves_both_protocols_on_every_worker_and_drains() {
 async fn per_core_workers_share_connections_by_load() {
     add_server_line(r#"runtime = "per-core""#);
     let s = stack().await;
+    // The readiness probe's connection still counts on its worker until the
+    // gateway sees it close; two connections placed beside it could both go
+    // to the other worker, which is balance by load, not what this judges.
+    wait_until_served_none(s.gateway.addr.port()).await;
     let pid = s.gateway.proc.child.id();
     let before = thread_ticks(pid, "https-");
     let mut tasks = Vec::new();
@@ -409,6 +413,34 @@ async fn per_core_workers_share_connections_by_load() {
         used.iter().all(|t| *t * 5 >= total),
         "each worker did at least a fifth of the work: {used:?} ticks"
     );
+}
+
+/// Waits until the gateway holds no connection on its port `port` (none
+/// ESTABLISHED or in CLOSE_WAIT on the server side, /proc/net/tcp).
+async fn wait_until_served_none(port: u16) {
+    let local = format!(":{port:04X}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let held = table
+            .lines()
+            .skip(1)
+            .filter(|line| {
+                // Fields: sl local rem st ...; 01 ESTABLISHED, 08 CLOSE_WAIT.
+                let mut fields = line.split_whitespace().skip(1);
+                let served = fields.next().is_some_and(|l| l.ends_with(&local));
+                served && matches!(fields.nth(1), Some("01" | "08"))
+            })
+            .count();
+        if held == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway still holds {held} connections after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Established TCP connections toward `port` on loopback (the gateway's
