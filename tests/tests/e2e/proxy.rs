@@ -383,7 +383,19 @@ async fn per_core_workers_share_connections_by_load() {
     // The readiness probe's connection still counts on its worker until the
     // gateway sees it close; two connections placed beside it could both go
     // to the other worker, which is balance by load, not what this judges.
-    wait_until_served_none(s.gateway.addr.port()).await;
+    let served = format!(":{:04X}", s.gateway.addr.port());
+    eventually(
+        Duration::from_secs(10),
+        "the gateway holds no connection",
+        || {
+            // Its side of a connection: ESTABLISHED, or CLOSE_WAIT until it sees the close.
+            let held = count_tcp(|local, _, state| {
+                local.ends_with(&served) && matches!(state, "01" | "08")
+            });
+            async move { held == 0 }
+        },
+    )
+    .await;
     let pid = s.gateway.proc.child.id();
     let before = thread_ticks(pid, "https-");
     let mut tasks = Vec::new();
@@ -415,46 +427,28 @@ async fn per_core_workers_share_connections_by_load() {
     );
 }
 
-/// Waits until the gateway holds no connection on its port `port` (none
-/// ESTABLISHED or in CLOSE_WAIT on the server side, /proc/net/tcp).
-async fn wait_until_served_none(port: u16) {
-    let local = format!(":{port:04X}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-        let held = table
-            .lines()
-            .skip(1)
-            .filter(|line| {
-                // Fields: sl local rem st ...; 01 ESTABLISHED, 08 CLOSE_WAIT.
-                let mut fields = line.split_whitespace().skip(1);
-                let served = fields.next().is_some_and(|l| l.ends_with(&local));
-                served && matches!(fields.nth(1), Some("01" | "08"))
-            })
-            .count();
-        if held == 0 {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway still holds {held} connections after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Established TCP connections toward `port` on loopback (the gateway's
+/// side of its backend connections).
+fn connections_to(port: u16) -> usize {
+    let remote = format!(":{port:04X}");
+    count_tcp(|_, rem, state| rem.ends_with(&remote) && state == "01")
 }
 
-/// Established TCP connections toward `port` on loopback (the gateway's
-/// side of its backend connections), from /proc/net/tcp.
-fn connections_to(port: u16) -> usize {
+/// Sockets in /proc/net/tcp for which `keep(local, remote, state)` holds:
+/// addresses as `HEXIP:HEXPORT`, states in hex (01 ESTABLISHED, 08
+/// CLOSE_WAIT).
+fn count_tcp(keep: impl Fn(&str, &str, &str) -> bool) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let remote = format!(":{port:04X}");
     table
         .lines()
         .skip(1)
         .filter(|line| {
-            // Fields: sl local rem st ...; `st` 01 is ESTABLISHED.
-            let mut fields = line.split_whitespace().skip(2);
-            fields.next().is_some_and(|rem| rem.ends_with(&remote)) && fields.next() == Some("01")
+            // Fields: sl local rem st ...
+            let mut fields = line.split_whitespace().skip(1);
+            match (fields.next(), fields.next(), fields.next()) {
+                (Some(local), Some(remote), Some(state)) => keep(local, remote, state),
+                _ => false,
+            }
         })
         .count()
 }
