@@ -8,6 +8,10 @@ use std::time::Duration;
 /// The realm every `WWW-Authenticate` challenge names.
 pub const REALM: &str = "mft-gateway";
 
+/// `WWW-Authenticate` of a plain 401: [`REALM`] as a literal, so a refusal
+/// copies one string instead of formatting it (a test keeps the two equal).
+const CHALLENGE: &str = "Bearer realm=\"mft-gateway\"";
+
 /// What a filter decided about a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision<T> {
@@ -106,7 +110,7 @@ impl Rejection {
             GENERIC_401.to_string(),
             audit_reason,
         )
-        .with_header("www-authenticate", format!("Bearer realm=\"{REALM}\""))
+        .with_header("www-authenticate", CHALLENGE.to_string())
     }
 
     /// 401 for a bearer token that was presented but is not valid (a JWT that
@@ -224,6 +228,11 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_challenge_names_the_realm() {
+        assert_eq!(CHALLENGE, format!("Bearer realm=\"{REALM}\""));
+    }
 
     fn header<'a>(r: &'a Rejection, name: &str) -> Option<&'a str> {
         r.headers

@@ -50,7 +50,14 @@ impl Problem {
     /// The JSON body, members in the order of the struct's fields (what
     /// its `Serialize` writes, see the tests).
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(160);
+        // Sized for the members, so a refusal's body is one allocation
+        // (a 401 with its request id outgrew a fixed 160 bytes).
+        let mut out = Vec::with_capacity(
+            64 + self.kind.len()
+                + self.title.len()
+                + self.detail.as_deref().map_or(0, str::len)
+                + self.request_id.as_deref().map_or(0, str::len),
+        );
         crate::json::Object::new(&mut out)
             .str("type", &self.kind)
             .str("title", &self.title)

@@ -25,6 +25,7 @@
 
 pub mod handover;
 pub mod reserve;
+pub mod stamps;
 
 use mft_config::model::{Audit, AuditFailure};
 use mft_filters::decision::Rejection;
@@ -141,6 +142,17 @@ impl AuditRecord {
 
     /// [`AuditRecord::write_json`] with `"seq"` and `"prev"` (hex) first.
     pub fn write_json_chained(&self, chain: Option<(u64, &[u8; 32])>, out: &mut Vec<u8>) {
+        self.write_json_stamped(chain, &mut stamps::Stamps::default(), out)
+    }
+
+    /// [`AuditRecord::write_json_chained`], the time written through
+    /// `stamps`, which a writer keeps from one record to the next.
+    pub fn write_json_stamped(
+        &self,
+        chain: Option<(u64, &[u8; 32])>,
+        stamps: &mut stamps::Stamps,
+        out: &mut Vec<u8>,
+    ) {
         use std::io::Write as _;
         let mut o = mft_filters::json::Object::new(out);
         if let Some((seq, prev)) = chain {
@@ -153,14 +165,11 @@ impl AuditRecord {
                 out.push(b'"');
             });
         }
-        o.raw("time", |out| {
-            // Writing to a Vec cannot fail.
-            let _ = write!(out, "\"{}\"", humantime::format_rfc3339_millis(self.time));
-        })
-        .str("event", self.event)
-        .opt_str("request_id", self.request_id.as_deref())
-        .opt_str("principal", self.principal.as_deref())
-        .opt_str("credential", self.credential.as_deref());
+        o.raw("time", |out| stamps.write_quoted(self.time, out))
+            .str("event", self.event)
+            .opt_str("request_id", self.request_id.as_deref())
+            .opt_str("principal", self.principal.as_deref())
+            .opt_str("credential", self.credential.as_deref());
         match self.client_ip {
             Some(IpAddr::V4(ip)) => {
                 o.raw("client_ip", |out| {
@@ -298,6 +307,7 @@ impl AuditLog {
             seq: pending_head.0,
             prev: pending_head.1,
             pending_head,
+            stamps: stamps::Stamps::default(),
             shared: shared.clone(),
             torn: false,
             reserve,
@@ -864,6 +874,8 @@ struct Writer {
     prev: [u8; 32],
     /// Sequence number and hash of the last line in `pending`.
     pending_head: (u64, [u8; 32]),
+    /// The last second written, formatted.
+    stamps: stamps::Stamps,
     shared: Arc<Shared>,
     /// A failed write may have left part of a line that could not be cut.
     torn: bool,
@@ -959,7 +971,7 @@ impl Writer {
         }
         let start = self.pending.len();
         let seq = self.seq + 1;
-        record.write_json_chained(Some((seq, &self.prev)), &mut self.pending);
+        record.write_json_stamped(Some((seq, &self.prev)), &mut self.stamps, &mut self.pending);
         self.prev = sha256(&self.pending[start..]);
         self.seq = seq;
         self.pending.push(b'\n');

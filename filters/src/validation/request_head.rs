@@ -10,6 +10,12 @@ use crate::decision::Rejection;
 /// (`..`, `.%2e`, `%2E.`, ...). The path is never rewritten: what passes here
 /// is exactly what the backend receives.
 pub fn check_path(path: &str) -> Result<(), Rejection> {
+    // An API path with no ';', '.' or '%' holds neither a parameter nor
+    // anything that decodes to a dot; the segment walk below cost five
+    // times as many instructions per request (callgrind).
+    if memchr::memchr3(b';', b'.', b'%', path.as_bytes()).is_none() {
+        return Ok(());
+    }
     if path.contains(';') {
         return Err(bad_path("a path segment carries a ';' parameter"));
     }

@@ -408,6 +408,12 @@ impl HeadScan {
         while !self.done && !bytes.is_empty() {
             let end = memchr::memchr(b'\n', bytes);
             let line = &bytes[..end.unwrap_or(bytes.len())];
+            let first = line.first().copied();
+            if self.len == 0 && first.is_some_and(|b| !b"cCtT\r".contains(&b)) {
+                // Neither field, nor the empty line that ends the head (the
+                // request line, Host, ...): nothing to copy or compare.
+                self.len = SCAN;
+            }
             let take = line.len().min(SCAN - self.len);
             if take > 0 {
                 for (slot, b) in self.line[self.len..self.len + take].iter_mut().zip(line) {
@@ -590,5 +596,8 @@ mod tests {
         assert!(!s.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n"));
         assert!(!s.feed(b"\r"));
         assert!(!s.feed(b"\nTransfer-Encoding: chunked\r\n"));
+        // Bare line feeds too.
+        let mut s = HeadScan::default();
+        assert!(!s.feed(b"POST / HTTP/1.1\nContent-Length: 5\n\nTransfer-Encoding: x\n"));
     }
 }

@@ -123,17 +123,16 @@ pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option
     v
 }
 
-/// Milliseconds with microsecond precision, for log lines a human reads.
-/// Header fields a client may not pre-set beyond [`STRIPPED`]: the
-/// identity fields are the gateway's, and `X-Forwarded-Host` and friends
-/// would let a client tell the backend a story the signature does not
-/// vouch for.
 /// Whether the client's field `name` stays at the gateway: [`STRIPPED`],
 /// hop-by-hop, or one the client may not send.
 pub(crate) fn never_forwarded(name: &HeaderName) -> bool {
     STRIPPED.contains(name) || forward::HOP_BY_HOP.contains(name) || client_may_not_send(name)
 }
 
+/// Header fields a client may not pre-set beyond [`STRIPPED`]: the
+/// identity fields are the gateway's, and `X-Forwarded-Host` and friends
+/// would let a client tell the backend a story the signature does not
+/// vouch for.
 pub(crate) fn client_may_not_send(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with("x-mft-") || n.starts_with("x-forwarded-")
@@ -150,6 +149,7 @@ pub(crate) fn original_host(uri: &http::Uri, headers: &http::HeaderMap) -> Optio
     })
 }
 
+/// Milliseconds with microsecond precision, for log lines a human reads.
 pub(crate) fn ms(d: std::time::Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }

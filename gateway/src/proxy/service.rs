@@ -102,7 +102,11 @@ impl HyperGateway {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut x = Exchange {
             ctx: RequestCtx {
-                id: uuid::Uuid::now_v7().to_string(),
+                // Encoded straight into the string, not through `fmt`.
+                id: uuid::Uuid::now_v7()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .to_owned(),
                 started: Instant::now(),
                 route: Route::NotFound,
                 upstream_started: None,
@@ -422,7 +426,7 @@ impl HyperGateway {
         let rate_described = extra.iter().any(|(n, _)| *n == "ratelimit");
         for (name, value) in extra {
             if let Ok(value) = HeaderValue::try_from(value) {
-                h.insert(name, value);
+                h.insert(extra_header_name(name), value);
             }
         }
         // Our own answers tell the client what its limits left too, unless
@@ -462,6 +466,17 @@ impl HyperGateway {
         let finish = Box::new(Done::new(self, x, status));
         let body = if head_only { Bytes::new() } else { body };
         http::Response::from_parts(parts, RespBody::full(body, linger, finish))
+    }
+}
+
+/// The name of a header a refusal adds: the standard ones as constants,
+/// since naming one by its text walks the standard-header table again on
+/// every refused request.
+fn extra_header_name(name: &'static str) -> http::HeaderName {
+    match name {
+        "www-authenticate" => http::header::WWW_AUTHENTICATE,
+        "retry-after" => http::header::RETRY_AFTER,
+        _ => http::HeaderName::from_static(name),
     }
 }
 
