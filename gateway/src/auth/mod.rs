@@ -353,7 +353,7 @@ impl Authenticator {
     ) -> AuditRecord {
         let mut r = AuditRecord::new("auth");
         r.request_id = Some(req.request_id.to_string());
-        r.principal = identity.map(|i| i.principal.to_string());
+        r.principal = identity.map(|i| String::from(&*i.principal));
         r.client_ip = req.client_ip;
         r.method = Some(req.method.to_string());
         r.path = Some(req.path.to_string());

@@ -233,7 +233,23 @@ pub static HOP_BY_HOP: [http::header::HeaderName; 7] = [
 
 /// Removes the [`HOP_BY_HOP`] fields.
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
-    remove_fields(headers, |n| HOP_BY_HOP.contains(n));
+    remove_fields(headers, is_hop_by_hop);
+}
+
+/// Whether `name` is one of [`HOP_BY_HOP`]: one match on the text (a
+/// switch on its length, then one compare) instead of seven comparisons
+/// per field of every request and response; a test keeps both equal.
+pub fn is_hop_by_hop(name: &http::header::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade"
+            | "trailer"
+    )
 }
 
 /// Removes every field whose name is `doomed`: one pass over the fields

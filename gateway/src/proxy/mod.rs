@@ -126,7 +126,13 @@ pub(crate) fn forwarded_value(client: Option<std::net::SocketAddr>, host: Option
 /// Whether the client's field `name` stays at the gateway: [`STRIPPED`],
 /// hop-by-hop, or one the client may not send.
 pub(crate) fn never_forwarded(name: &HeaderName) -> bool {
-    STRIPPED.contains(name) || forward::HOP_BY_HOP.contains(name) || client_may_not_send(name)
+    // [`STRIPPED`] as one match on the text, like `is_hop_by_hop` (the
+    // two `x-forwarded-*` entries are the prefix rule's); tested equal.
+    matches!(
+        name.as_str(),
+        "authorization" | "x-api-key" | "x-request-id" | "forwarded"
+    ) || forward::is_hop_by_hop(name)
+        || client_may_not_send(name)
 }
 
 /// Header fields a client may not pre-set beyond [`STRIPPED`]: the
@@ -157,6 +163,41 @@ pub(crate) fn ms(d: std::time::Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_name_matches_equal_the_lists() {
+        let listed = |n: &HeaderName| STRIPPED.contains(n) || forward::HOP_BY_HOP.contains(n);
+        let mut names: Vec<HeaderName> = STRIPPED.to_vec();
+        names.extend(forward::HOP_BY_HOP.iter().cloned());
+        for other in [
+            "host",
+            "accept",
+            "content-length",
+            "content-type",
+            "x-mft-scopes",
+            "x-forwarded-host",
+            "x-api-keys",
+            "t",
+            "tea",
+            "upgrade-insecure-requests",
+            "content-digest",
+            "user-agent",
+        ] {
+            names.push(HeaderName::from_static(other));
+        }
+        for n in &names {
+            assert_eq!(
+                never_forwarded(n),
+                listed(n) || client_may_not_send(n),
+                "{n}"
+            );
+            assert_eq!(
+                forward::is_hop_by_hop(n),
+                forward::HOP_BY_HOP.contains(n),
+                "{n}"
+            );
+        }
+    }
 
     #[test]
     fn forwarded_quotes_ipv6_and_host() {
