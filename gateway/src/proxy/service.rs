@@ -399,12 +399,16 @@ impl HyperGateway {
                     if rejection.problem_type == mft_filters::problem_types::BANNED {
                         x.conn.close_after_this();
                     }
-                    let problem = Problem::new(rejection.status, Some(rejection.detail))
-                        .with_type(rejection.problem_type);
+                    let body = mft_filters::problem::json_for(
+                        rejection.problem_type,
+                        rejection.status,
+                        Some(&rejection.detail),
+                        Some(&x.ctx.id),
+                    );
                     (
-                        problem.status,
+                        rejection.status,
                         mft_filters::problem::CONTENT_TYPE,
-                        Bytes::from(problem.with_request_id(x.ctx.id.clone()).to_json()),
+                        Bytes::from(body),
                         rejection.headers,
                     )
                 }
