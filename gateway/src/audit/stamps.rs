@@ -75,8 +75,8 @@ mod tests {
     #[test]
     fn writes_what_humantime_writes_across_seconds_and_days() {
         let mut stamps = Stamps::default();
-        let start = UNIX_EPOCH + Duration::from_secs(1_796_083_199); // a day's last second
-                                                                     // Steps of 0.37 s from before midnight into the next day, and back.
+        // A day's last second; steps of 0.37 s from there into the next day.
+        let start = UNIX_EPOCH + Duration::from_secs(1_796_083_199);
         let mut times: Vec<SystemTime> = (0..40)
             .map(|i| start + Duration::from_millis(370 * i) + Duration::from_nanos(999_999))
             .collect();

@@ -408,8 +408,7 @@ impl HeadScan {
         while !self.done && !bytes.is_empty() {
             let end = memchr::memchr(b'\n', bytes);
             let line = &bytes[..end.unwrap_or(bytes.len())];
-            let first = line.first().copied();
-            if self.len == 0 && first.is_some_and(|b| !b"cCtT\r".contains(&b)) {
+            if self.len == 0 && line.first().is_some_and(|b| !b"cCtT\r".contains(b)) {
                 // Neither field, nor the empty line that ends the head (the
                 // request line, Host, ...): nothing to copy or compare.
                 self.len = SCAN;

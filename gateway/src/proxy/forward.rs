@@ -219,8 +219,9 @@ fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1);
-/// hyper frames each side itself.
+/// The hop-by-hop fields as names: the list [`is_hop_by_hop`] matches,
+/// kept for the test that holds the two equal.
+#[cfg(test)]
 pub static HOP_BY_HOP: [http::header::HeaderName; 7] = [
     http::header::CONNECTION,
     http::header::HeaderName::from_static("keep-alive"),
@@ -231,14 +232,15 @@ pub static HOP_BY_HOP: [http::header::HeaderName; 7] = [
     http::header::TRAILER,
 ];
 
-/// Removes the [`HOP_BY_HOP`] fields.
+/// Removes the hop-by-hop fields ([`is_hop_by_hop`]).
 pub fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
     remove_fields(headers, is_hop_by_hop);
 }
 
-/// Whether `name` is one of [`HOP_BY_HOP`]: one match on the text (a
-/// switch on its length, then one compare) instead of seven comparisons
-/// per field of every request and response; a test keeps both equal.
+/// Whether `name` describes one hop, not the message (RFC 9110 §7.6.1;
+/// hyper frames each side itself): one match on the text (a switch on its
+/// length, then one compare) instead of seven comparisons per field of
+/// every request and response.
 pub fn is_hop_by_hop(name: &http::header::HeaderName) -> bool {
     matches!(
         name.as_str(),
