@@ -3,6 +3,7 @@
 use crate::problem::Problem;
 use crate::problem_types as pt;
 use crate::ratelimit::{self, Denial, Limit, Scope};
+use http::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
 use std::time::Duration;
 
 /// The realm every `WWW-Authenticate` challenge names.
@@ -60,8 +61,8 @@ pub struct Rejection {
     /// `bad_secret`, `bad_signature`, `malformed_credential`,
     /// `missing_credential`, `missing_scope`, `banned`, ...). Never sent to the client.
     pub audit_reason: &'static str,
-    /// Extra response headers, lower-case names.
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra response headers.
+    pub headers: Vec<(HeaderName, String)>,
 }
 
 const GENERIC_401: &str = "missing or invalid credentials";
@@ -86,7 +87,7 @@ impl Rejection {
     }
 
     /// The same refusal with one more response header (lower-case name).
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -98,7 +99,7 @@ impl Rejection {
         if after.subsec_nanos() > 0 || secs == 0 {
             secs = secs.saturating_add(1);
         }
-        self.with_header("retry-after", secs.to_string())
+        self.with_header(RETRY_AFTER, secs.to_string())
     }
 
     /// 401 with a plain `Bearer` challenge. Every authentication failure gets
@@ -110,7 +111,7 @@ impl Rejection {
             GENERIC_401.to_string(),
             audit_reason,
         )
-        .with_header("www-authenticate", CHALLENGE.to_string())
+        .with_header(WWW_AUTHENTICATE, CHALLENGE.to_string())
     }
 
     /// 401 for a bearer token that was presented but is not valid (a JWT that
@@ -120,7 +121,7 @@ impl Rejection {
     pub fn invalid_token(audit_reason: &'static str) -> Self {
         Rejection {
             headers: vec![(
-                "www-authenticate",
+                WWW_AUTHENTICATE,
                 format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
             )],
             ..Self::unauthenticated(audit_reason)
@@ -138,7 +139,7 @@ impl Rejection {
             "missing_scope",
         )
         .with_header(
-            "www-authenticate",
+            WWW_AUTHENTICATE,
             format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope={quoted}"),
         )
     }
@@ -181,9 +182,15 @@ impl Rejection {
             format!("rate limit exceeded for {who}; retry after {retry_after} s"),
             "rate_limited",
         )
-        .with_header("retry-after", retry_after.to_string())
-        .with_header("ratelimit-policy", ratelimit::policy_item(scope, limit))
-        .with_header("ratelimit", ratelimit::state_item(scope, 0, denial.reset))
+        .with_header(RETRY_AFTER, retry_after.to_string())
+        .with_header(
+            ratelimit::RATELIMIT_POLICY,
+            ratelimit::policy_item(scope, limit),
+        )
+        .with_header(
+            ratelimit::RATELIMIT,
+            ratelimit::state_item(scope, 0, denial.reset),
+        )
     }
 
     /// 503 when the cluster-wide rate-limit store is unreachable and the
@@ -196,7 +203,7 @@ impl Rejection {
             "rate_limit_unavailable",
         )
         .with_header(
-            "retry-after",
+            RETRY_AFTER,
             ratelimit::retry_after_secs(retry_after).to_string(),
         )
     }

@@ -428,7 +428,7 @@ impl AuditLog {
             return None;
         }
         Some(Rejection::new(503, "about:blank", "the gateway cannot write its audit trail right now, so it serves no requests; retry later"
-                .to_string(), "audit_unavailable").with_header("retry-after", "30"))
+                .to_string(), "audit_unavailable").with_header(http::header::RETRY_AFTER, "30"))
     }
 
     /// Sequence number and hex SHA-256 of the last record on disk.

@@ -2,7 +2,13 @@
 //! lists whose members are the policy name with parameters.
 
 use super::{Limit, Scope};
+use http::header::HeaderName;
 use std::time::Duration;
+
+/// `RateLimit-Policy`.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Whole seconds, rounded up: a client that waits this long is never early.
 pub fn whole_seconds_up(d: Duration) -> u64 {

@@ -28,7 +28,7 @@ mod headers;
 
 pub use headers::{
     policy_item, retry_after_secs, state_item, whole_seconds_up, write_policy_item,
-    write_state_item,
+    write_state_item, RATELIMIT, RATELIMIT_POLICY,
 };
 
 use governor::clock::{Clock, DefaultClock};

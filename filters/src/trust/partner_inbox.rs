@@ -66,7 +66,7 @@ pub fn quota_exceeded(now: u64, bytes: u64, limit: u64, used: u64) -> Rejection 
         ),
         "partner_quota_exceeded",
     )
-    .with_header("retry-after", retry.max(1).to_string())
+    .with_header(http::header::RETRY_AFTER, retry.max(1).to_string())
 }
 
 /// Bytes one partner uploaded on one UTC day.

@@ -111,7 +111,7 @@ pub(crate) fn store_unavailable() -> Rejection {
         "authentication is temporarily unavailable; retry shortly",
         "store_unavailable",
     )
-    .with_header("retry-after", "5")
+    .with_header(http::header::RETRY_AFTER, "5")
 }
 
 impl Authenticator {

@@ -20,10 +20,9 @@ pub const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input
 pub const SIGNATURE: HeaderName = HeaderName::from_static("signature");
 /// `Content-Digest` (RFC 9530).
 pub const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
-/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-/// `RateLimit` (draft-ietf-httpapi-ratelimit-headers).
-pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-headers):
+/// the filters' own, which refusals carry too.
+pub use mft_filters::ratelimit::{RATELIMIT, RATELIMIT_POLICY};
 /// `X-Filename`: an upload's name.
 pub const X_FILENAME: HeaderName = HeaderName::from_static("x-filename");
 /// `X-Folder`: an upload's folder.

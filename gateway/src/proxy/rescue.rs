@@ -61,7 +61,7 @@ async fn write_problem(
     session: &mut Session,
     ctx: &RequestCtx,
     problem: Problem,
-    extra: &[(&'static str, String)],
+    extra: &[(http::HeaderName, String)],
 ) -> pingora_core::Result<()> {
     let status = problem.status;
     let body = Bytes::from(problem.with_request_id(ctx.id.clone()).to_json());
@@ -71,11 +71,11 @@ async fn write_problem(
     header.insert_header("x-request-id", ctx.id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in extra {
-        header.insert_header(*name, value.as_str())?;
+        header.insert_header(name.clone(), value.as_str())?;
     }
     // Our own answers (401, 403, 404) tell the client what its limits left too,
     // unless the rejection is a rate limit describing itself.
-    if !extra.iter().any(|(n, _)| *n == "ratelimit") {
+    if !extra.iter().any(|(n, _)| *n == super::names::RATELIMIT) {
         if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
             header.insert_header("ratelimit-policy", policy)?;
             header.insert_header("ratelimit", state)?;

@@ -15,7 +15,7 @@ use super::pool::Checkin;
 use super::routes::{self, Route};
 use super::{head_checks, identity, names, respond, sender_binding, ProxyParts};
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use mft_filters::decision::{Decision, Rejection};
@@ -377,7 +377,7 @@ impl HyperGateway {
     /// The one place a stop becomes a response.
     fn answer(self: Arc<Self>, mut x: Exchange, stop: Stop) -> http::Response<RespBody> {
         let problem = matches!(stop, Stop::Problem(_) | Stop::Reject(_));
-        let (status, content_type, body, extra): (u16, &str, Bytes, Vec<(&'static str, String)>) =
+        let (status, content_type, body, extra): (u16, &str, Bytes, Vec<(HeaderName, String)>) =
             match stop {
                 Stop::Health => (
                     200,
@@ -385,9 +385,17 @@ impl HyperGateway {
                     Bytes::from_static(br#"{"status":"ok"}"#),
                     Vec::new(),
                 ),
-                Stop::Json(status, body, headers) => {
-                    (status, "application/json", Bytes::from(body), headers)
-                }
+                // Federation answers: their signature fields are named by
+                // the trust module's text constants, off the request path.
+                Stop::Json(status, body, headers) => (
+                    status,
+                    "application/json",
+                    Bytes::from(body),
+                    headers
+                        .into_iter()
+                        .map(|(n, v)| (HeaderName::from_static(n), v))
+                        .collect(),
+                ),
                 Stop::Problem(problem) => (
                     problem.status,
                     mft_filters::problem::CONTENT_TYPE,
@@ -427,10 +435,10 @@ impl HyperGateway {
             http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         );
-        let rate_described = extra.iter().any(|(n, _)| *n == "ratelimit");
+        let rate_described = extra.iter().any(|(n, _)| *n == names::RATELIMIT);
         for (name, value) in extra {
             if let Ok(value) = HeaderValue::try_from(value) {
-                h.insert(extra_header_name(name), value);
+                h.insert(name, value);
             }
         }
         // Our own answers tell the client what its limits left too, unless
@@ -473,17 +481,6 @@ impl HyperGateway {
     }
 }
 
-/// The name of a header a refusal adds: the standard ones as constants,
-/// since naming one by its text walks the standard-header table again on
-/// every refused request.
-fn extra_header_name(name: &'static str) -> http::HeaderName {
-    match name {
-        "www-authenticate" => http::header::WWW_AUTHENTICATE,
-        "retry-after" => http::header::RETRY_AFTER,
-        _ => http::HeaderName::from_static(name),
-    }
-}
-
 /// DMZ mode with no connector connected: the backend is not down, only
 /// out of reach for a moment; connectors reconnect within seconds.
 fn no_connector() -> Rejection {
@@ -494,7 +491,7 @@ fn no_connector() -> Rejection {
         "no_connector",
     )
     .with_header(
-        "retry-after",
+        http::header::RETRY_AFTER,
         crate::connector::pool::RETRY_AFTER_SECS.to_string(),
     )
 }

@@ -136,7 +136,7 @@ pub struct PartnerGate {
 fn reject(reason: &'static str) -> Rejection {
     let mut r = Rejection::unauthenticated(reason);
     r.headers = vec![(
-        "www-authenticate",
+        http::header::WWW_AUTHENTICATE,
         "Bearer realm=\"mft-federation\"".to_string(),
     )];
     r
@@ -248,7 +248,7 @@ impl PartnerGate {
                     "too many requests from this partner; retry shortly",
                     "replay_cache_full",
                 )
-                .with_header("retry-after", "5");
+                .with_header(http::header::RETRY_AFTER, "5");
                 Err(self.refused(req, name, r))
             }
             Err(_) => {
