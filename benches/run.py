@@ -406,7 +406,7 @@ class Bench:
             self.record(peer, f"{tag}_cpu_s_gib", cpu / (size / 1024))
 
     def h2load_upload(self, peer, http2):
-        """One 1 GiB POST by h2load, whose client cost is nearly the same over
+        """One POST of --transfer-mib by h2load, whose client cost is nearly the same over
         HTTP/1.1 and h2 (curl's h2 costs it ~40 % more CPU per GiB, which is
         what held curl's h2 ÷ HTTP/1.1 ratio down for every peer)."""
         size = self.args.transfer_mib << 20

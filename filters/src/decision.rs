@@ -86,7 +86,7 @@ impl Rejection {
         }
     }
 
-    /// The same refusal with one more response header (lower-case name).
+    /// The same refusal with one more response header.
     pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self

@@ -77,8 +77,8 @@ async fn write_problem(
     // unless the rejection is a rate limit describing itself.
     if !extra.iter().any(|(n, _)| *n == super::names::RATELIMIT) {
         if let (Some(policy), Some(state)) = (ctx.rate_headers.policy(), ctx.rate_headers.state()) {
-            header.insert_header("ratelimit-policy", policy)?;
-            header.insert_header("ratelimit", state)?;
+            header.insert_header(super::names::RATELIMIT_POLICY, policy)?;
+            header.insert_header(super::names::RATELIMIT, state)?;
         }
     }
     session
@@ -93,7 +93,7 @@ pub async fn respond_owned_json(
     ctx: &RequestCtx,
     status: u16,
     body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
+    headers: crate::trust::inbound::AnswerFields,
 ) -> pingora_core::Result<()> {
     let mut header = ResponseHeader::build(status, Some(4 + headers.len()))?;
     header.insert_header(http::header::CONTENT_TYPE, "application/json")?;

@@ -30,7 +30,7 @@ pub enum Stop {
     /// A problem of our own (404, 500, 502, 504).
     Problem(Problem),
     /// A JSON answer of our own (federation), with its extra headers.
-    Json(u16, Vec<u8>, Vec<(&'static str, String)>),
+    Json(u16, Vec<u8>, crate::trust::inbound::AnswerFields),
     /// `GET /healthz`.
     Health,
 }
@@ -385,17 +385,9 @@ impl HyperGateway {
                     Bytes::from_static(br#"{"status":"ok"}"#),
                     Vec::new(),
                 ),
-                // Federation answers: their signature fields are named by
-                // the trust module's text constants, off the request path.
-                Stop::Json(status, body, headers) => (
-                    status,
-                    "application/json",
-                    Bytes::from(body),
-                    headers
-                        .into_iter()
-                        .map(|(n, v)| (HeaderName::from_static(n), v))
-                        .collect(),
-                ),
+                Stop::Json(status, body, headers) => {
+                    (status, "application/json", Bytes::from(body), headers)
+                }
                 Stop::Problem(problem) => (
                     problem.status,
                     mft_filters::problem::CONTENT_TYPE,

@@ -3,6 +3,7 @@
 
 use super::wire;
 use crate::audit::{AuditLog, AuditRecord};
+use crate::proxy::names;
 use crate::runtime::ServiceRuntime;
 use crate::store::partners::PartnerRecord;
 use crate::store::Store;
@@ -90,7 +91,12 @@ pub struct Authenticated {
 }
 
 /// An answer body and the headers that sign it.
-pub type SignedAnswer = (Vec<u8>, Vec<(&'static str, String)>);
+pub type SignedAnswer = (Vec<u8>, AnswerFields);
+
+/// The fields that sign an answer (nonce, digest, signature), by name.
+pub type AnswerFields = Vec<(http::HeaderName, String)>;
+
+const REQUEST_NONCE: http::HeaderName = http::HeaderName::from_static(wire::REQUEST_NONCE);
 
 /// Live nonces one partner may hold: what its rate limit lets through in
 /// the longest time a nonce must be remembered (signature window plus clock
@@ -421,7 +427,7 @@ pub fn sign_answer_body(
     request_id: &str,
     ok: &Authenticated,
     body: &[u8],
-) -> Result<Vec<(&'static str, String)>, mft_filters::signing::SignError> {
+) -> Result<AnswerFields, mft_filters::signing::SignError> {
     let digest = wire::content_digest(body);
     let fields = [
         ("x-request-id", request_id),
@@ -435,9 +441,9 @@ pub fn sign_answer_body(
         &view,
     )?;
     Ok(vec![
-        (wire::REQUEST_NONCE, ok.nonce.clone()),
-        ("content-digest", digest),
-        ("signature-input", signed.signature_input),
-        ("signature", signed.signature),
+        (REQUEST_NONCE, ok.nonce.clone()),
+        (names::CONTENT_DIGEST, digest),
+        (names::SIGNATURE_INPUT, signed.signature_input),
+        (names::SIGNATURE, signed.signature),
     ])
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 /// The answer to a local federation call, or why there is none.
 pub enum LocalAnswer {
     /// Status, JSON body and the answer's signature headers.
-    Signed(u16, Vec<u8>, Vec<(&'static str, String)>),
+    Signed(u16, Vec<u8>, super::inbound::AnswerFields),
     /// A filter decision (the body does not match its digest).
     Refused(Rejection),
     /// A problem of ours or the handler's.
