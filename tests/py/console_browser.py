@@ -17,6 +17,7 @@ Every wait is explicit (WebDriverWait on a condition), never a sleep.
 import json
 import os
 import sys
+import traceback
 import time
 
 import pyotp
@@ -314,6 +315,17 @@ try:
     shot("viewer")
 except Exception as e:  # noqa: BLE001 - the test prints it with the page
     result["error"] = f"{type(e).__name__}: {e}"
+    # Which wait gave up, and on what: a timeout's own message is empty.
+    result["at_line"] = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+                         if f.filename == __file__]
+    try:
+        result["seen"] = driver.execute_script(
+            "const v = [...document.querySelectorAll('[id^=view-]')].filter(e => !e.hidden)"
+            ".map(e => e.id); const a = document.activeElement;"
+            "return {views: v, active: a ? a.id || a.tagName : null,"
+            " text: (document.querySelector('main') || document.body).innerText.slice(0, 2000)};")
+    except Exception:  # noqa: BLE001 - the report is best effort
+        pass
     try:
         result["page"] = driver.find_element(By.TAG_NAME, "main").text[:2000]
         shot("failure") if shots != "-" else None

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import traceback
 
 import pyotp
 from selenium import webdriver
@@ -229,6 +230,17 @@ try:
         "const n = document.getElementById('nav'); return n.scrollWidth <= n.clientWidth + 1;")
 except Exception as e:  # the test prints it
     result["error"] = f"{type(e).__name__}: {e}"
+    # Which wait gave up, and on what: a timeout's own message is empty.
+    result["at_line"] = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+                         if f.filename == __file__]
+    try:
+        result["seen"] = driver.execute_script(
+            "const v = [...document.querySelectorAll('[id^=view-]')].filter(e => !e.hidden)"
+            ".map(e => e.id); const a = document.activeElement;"
+            "return {views: v, active: a ? a.id || a.tagName : null,"
+            " text: (document.querySelector('main') || document.body).innerText.slice(0, 2000)};")
+    except Exception:  # noqa: BLE001 - the report is best effort
+        pass
     try:
         result["message"] = driver.find_element(By.ID, "message").text
     except Exception:

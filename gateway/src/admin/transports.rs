@@ -30,6 +30,12 @@ struct CopyTransport {
     settings: serde_json::Map<String, serde_json::Value>,
 }
 
+/// How long a test message may take in all. A provider's client bounds
+/// each step (connect, greeting, STARTTLS, AUTH, DATA: 30 s each for SMTP),
+/// which adds up to minutes against a server that answers slowly; the one
+/// who clicked "send test" gets an answer before a browser gives up.
+const TEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(40);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestTransport {
@@ -218,9 +224,18 @@ impl AdminApp {
                                 html: None,
                                 progress: None,
                             };
-                            Ok::<_, TransportError>(Some(
-                                transports::send(&store, &cfg, &t, &message).await,
-                            ))
+                            let sent = tokio::time::timeout(
+                                TEST_DEADLINE,
+                                transports::send(&store, &cfg, &t, &message),
+                            )
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(TransportError::Send(format!(
+                                    "no answer from the provider within {} s",
+                                    TEST_DEADLINE.as_secs()
+                                )))
+                            });
+                            Ok::<_, TransportError>(Some(sent))
                         })
                         .await;
                 match tested {
