@@ -4,6 +4,7 @@ use crate::problem::Problem;
 use crate::problem_types as pt;
 use crate::ratelimit::{self, Denial, Limit, Scope};
 use http::header::{HeaderName, RETRY_AFTER, WWW_AUTHENTICATE};
+use std::borrow::Cow;
 use std::time::Duration;
 
 /// The realm every `WWW-Authenticate` challenge names.
@@ -56,13 +57,15 @@ pub struct Rejection {
     pub problem_type: &'static str,
     /// Safe for the client: generic, never a secret or a reason that helps an
     /// attacker tell an unknown key from a wrong secret.
-    pub detail: String,
+    /// Borrowed when it is one of our fixed texts: most refusals (every
+    /// 401) then answer without allocating it.
+    pub detail: Cow<'static, str>,
     /// Precise reason for the audit log (`unknown_key`, `revoked`, `expired`,
     /// `bad_secret`, `bad_signature`, `malformed_credential`,
     /// `missing_credential`, `missing_scope`, `banned`, ...). Never sent to the client.
     pub audit_reason: &'static str,
-    /// Extra response headers.
-    pub headers: Vec<(HeaderName, String)>,
+    /// Extra response headers; fixed values borrowed, as `detail`.
+    pub headers: Vec<(HeaderName, Cow<'static, str>)>,
 }
 
 const GENERIC_401: &str = "missing or invalid credentials";
@@ -74,7 +77,7 @@ impl Rejection {
     pub fn new(
         status: u16,
         problem_type: &'static str,
-        detail: impl Into<String>,
+        detail: impl Into<Cow<'static, str>>,
         audit_reason: &'static str,
     ) -> Self {
         Rejection {
@@ -87,7 +90,7 @@ impl Rejection {
     }
 
     /// The same refusal with one more response header.
-    pub fn with_header(mut self, name: HeaderName, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: HeaderName, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -105,13 +108,8 @@ impl Rejection {
     /// 401 with a plain `Bearer` challenge. Every authentication failure gets
     /// the same detail, so the response never tells which part was wrong.
     pub fn unauthenticated(audit_reason: &'static str) -> Self {
-        Rejection::new(
-            401,
-            pt::UNAUTHENTICATED,
-            GENERIC_401.to_string(),
-            audit_reason,
-        )
-        .with_header(WWW_AUTHENTICATE, CHALLENGE.to_string())
+        Rejection::new(401, pt::UNAUTHENTICATED, GENERIC_401, audit_reason)
+            .with_header(WWW_AUTHENTICATE, CHALLENGE)
     }
 
     /// 401 for a bearer token that was presented but is not valid (a JWT that
@@ -122,7 +120,7 @@ impl Rejection {
         Rejection {
             headers: vec![(
                 WWW_AUTHENTICATE,
-                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\""),
+                format!("Bearer realm=\"{REALM}\", error=\"invalid_token\"").into(),
             )],
             ..Self::unauthenticated(audit_reason)
         }
@@ -210,7 +208,7 @@ impl Rejection {
 
     /// The RFC 9457 body for this rejection.
     pub fn to_problem(&self) -> Problem {
-        Problem::new(self.status, Some(self.detail.clone())).with_type(self.problem_type)
+        Problem::new(self.status, Some(self.detail.to_string())).with_type(self.problem_type)
     }
 }
 
@@ -245,7 +243,7 @@ mod tests {
         r.headers
             .iter()
             .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 
     #[test]

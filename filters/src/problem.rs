@@ -73,6 +73,68 @@ pub fn json_for(
     write_json(kind, title_for(status), status, detail, request_id)
 }
 
+/// [`json_for`] of a refusal whose type and detail are fixed texts (a
+/// plain 401, a missing scope's route): everything before the request id
+/// is the same from one refusal to the next, so each thread keeps the last
+/// few of those prefixes and copies one instead of writing five members
+/// again (a third of a refusal's JSON instructions, callgrind per 401).
+/// `'static` is what makes the texts' addresses a sound key: they never
+/// change or go away.
+pub fn json_for_fixed(
+    kind: &'static str,
+    status: u16,
+    detail: &'static str,
+    request_id: &str,
+) -> Vec<u8> {
+    /// Type and detail by address and length, and the status.
+    type Key = (usize, usize, usize, usize, u16);
+    const SLOTS: usize = 4;
+    /// The slot to fill next, and the slots.
+    type Prefixes = (usize, [Option<(Key, Vec<u8>)>; SLOTS]);
+    thread_local! {
+        static PREFIXES: std::cell::RefCell<Prefixes> =
+            const { std::cell::RefCell::new((0, [None, None, None, None])) };
+    }
+    let key: Key = (
+        kind.as_ptr() as usize,
+        kind.len(),
+        detail.as_ptr() as usize,
+        detail.len(),
+        status,
+    );
+    let mut out = None;
+    let _ = PREFIXES.try_with(|cell| {
+        let Ok(mut cache) = cell.try_borrow_mut() else {
+            return;
+        };
+        let (next, slots) = &mut *cache;
+        let found = slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|(k, _)| *k == key));
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let i = *next;
+                *next = (*next + 1) % SLOTS;
+                let mut prefix =
+                    write_json(kind, title_for(status), status, Some(detail), Some(""));
+                // Drop the empty id's `""}`: the id and the `}` follow.
+                prefix.truncate(prefix.len() - 3);
+                slots[i] = Some((key, prefix));
+                i
+            }
+        };
+        if let Some((_, prefix)) = &slots[i] {
+            let mut body = Vec::with_capacity(prefix.len() + request_id.len() + 3);
+            body.extend_from_slice(prefix);
+            crate::json::push_str(&mut body, request_id);
+            body.push(b'}');
+            out = Some(body);
+        }
+    });
+    out.unwrap_or_else(|| json_for(kind, status, Some(detail), Some(request_id)))
+}
+
 fn write_json(
     kind: &str,
     title: &str,
@@ -155,6 +217,47 @@ mod tests {
             json_for("about:blank", 404, None, None),
             Problem::new(404, None).to_json()
         );
+    }
+
+    #[test]
+    fn a_fixed_refusal_writes_what_json_for_writes() {
+        // More kinds than slots, in turns, so prefixes are made, reused and
+        // replaced; ids that need escaping and one that is empty.
+        const KINDS: [(&str, u16, &str); 6] = [
+            (
+                "urn:mft:problem:unauthenticated",
+                401,
+                "missing or invalid credentials",
+            ),
+            (
+                "urn:mft:problem:route-not-granted",
+                403,
+                "no scope grants this route",
+            ),
+            ("about:blank", 404, "no such route"),
+            (
+                "urn:mft:problem:banned",
+                429,
+                "too many failed attempts; try again later",
+            ),
+            ("urn:mft:problem:x", 400, "a \"quoted\"\ndetail"),
+            (
+                "urn:mft:problem:unauthenticated",
+                403,
+                "missing or invalid credentials",
+            ),
+        ];
+        for round in 0..3 {
+            for (i, (kind, status, detail)) in KINDS.iter().enumerate() {
+                for id in ["0192-1", "", "q\"uote", &format!("{round}-{i}")] {
+                    assert_eq!(
+                        json_for_fixed(kind, *status, detail, id),
+                        json_for(kind, *status, Some(detail), Some(id)),
+                        "{kind} {status} {id}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

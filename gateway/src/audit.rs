@@ -31,6 +31,7 @@ use mft_config::model::{Audit, AuditFailure};
 use mft_filters::decision::Rejection;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::IpAddr;
@@ -66,6 +67,21 @@ const OPEN_LOCK_WAIT: Duration = Duration::from_secs(10);
 /// `prev` of the first record ever written.
 pub const GENESIS: [u8; 32] = [0; 32];
 
+/// A request's method as a record holds it: the standard methods borrowed
+/// (every refused request writes one), others copied.
+pub fn method_text(method: &str) -> Cow<'static, str> {
+    match method {
+        "GET" => Cow::Borrowed("GET"),
+        "PUT" => Cow::Borrowed("PUT"),
+        "POST" => Cow::Borrowed("POST"),
+        "HEAD" => Cow::Borrowed("HEAD"),
+        "PATCH" => Cow::Borrowed("PATCH"),
+        "DELETE" => Cow::Borrowed("DELETE"),
+        "OPTIONS" => Cow::Borrowed("OPTIONS"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
 /// One audit record.
 #[derive(Debug, Serialize)]
 pub struct AuditRecord {
@@ -90,7 +106,7 @@ pub struct AuditRecord {
     pub client_ip: Option<IpAddr>,
     /// HTTP method.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub method: Option<String>,
+    pub method: Option<Cow<'static, str>>,
     /// Path without query.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -108,7 +124,9 @@ pub struct AuditRecord {
     pub decision: Option<&'static str>,
     /// Why: `unknown_key`, `revoked`, `missing_scope`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    /// Borrowed for the fixed reasons of refusals, so the request path
+    /// does not copy them.
+    pub reason: Option<Cow<'static, str>>,
 }
 
 impl AuditRecord {

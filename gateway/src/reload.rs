@@ -173,11 +173,14 @@ impl Reloader {
                     );
                 }
                 record.decision = Some("allow");
-                record.reason = Some(format!(
-                    "changed: {}; needs restart: {}",
-                    list(&report.changed),
-                    list(&report.needs_restart)
-                ));
+                record.reason = Some(
+                    format!(
+                        "changed: {}; needs restart: {}",
+                        list(&report.changed),
+                        list(&report.needs_restart)
+                    )
+                    .into(),
+                );
             }
             Err(e) => {
                 for line in e.lines() {
@@ -186,11 +189,16 @@ impl Reloader {
                 // Counted after the log lines: whoever sees the count sees them.
                 self.failed.inc();
                 record.decision = Some("deny");
-                record.reason = Some(match e {
-                    ReloadError::Invalid(lines) => format!("invalid: {} problem(s)", lines.len()),
-                    ReloadError::Apply(_) => "cannot apply".to_string(),
-                    ReloadError::Busy => "busy".to_string(),
-                });
+                record.reason = Some(
+                    match e {
+                        ReloadError::Invalid(lines) => {
+                            format!("invalid: {} problem(s)", lines.len())
+                        }
+                        ReloadError::Apply(_) => "cannot apply".to_string(),
+                        ReloadError::Busy => "busy".to_string(),
+                    }
+                    .into(),
+                );
             }
         }
         self.audit.record(record);

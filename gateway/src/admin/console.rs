@@ -227,11 +227,13 @@ impl AdminApp {
         let mut r = crate::audit::AuditRecord::new("console");
         r.principal = Some(principal.to_string());
         r.client_ip = Self::client_ip(session);
-        r.method = Some(session.req_header().method.to_string());
+        r.method = Some(crate::audit::method_text(
+            session.req_header().method.as_str(),
+        ));
         r.path = Some(session.req_header().uri.path().to_string());
         r.status = Some(status);
         r.decision = Some(if status < 400 { "allow" } else { "deny" });
-        r.reason = Some(reason.to_string());
+        r.reason = Some(reason.to_string().into());
         self.audit.record(r);
     }
 

@@ -69,7 +69,12 @@ pub(crate) type Reply = (u16, &'static str, Vec<u8>);
 
 /// A refusal of the admin listener: `status` with a client-safe `detail`.
 pub(crate) fn problem(status: u16, detail: &str) -> Reply {
-    rejected(&Rejection::new(status, "about:blank", detail, "admin"))
+    rejected(&Rejection::new(
+        status,
+        "about:blank",
+        detail.to_string(),
+        "admin",
+    ))
 }
 
 /// Writes `rejection` as problem+json, through the same
@@ -161,11 +166,13 @@ impl AdminApp {
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        r.method = Some(session.req_header().method.to_string());
+        r.method = Some(crate::audit::method_text(
+            session.req_header().method.as_str(),
+        ));
         r.path = Some(session.req_header().uri.path().to_string());
         r.status = Some(status);
         r.decision = Some(if status < 400 { "allow" } else { "deny" });
-        r.reason = Some(reason.to_string());
+        r.reason = Some(reason.to_string().into());
         self.audit.record(r);
     }
 }

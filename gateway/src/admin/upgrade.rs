@@ -23,10 +23,13 @@ impl AdminApp {
         let mut record = crate::audit::AuditRecord::new("binary_upgrade");
         record.principal = PRINCIPAL.try_with(Clone::clone).ok();
         record.decision = Some(if outcome.is_ok() { "allow" } else { "deny" });
-        record.reason = Some(match &outcome {
-            Ok(h) => format!("new pid {}, {} socket(s) handed over", h.new_pid, h.sockets),
-            Err(e) => e.to_string(),
-        });
+        record.reason = Some(
+            match &outcome {
+                Ok(h) => format!("new pid {}, {} socket(s) handed over", h.new_pid, h.sockets),
+                Err(e) => e.to_string(),
+            }
+            .into(),
+        );
         self.audit.record(record);
         match outcome {
             Ok(h) => json_reply(

@@ -26,11 +26,14 @@ pub fn record_failure(
         tracing::warn!(client = %ip, score = ban.score, via = what, "client banned after repeated authentication failures");
         let mut r = AuditRecord::new("ban");
         r.client_ip = Some(ip);
-        r.reason = Some(format!(
-            "{what}: score {} until {}",
-            ban.score,
-            humantime::format_rfc3339_seconds(ban.until)
-        ));
+        r.reason = Some(
+            format!(
+                "{what}: score {} until {}",
+                ban.score,
+                humantime::format_rfc3339_seconds(ban.until)
+            )
+            .into(),
+        );
         audit.record(r);
     }
 }

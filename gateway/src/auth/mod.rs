@@ -355,7 +355,7 @@ impl Authenticator {
         r.request_id = Some(req.request_id.to_string());
         r.principal = identity.map(|i| String::from(&*i.principal));
         r.client_ip = req.client_ip;
-        r.method = Some(req.method.to_string());
+        r.method = Some(crate::audit::method_text(req.method));
         r.path = Some(req.path.to_string());
         r.decision = Some(decision);
         r
@@ -369,7 +369,7 @@ impl Authenticator {
     ) -> Decision<Identity> {
         let mut r = self.record(req, identity, "deny");
         r.status = Some(rejection.status);
-        r.reason = Some(rejection.audit_reason.to_string());
+        r.reason = Some(rejection.audit_reason.into());
         self.audit.record(r);
         Decision::Reject(rejection)
     }

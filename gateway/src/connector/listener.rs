@@ -105,7 +105,7 @@ impl ConnectorListener {
         } else {
             "allow"
         });
-        r.reason = Some(reason.to_string());
+        r.reason = Some(reason.to_string().into());
         self.audit.record(r);
     }
 

@@ -626,7 +626,7 @@ impl ProxyHttp for GatewayProxy {
             r.request_id = Some(ctx.id.clone());
             r.principal = Some(identity.principal.to_string());
             r.client_ip = ctx.client.map(|a| a.ip());
-            r.method = Some(header.method.to_string());
+            r.method = Some(crate::audit::method_text(header.method.as_str()));
             r.path = Some(header.uri.path().to_string());
             r.status = Some(status);
             r.bytes_in = Some(session.body_bytes_read() as u64);
@@ -638,8 +638,8 @@ impl ProxyHttp for GatewayProxy {
             });
             r.reason = ctx
                 .reject_reason
-                .map(str::to_string)
-                .or_else(|| e.map(|e| e.etype().as_str().to_string()));
+                .map(std::borrow::Cow::Borrowed)
+                .or_else(|| e.map(|e| e.etype().as_str().to_string().into()));
             self.audit.record(r);
         }
         if !self.access_log {

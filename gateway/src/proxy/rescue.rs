@@ -61,7 +61,7 @@ async fn write_problem(
     session: &mut Session,
     ctx: &RequestCtx,
     problem: Problem,
-    extra: &[(http::HeaderName, String)],
+    extra: &[(http::HeaderName, std::borrow::Cow<'static, str>)],
 ) -> pingora_core::Result<()> {
     let status = problem.status;
     let body = Bytes::from(problem.with_request_id(ctx.id.clone()).to_json());
@@ -71,7 +71,7 @@ async fn write_problem(
     header.insert_header("x-request-id", ctx.id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in extra {
-        header.insert_header(name.clone(), value.as_str())?;
+        header.insert_header(name.clone(), value.as_ref())?;
     }
     // Our own answers (401, 403, 404) tell the client what its limits left too,
     // unless the rejection is a rate limit describing itself.
@@ -101,7 +101,7 @@ pub async fn respond_owned_json(
     header.insert_header("x-request-id", ctx.id.as_str())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     for (name, value) in headers {
-        header.insert_header(name, value)?;
+        header.insert_header(name, value.as_ref())?;
     }
     session
         .write_response_header(Box::new(header), false)

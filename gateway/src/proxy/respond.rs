@@ -32,6 +32,17 @@ pub fn add_common(headers: &mut http::HeaderMap, ctx: &RequestCtx, rate: bool) {
     }
 }
 
+/// A refusal's or a signed answer's field value as a header value: our
+/// fixed texts (a 401's challenge) are used in place, without a copy.
+pub fn header_value(value: std::borrow::Cow<'static, str>) -> Option<HeaderValue> {
+    match value {
+        std::borrow::Cow::Borrowed(s) => {
+            HeaderValue::from_maybe_shared(bytes::Bytes::from_static(s.as_bytes())).ok()
+        }
+        std::borrow::Cow::Owned(s) => HeaderValue::try_from(s).ok(),
+    }
+}
+
 /// What the logging phase knows about a finished request.
 pub struct Finished<'a> {
     /// The request's state.
@@ -69,7 +80,7 @@ pub fn log(p: &ProxyParts, f: &Finished<'_>) {
         // through `fmt`, a few hundred instructions each per request.
         r.principal = Some(String::from(&*identity.principal));
         r.client_ip = ctx.client.map(|a| a.ip());
-        r.method = Some(String::from(f.method.as_str()));
+        r.method = Some(crate::audit::method_text(f.method.as_str()));
         r.path = Some(f.path.to_string());
         r.status = Some(f.status);
         r.bytes_in = Some(f.bytes_in);
@@ -79,7 +90,10 @@ pub fn log(p: &ProxyParts, f: &Finished<'_>) {
         } else {
             "deny"
         });
-        r.reason = ctx.reject_reason.or(f.error).map(str::to_string);
+        r.reason = ctx
+            .reject_reason
+            .or(f.error)
+            .map(std::borrow::Cow::Borrowed);
         p.audit.record(r);
     }
     if !p.access_log {

@@ -14,8 +14,9 @@ use super::limits::BodyWatch;
 use super::pool::Checkin;
 use super::routes::{self, Route};
 use super::{head_checks, identity, names, respond, sender_binding, ProxyParts};
+use crate::trust::inbound::AnswerFields;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http_body::Body as _;
 use hyper::body::Incoming;
 use mft_filters::decision::{Decision, Rejection};
@@ -30,7 +31,7 @@ pub enum Stop {
     /// A problem of our own (404, 500, 502, 504).
     Problem(Problem),
     /// A JSON answer of our own (federation), with its extra headers.
-    Json(u16, Vec<u8>, crate::trust::inbound::AnswerFields),
+    Json(u16, Vec<u8>, AnswerFields),
     /// `GET /healthz`.
     Health,
 }
@@ -377,42 +378,49 @@ impl HyperGateway {
     /// The one place a stop becomes a response.
     fn answer(self: Arc<Self>, mut x: Exchange, stop: Stop) -> http::Response<RespBody> {
         let problem = matches!(stop, Stop::Problem(_) | Stop::Reject(_));
-        let (status, content_type, body, extra): (u16, &str, Bytes, Vec<(HeaderName, String)>) =
-            match stop {
-                Stop::Health => (
-                    200,
-                    "application/json",
-                    Bytes::from_static(br#"{"status":"ok"}"#),
-                    Vec::new(),
-                ),
-                Stop::Json(status, body, headers) => {
-                    (status, "application/json", Bytes::from(body), headers)
+        let (status, content_type, body, extra): (u16, &str, Bytes, AnswerFields) = match stop {
+            Stop::Health => (
+                200,
+                "application/json",
+                Bytes::from_static(br#"{"status":"ok"}"#),
+                Vec::new(),
+            ),
+            Stop::Json(status, body, headers) => {
+                (status, "application/json", Bytes::from(body), headers)
+            }
+            Stop::Problem(problem) => (
+                problem.status,
+                mft_filters::problem::CONTENT_TYPE,
+                Bytes::from(problem.with_request_id(x.ctx.id.clone()).to_json()),
+                Vec::new(),
+            ),
+            Stop::Reject(rejection) => {
+                x.ctx.reject_reason = Some(rejection.audit_reason);
+                if rejection.problem_type == mft_filters::problem_types::BANNED {
+                    x.conn.close_after_this();
                 }
-                Stop::Problem(problem) => (
-                    problem.status,
-                    mft_filters::problem::CONTENT_TYPE,
-                    Bytes::from(problem.with_request_id(x.ctx.id.clone()).to_json()),
-                    Vec::new(),
-                ),
-                Stop::Reject(rejection) => {
-                    x.ctx.reject_reason = Some(rejection.audit_reason);
-                    if rejection.problem_type == mft_filters::problem_types::BANNED {
-                        x.conn.close_after_this();
-                    }
-                    let body = mft_filters::problem::json_for(
+                let body = match rejection.detail {
+                    std::borrow::Cow::Borrowed(detail) => mft_filters::problem::json_for_fixed(
                         rejection.problem_type,
                         rejection.status,
-                        Some(&rejection.detail),
-                        Some(&x.ctx.id),
-                    );
-                    (
+                        detail,
+                        &x.ctx.id,
+                    ),
+                    std::borrow::Cow::Owned(ref detail) => mft_filters::problem::json_for(
+                        rejection.problem_type,
                         rejection.status,
-                        mft_filters::problem::CONTENT_TYPE,
-                        Bytes::from(body),
-                        rejection.headers,
-                    )
-                }
-            };
+                        Some(detail),
+                        Some(&x.ctx.id),
+                    ),
+                };
+                (
+                    rejection.status,
+                    mft_filters::problem::CONTENT_TYPE,
+                    Bytes::from(body),
+                    rejection.headers,
+                )
+            }
+        };
         let head_only = x.head.method == http::Method::HEAD && status == 200;
         let mut response = http::Response::new(());
         *response.status_mut() =
@@ -429,7 +437,7 @@ impl HyperGateway {
         );
         let rate_described = extra.iter().any(|(n, _)| *n == names::RATELIMIT);
         for (name, value) in extra {
-            if let Ok(value) = HeaderValue::try_from(value) {
+            if let Some(value) = respond::header_value(value) {
                 h.insert(name, value);
             }
         }

@@ -104,19 +104,22 @@ impl CreditCheck {
         match &result {
             Ok(outcome) => {
                 record.decision = Some("allow");
-                record.reason = Some(match outcome {
-                    Outcome::Enough(c) => format!("credits {c}"),
-                    Outcome::Warned(c, id) => {
-                        format!("credits {c} below threshold; warning queued as {id}")
+                record.reason = Some(
+                    match outcome {
+                        Outcome::Enough(c) => format!("credits {c}"),
+                        Outcome::Warned(c, id) => {
+                            format!("credits {c} below threshold; warning queued as {id}")
+                        }
+                        Outcome::AlreadyWarned(c) => {
+                            format!("credits {c} below threshold; warned already today")
+                        }
                     }
-                    Outcome::AlreadyWarned(c) => {
-                        format!("credits {c} below threshold; warned already today")
-                    }
-                });
+                    .into(),
+                );
             }
             Err(e) => {
                 record.decision = Some("deny");
-                record.reason = Some(format!("credit check failed: {e}"));
+                record.reason = Some(format!("credit check failed: {e}").into());
                 tracing::warn!(transport = %t.name, error = %e, "credit check failed");
             }
         }

@@ -71,12 +71,13 @@ impl Notifier {
             Ok(id) => {
                 tracing::info!(rule = i, event, message_id = %id, "notification queued");
                 record.decision = Some("allow");
-                record.reason = Some(format!("notify[{i}] {event}: queued as {id}: {subject}"));
+                record.reason =
+                    Some(format!("notify[{i}] {event}: queued as {id}: {subject}").into());
             }
             Err(e) => {
                 tracing::warn!(rule = i, event, error = %e, "notification not queued");
                 record.decision = Some("deny");
-                record.reason = Some(format!("notify[{i}] {event}: not queued: {e}"));
+                record.reason = Some(format!("notify[{i}] {event}: not queued: {e}").into());
             }
         }
         self.audit.record(record);

@@ -126,7 +126,7 @@ impl FederationApi {
         r.path = Some(path.to_string());
         r.status = Some(status);
         r.decision = Some(if status < 400 { "allow" } else { "deny" });
-        r.reason = reason;
+        r.reason = reason.map(Into::into);
         self.audit.record(r);
     }
 

@@ -94,7 +94,7 @@ pub struct Authenticated {
 pub type SignedAnswer = (Vec<u8>, AnswerFields);
 
 /// The fields that sign an answer (nonce, digest, signature), by name.
-pub type AnswerFields = Vec<(http::HeaderName, String)>;
+pub type AnswerFields = Vec<(http::HeaderName, std::borrow::Cow<'static, str>)>;
 
 const REQUEST_NONCE: http::HeaderName = http::HeaderName::from_static(wire::REQUEST_NONCE);
 
@@ -143,7 +143,7 @@ fn reject(reason: &'static str) -> Rejection {
     let mut r = Rejection::unauthenticated(reason);
     r.headers = vec![(
         http::header::WWW_AUTHENTICATE,
-        "Bearer realm=\"mft-federation\"".to_string(),
+        "Bearer realm=\"mft-federation\"".into(),
     )];
     r
 }
@@ -375,11 +375,11 @@ impl PartnerGate {
         record.request_id = Some(req.request_id.to_string());
         record.principal = partner.map(|p| format!("partner:{p}"));
         record.client_ip = req.client_ip;
-        record.method = Some(req.method.to_string());
+        record.method = Some(crate::audit::method_text(req.method));
         record.path = Some(req.path.to_string());
         record.status = Some(r.status);
         record.decision = Some("deny");
-        record.reason = Some(r.audit_reason.to_string());
+        record.reason = Some(r.audit_reason.into());
         self.audit.record(record);
         r
     }
@@ -441,9 +441,9 @@ pub fn sign_answer_body(
         &view,
     )?;
     Ok(vec![
-        (REQUEST_NONCE, ok.nonce.clone()),
-        (names::CONTENT_DIGEST, digest),
-        (names::SIGNATURE_INPUT, signed.signature_input),
-        (names::SIGNATURE, signed.signature),
+        (REQUEST_NONCE, ok.nonce.clone().into()),
+        (names::CONTENT_DIGEST, digest.into()),
+        (names::SIGNATURE_INPUT, signed.signature_input.into()),
+        (names::SIGNATURE, signed.signature.into()),
     ])
 }

@@ -28,7 +28,7 @@ pub fn audit(audit: &AuditLog, mailbox: &str, decision: &'static str, detail: St
     let mut r = AuditRecord::new("mailbox");
     r.principal = Some(mailbox.to_string());
     r.decision = Some(decision);
-    r.reason = Some(detail);
+    r.reason = Some(detail.into());
     audit.record(r);
 }
 

@@ -82,11 +82,14 @@ pub async fn apply(
     let mut r = AuditRecord::new("mailbox_relay");
     r.principal = Some(origin.to_string());
     r.decision = Some("deny");
-    r.reason = Some(format!(
-        "{}: {removed} recipient(s) of partner(s) {} not relayed",
-        refusal.reason(),
-        partners.join(",")
-    ));
+    r.reason = Some(
+        format!(
+            "{}: {removed} recipient(s) of partner(s) {} not relayed",
+            refusal.reason(),
+            partners.join(",")
+        )
+        .into(),
+    );
     ctx.audit.record(r);
     request.recipients = split.local;
     if request.recipients.is_empty() {

@@ -415,7 +415,7 @@ impl SftpDeliveries {
                 r.principal = Some(format!("sftp:{}", job.user));
                 r.path = Some(job.path.clone());
                 r.decision = Some("fail");
-                r.reason = Some(reason);
+                r.reason = Some(reason.into());
                 self.audit.record(r);
             }
             Err(e) => {
@@ -456,7 +456,7 @@ impl SftpDeliveries {
         r.client_ip = stored.client_ip;
         r.path = Some(path.to_string());
         r.decision = Some(decision);
-        r.reason = Some(reason);
+        r.reason = Some(reason.into());
         self.audit.record(r);
     }
 }

@@ -196,9 +196,9 @@ impl Conn {
         r.principal = Some(format!("sftp:{}", cap(user)));
         r.credential = credential.map(str::to_string);
         r.client_ip = self.peer.map(|p| p.ip());
-        r.method = Some(method.to_string());
+        r.method = Some(method.to_string().into());
         r.decision = Some(if reason.is_none() { "allow" } else { "deny" });
-        r.reason = reason.map(str::to_string);
+        r.reason = reason.map(|s| s.to_string().into());
         self.shared.ctx.audit.record(r);
     }
 

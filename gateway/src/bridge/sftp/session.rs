@@ -601,7 +601,7 @@ impl Session {
         r.path = Some(path.display());
         r.bytes_in = entry.map(|e| e.size);
         r.decision = Some(if error.is_none() { "allow" } else { "fail" });
-        r.reason = error;
+        r.reason = error.map(Into::into);
         self.ctx.audit.record(r);
     }
 

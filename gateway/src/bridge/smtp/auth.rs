@@ -101,7 +101,7 @@ pub async fn check(
     };
     let mut r = AuditRecord::new("smtp_auth");
     r.client_ip = Some(ip);
-    r.method = Some(format!("AUTH {mechanism}"));
+    r.method = Some(format!("AUTH {mechanism}").into());
     match &outcome {
         Outcome::Ok(p) => {
             r.principal = Some(p.principal.clone());

@@ -238,7 +238,7 @@ async fn fail(
         .and_then(|i| i.parse().ok());
     r.decision = Some("deny");
     r.path = Some(format!("spool:{id}"));
-    r.reason = Some(format!("{stage}: {reason}"));
+    r.reason = Some(format!("{stage}: {reason}").into());
     ctx.audit.record(r);
     if let Err(e) = spool.fail(id, &format!("{stage}: {reason}")).await {
         tracing::error!(error = %e, "cannot move a failed spool entry");
