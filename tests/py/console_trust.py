@@ -16,9 +16,10 @@ Every wait is explicit (WebDriverWait on a condition), never a sleep.
 import json
 import os
 import sys
-import traceback
 
 import pyotp
+
+import browser_report
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.common.exceptions import StaleElementReferenceException
@@ -196,16 +197,8 @@ try:
 except Exception as e:  # noqa: BLE001 - the test prints it with the page
     result["error"] = f"{type(e).__name__}: {e}"
     # Which wait gave up, and on what: a timeout's own message is empty.
-    result["at_line"] = [f.lineno for f in traceback.extract_tb(e.__traceback__)
-                         if f.filename == __file__]
-    try:
-        result["seen"] = driver.execute_script(
-            "const v = [...document.querySelectorAll('[id^=view-]')].filter(e => !e.hidden)"
-            ".map(e => e.id); const a = document.activeElement;"
-            "return {views: v, active: a ? a.id || a.tagName : null,"
-            " text: (document.querySelector('main') || document.body).innerText.slice(0, 2000)};")
-    except Exception:  # noqa: BLE001 - the report is best effort
-        pass
+    result.update(browser_report.where(e, __file__))
+    result["seen"] = browser_report.seen(driver)
     try:
         result["page"] = driver.find_element(By.TAG_NAME, "main").text[:2000]
     except Exception:  # noqa: BLE001
