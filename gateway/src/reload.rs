@@ -189,16 +189,13 @@ impl Reloader {
                 // Counted after the log lines: whoever sees the count sees them.
                 self.failed.inc();
                 record.decision = Some("deny");
-                record.reason = Some(
-                    match e {
-                        ReloadError::Invalid(lines) => {
-                            format!("invalid: {} problem(s)", lines.len())
-                        }
-                        ReloadError::Apply(_) => "cannot apply".to_string(),
-                        ReloadError::Busy => "busy".to_string(),
+                record.reason = Some(match e {
+                    ReloadError::Invalid(lines) => {
+                        format!("invalid: {} problem(s)", lines.len()).into()
                     }
-                    .into(),
-                );
+                    ReloadError::Apply(_) => "cannot apply".into(),
+                    ReloadError::Busy => "busy".into(),
+                });
             }
         }
         self.audit.record(record);
