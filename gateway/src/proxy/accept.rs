@@ -66,7 +66,16 @@ impl HyperFront {
         // and reads through one more I/O wrapper (for a version it need
         // not sniff).
         let mut h1 = hyper::server::conn::http1::Builder::new();
-        h1.timer(TokioTimer::new()).keep_alive(true);
+        // hyper's own header timer stays off: `ConnIo` bounds the header
+        // (`request_header_timeout`) and the idle wait (`keepalive_timeout`)
+        // already. hyper's default (30 s, on once a timer is set) started at
+        // the end of every response, so it cut idle keep-alive connections
+        // at 30 s whatever `keepalive_timeout` said, and cost a boxed sleep,
+        // a timer registration and one more turn of hyper's poll loop per
+        // request.
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .keep_alive(true);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         // Equal windows per stream and per connection: one upload gets the
         // whole window, and a connection buffers at most that much however
@@ -438,8 +447,12 @@ pub struct ConnIo<S> {
     conn: Arc<ConnInfo>,
     header_timeout: Duration,
     keepalive_timeout: Duration,
+    /// Fires at or before `due`; moved only when `due` comes earlier (see
+    /// [`ConnIo::arm`]).
     deadline: Pin<Box<Sleep>>,
-    /// The deadline currently armed is the idle one.
+    /// When the current phase's deadline (idle or header) passes.
+    due: Instant,
+    /// The idle deadline of this idle phase is set.
     idle_armed: bool,
     scan: HeadScan,
     lingering: Lingering,
@@ -460,11 +473,39 @@ impl<S> ConnIo<S> {
             header_timeout,
             keepalive_timeout,
             deadline: Box::pin(tokio::time::sleep(keepalive_timeout)),
+            due: Instant::now() + keepalive_timeout,
             idle_armed: true,
             scan: HeadScan::default(),
             lingering: Lingering::default(),
             _slot: slot,
         }
+    }
+}
+
+impl<S> ConnIo<S> {
+    /// Sets the current phase's deadline. The timer moves only if it would
+    /// fire after `due`: moving it earlier takes the timer driver's lock,
+    /// and one request moves the deadline twice (header, then idle), so
+    /// under load the timer is left to fire early and [`Self::passed`]
+    /// re-arms it, once per deadline's length rather than per request.
+    fn arm(&mut self, due: Instant) {
+        self.due = due;
+        if self.deadline.deadline() > due {
+            self.deadline.as_mut().reset(due);
+        }
+    }
+
+    /// Whether the current phase's deadline has passed; registers `cx`
+    /// to be woken when it does.
+    fn passed(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.deadline.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= self.due {
+                return true;
+            }
+            // Fired early (set for an earlier phase): wait for the rest.
+            self.deadline.as_mut().reset(self.due);
+        }
+        false
     }
 }
 
@@ -480,16 +521,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
             IDLE => {
                 if !this.idle_armed {
                     this.idle_armed = true;
-                    this.deadline
-                        .as_mut()
-                        .reset(Instant::now() + this.keepalive_timeout);
+                    this.arm(Instant::now() + this.keepalive_timeout);
                 }
-                if this.deadline.as_mut().poll(cx).is_ready() {
+                if this.passed(cx) {
                     // An idle keep-alive connection ends quietly.
                     return Poll::Ready(Ok(()));
                 }
             }
-            HEADER if this.deadline.as_mut().poll(cx).is_ready() => {
+            HEADER if this.passed(cx) => {
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "request header not complete within request_header_timeout",
@@ -504,9 +543,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
                 this.conn.phase.store(HEADER, Ordering::Release);
                 this.idle_armed = false;
                 this.scan = HeadScan::default();
-                this.deadline
-                    .as_mut()
-                    .reset(Instant::now() + this.header_timeout);
+                this.arm(Instant::now() + this.header_timeout);
             }
             if (phase == IDLE || phase == HEADER) && this.scan.feed(&buf.filled()[before..]) {
                 this.conn.length_and_chunked.store(true, Ordering::Release);

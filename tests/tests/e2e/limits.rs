@@ -383,6 +383,39 @@ async fn slowloris_header_is_cut_off_after_request_header_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(1500));
 }
 
+/// `[server] keepalive_timeout` decides how long an idle HTTP/1.1
+/// connection lives, beyond 30 s too (hyper's own header timer, on by
+/// default, used to close every idle connection at 30 s).
+#[tokio::test]
+async fn an_idle_keep_alive_connection_lives_until_keepalive_timeout() {
+    add_server_line(r#"keepalive_timeout = "36s""#);
+    let s = setup(LIMITS).await;
+    let mut kept = tls_connect(&s.certs, s.gw.addr).await.unwrap();
+    let mut idle = tls_connect(&s.certs, s.gw.addr).await.unwrap();
+    healthz_answers(&mut kept).await;
+    healthz_answers(&mut idle).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    healthz_answers(&mut kept).await;
+    // Read to the end; any rest of the first answer arrives at once.
+    let mut b = [0u8; 256];
+    let after = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match idle.read(&mut b).await {
+                Ok(0) | Err(_) => return started.elapsed(),
+                Ok(n) => assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "an idle connection got data: {:?}",
+                    String::from_utf8_lossy(&b[..n])
+                ),
+            }
+        }
+    })
+    .await
+    .expect("an idle connection outlived keepalive_timeout by 17 s");
+    assert!(after >= Duration::from_secs(35), "closed after {after:?}");
+}
+
 #[tokio::test]
 async fn connections_per_ip_are_capped() {
     let s = setup(LIMITS).await;
