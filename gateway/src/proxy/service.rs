@@ -101,7 +101,10 @@ impl HyperGateway {
             .headers
             .get(http::header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let mut x = Exchange {
+        // Boxed: the exchange (~1 KiB) then moves as a pointer, into the
+        // future hyper boxes, into `answer` and into the logging phase's
+        // `Done`, instead of being copied at each step.
+        let mut x = Box::new(Exchange {
             ctx: RequestCtx {
                 // Encoded straight into the string, not through `fmt`.
                 id: uuid::Uuid::now_v7()
@@ -132,7 +135,7 @@ impl HyperGateway {
             error: None,
             checkin: None,
             read_ahead: None,
-        };
+        });
         async move {
             match self.steps(&mut x).await {
                 Ok(upstream) => self.respond_upstream(x, upstream),
@@ -362,7 +365,7 @@ impl HyperGateway {
 
     fn respond_upstream(
         self: Arc<Self>,
-        mut x: Exchange,
+        mut x: Box<Exchange>,
         upstream: http::Response<Incoming>,
     ) -> http::Response<RespBody> {
         let (mut parts, body) = upstream.into_parts();
@@ -376,7 +379,7 @@ impl HyperGateway {
     }
 
     /// The one place a stop becomes a response.
-    fn answer(self: Arc<Self>, mut x: Exchange, stop: Stop) -> http::Response<RespBody> {
+    fn answer(self: Arc<Self>, mut x: Box<Exchange>, stop: Stop) -> http::Response<RespBody> {
         let problem = matches!(stop, Stop::Problem(_) | Stop::Reject(_));
         let (status, content_type, body, extra): (u16, &str, Bytes, AnswerFields) = match stop {
             Stop::Health => (
@@ -499,12 +502,12 @@ fn no_connector() -> Rejection {
 /// The logging phase of one request: runs when hyper drops the response body.
 struct Done {
     gateway: Arc<HyperGateway>,
-    x: Exchange,
+    x: Box<Exchange>,
     status: u16,
 }
 
 impl Done {
-    fn new(gateway: Arc<HyperGateway>, x: Exchange, status: u16) -> Self {
+    fn new(gateway: Arc<HyperGateway>, x: Box<Exchange>, status: u16) -> Self {
         Done { gateway, x, status }
     }
 }
