@@ -66,16 +66,15 @@ impl HyperFront {
         // and reads through one more I/O wrapper (for a version it need
         // not sniff).
         let mut h1 = hyper::server::conn::http1::Builder::new();
-        // hyper's own header timer stays off: `ConnIo` bounds the header
-        // (`request_header_timeout`) and the idle wait (`keepalive_timeout`)
-        // already. hyper's default (30 s, on once a timer is set) started at
-        // the end of every response, so it cut idle keep-alive connections
-        // at 30 s whatever `keepalive_timeout` said, and cost a boxed sleep,
-        // a timer registration and one more turn of hyper's poll loop per
-        // request.
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(None)
-            .keep_alive(true);
+        // No timer, and hyper's own header timer off: `ConnIo` bounds the
+        // header (`request_header_timeout`) and the idle wait
+        // (`keepalive_timeout`) already, and the header timer is all an
+        // HTTP/1.1 server connection would use a timer for. hyper's default
+        // (30 s, on once a timer is set) started at the end of every
+        // response, so it cut idle keep-alive connections at 30 s whatever
+        // `keepalive_timeout` said, and cost a boxed sleep, a timer
+        // registration and one more turn of hyper's poll loop per request.
+        h1.header_read_timeout(None).keep_alive(true);
         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         // Equal windows per stream and per connection: one upload gets the
         // whole window, and a connection buffers at most that much however
